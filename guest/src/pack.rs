@@ -1,0 +1,267 @@
+//! Writing a cache archive: POSIX pax tar, compressed as one zstd stream with content checksums.
+//!
+//! The host decides what goes in (it checked each path and read the mode bits WASI cannot see); this
+//! module frames it. Names that do not fit ustar, non-ASCII names, sub-second mtimes and huge sizes get
+//! pax records, as `tar --posix` writes them, so GNU tar reads our archives exactly. File bytes are
+//! copied through one reused buffer with no per-file `stat`: per-file WASI calls are the cost to avoid.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use tar::{EntryType, Header};
+
+use crate::GuestError;
+use crate::bindings::{Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
+
+const BLOCK: usize = 512;
+/// Largest value of an 11-digit octal ustar field (size, mtime).
+const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
+
+/// Writes `members` as a tar.zst stream to `sink`.
+pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, sink: impl Write) -> Result<PackSummary, GuestError> {
+    let compressed = Counting::new(sink);
+    let mut encoder = zstd::stream::write::Encoder::new(compressed, options.level).map_err(stream_error)?;
+    encoder.include_checksum(true).map_err(stream_error)?;
+    let mut tar = Counting::new(encoder);
+    let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
+
+    for member in members {
+        let root = roots
+            .get(member.root as usize)
+            .ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))?;
+        let name = member_name(&root.member_prefix, &member.relative);
+        write_member(&mut tar, root, member, &name, &mut buffer)?;
+    }
+    tar.write_all(&[0u8; 2 * BLOCK]).map_err(stream_error)?;
+    let tar_bytes = tar.count;
+    let compressed = tar.inner.finish().map_err(stream_error)?;
+    Ok(PackSummary { members: members.len() as u64, tar_bytes, compressed_bytes: compressed.count })
+}
+
+/// The archive name of `relative` under a root's `prefix`.
+pub fn member_name(prefix: &str, relative: &str) -> String {
+    if relative.is_empty() { prefix.to_owned() } else { format!("{prefix}/{relative}") }
+}
+
+fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, buffer: &mut [u8]) -> Result<(), GuestError> {
+    let mut header = Header::new_ustar();
+    let mut pax = PaxRecords::default();
+    let size = if member.kind == MemberKind::File { member.size } else { 0 };
+    header.set_entry_type(match member.kind {
+        MemberKind::File => EntryType::Regular,
+        MemberKind::Directory => EntryType::Directory,
+        MemberKind::Symlink => EntryType::Symlink,
+    });
+    header.set_mode(member.mode & 0o7777);
+    header.set_uid(0);
+    header.set_gid(0);
+    set_name(&mut header, &mut pax, name).map_err(|e| GuestError::rejected(name, e))?;
+    set_size(&mut header, &mut pax, size);
+    set_mtime(&mut header, &mut pax, member.mtime);
+    if member.kind == MemberKind::Symlink {
+        let target = member.link_target.as_deref().ok_or_else(|| GuestError::rejected(name, "symlink without a target"))?;
+        if target.len() > 100 || !target.is_ascii() || header.set_link_name_literal(target).is_err() {
+            pax.add("linkpath", target);
+            header.set_link_name_literal("pax-linkpath").map_err(stream_error)?;
+        }
+    }
+    header.set_cksum();
+
+    if !pax.is_empty() {
+        write_pax_header(out, name, &pax).map_err(stream_error)?;
+    }
+    out.write_all(header.as_bytes()).map_err(stream_error)?;
+    if size > 0 {
+        let path = format!("{}/{}", root.guest_dir, member.relative);
+        let file = File::open(&path).map_err(|e| GuestError::io(&path, &e))?;
+        copy_exact(file, size, out, buffer).map_err(|e| match e {
+            CopyError::Read(e) => GuestError::io(&path, &e),
+            CopyError::Shrunk { read } => {
+                GuestError::Io { path: path.clone(), message: format!("file shrank while it was archived: {read} of {size} bytes") }
+            }
+            CopyError::Write(e) => stream_error(e),
+        })?;
+        pad(out, size).map_err(stream_error)?;
+    }
+    Ok(())
+}
+
+/// Puts `name` in the ustar name/prefix fields when it fits and is ASCII; otherwise in a pax `path`.
+fn set_name(header: &mut Header, pax: &mut PaxRecords, name: &str) -> io::Result<()> {
+    let fits = name.is_ascii() && name.len() <= 100;
+    if fits {
+        let ustar = header.as_ustar_mut().expect("ustar header");
+        ustar.name[..name.len()].copy_from_slice(name.as_bytes());
+        return Ok(());
+    }
+    pax.add("path", name);
+    // A readable stand-in for readers without pax support: the ASCII tail of the name.
+    let fallback: String = name.chars().filter(char::is_ascii).collect();
+    let start = fallback.len().saturating_sub(99);
+    let fallback = &fallback[start..];
+    let ustar = header.as_ustar_mut().expect("ustar header");
+    ustar.name[..fallback.len()].copy_from_slice(fallback.as_bytes());
+    Ok(())
+}
+
+fn set_size(header: &mut Header, pax: &mut PaxRecords, size: u64) {
+    if size > USTAR_NUMERIC_MAX {
+        pax.add("size", &size.to_string());
+        header.set_size(0);
+    } else {
+        header.set_size(size);
+    }
+}
+
+fn set_mtime(header: &mut Header, pax: &mut PaxRecords, mtime: Timestamp) {
+    let in_range = (0..=USTAR_NUMERIC_MAX as i64).contains(&mtime.seconds);
+    header.set_mtime(if in_range { mtime.seconds as u64 } else { 0 });
+    if mtime.nanoseconds != 0 || !in_range {
+        pax.add("mtime", &format_pax_time(mtime));
+    }
+}
+
+/// `seconds[.fraction]` as pax writes it, e.g. `1700000000.123456789` or `-1.5`.
+pub fn format_pax_time(time: Timestamp) -> String {
+    if time.nanoseconds == 0 {
+        return time.seconds.to_string();
+    }
+    // For negative times the fraction counts away from zero: -0.5 s is seconds=-1, nanos=500_000_000.
+    let (seconds, nanos) = if time.seconds < 0 {
+        (time.seconds + 1, 1_000_000_000 - time.nanoseconds)
+    } else {
+        (time.seconds, time.nanoseconds)
+    };
+    let sign = if time.seconds < 0 && seconds == 0 { "-" } else { "" };
+    let fraction = format!("{nanos:09}");
+    format!("{sign}{seconds}.{}", fraction.trim_end_matches('0'))
+}
+
+/// Extended header records (`LEN key=value\n`), in insertion order.
+#[derive(Default)]
+struct PaxRecords {
+    bytes: Vec<u8>,
+}
+
+impl PaxRecords {
+    fn add(&mut self, key: &str, value: &str) {
+        // LEN counts the whole record including its own digits.
+        let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        self.bytes.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+fn write_pax_header(out: &mut impl Write, name: &str, pax: &PaxRecords) -> io::Result<()> {
+    let mut header = Header::new_ustar();
+    header.set_entry_type(EntryType::XHeader);
+    let stand_in = format!("PaxHeaders/{}", name.rsplit('/').next().unwrap_or(name));
+    let stand_in: String = stand_in.chars().filter(char::is_ascii).take(99).collect();
+    header.as_ustar_mut().expect("ustar header").name[..stand_in.len()].copy_from_slice(stand_in.as_bytes());
+    header.set_mode(0o644);
+    header.set_size(pax.bytes.len() as u64);
+    header.set_mtime(0);
+    header.set_cksum();
+    out.write_all(header.as_bytes())?;
+    out.write_all(&pax.bytes)?;
+    pad(out, pax.bytes.len() as u64)
+}
+
+fn pad(out: &mut impl Write, written: u64) -> io::Result<()> {
+    let remainder = (written % BLOCK as u64) as usize;
+    if remainder != 0 {
+        out.write_all(&[0u8; BLOCK][..BLOCK - remainder])?;
+    }
+    Ok(())
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    Shrunk { read: u64 },
+}
+
+/// Copies exactly `size` bytes of `file` to `out`. Bytes appended after the size was taken are left
+/// out (as GNU tar does); a file that ends early is an error, since padding it would store wrong bytes.
+fn copy_exact(mut file: File, size: u64, out: &mut impl Write, buffer: &mut [u8]) -> Result<(), CopyError> {
+    let mut remaining = size;
+    while remaining > 0 {
+        let want = remaining.min(buffer.len() as u64) as usize;
+        let n = match file.read(&mut buffer[..want]) {
+            Ok(0) => return Err(CopyError::Shrunk { read: size - remaining }),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        out.write_all(&buffer[..n]).map_err(CopyError::Write)?;
+        remaining -= n as u64;
+    }
+    Ok(())
+}
+
+/// Maps a failure of the output stream (the host's sink or the encoder) to `stream-failed`.
+fn stream_error(err: io::Error) -> GuestError {
+    GuestError::StreamFailed(err.to_string())
+}
+
+/// A writer that counts what passes through it.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W> Counting<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, count: 0 }
+    }
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// pax record lengths count their own digits, including across a digit boundary.
+    #[test]
+    fn pax_record_lengths_are_self_inclusive() {
+        let mut pax = PaxRecords::default();
+        pax.add("path", "x");
+        assert_eq!(pax.bytes, b"9 path=x\n");
+        let mut pax = PaxRecords::default();
+        let value = "y".repeat(90); // body 97 + 2 digits = 99
+        pax.add("path", &value);
+        assert_eq!(pax.bytes.len(), 99);
+        let mut pax = PaxRecords::default();
+        let value = "y".repeat(91); // body 98 + 2 = 100, needs 3 digits = 101
+        pax.add("path", &value);
+        assert_eq!(pax.bytes.len(), 101);
+        assert!(pax.bytes.starts_with(b"101 "));
+    }
+
+    /// Sub-second and negative times format as GNU tar writes them.
+    #[test]
+    fn formats_pax_times() {
+        assert_eq!(format_pax_time(Timestamp { seconds: 5, nanoseconds: 0 }), "5");
+        assert_eq!(format_pax_time(Timestamp { seconds: 5, nanoseconds: 120_000_000 }), "5.12");
+        assert_eq!(format_pax_time(Timestamp { seconds: -1, nanoseconds: 500_000_000 }), "-0.5");
+        assert_eq!(format_pax_time(Timestamp { seconds: -2, nanoseconds: 250_000_000 }), "-1.75");
+    }
+}

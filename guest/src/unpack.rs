@@ -1,0 +1,308 @@
+//! Extracting a cache archive into staging directories, refusing anything hostile.
+//!
+//! The `tar` crate only parses here; its own `unpack` cannot run under WASI (no chmod, no symlinks) and
+//! trusts too much. Our loop checks every member against `s3cache-policy` before a byte is written:
+//! the name must be a safe relative path under one of the restored roots and selected by its patterns;
+//! no member may sit below a symlink from the same archive; duplicates, hard links, devices and
+//! unknown types are refused. Files are created with `create_new`, so nothing is ever written through an
+//! existing path. Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
+//! and applies them. The first violation stops extraction; the host then discards the staging dirs.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+
+use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
+use tar::{Archive, EntryType};
+
+use crate::GuestError;
+use crate::bindings::{Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
+
+/// The marker a source puts inside an `io::Error` when the host's stream failed, as opposed to the
+/// bytes being bad. It keeps "the download failed" apart from "the archive is corrupt".
+#[derive(Debug)]
+pub struct SourceFailed(pub String);
+
+impl std::fmt::Display for SourceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceFailed {}
+
+struct RestoreRoot<'a> {
+    root: &'a Root,
+    prefix: MemberPath,
+    selector: Selector,
+    /// Directories known to exist in staging, so each is created once.
+    directories: HashSet<String>,
+}
+
+/// Extracts the tar.zst read from `source` under the roots' staging directories.
+pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_size: usize) -> Result<UnpackReport, GuestError> {
+    let mut restore_roots = roots
+        .iter()
+        .map(|root| {
+            let prefix = validate_relative(&root.member_prefix)
+                .map_err(|v| GuestError::Other(format!("root prefix {:?}: {v}", root.member_prefix)))?;
+            let selector = Selector::new(&root.include_globs, &root.exclude_globs)?;
+            Ok(RestoreRoot { root, prefix, selector, directories: HashSet::from([String::new()]) })
+        })
+        .collect::<Result<Vec<_>, GuestError>>()?;
+
+    let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, "zstd"))?;
+    decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, "zstd"))?;
+    let bounded = Bounded { inner: decoder, remaining: limits.max_total_bytes };
+    let mut archive = Archive::new(bounded);
+    let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
+
+    let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut symlinks: HashSet<String> = HashSet::new();
+    let mut buffer = vec![0u8; buffer_size.max(64 * 1024)];
+
+    let entries = archive.entries().map_err(|e| classify(e, "tar"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| classify(e, "tar"))?;
+        report.members += 1;
+        if report.members > limits.max_members {
+            return Err(GuestError::LimitExceeded(format!("more than {} members", limits.max_members)));
+        }
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let entry_type = entry.header().entry_type();
+        if entry_type.is_pax_global_extensions() {
+            continue;
+        }
+        let kind = match entry_type {
+            EntryType::Regular | EntryType::Continuous => MemberKind::File,
+            EntryType::Directory => MemberKind::Directory,
+            EntryType::Symlink => MemberKind::Symlink,
+            EntryType::Link => return Err(GuestError::rejected(&raw_name, "hard links are not supported")),
+            other => return Err(GuestError::rejected(&raw_name, format!("unsupported entry type {other:?}"))),
+        };
+        if std::str::from_utf8(&entry.path_bytes()).is_err() {
+            return Err(GuestError::rejected(&raw_name, "name is not UTF-8"));
+        }
+        let path = validate_member_path(&raw_name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
+        let joined = path.as_joined();
+        if !seen.insert(joined.clone()) {
+            return Err(GuestError::rejected(&raw_name, "duplicate member"));
+        }
+        if ancestors(&joined).any(|a| symlinks.contains(a)) {
+            return Err(GuestError::rejected(&raw_name, "below a symlink"));
+        }
+        let (index, root) = restore_roots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, r)| path.starts_with(&r.prefix))
+            .max_by_key(|(_, r)| r.prefix.depth())
+            .ok_or_else(|| GuestError::rejected(&raw_name, Violation::OutsideRoots))?;
+        let relative = path.strip_prefix(&root.prefix).expect("prefix checked");
+        if !root.selector.selects(&relative) {
+            return Err(GuestError::rejected(&raw_name, Violation::NotSelected));
+        }
+        if relative.is_empty() && kind != MemberKind::Directory {
+            return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
+        }
+
+        let mode = entry.header().mode().map_err(|e| classify(e, "tar"))?;
+        let mtime = mtime(&mut entry).map_err(|e| GuestError::rejected(&raw_name, e))?;
+        let mut fixup = Fixup {
+            root: index as u32,
+            relative: relative.clone(),
+            kind,
+            mode: sanitize_mode(mode, kind == MemberKind::Directory),
+            mtime,
+            link_target: None,
+        };
+        let staged = |rel: &str| format!("{}/{rel}", root.root.guest_dir);
+        match kind {
+            MemberKind::Directory => {
+                ensure_directory(root, &relative)?;
+            }
+            MemberKind::File => {
+                let size = entry.size();
+                report.bytes += size;
+                if report.bytes > limits.max_total_bytes {
+                    return Err(GuestError::LimitExceeded(format!("more than {} bytes of content", limits.max_total_bytes)));
+                }
+                if let Some((parent, _)) = relative.rsplit_once('/') {
+                    ensure_directory(root, parent)?;
+                }
+                let target = staged(&relative);
+                let file = OpenOptions::new().write(true).create_new(true).open(&target).map_err(|e| GuestError::io(&target, &e))?;
+                copy_entry(&mut entry, file, size, &mut buffer).map_err(|e| match e {
+                    CopyError::Read(e) => classify(e, "tar"),
+                    CopyError::Write(e) => GuestError::io(&target, &e),
+                })?;
+            }
+            MemberKind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| GuestError::rejected(&raw_name, "symlink without a target"))?;
+                let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "symlink target is not UTF-8"))?;
+                let link = validate_relative(&relative).map_err(|v| GuestError::rejected(&raw_name, v))?;
+                validate_symlink_target(&link, target).map_err(|v| GuestError::rejected(&raw_name, v))?;
+                if root.directories.contains(&relative) {
+                    return Err(GuestError::rejected(&raw_name, "symlink would replace a directory"));
+                }
+                if let Some((parent, _)) = relative.rsplit_once('/') {
+                    ensure_directory(root, parent)?;
+                }
+                fixup.link_target = Some(target.to_owned());
+                symlinks.insert(joined);
+            }
+        }
+        report.fixups.push(fixup);
+    }
+
+    // Past the end-of-archive blocks only zero padding may follow, and the zstd stream must end cleanly
+    // (a truncated or corrupt frame fails its checksum here at the latest).
+    let mut rest = archive.into_inner();
+    loop {
+        let n = rest.read(&mut buffer).map_err(|e| classify(e, "zstd"))?;
+        if n == 0 {
+            break;
+        }
+        if buffer[..n].iter().any(|&b| b != 0) {
+            return Err(GuestError::CorruptStream("data after the end of the tar archive".into()));
+        }
+    }
+    Ok(report)
+}
+
+/// Creates `relative` (and its parents) under a root's staging directory once.
+fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str) -> Result<(), GuestError> {
+    if root.directories.contains(relative) {
+        return Ok(());
+    }
+    let path = format!("{}/{relative}", root.root.guest_dir);
+    fs::create_dir_all(&path).map_err(|e| GuestError::io(&path, &e))?;
+    let mut prefix = String::new();
+    for component in relative.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(component);
+        root.directories.insert(prefix.clone());
+    }
+    Ok(())
+}
+
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(|(i, _)| &path[..i])
+}
+
+/// The member's mtime: the pax `mtime` record when present (sub-second), else the ustar field.
+fn mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Timestamp, String> {
+    if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
+        for extension in extensions {
+            let extension = extension.map_err(|e| e.to_string())?;
+            if extension.key_bytes() == b"mtime" {
+                let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
+                return parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"));
+            }
+        }
+    }
+    let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
+    Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
+}
+
+/// Parses pax's `seconds[.fraction]`, possibly negative; at most nanosecond precision is kept.
+pub fn parse_pax_time(value: &str) -> Option<Timestamp> {
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, digit) in fraction.bytes().take(9).enumerate() {
+        nanos += u32::from(digit - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some(match (negative, nanos) {
+        (false, _) => Timestamp { seconds: whole, nanoseconds: nanos },
+        (true, 0) => Timestamp { seconds: -whole, nanoseconds: 0 },
+        (true, n) => Timestamp { seconds: -whole - 1, nanoseconds: 1_000_000_000 - n },
+    })
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+fn copy_entry(entry: &mut impl Read, mut file: fs::File, size: u64, buffer: &mut [u8]) -> Result<(), CopyError> {
+    let mut remaining = size;
+    while remaining > 0 {
+        let want = remaining.min(buffer.len() as u64) as usize;
+        let n = match entry.read(&mut buffer[..want]) {
+            Ok(0) => return Err(CopyError::Read(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a file"))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        file.write_all(&buffer[..n]).map_err(CopyError::Write)?;
+        remaining -= n as u64;
+    }
+    Ok(())
+}
+
+/// Sorts a read error into the host's stream failing, a limit, or corrupt data.
+fn classify(err: io::Error, layer: &str) -> GuestError {
+    if let Some(failed) = err.get_ref().and_then(|e| e.downcast_ref::<SourceFailed>()) {
+        return GuestError::StreamFailed(failed.0.clone());
+    }
+    if let Some(limit) = err.get_ref().and_then(|e| e.downcast_ref::<LimitReached>()) {
+        return GuestError::LimitExceeded(limit.to_string());
+    }
+    GuestError::CorruptStream(format!("{layer}: {err}"))
+}
+
+#[derive(Debug)]
+struct LimitReached(u64);
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the uncompressed archive is larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+/// Fails reads once more than the limit of decompressed bytes has been produced (a zstd bomb).
+struct Bounded<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.remaining {
+            return Err(io::Error::other(LimitReached(self.remaining)));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// pax times parse back to what `pack::format_pax_time` wrote.
+    #[test]
+    fn parses_pax_times() {
+        for (text, seconds, nanoseconds) in [("5", 5, 0), ("5.12", 5, 120_000_000), ("-0.5", -1, 500_000_000), ("-1.75", -2, 250_000_000), ("1.0000000019", 1, 1)] {
+            assert_eq!(parse_pax_time(text), Some(Timestamp { seconds, nanoseconds }), "{text}");
+        }
+        assert_eq!(parse_pax_time("x"), None);
+        assert_eq!(parse_pax_time("1.x"), None);
+        assert_eq!(parse_pax_time(""), None);
+    }
+}

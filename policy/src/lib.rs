@@ -1,0 +1,46 @@
+//! Pure policy shared by the guest and the host: what an archive member may be called, which modes and
+//! link targets are allowed, and which paths a cached root selects.
+//!
+//! Nothing here does I/O. The guest applies these rules while extracting, and the host applies the very
+//! same functions again to everything the guest asks it to do (modes, symlinks, moves into place), so
+//! a compromised or buggy guest cannot widen what the host touches. The rules follow Python's PEP 706
+//! `data` filter.
+
+mod member;
+mod mode;
+mod selection;
+mod symlink;
+
+pub use member::{MemberPath, PathRules, validate_member_path, validate_relative};
+pub use mode::sanitize_mode;
+pub use selection::{PatternError, Selector};
+pub use symlink::validate_symlink_target;
+
+/// Why a path, mode or link was refused. The message names the rule; callers add the member's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("empty path")]
+    Empty,
+    #[error("absolute path")]
+    Absolute,
+    #[error("`..` component")]
+    ParentComponent,
+    #[error("Windows drive, UNC or backslash path")]
+    WindowsPath,
+    #[error("NUL byte in path")]
+    NulByte,
+    #[error("path is {len} bytes, over the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("path is {depth} components deep, over the limit of {max}")]
+    TooDeep { depth: usize, max: usize },
+    #[error("not under any restored path")]
+    OutsideRoots,
+    #[error("not selected by the restored path's patterns")]
+    NotSelected,
+    #[error("symlink target is absolute")]
+    AbsoluteLinkTarget,
+    #[error("symlink target escapes its root")]
+    EscapingLinkTarget,
+    #[error("empty symlink target")]
+    EmptyLinkTarget,
+}
