@@ -36,38 +36,44 @@ pub fn selected_files(dir: &Path, selector: &Selector) -> Result<Vec<String>, Gu
     Ok(files)
 }
 
-/// Calls `visit(relative, kind)` for every selected object under `dir`, pruning excluded directories.
-/// Objects that are neither file, directory nor symlink (sockets, FIFOs, devices) and names that are
-/// not UTF-8 are skipped with a warning.
+/// Calls `visit(relative, kind)` for every selected object under `dir`, walking only from the
+/// selector's start points and pruning excluded directories. Objects that are neither file, directory
+/// nor symlink (sockets, FIFOs, devices) and names that are not UTF-8 are skipped with a warning.
 fn walk_selected(dir: &Path, selector: &Selector, mut visit: impl FnMut(&str, MemberKind)) -> Result<(), GuestError> {
-    let mut entries = WalkDir::new(dir).follow_links(false).sort_by_file_name().into_iter();
-    while let Some(entry) = entries.next() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(dir).display().to_string();
-            GuestError::Io { path, message: e.to_string() }
-        })?;
-        let Ok(relative) = entry.path().strip_prefix(dir) else { continue };
-        let Some(relative) = relative.to_str() else {
-            logging::warn(&format!("skipping {}: the name is not UTF-8", entry.path().display()));
-            continue;
-        };
-        let file_type = entry.file_type();
-        if file_type.is_dir() && selector.excludes(relative) {
-            entries.skip_current_dir();
-            continue;
+    for start in selector.walk_starts() {
+        let start_path = if start.is_empty() { dir.to_path_buf() } else { dir.join(start) };
+        if !start.is_empty() && std::fs::symlink_metadata(&start_path).is_err() {
+            continue; // nothing there to cache
         }
-        let kind = if file_type.is_dir() {
-            MemberKind::Directory
-        } else if file_type.is_symlink() {
-            MemberKind::Symlink
-        } else if file_type.is_file() {
-            MemberKind::File
-        } else {
-            logging::warn(&format!("skipping {}: not a file, directory or symlink", entry.path().display()));
-            continue;
-        };
-        if selector.selects(relative) {
-            visit(relative, kind);
+        let mut entries = WalkDir::new(&start_path).follow_links(false).follow_root_links(false).sort_by_file_name().into_iter();
+        while let Some(entry) = entries.next() {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(dir).display().to_string();
+                GuestError::Io { path, message: e.to_string() }
+            })?;
+            let Ok(relative) = entry.path().strip_prefix(dir) else { continue };
+            let Some(relative) = relative.to_str() else {
+                logging::warn(&format!("skipping {}: the name is not UTF-8", entry.path().display()));
+                continue;
+            };
+            let file_type = entry.file_type();
+            if file_type.is_dir() && selector.excludes(relative) {
+                entries.skip_current_dir();
+                continue;
+            }
+            let kind = if file_type.is_dir() {
+                MemberKind::Directory
+            } else if file_type.is_symlink() {
+                MemberKind::Symlink
+            } else if file_type.is_file() {
+                MemberKind::File
+            } else {
+                logging::warn(&format!("skipping {}: not a file, directory or symlink", entry.path().display()));
+                continue;
+            };
+            if selector.selects(relative) {
+                visit(relative, kind);
+            }
         }
     }
     Ok(())
@@ -115,6 +121,15 @@ mod tests {
                 ("link", MemberKind::Symlink),
             ]
         );
+    }
+
+    /// A literal include walks only its own subtree, and a symlinked start is listed, not followed.
+    #[test]
+    fn walks_from_literal_starts() {
+        let dir = tree();
+        let found = find(&[root(dir.path(), &["a/b", "link"], &[])]).unwrap();
+        let listed: Vec<_> = found.iter().map(|f| (f.relative.as_str(), f.kind)).collect();
+        assert_eq!(listed, vec![("a/b", MemberKind::Directory), ("a/b/x.lock", MemberKind::File), ("link", MemberKind::Symlink)]);
     }
 
     /// `selected_files` keeps regular files only.

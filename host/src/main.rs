@@ -1,1 +1,215 @@
-fn main() {}
+//! The `s3cache` command: parses flags and the environment once, runs one cache operation, prints
+//! the outcome, and maps it to an exit code (see README, "Exit codes").
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use s3cache::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
+use s3cache::s3::Credentials;
+use s3cache::{GuestLimits, RestoreRequest, S3Options, Sandbox, SaveRequest, env_vars, output};
+
+/// Exit code for a miss with `--fail-on-cache-miss` or a failure with `--fail-on-error`.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+/// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "s3cache", version, about)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Log diagnostics (same as S3CACHE_LOG=debug).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Where caches live: s3://bucket[/prefix] or file:///dir. Default: a local store under the user
+    /// cache directory.
+    #[arg(long, global = true, env = env_vars::S3CACHE_STORE, value_name = "URL")]
+    store: Option<String>,
+    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Use path-style addressing (host/bucket/key); automatic for IP and localhost endpoints.
+    #[arg(long, global = true)]
+    path_style: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save paths under a key, unless an entry with that key exists.
+    Save(SaveArgs),
+    /// Restore paths from the entry with the key, or the newest matching a restore key.
+    Restore(RestoreArgs),
+    /// Print the key a template renders to.
+    Key(KeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct SaveArgs {
+    /// The key, or a template such as 'deps-{{ hashFiles "**/Cargo.lock" }}'.
+    #[arg(long)]
+    key: String,
+    /// Paths to cache: files, directories, globs; `!` excludes; `~` is expanded. Repeatable.
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: i32,
+    /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
+    #[arg(long)]
+    fail_on_error: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The primary key (or template); matched exactly.
+    #[arg(long)]
+    key: String,
+    /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
+    #[arg(long = "restore-key", value_name = "PREFIX")]
+    restore_keys: Vec<String>,
+    /// Paths to restore; must be the same list the cache was saved with.
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Exit 1 when nothing is restored.
+    #[arg(long)]
+    fail_on_cache_miss: bool,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The template, e.g. '{{ os }}-{{ checksum "Cargo.lock" }}'.
+    #[arg(long)]
+    template: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    env_var(env_vars::S3CACHE_CACHE_DIR).map(PathBuf::from).or_else(|| dirs::cache_dir().map(|d| d.join("s3cache")))
+}
+
+fn context(args: &StoreArgs) -> Result<CacheContext> {
+    let credentials = Credentials::from_env(env_var).map_err(anyhow::Error::msg)?;
+    if let Some(credentials) = &credentials {
+        credentials.secrets().for_each(output::register_secret);
+    }
+    let options = S3Options {
+        endpoint: args.endpoint.clone().or_else(|| env_var(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env_var(env_vars::AWS_ENDPOINT_URL)),
+        region: args.region.clone().or_else(|| env_var(env_vars::AWS_REGION)).or_else(|| env_var(env_vars::AWS_DEFAULT_REGION)),
+        path_style: args.path_style,
+        credentials,
+        ..S3Options::default()
+    };
+    let cache_dir = cache_dir();
+    let url = match &args.store {
+        Some(url) => url.clone(),
+        None => {
+            let dir = cache_dir.clone().context("no store given and no cache directory known; set S3CACHE_STORE")?.join("store");
+            let url = format!("file://{}", dir.display());
+            output::notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
+            url
+        }
+    };
+    let store = s3cache::open_store(&url, options)?;
+    let sandbox = Sandbox::load(cache_dir.as_deref(), GuestLimits::default())?;
+    let env: EnvLookup = Arc::new(env_var);
+    Ok(CacheContext {
+        store: Arc::from(store),
+        sandbox: Arc::new(sandbox),
+        cwd: std::env::current_dir().context("reading the working directory")?,
+        home: dirs::home_dir(),
+        env,
+    })
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let context = context(&cli.store)?;
+    match cli.command {
+        Command::Key(args) => {
+            println!("{}", context.compute_key(&args.template)?);
+            Ok(0)
+        }
+        Command::Save(args) => {
+            let request = SaveRequest { key: args.key, paths: args.paths, compression_level: args.compression_level };
+            match context.save(&request)? {
+                SaveOutcome::Saved { key, bytes, members, elapsed } => {
+                    output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(bytes), elapsed.as_secs_f64()));
+                    Ok(0)
+                }
+                SaveOutcome::AlreadyExists { key } => {
+                    output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)"));
+                    Ok(0)
+                }
+                SaveOutcome::NothingToSave { key } => {
+                    output::warning(&format!("nothing to save under {key}: the paths match no files"));
+                    Ok(0)
+                }
+                SaveOutcome::Failed { key, reason } => {
+                    output::warning(&format!("cache {}not saved: {reason}", key.map(|k| format!("{k} ")).unwrap_or_default()));
+                    Ok(if args.fail_on_error { EXIT_FAILED } else { 0 })
+                }
+            }
+        }
+        Command::Restore(args) => {
+            let request = RestoreRequest { key: args.key, restore_keys: args.restore_keys, paths: args.paths };
+            match context.restore(&request)? {
+                RestoreOutcome::Hit(hit) => {
+                    let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
+                    output::notice(&format!(
+                        "restored {} ({how}): {} entries, {} in {:.2}s",
+                        hit.matched_key,
+                        hit.members,
+                        megabytes(hit.bytes),
+                        hit.elapsed.as_secs_f64()
+                    ));
+                    Ok(0)
+                }
+                RestoreOutcome::Miss { reason, failed, .. } => {
+                    if failed {
+                        output::warning(&format!("cache not restored: {reason}"));
+                    } else {
+                        output::notice(&format!("cache miss: {reason}"));
+                    }
+                    Ok(if args.fail_on_cache_miss { EXIT_FAILED } else { 0 })
+                }
+            }
+        }
+    }
+}

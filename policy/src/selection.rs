@@ -20,13 +20,22 @@ pub struct PatternError {
 pub struct Selector {
     include: Option<GlobSet>,
     exclude: GlobSet,
+    starts: Vec<String>,
 }
 
 impl Selector {
     /// Compiles the patterns. An empty `include` selects the whole tree.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, PatternError> {
+        let starts = walk_starts(include);
         let include = if include.is_empty() { None } else { Some(compile(include)?) };
-        Ok(Self { include, exclude: compile(exclude)? })
+        Ok(Self { include, exclude: compile(exclude)?, starts })
+    }
+
+    /// Where a walker must start so that it sees every selected path and little else: the literal
+    /// leading directories of the include patterns (`node_modules` for `node_modules`, `src` for
+    /// `src/**/*.rs`, the root for `**/*.lock`), sorted, without any that lie inside another.
+    pub fn walk_starts(&self) -> &[String] {
+        &self.starts
     }
 
     /// Whether `relative` (`/`-separated, empty for the root itself) is selected.
@@ -64,6 +73,35 @@ fn glob(pattern: &str) -> Result<Glob, PatternError> {
         .backslash_escape(true)
         .build()
         .map_err(|e| PatternError { pattern: pattern.to_owned(), message: e.kind().to_string() })
+}
+
+fn walk_starts(include: &[String]) -> Vec<String> {
+    let mut starts: Vec<String> = if include.is_empty() {
+        vec![String::new()]
+    } else {
+        include
+            .iter()
+            .map(|pattern| {
+                let literal: Vec<&str> = pattern
+                    .trim_end_matches('/')
+                    .split('/')
+                    .take_while(|c| !c.contains(['*', '?', '[', '{', '\\']))
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .collect();
+                literal.join("/")
+            })
+            .collect()
+    };
+    starts.sort();
+    starts.dedup();
+    let mut kept: Vec<String> = Vec::new();
+    for start in starts {
+        let inside_kept = kept.iter().any(|k| k.is_empty() || start == *k || start.starts_with(&format!("{k}/")));
+        if !inside_kept {
+            kept.push(start);
+        }
+    }
+    kept
 }
 
 /// `a/b/c` yields `a`, `a/b`, `a/b/c`; the empty path yields nothing.
@@ -110,6 +148,14 @@ mod tests {
         let s = selector(&["*.lock"], &[]);
         assert!(s.selects("Cargo.lock"));
         assert!(!s.selects("sub/Cargo.lock"));
+    }
+
+    /// Walks start at the literal part of each include, outermost only.
+    #[test]
+    fn computes_walk_starts() {
+        assert_eq!(selector(&[], &[]).walk_starts(), [""]);
+        assert_eq!(selector(&["node_modules", "src/**/*.rs", "src/lib", "**/*.lock"], &[]).walk_starts(), [""]);
+        assert_eq!(selector(&["target/debug", "src/**/*.rs", "src/a/*.c", "srcx"], &[]).walk_starts(), ["src", "srcx", "target/debug"]);
     }
 
     /// A malformed pattern is an error that names it.

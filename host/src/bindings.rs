@@ -1,0 +1,11 @@
+//! Host bindings generated from `wit/` by `wasmtime::component::bindgen!`: the `cache-guest` world,
+//! its records, and the traits for the imports the host implements (in [`crate::sandbox`]).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "cache-guest",
+});
+
+pub use exports::s3cache::guest::archive::{Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
+pub use exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
+pub use s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};

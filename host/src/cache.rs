@@ -1,0 +1,317 @@
+//! Cache semantics, shared by every front end: computing keys, looking up an exact key then
+//! restore-key prefixes, skipping saves of keys that exist, and turning every operational failure
+//! into a value (a miss, or a save that did not happen) with a reason, never a failed build.
+//!
+//! Objects are stored as `<store prefix>/<key>.tar.zst`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::bindings::{PackOptions, Root, TemplateContext, UnpackLimits};
+use crate::paths::{CachedRoot, PathError, resolve_roots};
+use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
+use crate::staging::Staging;
+use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError};
+use crate::{env_vars, fsmeta, output, progress};
+
+/// Suffix of archive objects.
+pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+/// Longest key, as in actions/cache.
+pub const MAX_KEY_LENGTH: usize = 512;
+
+/// Reads an environment variable; injected so that embedders and tests control the environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Everything a cache operation needs besides its request.
+#[derive(Clone)]
+pub struct CacheContext {
+    pub store: Arc<dyn BlobStore>,
+    pub sandbox: Arc<Sandbox>,
+    /// The workspace: relative paths and template files resolve against it.
+    pub cwd: PathBuf,
+    pub home: Option<PathBuf>,
+    pub env: EnvLookup,
+}
+
+impl std::fmt::Debug for CacheContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheContext").field("store", &self.store.location()).field("cwd", &self.cwd).finish_non_exhaustive()
+    }
+}
+
+/// Something the user has to fix; the operation did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Paths(#[from] PathError),
+    #[error("invalid key {key:?}: {rule}")]
+    InvalidKey { key: String, rule: &'static str },
+    #[error("{0}")]
+    Template(String),
+    #[error("could not start the sandbox: {0:#}")]
+    Sandbox(anyhow::Error),
+}
+
+/// A request to save paths under a key.
+#[derive(Debug, Clone)]
+pub struct SaveRequest {
+    /// The key, or a key template (`deps-{{ hashFiles "**/Cargo.lock" }}`).
+    pub key: String,
+    pub paths: Vec<String>,
+    /// zstd level, 1..=19.
+    pub compression_level: i32,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// The archive was written.
+    Saved { key: String, bytes: u64, members: u64, elapsed: Duration },
+    /// An entry with this key exists; entries are immutable, so nothing was written.
+    AlreadyExists { key: String },
+    /// The paths selected nothing.
+    NothingToSave { key: String },
+    /// Something went wrong; nothing was written. The reason says what.
+    Failed { key: Option<String>, reason: String },
+}
+
+/// A request to restore paths.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The primary key (or template); matched exactly.
+    pub key: String,
+    /// Ordered prefixes tried when the primary key misses; the newest match of the first prefix that
+    /// matches anything wins.
+    pub restore_keys: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+/// Which entry a restore used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub primary_key: String,
+    pub matched_key: String,
+    /// Whether the primary key matched, rather than a restore key.
+    pub exact: bool,
+    pub bytes: u64,
+    pub members: u64,
+    pub elapsed: Duration,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    Hit(Hit),
+    /// Nothing was restored; the target is as it was. `reason` explains why; `failed` is true when
+    /// an entry existed (or might have) but could not be restored, as opposed to there being none.
+    Miss { primary_key: Option<String>, reason: String, failed: bool },
+}
+
+/// The `{{ branch }}` and friends of this run.
+fn template_context(env: &EnvLookup) -> TemplateContext {
+    let branch = env_vars::BRANCH_VARIABLES.iter().find_map(|name| env(name).filter(|v| !v.is_empty())).unwrap_or_default();
+    TemplateContext {
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        branch,
+        epoch: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        workspace_dir: "/workspace".into(),
+    }
+}
+
+/// Checks a rendered key against actions/cache's rules, plus ours.
+pub fn validate_key(key: &str) -> Result<(), ConfigError> {
+    let invalid = |rule| Err(ConfigError::InvalidKey { key: key.to_owned(), rule });
+    if key.is_empty() {
+        return invalid("a key must not be empty");
+    }
+    if key.len() > MAX_KEY_LENGTH {
+        return invalid("a key must be at most 512 characters");
+    }
+    if key.contains(',') {
+        return invalid("a key must not contain commas");
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("a key must not contain control characters");
+    }
+    Ok(())
+}
+
+fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec<Root> {
+    roots
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Root { guest_dir: guest_dir(i), member_prefix: r.prefix.clone(), include_globs: r.include.clone(), exclude_globs: r.exclude.clone() })
+        .collect()
+}
+
+impl CacheContext {
+    fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
+        let mut preopens = vec![Preopen { host: self.cwd.clone(), guest: "/workspace".into(), writable: false }];
+        preopens.extend(extra);
+        let env = self.env.clone();
+        self.sandbox.instance(&preopens, Box::new(move |name| env(name))).map_err(ConfigError::Sandbox)
+    }
+
+    /// Renders a key template in the sandbox, without looking at any cached path.
+    pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
+        let mut guest = self.instance(Vec::new())?;
+        render_key(&mut guest, template, &template_context(&self.env))
+    }
+
+    /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
+    pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+        let started = Instant::now();
+        let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
+        let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
+        let preopens = existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
+        let mut guest = self.instance(preopens)?;
+        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"));
+        let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
+            Ok(resolution) => resolution,
+            Err(SandboxError::Guest(err)) => return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
+            Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
+        };
+        let key = resolution.key;
+        validate_key(&key)?;
+        let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
+        if resolution.found.is_empty() {
+            return Ok(SaveOutcome::NothingToSave { key });
+        }
+        let name = format!("{key}{ARCHIVE_SUFFIX}");
+        match self.store.head(&name) {
+            Ok(Some(_)) => return Ok(SaveOutcome::AlreadyExists { key }),
+            Ok(None) => {}
+            Err(err) => return failed(describe_store_error(&err)),
+        }
+        let members = match fsmeta::describe(&existing, &resolution.found) {
+            Ok(members) => members,
+            Err(err) => return failed(err.to_string()),
+        };
+        let upload = match self.store.put(&name, PutOptions { if_none_match: true }) {
+            Ok(upload) => upload,
+            Err(err) => return failed(describe_store_error(&err)),
+        };
+        let total: u64 = members.iter().map(|m| m.size).sum();
+        let bar = progress::bytes_bar("saving", Some(total));
+        let sink = Box::new(progress::CountingWriter::new(upload, bar.clone()));
+        let options = PackOptions { level: request.compression_level, buffer_size: 1 << 20 };
+        let (summary, sink) = guest.pack(&guest_roots, &members, options, sink);
+        bar.finish_and_clear();
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(err) => return failed(err.to_string()), // dropping the sink aborts the upload
+        };
+        match sink.finish() {
+            Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed() }),
+            Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
+            Err(err) => failed(describe_store_error(&err)),
+        }
+    }
+
+    /// Restores the newest entry matching the key or a restore key into `request.paths`.
+    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+        let started = Instant::now();
+        let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
+        let mut guest = self.instance(Vec::new())?;
+        let context = template_context(&self.env);
+        let primary_key = render_key(&mut guest, &request.key, &context)?;
+        validate_key(&primary_key)?;
+        let mut restore_keys = Vec::new();
+        for template in &request.restore_keys {
+            let prefix = render_key(&mut guest, template, &context)?;
+            validate_key(&prefix)?;
+            restore_keys.push(prefix);
+        }
+        let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
+
+        let found = match self.lookup(&primary_key, &restore_keys) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
+                let reason = format!("no cache entry for key {primary_key:?}{fallbacks}");
+                return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: false });
+            }
+            Err(err) => return miss(describe_store_error(&err)),
+        };
+        let matched_key = found.name.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(&found.name).to_owned();
+        let source = match self.store.get(&found.name) {
+            Ok(Some(source)) => source,
+            Ok(None) => return miss(format!("cache entry {matched_key:?} disappeared before it could be read")),
+            Err(err) => return miss(describe_store_error(&err)),
+        };
+
+        let staging = match Staging::create(&roots) {
+            Ok(staging) => staging,
+            Err(err) => return miss(format!("could not create a staging directory: {err}")),
+        };
+        let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
+        let mut guest = self.instance(preopens)?;
+        let bar = progress::bytes_bar("restoring", Some(found.size));
+        let source = Box::new(progress::CountingReader::new(source, bar.clone()));
+        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), UnpackLimits::default_limits(), source);
+        bar.finish_and_clear();
+        let report = match report {
+            Ok(report) => report,
+            Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
+        };
+        if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {
+            return miss(format!("cache entry {matched_key:?} was not restored: {err}"));
+        }
+        if let Err(err) = staging.commit(&roots) {
+            return miss(format!("cache entry {matched_key:?} could not be moved into place: {err}"));
+        }
+        Ok(RestoreOutcome::Hit(Hit {
+            exact: matched_key == primary_key,
+            primary_key,
+            matched_key,
+            bytes: found.size,
+            members: report.members,
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    /// The exact key, else the newest entry under the first restore-key prefix that has any.
+    fn lookup(&self, primary_key: &str, restore_keys: &[String]) -> Result<Option<ObjectInfo>, StoreError> {
+        if let Some(info) = self.store.head(&format!("{primary_key}{ARCHIVE_SUFFIX}"))? {
+            return Ok(Some(info));
+        }
+        for prefix in restore_keys {
+            let newest = self
+                .store
+                .list(prefix)?
+                .into_iter()
+                .filter(|o| o.name.ends_with(ARCHIVE_SUFFIX))
+                .max_by(|a, b| a.last_modified.cmp(&b.last_modified).then_with(|| a.name.cmp(&b.name)));
+            if newest.is_some() {
+                return Ok(newest);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn render_key(guest: &mut GuestInstance, template: &str, context: &TemplateContext) -> Result<String, ConfigError> {
+    match guest.resolve(template, context, &[]) {
+        Ok(resolution) => Ok(resolution.key),
+        Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
+        Err(err) => Err(ConfigError::Template(err.to_string())),
+    }
+}
+
+fn describe_store_error(err: &StoreError) -> String {
+    let text = output::scrub(&err.to_string());
+    if err.is_access_denied() {
+        format!("{text} (check the credentials and that the bucket policy allows s3:GetObject, s3:PutObject and s3:ListBucket)")
+    } else {
+        text
+    }
+}
+
+impl UnpackLimits {
+    /// Generous bounds for real caches that still stop a hostile archive.
+    pub fn default_limits() -> Self {
+        Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+    }
+}

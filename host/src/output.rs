@@ -1,0 +1,69 @@
+//! What the user sees: warnings and notices on stderr, with text that came from outside (archive
+//! member names, server messages, guest logs) escaped so it cannot inject terminal escapes or CI
+//! workflow commands, and with every registered secret value scrubbed.
+
+use std::sync::{Mutex, OnceLock};
+
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers a secret value; it is replaced by `***` in everything printed from now on.
+pub fn register_secret(secret: &str) {
+    if secret.len() >= 4 {
+        secrets().lock().expect("secrets lock").push(secret.to_owned());
+    }
+}
+
+/// Replaces registered secret values in `text` with `***`.
+pub fn scrub(text: &str) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets().lock().expect("secrets lock").iter() {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
+
+/// Escapes control characters (newlines, carriage returns, ANSI escapes) as `\n`, `\u{1b}`, ...
+/// Printable text, non-ASCII included, is kept.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// Prints a warning.
+pub fn warning(message: &str) {
+    eprintln!("warning: {}", scrub(&escape(message)));
+}
+
+/// Prints a notice (progress, results).
+pub fn notice(message: &str) {
+    eprintln!("{}", scrub(&escape(message)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Newlines and escapes are shown, not obeyed; printable Unicode stays.
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(escape("a\n::add-mask::x\r\u{1b}[31m"), "a\\n::add-mask::x\\r\\u{1b}[31m");
+        assert_eq!(escape("über/日本"), "über/日本");
+    }
+
+    /// Registered secrets never survive into printed text.
+    #[test]
+    fn scrubs_secrets() {
+        register_secret("s3cr3t-value");
+        assert_eq!(scrub("key=s3cr3t-value!"), "key=***!");
+    }
+}

@@ -1,0 +1,318 @@
+//! Running the guest: one wasmtime engine per process, the guest component compiled once per machine
+//! and reused from disk, and one store per guest instance with its own preopens, memory cap and
+//! deadline.
+//!
+//! The guest gets no environment, no network, no stdio and only the directories passed as
+//! [`Preopen`]s. Its imports are narrow: a log that the host escapes, environment lookups that the host
+//! filters ([`crate::env_vars::may_expose_to_templates`]), and the archive byte stream. WASI file
+//! operations block on the calling thread (`allow_blocking_current_thread`): per-file WASI calls are
+//! the known cost of this design, and this removes a thread hop from each.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::{
+    self, CacheGuest, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
+};
+use crate::output;
+use crate::store::Upload;
+
+/// The guest component, built by `scripts/build-guest` from `guest/` and committed.
+pub const GUEST_COMPONENT: &[u8] = include_bytes!("../guest/s3cache-guest.wasm");
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+/// Limits for each guest instance.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestLimits {
+    /// Largest linear memory.
+    pub memory_bytes: usize,
+    /// Longest a single call into the guest may run.
+    pub deadline: Duration,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self { memory_bytes: 1 << 30, deadline: Duration::from_secs(3600) }
+    }
+}
+
+/// A directory the guest may see.
+#[derive(Debug, Clone)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// The byte stream behind the guest's `archive-io` import.
+#[derive(Default)]
+enum ArchiveStream {
+    #[default]
+    None,
+    Sink(Box<dyn Upload>),
+    Source(Box<dyn Read + Send>),
+}
+
+/// Why a call into the guest did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The guest returned an error value.
+    #[error("{}", describe_guest_error(.0))]
+    Guest(GuestError),
+    /// The guest trapped (deadline, memory limit, a bug); the instance is unusable.
+    #[error("the sandboxed guest stopped: {0}")]
+    Trap(String),
+    /// Setting up the instance failed.
+    #[error(transparent)]
+    Setup(#[from] anyhow::Error),
+}
+
+/// A readable description of a guest error value.
+pub fn describe_guest_error(err: &GuestError) -> String {
+    match err {
+        GuestError::InvalidTemplate(m) => format!("invalid key template: {m}"),
+        GuestError::InvalidPattern(m) => m.clone(),
+        GuestError::Io(e) => format!("{}: {}", e.path, e.message),
+        GuestError::RejectedMember(r) => format!("archive member {} rejected: {}", output::escape(&r.member), r.reason),
+        GuestError::CorruptStream(m) => format!("corrupt archive: {m}"),
+        GuestError::LimitExceeded(m) => format!("limit exceeded: {m}"),
+        GuestError::StreamFailed(m) => format!("archive transfer failed: {m}"),
+        GuestError::Other(m) => m.clone(),
+    }
+}
+
+/// What each guest instance's store holds.
+struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    stream: ArchiveStream,
+    env: Box<dyn Fn(&str) -> Option<String> + Send>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::s3cache::guest::types::Host for GuestState {}
+
+impl bindings::s3cache::guest::log::Host for GuestState {
+    fn emit(&mut self, level: bindings::s3cache::guest::log::Level, message: String) {
+        use bindings::s3cache::guest::log::Level;
+        let message = output::escape(&message);
+        match level {
+            Level::Debug => tracing::debug!(target: "guest", "{message}"),
+            Level::Info => tracing::info!(target: "guest", "{message}"),
+            Level::Warn => output::warning(&message),
+        }
+    }
+}
+
+impl bindings::s3cache::guest::environment::Host for GuestState {
+    fn get(&mut self, name: String) -> Option<String> {
+        if !crate::env_vars::may_expose_to_templates(&name) {
+            output::warning(&format!("the key template asked for {name}, which may hold a secret; it renders as empty"));
+            return None;
+        }
+        (self.env)(&name).filter(|v| !v.is_empty())
+    }
+}
+
+impl bindings::s3cache::guest::archive_io::Host for GuestState {
+    fn write(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        match &mut self.stream {
+            ArchiveStream::Sink(sink) => sink.write_all(&bytes).map_err(|e| e.to_string()),
+            _ => Err("no output stream is open".into()),
+        }
+    }
+
+    fn read(&mut self, max: u32) -> Result<Vec<u8>, String> {
+        let ArchiveStream::Source(source) = &mut self.stream else {
+            return Err("no input stream is open".into());
+        };
+        let mut buffer = vec![0; max.min(4 << 20) as usize];
+        loop {
+            match source.read(&mut buffer) {
+                Ok(n) => {
+                    buffer.truncate(n);
+                    return Ok(buffer);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The compiled guest and everything shared by its instances.
+pub struct Sandbox {
+    engine: Engine,
+    component: Component,
+    linker: Linker<GuestState>,
+    limits: GuestLimits,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Loads the guest, from the compiled copy in `cache_dir` when there is a valid one.
+    pub fn load(cache_dir: Option<&Path>, limits: GuestLimits) -> Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
+        let component = load_component(&engine, cache_dir)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(anyhow::Error::from).context("linking the guest's imports")?;
+        let ticker = engine.weak();
+        std::thread::spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+        Ok(Self { engine, component, linker, limits })
+    }
+
+    /// A fresh instance that sees exactly `preopens`.
+    pub fn instance(&self, preopens: &[Preopen], env: Box<dyn Fn(&str) -> Option<String> + Send>) -> Result<GuestInstance> {
+        let mut wasi = WasiCtxBuilder::new();
+        // Must come before the preopens: each directory captures the setting when it is added.
+        wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        for preopen in preopens {
+            let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("opening {} for the guest", preopen.host.display()))?;
+        }
+        let state = GuestState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
+            stream: ArchiveStream::None,
+            env,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(ticks(self.limits.deadline));
+        store.epoch_deadline_trap();
+        let guest = CacheGuest::instantiate(&mut store, &self.component, &self.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
+        Ok(GuestInstance { store, guest, deadline: self.limits.deadline })
+    }
+}
+
+fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// One running guest.
+pub struct GuestInstance {
+    store: Store<GuestState>,
+    guest: CacheGuest,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for GuestInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInstance").finish_non_exhaustive()
+    }
+}
+
+fn flatten<T>(result: wasmtime::Result<Result<T, GuestError>>) -> Result<T, SandboxError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(SandboxError::Guest(err)),
+        Err(trap) => Err(SandboxError::Trap(format!("{:#}", anyhow::Error::from(trap)))),
+    }
+}
+
+impl GuestInstance {
+    fn arm_deadline(&mut self) {
+        self.store.set_epoch_deadline(ticks(self.deadline));
+    }
+
+    /// Renders a key template and lists what the roots select.
+    pub fn resolve(&mut self, template: &str, context: &TemplateContext, roots: &[Root]) -> Result<Resolution, SandboxError> {
+        self.arm_deadline();
+        flatten(self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots))
+    }
+
+    /// Writes the members as a tar.zst stream into `sink`; returns the summary and the sink.
+    pub fn pack(
+        &mut self,
+        roots: &[Root],
+        members: &[Member],
+        options: PackOptions,
+        sink: Box<dyn Upload>,
+    ) -> (Result<PackSummary, SandboxError>, Box<dyn Upload>) {
+        self.arm_deadline();
+        self.store.data_mut().stream = ArchiveStream::Sink(sink);
+        let result = flatten(self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options));
+        let ArchiveStream::Sink(sink) = std::mem::take(&mut self.store.data_mut().stream) else { unreachable!("sink set above") };
+        (result, sink)
+    }
+
+    /// Extracts the tar.zst read from `source` under the roots' staging preopens.
+    pub fn unpack(&mut self, roots: &[Root], limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
+        self.arm_deadline();
+        self.store.data_mut().stream = ArchiveStream::Source(source);
+        let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, limits));
+        self.store.data_mut().stream = ArchiveStream::None;
+        result
+    }
+}
+
+/// Loads the compiled guest from `cache_dir`, or compiles it and saves the result there.
+///
+/// The file name hashes the component's bytes together with the engine's compatibility hash
+/// (wasmtime version, settings, CPU features), so a stale artifact is never loaded. Only files this
+/// function wrote are deserialized; a file that fails to load is replaced.
+fn load_component(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
+    let Some(cache_dir) = cache_dir else {
+        return Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest");
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    GUEST_COMPONENT.hash(&mut hasher);
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let path = cache_dir.join(format!("guest-{:016x}.cwasm", hasher.finish()));
+    if path.exists() {
+        // SAFETY: the file was produced by `Component::serialize` below, with this engine's
+        // compatibility hash in its name; wasmtime re-checks the header and version when loading.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok(component),
+            Err(err) => tracing::debug!(path = %path.display(), error = %err, "recompiling the guest"),
+        }
+    }
+    let component = Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest")?;
+    if let Err(err) = save_compiled(&component, &path) {
+        tracing::debug!(path = %path.display(), error = %err, "could not cache the compiled guest");
+    }
+    Ok(component)
+}
+
+fn save_compiled(component: &Component, path: &Path) -> Result<()> {
+    let bytes = component.serialize()?;
+    let dir = path.parent().context("cache path has a parent")?;
+    fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".guest-{}.tmp", std::process::id()));
+    fs::write(&temp, bytes)?;
+    fs::rename(&temp, path)?;
+    Ok(())
+}

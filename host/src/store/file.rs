@@ -1,0 +1,186 @@
+//! The local-directory backend: one file per object, written to a temporary name and renamed into
+//! place, so a reader never sees half an archive. Names are percent-encoded into single file names.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use super::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
+
+const FILE_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A directory of archives.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(utf8_percent_encode(name, FILE_NAME).to_string())
+    }
+
+    fn info(&self, name: &str, path: &Path) -> Result<Option<ObjectInfo>, StoreError> {
+        match fs::metadata(path) {
+            Ok(meta) => {
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
+                let last_modified = format!("{:020}.{:09}", modified.as_secs(), modified.subsec_nanos());
+                Ok(Some(ObjectInfo { name: name.to_owned(), size: meta.len(), last_modified }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path: path.to_owned(), source }),
+        }
+    }
+}
+
+struct FileUpload {
+    temp: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+    written: u64,
+    if_none_match: bool,
+}
+
+impl Write for FileUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open until finished").write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open until finished").flush()
+    }
+}
+
+impl Upload for FileUpload {
+    fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        let file = self.file.take().expect("open until finished");
+        file.sync_all().map_err(io_err(&self.temp))?;
+        drop(file);
+        if self.if_none_match {
+            // A hard link fails when the name exists: first writer wins, atomically.
+            match fs::hard_link(&self.temp, &self.target) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists(self.target.display().to_string())),
+                result => result.map_err(io_err(&self.target))?,
+            }
+            let _ = fs::remove_file(&self.temp);
+        } else {
+            fs::rename(&self.temp, &self.target).map_err(io_err(&self.target))?;
+        }
+        Ok(self.written)
+    }
+}
+
+impl Drop for FileUpload {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+impl BlobStore for FileStore {
+    fn location(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.info(name, &self.path(name))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path: self.dir.clone(), source }),
+        };
+        let mut objects = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if file_name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let Ok(name) = percent_decode_str(&file_name).decode_utf8() else { continue };
+            if name.starts_with(prefix) {
+                objects.extend(self.info(&name, &entry.path())?);
+            }
+        }
+        Ok(objects)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        let path = self.path(name);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
+        let unique = format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let temp = self.dir.join(unique);
+        let file = File::create(&temp).map_err(|source| StoreError::Io { path: temp.clone(), source })?;
+        Ok(Box::new(FileUpload { temp, target: self.path(name), file: Some(file), written: 0, if_none_match: options.if_none_match }))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects round-trip, list by prefix, and are invisible until finished.
+    #[test]
+    fn stores_and_lists_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("store"));
+        let mut upload = store.put("deps/linux-abc.tar.zst", PutOptions::default()).unwrap();
+        upload.write_all(b"hello").unwrap();
+        assert!(store.head("deps/linux-abc.tar.zst").unwrap().is_none());
+        assert_eq!(upload.finish().unwrap(), 5);
+        let mut body = String::new();
+        store.get("deps/linux-abc.tar.zst").unwrap().unwrap().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
+        let listed: Vec<String> = store.list("deps/linux").unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(listed, vec!["deps/linux-abc.tar.zst"]);
+        assert!(store.list("other").unwrap().is_empty());
+        store.delete("deps/linux-abc.tar.zst").unwrap();
+        assert!(store.get("deps/linux-abc.tar.zst").unwrap().is_none());
+    }
+
+    /// A conditional write loses to an existing object; a dropped upload leaves nothing behind.
+    #[test]
+    fn first_writer_wins_and_drops_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_owned());
+        let conditional = PutOptions { if_none_match: true };
+        store.put("k", conditional).unwrap().finish().unwrap();
+        assert!(matches!(store.put("k", conditional).unwrap().finish(), Err(StoreError::AlreadyExists(_))));
+        drop(store.put("j", PutOptions::default()).unwrap());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec!["k"]);
+    }
+}

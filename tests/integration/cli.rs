@@ -1,0 +1,102 @@
+//! Command-line behaviour: key templates, restore-key fallbacks, misses and exit codes, bad
+//! credentials, and the compiled-guest cache.
+
+use std::fs;
+
+use s3cache_tests::{S3Server, Sandbox, ServerKind};
+
+/// `key` renders templates with file checksums, context variables and allowed env values.
+#[test]
+fn renders_key_templates() {
+    let mut machine = Sandbox::new();
+    machine.env("CACHE_FLAVOR", "nightly").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
+    fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
+    let run = machine
+        .run(&["key", "--template", "{{ os }}-{{ arch }}-{{ env \"CACHE_FLAVOR\" }}-{{ checksum \"Cargo.lock\" }}-{{ env \"AWS_SECRET_ACCESS_KEY\" }}"])
+        .success();
+    let expected = format!("{}-{}-nightly-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-", std::env::consts::OS, std::env::consts::ARCH);
+    assert_eq!(run.stdout.trim(), expected);
+    assert!(!run.stderr.contains("do-not-print-me"), "{}", run.stderr);
+    let bad = machine.run(&["key", "--template", "{{ checksum \"missing.lock\" }}"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("missing.lock"), "{}", bad.stderr);
+}
+
+/// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
+#[test]
+fn misses_are_not_errors_unless_asked() {
+    let machine = Sandbox::new();
+    let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x"]).success();
+    assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
+    let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x", "--fail-on-cache-miss"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = machine.run(&["save", "--key", "a,b", "--path", "x"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("commas"), "{}", run.stderr);
+}
+
+/// Restore keys fall back to the newest entry with the prefix; an existing key is never overwritten.
+#[test]
+fn falls_back_to_the_newest_restore_key_match() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Sandbox::new();
+    machine.use_server(&server, "fallback");
+    let dir = machine.workspace().join("out");
+    fs::create_dir_all(&dir).unwrap();
+    for version in ["1", "2"] {
+        fs::write(dir.join("version"), version).unwrap();
+        machine.run(&["save", "--key", &format!("deps-{version}"), "--path", "out"]).success();
+        std::thread::sleep(std::time::Duration::from_millis(1100)); // S3 times have 1 s resolution
+    }
+    fs::write(dir.join("version"), "changed").unwrap();
+    let run = machine.run(&["save", "--key", "deps-1", "--path", "out"]).success();
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+
+    fs::remove_dir_all(&dir).unwrap();
+    let run = machine.run(&["restore", "--key", "deps-3", "--restore-key", "nope-", "--restore-key", "deps-", "--path", "out"]).success();
+    assert!(run.stderr.contains("restored deps-2 (fallback for deps-3)"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(dir.join("version")).unwrap(), "2");
+}
+
+/// Wrong credentials against the strict server: a warning, exit 0, and the secret never printed.
+#[test]
+fn wrong_credentials_warn_without_leaking_the_secret() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Sandbox::new();
+    machine.use_server(&server, "");
+    machine.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-canary-7c1e");
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "x").unwrap();
+    for args in [&["save", "--key", "k", "--path", "out"][..], &["restore", "--key", "k", "--path", "out"][..]] {
+        let run = machine.run(args).success();
+        assert!(run.stderr.contains("warning"), "{}", run.stderr);
+        assert!(run.stderr.contains("403"), "{}", run.stderr);
+        assert!(!run.stderr.contains("wrong-secret-canary") && !run.stdout.contains("wrong-secret-canary"), "{}", run.stderr);
+    }
+    let run = machine.run(&["save", "--key", "k", "--path", "out", "--fail-on-error"]);
+    assert_eq!(run.code, 1);
+}
+
+/// The guest is compiled once per machine: the second run loads the cached artifact.
+#[test]
+fn caches_the_compiled_guest() {
+    let mut machine = Sandbox::new();
+    let cache = machine.scratch("own-guest-cache");
+    machine.env("S3CACHE_CACHE_DIR", cache.display().to_string());
+    machine.run(&["key", "--template", "x"]).success();
+    let compiled: Vec<_> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    let before = fs::metadata(&compiled[0]).unwrap().modified().unwrap();
+    machine.run(&["key", "--template", "x"]).success();
+    assert_eq!(fs::metadata(&compiled[0]).unwrap().modified().unwrap(), before, "the second run must not recompile");
+}
+
+/// Every command has `--help`.
+#[test]
+fn every_command_has_help() {
+    let machine = Sandbox::new();
+    for command in [&["--help"][..], &["save", "--help"], &["restore", "--help"], &["key", "--help"]] {
+        let run = machine.run(command).success();
+        assert!(run.stdout.contains("Usage"), "{}", run.stdout);
+    }
+}

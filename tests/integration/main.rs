@@ -1,0 +1,5 @@
+//! One integration test binary: the real `s3cache` binary, running the real guest in wasmtime,
+//! against real S3 servers on loopback (see `s3cache_tests::servers`).
+
+mod cli;
+mod roundtrip;

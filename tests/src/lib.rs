@@ -1,0 +1,140 @@
+//! Helpers that make each integration test read like a short story: a workspace to run in, the real
+//! `s3cache` binary, real S3 servers started on loopback, an independent client (boto3), and tree
+//! snapshots to compare.
+
+pub mod servers;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use servers::{S3Server, ServerKind};
+pub use tree::{Snapshot, snapshot};
+
+/// The `s3cache` binary built by `cargo build --release` (the test script does that first), found
+/// next to this test executable unless `S3CACHE_BIN` says otherwise.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("S3CACHE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("s3cache");
+    assert!(binary.exists(), "{} is missing: run `cargo build --release -p s3cache` first (scripts/test does)", binary.display());
+    binary
+}
+
+/// A scratch machine for one test: a workspace to run in, a home directory, and a cache dir for
+/// s3cache's own files (the compiled guest).
+#[derive(Debug)]
+pub struct Sandbox {
+    root: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit code 0 and returns self.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "s3cache failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        for dir in ["workspace", "home", "cache"] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("create sandbox dirs");
+        }
+        let shared_cache = std::env::var("S3CACHE_TEST_GUEST_CACHE").ok();
+        let cache_dir = shared_cache.unwrap_or_else(|| root.path().join("cache").display().to_string());
+        let env = vec![("HOME".to_string(), root.path().join("home").display().to_string()), ("S3CACHE_CACHE_DIR".to_string(), cache_dir)];
+        Self { root, env }
+    }
+
+    /// The working directory runs start in.
+    pub fn workspace(&self) -> PathBuf {
+        self.root.path().join("workspace")
+    }
+
+    /// The home directory (`~`) runs see.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// A directory for anything else a test needs.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    /// Sets an environment variable for every later run.
+    pub fn env(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Points runs at `server`'s bucket with its credentials.
+    pub fn use_server(&mut self, server: &S3Server, prefix: &str) -> &mut Self {
+        self.env("S3CACHE_STORE", format!("s3://{}/{prefix}", server.bucket));
+        self.env("AWS_ENDPOINT_URL", server.endpoint());
+        self.env("AWS_ACCESS_KEY_ID", &server.access_key);
+        self.env("AWS_SECRET_ACCESS_KEY", &server.secret_key);
+        self.env("AWS_REGION", "us-east-1");
+        self
+    }
+
+    /// Runs `s3cache ARGS` in `dir` with a clean environment plus this sandbox's variables.
+    pub fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut command = Command::new(binary());
+        command.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        Run::from(command.output().expect("run s3cache"))
+    }
+
+    /// Runs `s3cache ARGS` in the workspace.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_in(&self.workspace(), args)
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs a Python snippet with boto3 (the independent client) and returns its stdout.
+pub fn boto3(server: &S3Server, script: &str) -> String {
+    let prelude = format!(
+        "import boto3, json, sys\nfrom botocore.config import Config\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{}', aws_secret_access_key='{}', region_name='us-east-1', config=Config(s3={{'addressing_style': 'path'}}))\nbucket = '{}'\n",
+        server.endpoint(),
+        server.access_key,
+        server.secret_key,
+        server.bucket
+    );
+    let output = Command::new("python3").arg("-c").arg(format!("{prelude}{script}")).output().expect("run python3");
+    assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
