@@ -9,7 +9,7 @@ use s3cache_tests::{S3Server, Sandbox, ServerKind};
 #[test]
 fn renders_key_templates() {
     let mut machine = Sandbox::new();
-    machine.env("CACHE_FLAVOR", "nightly").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
+    machine.env("CACHE_FLAVOR", "nightly").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine
         .run(&["key", "--template", "{{ os }}-{{ arch }}-{{ env \"CACHE_FLAVOR\" }}-{{ checksum \"Cargo.lock\" }}-{{ env \"AWS_SECRET_ACCESS_KEY\" }}"])

@@ -63,8 +63,7 @@ impl Sandbox {
         for dir in ["workspace", "home", "cache"] {
             std::fs::create_dir_all(root.path().join(dir)).expect("create sandbox dirs");
         }
-        let shared_cache = std::env::var("S3CACHE_TEST_GUEST_CACHE").ok();
-        let cache_dir = shared_cache.unwrap_or_else(|| root.path().join("cache").display().to_string());
+        let cache_dir = root.path().join("cache").display().to_string();
         let env = vec![("HOME".to_string(), root.path().join("home").display().to_string()), ("S3CACHE_CACHE_DIR".to_string(), cache_dir)];
         Self { root, env }
     }
@@ -77,6 +76,11 @@ impl Sandbox {
     /// The home directory (`~`) runs see.
     pub fn home(&self) -> PathBuf {
         self.root.path().join("home")
+    }
+
+    /// s3cache's own directory (`S3CACHE_CACHE_DIR`): the compiled guest and the default store.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.path().join("cache")
     }
 
     /// A directory for anything else a test needs.

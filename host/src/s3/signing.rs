@@ -103,8 +103,8 @@ mod tests {
         let headers = sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
         assert_eq!(
             authorization(&headers),
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,\
-             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,\
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert!(headers.contains(&("x-amz-date".into(), "20130524T000000Z".into())));
