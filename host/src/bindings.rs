@@ -6,6 +6,6 @@ wasmtime::component::bindgen!({
     world: "cache-guest",
 });
 
-pub use exports::s3cache::guest::archive::{Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
-pub use exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
-pub use s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};
+pub use self::exports::s3cache::guest::archive::{Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
+pub use self::exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
+pub use self::s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};
