@@ -173,6 +173,7 @@ impl CacheContext {
             Err(SandboxError::Guest(err)) => return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
             Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
         };
+        tracing::debug!(found = resolution.found.len(), elapsed = ?started.elapsed(), "resolved key and paths");
         let key = resolution.key;
         validate_key(&key)?;
         let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
@@ -189,6 +190,7 @@ impl CacheContext {
             Ok(members) => members,
             Err(err) => return failed(err.to_string()),
         };
+        tracing::debug!(elapsed = ?started.elapsed(), "read metadata");
         let upload = match self.store.put(&name, PutOptions { if_none_match: true }) {
             Ok(upload) => upload,
             Err(err) => return failed(describe_store_error(&err)),
@@ -203,6 +205,7 @@ impl CacheContext {
             Ok(summary) => summary,
             Err(err) => return failed(err.to_string()), // dropping the sink aborts the upload
         };
+        tracing::debug!(tar_bytes = summary.tar_bytes, compressed = summary.compressed_bytes, elapsed = ?started.elapsed(), "packed");
         match sink.finish() {
             Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed() }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
@@ -256,9 +259,11 @@ impl CacheContext {
             Ok(report) => report,
             Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
         };
+        tracing::debug!(members = report.members, elapsed = ?started.elapsed(), "unpacked into staging");
         if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {
             return miss(format!("cache entry {matched_key:?} was not restored: {err}"));
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
         if let Err(err) = staging.commit(&roots) {
             return miss(format!("cache entry {matched_key:?} could not be moved into place: {err}"));
         }
