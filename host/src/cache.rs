@@ -239,7 +239,10 @@ impl CacheContext {
             Err(err) => return miss(describe_store_error(&err)),
         };
         let matched_key = found.name.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(&found.name).to_owned();
-        let source = match self.store.get(&found.name) {
+        if found.size == 0 {
+            return miss(format!("cache entry {matched_key:?} is an empty object"));
+        }
+        let source = match self.store.get(&found) {
             Ok(Some(source)) => source,
             Ok(None) => return miss(format!("cache entry {matched_key:?} disappeared before it could be read")),
             Err(err) => return miss(describe_store_error(&err)),

@@ -2,4 +2,5 @@
 //! against real S3 servers on loopback (see `s3cache_tests::servers`).
 
 mod cli;
+mod library;
 mod roundtrip;

@@ -5,7 +5,11 @@
 //! [`RetryPolicy`] on transport failures, 5xx, 429 and throttling codes; never on other 4xx.
 
 use std::io::Read;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+
+use ureq::RequestExt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::credentials::Credentials;
 use super::request::{Bucket, Metadata, Request, complete_multipart_body};
@@ -37,14 +41,21 @@ pub struct S3Error {
     /// The S3 error code (`NoSuchKey`, `SignatureDoesNotMatch`, ...) or a transport error's name.
     pub code: String,
     pub message: String,
+    /// The server's clock, from the answer's `Date` header, when it had one.
+    pub server_date: Option<SystemTime>,
 }
 
 impl S3Error {
-    fn new(kind: S3ErrorKind, operation: &'static str, status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, operation, status, code: code.into(), message: message.into() }
+    pub(crate) fn new(kind: S3ErrorKind, operation: &'static str, status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None }
     }
 
-    fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
+    /// Whether the server refused the request because our clock is off.
+    pub fn is_clock_skew(&self) -> bool {
+        matches!(self.code.as_str(), "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException") && self.server_date.is_some()
+    }
+
+    pub(crate) fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
         const THROTTLING: &[&str] = &["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded", "InternalError"];
         let kind = match status {
             404 => S3ErrorKind::NotFound,
@@ -56,6 +67,7 @@ impl S3Error {
         };
         Self::new(kind, operation, Some(status), document.code, document.message)
     }
+
 
     /// Whether trying again may succeed.
     pub fn retryable(&self) -> bool {
@@ -94,12 +106,32 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Longest wait for the status line and headers of an answer.
     pub response_timeout: Duration,
+    /// The slowest transfer tolerated: a part or range body that moves slower than this (a stall, a
+    /// drip) is aborted and retried. Each body gets `size / min_throughput + body_grace`.
+    pub min_throughput: u64,
+    pub body_grace: Duration,
+    /// The whole operation's budget: no request starts, and no retry is made, after it runs out.
+    pub deadline: Option<Duration>,
     pub retry: RetryPolicy,
 }
 
 impl Default for TransportConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(10), response_timeout: Duration::from_secs(120), retry: RetryPolicy::default() }
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            min_throughput: 256 << 10,
+            body_grace: Duration::from_secs(10),
+            deadline: Some(Duration::from_secs(20 * 60)),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// The time a body of `bytes` may take before it counts as stalled.
+    pub fn body_timeout(&self, bytes: u64) -> Duration {
+        self.body_grace + Duration::from_secs_f64(bytes as f64 / self.min_throughput.max(1) as f64)
     }
 }
 
@@ -117,7 +149,10 @@ pub struct S3Client {
     bucket: Bucket,
     credentials: Option<Credentials>,
     agent: ureq::Agent,
-    retry: RetryPolicy,
+    transport: TransportConfig,
+    deadline: Option<Instant>,
+    /// Seconds to add to the local clock when signing, learned from a RequestTimeTooSkewed answer.
+    clock_offset: Arc<AtomicI64>,
 }
 
 impl S3Client {
@@ -131,7 +166,24 @@ impl S3Client {
             .user_agent(concat!("s3cache/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Self { bucket, credentials, agent, retry: transport.retry }
+        let deadline = transport.deadline.map(|d| Instant::now() + d);
+        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(0)) }
+    }
+
+    /// The transport settings.
+    pub fn transport(&self) -> &TransportConfig {
+        &self.transport
+    }
+
+    fn now(&self) -> SystemTime {
+        let offset = self.clock_offset.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        if offset >= 0 { now + Duration::from_secs(offset as u64) } else { now - Duration::from_secs(offset.unsigned_abs()) }
+    }
+
+    fn out_of_time(&self, operation: &'static str) -> Option<S3Error> {
+        let deadline = self.deadline?;
+        (Instant::now() >= deadline).then(|| S3Error::new(S3ErrorKind::Other, operation, None, "Deadline", "the operation's time budget ran out"))
     }
 
     /// The bucket this client talks to.
@@ -139,8 +191,12 @@ impl S3Client {
         &self.bucket
     }
 
-    /// Sends once: signs, sends, and turns error answers into [`S3Error`].
-    fn send_once(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
+    /// Sends once: signs, sends, and turns error answers into [`S3Error`]. `body_timeout` bounds
+    /// sending the request body and receiving the answer's body.
+    fn send_once(&self, request: &Request, body: &[u8], body_timeout: Option<Duration>) -> Result<http::Response<ureq::Body>, S3Error> {
+        if let Some(err) = self.out_of_time(request.operation) {
+            return Err(err);
+        }
         let host = self.bucket.authority();
         let mut builder = http::Request::builder().method(request.method).uri(&request.url);
         for (name, value) in &request.headers {
@@ -148,7 +204,7 @@ impl S3Client {
         }
         if let Some(credentials) = &self.credentials {
             let payload = if self.bucket.endpoint.is_tls() { Payload::Unsigned } else { Payload::Signed(body) };
-            let signed = sign_request(request, &host, payload, credentials, &self.bucket.region, SystemTime::now())
+            let signed = sign_request(request, &host, payload, credentials, &self.bucket.region, self.now())
                 .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, None, "Signing", e))?;
             for (name, value) in signed {
                 builder = builder.header(name, value);
@@ -156,58 +212,109 @@ impl S3Client {
         }
         let transport = |e: ureq::Error| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string());
         let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
+        let timeout = body_timeout.map(|t| self.deadline.map_or(t, |d| t.min(d.saturating_duration_since(Instant::now()))));
         let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
-            self.agent.run(builder.body(()).map_err(invalid)?).map_err(transport)?
+            let request = builder.body(()).map_err(invalid)?;
+            request.with_agent(&self.agent).configure().timeout_recv_body(timeout).build().run().map_err(transport)?
         } else {
-            self.agent.run(builder.body(body).map_err(invalid)?).map_err(transport)?
+            let request = builder.body(body).map_err(invalid)?;
+            request.with_agent(&self.agent).configure().timeout_send_body(timeout).timeout_recv_body(timeout).build().run().map_err(transport)?
         };
         let status = response.status().as_u16();
         if status >= 300 {
+            let server_date = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
             let text = if request.method == "HEAD" { String::new() } else { read_small_body(&mut response) };
             let document = xml::parse_error(&text).unwrap_or_default();
-            return Err(S3Error::from_status(request.operation, status, document));
+            let mut err = S3Error::from_status(request.operation, status, document);
+            err.server_date = server_date;
+            return Err(err);
         }
         Ok(response)
     }
 
-    /// Sends with retries. Only for idempotent requests whose body is in memory.
-    fn send(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
-        let mut attempt = 1;
+    /// Adopts the server's clock after a skew error; true when the offset changed.
+    fn correct_clock(&self, err: &S3Error) -> bool {
+        let Some(server) = err.server_date else { return false };
+        let offset = match server.duration_since(SystemTime::now()) {
+            Ok(ahead) => ahead.as_secs() as i64,
+            Err(behind) => -(behind.duration().as_secs() as i64),
+        };
+        let previous = self.clock_offset.swap(offset, Ordering::Relaxed);
+        if previous != offset {
+            tracing::warn!(offset_seconds = offset, "the local clock differs from the server's; signing with the server's time");
+        }
+        previous != offset
+    }
+
+    /// Runs `attempt` under the retry policy: transient failures are retried with backoff, a clock
+    /// skew answer is retried once at once with the server's time, and nothing is retried after the
+    /// deadline. Only for idempotent requests.
+    pub(crate) fn with_retries<T>(&self, operation: &'static str, mut attempt: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
+        let mut tries = 1;
+        let mut skew_corrected = false;
         loop {
-            match self.send_once(request, body) {
-                Err(err) if err.retryable() && attempt < self.retry.max_attempts => {
-                    let delay = self.retry.backoff(attempt);
-                    tracing::debug!(operation = request.operation, attempt, ?delay, error = %err, "retrying");
+            match attempt() {
+                Err(err) if err.is_clock_skew() && !skew_corrected && self.correct_clock(&err) => skew_corrected = true,
+                Err(err) if err.retryable() && tries < self.transport.retry.max_attempts && self.out_of_time(operation).is_none() => {
+                    let delay = self.transport.retry.backoff(tries);
+                    tracing::debug!(operation, attempt = tries, ?delay, error = %err, "retrying");
                     std::thread::sleep(delay);
-                    attempt += 1;
+                    tries += 1;
                 }
                 result => return result,
             }
         }
     }
 
+    /// Sends with retries. Only for idempotent requests whose body is in memory.
+    fn send(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
+        let body_timeout = (!body.is_empty()).then(|| self.transport.body_timeout(body.len() as u64));
+        self.with_retries(request.operation, || self.send_once(request, body, body_timeout))
+    }
+
     /// Sends and reads the whole (small) answer, failing on an `<Error>` body even with status 200.
     fn send_for_text(&self, request: &Request, body: &[u8]) -> Result<String, S3Error> {
-        let mut attempt = 1;
-        loop {
-            let result = self.send(request, body).and_then(|mut response| {
-                let text = response
-                    .body_mut()
-                    .read_to_string()
-                    .map_err(|e| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string()))?;
-                match xml::parse_error(&text) {
-                    Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
-                    None => Ok(text),
-                }
-            });
-            match result {
-                Err(err) if err.retryable() && attempt < self.retry.max_attempts => {
-                    std::thread::sleep(self.retry.backoff(attempt));
-                    attempt += 1;
-                }
-                result => return result,
+        let body_timeout = Some(self.transport.body_timeout(body.len() as u64 + (1 << 20)));
+        self.with_retries(request.operation, || {
+            let mut response = self.send_once(request, body, body_timeout)?;
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .map_err(|e| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string()))?;
+            match xml::parse_error(&text) {
+                Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
+                None => Ok(text),
             }
-        }
+        })
+    }
+
+    /// GetObject of the inclusive byte range `start..=end`, read whole, with retries; a short, long or
+    /// unranged answer is retried like a failed one.
+    pub fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S3Error> {
+        let request = self.bucket.get_object(key, Some((start, end)));
+        let expected = end - start + 1;
+        let timeout = Some(self.transport.body_timeout(expected));
+        self.with_retries(request.operation, || {
+            let mut response = self.send_once(&request, b"", timeout)?;
+            let short = |message: String| S3Error::new(S3ErrorKind::Transient, "GetObject", None, "IncompleteBody", message);
+            if response.status().as_u16() != 206 && !(start == 0 && response.status().as_u16() == 200) {
+                return Err(short(format!("expected 206 Partial Content, got {}", response.status())));
+            }
+            let mut body = Vec::with_capacity(expected as usize);
+            response
+                .body_mut()
+                .with_config()
+                .limit(expected + 1)
+                .reader()
+                .read_to_end(&mut body)
+                .map_err(|e| short(format!("reading bytes {start}-{end}: {e}")))?;
+            if body.len() as u64 != expected {
+                return Err(short(format!("bytes {start}-{end}: got {} of {expected}", body.len())));
+            }
+            Ok(body)
+        })
     }
 
     /// PutObject. With `if_none_match`, fails with `PreconditionFailed` when the key exists.

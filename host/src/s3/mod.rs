@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod credentials;
+pub mod download;
 pub mod request;
 pub mod signing;
 pub mod upload;

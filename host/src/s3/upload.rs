@@ -185,8 +185,8 @@ fn upload_parts(
 fn io_to_s3(err: io::Error) -> S3Error {
     match err.into_inner().map(|e| e.downcast::<S3Error>()) {
         Some(Ok(s3)) => *s3,
-        Some(Err(other)) => S3Error { kind: super::S3ErrorKind::Other, operation: "UploadPart", status: None, code: "Upload".into(), message: other.to_string() },
-        None => S3Error { kind: super::S3ErrorKind::Other, operation: "UploadPart", status: None, code: "Upload".into(), message: "upload failed".into() },
+        Some(Err(other)) => S3Error::new(super::S3ErrorKind::Other, "UploadPart", None, "Upload", other.to_string()),
+        None => S3Error::new(super::S3ErrorKind::Other, "UploadPart", None, "Upload", "upload failed"),
     }
 }
 

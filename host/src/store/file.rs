@@ -121,8 +121,8 @@ impl BlobStore for FileStore {
         Ok(objects)
     }
 
-    fn get(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
-        let path = self.path(name);
+    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        let path = self.path(&object.name);
         match File::open(&path) {
             Ok(file) => Ok(Some(Box::new(file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -162,13 +162,14 @@ mod tests {
         assert!(store.head("deps/linux-abc.tar.zst").unwrap().is_none());
         assert_eq!(upload.finish().unwrap(), 5);
         let mut body = String::new();
-        store.get("deps/linux-abc.tar.zst").unwrap().unwrap().read_to_string(&mut body).unwrap();
+        let info = store.head("deps/linux-abc.tar.zst").unwrap().unwrap();
+        store.get(&info).unwrap().unwrap().read_to_string(&mut body).unwrap();
         assert_eq!(body, "hello");
         let listed: Vec<String> = store.list("deps/linux").unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(listed, vec!["deps/linux-abc.tar.zst"]);
         assert!(store.list("other").unwrap().is_empty());
         store.delete("deps/linux-abc.tar.zst").unwrap();
-        assert!(store.get("deps/linux-abc.tar.zst").unwrap().is_none());
+        assert!(store.get(&info).unwrap().is_none());
     }
 
     /// A conditional write loses to an existing object; a dropped upload leaves nothing behind.

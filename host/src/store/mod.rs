@@ -16,6 +16,7 @@ pub use s3::S3Store;
 
 use crate::s3::{Bucket, Credentials, Endpoint, S3Error, S3ErrorKind};
 use crate::s3::client::TransportConfig;
+use crate::s3::download::DownloadConfig;
 use crate::s3::upload::UploadConfig;
 
 /// An object in a store.
@@ -67,8 +68,9 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
-    /// The object's bytes as a stream, or `None` when it does not exist.
-    fn get(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError>;
+    /// The bytes of an object found by `head` or `list`, as a stream (`None` when it has gone since).
+    /// A stream that ends early or is cut fails with an error; it never just stops.
+    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError>;
     /// Starts writing an object.
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError>;
     /// Deletes an object; deleting a missing one succeeds.
@@ -87,6 +89,7 @@ pub struct S3Options {
     pub credentials: Option<Credentials>,
     pub transport: TransportConfig,
     pub upload: UploadConfig,
+    pub download: DownloadConfig,
 }
 
 /// A store URL that cannot be used.

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::{BlobStore, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
+use crate::s3::download::{DownloadConfig, RangedReader};
 use crate::s3::upload::{MultipartWriter, UploadConfig};
 use crate::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
 
@@ -13,13 +14,14 @@ pub struct S3Store {
     client: Arc<S3Client>,
     prefix: String,
     upload: UploadConfig,
+    download: DownloadConfig,
 }
 
 impl S3Store {
     pub fn new(bucket: Bucket, prefix: &str, credentials: Option<Credentials>, options: &S3Options) -> Self {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Self { client: Arc::new(S3Client::new(bucket, credentials, &options.transport)), prefix, upload: options.upload }
+        Self { client: Arc::new(S3Client::new(bucket, credentials, &options.transport)), prefix, upload: options.upload, download: options.download }
     }
 
     fn key(&self, name: &str) -> String {
@@ -68,8 +70,8 @@ impl BlobStore for S3Store {
             .collect())
     }
 
-    fn get(&self, name: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
-        Ok(self.client.get_object(&self.key(name))?)
+    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        Ok(Some(Box::new(RangedReader::start(self.client.clone(), &self.key(&object.name), object.size, self.download))))
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
