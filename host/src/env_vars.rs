@@ -8,6 +8,27 @@ pub const S3CACHE_CACHE_DIR: &str = "S3CACHE_CACHE_DIR";
 /// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`).
 pub const S3CACHE_LOG: &str = "S3CACHE_LOG";
 
+/// Upload part and download range size, in MiB (default 16; S3's minimum part is 5).
+pub const S3CACHE_PART_SIZE_MB: &str = "S3CACHE_PART_SIZE_MB";
+/// Parts or ranges in flight at once (default 4).
+pub const S3CACHE_CONCURRENCY: &str = "S3CACHE_CONCURRENCY";
+/// Attempts per request, the first included (default 3).
+pub const S3CACHE_MAX_ATTEMPTS: &str = "S3CACHE_MAX_ATTEMPTS";
+/// Backoff before the first retry, in milliseconds; doubles per retry, with full jitter (default 100).
+pub const S3CACHE_RETRY_BASE_MS: &str = "S3CACHE_RETRY_BASE_MS";
+/// Connect timeout in seconds (default 5).
+pub const S3CACHE_CONNECT_TIMEOUT_SECS: &str = "S3CACHE_CONNECT_TIMEOUT_SECS";
+/// Seconds of grace for every request body on top of the minimum throughput (default 10).
+pub const S3CACHE_STALL_TIMEOUT_SECS: &str = "S3CACHE_STALL_TIMEOUT_SECS";
+/// The slowest accepted transfer per request, KiB/s (default 256); slower bodies are aborted and retried.
+pub const S3CACHE_MIN_THROUGHPUT_KBPS: &str = "S3CACHE_MIN_THROUGHPUT_KBPS";
+/// The budget for one whole save or restore, in seconds (default 1200).
+pub const S3CACHE_DEADLINE_SECS: &str = "S3CACHE_DEADLINE_SECS";
+
+/// Seconds to add to the local clock when signing requests (default 0); for machines whose clock is
+/// known to be wrong. The offset is also learned from the server when it answers RequestTimeTooSkewed.
+pub const S3CACHE_CLOCK_OFFSET_SECS: &str = "S3CACHE_CLOCK_OFFSET_SECS";
+
 /// The AWS SDKs' endpoint override for all services.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The AWS SDKs' endpoint override for S3; wins over [`AWS_ENDPOINT_URL`].

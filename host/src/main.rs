@@ -4,11 +4,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use s3cache::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use s3cache::s3::Credentials;
+use s3cache::s3::client::{RetryPolicy, TransportConfig};
+use s3cache::s3::download::DownloadConfig;
+use s3cache::s3::upload::UploadConfig;
 use s3cache::{GuestLimits, RestoreRequest, S3Options, Sandbox, SaveRequest, env_vars, output};
 
 /// Exit code for a miss with `--fail-on-cache-miss` or a failure with `--fail-on-error`.
@@ -44,6 +48,54 @@ struct StoreArgs {
     /// Use path-style addressing (host/bucket/key); automatic for IP and localhost endpoints.
     #[arg(long, global = true)]
     path_style: bool,
+    #[command(flatten)]
+    transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Transfer")]
+struct TransferArgs {
+    /// Upload part and download range size, MiB.
+    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = 16, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    part_size_mb: u64,
+    /// Parts or ranges in flight at once.
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    concurrency: u64,
+    /// Attempts per request, the first included.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ATTEMPTS, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    max_attempts: u32,
+    /// Backoff before the first retry, ms (doubles per retry, full jitter).
+    #[arg(long, global = true, env = env_vars::S3CACHE_RETRY_BASE_MS, default_value_t = 100)]
+    retry_base_ms: u64,
+    /// Connect timeout, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONNECT_TIMEOUT_SECS, default_value_t = 5)]
+    connect_timeout_secs: u64,
+    /// Grace per request body on top of the minimum throughput, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = 10)]
+    stall_timeout_secs: u64,
+    /// Slowest accepted transfer per request, KiB/s; slower bodies are aborted and retried.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MIN_THROUGHPUT_KBPS, default_value_t = 256)]
+    min_throughput_kbps: u64,
+    /// Budget for a whole save or restore, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_DEADLINE_SECS, default_value_t = 1200)]
+    deadline_secs: u64,
+    /// Seconds to add to the local clock when signing (learned from the server when it is off).
+    #[arg(long, global = true, env = env_vars::S3CACHE_CLOCK_OFFSET_SECS, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_secs: i64,
+}
+
+impl TransferArgs {
+    fn transport(&self) -> TransportConfig {
+        TransportConfig {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            response_timeout: Duration::from_secs(self.stall_timeout_secs.max(1) * 6),
+            min_throughput: self.min_throughput_kbps.max(1) << 10,
+            body_grace: Duration::from_secs(self.stall_timeout_secs),
+            deadline: Some(Duration::from_secs(self.deadline_secs)),
+            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: Duration::from_secs(20) },
+            clock_offset_secs: self.clock_offset_secs,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +183,9 @@ fn context(args: &StoreArgs) -> Result<CacheContext> {
         region: args.region.clone().or_else(|| env_var(env_vars::AWS_REGION)).or_else(|| env_var(env_vars::AWS_DEFAULT_REGION)),
         path_style: args.path_style,
         credentials,
-        ..S3Options::default()
+        transport: args.transfer.transport(),
+        upload: UploadConfig { part_size: (args.transfer.part_size_mb << 20) as usize, concurrency: args.transfer.concurrency as usize, if_none_match: true },
+        download: DownloadConfig { range_size: args.transfer.part_size_mb << 20, concurrency: args.transfer.concurrency as usize },
     };
     let cache_dir = cache_dir();
     let url = match &args.store {

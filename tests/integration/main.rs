@@ -2,5 +2,6 @@
 //! against real S3 servers on loopback (see `s3cache_tests::servers`).
 
 mod cli;
+mod faults;
 mod library;
 mod roundtrip;

@@ -2,6 +2,7 @@
 //! `s3cache` binary, real S3 servers started on loopback, an independent client (boto3), and tree
 //! snapshots to compare.
 
+pub mod proxy;
 pub mod servers;
 pub mod tree;
 

@@ -33,7 +33,7 @@ pub enum S3ErrorKind {
 
 /// A failed S3 call.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} failed: {}{code}{}{message}", status.map(|s| format!("HTTP {s} ")).unwrap_or_default(), if message.is_empty() || code.is_empty() { "" } else { ": " })]
+#[error("{operation} failed: {}{code}{}{message}", status.map(|s| format!("HTTP {s} {}", reason(s))).unwrap_or_default(), if message.is_empty() || code.is_empty() { "" } else { ": " })]
 pub struct S3Error {
     pub kind: S3ErrorKind,
     pub operation: &'static str,
@@ -50,9 +50,13 @@ impl S3Error {
         Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None }
     }
 
-    /// Whether the server refused the request because our clock is off.
-    pub fn is_clock_skew(&self) -> bool {
-        matches!(self.code.as_str(), "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException") && self.server_date.is_some()
+    /// Whether the server refused the request because our clock is off: it says so, or (HEAD answers
+    /// have no body to say it in) a 403 carries a `Date` more than five minutes from `signed_at`.
+    pub fn is_clock_skew(&self, signed_at: SystemTime) -> bool {
+        let Some(server) = self.server_date else { return false };
+        let named = matches!(self.code.as_str(), "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException");
+        let apart = server.duration_since(signed_at).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
+        named || (self.status == Some(403) && self.code.is_empty() && apart > Duration::from_secs(300))
     }
 
     pub(crate) fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
@@ -73,6 +77,12 @@ impl S3Error {
     pub fn retryable(&self) -> bool {
         self.kind == S3ErrorKind::Transient
     }
+}
+
+/// The status's reason phrase, so that a bodiless answer (HEAD) still reads well.
+fn reason(status: u16) -> String {
+    let phrase = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    if phrase.is_empty() { String::new() } else { format!("({phrase}) ") }
 }
 
 /// The retry policy for idempotent requests: AWS "standard" mode in shape — a bounded number of
@@ -113,6 +123,9 @@ pub struct TransportConfig {
     /// The whole operation's budget: no request starts, and no retry is made, after it runs out.
     pub deadline: Option<Duration>,
     pub retry: RetryPolicy,
+    /// Seconds to add to the local clock when signing, for a machine whose clock is known to be off.
+    /// The client also learns the offset from the server's `RequestTimeTooSkewed` answers.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for TransportConfig {
@@ -124,6 +137,7 @@ impl Default for TransportConfig {
             body_grace: Duration::from_secs(10),
             deadline: Some(Duration::from_secs(20 * 60)),
             retry: RetryPolicy::default(),
+            clock_offset_secs: 0,
         }
     }
 }
@@ -167,7 +181,7 @@ impl S3Client {
             .build()
             .into();
         let deadline = transport.deadline.map(|d| Instant::now() + d);
-        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(0)) }
+        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)) }
     }
 
     /// The transport settings.
@@ -254,7 +268,7 @@ impl S3Client {
         let mut skew_corrected = false;
         loop {
             match attempt() {
-                Err(err) if err.is_clock_skew() && !skew_corrected && self.correct_clock(&err) => skew_corrected = true,
+                Err(err) if err.is_clock_skew(self.now()) && !skew_corrected && self.correct_clock(&err) => skew_corrected = true,
                 Err(err) if err.retryable() && tries < self.transport.retry.max_attempts && self.out_of_time(operation).is_none() => {
                     let delay = self.transport.retry.backoff(tries);
                     tracing::debug!(operation, attempt = tries, ?delay, error = %err, "retrying");
@@ -452,6 +466,6 @@ mod tests {
     #[test]
     fn formats_errors() {
         let err = S3Error::from_status("GetObject", 403, xml::ErrorDocument { code: "AccessDenied".into(), message: "nope".into() });
-        assert_eq!(err.to_string(), "GetObject failed: HTTP 403 AccessDenied: nope");
+        assert_eq!(err.to_string(), "GetObject failed: HTTP 403 (Forbidden) AccessDenied: nope");
     }
 }

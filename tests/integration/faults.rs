@@ -1,0 +1,306 @@
+//! Network and server faults (shared/reference/anchors-reliability.md §9 C), injected by the test
+//! proxy in front of the strict server. Every row ends in success after retries or a clean miss or
+//! skipped save: exit 0, the target untouched, no object half-visible, and nothing hangs.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use s3cache_tests::proxy::{Fault, FaultProxy, Rule};
+use s3cache_tests::tree::{noise, write_sample_tree};
+use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, boto3, snapshot};
+
+struct Scenario {
+    server: S3Server,
+    proxy: FaultProxy,
+    machine: Sandbox,
+    /// The tree as saved.
+    saved: Snapshot,
+}
+
+/// s3s-fs with a proxy in front; a tree saved under `k` directly (no faults), then `out` replaced by
+/// a local version so that "untouched" can be checked. Retries and timeouts are fast.
+fn scenario(big: bool) -> Scenario {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let proxy = FaultProxy::start(server.port);
+    let mut machine = Sandbox::new();
+    machine.use_server(&server, "faults");
+    for (name, value) in [
+        ("S3CACHE_RETRY_BASE_MS", "20"),
+        ("S3CACHE_STALL_TIMEOUT_SECS", "1"),
+        ("S3CACHE_MIN_THROUGHPUT_KBPS", "2048"),
+        ("S3CACHE_PART_SIZE_MB", "5"),
+        ("S3CACHE_DEADLINE_SECS", "60"),
+    ] {
+        machine.env(name, value);
+    }
+    write_sample_tree(&machine.workspace(), "out", if big { 12 << 20 } else { 4096 });
+    let saved = snapshot(&machine.workspace().join("out"));
+    machine.run(&["save", "--key", "k", "--path", "out"]).success();
+    fs::remove_dir_all(machine.workspace().join("out")).unwrap();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/local-only"), "mine").unwrap();
+    machine.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    Scenario { server, proxy, machine, saved }
+}
+
+impl Scenario {
+    fn restore(&self) -> Run {
+        self.machine.run(&["restore", "--key", "k", "--path", "out"])
+    }
+
+    #[track_caller]
+    fn assert_restored(&self, run: &Run) {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.contains("restored k"), "{}\n{:#?}", run.stderr, self.proxy.requests());
+        assert_eq!(snapshot(&self.machine.workspace().join("out")), self.saved);
+    }
+
+    #[track_caller]
+    fn assert_untouched_miss(&self, run: &Run) {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.contains("warning: cache not restored"), "{}\n{:#?}", run.stderr, self.proxy.requests());
+        let out = self.machine.workspace().join("out");
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "target changed: {:?}", snapshot(&out).keys());
+        assert_eq!(fs::read_to_string(out.join("local-only")).unwrap(), "mine");
+        let leftovers: Vec<_> = fs::read_dir(self.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+/// C1: connection refused, and a name that does not resolve: retries, then a miss, exit 0.
+#[test]
+fn c1_unreachable_endpoints_are_a_miss() {
+    let s = scenario(false);
+    for endpoint in ["http://127.0.0.1:1", "http://s3cache-no-such-host.invalid:9000"] {
+        let mut machine = Sandbox::new();
+        machine.use_server(&s.server, "faults").env("AWS_ENDPOINT_URL", endpoint).env("S3CACHE_RETRY_BASE_MS", "20");
+        fs::create_dir_all(machine.workspace().join("out")).unwrap();
+        let run = machine.run(&["restore", "--key", "k", "--path", "out"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.contains("warning: cache not restored"), "{endpoint}: {}", run.stderr);
+    }
+}
+
+/// C2: 503 SlowDown twice, then success; the attempts stay within the configured three.
+#[test]
+fn c2_slow_down_is_retried() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("HEAD", "/k.tar.zst", Fault::Status { status: 503, code: "SlowDown".into() }, 2));
+    let run = s.restore();
+    s.assert_restored(&run);
+    assert_eq!(s.proxy.count("HEAD", "/k.tar.zst"), 3);
+}
+
+/// C3: 500, 502, 504, RequestTimeout and a connection cut inside the headers are all retried.
+#[test]
+fn c3_server_errors_and_resets_are_retried() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 500, code: "InternalError".into() }, 1));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 502, code: "BadGateway".into() }, 1));
+    s.machine.run(&["restore", "--key", "k", "--path", "out"]);
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 504, code: "GatewayTimeout".into() }, 1));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 400, code: "RequestTimeout".into() }, 1));
+    let run = s.restore();
+    s.assert_restored(&run);
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.0 }, 2));
+    let run = s.restore();
+    s.assert_restored(&run);
+}
+
+/// C4: 403 and other 4xx are not retried; 403 is a warning that says what to check.
+#[test]
+fn c4_client_errors_are_not_retried() {
+    let s = scenario(false);
+    s.proxy.add(Rule::always(Fault::Status { status: 403, code: "AccessDenied".into() }));
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+    assert!(run.stderr.contains("check the credentials"), "{}", run.stderr);
+    assert_eq!(s.proxy.requests().len(), 1, "{:#?}", s.proxy.requests());
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 400, code: "InvalidArgument".into() }, usize::MAX));
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+    assert_eq!(s.proxy.count("GET", "/k.tar.zst"), 1);
+}
+
+/// C5: a body that stalls after 10 % is abandoned by the watchdog and the range fetched again.
+#[test]
+fn c5_stalled_bodies_are_resumed() {
+    let s = scenario(true);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Stall { after: 0.1 }, 1));
+    let started = Instant::now();
+    let run = s.restore();
+    s.assert_restored(&run);
+    assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
+}
+
+/// C6: a body that drips one byte a second is aborted; with every attempt dripping, a miss.
+#[test]
+fn c6_dripping_bodies_end_in_a_miss() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Drip, usize::MAX));
+    let started = Instant::now();
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+    assert!(started.elapsed() < Duration::from_secs(40), "took {:?}", started.elapsed());
+}
+
+/// C7: a body cut short is detected: retried when it happens once, a miss when it keeps happening.
+#[test]
+fn c7_truncated_bodies_are_never_extracted() {
+    let s = scenario(true);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, 1));
+    let run = s.restore();
+    s.assert_restored(&run);
+    let s = scenario(true);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, usize::MAX));
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+}
+
+/// C8: a 200 answer with an HTML page instead of the archive is a miss.
+#[test]
+fn c8_html_instead_of_an_archive_is_a_miss() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Html, usize::MAX));
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+}
+
+/// C9: one byte flipped in transit fails the archive's checksum: a miss, nothing extracted.
+#[test]
+fn c9_flipped_bytes_are_a_miss() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::FlipByte, usize::MAX));
+    let run = s.restore();
+    s.assert_untouched_miss(&run);
+}
+
+fn save_through_proxy(s: &Scenario, key: &str) -> Run {
+    fs::write(s.machine.workspace().join("out/big.bin"), noise(12 << 20, 7)).unwrap();
+    s.machine.run(&["save", "--key", key, "--path", "out"])
+}
+
+fn visible_keys(server: &S3Server) -> String {
+    boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
+}
+
+/// C10: the server goes away during a multipart upload: a warning, exit 0, the upload aborted, and
+/// no object under the key.
+#[test]
+fn c10_server_lost_during_multipart_upload() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("PUT", "partNumber=1", Fault::Refuse, usize::MAX));
+    let run = save_through_proxy(&s, "lost");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: cache lost not saved"), "{}", run.stderr);
+    assert!(s.proxy.count("DELETE", "uploadId=") >= 1, "no AbortMultipartUpload: {:#?}", s.proxy.requests());
+    assert!(!visible_keys(&s.server).contains("lost"), "{}", visible_keys(&s.server));
+}
+
+/// C11: CompleteMultipartUpload answering 200 with an `<Error>` body is a failure, and retried.
+#[test]
+fn c11_complete_with_an_error_body_is_retried() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 200, code: "InternalError".into() }, 1));
+    let run = save_through_proxy(&s, "completed");
+    assert!(run.stderr.contains("saved completed"), "{}\n{:#?}", run.stderr, s.proxy.requests());
+    assert_eq!(s.proxy.count("POST", "uploadId="), 2);
+    assert!(visible_keys(&s.server).contains("faults/completed.tar.zst"));
+}
+
+/// C12: CompleteMultipartUpload 409 ConditionalRequestConflict: a warning, no object.
+#[test]
+fn c12_completion_conflict_gives_up_cleanly() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 409, code: "ConditionalRequestConflict".into() }, usize::MAX));
+    let run = save_through_proxy(&s, "conflict");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: cache conflict not saved"), "{}", run.stderr);
+    assert!(!visible_keys(&s.server).contains("conflict"));
+}
+
+/// C14: a clock 20 minutes behind: the strict server answers RequestTimeTooSkewed, the request is
+/// signed again with the server's time, and the restore succeeds.
+#[test]
+fn c14_clock_skew_is_corrected() {
+    let mut s = scenario(false);
+    s.machine.env("S3CACHE_CLOCK_OFFSET_SECS", "-1200");
+    let run = s.restore();
+    s.assert_restored(&run);
+    assert!(run.stderr.contains("local clock differs"), "{}", run.stderr);
+}
+
+/// C15: credentials that expired mid-job: a warning, the save skipped, exit 0.
+#[test]
+fn c15_expired_credentials_skip_the_save() {
+    let s = scenario(false);
+    s.proxy.add(Rule::always(Fault::Status { status: 400, code: "ExpiredToken".into() }));
+    let run = save_through_proxy(&s, "expired");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: cache expired not saved") && run.stderr.contains("400"), "{}", run.stderr);
+    assert_eq!(s.proxy.requests().len(), 1, "not retried: {:#?}", s.proxy.requests());
+}
+
+/// C17: 50 restores of one key and 20 saves of different keys at once: all intact.
+#[test]
+fn c17_parallel_restores_and_saves() {
+    let s = scenario(false);
+    let results: Vec<(std::path::PathBuf, Run)> = std::thread::scope(|scope| {
+        let restores: Vec<_> = (0..50)
+            .map(|i| {
+                let dir = s.machine.scratch(&format!("runner-{i}"));
+                let machine = &s.machine;
+                scope.spawn(move || {
+                    let run = machine.run_in(&dir, &["restore", "--key", "k", "--path", "out"]);
+                    (dir, run)
+                })
+            })
+            .collect();
+        let saves: Vec<_> = (0..20)
+            .map(|i| {
+                let dir = s.machine.scratch(&format!("saver-{i}"));
+                fs::create_dir_all(dir.join("out")).unwrap();
+                fs::write(dir.join("out/id"), i.to_string()).unwrap();
+                let machine = &s.machine;
+                scope.spawn(move || {
+                    let run = machine.run_in(&dir, &["save", "--key", &format!("parallel-{i}"), "--path", "out"]);
+                    (dir, run)
+                })
+            })
+            .collect();
+        restores.into_iter().chain(saves).map(|h| h.join().unwrap()).collect()
+    });
+    for (dir, run) in &results[..50] {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(snapshot(&dir.join("out")), s.saved, "{}", dir.display());
+    }
+    for (_, run) in &results[50..] {
+        assert!(run.stderr.contains("saved parallel-"), "{}", run.stderr);
+    }
+    let check = s.machine.scratch("check");
+    for i in 0..20 {
+        s.machine.run_in(&check, &["restore", "--key", &format!("parallel-{i}"), "--path", "out"]).success();
+        assert_eq!(fs::read_to_string(check.join("out/id")).unwrap(), i.to_string());
+    }
+}
+
+/// The bar: with 10 % of connections dropped and 5 % of answers stalled, a multipart save
+/// and a ranged restore both complete correctly.
+#[test]
+fn save_and_restore_through_a_flaky_network() {
+    let mut s = scenario(false);
+    s.machine.env("S3CACHE_MAX_ATTEMPTS", "8");
+    write_sample_tree(&s.machine.workspace(), "flaky", 12 << 20);
+    let saved = snapshot(&s.machine.workspace().join("flaky"));
+    s.proxy.random_faults(0.10, 0.05, 2026);
+    let run = s.machine.run(&["save", "--key", "flaky", "--path", "flaky"]);
+    assert!(run.stderr.contains("saved flaky"), "{}\n{:#?}", run.stderr, s.proxy.requests());
+    fs::remove_dir_all(s.machine.workspace().join("flaky")).unwrap();
+    let run = s.machine.run(&["restore", "--key", "flaky", "--path", "flaky"]);
+    assert!(run.stderr.contains("restored flaky"), "{}\n{:#?}", run.stderr, s.proxy.requests());
+    assert_eq!(snapshot(&s.machine.workspace().join("flaky")), saved);
+    assert!(s.proxy.requests().iter().any(|r| !r.ends_with("pass")), "no fault was injected");
+}
