@@ -163,6 +163,9 @@ impl CacheContext {
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
     pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
         let started = Instant::now();
+        if let Some(reason) = self.store.read_only() {
+            return Ok(SaveOutcome::Failed { key: None, reason: StoreError::ReadOnly(reason).to_string() });
+        }
         let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
         let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
         let preopens = existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();

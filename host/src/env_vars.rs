@@ -44,6 +44,44 @@ pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// Session token for temporary credentials; never logged.
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
+/// Explicit credentials, set by CI front ends from their inputs; they win over every other source.
+pub const S3CACHE_ACCESS_KEY_ID: &str = "S3CACHE_ACCESS_KEY_ID";
+/// Explicit secret key; never logged.
+pub const S3CACHE_SECRET_ACCESS_KEY: &str = "S3CACHE_SECRET_ACCESS_KEY";
+/// Explicit session token; never logged.
+pub const S3CACHE_SESSION_TOKEN: &str = "S3CACHE_SESSION_TOKEN";
+/// Send requests unsigned (public buckets); saving is refused. `true`/`false`.
+pub const S3CACHE_ANONYMOUS: &str = "S3CACHE_ANONYMOUS";
+
+/// The profile in the shared config files (default `default`).
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+/// The credentials file (default `~/.aws/credentials`).
+pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+/// The config file (default `~/.aws/config`).
+pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+/// The role to assume with a web identity token.
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+/// The file holding the web identity (OIDC) token.
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// The session name for assumed roles (default `s3cache`).
+pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+/// STS endpoint override.
+pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
+/// ECS container credentials path on 169.254.170.2.
+pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+/// Container credentials URL (HTTPS, or HTTP to loopback or 169.254.170.2/23 only).
+pub const AWS_CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+/// The authorization header value for the container endpoint.
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// A file holding that value (wins over the variable).
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+/// `true` skips the EC2 instance metadata provider.
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+/// Instance metadata endpoint (default `http://169.254.169.254`).
+pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+/// Set to `true` by GitHub Actions; secrets obtained at run time are then masked with `::add-mask::`.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+
 /// Variables that name the current branch, in the order they are consulted for `{{ branch }}`.
 pub const BRANCH_VARIABLES: &[&str] = &[
     "S3CACHE_BRANCH",

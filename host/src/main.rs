@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use s3cache::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
-use s3cache::s3::Credentials;
+use s3cache::s3::credentials::{ChainInputs, resolve_chain};
+use s3cache::s3::{Credentials, PublishOptions};
 use s3cache::s3::client::{RetryPolicy, TransportConfig};
 use s3cache::s3::download::DownloadConfig;
 use s3cache::s3::upload::UploadConfig;
@@ -48,8 +49,66 @@ struct StoreArgs {
     /// Use path-style addressing (host/bucket/key); automatic for IP and localhost endpoints.
     #[arg(long, global = true)]
     path_style: bool,
+    /// Use AWS's dual-stack endpoint (when no --endpoint is given).
+    #[arg(long, global = true)]
+    dualstack: bool,
+    /// Use S3 Transfer Acceleration (when no --endpoint is given).
+    #[arg(long, global = true)]
+    accelerate: bool,
+    /// Send unsigned requests, for a public bucket; saving is refused.
+    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    anonymous: bool,
+    /// The profile in ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE, else `default`).
+    #[arg(long, global = true)]
+    profile: Option<String>,
     #[command(flatten)]
     transfer: TransferArgs,
+    #[command(flatten)]
+    publish: PublishArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Publishing (new objects)")]
+struct PublishArgs {
+    /// Canned ACL, e.g. public-read.
+    #[arg(long, global = true)]
+    acl: Option<String>,
+    /// Server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).
+    #[arg(long, global = true, value_parser = ["AES256", "aws:kms"])]
+    sse: Option<String>,
+    /// KMS key id for --sse aws:kms.
+    #[arg(long, global = true)]
+    sse_kms_key_id: Option<String>,
+    /// Storage class, e.g. STANDARD_IA.
+    #[arg(long, global = true)]
+    storage_class: Option<String>,
+    /// An object tag KEY=VALUE; repeatable.
+    #[arg(long = "tag", global = true, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    tags: Vec<(String, String)>,
+    /// User metadata KEY=VALUE (x-amz-meta-KEY); repeatable.
+    #[arg(long = "metadata", global = true, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    metadata: Vec<(String, String)>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    if key.is_empty() {
+        return Err(format!("empty key in {text:?}"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+impl PublishArgs {
+    fn options(&self) -> PublishOptions {
+        PublishOptions {
+            acl: self.acl.clone(),
+            server_side_encryption: self.sse.clone(),
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            storage_class: self.storage_class.clone(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -173,20 +232,25 @@ fn cache_dir() -> Option<PathBuf> {
     env_var(env_vars::S3CACHE_CACHE_DIR).map(PathBuf::from).or_else(|| dirs::cache_dir().map(|d| d.join("s3cache")))
 }
 
-fn context(args: &StoreArgs) -> Result<CacheContext> {
-    let credentials = Credentials::from_env(env_var).map_err(anyhow::Error::msg)?;
-    if let Some(credentials) = &credentials {
-        credentials.secrets().for_each(output::register_secret);
+/// Runs the credential chain for an `s3://` store (unless anonymous) and registers what it finds as
+/// secrets, so that they are scrubbed from output and masked on GitHub Actions.
+fn credentials(args: &StoreArgs, url: &str, region: &str) -> Result<Option<Credentials>> {
+    if !url.starts_with("s3://") || args.anonymous {
+        return Ok(None);
     }
-    let options = S3Options {
-        endpoint: args.endpoint.clone().or_else(|| env_var(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env_var(env_vars::AWS_ENDPOINT_URL)),
-        region: args.region.clone().or_else(|| env_var(env_vars::AWS_REGION)).or_else(|| env_var(env_vars::AWS_DEFAULT_REGION)),
-        path_style: args.path_style,
-        credentials,
-        transport: args.transfer.transport(),
-        upload: UploadConfig { part_size: (args.transfer.part_size_mb << 20) as usize, concurrency: args.transfer.concurrency as usize, if_none_match: true },
-        download: DownloadConfig { range_size: args.transfer.part_size_mb << 20, concurrency: args.transfer.concurrency as usize },
-    };
+    let profile = args.profile.clone();
+    let env = move |name: &str| if name == env_vars::AWS_PROFILE && profile.is_some() { profile.clone() } else { env_var(name) };
+    let inputs = ChainInputs { env: &env, home: dirs::home_dir(), region: region.to_owned() };
+    let Some(resolved) = resolve_chain(&inputs)? else { return Ok(None) };
+    resolved.credentials.secrets().for_each(output::register_secret);
+    tracing::debug!(source = %resolved.source, "credentials found");
+    Ok(Some(resolved.credentials))
+}
+
+fn context(args: &StoreArgs) -> Result<CacheContext> {
+    if env_var(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
+        output::enable_github_actions();
+    }
     let cache_dir = cache_dir();
     let url = match &args.store {
         Some(url) => url.clone(),
@@ -196,6 +260,21 @@ fn context(args: &StoreArgs) -> Result<CacheContext> {
             output::notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
             url
         }
+    };
+    let region = args.region.clone().or_else(|| env_var(env_vars::AWS_REGION)).or_else(|| env_var(env_vars::AWS_DEFAULT_REGION));
+    let credentials = credentials(args, &url, region.as_deref().unwrap_or("us-east-1"))?;
+    let options = S3Options {
+        endpoint: args.endpoint.clone().or_else(|| env_var(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env_var(env_vars::AWS_ENDPOINT_URL)),
+        region,
+        path_style: args.path_style,
+        dualstack: args.dualstack,
+        accelerate: args.accelerate,
+        anonymous: args.anonymous,
+        publish: args.publish.options(),
+        credentials,
+        transport: args.transfer.transport(),
+        upload: UploadConfig { part_size: (args.transfer.part_size_mb << 20) as usize, concurrency: args.transfer.concurrency as usize, if_none_match: true },
+        download: DownloadConfig { range_size: args.transfer.part_size_mb << 20, concurrency: args.transfer.concurrency as usize },
     };
     let store = s3cache::open_store(&url, options)?;
     let sandbox = Sandbox::load(cache_dir.as_deref(), GuestLimits::default())?;

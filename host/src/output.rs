@@ -9,9 +9,20 @@ fn secrets() -> &'static Mutex<Vec<String>> {
     SECRETS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Registers a secret value; it is replaced by `***` in everything printed from now on.
+static GITHUB_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on GitHub Actions workflow commands (`::add-mask::`) for what is printed from now on.
+pub fn enable_github_actions() {
+    GITHUB_ACTIONS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Registers a secret value; it is replaced by `***` in everything printed from now on. On GitHub
+/// Actions it is also masked in the job log with `::add-mask::`, before anything else can print it.
 pub fn register_secret(secret: &str) {
     if secret.len() >= 4 {
+        if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) && !secret.contains(['\n', '\r']) {
+            println!("::add-mask::{secret}");
+        }
         secrets().lock().expect("secrets lock").push(secret.to_owned());
     }
 }

@@ -97,7 +97,8 @@ fn c3_server_errors_and_resets_are_retried() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 500, code: "InternalError".into() }, 1));
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 502, code: "BadGateway".into() }, 1));
-    s.machine.run(&["restore", "--key", "k", "--path", "out"]);
+    let run = s.restore();
+    s.assert_restored(&run);
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 504, code: "GatewayTimeout".into() }, 1));
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 400, code: "RequestTimeout".into() }, 1));

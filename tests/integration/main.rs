@@ -2,6 +2,7 @@
 //! against real S3 servers on loopback (see `s3cache_tests::servers`).
 
 mod cli;
+mod credentials;
 mod faults;
 mod library;
 mod roundtrip;

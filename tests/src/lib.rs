@@ -2,6 +2,7 @@
 //! `s3cache` binary, real S3 servers started on loopback, an independent client (boto3), and tree
 //! snapshots to compare.
 
+pub mod fake_http;
 pub mod proxy;
 pub mod servers;
 pub mod tree;
@@ -65,7 +66,12 @@ impl Sandbox {
             std::fs::create_dir_all(root.path().join(dir)).expect("create sandbox dirs");
         }
         let cache_dir = root.path().join("cache").display().to_string();
-        let env = vec![("HOME".to_string(), root.path().join("home").display().to_string()), ("S3CACHE_CACHE_DIR".to_string(), cache_dir)];
+        // Instance metadata is never probed from tests: its real address is not ours to reach.
+        let env = vec![
+            ("HOME".to_string(), root.path().join("home").display().to_string()),
+            ("S3CACHE_CACHE_DIR".to_string(), cache_dir),
+            ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+        ];
         Self { root, env }
     }
 
@@ -89,6 +95,12 @@ impl Sandbox {
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         dir
+    }
+
+    /// Removes an environment variable from later runs.
+    pub fn unset(&mut self, name: &str) -> &mut Self {
+        self.env.retain(|(k, _)| k != name);
+        self
     }
 
     /// Sets an environment variable for every later run.

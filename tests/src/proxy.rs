@@ -160,8 +160,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Reads one request: head and body (by Content-Length).
-fn read_request(client: &mut TcpStream) -> Option<(String, String, Vec<u8>, Vec<u8>)> {
+/// Reads one request: method, target, head (rewritten with `Connection: close`) and body.
+pub(crate) fn read_request(client: &mut TcpStream) -> Option<(String, String, Vec<u8>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     let head_end = loop {

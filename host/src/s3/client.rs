@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::credentials::Credentials;
-use super::request::{Bucket, Metadata, Request, complete_multipart_body};
+use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
 use super::xml::{self, ListedObject};
 
@@ -154,7 +154,7 @@ impl TransportConfig {
 pub struct ObjectHead {
     pub size: u64,
     /// `x-amz-meta-*` headers, names without the prefix.
-    pub metadata: Metadata,
+    pub metadata: Vec<(String, String)>,
 }
 
 /// An S3 client bound to one bucket.
@@ -332,13 +332,13 @@ impl S3Client {
     }
 
     /// PutObject. With `if_none_match`, fails with `PreconditionFailed` when the key exists.
-    pub fn put_object(&self, key: &str, body: &[u8], metadata: &Metadata, if_none_match: bool) -> Result<(), S3Error> {
-        self.send(&self.bucket.put_object(key, metadata, if_none_match), body).map(drop)
+    pub fn put_object(&self, key: &str, body: &[u8], publish: &PublishOptions, if_none_match: bool) -> Result<(), S3Error> {
+        self.send(&self.bucket.put_object(key, publish, if_none_match), body).map(drop)
     }
 
     /// CreateMultipartUpload; returns the upload id.
-    pub fn create_multipart_upload(&self, key: &str, metadata: &Metadata) -> Result<String, S3Error> {
-        let request = self.bucket.create_multipart_upload(key, metadata);
+    pub fn create_multipart_upload(&self, key: &str, publish: &PublishOptions) -> Result<String, S3Error> {
+        let request = self.bucket.create_multipart_upload(key, publish);
         let text = self.send_for_text(&request, b"")?;
         xml::parse_initiate(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))
     }

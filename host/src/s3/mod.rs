@@ -15,4 +15,4 @@ pub mod xml;
 
 pub use client::{S3Client, S3Error, S3ErrorKind};
 pub use credentials::Credentials;
-pub use request::{Bucket, Endpoint};
+pub use request::{Bucket, Endpoint, PublishOptions};

@@ -40,9 +40,16 @@ impl Endpoint {
         Ok(Self { scheme, authority })
     }
 
-    /// AWS's regional endpoint.
-    pub fn aws(region: &str) -> Self {
-        Self { scheme: "https".into(), authority: format!("s3.{region}.amazonaws.com") }
+    /// AWS's regional endpoint, optionally the dual-stack (IPv4 + IPv6) one.
+    pub fn aws(region: &str, dualstack: bool) -> Self {
+        let dualstack = if dualstack { "dualstack." } else { "" };
+        Self { scheme: "https".into(), authority: format!("s3.{dualstack}{region}.amazonaws.com") }
+    }
+
+    /// S3 Transfer Acceleration (virtual-host addressing only).
+    pub fn accelerate(dualstack: bool) -> Self {
+        let authority = if dualstack { "s3-accelerate.dualstack.amazonaws.com" } else { "s3-accelerate.amazonaws.com" };
+        Self { scheme: "https".into(), authority: authority.into() }
     }
 
     /// The host without the port.
@@ -97,8 +104,22 @@ impl Request {
     }
 }
 
-/// User metadata stored with an object as `x-amz-meta-*` headers.
-pub type Metadata = Vec<(String, String)>;
+/// How new objects are published: access, encryption, storage class, tags and user metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Canned ACL, e.g. `public-read` (`x-amz-acl`).
+    pub acl: Option<String>,
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub server_side_encryption: Option<String>,
+    /// The KMS key for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+    /// e.g. `STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`.
+    pub storage_class: Option<String>,
+    /// Object tags.
+    pub tags: Vec<(String, String)>,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: Vec<(String, String)>,
+}
 
 impl Bucket {
     /// The host to connect to and sign for.
@@ -108,7 +129,7 @@ impl Bucket {
 
     fn url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
         let mut url = format!("{}://{}/", self.endpoint.scheme, self.authority());
-        if self.path_style {
+        if self.path_style && !self.name.is_empty() {
             url.push_str(&utf8_percent_encode(&self.name, COMPONENT).to_string());
             url.push('/');
         }
@@ -128,14 +149,14 @@ impl Bucket {
     }
 
     /// PutObject of a whole body. With `if_none_match`, the write only succeeds when the key is free.
-    pub fn put_object(&self, key: &str, metadata: &Metadata, if_none_match: bool) -> Request {
-        let request = with_metadata(Request::new("PutObject", "PUT", self.url(Some(key), &[])), metadata);
+    pub fn put_object(&self, key: &str, publish: &PublishOptions, if_none_match: bool) -> Request {
+        let request = with_publish(Request::new("PutObject", "PUT", self.url(Some(key), &[])), publish);
         if if_none_match { request.header("if-none-match", "*") } else { request }
     }
 
     /// CreateMultipartUpload.
-    pub fn create_multipart_upload(&self, key: &str, metadata: &Metadata) -> Request {
-        with_metadata(Request::new("CreateMultipartUpload", "POST", self.url(Some(key), &[("uploads", "")])), metadata)
+    pub fn create_multipart_upload(&self, key: &str, publish: &PublishOptions) -> Request {
+        with_publish(Request::new("CreateMultipartUpload", "POST", self.url(Some(key), &[("uploads", "")])), publish)
     }
 
     /// UploadPart number `part` (1-based).
@@ -185,8 +206,24 @@ impl Bucket {
     }
 }
 
-fn with_metadata(mut request: Request, metadata: &Metadata) -> Request {
-    for (name, value) in metadata {
+fn with_publish(mut request: Request, publish: &PublishOptions) -> Request {
+    let optional = [
+        ("x-amz-acl", &publish.acl),
+        ("x-amz-server-side-encryption", &publish.server_side_encryption),
+        ("x-amz-server-side-encryption-aws-kms-key-id", &publish.sse_kms_key_id),
+        ("x-amz-storage-class", &publish.storage_class),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            request = request.header(name, value.clone());
+        }
+    }
+    if !publish.tags.is_empty() {
+        let encode = |s: &str| utf8_percent_encode(s, COMPONENT).to_string();
+        let tagging: Vec<String> = publish.tags.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+        request = request.header("x-amz-tagging", tagging.join("&"));
+    }
+    for (name, value) in &publish.metadata {
         request = request.header(&format!("x-amz-meta-{}", name.to_ascii_lowercase()), value.clone());
     }
     request
@@ -227,6 +264,15 @@ mod tests {
         assert!(Endpoint::parse("http://x/path").is_err());
     }
 
+    /// AWS's dual-stack and accelerate endpoints; a public URL has no bucket segment.
+    #[test]
+    fn builds_aws_endpoints() {
+        assert_eq!(Endpoint::aws("eu-west-1", true).authority, "s3.dualstack.eu-west-1.amazonaws.com");
+        assert_eq!(Endpoint::accelerate(false).authority, "s3-accelerate.amazonaws.com");
+        let public = Bucket { endpoint: Endpoint::parse("https://cdn.example.com").unwrap(), name: String::new(), region: "auto".into(), path_style: true };
+        assert_eq!(public.get_object("caches/k", None).url, "https://cdn.example.com/caches/k");
+    }
+
     /// Keys are percent-encoded per segment; `/` stays, spaces and non-ASCII do not.
     #[test]
     fn encodes_object_urls() {
@@ -245,15 +291,35 @@ mod tests {
             "http://localhost:9000/my-bucket/?continuation-token=t%2F1%3D&list-type=2&prefix=cache%2Fa%20b"
         );
         assert_eq!(b.upload_part("k", "id+1", 3).url, "http://localhost:9000/my-bucket/k?partNumber=3&uploadId=id%2B1");
-        assert_eq!(b.create_multipart_upload("k", &vec![]).url, "http://localhost:9000/my-bucket/k?uploads=");
+        assert_eq!(b.create_multipart_upload("k", &PublishOptions::default()).url, "http://localhost:9000/my-bucket/k?uploads=");
     }
 
-    /// Metadata becomes `x-amz-meta-*`; conditional writes add `if-none-match: *`; ranges are inclusive.
+    /// Publishing options become headers; conditional writes add `if-none-match: *`; ranges are inclusive.
     #[test]
     fn sets_headers() {
         let b = bucket("http://localhost:9000", true);
-        let put = b.put_object("k", &vec![("Format".into(), "1".into())], true);
-        assert_eq!(put.headers, vec![("x-amz-meta-format".to_string(), "1".to_string()), ("if-none-match".into(), "*".into())]);
+        let publish = PublishOptions {
+            acl: Some("public-read".into()),
+            server_side_encryption: Some("aws:kms".into()),
+            sse_kms_key_id: Some("key-1".into()),
+            storage_class: Some("STANDARD_IA".into()),
+            tags: vec![("team".into(), "a b".into()), ("ci".into(), "yes".into())],
+            metadata: vec![("Format".into(), "1".into())],
+        };
+        let put = b.put_object("k", &publish, true);
+        let expected: Vec<(String, String)> = [
+            ("x-amz-acl", "public-read"),
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", "key-1"),
+            ("x-amz-storage-class", "STANDARD_IA"),
+            ("x-amz-tagging", "team=a%20b&ci=yes"),
+            ("x-amz-meta-format", "1"),
+            ("if-none-match", "*"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(put.headers, expected);
         let get = b.get_object("k", Some((0, 99)));
         assert_eq!(get.headers, vec![("range".to_string(), "bytes=0-99".to_string())]);
     }

@@ -35,6 +35,19 @@ pub fn sign_request(
     region: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, String> {
+    sign_for_service(request, host, payload, credentials, region, "s3", time)
+}
+
+/// [`sign_request`] for another AWS service (`sts`).
+pub fn sign_for_service(
+    request: &Request,
+    host: &str,
+    payload: Payload<'_>,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
     let identity = AwsCredentials::new(
         &credentials.access_key_id,
         &credentials.secret_access_key,
@@ -50,7 +63,7 @@ pub fn sign_request(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("s3")
+        .name(service)
         .time(time)
         .settings(settings)
         .build()

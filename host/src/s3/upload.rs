@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::client::{S3Client, S3Error};
-use super::request::Metadata;
+use super::request::PublishOptions;
 
 /// Part size and parallelism of uploads.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,7 @@ struct InFlight {
 pub struct MultipartWriter {
     client: Arc<S3Client>,
     key: String,
-    metadata: Metadata,
+    publish: PublishOptions,
     config: UploadConfig,
     buffer: Vec<u8>,
     in_flight: Option<InFlight>,
@@ -62,12 +62,12 @@ impl std::fmt::Debug for MultipartWriter {
 
 impl MultipartWriter {
     /// Starts an upload of `key`; nothing is sent until a part is full or [`finish`](Self::finish).
-    pub fn new(client: Arc<S3Client>, key: &str, metadata: Metadata, config: UploadConfig) -> Self {
+    pub fn new(client: Arc<S3Client>, key: &str, publish: PublishOptions, config: UploadConfig) -> Self {
         let config = UploadConfig { part_size: config.part_size.max(5 << 20), concurrency: config.concurrency.max(1), ..config };
         Self {
             client,
             key: key.to_owned(),
-            metadata,
+            publish,
             config,
             buffer: Vec::with_capacity(config.part_size),
             in_flight: None,
@@ -82,7 +82,7 @@ impl MultipartWriter {
         self.finished = true;
         if self.in_flight.is_none() {
             let body = std::mem::take(&mut self.buffer);
-            self.client.put_object(&self.key, &body, &self.metadata, self.config.if_none_match)?;
+            self.client.put_object(&self.key, &body, &self.publish, self.config.if_none_match)?;
             return Ok(self.written);
         }
         let result = self.complete();
@@ -119,7 +119,7 @@ impl MultipartWriter {
 
     fn dispatch(&mut self, part: Vec<u8>) -> io::Result<()> {
         if self.in_flight.is_none() {
-            let upload_id = self.client.create_multipart_upload(&self.key, &self.metadata).map_err(io::Error::other)?;
+            let upload_id = self.client.create_multipart_upload(&self.key, &self.publish).map_err(io::Error::other)?;
             self.in_flight = Some(self.spawn_workers(upload_id));
         }
         if let Some(err) = self.failure() {

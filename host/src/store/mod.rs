@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use file::FileStore;
 pub use s3::S3Store;
 
-use crate::s3::{Bucket, Credentials, Endpoint, S3Error, S3ErrorKind};
+use crate::s3::{Bucket, Credentials, Endpoint, PublishOptions, S3Error, S3ErrorKind};
 use crate::s3::client::TransportConfig;
 use crate::s3::download::DownloadConfig;
 use crate::s3::upload::UploadConfig;
@@ -38,6 +38,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("an object named {0:?} already exists")]
     AlreadyExists(String),
+    #[error("the store is read-only ({0}); saving needs credentials and an s3:// store")]
+    ReadOnly(&'static str),
 }
 
 impl StoreError {
@@ -64,6 +66,10 @@ pub struct PutOptions {
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Where this store is, for messages (`s3://bucket/prefix`, `file:///dir`).
     fn location(&self) -> String;
+    /// Why writing is impossible (anonymous mode, a public URL), or `None` when it is allowed.
+    fn read_only(&self) -> Option<&'static str> {
+        None
+    }
     /// The object's size and time, or `None` when it does not exist.
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Every object whose name starts with `prefix`.
@@ -86,20 +92,27 @@ pub struct S3Options {
     pub region: Option<String>,
     /// Force path-style addressing (automatic for IP and localhost endpoints).
     pub path_style: bool,
+    /// Use AWS's dual-stack (IPv4 + IPv6) endpoint; only when no endpoint is given.
+    pub dualstack: bool,
+    /// Use S3 Transfer Acceleration; only when no endpoint is given.
+    pub accelerate: bool,
+    /// Send requests unsigned, for public buckets; the store is then read-only.
+    pub anonymous: bool,
     pub credentials: Option<Credentials>,
     pub transport: TransportConfig,
     pub upload: UploadConfig,
     pub download: DownloadConfig,
+    pub publish: PublishOptions,
 }
 
 /// A store URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
-    #[error("store {0:?}: expected s3://bucket[/prefix] or file:///absolute/dir")]
+    #[error("store {0:?}: expected s3://bucket[/prefix], https://public.host/prefix or file:///absolute/dir")]
     Unsupported(String),
     #[error("store {0:?}: {1}")]
     Invalid(String, String),
-    #[error("store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    #[error("store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket")]
     NoCredentials(String),
 }
 
@@ -111,6 +124,15 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         }
         return Ok(Box::new(FileStore::new(PathBuf::from(path))));
     }
+    let region = options.region.clone().unwrap_or_else(|| "us-east-1".into());
+    if url.starts_with("http://") || url.starts_with("https://") {
+        // A public URL: plain unsigned GET/HEAD under a base path, for read-only consumers.
+        let (scheme, rest) = url.split_once("://").expect("checked");
+        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e))?;
+        let bucket = Bucket { endpoint, name: String::new(), region, path_style: true };
+        return Ok(Box::new(S3Store::new(bucket, prefix, None, &options)));
+    }
     let Some(rest) = url.strip_prefix("s3://") else {
         return Err(StoreUrlError::Unsupported(url.into()));
     };
@@ -118,15 +140,19 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
     if bucket.is_empty() {
         return Err(StoreUrlError::Invalid(url.into(), "the bucket name is empty".into()));
     }
-    let region = options.region.clone().unwrap_or_else(|| "us-east-1".into());
     let endpoint = match &options.endpoint {
         Some(endpoint) => Endpoint::parse(endpoint).map_err(|e| StoreUrlError::Invalid(url.into(), e))?,
-        None => Endpoint::aws(&region),
+        None if options.accelerate => Endpoint::accelerate(options.dualstack),
+        None => Endpoint::aws(&region, options.dualstack),
     };
-    let credentials = options.credentials.clone().ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?;
-    let path_style = options.path_style || endpoint.needs_path_style();
+    let credentials = if options.anonymous {
+        None
+    } else {
+        Some(options.credentials.clone().ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?)
+    };
+    let path_style = (options.path_style || endpoint.needs_path_style()) && !options.accelerate;
     let bucket = Bucket { endpoint, name: bucket.to_owned(), region, path_style };
-    Ok(Box::new(S3Store::new(bucket, prefix, Some(credentials), &options)))
+    Ok(Box::new(S3Store::new(bucket, prefix, credentials, &options)))
 }
 
 #[cfg(test)]
@@ -148,5 +174,10 @@ mod tests {
         assert!(matches!(open("file://rel", options()), Err(StoreUrlError::Invalid(..))));
         assert!(matches!(open("gs://b", options()), Err(StoreUrlError::Unsupported(..))));
         assert!(matches!(open("s3://b", S3Options::default()), Err(StoreUrlError::NoCredentials(..))));
+        let public = open("https://cdn.example.com/caches/ci", S3Options::default()).unwrap();
+        assert_eq!(public.location(), "https://cdn.example.com/caches/ci/");
+        assert!(public.read_only().is_some());
+        let anonymous = open("s3://b", S3Options { anonymous: true, ..S3Options::default() }).unwrap();
+        assert!(anonymous.read_only().is_some());
     }
 }

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::{BlobStore, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
+use crate::s3::request::PublishOptions;
 use crate::s3::download::{DownloadConfig, RangedReader};
 use crate::s3::upload::{MultipartWriter, UploadConfig};
 use crate::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
@@ -12,16 +13,21 @@ use crate::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
 #[derive(Debug)]
 pub struct S3Store {
     client: Arc<S3Client>,
+    anonymous: bool,
     prefix: String,
     upload: UploadConfig,
     download: DownloadConfig,
+    publish: PublishOptions,
 }
 
 impl S3Store {
     pub fn new(bucket: Bucket, prefix: &str, credentials: Option<Credentials>, options: &S3Options) -> Self {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Self { client: Arc::new(S3Client::new(bucket, credentials, &options.transport)), prefix, upload: options.upload, download: options.download }
+        let anonymous = credentials.is_none();
+        let metadata = options.publish.clone();
+        let client = Arc::new(S3Client::new(bucket, credentials, &options.transport));
+        Self { client, anonymous, prefix, upload: options.upload, download: options.download, publish: metadata }
     }
 
     fn key(&self, name: &str) -> String {
@@ -52,7 +58,15 @@ impl Upload for S3Upload {
 
 impl BlobStore for S3Store {
     fn location(&self) -> String {
-        format!("s3://{}/{}", self.client.bucket().name, self.prefix)
+        let bucket = self.client.bucket();
+        if bucket.name.is_empty() {
+            return format!("{}://{}/{}", bucket.endpoint.scheme, bucket.endpoint.authority, self.prefix);
+        }
+        format!("s3://{}/{}", bucket.name, self.prefix)
+    }
+
+    fn read_only(&self) -> Option<&'static str> {
+        self.anonymous.then_some(if self.client.bucket().name.is_empty() { "a public URL" } else { "anonymous mode" })
     }
 
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -75,9 +89,13 @@ impl BlobStore for S3Store {
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
+        if let Some(reason) = self.read_only() {
+            return Err(StoreError::ReadOnly(reason));
+        }
         let config = UploadConfig { if_none_match: options.if_none_match, ..self.upload };
-        let metadata = vec![("s3cache-format".to_owned(), s3cache_format())];
-        Ok(Box::new(S3Upload(MultipartWriter::new(self.client.clone(), &self.key(name), metadata, config))))
+        let mut publish = self.publish.clone();
+        publish.metadata.push(("s3cache-format".to_owned(), s3cache_format()));
+        Ok(Box::new(S3Upload(MultipartWriter::new(self.client.clone(), &self.key(name), publish, config))))
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
