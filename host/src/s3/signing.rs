@@ -139,7 +139,7 @@ mod tests {
         let bucket = example_bucket();
         let mut credentials = example_credentials();
         credentials.session_token = Some("TOKEN".into());
-        let request = bucket.put_object("k", &vec![], false);
+        let request = bucket.put_object("k", &crate::s3::PublishOptions::default(), false);
         let headers = sign_request(&request, &bucket.authority(), Payload::Unsigned, &credentials, "us-east-1", example_time()).unwrap();
         assert!(headers.contains(&("x-amz-security-token".into(), "TOKEN".into())));
         assert!(headers.contains(&("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into())));
