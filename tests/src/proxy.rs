@@ -58,6 +58,7 @@ impl Rule {
 #[derive(Debug, Default)]
 struct State {
     rules: Vec<Rule>,
+
     /// Probabilities of refusing and of stalling a request, and the generator's state.
     random: Option<(f64, f64, u64)>,
     log: Vec<String>,

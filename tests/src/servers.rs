@@ -1,4 +1,5 @@
-//! Real S3 servers on loopback, one per test: `s3s-fs` (strict SigV4) and `moto` in server mode.
+//! Real S3 servers on loopback, one per test: `s3s-fs` (strict SigV4), `moto` in server mode, and
+//! `rclone serve s3` (a real-world server that ignores conditional writes).
 //! Both are installed by `scripts/test`; each server lives in its own temp directory and is killed
 //! when the fixture drops.
 
@@ -14,6 +15,8 @@ pub enum ServerKind {
     S3sFs,
     /// `moto_server`: a second implementation of multipart and conditional writes.
     Moto,
+    /// `rclone serve s3`: checks signatures but ignores `If-None-Match`, like several real servers.
+    Rclone,
 }
 
 /// A running server with one empty bucket.
@@ -63,6 +66,17 @@ impl S3Server {
                     .stderr(Stdio::null())
                     .spawn()
                     .expect("start s3s-fs (installed by scripts/test)")
+            }
+            ServerKind::Rclone => {
+                std::fs::create_dir_all(data.path().join(&bucket)).expect("bucket dir");
+                Command::new("rclone")
+                    .args(["serve", "s3", "--auth-key", &format!("{access_key},{secret_key}"), "--addr", &format!("127.0.0.1:{port}")])
+                    .arg(data.path())
+                    .env("RCLONE_CONFIG", data.path().join("rclone.conf"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start rclone (installed by scripts/test)")
             }
             ServerKind::Moto => Command::new("moto_server")
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])

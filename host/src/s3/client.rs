@@ -153,6 +153,8 @@ impl TransportConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
     pub size: u64,
+    /// The entity tag, quotes included, as the server sends it.
+    pub etag: Option<String>,
     /// `x-amz-meta-*` headers, names without the prefix.
     pub metadata: Vec<(String, String)>,
 }
@@ -313,8 +315,12 @@ impl S3Client {
         self.with_retries(request.operation, || {
             let mut response = self.send_once(&request, b"", timeout)?;
             let short = |message: String| S3Error::new(S3ErrorKind::Transient, "GetObject", None, "IncompleteBody", message);
-            if response.status().as_u16() != 206 && !(start == 0 && response.status().as_u16() == 200) {
-                return Err(short(format!("expected 206 Partial Content, got {}", response.status())));
+            // 206 is the norm; some servers (rclone) answer 200 with the right Content-Range.
+            let content_range = response.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let ranged = content_range.starts_with(&format!("bytes {start}-{end}/"));
+            let status = response.status().as_u16();
+            if !(status == 206 || (status == 200 && (ranged || start == 0))) {
+                return Err(short(format!("expected 206 Partial Content for bytes {start}-{end}, got {} {content_range}", response.status())));
             }
             let mut body = Vec::with_capacity(expected as usize);
             response
@@ -379,7 +385,8 @@ impl S3Client {
                         Some((name.to_owned(), value.to_str().ok()?.to_owned()))
                     })
                     .collect();
-                Ok(Some(ObjectHead { size, metadata }))
+                let etag = headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                Ok(Some(ObjectHead { size, etag, metadata }))
             }
             Err(err) if err.kind == S3ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),

@@ -35,24 +35,44 @@ impl S3Store {
     }
 }
 
-struct S3Upload(MultipartWriter);
+struct S3Upload {
+    writer: MultipartWriter,
+    client: Arc<S3Client>,
+    key: String,
+    /// A random id stored in the object's metadata, to recognize our own object afterwards.
+    writer_id: String,
+}
+
+/// The metadata name of the writer id.
+const WRITER_ID: &str = "s3cache-writer";
 
 impl Write for S3Upload {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
+        self.writer.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.writer.flush()
     }
 }
 
 impl Upload for S3Upload {
+    /// Completes the upload, then checks that the visible object is ours: some S3-compatible servers
+    /// ignore `If-None-Match`, so a concurrent saver's object may have replaced ours (or ours theirs).
+    /// The check compares a random writer id in the object's metadata, which every server returns
+    /// as it was sent (ETags differ between PUT, multipart completion and HEAD on some servers).
     fn finish(self: Box<Self>) -> Result<u64, StoreError> {
-        self.0.finish().map_err(|e| match e.kind {
-            S3ErrorKind::PreconditionFailed => StoreError::AlreadyExists(String::new()),
+        let key = self.key.clone();
+        let size = self.writer.finish().map_err(|e| match e.kind {
+            S3ErrorKind::PreconditionFailed => StoreError::AlreadyExists(key),
             _ => StoreError::S3(e),
-        })
+        })?;
+        let visible = self.client.head_object(&self.key)?;
+        let visible_writer = visible.as_ref().and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID)).map(|(_, v)| v.as_str());
+        if visible_writer != Some(self.writer_id.as_str()) {
+            return Err(StoreError::AlreadyExists(self.key.clone()));
+        }
+        Ok(size)
     }
 }
 
@@ -93,9 +113,13 @@ impl BlobStore for S3Store {
             return Err(StoreError::ReadOnly(reason));
         }
         let config = UploadConfig { if_none_match: options.if_none_match, ..self.upload };
+        let writer_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let mut publish = self.publish.clone();
         publish.metadata.push(("s3cache-format".to_owned(), s3cache_format()));
-        Ok(Box::new(S3Upload(MultipartWriter::new(self.client.clone(), &self.key(name), publish, config))))
+        publish.metadata.push((WRITER_ID.to_owned(), writer_id.clone()));
+        let key = self.key(name);
+        let writer = MultipartWriter::new(self.client.clone(), &key, publish, config);
+        Ok(Box::new(S3Upload { writer, client: self.client.clone(), key, writer_id }))
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
