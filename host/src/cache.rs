@@ -2,7 +2,8 @@
 //! restore-key prefixes, skipping saves of keys that exist, and turning every operational failure
 //! into a value (a miss, or a save that did not happen) with a reason, never a failed build.
 //!
-//! Objects are stored as `<store prefix>/<key>.tar.zst`.
+//! Objects are stored as `<store prefix>/<key>.tar.zst`: the archive's zstd frames, then a trailer
+//! (a zstd skippable frame, see [`crate::trailer`]) with the manifest and the archive's SHA-256.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use crate::paths::{CachedRoot, PathError, resolve_roots};
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError};
+use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
 use crate::{env_vars, fsmeta, output, progress};
+use std::io::{Read, Write};
 
 /// Suffix of archive objects.
 pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
@@ -85,6 +88,8 @@ pub struct RestoreRequest {
     /// matches anything wins.
     pub restore_keys: Vec<String>,
     pub paths: Vec<String>,
+    /// Restore entries saved on another operating system (actions/cache's `enableCrossOsArchive`).
+    pub cross_os: bool,
 }
 
 /// Which entry a restore used.
@@ -200,15 +205,30 @@ impl CacheContext {
         };
         let total: u64 = members.iter().map(|m| m.size).sum();
         let bar = progress::bytes_bar("saving", Some(total));
-        let sink = Box::new(progress::CountingWriter::new(upload, bar.clone()));
+        let (sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { level: request.compression_level, buffer_size: 1 << 20 };
-        let (summary, sink) = guest.pack(&guest_roots, &members, options, sink);
+        let (summary, mut sink) = guest.pack(&guest_roots, &members, options, Box::new(sealing));
         bar.finish_and_clear();
         let summary = match summary {
             Ok(summary) => summary,
             Err(err) => return failed(err.to_string()), // dropping the sink aborts the upload
         };
         tracing::debug!(tar_bytes = summary.tar_bytes, compressed = summary.compressed_bytes, elapsed = ?started.elapsed(), "packed");
+        let (digest, archive_bytes) = seal.lock().expect("seal lock").clone();
+        let manifest = Manifest {
+            format: crate::ARCHIVE_FORMAT,
+            sha256: digest.hex(),
+            archive_bytes,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            members: summary.members,
+            tar_bytes: summary.tar_bytes,
+            compression: "zstd".into(),
+            level: request.compression_level,
+        };
+        if let Err(err) = sink.write_all(&trailer::encode(&manifest)) {
+            return failed(format!("writing the manifest: {err}"));
+        }
         match sink.finish() {
             Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed() }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
@@ -242,13 +262,9 @@ impl CacheContext {
             Err(err) => return miss(describe_store_error(&err)),
         };
         let matched_key = found.name.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(&found.name).to_owned();
-        if found.size == 0 {
-            return miss(format!("cache entry {matched_key:?} is an empty object"));
-        }
-        let source = match self.store.get(&found) {
-            Ok(Some(source)) => source,
-            Ok(None) => return miss(format!("cache entry {matched_key:?} disappeared before it could be read")),
-            Err(err) => return miss(describe_store_error(&err)),
+        let (manifest, source) = match self.open_entry(&found, request.cross_os) {
+            Ok(opened) => opened,
+            Err(reason) => return miss(format!("cache entry {matched_key:?} was not restored: {reason}")),
         };
 
         let staging = match Staging::create(&roots) {
@@ -257,7 +273,7 @@ impl CacheContext {
         };
         let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
         let mut guest = self.instance(preopens)?;
-        let bar = progress::bytes_bar("restoring", Some(found.size));
+        let bar = progress::bytes_bar("restoring", Some(manifest.archive_bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
         let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), UnpackLimits::default_limits(), source);
         bar.finish_and_clear();
@@ -281,6 +297,35 @@ impl CacheContext {
             members: report.members,
             elapsed: started.elapsed(),
         }))
+    }
+
+    /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
+    /// the archive that fails at its end unless every byte matches the manifest's SHA-256.
+    fn open_entry(&self, found: &ObjectInfo, cross_os: bool) -> Result<(Manifest, Box<dyn Read + Send>), String> {
+        if found.size == 0 {
+            return Err("the object is empty".into());
+        }
+        let tail_start = found.size.saturating_sub(trailer::TAIL_FETCH);
+        let mut tail = Vec::new();
+        self.store
+            .read(found, tail_start, found.size)
+            .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
+            .map_err(|e| describe_store_error(&e))?;
+        let manifest = trailer::decode(&tail, found.size).map_err(|e| e.to_string())?;
+        if manifest.format != crate::ARCHIVE_FORMAT {
+            return Err(format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT));
+        }
+        if manifest.os != std::env::consts::OS && !cross_os {
+            return Err(format!("it was saved on {}, this is {}; enable cross-OS restore to use it", manifest.os, std::env::consts::OS));
+        }
+        let source: Box<dyn Read + Send> = if tail_start == 0 {
+            // The tail already holds the whole object: no second request.
+            tail.truncate(manifest.archive_bytes as usize);
+            Box::new(std::io::Cursor::new(tail))
+        } else {
+            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| describe_store_error(&e))?
+        };
+        Ok((manifest.clone(), Box::new(VerifyingReader::new(source, manifest))))
     }
 
     /// The exact key, else the newest entry under the first restore-key prefix that has any.

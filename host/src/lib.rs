@@ -17,7 +17,7 @@
 //!     home: None,
 //!     env: Arc::new(|name| std::env::var(name).ok()),
 //! };
-//! let request = RestoreRequest { key: "deps-v1".into(), restore_keys: vec!["deps-".into()], paths: vec!["target".into()] };
+//! let request = RestoreRequest { key: "deps-v1".into(), restore_keys: vec!["deps-".into()], paths: vec!["target".into()], cross_os: false };
 //! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {
 //!     println!("restored {}", hit.matched_key);
 //! }
@@ -36,6 +36,7 @@ pub mod s3;
 pub mod sandbox;
 pub mod staging;
 pub mod store;
+pub mod trailer;
 
 pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};

@@ -197,6 +197,9 @@ struct RestoreArgs {
     /// Exit 1 when nothing is restored.
     #[arg(long)]
     fail_on_cache_miss: bool,
+    /// Also restore entries saved on another operating system.
+    #[arg(long)]
+    enable_cross_os_archive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -321,7 +324,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::Restore(args) => {
-            let request = RestoreRequest { key: args.key, restore_keys: args.restore_keys, paths: args.paths };
+            let request = RestoreRequest { key: args.key, restore_keys: args.restore_keys, paths: args.paths, cross_os: args.enable_cross_os_archive };
             match context.restore(&request)? {
                 RestoreOutcome::Hit(hit) => {
                     let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };

@@ -59,23 +59,32 @@ impl std::fmt::Debug for RangedReader {
 }
 
 impl RangedReader {
-    /// Starts downloading `size` bytes of `key`.
-    pub fn start(client: Arc<S3Client>, key: &str, size: u64, config: DownloadConfig) -> Self {
+    /// Starts downloading bytes `start..end` of `key`.
+    pub fn start(client: Arc<S3Client>, key: &str, start: u64, end: u64, config: DownloadConfig) -> Self {
         let range_size = config.range_size.max(1 << 20);
-        let ranges = size.div_ceil(range_size);
+        let span = Span { start, end: end.max(start), range_size };
+        let ranges = (span.end - span.start).div_ceil(range_size);
         let window = (config.concurrency as u64 * 2).max(2);
         let state = Arc::new(State { shared: Mutex::new(Shared::default()), changed: Condvar::new(), cancelled: AtomicBool::new(false) });
         let workers = (0..config.concurrency.clamp(1, ranges.max(1) as usize))
             .map(|_| {
                 let (client, key, state) = (client.clone(), key.to_owned(), state.clone());
-                std::thread::spawn(move || fetch_ranges(&client, &key, size, range_size, ranges, window, &state))
+                std::thread::spawn(move || fetch_ranges(&client, &key, span, ranges, window, &state))
             })
             .collect();
         Self { state, ranges, current: io::Cursor::new(Vec::new()), workers }
     }
 }
 
-fn fetch_ranges(client: &S3Client, key: &str, size: u64, range_size: u64, ranges: u64, window: u64, state: &State) {
+/// The bytes to fetch, cut into ranges of `range_size`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    range_size: u64,
+}
+
+fn fetch_ranges(client: &S3Client, key: &str, span: Span, ranges: u64, window: u64, state: &State) {
     loop {
         let index = {
             let mut shared = state.shared.lock().expect("download lock");
@@ -91,8 +100,8 @@ fn fetch_ranges(client: &S3Client, key: &str, size: u64, range_size: u64, ranges
             shared.next_to_fetch += 1;
             shared.next_to_fetch - 1
         };
-        let start = index * range_size;
-        let end = (start + range_size).min(size) - 1;
+        let start = span.start + index * span.range_size;
+        let end = (start + span.range_size).min(span.end) - 1;
         let result = client.get_range(key, start, end);
         let mut shared = state.shared.lock().expect("download lock");
         match result {

@@ -2,7 +2,7 @@
 //! place, so a reader never sees half an archive. Names are percent-encoded into single file names.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -39,6 +39,23 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path: path.to_owned(), source }),
         }
+    }
+}
+
+/// Fails instead of ending early when the file is shorter than expected (truncated meanwhile).
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} bytes missing", self.remaining)));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }
 
@@ -121,13 +138,12 @@ impl BlobStore for FileStore {
         Ok(objects)
     }
 
-    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError> {
         let path = self.path(&object.name);
-        match File::open(&path) {
-            Ok(file) => Ok(Some(Box::new(file))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+        let io_err = |source| StoreError::Io { path: path.clone(), source };
+        let mut file = File::open(&path).map_err(io_err)?;
+        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+        Ok(Box::new(ExactReader { inner: file.take(end.saturating_sub(start)), remaining: end.saturating_sub(start) }))
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
@@ -163,13 +179,13 @@ mod tests {
         assert_eq!(upload.finish().unwrap(), 5);
         let mut body = String::new();
         let info = store.head("deps/linux-abc.tar.zst").unwrap().unwrap();
-        store.get(&info).unwrap().unwrap().read_to_string(&mut body).unwrap();
-        assert_eq!(body, "hello");
+        store.read(&info, 1, 5).unwrap().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "ello");
         let listed: Vec<String> = store.list("deps/linux").unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(listed, vec!["deps/linux-abc.tar.zst"]);
         assert!(store.list("other").unwrap().is_empty());
         store.delete("deps/linux-abc.tar.zst").unwrap();
-        assert!(store.get(&info).unwrap().is_none());
+        assert!(store.read(&info, 0, 5).is_err());
     }
 
     /// A conditional write loses to an existing object; a dropped upload leaves nothing behind.

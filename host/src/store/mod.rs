@@ -74,9 +74,9 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError>;
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
-    /// The bytes of an object found by `head` or `list`, as a stream (`None` when it has gone since).
-    /// A stream that ends early or is cut fails with an error; it never just stops.
-    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError>;
+    /// Bytes `start..end` of an object found by `head` or `list`, as a stream. A stream that ends
+    /// early or is cut fails with an error; it never just stops.
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError>;
     /// Starts writing an object.
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError>;
     /// Deletes an object; deleting a missing one succeeds.

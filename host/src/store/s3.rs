@@ -104,8 +104,8 @@ impl BlobStore for S3Store {
             .collect())
     }
 
-    fn get(&self, object: &ObjectInfo) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
-        Ok(Some(Box::new(RangedReader::start(self.client.clone(), &self.key(&object.name), object.size, self.download))))
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError> {
+        Ok(Box::new(RangedReader::start(self.client.clone(), &self.key(&object.name), start, end, self.download)))
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
