@@ -51,6 +51,7 @@ fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, 
         MemberKind::File => EntryType::Regular,
         MemberKind::Directory => EntryType::Directory,
         MemberKind::Symlink => EntryType::Symlink,
+        MemberKind::Hardlink => EntryType::Link,
     });
     header.set_mode(member.mode & 0o7777);
     header.set_uid(0);
@@ -58,8 +59,16 @@ fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, 
     set_name(&mut header, &mut pax, name).map_err(|e| GuestError::rejected(name, e))?;
     set_size(&mut header, &mut pax, size);
     set_mtime(&mut header, &mut pax, member.mtime);
-    if member.kind == MemberKind::Symlink {
-        let target = member.link_target.as_deref().ok_or_else(|| GuestError::rejected(name, "symlink without a target"))?;
+    if matches!(member.kind, MemberKind::Symlink | MemberKind::Hardlink) {
+        let target = member.link_target.as_deref().ok_or_else(|| GuestError::rejected(name, "link without a target"))?;
+        // A hard link names the archive member it links to, as tar does.
+        let owned;
+        let target = if member.kind == MemberKind::Hardlink {
+            owned = member_name(&root.member_prefix, target);
+            owned.as_str()
+        } else {
+            target
+        };
         if target.len() > 100 || !target.is_ascii() || header.set_link_name_literal(target).is_err() {
             pax.add("linkpath", target);
             header.set_link_name_literal("pax-linkpath").map_err(stream_error)?;

@@ -60,6 +60,8 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
     let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
     let mut seen: HashSet<String> = HashSet::new();
     let mut symlinks: HashSet<String> = HashSet::new();
+    // Regular files extracted so far, by archive name: the only valid hard link targets.
+    let mut regular_files: HashSet<String> = HashSet::new();
     let mut buffer = vec![0u8; buffer_size.max(64 * 1024)];
 
     let entries = archive.entries().map_err(|e| classify(e, "tar"))?;
@@ -78,7 +80,7 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
             EntryType::Regular | EntryType::Continuous => MemberKind::File,
             EntryType::Directory => MemberKind::Directory,
             EntryType::Symlink => MemberKind::Symlink,
-            EntryType::Link => return Err(GuestError::rejected(&raw_name, "hard links are not supported")),
+            EntryType::Link => MemberKind::Hardlink,
             other => return Err(GuestError::rejected(&raw_name, format!("unsupported entry type {other:?}"))),
         };
         if std::str::from_utf8(&entry.path_bytes()).is_err() {
@@ -136,6 +138,20 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
                     CopyError::Read(e) => classify(e, "tar"),
                     CopyError::Write(e) => GuestError::io(&target, &e),
                 })?;
+                regular_files.insert(joined.clone());
+            }
+            MemberKind::Hardlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
+                let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "hard link target is not UTF-8"))?;
+                let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
+                if !regular_files.contains(&target.as_joined()) {
+                    return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
+                }
+                let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
+                if let Some((parent, _)) = relative.rsplit_once('/') {
+                    ensure_directory(root, parent)?;
+                }
+                fixup.link_target = Some(target);
             }
             MemberKind::Symlink => {
                 let target = entry

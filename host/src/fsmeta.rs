@@ -39,11 +39,19 @@ fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, Fs
     Ok(relative.components().iter().fold(dir.to_path_buf(), |path, c| path.join(c)))
 }
 
-/// Reads what the guest found, for `pack`. Objects that changed kind since the guest saw them are
-/// skipped with a warning; so are symlinks whose targets are not UTF-8.
+/// Reads what the guest found, for `pack`.
+///
+/// - A file that is a hard link to one already listed under the same root becomes a `hardlink` member.
+/// - Symlinks follow the absolute-link policy (see README, "Security model"): an absolute target inside
+///   the link's own cached root is stored as the equivalent relative link; any other absolute target,
+///   and any relative target that a restore would refuse, is skipped with a warning — saving it would
+///   make every restore of the entry fail.
+/// - Objects that changed kind since the guest saw them, and links whose targets are not UTF-8, are
+///   skipped with a warning.
 pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, FsError> {
     let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
     let mut members = Vec::with_capacity(found.len());
+    let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
     for item in found {
         let path = checked_path(&dirs, item.root, &item.relative)?;
         let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -61,12 +69,32 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
             crate::output::warning(&format!("skipping {}: it changed while the cache was being saved", path.display()));
             continue;
         }
+        let mut kind = kind;
         let link_target = if kind == MemberKind::Symlink {
-            match fs::read_link(&path).map_err(io(&path))?.into_os_string().into_string() {
-                Ok(target) => Some(target),
+            let target = match fs::read_link(&path).map_err(io(&path))?.into_os_string().into_string() {
+                Ok(target) => target,
                 Err(_) => {
                     crate::output::warning(&format!("skipping {}: its target is not UTF-8", path.display()));
                     continue;
+                }
+            };
+            match storable_link(dirs[item.root as usize], &item.relative, &target) {
+                Ok(target) => Some(target),
+                Err(reason) => {
+                    crate::output::warning(&format!("skipping symlink {} -> {target}: {reason}", path.display()));
+                    continue;
+                }
+            }
+        } else if kind == MemberKind::File && meta.nlink() > 1 {
+            match inodes.entry((meta.dev(), meta.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) if first.get().0 == item.root => {
+                    kind = MemberKind::Hardlink;
+                    Some(first.get().1.clone())
+                }
+                std::collections::hash_map::Entry::Occupied(_) => None,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert((item.root, item.relative.clone()));
+                    None
                 }
             }
         } else {
@@ -83,6 +111,22 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
         });
     }
     Ok(members)
+}
+
+/// The target to store for a symlink at `relative` under `root`, or why it is skipped.
+fn storable_link(root: &Path, relative: &str, target: &str) -> Result<String, String> {
+    let link = validate_relative(relative).map_err(|v| v.to_string())?;
+    let target = if target.starts_with('/') {
+        let inside = Path::new(target).strip_prefix(root).map_err(|_| "absolute target outside its cached path".to_string())?;
+        let inside = inside.to_str().ok_or("target is not UTF-8")?;
+        let ups = "../".repeat(link.depth().saturating_sub(1));
+        let relative_target = format!("{ups}{inside}");
+        if relative_target.is_empty() { ".".to_owned() } else { relative_target.trim_end_matches('/').to_owned() }
+    } else {
+        target.to_owned()
+    };
+    validate_symlink_target(&link, &target).map_err(|v| v.to_string())?;
+    Ok(target)
 }
 
 /// Applies the guest's fixups inside the staging directories (one per root, in root order).
@@ -117,6 +161,15 @@ pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError
                 }
                 directories.push((path, mode, time));
             }
+            MemberKind::Hardlink => {
+                let target = fixup.link_target.as_deref().unwrap_or_default();
+                let target_path = checked_path(&dirs, fixup.root, target)?;
+                let meta = fs::symlink_metadata(&target_path).map_err(io(&target_path))?;
+                if !meta.is_file() {
+                    return Err(FsError::Unexpected { path: target_path, expected: MemberKind::File });
+                }
+                fs::hard_link(&target_path, &path).map_err(io(&path))?;
+            }
         }
     }
     // Children change their parent's mtime, so directories come last, deepest first.
@@ -129,4 +182,46 @@ pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError
 
 fn file_time(time: Timestamp) -> FileTime {
     FileTime::from_unix_time(time.seconds, time.nanoseconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Absolute links inside their root become relative; others, and links a restore would refuse, are skipped.
+    #[test]
+    fn applies_the_symlink_policy() {
+        let root = Path::new("/work/venv");
+        assert_eq!(storable_link(root, "bin/python3", "/work/venv/bin/python3.11"), Ok("../bin/python3.11".into()));
+        assert_eq!(storable_link(root, "lib64", "/work/venv/lib"), Ok("lib".into()));
+        assert!(storable_link(root, "bin/python", "/usr/bin/python3").unwrap_err().contains("outside"));
+        assert!(storable_link(root, "l", "../../etc").is_err());
+        assert_eq!(storable_link(root, ".bin/tool", "../tool/cli.js"), Ok("../tool/cli.js".into()));
+    }
+
+    /// E4: fixups with escaping paths or links are refused by the host, whatever the guest says.
+    #[test]
+    fn refuses_hostile_fixups() {
+        let staging = tempfile::tempdir().unwrap();
+        let dirs = [staging.path().to_owned()];
+        let fixup = |relative: &str, kind, link: Option<&str>| Fixup {
+            root: 0,
+            relative: relative.into(),
+            kind,
+            mode: 0o644,
+            mtime: Timestamp { seconds: 0, nanoseconds: 0 },
+            link_target: link.map(str::to_owned),
+        };
+        for bad in [
+            fixup("../escape", MemberKind::File, None),
+            fixup("/abs", MemberKind::Directory, None),
+            fixup("l", MemberKind::Symlink, Some("/etc/passwd")),
+            fixup("l", MemberKind::Symlink, Some("../outside")),
+            fixup("h", MemberKind::Hardlink, Some("../../etc/shadow")),
+            Fixup { root: 7, ..fixup("x", MemberKind::File, None) },
+        ] {
+            assert!(apply_fixups(&dirs, &[bad.clone()]).is_err(), "{bad:?}");
+        }
+        assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
+    }
 }

@@ -43,4 +43,10 @@ pub enum Violation {
     EscapingLinkTarget,
     #[error("empty symlink target")]
     EmptyLinkTarget,
+    #[error("symlink target has `..` after a name, which could climb out through another link")]
+    DotDotAfterName,
+    #[error("symlink points to itself")]
+    SymlinkLoop,
+    #[error("hard link target is not a regular file stored earlier under the same root")]
+    BadHardLinkTarget,
 }

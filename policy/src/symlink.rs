@@ -6,8 +6,13 @@
 use crate::{MemberPath, Violation};
 
 /// Checks that `target`, the target of a symlink at `link` (relative to its root), stays inside that
-/// root when resolved lexically. Intermediate symlinks are not followed: the extractor refuses members
-/// below a symlink, so lexical resolution is the whole story.
+/// root.
+///
+/// Lexical containment is not enough on its own: with `d -> .`, a link `e -> d/..` stays inside
+/// lexically but resolves to the root's parent. So `..` may only lead a target (`../../pkg/cli.js`):
+/// those steps climb the link's own parent directories, which are real directories (the extractor
+/// refuses members below symlinks); the names that follow may pass through other links, each of which
+/// is confined the same way. A link that resolves to itself is refused as a loop.
 pub fn validate_symlink_target(link: &MemberPath, target: &str) -> Result<(), Violation> {
     if target.is_empty() {
         return Err(Violation::EmptyLinkTarget);
@@ -23,17 +28,28 @@ pub fn validate_symlink_target(link: &MemberPath, target: &str) -> Result<(), Vi
     }
     // Depth of the link's directory below the root; each `..` climbs one level.
     let mut depth = link.depth().saturating_sub(1) as isize;
+    let mut resolved: Vec<&str> = link.components()[..link.depth().saturating_sub(1)].iter().map(String::as_str).collect();
+    let mut named = false;
     for part in target.split('/') {
         match part {
             "" | "." => {}
+            ".." if named => return Err(Violation::DotDotAfterName),
             ".." => {
                 depth -= 1;
+                resolved.pop();
                 if depth < 0 {
                     return Err(Violation::EscapingLinkTarget);
                 }
             }
-            _ => depth += 1,
+            name => {
+                named = true;
+                depth += 1;
+                resolved.push(name);
+            }
         }
+    }
+    if resolved.iter().copied().eq(link.components().iter().map(String::as_str)) {
+        return Err(Violation::SymlinkLoop);
     }
     Ok(())
 }
@@ -53,7 +69,7 @@ mod tests {
         assert_eq!(check(".bin/tool", "../tool/bin/cli.js"), Ok(()));
         assert_eq!(check("a/b/c", "../../x"), Ok(()));
         assert_eq!(check("link", "target"), Ok(()));
-        assert_eq!(check("a/link", "./b/../c"), Ok(()));
+        assert_eq!(check("a/b/lib64", "lib"), Ok(()));
     }
 
     /// Absolute, escaping and empty targets are refused.
@@ -62,7 +78,11 @@ mod tests {
         assert_eq!(check("l", "/etc"), Err(Violation::AbsoluteLinkTarget));
         assert_eq!(check("l", ".."), Err(Violation::EscapingLinkTarget));
         assert_eq!(check("a/l", "../../outside"), Err(Violation::EscapingLinkTarget));
-        assert_eq!(check("a/l", "b/../../../x"), Err(Violation::EscapingLinkTarget));
+        assert_eq!(check("a/l", "b/../../../x"), Err(Violation::DotDotAfterName));
         assert_eq!(check("l", ""), Err(Violation::EmptyLinkTarget));
+        assert_eq!(check("e", "d/.."), Err(Violation::DotDotAfterName));
+        assert_eq!(check("a/l", "./b/../c"), Err(Violation::DotDotAfterName));
+        assert_eq!(check("a", "a"), Err(Violation::SymlinkLoop));
+        assert_eq!(check("x/a", "../x/a"), Err(Violation::SymlinkLoop));
     }
 }
