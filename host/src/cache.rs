@@ -35,6 +35,8 @@ pub struct CacheContext {
     pub cwd: PathBuf,
     pub home: Option<PathBuf>,
     pub env: EnvLookup,
+    /// Bounds on what a restore accepts from an archive.
+    pub unpack_limits: UnpackLimits,
 }
 
 impl std::fmt::Debug for CacheContext {
@@ -267,6 +269,7 @@ impl CacheContext {
             Err(reason) => return miss(format!("cache entry {matched_key:?} was not restored: {reason}")),
         };
 
+        crate::staging::remove_stale(&roots);
         let staging = match Staging::create(&roots) {
             Ok(staging) => staging,
             Err(err) => return miss(format!("could not create a staging directory: {err}")),
@@ -275,7 +278,7 @@ impl CacheContext {
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(manifest.archive_bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
-        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), UnpackLimits::default_limits(), source);
+        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), self.unpack_limits, source);
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,

@@ -29,6 +29,15 @@ pub const S3CACHE_DEADLINE_SECS: &str = "S3CACHE_DEADLINE_SECS";
 /// known to be wrong. The offset is also learned from the server when it answers RequestTimeTooSkewed.
 pub const S3CACHE_CLOCK_OFFSET_SECS: &str = "S3CACHE_CLOCK_OFFSET_SECS";
 
+/// Largest uncompressed archive a restore accepts, MiB (default 65536): the cap on decompression bombs.
+pub const S3CACHE_MAX_UNPACKED_MB: &str = "S3CACHE_MAX_UNPACKED_MB";
+/// Most archive members a restore accepts (default 5,000,000).
+pub const S3CACHE_MAX_ENTRIES: &str = "S3CACHE_MAX_ENTRIES";
+/// Memory cap of the sandboxed guest, MiB (default 1024).
+pub const S3CACHE_GUEST_MEMORY_MB: &str = "S3CACHE_GUEST_MEMORY_MB";
+/// Longest a single call into the guest may run, milliseconds (default 3,600,000).
+pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
+
 /// The AWS SDKs' endpoint override for all services.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The AWS SDKs' endpoint override for S3; wins over [`AWS_ENDPOINT_URL`].

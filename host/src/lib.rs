@@ -16,6 +16,7 @@
 //!     cwd: std::env::current_dir()?,
 //!     home: None,
 //!     env: Arc::new(|name| std::env::var(name).ok()),
+//!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
 //! };
 //! let request = RestoreRequest { key: "deps-v1".into(), restore_keys: vec!["deps-".into()], paths: vec!["target".into()], cross_os: false };
 //! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {

@@ -14,6 +14,7 @@ use s3cache::s3::{Credentials, PublishOptions};
 use s3cache::s3::client::{RetryPolicy, TransportConfig};
 use s3cache::s3::download::DownloadConfig;
 use s3cache::s3::upload::UploadConfig;
+use s3cache::bindings::UnpackLimits;
 use s3cache::{GuestLimits, RestoreRequest, S3Options, Sandbox, SaveRequest, env_vars, output};
 
 /// Exit code for a miss with `--fail-on-cache-miss` or a failure with `--fail-on-error`.
@@ -65,6 +66,25 @@ struct StoreArgs {
     transfer: TransferArgs,
     #[command(flatten)]
     publish: PublishArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits (restores of untrusted archives)")]
+struct LimitArgs {
+    /// Largest uncompressed archive accepted, MiB.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_UNPACKED_MB, default_value_t = 64 << 10)]
+    max_unpacked_mb: u64,
+    /// Most archive members accepted.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ENTRIES, default_value_t = 5_000_000)]
+    max_entries: u64,
+    /// Memory cap of the sandboxed guest, MiB.
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_MEMORY_MB, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=4096))]
+    guest_memory_mb: u64,
+    /// Longest one call into the guest may run, ms.
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_TIMEOUT_MS, default_value_t = 3_600_000)]
+    guest_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -280,9 +300,15 @@ fn context(args: &StoreArgs) -> Result<CacheContext> {
         download: DownloadConfig { range_size: args.transfer.part_size_mb << 20, concurrency: args.transfer.concurrency as usize },
     };
     let store = s3cache::open_store(&url, options)?;
-    let sandbox = Sandbox::load(cache_dir.as_deref(), GuestLimits::default())?;
+    let guest_limits = GuestLimits {
+        memory_bytes: (args.limits.guest_memory_mb << 20) as usize,
+        deadline: Duration::from_millis(args.limits.guest_timeout_ms),
+    };
+    let sandbox = Sandbox::load(cache_dir.as_deref(), guest_limits)?;
     let env: EnvLookup = Arc::new(env_var);
+    let unpack_limits = UnpackLimits { max_total_bytes: args.limits.max_unpacked_mb << 20, max_members: args.limits.max_entries, ..UnpackLimits::default_limits() };
     Ok(CacheContext {
+        unpack_limits,
         store: Arc::from(store),
         sandbox: Arc::new(sandbox),
         cwd: std::env::current_dir().context("reading the working directory")?,

@@ -24,6 +24,32 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Deletes staging and replaced-copy directories that a killed run left in the roots: those whose
+/// process is gone (the pid is part of the name), or that are a day old.
+pub fn remove_stale(roots: &[CachedRoot]) {
+    for root in roots {
+        let Ok(entries) = fs::read_dir(&root.dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(STAGING_PREFIX).or_else(|| name.strip_prefix(OLD_PREFIX)) else { continue };
+            let pid_gone = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| !process_alive(pid));
+            let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400);
+            if pid_gone || old {
+                let path = entry.path();
+                let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                match removed {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed a stale staging directory"),
+                    Err(err) => tracing::warn!(path = %path.display(), error = %err, "could not remove a stale staging directory"),
+                }
+            }
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() || !Path::new("/proc/self").exists()
+}
+
 /// Staging directories, one per root; deleted on drop unless committed.
 #[derive(Debug)]
 pub struct Staging {

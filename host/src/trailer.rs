@@ -135,6 +135,21 @@ mod tests {
         assert!(matches!(decode(&broken, broken.len() as u64 + 5), Err(TrailerError::Malformed(_))));
     }
 
+    /// A stream whose bytes or length differ from the manifest fails at its end instead of ending.
+    #[test]
+    fn verifying_reader_catches_substitutions() {
+        use std::io::Read;
+        let archive = b"the real archive".to_vec();
+        let mut expected = manifest(archive.len() as u64);
+        expected.sha256 = hex::encode(Sha256::digest(&archive));
+        let mut out = Vec::new();
+        VerifyingReader::new(&archive[..], expected.clone()).read_to_end(&mut out).unwrap();
+        assert_eq!(out, archive);
+        let err = VerifyingReader::new(&b"the fake archive"[..], expected.clone()).read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
+        assert!(VerifyingReader::new(&archive[..5], expected).read_to_end(&mut Vec::new()).is_err());
+    }
+
     /// `zstd -d` skips the frame: the object still decompresses to the archive alone.
     #[test]
     fn zstd_skips_the_trailer() {

@@ -4,5 +4,6 @@
 mod cli;
 mod credentials;
 mod faults;
+mod hostile;
 mod library;
 mod roundtrip;

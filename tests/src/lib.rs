@@ -120,6 +120,13 @@ impl Sandbox {
         self
     }
 
+    /// This sandbox's environment variables.
+    pub fn machine_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+        env
+    }
+
     /// Runs `s3cache ARGS` in `dir` with a clean environment plus this sandbox's variables.
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
         let mut command = Command::new(binary());

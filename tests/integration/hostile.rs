@@ -1,0 +1,399 @@
+//! Hostile and damaged archives (shared/reference/anchors-reliability.md §9 A, E, F, and the
+//! integrity rows): each is built, planted in the strict server under a key with a valid trailer, and
+//! restored by the real binary. Afterwards nothing outside the target has changed (a sentinel tree
+//! next to it and a directory elsewhere are compared byte for byte), the target is untouched, the
+//! outcome is a miss whose warning names the member, and no staging is left behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use s3cache::s3::Credentials;
+use s3cache::store::{PutOptions, S3Options};
+use s3cache::trailer::{self, Manifest};
+use s3cache_tests::tree::noise;
+use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, snapshot};
+use sha2::{Digest, Sha256};
+
+struct Victim {
+    server: S3Server,
+    machine: Sandbox,
+    outside: PathBuf,
+    before: [Snapshot; 3],
+}
+
+fn victim() -> Victim {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Sandbox::new();
+    machine.use_server(&server, "hostile");
+    let workspace = machine.workspace();
+    fs::create_dir_all(workspace.join("target/keep")).unwrap();
+    fs::write(workspace.join("target/keep/old"), "old build").unwrap();
+    fs::create_dir_all(workspace.join("sentinel/deep")).unwrap();
+    fs::write(workspace.join("sentinel/deep/file"), "sentinel").unwrap();
+    fs::write(workspace.join("evil"), "pre-existing").unwrap();
+    let outside = machine.scratch("outside");
+    fs::write(outside.join("precious"), "outside").unwrap();
+    let before = [snapshot(&workspace.join("target")), snapshot(&workspace), snapshot(&outside)];
+    Victim { server, machine, outside, before }
+}
+
+impl Victim {
+    /// Compresses `tar` with zstd, appends a valid trailer, and stores it under `key`.
+    fn plant(&self, key: &str, tar: &[u8], os: &str) {
+        let compressed = zstd::encode_all(tar, 3).unwrap();
+        self.plant_compressed(key, &compressed, os);
+    }
+
+    fn plant_compressed(&self, key: &str, compressed: &[u8], os: &str) {
+        let manifest = Manifest {
+            format: s3cache::ARCHIVE_FORMAT,
+            sha256: hex::encode(Sha256::digest(compressed)),
+            archive_bytes: compressed.len() as u64,
+            os: os.into(),
+            arch: std::env::consts::ARCH.into(),
+            members: 0,
+            tar_bytes: 0,
+            compression: "zstd".into(),
+            level: 3,
+        };
+        let mut object = compressed.to_vec();
+        object.extend(trailer::encode(&manifest));
+        self.plant_raw(key, &object);
+    }
+
+    fn plant_raw(&self, key: &str, object: &[u8]) {
+        let options = S3Options {
+            endpoint: Some(self.server.endpoint()),
+            credentials: Some(Credentials { access_key_id: self.server.access_key.clone(), secret_access_key: self.server.secret_key.clone(), session_token: None }),
+            ..S3Options::default()
+        };
+        let store = s3cache::open_store(&format!("s3://{}/hostile", self.server.bucket), options).unwrap();
+        let mut upload = store.put(&format!("{key}.tar.zst"), PutOptions::default()).unwrap();
+        upload.write_all(object).unwrap();
+        upload.finish().unwrap();
+    }
+
+    fn plant_case(&self, case: &str) {
+        let tar = self.machine.scratch("cases").join(format!("{case}.tar"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hostile.py");
+        let status = Command::new("python3").arg(script).arg(case).arg(&tar).status().unwrap();
+        assert!(status.success(), "building {case}");
+        self.plant(case, &fs::read(&tar).unwrap(), std::env::consts::OS);
+    }
+
+    fn restore(&self, key: &str) -> Run {
+        self.machine.run(&["restore", "--key", key, "--path", "target"])
+    }
+
+    /// A miss that names `expected`, with nothing changed anywhere.
+    #[track_caller]
+    fn assert_refused(&self, run: &Run, expected: &str) {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stderr.contains("warning: cache not restored"), "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "expected {expected:?} in: {}", run.stderr);
+        self.assert_nothing_changed();
+    }
+
+    #[track_caller]
+    fn assert_nothing_changed(&self) {
+        let workspace = self.machine.workspace();
+        assert_eq!(snapshot(&workspace.join("target")), self.before[0], "the target changed");
+        assert_eq!(snapshot(&workspace), self.before[1], "the workspace changed (sentinel, staging left behind?)");
+        assert_eq!(snapshot(&self.outside), self.before[2], "a directory outside changed");
+    }
+}
+
+/// Every refused case of A1–A11, A20 and members outside the restored path: a miss naming the rule.
+#[test]
+fn refuses_every_hostile_archive() {
+    let v = victim();
+    let cases = [
+        ("a1-dotdot", "`..` component"),
+        ("a1-nested-dotdot", "`..` component"),
+        ("a2-absolute", "absolute path"),
+        ("a2-slashes", "absolute path"),
+        ("a2-drive", "Windows"),
+        ("a2-unc", "Windows"),
+        ("a3-abs-link-then-write", "symlink target is absolute"),
+        ("a4-dotdot-link-then-deep-write", "below a symlink"),
+        ("a5-escaping-link", "escapes its root"),
+        ("a6-abs-link-then-dir", "symlink target is absolute"),
+        ("a7-chain", "escapes its root"),
+        ("a7-loop", "points to itself"),
+        ("a7-dotdot-through-link", "after a name"),
+        ("a8-hardlink-abs", "hard link target"),
+        ("a8-hardlink-dotdot", "hard link target"),
+        ("a8-hardlink-to-symlink", "hard link target is not a regular file"),
+        ("a8-hardlink-forward", "hard link target is not a regular file"),
+        ("a9-duplicate", "duplicate member"),
+        ("a10-root-link", "not selected"),
+        ("a10-dot", "empty path"),
+        ("a11-chardev", "unsupported entry type"),
+        ("a11-blockdev", "unsupported entry type"),
+        ("a11-fifo", "unsupported entry type"),
+        ("a11-unknown", "unsupported entry type"),
+        ("a20-deep", "components deep"),
+        ("a20-long-name", "over the limit of 4096"),
+        ("a23-rejected-command-name", "`..` component"),
+        ("outside-root", "not selected by the restored path"),
+    ];
+    for (case, expected) in cases {
+        v.plant_case(case);
+        let run = v.restore(case);
+        v.assert_refused(&run, expected);
+        // A23: nothing from an archive name can start a workflow command.
+        assert!(!run.stdout.lines().chain(run.stderr.lines()).any(|l| l.starts_with("::")), "{case}: {}", run.stderr);
+    }
+}
+
+/// A12/A13: setuid, setgid, sticky and group/other write are cleared; owners are ignored.
+#[test]
+fn sanitizes_modes_and_owners() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let v = victim();
+    v.plant_case("a12-modes");
+    v.restore("a12-modes").success();
+    let target = v.machine.workspace().join("target");
+    let mode = |name: &str| fs::symlink_metadata(target.join(name)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode("setuid"), mode("setgid"), mode("sticky"), mode("world")), (0o755, 0o755, 0o755, 0o755));
+    let own_uid = fs::metadata(v.machine.workspace()).unwrap().uid();
+    assert_eq!(fs::metadata(target.join("root-owned")).unwrap().uid(), own_uid);
+}
+
+/// A21–A24: names that are legal on Linux restore as they are (case pairs, Windows device names,
+/// newlines and escapes, a trailing slash on a file), and none of them reaches the log unescaped.
+#[test]
+fn restores_names_linux_accepts_and_logs_them_escaped() {
+    let v = victim();
+    for case in ["a21-case", "a22-windows-names", "a23-commands", "a24-trailing-slash"] {
+        v.plant_case(case);
+        let run = v.restore(case).success();
+        assert!(run.stderr.contains(&format!("restored {case}")), "{}", run.stderr);
+        assert!(!run.stdout.lines().chain(run.stderr.lines()).any(|l| l.starts_with("::")), "{case}: {}", run.stderr);
+    }
+    let target = v.machine.workspace().join("target");
+    assert!(target.join("plain").is_file());
+}
+
+/// A14–A19: bounded memory and time against bombs, huge headers, truncation, garbage, corrupt zstd
+/// and oversized windows.
+#[test]
+fn survives_damaged_and_oversized_streams() {
+    let mut v = victim();
+    // A16: a pax header claiming 1 GiB, with far less behind it.
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_path("PaxHeaders/x").unwrap();
+    header.set_size(1 << 30);
+    header.set_cksum();
+    let mut huge = header.as_bytes().to_vec();
+    huge.extend(vec![b'9'; 4096]);
+    v.plant("a16-huge-header", &huge, std::env::consts::OS);
+    v.assert_refused(&v.restore("a16-huge-header"), "corrupt archive");
+
+    // A17: a truncated tar, a bad header checksum, and garbage after the end marker.
+    let good = tar_of(&[("workspace/target/f", b"data".as_slice())]);
+    v.plant("a17-truncated", &good[..700], std::env::consts::OS);
+    v.assert_refused(&v.restore("a17-truncated"), "corrupt archive");
+    let mut bad_sum = good.clone();
+    bad_sum[148] ^= 1;
+    v.plant("a17-checksum", &bad_sum, std::env::consts::OS);
+    v.assert_refused(&v.restore("a17-checksum"), "corrupt archive");
+    let mut garbage = good.clone();
+    garbage.extend(b"trailing garbage that is not zero padding".iter().cycle().take(2048));
+    v.plant("a17-garbage", &garbage, std::env::consts::OS);
+    v.assert_refused(&v.restore("a17-garbage"), "after the end");
+
+    // A18: a corrupt zstd block and a truncated frame, with the trailer digest recomputed by the
+    // attacker so that only zstd's own checks stand in the way.
+    let text: Vec<u8> = b"compressible cache content ".iter().copied().cycle().take(200_000).collect();
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.include_checksum(true).unwrap();
+    encoder.write_all(&tar_of(&[("workspace/target/f", &text)])).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let mut corrupt = compressed.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    v.plant_compressed("a18-corrupt", &corrupt, std::env::consts::OS);
+    v.assert_refused(&v.restore("a18-corrupt"), "corrupt archive");
+    v.plant_compressed("a18-truncated-frame", &compressed[..compressed.len() - 10], std::env::consts::OS);
+    v.assert_refused(&v.restore("a18-truncated-frame"), "corrupt archive");
+
+    // A19: a window beyond the 128 MiB cap, and a bomb beyond the unpacked-size cap.
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.window_log(28).unwrap();
+    encoder.long_distance_matching(true).unwrap();
+    encoder.write_all(&tar_of(&[("workspace/target/f", b"small".as_slice())])).unwrap();
+    v.plant_compressed("a19-window", &encoder.finish().unwrap(), std::env::consts::OS);
+    v.assert_refused(&v.restore("a19-window"), "corrupt archive");
+    let bomb = tar_of(&[("workspace/target/zeros", &vec![0u8; 64 << 20])]);
+    v.plant("a19-bomb", &bomb, std::env::consts::OS);
+    v.machine.env("S3CACHE_MAX_UNPACKED_MB", "16");
+    v.assert_refused(&v.restore("a19-bomb"), "limit exceeded");
+
+    // A20: more members than allowed.
+    v.machine.env("S3CACHE_MAX_ENTRIES", "1000");
+    v.plant_case("a20-many");
+    v.assert_refused(&v.restore("a20-many"), "more than 1000 members");
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Integrity (B6, B7 and the issue's rows): a flipped byte, a truncated object, a missing trailer, an
+/// empty object and an HTML page are all misses; nothing is restored.
+#[test]
+fn integrity_failures_are_misses() {
+    let v = victim();
+    let mut machine = Sandbox::new();
+    machine.use_server(&v.server, "hostile");
+    write_target(&machine);
+    machine.run(&["save", "--key", "real", "--path", "target"]).success();
+    let object = v.server.data_dir().join(&v.server.bucket).join("hostile/real.tar.zst");
+    let bytes = fs::read(&object).unwrap();
+
+    // A byte flipped in storage: zstd's checksum or the manifest's SHA-256 catches it, whichever
+    // sees it first (trailer.rs tests the digest check on its own).
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 3] ^= 1;
+    v.plant_raw("flipped", &flipped);
+    let run = v.restore("flipped");
+    v.assert_refused(&run, "cache entry \"flipped\" was not restored");
+    assert!(run.stderr.contains("SHA-256 mismatch") || run.stderr.contains("checksum"), "{}", run.stderr);
+    v.plant_raw("truncated", &bytes[..bytes.len() - 100]);
+    v.assert_refused(&v.restore("truncated"), "trailer");
+    v.plant_raw("no-trailer", &zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap());
+    v.assert_refused(&v.restore("no-trailer"), "no s3cache trailer");
+    v.plant_raw("empty", b"");
+    v.assert_refused(&v.restore("empty"), "empty");
+    v.plant_raw("html", b"<html><body>502 Bad Gateway</body></html>");
+    v.assert_refused(&v.restore("html"), "trailer");
+}
+
+fn write_target(machine: &Sandbox) {
+    let target = machine.workspace().join("target");
+    fs::create_dir_all(target.join("debug")).unwrap();
+    fs::write(target.join("debug/app"), noise(300_000, 9)).unwrap();
+}
+
+/// F4: an entry saved on another OS is refused unless cross-OS restore is enabled.
+#[test]
+fn refuses_other_operating_systems_unless_enabled() {
+    let v = victim();
+    let tar = tar_of(&[("workspace/target/from-windows", b"x".as_slice())]);
+    v.plant("windows", &tar, "windows");
+    v.assert_refused(&v.restore("windows"), "saved on windows");
+    let run = v.machine.run(&["restore", "--key", "windows", "--path", "target", "--enable-cross-os-archive"]).success();
+    assert!(run.stderr.contains("restored windows"), "{}", run.stderr);
+    assert!(v.machine.workspace().join("target/from-windows").exists());
+}
+
+/// A25: a symlink already in the destination (planted by a checkout) is replaced, never followed.
+#[test]
+fn never_writes_through_existing_symlinks() {
+    let v = victim();
+    let target = v.machine.workspace().join("target");
+    std::os::unix::fs::symlink(&v.outside, target.join("thatlink")).unwrap();
+    v.plant("through-link", &tar_of(&[("workspace/target/thatlink/file", b"payload".as_slice())]), std::env::consts::OS);
+    let run = v.machine.run(&["restore", "--key", "through-link", "--path", "target/**"]).success();
+    assert!(run.stderr.contains("restored through-link"), "{}", run.stderr);
+    assert_eq!(snapshot(&v.outside), v.before[2], "written through the link");
+    assert_eq!(fs::read_to_string(target.join("thatlink/file")).unwrap(), "payload");
+}
+
+/// A26 and hard links: our saver keeps an absolute link that points inside the cached path (as a
+/// relative link), skips one that points outside with a warning, and hard links round-trip as links.
+#[test]
+fn applies_the_link_policies_end_to_end() {
+    use std::os::unix::fs::MetadataExt;
+    let v = victim();
+    let venv = v.machine.workspace().join("venv");
+    fs::create_dir_all(venv.join("bin")).unwrap();
+    fs::create_dir_all(venv.join("lib")).unwrap();
+    fs::write(venv.join("bin/python3.11"), "interpreter").unwrap();
+    std::os::unix::fs::symlink(venv.join("bin/python3.11"), venv.join("bin/python3")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
+    std::os::unix::fs::symlink(venv.join("lib"), venv.join("lib64")).unwrap();
+    fs::hard_link(venv.join("bin/python3.11"), venv.join("bin/python-hardlink")).unwrap();
+    let run = v.machine.run(&["save", "--key", "venv", "--path", "venv"]).success();
+    assert!(run.stderr.contains("skipping symlink") && run.stderr.contains("/usr/bin/python3"), "{}", run.stderr);
+    fs::remove_dir_all(&venv).unwrap();
+    v.machine.run(&["restore", "--key", "venv", "--path", "venv"]).success();
+    assert_eq!(fs::read_link(venv.join("bin/python3")).unwrap().to_str().unwrap(), "../../venv/bin/python3.11");
+    assert_eq!(fs::read_to_string(venv.join("bin/python3")).unwrap(), "interpreter");
+    assert_eq!(fs::read_link(venv.join("lib64")).unwrap().to_str().unwrap(), "../venv/lib");
+    assert!(!venv.join("bin/python").exists() && fs::symlink_metadata(venv.join("bin/python")).is_err());
+    let (a, b) = (fs::metadata(venv.join("bin/python3.11")).unwrap(), fs::metadata(venv.join("bin/python-hardlink")).unwrap());
+    assert_eq!(a.ino(), b.ino(), "hard link restored as a link");
+}
+
+/// F1: a restore killed mid-extraction leaves the target untouched; the next run cleans the stale
+/// staging directory and restores.
+#[test]
+fn killed_restores_leave_the_target_untouched() {
+    let v = victim();
+    let mut saver = Sandbox::new();
+    saver.use_server(&v.server, "hostile");
+    let target = saver.workspace().join("target");
+    for i in 0..3000 {
+        let dir = target.join(format!("d{}", i / 100));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("f{i}")), noise(4000, i)).unwrap();
+    }
+    saver.run(&["save", "--key", "big", "--path", "target"]).success();
+    let mut child = Command::new(s3cache_tests::binary())
+        .args(["restore", "--key", "big", "--path", "target"])
+        .current_dir(v.machine.workspace())
+        .env_clear()
+        .envs(v.machine.machine_env())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(snapshot(&v.machine.workspace().join("target")), v.before[0], "the target changed");
+    v.machine.run(&["restore", "--key", "big", "--path", "target"]).success();
+    let leftovers: Vec<_> = fs::read_dir(v.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(snapshot(&v.machine.workspace().join("target")).len(), snapshot(&target).len());
+}
+
+/// E1/E2/E5: a guest over its deadline or memory cap traps; the host reports a miss and removes staging.
+#[test]
+fn guest_limits_turn_into_misses() {
+    let mut v = victim();
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.window_log(27).unwrap();
+    encoder.write_all(&tar_of(&[("workspace/target/f", &noise(200_000, 1))])).unwrap();
+    v.plant_compressed("wide-window", &encoder.finish().unwrap(), std::env::consts::OS);
+    v.machine.env("S3CACHE_GUEST_MEMORY_MB", "64");
+    v.assert_refused(&v.restore("wide-window"), "");
+    // 2 GiB of zeros take seconds to extract; the deadline stops the guest long before.
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_path("workspace/target/zeros").unwrap();
+    header.set_size(2 << 30);
+    header.set_mode(0o644);
+    header.set_cksum();
+    encoder.write_all(header.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..2048 {
+        encoder.write_all(&zeros).unwrap();
+    }
+    encoder.write_all(&[0u8; 1024]).unwrap();
+    v.plant_compressed("slow", &encoder.finish().unwrap(), std::env::consts::OS);
+    v.machine.unset("S3CACHE_GUEST_MEMORY_MB").env("S3CACHE_GUEST_TIMEOUT_MS", "300");
+    v.assert_refused(&v.restore("slow"), "sandboxed guest stopped");
+}
