@@ -108,6 +108,7 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
             return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
         }
 
+        check_unambiguous(&mut entry).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
         let mode = entry.header().mode().map_err(|e| classify(e, "tar"))?;
         let mtime = mtime(&mut entry).map_err(|e| GuestError::rejected(&raw_name, e))?;
         let mut fixup = Fixup {
@@ -208,6 +209,26 @@ fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str) -> Result<(), Gu
 
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(|(i, _)| &path[..i])
+}
+
+/// Refuses members whose headers disagree with each other: a pax `size` other than a non-zero ustar
+/// size (CVE-2025-62518: hidden inner entries), or a pax `path` that lost to a GNU long name. Readers
+/// differ on which wins, so an archive that depends on it is refused rather than guessed at.
+fn check_unambiguous<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(), String> {
+    let ustar_size = entry.header().size().map_err(|e| e.to_string())?;
+    if ustar_size != 0 && ustar_size != entry.size() {
+        return Err(format!("pax size {} disagrees with the header size {ustar_size}", entry.size()));
+    }
+    let path = entry.path_bytes().into_owned();
+    if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
+        for extension in extensions {
+            let extension = extension.map_err(|e| e.to_string())?;
+            if extension.key_bytes() == b"path" && extension.value_bytes() != path.as_slice() {
+                return Err("pax path disagrees with the GNU long name".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The member's mtime: the pax `mtime` record when present (sub-second), else the ustar field.

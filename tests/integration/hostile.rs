@@ -193,6 +193,34 @@ fn survives_damaged_and_oversized_streams() {
     v.plant("a16-huge-header", &huge, std::env::consts::OS);
     v.assert_refused(&v.restore("a16-huge-header"), "corrupt archive");
 
+    // A14: a pax size that disagrees with the ustar size, hiding an inner entry in the data.
+    let inner = tar_of(&[("workspace/target/smuggled", b"hidden".as_slice())]);
+    let mut outer = pax_header(&[("size", "0")]);
+    let mut carrier = tar::Header::new_ustar();
+    carrier.set_path("workspace/target/carrier").unwrap();
+    carrier.set_size(inner.len() as u64);
+    carrier.set_mode(0o644);
+    carrier.set_cksum();
+    outer.extend_from_slice(carrier.as_bytes());
+    outer.extend_from_slice(&inner);
+    v.plant("a14-pax-size", &outer, std::env::consts::OS);
+    v.assert_refused(&v.restore("a14-pax-size"), "disagrees with the header size");
+
+    // A15: a pax path followed by a GNU long name for the same member.
+    let mut ambiguous = pax_header(&[("path", "workspace/target/from-pax")]);
+    let long_name = b"workspace/target/from-gnu\0";
+    let mut gnu = tar::Header::new_gnu();
+    gnu.set_entry_type(tar::EntryType::GNULongName);
+    gnu.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    gnu.set_size(long_name.len() as u64);
+    gnu.set_cksum();
+    ambiguous.extend_from_slice(gnu.as_bytes());
+    ambiguous.extend_from_slice(long_name);
+    ambiguous.extend(vec![0u8; 512 - long_name.len()]);
+    ambiguous.extend(tar_of(&[("workspace/target/short", b"x".as_slice())]));
+    v.plant("a15-pax-then-gnu", &ambiguous, std::env::consts::OS);
+    v.assert_refused(&v.restore("a15-pax-then-gnu"), "disagrees with the GNU long name");
+
     // A17: a truncated tar, a bad header checksum, and garbage after the end marker.
     let good = tar_of(&[("workspace/target/f", b"data".as_slice())]);
     v.plant("a17-truncated", &good[..700], std::env::consts::OS);
@@ -237,6 +265,28 @@ fn survives_damaged_and_oversized_streams() {
     v.machine.env("S3CACHE_MAX_ENTRIES", "1000");
     v.plant_case("a20-many");
     v.assert_refused(&v.restore("a20-many"), "more than 1000 members");
+}
+
+/// A pax extended header block carrying `records`, for the member that follows.
+fn pax_header(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (key, value) in records {
+        let record_len = |digits: usize| digits + 1 + key.len() + 1 + value.len() + 1;
+        let mut len = record_len(1);
+        while len.to_string().len() != len - record_len(0) {
+            len = record_len(len.to_string().len());
+        }
+        body.extend(format!("{len} {key}={value}\n").into_bytes());
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_path("PaxHeaders/member").unwrap();
+    header.set_size(body.len() as u64);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend(&body);
+    bytes.extend(vec![0u8; (512 - body.len() % 512) % 512]);
+    bytes
 }
 
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {

@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use s3cache_tests::tree::write_sample_tree;
+use s3cache_tests::tree::{noise, write_sample_tree};
 use s3cache_tests::{S3Server, Sandbox, ServerKind, boto3, snapshot};
 
 /// Larger than one 16 MiB part once compressed (random bytes do not compress), so saves go multipart.
@@ -104,4 +104,54 @@ fn restores_home_paths_and_globs() {
     assert_eq!(fs::read_to_string(other.workspace().join("src/sub/b.rs")).unwrap(), "fn b() {}");
     assert_eq!(fs::read_to_string(other.workspace().join("src/keep.txt")).unwrap(), "mine", "glob restores merge");
     assert!(!other.workspace().join("src/notes.txt").exists());
+}
+
+/// Real-world shapes round-trip exactly: a node_modules tree with `.bin` links and nested packages,
+/// and a cargo `target/` with executables, fingerprints, dep-info and nanosecond mtimes.
+#[test]
+fn round_trips_node_modules_and_cargo_target_fixtures() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Sandbox::new();
+    machine.use_server(&server, "fixtures");
+    let ws = machine.workspace();
+    for (package, bin) in [("typescript", "tsc"), ("eslint", "eslint"), ("@scope/tool", "tool")] {
+        let dir = ws.join("node_modules").join(package);
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        fs::create_dir_all(dir.join("lib/nested/node_modules/dep")).unwrap();
+        fs::write(dir.join("package.json"), format!("{{\"name\":\"{package}\",\"bin\":\"bin/{bin}.js\"}}")).unwrap();
+        fs::write(dir.join(format!("bin/{bin}.js")), "#!/usr/bin/env node\nrequire('../lib')\n").unwrap();
+        fs::set_permissions(dir.join(format!("bin/{bin}.js")), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("lib/index.js"), "module.exports = 1;\n".repeat(50)).unwrap();
+        fs::write(dir.join("lib/nested/node_modules/dep/index.js"), "exports.x = 2;\n").unwrap();
+        fs::create_dir_all(ws.join("node_modules/.bin")).unwrap();
+        symlink(format!("../{package}/bin/{bin}.js"), ws.join("node_modules/.bin").join(bin)).unwrap();
+    }
+    let debug = ws.join("target/debug");
+    for dir in [".fingerprint/app-1a2b3c", "deps", "build/app-4d5e/out", "incremental/app-x/s-abc"] {
+        fs::create_dir_all(debug.join(dir)).unwrap();
+    }
+    fs::write(debug.join("app"), noise(2 << 20, 11)).unwrap();
+    fs::set_permissions(debug.join("app"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::hard_link(debug.join("app"), debug.join("deps/app-1a2b3c")).unwrap();
+    fs::write(debug.join(".fingerprint/app-1a2b3c/bin-app"), "9f8e7d6c5b4a3210").unwrap();
+    fs::write(debug.join(".fingerprint/app-1a2b3c/bin-app.json"), "{\"rustc\":1,\"features\":\"[]\"}").unwrap();
+    fs::write(debug.join("deps/app-1a2b3c.d"), "/src/main.rs:\n").unwrap();
+    fs::write(debug.join("incremental/app-x/s-abc/query-cache.bin"), noise(10_000, 5)).unwrap();
+    fs::write(debug.join(".cargo-lock"), "").unwrap();
+    let mut stamp = 1_700_000_000i64;
+    for entry in walkdir::WalkDir::new(&ws).contents_first(true).min_depth(1) {
+        let entry = entry.unwrap();
+        stamp += 3;
+        let time = filetime::FileTime::from_unix_time(stamp, (stamp as u32 * 7919) % 1_000_000_000);
+        filetime::set_symlink_file_times(entry.path(), time, time).unwrap();
+    }
+    let saved = (snapshot(&ws.join("node_modules")), snapshot(&ws.join("target")));
+    machine.run(&["save", "--key", "fixtures", "--path", "node_modules", "--path", "target"]).success();
+
+    let elsewhere = machine.scratch("fresh-runner");
+    machine.run_in(&elsewhere, &["restore", "--key", "fixtures", "--path", "node_modules", "--path", "target"]).success();
+    assert_eq!(snapshot(&elsewhere.join("node_modules")), saved.0);
+    assert_eq!(snapshot(&elsewhere.join("target")), saved.1);
+    assert_eq!(fs::read_to_string(elsewhere.join("node_modules/.bin/tsc")).unwrap(), "#!/usr/bin/env node\nrequire('../lib')\n");
 }
