@@ -252,14 +252,7 @@ fn c13_concurrent_saves_when_conditional_writes_are_ignored() {
         fs::write(dir.join("out/id"), id).unwrap();
         fs::write(dir.join("out/big.bin"), noise(6 << 20, id.len() as u64)).unwrap();
     }
-    // The slow job's completion is held back until the fast job has finished.
-    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Delay(Duration::from_secs(4)), 1));
-    let (slow_run, fast_run) = std::thread::scope(|scope| {
-        let slow_job = scope.spawn(|| s.machine.run_in(&slow, &["save", "--key", "shared", "--path", "out"]));
-        std::thread::sleep(Duration::from_millis(1500));
-        let fast_job = scope.spawn(|| s.machine.run_in(&fast, &["save", "--key", "shared", "--path", "out"]));
-        (slow_job.join().unwrap(), fast_job.join().unwrap())
-    });
+    let (slow_run, fast_run) = race(&s, &slow, &fast);
     assert_eq!((slow_run.code, fast_run.code), (0, 0), "{}
 {}", slow_run.stderr, fast_run.stderr);
     let check = s.machine.scratch("check");
@@ -272,15 +265,21 @@ fn c13_concurrent_saves_when_conditional_writes_are_ignored() {
 
     // Where the server honours If-None-Match, the later completion loses cleanly instead.
     let s = scenario(false);
-    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Delay(Duration::from_secs(4)), 1));
-    let (slow_run, fast_run) = std::thread::scope(|scope| {
-        let slow_job = scope.spawn(|| s.machine.run_in(&slow, &["save", "--key", "shared", "--path", "out"]));
-        std::thread::sleep(Duration::from_millis(1500));
-        let fast_job = scope.spawn(|| s.machine.run_in(&fast, &["save", "--key", "shared", "--path", "out"]));
-        (slow_job.join().unwrap(), fast_job.join().unwrap())
-    });
+    let (slow_run, fast_run) = race(&s, &slow, &fast);
     assert!(fast_run.stderr.contains("saved shared"), "{}", fast_run.stderr);
     assert!(slow_run.stderr.contains("already exists"), "{}", slow_run.stderr);
+}
+
+/// Two saves of the key `shared` from `slow` and `fast`; the slow job's completion is held back until
+/// the fast job has finished.
+fn race(s: &Scenario, slow: &std::path::Path, fast: &std::path::Path) -> (Run, Run) {
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Delay(Duration::from_secs(4)), 1));
+    std::thread::scope(|scope| {
+        let slow_job = scope.spawn(|| s.machine.run_in(slow, &["save", "--key", "shared", "--path", "out"]));
+        std::thread::sleep(Duration::from_millis(1500));
+        let fast_job = scope.spawn(|| s.machine.run_in(fast, &["save", "--key", "shared", "--path", "out"]));
+        (slow_job.join().unwrap(), fast_job.join().unwrap())
+    })
 }
 
 /// C14: a clock 20 minutes behind: the strict server answers RequestTimeTooSkewed, the request is

@@ -447,3 +447,43 @@ fn guest_limits_turn_into_misses() {
     v.machine.unset("S3CACHE_GUEST_MEMORY_MB").env("S3CACHE_GUEST_TIMEOUT_MS", "300");
     v.assert_refused(&v.restore("slow"), "sandboxed guest stopped");
 }
+
+/// A small tmpfs mounted for one test (the machines this project runs on are root); unmounted on drop.
+struct TinyFs(PathBuf);
+
+impl TinyFs {
+    fn mount(at: PathBuf, size: &str) -> Self {
+        fs::create_dir_all(&at).unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).status().unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self(at)
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// F3: the disk fills up during extraction: a miss with a clear error, staging removed, the target as
+/// it was.
+#[test]
+fn a_full_disk_is_a_clean_miss() {
+    let v = victim();
+    let mut saver = Sandbox::new();
+    saver.use_server(&v.server, "hostile");
+    fs::create_dir_all(saver.workspace().join("target")).unwrap();
+    fs::write(saver.workspace().join("target/big"), noise(8 << 20, 4)).unwrap();
+    saver.run(&["save", "--key", "too-big", "--path", "target"]).success();
+
+    let tiny = TinyFs::mount(v.machine.scratch("tiny"), "4m");
+    fs::create_dir_all(tiny.0.join("target")).unwrap();
+    fs::write(tiny.0.join("target/old"), "old").unwrap();
+    let run = v.machine.run_in(&tiny.0, &["restore", "--key", "too-big", "--path", "target"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: cache not restored") && run.stderr.contains("No space left"), "{}", run.stderr);
+    let names: Vec<_> = fs::read_dir(&tiny.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, vec!["target"], "staging left behind");
+    assert_eq!(fs::read_to_string(tiny.0.join("target/old")).unwrap(), "old");
+}
