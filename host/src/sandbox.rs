@@ -193,17 +193,8 @@ impl Sandbox {
 
     /// A fresh instance that sees exactly `preopens`.
     pub fn instance(&self, preopens: &[Preopen], env: Box<dyn Fn(&str) -> Option<String> + Send>) -> Result<GuestInstance> {
-        let mut wasi = WasiCtxBuilder::new();
-        // Must come before the preopens: each directory captures the setting when it is added.
-        wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        for preopen in preopens {
-            let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("opening {} for the guest", preopen.host.display()))?;
-        }
         let state = GuestState {
-            wasi: wasi.build(),
+            wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
             stream: ArchiveStream::None,
@@ -216,6 +207,22 @@ impl Sandbox {
         let guest = CacheGuest::instantiate(&mut store, &self.component, &self.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
         Ok(GuestInstance { store, guest, deadline: self.limits.deadline })
     }
+}
+
+/// The WASI context every guest instance gets: no network, no environment, no stdio, blocking file
+/// operations on the calling thread, and exactly `preopens`. Public so that the sandbox tests can run
+/// hostile programs under the very same configuration.
+pub fn wasi_context(preopens: &[Preopen]) -> Result<WasiCtxBuilder> {
+    let mut wasi = WasiCtxBuilder::new();
+    // Must come before the preopens: each directory captures the setting when it is added.
+    wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    for preopen in preopens {
+        let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("opening {} for the guest", preopen.host.display()))?;
+    }
+    Ok(wasi)
 }
 
 fn ticks(deadline: Duration) -> u64 {

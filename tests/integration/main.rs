@@ -7,3 +7,4 @@ mod faults;
 mod hostile;
 mod library;
 mod roundtrip;
+mod sandbox;

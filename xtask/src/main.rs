@@ -6,22 +6,27 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+use wasi_preview1_component_adapter_provider::{WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER};
 use wit_component::ComponentEncoder;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [command, core, out] if command == "componentize" => componentize(PathBuf::from(core), PathBuf::from(out)),
-        _ => bail!("usage: xtask componentize CORE.wasm OUT.wasm"),
+        [command, core, out] if command == "componentize" => componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER),
+        [command, core, out] if command == "componentize-command" => {
+            componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+        }
+        _ => bail!("usage: xtask componentize|componentize-command CORE.wasm OUT.wasm"),
     }
 }
 
-fn componentize(core: PathBuf, out: PathBuf) -> Result<()> {
+/// Wraps a core module with a preview-1 adapter: the reactor one for the guest library, the command
+/// one for test programs with a `main` (tests/escape-probe).
+fn componentize(core: PathBuf, out: PathBuf, adapter: &[u8]) -> Result<()> {
     let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
     let component = ComponentEncoder::default()
         .module(&module)?
-        .adapter("wasi_snapshot_preview1", WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)?
+        .adapter("wasi_snapshot_preview1", adapter)?
         .validate(true)
         .encode()
         .context("encoding the component")?;
