@@ -1,21 +1,31 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: s3cache against the native tar + zstd + awscli pipeline, same server.
+"""Side-by-side benchmark: s3cache against the native tar + zstd + awscli pipeline, one invocation,
+one local S3 server (s3s-fs on loopback, the strict server the tests use), files on tmpfs so that the
+numbers measure the tools, not the disk.
 
-Runs in one invocation, on tmpfs (/dev/shm) so the numbers measure the tools rather than the disk:
-  - generates a deterministic workload (fixed seed);
-  - starts s3s-fs on loopback (the strict SigV4 server the tests use);
-  - times, per workload, our save and restore and the baselines
-      B1 save:    tar --posix -cf - | zstd -T0 -3 > file; aws s3 cp file s3://...
-      B2 restore: aws s3 cp s3://... file; zstd -d | tar -x
-  - prints medians of several runs and the ratios ours / baseline (below 1.0 means we are faster).
+Workloads (deterministic, fixed seed, sized by --scale or S3CACHE_BENCH_SCALE; 1.0 is full size):
+  W1 node_modules-like: 60k small JS-like files (log-normal sizes), ~1% symlinks in .bin/
+  W2 Rust target/-like: 3k small files (.d, .rmeta, fingerprints) plus 5 large binaries
+  W3 one large incompressible file (2 GiB at full size)
+  W4 a tiny cache: 100 files, ~1 MB (fixed overhead: warm, and cold with no compiled guest)
+  W5 key computation: hashFiles over the W1 tree
+Baselines (same server, same data):
+  B1 save:    tar --posix -cf - DIR | zstd -T0 -3 -o file; aws s3 cp file s3://...
+  B2 restore: aws s3 cp s3://... file; zstd -d -c file | tar -xf -
+  B3 pipelined native: tar | zstd -T0 -3 | aws s3 cp - s3://...   and   aws s3 cp s3://... - | zstd -d | tar -x
+  B4 floors: read+walk (tar -cf - | cat >/dev/null), zstd -d only, extract only (tar -xf plain.tar),
+             network (aws s3 cp s3://... - > /dev/null)
+  B5 hashing: find | sort | xargs sha256sum
+Metrics: wall and CPU seconds (median of --runs), peak RSS (MB), temporary archive bytes on disk.
+Ratios are ours / baseline: below 1.0 means s3cache is faster.
 
-Usage: bench/bench.py [--files N] [--runs R]     (S3CACHE_BENCH_FILES overrides the default size)
-Never run as a timed test; CI only runs a tiny version to check that it works.
+Usage: bench/bench.py [--scale S] [--runs R] [--workloads W1,W2,...]
+Never run as a timed test; CI runs a tiny scale once only to check that it works.
 """
 import argparse
+import json
 import os
 import random
-import resource
 import shutil
 import socket
 import statistics
@@ -29,18 +39,99 @@ WORDS = "function return const module exports require var this value object stri
 ACCESS, SECRET, BUCKET = "AKIDBENCH", "bench-secret-key", "bench"
 
 
-def generate_node_modules(root, files, seed=1):
-    """W1-like: packages of small JS-like text files, log-normal sizes (median ~1.5 KiB)."""
-    rng = random.Random(seed)
-    per_package = 50
+def text(rng, size):
+    return " ".join(rng.choice(WORDS) for _ in range(size // 6 + 1))[:size]
+
+
+def gen_w1(root, scale):
+    rng = random.Random(1)
+    files = max(100, int(60000 * scale))
+    base = os.path.join(root, "node_modules")
+    os.makedirs(os.path.join(base, ".bin"))
     for i in range(files):
-        package, index = divmod(i, per_package)
-        directory = os.path.join(root, "node_modules", f"pkg{package}", "lib")
+        package, index = divmod(i, 40)
+        directory = os.path.join(base, f"pkg{package}", "lib" if index % 4 else "dist")
         os.makedirs(directory, exist_ok=True)
-        size = int(rng.lognormvariate(7.3, 1.0))
-        text = " ".join(rng.choice(WORDS) for _ in range(size // 6 + 1))[:size]
+        size = min(int(rng.lognormvariate(7.3, 1.0)), 200_000)
         with open(os.path.join(directory, f"file{index}.js"), "w") as f:
-            f.write(text)
+            f.write(text(rng, size))
+        if i % 100 == 0:
+            os.symlink(f"../pkg{package}/{'lib' if index % 4 else 'dist'}/file{index}.js", os.path.join(base, ".bin", f"tool{i}"))
+    return "node_modules"
+
+
+def gen_w2(root, scale):
+    rng = random.Random(2)
+    base = os.path.join(root, "target", "debug")
+    for i in range(max(50, int(3000 * scale))):
+        directory = os.path.join(base, "deps" if i % 3 else f".fingerprint/crate{i % 300}")
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"item{i}.{'d' if i % 2 else 'rmeta'}"), "wb") as f:
+            f.write(text(rng, rng.randint(200, 20000)).encode())
+    for i in range(5):
+        # Binaries: half structured (compressible), half noise.
+        size = max(1 << 20, int(60_000_000 * scale))
+        with open(os.path.join(base, f"bin{i}"), "wb") as f:
+            f.write((text(rng, 4096).encode() * (size // 8192 + 1))[: size // 2])
+            f.write(os.urandom(size // 2))
+        os.chmod(os.path.join(base, f"bin{i}"), 0o755)
+    return "target"
+
+
+def gen_w3(root, scale):
+    size = max(4 << 20, int((2 << 30) * scale))
+    with open(os.path.join(root, "blob.bin"), "wb") as f:
+        remaining = size
+        while remaining:
+            chunk = min(remaining, 8 << 20)
+            f.write(os.urandom(chunk))
+            remaining -= chunk
+    return "blob.bin"
+
+
+def gen_w4(root, scale):
+    rng = random.Random(4)
+    os.makedirs(os.path.join(root, "tiny"))
+    for i in range(100):
+        with open(os.path.join(root, "tiny", f"f{i}.txt"), "w") as f:
+            f.write(text(rng, 10_000))
+    return "tiny"
+
+
+class Bench:
+    def __init__(self, args, base):
+        self.args, self.base = args, base
+        self.port = free_port()
+        os.makedirs(os.path.join(base, "s3", BUCKET))
+        self.server = subprocess.Popen(
+            ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), "--access-key", ACCESS, "--secret-key", SECRET, os.path.join(base, "s3")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{self.port}"
+        self.cache_home = os.path.join(base, "s3cache-home")
+        self.env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
+                        AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, S3CACHE_STORE=f"s3://{BUCKET}/ours",
+                        S3CACHE_CACHE_DIR=self.cache_home)
+        self.aws = f"aws --endpoint-url {endpoint} s3 cp --only-show-errors"
+        self.results = {}
+
+    def run(self, name, command, cwd):
+        """Times a shell command under /usr/bin/time; records wall, CPU and peak RSS."""
+        stats = os.path.join(self.base, "time.out")
+        start = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats, "sh", "-c", command], check=True, env=self.env, cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - start
+        user, system, rss_kb = open(stats).read().split()[-3:]
+        self.results.setdefault(name, []).append((wall, float(user) + float(system), int(rss_kb) / 1024))
+
+    def median(self, name, index=0):
+        return statistics.median(sample[index] for sample in self.results[name])
 
 
 def free_port():
@@ -49,82 +140,120 @@ def free_port():
         return s.getsockname()[1]
 
 
-def timed(command, env, cwd):
-    """Runs a shell command; returns (wall seconds, cpu seconds of children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(command, shell=True, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def transfer_workload(b, workload, make, binary):
+    """Save and restore one tree with s3cache and the baselines."""
+    work = os.path.join(b.base, workload)
+    os.makedirs(work)
+    path = make(work, b.args.scale)
+    archive = os.path.join(b.base, "cache.tzst")
+    temp_bytes = 0
+    for run in range(b.args.runs):
+        key = f"{workload}-{run}"
+        b.run(f"{workload} save ours", f"{binary} save --key {key} --path {path}", work)
+        b.run(f"{workload} save B1", f"tar --posix -cf - {path} | zstd -T0 -3 -q -f -o {archive} && {b.aws} {archive} s3://{BUCKET}/native/{key}.tzst", work)
+        temp_bytes = os.path.getsize(archive)
+        os.remove(archive)
+        b.run(f"{workload} save B3", f"tar --posix -cf - {path} | zstd -T0 -3 -q -c | {b.aws} - s3://{BUCKET}/piped/{key}.tzst", work)
+        b.run(f"{workload} floor read", f"tar -cf - {path} | cat > /dev/null", work)
+        shutil.move(os.path.join(work, path), os.path.join(b.base, "original"))
+        b.run(f"{workload} restore ours", f"{binary} restore --key {key} --path {path}", work)
+        remove(os.path.join(work, path))
+        b.run(f"{workload} restore B2", f"{b.aws} s3://{BUCKET}/native/{key}.tzst {archive} && zstd -d -c -q {archive} | tar -xf -", work)
+        remove(os.path.join(work, path))
+        b.run(f"{workload} restore B3", f"{b.aws} s3://{BUCKET}/piped/{key}.tzst - | zstd -d -q -c | tar -xf -", work)
+        remove(os.path.join(work, path))
+        b.run(f"{workload} floor network", f"{b.aws} s3://{BUCKET}/native/{key}.tzst - > /dev/null", work)
+        b.run(f"{workload} floor zstd -d", f"zstd -d -q -c {archive} > /dev/null", work)
+        subprocess.run(f"zstd -d -q -c {archive} > {archive}.tar", shell=True, check=True)
+        b.run(f"{workload} floor extract", f"tar -xf {archive}.tar", work)
+        remove(os.path.join(work, path))
+        os.remove(f"{archive}.tar")
+        os.remove(archive)
+        shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
+    b.results[f"{workload} temp bytes B1/B2"] = [(temp_bytes, 0, 0)]
+    return work
+
+
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=int(os.environ.get("S3CACHE_BENCH_FILES", "20000")))
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("S3CACHE_BENCH_SCALE", "0.3")))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--binary", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release", "s3cache"))
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5")
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    parser.add_argument("--binary", default=os.path.join(target_dir, "release", "s3cache"))
+    parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
-
+    workloads = set(args.workloads.split(","))
     base = tempfile.mkdtemp(prefix="s3cache-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    port = free_port()
-    os.makedirs(os.path.join(base, "s3", BUCKET))
-    server = subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(port), "--access-key", ACCESS, "--secret-key", SECRET, os.path.join(base, "s3")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b = Bench(args, base)
+    binary = args.binary
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        endpoint = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
-                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, S3CACHE_STORE=f"s3://{BUCKET}/ours",
-                   S3CACHE_CACHE_DIR=os.path.join(base, "s3cache-home"))
-        work = os.path.join(base, "work")
-        os.makedirs(work)
-        generate_node_modules(work, args.files)
-        aws = f"aws --endpoint-url {endpoint} s3 cp --only-show-errors"
-        archive = os.path.join(base, "cache.tzst")
-        binary = args.binary
-        subprocess.run([binary, "key", "--template", "warm-up"], env=env, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-
-        results = {}
-
-        def record(name, sample):
-            results.setdefault(name, []).append(sample)
-
-        for run in range(args.runs):
-            key = f"w1-{run}"
-            record("save ours", timed(f"{binary} save --key {key} --path node_modules", env, work))
-            record("save tar|zstd", timed(f"tar --posix -cf - node_modules | zstd -T0 -3 -q -f -o {archive}", env, work))
-            os.remove(archive)
-            record("save B1", timed(f"tar --posix -cf - node_modules | zstd -T0 -3 -q -f -o {archive} && {aws} {archive} s3://{BUCKET}/native/{key}.tzst", env, work))
-            os.remove(archive)
-            shutil.move(os.path.join(work, "node_modules"), os.path.join(base, "original"))
-            record("restore ours", timed(f"{binary} restore --key {key} --path node_modules", env, work))
-            shutil.rmtree(os.path.join(work, "node_modules"))
-            record("restore B2", timed(f"{aws} s3://{BUCKET}/native/{key}.tzst {archive} && zstd -dc {archive} | tar -xf -", env, work))
-            shutil.rmtree(os.path.join(work, "node_modules"))
-            record("restore zstd|tar", timed(f"zstd -dc {archive} | tar -xf - && rm {archive}", env, work))
-            shutil.rmtree(os.path.join(work, "node_modules"))
-            shutil.move(os.path.join(base, "original"), os.path.join(work, "node_modules"))
-
-        print(f"workload W1-like: {args.files} files, median of {args.runs} runs, tmpfs, s3s-fs on loopback")
-        print(f"{'phase':<18}{'wall s':>9}{'cpu s':>9}")
-        medians = {}
-        for name, samples in results.items():
-            wall = statistics.median(s[0] for s in samples)
-            cpu = statistics.median(s[1] for s in samples)
-            medians[name] = wall
-            print(f"{name:<18}{wall:>9.3f}{cpu:>9.3f}")
-        print(f"ratio save    ours/B1 = {medians['save ours'] / medians['save B1']:.2f}   ours/(tar|zstd, no upload) = {medians['save ours'] / medians['save tar|zstd']:.2f}")
-        print(f"ratio restore ours/B2 = {medians['restore ours'] / medians['restore B2']:.2f}   ours/(zstd|tar, no download) = {medians['restore ours'] / medians['restore zstd|tar']:.2f}")
+        subprocess.run([binary, "key", "--template", "warm-up"], env=b.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, make in (("W1", gen_w1), ("W2", gen_w2), ("W3", gen_w3)):
+            if name in workloads:
+                work = transfer_workload(b, name, make, binary)
+                if name == "W1" and "W5" in workloads:
+                    for _ in range(args.runs):
+                        b.run("W5 key ours", f"{binary} key --template '{{{{ hashFiles \"**/*.js\" }}}}'", work)
+                        b.run("W5 key B5", "find . -type f -name '*.js' -print0 | sort -z | xargs -0 sha256sum > /dev/null", work)
+                if name != "W1":
+                    shutil.rmtree(work)
+        if "W4" in workloads:
+            work = os.path.join(base, "W4")
+            os.makedirs(work)
+            path = gen_w4(work, args.scale)
+            subprocess.run([binary, "save", "--key", "w4", "--path", path], env=b.env, cwd=work, check=True, stderr=subprocess.DEVNULL)
+            for _ in range(max(args.runs, 5)):
+                b.run("W4 restore hit warm", f"{binary} restore --key w4 --path {path}", work)
+                for cached in os.listdir(b.cache_home):
+                    if cached.endswith(".cwasm"):
+                        os.remove(os.path.join(b.cache_home, cached))
+                b.run("W4 restore hit cold", f"{binary} restore --key w4 --path {path}", work)
+        report(b, args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(b.results, f, indent=1)
     finally:
-        server.kill()
-        server.wait()
+        b.server.kill()
+        b.server.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def report(b, args):
+    print(f"s3cache benchmark: scale {args.scale}, median of {args.runs} runs, tmpfs, s3s-fs on loopback, {os.cpu_count()} cores")
+    print(f"{'phase':<28}{'wall s':>9}{'cpu s':>9}{'rss MB':>9}")
+    for name in b.results:
+        if "temp bytes" in name:
+            continue
+        print(f"{name:<28}{b.median(name):>9.3f}{b.median(name, 1):>9.3f}{b.median(name, 2):>9.1f}")
+    print()
+    print("goal checks (ours / baseline; wall time)")
+    ratios = [
+        ("W1", "save", "B1", 0.8), ("W1", "restore", "B2", 0.75), ("W2", "save", "B1", 0.8), ("W2", "restore", "B2", 0.75),
+        ("W3", "save", "B3", 1.0), ("W3", "restore", "B3", 1.0),
+    ]
+    for workload, phase, baseline, goal in ratios:
+        ours, theirs = f"{workload} {phase} ours", f"{workload} {phase} {baseline}"
+        if ours in b.results and theirs in b.results:
+            ratio = b.median(ours) / b.median(theirs)
+            verdict = "met" if (ratio <= goal if baseline != "B3" else 1 / ratio >= goal) else "NOT met"
+            print(f"  {workload} {phase:<8} vs {baseline}: {ratio:5.2f}  (goal {'<=' if baseline != 'B3' else 'throughput >='} {goal}) {verdict}")
+    if "W4 restore hit warm" in b.results:
+        print(f"  W4 warm restore hit: {b.median('W4 restore hit warm') * 1000:.0f} ms (goal < 100 ms); cold: {b.median('W4 restore hit cold'):.2f} s (goal < 2.5 s)")
+    if "W5 key ours" in b.results:
+        print(f"  W5 hashFiles vs sha256sum: throughput ratio {b.median('W5 key B5') / b.median('W5 key ours'):.2f} (goal >= 0.8)")
+    if "W3 restore ours" in b.results:
+        print(f"  W3 peak RSS: save {b.median('W3 save ours', 2):.0f} MB, restore {b.median('W3 restore ours', 2):.0f} MB (goal <= 128 MB)")
+    for name, samples in b.results.items():
+        if "temp bytes" in name:
+            print(f"  {name}: {samples[0][0] / 1e6:.1f} MB temporary archive file; s3cache: 0 (streamed)")
 
 
 if __name__ == "__main__":
