@@ -8,7 +8,7 @@ pub const S3CACHE_CACHE_DIR: &str = "S3CACHE_CACHE_DIR";
 /// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`).
 pub const S3CACHE_LOG: &str = "S3CACHE_LOG";
 
-/// Upload part and download range size, in MiB (default 16; S3's minimum part is 5).
+/// Upload part and download range size, in MiB (default 8; S3's minimum part is 5).
 pub const S3CACHE_PART_SIZE_MB: &str = "S3CACHE_PART_SIZE_MB";
 /// Parts or ranges in flight at once (default 4).
 pub const S3CACHE_CONCURRENCY: &str = "S3CACHE_CONCURRENCY";

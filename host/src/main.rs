@@ -135,7 +135,7 @@ impl PublishArgs {
 #[command(next_help_heading = "Transfer")]
 struct TransferArgs {
     /// Upload part and download range size, MiB.
-    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = 16, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
     part_size_mb: u64,
     /// Parts or ranges in flight at once.
     #[arg(long, global = true, env = env_vars::S3CACHE_CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]

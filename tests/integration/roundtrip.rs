@@ -7,7 +7,7 @@ use std::process::Command;
 use s3cache_tests::tree::{noise, write_sample_tree};
 use s3cache_tests::{S3Server, Sandbox, ServerKind, boto3, snapshot};
 
-/// Larger than one 16 MiB part once compressed (random bytes do not compress), so saves go multipart.
+/// Larger than two 8 MiB parts once compressed (random bytes do not compress), so saves go multipart.
 const LARGE: usize = 20 << 20;
 
 fn round_trip(kind: ServerKind) {
@@ -25,7 +25,7 @@ fn round_trip(kind: ServerKind) {
     let objects: Vec<(String, u64)> = serde_json::from_str(&listing).unwrap();
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0].0, "ci/cache/tree-v1.tar.zst");
-    assert!(objects[0].1 > 16 << 20, "multipart-sized archive expected, got {}", objects[0].1);
+    assert!(objects[0].1 > 16 << 20, "a multipart-sized archive expected, got {}", objects[0].1);
 
     // GNU tar and zstd read the archive and extract the same bytes.
     let archive = machine.scratch("download").join("cache.tar.zst");

@@ -2,9 +2,10 @@
 //!
 //! Worker threads fetch fixed-size byte ranges (aligned with the upload's default part size) and hand
 //! them to the reader, which yields them in order as soon as the next one is there. Workers stay at
-//! most `window` ranges ahead of the reader, so memory is bounded by about `window × range size`
-//! whatever the object's size. Each range has its own retries and stall timeout; a failure that
-//! retries cannot fix ends the stream with an error, never with silently missing bytes.
+//! most `concurrency` ranges ahead of the reader, so memory is bounded by about
+//! `(concurrency + 1) × range size` whatever the object's size. Each range has its own retries and
+//! stall timeout; a failure that retries cannot fix ends the stream with an error, never with
+//! silently missing bytes.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -23,7 +24,7 @@ pub struct DownloadConfig {
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        Self { range_size: 16 << 20, concurrency: 4 }
+        Self { range_size: 8 << 20, concurrency: 4 }
     }
 }
 
@@ -64,7 +65,8 @@ impl RangedReader {
         let range_size = config.range_size.max(1 << 20);
         let span = Span { start, end: end.max(start), range_size };
         let ranges = (span.end - span.start).div_ceil(range_size);
-        let window = (config.concurrency as u64 * 2).max(2);
+        // Ranges fetched ahead of the reader: enough to keep every worker busy, no more.
+        let window = (config.concurrency as u64).max(1);
         let state = Arc::new(State { shared: Mutex::new(Shared::default()), changed: Condvar::new(), cancelled: AtomicBool::new(false) });
         let workers = (0..config.concurrency.clamp(1, ranges.max(1) as usize))
             .map(|_| {

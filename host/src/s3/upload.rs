@@ -3,7 +3,7 @@
 //! Small archives (below one part) go up as a single PutObject when the writer is finished, so the
 //! object appears whole or not at all. Larger ones become a multipart upload whose parts are sent by
 //! worker threads while the guest keeps compressing; memory stays bounded at about
-//! `part_size × (2 × concurrency + 1)`. Any failure aborts the upload, so no part is left behind and
+//! `part_size × (concurrency + 2)`. Any failure aborts the upload, so no part is left behind and
 //! nothing becomes visible under the key.
 
 use std::io::{self, Write};
@@ -27,7 +27,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { part_size: 16 << 20, concurrency: 4, if_none_match: false }
+        Self { part_size: 8 << 20, concurrency: 4, if_none_match: false }
     }
 }
 
@@ -132,7 +132,9 @@ impl MultipartWriter {
     }
 
     fn spawn_workers(&self, upload_id: String) -> InFlight {
-        let (sender, receiver) = sync_channel::<Part>(self.config.concurrency);
+        // A rendezvous channel: a part is handed over only when a worker is free, so at most
+        // `concurrency` parts are in flight plus the one being filled.
+        let (sender, receiver) = sync_channel::<Part>(0);
         let receiver = Arc::new(Mutex::new(receiver));
         let done = Arc::new(Mutex::new(Vec::new()));
         let failure = Arc::new(Mutex::new(None));
