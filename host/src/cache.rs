@@ -20,6 +20,8 @@ use std::io::{Read, Write};
 
 /// Suffix of archive objects.
 pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+/// Entries up to this size are fetched with a single GET.
+const SMALL_ENTRY: u64 = 4 << 20;
 /// Longest key, as in actions/cache.
 pub const MAX_KEY_LENGTH: usize = 512;
 
@@ -308,7 +310,8 @@ impl CacheContext {
         if found.size == 0 {
             return Err("the object is empty".into());
         }
-        let tail_start = found.size.saturating_sub(trailer::TAIL_FETCH);
+        // Small entries are read whole in one request; large ones tail first, then streamed.
+        let tail_start = if found.size <= SMALL_ENTRY { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
         let mut tail = Vec::new();
         self.store
             .read(found, tail_start, found.size)
@@ -322,7 +325,7 @@ impl CacheContext {
             return Err(format!("it was saved on {}, this is {}; enable cross-OS restore to use it", manifest.os, std::env::consts::OS));
         }
         let source: Box<dyn Read + Send> = if tail_start == 0 {
-            // The tail already holds the whole object: no second request.
+            // Already read whole: no second request.
             tail.truncate(manifest.archive_bytes as usize);
             Box::new(std::io::Cursor::new(tail))
         } else {

@@ -393,17 +393,6 @@ impl S3Client {
         }
     }
 
-    /// GetObject as a stream; `None` when there is no such key. A connection that closes before
-    /// `Content-Length` bytes arrive makes the reader fail, so a truncated body is never mistaken for
-    /// a whole one.
-    pub fn get_object(&self, key: &str) -> Result<Option<Box<dyn Read + Send>>, S3Error> {
-        match self.send(&self.bucket.get_object(key, None), b"") {
-            Ok(response) => Ok(Some(Box::new(response.into_body().into_reader()))),
-            Err(err) if err.kind == S3ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
     /// Every object under `prefix`, reading all pages.
     pub fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, S3Error> {
         let mut objects = Vec::new();
