@@ -74,7 +74,7 @@ pub struct SaveRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
     /// The archive was written.
-    Saved { key: String, bytes: u64, members: u64, elapsed: Duration },
+    Saved { key: String, bytes: u64, members: u64, elapsed: Duration, sha256: String },
     /// An entry with this key exists; entries are immutable, so nothing was written.
     AlreadyExists { key: String },
     /// The paths selected nothing.
@@ -94,6 +94,8 @@ pub struct RestoreRequest {
     pub paths: Vec<String>,
     /// Restore entries saved on another operating system (actions/cache's `enableCrossOsArchive`).
     pub cross_os: bool,
+    /// Only check that a restorable entry exists (actions/cache's `lookup-only`); download nothing.
+    pub lookup_only: bool,
 }
 
 /// Which entry a restore used.
@@ -106,6 +108,10 @@ pub struct Hit {
     pub bytes: u64,
     pub members: u64,
     pub elapsed: Duration,
+    /// SHA-256 of the entry's compressed archive, from its manifest (and verified when restored).
+    pub sha256: String,
+    /// False for a lookup-only request: the entry exists and is restorable, nothing was downloaded.
+    pub restored: bool,
 }
 
 /// What a restore did.
@@ -234,7 +240,7 @@ impl CacheContext {
             return failed(format!("writing the manifest: {err}"));
         }
         match sink.finish() {
-            Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed() }),
+            Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
             Err(err) => failed(describe_store_error(&err)),
         }
@@ -270,6 +276,19 @@ impl CacheContext {
             Ok(opened) => opened,
             Err(reason) => return miss(format!("cache entry {matched_key:?} was not restored: {reason}")),
         };
+        let hit = |members: u64, restored: bool| Hit {
+            exact: matched_key == primary_key,
+            primary_key: primary_key.clone(),
+            matched_key: matched_key.clone(),
+            bytes: found.size,
+            members,
+            elapsed: started.elapsed(),
+            sha256: manifest.sha256.clone(),
+            restored,
+        };
+        if request.lookup_only {
+            return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
+        }
 
         crate::staging::remove_stale(&roots);
         let staging = match Staging::create(&roots) {
@@ -294,14 +313,7 @@ impl CacheContext {
         if let Err(err) = staging.commit(&roots) {
             return miss(format!("cache entry {matched_key:?} could not be moved into place: {err}"));
         }
-        Ok(RestoreOutcome::Hit(Hit {
-            exact: matched_key == primary_key,
-            primary_key,
-            matched_key,
-            bytes: found.size,
-            members: report.members,
-            elapsed: started.elapsed(),
-        }))
+        Ok(RestoreOutcome::Hit(hit(report.members, true)))
     }
 
     /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of

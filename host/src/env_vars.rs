@@ -38,6 +38,9 @@ pub const S3CACHE_GUEST_MEMORY_MB: &str = "S3CACHE_GUEST_MEMORY_MB";
 /// Longest a single call into the guest may run, milliseconds (default 3,600,000).
 pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
 
+/// A file to write a JSON summary of the operation to (key, matched key, hit, bytes, timings, digest).
+pub const S3CACHE_SUMMARY_JSON: &str = "S3CACHE_SUMMARY_JSON";
+
 /// The AWS SDKs' endpoint override for all services.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The AWS SDKs' endpoint override for S3; wins over [`AWS_ENDPOINT_URL`].

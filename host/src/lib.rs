@@ -18,7 +18,13 @@
 //!     env: Arc::new(|name| std::env::var(name).ok()),
 //!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
 //! };
-//! let request = RestoreRequest { key: "deps-v1".into(), restore_keys: vec!["deps-".into()], paths: vec!["target".into()], cross_os: false };
+//! let request = RestoreRequest {
+//!     key: "deps-v1".into(),
+//!     restore_keys: vec!["deps-".into()],
+//!     paths: vec!["target".into()],
+//!     cross_os: false,
+//!     lookup_only: false,
+//! };
 //! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {
 //!     println!("restored {}", hit.matched_key);
 //! }

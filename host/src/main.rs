@@ -31,6 +31,9 @@ struct Cli {
     /// Log diagnostics (same as S3CACHE_LOG=debug).
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Write a JSON summary of the save or restore to this file.
+    #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -220,6 +223,9 @@ struct RestoreArgs {
     /// Also restore entries saved on another operating system.
     #[arg(long)]
     enable_cross_os_archive: bool,
+    /// Only check that an entry exists and is restorable; download nothing.
+    #[arg(long)]
+    lookup_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -321,8 +327,22 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// Writes the operation's JSON summary where `--summary-json` asked.
+fn write_summary(path: Option<&PathBuf>, summary: serde_json::Value) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn throughput(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+}
+
 fn run(cli: Cli) -> Result<u8> {
     let context = context(&cli.store)?;
+    let store = context.store.location();
+    let summary_path = cli.summary_json.as_ref();
     match cli.command {
         Command::Key(args) => {
             println!("{}", context.compute_key(&args.template)?);
@@ -330,48 +350,84 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Save(args) => {
             let request = SaveRequest { key: args.key, paths: args.paths, compression_level: args.compression_level };
-            match context.save(&request)? {
-                SaveOutcome::Saved { key, bytes, members, elapsed } => {
-                    output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(bytes), elapsed.as_secs_f64()));
-                    Ok(0)
+            let outcome = context.save(&request)?;
+            let (code, summary) = match &outcome {
+                SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => {
+                    output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
+                    let summary = serde_json::json!({
+                        "outcome": "saved", "key": key, "bytes": bytes, "members": members, "sha256": sha256,
+                        "elapsed_ms": elapsed.as_millis() as u64, "throughput_mb_s": throughput(*bytes, *elapsed),
+                    });
+                    (0, summary)
                 }
                 SaveOutcome::AlreadyExists { key } => {
                     output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)"));
-                    Ok(0)
+                    (0, serde_json::json!({ "outcome": "already-exists", "key": key }))
                 }
                 SaveOutcome::NothingToSave { key } => {
                     output::warning(&format!("nothing to save under {key}: the paths match no files"));
-                    Ok(0)
+                    (0, serde_json::json!({ "outcome": "nothing-to-save", "key": key }))
                 }
                 SaveOutcome::Failed { key, reason } => {
-                    output::warning(&format!("cache {}not saved: {reason}", key.map(|k| format!("{k} ")).unwrap_or_default()));
-                    Ok(if args.fail_on_error { EXIT_FAILED } else { 0 })
+                    output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
+                    let code = if args.fail_on_error { EXIT_FAILED } else { 0 };
+                    (code, serde_json::json!({ "outcome": "failed", "key": key, "reason": output::scrub(reason) }))
                 }
-            }
+            };
+            let mut summary = summary;
+            summary["operation"] = "save".into();
+            summary["store"] = store.into();
+            write_summary(summary_path, summary)?;
+            Ok(code)
         }
         Command::Restore(args) => {
-            let request = RestoreRequest { key: args.key, restore_keys: args.restore_keys, paths: args.paths, cross_os: args.enable_cross_os_archive };
-            match context.restore(&request)? {
+            let request = RestoreRequest {
+                key: args.key,
+                restore_keys: args.restore_keys,
+                paths: args.paths,
+                cross_os: args.enable_cross_os_archive,
+                lookup_only: args.lookup_only,
+            };
+            let (code, mut summary) = match context.restore(&request)? {
                 RestoreOutcome::Hit(hit) => {
                     let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
-                    output::notice(&format!(
-                        "restored {} ({how}): {} entries, {} in {:.2}s",
-                        hit.matched_key,
-                        hit.members,
-                        megabytes(hit.bytes),
-                        hit.elapsed.as_secs_f64()
-                    ));
-                    Ok(0)
+                    if hit.restored {
+                        output::notice(&format!(
+                            "restored {} ({how}): {} entries, {} in {:.2}s",
+                            hit.matched_key,
+                            hit.members,
+                            megabytes(hit.bytes),
+                            hit.elapsed.as_secs_f64()
+                        ));
+                    } else {
+                        output::notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
+                    }
+                    let summary = serde_json::json!({
+                        "outcome": if hit.restored { "hit" } else { "lookup-hit" }, "cache_hit": true, "exact": hit.exact,
+                        "key": hit.primary_key, "matched_key": hit.matched_key, "bytes": hit.bytes, "members": hit.members,
+                        "sha256": hit.sha256, "elapsed_ms": hit.elapsed.as_millis() as u64,
+                        "throughput_mb_s": throughput(hit.bytes, hit.elapsed),
+                    });
+                    (0, summary)
                 }
-                RestoreOutcome::Miss { reason, failed, .. } => {
+                RestoreOutcome::Miss { primary_key, reason, failed } => {
                     if failed {
                         output::warning(&format!("cache not restored: {reason}"));
                     } else {
                         output::notice(&format!("cache miss: {reason}"));
                     }
-                    Ok(if args.fail_on_cache_miss { EXIT_FAILED } else { 0 })
+                    let code = if args.fail_on_cache_miss { EXIT_FAILED } else { 0 };
+                    let summary = serde_json::json!({
+                        "outcome": if failed { "failed" } else { "miss" }, "cache_hit": false, "key": primary_key,
+                        "reason": output::scrub(&reason),
+                    });
+                    (code, summary)
                 }
-            }
+            };
+            summary["operation"] = "restore".into();
+            summary["store"] = store.into();
+            write_summary(summary_path, summary)?;
+            Ok(code)
         }
     }
 }

@@ -100,3 +100,33 @@ fn every_command_has_help() {
         assert!(run.stdout.contains("Usage"), "{}", run.stdout);
     }
 }
+
+/// `--lookup-only` reports a restorable entry without touching the target, and `--summary-json`
+/// writes a machine-readable summary of every save and restore.
+#[test]
+fn lookup_only_and_json_summaries() {
+    let machine = Sandbox::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "content").unwrap();
+    let summary = machine.scratch("summary").join("s.json");
+    let summary_arg = summary.display().to_string();
+    machine.run(&["save", "--key", "deps-1", "--path", "out", "--summary-json", &summary_arg]).success();
+    let saved: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+    assert_eq!((saved["operation"].as_str(), saved["outcome"].as_str()), (Some("save"), Some("saved")));
+    assert_eq!(saved["sha256"].as_str().map(str::len), Some(64));
+
+    fs::remove_dir_all(machine.workspace().join("out")).unwrap();
+    let run = machine.run(&["restore", "--key", "deps-2", "--restore-key", "deps-", "--path", "out", "--lookup-only", "--summary-json", &summary_arg]).success();
+    assert!(run.stderr.contains("cache entry deps-1 exists") && run.stderr.contains("lookup only"), "{}", run.stderr);
+    assert!(!machine.workspace().join("out").exists(), "lookup-only restored something");
+    let looked: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(looked["outcome"], "lookup-hit");
+    assert_eq!(looked["cache_hit"], true);
+    assert_eq!(looked["exact"], false);
+    assert_eq!(looked["matched_key"], "deps-1");
+    assert_eq!(looked["sha256"], saved["sha256"]);
+
+    machine.run(&["restore", "--key", "nope", "--path", "out", "--summary-json", &summary_arg]).success();
+    let missed: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+    assert_eq!((missed["outcome"].as_str(), missed["cache_hit"].as_bool()), (Some("miss"), Some(false)));
+}
