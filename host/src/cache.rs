@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bindings::{PackOptions, Root, TemplateContext, UnpackLimits};
+use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::paths::{CachedRoot, PathError, resolve_roots};
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
@@ -188,7 +188,10 @@ impl CacheContext {
         let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"));
         let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
             Ok(resolution) => resolution,
-            Err(SandboxError::Guest(err)) => return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
+            // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
+            Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
+                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)));
+            }
             Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
         };
         tracing::debug!(found = resolution.found.len(), elapsed = ?started.elapsed(), "resolved key and paths");

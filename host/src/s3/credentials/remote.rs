@@ -201,7 +201,13 @@ pub(super) fn instance_metadata(inputs: &ChainInputs<'_>) -> Result<Option<Resol
     }
     let base = inputs.var(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into());
     let base = base.trim_end_matches('/');
-    let agent = agent(IMDS_TIMEOUT);
+    // The SDKs' AWS_METADATA_SERVICE_TIMEOUT (seconds) overrides the short default.
+    let timeout = inputs
+        .var(env_vars::AWS_METADATA_SERVICE_TIMEOUT)
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(IMDS_TIMEOUT, Duration::from_secs_f64);
+    let agent = agent(timeout);
     let source = "EC2 instance metadata";
     let token_request = http::Request::builder()
         .method("PUT")
