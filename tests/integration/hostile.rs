@@ -410,7 +410,15 @@ fn killed_restores_leave_the_target_untouched() {
         .envs(v.machine.machine_env())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Kill it as soon as its staging directory appears: extraction is under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let staging = fs::read_dir(v.machine.workspace()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".s3cache-staging"));
+        if staging {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     // Killed mid-way the target is untouched; had the restore already finished, it is whole.
