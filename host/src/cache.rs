@@ -5,6 +5,7 @@
 //! Objects are stored as `<store prefix>/<key>.tar.zst`: the archive's zstd frames, then a trailer
 //! (a zstd skippable frame, see [`crate::trailer`]) with the manifest and the archive's SHA-256.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +17,6 @@ use crate::staging::Staging;
 use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
 use crate::{env_vars, fsmeta, output, progress};
-use std::io::{Read, Write};
 
 /// Suffix of archive objects.
 pub const ARCHIVE_SUFFIX: &str = ".tar.zst";

@@ -318,7 +318,7 @@ fn save_compiled(component: &Component, path: &Path) -> Result<()> {
     let bytes = component.serialize()?;
     let dir = path.parent().context("cache path has a parent")?;
     fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(".guest-{}.tmp", std::process::id()));
+    let temp = dir.join(crate::staging::unique(".guest-tmp-"));
     fs::write(&temp, bytes)?;
     fs::rename(&temp, path)?;
     Ok(())

@@ -18,7 +18,8 @@ use crate::paths::CachedRoot;
 pub const STAGING_PREFIX: &str = ".s3cache-staging-";
 const OLD_PREFIX: &str = ".s3cache-old-";
 
-fn unique(prefix: &str) -> String {
+/// A name starting with `prefix` that no other process or call uses: pid, time and a counter.
+pub(crate) fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     format!("{prefix}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
@@ -74,7 +75,7 @@ impl Staging {
         &self.dirs
     }
 
-    /// Moves everything staged into place. Returns how many top-level objects were replaced.
+    /// Moves everything staged into place.
     pub fn commit(self, roots: &[CachedRoot]) -> io::Result<()> {
         for (root, staged) in roots.iter().zip(&self.dirs) {
             let swap_points: Vec<&str> = root.include.iter().filter(|p| !p.contains(['*', '?', '[', '{'])).map(String::as_str).collect();

@@ -55,8 +55,7 @@ impl S3Error {
     pub fn is_clock_skew(&self, signed_at: SystemTime) -> bool {
         let Some(server) = self.server_date else { return false };
         let named = matches!(self.code.as_str(), "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException");
-        let apart = server.duration_since(signed_at).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
-        named || (self.status == Some(403) && self.code.is_empty() && apart > Duration::from_secs(300))
+        named || (self.status == Some(403) && self.code.is_empty() && seconds_ahead(server, signed_at).abs() > 300)
     }
 
     pub(crate) fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
@@ -76,6 +75,14 @@ impl S3Error {
     /// Whether trying again may succeed.
     pub fn retryable(&self) -> bool {
         self.kind == S3ErrorKind::Transient
+    }
+}
+
+/// How many whole seconds `clock` is ahead of `reference` (negative when behind).
+fn seconds_ahead(clock: SystemTime, reference: SystemTime) -> i64 {
+    match clock.duration_since(reference) {
+        Ok(ahead) => ahead.as_secs() as i64,
+        Err(behind) => -(behind.duration().as_secs() as i64),
     }
 }
 
@@ -153,8 +160,6 @@ impl TransportConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
     pub size: u64,
-    /// The entity tag, quotes included, as the server sends it.
-    pub etag: Option<String>,
     /// `x-amz-meta-*` headers, names without the prefix.
     pub metadata: Vec<(String, String)>,
 }
@@ -251,10 +256,7 @@ impl S3Client {
     /// Adopts the server's clock after a skew error; true when the offset changed.
     fn correct_clock(&self, err: &S3Error) -> bool {
         let Some(server) = err.server_date else { return false };
-        let offset = match server.duration_since(SystemTime::now()) {
-            Ok(ahead) => ahead.as_secs() as i64,
-            Err(behind) => -(behind.duration().as_secs() as i64),
-        };
+        let offset = seconds_ahead(server, SystemTime::now());
         let previous = self.clock_offset.swap(offset, Ordering::Relaxed);
         if previous != offset {
             tracing::warn!(offset_seconds = offset, "the local clock differs from the server's; signing with the server's time");
@@ -385,8 +387,7 @@ impl S3Client {
                         Some((name.to_owned(), value.to_str().ok()?.to_owned()))
                     })
                     .collect();
-                let etag = headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                Ok(Some(ObjectHead { size, etag, metadata }))
+                Ok(Some(ObjectHead { size, metadata }))
             }
             Err(err) if err.kind == S3ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),

@@ -4,7 +4,6 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -147,10 +146,8 @@ impl BlobStore for FileStore {
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
-        let unique = format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let temp = self.dir.join(unique);
+        let temp = self.dir.join(crate::staging::unique(TEMP_PREFIX));
         let file = File::create(&temp).map_err(|source| StoreError::Io { path: temp.clone(), source })?;
         Ok(Box::new(FileUpload { temp, target: self.path(name), file: Some(file), written: 0, if_none_match: options.if_none_match }))
     }
