@@ -1,20 +1,22 @@
-//! Binds the pure modules to the WIT world: the exported `keys` and `archive` interfaces, and the
-//! host's `archive-io` stream adapted to `Read`/`Write`.
+//! Binds the pure modules to the WIT world: the exported `keys` and `archive` interfaces, the host's
+//! `archive-io` stream adapted to `Read`/`Write`, and `host-files` behind the `files` traits.
 
 use std::io::{self, Read, Write};
 
 use crate::bindings::exports::s3cache::guest::{archive, keys};
 use crate::bindings::s3cache::guest::types::Error;
+use crate::bindings::s3cache::guest::host_files::{self, WriteOp};
 use crate::bindings::s3cache::guest::{archive_io, environment};
+use crate::files::{Digests, StagingWriter};
 use crate::bindings::{Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport};
 use crate::unpack::SourceFailed;
-use crate::{pack, template, unpack, walk};
+use crate::{GuestError, pack, template, unpack, walk};
 
 struct Component;
 
 impl keys::Guest for Component {
     fn resolve(template: String, context: TemplateContext, roots: Vec<Root>) -> Result<Resolution, Error> {
-        let key = template::render(&template, &context, &|name: &str| environment::get(name))?;
+        let key = template::render(&template, &context, &|name: &str| environment::get(name), &HostFiles)?;
         let found = walk::find(&roots)?;
         Ok(Resolution { key, found })
     }
@@ -26,7 +28,7 @@ impl archive::Guest for Component {
     }
 
     fn unpack(roots: Vec<Root>, limits: UnpackLimits) -> Result<UnpackReport, Error> {
-        Ok(unpack::unpack(&roots, &limits, HostSource, 1 << 20)?)
+        Ok(unpack::unpack(&roots, &limits, HostSource, &mut HostWriter::default(), 1 << 20)?)
     }
 }
 
@@ -56,6 +58,91 @@ impl Read for HostSource {
         }
         buf[..chunk.len()].copy_from_slice(&chunk);
         Ok(chunk.len())
+    }
+}
+
+/// `host-files.sha256`: the host hashes natively, in parallel.
+struct HostFiles;
+
+impl Digests for HostFiles {
+    fn sha256(&self, dir: &str, relatives: &[String]) -> Result<Vec<[u8; 32]>, GuestError> {
+        let digests = host_files::sha256(dir, relatives).map_err(io_error)?;
+        if digests.len() != relatives.len() {
+            return Err(GuestError::Other(format!("the host returned {} digests for {} files", digests.len(), relatives.len())));
+        }
+        digests
+            .into_iter()
+            .map(|d| d.try_into().map_err(|_| GuestError::Other("the host returned a digest that is not 32 bytes".into())))
+            .collect()
+    }
+}
+
+fn io_error(err: host_files::IoError) -> GuestError {
+    GuestError::Io { path: err.path, message: err.message }
+}
+
+/// Batches queued per `host-files.write` call: few boundary crossings, bounded memory.
+const BATCH_BYTES: usize = 1 << 20;
+const BATCH_OPS: usize = 512;
+
+/// `host-files.write` as a [`StagingWriter`]: operations are batched per staging directory and the host
+/// applies them on its writer thread.
+#[derive(Default)]
+struct HostWriter {
+    dir: String,
+    ops: Vec<WriteOp>,
+    bytes: usize,
+}
+
+impl HostWriter {
+    fn push(&mut self, dir: &str, op: WriteOp) -> Result<(), GuestError> {
+        if dir != self.dir {
+            self.flush()?;
+            dir.clone_into(&mut self.dir);
+        }
+        self.ops.push(op);
+        if self.ops.len() >= BATCH_OPS || self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), GuestError> {
+        if !self.ops.is_empty() {
+            host_files::write(&self.dir, &self.ops).map_err(io_error)?;
+            self.ops.clear();
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+impl StagingWriter for HostWriter {
+    fn directory(&mut self, dir: &str, relative: &str) -> Result<(), GuestError> {
+        self.push(dir, WriteOp::Directory(relative.to_owned()))
+    }
+
+    fn create(&mut self, dir: &str, relative: &str) -> Result<(), GuestError> {
+        self.push(dir, WriteOp::File((relative.to_owned(), Vec::new())))
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), GuestError> {
+        self.bytes += bytes.len();
+        // A small file travels whole in its `file` op.
+        if let Some(WriteOp::File((_, contents)) | WriteOp::Append(contents)) = self.ops.last_mut() {
+            contents.extend_from_slice(bytes);
+            if self.bytes >= BATCH_BYTES {
+                self.flush()?;
+            }
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        self.push(&dir, WriteOp::Append(bytes.to_vec()))
+    }
+
+    fn finish(&mut self) -> Result<(), GuestError> {
+        self.flush()?;
+        host_files::finish().map_err(io_error)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod bindings;
 #[cfg(target_arch = "wasm32")]
 mod component;
 pub mod error;
+pub mod files;
 pub mod logging;
 pub mod pack;
 pub mod template;

@@ -1,4 +1,7 @@
-//! Writing a cache archive: POSIX pax tar, compressed as one zstd stream with content checksums.
+//! Writing a cache archive: POSIX pax tar, compressed as a zstd frame with a content checksum.
+//!
+//! One call writes one frame of one part of the member list; the host may pack parts in parallel
+//! instances and concatenate the frames, so only the part marked `end-of-archive` ends the tar stream.
 //!
 //! The host decides what goes in (it checked each path and read the mode bits WASI cannot see); this
 //! module frames it. Names that do not fit ustar, non-ASCII names, sub-second mtimes and huge sizes get
@@ -32,7 +35,9 @@ pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, sink: imp
         let name = member_name(&root.member_prefix, &member.relative);
         write_member(&mut tar, root, member, &name, &mut buffer)?;
     }
-    tar.write_all(&[0u8; 2 * BLOCK]).map_err(stream_error)?;
+    if options.end_of_archive {
+        tar.write_all(&[0u8; 2 * BLOCK]).map_err(stream_error)?;
+    }
     let tar_bytes = tar.count;
     let compressed = tar.inner.finish().map_err(stream_error)?;
     Ok(PackSummary { members: members.len() as u64, tar_bytes, compressed_bytes: compressed.count })

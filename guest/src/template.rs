@@ -1,15 +1,13 @@
 //! Key templates: Handlebars with the helpers CI cache users know from drone-cache and GitLab.
 //!
-//! `{{ checksum "file" }}` and `{{ hashFiles "glob" "!glob" }}` read files through the workspace
-//! preopen; `{{ os }}`, `{{ arch }}`, `{{ branch }}` and `{{ epoch }}` come from the host's context;
+//! `{{ checksum "file" }}` and `{{ hashFiles "glob" "!glob" }}` select files by walking the workspace
+//! preopen and hash them through [`Digests`] (natively, by the host, in the component); `{{ os }}`, `{{ arch }}`, `{{ branch }}` and `{{ epoch }}` come from the host's context;
 //! `{{ env "NAME" }}` asks the host, which withholds secrets. Rendering is strict: an unknown variable
 //! or helper is an error, never an empty string, and nothing is HTML-escaped.
 //!
 //! Bump [`KEY_ALGORITHM_VERSION`] whenever any hash input or algorithm below changes.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 use s3cache_policy::Selector;
@@ -17,27 +15,29 @@ use sha2::{Digest, Sha256};
 
 use crate::GuestError;
 use crate::bindings::TemplateContext;
+use crate::files::Digests;
 use crate::walk;
 
 /// Version of the key algorithms (`checksum`, `hashFiles`). Bump when any hash input changes.
 pub const KEY_ALGORITHM_VERSION: u32 = 1;
 
-const READ_BUFFER: usize = 1 << 20;
-
 /// Looks up an environment variable on the host's terms.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
+/// Hashes files for `checksum` and `hashFiles`.
+pub type FileDigests<'a> = &'a (dyn Digests + Sync);
+
 /// Renders `template`. A template without `{{` is returned unchanged without touching the disk.
-pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>) -> Result<String, GuestError> {
+pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, digests: FileDigests<'_>) -> Result<String, GuestError> {
     if !template.contains("{{") {
         return Ok(template.to_owned());
     }
-    let workspace = PathBuf::from(&context.workspace_dir);
+    let workspace = context.workspace_dir.as_str();
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     registry.register_escape_fn(handlebars::no_escape);
-    registry.register_helper("checksum", Box::new(Checksum { workspace: workspace.clone() }));
-    registry.register_helper("hashFiles", Box::new(HashFiles { workspace }));
+    registry.register_helper("checksum", Box::new(Checksum { workspace, digests }));
+    registry.register_helper("hashFiles", Box::new(HashFiles { workspace, digests }));
     registry.register_helper("env", Box::new(Env { lookup: env }));
     let data = serde_json::json!({
         "os": context.os,
@@ -58,37 +58,18 @@ fn describe(err: &handlebars::RenderError) -> String {
     }
 }
 
-/// SHA-256 of one file, as lowercase hex.
-pub fn checksum_file(path: &Path) -> Result<String, GuestError> {
-    Ok(hex::encode(sha256_file(path)?))
-}
-
 /// GitHub's `hashFiles` algorithm: SHA-256 over the SHA-256 digests of every selected regular file,
 /// in sorted relative-path order; the empty string when nothing matches.
-pub fn hash_files(workspace: &Path, selector: &Selector) -> Result<String, GuestError> {
-    let files = walk::selected_files(workspace, selector)?;
+pub fn hash_files(workspace: &str, selector: &Selector, digests: FileDigests<'_>) -> Result<String, GuestError> {
+    let files = walk::selected_files(Path::new(workspace), selector)?;
     if files.is_empty() {
         return Ok(String::new());
     }
     let mut combined = Sha256::new();
-    for file in files {
-        combined.update(sha256_file(&workspace.join(file))?);
+    for digest in digests.sha256(workspace, &files)? {
+        combined.update(digest);
     }
     Ok(hex::encode(combined.finalize()))
-}
-
-fn sha256_file(path: &Path) -> Result<[u8; 32], GuestError> {
-    let io_err = |e: std::io::Error| GuestError::io(path.display().to_string(), &e);
-    let mut file = File::open(path).map_err(io_err)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; READ_BUFFER];
-    loop {
-        let n = file.read(&mut buffer).map_err(io_err)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buffer[..n]);
-    }
 }
 
 fn string_params<'a>(helper: &'a Helper<'_>, name: &'static str) -> Result<Vec<&'a str>, RenderErrorReason> {
@@ -110,11 +91,12 @@ fn other(err: GuestError) -> RenderErrorReason {
     RenderErrorReason::Other(err.to_string())
 }
 
-struct Checksum {
-    workspace: PathBuf,
+struct Checksum<'a> {
+    workspace: &'a str,
+    digests: FileDigests<'a>,
 }
 
-impl HelperDef for Checksum {
+impl HelperDef for Checksum<'_> {
     fn call<'reg: 'rc, 'rc>(
         &self,
         helper: &Helper<'rc>,
@@ -126,17 +108,20 @@ impl HelperDef for Checksum {
         let relative = single_param(helper, "checksum")?;
         let relative = s3cache_policy::validate_relative(relative)
             .map_err(|v| RenderErrorReason::Other(format!("checksum \"{relative}\": {v}")))?;
-        let digest = checksum_file(&self.workspace.join(relative.as_joined())).map_err(other)?;
-        out.write(&digest)?;
+        let [digest] = self.digests.sha256(self.workspace, &[relative.as_joined()]).map_err(other)?[..] else {
+            return Err(RenderErrorReason::Other("the host returned no digest".into()).into());
+        };
+        out.write(&hex::encode(digest))?;
         Ok(())
     }
 }
 
-struct HashFiles {
-    workspace: PathBuf,
+struct HashFiles<'a> {
+    workspace: &'a str,
+    digests: FileDigests<'a>,
 }
 
-impl HelperDef for HashFiles {
+impl HelperDef for HashFiles<'_> {
     fn call<'reg: 'rc, 'rc>(
         &self,
         helper: &Helper<'rc>,
@@ -155,7 +140,7 @@ impl HelperDef for HashFiles {
             return Err(RenderErrorReason::Other("`hashFiles` needs at least one pattern without `!`".into()).into());
         }
         let selector = Selector::new(&include, &exclude).map_err(|e| other(e.into()))?;
-        out.write(&hash_files(&self.workspace, &selector).map_err(other)?)?;
+        out.write(&hash_files(self.workspace, &selector, self.digests).map_err(other)?)?;
         Ok(())
     }
 }
@@ -182,6 +167,7 @@ impl HelperDef for Env<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::LocalFiles;
     use std::fs;
 
     fn context(dir: &Path) -> TemplateContext {
@@ -202,7 +188,7 @@ mod tests {
     #[test]
     fn literal_keys_pass_through() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(render("plain-key", &context(dir.path()), &no_env).unwrap(), "plain-key");
+        assert_eq!(render("plain-key", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap(), "plain-key");
     }
 
     /// Context variables and env lookups render; an unknown variable is an error that names it.
@@ -210,9 +196,9 @@ mod tests {
     fn renders_context_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let env = |name: &str| (name == "RUSTC").then(|| "1.95".to_string());
-        let key = render("{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}", &context(dir.path()), &env).unwrap();
+        let key = render("{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}", &context(dir.path()), &env, &LocalFiles::default()).unwrap();
         assert_eq!(key, "linux-x86_64-main-1700000000-1.95-");
-        let err = render("{{ nope }}", &context(dir.path()), &no_env).unwrap_err();
+        let err = render("{{ nope }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }
 
@@ -225,24 +211,24 @@ mod tests {
         fs::write(dir.path().join("sub/Cargo.lock"), "def").unwrap();
         let ctx = context(dir.path());
         let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(render("{{ checksum \"Cargo.lock\" }}", &ctx, &no_env).unwrap(), sha_abc);
+        assert_eq!(render("{{ checksum \"Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), sha_abc);
 
         let mut both = Sha256::new();
         both.update(hex::decode(sha_abc).unwrap());
         both.update(Sha256::digest(b"def"));
         let expected = hex::encode(both.finalize());
-        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" }}", &ctx, &no_env).unwrap(), expected);
-        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env).unwrap(), hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap())));
-        assert_eq!(render("x{{ hashFiles \"*.none\" }}", &ctx, &no_env).unwrap(), "x");
+        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), expected);
+        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap())));
+        assert_eq!(render("x{{ hashFiles \"*.none\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), "x");
     }
 
     /// A missing file or an escaping path is an error naming the file.
     #[test]
     fn checksum_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = render("{{ checksum \"missing.lock\" }}", &context(dir.path()), &no_env).unwrap_err();
+        let err = render("{{ checksum \"missing.lock\" }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains("missing.lock"), "{err}");
-        let err = render("{{ checksum \"../x\" }}", &context(dir.path()), &no_env).unwrap_err();
+        let err = render("{{ checksum \"../x\" }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains(".."), "{err}");
     }
 }

@@ -5,17 +5,18 @@
 //! the name must be a safe relative path under one of the restored roots and selected by its patterns;
 //! no member may sit below a symlink from the same archive; duplicates, hard links, devices and
 //! unknown types are refused. Files are created with `create_new`, so nothing is ever written through an
-//! existing path. Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
+//! existing path; the bytes go through a [`StagingWriter`] (the host's writer thread in the component,
+//! so decoding and writing overlap). Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
 //! and applies them. The first violation stops extraction; the host then discards the staging dirs.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
 use tar::{Archive, EntryType};
 
 use crate::GuestError;
+use crate::files::StagingWriter;
 use crate::bindings::{Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
 
 /// The marker a source puts inside an `io::Error` when the host's stream failed, as opposed to the
@@ -40,7 +41,13 @@ struct RestoreRoot<'a> {
 }
 
 /// Extracts the tar.zst read from `source` under the roots' staging directories.
-pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_size: usize) -> Result<UnpackReport, GuestError> {
+pub fn unpack(
+    roots: &[Root],
+    limits: &UnpackLimits,
+    source: impl Read,
+    writer: &mut dyn StagingWriter,
+    buffer_size: usize,
+) -> Result<UnpackReport, GuestError> {
     let mut restore_roots = roots
         .iter()
         .map(|root| {
@@ -119,10 +126,9 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
             mtime,
             link_target: None,
         };
-        let staged = |rel: &str| format!("{}/{rel}", root.root.guest_dir);
         match kind {
             MemberKind::Directory => {
-                ensure_directory(root, &relative)?;
+                ensure_directory(root, &relative, writer)?;
             }
             MemberKind::File => {
                 let size = entry.size();
@@ -131,14 +137,10 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
                     return Err(GuestError::LimitExceeded(format!("more than {} bytes of content", limits.max_total_bytes)));
                 }
                 if let Some((parent, _)) = relative.rsplit_once('/') {
-                    ensure_directory(root, parent)?;
+                    ensure_directory(root, parent, writer)?;
                 }
-                let target = staged(&relative);
-                let file = OpenOptions::new().write(true).create_new(true).open(&target).map_err(|e| GuestError::io(&target, &e))?;
-                copy_entry(&mut entry, file, size, &mut buffer).map_err(|e| match e {
-                    CopyError::Read(e) => classify(e, "tar"),
-                    CopyError::Write(e) => GuestError::io(&target, &e),
-                })?;
+                writer.create(&root.root.guest_dir, &relative)?;
+                copy_entry(&mut entry, writer, size, &mut buffer)?;
                 regular_files.insert(joined.clone());
             }
             MemberKind::Hardlink => {
@@ -150,7 +152,7 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
                 }
                 let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
                 if let Some((parent, _)) = relative.rsplit_once('/') {
-                    ensure_directory(root, parent)?;
+                    ensure_directory(root, parent, writer)?;
                 }
                 fixup.link_target = Some(target);
             }
@@ -165,7 +167,7 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
                     return Err(GuestError::rejected(&raw_name, "symlink would replace a directory"));
                 }
                 if let Some((parent, _)) = relative.rsplit_once('/') {
-                    ensure_directory(root, parent)?;
+                    ensure_directory(root, parent, writer)?;
                 }
                 fixup.link_target = Some(target.to_owned());
                 symlinks.insert(joined);
@@ -186,16 +188,16 @@ pub fn unpack(roots: &[Root], limits: &UnpackLimits, source: impl Read, buffer_s
             return Err(GuestError::CorruptStream("data after the end of the tar archive".into()));
         }
     }
+    writer.finish()?;
     Ok(report)
 }
 
 /// Creates `relative` (and its parents) under a root's staging directory once.
-fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str) -> Result<(), GuestError> {
+fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str, writer: &mut dyn StagingWriter) -> Result<(), GuestError> {
     if root.directories.contains(relative) {
         return Ok(());
     }
-    let path = format!("{}/{relative}", root.root.guest_dir);
-    fs::create_dir_all(&path).map_err(|e| GuestError::io(&path, &e))?;
+    writer.directory(&root.root.guest_dir, relative)?;
     let mut prefix = String::new();
     for component in relative.split('/') {
         if !prefix.is_empty() {
@@ -268,22 +270,18 @@ pub fn parse_pax_time(value: &str) -> Option<Timestamp> {
     })
 }
 
-enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-fn copy_entry(entry: &mut impl Read, mut file: fs::File, size: u64, buffer: &mut [u8]) -> Result<(), CopyError> {
+/// Copies a member's `size` bytes to the file the writer just created.
+fn copy_entry(entry: &mut impl Read, writer: &mut dyn StagingWriter, size: u64, buffer: &mut [u8]) -> Result<(), GuestError> {
     let mut remaining = size;
     while remaining > 0 {
         let want = remaining.min(buffer.len() as u64) as usize;
         let n = match entry.read(&mut buffer[..want]) {
-            Ok(0) => return Err(CopyError::Read(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a file"))),
+            Ok(0) => return Err(classify(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a file"), "tar")),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
+            Err(e) => return Err(classify(e, "tar")),
         };
-        file.write_all(&buffer[..n]).map_err(CopyError::Write)?;
+        writer.append(&buffer[..n])?;
         remaining -= n as u64;
     }
     Ok(())

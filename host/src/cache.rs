@@ -14,9 +14,9 @@ use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimi
 use crate::paths::{CachedRoot, PathError, resolve_roots};
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
-use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError};
+use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
-use crate::{env_vars, fsmeta, output, progress};
+use crate::{env_vars, fsmeta, output, parallel_pack, progress};
 
 /// Suffix of archive objects.
 pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
@@ -163,10 +163,19 @@ fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec
 
 impl CacheContext {
     fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
+        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(ConfigError::Sandbox)
+    }
+
+    /// The workspace (read-only, for key templates) and `extra`.
+    fn preopens(&self, extra: Vec<Preopen>) -> Vec<Preopen> {
         let mut preopens = vec![Preopen { host: self.cwd.clone(), guest: "/workspace".into(), writable: false }];
         preopens.extend(extra);
+        preopens
+    }
+
+    fn env_for_guest(&self) -> Box<dyn Fn(&str) -> Option<String> + Send> {
         let env = self.env.clone();
-        self.sandbox.instance(&preopens, Box::new(move |name| env(name))).map_err(ConfigError::Sandbox)
+        Box::new(move |name| env(name))
     }
 
     /// Renders a key template in the sandbox, without looking at any cached path.
@@ -183,8 +192,9 @@ impl CacheContext {
         }
         let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
         let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
-        let preopens = existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
-        let mut guest = self.instance(preopens)?;
+        let preopens: Vec<Preopen> =
+            existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
+        let mut guest = self.instance(preopens.clone())?;
         let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"));
         let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
             Ok(resolution) => resolution,
@@ -218,9 +228,11 @@ impl CacheContext {
         };
         let total: u64 = members.iter().map(|m| m.size).sum();
         let bar = progress::bytes_bar("saving", Some(total));
-        let (sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
-        let options = PackOptions { level: request.compression_level, buffer_size: 1 << 20 };
-        let (summary, mut sink) = guest.pack(&guest_roots, &members, options, Box::new(sealing));
+        let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
+        let options = PackOptions { level: request.compression_level, buffer_size: 1 << 20, end_of_archive: true };
+        let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let summary = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
         let summary = match summary {
             Ok(summary) => summary,
@@ -239,10 +251,10 @@ impl CacheContext {
             compression: "zstd".into(),
             level: request.compression_level,
         };
-        if let Err(err) = sink.write_all(&trailer::encode(&manifest)) {
+        if let Err(err) = sealing.write_all(&trailer::encode(&manifest)) {
             return failed(format!("writing the manifest: {err}"));
         }
-        match sink.finish() {
+        match Box::new(sealing).finish() {
             Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
             Err(err) => failed(describe_store_error(&err)),

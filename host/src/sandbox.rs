@@ -4,13 +4,15 @@
 //!
 //! The guest gets no environment, no network, no stdio and only the directories passed as
 //! [`Preopen`]s. Its imports are narrow: a log that the host escapes, environment lookups that the host
-//! filters ([`crate::env_vars::may_expose_to_templates`]), and the archive byte stream. WASI file
+//! filters ([`crate::env_vars::may_expose_to_templates`]), the archive byte stream, and native file
+//! hashing and extraction writes beneath its own preopens ([`crate::host_files`]). WASI file
 //! operations block on the calling thread (`allow_blocking_current_thread`): per-file WASI calls are
 //! the known cost of this design, and this removes a thread hop from each.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,8 +24,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::{
     self, CacheGuest, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
 };
+use crate::host_files::HostFiles;
 use crate::output;
-use crate::store::Upload;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../guest/s3cache-guest.wasm");
@@ -59,7 +61,7 @@ pub struct Preopen {
 enum ArchiveStream {
     #[default]
     None,
-    Sink(Box<dyn Upload>),
+    Sink(Box<dyn Write + Send>),
     Source(Box<dyn Read + Send>),
 }
 
@@ -92,12 +94,13 @@ pub fn describe_guest_error(err: &GuestError) -> String {
 }
 
 /// What each guest instance's store holds.
-struct GuestState {
+pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
     stream: ArchiveStream,
     env: Box<dyn Fn(&str) -> Option<String> + Send>,
+    pub(crate) files: HostFiles,
 }
 
 impl WasiView for GuestState {
@@ -199,6 +202,7 @@ impl Sandbox {
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
             stream: ArchiveStream::None,
             env,
+            files: HostFiles::new(preopens),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -261,19 +265,13 @@ impl GuestInstance {
         flatten(self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots))
     }
 
-    /// Writes the members as a tar.zst stream into `sink`; returns the summary and the sink.
-    pub fn pack(
-        &mut self,
-        roots: &[Root],
-        members: &[Member],
-        options: PackOptions,
-        sink: Box<dyn Upload>,
-    ) -> (Result<PackSummary, SandboxError>, Box<dyn Upload>) {
+    /// Writes the members as one zstd frame of tar into `sink`.
+    pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream::Sink(sink);
         let result = flatten(self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options));
-        let ArchiveStream::Sink(sink) = std::mem::take(&mut self.store.data_mut().stream) else { unreachable!("sink set above") };
-        (result, sink)
+        self.store.data_mut().stream = ArchiveStream::None;
+        result
     }
 
     /// Extracts the tar.zst read from `source` under the roots' staging preopens.
