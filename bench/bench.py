@@ -16,7 +16,8 @@ Baselines (same server, same data):
   B4 floors: read+walk (tar -cf - | cat >/dev/null), zstd -d only, extract only (tar -xf plain.tar),
              network (aws s3 cp s3://... - > /dev/null)
   B5 hashing: find | sort | xargs sha256sum
-Metrics: wall and CPU seconds (median of --runs), peak RSS (MB), temporary archive bytes on disk.
+Metrics: wall and CPU seconds (median of --runs), peak RSS (MB), temporary archive bytes on disk,
+compressed size against zstd -3, and the HTTP requests s3cache sent (from its --summary-json).
 Ratios are ours / baseline: below 1.0 means s3cache is faster.
 
 Usage: bench/bench.py [--scale S] [--runs R] [--workloads W1,W2,...]
@@ -119,6 +120,7 @@ class Bench:
                         S3CACHE_CACHE_DIR=self.cache_home)
         self.aws = f"aws --endpoint-url {endpoint} s3 cp --only-show-errors"
         self.results = {}
+        self.facts = {}
 
     def run(self, name, command, cwd):
         """Times a shell command under /usr/bin/time; records wall, CPU and peak RSS."""
@@ -149,14 +151,18 @@ def transfer_workload(b, workload, make, binary):
     temp_bytes = 0
     for run in range(b.args.runs):
         key = f"{workload}-{run}"
-        b.run(f"{workload} save ours", f"{binary} save --key {key} --path {path}", work)
+        summary = os.path.join(b.base, "summary.json")
+        b.run(f"{workload} save ours", f"{binary} save --key {key} --path {path} --summary-json {summary}", work)
+        saved = json.load(open(summary))
         b.run(f"{workload} save B1", f"tar --posix -cf - {path} | zstd -T0 -3 -q -f -o {archive} && {b.aws} {archive} s3://{BUCKET}/native/{key}.tzst", work)
         temp_bytes = os.path.getsize(archive)
+        b.facts[workload] = {"ours bytes": saved["bytes"], "zstd -3 bytes": temp_bytes, "save requests": saved["http_requests"]}
         os.remove(archive)
         b.run(f"{workload} save B3", f"tar --posix -cf - {path} | zstd -T0 -3 -q -c | {b.aws} - s3://{BUCKET}/piped/{key}.tzst", work)
         b.run(f"{workload} floor read", f"tar -cf - {path} | cat > /dev/null", work)
         shutil.move(os.path.join(work, path), os.path.join(b.base, "original"))
-        b.run(f"{workload} restore ours", f"{binary} restore --key {key} --path {path}", work)
+        b.run(f"{workload} restore ours", f"{binary} restore --key {key} --path {path} --summary-json {summary}", work)
+        b.facts[workload]["restore requests"] = json.load(open(summary))["http_requests"]
         remove(os.path.join(work, path))
         b.run(f"{workload} restore B2", f"{b.aws} s3://{BUCKET}/native/{key}.tzst {archive} && zstd -d -c -q {archive} | tar -xf -", work)
         remove(os.path.join(work, path))
@@ -219,7 +225,7 @@ def main():
         report(b, args)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(b.results, f, indent=1)
+                json.dump({"results": b.results, "facts": b.facts}, f, indent=1)
     finally:
         b.server.kill()
         b.server.wait()
@@ -252,6 +258,11 @@ def report(b, args):
         print(f"  W5 hashFiles vs sha256sum: throughput ratio {b.median('W5 key B5') / b.median('W5 key ours'):.2f} (goal >= 0.8)")
     if "W3 restore ours" in b.results:
         print(f"  W3 peak RSS: save {b.median('W3 save ours', 2):.0f} MB, restore {b.median('W3 restore ours', 2):.0f} MB (goal <= 128 MB)")
+    for workload, facts in b.facts.items():
+        ratio = facts["ours bytes"] / facts["zstd -3 bytes"]
+        goal = f" (goal <= 1.03) {'met' if ratio <= 1.03 else 'NOT met'}" if workload in ("W1", "W2") else ""
+        print(f"  {workload} compressed size vs zstd -3: {ratio:.3f}{goal}; s3cache HTTP requests: save {facts['save requests']}, "
+              f"restore {facts['restore requests']}")
     for name, samples in b.results.items():
         if "temp bytes" in name:
             print(f"  {name}: {samples[0][0] / 1e6:.1f} MB temporary archive file; s3cache: 0 (streamed)")

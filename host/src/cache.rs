@@ -1,17 +1,23 @@
 //! Cache semantics, shared by every front end: computing keys, looking up an exact key then
-//! restore-key prefixes, skipping saves of keys that exist, and turning every operational failure
-//! into a value (a miss, or a save that did not happen) with a reason, never a failed build.
+//! restore-key prefixes scope by scope, skipping saves of keys that exist, and turning every
+//! operational failure into a value (a miss, or a save that did not happen) with a reason, never a
+//! failed build.
 //!
-//! Objects are stored as `<store prefix>/<key>.tar.zst`: the archive's zstd frames, then a trailer
-//! (a zstd skippable frame, see [`crate::trailer`]) with the manifest and the archive's SHA-256.
+//! Objects are stored as `<store prefix>/<scope>/<key>.tar.zst` (scopes: [`crate::scope`]): the
+//! archive's zstd frames, then a trailer (a zstd skippable frame, see [`crate::trailer`]) with the
+//! manifest and the archive's SHA-256. The manifest carries the entry's version ([`entry_version`]);
+//! a restore passes over candidates of another version and says which it passed over and why.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sha2::Digest;
+
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::paths::{CachedRoot, PathError, resolve_roots};
+use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
@@ -24,6 +30,10 @@ pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
 const SMALL_ENTRY: u64 = 4 << 20;
 /// Longest key, as in actions/cache.
 pub const MAX_KEY_LENGTH: usize = 512;
+/// Most candidate entries a restore examines before it gives up (each costs a ranged GET).
+const MAX_CANDIDATES: usize = 10;
+/// The compression algorithm, part of every entry's version.
+const COMPRESSION: &str = "zstd";
 
 /// Reads an environment variable; injected so that embedders and tests control the environment.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -39,6 +49,8 @@ pub struct CacheContext {
     pub env: EnvLookup,
     /// Bounds on what a restore accepts from an archive.
     pub unpack_limits: UnpackLimits,
+    /// Where this run reads and writes ([`crate::scope::plan`]; [`ScopePlan::single`] for one scope).
+    pub scopes: ScopePlan,
 }
 
 impl std::fmt::Debug for CacheContext {
@@ -66,8 +78,12 @@ pub struct SaveRequest {
     /// The key, or a key template (`deps-{{ hashFiles "**/Cargo.lock" }}`).
     pub key: String,
     pub paths: Vec<String>,
-    /// zstd level, 1..=19.
+    /// zstd level, 1..=19. Recorded in the entry, not in its key or version.
     pub compression_level: i32,
+    /// Replace an existing entry instead of keeping the first writer's.
+    pub overwrite: bool,
+    /// Save for every operating system (actions/cache's `enableCrossOsArchive`).
+    pub cross_os: bool,
 }
 
 /// What a save did.
@@ -79,6 +95,8 @@ pub enum SaveOutcome {
     AlreadyExists { key: String },
     /// The paths selected nothing.
     NothingToSave { key: String },
+    /// Saving is not allowed in this run (an untrusted event, a read-only store); the reason says why.
+    Skipped { key: Option<String>, reason: String },
     /// Something went wrong; nothing was written. The reason says what.
     Failed { key: Option<String>, reason: String },
 }
@@ -96,6 +114,8 @@ pub struct RestoreRequest {
     pub cross_os: bool,
     /// Only check that a restorable entry exists (actions/cache's `lookup-only`); download nothing.
     pub lookup_only: bool,
+    /// Ignore restore keys: only the exact key may be restored (release builds).
+    pub exact_key_only: bool,
 }
 
 /// Which entry a restore used.
@@ -112,6 +132,8 @@ pub struct Hit {
     pub sha256: String,
     /// False for a lookup-only request: the entry exists and is restorable, nothing was downloaded.
     pub restored: bool,
+    /// The scope the entry came from.
+    pub scope: String,
 }
 
 /// What a restore did.
@@ -153,6 +175,25 @@ pub fn validate_key(key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// An entry's version: SHA-256 (hex, 16 digits) over its path list as given, the compression
+/// algorithm and, unless saved for every OS, the operating system. Like actions/cache's version, it
+/// keeps a restore from unpacking an archive made for other paths or another platform under the same key.
+pub fn entry_version(paths: &[String], cross_os: bool) -> String {
+    let mut hasher = sha2::Sha256::new();
+    for path in paths {
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(COMPRESSION.as_bytes());
+    hasher.update(if cross_os { "\0cross-os" } else { std::env::consts::OS }.as_bytes());
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// The object name of `key` in `scope`.
+pub fn object_name(scope: &str, key: &str) -> String {
+    format!("{scope}/{key}{ARCHIVE_SUFFIX}")
+}
+
 fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec<Root> {
     roots
         .iter()
@@ -190,6 +231,9 @@ impl CacheContext {
         if let Some(reason) = self.store.read_only() {
             return Ok(SaveOutcome::Failed { key: None, reason: StoreError::ReadOnly(reason).to_string() });
         }
+        if let Some(reason) = &self.scopes.read_only {
+            return Ok(SaveOutcome::Skipped { key: None, reason: reason.clone() });
+        }
         let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
         let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
         let preopens: Vec<Preopen> =
@@ -211,18 +255,20 @@ impl CacheContext {
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
         }
-        let name = format!("{key}{ARCHIVE_SUFFIX}");
-        match self.store.head(&name) {
-            Ok(Some(_)) => return Ok(SaveOutcome::AlreadyExists { key }),
-            Ok(None) => {}
-            Err(err) => return failed(describe_store_error(&err)),
+        let name = object_name(&self.scopes.write, &key);
+        if !request.overwrite {
+            match self.store.head(&name) {
+                Ok(Some(_)) => return Ok(SaveOutcome::AlreadyExists { key }),
+                Ok(None) => {}
+                Err(err) => return failed(describe_store_error(&err)),
+            }
         }
         let members = match fsmeta::describe(&existing, &resolution.found) {
             Ok(members) => members,
             Err(err) => return failed(err.to_string()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "read metadata");
-        let upload = match self.store.put(&name, PutOptions { if_none_match: true }) {
+        let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
             Ok(upload) => upload,
             Err(err) => return failed(describe_store_error(&err)),
         };
@@ -248,8 +294,11 @@ impl CacheContext {
             arch: std::env::consts::ARCH.into(),
             members: summary.members,
             tar_bytes: summary.tar_bytes,
-            compression: "zstd".into(),
+            compression: COMPRESSION.into(),
             level: request.compression_level,
+            version: entry_version(&request.paths, request.cross_os),
+            paths: request.paths.clone(),
+            cross_os: request.cross_os,
         };
         if let Err(err) = sealing.write_all(&trailer::encode(&manifest)) {
             return failed(format!("writing the manifest: {err}"));
@@ -277,20 +326,25 @@ impl CacheContext {
         }
         let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
 
-        let found = match self.lookup(&primary_key, &restore_keys) {
-            Ok(Some(found)) => found,
-            Ok(None) => {
+        let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
+        let wanted = Wanted { os_only: entry_version(&request.paths, false), any_os: entry_version(&request.paths, true), cross_os: request.cross_os };
+        let Chosen { scope, info: found, manifest, source } = match self.choose(&primary_key, restore_keys, &wanted) {
+            Ok(chosen) => chosen,
+            Err(search) => {
                 let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
-                let reason = format!("no cache entry for key {primary_key:?}{fallbacks}");
-                return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: false });
+                let scopes = self.scopes.read.join(", ");
+                let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
+                if !search.rejected.is_empty() {
+                    reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
+                }
+                if let Some(err) = search.store_error {
+                    reason = format!("{reason}; the store failed: {err}");
+                }
+                return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
             }
-            Err(err) => return miss(describe_store_error(&err)),
         };
-        let matched_key = found.name.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(&found.name).to_owned();
-        let (manifest, source) = match self.open_entry(&found, request.cross_os) {
-            Ok(opened) => opened,
-            Err(reason) => return miss(format!("cache entry {matched_key:?} was not restored: {reason}")),
-        };
+        let matched_key = found.name.strip_prefix(&format!("{scope}/")).unwrap_or(&found.name);
+        let matched_key = matched_key.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(matched_key).to_owned();
         let hit = |members: u64, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
@@ -300,6 +354,7 @@ impl CacheContext {
             elapsed: started.elapsed(),
             sha256: manifest.sha256.clone(),
             restored,
+            scope: scope.clone(),
         };
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
@@ -333,9 +388,9 @@ impl CacheContext {
 
     /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
     /// the archive that fails at its end unless every byte matches the manifest's SHA-256.
-    fn open_entry(&self, found: &ObjectInfo, cross_os: bool) -> Result<(Manifest, Box<dyn Read + Send>), String> {
+    fn open_entry(&self, found: &ObjectInfo, wanted: &Wanted) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
         if found.size == 0 {
-            return Err("the object is empty".into());
+            return Err(Rejection::Broken("the object is empty".into()));
         }
         // Small entries are read whole in one request; large ones tail first, then streamed.
         let tail_start = if found.size <= SMALL_ENTRY { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
@@ -343,42 +398,138 @@ impl CacheContext {
         self.store
             .read(found, tail_start, found.size)
             .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
-            .map_err(|e| describe_store_error(&e))?;
-        let manifest = trailer::decode(&tail, found.size).map_err(|e| e.to_string())?;
+            .map_err(|e| Rejection::Store(describe_store_error(&e)))?;
+        let manifest = trailer::decode(&tail, found.size).map_err(|e| Rejection::Broken(e.to_string()))?;
         if manifest.format != crate::ARCHIVE_FORMAT {
-            return Err(format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT));
+            let why = format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT);
+            return Err(Rejection::Version(why));
         }
-        if manifest.os != std::env::consts::OS && !cross_os {
-            return Err(format!("it was saved on {}, this is {}; enable cross-OS restore to use it", manifest.os, std::env::consts::OS));
+        if !wanted.fits(&manifest) {
+            return Err(Rejection::Version(explain_version_mismatch(&manifest)));
         }
         let source: Box<dyn Read + Send> = if tail_start == 0 {
             // Already read whole: no second request.
             tail.truncate(manifest.archive_bytes as usize);
             Box::new(std::io::Cursor::new(tail))
         } else {
-            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| describe_store_error(&e))?
+            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| Rejection::Store(describe_store_error(&e)))?
         };
         Ok((manifest.clone(), Box::new(VerifyingReader::new(source, manifest))))
     }
 
-    /// The exact key, else the newest entry under the first restore-key prefix that has any.
-    fn lookup(&self, primary_key: &str, restore_keys: &[String]) -> Result<Option<ObjectInfo>, StoreError> {
-        if let Some(info) = self.store.head(&format!("{primary_key}{ARCHIVE_SUFFIX}"))? {
-            return Ok(Some(info));
-        }
-        for prefix in restore_keys {
-            let newest = self
-                .store
-                .list(prefix)?
-                .into_iter()
-                .filter(|o| o.name.ends_with(ARCHIVE_SUFFIX))
-                .max_by(|a, b| a.last_modified.cmp(&b.last_modified).then_with(|| a.name.cmp(&b.name)));
-            if newest.is_some() {
-                return Ok(newest);
+    /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
+    /// first — and opens the first candidate of the right version. Candidates passed over are recorded
+    /// with the reason, so a miss can say what existed.
+    fn choose(&self, primary_key: &str, restore_keys: &[String], wanted: &Wanted) -> Result<Chosen, Search> {
+        let mut search = Search::default();
+        let mut examined = 0;
+        for scope in &self.scopes.read {
+            let exact = match self.store.head(&object_name(scope, primary_key)) {
+                Ok(found) => found.into_iter().collect::<Vec<_>>(),
+                Err(err) => return Err(search.store_failed(&err)),
+            };
+            let mut groups = vec![exact];
+            for prefix in restore_keys {
+                let mut listed = match self.store.list(&format!("{scope}/{prefix}")) {
+                    Ok(listed) => listed.into_iter().filter(|o| o.name.ends_with(ARCHIVE_SUFFIX)).collect::<Vec<_>>(),
+                    Err(err) => return Err(search.store_failed(&err)),
+                };
+                listed.sort_by(|a, b| b.last_modified.cmp(&a.last_modified).then_with(|| b.name.cmp(&a.name)));
+                groups.push(listed);
+            }
+            for info in groups.into_iter().flatten() {
+                if examined == MAX_CANDIDATES {
+                    search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
+                    return Err(search);
+                }
+                examined += 1;
+                match self.open_entry(&info, wanted) {
+                    Ok((manifest, source)) => return Ok(Chosen { scope: scope.clone(), info, manifest, source }),
+                    Err(rejection) => {
+                        let (why, failed) = match rejection {
+                            Rejection::Version(why) => (why, false),
+                            Rejection::Broken(why) | Rejection::Store(why) => (why, true),
+                        };
+                        output::notice(&format!("passing over cache entry {}: {why}", info.name));
+                        search.failed |= failed;
+                        search.rejected.push(format!("{}: {why}", info.name));
+                    }
+                }
             }
         }
-        Ok(None)
+        Err(search)
     }
+}
+
+/// The versions a restore accepts.
+struct Wanted {
+    /// Saved for this OS with the restore's paths.
+    os_only: String,
+    /// Saved for every OS with the restore's paths.
+    any_os: String,
+    /// Whether the restore accepts entries saved for every OS on another OS.
+    cross_os: bool,
+}
+
+impl Wanted {
+    /// This OS's entries always fit; entries saved for every OS on another OS fit when cross-OS is on.
+    fn fits(&self, manifest: &Manifest) -> bool {
+        manifest.version == self.os_only || (manifest.version == self.any_os && (self.cross_os || manifest.os == std::env::consts::OS))
+    }
+}
+
+/// The entry a restore will use.
+struct Chosen {
+    scope: String,
+    info: ObjectInfo,
+    manifest: Manifest,
+    source: Box<dyn Read + Send>,
+}
+
+/// What a search that found nothing usable saw.
+#[derive(Default)]
+struct Search {
+    rejected: Vec<String>,
+    /// Whether an entry existed but could not be used for a reason other than its version.
+    failed: bool,
+    store_error: Option<String>,
+}
+
+impl Search {
+    fn store_failed(mut self, err: &StoreError) -> Self {
+        self.failed = true;
+        self.store_error = Some(describe_store_error(err));
+        self
+    }
+}
+
+/// Why a candidate entry was passed over.
+enum Rejection {
+    /// Made for other paths, another OS or another archive format: not this restore's entry.
+    Version(String),
+    /// Empty, without a trailer, or otherwise not a readable entry.
+    Broken(String),
+    /// The store failed while reading it.
+    Store(String),
+}
+
+/// Why an entry's version is not the restore's, in the user's terms.
+fn explain_version_mismatch(manifest: &Manifest) -> String {
+    if manifest.version.is_empty() {
+        return "it was saved by an s3cache without entry versions".into();
+    }
+    let this_os = std::env::consts::OS;
+    if !manifest.cross_os && manifest.os != this_os {
+        return format!("it was saved on {} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)", manifest.os);
+    }
+    if manifest.cross_os && manifest.os != this_os {
+        return format!("it was saved on {} for every OS; enable cross-OS restore to use it here", manifest.os);
+    }
+    format!(
+        "its version differs: saved for paths {:?}{}; the restore's paths or cross-OS setting are not the same",
+        manifest.paths,
+        if manifest.cross_os { " with cross-OS" } else { "" }
+    )
 }
 
 fn render_key(guest: &mut GuestInstance, template: &str, context: &TemplateContext) -> Result<String, ConfigError> {

@@ -93,8 +93,50 @@ pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
 pub const AWS_METADATA_SERVICE_TIMEOUT: &str = "AWS_METADATA_SERVICE_TIMEOUT";
 /// Instance metadata endpoint (default `http://169.254.169.254`).
 pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+/// GitHub Actions' runner files: step outputs, state for the post step, and the job summary (Markdown).
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+pub const GITHUB_STATE: &str = "GITHUB_STATE";
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// Set to `true` by GitHub Actions; secrets obtained at run time are then masked with `::add-mask::`.
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+
+/// The scope to read and write instead of the CI's refs (one object-key segment).
+pub const S3CACHE_SCOPE: &str = "S3CACHE_SCOPE";
+/// `true` lets untrusted runs (fork pull requests, `pull_request_target`, `workflow_run`) save; logged as a warning.
+pub const S3CACHE_ALLOW_UNTRUSTED_SAVE: &str = "S3CACHE_ALLOW_UNTRUSTED_SAVE";
+
+/// CI variables that scopes are made from ([`crate::scope::ci_refs`]); all set by the CI itself.
+pub mod ci {
+    /// GitHub Actions: the run's ref, a pull request's base branch, the event, the repository, and
+    /// the event payload file (for the default branch and a pull request's head repository).
+    pub const GITHUB_REF: &str = "GITHUB_REF";
+    pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
+    pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+    pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+    pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+    /// GitLab CI: set in every job; the ref, a merge request's target, the default branch, and the
+    /// merge request's source and target projects (they differ for forks).
+    pub const GITLAB_CI: &str = "GITLAB_CI";
+    pub const CI_COMMIT_REF_NAME: &str = "CI_COMMIT_REF_NAME";
+    pub const CI_MERGE_REQUEST_TARGET_BRANCH_NAME: &str = "CI_MERGE_REQUEST_TARGET_BRANCH_NAME";
+    pub const CI_DEFAULT_BRANCH: &str = "CI_DEFAULT_BRANCH";
+    pub const CI_MERGE_REQUEST_SOURCE_PROJECT_ID: &str = "CI_MERGE_REQUEST_SOURCE_PROJECT_ID";
+    pub const CI_MERGE_REQUEST_PROJECT_ID: &str = "CI_MERGE_REQUEST_PROJECT_ID";
+    /// Drone (and Woodpecker's Drone-compatible names): the event, branches, and the default branch.
+    pub const DRONE: &str = "DRONE";
+    pub const DRONE_BUILD_EVENT: &str = "DRONE_BUILD_EVENT";
+    pub const DRONE_BRANCH: &str = "DRONE_BRANCH";
+    pub const DRONE_SOURCE_BRANCH: &str = "DRONE_SOURCE_BRANCH";
+    pub const DRONE_TARGET_BRANCH: &str = "DRONE_TARGET_BRANCH";
+    pub const DRONE_REPO_BRANCH: &str = "DRONE_REPO_BRANCH";
+    /// Woodpecker's own names (`CI=woodpecker`).
+    pub const CI: &str = "CI";
+    pub const CI_PIPELINE_EVENT: &str = "CI_PIPELINE_EVENT";
+    pub const CI_COMMIT_BRANCH: &str = "CI_COMMIT_BRANCH";
+    pub const CI_COMMIT_SOURCE_BRANCH: &str = "CI_COMMIT_SOURCE_BRANCH";
+    pub const CI_COMMIT_TARGET_BRANCH: &str = "CI_COMMIT_TARGET_BRANCH";
+    pub const CI_REPO_DEFAULT_BRANCH: &str = "CI_REPO_DEFAULT_BRANCH";
+}
 
 /// Variables that name the current branch, in the order they are consulted for `{{ branch }}`.
 pub const BRANCH_VARIABLES: &[&str] = &[

@@ -17,6 +17,7 @@
 //!     home: None,
 //!     env: Arc::new(|name| std::env::var(name).ok()),
 //!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
+//!     scopes: s3cache::scope::ScopePlan::single("ci"),
 //! };
 //! let request = RestoreRequest {
 //!     key: "deps-v1".into(),
@@ -24,6 +25,7 @@
 //!     paths: vec!["target".into()],
 //!     cross_os: false,
 //!     lookup_only: false,
+//!     exact_key_only: false,
 //! };
 //! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {
 //!     println!("restored {}", hit.matched_key);
@@ -36,6 +38,7 @@ pub mod bindings;
 pub mod cache;
 pub mod env_vars;
 pub mod fsmeta;
+pub mod github;
 pub mod host_files;
 pub mod output;
 pub mod parallel_pack;
@@ -43,6 +46,7 @@ pub mod paths;
 pub mod progress;
 pub mod s3;
 pub mod sandbox;
+pub mod scope;
 pub mod staging;
 pub mod store;
 pub mod trailer;

@@ -1,7 +1,7 @@
 //! The `s3cache` command: parses flags and the environment once, runs one cache operation, prints
 //! the outcome, and maps it to an exit code (see README, "Exit codes").
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +11,12 @@ use clap::{Args, Parser, Subcommand};
 use s3cache::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use s3cache::s3::credentials::{ChainInputs, resolve_chain};
 use s3cache::s3::{Credentials, PublishOptions};
-use s3cache::s3::client::{RetryPolicy, TransportConfig};
+use s3cache::s3::client::{RetryPolicy, S3Client, TransportConfig};
 use s3cache::s3::download::DownloadConfig;
 use s3cache::s3::upload::UploadConfig;
 use s3cache::bindings::UnpackLimits;
-use s3cache::{GuestLimits, RestoreRequest, S3Options, Sandbox, SaveRequest, env_vars, output};
+use s3cache::scope::{self, ScopePlan};
+use s3cache::{GuestLimits, RestoreRequest, S3Options, Sandbox, SaveRequest, env_vars, github, output};
 
 /// Exit code for a miss with `--fail-on-cache-miss` or a failure with `--fail-on-error`.
 const EXIT_FAILED: u8 = 1;
@@ -66,11 +67,25 @@ struct StoreArgs {
     #[arg(long, global = true)]
     profile: Option<String>,
     #[command(flatten)]
+    scope: ScopeArgs,
+    #[command(flatten)]
     transfer: TransferArgs,
     #[command(flatten)]
     publish: PublishArgs,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Scopes (branch isolation)")]
+struct ScopeArgs {
+    /// Read and write only this scope instead of the CI's ref scopes (current ref, then the pull
+    /// request's base, then the default branch).
+    #[arg(long, global = true, env = env_vars::S3CACHE_SCOPE, value_name = "NAME")]
+    scope: Option<String>,
+    /// Let untrusted runs (fork pull requests, pull_request_target, workflow_run) save; logged as a warning.
+    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    allow_untrusted_save: bool,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +203,23 @@ enum Command {
     Restore(RestoreArgs),
     /// Print the key a template renders to.
     Key(KeyArgs),
+    /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
+    /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
+    GithubAction(GithubActionArgs),
+}
+
+#[derive(Debug, Args)]
+struct GithubActionArgs {
+    /// restore (the action's main step), save, or post (save unless the restore hit the primary key).
+    #[arg(value_enum)]
+    step: ActionStep,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionStep {
+    Restore,
+    Save,
+    Post,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +236,12 @@ struct SaveArgs {
     /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
     #[arg(long)]
     fail_on_error: bool,
+    /// Replace an existing entry with this key instead of keeping the first one.
+    #[arg(long)]
+    overwrite: bool,
+    /// Save for every operating system (restores elsewhere need --enable-cross-os-archive too).
+    #[arg(long)]
+    enable_cross_os_archive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +264,9 @@ struct RestoreArgs {
     /// Only check that an entry exists and is restorable; download nothing.
     #[arg(long)]
     lookup_only: bool,
+    /// Restore only the exact key, never a restore-key match (release builds).
+    #[arg(long)]
+    exact_key_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -238,7 +279,11 @@ struct KeyArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
+    let result = match cli.command {
+        Command::GithubAction(GithubActionArgs { step }) => github_action(step),
+        _ => run(cli).map(|(code, _)| code),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
@@ -253,8 +298,49 @@ fn init_logging(verbose: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
+/// Variables set from a GitHub action's inputs; they win over the process environment.
+static ENV_OVERRIDES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 fn env_var(name: &str) -> Option<String> {
+    if let Some((_, value)) = ENV_OVERRIDES.get().and_then(|o| o.iter().find(|(n, _)| n == name)) {
+        return Some(value.clone());
+    }
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.
+fn github_action(step: ActionStep) -> Result<u8> {
+    output::enable_github_actions();
+    let step = match step {
+        ActionStep::Restore => github::Step::Restore,
+        ActionStep::Save => github::Step::Save,
+        ActionStep::Post => github::Step::Post,
+    };
+    let invocation = github::invocation(step, &env_var).map_err(anyhow::Error::msg)?;
+    invocation.secrets.iter().for_each(|s| output::register_secret(s));
+    let _ = ENV_OVERRIDES.set(invocation.env);
+    if let Some(reason) = invocation.skip {
+        output::notice(&reason);
+        return Ok(0);
+    }
+    let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    output::group(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }));
+    let result = run(cli);
+    output::end_group();
+    let (code, summary) = result?;
+    if let Some(summary) = summary {
+        if let Some(path) = env_var(env_vars::GITHUB_OUTPUT) {
+            github::append_records(Path::new(&path), &github::outputs(step, &summary)).context("writing GITHUB_OUTPUT")?;
+        }
+        if let (github::Step::Restore, Some(path)) = (step, env_var(env_vars::GITHUB_STATE)) {
+            github::append_records(Path::new(&path), &github::state(&summary)).context("writing GITHUB_STATE")?;
+        }
+        if let Some(path) = env_var(env_vars::GITHUB_STEP_SUMMARY) {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening GITHUB_STEP_SUMMARY")?;
+            std::io::Write::write_all(&mut file, github::step_summary(&summary).as_bytes())?;
+        }
+    }
+    Ok(code)
 }
 
 fn cache_dir() -> Option<PathBuf> {
@@ -313,7 +399,9 @@ fn context(args: &StoreArgs) -> Result<CacheContext> {
     let sandbox = Sandbox::load(cache_dir.as_deref(), guest_limits)?;
     let env: EnvLookup = Arc::new(env_var);
     let unpack_limits = UnpackLimits { max_total_bytes: args.limits.max_unpacked_mb << 20, max_members: args.limits.max_entries, ..UnpackLimits::default_limits() };
+    let scopes = scopes(&args.scope)?;
     Ok(CacheContext {
+        scopes,
         unpack_limits,
         store: Arc::from(store),
         sandbox: Arc::new(sandbox),
@@ -323,14 +411,35 @@ fn context(args: &StoreArgs) -> Result<CacheContext> {
     })
 }
 
+/// The run's scopes, from --scope or the CI's variables; an override of read-only is a warning.
+fn scopes(args: &ScopeArgs) -> Result<ScopePlan> {
+    if let Some(scope) = &args.scope {
+        scope::validate_explicit(scope).map_err(anyhow::Error::msg)?;
+    }
+    let event = env_var(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
+        let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if parsed.is_none() {
+            output::warning(&format!("could not read the event payload {path}; scoping without it"));
+        }
+        parsed
+    });
+    let refs = scope::ci_refs(&env_var, event.as_ref());
+    let plan = scope::plan(&refs, args.scope.as_deref(), args.allow_untrusted_save);
+    if let (Some(why), true) = (&refs.untrusted, args.allow_untrusted_save) {
+        output::warning(&format!("{why}, but saving was allowed explicitly (--allow-untrusted-save)"));
+    }
+    tracing::debug!(read = ?plan.read, write = %plan.write, source = %plan.source, "scopes");
+    Ok(plan)
+}
+
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Writes the operation's JSON summary where `--summary-json` asked.
-fn write_summary(path: Option<&PathBuf>, summary: serde_json::Value) -> Result<()> {
+fn write_summary(path: Option<&PathBuf>, summary: &serde_json::Value) -> Result<()> {
     if let Some(path) = path {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
     }
     Ok(())
 }
@@ -339,17 +448,25 @@ fn throughput(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
 }
 
-fn run(cli: Cli) -> Result<u8> {
+/// Runs a command; returns the exit code and, for saves and restores, the JSON summary.
+fn run(cli: Cli) -> Result<(u8, Option<serde_json::Value>)> {
     let context = context(&cli.store)?;
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
     match cli.command {
         Command::Key(args) => {
             println!("{}", context.compute_key(&args.template)?);
-            Ok(0)
+            Ok((0, None))
         }
+        Command::GithubAction(_) => anyhow::bail!("github-action steps do not nest"),
         Command::Save(args) => {
-            let request = SaveRequest { key: args.key, paths: args.paths, compression_level: args.compression_level };
+            let request = SaveRequest {
+                key: args.key,
+                paths: args.paths,
+                compression_level: args.compression_level,
+                overwrite: args.overwrite,
+                cross_os: args.enable_cross_os_archive,
+            };
             let outcome = context.save(&request)?;
             let (code, summary) = match &outcome {
                 SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => {
@@ -368,6 +485,10 @@ fn run(cli: Cli) -> Result<u8> {
                     output::warning(&format!("nothing to save under {key}: the paths match no files"));
                     (0, serde_json::json!({ "outcome": "nothing-to-save", "key": key }))
                 }
+                SaveOutcome::Skipped { key, reason } => {
+                    output::notice(&format!("not saving: {reason}"));
+                    (0, serde_json::json!({ "outcome": "skipped", "key": key, "reason": output::scrub(reason) }))
+                }
                 SaveOutcome::Failed { key, reason } => {
                     output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
                     let code = if args.fail_on_error { EXIT_FAILED } else { 0 };
@@ -376,9 +497,11 @@ fn run(cli: Cli) -> Result<u8> {
             };
             let mut summary = summary;
             summary["operation"] = "save".into();
+            summary["http_requests"] = S3Client::requests_sent().into();
+            summary["scope"] = context.scopes.write.clone().into();
             summary["store"] = store.into();
-            write_summary(summary_path, summary)?;
-            Ok(code)
+            write_summary(summary_path, &summary)?;
+            Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
             let request = RestoreRequest {
@@ -387,6 +510,7 @@ fn run(cli: Cli) -> Result<u8> {
                 paths: args.paths,
                 cross_os: args.enable_cross_os_archive,
                 lookup_only: args.lookup_only,
+                exact_key_only: args.exact_key_only,
             };
             let (code, mut summary) = match context.restore(&request)? {
                 RestoreOutcome::Hit(hit) => {
@@ -405,7 +529,7 @@ fn run(cli: Cli) -> Result<u8> {
                     let summary = serde_json::json!({
                         "outcome": if hit.restored { "hit" } else { "lookup-hit" }, "cache_hit": true, "exact": hit.exact,
                         "key": hit.primary_key, "matched_key": hit.matched_key, "bytes": hit.bytes, "members": hit.members,
-                        "sha256": hit.sha256, "elapsed_ms": hit.elapsed.as_millis() as u64,
+                        "sha256": hit.sha256, "elapsed_ms": hit.elapsed.as_millis() as u64, "scope": hit.scope,
                         "throughput_mb_s": throughput(hit.bytes, hit.elapsed),
                     });
                     (0, summary)
@@ -425,9 +549,10 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
             summary["operation"] = "restore".into();
+            summary["http_requests"] = S3Client::requests_sent().into();
             summary["store"] = store.into();
-            write_summary(summary_path, summary)?;
-            Ok(code)
+            write_summary(summary_path, &summary)?;
+            Ok((code, Some(summary)))
         }
     }
 }

@@ -50,9 +50,27 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-/// Prints a warning.
+/// Prints a warning; on GitHub Actions as a `::warning::` annotation.
 pub fn warning(message: &str) {
-    eprintln!("warning: {}", scrub(&escape(message)));
+    if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("::warning::{}", scrub(&escape(message)));
+    } else {
+        eprintln!("warning: {}", scrub(&escape(message)));
+    }
+}
+
+/// Starts a collapsible group of log lines on GitHub Actions (`::group::`); nothing elsewhere.
+pub fn group(title: &str) {
+    if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("::group::{}", scrub(&escape(title)));
+    }
+}
+
+/// Ends the group [`group`] started.
+pub fn end_group() {
+    if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("::endgroup::");
+    }
 }
 
 /// Prints a notice (progress, results).

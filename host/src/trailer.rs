@@ -33,6 +33,16 @@ pub struct Manifest {
     pub tar_bytes: u64,
     pub compression: String,
     pub level: i32,
+    /// The entry's version ([`crate::cache::entry_version`]): a restore uses only entries whose version
+    /// is its own. Empty in entries from before versions existed.
+    #[serde(default)]
+    pub version: String,
+    /// The path list the entry was saved with, to explain a version mismatch.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Whether the entry was saved for any operating system.
+    #[serde(default)]
+    pub cross_os: bool,
 }
 
 /// Why an object's trailer could not be read.
@@ -111,6 +121,9 @@ mod tests {
             tar_bytes: 4096,
             compression: "zstd".into(),
             level: 3,
+            version: "v".into(),
+            paths: vec!["target".into()],
+            cross_os: false,
         }
     }
 

@@ -243,9 +243,9 @@ fn publishing_options_are_applied() {
     machine.run(&args).success();
     let facts = boto3(
         &server,
-        "h = s3.head_object(Bucket=bucket, Key='pub/published.tar.zst')\n\
-         t = s3.get_object_tagging(Bucket=bucket, Key='pub/published.tar.zst')['TagSet']\n\
-         a = s3.get_object_acl(Bucket=bucket, Key='pub/published.tar.zst')['Grants']\n\
+        "h = s3.head_object(Bucket=bucket, Key='pub/local/published.tar.zst')\n\
+         t = s3.get_object_tagging(Bucket=bucket, Key='pub/local/published.tar.zst')['TagSet']\n\
+         a = s3.get_object_acl(Bucket=bucket, Key='pub/local/published.tar.zst')['Grants']\n\
          print(json.dumps([h.get('StorageClass'), h.get('ServerSideEncryption'), h['Metadata'], t, any(g['Grantee'].get('URI', '').endswith('AllUsers') for g in a)]))",
     );
     let facts: serde_json::Value = serde_json::from_str(&facts).unwrap();

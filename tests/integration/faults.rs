@@ -225,7 +225,7 @@ fn c11_complete_with_an_error_body_is_retried() {
     let run = save_through_proxy(&s, "completed");
     assert!(run.stderr.contains("saved completed"), "{}\n{:#?}", run.stderr, s.proxy.requests());
     assert_eq!(s.proxy.count("POST", "uploadId="), 2);
-    assert!(visible_keys(&s.server).contains("faults/completed.tar.zst"));
+    assert!(visible_keys(&s.server).contains("faults/local/completed.tar.zst"));
 }
 
 /// C12: CompleteMultipartUpload 409 ConditionalRequestConflict: a warning, no object.

@@ -47,6 +47,14 @@ impl Victim {
     }
 
     fn plant_compressed(&self, key: &str, compressed: &[u8], os: &str) {
+        self.plant_for(key, compressed, os, &["target"]);
+    }
+
+    /// Plants an entry whose version fits a restore of `paths`: for this OS, or for every OS when
+    /// `os` is another one.
+    fn plant_for(&self, key: &str, compressed: &[u8], os: &str, paths: &[&str]) {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let cross_os = os != std::env::consts::OS;
         let manifest = Manifest {
             format: s3cache::ARCHIVE_FORMAT,
             sha256: hex::encode(Sha256::digest(compressed)),
@@ -57,6 +65,9 @@ impl Victim {
             tar_bytes: 0,
             compression: "zstd".into(),
             level: 3,
+            version: s3cache::cache::entry_version(&paths, cross_os),
+            paths,
+            cross_os,
         };
         let mut object = compressed.to_vec();
         object.extend(trailer::encode(&manifest));
@@ -70,7 +81,7 @@ impl Victim {
             ..S3Options::default()
         };
         let store = s3cache::open_store(&format!("s3://{}/hostile", self.server.bucket), options).unwrap();
-        let mut upload = store.put(&format!("{key}.tar.zst"), PutOptions::default()).unwrap();
+        let mut upload = store.put(&s3cache::cache::object_name(s3cache::scope::LOCAL_SCOPE, key), PutOptions::default()).unwrap();
         upload.write_all(object).unwrap();
         upload.finish().unwrap();
     }
@@ -311,7 +322,7 @@ fn integrity_failures_are_misses() {
     machine.use_server(&v.server, "hostile");
     write_target(&machine);
     machine.run(&["save", "--key", "real", "--path", "target"]).success();
-    let object = v.server.data_dir().join(&v.server.bucket).join("hostile/real.tar.zst");
+    let object = v.server.data_dir().join(&v.server.bucket).join("hostile/local/real.tar.zst");
     let bytes = fs::read(&object).unwrap();
 
     // A byte flipped in storage: zstd's checksum or the manifest's SHA-256 catches it, whichever
@@ -344,7 +355,9 @@ fn refuses_other_operating_systems_unless_enabled() {
     let v = victim();
     let tar = tar_of(&[("workspace/target/from-windows", b"x".as_slice())]);
     v.plant("windows", &tar, "windows");
-    v.assert_refused(&v.restore("windows"), "saved on windows");
+    let run = v.restore("windows").success();
+    assert!(run.stderr.contains("cache miss") && run.stderr.contains("saved on windows for every OS"), "{}", run.stderr);
+    v.assert_nothing_changed();
     let run = v.machine.run(&["restore", "--key", "windows", "--path", "target", "--enable-cross-os-archive"]).success();
     assert!(run.stderr.contains("restored windows"), "{}", run.stderr);
     assert!(v.machine.workspace().join("target/from-windows").exists());
@@ -356,7 +369,8 @@ fn never_writes_through_existing_symlinks() {
     let v = victim();
     let target = v.machine.workspace().join("target");
     std::os::unix::fs::symlink(&v.outside, target.join("thatlink")).unwrap();
-    v.plant("through-link", &tar_of(&[("workspace/target/thatlink/file", b"payload".as_slice())]), std::env::consts::OS);
+    let tar = tar_of(&[("workspace/target/thatlink/file", b"payload".as_slice())]);
+    v.plant_for("through-link", &zstd::encode_all(&tar[..], 3).unwrap(), std::env::consts::OS, &["target/**"]);
     let run = v.machine.run(&["restore", "--key", "through-link", "--path", "target/**"]).success();
     assert!(run.stderr.contains("restored through-link"), "{}", run.stderr);
     assert_eq!(snapshot(&v.outside), v.before[2], "written through the link");

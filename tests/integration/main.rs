@@ -8,3 +8,4 @@ mod hostile;
 mod library;
 mod roundtrip;
 mod sandbox;
+mod scopes;

@@ -20,16 +20,16 @@ fn round_trip(kind: ServerKind) {
     let run = machine.run(&["save", "--key", "tree-v1", "--path", "project"]).success();
     assert!(run.stderr.contains("saved tree-v1"), "{}", run.stderr);
 
-    // An independent client sees the object under the documented layout: <prefix>/<key>.tar.zst.
+    // An independent client sees the object under the documented layout: <prefix>/<scope>/<key>.tar.zst.
     let listing = boto3(&server, "print(json.dumps([[o['Key'], o['Size']] for o in s3.list_objects_v2(Bucket=bucket)['Contents']]))");
     let objects: Vec<(String, u64)> = serde_json::from_str(&listing).unwrap();
     assert_eq!(objects.len(), 1, "{objects:?}");
-    assert_eq!(objects[0].0, "ci/cache/tree-v1.tar.zst");
+    assert_eq!(objects[0].0, "ci/cache/local/tree-v1.tar.zst");
     assert!(objects[0].1 > 16 << 20, "a multipart-sized archive expected, got {}", objects[0].1);
 
     // GNU tar and zstd read the archive and extract the same bytes.
     let archive = machine.scratch("download").join("cache.tar.zst");
-    boto3(&server, &format!("s3.download_file(bucket, 'ci/cache/tree-v1.tar.zst', '{}')", archive.display()));
+    boto3(&server, &format!("s3.download_file(bucket, 'ci/cache/local/tree-v1.tar.zst', '{}')", archive.display()));
     let extracted = machine.scratch("gnu-tar");
     let status = Command::new("sh")
         .arg("-c")
@@ -75,7 +75,7 @@ fn round_trips_through_the_default_local_store() {
     let saved = snapshot(&machine.workspace().join("deps"));
     let run = machine.run(&["save", "--key", "local", "--path", "deps"]).success();
     assert!(run.stderr.contains("store: file://"), "{}", run.stderr);
-    assert!(machine.cache_dir().join("store/local.tar.zst").exists());
+    assert!(machine.cache_dir().join("store/local%2Flocal.tar.zst").exists());
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
     machine.run(&["restore", "--key", "local", "--path", "deps"]).success();
     assert_eq!(snapshot(&machine.workspace().join("deps")), saved);

@@ -16,6 +16,9 @@ use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
 use super::xml::{self, ListedObject};
 
+
+/// Every request sent by any client in this process.
+static REQUESTS_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// What kind of failure an S3 call had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3ErrorKind {
@@ -212,12 +215,18 @@ impl S3Client {
         &self.bucket
     }
 
+    /// Requests this process has sent to S3 so far, retries included (for summaries and benchmarks).
+    pub fn requests_sent() -> u64 {
+        REQUESTS_SENT.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends once: signs, sends, and turns error answers into [`S3Error`]. `body_timeout` bounds
     /// sending the request body and receiving the answer's body.
     fn send_once(&self, request: &Request, body: &[u8], body_timeout: Option<Duration>) -> Result<http::Response<ureq::Body>, S3Error> {
         if let Some(err) = self.out_of_time(request.operation) {
             return Err(err);
         }
+        REQUESTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let host = self.bucket.authority();
         let mut builder = http::Request::builder().method(request.method).uri(&request.url);
         for (name, value) in &request.headers {

@@ -1,0 +1,249 @@
+//! Cache scopes: the branch isolation an object store does not have.
+//!
+//! Every entry lives under a scope, `<prefix>/<scope>/<key>.tar.zst`. Saves write only to the current
+//! ref's scope; restores read the current ref's scope, then the pull request's base branch, then the
+//! default branch, so a feature branch never sees a sibling's entries and nothing a pull request writes
+//! can reach the default branch. Scopes come from the CI's own variables (never from key text), and
+//! a ref becomes a scope name through [`scope_name`]: readable, sanitized, and suffixed with a hash of
+//! the exact ref, so refs that sanitize alike still differ.
+//!
+//! Jobs that run code from outside the repository with the repository's credentials (a pull request
+//! from a fork, `pull_request_target`, `workflow_run`) are read-only unless the user overrides it, which
+//! is logged as a warning.
+
+use sha2::{Digest, Sha256};
+
+use crate::env_vars::GITHUB_ACTIONS;
+use crate::env_vars::ci::*;
+
+/// The scope of runs outside any recognised CI (a developer's machine).
+pub const LOCAL_SCOPE: &str = "local";
+/// Longest readable part of a scope name, before its hash.
+const READABLE_CHARS: usize = 48;
+
+/// Where a run may read and write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopePlan {
+    /// Scopes searched by restores, in order, without duplicates; the first is the run's own.
+    pub read: Vec<String>,
+    /// The run's own scope, where saves go.
+    pub write: String,
+    /// Why saves are refused, when they are.
+    pub read_only: Option<String>,
+    /// Where the scopes came from, for logs.
+    pub source: String,
+}
+
+impl ScopePlan {
+    /// Read and write one scope, e.g. [`LOCAL_SCOPE`] or a runner's own naming.
+    pub fn single(scope: &str) -> Self {
+        Self { read: vec![scope.to_owned()], write: scope.to_owned(), read_only: None, source: "fixed".into() }
+    }
+}
+
+/// A ref (e.g. `refs/heads/feature/x`) as an object-key segment: `heads-feature-x-<8 hex of SHA-256>`.
+pub fn scope_name(reference: &str) -> String {
+    let readable = reference.strip_prefix("refs/").unwrap_or(reference);
+    let mut name = String::new();
+    for c in readable.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+        if name.len() >= READABLE_CHARS {
+            break;
+        }
+    }
+    let name = name.trim_matches('-');
+    let hash = hex::encode(&Sha256::digest(reference.as_bytes())[..4]);
+    if name.is_empty() { hash } else { format!("{name}-{hash}") }
+}
+
+fn branch_ref(branch: &str) -> String {
+    if branch.starts_with("refs/") { branch.to_owned() } else { format!("refs/heads/{branch}") }
+}
+
+/// The CI facts a plan is made from.
+#[derive(Debug, Default, Clone)]
+pub struct CiRefs {
+    /// Which CI, for logs.
+    pub ci: &'static str,
+    /// The run's own ref.
+    pub current: Option<String>,
+    /// A pull request's target branch.
+    pub base: Option<String>,
+    /// The repository's default branch.
+    pub default: Option<String>,
+    /// Why this run is untrusted (a fork's pull request, `pull_request_target`...).
+    pub untrusted: Option<String>,
+}
+
+/// Reads the run's refs from the CI's variables: GitHub Actions (with its event payload), GitLab CI,
+/// and Drone/Woodpecker. `event` is the parsed `GITHUB_EVENT_PATH` file, when there is one.
+pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::Value>) -> CiRefs {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    if var(GITHUB_ACTIONS).as_deref() == Some("true") {
+        let text = |path: &[&str]| {
+            let mut value = event?;
+            for key in path {
+                value = value.get(key)?;
+            }
+            value.as_str().map(str::to_owned)
+        };
+        let event_name = var(GITHUB_EVENT_NAME).unwrap_or_default();
+        let head_repo = text(&["pull_request", "head", "repo", "full_name"]);
+        let this_repo = var(GITHUB_REPOSITORY).or_else(|| text(&["repository", "full_name"]));
+        let untrusted = match event_name.as_str() {
+            "pull_request_target" | "workflow_run" => Some(format!("a `{event_name}` run executes with the base repository's access")),
+            "pull_request" | "pull_request_review" | "pull_request_review_comment" if head_repo.is_some() && head_repo != this_repo => {
+                Some(format!("a pull request from the fork {}", head_repo.unwrap_or_default()))
+            }
+            _ => None,
+        };
+        return CiRefs {
+            ci: "GitHub Actions",
+            current: var(GITHUB_REF),
+            base: var(GITHUB_BASE_REF).map(|b| branch_ref(&b)),
+            default: text(&["repository", "default_branch"]).map(|b| branch_ref(&b)),
+            untrusted,
+        };
+    }
+    if var(GITLAB_CI).is_some() {
+        let source = var(CI_MERGE_REQUEST_SOURCE_PROJECT_ID);
+        let untrusted = (source.is_some() && source != var(CI_MERGE_REQUEST_PROJECT_ID)).then(|| "a merge request from a fork".to_owned());
+        return CiRefs {
+            ci: "GitLab CI",
+            current: var(CI_COMMIT_REF_NAME).map(|b| branch_ref(&b)),
+            base: var(CI_MERGE_REQUEST_TARGET_BRANCH_NAME).map(|b| branch_ref(&b)),
+            default: var(CI_DEFAULT_BRANCH).map(|b| branch_ref(&b)),
+            untrusted,
+        };
+    }
+    if var(DRONE).is_some() || var(CI).as_deref() == Some("woodpecker") {
+        let pull_request = var(DRONE_BUILD_EVENT).or_else(|| var(CI_PIPELINE_EVENT)).as_deref() == Some("pull_request");
+        let current = if pull_request { var(DRONE_SOURCE_BRANCH).or_else(|| var(CI_COMMIT_SOURCE_BRANCH)) } else { None }
+            .map(|b| format!("refs/pull-source/{b}"))
+            .or_else(|| var(DRONE_BRANCH).or_else(|| var(CI_COMMIT_BRANCH)).map(|b| branch_ref(&b)));
+        return CiRefs {
+            ci: "Drone/Woodpecker",
+            current,
+            base: if pull_request { var(DRONE_TARGET_BRANCH).or_else(|| var(CI_COMMIT_TARGET_BRANCH)).map(|b| branch_ref(&b)) } else { None },
+            default: var(DRONE_REPO_BRANCH).or_else(|| var(CI_REPO_DEFAULT_BRANCH)).map(|b| branch_ref(&b)),
+            untrusted: None,
+        };
+    }
+    CiRefs::default()
+}
+
+/// The plan for a run: `explicit` (the user's `--scope`) wins over the CI's refs; an untrusted run is
+/// read-only unless `allow_untrusted_save`.
+pub fn plan(refs: &CiRefs, explicit: Option<&str>, allow_untrusted_save: bool) -> ScopePlan {
+    let (write, mut read, source) = match (explicit, &refs.current) {
+        (Some(scope), _) => (scope.to_owned(), vec![scope.to_owned()], "--scope".to_owned()),
+        (None, Some(current)) => {
+            let read = [Some(current), refs.base.as_ref(), refs.default.as_ref()].into_iter().flatten().map(|r| scope_name(r)).collect();
+            (scope_name(current), read, format!("{} ref {current}", refs.ci))
+        }
+        (None, None) => (LOCAL_SCOPE.to_owned(), vec![LOCAL_SCOPE.to_owned()], "no CI ref found".to_owned()),
+    };
+    let mut seen = std::collections::HashSet::new();
+    read.retain(|scope| seen.insert(scope.clone()));
+    let read_only = match &refs.untrusted {
+        Some(why) if !allow_untrusted_save => Some(format!("{why}; saving is disabled (override with --allow-untrusted-save)")),
+        _ => None,
+    };
+    ScopePlan { read, write, read_only, source }
+}
+
+/// Checks a user-given scope name: one object-key segment of safe characters.
+pub fn validate_explicit(scope: &str) -> Result<(), String> {
+    let valid = !scope.is_empty()
+        && scope.len() <= 128
+        && scope != "."
+        && scope != ".."
+        && scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid { Ok(()) } else { Err(format!("scope {scope:?} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    /// Names are readable, sanitized and distinct for refs that sanitize alike (row B3).
+    #[test]
+    fn scope_names_are_sanitized_and_hashed() {
+        let name = scope_name("refs/heads/feature/x");
+        assert!(name.starts_with("heads-feature-x-"), "{name}");
+        assert_ne!(scope_name("refs/heads/feature/x"), scope_name("refs/heads/feature-x"));
+        for hostile in ["refs/heads/../../main", "refs/heads/a\nb", "refs/heads/*", "refs/heads/é/ü", "/", ""] {
+            let name = scope_name(hostile);
+            assert!(validate_explicit(&name).is_ok(), "{hostile:?} -> {name:?}");
+            assert!(!name.contains(".."), "{name}");
+        }
+        assert!(scope_name(&format!("refs/heads/{}", "a".repeat(300))).len() <= READABLE_CHARS + 9);
+    }
+
+    /// A pull request reads its own scope, then the base branch, then the default branch; writes its own.
+    #[test]
+    fn pull_requests_read_base_then_default() {
+        let event = serde_json::json!({
+            "repository": { "full_name": "o/r", "default_branch": "main" },
+            "pull_request": { "head": { "repo": { "full_name": "o/r" } } },
+        });
+        let vars = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/pull/7/merge"), ("GITHUB_BASE_REF", "release"), ("GITHUB_EVENT_NAME", "pull_request"), ("GITHUB_REPOSITORY", "o/r")]);
+        let plan = plan(&ci_refs(&vars, Some(&event)), None, false);
+        assert_eq!(plan.write, scope_name("refs/pull/7/merge"));
+        assert_eq!(plan.read, vec![scope_name("refs/pull/7/merge"), scope_name("refs/heads/release"), scope_name("refs/heads/main")]);
+        assert_eq!(plan.read_only, None);
+    }
+
+    /// A push to a feature branch reads only itself and the default branch, never a sibling (B4).
+    #[test]
+    fn branches_are_isolated() {
+        let event = serde_json::json!({ "repository": { "full_name": "o/r", "default_branch": "main" } });
+        let a = plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/a")]), Some(&event)), None, false);
+        let b = plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/b")]), Some(&event)), None, false);
+        let main = plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/main")]), Some(&event)), None, false);
+        assert!(!a.read.contains(&b.write) && !b.read.contains(&a.write));
+        assert!(!main.read.contains(&a.write));
+        assert_eq!(main.read, vec![main.write.clone()]);
+        assert_eq!(a.read, vec![a.write.clone(), main.write.clone()]);
+    }
+
+    /// Forks, `pull_request_target` and `workflow_run` are read-only unless overridden (B1, B2).
+    #[test]
+    fn untrusted_runs_are_read_only() {
+        let fork = serde_json::json!({
+            "repository": { "full_name": "o/r", "default_branch": "main" },
+            "pull_request": { "head": { "repo": { "full_name": "mallory/r" } } },
+        });
+        let vars = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/pull/9/merge"), ("GITHUB_BASE_REF", "main"), ("GITHUB_EVENT_NAME", "pull_request"), ("GITHUB_REPOSITORY", "o/r")]);
+        let refs = ci_refs(&vars, Some(&fork));
+        let read_only = plan(&refs, None, false).read_only.expect("fork is read-only");
+        assert!(read_only.contains("mallory/r"), "{read_only}");
+        assert_eq!(plan(&refs, None, false).read.len(), 2);
+        assert_eq!(plan(&refs, None, true).read_only, None);
+        for event in ["pull_request_target", "workflow_run"] {
+            let vars = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/main"), ("GITHUB_EVENT_NAME", event)]);
+            assert!(plan(&ci_refs(&vars, None), None, false).read_only.is_some(), "{event}");
+        }
+    }
+
+    /// Outside CI everything is in the local scope; `--scope` wins; other CIs are read too.
+    #[test]
+    fn local_explicit_and_other_ci() {
+        assert_eq!(plan(&ci_refs(&env(&[]), None), None, false).read, vec![LOCAL_SCOPE]);
+        assert_eq!(plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/x")]), None), Some("shared"), false).read, vec!["shared"]);
+        let gitlab = ci_refs(&env(&[("GITLAB_CI", "true"), ("CI_COMMIT_REF_NAME", "feat"), ("CI_DEFAULT_BRANCH", "main")]), None);
+        assert_eq!(plan(&gitlab, None, false).read, vec![scope_name("refs/heads/feat"), scope_name("refs/heads/main")]);
+        let drone = ci_refs(&env(&[("DRONE", "true"), ("DRONE_BRANCH", "main"), ("DRONE_REPO_BRANCH", "main")]), None);
+        assert_eq!(plan(&drone, None, false).read, vec![scope_name("refs/heads/main")]);
+        assert!(validate_explicit("a/b").is_err() && validate_explicit("..").is_err() && validate_explicit("ok-1.2_x").is_ok());
+    }
+}
