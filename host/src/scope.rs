@@ -92,7 +92,7 @@ pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::
         };
         let event_name = var(GITHUB_EVENT_NAME).unwrap_or_default();
         let head_repo = text(&["pull_request", "head", "repo", "full_name"]);
-        let this_repo = var(GITHUB_REPOSITORY).or_else(|| text(&["repository", "full_name"]));
+        let this_repo = text(&["repository", "full_name"]).or_else(|| var(GITHUB_REPOSITORY));
         let untrusted = match event_name.as_str() {
             "pull_request_target" | "workflow_run" => Some(format!("a `{event_name}` run executes with the base repository's access")),
             "pull_request" | "pull_request_review" | "pull_request_review_comment" if head_repo.is_some() && head_repo != this_repo => {

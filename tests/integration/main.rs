@@ -9,3 +9,4 @@ mod library;
 mod roundtrip;
 mod sandbox;
 mod scopes;
+mod action;

