@@ -152,6 +152,13 @@ pub const BRANCH_VARIABLES: &[&str] = &[
     "BRANCH_NAME",
 ];
 
+/// A fixed environment, for unit tests of code that reads variables through a lookup function.
+#[cfg(test)]
+pub(crate) fn fixed(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name| map.get(name).cloned()
+}
+
 /// Whether a variable may be handed to a key template through `{{ env "NAME" }}`. Anything that looks
 /// like a credential is withheld, so a template cannot copy a secret into an object key or a log.
 pub fn may_expose_to_templates(name: &str) -> bool {

@@ -213,12 +213,7 @@ pub fn step_summary(summary: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::env_vars::fixed as env;
 
     /// actions/cache's inputs become the CLI's options; multi-line inputs become repeated options.
     #[test]

@@ -168,12 +168,7 @@ pub fn validate_explicit(scope: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::env_vars::fixed as env;
 
     /// Names are readable, sanitized and distinct for refs that sanitize alike (row B3).
     #[test]
