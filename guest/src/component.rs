@@ -5,10 +5,10 @@ use std::io::{self, Read, Write};
 
 use crate::bindings::exports::s3cache::guest::{archive, keys};
 use crate::bindings::s3cache::guest::types::Error;
-use crate::bindings::s3cache::guest::host_files::{self, WriteOp};
+use crate::bindings::s3cache::guest::host_files::{self, NewFile, WriteOp};
 use crate::bindings::s3cache::guest::{archive_io, environment};
-use crate::files::{Digests, StagingWriter};
-use crate::bindings::{Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport};
+use crate::files::{Digests, Directories, EntryKind, FileReader, Listing, StagingWriter};
+use crate::bindings::{Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport};
 use crate::unpack::SourceFailed;
 use crate::{GuestError, pack, template, unpack, walk};
 
@@ -17,14 +17,14 @@ struct Component;
 impl keys::Guest for Component {
     fn resolve(template: String, context: TemplateContext, roots: Vec<Root>) -> Result<Resolution, Error> {
         let key = template::render(&template, &context, &|name: &str| environment::get(name), &HostFiles)?;
-        let found = walk::find(&roots)?;
+        let found = walk::find(&roots, &HostFiles)?;
         Ok(Resolution { key, found })
     }
 }
 
 impl archive::Guest for Component {
     fn pack(roots: Vec<Root>, members: Vec<Member>, options: PackOptions) -> Result<PackSummary, Error> {
-        Ok(pack::pack(&roots, &members, &options, HostSink)?)
+        Ok(pack::pack(&roots, &members, &options, &HostFiles, HostSink)?)
     }
 
     fn unpack(roots: Vec<Root>, limits: UnpackLimits) -> Result<UnpackReport, Error> {
@@ -61,7 +61,7 @@ impl Read for HostSource {
     }
 }
 
-/// `host-files.sha256`: the host hashes natively, in parallel.
+/// `host-files.read-dir` and `host-files.sha256`: the host lists and hashes natively (hashing in parallel).
 struct HostFiles;
 
 impl Digests for HostFiles {
@@ -74,6 +74,32 @@ impl Digests for HostFiles {
             .into_iter()
             .map(|d| d.try_into().map_err(|_| GuestError::Other("the host returned a digest that is not 32 bytes".into())))
             .collect()
+    }
+}
+
+impl Directories for HostFiles {
+    fn read_dir(&self, dir: &str, relative: &str) -> Result<Listing, GuestError> {
+        let listing = host_files::read_dir(dir, relative).map_err(io_error)?;
+        let entries = listing
+            .entries
+            .into_iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    host_files::EntryKind::File => EntryKind::File,
+                    host_files::EntryKind::Directory => EntryKind::Directory,
+                    host_files::EntryKind::Symlink => EntryKind::Symlink,
+                    host_files::EntryKind::Other => EntryKind::Other,
+                };
+                (e.name, kind)
+            })
+            .collect();
+        Ok(Listing { entries, skipped: listing.skipped })
+    }
+}
+
+impl FileReader for HostFiles {
+    fn read_files(&self, dir: &str, files: &[(String, u64)]) -> Result<Vec<Vec<u8>>, GuestError> {
+        host_files::read_files(dir, files).map_err(io_error)
     }
 }
 
@@ -122,14 +148,14 @@ impl StagingWriter for HostWriter {
         self.push(dir, WriteOp::Directory(relative.to_owned()))
     }
 
-    fn create(&mut self, dir: &str, relative: &str) -> Result<(), GuestError> {
-        self.push(dir, WriteOp::File((relative.to_owned(), Vec::new())))
+    fn create(&mut self, dir: &str, relative: &str, mode: u32, mtime: Timestamp) -> Result<(), GuestError> {
+        self.push(dir, WriteOp::File(NewFile { relative: relative.to_owned(), contents: Vec::new(), mode, mtime }))
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), GuestError> {
         self.bytes += bytes.len();
         // A small file travels whole in its `file` op.
-        if let Some(WriteOp::File((_, contents)) | WriteOp::Append(contents)) = self.ops.last_mut() {
+        if let Some(WriteOp::File(NewFile { contents, .. }) | WriteOp::Append(contents)) = self.ops.last_mut() {
             contents.extend_from_slice(bytes);
             if self.bytes >= BATCH_BYTES {
                 self.flush()?;

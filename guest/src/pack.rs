@@ -2,38 +2,58 @@
 //!
 //! One call writes one frame of one part of the member list; the host may pack parts in parallel
 //! instances and concatenate the frames, so only the part marked `end-of-archive` ends the tar stream.
+//! Small files are read ahead in batches through [`FileReader`] (one host call for many files); large
+//! ones are streamed through one reused buffer.
 //!
 //! The host decides what goes in (it checked each path and read the mode bits WASI cannot see); this
 //! module frames it. Names that do not fit ustar, non-ASCII names, sub-second mtimes and huge sizes get
 //! pax records, as `tar --posix` writes them, so GNU tar reads our archives exactly. File bytes are
 //! copied through one reused buffer with no per-file `stat`: per-file WASI calls are the cost to avoid.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 
 use tar::{EntryType, Header};
 
 use crate::GuestError;
+use crate::files::FileReader;
 use crate::bindings::{Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
 
 const BLOCK: usize = 512;
+/// Files up to this size are read in batches.
+const SMALL_FILE: u64 = 256 * 1024;
+/// Bytes and files per batch read.
+const BATCH_BYTES: u64 = 1 << 20;
+const BATCH_FILES: usize = 512;
 /// Largest value of an 11-digit octal ustar field (size, mtime).
 const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
 
-/// Writes `members` as a tar.zst stream to `sink`.
-pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, sink: impl Write) -> Result<PackSummary, GuestError> {
+/// Writes `members` as a tar.zst stream to `sink`, reading small files through `reader`.
+pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &dyn FileReader, sink: impl Write) -> Result<PackSummary, GuestError> {
     let compressed = Counting::new(sink);
     let mut encoder = zstd::stream::write::Encoder::new(compressed, options.level).map_err(stream_error)?;
     encoder.include_checksum(true).map_err(stream_error)?;
     let mut tar = Counting::new(encoder);
     let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
+    let root_of = |member: &Member| {
+        roots.get(member.root as usize).ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))
+    };
 
-    for member in members {
-        let root = roots
-            .get(member.root as usize)
-            .ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))?;
+    // Contents of the next small files, in member order.
+    let mut read_ahead: VecDeque<Vec<u8>> = VecDeque::new();
+    for (index, member) in members.iter().enumerate() {
+        let root = root_of(member)?;
+        let contents = if is_small(member) {
+            if read_ahead.is_empty() {
+                read_ahead = read_batch(root, &members[index..], reader)?.into();
+            }
+            Some(read_ahead.pop_front().ok_or_else(|| GuestError::Other("the batch read returned too few files".into()))?)
+        } else {
+            None
+        };
         let name = member_name(&root.member_prefix, &member.relative);
-        write_member(&mut tar, root, member, &name, &mut buffer)?;
+        write_member(&mut tar, root, member, &name, contents, &mut buffer)?;
     }
     if options.end_of_archive {
         tar.write_all(&[0u8; 2 * BLOCK]).map_err(stream_error)?;
@@ -43,12 +63,37 @@ pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, sink: imp
     Ok(PackSummary { members: members.len() as u64, tar_bytes, compressed_bytes: compressed.count })
 }
 
+fn is_small(member: &Member) -> bool {
+    member.kind == MemberKind::File && member.size > 0 && member.size <= SMALL_FILE
+}
+
+/// Reads the small files at the start of `members` (skipping other members, stopping at another root
+/// or at the batch limits) in one call.
+fn read_batch(root: &Root, members: &[Member], reader: &dyn FileReader) -> Result<Vec<Vec<u8>>, GuestError> {
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for member in members {
+        if member.root != members[0].root || files.len() == BATCH_FILES || bytes >= BATCH_BYTES {
+            break;
+        }
+        if is_small(member) {
+            files.push((member.relative.clone(), member.size));
+            bytes += member.size;
+        }
+    }
+    let contents = reader.read_files(&root.guest_dir, &files)?;
+    if contents.iter().zip(&files).any(|(c, (_, size))| c.len() as u64 != *size) || contents.len() != files.len() {
+        return Err(GuestError::Other("the batch read returned files of the wrong size".into()));
+    }
+    Ok(contents)
+}
+
 /// The archive name of `relative` under a root's `prefix`.
 pub fn member_name(prefix: &str, relative: &str) -> String {
     if relative.is_empty() { prefix.to_owned() } else { format!("{prefix}/{relative}") }
 }
 
-fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, buffer: &mut [u8]) -> Result<(), GuestError> {
+fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, contents: Option<Vec<u8>>, buffer: &mut [u8]) -> Result<(), GuestError> {
     let mut header = Header::new_ustar();
     let mut pax = PaxRecords::default();
     let size = if member.kind == MemberKind::File { member.size } else { 0 };
@@ -85,7 +130,10 @@ fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, 
         write_pax_header(out, name, &pax).map_err(stream_error)?;
     }
     out.write_all(header.as_bytes()).map_err(stream_error)?;
-    if size > 0 {
+    if let Some(contents) = contents {
+        out.write_all(&contents).map_err(stream_error)?;
+        pad(out, size).map_err(stream_error)?;
+    } else if size > 0 {
         let path = format!("{}/{}", root.guest_dir, member.relative);
         let file = File::open(&path).map_err(|e| GuestError::io(&path, &e))?;
         copy_exact(file, size, out, buffer).map_err(|e| match e {

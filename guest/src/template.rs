@@ -7,15 +7,13 @@
 //!
 //! Bump [`KEY_ALGORITHM_VERSION`] whenever any hash input or algorithm below changes.
 
-use std::path::Path;
-
 use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 use s3cache_policy::Selector;
 use sha2::{Digest, Sha256};
 
 use crate::GuestError;
 use crate::bindings::TemplateContext;
-use crate::files::Digests;
+use crate::files::{Digests, Directories};
 use crate::walk;
 
 /// Version of the key algorithms (`checksum`, `hashFiles`). Bump when any hash input changes.
@@ -24,8 +22,12 @@ pub const KEY_ALGORITHM_VERSION: u32 = 1;
 /// Looks up an environment variable on the host's terms.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
-/// Hashes files for `checksum` and `hashFiles`.
-pub type FileDigests<'a> = &'a (dyn Digests + Sync);
+/// Lists and hashes files for `checksum` and `hashFiles`.
+pub trait FileService: Digests + Directories + Sync {}
+impl<T: Digests + Directories + Sync> FileService for T {}
+
+/// The service templates read files through.
+pub type FileDigests<'a> = &'a dyn FileService;
 
 /// Renders `template`. A template without `{{` is returned unchanged without touching the disk.
 pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, digests: FileDigests<'_>) -> Result<String, GuestError> {
@@ -61,7 +63,7 @@ fn describe(err: &handlebars::RenderError) -> String {
 /// GitHub's `hashFiles` algorithm: SHA-256 over the SHA-256 digests of every selected regular file,
 /// in sorted relative-path order; the empty string when nothing matches.
 pub fn hash_files(workspace: &str, selector: &Selector, digests: FileDigests<'_>) -> Result<String, GuestError> {
-    let files = walk::selected_files(Path::new(workspace), selector)?;
+    let files = walk::selected_files(digests, workspace, selector)?;
     if files.is_empty() {
         return Ok(String::new());
     }
@@ -169,6 +171,7 @@ mod tests {
     use super::*;
     use crate::files::LocalFiles;
     use std::fs;
+    use std::path::Path;
 
     fn context(dir: &Path) -> TemplateContext {
         TemplateContext {

@@ -139,9 +139,11 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                writer.create(&root.root.guest_dir, &relative)?;
+                writer.create(&root.root.guest_dir, &relative, fixup.mode, fixup.mtime)?;
                 copy_entry(&mut entry, writer, size, &mut buffer)?;
                 regular_files.insert(joined.clone());
+                // The writer applies the file's mode and mtime itself: no fixup.
+                continue;
             }
             MemberKind::Hardlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;

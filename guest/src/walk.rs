@@ -2,22 +2,24 @@
 //!
 //! One walker serves both saving (every selected object, directories included, so empty directories
 //! survive) and `hashFiles` (selected regular files only). Siblings are visited in name order, so the
-//! output is deterministic and parents come before their children.
+//! output is deterministic and parents come before their children. Directories are listed through
+//! [`Directories`] — one host call per directory in the component, where a WASI listing would cost a
+//! call and a stat per entry — while the decisions (starts, globs, pruning) stay here.
 
 use std::path::Path;
 
 use s3cache_policy::Selector;
-use walkdir::WalkDir;
 
 use crate::bindings::{Found, MemberKind, Root};
+use crate::files::{Directories, EntryKind};
 use crate::{GuestError, logging};
 
 /// Everything each root selects, root by root.
-pub fn find(roots: &[Root]) -> Result<Vec<Found>, GuestError> {
+pub fn find(roots: &[Root], dirs: &dyn Directories) -> Result<Vec<Found>, GuestError> {
     let mut found = Vec::new();
     for (index, root) in roots.iter().enumerate() {
         let selector = Selector::new(&root.include_globs, &root.exclude_globs)?;
-        walk_selected(Path::new(&root.guest_dir), &selector, |relative, kind| {
+        walk_selected(dirs, &root.guest_dir, &selector, &mut |relative, kind| {
             found.push(Found { root: index as u32, relative: relative.to_owned(), kind });
         })?;
     }
@@ -25,9 +27,9 @@ pub fn find(roots: &[Root]) -> Result<Vec<Found>, GuestError> {
 }
 
 /// The regular files under `dir` that `selector` selects, as sorted relative paths.
-pub fn selected_files(dir: &Path, selector: &Selector) -> Result<Vec<String>, GuestError> {
+pub fn selected_files(dirs: &dyn Directories, dir: &str, selector: &Selector) -> Result<Vec<String>, GuestError> {
     let mut files = Vec::new();
-    walk_selected(dir, selector, |relative, kind| {
+    walk_selected(dirs, dir, selector, &mut |relative, kind| {
         if kind == MemberKind::File {
             files.push(relative.to_owned());
         }
@@ -39,49 +41,75 @@ pub fn selected_files(dir: &Path, selector: &Selector) -> Result<Vec<String>, Gu
 /// Calls `visit(relative, kind)` for every selected object under `dir`, walking only from the
 /// selector's start points and pruning excluded directories. Objects that are neither file, directory
 /// nor symlink (sockets, FIFOs, devices) and names that are not UTF-8 are skipped with a warning.
-fn walk_selected(dir: &Path, selector: &Selector, mut visit: impl FnMut(&str, MemberKind)) -> Result<(), GuestError> {
+fn walk_selected(dirs: &dyn Directories, dir: &str, selector: &Selector, visit: &mut dyn FnMut(&str, MemberKind)) -> Result<(), GuestError> {
     for start in selector.walk_starts() {
-        let start_path = if start.is_empty() { dir.to_path_buf() } else { dir.join(start) };
-        if !start.is_empty() && std::fs::symlink_metadata(&start_path).is_err() {
-            continue; // nothing there to cache
-        }
-        let mut entries = WalkDir::new(&start_path).follow_links(false).follow_root_links(false).sort_by_file_name().into_iter();
-        while let Some(entry) = entries.next() {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(dir).display().to_string();
-                GuestError::Io { path, message: e.to_string() }
-            })?;
-            let Ok(relative) = entry.path().strip_prefix(dir) else { continue };
-            let Some(relative) = relative.to_str() else {
-                logging::warn(&format!("skipping {}: the name is not UTF-8", entry.path().display()));
-                continue;
-            };
-            let file_type = entry.file_type();
-            if file_type.is_dir() && selector.excludes(relative) {
-                entries.skip_current_dir();
-                continue;
+        let kind = if start.is_empty() {
+            MemberKind::Directory
+        } else {
+            // The start itself, not followed if it is a symlink; nothing there means nothing to cache.
+            let Ok(metadata) = std::fs::symlink_metadata(Path::new(dir).join(&start)) else { continue };
+            match kind_of(EntryKind::of(metadata.file_type())) {
+                Some(kind) => kind,
+                None => {
+                    logging::warn(&format!("skipping {dir}/{start}: not a file, directory or symlink"));
+                    continue;
+                }
             }
-            let kind = if file_type.is_dir() {
-                MemberKind::Directory
-            } else if file_type.is_symlink() {
-                MemberKind::Symlink
-            } else if file_type.is_file() {
-                MemberKind::File
-            } else {
-                logging::warn(&format!("skipping {}: not a file, directory or symlink", entry.path().display()));
-                continue;
-            };
-            if selector.selects(relative) {
-                visit(relative, kind);
-            }
+        };
+        visit_entry(dirs, dir, selector, &start, kind, visit)?;
+    }
+    Ok(())
+}
+
+fn kind_of(kind: EntryKind) -> Option<MemberKind> {
+    match kind {
+        EntryKind::File => Some(MemberKind::File),
+        EntryKind::Directory => Some(MemberKind::Directory),
+        EntryKind::Symlink => Some(MemberKind::Symlink),
+        EntryKind::Other => None,
+    }
+}
+
+/// Visits `relative` and, for a directory that is not excluded, everything below it, in name order.
+fn visit_entry(
+    dirs: &dyn Directories,
+    dir: &str,
+    selector: &Selector,
+    relative: &str,
+    kind: MemberKind,
+    visit: &mut dyn FnMut(&str, MemberKind),
+) -> Result<(), GuestError> {
+    if kind == MemberKind::Directory && selector.excludes(relative) {
+        return Ok(());
+    }
+    if selector.selects(relative) {
+        visit(relative, kind);
+    }
+    if kind != MemberKind::Directory {
+        return Ok(());
+    }
+    let listing = dirs.read_dir(dir, relative)?;
+    for name in listing.skipped {
+        logging::warn(&format!("skipping {dir}/{}: the name is not UTF-8", join(relative, &name)));
+    }
+    for (name, kind) in listing.entries {
+        let child = join(relative, &name);
+        match kind_of(kind) {
+            Some(kind) => visit_entry(dirs, dir, selector, &child, kind, visit)?,
+            None => logging::warn(&format!("skipping {dir}/{child}: not a file, directory or symlink")),
         }
     }
     Ok(())
 }
 
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::LocalFiles;
     use std::fs;
 
     fn tree() -> tempfile::TempDir {
@@ -108,7 +136,7 @@ mod tests {
     #[test]
     fn lists_whole_tree_in_order() {
         let dir = tree();
-        let found = find(&[root(dir.path(), &[], &["skip"])]).unwrap();
+        let found = find(&[root(dir.path(), &[], &["skip"])], &LocalFiles::default()).unwrap();
         let listed: Vec<_> = found.iter().map(|f| (f.relative.as_str(), f.kind)).collect();
         assert_eq!(
             listed,
@@ -127,7 +155,7 @@ mod tests {
     #[test]
     fn walks_from_literal_starts() {
         let dir = tree();
-        let found = find(&[root(dir.path(), &["a/b", "link"], &[])]).unwrap();
+        let found = find(&[root(dir.path(), &["a/b", "link"], &[])], &LocalFiles::default()).unwrap();
         let listed: Vec<_> = found.iter().map(|f| (f.relative.as_str(), f.kind)).collect();
         assert_eq!(listed, vec![("a/b", MemberKind::Directory), ("a/b/x.lock", MemberKind::File), ("link", MemberKind::Symlink)]);
     }
@@ -137,6 +165,6 @@ mod tests {
     fn selects_files_by_glob() {
         let dir = tree();
         let selector = Selector::new(&["**/*.lock".to_string()], &["skip/**".to_string()]).unwrap();
-        assert_eq!(selected_files(dir.path(), &selector).unwrap(), vec!["a/b/x.lock"]);
+        assert_eq!(selected_files(&LocalFiles::default(), dir.path().to_str().unwrap(), &selector).unwrap(), vec!["a/b/x.lock"]);
     }
 }

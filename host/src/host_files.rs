@@ -1,5 +1,5 @@
-//! The guest's `host-files` import: hashing and extraction writes done natively, beneath the guest's
-//! own preopens.
+//! The guest's `host-files` import: directory listings, hashing and extraction writes done natively,
+//! beneath the guest's own preopens.
 //!
 //! The guest decides which files and names; this module only does the I/O, faster than WASI can
 //! (SHA extensions, parallel reads, no per-call WASI overhead, a writer thread that overlaps with
@@ -19,7 +19,8 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
 use sha2::{Digest, Sha256};
 
-use crate::bindings::s3cache::guest::host_files::{Host, WriteOp};
+use crate::bindings::s3cache::guest::host_files::{DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp};
+use crate::bindings::s3cache::guest::types::Timestamp;
 use crate::bindings::s3cache::guest::types::IoError;
 use crate::sandbox::Preopen;
 
@@ -65,12 +66,61 @@ fn open_dir(preopen: &Preopen) -> Result<Dir, IoError> {
 }
 
 impl Host for crate::sandbox::GuestState {
+    fn read_dir(&mut self, dir: String, relative: String) -> Result<DirListing, IoError> {
+        let preopen = self.files.preopen(&dir, false)?;
+        let shown = if relative.is_empty() { dir.clone() } else { format!("{dir}/{relative}") };
+        let root = open_dir(preopen)?;
+        let listed = if relative.is_empty() { root } else { root.open_dir(checked(&dir, &relative)?).map_err(|e| io_error(&shown, e))? };
+        let mut listing = DirListing { entries: Vec::new(), skipped: Vec::new() };
+        for entry in listed.entries().map_err(|e| io_error(&shown, e))? {
+            let entry = entry.map_err(|e| io_error(&shown, e))?;
+            let file_type = entry.file_type().map_err(|e| io_error(&shown, e))?;
+            let kind = if file_type.is_dir() {
+                EntryKind::Directory
+            } else if file_type.is_symlink() {
+                EntryKind::Symlink
+            } else if file_type.is_file() {
+                EntryKind::File
+            } else {
+                EntryKind::Other
+            };
+            match entry.file_name().into_string() {
+                Ok(name) => listing.entries.push(DirEntry { name, kind }),
+                Err(name) => listing.skipped.push(name.to_string_lossy().into_owned()),
+            }
+        }
+        listing.entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
+    }
+
     fn sha256(&mut self, dir: String, relatives: Vec<String>) -> Result<Vec<Vec<u8>>, IoError> {
         let files = &self.files;
         let preopen = files.preopen(&dir, false)?;
         let root = open_dir(preopen)?;
         let paths = relatives.iter().map(|r| checked(&dir, r)).collect::<Result<Vec<_>, _>>()?;
         sha256_parallel(&root, &paths).map_err(|(i, e)| io_error(&format!("{dir}/{}", relatives[i]), e))
+    }
+
+    fn read_files(&mut self, dir: String, files: Vec<(String, u64)>) -> Result<Vec<Vec<u8>>, IoError> {
+        let root = open_dir(self.files.preopen(&dir, false)?)?;
+        files
+            .iter()
+            .map(|(relative, size)| {
+                let shown = format!("{dir}/{relative}");
+                let mut file = root.open(checked(&dir, relative)?).map_err(|e| io_error(&shown, e))?;
+                let mut contents = vec![0; *size as usize];
+                let mut read = 0;
+                while read < contents.len() {
+                    match file.read(&mut contents[read..]) {
+                        Ok(0) => return Err(io_error(&shown, format!("file shrank while it was archived: {read} of {size} bytes"))),
+                        Ok(n) => read += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io_error(&shown, e)),
+                    }
+                }
+                Ok(contents)
+            })
+            .collect()
     }
 
     fn write(&mut self, dir: String, ops: Vec<WriteOp>) -> Result<(), IoError> {
@@ -192,9 +242,43 @@ impl Drop for Writer {
     }
 }
 
+/// The file being written, and the mode and mtime it gets once complete.
+struct OpenFile {
+    shown: String,
+    file: File,
+    mode: u32,
+    mtime: Timestamp,
+}
+
+impl OpenFile {
+    /// Applies the mode (sanitized again) and mtime through the open descriptor, then closes it.
+    fn complete(self) -> Result<(), IoError> {
+        use std::os::unix::fs::PermissionsExt;
+        let file = self.file.into_std();
+        let mode = s3cache_policy::sanitize_mode(self.mode, false);
+        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(&self.shown, e))?;
+        let time = system_time(self.mtime);
+        file.set_times(std::fs::FileTimes::new().set_modified(time).set_accessed(time)).map_err(|e| io_error(&self.shown, e))
+    }
+}
+
+fn system_time(time: Timestamp) -> std::time::SystemTime {
+    let nanos = std::time::Duration::from_nanos(u64::from(time.nanoseconds));
+    if time.seconds >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.seconds as u64) + nanos
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(time.seconds.unsigned_abs()) + nanos
+    }
+}
+
+/// Completes the open file, if any.
+fn complete(current: &mut Option<OpenFile>) -> Result<(), IoError> {
+    current.take().map_or(Ok(()), OpenFile::complete)
+}
+
 fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
     let mut dirs: HashMap<String, Dir> = HashMap::new();
-    let mut current: Option<(String, File)> = None;
+    let mut current: Option<OpenFile> = None;
     for batch in receiver {
         if failure.lock().expect("failure lock").is_some() {
             continue;
@@ -210,26 +294,30 @@ fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
             *failure.lock().expect("failure lock") = Some(err);
         }
     }
+    if let Err(err) = complete(&mut current) {
+        failure.lock().expect("failure lock").get_or_insert(err);
+    }
 }
 
-fn apply(dir: &Dir, guest: &str, op: WriteOp, current: &mut Option<(String, File)>) -> Result<(), IoError> {
+fn apply(dir: &Dir, guest: &str, op: WriteOp, current: &mut Option<OpenFile>) -> Result<(), IoError> {
     match op {
         WriteOp::Directory(relative) => {
-            *current = None;
+            complete(current)?;
             let path = checked(guest, &relative)?;
             dir.create_dir_all(&path).map_err(|e| io_error(&format!("{guest}/{relative}"), e))
         }
-        WriteOp::File((relative, contents)) => {
+        WriteOp::File(NewFile { relative, contents, mode, mtime }) => {
+            complete(current)?;
             let path = checked(guest, &relative)?;
             let shown = format!("{guest}/{relative}");
             let mut file = dir.open_with(&path, OpenOptions::new().write(true).create_new(true)).map_err(|e| io_error(&shown, e))?;
             file.write_all(&contents).map_err(|e| io_error(&shown, e))?;
-            *current = Some((shown, file));
+            *current = Some(OpenFile { shown, file, mode, mtime });
             Ok(())
         }
         WriteOp::Append(bytes) => {
-            let (shown, file) = current.as_mut().ok_or_else(|| io_error(guest, "append without a file"))?;
-            file.write_all(&bytes).map_err(|e| io_error(shown, e))
+            let open = current.as_mut().ok_or_else(|| io_error(guest, "append without a file"))?;
+            open.file.write_all(&bytes).map_err(|e| io_error(&open.shown, e))
         }
     }
 }

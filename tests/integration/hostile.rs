@@ -53,24 +53,8 @@ impl Victim {
     /// Plants an entry whose version fits a restore of `paths`: for this OS, or for every OS when
     /// `os` is another one.
     fn plant_for(&self, key: &str, compressed: &[u8], os: &str, paths: &[&str]) {
-        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-        let cross_os = os != std::env::consts::OS;
-        let manifest = Manifest {
-            format: s3cache::ARCHIVE_FORMAT,
-            sha256: hex::encode(Sha256::digest(compressed)),
-            archive_bytes: compressed.len() as u64,
-            os: os.into(),
-            arch: std::env::consts::ARCH.into(),
-            members: 0,
-            tar_bytes: 0,
-            compression: "zstd".into(),
-            level: 3,
-            version: s3cache::cache::entry_version(&paths, cross_os),
-            paths,
-            cross_os,
-        };
         let mut object = compressed.to_vec();
-        object.extend(trailer::encode(&manifest));
+        object.extend(trailer_for(compressed, os, paths));
         self.plant_raw(key, &object);
     }
 
@@ -300,6 +284,27 @@ fn pax_header(records: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// A valid trailer (manifest frame) describing `compressed`, for a restore of `paths` on `os`.
+fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
+    let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let cross_os = os != std::env::consts::OS;
+    let manifest = Manifest {
+        format: s3cache::ARCHIVE_FORMAT,
+        sha256: hex::encode(Sha256::digest(compressed)),
+        archive_bytes: compressed.len() as u64,
+        os: os.into(),
+        arch: std::env::consts::ARCH.into(),
+        members: 0,
+        tar_bytes: 0,
+        compression: "zstd".into(),
+        level: 3,
+        version: s3cache::cache::entry_version(&paths, cross_os),
+        paths,
+        cross_os,
+    };
+    trailer::encode(&manifest)
+}
+
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, data) in files {
@@ -313,8 +318,8 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-/// Integrity (B6, B7 and the rows): a flipped byte, a truncated object, a missing trailer, an
-/// empty object and an HTML page are all misses; nothing is restored.
+/// Integrity (B6, B7 and the rows): a flipped byte, a truncated object, a missing trailer, a
+/// trailer without its archive, an empty object and an HTML page are all misses; nothing is restored.
 #[test]
 fn integrity_failures_are_misses() {
     let v = victim();
@@ -339,6 +344,10 @@ fn integrity_failures_are_misses() {
     v.assert_refused(&v.restore("no-trailer"), "no s3cache trailer");
     v.plant_raw("empty", b"");
     v.assert_refused(&v.restore("empty"), "empty");
+    // B7: a manifest whose archive is missing (the object holds the trailer alone).
+    let archive = zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap();
+    v.plant_raw("manifest-only", &trailer_for(&archive, std::env::consts::OS, &["target"]));
+    v.assert_refused(&v.restore("manifest-only"), "manifest-only");
     v.plant_raw("html", b"<html><body>502 Bad Gateway</body></html>");
     v.assert_refused(&v.restore("html"), "trailer");
 }
