@@ -89,7 +89,7 @@ pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION
 pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// `true` skips the EC2 instance metadata provider.
 pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
-/// Seconds each instance-metadata call may take (default 2), as in the AWS SDKs.
+/// Seconds each instance-metadata call may take, connecting included (default 2), as in the AWS SDKs.
 pub const AWS_METADATA_SERVICE_TIMEOUT: &str = "AWS_METADATA_SERVICE_TIMEOUT";
 /// Instance metadata endpoint (default `http://169.254.169.254`).
 pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";

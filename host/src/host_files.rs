@@ -32,12 +32,14 @@ const READ_BUFFER: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct HostFiles {
     preopens: Vec<Preopen>,
+    /// Preopens opened for listing and reading, by guest path.
+    opened: HashMap<String, Dir>,
     writer: Option<Writer>,
 }
 
 impl HostFiles {
     pub fn new(preopens: &[Preopen]) -> Self {
-        Self { preopens: preopens.to_vec(), writer: None }
+        Self { preopens: preopens.to_vec(), opened: HashMap::new(), writer: None }
     }
 
     fn preopen(&self, guest_dir: &str, writable: bool) -> Result<&Preopen, IoError> {
@@ -45,6 +47,17 @@ impl HostFiles {
             .iter()
             .find(|p| p.guest == guest_dir && (p.writable || !writable))
             .ok_or_else(|| io_error(guest_dir, if writable { "not a writable preopen" } else { "not a preopen" }))
+    }
+}
+
+impl HostFiles {
+    /// The preopen mounted at `guest_dir`, opened once for reading.
+    fn readable(&mut self, guest_dir: &str) -> Result<&Dir, IoError> {
+        if !self.opened.contains_key(guest_dir) {
+            let dir = open_dir(self.preopen(guest_dir, false)?)?;
+            self.opened.insert(guest_dir.to_owned(), dir);
+        }
+        Ok(&self.opened[guest_dir])
     }
 }
 
@@ -67,10 +80,15 @@ fn open_dir(preopen: &Preopen) -> Result<Dir, IoError> {
 
 impl Host for crate::sandbox::GuestState {
     fn read_dir(&mut self, dir: String, relative: String) -> Result<DirListing, IoError> {
-        let preopen = self.files.preopen(&dir, false)?;
         let shown = if relative.is_empty() { dir.clone() } else { format!("{dir}/{relative}") };
-        let root = open_dir(preopen)?;
-        let listed = if relative.is_empty() { root } else { root.open_dir(checked(&dir, &relative)?).map_err(|e| io_error(&shown, e))? };
+        let root = self.files.readable(&dir)?;
+        let below;
+        let listed = if relative.is_empty() {
+            root
+        } else {
+            below = root.open_dir(checked(&dir, &relative)?).map_err(|e| io_error(&shown, e))?;
+            &below
+        };
         let mut listing = DirListing { entries: Vec::new(), skipped: Vec::new() };
         for entry in listed.entries().map_err(|e| io_error(&shown, e))? {
             let entry = entry.map_err(|e| io_error(&shown, e))?;
@@ -94,15 +112,13 @@ impl Host for crate::sandbox::GuestState {
     }
 
     fn sha256(&mut self, dir: String, relatives: Vec<String>) -> Result<Vec<Vec<u8>>, IoError> {
-        let files = &self.files;
-        let preopen = files.preopen(&dir, false)?;
-        let root = open_dir(preopen)?;
         let paths = relatives.iter().map(|r| checked(&dir, r)).collect::<Result<Vec<_>, _>>()?;
-        sha256_parallel(&root, &paths).map_err(|(i, e)| io_error(&format!("{dir}/{}", relatives[i]), e))
+        let root = self.files.readable(&dir)?;
+        sha256_parallel(root, &paths).map_err(|(i, e)| io_error(&format!("{dir}/{}", relatives[i]), e))
     }
 
     fn read_files(&mut self, dir: String, files: Vec<(String, u64)>) -> Result<Vec<Vec<u8>>, IoError> {
-        let root = open_dir(self.files.preopen(&dir, false)?)?;
+        let root = self.files.readable(&dir)?;
         files
             .iter()
             .map(|(relative, size)| {

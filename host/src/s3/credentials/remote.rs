@@ -19,10 +19,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn agent(total: Duration) -> ureq::Agent {
+    agent_with(CONNECT_TIMEOUT, total)
+}
+
+fn agent_with(connect: Duration, total: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_connect(Some(connect))
         .timeout_global(Some(total))
         .build()
         .into()
@@ -201,13 +205,13 @@ pub(super) fn instance_metadata(inputs: &ChainInputs<'_>) -> Result<Option<Resol
     }
     let base = inputs.var(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into());
     let base = base.trim_end_matches('/');
-    // The SDKs' AWS_METADATA_SERVICE_TIMEOUT (seconds) overrides the short default.
+    // The SDKs' AWS_METADATA_SERVICE_TIMEOUT (seconds) overrides the short default, for connecting too.
     let timeout = inputs
         .var(env_vars::AWS_METADATA_SERVICE_TIMEOUT)
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|s| *s > 0.0)
         .map_or(IMDS_TIMEOUT, Duration::from_secs_f64);
-    let agent = agent(timeout);
+    let agent = agent_with(timeout, timeout);
     let source = "EC2 instance metadata";
     let token_request = http::Request::builder()
         .method("PUT")
