@@ -214,3 +214,54 @@ fn records(path: &Path) -> std::collections::HashMap<String, String> {
     }
     records
 }
+
+/// The sub-actions' binary finder: the `binary` input wins; without it and without s3cache on PATH it
+/// downloads the release asset for the runner and runs it only when its sha256 is the pinned one. The
+/// download is served by a `curl` stand-in on PATH (there is no release to fetch here).
+#[test]
+fn release_binaries_are_pinned_by_sha256() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path();
+    // A copy of action/ with its own checksums file, and a fake release asset.
+    let action = root.join("action");
+    fs::create_dir_all(&action).unwrap();
+    fs::copy(PathBuf::from(REPO).join("action/find-binary.sh"), action.join("find-binary.sh")).unwrap();
+    let asset = root.join("asset");
+    fs::write(&asset, "#!/bin/sh\necho s3cache-from-release\n").unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(&asset).unwrap()));
+    let bin = root.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let curl = bin.join("curl");
+    // `curl -fsSL --retry 3 -o FILE URL`: copy the asset to FILE and record the URL.
+    fs::write(&curl, format!("#!/bin/sh\nwhile [ $# -gt 1 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho \"$1\" > {0}/url\ncp {1} \"$out\"\n", root.display(), asset.display())).unwrap();
+    fs::set_permissions(&curl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let find = |checksums: &str, binary: &str| {
+        fs::write(action.join("checksums.txt"), checksums).unwrap();
+        let output_file = root.join("output");
+        let _ = fs::remove_file(&output_file);
+        let _ = fs::remove_dir_all(root.join("temp"));
+        let output = Command::new("bash")
+            .arg(action.join("find-binary.sh"))
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("RUNNER_TEMP", root.join("temp"))
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("INPUT_BINARY", binary)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), fs::read_to_string(&output_file).unwrap_or_default())
+    };
+
+    let (ok, stderr, _) = find("version: 9.9.9\n", "");
+    assert!(!ok && stderr.contains("no sha256 is pinned for s3cache-x86_64-unknown-linux-musl"), "{stderr}");
+    let (ok, stderr, _) = find(&format!("version: 9.9.9\n{}  s3cache-x86_64-unknown-linux-musl\n", "0".repeat(64)), "");
+    assert!(!ok && stderr.contains("refusing to run it"), "{stderr}");
+    let (ok, stderr, output) = find(&format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-musl\n"), "");
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-musl"), "{stderr}\n{output}");
+    assert_eq!(fs::read_to_string(root.join("url")).unwrap().trim(), "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-musl");
+    let (ok, _, output) = find("version: 9.9.9\n", &binary().display().to_string());
+    assert!(ok && output.trim() == format!("path={}", binary().display()), "{output}");
+}
