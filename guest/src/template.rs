@@ -23,14 +23,11 @@ pub const KEY_ALGORITHM_VERSION: u32 = 1;
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// Lists and hashes files for `checksum` and `hashFiles`.
-pub trait FileService: Digests + Directories + Sync {}
-impl<T: Digests + Directories + Sync> FileService for T {}
-
-/// The service templates read files through.
-pub type FileDigests<'a> = &'a dyn FileService;
+pub trait TemplateFiles: Digests + Directories + Sync {}
+impl<T: Digests + Directories + Sync> TemplateFiles for T {}
 
 /// Renders `template`. A template without `{{` is returned unchanged without touching the disk.
-pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, digests: FileDigests<'_>) -> Result<String, GuestError> {
+pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, files: &dyn TemplateFiles) -> Result<String, GuestError> {
     if !template.contains("{{") {
         return Ok(template.to_owned());
     }
@@ -38,8 +35,8 @@ pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, dig
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     registry.register_escape_fn(handlebars::no_escape);
-    registry.register_helper("checksum", Box::new(Checksum { workspace, digests }));
-    registry.register_helper("hashFiles", Box::new(HashFiles { workspace, digests }));
+    registry.register_helper("checksum", Box::new(Checksum { workspace, files }));
+    registry.register_helper("hashFiles", Box::new(HashFiles { workspace, files }));
     registry.register_helper("env", Box::new(Env { lookup: env }));
     let data = serde_json::json!({
         "os": context.os,
@@ -62,13 +59,13 @@ fn describe(err: &handlebars::RenderError) -> String {
 
 /// GitHub's `hashFiles` algorithm: SHA-256 over the SHA-256 digests of every selected regular file,
 /// in sorted relative-path order; the empty string when nothing matches.
-pub fn hash_files(workspace: &str, selector: &Selector, digests: FileDigests<'_>) -> Result<String, GuestError> {
-    let files = walk::selected_files(digests, workspace, selector)?;
-    if files.is_empty() {
+pub fn hash_files(workspace: &str, selector: &Selector, files: &dyn TemplateFiles) -> Result<String, GuestError> {
+    let selected = walk::selected_files(files, workspace, selector)?;
+    if selected.is_empty() {
         return Ok(String::new());
     }
     let mut combined = Sha256::new();
-    for digest in digests.sha256(workspace, &files)? {
+    for digest in files.sha256(workspace, &selected)? {
         combined.update(digest);
     }
     Ok(hex::encode(combined.finalize()))
@@ -95,7 +92,7 @@ fn other(err: GuestError) -> RenderErrorReason {
 
 struct Checksum<'a> {
     workspace: &'a str,
-    digests: FileDigests<'a>,
+    files: &'a dyn TemplateFiles,
 }
 
 impl HelperDef for Checksum<'_> {
@@ -110,7 +107,7 @@ impl HelperDef for Checksum<'_> {
         let relative = single_param(helper, "checksum")?;
         let relative = s3cache_policy::validate_relative(relative)
             .map_err(|v| RenderErrorReason::Other(format!("checksum \"{relative}\": {v}")))?;
-        let [digest] = self.digests.sha256(self.workspace, &[relative.as_joined()]).map_err(other)?[..] else {
+        let [digest] = self.files.sha256(self.workspace, &[relative.as_joined()]).map_err(other)?[..] else {
             return Err(RenderErrorReason::Other("the host returned no digest".into()).into());
         };
         out.write(&hex::encode(digest))?;
@@ -120,7 +117,7 @@ impl HelperDef for Checksum<'_> {
 
 struct HashFiles<'a> {
     workspace: &'a str,
-    digests: FileDigests<'a>,
+    files: &'a dyn TemplateFiles,
 }
 
 impl HelperDef for HashFiles<'_> {
@@ -142,7 +139,7 @@ impl HelperDef for HashFiles<'_> {
             return Err(RenderErrorReason::Other("`hashFiles` needs at least one pattern without `!`".into()).into());
         }
         let selector = Selector::new(&include, &exclude).map_err(|e| other(e.into()))?;
-        out.write(&hash_files(self.workspace, &selector, self.digests).map_err(other)?)?;
+        out.write(&hash_files(self.workspace, &selector, self.files).map_err(other)?)?;
         Ok(())
     }
 }

@@ -444,6 +444,15 @@ fn write_summary(path: Option<&PathBuf>, summary: &serde_json::Value) -> Result<
     Ok(())
 }
 
+/// Completes an operation's JSON summary with what every summary has, and writes it where asked.
+fn finish_summary(code: u8, operation: &str, mut summary: serde_json::Value, store: &str, path: Option<&PathBuf>) -> Result<(u8, Option<serde_json::Value>)> {
+    summary["operation"] = operation.into();
+    summary["http_requests"] = S3Client::requests_sent().into();
+    summary["store"] = store.into();
+    write_summary(path, &summary)?;
+    Ok((code, Some(summary)))
+}
+
 fn throughput(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -496,12 +505,8 @@ fn run(cli: Cli) -> Result<(u8, Option<serde_json::Value>)> {
                 }
             };
             let mut summary = summary;
-            summary["operation"] = "save".into();
-            summary["http_requests"] = S3Client::requests_sent().into();
             summary["scope"] = context.scopes.write.clone().into();
-            summary["store"] = store.into();
-            write_summary(summary_path, &summary)?;
-            Ok((code, Some(summary)))
+            finish_summary(code, "save", summary, &store, summary_path)
         }
         Command::Restore(args) => {
             let request = RestoreRequest {
@@ -512,7 +517,7 @@ fn run(cli: Cli) -> Result<(u8, Option<serde_json::Value>)> {
                 lookup_only: args.lookup_only,
                 exact_key_only: args.exact_key_only,
             };
-            let (code, mut summary) = match context.restore(&request)? {
+            let (code, summary) = match context.restore(&request)? {
                 RestoreOutcome::Hit(hit) => {
                     let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
                     if hit.restored {
@@ -548,11 +553,7 @@ fn run(cli: Cli) -> Result<(u8, Option<serde_json::Value>)> {
                     (code, summary)
                 }
             };
-            summary["operation"] = "restore".into();
-            summary["http_requests"] = S3Client::requests_sent().into();
-            summary["store"] = store.into();
-            write_summary(summary_path, &summary)?;
-            Ok((code, Some(summary)))
+            finish_summary(code, "restore", summary, &store, summary_path)
         }
     }
 }
