@@ -3,10 +3,12 @@
 //! operational failure into a value (a miss, or a save that did not happen) with a reason, never a
 //! failed build.
 //!
-//! Objects are stored as `<store prefix>/<scope>/<key>.tar.zst` (scopes: [`crate::scope`]): the
-//! archive's zstd frames, then a trailer (a zstd skippable frame, see [`crate::trailer`]) with the
-//! manifest and the archive's SHA-256. The manifest carries the entry's version ([`entry_version`]);
-//! a restore passes over candidates of another version and says which it passed over and why.
+//! Objects are stored as `<store prefix>/<scope>/<key><format suffix>` (scopes: [`crate::scope`],
+//! names: [`crate::layout`]): the archive, then a trailer ([`crate::trailer`]) with the manifest and
+//! the archive's SHA-256. The manifest carries the entry's version ([`entry_version`]);
+//! a restore passes over candidates of another version and says which it passed over and why. A
+//! restore that uses an entry whose last use is older than [`crate::layout::TOUCH_INTERVAL`] refreshes
+//! its last-used marker with one small PUT beside the download, for least-recently-used eviction.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -16,24 +18,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::Digest;
 
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
+use crate::catalog::{self, Entry};
+use crate::layout::{self, Format};
 use crate::paths::{CachedRoot, PathError, resolve_roots};
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
-use crate::store::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
+use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
 use crate::{env_vars, fsmeta, output, parallel_pack, progress};
 
-/// Suffix of archive objects.
-pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
 /// Entries up to this size are fetched with a single GET.
 const SMALL_ENTRY: u64 = 4 << 20;
 /// Longest key, as in actions/cache.
 pub const MAX_KEY_LENGTH: usize = 512;
 /// Most candidate entries a restore examines before it gives up (each costs a ranged GET).
 const MAX_CANDIDATES: usize = 10;
-/// The compression algorithm, part of every entry's version.
-const COMPRESSION: &str = "zstd";
 
 /// Reads an environment variable; injected so that embedders and tests control the environment.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -78,7 +78,10 @@ pub struct SaveRequest {
     /// The key, or a key template (`deps-{{ hashFiles "**/Cargo.lock" }}`).
     pub key: String,
     pub paths: Vec<String>,
-    /// zstd level, 1..=19. Recorded in the entry, not in its key or version.
+    /// How the archive is encoded; recorded in the entry's manifest, name and version.
+    pub format: Format,
+    /// Compression level (zstd 1..=19, gzip 1..=9; ignored for tar). Recorded in the entry, not in
+    /// its key or version.
     pub compression_level: i32,
     /// Replace an existing entry instead of keeping the first writer's.
     pub overwrite: bool,
@@ -175,23 +178,18 @@ pub fn validate_key(key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// An entry's version: SHA-256 (hex, 16 digits) over its path list as given, the compression
-/// algorithm and, unless saved for every OS, the operating system. Like actions/cache's version, it
+/// An entry's version: SHA-256 (hex, 16 digits) over its path list as given, the archive format
+/// ([`Format::name`]) and, unless saved for every OS, the operating system. Like actions/cache's version, it
 /// keeps a restore from unpacking an archive made for other paths or another platform under the same key.
-pub fn entry_version(paths: &[String], cross_os: bool) -> String {
+pub fn entry_version(paths: &[String], format: Format, cross_os: bool) -> String {
     let mut hasher = sha2::Sha256::new();
     for path in paths {
         hasher.update(path.as_bytes());
         hasher.update(b"\n");
     }
-    hasher.update(COMPRESSION.as_bytes());
+    hasher.update(format.name().as_bytes());
     hasher.update(if cross_os { "\0cross-os" } else { std::env::consts::OS }.as_bytes());
     hex::encode(&hasher.finalize()[..8])
-}
-
-/// The object name of `key` in `scope`.
-pub fn object_name(scope: &str, key: &str) -> String {
-    format!("{scope}/{key}{ARCHIVE_SUFFIX}")
 }
 
 fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec<Root> {
@@ -255,11 +253,12 @@ impl CacheContext {
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
         }
-        let name = object_name(&self.scopes.write, &key);
+        let name = layout::entry_object(&self.scopes.write, &key, request.format);
         if !request.overwrite {
-            match self.store.head(&name) {
-                Ok(Some(_)) => return Ok(SaveOutcome::AlreadyExists { key }),
-                Ok(None) => {}
+            // First writer wins per key, whatever the format it saved.
+            match catalog::find_key(self.store.as_ref(), &self.scopes.write, &key) {
+                Ok(found) if !found.is_empty() => return Ok(SaveOutcome::AlreadyExists { key }),
+                Ok(_) => {}
                 Err(err) => return failed(describe_store_error(&err)),
             }
         }
@@ -294,9 +293,9 @@ impl CacheContext {
             arch: std::env::consts::ARCH.into(),
             members: summary.members,
             tar_bytes: summary.tar_bytes,
-            compression: COMPRESSION.into(),
+            compression: request.format.name().into(),
             level: request.compression_level,
-            version: entry_version(&request.paths, request.cross_os),
+            version: entry_version(&request.paths, request.format, request.cross_os),
             paths: request.paths.clone(),
             cross_os: request.cross_os,
         };
@@ -327,8 +326,8 @@ impl CacheContext {
         let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
 
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
-        let wanted = Wanted { os_only: entry_version(&request.paths, false), any_os: entry_version(&request.paths, true), cross_os: request.cross_os };
-        let Chosen { scope, info: found, manifest, source } = match self.choose(&primary_key, restore_keys, &wanted) {
+        let wanted = Wanted { paths: request.paths.clone(), cross_os: request.cross_os };
+        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, &wanted) {
             Ok(chosen) => chosen,
             Err(search) => {
                 let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
@@ -343,22 +342,22 @@ impl CacheContext {
                 return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
             }
         };
-        let matched_key = found.name.strip_prefix(&format!("{scope}/")).unwrap_or(&found.name);
-        let matched_key = matched_key.strip_suffix(ARCHIVE_SUFFIX).unwrap_or(matched_key).to_owned();
+        let matched_key = entry.name.key.clone();
         let hit = |members: u64, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
             matched_key: matched_key.clone(),
-            bytes: found.size,
+            bytes: entry.size(),
             members,
             elapsed: started.elapsed(),
             sha256: manifest.sha256.clone(),
             restored,
-            scope: scope.clone(),
+            scope: entry.name.scope.clone(),
         };
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
         }
+        let _touch = self.touch(&entry);
 
         crate::staging::remove_stale(&roots);
         let staging = match Staging::create(&roots) {
@@ -388,7 +387,7 @@ impl CacheContext {
 
     /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
     /// the archive that fails at its end unless every byte matches the manifest's SHA-256.
-    fn open_entry(&self, found: &ObjectInfo, wanted: &Wanted) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
+    fn open_entry(&self, found: &crate::store::ObjectInfo, wanted: &Wanted) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
         if found.size == 0 {
             return Err(Rejection::Broken("the object is empty".into()));
         }
@@ -423,50 +422,75 @@ impl CacheContext {
     fn choose(&self, primary_key: &str, restore_keys: &[String], wanted: &Wanted) -> Result<Chosen, Search> {
         let mut search = Search::default();
         let mut examined = 0;
+        let store = self.store.as_ref();
         for scope in &self.scopes.read {
-            let exact = match self.store.head(&object_name(scope, primary_key)) {
-                Ok(found) => found.into_iter().collect::<Vec<_>>(),
+            let exact = match catalog::find_key(store, scope, primary_key) {
+                Ok(found) => found,
                 Err(err) => return Err(search.store_failed(&err)),
             };
             let mut groups = vec![exact];
             for prefix in restore_keys {
-                let mut listed = match self.store.list(&format!("{scope}/{prefix}")) {
-                    Ok(listed) => listed.into_iter().filter(|o| o.name.ends_with(ARCHIVE_SUFFIX)).collect::<Vec<_>>(),
+                match catalog::list(store, &format!("{scope}/{prefix}")) {
+                    Ok(listed) => groups.push(listed.into_iter().filter(|e| e.name.scope == *scope && e.name.key.starts_with(prefix.as_str())).collect()),
                     Err(err) => return Err(search.store_failed(&err)),
-                };
-                listed.sort_by(|a, b| b.last_modified.cmp(&a.last_modified).then_with(|| b.name.cmp(&a.name)));
-                groups.push(listed);
+                }
             }
-            for info in groups.into_iter().flatten() {
+            for entry in groups.into_iter().flatten() {
                 if examined == MAX_CANDIDATES {
                     search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
                     return Err(search);
                 }
                 examined += 1;
-                match self.open_entry(&info, wanted) {
-                    Ok((manifest, source)) => return Ok(Chosen { scope: scope.clone(), info, manifest, source }),
+                match self.open_entry(&entry.object, wanted) {
+                    Ok((manifest, source)) => return Ok(Chosen { entry, manifest, source }),
                     Err(rejection) => {
                         let (why, failed) = match rejection {
                             Rejection::Version(why) => (why, false),
                             Rejection::Broken(why) | Rejection::Store(why) => (why, true),
                         };
-                        output::notice(&format!("passing over cache entry {}: {why}", info.name));
+                        output::notice(&format!("passing over cache entry {}: {why}", entry.object.name));
                         search.failed |= failed;
-                        search.rejected.push(format!("{}: {why}", info.name));
+                        search.rejected.push(format!("{}: {why}", entry.object.name));
                     }
                 }
             }
         }
         Err(search)
     }
+
+    /// Refreshes `entry`'s last-used marker when it is stale, on a thread beside the restore: one small
+    /// PUT, never on the critical path, and its failure (a read-only credential, say) is only logged.
+    /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
+    fn touch(&self, entry: &Entry) -> Option<Touch> {
+        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now()) {
+            return None;
+        }
+        let store = self.store.clone();
+        let marker = entry.name.marker();
+        let thread = std::thread::spawn(move || {
+            let written = store.put(&marker, PutOptions { if_none_match: false }).and_then(|upload| upload.finish());
+            if let Err(err) = written {
+                tracing::debug!(%marker, "could not refresh the last-used marker: {err}");
+            }
+        });
+        Some(Touch(Some(thread)))
+    }
 }
 
-/// The versions a restore accepts.
+/// A marker refresh in flight; dropping it waits for the PUT (bounded by the transport's timeouts).
+struct Touch(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Touch {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The versions a restore accepts: its paths, in the entry's own format.
 struct Wanted {
-    /// Saved for this OS with the restore's paths.
-    os_only: String,
-    /// Saved for every OS with the restore's paths.
-    any_os: String,
+    paths: Vec<String>,
     /// Whether the restore accepts entries saved for every OS on another OS.
     cross_os: bool,
 }
@@ -474,14 +498,15 @@ struct Wanted {
 impl Wanted {
     /// This OS's entries always fit; entries saved for every OS on another OS fit when cross-OS is on.
     fn fits(&self, manifest: &Manifest) -> bool {
-        manifest.version == self.os_only || (manifest.version == self.any_os && (self.cross_os || manifest.os == std::env::consts::OS))
+        let Some(format) = Format::from_name(&manifest.compression) else { return false };
+        manifest.version == entry_version(&self.paths, format, false)
+            || (manifest.version == entry_version(&self.paths, format, true) && (self.cross_os || manifest.os == std::env::consts::OS))
     }
 }
 
 /// The entry a restore will use.
 struct Chosen {
-    scope: String,
-    info: ObjectInfo,
+    entry: Entry,
     manifest: Manifest,
     source: Box<dyn Read + Send>,
 }

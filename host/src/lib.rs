@@ -36,10 +36,12 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod catalog;
 pub mod env_vars;
 pub mod fsmeta;
 pub mod github;
 pub mod host_files;
+pub mod layout;
 pub mod output;
 pub mod parallel_pack;
 pub mod paths;

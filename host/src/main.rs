@@ -230,7 +230,10 @@ struct SaveArgs {
     /// Paths to cache: files, directories, globs; `!` excludes; `~` is expanded. Repeatable.
     #[arg(long = "path", required = true, value_name = "PATH")]
     paths: Vec<String>,
-    /// zstd compression level (1-19).
+    /// Archive format: zstd (default), gzip or tar.
+    #[arg(long, value_enum, default_value_t)]
+    format: s3cache::layout::Format,
+    /// Compression level (zstd 1-19, gzip 1-9; ignored for tar).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     compression_level: i32,
     /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
@@ -472,6 +475,7 @@ fn run(cli: Cli) -> Result<(u8, Option<serde_json::Value>)> {
             let request = SaveRequest {
                 key: args.key,
                 paths: args.paths,
+                format: args.format,
                 compression_level: args.compression_level,
                 overwrite: args.overwrite,
                 cross_os: args.enable_cross_os_archive,

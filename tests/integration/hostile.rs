@@ -65,7 +65,7 @@ impl Victim {
             ..S3Options::default()
         };
         let store = s3cache::open_store(&format!("s3://{}/hostile", self.server.bucket), options).unwrap();
-        let mut upload = store.put(&s3cache::cache::object_name(s3cache::scope::LOCAL_SCOPE, key), PutOptions::default()).unwrap();
+        let mut upload = store.put(&s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Zstd), PutOptions::default()).unwrap();
         upload.write_all(object).unwrap();
         upload.finish().unwrap();
     }
@@ -298,7 +298,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
         tar_bytes: 0,
         compression: "zstd".into(),
         level: 3,
-        version: s3cache::cache::entry_version(&paths, cross_os),
+        version: s3cache::cache::entry_version(&paths, s3cache::layout::Format::Zstd, cross_os),
         paths,
         cross_os,
     };

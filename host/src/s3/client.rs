@@ -163,6 +163,8 @@ impl TransportConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
     pub size: u64,
+    /// `Last-Modified`; the epoch when the server sent none.
+    pub modified: std::time::SystemTime,
     /// `x-amz-meta-*` headers, names without the prefix.
     pub metadata: Vec<(String, String)>,
 }
@@ -396,7 +398,12 @@ impl S3Client {
                         Some((name.to_owned(), value.to_str().ok()?.to_owned()))
                     })
                     .collect();
-                Ok(Some(ObjectHead { size, metadata }))
+                let modified = headers
+                    .get("last-modified")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| httpdate::parse_http_date(v).ok())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                Ok(Some(ObjectHead { size, modified, metadata }))
             }
             Err(err) if err.kind == S3ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),

@@ -31,9 +31,8 @@ impl FileStore {
     fn info(&self, name: &str, path: &Path) -> Result<Option<ObjectInfo>, StoreError> {
         match fs::metadata(path) {
             Ok(meta) => {
-                let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
-                let last_modified = format!("{:020}.{:09}", modified.as_secs(), modified.subsec_nanos());
-                Ok(Some(ObjectInfo { name: name.to_owned(), size: meta.len(), last_modified }))
+                let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+                Ok(Some(ObjectInfo { name: name.to_owned(), size: meta.len(), modified }))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path: path.to_owned(), source }),

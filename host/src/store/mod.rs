@@ -10,6 +10,7 @@ mod s3;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 pub use file::FileStore;
 pub use s3::S3Store;
@@ -25,8 +26,8 @@ pub struct ObjectInfo {
     /// Name relative to the store's prefix.
     pub name: String,
     pub size: u64,
-    /// When it was written, as a string that sorts chronologically within one store.
-    pub last_modified: String,
+    /// When it was last written, by the store's clock.
+    pub modified: SystemTime,
 }
 
 /// A store operation that failed.
@@ -69,6 +70,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Why writing is impossible (anonymous mode, a public URL), or `None` when it is allowed.
     fn read_only(&self) -> Option<&'static str> {
         None
+    }
+    /// Whether [`BlobStore::list`] works (a public URL serves objects by name only).
+    fn can_list(&self) -> bool {
+        true
     }
     /// The object's size and time, or `None` when it does not exist.
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError>;

@@ -89,8 +89,12 @@ impl BlobStore for S3Store {
         self.anonymous.then_some(if self.client.bucket().name.is_empty() { "a public URL" } else { "anonymous mode" })
     }
 
+    fn can_list(&self) -> bool {
+        !self.client.bucket().name.is_empty()
+    }
+
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo { name: name.to_owned(), size: head.size, last_modified: String::new() }))
+        Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo { name: name.to_owned(), size: head.size, modified: head.modified }))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -99,7 +103,7 @@ impl BlobStore for S3Store {
             .into_iter()
             .filter_map(|o| {
                 let name = o.key.strip_prefix(&self.prefix)?.to_owned();
-                Some(ObjectInfo { name, size: o.size, last_modified: o.last_modified })
+                Some(ObjectInfo { name, size: o.size, modified: parse_listed_time(&o.last_modified) })
             })
             .collect())
     }
@@ -125,6 +129,12 @@ impl BlobStore for S3Store {
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         Ok(self.client.delete_object(&self.key(name))?)
     }
+}
+
+/// A listing's `LastModified` (RFC 3339, `2026-11-22T01:04:42.000Z`); the epoch when a server sends
+/// something else, so that such an object sorts as oldest rather than failing the listing.
+fn parse_listed_time(text: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).unwrap_or(std::time::UNIX_EPOCH)
 }
 
 fn s3cache_format() -> String {

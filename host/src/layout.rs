@@ -1,0 +1,167 @@
+//! Object names in a store: where entries and their last-used markers live, which archive format an
+//! entry has, and how to tell our own objects from anything else in a shared bucket.
+//!
+//! An entry is `<scope>/<key><suffix>` under the store's prefix, the suffix naming its format
+//! (`.tar.zst`, `.tar.gz`, `.tar`), so that `aws s3 ls` shows what each object is. Its last-used marker
+//! is an empty object beside it, `<scope>/<key><suffix>.used`, written when a restore uses an entry
+//! whose last use is older than [`TOUCH_INTERVAL`]. Markers share the entry's prefix on purpose: the
+//! listing a restore makes anyway returns them, so knowing whether a marker is fresh costs no request.
+//! Admin verbs act only on names that [`classify`] recognizes; every other object is left alone.
+
+use std::time::Duration;
+
+/// How an entry's archive is encoded. The name is recorded in the entry's manifest and version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// tar compressed with zstd, in independent frames (the default; fastest).
+    #[default]
+    Zstd,
+    /// tar compressed with gzip, as concatenated gzip members (readable by `tar xzf`).
+    Gzip,
+    /// Uncompressed tar.
+    Tar,
+}
+
+impl Format {
+    /// Every format, in the order suffixes are matched (longest first).
+    pub const ALL: [Format; 3] = [Format::Zstd, Format::Gzip, Format::Tar];
+
+    /// The object-name suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Format::Zstd => ".tar.zst",
+            Format::Gzip => ".tar.gz",
+            Format::Tar => ".tar",
+        }
+    }
+
+    /// The name recorded in manifests and versions, and accepted by `--format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Zstd => "zstd",
+            Format::Gzip => "gzip",
+            Format::Tar => "tar",
+        }
+    }
+
+    /// The format called `name` ([`Format::name`]).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Suffix of a last-used marker, after the entry's own name.
+pub const MARKER_SUFFIX: &str = ".used";
+
+/// A restore refreshes an entry's marker when its last use is older than this: at most one small PUT
+/// per entry per interval, and LRU eviction is exact to within it.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+
+/// The parts of an entry's object name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryName {
+    pub scope: String,
+    pub key: String,
+    pub format: Format,
+}
+
+impl EntryName {
+    pub fn new(scope: &str, key: &str, format: Format) -> Self {
+        Self { scope: scope.to_owned(), key: key.to_owned(), format }
+    }
+
+    /// The entry's object name.
+    pub fn object(&self) -> String {
+        entry_object(&self.scope, &self.key, self.format)
+    }
+
+    /// The object name of the entry's last-used marker.
+    pub fn marker(&self) -> String {
+        format!("{}{MARKER_SUFFIX}", self.object())
+    }
+}
+
+/// The object name of the entry for `key` in `scope`, in `format`.
+pub fn entry_object(scope: &str, key: &str, format: Format) -> String {
+    format!("{scope}/{key}{}", format.suffix())
+}
+
+/// The listing prefix that finds every format of `key`'s entry in `scope`, and their markers.
+pub fn key_prefix(scope: &str, key: &str) -> String {
+    format!("{scope}/{key}.tar")
+}
+
+/// What an object in the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreObject {
+    /// A cache entry.
+    Entry(EntryName),
+    /// The last-used marker of this entry.
+    Marker(EntryName),
+    /// Not an object s3cache writes: never listed, counted or deleted.
+    Foreign,
+}
+
+/// Recognizes an object name relative to the store prefix.
+pub fn classify(name: &str) -> StoreObject {
+    let (name, marker) = match name.strip_suffix(MARKER_SUFFIX) {
+        Some(entry) => (entry, true),
+        None => (name, false),
+    };
+    let Some((scope, rest)) = name.split_once('/') else { return StoreObject::Foreign };
+    if crate::scope::validate_explicit(scope).is_err() {
+        return StoreObject::Foreign;
+    }
+    let Some((key, format)) = Format::ALL.into_iter().find_map(|f| Some((rest.strip_suffix(f.suffix())?, f))) else {
+        return StoreObject::Foreign;
+    };
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return StoreObject::Foreign;
+    }
+    let entry = EntryName::new(scope, key, format);
+    if marker { StoreObject::Marker(entry) } else { StoreObject::Entry(entry) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entry and marker names round-trip through `classify`, in every format; keys may hold `/` and dots.
+    #[test]
+    fn names_round_trip() {
+        for format in Format::ALL {
+            for key in ["deps-v1", "a/b/c", "x.tar", "x.tar.gz", "npm-linux-1.2"] {
+                let entry = EntryName::new("heads-main-1a2b3c4d", key, format);
+                assert_eq!(classify(&entry.object()), StoreObject::Entry(entry.clone()), "{}", entry.object());
+                assert_eq!(classify(&entry.marker()), StoreObject::Marker(entry.clone()), "{}", entry.marker());
+                assert!(entry.object().starts_with(&key_prefix(&entry.scope, key)));
+            }
+        }
+        assert_eq!(entry_object("local", "k", Format::Gzip), "local/k.tar.gz");
+    }
+
+    /// Objects s3cache does not write are foreign, so that a shared bucket keeps them.
+    #[test]
+    fn foreign_objects() {
+        for name in ["README", "logs/2026.txt", "local/.tar.zst", "../x/k.tar.zst", "a b/k.tar", "local/k.zip", "k.tar.zst", "local/k.tar.zst.bak"] {
+            assert_eq!(classify(name), StoreObject::Foreign, "{name}");
+        }
+    }
+
+    /// Format names are the ones manifests and `--format` use.
+    #[test]
+    fn format_names() {
+        for format in Format::ALL {
+            assert_eq!(Format::from_name(format.name()), Some(format));
+        }
+        assert_eq!(Format::from_name("lz4"), None);
+        assert_eq!(Format::default(), Format::Zstd);
+    }
+}
