@@ -99,6 +99,20 @@ pub const GITHUB_STATE: &str = "GITHUB_STATE";
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// Set to `true` by GitHub Actions; secrets obtained at run time are then masked with `::add-mask::`.
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// Prefix of the variables that carry an action's inputs.
+pub const GITHUB_INPUT_PREFIX: &str = "INPUT_";
+/// Prefix of the variables that bring `GITHUB_STATE` records back to the post step.
+pub const GITHUB_STATE_PREFIX: &str = "STATE_";
+
+/// The variable that carries the action input `name`: `INPUT_` + the name upper-cased, spaces as `_`.
+pub fn github_input(name: &str) -> String {
+    format!("{GITHUB_INPUT_PREFIX}{}", name.to_uppercase().replace(' ', "_"))
+}
+
+/// The variable that brings the state record `name` back to the post step (the name as written).
+pub fn github_state(name: &str) -> String {
+    format!("{GITHUB_STATE_PREFIX}{name}")
+}
 
 /// The scope to read and write instead of the CI's refs (one object-key segment).
 pub const S3CACHE_SCOPE: &str = "S3CACHE_SCOPE";

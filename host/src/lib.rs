@@ -34,12 +34,14 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod bindings;
 pub mod cache;
 pub mod catalog;
+pub mod config;
 pub mod env_vars;
 pub mod fsmeta;
-pub mod github;
+pub mod frontends;
 pub mod host_files;
 pub mod layout;
 pub mod output;
@@ -51,6 +53,7 @@ pub mod sandbox;
 pub mod scope;
 pub mod staging;
 pub mod store;
+pub mod summary;
 pub mod trailer;
 
 pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};

@@ -5,9 +5,14 @@
 //! back to the post step as `STATE_<name>`), renders `GITHUB_STEP_SUMMARY` as Markdown, and reads
 //! workflow commands (`::add-mask::`, `::group::`, `::warning::`) from the log. This module turns
 //! inputs into the ordinary command line — so the action and the CLI cannot drift apart — and writes
-//! outputs, state and the summary table from the operation's JSON summary.
+//! outputs, state and the summary table from the operation's [`Summary`].
 
 use std::io::Write;
+
+use super::Invocation;
+use crate::config::parse;
+use crate::env_vars;
+use crate::summary::Summary;
 
 /// Which step of the action runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,28 +25,15 @@ pub enum Step {
     Post,
 }
 
-/// The command line (after the program name) and extra environment a step runs with.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Invocation {
-    pub args: Vec<String>,
-    /// Variables for the credential chain (`S3CACHE_ACCESS_KEY_ID`...), from inputs.
-    pub env: Vec<(String, String)>,
-    /// Input values to mask before anything is printed.
-    pub secrets: Vec<String>,
-    /// Set when the step has nothing to do (the post step after an exact hit); the reason is logged.
-    pub skip: Option<String>,
-}
-
-/// Reads an input the way the runner passes it: `INPUT_` + the name upper-cased, spaces as `_`.
+/// Reads an input the way the runner passes it ([`env_vars::github_input`]), trimmed; empty is unset.
 pub fn input(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    env(&format!("INPUT_{}", name.to_uppercase().replace(' ', "_"))).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    env(&env_vars::github_input(name)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn flag(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, String> {
-    match input(env, name).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(format!("input `{name}` must be `true` or `false`, not {other:?}")),
+    match input(env, name) {
+        None => Ok(false),
+        Some(value) => parse::boolean(&format!("input `{name}`"), &value).map_err(|e| e.to_string()),
     }
 }
 
@@ -77,9 +69,9 @@ pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<In
         }
     }
     for (name, variable, secret) in [
-        ("access-key-id", "S3CACHE_ACCESS_KEY_ID", false),
-        ("secret-access-key", "S3CACHE_SECRET_ACCESS_KEY", true),
-        ("session-token", "S3CACHE_SESSION_TOKEN", true),
+        ("access-key-id", env_vars::S3CACHE_ACCESS_KEY_ID, false),
+        ("secret-access-key", env_vars::S3CACHE_SECRET_ACCESS_KEY, true),
+        ("session-token", env_vars::S3CACHE_SESSION_TOKEN, true),
     ] {
         if let Some(value) = input(env, name) {
             if secret {
@@ -114,8 +106,8 @@ pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<In
         }
         Step::Save | Step::Post => {
             let key = if step == Step::Post {
-                let primary = env(&format!("STATE_{STATE_PRIMARY_KEY}")).filter(|k| !k.is_empty());
-                let matched = env(&format!("STATE_{STATE_MATCHED_KEY}")).filter(|k| !k.is_empty());
+                let primary = env(&env_vars::github_state(STATE_PRIMARY_KEY)).filter(|k| !k.is_empty());
+                let matched = env(&env_vars::github_state(STATE_MATCHED_KEY)).filter(|k| !k.is_empty());
                 if primary.is_some() && primary == matched {
                     inv.skip = Some(format!("cache hit on the primary key {}, not saving", primary.as_deref().unwrap_or_default()));
                 }
@@ -162,51 +154,41 @@ pub fn append_records(path: &std::path::Path, records: &[(&str, String)]) -> std
     Ok(())
 }
 
-/// The step's outputs, from the operation's JSON summary: actions/cache's names, never empty.
-pub fn outputs(step: Step, summary: &serde_json::Value) -> Vec<(&'static str, String)> {
-    let text = |name: &str| summary[name].as_str().unwrap_or_default().to_owned();
+/// The step's outputs, from the operation's summary: actions/cache's names, never empty.
+pub fn outputs(step: Step, summary: &Summary) -> Vec<(&'static str, String)> {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
     match step {
-        Step::Restore => {
-            let exact = summary["exact"].as_bool().unwrap_or(false) && summary["cache_hit"].as_bool().unwrap_or(false);
-            vec![
-                ("cache-hit", exact.to_string()),
-                ("cache-primary-key", text("key")),
-                ("cache-matched-key", text("matched_key")),
-                ("cache-size", summary["bytes"].as_u64().unwrap_or(0).to_string()),
-                ("cache-scope", text("scope")),
-            ]
-        }
-        Step::Save | Step::Post => vec![("cache-saved", (text("outcome") == "saved").to_string()), ("cache-primary-key", text("key"))],
+        Step::Restore => vec![
+            ("cache-hit", summary.exact_hit().to_string()),
+            ("cache-primary-key", text(&summary.key)),
+            ("cache-matched-key", text(&summary.matched_key)),
+            ("cache-size", summary.bytes.unwrap_or(0).to_string()),
+            ("cache-scope", text(&summary.scope)),
+        ],
+        Step::Save | Step::Post => vec![("cache-saved", (summary.outcome == "saved").to_string()), ("cache-primary-key", text(&summary.key))],
     }
 }
 
 /// The restore step's state for the post step.
-pub fn state(summary: &serde_json::Value) -> Vec<(&'static str, String)> {
-    let text = |name: &str| summary[name].as_str().unwrap_or_default().to_owned();
-    vec![(STATE_PRIMARY_KEY, text("key")), (STATE_MATCHED_KEY, text("matched_key"))]
+pub fn state(summary: &Summary) -> Vec<(&'static str, String)> {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    vec![(STATE_PRIMARY_KEY, text(&summary.key)), (STATE_MATCHED_KEY, text(&summary.matched_key))]
 }
 
 /// A Markdown table row set for `GITHUB_STEP_SUMMARY`.
-pub fn step_summary(summary: &serde_json::Value) -> String {
-    let cell = |name: &str| {
-        let value = &summary[name];
-        let text = match value {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        // Keys are user text: keep the table intact and inert.
-        text.replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;")
-    };
-    let size = summary["bytes"].as_u64().map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default();
-    let time = summary["elapsed_ms"].as_u64().map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_default();
+pub fn step_summary(summary: &Summary) -> String {
+    // Keys are user text: keep the table intact and inert.
+    let cell = |text: &str| text.replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;");
+    let text = |value: &Option<String>| cell(value.as_deref().unwrap_or_default());
+    let size = summary.bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default();
+    let time = summary.elapsed_ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_default();
     format!(
         "### s3cache {}\n\n| outcome | key | matched key | scope | size | time |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {size} | {time} |\n\n",
-        cell("operation"),
-        cell("outcome"),
-        cell("key"),
-        cell("matched_key"),
-        cell("scope"),
+        summary.operation,
+        summary.outcome,
+        text(&summary.key),
+        text(&summary.matched_key),
+        text(&summary.scope),
     )
 }
 
@@ -255,7 +237,7 @@ mod tests {
     /// Outputs are never empty, values cannot inject records, and the summary table stays a table.
     #[test]
     fn outputs_records_and_summary() {
-        let miss = serde_json::json!({ "operation": "restore", "outcome": "miss", "cache_hit": false, "key": "k|<b>" });
+        let miss = Summary { operation: "restore", outcome: "miss", cache_hit: Some(false), key: Some("k|<b>".into()), ..Summary::default() };
         let outputs = outputs(Step::Restore, &miss);
         assert_eq!(outputs[0], ("cache-hit", "false".to_string()));
         let dir = tempfile::tempdir().unwrap();

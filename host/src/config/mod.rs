@@ -1,0 +1,342 @@
+//! Configuration: the settings every front end fills (store, scopes, transfer, publishing, limits),
+//! and [`resolve`], the one call that turns them and the environment into a ready [`CacheContext`]:
+//! the default store, endpoint and region fallbacks, the credential chain, the sandbox and the CI's
+//! scopes. The CLI, the GitHub action, the CI plugins and embedders all come through here, so they
+//! behave the same.
+//!
+//! The settings are also the CLI's global flags (`clap::Args`), with their defaults and variables in
+//! one place; an embedder builds them with `Settings::default()` and changes what it needs.
+
+pub mod parse;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::bindings::UnpackLimits;
+use crate::cache::{CacheContext, EnvLookup};
+use crate::s3::client::{RetryPolicy, TransportConfig};
+use crate::s3::credentials::{ChainInputs, resolve_chain};
+use crate::s3::download::DownloadConfig;
+use crate::s3::upload::UploadConfig;
+use crate::s3::{Credentials, PublishOptions};
+use crate::scope::{self, ScopePlan};
+use crate::{GuestLimits, S3Options, Sandbox, env_vars, output};
+
+/// Everything that configures a run, whatever the command.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where caches live: s3://bucket[/prefix], file:///dir, or a public https:// URL (read-only).
+    /// Default: a local store under the user cache directory.
+    #[arg(long, global = true, env = env_vars::S3CACHE_STORE, value_name = "URL")]
+    pub store: Option<String>,
+    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Use path-style addressing (host/bucket/key); automatic for IP and localhost endpoints.
+    #[arg(long, global = true)]
+    pub path_style: bool,
+    /// Use AWS's dual-stack endpoint (when no --endpoint is given).
+    #[arg(long, global = true)]
+    pub dualstack: bool,
+    /// Use S3 Transfer Acceleration (when no --endpoint is given).
+    #[arg(long, global = true)]
+    pub accelerate: bool,
+    /// Send unsigned requests, for a public bucket; saving is refused.
+    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub anonymous: bool,
+    /// The profile in ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE, else `default`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeSettings,
+    #[command(flatten)]
+    pub transfer: TransferSettings,
+    #[command(flatten)]
+    pub publish: PublishSettings,
+    #[command(flatten)]
+    pub limits: LimitSettings,
+}
+
+/// Branch isolation.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Scopes (branch isolation)")]
+pub struct ScopeSettings {
+    /// Read and write only this scope instead of the CI's ref scopes (current ref, then the pull
+    /// request's base, then the default branch).
+    #[arg(long, global = true, env = env_vars::S3CACHE_SCOPE, value_name = "NAME")]
+    pub scope: Option<String>,
+    /// Let untrusted runs (fork pull requests, pull_request_target, workflow_run) save; logged as a warning.
+    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub allow_untrusted_save: bool,
+}
+
+/// What a restore accepts from an untrusted archive, and the guest's own bounds.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits (restores of untrusted archives)")]
+pub struct LimitSettings {
+    /// Largest uncompressed archive accepted, MiB.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_UNPACKED_MB, default_value_t = 64 << 10)]
+    pub max_unpacked_mb: u64,
+    /// Most archive members accepted.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ENTRIES, default_value_t = 5_000_000)]
+    pub max_entries: u64,
+    /// Memory cap of the sandboxed guest, MiB (16-4096).
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_MEMORY_MB, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=4096))]
+    pub guest_memory_mb: u64,
+    /// Longest one call into the guest may run, ms.
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_TIMEOUT_MS, default_value_t = 3_600_000)]
+    pub guest_timeout_ms: u64,
+}
+
+/// Options for the objects a save writes.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Publishing (new objects)")]
+pub struct PublishSettings {
+    /// Canned ACL, e.g. public-read.
+    #[arg(long, global = true)]
+    pub acl: Option<String>,
+    /// Server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).
+    #[arg(long, global = true, value_parser = ["AES256", "aws:kms"])]
+    pub sse: Option<String>,
+    /// KMS key id for --sse aws:kms.
+    #[arg(long, global = true)]
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class, e.g. STANDARD_IA.
+    #[arg(long, global = true)]
+    pub storage_class: Option<String>,
+    /// An object tag KEY=VALUE; repeatable.
+    #[arg(long = "tag", global = true, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// User metadata KEY=VALUE (x-amz-meta-KEY); repeatable.
+    #[arg(long = "metadata", global = true, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub metadata: Vec<(String, String)>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    if key.is_empty() {
+        return Err(format!("empty key in {text:?}"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+impl PublishSettings {
+    fn options(&self) -> PublishOptions {
+        PublishOptions {
+            acl: self.acl.clone(),
+            server_side_encryption: self.sse.clone(),
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            storage_class: self.storage_class.clone(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// Retries, timeouts and transfer sizes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Transfer")]
+pub struct TransferSettings {
+    /// Upload part and download range size, MiB (5-5120).
+    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub part_size_mb: u64,
+    /// Parts or ranges in flight at once (1-64).
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Attempts per request, the first included (1-20).
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ATTEMPTS, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Backoff before the first retry, ms (doubles per retry, full jitter).
+    #[arg(long, global = true, env = env_vars::S3CACHE_RETRY_BASE_MS, default_value_t = 100)]
+    pub retry_base_ms: u64,
+    /// Connect timeout, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONNECT_TIMEOUT_SECS, default_value_t = 5)]
+    pub connect_timeout_secs: u64,
+    /// Grace per request body on top of the minimum throughput, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = 10)]
+    pub stall_timeout_secs: u64,
+    /// Slowest accepted transfer per request, KiB/s; slower bodies are aborted and retried.
+    #[arg(long, global = true, env = env_vars::S3CACHE_MIN_THROUGHPUT_KBPS, default_value_t = 256)]
+    pub min_throughput_kbps: u64,
+    /// Budget for a whole save or restore, seconds.
+    #[arg(long, global = true, env = env_vars::S3CACHE_DEADLINE_SECS, default_value_t = 1200)]
+    pub deadline_secs: u64,
+    /// Seconds to add to the local clock when signing (learned from the server when it is off).
+    #[arg(long, global = true, env = env_vars::S3CACHE_CLOCK_OFFSET_SECS, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_secs: i64,
+}
+
+impl TransferSettings {
+    fn transport(&self) -> TransportConfig {
+        TransportConfig {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            response_timeout: Duration::from_secs(self.stall_timeout_secs.max(1) * 6),
+            min_throughput: self.min_throughput_kbps.max(1) << 10,
+            body_grace: Duration::from_secs(self.stall_timeout_secs),
+            deadline: Some(Duration::from_secs(self.deadline_secs)),
+            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: Duration::from_secs(20) },
+            clock_offset_secs: self.clock_offset_secs,
+        }
+    }
+}
+
+/// A settings struct with every clap default, for embedders and front ends that fill fields.
+fn defaults<T: clap::FromArgMatches + Args>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
+    // Defaults only: the process environment must not leak into a value built in code.
+    let command = command.mut_args(|arg| arg.env(None::<&str>));
+    T::from_arg_matches(&command.get_matches_from(Vec::<String>::new())).expect("every setting has a default")
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+/// The process environment with `overrides` on top (a front end's translated settings); empty
+/// values count as unset.
+pub fn process_env(overrides: Vec<(String, String)>) -> EnvLookup {
+    Arc::new(move |name| {
+        if let Some((_, value)) = overrides.iter().find(|(n, _)| n == name) {
+            return Some(value.clone()).filter(|v| !v.is_empty());
+        }
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })
+}
+
+/// Where s3cache keeps its own files (the compiled guest, the default store).
+pub fn cache_dir(env: &EnvLookup) -> Option<PathBuf> {
+    env(env_vars::S3CACHE_CACHE_DIR).map(PathBuf::from).or_else(|| dirs::cache_dir().map(|d| d.join("s3cache")))
+}
+
+/// Runs the credential chain for an `s3://` store (unless anonymous) and registers what it finds as
+/// secrets, so that they are scrubbed from output and masked on GitHub Actions.
+fn credentials(settings: &Settings, env: &EnvLookup, url: &str, region: &str) -> Result<Option<Credentials>> {
+    if !url.starts_with("s3://") || settings.anonymous {
+        return Ok(None);
+    }
+    let profile = settings.profile.clone();
+    let env = env.clone();
+    let lookup = move |name: &str| if name == env_vars::AWS_PROFILE && profile.is_some() { profile.clone() } else { env(name) };
+    let inputs = ChainInputs { env: &lookup, home: dirs::home_dir(), region: region.to_owned() };
+    let Some(resolved) = resolve_chain(&inputs)? else { return Ok(None) };
+    resolved.credentials.secrets().for_each(output::register_secret);
+    tracing::debug!(source = %resolved.source, "credentials found");
+    Ok(Some(resolved.credentials))
+}
+
+/// The store URL the settings name, or the local default (announced once).
+pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
+    if let Some(url) = &settings.store {
+        return Ok(url.clone());
+    }
+    let dir = cache_dir(env).context("no store given and no cache directory known; set S3CACHE_STORE")?.join("store");
+    let url = format!("file://{}", dir.display());
+    output::notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
+    Ok(url)
+}
+
+/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
+pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
+    if env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
+        output::enable_github_actions();
+    }
+    let url = store_url(settings, &env)?;
+    let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
+    let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
+    let transfer = &settings.transfer;
+    let options = S3Options {
+        endpoint: settings.endpoint.clone().or_else(|| env(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env(env_vars::AWS_ENDPOINT_URL)),
+        region,
+        path_style: settings.path_style,
+        dualstack: settings.dualstack,
+        accelerate: settings.accelerate,
+        anonymous: settings.anonymous,
+        publish: settings.publish.options(),
+        credentials,
+        transport: transfer.transport(),
+        upload: UploadConfig { part_size: (transfer.part_size_mb << 20) as usize, concurrency: transfer.concurrency as usize, if_none_match: true },
+        download: DownloadConfig { range_size: transfer.part_size_mb << 20, concurrency: transfer.concurrency as usize },
+    };
+    let store = crate::open_store(&url, options)?;
+    let limits = &settings.limits;
+    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
+    let sandbox = Sandbox::load(cache_dir(&env).as_deref(), guest_limits)?;
+    let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
+    let scopes = scopes(&settings.scope, &env)?;
+    Ok(CacheContext {
+        scopes,
+        unpack_limits,
+        store: Arc::from(store),
+        sandbox: Arc::new(sandbox),
+        cwd: std::env::current_dir().context("reading the working directory")?,
+        home: dirs::home_dir(),
+        env,
+    })
+}
+
+/// The run's scopes, from `--scope` or the CI's variables; an override of read-only is a warning.
+pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
+    if let Some(scope) = &settings.scope {
+        scope::validate_explicit(scope).map_err(anyhow::Error::msg)?;
+    }
+    let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
+        let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if parsed.is_none() {
+            output::warning(&format!("could not read the event payload {path}; scoping without it"));
+        }
+        parsed
+    });
+    let refs = scope::ci_refs(&|name| env(name), event.as_ref());
+    let plan = scope::plan(&refs, settings.scope.as_deref(), settings.allow_untrusted_save);
+    if let (Some(why), true) = (&refs.untrusted, settings.allow_untrusted_save) {
+        output::warning(&format!("{why}, but saving was allowed explicitly (--allow-untrusted-save)"));
+    }
+    tracing::debug!(read = ?plan.read, write = %plan.write, source = %plan.source, "scopes");
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings built in code get the CLI's defaults and ignore the process environment.
+    #[test]
+    fn defaults_match_the_cli() {
+        let settings = Settings::default();
+        assert_eq!(settings.store, None);
+        assert_eq!(settings.transfer.part_size_mb, 8);
+        assert_eq!(settings.transfer.concurrency, 4);
+        assert_eq!(settings.transfer.max_attempts, 3);
+        assert_eq!(settings.limits.guest_memory_mb, 1024);
+        assert!(!settings.anonymous && !settings.scope.allow_untrusted_save);
+    }
+
+    /// Overrides win over the process environment and empty values are unset.
+    #[test]
+    fn overrides_win() {
+        let env = process_env(vec![("S3CACHE_TEST_OVERRIDE".into(), "x".into()), ("S3CACHE_TEST_EMPTY".into(), String::new())]);
+        assert_eq!(env("S3CACHE_TEST_OVERRIDE").as_deref(), Some("x"));
+        assert_eq!(env("S3CACHE_TEST_EMPTY"), None);
+    }
+}

@@ -1,0 +1,460 @@
+//! The `s3cache` command line: flags and subcommands, the run of one operation, what it prints, and
+//! its exit code (README, "Exit codes"). Other front ends produce a command line and run it here.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use super::{Invocation, github, render};
+use crate::admin::ScopeSelection;
+use crate::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
+use crate::config::{self, Settings, parse};
+use crate::layout::Format;
+use crate::s3::client::S3Client;
+use crate::summary::Summary;
+use crate::{RestoreRequest, SaveRequest, env_vars, output};
+
+/// Exit code for a miss with `--fail-on-cache-miss`, a failure with `--fail-on-error`, or an admin
+/// verb's "no" (`has`, `delete` of a missing key).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for an admin verb whose store requests failed.
+pub const EXIT_STORE: u8 = 3;
+
+/// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "s3cache", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    /// Log diagnostics (same as S3CACHE_LOG=debug).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    /// Write a JSON summary of the save or restore to this file.
+    #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save paths under a key, unless an entry with that key exists.
+    Save(SaveArgs),
+    /// Restore paths from the entry with the key, or the newest matching a restore key.
+    Restore(RestoreArgs),
+    /// Print the key a template renders to.
+    Key(KeyArgs),
+    /// List entries, newest first: key, scope, format, size, saved, last used.
+    List(ListArgs),
+    /// Entries and bytes per scope and in total, over the whole store.
+    Usage(JsonArgs),
+    /// Exit 0 when an entry with exactly KEY exists in the scopes a restore reads, else 1.
+    Has(KeyedArgs),
+    /// Delete the entry with exactly KEY (every format); exit 1 when there is none.
+    Delete(KeyedArgs),
+    /// Delete every entry of a scope, or of the whole store; asks first, or needs --yes.
+    Clear(ClearArgs),
+    /// Delete entries not used (saved or restored) for longer than a duration, in every scope.
+    Flush(FlushArgs),
+    /// Delete the least recently used entries until the store holds at most a size.
+    Prune(PruneArgs),
+    /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
+    /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
+    GithubAction(GithubActionArgs),
+}
+
+#[derive(Debug, Args)]
+struct GithubActionArgs {
+    /// restore (the action's main step), save, or post (save unless the restore hit the primary key).
+    #[arg(value_enum)]
+    step: ActionStep,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionStep {
+    Restore,
+    Save,
+    Post,
+}
+
+#[derive(Debug, Args)]
+struct SaveArgs {
+    /// The key, or a template such as 'deps-{{ hashFiles "**/Cargo.lock" }}'.
+    #[arg(long)]
+    key: String,
+    /// Paths to cache: files, directories, globs; `!` excludes; `~` is expanded. Repeatable.
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Archive format: zstd (default), gzip or tar.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Compression level (zstd 1-19, gzip 1-9; ignored for tar).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: i32,
+    /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
+    #[arg(long)]
+    fail_on_error: bool,
+    /// Replace an existing entry with this key instead of keeping the first one.
+    #[arg(long)]
+    overwrite: bool,
+    /// Save for every operating system (restores elsewhere need --enable-cross-os-archive too).
+    #[arg(long)]
+    enable_cross_os_archive: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The primary key (or template); matched exactly.
+    #[arg(long)]
+    key: String,
+    /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
+    #[arg(long = "restore-key", value_name = "PREFIX")]
+    restore_keys: Vec<String>,
+    /// Paths to restore; must be the same list the cache was saved with.
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Exit 1 when nothing is restored.
+    #[arg(long)]
+    fail_on_cache_miss: bool,
+    /// Also restore entries saved on another operating system.
+    #[arg(long)]
+    enable_cross_os_archive: bool,
+    /// Only check that an entry exists and is restorable; download nothing.
+    #[arg(long)]
+    lookup_only: bool,
+    /// Restore only the exact key, never a restore-key match (release builds).
+    #[arg(long)]
+    exact_key_only: bool,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The template, e.g. '{{ os }}-{{ checksum "Cargo.lock" }}'.
+    #[arg(long)]
+    template: String,
+}
+
+#[derive(Debug, Args)]
+struct JsonArgs {
+    /// Print one JSON document (exact bytes, RFC 3339 times) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which scopes an admin verb covers: the run's own (default), one, or all.
+#[derive(Debug, Args)]
+struct ScopeChoice {
+    /// Every scope in the store.
+    #[arg(long, conflicts_with = "scope")]
+    all_scopes: bool,
+}
+
+impl ScopeChoice {
+    fn selection(&self, settings: &Settings) -> ScopeSelection {
+        match (&settings.scope.scope, self.all_scopes) {
+            (_, true) => ScopeSelection::All,
+            (Some(scope), false) => ScopeSelection::Named(scope.clone()),
+            (None, false) => ScopeSelection::Own,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    scopes: ScopeChoice,
+    /// Only keys that start with this.
+    #[arg(long, value_name = "P", default_value = "")]
+    prefix: String,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeyedArgs {
+    /// The exact key (not a template).
+    key: String,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct ClearArgs {
+    #[command(flatten)]
+    scopes: ScopeChoice,
+    /// Delete without asking (needed when not on a terminal).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct FlushArgs {
+    /// Entries unused for longer than this go: 14d, 336h, 90m, 30s, or a bare number of days.
+    #[arg(long, value_name = "DURATION", value_parser = parse::flags::duration)]
+    older_than: Duration,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// The size the store must fit: 10GB (powers of 1000), 500MiB (powers of 1024), or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse::flags::size)]
+    max_size: u64,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+/// The process: parse the command line, run it, print the error chain once, exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::GithubAction(GithubActionArgs { step }) => github_action(step),
+        _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "warn,s3cache=debug,guest=debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Runs what a front end translated its settings into.
+fn run_invocation(invocation: Invocation) -> Result<(u8, Option<Summary>)> {
+    invocation.secrets.iter().for_each(|s| output::register_secret(s));
+    let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    run(cli, config::process_env(invocation.env))
+}
+
+/// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.
+fn github_action(step: ActionStep) -> Result<u8> {
+    output::enable_github_actions();
+    let step = match step {
+        ActionStep::Restore => github::Step::Restore,
+        ActionStep::Save => github::Step::Save,
+        ActionStep::Post => github::Step::Post,
+    };
+    let env = config::process_env(Vec::new());
+    let mut invocation = github::invocation(step, &|name| env(name)).map_err(anyhow::Error::msg)?;
+    if let Some(reason) = invocation.skip.take() {
+        invocation.secrets.iter().for_each(|s| output::register_secret(s));
+        output::notice(&reason);
+        return Ok(0);
+    }
+    output::group(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }));
+    let result = run_invocation(invocation);
+    output::end_group();
+    let (code, summary) = result?;
+    if let Some(summary) = summary {
+        if let Some(path) = env(env_vars::GITHUB_OUTPUT) {
+            github::append_records(Path::new(&path), &github::outputs(step, &summary)).context("writing GITHUB_OUTPUT")?;
+        }
+        if let (github::Step::Restore, Some(path)) = (step, env(env_vars::GITHUB_STATE)) {
+            github::append_records(Path::new(&path), &github::state(&summary)).context("writing GITHUB_STATE")?;
+        }
+        if let Some(path) = env(env_vars::GITHUB_STEP_SUMMARY) {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening GITHUB_STEP_SUMMARY")?;
+            file.write_all(github::step_summary(&summary).as_bytes())?;
+        }
+    }
+    Ok(code)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Completes a summary with what every summary has, and writes it where `--summary-json` asked.
+fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> Result<Summary> {
+    summary.http_requests = S3Client::requests_sent();
+    summary.store = store.to_owned();
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// Runs a command; returns the exit code and, for saves and restores, the summary.
+fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
+    let context = config::resolve(&cli.settings, env)?;
+    let store = context.store.location();
+    let summary_path = cli.summary_json.as_ref();
+    let settings = &cli.settings;
+    match cli.command {
+        Command::Key(args) => {
+            println!("{}", context.compute_key(&args.template)?);
+            Ok((0, None))
+        }
+        Command::GithubAction(_) => anyhow::bail!("github-action steps do not nest"),
+        Command::Save(args) => {
+            let request = SaveRequest {
+                key: args.key,
+                paths: args.paths,
+                format: args.format,
+                compression_level: args.compression_level,
+                overwrite: args.overwrite,
+                cross_os: args.enable_cross_os_archive,
+            };
+            let outcome = context.save(&request)?;
+            let code = report_save(&outcome, args.fail_on_error);
+            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write), &store, summary_path)?;
+            Ok((code, Some(summary)))
+        }
+        Command::Restore(args) => {
+            let request = RestoreRequest {
+                key: args.key,
+                restore_keys: args.restore_keys,
+                paths: args.paths,
+                cross_os: args.enable_cross_os_archive,
+                lookup_only: args.lookup_only,
+                exact_key_only: args.exact_key_only,
+            };
+            let outcome = context.restore(&request)?;
+            let code = report_restore(&outcome, args.fail_on_cache_miss);
+            let summary = finish_summary(Summary::of_restore(&outcome), &store, summary_path)?;
+            Ok((code, Some(summary)))
+        }
+        command => Ok((admin(command, settings, &context), None)),
+    }
+}
+
+/// Prints what a save did; returns its exit code.
+fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
+    match outcome {
+        SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
+            output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
+        }
+        SaveOutcome::AlreadyExists { key } => output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
+        SaveOutcome::NothingToSave { key } => output::warning(&format!("nothing to save under {key}: the paths match no files")),
+        SaveOutcome::Skipped { reason, .. } => output::notice(&format!("not saving: {reason}")),
+        SaveOutcome::Failed { key, reason } => {
+            output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
+            return if fail_on_error { EXIT_FAILED } else { 0 };
+        }
+    }
+    0
+}
+
+/// Prints what a restore did; returns its exit code.
+fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool) -> u8 {
+    match outcome {
+        RestoreOutcome::Hit(hit) => {
+            let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
+            if hit.restored {
+                output::notice(&format!(
+                    "restored {} ({how}): {} entries, {} in {:.2}s",
+                    hit.matched_key,
+                    hit.members,
+                    megabytes(hit.bytes),
+                    hit.elapsed.as_secs_f64()
+                ));
+            } else {
+                output::notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
+            }
+            0
+        }
+        RestoreOutcome::Miss { reason, failed, .. } => {
+            if *failed {
+                output::warning(&format!("cache not restored: {reason}"));
+            } else {
+                output::notice(&format!("cache miss: {reason}"));
+            }
+            if fail_on_cache_miss { EXIT_FAILED } else { 0 }
+        }
+    }
+}
+
+/// Runs an admin verb, prints its result, and returns its exit code. Store failures are printed
+/// here (exit 3): unlike a save or restore, an admin verb is not a build step to keep green.
+fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
+    let result = match command {
+        Command::List(args) => context.list_entries(&args.scopes.selection(settings), &args.prefix).map(|entries| {
+            render::entries(&entries, args.output.json);
+            0
+        }),
+        Command::Usage(args) => context.usage().map(|usage| {
+            render::usage(&usage, args.json);
+            0
+        }),
+        Command::Has(args) => context.find_entry(&args.key, settings.scope.scope.as_deref()).map(|entry| {
+            render::found(entry.as_ref(), &args.key, args.output.json);
+            if entry.is_some() { 0 } else { EXIT_FAILED }
+        }),
+        Command::Delete(args) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
+            if entries.is_empty() {
+                let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
+                if args.output.json {
+                    render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
+                } else {
+                    output::notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
+                }
+                return EXIT_FAILED;
+            }
+            finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json)
+        }),
+        Command::Clear(args) => clear(context, &args.scopes.selection(settings), args.yes, args.output.json),
+        Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
+            let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
+            finish_removal("flush", context.remove(stale), extra, args.output.json)
+        }),
+        Command::Prune(args) => context.eviction_candidates(args.max_size).map(|(evict, before)| {
+            let removal = context.remove(evict);
+            let after = before.bytes - removal.deleted.iter().map(|e| e.size()).sum::<u64>();
+            let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
+            finish_removal("prune", removal, extra, args.output.json)
+        }),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) => unreachable!("not an admin verb"),
+    };
+    result.unwrap_or_else(|err| {
+        output::warning(&format!("the store failed: {err}"));
+        EXIT_STORE
+    })
+}
+
+fn finish_removal(verb: &str, removal: crate::admin::Removal, extra: serde_json::Value, as_json: bool) -> u8 {
+    render::removal(verb, &removal, extra, as_json);
+    if removal.failed.is_empty() { 0 } else { EXIT_STORE }
+}
+
+/// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
+fn clear(context: &CacheContext, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
+    let entries = context.list_entries(selection, "")?;
+    let what = match selection {
+        ScopeSelection::Own => format!("scope {}", context.scopes.write),
+        ScopeSelection::Named(scope) => format!("scope {scope}"),
+        ScopeSelection::All => format!("every scope of {}", context.store.location()),
+    };
+    let tally = crate::admin::Tally::of(&entries);
+    if !yes && !entries.is_empty() {
+        let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
+        if !std::io::stdin().is_terminal() {
+            output::warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
+            return Ok(EXIT_CONFIG);
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            output::notice("not clearing");
+            return Ok(EXIT_FAILED);
+        }
+    }
+    Ok(finish_removal("clear", context.remove(entries), serde_json::json!({ "scope": what }), as_json))
+}

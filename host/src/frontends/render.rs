@@ -1,0 +1,133 @@
+//! How admin results look: an aligned table for people (sizes human-readable, times in UTC) or one
+//! JSON document for scripts (`--json`: exact bytes, RFC 3339 times).
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::admin::{Removal, Tally, Usage};
+use crate::catalog::Entry;
+
+/// An entry as `--json` shows it.
+#[derive(Debug, Serialize)]
+pub struct EntryJson {
+    pub key: String,
+    pub scope: String,
+    pub format: &'static str,
+    pub bytes: u64,
+    pub saved_at: String,
+    pub last_used: String,
+    /// The object's name under the store prefix.
+    pub object: String,
+}
+
+impl From<&Entry> for EntryJson {
+    fn from(entry: &Entry) -> Self {
+        EntryJson {
+            key: entry.name.key.clone(),
+            scope: entry.name.scope.clone(),
+            format: entry.name.format.name(),
+            bytes: entry.size(),
+            saved_at: time(entry.saved()),
+            last_used: time(entry.last_used),
+            object: entry.object.name.clone(),
+        }
+    }
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn time(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// A size for people: `1.2 MiB`.
+pub fn size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// Prints `rows` under `header`, columns aligned. Cells are escaped: keys are user text.
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    let mut out = tabwriter::TabWriter::new(Vec::new()).padding(2);
+    let line = |cells: Vec<String>| cells.into_iter().map(|c| crate::output::escape(&c).replace('\t', " ")).collect::<Vec<_>>().join("\t");
+    let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    let text = out.into_inner().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
+    print!("{}", crate::output::scrub(&text));
+}
+
+/// Prints one JSON document.
+pub fn json(value: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("admin results serialize"));
+}
+
+fn entry_row(entry: &Entry) -> Vec<String> {
+    vec![entry.name.key.clone(), entry.name.scope.clone(), entry.name.format.name().into(), size(entry.size()), time(entry.saved()), time(entry.last_used)]
+}
+
+const ENTRY_HEADER: [&str; 6] = ["KEY", "SCOPE", "FORMAT", "SIZE", "SAVED", "LAST USED"];
+
+/// `list`.
+pub fn entries(entries: &[Entry], as_json: bool) {
+    if as_json {
+        let total = Tally::of(entries);
+        json(&serde_json::json!({
+            "entries": entries.iter().map(EntryJson::from).collect::<Vec<_>>(),
+            "count": total.entries,
+            "bytes": total.bytes,
+        }));
+    } else {
+        table(&ENTRY_HEADER, entries.iter().map(entry_row));
+    }
+}
+
+/// `usage`.
+pub fn usage(usage: &Usage, as_json: bool) {
+    if as_json {
+        let scopes: Vec<_> = usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
+        json(&serde_json::json!({ "scopes": scopes, "total": usage.total }));
+    } else {
+        let rows = usage.scopes.iter().map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
+        let total = std::iter::once(vec!["TOTAL".to_owned(), usage.total.entries.to_string(), size(usage.total.bytes)]);
+        table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total));
+    }
+}
+
+/// `has`: the entry found, if any.
+pub fn found(entry: Option<&Entry>, key: &str, as_json: bool) {
+    match (entry, as_json) {
+        (entry, true) => json(&serde_json::json!({ "key": key, "found": entry.is_some(), "entry": entry.map(EntryJson::from) })),
+        (Some(entry), false) => table(&ENTRY_HEADER, [entry_row(entry)]),
+        (None, false) => crate::output::notice(&format!("no cache entry for key {key:?}")),
+    }
+}
+
+/// `delete`, `clear`, `flush` and `prune`: what was deleted and what could not be. `extra` adds
+/// fields to the JSON document (prune's sizes).
+pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool) {
+    let freed = Tally::of(&removal.deleted);
+    if as_json {
+        let failed: Vec<_> = removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
+        let mut document = serde_json::json!({
+            "operation": verb,
+            "deleted": removal.deleted.iter().map(EntryJson::from).collect::<Vec<_>>(),
+            "failed": failed,
+            "deleted_count": freed.entries,
+            "freed_bytes": freed.bytes,
+        });
+        if let (Some(document), serde_json::Value::Object(extra)) = (document.as_object_mut(), extra) {
+            document.extend(extra);
+        }
+        json(&document);
+        return;
+    }
+    if !removal.deleted.is_empty() {
+        table(&ENTRY_HEADER, removal.deleted.iter().map(entry_row));
+    }
+    for (entry, why) in &removal.failed {
+        crate::output::warning(&format!("could not delete {}: {why}", entry.object.name));
+    }
+    crate::output::notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
+}
