@@ -51,6 +51,9 @@ pub struct CacheContext {
     pub unpack_limits: UnpackLimits,
     /// Where this run reads and writes ([`crate::scope::plan`]; [`ScopePlan::single`] for one scope).
     pub scopes: ScopePlan,
+    /// A restore refreshes the last-used marker of an entry whose last use is older than this
+    /// ([`crate::layout::TOUCH_INTERVAL`] by default).
+    pub touch_interval: Duration,
 }
 
 impl std::fmt::Debug for CacheContext {
@@ -462,7 +465,7 @@ impl CacheContext {
     /// PUT, never on the critical path, and its failure (a read-only credential, say) is only logged.
     /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
     fn touch(&self, entry: &Entry) -> Option<Touch> {
-        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now()) {
+        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now(), self.touch_interval) {
             return None;
         }
         let store = self.store.clone();

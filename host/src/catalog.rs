@@ -31,9 +31,9 @@ impl Entry {
         self.object.modified
     }
 
-    /// Whether a restore at `now` should refresh the marker.
-    pub fn needs_touch(&self, now: SystemTime) -> bool {
-        now.duration_since(self.last_used).is_ok_and(|age| age >= layout::TOUCH_INTERVAL)
+    /// Whether a restore at `now` should refresh the marker, given the refresh interval.
+    pub fn needs_touch(&self, now: SystemTime, interval: std::time::Duration) -> bool {
+        now.duration_since(self.last_used).is_ok_and(|age| age >= interval)
     }
 }
 
@@ -122,7 +122,7 @@ mod tests {
             .collect();
         assert_eq!(summary, vec![("b", 200, true), ("a", 500, true)]);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(500) + layout::TOUCH_INTERVAL;
-        assert!(!entries[1].needs_touch(now - Duration::from_secs(1)));
-        assert!(entries[1].needs_touch(now));
+        assert!(!entries[1].needs_touch(now - Duration::from_secs(1), layout::TOUCH_INTERVAL));
+        assert!(entries[1].needs_touch(now, layout::TOUCH_INTERVAL));
     }
 }

@@ -38,6 +38,10 @@ pub const S3CACHE_GUEST_MEMORY_MB: &str = "S3CACHE_GUEST_MEMORY_MB";
 /// Longest a single call into the guest may run, milliseconds (default 3,600,000).
 pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
 
+/// How stale an entry's last use must be before a restore refreshes its last-used marker (default
+/// `12h`; `0s` refreshes on every hit). The precision of `flush` and `prune`.
+pub const S3CACHE_TOUCH_INTERVAL: &str = "S3CACHE_TOUCH_INTERVAL";
+
 /// A file to write a JSON summary of the operation to (key, matched key, hit, bytes, timings, digest).
 pub const S3CACHE_SUMMARY_JSON: &str = "S3CACHE_SUMMARY_JSON";
 

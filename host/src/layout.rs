@@ -60,8 +60,9 @@ impl std::fmt::Display for Format {
 /// Suffix of a last-used marker, after the entry's own name.
 pub const MARKER_SUFFIX: &str = ".used";
 
-/// A restore refreshes an entry's marker when its last use is older than this: at most one small PUT
-/// per entry per interval, and LRU eviction is exact to within it.
+/// A restore refreshes an entry's marker when its last use is older than this (by default; the
+/// setting is `--touch-interval`): at most one small PUT per entry per interval, and LRU eviction is
+/// exact to within it.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 
 /// The parts of an entry's object name.

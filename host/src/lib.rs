@@ -18,6 +18,7 @@
 //!     env: Arc::new(|name| std::env::var(name).ok()),
 //!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
 //!     scopes: s3cache::scope::ScopePlan::single("ci"),
+//!     touch_interval: s3cache::layout::TOUCH_INTERVAL,
 //! };
 //! let request = RestoreRequest {
 //!     key: "deps-v1".into(),

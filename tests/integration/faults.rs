@@ -85,14 +85,14 @@ fn c1_unreachable_endpoints_are_a_miss() {
     }
 }
 
-/// C2: 503 SlowDown twice, then success; the attempts stay within the configured three.
+/// C2: 503 SlowDown twice on the key's listing, then success; the attempts stay within the configured three.
 #[test]
 fn c2_slow_down_is_retried() {
     let s = scenario(false);
-    s.proxy.add(Rule::new("HEAD", "/k.tar.zst", Fault::Status { status: 503, code: "SlowDown".into() }, 2));
+    s.proxy.add(Rule::new("GET", "list-type=2", Fault::Status { status: 503, code: "SlowDown".into() }, 2));
     let run = s.restore();
     s.assert_restored(&run);
-    assert_eq!(s.proxy.count("HEAD", "/k.tar.zst"), 3);
+    assert_eq!(s.proxy.count("GET", "list-type=2"), 3);
 }
 
 /// C3: 500, 502, 504, RequestTimeout and a connection cut inside the headers are all retried.

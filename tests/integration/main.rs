@@ -10,3 +10,4 @@ mod roundtrip;
 mod sandbox;
 mod scopes;
 mod action;
+mod admin;

@@ -62,6 +62,10 @@ pub struct Settings {
     pub publish: PublishSettings,
     #[command(flatten)]
     pub limits: LimitSettings,
+    /// Refresh an entry's last-used marker on a restore when its last use is older than this (the
+    /// precision of flush and prune; 0s refreshes on every hit).
+    #[arg(long, global = true, env = env_vars::S3CACHE_TOUCH_INTERVAL, value_parser = parse::flags::duration, default_value = "12h", value_name = "DURATION")]
+    pub touch_interval: Duration,
 }
 
 /// Branch isolation.
@@ -285,6 +289,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
+        touch_interval: settings.touch_interval,
         scopes,
         unpack_limits,
         store: Arc::from(store),

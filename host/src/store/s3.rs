@@ -41,6 +41,8 @@ struct S3Upload {
     key: String,
     /// A random id stored in the object's metadata, to recognize our own object afterwards.
     writer_id: String,
+    /// Whether this is a first-writer-wins write, checked after completion.
+    conditional: bool,
 }
 
 /// The metadata name of the writer id.
@@ -61,12 +63,16 @@ impl Upload for S3Upload {
     /// ignore `If-None-Match`, so a concurrent saver's object may have replaced ours (or ours theirs).
     /// The check compares a random writer id in the object's metadata, which every server returns
     /// as it was sent (ETags differ between PUT, multipart completion and HEAD on some servers).
+    /// Unconditional writes (overwrites, last-used markers) have no race to lose and are not checked.
     fn finish(self: Box<Self>) -> Result<u64, StoreError> {
         let key = self.key.clone();
         let size = self.writer.finish().map_err(|e| match e.kind {
             S3ErrorKind::PreconditionFailed => StoreError::AlreadyExists(key),
             _ => StoreError::S3(e),
         })?;
+        if !self.conditional {
+            return Ok(size);
+        }
         let visible = self.client.head_object(&self.key)?;
         let visible_writer = visible.as_ref().and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID)).map(|(_, v)| v.as_str());
         if visible_writer != Some(self.writer_id.as_str()) {
@@ -123,7 +129,7 @@ impl BlobStore for S3Store {
         publish.metadata.push((WRITER_ID.to_owned(), writer_id.clone()));
         let key = self.key(name);
         let writer = MultipartWriter::new(self.client.clone(), &key, publish, config);
-        Ok(Box::new(S3Upload { writer, client: self.client.clone(), key, writer_id }))
+        Ok(Box::new(S3Upload { writer, client: self.client.clone(), key, writer_id, conditional: options.if_none_match }))
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
