@@ -118,6 +118,10 @@ pub fn github_state(name: &str) -> String {
     format!("{GITHUB_STATE_PREFIX}{name}")
 }
 
+/// Development only: set, the `generated` test rewrites the action files and README tables from the
+/// input list instead of checking them (`scripts/gen-actions`).
+pub const S3CACHE_BLESS: &str = "S3CACHE_BLESS";
+
 /// The scope to read and write instead of the CI's refs (one object-key segment).
 pub const S3CACHE_SCOPE: &str = "S3CACHE_SCOPE";
 /// `true` lets untrusted runs (fork pull requests, `pull_request_target`, `workflow_run`) save; logged as a warning.

@@ -150,8 +150,8 @@ struct JsonArgs {
 /// Which scopes an admin verb covers: the run's own (default), one, or all.
 #[derive(Debug, Args)]
 struct ScopeChoice {
-    /// Every scope in the store.
-    #[arg(long, conflicts_with = "scope")]
+    /// Every scope in the store (wins over --scope and S3CACHE_SCOPE).
+    #[arg(long)]
     all_scopes: bool,
 }
 
@@ -457,4 +457,57 @@ fn clear(context: &CacheContext, selection: &ScopeSelection, yes: bool, as_json:
         }
     }
     Ok(finish_removal("clear", context.remove(entries), serde_json::json!({ "scope": what }), as_json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("s3cache").chain(args.iter().copied()))
+    }
+
+    fn selection(args: &[&str]) -> ScopeSelection {
+        let cli = parse(args).unwrap();
+        match &cli.command {
+            Command::List(list) => list.scopes.selection(&cli.settings),
+            Command::Clear(clear) => clear.scopes.selection(&cli.settings),
+            other => panic!("not list or clear: {other:?}"),
+        }
+    }
+
+    /// Admin verbs act on the run's own scope unless `--scope` names one or `--all-scopes` asks for all
+    /// (which wins, so that a CI-wide `S3CACHE_SCOPE` does not stop a store-wide clear).
+    #[test]
+    fn admin_scope_selection() {
+        assert_eq!(selection(&["list"]), ScopeSelection::Own);
+        assert_eq!(selection(&["--scope", "feature-1", "list"]), ScopeSelection::Named("feature-1".into()));
+        assert_eq!(selection(&["clear", "--all-scopes", "--yes"]), ScopeSelection::All);
+        assert_eq!(selection(&["--scope", "x", "clear", "--all-scopes"]), ScopeSelection::All);
+    }
+
+    /// Durations and sizes parse as the settings do, and bad ones name the flag's value.
+    #[test]
+    fn admin_values() {
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "14d"]).unwrap().command else { panic!("flush") };
+        assert_eq!(flush.older_than, Duration::from_secs(14 * 86_400));
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "30"]).unwrap().command else { panic!("flush") };
+        assert_eq!(flush.older_than, Duration::from_secs(30 * 86_400));
+        let Command::Prune(prune) = parse(&["prune", "--max-size", "500MiB"]).unwrap().command else { panic!("prune") };
+        assert_eq!(prune.max_size, 500 << 20);
+        let err = parse(&["prune", "--max-size", "big"]).unwrap_err().to_string();
+        assert!(err.contains("the size must be a size such as 10GB, 500MiB or 1048576, not \"big\""), "{err}");
+        let err = parse(&["--anonymous=yes", "list"]).unwrap_err().to_string();
+        assert!(err.contains("must be true or false, not \"yes\""), "{err}");
+    }
+
+    /// Saves default to zstd; `--format` picks the others.
+    #[test]
+    fn save_formats() {
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p"]).unwrap().command else { panic!("save") };
+        assert_eq!(save.format, Format::Zstd);
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"]).unwrap().command else { panic!("save") };
+        assert_eq!(save.format, Format::Gzip);
+        assert!(parse(&["save", "--key", "k", "--path", "p", "--format", "lz4"]).is_err());
+    }
 }

@@ -25,6 +25,114 @@ pub enum Step {
     Post,
 }
 
+/// Which actions take an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsedBy {
+    /// The restore side: the Docker action and `restore/`.
+    Restore,
+    /// The save side: the Docker action (its post step) and `save/`.
+    Save,
+    /// Both sides, every action.
+    All,
+    /// The composite actions only (`restore/`, `save/`): read by `action/find-binary.sh`.
+    Composites,
+}
+
+impl UsedBy {
+    fn restore(self) -> bool {
+        matches!(self, UsedBy::Restore | UsedBy::All)
+    }
+
+    fn save(self) -> bool {
+        matches!(self, UsedBy::Save | UsedBy::All)
+    }
+}
+
+/// How an input becomes part of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// One `OPTION VALUE` per line of the input (`path`, `restore-keys`).
+    Lines(&'static str),
+    /// The primary key (the post step takes it from the restore's state).
+    Key,
+    /// `OPTION VALUE` when set.
+    Value(&'static str),
+    /// `OPTION` when `true`; `false` or empty leave it out; anything else is an error.
+    Flag(&'static str),
+    /// A variable for the credential chain; `secret` values are masked before anything is printed.
+    Credential { variable: &'static str, secret: bool },
+    /// Parts of the store URL (`store`, or `bucket` and `prefix`).
+    Store,
+    /// Not the binary's: the composite actions' binary finder reads it.
+    Finder,
+}
+
+/// One input of the actions: its name, default (`None`: required), which actions take it, what it
+/// means and how it maps onto the CLI. The action files and README's table are generated from
+/// [`INPUTS`] (see the `generated` test), so the three actions and the docs cannot drift apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Input {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub used_by: UsedBy,
+    pub doc: &'static str,
+    /// The description in `save/action.yml`, where it differs.
+    pub save_doc: Option<&'static str>,
+    pub mapping: Mapping,
+}
+
+const fn input_def(name: &'static str, default: Option<&'static str>, used_by: UsedBy, mapping: Mapping, doc: &'static str) -> Input {
+    Input { name, default, used_by, doc, save_doc: None, mapping }
+}
+
+/// Every input of `action.yml`, `restore/action.yml` and `save/action.yml`, in their order.
+pub const INPUTS: &[Input] = &[
+    Input {
+        save_doc: Some("Files, directories and globs to cache, one per line (`!` excludes; `~` expands)."),
+        ..input_def("path", None, UsedBy::All, Mapping::Lines("--path"), "Files, directories and globs to cache, one per line (`!` excludes; `~` expands). Same list for save and restore.")
+    },
+    Input {
+        save_doc: Some("Key to save under (at most 512 bytes, no commas)."),
+        ..input_def("key", None, UsedBy::All, Mapping::Key, "Key to restore (matched exactly) and to save under.")
+    },
+    input_def("restore-keys", Some(""), UsedBy::Restore, Mapping::Lines("--restore-key"), "Ordered key prefixes, one per line, tried when `key` misses; the newest match of the first prefix wins."),
+    input_def("fail-on-cache-miss", Some("false"), UsedBy::Restore, Mapping::Flag("--fail-on-cache-miss"), "Fail the job when no entry is restored."),
+    input_def("lookup-only", Some("false"), UsedBy::Restore, Mapping::Flag("--lookup-only"), "Only check that a restorable entry exists; download nothing."),
+    Input {
+        save_doc: Some("Save for every OS (restores elsewhere need it too)."),
+        ..input_def("enableCrossOsArchive", Some("false"), UsedBy::All, Mapping::Flag("--enable-cross-os-archive"), "Save for every OS, and restore entries saved on another OS that way.")
+    },
+    input_def("exact-key-only", Some("false"), UsedBy::Restore, Mapping::Flag("--exact-key-only"), "Ignore `restore-keys` matches (release builds)."),
+    input_def("overwrite", Some("false"), UsedBy::Save, Mapping::Flag("--overwrite"), "Replace an existing entry with this key instead of keeping the first one."),
+    input_def("format", Some("zstd"), UsedBy::Save, Mapping::Value("--format"), "Archive format: `zstd`, `gzip` or `tar`; restores read all three."),
+    input_def("compression-level", Some("3"), UsedBy::Save, Mapping::Value("--compression-level"), "Compression level (zstd 1-19, gzip 1-9); recorded in the entry, not in its key."),
+    input_def("fail-on-error", Some("false"), UsedBy::Save, Mapping::Flag("--fail-on-error"), "Fail the step when saving fails (network, store, unreadable files) instead of warning."),
+    input_def("bucket", Some(""), UsedBy::All, Mapping::Store, "S3 bucket to keep caches in (alternative to `store`)."),
+    input_def("prefix", Some(""), UsedBy::All, Mapping::Store, "Key prefix inside the bucket, e.g. `team/project`."),
+    input_def("store", Some(""), UsedBy::All, Mapping::Store, "Full store URL, `s3://bucket/prefix` (wins over `bucket`/`prefix`). Default: the S3CACHE_STORE environment variable."),
+    input_def("endpoint", Some(""), UsedBy::All, Mapping::Value("--endpoint"), "S3 endpoint URL for S3-compatible stores (MinIO, R2, Ceph...). Default: AWS, or AWS_ENDPOINT_URL."),
+    input_def("region", Some(""), UsedBy::All, Mapping::Value("--region"), "Region. Default: AWS_REGION, else us-east-1."),
+    input_def("path-style", Some("false"), UsedBy::All, Mapping::Flag("--path-style"), "Use path-style addressing (`host/bucket/key`); automatic for IP and localhost endpoints."),
+    input_def(
+        "access-key-id",
+        Some(""),
+        UsedBy::All,
+        Mapping::Credential { variable: env_vars::S3CACHE_ACCESS_KEY_ID, secret: false },
+        "Access key id. Default: the AWS credential chain (env, profile, web identity/OIDC, ECS, IMDS).",
+    ),
+    input_def("secret-access-key", Some(""), UsedBy::All, Mapping::Credential { variable: env_vars::S3CACHE_SECRET_ACCESS_KEY, secret: true }, "Secret access key; masked in the log."),
+    input_def("session-token", Some(""), UsedBy::All, Mapping::Credential { variable: env_vars::S3CACHE_SESSION_TOKEN, secret: true }, "Session token for temporary credentials; masked in the log."),
+    input_def("scope", Some(""), UsedBy::All, Mapping::Value("--scope"), "Read and write only this scope instead of the branch scopes (current ref, then the PR base, then the default branch)."),
+    input_def("allow-untrusted-save", Some("false"), UsedBy::All, Mapping::Flag("--allow-untrusted-save"), "Let fork pull requests, `pull_request_target` and `workflow_run` save (logged as a warning)."),
+    input_def(
+        "binary",
+        Some(""),
+        UsedBy::Composites,
+        Mapping::Finder,
+        "Path to an s3cache binary to use. Default: `s3cache` on PATH, else the release binary for this runner, verified against the sha256 pinned in action/checksums.txt.",
+    ),
+];
+
 /// Reads an input the way the runner passes it ([`env_vars::github_input`]), trimmed; empty is unset.
 pub fn input(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     env(&env_vars::github_input(name)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
@@ -46,97 +154,84 @@ fn lines(value: Option<String>) -> Vec<String> {
 pub const STATE_PRIMARY_KEY: &str = "s3cache-primary-key";
 pub const STATE_MATCHED_KEY: &str = "s3cache-matched-key";
 
-/// Translates the step's inputs (and, for `post`, the restore's state) into an invocation.
-pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, String> {
-    let mut inv = Invocation::default();
-    let mut global = Vec::new();
-    let store = match (input(env, "store"), input(env, "bucket")) {
+/// The store URL from `store`, or from `bucket` and `prefix`.
+fn store_url(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    match (input(env, "store"), input(env, "bucket")) {
         (Some(store), _) => Some(store),
         (None, Some(bucket)) => Some(match input(env, "prefix") {
             Some(prefix) => format!("s3://{bucket}/{}", prefix.trim_matches('/')),
             None => format!("s3://{bucket}"),
         }),
         (None, None) => None,
-    };
-    for (option, value) in [("--store", store), ("--endpoint", input(env, "endpoint")), ("--region", input(env, "region")), ("--scope", input(env, "scope"))] {
-        if let Some(value) = value {
-            global.extend([option.to_owned(), value]);
-        }
     }
-    for (name, option) in [("path-style", "--path-style"), ("allow-untrusted-save", "--allow-untrusted-save")] {
-        if flag(env, name)? {
-            global.push(option.to_owned());
-        }
-    }
-    for (name, variable, secret) in [
-        ("access-key-id", env_vars::S3CACHE_ACCESS_KEY_ID, false),
-        ("secret-access-key", env_vars::S3CACHE_SECRET_ACCESS_KEY, true),
-        ("session-token", env_vars::S3CACHE_SESSION_TOKEN, true),
-    ] {
-        if let Some(value) = input(env, name) {
-            if secret {
-                inv.secrets.push(value.clone());
-            }
-            inv.env.push((variable.to_owned(), value));
-        }
-    }
+}
 
-    let paths = lines(input(env, "path"));
-    if paths.is_empty() {
-        return Err("input `path` is required: the files, directories and globs to cache, one per line".into());
+/// The post step's primary key: the restore's, or `key`; `skip` is set after an exact hit.
+fn post_key(env: &dyn Fn(&str) -> Option<String>, inv: &mut Invocation) -> Result<String, String> {
+    let primary = env(&env_vars::github_state(STATE_PRIMARY_KEY)).filter(|k| !k.is_empty());
+    let matched = env(&env_vars::github_state(STATE_MATCHED_KEY)).filter(|k| !k.is_empty());
+    if primary.is_some() && primary == matched {
+        inv.skip = Some(format!("cache hit on the primary key {}, not saving", primary.as_deref().unwrap_or_default()));
     }
-    let mut command = Vec::new();
-    match step {
-        Step::Restore => {
-            let key = input(env, "key").ok_or("input `key` is required")?;
-            command.extend(["restore".to_owned(), "--key".to_owned(), key]);
-            for prefix in lines(input(env, "restore-keys")) {
-                command.extend(["--restore-key".to_owned(), prefix]);
+    if flag(env, "lookup-only")? {
+        inv.skip = Some("lookup-only is set, not saving".into());
+    }
+    primary.or_else(|| input(env, "key")).ok_or_else(|| "no primary key: the restore step did not run and input `key` is empty".into())
+}
+
+/// Translates the step's inputs (and, for `post`, the restore's state) into an invocation: every
+/// input of [`INPUTS`] that the step takes, mapped as its [`Mapping`] says.
+pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, String> {
+    let mut inv = Invocation::default();
+    let restoring = step == Step::Restore;
+    let mut global = Vec::new();
+    if let Some(store) = store_url(env) {
+        global.extend(["--store".to_owned(), store]);
+    }
+    let mut command = vec![if restoring { "restore" } else { "save" }.to_owned()];
+    let mut tail = Vec::new();
+    for spec in INPUTS.iter().filter(|i| if restoring { i.used_by.restore() } else { i.used_by.save() }) {
+        // Global flags are accepted after the command too, so every input follows it.
+        let out = &mut command;
+        match spec.mapping {
+            Mapping::Key => {
+                let key = match step {
+                    Step::Post => post_key(env, &mut inv)?,
+                    _ => input(env, spec.name).ok_or_else(|| format!("input `{}` is required", spec.name))?,
+                };
+                out.extend(["--key".to_owned(), key]);
             }
-            for (name, option) in [
-                ("fail-on-cache-miss", "--fail-on-cache-miss"),
-                ("lookup-only", "--lookup-only"),
-                ("enableCrossOsArchive", "--enable-cross-os-archive"),
-                ("exact-key-only", "--exact-key-only"),
-            ] {
-                if flag(env, name)? {
-                    command.push(option.to_owned());
+            Mapping::Lines(option) => {
+                let values = lines(input(env, spec.name));
+                if spec.default.is_none() && values.is_empty() {
+                    return Err(format!("input `{}` is required: the files, directories and globs to cache, one per line", spec.name));
+                }
+                // Paths go last, after the command's own options.
+                let out = if option == "--path" { &mut tail } else { out };
+                values.into_iter().for_each(|value| out.extend([option.to_owned(), value]));
+            }
+            Mapping::Value(option) => {
+                if let Some(value) = input(env, spec.name) {
+                    out.extend([option.to_owned(), value]);
                 }
             }
+            Mapping::Flag(option) => {
+                if flag(env, spec.name)? {
+                    out.push(option.to_owned());
+                }
+            }
+            Mapping::Credential { variable, secret } => {
+                if let Some(value) = input(env, spec.name) {
+                    if secret {
+                        inv.secrets.push(value.clone());
+                    }
+                    inv.env.push((variable.to_owned(), value));
+                }
+            }
+            Mapping::Store | Mapping::Finder => {}
         }
-        Step::Save | Step::Post => {
-            let key = if step == Step::Post {
-                let primary = env(&env_vars::github_state(STATE_PRIMARY_KEY)).filter(|k| !k.is_empty());
-                let matched = env(&env_vars::github_state(STATE_MATCHED_KEY)).filter(|k| !k.is_empty());
-                if primary.is_some() && primary == matched {
-                    inv.skip = Some(format!("cache hit on the primary key {}, not saving", primary.as_deref().unwrap_or_default()));
-                }
-                if flag(env, "lookup-only")? {
-                    inv.skip = Some("lookup-only is set, not saving".into());
-                }
-                primary.or_else(|| input(env, "key")).ok_or("no primary key: the restore step did not run and input `key` is empty")?
-            } else {
-                input(env, "key").ok_or("input `key` is required")?
-            };
-            command.extend(["save".to_owned(), "--key".to_owned(), key]);
-            if let Some(level) = input(env, "compression-level") {
-                command.extend(["--compression-level".to_owned(), level]);
-            }
-            for (name, option) in [
-                ("overwrite", "--overwrite"),
-                ("enableCrossOsArchive", "--enable-cross-os-archive"),
-                ("fail-on-error", "--fail-on-error"),
-            ] {
-                if flag(env, name)? {
-                    command.push(option.to_owned());
-                }
-            }
-        }
     }
-    for path in paths {
-        command.extend(["--path".to_owned(), path]);
-    }
-    inv.args = global.into_iter().chain(command).collect();
+    inv.args = global.into_iter().chain(command).chain(tail).collect();
     Ok(inv)
 }
 
@@ -214,7 +309,7 @@ mod tests {
         let inv = invocation(Step::Restore, &vars).unwrap();
         assert_eq!(
             inv.args.join(" "),
-            "--store s3://caches/team --endpoint http://127.0.0.1:9000 restore --key npm-abc --restore-key npm- --lookup-only --path node_modules --path ~/.npm"
+            "--store s3://caches/team restore --key npm-abc --restore-key npm- --lookup-only --endpoint http://127.0.0.1:9000 --path node_modules --path ~/.npm"
         );
         assert_eq!(inv.env, vec![("S3CACHE_SECRET_ACCESS_KEY".to_string(), "s3cr3t-value".to_string())]);
         assert_eq!(inv.secrets, vec!["s3cr3t-value"]);

@@ -3,6 +3,7 @@
 //! and produces an [`Invocation`] — the command line it means plus the settings it implies — which
 //! the CLI then runs, so that every dialect gets the CLI's exact semantics and defaults.
 
+pub mod action_files;
 pub mod cli;
 pub mod github;
 mod render;
