@@ -63,6 +63,9 @@ pub struct Removal {
 
 impl CacheContext {
     fn scope_prefix(&self, selection: &ScopeSelection) -> String {
+        if !self.layout.scoped() {
+            return String::new();
+        }
         match selection {
             ScopeSelection::Own => format!("{}/", self.scopes.write),
             ScopeSelection::Named(scope) => format!("{scope}/"),
@@ -73,7 +76,7 @@ impl CacheContext {
     /// The entries in `selection` whose key starts with `key_prefix`, newest saved first. Reads
     /// every listing page.
     pub fn list_entries(&self, selection: &ScopeSelection, key_prefix: &str) -> Result<Vec<Entry>, StoreError> {
-        let mut entries = catalog::list(self.store.as_ref(), &self.scope_prefix(selection))?;
+        let mut entries = catalog::list(self.store.as_ref(), self.layout, &self.scope_prefix(selection))?;
         entries.retain(|e| e.name.key.starts_with(key_prefix));
         Ok(entries)
     }
@@ -96,7 +99,7 @@ impl CacheContext {
             None => self.scopes.read.clone(),
         };
         for scope in scopes {
-            if let Some(entry) = catalog::find_key(self.store.as_ref(), &scope, key)?.into_iter().next() {
+            if let Some(entry) = catalog::find_key(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
                 return Ok(Some(entry));
             }
         }
@@ -105,7 +108,7 @@ impl CacheContext {
 
     /// The entries (every format) of exactly `key` in `scope`, default the run's own scope.
     pub fn key_entries(&self, key: &str, scope: Option<&str>) -> Result<Vec<Entry>, StoreError> {
-        catalog::find_key(self.store.as_ref(), scope.unwrap_or(&self.scopes.write), key)
+        catalog::find_key(self.store.as_ref(), self.layout, scope.unwrap_or(&self.scopes.write), key)
     }
 
     /// Entries not used (restored or saved) since `older_than` before `now`, over the whole store.
@@ -137,7 +140,7 @@ impl CacheContext {
     pub fn remove(&self, entries: Vec<Entry>) -> Removal {
         let mut removal = Removal::default();
         for entry in entries {
-            match catalog::delete(self.store.as_ref(), &entry) {
+            match catalog::delete(self.store.as_ref(), self.layout, &entry) {
                 Ok(()) => removal.deleted.push(entry),
                 Err(err) => {
                     let reason = crate::output::scrub(&err.to_string());

@@ -19,7 +19,7 @@ use sha2::Digest;
 
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::catalog::{self, Entry};
-use crate::layout::{self, Format};
+use crate::layout::{Format, Layout};
 use crate::paths::{CachedRoot, PathError, resolve_roots};
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
@@ -54,6 +54,8 @@ pub struct CacheContext {
     /// A restore refreshes the last-used marker of an entry whose last use is older than this
     /// ([`crate::layout::TOUCH_INTERVAL`] by default).
     pub touch_interval: Duration,
+    /// How entries are named ([`Layout::Scoped`] but for the Semaphore dialect).
+    pub layout: Layout,
 }
 
 impl std::fmt::Debug for CacheContext {
@@ -112,9 +114,12 @@ pub enum SaveOutcome {
 pub struct RestoreRequest {
     /// The primary key (or template); matched exactly.
     pub key: String,
-    /// Ordered prefixes tried when the primary key misses; the newest match of the first prefix that
-    /// matches anything wins.
+    /// Ordered fallbacks tried when the primary key misses, as [`Fallback`] says.
     pub restore_keys: Vec<String>,
+    /// How restore keys match ([`Fallback::Prefix`], actions/cache's way, unless a dialect says).
+    pub fallback: Fallback,
+    /// The paths the entry was saved with. Empty: the paths recorded in the entry's manifest, which
+    /// must lie in the workspace or the home directory (a restore that "restores what the entry holds").
     pub paths: Vec<String>,
     /// Restore entries saved on another operating system (actions/cache's `enableCrossOsArchive`).
     pub cross_os: bool,
@@ -122,6 +127,19 @@ pub struct RestoreRequest {
     pub lookup_only: bool,
     /// Ignore restore keys: only the exact key may be restored (release builds).
     pub exact_key_only: bool,
+}
+
+/// How a restore's fallback keys find entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Each restore key is a key prefix; the newest entry of the first prefix that matches anything
+    /// wins (actions/cache).
+    #[default]
+    Prefix,
+    /// The primary key and then each restore key is tried exactly and then as an unanchored regular
+    /// expression over every key, newest first (the Semaphore `cache` CLI). A key that is not a valid
+    /// expression matches nothing beyond itself.
+    Pattern,
 }
 
 /// Which entry a restore used.
@@ -256,10 +274,10 @@ impl CacheContext {
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
         }
-        let name = layout::entry_object(&self.scopes.write, &key, request.format);
+        let name = self.layout.entry_object(&self.scopes.write, &key, request.format);
         if !request.overwrite {
             // First writer wins per key, whatever the format it saved.
-            match catalog::find_key(self.store.as_ref(), &self.scopes.write, &key) {
+            match catalog::find_key(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
                 Ok(found) if !found.is_empty() => return Ok(SaveOutcome::AlreadyExists { key }),
                 Ok(_) => {}
                 Err(err) => return failed(describe_store_error(&err)),
@@ -315,7 +333,7 @@ impl CacheContext {
     /// Restores the newest entry matching the key or a restore key into `request.paths`.
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
-        let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
+        let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut guest = self.instance(Vec::new())?;
         let context = template_context(&self.env);
         let primary_key = render_key(&mut guest, &request.key, &context)?;
@@ -329,8 +347,8 @@ impl CacheContext {
         let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
 
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
-        let wanted = Wanted { paths: request.paths.clone(), cross_os: request.cross_os };
-        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, &wanted) {
+        let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
+        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, request.fallback, &wanted) {
             Ok(chosen) => chosen,
             Err(search) => {
                 let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
@@ -360,6 +378,13 @@ impl CacheContext {
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
         }
+        let roots = match given_roots {
+            Some(roots) => roots,
+            None => match self.manifest_roots(&manifest) {
+                Ok(roots) => roots,
+                Err(why) => return miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+            },
+        };
         let _touch = self.touch(&entry);
 
         crate::staging::remove_stale(&roots);
@@ -422,22 +447,16 @@ impl CacheContext {
     /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
     /// first — and opens the first candidate of the right version. Candidates passed over are recorded
     /// with the reason, so a miss can say what existed.
-    fn choose(&self, primary_key: &str, restore_keys: &[String], wanted: &Wanted) -> Result<Chosen, Search> {
+    fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted) -> Result<Chosen, Search> {
         let mut search = Search::default();
         let mut examined = 0;
-        let store = self.store.as_ref();
-        for scope in &self.scopes.read {
-            let exact = match catalog::find_key(store, scope, primary_key) {
-                Ok(found) => found,
+        // One namespace has one "scope" to search, however many the run's refs name.
+        let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
+        for scope in scopes {
+            let groups = match self.candidates(scope, primary_key, restore_keys, fallback) {
+                Ok(groups) => groups,
                 Err(err) => return Err(search.store_failed(&err)),
             };
-            let mut groups = vec![exact];
-            for prefix in restore_keys {
-                match catalog::list(store, &format!("{scope}/{prefix}")) {
-                    Ok(listed) => groups.push(listed.into_iter().filter(|e| e.name.scope == *scope && e.name.key.starts_with(prefix.as_str())).collect()),
-                    Err(err) => return Err(search.store_failed(&err)),
-                }
-            }
             for entry in groups.into_iter().flatten() {
                 if examined == MAX_CANDIDATES {
                     search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
@@ -461,6 +480,50 @@ impl CacheContext {
         Err(search)
     }
 
+    /// The candidate entries of one scope, in the order they are tried, in groups.
+    fn candidates(&self, scope: &str, primary_key: &str, restore_keys: &[String], fallback: Fallback) -> Result<Vec<Vec<Entry>>, StoreError> {
+        let store = self.store.as_ref();
+        let exact = |key: &str| catalog::find_key(store, self.layout, scope, key);
+        let scope_prefix = if self.layout.scoped() { format!("{scope}/") } else { String::new() };
+        let mut groups = vec![exact(primary_key)?];
+        match fallback {
+            Fallback::Prefix => {
+                for prefix in restore_keys {
+                    let listed = catalog::list(store, self.layout, &format!("{scope_prefix}{prefix}"))?;
+                    groups.push(listed.into_iter().filter(|e| e.name.scope == scope && e.name.key.starts_with(prefix.as_str())).collect());
+                }
+            }
+            Fallback::Pattern => {
+                let mut listing: Option<Vec<Entry>> = None;
+                for (index, key) in std::iter::once(primary_key).chain(restore_keys.iter().map(String::as_str)).enumerate() {
+                    if index > 0 {
+                        groups.push(exact(key)?);
+                    }
+                    let Ok(pattern) = regex::Regex::new(key) else { continue };
+                    let all = match &listing {
+                        Some(all) => all,
+                        None => listing.insert(catalog::list(store, self.layout, &scope_prefix)?),
+                    };
+                    groups.push(all.iter().filter(|e| e.name.scope == scope && pattern.is_match(&e.name.key)).cloned().collect());
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The roots of a restore that takes its paths from the entry's manifest. The manifest is the
+    /// archive's claim, so its paths must resolve into the workspace or the home directory.
+    fn manifest_roots(&self, manifest: &Manifest) -> Result<Vec<CachedRoot>, String> {
+        if manifest.paths.is_empty() {
+            return Err("the entry records no paths; give the paths to restore".into());
+        }
+        let roots = resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref()).map_err(|e| format!("its recorded paths are unusable: {e}"))?;
+        match roots.iter().find(|r| !(r.prefix == "workspace" || r.prefix.starts_with("workspace/") || r.prefix == "home" || r.prefix.starts_with("home/"))) {
+            Some(outside) => Err(format!("its recorded path {} is outside the workspace and the home directory; give the paths to restore", outside.dir.display())),
+            None => Ok(roots),
+        }
+    }
+
     /// Refreshes `entry`'s last-used marker when it is stale, on a thread beside the restore: one small
     /// PUT, never on the critical path, and its failure (a read-only credential, say) is only logged.
     /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
@@ -469,7 +532,7 @@ impl CacheContext {
             return None;
         }
         let store = self.store.clone();
-        let marker = entry.name.marker();
+        let marker = self.layout.marker(&entry.object.name)?;
         let thread = std::thread::spawn(move || {
             let written = store.put(&marker, PutOptions { if_none_match: false }).and_then(|upload| upload.finish());
             if let Err(err) = written {
@@ -491,9 +554,10 @@ impl Drop for Touch {
     }
 }
 
-/// The versions a restore accepts: its paths, in the entry's own format.
+/// The versions a restore accepts: its paths (or, when it has none, the entry's own), in the entry's
+/// own format.
 struct Wanted {
-    paths: Vec<String>,
+    paths: Option<Vec<String>>,
     /// Whether the restore accepts entries saved for every OS on another OS.
     cross_os: bool,
 }
@@ -502,8 +566,9 @@ impl Wanted {
     /// This OS's entries always fit; entries saved for every OS on another OS fit when cross-OS is on.
     fn fits(&self, manifest: &Manifest) -> bool {
         let Some(format) = Format::from_name(&manifest.compression) else { return false };
-        manifest.version == entry_version(&self.paths, format, false)
-            || (manifest.version == entry_version(&self.paths, format, true) && (self.cross_os || manifest.os == std::env::consts::OS))
+        let paths = self.paths.as_ref().unwrap_or(&manifest.paths);
+        manifest.version == entry_version(paths, format, false)
+            || (manifest.version == entry_version(paths, format, true) && (self.cross_os || manifest.os == std::env::consts::OS))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use crate::layout::{self, EntryName, Format, StoreObject};
+use crate::layout::{self, EntryName, Format, Layout, StoreObject};
 use crate::store::{BlobStore, ObjectInfo, StoreError};
 
 /// One cache entry in a store.
@@ -39,11 +39,11 @@ impl Entry {
 
 /// Groups listed objects into entries with their markers, newest saved first (then by name, for a
 /// stable order). Foreign objects and markers without an entry are dropped.
-pub fn entries(objects: Vec<ObjectInfo>) -> Vec<Entry> {
+pub fn entries(objects: Vec<ObjectInfo>, layout: Layout) -> Vec<Entry> {
     let mut markers: HashMap<EntryName, SystemTime> = HashMap::new();
     let mut found = Vec::new();
     for object in objects {
-        match layout::classify(&object.name) {
+        match layout.classify(&object.name) {
             StoreObject::Entry(name) => found.push((name, object)),
             StoreObject::Marker(name) => {
                 markers.insert(name, object.modified);
@@ -64,13 +64,17 @@ pub fn entries(objects: Vec<ObjectInfo>) -> Vec<Entry> {
 }
 
 /// Every entry whose object name starts with `prefix` (a scope, `scope/keyprefix`, or empty for all).
-pub fn list(store: &dyn BlobStore, prefix: &str) -> Result<Vec<Entry>, StoreError> {
-    Ok(entries(store.list(prefix)?))
+pub fn list(store: &dyn BlobStore, layout: Layout, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+    Ok(entries(store.list(prefix)?, layout))
 }
 
 /// The entries of exactly `key` in `scope`, in any format, newest first. A store that cannot list (a
-/// public URL) is asked for each format's object by name instead; it has no markers.
-pub fn find_key(store: &dyn BlobStore, scope: &str, key: &str) -> Result<Vec<Entry>, StoreError> {
+/// public URL) is asked for each format's object by name instead, and so is a Flat layout's one
+/// name; neither has markers.
+pub fn find_key(store: &dyn BlobStore, layout: Layout, scope: &str, key: &str) -> Result<Vec<Entry>, StoreError> {
+    if layout == Layout::Flat {
+        return Ok(entries(store.head(key)?.into_iter().collect(), layout));
+    }
     if !store.can_list() {
         let mut found = Vec::new();
         for format in Format::ALL {
@@ -78,19 +82,19 @@ pub fn find_key(store: &dyn BlobStore, scope: &str, key: &str) -> Result<Vec<Ent
                 found.push(object);
             }
         }
-        return Ok(entries(found));
+        return Ok(entries(found, layout));
     }
-    let mut found = list(store, &layout::key_prefix(scope, key))?;
+    let mut found = list(store, layout, &layout::key_prefix(scope, key))?;
     found.retain(|e| e.name.key == key && e.name.scope == scope);
     Ok(found)
 }
 
 /// Deletes an entry and its marker (the entry first, so that a failure never leaves an entry
 /// without the marker that dates its last use).
-pub fn delete(store: &dyn BlobStore, entry: &Entry) -> Result<(), StoreError> {
+pub fn delete(store: &dyn BlobStore, layout: Layout, entry: &Entry) -> Result<(), StoreError> {
     store.delete(&entry.object.name)?;
-    if entry.has_marker {
-        store.delete(&entry.name.marker())?;
+    if let (true, Some(marker)) = (entry.has_marker, layout.marker(&entry.object.name)) {
+        store.delete(&marker)?;
     }
     Ok(())
 }
@@ -115,7 +119,7 @@ mod tests {
             object("local/gone.tar.used", 900),
             object("notes.txt", 999),
         ];
-        let entries = entries(listed);
+        let entries = entries(listed, Layout::Scoped);
         let summary: Vec<(&str, u64, bool)> = entries
             .iter()
             .map(|e| (e.name.key.as_str(), e.last_used.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), e.has_marker))

@@ -7,6 +7,10 @@
 //! whose last use is older than [`TOUCH_INTERVAL`]. Markers share the entry's prefix on purpose: the
 //! listing a restore makes anyway returns them, so knowing whether a marker is fresh costs no request.
 //! Admin verbs act only on names that [`classify`] recognizes; every other object is left alone.
+//!
+//! One dialect names entries differently: Semaphore's `cache` CLI keeps each entry at
+//! `<project>/<key>` with no scope and no suffix, and its users' buckets, policies and lifecycle rules
+//! depend on that. [`Layout::Flat`] is that naming; it has no markers.
 
 use std::time::Duration;
 
@@ -65,27 +69,65 @@ pub const MARKER_SUFFIX: &str = ".used";
 /// exact to within it.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 
+/// How a store names its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `<scope>/<key><suffix>`, with last-used markers: s3cache's own.
+    #[default]
+    Scoped,
+    /// `<key>`, no scope, no suffix, no markers: the Semaphore `cache` CLI's (the format is in the
+    /// entry's manifest only).
+    Flat,
+}
+
+impl Layout {
+    /// The object name of `key`'s entry in `scope` (Flat: the key alone).
+    pub fn entry_object(self, scope: &str, key: &str, format: Format) -> String {
+        match self {
+            Layout::Scoped => entry_object(scope, key, format),
+            Layout::Flat => key.to_owned(),
+        }
+    }
+
+    /// The object name of the last-used marker of the entry stored as `object`; Flat has none.
+    pub fn marker(self, object: &str) -> Option<String> {
+        match self {
+            Layout::Scoped => Some(format!("{object}{MARKER_SUFFIX}")),
+            Layout::Flat => None,
+        }
+    }
+
+    /// Whether entries live in scopes (Flat: one namespace; trust still applies).
+    pub fn scoped(self) -> bool {
+        self == Layout::Scoped
+    }
+
+    /// Recognizes an object name relative to the store prefix.
+    pub fn classify(self, name: &str) -> StoreObject {
+        match self {
+            Layout::Scoped => classify(name),
+            // One level under the project, as the real CLI writes; deeper names are another tool's.
+            Layout::Flat if !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_control) => {
+                StoreObject::Entry(EntryName { scope: String::new(), key: name.to_owned(), format: None })
+            }
+            Layout::Flat => StoreObject::Foreign,
+        }
+    }
+}
+
 /// The parts of an entry's object name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryName {
+    /// The scope; empty in the Flat layout.
     pub scope: String,
     pub key: String,
-    pub format: Format,
+    /// The format the name shows; `None` in the Flat layout, whose names do not.
+    pub format: Option<Format>,
 }
 
 impl EntryName {
     pub fn new(scope: &str, key: &str, format: Format) -> Self {
-        Self { scope: scope.to_owned(), key: key.to_owned(), format }
-    }
-
-    /// The entry's object name.
-    pub fn object(&self) -> String {
-        entry_object(&self.scope, &self.key, self.format)
-    }
-
-    /// The object name of the entry's last-used marker.
-    pub fn marker(&self) -> String {
-        format!("{}{MARKER_SUFFIX}", self.object())
+        Self { scope: scope.to_owned(), key: key.to_owned(), format: Some(format) }
     }
 }
 
@@ -140,9 +182,11 @@ mod tests {
         for format in Format::ALL {
             for key in ["deps-v1", "a/b/c", "x.tar", "x.tar.gz", "npm-linux-1.2"] {
                 let entry = EntryName::new("heads-main-1a2b3c4d", key, format);
-                assert_eq!(classify(&entry.object()), StoreObject::Entry(entry.clone()), "{}", entry.object());
-                assert_eq!(classify(&entry.marker()), StoreObject::Marker(entry.clone()), "{}", entry.marker());
-                assert!(entry.object().starts_with(&key_prefix(&entry.scope, key)));
+                let object = Layout::Scoped.entry_object(&entry.scope, key, format);
+                let marker = Layout::Scoped.marker(&object).unwrap();
+                assert_eq!(classify(&object), StoreObject::Entry(entry.clone()), "{object}");
+                assert_eq!(classify(&marker), StoreObject::Marker(entry.clone()), "{marker}");
+                assert!(object.starts_with(&key_prefix(&entry.scope, key)));
             }
         }
         assert_eq!(entry_object("local", "k", Format::Gzip), "local/k.tar.gz");
@@ -154,6 +198,16 @@ mod tests {
         for name in ["README", "logs/2026.txt", "local/.tar.zst", "../x/k.tar.zst", "a b/k.tar", "local/k.zip", "k.tar.zst", "local/k.tar.zst.bak"] {
             assert_eq!(classify(name), StoreObject::Foreign, "{name}");
         }
+    }
+
+    /// The Flat layout names an entry by its key alone, one level deep, and has no markers.
+    #[test]
+    fn flat_layout() {
+        assert_eq!(Layout::Flat.entry_object("ignored", "gems-main-abc", Format::Gzip), "gems-main-abc");
+        assert_eq!(Layout::Flat.marker("gems-main-abc"), None);
+        assert!(matches!(Layout::Flat.classify("gems-main-abc"), StoreObject::Entry(EntryName { ref key, format: None, .. }) if key == "gems-main-abc"));
+        assert_eq!(Layout::Flat.classify("a/b"), StoreObject::Foreign);
+        assert_eq!(Layout::Flat.classify(""), StoreObject::Foreign);
     }
 
     /// Format names are the ones manifests and `--format` use.

@@ -19,10 +19,12 @@
 //!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
 //!     scopes: s3cache::scope::ScopePlan::single("ci"),
 //!     touch_interval: s3cache::layout::TOUCH_INTERVAL,
+//!     layout: s3cache::layout::Layout::Scoped,
 //! };
 //! let request = RestoreRequest {
 //!     key: "deps-v1".into(),
 //!     restore_keys: vec!["deps-".into()],
+//!     fallback: s3cache::cache::Fallback::Prefix,
 //!     paths: vec!["target".into()],
 //!     cross_os: false,
 //!     lookup_only: false,

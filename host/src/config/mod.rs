@@ -290,6 +290,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
+        layout: crate::layout::Layout::Scoped,
         scopes,
         unpack_limits,
         store: Arc::from(store),

@@ -321,6 +321,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
             let request = RestoreRequest {
                 key: args.key,
                 restore_keys: args.restore_keys,
+                fallback: crate::cache::Fallback::Prefix,
                 paths: args.paths,
                 cross_os: args.enable_cross_os_archive,
                 lookup_only: args.lookup_only,

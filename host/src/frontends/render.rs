@@ -14,7 +14,8 @@ use crate::catalog::Entry;
 pub struct EntryJson {
     pub key: String,
     pub scope: String,
-    pub format: &'static str,
+    /// `zstd`, `gzip` or `tar`; absent where names do not show it (the Flat layout).
+    pub format: Option<&'static str>,
     pub bytes: u64,
     pub saved_at: String,
     pub last_used: String,
@@ -27,7 +28,7 @@ impl From<&Entry> for EntryJson {
         EntryJson {
             key: entry.name.key.clone(),
             scope: entry.name.scope.clone(),
-            format: entry.name.format.name(),
+            format: entry.name.format.map(|f| f.name()),
             bytes: entry.size(),
             saved_at: time(entry.saved()),
             last_used: time(entry.last_used),
@@ -64,7 +65,8 @@ pub fn json(value: &impl Serialize) {
 }
 
 fn entry_row(entry: &Entry) -> Vec<String> {
-    vec![entry.name.key.clone(), entry.name.scope.clone(), entry.name.format.name().into(), size(entry.size()), time(entry.saved()), time(entry.last_used)]
+    let format = entry.name.format.map_or("-", |f| f.name());
+    vec![entry.name.key.clone(), entry.name.scope.clone(), format.into(), size(entry.size()), time(entry.saved()), time(entry.last_used)]
 }
 
 const ENTRY_HEADER: [&str; 6] = ["KEY", "SCOPE", "FORMAT", "SIZE", "SAVED", "LAST USED"];
