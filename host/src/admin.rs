@@ -96,7 +96,8 @@ impl CacheContext {
     pub fn find_entry(&self, key: &str, scope: Option<&str>) -> Result<Option<Entry>, StoreError> {
         let scopes = match scope {
             Some(scope) => vec![scope.to_owned()],
-            None => self.scopes.read.clone(),
+            None if self.layout.scoped() => self.scopes.read.clone(),
+            None => self.scopes.read[..1].to_vec(),
         };
         for scope in scopes {
             if let Some(entry) = catalog::find_key(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {

@@ -151,6 +151,15 @@ pub mod ci {
     pub const DRONE_SOURCE_BRANCH: &str = "DRONE_SOURCE_BRANCH";
     pub const DRONE_TARGET_BRANCH: &str = "DRONE_TARGET_BRANCH";
     pub const DRONE_REPO_BRANCH: &str = "DRONE_REPO_BRANCH";
+    /// Semaphore: set in every job; the branch (on pull requests the target), the pull request's source
+    /// branch, the kind of ref, and the project's and the pull request's `owner/repo` (they differ for forks).
+    pub const SEMAPHORE: &str = "SEMAPHORE";
+    pub const SEMAPHORE_GIT_BRANCH: &str = "SEMAPHORE_GIT_BRANCH";
+    pub const SEMAPHORE_GIT_PR_BRANCH: &str = "SEMAPHORE_GIT_PR_BRANCH";
+    pub const SEMAPHORE_GIT_REF_TYPE: &str = "SEMAPHORE_GIT_REF_TYPE";
+    pub const SEMAPHORE_GIT_REF: &str = "SEMAPHORE_GIT_REF";
+    pub const SEMAPHORE_GIT_REPO_SLUG: &str = "SEMAPHORE_GIT_REPO_SLUG";
+    pub const SEMAPHORE_GIT_PR_SLUG: &str = "SEMAPHORE_GIT_PR_SLUG";
     /// Woodpecker's own names (`CI=woodpecker`).
     pub const CI: &str = "CI";
     pub const CI_PIPELINE_EVENT: &str = "CI_PIPELINE_EVENT";
@@ -158,6 +167,31 @@ pub mod ci {
     pub const CI_COMMIT_SOURCE_BRANCH: &str = "CI_COMMIT_SOURCE_BRANCH";
     pub const CI_COMMIT_TARGET_BRANCH: &str = "CI_COMMIT_TARGET_BRANCH";
     pub const CI_REPO_DEFAULT_BRANCH: &str = "CI_REPO_DEFAULT_BRANCH";
+}
+
+/// The Semaphore `cache` CLI's settings ([`crate::frontends::semaphore`]), as its agents set them.
+pub mod semaphore {
+    /// Must be `s3` (the only backend s3cache serves).
+    pub const SEMAPHORE_CACHE_BACKEND: &str = "SEMAPHORE_CACHE_BACKEND";
+    /// The bucket.
+    pub const SEMAPHORE_CACHE_S3_BUCKET: &str = "SEMAPHORE_CACHE_S3_BUCKET";
+    /// The aws-agent-stack's name for the bucket; used when `SEMAPHORE_CACHE_S3_BUCKET` is unset.
+    pub const SEMAPHORE_AGENT_CACHE_BUCKET_NAME: &str = "SEMAPHORE_AGENT_CACHE_BUCKET_NAME";
+    /// A custom endpoint (path-style, region `auto`, as the real CLI does).
+    pub const SEMAPHORE_CACHE_S3_URL: &str = "SEMAPHORE_CACHE_S3_URL";
+    /// Static credentials, used only with `SEMAPHORE_CACHE_S3_URL` and only when both are set.
+    pub const SEMAPHORE_CACHE_S3_KEY: &str = "SEMAPHORE_CACHE_S3_KEY";
+    pub const SEMAPHORE_CACHE_S3_SECRET: &str = "SEMAPHORE_CACHE_S3_SECRET";
+    /// A profile in `~/.aws/config` and `~/.aws/credentials` (without a custom URL).
+    pub const SEMAPHORE_CACHE_AWS_PROFILE: &str = "SEMAPHORE_CACHE_AWS_PROFILE";
+    /// `true`: credentials from the EC2 instance profile (without a custom URL).
+    pub const SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE: &str = "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE";
+    /// The project: entries live at `<project>/<key>`.
+    pub const SEMAPHORE_PROJECT_ID: &str = "SEMAPHORE_PROJECT_ID";
+    /// `true` turns errors into exit 1 (default: errors are printed and the command exits 0).
+    pub const CACHE_FAIL_ON_ERROR: &str = "CACHE_FAIL_ON_ERROR";
+    /// s3cache's own: `gzip` writes entries the real CLI's `tar xzf` can read too (mixed fleets).
+    pub const S3CACHE_SEMAPHORE_FORMAT: &str = "S3CACHE_SEMAPHORE_FORMAT";
 }
 
 /// Variables that name the current branch, in the order they are consulted for `{{ branch }}`.

@@ -119,6 +119,19 @@ pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::
             untrusted,
         };
     }
+    if var(SEMAPHORE).as_deref() == Some("true") {
+        let pull_request = var(SEMAPHORE_GIT_REF_TYPE).as_deref() == Some("pull-request");
+        let target = var(SEMAPHORE_GIT_BRANCH);
+        let head_repo = var(SEMAPHORE_GIT_PR_SLUG);
+        let untrusted = (pull_request && head_repo.is_some() && head_repo != var(SEMAPHORE_GIT_REPO_SLUG))
+            .then(|| format!("a pull request from the fork {}", head_repo.clone().unwrap_or_default()));
+        let current = if pull_request {
+            var(SEMAPHORE_GIT_PR_BRANCH).map(|b| format!("refs/pull-source/{b}"))
+        } else {
+            var(SEMAPHORE_GIT_REF).or_else(|| target.as_deref().map(branch_ref))
+        };
+        return CiRefs { ci: "Semaphore", current, base: if pull_request { target.as_deref().map(branch_ref) } else { None }, default: None, untrusted };
+    }
     if var(DRONE).is_some() || var(CI).as_deref() == Some("woodpecker") {
         let pull_request = var(DRONE_BUILD_EVENT).or_else(|| var(CI_PIPELINE_EVENT)).as_deref() == Some("pull_request");
         let current = if pull_request { var(DRONE_SOURCE_BRANCH).or_else(|| var(CI_COMMIT_SOURCE_BRANCH)) } else { None }

@@ -64,6 +64,14 @@ enum Command {
     Flush(FlushArgs),
     /// Delete the least recently used entries until the store holds at most a size.
     Prune(PruneArgs),
+    /// The Semaphore `cache` CLI: `s3cache semaphore store|restore|has_key|...` (also the binary run
+    /// as `cache` or `checksum`).
+    #[command(disable_help_flag = true)]
+    Semaphore {
+        /// The verb and its arguments, as `cache` takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
     /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
     GithubAction(GithubActionArgs),
@@ -213,8 +221,17 @@ struct PruneArgs {
     output: JsonArgs,
 }
 
-/// The process: parse the command line, run it, print the error chain once, exit.
+/// The process: parse the command line, run it, print the error chain once, exit. Run as `cache` or
+/// `checksum` (a link or copy by that name), or as `s3cache semaphore ...`, it is the Semaphore CLI.
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let program = args.first().map(|a| Path::new(a).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()).unwrap_or_default();
+    match (program.as_str(), args.get(1).map(String::as_str)) {
+        ("cache", _) => return super::semaphore::main(&args[1..]),
+        ("checksum", _) => return super::semaphore::main(&[&["checksum".to_owned()], &args[1..]].concat()),
+        (_, Some("semaphore")) => return super::semaphore::main(&args[2..]),
+        _ => {}
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -303,6 +320,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
             Ok((0, None))
         }
         Command::GithubAction(_) => anyhow::bail!("github-action steps do not nest"),
+        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
         Command::Save(args) => {
             let request = SaveRequest {
                 key: args.key,
@@ -421,7 +439,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json)
         }),
-        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) => unreachable!("not an admin verb"),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } => unreachable!("not an admin verb"),
     };
     result.unwrap_or_else(|err| {
         output::warning(&format!("the store failed: {err}"));

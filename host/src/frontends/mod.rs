@@ -7,6 +7,7 @@ pub mod action_files;
 pub mod cli;
 pub mod github;
 mod render;
+pub mod semaphore;
 
 /// What a front end asks the CLI to run.
 #[derive(Debug, Default, PartialEq, Eq)]
