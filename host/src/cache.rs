@@ -158,6 +158,8 @@ pub struct Hit {
     pub restored: bool,
     /// The scope the entry came from.
     pub scope: String,
+    /// The paths the entry was saved with (from its manifest).
+    pub paths: Vec<String>,
 }
 
 /// What a restore did.
@@ -374,6 +376,7 @@ impl CacheContext {
             sha256: manifest.sha256.clone(),
             restored,
             scope: entry.name.scope.clone(),
+            paths: manifest.paths.clone(),
         };
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
@@ -485,12 +488,13 @@ impl CacheContext {
         let store = self.store.as_ref();
         let exact = |key: &str| catalog::find_key(store, self.layout, scope, key);
         let scope_prefix = if self.layout.scoped() { format!("{scope}/") } else { String::new() };
+        let in_scope = |entry: &Entry| !self.layout.scoped() || entry.name.scope == scope;
         let mut groups = vec![exact(primary_key)?];
         match fallback {
             Fallback::Prefix => {
                 for prefix in restore_keys {
                     let listed = catalog::list(store, self.layout, &format!("{scope_prefix}{prefix}"))?;
-                    groups.push(listed.into_iter().filter(|e| e.name.scope == scope && e.name.key.starts_with(prefix.as_str())).collect());
+                    groups.push(listed.into_iter().filter(|e| in_scope(e) && e.name.key.starts_with(prefix.as_str())).collect());
                 }
             }
             Fallback::Pattern => {
@@ -504,7 +508,7 @@ impl CacheContext {
                         Some(all) => all,
                         None => listing.insert(catalog::list(store, self.layout, &scope_prefix)?),
                     };
-                    groups.push(all.iter().filter(|e| e.name.scope == scope && pattern.is_match(&e.name.key)).cloned().collect());
+                    groups.push(all.iter().filter(|e| in_scope(e) && pattern.is_match(&e.name.key)).cloned().collect());
                 }
             }
         }

@@ -9,5 +9,6 @@ mod library;
 mod roundtrip;
 mod sandbox;
 mod scopes;
+mod semaphore;
 mod action;
 mod admin;

@@ -440,7 +440,7 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
             let asked = keys.iter().position(|k| *k == hit.matched_key || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key))).unwrap_or(0);
             keys[..asked].iter().for_each(|k| println!("MISS: '{k}'."));
             println!("HIT: '{}', using key '{}'.", keys[asked], hit.matched_key);
-            println!("Restored: {}.", hit.matched_key);
+            println!("Restored: {}.", hit.paths.join(", "));
             Ok(true)
         }
         RestoreOutcome::Miss { failed: false, .. } => {

@@ -1,0 +1,238 @@
+//! The Semaphore `cache` CLI, run as `cache` and `checksum` (links to the real binary) with exactly the
+//! environment a job on a self-hosted agent has, against real S3 servers: every verb, the fallback
+//! list, existing keys, lockfile detection, a profile from ~/.aws, the error contract, forks.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3};
+
+const PROJECT: &str = "9f1c6a2e-6c0b-4c3f-9b7e-2d1d6c5e8a10";
+
+/// A self-hosted agent's job: the agent's `env-vars` (backend, bucket, custom URL and keys) and the
+/// variables Semaphore sets in every job on `branch`.
+fn job(server: &S3Server, branch: &str) -> Sandbox {
+    let mut machine = Sandbox::new();
+    for (name, value) in [
+        ("SEMAPHORE", "true"),
+        ("CI", "true"),
+        ("SEMAPHORE_PROJECT_ID", PROJECT),
+        ("SEMAPHORE_PROJECT_NAME", "shop"),
+        ("SEMAPHORE_JOB_ID", "b7e3c2a4-1111-4a4a-8c8c-0f0f0f0f0f0f"),
+        ("SEMAPHORE_WORKFLOW_ID", "c1d2e3f4-2222-4b4b-9d9d-1e1e1e1e1e1e"),
+        ("SEMAPHORE_GIT_BRANCH", branch),
+        ("SEMAPHORE_GIT_WORKING_BRANCH", branch),
+        ("SEMAPHORE_GIT_REF_TYPE", "branch"),
+        ("SEMAPHORE_GIT_REF", &format!("refs/heads/{branch}")),
+        ("SEMAPHORE_GIT_SHA", "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"),
+        ("SEMAPHORE_GIT_REPO_SLUG", "acme/shop"),
+        ("SEMAPHORE_GIT_REPO_NAME", "shop"),
+        ("SEMAPHORE_CACHE_BACKEND", "s3"),
+        ("SEMAPHORE_CACHE_S3_BUCKET", &server.bucket),
+        ("SEMAPHORE_CACHE_S3_URL", &server.endpoint()),
+        ("SEMAPHORE_CACHE_S3_KEY", &server.access_key),
+        ("SEMAPHORE_CACHE_S3_SECRET", &server.secret_key),
+    ] {
+        machine.env(name, value);
+    }
+    machine
+}
+
+/// A directory with `cache` and `checksum` linked to the binary, as a user installs them.
+fn tools(machine: &Sandbox) -> PathBuf {
+    let bin = machine.scratch("bin");
+    for name in ["cache", "checksum"] {
+        let link = bin.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(binary(), &link).unwrap();
+        }
+    }
+    bin
+}
+
+/// Runs `tool ARGS` in `dir` with the job's environment only.
+fn run_tool(machine: &Sandbox, dir: &Path, tool: &str, args: &[&str]) -> Run {
+    let bin = tools(machine);
+    let mut command = Command::new(bin.join(tool));
+    command.args(args).current_dir(dir).env_clear();
+    for (name, value) in machine.machine_env() {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run the tool");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn cache(machine: &Sandbox, args: &[&str]) -> Run {
+    run_tool(machine, &machine.workspace(), "cache", args)
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+fn objects(server: &S3Server) -> Vec<String> {
+    let out = boto3(server, "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', []))))");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[track_caller]
+fn expect(run: &Run, code: i32, stdout_lines: &[&str]) {
+    assert_eq!(run.code, code, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    for line in stdout_lines {
+        assert!(run.stdout.lines().any(|l| l == *line), "missing line {line:?} in stdout:\n{}\nstderr: {}", run.stdout, run.stderr);
+    }
+}
+
+/// store → has_key → restore with a fallback list whose first key misses → list → usage → delete →
+/// clear, with the real CLI's messages and exit codes, and objects at `<project>/<key>`.
+#[test]
+fn every_verb_through_a_pipeline() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let builder = job(&server, "main");
+    write(&builder.workspace(), "vendor/bundle/gems/rake.rb", "rake");
+    write(&builder.workspace(), "vendor/bundle/bin/rake", "#!/bin/sh\n");
+    expect(&cache(&builder, &["store", "gems-main/2026", "vendor/bundle"]), 0, &[
+        "Key 'gems-main/2026' is normalized to 'gems-main-2026'.",
+        "Uploading 'vendor/bundle' with cache key 'gems-main-2026'...",
+    ]);
+    assert_eq!(objects(&server), vec![format!("{PROJECT}/gems-main-2026")]);
+    expect(&cache(&builder, &["store", "gems-main-2026", "vendor/bundle"]), 0, &["Key 'gems-main-2026' already exists."]);
+    expect(&cache(&builder, &["has_key", "gems-main-2026"]), 0, &["Key 'gems-main-2026' exists in the cache store."]);
+    expect(&cache(&builder, &["has_key", "gems-main-1999"]), 1, &["Key 'gems-main-1999' doesn't exist in the cache store."]);
+    expect(&cache(&builder, &["is_not_empty"]), 0, &[]);
+
+    // Another job, a fresh checkout: the first key misses, the second matches as a pattern.
+    let next = job(&server, "main");
+    let run = cache(&next, &["restore", "gems-main-3000,gems-main-"]);
+    expect(&run, 0, &["MISS: 'gems-main-3000'.", "HIT: 'gems-main-', using key 'gems-main-2026'.", "Restored: vendor/bundle."]);
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/bin/rake")).unwrap(), "#!/bin/sh\n");
+    expect(&cache(&next, &["restore", "nothing-like-it"]), 0, &["MISS: 'nothing-like-it'."]);
+
+    let list = cache(&next, &["list"]);
+    expect(&list, 0, &[]);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("SIZE") && lines[0].contains("STORED AT") && lines[0].contains("ACCESSED AT"), "{}", list.stdout);
+    assert!(lines[1].starts_with("gems-main-2026 "), "{}", list.stdout);
+    let usage = cache(&next, &["usage"]);
+    expect(&usage, 0, &["FREE SPACE: (unlimited)"]);
+    assert!(usage.stdout.lines().any(|l| l.starts_with("USED SPACE: ")), "{}", usage.stdout);
+
+    expect(&cache(&next, &["delete", "gems-main-2026"]), 0, &["Key 'gems-main-2026' is deleted."]);
+    expect(&cache(&next, &["delete", "gems-main-2026"]), 0, &["Key 'gems-main-2026' doesn't exist in the cache store."]);
+    expect(&cache(&next, &["is_not_empty"]), 1, &[]);
+    write(&next.workspace(), "a/x", "1");
+    cache(&next, &["store", "k1", "a"]);
+    cache(&next, &["store", "k2", "a"]);
+    expect(&cache(&next, &["clear"]), 0, &["Deleted all caches."]);
+    assert_eq!(objects(&server), Vec::<String>::new());
+    expect(&cache(&next, &["list"]), 0, &["Cache is empty."]);
+    expect(&cache(&next, &["store", "only-a-key"]), 0, &["Incorrect number of arguments!"]);
+}
+
+/// `cache store` and `cache restore` with no arguments cache node_modules for package-lock.json
+/// under the real CLI's key (md5 of the lockfile), and `checksum` prints that md5.
+#[test]
+fn detects_lockfiles() {
+    let server = S3Server::start(ServerKind::Moto);
+    let builder = job(&server, "feature/login");
+    write(&builder.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}\n");
+    write(&builder.workspace(), "node_modules/left-pad/index.js", "module.exports = 1;\n");
+    let md5 = run_tool(&builder, &builder.workspace(), "checksum", &["package-lock.json"]);
+    let expected = Command::new("md5sum").arg(builder.workspace().join("package-lock.json")).output().unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout).split_whitespace().next().unwrap().to_owned();
+    assert_eq!((md5.code, md5.stdout.trim()), (0, expected.as_str()));
+    expect(&cache(&builder, &["checksum", "package-lock.json"]), 0, &[expected.as_str()]);
+
+    let key = format!("node-modules-feature-login-{expected}");
+    expect(&cache(&builder, &["store"]), 0, &["Detected package-lock.json.", "Using default cache path 'node_modules'."]);
+    assert_eq!(objects(&server), vec![format!("{PROJECT}/{key}")]);
+
+    // The default branch's job has another lockfile: its exact key misses, `node-modules-` ... no:
+    // a job on the same branch with the same lockfile restores by the exact key.
+    let next = job(&server, "feature/login");
+    write(&next.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}\n");
+    let run = cache(&next, &["restore"]);
+    expect(&run, 0, &["Detected package-lock.json.", &format!("HIT: '{key}', using key '{key}'.")]);
+    assert_eq!(fs::read_to_string(next.workspace().join("node_modules/left-pad/index.js")).unwrap(), "module.exports = 1;\n");
+
+    // A job without lockfiles has nothing to do.
+    expect(&cache(&job(&server, "main"), &["store"]), 0, &["Nothing to store in cache."]);
+}
+
+/// Credentials from a profile in ~/.aws, as the seed document sets them up (no custom URL: the
+/// endpoint comes from AWS_ENDPOINT_URL, which the AWS SDKs also honour).
+#[test]
+fn profile_from_the_aws_files() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = job(&server, "main");
+    for name in ["SEMAPHORE_CACHE_S3_URL", "SEMAPHORE_CACHE_S3_KEY", "SEMAPHORE_CACHE_S3_SECRET"] {
+        machine.unset(name);
+    }
+    machine.env("SEMAPHORE_CACHE_AWS_PROFILE", "semaphore").env("AWS_ENDPOINT_URL", server.endpoint());
+    let aws = machine.home().join(".aws");
+    fs::create_dir_all(&aws).unwrap();
+    fs::write(aws.join("config"), "[default]\nregion = us-east-1\noutput = json\n").unwrap();
+    fs::write(aws.join("credentials"), format!("[semaphore]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    write(&machine.workspace(), "deps/x", "x");
+    expect(&cache(&machine, &["store", "deps", "deps"]), 0, &["Uploading 'deps' with cache key 'deps'..."]);
+    expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
+    assert!(!cache(&machine, &["list"]).stdout.contains(&server.secret_key));
+}
+
+/// Errors exit 0 and say `error: ...`, unless CACHE_FAIL_ON_ERROR=true; has_key says 1 only when absent.
+#[test]
+fn errors_follow_cache_fail_on_error() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = job(&server, "main");
+    machine.env("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:1").env("S3CACHE_MAX_ATTEMPTS", "1");
+    write(&machine.workspace(), "deps/x", "x");
+    for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"], &["usage"], &["clear"]] {
+        let run = cache(&machine, verb);
+        assert_eq!(run.code, 0, "{verb:?}: {}", run.stdout);
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
+        assert!(!run.stdout.contains(&server.secret_key) && !run.stderr.contains(&server.secret_key));
+    }
+    machine.env("CACHE_FAIL_ON_ERROR", "true");
+    for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"]] {
+        let run = cache(&machine, verb);
+        assert_eq!(run.code, 1, "{verb:?}: {}", run.stdout);
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
+    }
+    machine.unset("SEMAPHORE_CACHE_BACKEND");
+    expect(&cache(&machine, &["list"]), 1, &["error: no SEMAPHORE_CACHE_BACKEND environment variable set"]);
+}
+
+/// A pull request from a fork restores the project's caches but does not store.
+#[test]
+fn fork_pull_requests_are_read_only() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let main = job(&server, "main");
+    write(&main.workspace(), "deps/x", "from main");
+    cache(&main, &["store", "deps-main", "deps"]);
+    let mut fork = job(&server, "main");
+    fork.env("SEMAPHORE_GIT_REF_TYPE", "pull-request").env("SEMAPHORE_GIT_PR_BRANCH", "patch-1").env("SEMAPHORE_GIT_PR_SLUG", "mallory/shop").env("SEMAPHORE_GIT_PR_NUMBER", "7");
+    expect(&cache(&fork, &["restore", "deps-main"]), 0, &["HIT: 'deps-main', using key 'deps-main'."]);
+    assert_eq!(fs::read_to_string(fork.workspace().join("deps/x")).unwrap(), "from main");
+    write(&fork.workspace(), "deps/x", "poisoned");
+    let run = cache(&fork, &["store", "deps-fork", "deps"]);
+    expect(&run, 0, &[]);
+    assert!(run.stdout.contains("Not storing 'deps-fork': a pull request from the fork mallory/shop"), "{}", run.stdout);
+    assert_eq!(objects(&server), vec![format!("{PROJECT}/deps-main")]);
+}
+
+/// `s3cache semaphore VERB` is the same CLI.
+#[test]
+fn the_semaphore_subcommand() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = job(&server, "main");
+    let run = machine.run(&["semaphore", "has_key", "nothing"]);
+    expect(&run, 1, &["Key 'nothing' doesn't exist in the cache store."]);
+}
