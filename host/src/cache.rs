@@ -183,8 +183,9 @@ fn template_context(env: &EnvLookup) -> TemplateContext {
     }
 }
 
-/// Checks a rendered key against actions/cache's rules, plus ours.
-pub fn validate_key(key: &str) -> Result<(), ConfigError> {
+/// Checks a rendered key against actions/cache's rules, plus ours. In the Flat layout (Semaphore's)
+/// a key may hold commas: its CLI stores `a,b` as one key, and restores split lists before this.
+pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
     let invalid = |rule| Err(ConfigError::InvalidKey { key: key.to_owned(), rule });
     if key.is_empty() {
         return invalid("a key must not be empty");
@@ -192,7 +193,7 @@ pub fn validate_key(key: &str) -> Result<(), ConfigError> {
     if key.len() > MAX_KEY_LENGTH {
         return invalid("a key must be at most 512 characters");
     }
-    if key.contains(',') {
+    if key.contains(',') && layout.scoped() {
         return invalid("a key must not contain commas");
     }
     if key.chars().any(char::is_control) {
@@ -271,7 +272,7 @@ impl CacheContext {
         };
         tracing::debug!(found = resolution.found.len(), elapsed = ?started.elapsed(), "resolved key and paths");
         let key = resolution.key;
-        validate_key(&key)?;
+        validate_key(&key, self.layout)?;
         let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
@@ -339,11 +340,11 @@ impl CacheContext {
         let mut guest = self.instance(Vec::new())?;
         let context = template_context(&self.env);
         let primary_key = render_key(&mut guest, &request.key, &context)?;
-        validate_key(&primary_key)?;
+        validate_key(&primary_key, self.layout)?;
         let mut restore_keys = Vec::new();
         for template in &request.restore_keys {
             let prefix = render_key(&mut guest, template, &context)?;
-            validate_key(&prefix)?;
+            validate_key(&prefix, self.layout)?;
             restore_keys.push(prefix);
         }
         let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });

@@ -131,6 +131,9 @@ fn every_verb_through_a_pipeline() {
     write(&next.workspace(), "a/x", "1");
     cache(&next, &["store", "k1", "a"]);
     cache(&next, &["store", "k2", "a"]);
+    // As in the real CLI, a comma list is one key, found again through the pattern fallback.
+    expect(&cache(&next, &["store", "gems,my-gems", "a"]), 0, &["Uploading 'a' with cache key 'gems,my-gems'..."]);
+    expect(&cache(&next, &["restore", "my-gems"]), 0, &["HIT: 'my-gems', using key 'gems,my-gems'."]);
     expect(&cache(&next, &["clear"]), 0, &["Deleted all caches."]);
     assert_eq!(objects(&server), Vec::<String>::new());
     expect(&cache(&next, &["list"]), 0, &["Cache is empty."]);
