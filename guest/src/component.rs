@@ -8,7 +8,7 @@ use crate::bindings::s3cache::guest::types::Error;
 use crate::bindings::s3cache::guest::host_files::{self, NewFile, WriteOp};
 use crate::bindings::s3cache::guest::{archive_io, environment};
 use crate::files::{Digests, Directories, EntryKind, FileReader, Listing, StagingWriter};
-use crate::bindings::{Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport};
+use crate::bindings::{Compression, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport};
 use crate::unpack::SourceFailed;
 use crate::{GuestError, pack, template, unpack, walk};
 
@@ -27,8 +27,8 @@ impl archive::Guest for Component {
         Ok(pack::pack(&roots, &members, &options, &HostFiles, HostSink)?)
     }
 
-    fn unpack(roots: Vec<Root>, limits: UnpackLimits) -> Result<UnpackReport, Error> {
-        Ok(unpack::unpack(&roots, &limits, HostSource, &mut HostWriter::default(), 1 << 20)?)
+    fn unpack(roots: Vec<Root>, compression: Compression, limits: UnpackLimits) -> Result<UnpackReport, Error> {
+        Ok(unpack::unpack(&roots, compression, &limits, HostSource, &mut HostWriter::default(), 1 << 20)?)
     }
 }
 

@@ -8,6 +8,8 @@
 //! layer that binds it to the WIT world in `wit/`.
 
 pub mod bindings;
+#[cfg(test)]
+mod codec_tests;
 #[cfg(target_arch = "wasm32")]
 mod component;
 pub mod error;

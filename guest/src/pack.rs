@@ -1,7 +1,11 @@
-//! Writing a cache archive: POSIX pax tar, compressed as a zstd frame with a content checksum.
+//! Writing a cache archive: POSIX pax tar, compressed as one zstd frame (with a content checksum), as
+//! one gzip member (RFC 1952, CRC-32 and length in its trailer), or not at all.
 //!
-//! One call writes one frame of one part of the member list; the host may pack parts in parallel
-//! instances and concatenate the frames, so only the part marked `end-of-archive` ends the tar stream.
+//! One call writes one part of the member list as one complete compressed unit; the host may pack parts
+//! in parallel instances and concatenate the results, so only the part marked `end-of-archive` ends the
+//! tar stream. Concatenated zstd frames are one zstd stream, concatenated gzip members one multi-member
+//! gzip file (`gzip -dc` and `tar xzf` read it whole), and bare tar parts one tar. gzip uses `flate2`
+//! with the pure-Rust zlib-rs backend, which builds for wasm32-wasip1; levels are zlib's 1..=9.
 //! Small files are read ahead in batches through [`FileReader`] (one host call for many files); large
 //! ones are streamed through one reused buffer.
 //!
@@ -18,7 +22,7 @@ use tar::{EntryType, Header};
 
 use crate::GuestError;
 use crate::files::FileReader;
-use crate::bindings::{Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
+use crate::bindings::{Compression, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
 
 const BLOCK: usize = 512;
 /// Files up to this size are read in batches.
@@ -29,12 +33,11 @@ const BATCH_FILES: usize = 512;
 /// Largest value of an 11-digit octal ustar field (size, mtime).
 const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
 
-/// Writes `members` as a tar.zst stream to `sink`, reading small files through `reader`.
+/// Writes `members` as tar compressed per `options.compression` to `sink`, reading small files
+/// through `reader`.
 pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &dyn FileReader, sink: impl Write) -> Result<PackSummary, GuestError> {
     let compressed = Counting::new(sink);
-    let mut encoder = zstd::stream::write::Encoder::new(compressed, options.level).map_err(stream_error)?;
-    encoder.include_checksum(true).map_err(stream_error)?;
-    let mut tar = Counting::new(encoder);
+    let mut tar = Counting::new(Compressor::new(options.compression, options.level, options.buffer_size as usize, compressed)?);
     let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
     let root_of = |member: &Member| {
         roots.get(member.root as usize).ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))
@@ -61,6 +64,71 @@ pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &
     let tar_bytes = tar.count;
     let compressed = tar.inner.finish().map_err(stream_error)?;
     Ok(PackSummary { members: members.len() as u64, tar_bytes, compressed_bytes: compressed.count })
+}
+
+/// The levels each compression accepts; `None` for one without levels.
+pub fn levels(compression: Compression) -> Option<std::ops::RangeInclusive<i32>> {
+    match compression {
+        Compression::Zstd => Some(1..=19),
+        Compression::Gzip => Some(1..=9),
+        Compression::None => None,
+    }
+}
+
+/// The encoder of one part: a zstd frame, a gzip member, or the tar bytes as they are (buffered, so
+/// that 512-byte headers do not each cost a call to the host).
+enum Compressor<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Gzip(flate2::write::GzEncoder<W>),
+    None(io::BufWriter<W>),
+}
+
+impl<W: Write> Compressor<W> {
+    /// An encoder at `level`, which must be one of [`levels`]`(compression)`.
+    fn new(compression: Compression, level: i32, buffer_size: usize, sink: W) -> Result<Self, GuestError> {
+        if let Some(range) = levels(compression)
+            && !range.contains(&level)
+        {
+            return Err(GuestError::Other(format!("compression level {level} is not in {}..={} for {compression:?}", range.start(), range.end())));
+        }
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(sink, level).map_err(stream_error)?;
+                encoder.include_checksum(true).map_err(stream_error)?;
+                Self::Zstd(encoder)
+            }
+            // No name and mtime 0 in the header: the same tree packs to the same bytes.
+            Compression::Gzip => Self::Gzip(flate2::GzBuilder::new().write(sink, flate2::Compression::new(level as u32))),
+            Compression::None => Self::None(io::BufWriter::with_capacity(buffer_size.max(64 * 1024), sink)),
+        })
+    }
+
+    /// Ends the frame or member and returns the sink.
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Self::Zstd(encoder) => encoder.finish(),
+            Self::Gzip(encoder) => encoder.finish(),
+            Self::None(sink) => sink.into_inner().map_err(io::IntoInnerError::into_error),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Zstd(encoder) => encoder.write(buf),
+            Self::Gzip(encoder) => encoder.write(buf),
+            Self::None(sink) => sink.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Zstd(encoder) => encoder.flush(),
+            Self::Gzip(encoder) => encoder.flush(),
+            Self::None(sink) => sink.flush(),
+        }
+    }
 }
 
 fn is_small(member: &Member) -> bool {

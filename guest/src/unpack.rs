@@ -1,5 +1,13 @@
 //! Extracting a cache archive into staging directories, refusing anything hostile.
 //!
+//! The caller says how the tar stream is compressed ([`Compression`]); nothing is sniffed. zstd frames
+//! are decoded with a bounded window, gzip members (any number, as `gzip -dc` reads them) with
+//! `flate2`'s `MultiGzDecoder`, bare tar through a read buffer. Every format then gets the same checks:
+//! the decompressed size is capped (`max-total-bytes`, against bombs), the tar is parsed strictly, it must
+//! end with its end-of-archive blocks, and only zero padding may follow them until the compressed
+//! stream ends cleanly, so a truncated, damaged or foreign stream is `corrupt-stream`, never a partial
+//! restore.
+//!
 //! The `tar` crate only parses here; its own `unpack` cannot run under WASI (no chmod, no symlinks) and
 //! trusts too much. Our loop checks every member against `s3cache-policy` before a byte is written:
 //! the name must be a safe relative path under one of the restored roots and selected by its patterns;
@@ -10,14 +18,14 @@
 //! and applies them. The first violation stops extraction; the host then discards the staging dirs.
 
 use std::collections::HashSet;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
 use tar::{Archive, EntryType};
 
 use crate::GuestError;
 use crate::files::StagingWriter;
-use crate::bindings::{Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
+use crate::bindings::{Compression, Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
 
 /// The marker a source puts inside an `io::Error` when the host's stream failed, as opposed to the
 /// bytes being bad. It keeps "the download failed" apart from "the archive is corrupt".
@@ -40,9 +48,15 @@ struct RestoreRoot<'a> {
     directories: HashSet<String>,
 }
 
-/// Extracts the tar.zst read from `source` under the roots' staging directories.
+/// The tar ends with two zero blocks. The parser consumes the first when it stops, so at least this
+/// many zero bytes (the second) must follow.
+const SECOND_ZERO_BLOCK: u64 = 512;
+
+/// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging
+/// directories.
 pub fn unpack(
     roots: &[Root],
+    compression: Compression,
     limits: &UnpackLimits,
     source: impl Read,
     writer: &mut dyn StagingWriter,
@@ -58,9 +72,17 @@ pub fn unpack(
         })
         .collect::<Result<Vec<_>, GuestError>>()?;
 
-    let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, "zstd"))?;
-    decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, "zstd"))?;
-    let bounded = Bounded { inner: decoder, remaining: limits.max_total_bytes };
+    let layer = layer_name(compression);
+    let decoder: Box<dyn Read + '_> = match compression {
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, layer))?;
+            decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, layer))?;
+            Box::new(decoder)
+        }
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
+        Compression::None => Box::new(BufReader::with_capacity(buffer_size.max(64 * 1024), source)),
+    };
+    let bounded = Bounded { inner: decoder, layer, remaining: limits.max_total_bytes };
     let mut archive = Archive::new(bounded);
     let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
 
@@ -178,17 +200,23 @@ pub fn unpack(
         report.fixups.push(fixup);
     }
 
-    // Past the end-of-archive blocks only zero padding may follow, and the zstd stream must end cleanly
-    // (a truncated or corrupt frame fails its checksum here at the latest).
+    // The parser stops at a zero block or at a clean end of input; only the second zero block of the
+    // end-of-archive marker and zero padding may follow, and the compressed stream must end cleanly (a
+    // truncated or corrupt frame or member fails its checksum here at the latest).
     let mut rest = archive.into_inner();
+    let mut trailing_zeros = 0u64;
     loop {
-        let n = rest.read(&mut buffer).map_err(|e| classify(e, "zstd"))?;
+        let n = rest.read(&mut buffer).map_err(|e| classify(e, layer))?;
         if n == 0 {
             break;
         }
         if buffer[..n].iter().any(|&b| b != 0) {
             return Err(GuestError::CorruptStream("data after the end of the tar archive".into()));
         }
+        trailing_zeros += n as u64;
+    }
+    if trailing_zeros < SECOND_ZERO_BLOCK {
+        return Err(GuestError::CorruptStream(format!("{layer}: the archive ends without its end-of-archive blocks (truncated)")));
     }
     writer.finish()?;
     Ok(report)
@@ -289,6 +317,15 @@ fn copy_entry(entry: &mut impl Read, writer: &mut dyn StagingWriter, size: u64, 
     Ok(())
 }
 
+/// The name of a stream's outer layer in error messages.
+fn layer_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Zstd => "zstd",
+        Compression::Gzip => "gzip",
+        Compression::None => "tar",
+    }
+}
+
 /// Sorts a read error into the host's stream failing, a limit, or corrupt data.
 fn classify(err: io::Error, layer: &str) -> GuestError {
     if let Some(failed) = err.get_ref().and_then(|e| e.downcast_ref::<SourceFailed>()) {
@@ -297,8 +334,28 @@ fn classify(err: io::Error, layer: &str) -> GuestError {
     if let Some(limit) = err.get_ref().and_then(|e| e.downcast_ref::<LimitReached>()) {
         return GuestError::LimitExceeded(limit.to_string());
     }
+    // The decompressor's own errors name their layer even when the tar parser saw them first.
+    if let Some(failed) = err.get_ref().and_then(|e| e.downcast_ref::<DecodeFailed>()) {
+        return GuestError::CorruptStream(format!("{}: {}", failed.layer, failed.message));
+    }
     GuestError::CorruptStream(format!("{layer}: {err}"))
 }
+
+/// The marker on an error of the decompressor (bad zstd frame, gzip header or CRC), as opposed to the
+/// tar parser's.
+#[derive(Debug)]
+struct DecodeFailed {
+    layer: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for DecodeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.layer, self.message)
+    }
+}
+
+impl std::error::Error for DecodeFailed {}
 
 #[derive(Debug)]
 struct LimitReached(u64);
@@ -311,15 +368,20 @@ impl std::fmt::Display for LimitReached {
 
 impl std::error::Error for LimitReached {}
 
-/// Fails reads once more than the limit of decompressed bytes has been produced (a zstd bomb).
+/// The decompressed stream: fails reads once more than the limit of decompressed bytes has been
+/// produced (a zstd or gzip bomb), and marks the decompressor's errors with its layer.
 struct Bounded<R> {
     inner: R,
+    layer: &'static str,
     remaining: u64,
 }
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|err| {
+            let from_source = err.get_ref().is_some_and(|e| e.is::<SourceFailed>());
+            if from_source { err } else { io::Error::new(err.kind(), DecodeFailed { layer: self.layer, message: err.to_string() }) }
+        })?;
         if n as u64 > self.remaining {
             return Err(io::Error::other(LimitReached(self.remaining)));
         }

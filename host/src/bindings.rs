@@ -6,6 +6,17 @@ wasmtime::component::bindgen!({
     world: "cache-guest",
 });
 
-pub use self::exports::s3cache::guest::archive::{Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
+pub use self::exports::s3cache::guest::archive::{Compression, Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
 pub use self::exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
 pub use self::s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};
+
+impl From<crate::layout::Format> for Compression {
+    /// The guest's codec for an archive format.
+    fn from(format: crate::layout::Format) -> Self {
+        match format {
+            crate::layout::Format::Zstd => Compression::Zstd,
+            crate::layout::Format::Gzip => Compression::Gzip,
+            crate::layout::Format::Tar => Compression::None,
+        }
+    }
+}

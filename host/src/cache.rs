@@ -75,6 +75,8 @@ pub enum ConfigError {
     Template(String),
     #[error("could not start the sandbox: {0:#}")]
     Sandbox(anyhow::Error),
+    #[error("compression level {level} is out of range for the {format} format: it takes {min} to {max}")]
+    CompressionLevel { format: Format, level: i32, min: i32, max: i32 },
 }
 
 /// A request to save paths under a key.
@@ -216,6 +218,20 @@ pub fn entry_version(paths: &[String], format: Format, cross_os: bool) -> String
     hex::encode(&hasher.finalize()[..8])
 }
 
+/// The level a save of `format` compresses at: `level` when the format takes it (zstd 1..=19, gzip
+/// 1..=9), 0 for tar, which has no levels.
+fn compression_level(format: Format, level: i32) -> Result<i32, ConfigError> {
+    let (min, max) = match format {
+        Format::Zstd => (1, 19),
+        Format::Gzip => (1, 9),
+        Format::Tar => return Ok(0),
+    };
+    if !(min..=max).contains(&level) {
+        return Err(ConfigError::CompressionLevel { format, level, min, max });
+    }
+    Ok(level)
+}
+
 fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec<Root> {
     roots
         .iter()
@@ -250,6 +266,7 @@ impl CacheContext {
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
     pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
         let started = Instant::now();
+        let level = compression_level(request.format, request.compression_level)?;
         if let Some(reason) = self.store.read_only() {
             return Ok(SaveOutcome::Failed { key: None, reason: StoreError::ReadOnly(reason).to_string() });
         }
@@ -298,7 +315,7 @@ impl CacheContext {
         let total: u64 = members.iter().map(|m| m.size).sum();
         let bar = progress::bytes_bar("saving", Some(total));
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
-        let options = PackOptions { level: request.compression_level, buffer_size: 1 << 20, end_of_archive: true };
+        let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
         let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let summary = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
@@ -318,12 +335,13 @@ impl CacheContext {
             members: summary.members,
             tar_bytes: summary.tar_bytes,
             compression: request.format.name().into(),
-            level: request.compression_level,
+            level,
             version: entry_version(&request.paths, request.format, request.cross_os),
             paths: request.paths.clone(),
             cross_os: request.cross_os,
         };
-        if let Err(err) = sealing.write_all(&trailer::encode(&manifest)) {
+        let written = trailer::encode(&manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
+        if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }
         match Box::new(sealing).finish() {
@@ -400,7 +418,8 @@ impl CacheContext {
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(manifest.archive_bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
-        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), self.unpack_limits, source);
+        let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
+        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), format.into(), self.unpack_limits, source);
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,

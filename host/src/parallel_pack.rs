@@ -1,10 +1,12 @@
 //! Packing on every core: the member list is cut into parts, guest instances pack parts concurrently,
-//! each into its own zstd frame, and the frames are written to the upload in part order.
+//! each into its own complete compressed unit (a zstd frame, a gzip member, or bare tar, as
+//! `PackOptions::compression` says), and the parts are written to the upload in part order.
 //!
-//! zstd in wasm runs on one core, so one instance would leave the others idle while a save is
-//! compression-bound. Concatenated zstd frames are one valid zstd stream, and tar parts without
-//! end-of-archive blocks concatenate into one tar stream, so the result is an ordinary `.tar.zst`
-//! that GNU tar and zstd read. Parts are taken in order and each part's output waits in a bounded
+//! Compression in wasm runs on one core, so one instance would leave the others idle while a save is
+//! compression-bound. Tar parts without end-of-archive blocks concatenate into one tar stream, and so
+//! do their compressed forms: concatenated zstd frames are one zstd stream, concatenated gzip members
+//! one multi-member gzip file. The result is an ordinary `.tar.zst`, `.tar.gz` or `.tar` that GNU tar,
+//! zstd and gzip read. Parts are taken in order and each part's output waits in a bounded
 //! queue until the writer reaches it: memory stays bounded (a few MiB per worker) and a worker can
 //! never wait on a part nobody is packing.
 
@@ -18,10 +20,10 @@ use crate::sandbox::{GuestInstance, SandboxError};
 
 /// Content per part: large enough that frame restarts cost well under 1% of the compression ratio.
 pub const PART_BYTES: u64 = 8 << 20;
-/// Chunks of compressed output (each up to the guest's buffer size) a part may queue ahead.
+/// Chunks of output (each up to the guest's buffer size) a part may queue ahead.
 const QUEUED_CHUNKS: usize = 64;
 
-/// What a worker sends for its part: compressed bytes, then how it ended.
+/// What a worker sends for its part: archive bytes, then how it ended.
 enum Message {
     Bytes(Vec<u8>),
     Done(Result<PackSummary, SandboxError>),
@@ -53,7 +55,8 @@ pub fn split_parts(members: &[Member], part_bytes: u64) -> Vec<std::ops::Range<u
     parts
 }
 
-/// Packs `members` with up to `workers` instances from `instance`, writing one tar.zst stream to `out`.
+/// Packs `members` with up to `workers` instances from `instance`, writing one archive, compressed as
+/// `options.compression`, to `out`.
 pub fn pack(
     instance: &(dyn Fn() -> Result<GuestInstance, SandboxError> + Sync),
     roots: &[Root],

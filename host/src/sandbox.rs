@@ -22,7 +22,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    self, CacheGuest, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
+    self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
 };
 use crate::host_files::HostFiles;
 use crate::output;
@@ -265,7 +265,8 @@ impl GuestInstance {
         flatten(self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots))
     }
 
-    /// Writes the members as one zstd frame of tar into `sink`.
+    /// Writes the members as tar, compressed as one zstd frame or gzip member or not at all
+    /// (`options.compression`), into `sink`.
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream::Sink(sink);
@@ -274,11 +275,11 @@ impl GuestInstance {
         result
     }
 
-    /// Extracts the tar.zst read from `source` under the roots' staging preopens.
-    pub fn unpack(&mut self, roots: &[Root], limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
+    /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
+    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream::Source(source);
-        let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, limits));
+        let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits));
         self.store.data_mut().stream = ArchiveStream::None;
         result
     }

@@ -1,37 +1,73 @@
-//! The entry's trailer: a zstd *skippable frame* appended after the archive's compressed frames,
-//! holding a small JSON manifest (format, SHA-256 and length of the compressed archive, OS, counts).
+//! The entry's trailer: a small JSON manifest (format, SHA-256 and length of the archive, OS, counts,
+//! version) appended after the archive, in a shape the archive's own format passes over, so that
+//! standard tools read the object as a plain archive with no error and no warning.
 //!
-//! A skippable frame is part of the zstd format: `zstd -d` passes over it, so the object stays a
-//! standard `.tar.zst`. Keeping the manifest inside the one object makes an entry atomic — there is
-//! never a manifest without its archive or the reverse — and lets restore check the digest of every
-//! byte before the staged tree is moved into place. The trailer ends with a fixed footer
-//! (`json length` u32 LE + `S3CACHE1`) so a reader finds it from the object's end.
+//! Keeping the manifest inside the one object makes an entry atomic — there is never a manifest
+//! without its archive or the reverse — and lets restore check the digest of every byte before the
+//! staged tree is moved into place. Every layout ends its payload with the same footer (`json length`
+//! u32 LE + `S3CACHE1`), and each layout is fixed byte for byte, so a reader finds the trailer from the
+//! object's end and checks all of it. The payload is `json`, then the footer.
+//!
+//! * **zstd** (`.tar.zst`): a zstd *skippable frame* — magic `0x184D2A5E` (u32 LE), payload length (u32
+//!   LE), payload. `zstd -d` passes over it. The object ends with the footer.
+//! * **tar** (`.tar`): the same skippable frame, after the tar's end-of-archive blocks. GNU tar stops
+//!   reading at those blocks, so it never sees the frame; the frame's bytes are merely opaque here.
+//! * **gzip** (`.tar.gz`): a final, empty gzip member (RFC 1952) whose header carries the payload in an
+//!   FEXTRA subfield. `gzip -d` decodes it to nothing, so the output is exactly the tar. Its bytes:
+//!
+//!   ```text
+//!   1f 8b 08 04 00 00 00 00 00 ff   ID1 ID2, CM = deflate, FLG = FEXTRA, MTIME = 0, XFL = 0, OS = unknown
+//!   XLEN (u16 LE) = 4 + payload     the extra field: one subfield
+//!   53 33 LEN (u16 LE) = payload    subfield id "S3" and its length
+//!   payload                         json, json length (u32 LE), "S3CACHE1"
+//!   03 00                           deflate: one empty final block (fixed Huffman codes)
+//!   00 00 00 00 00 00 00 00         CRC-32 and ISIZE of no data
+//!   ```
+//!
+//!   so the object ends with `03 00` and eight zero bytes, and the footer sits just before them.
+//!
+//! [`decode`] recognizes the layout from those last bytes and refuses a manifest whose compression is
+//! not the layout's. The manifest is at most [`MAX_MANIFEST_BYTES`], so every trailer fits in the
+//! [`TAIL_FETCH`] bytes a reader fetches, and in gzip's 16-bit extra field.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::layout::Format;
 
 /// Skippable frame magic (`0x184D2A5E`, little endian), one of the 16 reserved values.
 const SKIPPABLE_MAGIC: [u8; 4] = 0x184D_2A5E_u32.to_le_bytes();
 const FOOTER_MAGIC: &[u8; 8] = b"S3CACHE1";
 const FOOTER_LEN: usize = 4 + FOOTER_MAGIC.len();
+/// The gzip header of the trailer member, up to its extra field: deflate, FEXTRA only, MTIME 0, XFL 0,
+/// OS 255 (unknown).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff];
+/// The extra field's subfield id.
+const GZIP_SUBFIELD: [u8; 2] = *b"S3";
+/// After the payload: an empty final deflate block, then CRC-32 = 0 and ISIZE = 0.
+const GZIP_MEMBER_END: [u8; 10] = [0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
 /// Bytes a reader fetches from the end to find the trailer; manifests are far smaller.
 pub const TAIL_FETCH: u64 = 16 << 10;
+/// Largest manifest JSON: room is left in [`TAIL_FETCH`] for the largest layout's framing.
+pub const MAX_MANIFEST_BYTES: usize = TAIL_FETCH as usize - 64;
 
 /// What the trailer records about an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Archive format version ([`crate::ARCHIVE_FORMAT`]).
     pub format: u32,
-    /// SHA-256 of the compressed archive (everything before the trailer), hex.
+    /// SHA-256 of the archive (everything before the trailer), hex.
     pub sha256: String,
-    /// Length of the compressed archive in bytes.
+    /// Length of the archive in bytes.
     pub archive_bytes: u64,
     /// Operating system that saved the entry (`std::env::consts::OS`).
     pub os: String,
     pub arch: String,
     pub members: u64,
     pub tar_bytes: u64,
+    /// The archive's format ([`Format::name`]: `zstd`, `gzip` or `tar`), which decides the trailer's layout.
     pub compression: String,
+    /// The compression level it was saved with (0 for tar).
     pub level: i32,
     /// The entry's version ([`crate::cache::entry_version`]): a restore uses only entries whose version
     /// is its own. Empty in entries from before versions existed.
@@ -45,47 +81,147 @@ pub struct Manifest {
     pub cross_os: bool,
 }
 
-/// Why an object's trailer could not be read.
+impl Manifest {
+    /// The archive's format, when `compression` names one this host knows ([`decode`] ensures it does).
+    pub fn archive_format(&self) -> Option<Format> {
+        Format::from_name(&self.compression)
+    }
+}
+
+/// Why an object's trailer could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrailerError {
     #[error("the object has no s3cache trailer (not written by s3cache, truncated, or replaced)")]
     Missing,
     #[error("the s3cache trailer is malformed: {0}")]
     Malformed(String),
+    #[error("the manifest's compression {0:?} is not one this s3cache knows (zstd, gzip, tar)")]
+    UnknownCompression(String),
+    #[error("the manifest is {0} bytes, over the limit of {MAX_MANIFEST_BYTES} (too many or too long paths)")]
+    TooLarge(usize),
 }
 
-/// The trailer frame for `manifest`.
-pub fn encode(manifest: &Manifest) -> Vec<u8> {
+/// How a format's trailer frames the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// A zstd skippable frame (zstd and tar).
+    SkippableFrame,
+    /// A final empty gzip member with the payload in its extra field.
+    GzipMember,
+}
+
+impl Layout {
+    fn of(format: Format) -> Self {
+        match format {
+            Format::Zstd | Format::Tar => Layout::SkippableFrame,
+            Format::Gzip => Layout::GzipMember,
+        }
+    }
+
+    /// The layout whose last bytes `tail` ends with.
+    fn recognize(tail: &[u8]) -> Option<Self> {
+        if tail.ends_with(FOOTER_MAGIC) {
+            Some(Layout::SkippableFrame)
+        } else if tail.ends_with(&GZIP_MEMBER_END) {
+            Some(Layout::GzipMember)
+        } else {
+            None
+        }
+    }
+
+    fn header_len(self) -> usize {
+        match self {
+            Layout::SkippableFrame => 8,
+            Layout::GzipMember => GZIP_HEADER.len() + 2 + 4,
+        }
+    }
+
+    /// The bytes before a payload of `payload_len` bytes (at most `u16::MAX - 4` for gzip).
+    fn header(self, payload_len: usize) -> Vec<u8> {
+        let mut header = Vec::with_capacity(self.header_len());
+        match self {
+            Layout::SkippableFrame => {
+                header.extend_from_slice(&SKIPPABLE_MAGIC);
+                header.extend_from_slice(&(payload_len as u32).to_le_bytes());
+            }
+            Layout::GzipMember => {
+                header.extend_from_slice(&GZIP_HEADER);
+                header.extend_from_slice(&((payload_len + 4) as u16).to_le_bytes());
+                header.extend_from_slice(&GZIP_SUBFIELD);
+                header.extend_from_slice(&(payload_len as u16).to_le_bytes());
+            }
+        }
+        header
+    }
+
+    /// The bytes after the payload.
+    fn end(self) -> &'static [u8] {
+        match self {
+            Layout::SkippableFrame => &[],
+            Layout::GzipMember => &GZIP_MEMBER_END,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::SkippableFrame => "skippable frame",
+            Layout::GzipMember => "gzip member",
+        }
+    }
+}
+
+/// The trailer for `manifest`, in the layout of its compression.
+pub fn encode(manifest: &Manifest) -> Result<Vec<u8>, TrailerError> {
+    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
+    let layout = Layout::of(format);
     let json = serde_json::to_vec(manifest).expect("manifest serializes");
+    if json.len() > MAX_MANIFEST_BYTES {
+        return Err(TrailerError::TooLarge(json.len()));
+    }
+    Ok(frame(layout, &json))
+}
+
+/// `json` and the footer, framed in `layout`.
+fn frame(layout: Layout, json: &[u8]) -> Vec<u8> {
     let payload_len = json.len() + FOOTER_LEN;
-    let mut frame = Vec::with_capacity(8 + payload_len);
-    frame.extend_from_slice(&SKIPPABLE_MAGIC);
-    frame.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    frame.extend_from_slice(&json);
-    frame.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    frame.extend_from_slice(FOOTER_MAGIC);
-    frame
+    let mut trailer = layout.header(payload_len);
+    trailer.extend_from_slice(json);
+    trailer.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    trailer.extend_from_slice(FOOTER_MAGIC);
+    trailer.extend_from_slice(layout.end());
+    trailer
 }
 
 /// Reads the trailer from `tail`, the last bytes of an object of `object_size` bytes. Returns the
-/// manifest; its `archive_bytes` is checked against where the trailer starts.
+/// manifest; its `archive_bytes` is checked against where the trailer starts, and its compression
+/// against the trailer's layout.
 pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
-    if tail.len() < FOOTER_LEN || &tail[tail.len() - FOOTER_MAGIC.len()..] != FOOTER_MAGIC {
+    let layout = Layout::recognize(tail).ok_or(TrailerError::Missing)?;
+    let payload_end = tail.len() - layout.end().len();
+    if payload_end < FOOTER_LEN || &tail[payload_end - FOOTER_MAGIC.len()..payload_end] != FOOTER_MAGIC {
         return Err(TrailerError::Missing);
     }
-    let len_at = tail.len() - FOOTER_LEN;
+    let len_at = payload_end - FOOTER_LEN;
     let json_len = u32::from_le_bytes(tail[len_at..len_at + 4].try_into().expect("4 bytes")) as usize;
-    let frame_len = 8 + json_len + FOOTER_LEN;
-    if frame_len > tail.len() {
+    if json_len > MAX_MANIFEST_BYTES {
+        return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest is over the limit")));
+    }
+    let payload_len = json_len + FOOTER_LEN;
+    let trailer_len = layout.header_len() + payload_len + layout.end().len();
+    if trailer_len > tail.len() {
         return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest does not fit the object's tail")));
     }
-    let frame = &tail[tail.len() - frame_len..];
-    let payload_len = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes")) as usize;
-    if frame[..4] != SKIPPABLE_MAGIC || payload_len != json_len + FOOTER_LEN {
-        return Err(TrailerError::Malformed("bad skippable frame header".into()));
+    let trailer = &tail[tail.len() - trailer_len..];
+    if trailer[..layout.header_len()] != layout.header(payload_len) {
+        return Err(TrailerError::Malformed(format!("bad {} header", layout.describe())));
     }
-    let manifest: Manifest = serde_json::from_slice(&frame[8..8 + json_len]).map_err(|e| TrailerError::Malformed(e.to_string()))?;
-    let archive_end = object_size.checked_sub(frame_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
+    let json = &trailer[layout.header_len()..layout.header_len() + json_len];
+    let manifest: Manifest = serde_json::from_slice(json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
+    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
+    if Layout::of(format) != layout {
+        return Err(TrailerError::Malformed(format!("a {} manifest in a {} trailer", manifest.compression, layout.describe())));
+    }
+    let archive_end = object_size.checked_sub(trailer_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
     if manifest.archive_bytes != archive_end {
         return Err(TrailerError::Malformed(format!("manifest says {} archive bytes, the object holds {archive_end}", manifest.archive_bytes)));
     }
@@ -110,7 +246,7 @@ impl Digest256 {
 mod tests {
     use super::*;
 
-    fn manifest(archive_bytes: u64) -> Manifest {
+    fn manifest(archive_bytes: u64, format: Format) -> Manifest {
         Manifest {
             format: 1,
             sha256: "ab".repeat(32),
@@ -119,7 +255,7 @@ mod tests {
             arch: "x86_64".into(),
             members: 3,
             tar_bytes: 4096,
-            compression: "zstd".into(),
+            compression: format.name().into(),
             level: 3,
             version: "v".into(),
             paths: vec!["target".into()],
@@ -127,25 +263,94 @@ mod tests {
         }
     }
 
-    /// A trailer appended to an archive reads back from the object's tail.
-    #[test]
-    fn round_trips() {
-        let archive = vec![7u8; 1000];
-        let trailer = encode(&manifest(1000));
-        let object: Vec<u8> = archive.iter().copied().chain(trailer.iter().copied()).collect();
-        let tail = &object[object.len().saturating_sub(TAIL_FETCH as usize)..];
-        assert_eq!(decode(tail, object.len() as u64).unwrap(), manifest(1000));
+    fn object(archive: &[u8], manifest: &Manifest) -> Vec<u8> {
+        let mut object = archive.to_vec();
+        object.extend(encode(manifest).unwrap());
+        object
     }
 
-    /// No footer, a wrong length, or a lying archive length are refused.
+    /// A trailer appended to an archive reads back from the object's tail, in every layout, whether
+    /// the tail is the whole object or its last bytes.
+    #[test]
+    fn round_trips() {
+        for format in Format::ALL {
+            let archive = vec![7u8; 20_000];
+            let object = object(&archive, &manifest(20_000, format));
+            let tail = &object[object.len() - TAIL_FETCH as usize..];
+            assert_eq!(decode(tail, object.len() as u64).unwrap(), manifest(20_000, format), "{format}");
+            assert_eq!(decode(&object, object.len() as u64).unwrap(), manifest(20_000, format), "{format}");
+        }
+    }
+
+    /// Each layout's fixed bytes: a skippable frame for zstd and tar, an empty gzip member for gzip.
+    #[test]
+    fn layouts_are_fixed() {
+        let m = manifest(0, Format::Zstd);
+        let json_len = serde_json::to_vec(&m).unwrap().len();
+        for format in [Format::Zstd, Format::Tar] {
+            let trailer = encode(&manifest(0, format)).unwrap();
+            assert_eq!(trailer[..4], [0x5e, 0x2a, 0x4d, 0x18]);
+            assert_eq!(u32::from_le_bytes(trailer[4..8].try_into().unwrap()) as usize, trailer.len() - 8);
+            assert!(trailer.ends_with(b"S3CACHE1"));
+        }
+        let trailer = encode(&manifest(0, Format::Gzip)).unwrap();
+        let json_len = json_len - "zstd".len() + "gzip".len();
+        assert_eq!(trailer.len(), 16 + json_len + 12 + 10);
+        assert_eq!(trailer[..10], [0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff]);
+        assert_eq!(u16::from_le_bytes([trailer[10], trailer[11]]) as usize, 4 + json_len + 12);
+        assert_eq!(&trailer[12..14], b"S3");
+        assert_eq!(u16::from_le_bytes([trailer[14], trailer[15]]) as usize, json_len + 12);
+        assert_eq!(&trailer[trailer.len() - 22..trailer.len() - 10], [&(json_len as u32).to_le_bytes()[..], b"S3CACHE1"].concat());
+        assert_eq!(trailer[trailer.len() - 10..], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// No footer, a wrong length, a damaged header, a manifest in another format's layout and a lying
+    /// archive length are refused, in every layout.
     #[test]
     fn refuses_bad_trailers() {
         assert_eq!(decode(b"just some zstd bytes", 20), Err(TrailerError::Missing));
-        let trailer = encode(&manifest(5));
-        assert!(matches!(decode(&trailer, trailer.len() as u64 + 6), Err(TrailerError::Malformed(_))));
-        let mut broken = trailer.clone();
-        broken[0] ^= 1;
-        assert!(matches!(decode(&broken, broken.len() as u64 + 5), Err(TrailerError::Malformed(_))));
+        assert_eq!(decode(&[0u8; 4096], 4096), Err(TrailerError::Missing), "a bare tar's zero blocks");
+        assert_eq!(decode(b"", 0), Err(TrailerError::Missing));
+        for format in Format::ALL {
+            let whole = object(&[7; 5], &manifest(5, format));
+            let size = whole.len() as u64;
+            assert_eq!(decode(&whole, size + 1), Err(TrailerError::Malformed("manifest says 5 archive bytes, the object holds 6".into())), "{format}");
+            let expected = Err(TrailerError::Malformed(if format == Format::Gzip { "bad gzip member header" } else { "bad skippable frame header" }.into()));
+            let mut broken = whole.clone();
+            broken[5] ^= 1;
+            assert_eq!(decode(&broken, size), expected, "{format}");
+            // The footer's length no longer matches the header's.
+            let mut longer = whole.clone();
+            let len_at = whole.len() - 12 - if format == Format::Gzip { 10 } else { 0 };
+            longer[len_at] += 1;
+            assert_eq!(decode(&longer, size), expected, "{format}");
+            // Cut at the front: the manifest no longer fits the tail.
+            let cut = decode(&whole[8..], size);
+            assert!(matches!(&cut, Err(TrailerError::Malformed(m)) if m.ends_with("does not fit the object's tail")), "{format}: {cut:?}");
+            // Cut at the end: no trailer at all.
+            assert_eq!(decode(&whole[..whole.len() - 1], size - 1), Err(TrailerError::Missing), "{format}");
+        }
+        // A gzip manifest in a skippable frame, and the reverse.
+        for (format, layout, expected) in [
+            (Format::Gzip, Layout::SkippableFrame, "a gzip manifest in a skippable frame trailer"),
+            (Format::Zstd, Layout::GzipMember, "a zstd manifest in a gzip member trailer"),
+            (Format::Tar, Layout::GzipMember, "a tar manifest in a gzip member trailer"),
+        ] {
+            let trailer = frame(layout, &serde_json::to_vec(&manifest(5, format)).unwrap());
+            assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::Malformed(expected.into())));
+        }
+        let unknown = Manifest { compression: "lz4".into(), ..manifest(5, Format::Zstd) };
+        let trailer = frame(Layout::SkippableFrame, &serde_json::to_vec(&unknown).unwrap());
+        assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::UnknownCompression("lz4".into())));
+        assert_eq!(encode(&unknown), Err(TrailerError::UnknownCompression("lz4".into())));
+    }
+
+    /// A manifest too large for the tail a reader fetches is refused when written, not left unreadable.
+    #[test]
+    fn refuses_oversized_manifests() {
+        let mut huge = manifest(5, Format::Gzip);
+        huge.paths = (0..2000).map(|i| format!("some/long/path/number/{i}")).collect();
+        assert!(matches!(encode(&huge), Err(TrailerError::TooLarge(n)) if n > MAX_MANIFEST_BYTES));
     }
 
     /// A stream whose bytes or length differ from the manifest fails at its end instead of ending.
@@ -153,13 +358,13 @@ mod tests {
     fn verifying_reader_catches_substitutions() {
         use std::io::Read;
         let archive = b"the real archive".to_vec();
-        let mut expected = manifest(archive.len() as u64);
+        let mut expected = manifest(archive.len() as u64, Format::Zstd);
         expected.sha256 = hex::encode(Sha256::digest(&archive));
         let mut out = Vec::new();
         VerifyingReader::new(&archive[..], expected.clone()).read_to_end(&mut out).unwrap();
         assert_eq!(out, archive);
         let err = VerifyingReader::new(&b"the fake archive"[..], expected.clone()).read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
+        assert!(err.to_string().starts_with("SHA-256 mismatch: the manifest says "), "{err}");
         assert!(VerifyingReader::new(&archive[..5], expected).read_to_end(&mut Vec::new()).is_err());
     }
 
@@ -167,9 +372,29 @@ mod tests {
     #[test]
     fn zstd_skips_the_trailer() {
         let compressed = zstd::encode_all(&b"hello tar"[..], 3).unwrap();
-        let mut object = compressed.clone();
-        object.extend(encode(&manifest(compressed.len() as u64)));
+        let object = object(&compressed, &manifest(compressed.len() as u64, Format::Zstd));
         assert_eq!(zstd::decode_all(&object[..]).unwrap(), b"hello tar");
+    }
+
+    /// A gzip reader takes the trailer for one more (empty, valid) member: the object decompresses to
+    /// the archive alone, and the reader consumes every byte.
+    #[test]
+    fn gzip_reads_the_trailer_as_an_empty_member() {
+        use std::io::{Read, Write};
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        encoder.write_all(b"hello tar").unwrap();
+        let compressed = encoder.finish().unwrap();
+        let object = object(&compressed, &manifest(compressed.len() as u64, Format::Gzip));
+        let mut decoder = flate2::read::MultiGzDecoder::new(&object[..]);
+        let mut out = Vec::new();
+        decoder.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello tar");
+        let trailer = encode(&manifest(0, Format::Gzip)).unwrap();
+        let mut empty = flate2::read::GzDecoder::new(&trailer[..]);
+        let mut out = Vec::new();
+        empty.read_to_end(&mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(empty.header().and_then(|h| h.extra()).map(|e| &e[..2]), Some(&b"S3"[..]));
     }
 }
 

@@ -9,8 +9,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use s3cache::s3::Credentials;
-use s3cache::store::{PutOptions, S3Options};
 use s3cache::trailer::{self, Manifest};
 use s3cache_tests::tree::noise;
 use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, snapshot};
@@ -59,15 +57,8 @@ impl Victim {
     }
 
     fn plant_raw(&self, key: &str, object: &[u8]) {
-        let options = S3Options {
-            endpoint: Some(self.server.endpoint()),
-            credentials: Some(Credentials { access_key_id: self.server.access_key.clone(), secret_access_key: self.server.secret_key.clone(), session_token: None }),
-            ..S3Options::default()
-        };
-        let store = s3cache::open_store(&format!("s3://{}/hostile", self.server.bucket), options).unwrap();
-        let mut upload = store.put(&s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Zstd), PutOptions::default()).unwrap();
-        upload.write_all(object).unwrap();
-        upload.finish().unwrap();
+        let name = s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Zstd);
+        self.server.put_object("hostile", &name, object);
     }
 
     fn plant_case(&self, case: &str) {
@@ -302,7 +293,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
         paths,
         cross_os,
     };
-    trailer::encode(&manifest)
+    trailer::encode(&manifest).unwrap()
 }
 
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {

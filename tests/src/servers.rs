@@ -103,6 +103,21 @@ impl S3Server {
     pub fn data_dir(&self) -> &Path {
         self._data.path()
     }
+
+    /// Writes `bytes` as the object `name` under `prefix` in the bucket, through s3cache's own client:
+    /// how tests plant damaged or hand-made entries.
+    pub fn put_object(&self, prefix: &str, name: &str, bytes: &[u8]) {
+        use std::io::Write;
+        let options = s3cache::store::S3Options {
+            endpoint: Some(self.endpoint()),
+            credentials: Some(s3cache::s3::Credentials { access_key_id: self.access_key.clone(), secret_access_key: self.secret_key.clone(), session_token: None }),
+            ..s3cache::store::S3Options::default()
+        };
+        let store = s3cache::open_store(&format!("s3://{}/{prefix}", self.bucket), options).expect("open the store");
+        let mut upload = store.put(name, s3cache::store::PutOptions::default()).expect("start the upload");
+        upload.write_all(bytes).expect("upload");
+        upload.finish().expect("finish the upload");
+    }
 }
 
 impl Drop for S3Server {

@@ -1,0 +1,234 @@
+//! `pack` → `unpack` natively, for every compression: exact round trips, parts that concatenate into
+//! one archive, what standard decoders make of our bytes, and clean `corrupt-stream` refusals of
+//! damaged, truncated and foreign streams.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use crate::GuestError;
+use crate::bindings::{Compression, Member, MemberKind, PackOptions, Root, Timestamp, UnpackLimits, UnpackReport};
+use crate::files::LocalFiles;
+use crate::{pack, unpack};
+
+const ALL: [Compression; 3] = [Compression::Zstd, Compression::Gzip, Compression::None];
+
+fn root(dir: &Path) -> Root {
+    Root { guest_dir: dir.display().to_string(), member_prefix: "workspace/target".into(), include_globs: Vec::new(), exclude_globs: Vec::new() }
+}
+
+fn member(relative: &str, kind: MemberKind, size: u64) -> Member {
+    Member { root: 0, relative: relative.into(), kind, mode: 0o644, size, mtime: Timestamp { seconds: 1_700_000_000, nanoseconds: 5 }, link_target: None }
+}
+
+/// Bytes that compress a little, so that gzip and zstd have matches and literals to code.
+fn contents(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if i % 3 == 0 { b'a' + (i % 7) as u8 } else { state as u8 }
+        })
+        .collect()
+}
+
+/// A source tree with a directory, small files (read in batches) and a large one (streamed).
+struct Tree {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+fn tree() -> Tree {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("sub")).unwrap();
+    let files = [("a.txt", contents(1000, 1)), ("sub/b.bin", contents(300_000, 2)), ("sub/c", contents(0, 3)), ("sub/d", contents(70_000, 4))];
+    let mut members = vec![member("", MemberKind::Directory, 0), member("sub", MemberKind::Directory, 0)];
+    for (name, bytes) in &files {
+        fs::write(dir.path().join(name), bytes).unwrap();
+        members.push(member(name, MemberKind::File, bytes.len() as u64));
+    }
+    Tree { dir, members }
+}
+
+fn options(compression: Compression, end_of_archive: bool) -> PackOptions {
+    let level = if compression == Compression::Zstd { 3 } else { 6 };
+    PackOptions { compression, level, buffer_size: 1 << 16, end_of_archive }
+}
+
+fn pack_part(tree: &Tree, members: &[Member], options: PackOptions) -> Result<Vec<u8>, GuestError> {
+    let mut out = Vec::new();
+    let summary = pack::pack(&[root(tree.dir.path())], members, &options, &LocalFiles::default(), &mut out)?;
+    assert_eq!(summary.compressed_bytes, out.len() as u64);
+    assert_eq!(summary.members, members.len() as u64);
+    Ok(out)
+}
+
+fn limits() -> UnpackLimits {
+    UnpackLimits { max_total_bytes: 1 << 30, max_members: 1000, max_path_bytes: 4096, max_depth: 64, max_window_log: 27 }
+}
+
+fn unpack_into(dir: &Path, compression: Compression, archive: &[u8], limits: &UnpackLimits) -> Result<UnpackReport, GuestError> {
+    unpack::unpack(&[root(dir)], compression, limits, archive, &mut LocalFiles::default(), 1 << 16)
+}
+
+/// Every file of `tree` is in `dir` with the same bytes.
+#[track_caller]
+fn assert_same_files(tree: &Tree, dir: &Path) {
+    for member in tree.members.iter().filter(|m| m.kind == MemberKind::File) {
+        let theirs = fs::read(dir.join(&member.relative)).unwrap_or_else(|e| panic!("{}: {e}", member.relative));
+        assert_eq!(theirs, fs::read(tree.dir.path().join(&member.relative)).unwrap(), "{}", member.relative);
+    }
+}
+
+/// The tar stream inside `archive`, decoded by the reference decoders (zstd, flate2's multi-member
+/// gzip reader), not by `unpack`.
+fn reference_decode(compression: Compression, archive: &[u8]) -> Vec<u8> {
+    match compression {
+        Compression::Zstd => zstd::decode_all(archive).unwrap(),
+        Compression::Gzip => {
+            let mut tar = Vec::new();
+            flate2::read::MultiGzDecoder::new(archive).read_to_end(&mut tar).unwrap();
+            tar
+        }
+        Compression::None => archive.to_vec(),
+    }
+}
+
+/// Each compression round-trips the tree exactly; the bytes are its own format (gzip's magic, bare
+/// tar) and a reference decoder finds the same tar, ending in its two zero blocks.
+#[test]
+fn every_compression_round_trips() {
+    let tree = tree();
+    for compression in ALL {
+        let archive = pack_part(&tree, &tree.members, options(compression, true)).unwrap();
+        let tar = reference_decode(compression, &archive);
+        assert_eq!(tar.len() % 512, 0);
+        assert!(tar.ends_with(&[0; 1024]), "{compression:?}");
+        match compression {
+            Compression::Zstd => assert_eq!(archive[..4], [0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Gzip => assert_eq!(archive[..3], [0x1f, 0x8b, 0x08]),
+            Compression::None => assert_eq!(&archive[257..262], b"ustar"),
+        }
+        let out = tempfile::tempdir().unwrap();
+        let report = unpack_into(out.path(), compression, &archive, &limits()).unwrap();
+        assert_eq!(report.members, tree.members.len() as u64, "{compression:?}");
+        assert_eq!(report.bytes, 371_000);
+        assert_same_files(&tree, out.path());
+    }
+}
+
+/// Parts packed separately (only the last ends the archive) concatenate into one archive: several
+/// zstd frames, a multi-member gzip file, or one tar.
+#[test]
+fn concatenated_parts_are_one_archive() {
+    let tree = tree();
+    for compression in ALL {
+        let (first, second) = tree.members.split_at(3);
+        let mut archive = pack_part(&tree, first, options(compression, false)).unwrap();
+        archive.extend(pack_part(&tree, second, options(compression, true)).unwrap());
+        if compression == Compression::Gzip {
+            let members = archive.windows(3).filter(|w| *w == [0x1f, 0x8b, 0x08]).count();
+            assert!(members >= 2, "two gzip members expected");
+        }
+        let whole = pack_part(&tree, &tree.members, options(compression, true)).unwrap();
+        assert_eq!(reference_decode(compression, &archive), reference_decode(compression, &whole), "{compression:?}");
+        let out = tempfile::tempdir().unwrap();
+        let report = unpack_into(out.path(), compression, &archive, &limits()).unwrap();
+        assert_eq!(report.members, tree.members.len() as u64);
+        assert_same_files(&tree, out.path());
+    }
+}
+
+/// The reason `unpack` refused `archive`, which must be `corrupt-stream`.
+#[track_caller]
+fn corrupt_reason(compression: Compression, archive: &[u8]) -> String {
+    let out = tempfile::tempdir().unwrap();
+    match unpack_into(out.path(), compression, archive, &limits()) {
+        Err(GuestError::CorruptStream(reason)) => reason,
+        other => panic!("{compression:?}: expected corrupt-stream, got {other:?}"),
+    }
+}
+
+/// A flipped byte, a truncation, trailing garbage, a missing end-of-archive and another format's bytes
+/// are each a clean `corrupt-stream`, for every compression.
+#[test]
+fn damaged_streams_are_corrupt() {
+    let tree = tree();
+    for compression in ALL {
+        let archive = pack_part(&tree, &tree.members, options(compression, true)).unwrap();
+        let layer = match compression {
+            Compression::Zstd => "zstd: ",
+            Compression::Gzip => "gzip: ",
+            Compression::None => "tar: ",
+        };
+
+        // A byte flipped in the middle of a large file's data: the checksum of zstd's frame or
+        // gzip's member fails; bare tar has no checksum over data, so flip a byte of the first ustar
+        // header (after its pax header) instead: its header checksum fails.
+        let mut flipped = archive.clone();
+        let at = if compression == Compression::None { 1024 + 100 } else { archive.len() / 2 };
+        flipped[at] ^= 0x40;
+        let reason = corrupt_reason(compression, &flipped);
+        assert!(reason.starts_with(layer), "{compression:?}: {reason}");
+
+        // Truncated in the middle of a member, and cut before the end-of-archive blocks.
+        let reason = corrupt_reason(compression, &archive[..archive.len() * 2 / 3]);
+        assert!(reason.starts_with(layer), "{compression:?}: {reason}");
+        let no_end = pack_part(&tree, &tree.members, options(compression, false)).unwrap();
+        assert_eq!(corrupt_reason(compression, &no_end), format!("{layer}the archive ends without its end-of-archive blocks (truncated)"));
+
+        // Bytes after the archive that are not part of it.
+        let mut garbage = archive.clone();
+        garbage.extend_from_slice(b"not an archive, not padding");
+        let reason = corrupt_reason(compression, &garbage);
+        match compression {
+            Compression::None => assert_eq!(reason, "data after the end of the tar archive"),
+            _ => assert!(reason.starts_with(layer), "{compression:?}: {reason}"),
+        }
+
+        // Another compression's bytes, and an empty stream.
+        for other in ALL.into_iter().filter(|&c| c != compression) {
+            let foreign = pack_part(&tree, &tree.members, options(other, true)).unwrap();
+            let reason = corrupt_reason(compression, &foreign);
+            assert!(reason.starts_with(layer), "{other:?} read as {compression:?}: {reason}");
+        }
+        let empty = match compression {
+            Compression::Zstd => "zstd: incomplete frame",
+            Compression::Gzip => "gzip: unexpected end of file",
+            Compression::None => "tar: the archive ends without its end-of-archive blocks (truncated)",
+        };
+        assert_eq!(corrupt_reason(compression, b""), empty, "{compression:?}");
+    }
+}
+
+/// A stream that decompresses beyond `max-total-bytes` stops with `limit-exceeded`, in every format.
+#[test]
+fn decompression_is_bounded() {
+    let tree = tree();
+    for compression in ALL {
+        let archive = pack_part(&tree, &tree.members, options(compression, true)).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let small = UnpackLimits { max_total_bytes: 100_000, ..limits() };
+        match unpack_into(out.path(), compression, &archive, &small) {
+            Err(GuestError::LimitExceeded(reason)) => assert!(reason.contains("100000"), "{reason}"),
+            other => panic!("{compression:?}: expected limit-exceeded, got {other:?}"),
+        }
+    }
+}
+
+/// Levels outside a compression's range are refused before anything is written; `none` has none.
+#[test]
+fn levels_are_checked() {
+    let tree = tree();
+    for (compression, level) in [(Compression::Gzip, 0), (Compression::Gzip, 10), (Compression::Zstd, 0), (Compression::Zstd, 20)] {
+        let options = PackOptions { level, ..options(compression, true) };
+        match pack_part(&tree, &tree.members, options) {
+            Err(GuestError::Other(reason)) => assert!(reason.starts_with(&format!("compression level {level} is not in")), "{reason}"),
+            other => panic!("{compression:?} level {level}: {other:?}"),
+        }
+    }
+    let options = PackOptions { level: 42, ..options(Compression::None, true) };
+    assert!(pack_part(&tree, &tree.members, options).is_ok());
+}
