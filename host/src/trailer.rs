@@ -363,8 +363,14 @@ mod tests {
         let mut out = Vec::new();
         VerifyingReader::new(&archive[..], expected.clone()).read_to_end(&mut out).unwrap();
         assert_eq!(out, archive);
-        let err = VerifyingReader::new(&b"the fake archive"[..], expected.clone()).read_to_end(&mut Vec::new()).unwrap_err();
+        let mut fake = VerifyingReader::new(&b"the fake archive"[..], expected.clone());
+        let err = fake.read_to_end(&mut Vec::new()).unwrap_err();
         assert!(err.to_string().starts_with("SHA-256 mismatch: the manifest says "), "{err}");
+        assert_eq!(fake.read(&mut [0; 8]).unwrap_err().to_string(), err.to_string(), "the verdict stands");
+        // Reading again after a good end is another end, not a mismatch of nothing.
+        let mut real = VerifyingReader::new(&archive[..], expected.clone());
+        real.read_to_end(&mut Vec::new()).unwrap();
+        assert_eq!(real.read(&mut [0; 8]).unwrap(), 0);
         assert!(VerifyingReader::new(&archive[..5], expected).read_to_end(&mut Vec::new()).is_err());
     }
 
@@ -444,16 +450,21 @@ impl crate::store::Upload for SealingWriter {
 /// Passes an archive through while hashing it, and fails at the end — instead of reporting the end —
 /// when the bytes are not the ones the manifest describes. The extractor therefore never finishes on
 /// a corrupt or substituted archive, and nothing staged is committed.
+///
+/// The verdict is reached at the first end of the stream and repeated by every later read: readers
+/// such as a bare tar parser ask again after the end.
 pub struct VerifyingReader<R> {
     inner: R,
     digest: Digest256,
     seen: u64,
     expected: Manifest,
+    /// At the end: `Ok` or the mismatch.
+    verdict: Option<Result<(), String>>,
 }
 
 impl<R> VerifyingReader<R> {
     pub fn new(inner: R, expected: Manifest) -> Self {
-        Self { inner, digest: Digest256::default(), seen: 0, expected }
+        Self { inner, digest: Digest256::default(), seen: 0, expected, verdict: None }
     }
 }
 
@@ -465,6 +476,9 @@ impl<R> std::fmt::Debug for VerifyingReader<R> {
 
 impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(verdict) = &self.verdict {
+            return verdict.clone().map(|()| 0).map_err(std::io::Error::other);
+        }
         let n = self.inner.read(buf)?;
         self.digest.update(&buf[..n]);
         self.seen += n as u64;
@@ -473,12 +487,15 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
         }
         if n == 0 && !buf.is_empty() {
             let actual = std::mem::take(&mut self.digest).hex();
-            if self.seen != self.expected.archive_bytes || actual != self.expected.sha256 {
-                return Err(std::io::Error::other(format!(
+            let verdict = if self.seen != self.expected.archive_bytes || actual != self.expected.sha256 {
+                Err(format!(
                     "SHA-256 mismatch: the manifest says {} ({} bytes), the archive is {actual} ({} bytes)",
                     self.expected.sha256, self.expected.archive_bytes, self.seen
-                )));
-            }
+                ))
+            } else {
+                Ok(())
+            };
+            return self.verdict.insert(verdict).clone().map(|()| 0).map_err(std::io::Error::other);
         }
         Ok(n)
     }
