@@ -4,6 +4,7 @@
 mod cli;
 mod credentials;
 mod faults;
+mod formats;
 mod hostile;
 mod library;
 mod roundtrip;
