@@ -6,6 +6,10 @@
 //! tar stream. Concatenated zstd frames are one zstd stream, concatenated gzip members one multi-member
 //! gzip file (`gzip -dc` and `tar xzf` read it whole), and bare tar parts one tar. gzip uses `flate2`
 //! with the pure-Rust zlib-rs backend, which builds for wasm32-wasip1; levels are zlib's 1..=9.
+//! Measured in wasm on one core (127 MB of tar, level 6): zlib-rs built with simd128 packs in 1.92 s,
+//! without simd128 in 2.2 s, miniz_oxide in 3.05 s; native `tar | gzip -6` takes 2.0 s. Inflating
+//! takes about 0.3 s with either backend.
+//!
 //! Small files are read ahead in batches through [`FileReader`] (one host call for many files); large
 //! ones are streamed through one reused buffer.
 //!
