@@ -16,11 +16,19 @@ Baselines (same server, same data):
   B4 floors: read+walk (tar -cf - | cat >/dev/null), zstd -d only, extract only (tar -xf plain.tar),
              network (aws s3 cp s3://... - > /dev/null)
   B5 hashing: find | sort | xargs sha256sum
+  gzip (W1-W3, unless --no-gzip): s3cache --format gzip --compression-level 6 against the same pipelines
+     with gzip at its default level 6, single-threaded (B6) and with pigz on every core (B7, skipped
+     with a note when pigz is not installed):
+  B6 save:    tar --posix -cf - DIR | gzip -6 -c | aws s3 cp - s3://...
+     restore: aws s3 cp s3://... - | gzip -d -c | tar -xf -
+  B7 the same with pigz -6 (restore: pigz -d, whose inflate is single-threaded but reads, writes and
+     checks CRCs on other threads)
+     floors: tar -cf - DIR | gzip -6 > file, and gzip -d -c file > /dev/null
 Metrics: wall and CPU seconds (median of --runs), peak RSS (MB), temporary archive bytes on disk,
 compressed size against zstd -3, and the HTTP requests s3cache sent (from its --summary-json).
 Ratios are ours / baseline: below 1.0 means s3cache is faster.
 
-Usage: bench/bench.py [--scale S] [--runs R] [--workloads W1,W2,...]
+Usage: bench/bench.py [--scale S] [--runs R] [--workloads W1,W2,...] [--no-gzip]
 Never run as a timed test; CI runs a tiny scale once only to check that it works.
 """
 import argparse
@@ -38,6 +46,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = "function return const module exports require var this value object string length index array".split()
 ACCESS, SECRET, BUCKET = "AKIDBENCH", "bench-secret-key", "bench"
+# gzip's own default level, used by s3cache --format gzip and both gzip baselines.
+GZIP_LEVEL = 6
 
 
 def text(rng, size):
@@ -176,8 +186,33 @@ def transfer_workload(b, workload, make, binary):
         os.remove(f"{archive}.tar")
         os.remove(archive)
         shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
+        if b.args.gzip:
+            gzip_runs(b, workload, key, path, work, binary)
     b.results[f"{workload} temp bytes B1/B2"] = [(temp_bytes, 0, 0)]
     return work
+
+
+def gzip_runs(b, workload, key, path, work, binary):
+    """s3cache --format gzip against tar | gzip (B6) and tar | pigz (B7), streamed to and from the server."""
+    level = GZIP_LEVEL
+    summary = os.path.join(b.base, "summary.json")
+    compressors = [("B6", "gzip")] + ([("B7", "pigz")] if b.pigz else [])
+    b.run(f"{workload} gz save ours", f"{binary} save --key {key}-gz --format gzip --compression-level {level} --path {path} --summary-json {summary}", work)
+    ours_bytes = json.load(open(summary))["bytes"]
+    for name, tool in compressors:
+        b.run(f"{workload} gz save {name}", f"tar --posix -cf - {path} | {tool} -{level} -c | {b.aws} - s3://{BUCKET}/{tool}/{key}.tgz", work)
+    archive = os.path.join(b.base, "cache.tgz")
+    b.run(f"{workload} gz floor gzip -{level}", f"tar --posix -cf - {path} | gzip -{level} -c > {archive}", work)
+    b.facts.setdefault(workload, {}).update({"ours gzip bytes": ours_bytes, f"gzip -{level} bytes": os.path.getsize(archive)})
+    shutil.move(os.path.join(work, path), os.path.join(b.base, "original"))
+    b.run(f"{workload} gz restore ours", f"{binary} restore --key {key}-gz --path {path}", work)
+    remove(os.path.join(work, path))
+    for name, tool in compressors:
+        b.run(f"{workload} gz restore {name}", f"{b.aws} s3://{BUCKET}/{tool}/{key}.tgz - | {tool} -d -c | tar -xf -", work)
+        remove(os.path.join(work, path))
+    b.run(f"{workload} gz floor gzip -d", f"gzip -d -c {archive} > /dev/null", work)
+    os.remove(archive)
+    shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
 
 
 def remove(path):
@@ -195,10 +230,12 @@ def main():
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
     parser.add_argument("--binary", default=os.path.join(target_dir, "release", "s3cache"))
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--no-gzip", dest="gzip", action="store_false", help="skip the gzip rows (s3cache --format gzip, B6, B7)")
     args = parser.parse_args()
     workloads = set(args.workloads.split(","))
     base = tempfile.mkdtemp(prefix="s3cache-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     b = Bench(args, base)
+    b.pigz = shutil.which("pigz") is not None
     binary = args.binary
     try:
         subprocess.run([binary, "key", "--template", "warm-up"], env=b.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -232,6 +269,29 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def gzip_checks(b):
+    """Ratios of s3cache --format gzip to single-threaded gzip (the goal: not slower) and to pigz."""
+    if not b.args.gzip:
+        return
+    print(f"gzip checks (ours --format gzip / baseline, level {GZIP_LEVEL}; wall time)")
+    if not b.pigz:
+        print("  B7 (pigz) skipped: pigz is not installed (Debian package pigz; scripts/test installs it)")
+    for workload in ("W1", "W2", "W3"):
+        for phase in ("save", "restore"):
+            ours = f"{workload} gz {phase} ours"
+            if ours not in b.results:
+                continue
+            for baseline, tool in (("B6", "gzip"), ("B7", "pigz")):
+                theirs = f"{workload} gz {phase} {baseline}"
+                if theirs in b.results:
+                    ratio = b.median(ours) / b.median(theirs)
+                    goal = f"  (goal <= 1.0: not slower than single-threaded gzip) {'met' if ratio <= 1.0 else 'NOT met'}" if baseline == "B6" else ""
+                    print(f"  {workload} {phase:<8} vs {baseline} {tool}: time ratio {ratio:5.2f}{goal}")
+        facts = b.facts.get(workload, {})
+        if "ours gzip bytes" in facts:
+            print(f"  {workload} compressed size vs gzip -{GZIP_LEVEL}: {facts['ours gzip bytes'] / facts[f'gzip -{GZIP_LEVEL} bytes']:.3f}")
+
+
 def report(b, args):
     print(f"s3cache benchmark: scale {args.scale}, median of {args.runs} runs, tmpfs, s3s-fs on loopback, {os.cpu_count()} cores")
     print(f"{'phase':<28}{'wall s':>9}{'cpu s':>9}{'rss MB':>9}")
@@ -252,6 +312,7 @@ def report(b, args):
             verdict = "met" if (ratio <= goal if baseline != "B3" else 1 / ratio >= goal) else "NOT met"
             goal_text = f"time ratio <= {goal}" if baseline != "B3" else f"throughput ratio {1 / ratio:.2f} >= {goal}"
             print(f"  {workload} {phase:<8} vs {baseline}: time ratio {ratio:5.2f}  (goal: {goal_text}) {verdict}")
+    gzip_checks(b)
     if "W4 restore hit warm" in b.results:
         print(f"  W4 warm restore hit: {b.median('W4 restore hit warm') * 1000:.0f} ms (goal < 100 ms); cold: {b.median('W4 restore hit cold'):.2f} s (goal < 2.5 s)")
     if "W5 key ours" in b.results:
