@@ -87,9 +87,9 @@ pub struct SaveRequest {
     pub paths: Vec<String>,
     /// How the archive is encoded; recorded in the entry's manifest, name and version.
     pub format: Format,
-    /// Compression level (zstd 1..=19, gzip 1..=9; ignored for tar). Recorded in the entry, not in
-    /// its key or version.
-    pub compression_level: i32,
+    /// Compression level (zstd 1..=19, gzip 1..=9; ignored for tar); `None`: the format's default
+    /// ([`Format::default_level`]). Recorded in the entry, not in its key or version.
+    pub compression_level: Option<i32>,
     /// Replace an existing entry instead of keeping the first writer's.
     pub overwrite: bool,
     /// Save for every operating system (actions/cache's `enableCrossOsArchive`).
@@ -220,7 +220,8 @@ pub fn entry_version(paths: &[String], format: Format, cross_os: bool) -> String
 
 /// The level a save of `format` compresses at: `level` when the format takes it (zstd 1..=19, gzip
 /// 1..=9), 0 for tar, which has no levels.
-fn compression_level(format: Format, level: i32) -> Result<i32, ConfigError> {
+fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigError> {
+    let level = level.unwrap_or(format.default_level());
     let (min, max) = match format {
         Format::Zstd => (1, 19),
         Format::Gzip => (1, 9),

@@ -49,6 +49,15 @@ impl Format {
         }
     }
 
+    /// The compression level a save uses when none is given: zstd's and gzip's own defaults (3, 6).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Format::Zstd => 3,
+            Format::Gzip => 6,
+            Format::Tar => 0,
+        }
+    }
+
     /// The format called `name` ([`Format::name`]).
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == name)

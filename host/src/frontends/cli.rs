@@ -102,9 +102,9 @@ struct SaveArgs {
     /// Archive format: zstd (default), gzip or tar.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-    /// Compression level (zstd 1-19, gzip 1-9; ignored for tar).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    compression_level: i32,
+    /// Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); ignored for tar.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: Option<i32>,
     /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
     #[arg(long)]
     fail_on_error: bool,

@@ -105,7 +105,7 @@ pub const INPUTS: &[Input] = &[
     input_def("exact-key-only", Some("false"), UsedBy::Restore, Mapping::Flag("--exact-key-only"), "Ignore `restore-keys` matches (release builds)."),
     input_def("overwrite", Some("false"), UsedBy::Save, Mapping::Flag("--overwrite"), "Replace an existing entry with this key instead of keeping the first one."),
     input_def("format", Some("zstd"), UsedBy::Save, Mapping::Value("--format"), "Archive format: `zstd`, `gzip` or `tar`; restores read all three."),
-    input_def("compression-level", Some("3"), UsedBy::Save, Mapping::Value("--compression-level"), "Compression level (zstd 1-19, gzip 1-9); recorded in the entry, not in its key."),
+    input_def("compression-level", Some(""), UsedBy::Save, Mapping::Value("--compression-level"), "Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); recorded in the entry, not in its key."),
     input_def("fail-on-error", Some("false"), UsedBy::Save, Mapping::Flag("--fail-on-error"), "Fail the step when saving fails (network, store, unreadable files) instead of warning."),
     input_def("bucket", Some(""), UsedBy::All, Mapping::Store, "S3 bucket to keep caches in (alternative to `store`)."),
     input_def("prefix", Some(""), UsedBy::All, Mapping::Store, "Key prefix inside the bucket, e.g. `team/project`."),

@@ -392,7 +392,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
     let format = format(&|n| env(n)).map_err(|e| e.to_string())?;
     println!("Uploading '{path}' with cache key '{key}'...");
     let started = Instant::now();
-    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: 3, overwrite: false, cross_os: false };
+    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: None, overwrite: false, cross_os: false };
     match context.save(&request).map_err(|e| e.to_string())? {
         SaveOutcome::Saved { bytes, .. } => {
             println!("Upload complete. Duration: {}. Size: {} bytes.", seconds(started), human_size(bytes));

@@ -144,5 +144,6 @@ fn parse_listed_time(text: &str) -> std::time::SystemTime {
 }
 
 fn s3cache_format() -> String {
-    format!("tar+zstd/{}", crate::ARCHIVE_FORMAT)
+    // The compression is in the object's name and manifest; this names the layout version only.
+    format!("s3cache/{}", crate::ARCHIVE_FORMAT)
 }
