@@ -232,3 +232,50 @@ fn levels_are_checked() {
     let options = PackOptions { level: 42, ..options(Compression::None, true) };
     assert!(pack_part(&tree, &tree.members, options).is_ok());
 }
+
+fn root_named(dir: &Path, prefix: &str) -> Root {
+    Root { guest_dir: dir.display().to_string(), member_prefix: prefix.into(), include_globs: Vec::new(), exclude_globs: Vec::new() }
+}
+
+/// The names of every member of a bare tar, in order.
+fn names(tar: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(tar);
+    archive.entries().unwrap().map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned()).collect()
+}
+
+/// Other tools' naming: an empty prefix names members by their path below the root, a `/` prefix by
+/// absolute path; each kind of root takes only its own kind of name, and `//` stays refused.
+#[test]
+fn relative_and_absolute_member_names() {
+    let tree = tree();
+    let files = &tree.members[1..];
+    for (prefix, first) in [("", "sub"), ("/home/u/app", "/home/u/app/sub")] {
+        let mut tar = Vec::new();
+        let mut options = options(Compression::None, true);
+        options.level = 0;
+        pack::pack(&[root_named(tree.dir.path(), prefix)], files, &options, &LocalFiles::default(), &mut tar).unwrap();
+        assert_eq!(names(&tar)[0], first);
+        let out = tempfile::tempdir().unwrap();
+        let unpack = |prefix: &str| unpack::unpack(&[root_named(out.path(), prefix)], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16);
+        let other = if prefix.is_empty() { "/home/u/app" } else { "" };
+        let refused = unpack(other).unwrap_err();
+        assert!(matches!(&refused, GuestError::Rejected { member, reason } if member == first && reason == "not under any restored path"), "{refused:?}");
+        unpack(prefix).unwrap();
+        assert_same_files(&tree, out.path());
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, "x", &b"x"[..]).unwrap();
+    let mut tar = builder.into_inner().unwrap();
+    tar[..2].copy_from_slice(b"//");
+    tar[2] = b'x';
+    let header = tar::Header::from_byte_slice(&tar[..512]);
+    let mut fixed = header.clone();
+    fixed.set_cksum();
+    tar[..512].copy_from_slice(fixed.as_bytes());
+    let out = tempfile::tempdir().unwrap();
+    let refused = unpack::unpack(&[root_named(out.path(), "/")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap_err();
+    assert!(matches!(&refused, GuestError::Rejected { member, .. } if member == "//x"), "{refused:?}");
+}

@@ -160,9 +160,14 @@ fn read_batch(root: &Root, members: &[Member], reader: &dyn FileReader) -> Resul
     Ok(contents)
 }
 
-/// The archive name of `relative` under a root's `prefix`.
+/// The archive name of `relative` under a root's `prefix` (an empty prefix names members by their
+/// path relative to the root; a prefix starting with `/` by absolute path).
 pub fn member_name(prefix: &str, relative: &str) -> String {
-    if relative.is_empty() { prefix.to_owned() } else { format!("{prefix}/{relative}") }
+    match (prefix, relative) {
+        (_, "") => prefix.to_owned(),
+        ("", _) => relative.to_owned(),
+        _ => format!("{prefix}/{relative}"),
+    }
 }
 
 fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, contents: Option<Vec<u8>>, buffer: &mut [u8]) -> Result<(), GuestError> {

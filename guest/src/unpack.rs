@@ -42,6 +42,8 @@ impl std::error::Error for SourceFailed {}
 
 struct RestoreRoot<'a> {
     root: &'a Root,
+    /// Whether its members are named by absolute path (its prefix started with `/`).
+    absolute: bool,
     prefix: MemberPath,
     selector: Selector,
     /// Directories known to exist in staging, so each is created once.
@@ -65,10 +67,10 @@ pub fn unpack(
     let mut restore_roots = roots
         .iter()
         .map(|root| {
-            let prefix = validate_relative(&root.member_prefix)
-                .map_err(|v| GuestError::Other(format!("root prefix {:?}: {v}", root.member_prefix)))?;
+            let (absolute, prefix) = split_absolute(&root.member_prefix);
+            let prefix = validate_relative(prefix).map_err(|v| GuestError::Other(format!("root prefix {:?}: {v}", root.member_prefix)))?;
             let selector = Selector::new(&root.include_globs, &root.exclude_globs)?;
-            Ok(RestoreRoot { root, prefix, selector, directories: HashSet::from([String::new()]) })
+            Ok(RestoreRoot { root, absolute, prefix, selector, directories: HashSet::from([String::new()]) })
         })
         .collect::<Result<Vec<_>, GuestError>>()?;
 
@@ -115,7 +117,9 @@ pub fn unpack(
         if std::str::from_utf8(&entry.path_bytes()).is_err() {
             return Err(GuestError::rejected(&raw_name, "name is not UTF-8"));
         }
-        let path = validate_member_path(&raw_name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
+        // An absolute name (`tar -P`) may only land in a root that names its members that way.
+        let (absolute, name) = split_absolute(&raw_name);
+        let path = validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let joined = path.as_joined();
         if !seen.insert(joined.clone()) {
             return Err(GuestError::rejected(&raw_name, "duplicate member"));
@@ -126,7 +130,7 @@ pub fn unpack(
         let (index, root) = restore_roots
             .iter_mut()
             .enumerate()
-            .filter(|(_, r)| path.starts_with(&r.prefix))
+            .filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix))
             .max_by_key(|(_, r)| r.prefix.depth())
             .ok_or_else(|| GuestError::rejected(&raw_name, Violation::OutsideRoots))?;
         let relative = path.strip_prefix(&root.prefix).expect("prefix checked");
@@ -170,6 +174,10 @@ pub fn unpack(
             MemberKind::Hardlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
                 let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "hard link target is not UTF-8"))?;
+                let (target_absolute, target) = split_absolute(target);
+                if target_absolute != root.absolute {
+                    return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
+                }
                 let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
                 if !regular_files.contains(&target.as_joined()) {
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
@@ -220,6 +228,15 @@ pub fn unpack(
     }
     writer.finish()?;
     Ok(report)
+}
+
+/// Splits one leading `/` off a member name or root prefix: `(true, rest)` for an absolute name.
+/// A second `/` stays, so `//etc` is still refused as absolute.
+fn split_absolute(name: &str) -> (bool, &str) {
+    match name.strip_prefix('/') {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    }
 }
 
 /// Creates `relative` (and its parents) under a root's staging directory once.

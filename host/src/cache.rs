@@ -20,7 +20,7 @@ use sha2::Digest;
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
-use crate::paths::{CachedRoot, PathError, resolve_roots};
+use crate::paths::{CachedRoot, PathError, plain_prefix, resolve_roots};
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
@@ -94,6 +94,9 @@ pub struct SaveRequest {
     pub overwrite: bool,
     /// Save for every operating system (actions/cache's `enableCrossOsArchive`).
     pub cross_os: bool,
+    /// Name members as `tar` names them ([`crate::paths::plain_prefix`]), so that another tool that
+    /// extracts with plain `tar` restores them where they belong (Semaphore's compatible mode).
+    pub plain_names: bool,
 }
 
 /// What a save did.
@@ -129,6 +132,34 @@ pub struct RestoreRequest {
     pub lookup_only: bool,
     /// Ignore restore keys: only the exact key may be restored (release builds).
     pub exact_key_only: bool,
+    /// Archives an older tool wrote, without s3cache's manifest, that this restore accepts; `None`
+    /// accepts only s3cache's entries.
+    pub legacy: Option<Legacy>,
+}
+
+/// The archives another tool wrote that a restore accepts during a migration: plain `tar` streams of
+/// one format, named as `tar` names members. They are extracted through the same sandbox, policy and
+/// staging as s3cache's entries, but there is no digest to check, and a notice says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Legacy {
+    /// Who wrote them, for the notice (`the Semaphore cache CLI`).
+    pub writer: String,
+    pub format: Format,
+    /// Whether a candidate the search finds without s3cache's trailer is such an archive. Its members
+    /// may then land anywhere in the workspace or the home directory, as the old tool put them.
+    pub in_search: bool,
+    /// Objects at the old tool's own names, tried in order when no s3cache entry is found, each
+    /// holding one path (its members must fall under it).
+    pub objects: Vec<LegacyObject>,
+}
+
+/// An old tool's object and the path it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyObject {
+    /// The object's name under the store prefix.
+    pub name: String,
+    /// The path, as a restore path (`vendor`, `~/.cache/go-build`).
+    pub path: String,
 }
 
 /// How a restore's fallback keys find entries.
@@ -233,11 +264,18 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
     Ok(level)
 }
 
-fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String) -> Vec<Root> {
+/// The guest's view of `roots`, mounted at `guest_dir(i)`; `plain_names_in` names members as `tar`
+/// does, relative to that working directory.
+fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, plain_names_in: Option<&std::path::Path>) -> Vec<Root> {
     roots
         .iter()
         .enumerate()
-        .map(|(i, r)| Root { guest_dir: guest_dir(i), member_prefix: r.prefix.clone(), include_globs: r.include.clone(), exclude_globs: r.exclude.clone() })
+        .map(|(i, r)| Root {
+            guest_dir: guest_dir(i),
+            member_prefix: plain_names_in.map_or_else(|| r.prefix.clone(), |cwd| plain_prefix(r, cwd)),
+            include_globs: r.include.clone(),
+            exclude_globs: r.exclude.clone(),
+        })
         .collect()
 }
 
@@ -279,7 +317,7 @@ impl CacheContext {
         let preopens: Vec<Preopen> =
             existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
         let mut guest = self.instance(preopens.clone())?;
-        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"));
+        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), request.plain_names.then_some(self.cwd.as_path()));
         let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
             Ok(resolution) => resolution,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
@@ -340,6 +378,7 @@ impl CacheContext {
             version: entry_version(&request.paths, request.format, request.cross_os),
             paths: request.paths.clone(),
             cross_os: request.cross_os,
+            plain_names: request.plain_names,
         };
         let written = trailer::encode(&manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {
@@ -370,9 +409,13 @@ impl CacheContext {
 
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
         let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
-        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, request.fallback, &wanted) {
+        let legacy = request.legacy.as_ref();
+        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
             Ok(chosen) => chosen,
             Err(search) => {
+                if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
+                    return Ok(outcome);
+                }
                 let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
                 let scopes = self.scopes.read.join(", ");
                 let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
@@ -386,6 +429,8 @@ impl CacheContext {
             }
         };
         let matched_key = entry.name.key.clone();
+        let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
+        let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
         let hit = |members: u64, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
@@ -393,10 +438,27 @@ impl CacheContext {
             bytes: entry.size(),
             members,
             elapsed: started.elapsed(),
-            sha256: manifest.sha256.clone(),
+            sha256: sha256.clone(),
             restored,
             scope: entry.name.scope.clone(),
-            paths: manifest.paths.clone(),
+            paths: recorded_paths.clone(),
+        };
+        let Some(manifest) = manifest else {
+            // Another tool's archive found by the search: its members go where it put them.
+            let legacy = legacy.expect("only a legacy search yields entries without a manifest");
+            if request.lookup_only {
+                return Ok(RestoreOutcome::Hit(hit(0, false)));
+            }
+            self.announce_legacy(&entry.object.name, legacy);
+            let roots = given_roots.map_or_else(|| self.anywhere_roots(), Ok);
+            let roots = match roots {
+                Ok(roots) => roots,
+                Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
+            };
+            return Ok(match self.extract(&roots, true, legacy.format, entry.size(), source)? {
+                Ok(members) => RestoreOutcome::Hit(hit(members, true)),
+                Err(why) => RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason: format!("cache entry {matched_key:?} was not restored: {why}"), failed: true },
+            });
         };
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
@@ -409,32 +471,104 @@ impl CacheContext {
             },
         };
         let _touch = self.touch(&entry);
+        let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
+        match self.extract(&roots, manifest.plain_names, format, manifest.archive_bytes, source)? {
+            Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
+            Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+        }
+    }
 
-        crate::staging::remove_stale(&roots);
-        let staging = match Staging::create(&roots) {
+    /// Extracts an archive of `format` from `source` into `roots` through staging directories and
+    /// moves it into place; returns the member count, or why nothing was changed.
+    fn extract(&self, roots: &[CachedRoot], plain_names: bool, format: Format, bytes: u64, source: Box<dyn Read + Send>) -> Result<Result<u64, String>, ConfigError> {
+        let started = Instant::now();
+        crate::staging::remove_stale(roots);
+        let staging = match Staging::create(roots) {
             Ok(staging) => staging,
-            Err(err) => return miss(format!("could not create a staging directory: {err}")),
+            Err(err) => return Ok(Err(format!("could not create a staging directory: {err}"))),
         };
         let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
         let mut guest = self.instance(preopens)?;
-        let bar = progress::bytes_bar("restoring", Some(manifest.archive_bytes));
+        let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
-        let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        let report = guest.unpack(&guest_roots(&roots, |i| format!("/stage/{i}")), format.into(), self.unpack_limits, source);
+        let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), plain_names.then_some(self.cwd.as_path()));
+        let report = guest.unpack(&roots_seen, format.into(), self.unpack_limits, source);
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
-            Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
+            Err(err) => return Ok(Err(err.to_string())),
         };
         tracing::debug!(members = report.members, elapsed = ?started.elapsed(), "unpacked into staging");
         if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {
-            return miss(format!("cache entry {matched_key:?} was not restored: {err}"));
+            return Ok(Err(err.to_string()));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
-        if let Err(err) = staging.commit(&roots) {
-            return miss(format!("cache entry {matched_key:?} could not be moved into place: {err}"));
+        if let Err(err) = staging.commit(roots) {
+            return Ok(Err(format!("it could not be moved into place: {err}")));
         }
-        Ok(RestoreOutcome::Hit(hit(report.members, true)))
+        Ok(Ok(report.members))
+    }
+
+    /// The roots of an old tool's archive whose path is not known: anything in the workspace, or
+    /// (named by absolute path) in the home directory. Staging merges only what the archive holds.
+    fn anywhere_roots(&self) -> Result<Vec<CachedRoot>, String> {
+        let mut roots = vec![CachedRoot { dir: self.cwd.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() }];
+        if let Some(home) = self.home.as_ref().filter(|home| **home != self.cwd) {
+            roots.push(CachedRoot { dir: home.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() });
+        }
+        Ok(roots)
+    }
+
+    fn announce_legacy(&self, object: &str, legacy: &Legacy) {
+        output::notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
+    }
+
+    /// Tries an old tool's objects at their own names, after no s3cache entry was found.
+    fn restore_legacy_objects(&self, legacy: &Legacy, primary_key: &str, started: Instant) -> Option<RestoreOutcome> {
+        for object in &legacy.objects {
+            let info = match self.store.head(&object.name) {
+                Ok(Some(info)) if info.size > 0 => info,
+                Ok(_) => continue,
+                Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: describe_store_error(&err), failed: true }),
+            };
+            if self.has_trailer(&info) {
+                continue; // an s3cache entry: the search has judged it already
+            }
+            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{} was not restored: {why}", object.name), failed: true });
+            let roots = match resolve_roots(std::slice::from_ref(&object.path), &self.cwd, self.home.as_deref()) {
+                Ok(roots) => roots,
+                Err(err) => return failed(err.to_string()),
+            };
+            let source = match self.store.read(&info, 0, info.size) {
+                Ok(source) => source,
+                Err(err) => return failed(describe_store_error(&err)),
+            };
+            self.announce_legacy(&object.name, legacy);
+            return Some(match self.extract(&roots, true, legacy.format, info.size, source) {
+                Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
+                    primary_key: primary_key.to_owned(),
+                    matched_key: object.name.clone(),
+                    exact: false,
+                    bytes: info.size,
+                    members,
+                    elapsed: started.elapsed(),
+                    sha256: String::new(),
+                    restored: true,
+                    scope: String::new(),
+                    paths: vec![object.path.clone()],
+                }),
+                Ok(Err(why)) => return failed(why),
+                Err(err) => return failed(err.to_string()),
+            });
+        }
+        None
+    }
+
+    /// Whether an object ends in an s3cache trailer (one ranged GET of its tail).
+    fn has_trailer(&self, info: &crate::store::ObjectInfo) -> bool {
+        let start = info.size.saturating_sub(trailer::TAIL_FETCH);
+        let mut tail = Vec::new();
+        self.store.read(info, start, info.size).is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok()) && trailer::decode(&tail, info.size).is_ok()
     }
 
     /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
@@ -450,7 +584,10 @@ impl CacheContext {
             .read(found, tail_start, found.size)
             .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
             .map_err(|e| Rejection::Store(describe_store_error(&e)))?;
-        let manifest = trailer::decode(&tail, found.size).map_err(|e| Rejection::Broken(e.to_string()))?;
+        let manifest = trailer::decode(&tail, found.size).map_err(|e| match e {
+            trailer::TrailerError::Missing => Rejection::Foreign(e.to_string()),
+            other => Rejection::Broken(other.to_string()),
+        })?;
         if manifest.format != crate::ARCHIVE_FORMAT {
             let why = format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT);
             return Err(Rejection::Version(why));
@@ -471,7 +608,7 @@ impl CacheContext {
     /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
     /// first — and opens the first candidate of the right version. Candidates passed over are recorded
     /// with the reason, so a miss can say what existed.
-    fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted) -> Result<Chosen, Search> {
+    fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted, legacy: bool) -> Result<Chosen, Search> {
         let mut search = Search::default();
         let mut examined = 0;
         // One namespace has one "scope" to search, however many the run's refs name.
@@ -488,11 +625,15 @@ impl CacheContext {
                 }
                 examined += 1;
                 match self.open_entry(&entry.object, wanted) {
-                    Ok((manifest, source)) => return Ok(Chosen { entry, manifest, source }),
+                    Ok((manifest, source)) => return Ok(Chosen { entry, manifest: Some(manifest), source }),
+                    Err(Rejection::Foreign(_)) if legacy => match self.store.read(&entry.object, 0, entry.size()) {
+                        Ok(source) => return Ok(Chosen { entry, manifest: None, source }),
+                        Err(err) => return Err(search.store_failed(&err)),
+                    },
                     Err(rejection) => {
                         let (why, failed) = match rejection {
                             Rejection::Version(why) => (why, false),
-                            Rejection::Broken(why) | Rejection::Store(why) => (why, true),
+                            Rejection::Broken(why) | Rejection::Foreign(why) | Rejection::Store(why) => (why, true),
                         };
                         output::notice(&format!("passing over cache entry {}: {why}", entry.object.name));
                         search.failed |= failed;
@@ -600,7 +741,8 @@ impl Wanted {
 /// The entry a restore will use.
 struct Chosen {
     entry: Entry,
-    manifest: Manifest,
+    /// `None` for another tool's archive (a legacy restore).
+    manifest: Option<Manifest>,
     source: Box<dyn Read + Send>,
 }
 
@@ -625,8 +767,10 @@ impl Search {
 enum Rejection {
     /// Made for other paths, another OS or another archive format: not this restore's entry.
     Version(String),
-    /// Empty, without a trailer, or otherwise not a readable entry.
+    /// Empty, with a damaged trailer, or otherwise not a readable entry.
     Broken(String),
+    /// Without s3cache's trailer: not an s3cache entry (perhaps another tool's archive).
+    Foreign(String),
     /// The store failed while reading it.
     Store(String),
 }

@@ -190,8 +190,9 @@ pub mod semaphore {
     pub const SEMAPHORE_PROJECT_ID: &str = "SEMAPHORE_PROJECT_ID";
     /// `true` turns errors into exit 1 (default: errors are printed and the command exits 0).
     pub const CACHE_FAIL_ON_ERROR: &str = "CACHE_FAIL_ON_ERROR";
-    /// s3cache's own: `gzip` writes entries the real CLI's `tar xzf` can read too (mixed fleets).
-    pub const S3CACHE_SEMAPHORE_FORMAT: &str = "S3CACHE_SEMAPHORE_FORMAT";
+    /// s3cache's own: `true` writes entries the real CLI's `tar xzf` restores too (fleets that still
+    /// have agents on it): gzip, members named as `tar czf` names them, the manifest in a last empty member.
+    pub const S3CACHE_SEMAPHORE_COMPATIBLE: &str = "S3CACHE_SEMAPHORE_COMPATIBLE";
 }
 
 /// Variables that name the current branch, in the order they are consulted for `{{ branch }}`.

@@ -29,6 +29,7 @@
 //!     cross_os: false,
 //!     lookup_only: false,
 //!     exact_key_only: false,
+//!     legacy: None,
 //! };
 //! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {
 //!     println!("restored {}", hit.matched_key);

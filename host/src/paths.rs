@@ -74,6 +74,17 @@ pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Resul
         .collect())
 }
 
+/// The archive prefix of `root` when members are named as `tar` names them: its path relative to
+/// `cwd` (empty for `cwd` itself), or its absolute path, with its leading `/` (as `tar -P` keeps it),
+/// when it is elsewhere. Older tools' archives are named this way, and entries written for them to
+/// read too.
+pub fn plain_prefix(root: &CachedRoot, cwd: &Path) -> String {
+    match root.dir.strip_prefix(cwd) {
+        Ok(relative) => relative.to_string_lossy().replace('\\', "/"),
+        Err(_) => root.dir.to_string_lossy().into_owned(),
+    }
+}
+
 /// Folds a root that lies inside another into the outer one, so no object is archived twice.
 fn fold_nested(mut roots: Vec<CachedRoot>) -> Vec<CachedRoot> {
     roots.sort_by(|a, b| a.dir.cmp(&b.dir));

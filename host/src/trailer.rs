@@ -79,6 +79,11 @@ pub struct Manifest {
     /// Whether the entry was saved for any operating system.
     #[serde(default)]
     pub cross_os: bool,
+    /// Whether members are named as `tar` names them (relative to the working directory, else by
+    /// absolute path) instead of s3cache's `workspace/…`, `home/…`, `abs/…`: entries written for
+    /// other tools to read ([`crate::paths::plain_prefix`]).
+    #[serde(default)]
+    pub plain_names: bool,
 }
 
 impl Manifest {
@@ -260,6 +265,7 @@ mod tests {
             version: "v".into(),
             paths: vec!["target".into()],
             cross_os: false,
+            plain_names: false,
         }
     }
 

@@ -292,6 +292,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
         version: s3cache::cache::entry_version(&paths, s3cache::layout::Format::Zstd, cross_os),
         paths,
         cross_os,
+        plain_names: false,
     };
     trailer::encode(&manifest).unwrap()
 }

@@ -239,3 +239,71 @@ fn the_semaphore_subcommand() {
     let run = machine.run(&["semaphore", "has_key", "nothing"]);
     expect(&run, 1, &["Key 'nothing' doesn't exist in the cache store."]);
 }
+
+/// Puts `body` at the project's `key` with boto3, as the real CLI uploads its archives.
+fn put_real_cli_object(server: &S3Server, key: &str, body: &Path) {
+    boto3(server, &format!("s3.upload_file({:?}, bucket, {:?})", body.display().to_string(), format!("{PROJECT}/{key}")));
+}
+
+/// An archive the real CLI wrote (`tar czf`, relative and `tar czPf` absolute under the home
+/// directory, no manifest) restores where the real CLI would put it, with a notice that no digest
+/// was checked; one with a member escaping the workspace is refused and nothing is written.
+#[test]
+fn restores_what_the_real_cli_wrote() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = job(&server, "main");
+    let old = machine.scratch("old-agent");
+    write(&old, "vendor/bundle/gems/rake.rb", "rake from the old CLI");
+    let relative = machine.scratch("uploads").join("gems.tgz");
+    assert!(Command::new("tar").arg("czf").arg(&relative).arg("vendor/bundle").current_dir(&old).status().unwrap().success());
+    put_real_cli_object(&server, "gems-main-old", &relative);
+    let run = cache(&machine, &["restore", "gems-main-old"]);
+    expect(&run, 0, &["HIT: 'gems-main-old', using key 'gems-main-old'."]);
+    assert!(run.stderr.contains(&format!("restoring gems-main-old without a digest check: it has no s3cache manifest (the Semaphore cache CLI wrote it)")), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(machine.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake from the old CLI");
+
+    // `tar czPf` of a path in the home directory keeps its absolute names.
+    let home_cache = machine.home().join(".cache/yarn/v6");
+    write(&home_cache, "pkg.json", "{}");
+    let absolute = machine.scratch("uploads").join("yarn.tgz");
+    assert!(Command::new("tar").arg("czPf").arg(&absolute).arg(machine.home().join(".cache/yarn")).status().unwrap().success());
+    fs::remove_dir_all(machine.home().join(".cache")).unwrap();
+    put_real_cli_object(&server, "yarn-cache-main-old", &absolute);
+    expect(&cache(&machine, &["restore", "yarn-cache-main"]), 0, &["HIT: 'yarn-cache-main', using key 'yarn-cache-main-old'."]);
+    assert_eq!(fs::read_to_string(home_cache.join("pkg.json")).unwrap(), "{}");
+
+    // A hostile archive at a key is refused by the same policy as any entry.
+    let evil = machine.scratch("evil");
+    write(&evil, "inner/x", "x");
+    let hostile = machine.scratch("uploads").join("evil.tgz");
+    let status = Command::new("tar").args(["czf"]).arg(&hostile).args(["--transform", "s,^inner,../escaped,", "inner"]).current_dir(&evil).status().unwrap();
+    assert!(status.success());
+    put_real_cli_object(&server, "evil", &hostile);
+    let run = cache(&machine, &["restore", "evil"]);
+    expect(&run, 0, &[]);
+    assert!(run.stdout.lines().any(|l| l.starts_with("error: ") && l.contains("../escaped") && l.contains("rejected")), "{}", run.stdout);
+    assert!(!machine.workspace().parent().unwrap().join("escaped").exists());
+}
+
+/// S3CACHE_SEMAPHORE_COMPATIBLE=true writes entries the real CLI restores with its `tar xzf`
+/// (exit 0, no stderr, files where they belong), and s3cache restores them with the digest check.
+#[test]
+fn compatible_entries_are_read_by_plain_tar() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = job(&server, "main");
+    machine.env("S3CACHE_SEMAPHORE_COMPATIBLE", "true");
+    write(&machine.workspace(), "vendor/bundle/gems/rake.rb", "rake");
+    expect(&cache(&machine, &["store", "gems-compat", "vendor/bundle"]), 0, &["Uploading 'vendor/bundle' with cache key 'gems-compat'..."]);
+    let object = machine.scratch("download").join("object");
+    boto3(&server, &format!("s3.download_file(bucket, {:?}, {:?})", format!("{PROJECT}/gems-compat"), object.display().to_string()));
+    let real_cli = machine.scratch("real-cli-job");
+    let tar = Command::new("tar").arg("xzf").arg(&object).arg("-C").arg(".").current_dir(&real_cli).output().unwrap();
+    assert!(tar.status.success() && tar.stderr.is_empty(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert_eq!(fs::read_to_string(real_cli.join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+
+    let next = job(&server, "main");
+    let run = cache(&next, &["restore", "gems-compat"]);
+    expect(&run, 0, &["HIT: 'gems-compat', using key 'gems-compat'.", "Restored: vendor/bundle."]);
+    assert!(!run.stderr.contains("without a digest check"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+}

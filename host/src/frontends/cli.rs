@@ -329,6 +329,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
                 compression_level: args.compression_level,
                 overwrite: args.overwrite,
                 cross_os: args.enable_cross_os_archive,
+                plain_names: false,
             };
             let outcome = context.save(&request)?;
             let code = report_save(&outcome, args.fail_on_error);
@@ -344,6 +345,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
                 cross_os: args.enable_cross_os_archive,
                 lookup_only: args.lookup_only,
                 exact_key_only: args.exact_key_only,
+                legacy: None,
             };
             let outcome = context.restore(&request)?;
             let code = report_restore(&outcome, args.fail_on_cache_miss);

@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime};
 use md5::Digest;
 
 use crate::admin::ScopeSelection;
-use crate::cache::{CacheContext, EnvLookup, Fallback, RestoreOutcome, SaveOutcome};
+use crate::cache::{CacheContext, EnvLookup, Fallback, Legacy, RestoreOutcome, SaveOutcome};
 use crate::catalog::Entry;
 use crate::config::{self, Settings, parse};
 use crate::env_vars::{self, semaphore as vars};
@@ -170,12 +170,17 @@ fn fail_on_error(env: &dyn Fn(&str) -> Option<String>) -> bool {
     env(vars::CACHE_FAIL_ON_ERROR).as_deref() == Some("true")
 }
 
-/// The archive format of new entries: ours (zstd) unless `S3CACHE_SEMAPHORE_FORMAT` says otherwise.
-fn format(env: &dyn Fn(&str) -> Option<String>) -> Result<Format, parse::SettingError> {
-    match env(vars::S3CACHE_SEMAPHORE_FORMAT).filter(|v| !v.is_empty()) {
-        None => Ok(Format::Zstd),
-        Some(name) => Format::from_name(&name).ok_or_else(|| parse::SettingError::new(vars::S3CACHE_SEMAPHORE_FORMAT, "zstd, gzip or tar", &name)),
-    }
+/// Whether new entries are written for the real CLI to read too (`S3CACHE_SEMAPHORE_COMPATIBLE=true`):
+/// a gzip tar with members named as its `tar czf` names them, and our manifest in a final empty gzip
+/// member that `tar xzf` reads as nothing. Otherwise entries are ours: zstd, s3cache's member names.
+fn compatible(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, parse::SettingError> {
+    env(vars::S3CACHE_SEMAPHORE_COMPATIBLE).filter(|v| !v.is_empty()).map_or(Ok(false), |v| parse::boolean(vars::S3CACHE_SEMAPHORE_COMPATIBLE, &v))
+}
+
+/// What a restore accepts besides s3cache's entries: the real CLI's own objects, gzip tars without a
+/// manifest, at the same names, restored where it would put them (with a notice, without a digest).
+fn real_cli_objects() -> Legacy {
+    Legacy { writer: "the Semaphore cache CLI".into(), format: Format::Gzip, in_search: true, objects: Vec::new() }
 }
 
 /// One directory the auto-detection caches, with its keys.
@@ -389,10 +394,11 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
         println!("'{path}' doesn't exist locally.");
         return Ok(Ending::Code(0));
     }
-    let format = format(&|n| env(n)).map_err(|e| e.to_string())?;
+    let compatible = compatible(&|n| env(n)).map_err(|e| e.to_string())?;
+    let format = if compatible { Format::Gzip } else { Format::Zstd };
     println!("Uploading '{path}' with cache key '{key}'...");
     let started = Instant::now();
-    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: None, overwrite: false, cross_os: false };
+    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: None, overwrite: false, cross_os: false, plain_names: compatible };
     match context.save(&request).map_err(|e| e.to_string())? {
         SaveOutcome::Saved { bytes, .. } => {
             println!("Upload complete. Duration: {}. Size: {} bytes.", seconds(started), human_size(bytes));
@@ -434,13 +440,15 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
     let keys: Vec<String> = keys.iter().map(|k| normalized(k)).collect();
     let Some((first, rest)) = keys.split_first() else { return Ok(false) };
     let request =
-        RestoreRequest { key: first.clone(), restore_keys: rest.to_vec(), fallback: Fallback::Pattern, paths: Vec::new(), cross_os: false, lookup_only: false, exact_key_only: false };
+        RestoreRequest { key: first.clone(), restore_keys: rest.to_vec(), fallback: Fallback::Pattern, paths: Vec::new(), cross_os: false, lookup_only: false, exact_key_only: false, legacy: Some(real_cli_objects()) };
     match context.restore(&request).map_err(|e| e.to_string())? {
         RestoreOutcome::Hit(hit) => {
             let asked = keys.iter().position(|k| *k == hit.matched_key || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key))).unwrap_or(0);
             keys[..asked].iter().for_each(|k| println!("MISS: '{k}'."));
             println!("HIT: '{}', using key '{}'.", keys[asked], hit.matched_key);
-            println!("Restored: {}.", hit.paths.join(", "));
+            // The real CLI's own archives record no paths: name what was restored by its key.
+            let restored = if hit.paths.is_empty() { hit.matched_key.clone() } else { hit.paths.join(", ") };
+            println!("Restored: {restored}.");
             Ok(true)
         }
         RestoreOutcome::Miss { failed: false, .. } => {
