@@ -188,6 +188,15 @@ fn profile_from_the_aws_files() {
     expect(&cache(&machine, &["store", "deps", "deps"]), 0, &["Uploading 'deps' with cache key 'deps'..."]);
     expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
     assert!(!cache(&machine, &["list"]).stdout.contains(&server.secret_key));
+
+    // Semaphore's manual setup: the `[default]` profile, and no SEMAPHORE_CACHE_AWS_PROFILE.
+    machine.unset("SEMAPHORE_CACHE_AWS_PROFILE");
+    fs::write(aws.join("credentials"), format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
+    fs::write(aws.join("credentials"), "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong-secret\n").unwrap();
+    let denied = cache(&machine, &["has_key", "deps"]);
+    assert_eq!(denied.code, 0, "{}", denied.stdout);
+    assert!(denied.stdout.lines().any(|l| l.starts_with("error: ")), "a wrong key must be an error, not an answer: {}", denied.stdout);
 }
 
 /// Errors exit 0 and say `error: ...`, unless CACHE_FAIL_ON_ERROR=true; has_key says 1 only when absent.
