@@ -119,6 +119,9 @@ pub fn unpack(
         }
         // An absolute name (`tar -P`) may only land in a root that names its members that way.
         let (absolute, name) = split_absolute(&raw_name);
+        if absolute && !restore_roots.iter().any(|r| r.absolute) {
+            return Err(GuestError::rejected(&raw_name, Violation::Absolute));
+        }
         let path = validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let joined = path.as_joined();
         if !seen.insert(joined.clone()) {

@@ -10,6 +10,21 @@ fn secrets() -> &'static Mutex<Vec<String>> {
 }
 
 static GITHUB_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints warnings and notices on stdout from now on, for a dialect whose tool writes everything
+/// there (Semaphore's `cache` CLI).
+pub fn use_stdout() {
+    STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn emit(line: String) {
+    if STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
 
 /// Turns on GitHub Actions workflow commands (`::add-mask::`) for what is printed from now on.
 pub fn enable_github_actions() {
@@ -50,12 +65,12 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-/// Prints a warning; on GitHub Actions as a `::warning::` annotation.
+/// Prints a warning (on stderr, unless [`use_stdout`]); on GitHub Actions as a `::warning::` annotation.
 pub fn warning(message: &str) {
     if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("::warning::{}", scrub(&escape(message)));
+        emit(format!("::warning::{}", scrub(&escape(message))));
     } else {
-        eprintln!("warning: {}", scrub(&escape(message)));
+        emit(format!("warning: {}", scrub(&escape(message))));
     }
 }
 
@@ -75,7 +90,7 @@ pub fn end_group() {
 
 /// Prints a notice (progress, results).
 pub fn notice(message: &str) {
-    eprintln!("{}", scrub(&escape(message)));
+    emit(scrub(&escape(message)));
 }
 
 #[cfg(test)]

@@ -66,3 +66,62 @@ fn conditional_writes_keep_the_first_writer() {
         assert_eq!(body, "first", "{kind:?}");
     }
 }
+
+/// An embedder's restore that accepts an old tool's objects at their own names (drone-cache's
+/// `<root>/<key>/<mount>`, a GNU `tar czf` of the mount): used only when no s3cache entry is found,
+/// extracted into the mount with a notice and no digest, and refused when a member leaves the mount.
+#[test]
+fn restores_old_tools_objects_at_their_own_names() {
+    use s3cache::cache::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
+    use s3cache::layout::Format;
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = s3cache_tests::Sandbox::new();
+    let old = machine.scratch("old");
+    std::fs::create_dir_all(old.join("vendor/lib")).unwrap();
+    std::fs::write(old.join("vendor/lib/a.go"), "package lib\n").unwrap();
+    std::fs::write(old.join("outside.txt"), "not mine\n").unwrap();
+    let tgz = |members: &[&str]| {
+        let out = std::process::Command::new("tar").arg("czf").arg("-").args(members).current_dir(&old).output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    server.put_object("repo", "deps-1/vendor", &tgz(&["vendor"]));
+    server.put_object("repo", "deps-2/vendor", &tgz(&["vendor", "outside.txt"]));
+
+    let settings = s3cache::config::Settings {
+        store: Some(format!("s3://{}/repo", server.bucket)),
+        endpoint: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        ..s3cache::config::Settings::default()
+    };
+    let env = s3cache::config::process_env(vec![
+        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
+        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]);
+    let mut context = s3cache::config::resolve(&settings, env).unwrap();
+    context.cwd = machine.workspace();
+    let request = |key: &str| RestoreRequest {
+        key: key.into(),
+        restore_keys: Vec::new(),
+        fallback: Fallback::Prefix,
+        paths: vec!["vendor".into()],
+        cross_os: false,
+        lookup_only: false,
+        exact_key_only: false,
+        legacy: Some(Legacy {
+            writer: "drone-cache".into(),
+            format: Format::Gzip,
+            in_search: false,
+            objects: vec![LegacyObject { name: format!("{key}/vendor"), path: "vendor".into() }],
+        }),
+    };
+    let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
+    assert_eq!((hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact), ("deps-1/vendor", "", false));
+    assert_eq!(std::fs::read_to_string(machine.workspace().join("vendor/lib/a.go")).unwrap(), "package lib\n");
+
+    let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap() else { panic!("a member outside the mount was accepted") };
+    assert!(failed && reason.contains("archive member outside.txt rejected: not selected by the restored path's patterns"), "{reason}");
+    assert!(!machine.workspace().join("outside.txt").exists());
+}

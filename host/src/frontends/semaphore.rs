@@ -299,6 +299,7 @@ enum Ending {
 
 /// Runs `cache ARGS` (the arguments after the program name); everything goes to stdout.
 pub fn main(args: &[String]) -> ExitCode {
+    output::use_stdout();
     let env = config::process_env(Vec::new());
     let ending = match parse(args) {
         Ok(Verb::Help) => {
