@@ -167,6 +167,19 @@ pub mod ci {
     pub const CI_COMMIT_SOURCE_BRANCH: &str = "CI_COMMIT_SOURCE_BRANCH";
     pub const CI_COMMIT_TARGET_BRANCH: &str = "CI_COMMIT_TARGET_BRANCH";
     pub const CI_REPO_DEFAULT_BRANCH: &str = "CI_REPO_DEFAULT_BRANCH";
+    /// Tags: Drone's and Woodpecker's tag names (tag events only).
+    pub const DRONE_TAG: &str = "DRONE_TAG";
+    pub const CI_COMMIT_TAG: &str = "CI_COMMIT_TAG";
+    /// Vela (`VELA=true`): the event, the build's branch, a pull request's head and base branches,
+    /// whether it comes from a fork (`true`/`false`), the repository's default branch, and the ref.
+    pub const VELA: &str = "VELA";
+    pub const VELA_BUILD_EVENT: &str = "VELA_BUILD_EVENT";
+    pub const VELA_BUILD_BRANCH: &str = "VELA_BUILD_BRANCH";
+    pub const VELA_BUILD_REF: &str = "VELA_BUILD_REF";
+    pub const VELA_PULL_REQUEST_SOURCE: &str = "VELA_PULL_REQUEST_SOURCE";
+    pub const VELA_PULL_REQUEST_TARGET: &str = "VELA_PULL_REQUEST_TARGET";
+    pub const VELA_PULL_REQUEST_FORK: &str = "VELA_PULL_REQUEST_FORK";
+    pub const VELA_REPO_BRANCH: &str = "VELA_REPO_BRANCH";
 }
 
 /// The Semaphore `cache` CLI's settings ([`crate::frontends::semaphore`]), as its agents set them.
@@ -195,9 +208,128 @@ pub mod semaphore {
     pub const S3CACHE_SEMAPHORE_COMPATIBLE: &str = "S3CACHE_SEMAPHORE_COMPATIBLE";
 }
 
+/// The CI plugin front ends ([`crate::frontends::detect`]): the conventions that carry a step's
+/// settings, the variables that choose and feed a dialect, and every alias a replaced plugin reads.
+pub mod plugins {
+    /// Prefix of Drone's, Woodpecker's and Harness's plugin settings: `settings: { cache_key: x }`
+    /// arrives as `PLUGIN_CACHE_KEY=x` (lists comma-joined).
+    pub const PLUGIN_PREFIX: &str = "PLUGIN_";
+    /// Prefix of Vela's step parameters: `parameters: { action: restore }` is `PARAMETER_ACTION`.
+    pub const PARAMETER_PREFIX: &str = "PARAMETER_";
+    /// Names the dialect when the settings alone are ambiguous: `drone-cache`, `harness`,
+    /// `drone-s3-cache`, `woodpecker-cache`, `vela` or `github`.
+    pub const S3CACHE_PLUGIN: &str = "S3CACHE_PLUGIN";
+    /// Stands in for `/vela` (Vela's parameter and secret files), so that tests need no root.
+    pub const S3CACHE_VELA_DIR: &str = "S3CACHE_VELA_DIR";
+    /// Set by Harness CI's runner: any of these tells Harness's Save/Restore Cache S3 steps from
+    /// Drone running the same plugin.
+    pub const HARNESS_MARKERS: &[&str] = &["HARNESS_ACCOUNT_ID", "HARNESS_BUILD_ID", "HARNESS_PIPELINE_ID", "HARNESS_STAGE_ID", "HARNESS_WORKSPACE"];
+
+    // Aliases of meltwater drone-cache's settings (docs/compat/drone-cache-meltwater.md, section 2).
+    pub const S3_BUCKET: &str = "S3_BUCKET";
+    pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
+    pub const S3_REGION: &str = "S3_REGION";
+    pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    pub const CACHE_AWS_ACCESS_KEY_ID: &str = "CACHE_AWS_ACCESS_KEY_ID";
+    pub const CACHE_AWS_SECRET_ACCESS_KEY: &str = "CACHE_AWS_SECRET_ACCESS_KEY";
+    pub const AWS_PLUGIN_PATH_STYLE: &str = "AWS_PLUGIN_PATH_STYLE";
+    pub const AWS_ACL: &str = "AWS_ACL";
+    pub const AWS_ENCRYPTION: &str = "AWS_ENCRYPTION";
+    pub const AWS_STS_ENDPOINT: &str = "AWS_STS_ENDPOINT";
+    pub const AWS_ASSUME_ROLE_ARN: &str = "AWS_ASSUME_ROLE_ARN";
+    pub const EXIT_CODE: &str = "EXIT_CODE";
+    pub const SKIP_SYMLINKS: &str = "SKIP_SYMLINKS";
+    pub const BACKEND_OPERATION_TIMEOUT: &str = "BACKEND_OPERATION_TIMEOUT";
+
+    // Aliases of drone-s3-cache's settings (docs/compat/drone-s3-cache.md, section 2).
+    pub const CACHE_S3_ENDPOINT: &str = "CACHE_S3_ENDPOINT";
+    pub const CACHE_S3_SERVER: &str = "CACHE_S3_SERVER";
+    pub const CACHE_S3_ACCELERATED_ENDPOINT: &str = "CACHE_S3_ACCELERATED_ENDPOINT";
+    pub const CACHE_S3_ACCESS_KEY: &str = "CACHE_S3_ACCESS_KEY";
+    pub const CACHE_S3_SECRET_KEY: &str = "CACHE_S3_SECRET_KEY";
+    pub const CACHE_S3_SESSION_TOKEN: &str = "CACHE_S3_SESSION_TOKEN";
+    pub const CACHE_S3_REGION: &str = "CACHE_S3_REGION";
+    pub const CACHE_S3_PROFILE: &str = "CACHE_S3_PROFILE";
+    pub const CACHE_FILE_CREDENTIALS: &str = "CACHE_FILE_CREDENTIALS";
+    pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+    pub const AWS_PROFILE: &str = "AWS_PROFILE";
+
+    // Aliases of vela-s3-cache's parameters (docs/compat/vela-s3-cache.md, section 1).
+    pub const S3_CACHE_LOG_LEVEL: &str = "S3_CACHE_LOG_LEVEL";
+    pub const S3_CACHE_ACTION: &str = "S3_CACHE_ACTION";
+    pub const S3_CACHE_BUCKET: &str = "S3_CACHE_BUCKET";
+    pub const S3_CACHE_PREFIX: &str = "S3_CACHE_PREFIX";
+    pub const S3_CACHE_PATH: &str = "S3_CACHE_PATH";
+    pub const S3_CACHE_FILENAME: &str = "S3_CACHE_FILENAME";
+    pub const S3_CACHE_TIMEOUT: &str = "S3_CACHE_TIMEOUT";
+    pub const PARAMETER_FLUSH_AGE: &str = "PARAMETER_FLUSH_AGE";
+    pub const S3_CACHE_AGE: &str = "S3_CACHE_AGE";
+    pub const S3_CACHE_COMPRESSION_LEVEL: &str = "S3_CACHE_COMPRESSION_LEVEL";
+    pub const S3_CACHE_MOUNT: &str = "S3_CACHE_MOUNT";
+    pub const S3_PRESERVE_PATH: &str = "S3_PRESERVE_PATH";
+    pub const S3_CACHE_SERVER: &str = "S3_CACHE_SERVER";
+    pub const S3_CACHE_ACCELERATED_ENDPOINT: &str = "S3_CACHE_ACCELERATED_ENDPOINT";
+    pub const S3_CACHE_ACCESS_KEY: &str = "S3_CACHE_ACCESS_KEY";
+    pub const S3_CACHE_SECRET_KEY: &str = "S3_CACHE_SECRET_KEY";
+    pub const S3_CACHE_SESSION_TOKEN: &str = "S3_CACHE_SESSION_TOKEN";
+    pub const S3_CACHE_REGION: &str = "S3_CACHE_REGION";
+    pub const VELA_REPO_ORG: &str = "VELA_REPO_ORG";
+    pub const VELA_REPO_NAME: &str = "VELA_REPO_NAME";
+    /// Woodpecker's `owner/name`, the default `target_path` of its cache plugin.
+    pub const CI_REPO: &str = "CI_REPO";
+
+    /// drone-cache's template metadata (`{{ .Commit.Branch }}`): each field, the variables it is read
+    /// from (Drone's and Harness's `DRONE_*`, then Woodpecker's `CI_*`), and drone-cache's default.
+    /// `.Commit.Ref` reads the commit SHA, as drone-cache does (docs/compat, section 3).
+    pub const TEMPLATE_METADATA: &[(&str, &[&str], &str)] = &[
+        (".Repo.Name", &["DRONE_REPO_NAME", "CI_REPO_NAME"], ""),
+        (".Repo.Namespace", &["DRONE_REPO_NAMESPACE", "CI_REPO_OWNER"], ""),
+        (".Repo.Owner", &["DRONE_REPO_OWNER", "CI_REPO_OWNER"], ""),
+        (".Repo.Branch", &["DRONE_REPO_BRANCH", "CI_REPO_DEFAULT_BRANCH"], ""),
+        (".Repo.Link", &["DRONE_REPO_LINK", "CI_REPO_URL"], ""),
+        (".Repo.Avatar", &["DRONE_REPO_AVATAR"], ""),
+        (".Repo.Private", &["DRONE_REPO_PRIVATE", "CI_REPO_PRIVATE"], "false"),
+        (".Repo.Trusted", &["DRONE_REPO_TRUSTED", "CI_REPO_TRUSTED"], "false"),
+        (".Build.Number", &["DRONE_BUILD_NUMBER", "CI_PIPELINE_NUMBER"], "0"),
+        (".Build.Event", &["DRONE_BUILD_EVENT", "CI_PIPELINE_EVENT"], "push"),
+        (".Build.Status", &["DRONE_BUILD_STATUS", "CI_PIPELINE_STATUS"], "success"),
+        (".Build.Deploy", &["DRONE_DEPLOY_TO", "CI_PIPELINE_DEPLOY_TARGET"], ""),
+        (".Build.Created", &["DRONE_BUILD_CREATED", "CI_PIPELINE_CREATED"], "0"),
+        (".Build.Started", &["DRONE_BUILD_STARTED", "CI_PIPELINE_STARTED"], "0"),
+        (".Build.Finished", &["DRONE_BUILD_FINISHED", "CI_PIPELINE_FINISHED"], "0"),
+        (".Build.Link", &["DRONE_BUILD_LINK", "CI_PIPELINE_URL"], ""),
+        (".Commit.Branch", &["DRONE_COMMIT_BRANCH", "CI_COMMIT_BRANCH"], "master"),
+        (".Commit.Sha", &["DRONE_COMMIT_SHA", "CI_COMMIT_SHA"], ""),
+        (".Commit.Ref", &["DRONE_COMMIT_SHA", "CI_COMMIT_SHA"], ""),
+        (".Commit.Remote", &["DRONE_REMOTE_URL", "CI_REPO_CLONE_URL"], ""),
+        (".Commit.Link", &["DRONE_COMMIT_LINK", "CI_PIPELINE_FORGE_URL"], ""),
+        (".Commit.Message", &["DRONE_COMMIT_MESSAGE", "CI_COMMIT_MESSAGE"], ""),
+        (".Commit.Author.Name", &["DRONE_COMMIT_AUTHOR", "CI_COMMIT_AUTHOR"], ""),
+        (".Commit.Author.Email", &["DRONE_COMMIT_AUTHOR_EMAIL", "CI_COMMIT_AUTHOR_EMAIL"], ""),
+        (".Commit.Author.Avatar", &["DRONE_COMMIT_AUTHOR_AVATAR", "CI_COMMIT_AUTHOR_AVATAR"], ""),
+    ];
+}
+
+/// The variable that carries the plugin setting `name` (`cache_key` → `PLUGIN_CACHE_KEY`): upper-cased,
+/// `.` and `-` as `_`, as Drone and Woodpecker name them.
+pub fn plugin_setting(name: &str) -> String {
+    format!("{}{}", plugins::PLUGIN_PREFIX, name.to_uppercase().replace(['.', '-'], "_"))
+}
+
+/// The variable that carries the Vela parameter `name` (`action` → `PARAMETER_ACTION`).
+pub fn vela_parameter(name: &str) -> String {
+    format!("{}{}", plugins::PARAMETER_PREFIX, name.to_uppercase().replace(['.', '-'], "_"))
+}
+
+/// The branch `{{ branch }}` renders to, before any CI's own variable (the Woodpecker cache
+/// dialect sets it from its plugin's branch rule).
+pub const S3CACHE_BRANCH: &str = "S3CACHE_BRANCH";
+
 /// Variables that name the current branch, in the order they are consulted for `{{ branch }}`.
 pub const BRANCH_VARIABLES: &[&str] = &[
-    "S3CACHE_BRANCH",
+    S3CACHE_BRANCH,
     "GITHUB_HEAD_REF",
     "GITHUB_REF_NAME",
     "CI_COMMIT_BRANCH",

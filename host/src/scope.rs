@@ -79,7 +79,9 @@ pub struct CiRefs {
 }
 
 /// Reads the run's refs from the CI's variables: GitHub Actions (with its event payload), GitLab CI,
-/// and Drone/Woodpecker. `event` is the parsed `GITHUB_EVENT_PATH` file, when there is one.
+/// Drone, Woodpecker and Harness (which share Drone's names), and Vela. Drone, Woodpecker and Harness
+/// do not tell a fork's pull request from the repository's own, so their pull requests are read-only
+/// (override with `--allow-untrusted-save`); Vela says so in `VELA_PULL_REQUEST_FORK`. `event` is the parsed `GITHUB_EVENT_PATH` file, when there is one.
 pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::Value>) -> CiRefs {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     if var(GITHUB_ACTIONS).as_deref() == Some("true") {
@@ -132,17 +134,43 @@ pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::
         };
         return CiRefs { ci: "Semaphore", current, base: if pull_request { target.as_deref().map(branch_ref) } else { None }, default: None, untrusted };
     }
-    if var(DRONE).is_some() || var(CI).as_deref() == Some("woodpecker") {
-        let pull_request = var(DRONE_BUILD_EVENT).or_else(|| var(CI_PIPELINE_EVENT)).as_deref() == Some("pull_request");
-        let current = if pull_request { var(DRONE_SOURCE_BRANCH).or_else(|| var(CI_COMMIT_SOURCE_BRANCH)) } else { None }
-            .map(|b| format!("refs/pull-source/{b}"))
-            .or_else(|| var(DRONE_BRANCH).or_else(|| var(CI_COMMIT_BRANCH)).map(|b| branch_ref(&b)));
+    let harness = crate::env_vars::plugins::HARNESS_MARKERS.iter().any(|name| var(name).is_some());
+    let woodpecker = var(CI).as_deref() == Some("woodpecker");
+    if var(DRONE).is_some() || woodpecker || harness {
+        let ci = if harness { "Harness" } else if woodpecker { "Woodpecker" } else { "Drone" };
+        // Woodpecker's own names first there, Drone's (which Harness sets too) elsewhere.
+        let pick = |drone: &str, woodpecker_name: &str| if woodpecker { var(woodpecker_name).or_else(|| var(drone)) } else { var(drone).or_else(|| var(woodpecker_name)) };
+        let pull_request = pick(DRONE_BUILD_EVENT, CI_PIPELINE_EVENT).is_some_and(|e| e == "pull_request");
+        let current = if pull_request { pick(DRONE_SOURCE_BRANCH, CI_COMMIT_SOURCE_BRANCH).map(|b| format!("refs/pull-source/{b}")) } else { None }
+            .or_else(|| pick(DRONE_TAG, CI_COMMIT_TAG).map(|t| format!("refs/tags/{t}")))
+            .or_else(|| pick(DRONE_BRANCH, CI_COMMIT_BRANCH).map(|b| branch_ref(&b)));
+        // None of these CIs says whether a pull request comes from a fork, so none is trusted to save.
+        let untrusted = pull_request.then(|| format!("a pull request on {ci}, which does not say whether it comes from a fork"));
         return CiRefs {
-            ci: "Drone/Woodpecker",
+            ci,
             current,
-            base: if pull_request { var(DRONE_TARGET_BRANCH).or_else(|| var(CI_COMMIT_TARGET_BRANCH)).map(|b| branch_ref(&b)) } else { None },
-            default: var(DRONE_REPO_BRANCH).or_else(|| var(CI_REPO_DEFAULT_BRANCH)).map(|b| branch_ref(&b)),
-            untrusted: None,
+            base: if pull_request { pick(DRONE_TARGET_BRANCH, CI_COMMIT_TARGET_BRANCH).map(|b| branch_ref(&b)) } else { None },
+            default: pick(DRONE_REPO_BRANCH, CI_REPO_DEFAULT_BRANCH).map(|b| branch_ref(&b)),
+            untrusted,
+        };
+    }
+    if var(VELA).is_some() || var(VELA_BUILD_EVENT).is_some() {
+        let event = var(VELA_BUILD_EVENT).unwrap_or_default();
+        let pull_request = event == "pull_request";
+        let current = if pull_request { var(VELA_PULL_REQUEST_SOURCE).map(|b| format!("refs/pull-source/{b}")) } else { None }
+            .or_else(|| var(VELA_BUILD_REF).filter(|r| event == "tag" && r.starts_with("refs/tags/")))
+            .or_else(|| var(VELA_BUILD_BRANCH).map(|b| branch_ref(&b)));
+        let untrusted = match (pull_request, var(VELA_PULL_REQUEST_FORK).as_deref()) {
+            (false, _) | (true, Some("false")) => None,
+            (true, Some("true")) => Some("a pull request from a fork".to_owned()),
+            (true, _) => Some("a pull request on Vela, which does not say whether it comes from a fork".to_owned()),
+        };
+        return CiRefs {
+            ci: "Vela",
+            current,
+            base: if pull_request { var(VELA_PULL_REQUEST_TARGET).map(|b| branch_ref(&b)) } else { None },
+            default: var(VELA_REPO_BRANCH).map(|b| branch_ref(&b)),
+            untrusted,
         };
     }
     CiRefs::default()
@@ -252,6 +280,35 @@ mod tests {
         assert_eq!(plan(&gitlab, None, false).read, vec![scope_name("refs/heads/feat"), scope_name("refs/heads/main")]);
         let drone = ci_refs(&env(&[("DRONE", "true"), ("DRONE_BRANCH", "main"), ("DRONE_REPO_BRANCH", "main")]), None);
         assert_eq!(plan(&drone, None, false).read, vec![scope_name("refs/heads/main")]);
+        let drone_pr = ci_refs(
+            &env(&[("DRONE", "true"), ("DRONE_BUILD_EVENT", "pull_request"), ("DRONE_SOURCE_BRANCH", "fix"), ("DRONE_TARGET_BRANCH", "dev"), ("DRONE_BRANCH", "dev"), ("DRONE_REPO_BRANCH", "main")]),
+            None,
+        );
+        let plan_pr = plan(&drone_pr, None, false);
+        assert_eq!(plan_pr.read, vec![scope_name("refs/pull-source/fix"), scope_name("refs/heads/dev"), scope_name("refs/heads/main")]);
+        assert!(plan_pr.read_only.as_deref().is_some_and(|why| why.contains("Drone")), "{plan_pr:?}");
+        let tag = ci_refs(&env(&[("DRONE", "true"), ("DRONE_TAG", "v1"), ("DRONE_BRANCH", "main")]), None);
+        assert_eq!(tag.current.as_deref(), Some("refs/tags/v1"));
         assert!(validate_explicit("a/b").is_err() && validate_explicit("..").is_err() && validate_explicit("ok-1.2_x").is_ok());
+    }
+
+    /// Woodpecker's own names, Harness's markers and Vela's variables make scopes; Vela's fork flag
+    /// decides trust, and a pull request without it is not trusted.
+    #[test]
+    fn woodpecker_harness_and_vela() {
+        let woodpecker = ci_refs(&env(&[("CI", "woodpecker"), ("CI_COMMIT_BRANCH", "feature/x"), ("CI_REPO_DEFAULT_BRANCH", "main"), ("CI_PIPELINE_EVENT", "push")]), None);
+        assert_eq!(woodpecker.ci, "Woodpecker");
+        assert_eq!(plan(&woodpecker, None, false).read, vec![scope_name("refs/heads/feature/x"), scope_name("refs/heads/main")]);
+        let harness = ci_refs(&env(&[("HARNESS_BUILD_ID", "7"), ("DRONE_BRANCH", "main")]), None);
+        assert_eq!((harness.ci, harness.current.as_deref()), ("Harness", Some("refs/heads/main")));
+        let vela = |pairs: &[(&str, &str)]| plan(&ci_refs(&env(pairs), None), None, false);
+        let push = vela(&[("VELA", "true"), ("VELA_BUILD_EVENT", "push"), ("VELA_BUILD_BRANCH", "feat"), ("VELA_REPO_BRANCH", "main")]);
+        assert_eq!(push.read, vec![scope_name("refs/heads/feat"), scope_name("refs/heads/main")]);
+        assert_eq!(push.read_only, None);
+        let pr = [("VELA", "true"), ("VELA_BUILD_EVENT", "pull_request"), ("VELA_PULL_REQUEST_SOURCE", "fix"), ("VELA_PULL_REQUEST_TARGET", "main"), ("VELA_REPO_BRANCH", "main")];
+        let own = vela(&[&pr[..], &[("VELA_PULL_REQUEST_FORK", "false")]].concat());
+        assert_eq!((own.write.clone(), own.read_only.clone()), (scope_name("refs/pull-source/fix"), None));
+        assert!(vela(&[&pr[..], &[("VELA_PULL_REQUEST_FORK", "true")]].concat()).read_only.is_some());
+        assert!(vela(&pr).read_only.is_some());
     }
 }

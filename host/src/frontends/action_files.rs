@@ -184,7 +184,7 @@ pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
                 "save",
             ),
         ),
-        ("README.md", format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables())),
+        ("README.md", super::plugin_docs::readme(&format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables()))?),
     ])
 }
 

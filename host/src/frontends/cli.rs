@@ -28,7 +28,7 @@ pub const EXIT_STORE: u8 = 3;
 
 /// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
 #[derive(Debug, Parser)]
-#[command(name = "s3cache", version, about)]
+#[command(name = "s3cache", version, about, arg_required_else_help = true)]
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -57,7 +57,7 @@ enum Command {
     /// Exit 0 when an entry with exactly KEY exists in the scopes a restore reads, else 1.
     Has(KeyedArgs),
     /// Delete the entry with exactly KEY (every format); exit 1 when there is none.
-    Delete(KeyedArgs),
+    Delete(DeleteArgs),
     /// Delete every entry of a scope, or of the whole store; asks first, or needs --yes.
     Clear(ClearArgs),
     /// Delete entries not used (saved or restored) for longer than a duration, in every scope.
@@ -75,6 +75,10 @@ enum Command {
     /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
     /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
     GithubAction(GithubActionArgs),
+    /// Run as a CI plugin step: recognize the dialect from the environment (PLUGIN_* of Drone,
+    /// Woodpecker and Harness; PARAMETER_* of Vela; INPUT_* of the GitHub action) and run it. A
+    /// plugin image runs s3cache with no arguments, which does the same.
+    Plugin,
 }
 
 #[derive(Debug, Args)]
@@ -124,8 +128,9 @@ struct RestoreArgs {
     /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
     #[arg(long = "restore-key", value_name = "PREFIX")]
     restore_keys: Vec<String>,
-    /// Paths to restore; must be the same list the cache was saved with.
-    #[arg(long = "path", required = true, value_name = "PATH")]
+    /// Paths to restore; must be the same list the cache was saved with. None: the paths the entry
+    /// recorded, which must lie in the workspace or the home directory.
+    #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
     /// Exit 1 when nothing is restored.
     #[arg(long)]
@@ -193,6 +198,15 @@ struct KeyedArgs {
 }
 
 #[derive(Debug, Args)]
+struct DeleteArgs {
+    #[command(flatten)]
+    keyed: KeyedArgs,
+    /// Exit 0 when there is no such entry (a plugin's "clear" step).
+    #[arg(long)]
+    missing_ok: bool,
+}
+
+#[derive(Debug, Args)]
 struct ClearArgs {
     #[command(flatten)]
     scopes: ScopeChoice,
@@ -232,11 +246,19 @@ pub fn main() -> ExitCode {
         (_, Some("semaphore")) => return super::semaphore::main(&args[2..]),
         _ => {}
     }
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let result = match cli.command {
-        Command::GithubAction(GithubActionArgs { step }) => github_action(step),
-        _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+    // A plugin image runs the binary with no arguments: its settings are in the environment.
+    let plugin_run = args.len() == 1 && !matches!(detected_plugin(), Ok(None));
+    let result = if plugin_run {
+        init_logging(false);
+        plugin()
+    } else {
+        let cli = Cli::parse();
+        init_logging(cli.verbose);
+        match cli.command {
+            Command::Plugin => plugin(),
+            Command::GithubAction(GithubActionArgs { step }) => github_action(step),
+            _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -245,6 +267,29 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// The dialect the process environment speaks, if any.
+fn detected_plugin() -> Result<Option<super::detect::Detected>, String> {
+    let env = config::process_env(Vec::new());
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    super::detect::detect(&|name| env(name), &names)
+}
+
+/// A plugin step: say which dialect this is, translate its settings, run them.
+fn plugin() -> Result<u8> {
+    let detected = detected_plugin().map_err(anyhow::Error::msg)?;
+    let Some(detected) = detected else {
+        anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
+    };
+    output::notice(&detected.describe());
+    if detected.dialect == super::detect::Dialect::GithubAction {
+        return github_action(ActionStep::Restore);
+    }
+    let env = config::process_env(Vec::new());
+    let invocation = detected.dialect.invocation(&|name| env(name)).map_err(anyhow::Error::msg)?;
+    tracing::debug!(args = ?invocation.args, "plugin command line");
+    run_invocation(invocation).map(|(code, _)| code)
 }
 
 fn init_logging(verbose: bool) {
@@ -319,7 +364,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
             println!("{}", context.compute_key(&args.template)?);
             Ok((0, None))
         }
-        Command::GithubAction(_) => anyhow::bail!("github-action steps do not nest"),
+        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
         Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
         Command::Save(args) => {
             let request = SaveRequest {
@@ -418,7 +463,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             render::found(entry.as_ref(), &args.key, args.output.json);
             if entry.is_some() { 0 } else { EXIT_FAILED }
         }),
-        Command::Delete(args) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
+        Command::Delete(DeleteArgs { keyed: args, missing_ok }) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
             if entries.is_empty() {
                 let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
                 if args.output.json {
@@ -426,7 +471,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
                 } else {
                     output::notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
                 }
-                return EXIT_FAILED;
+                return if missing_ok { 0 } else { EXIT_FAILED };
             }
             finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json)
         }),
@@ -441,7 +486,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json)
         }),
-        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } => unreachable!("not an admin verb"),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin => unreachable!("not an admin verb"),
     };
     result.unwrap_or_else(|err| {
         output::warning(&format!("the store failed: {err}"));

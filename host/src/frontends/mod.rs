@@ -5,9 +5,17 @@
 
 pub mod action_files;
 pub mod cli;
+pub mod detect;
+pub mod drone_cache;
+pub mod drone_s3_cache;
 pub mod github;
+pub mod gotemplate;
+pub mod plugin;
+pub mod plugin_docs;
 mod render;
 pub mod semaphore;
+pub mod vela;
+pub mod woodpecker;
 
 /// What a front end asks the CLI to run.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -21,4 +29,49 @@ pub struct Invocation {
     pub secrets: Vec<String>,
     /// Set when the step has nothing to do (the post step after an exact hit); the reason is logged.
     pub skip: Option<String>,
+    /// Objects an old plugin wrote, in its own layout and without s3cache's trailer, that a restore
+    /// may fall back to (read-only: nothing writes that layout).
+    pub legacy: Vec<LegacyObject>,
+}
+
+/// An object in a replaced plugin's layout: plain tar or tar.gz, no manifest, no digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyObject {
+    /// The object's full name in the bucket (not relative to the store prefix).
+    pub object: LegacyName,
+    pub format: crate::layout::Format,
+    /// The paths the object holds, as the step names them (its `mount`s).
+    pub paths: Vec<String>,
+    /// How the archive's member names spell that path.
+    pub names: LegacyNames,
+}
+
+/// An old object's name: fixed, or around the restore's rendered key (drone-cache's
+/// `<root>/<key>/<mount>`, whose key may need the sandbox to render).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyName {
+    Fixed(String),
+    AroundKey { before: String, after: String },
+}
+
+impl LegacyName {
+    /// The name, given the rendered key.
+    pub fn object(&self, key: &str) -> String {
+        match self {
+            LegacyName::Fixed(name) => name.clone(),
+            LegacyName::AroundKey { before, after } => format!("{before}{key}{after}"),
+        }
+    }
+}
+
+/// How an old plugin's archive names its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyNames {
+    /// The mount's absolute path (`/drone/src/vendor/x`): meltwater drone-cache since 1.4.
+    Absolute,
+    /// Relative to the working directory (`vendor/x`; absolute mounts without their leading `/`):
+    /// drone-s3-cache, and Harness's fork for `./` mounts.
+    Relative,
+    /// Relative to the mount's parent directory (`vendor/x` for mount `a/b/vendor`): vela-s3-cache.
+    FromParent,
 }

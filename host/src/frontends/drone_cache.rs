@@ -1,0 +1,317 @@
+//! meltwater drone-cache's settings (`PLUGIN_*`), on Drone and Woodpecker, and the same plugin as
+//! Harness CI's Save Cache to S3 / Restore Cache from S3 steps run it (Harness's fork,
+//! drone-plugins/drone-meltwater-cache). docs/compat/drone-cache-meltwater.md has the source study.
+//!
+//! Layout: s3cache's own scoped entries under `s3://<bucket>/<remote_root>` (drone-cache; default
+//! remote_root: the repository name) or `s3://<bucket>` (Harness, which does not namespace by
+//! repository), so branches are isolated and the first writer wins. The old layout,
+//! `<remote_root>/<key>/<mount>` (Harness: `<key>/<mount>`), is only ever read.
+
+use super::gotemplate;
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, endpoint_url, setting, store_url};
+use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
+use crate::env_vars::{self, plugins::*};
+use crate::layout::Format;
+
+/// Which runner passes the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Drone or Woodpecker running meltwater/drone-cache.
+    DroneCache,
+    /// Harness CI's Save/Restore Cache S3 steps (Harness's fork of the plugin).
+    Harness,
+}
+
+const fn own(name: &'static str) -> Var {
+    Var::Setting(name)
+}
+
+/// Every setting of drone-cache and Harness's fork that s3cache reads, in the README's order.
+pub const SETTINGS: &[Setting] = &[
+    setting("restore", &[own("restore")], "false", "Restore the cache.", Migration::Same),
+    setting("rebuild", &[own("rebuild")], "false", "Save the cache (`restore` and `rebuild` together, or neither, is an error).", Migration::Same),
+    setting("flush", &[own("flush")], "false", "Delete entries not used for `flush_age`.", Migration::Differs("an s3cache addition: drone-cache has no working flush.")),
+    setting("flush_age", &[own("flush_age")], "30d", "How long unused entries are kept by `flush` (`14d`, `336h`, or days).", Migration::Differs("an s3cache addition.")),
+    setting("mount", &[own("mount")], "", "The paths to cache (a list; globs, `**` and `~` work).", Migration::Differs("on Harness, `$VAR` and `~` are expanded as the fork does. Restoring with no mount (Harness's Restore Cache step) restores the paths the entry recorded, inside the workspace or home only.")),
+    setting("cache_key", &[own("cache_key")], "md5 of the branch", "The key, a drone-cache Go template: metadata fields (`{{ .Commit.Branch }}`...), `checksum`, `hashFiles`, `epoch`, `arch` (`amd64`), `os`.", Migration::Differs("a template that does not parse, or names an unknown field, is an error (drone-cache falls back to md5 of the branch on the latter).")),
+    setting("remote_root", &[own("remote_root")], "the repository name", "The store prefix inside the bucket.", Migration::Differs("ignored on Harness, as Harness's fork ignores it.")),
+    setting("local_root", &[own("local_root")], "", "Ignored.", Migration::Differs("ignored, as drone-cache has ignored it since 1.4 (paths are relative to the workspace).")),
+    setting("override", &[own("override")], "true (Harness: false)", "Replace an existing entry with the same key (`false`: the first entry is kept).", Migration::Same),
+    setting("archive_format", &[own("archive_format")], "tar", "Archive format: `tar`, `gzip` or `zstd`.", Migration::Differs("an unknown format is an error (drone-cache falls back to tar).")),
+    setting("compression_level", &[own("compression_level")], "-1 (the format's default)", "Compression level: gzip 1-9, zstd 1-19; 0 or below is the format's default.", Migration::Same),
+    setting("skip_symlinks", &[own("skip_symlinks"), Var::Alias(SKIP_SYMLINKS)], "false", "Ignored.", Migration::Differs("s3cache always stores symlinks that stay inside their cached path, and skips (with a warning) those that point elsewhere.")),
+    setting("exit_code", &[own("exit_code"), Var::Alias(EXIT_CODE)], "false", "Fail the step when saving fails, or when a restore of given mounts finds nothing.", Migration::Same),
+    setting("fail_restore_if_key_not_present", &[own("fail_restore_if_key_not_present")], "false", "Fail the restore step when no entry has the key.", Migration::Same),
+    setting("strict_key_matching", &[own("strict_key_matching")], "true", "`false`: a restore also takes the newest entry whose key starts with `cache_key`.", Migration::Same),
+    setting("backend_operation_timeout", &[own("backend_operation_timeout"), Var::Alias(BACKEND_OPERATION_TIMEOUT)], "3m", "The budget for the whole save or restore (Go duration, e.g. `3m`, `600s`).", Migration::Differs("bounds the whole operation, not each mount's transfer.")),
+    setting("backend", &[own("backend")], "s3", "Must be `s3`.", Migration::Same),
+    setting("bucket", &[own("bucket"), Var::Alias(S3_BUCKET)], "", "The bucket (required unless `S3CACHE_STORE` names the store).", Migration::Same),
+    setting("endpoint", &[own("endpoint"), Var::Alias(S3_ENDPOINT)], "AWS", "The S3 endpoint URL (`https://` is added when there is no scheme).", Migration::Same),
+    setting("region", &[own("region"), Var::Alias(S3_REGION)], "", "The region (else `AWS_REGION`, else `us-east-1`).", Migration::Same),
+    setting("path_style", &[own("path_style"), Var::Alias(AWS_PLUGIN_PATH_STYLE)], "false", "Path-style addressing.", Migration::Same),
+    setting("access_key", &[own("access_key"), Var::Alias(AWS_ACCESS_KEY_ID), Var::Alias(CACHE_AWS_ACCESS_KEY_ID)], "", "Access key id (else the AWS credential chain).", Migration::Same),
+    setting("secret_key", &[own("secret_key"), Var::Alias(AWS_SECRET_ACCESS_KEY), Var::Alias(CACHE_AWS_SECRET_ACCESS_KEY)], "", "Secret key; never printed.", Migration::Same),
+    setting("session_token", &[own("session_token"), Var::Alias(AWS_SESSION_TOKEN)], "", "Session token; never printed.", Migration::Same),
+    setting("acl", &[own("acl"), Var::Alias(AWS_ACL)], "", "Canned ACL for new objects.", Migration::Differs("sent only when set (drone-cache always sends `private`, the bucket's default anyway).")),
+    setting("encryption", &[own("encryption"), Var::Alias(AWS_ENCRYPTION)], "", "Server-side encryption: `AES256` or `aws:kms`.", Migration::Same),
+    setting("sts_endpoint", &[own("sts_endpoint"), Var::Alias(AWS_STS_ENDPOINT)], "", "The STS endpoint for the credential chain's role sources.", Migration::Same),
+    setting(
+        "assume_role_arn",
+        &[own("assume_role_arn"), own("assume_role"), Var::Alias(AWS_ASSUME_ROLE_ARN)],
+        "",
+        "",
+        Migration::Unsupported("assuming a role with the static keys; use a profile with `role_arn` and `source_profile` (`AWS_CONFIG_FILE`) or web identity (`AWS_ROLE_ARN`, `AWS_WEB_IDENTITY_TOKEN_FILE`). Set, it is an error rather than a silent change of identity."),
+    ),
+    setting("debug", &[own("debug")], "false", "Verbose diagnostics (never the environment's secrets).", Migration::Differs("drone-cache's debug printed every variable, secrets included; s3cache does not.")),
+];
+
+/// Whether the environment holds drone-cache's own settings (not drone-s3-cache's or Woodpecker's).
+pub fn recognizes(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let only_ours = ["cache_key", "bucket", "archive_format", "remote_root", "exit_code", "override", "backend", "fail_restore_if_key_not_present", "strict_key_matching", "backend_operation_timeout"];
+    only_ours.iter().any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.is_empty()))
+}
+
+/// What the step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Restore,
+    Rebuild,
+    Flush,
+}
+
+/// Harness's fork expands `~` (the first occurrence) and `$VAR`/`${VAR}` in mounts.
+fn expand_mount(mount: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = mount;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => ("", after),
+            },
+            None => {
+                let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&env(name).unwrap_or_default());
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// drone-cache's object name for one mount: `filepath.Join(root, key, mount)` (cleaned: no empty or
+/// `.` segments; a key is one segment here).
+fn legacy_name(root: &str, mount: &str) -> LegacyName {
+    let clean = |p: &str| p.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/");
+    let root = clean(root);
+    LegacyName::AroundKey { before: if root.is_empty() { String::new() } else { format!("{root}/") }, after: format!("/{}", clean(mount)) }
+}
+
+/// Translates the step's settings into an s3cache command line.
+pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, String> {
+    let settings = Settings::new(SETTINGS, Convention::Plugin, env);
+    let harness = flavour == Flavour::Harness;
+    let operation = match (settings.flag("restore", false)?, settings.flag("rebuild", false)?, settings.flag("flush", false)?) {
+        (true, true, _) => return Err("rebuild and restore are mutually exclusive, please set only one of them (PLUGIN_REBUILD, PLUGIN_RESTORE)".into()),
+        (true, false, false) => Operation::Restore,
+        (false, true, false) => Operation::Rebuild,
+        (false, false, true) => Operation::Flush,
+        (false, false, false) => return Err("nothing to do: set PLUGIN_RESTORE or PLUGIN_REBUILD (or PLUGIN_FLUSH) to true".into()),
+        _ => return Err("flush cannot be combined with restore or rebuild (PLUGIN_FLUSH)".into()),
+    };
+    settings.refuse_if_set("assume_role_arn")?;
+    if let Some(backend) = settings.get("backend").filter(|b| b != "s3") {
+        return Err(settings.invalid("backend", &format!("s3 (s3cache keeps caches in S3-compatible stores; {backend:?} is not one)")));
+    }
+    for ignored in ["local_root", "skip_symlinks"] {
+        settings.note_ignored(ignored);
+    }
+
+    let mut line = CommandLine::new(match operation {
+        Operation::Restore => &["restore"],
+        Operation::Rebuild => &["save"],
+        Operation::Flush => &["flush"],
+    });
+    // Harness's fork does not namespace by repository; drone-cache defaults to the repository name.
+    let root = if harness {
+        if settings.get("remote_root").is_some() {
+            settings.note_ignored("remote_root");
+        }
+        String::new()
+    } else {
+        settings.get("remote_root").or_else(|| gotemplate::metadata(".Repo.Name", env)).unwrap_or_default()
+    };
+    let bucket = settings.get("bucket");
+    match &bucket {
+        Some(bucket) => line.global("--store", Some(store_url(bucket, &[&root]))),
+        None if env(env_vars::S3CACHE_STORE).is_some() => &mut line,
+        None => return Err(format!("{} is required: the bucket to keep caches in", settings.variable("bucket"))),
+    };
+    line.global("--endpoint", settings.get("endpoint").map(|e| endpoint_url(&e)))
+        .global("--region", settings.get("region"))
+        .global_switch("--path-style", settings.flag("path_style", false)?)
+        .global("--acl", settings.get("acl"))
+        .global_switch("--verbose", settings.flag("debug", false)?);
+    if let Some(sse) = settings.get("encryption") {
+        if sse != "AES256" && sse != "aws:kms" {
+            return Err(settings.invalid("encryption", "AES256 or aws:kms"));
+        }
+        line.global("--sse", Some(sse));
+    }
+    line.global("--deadline-secs", settings.duration_secs("backend_operation_timeout")?.map(|s| s.to_string()));
+    line.variable(env_vars::AWS_ENDPOINT_URL_STS, settings.get("sts_endpoint").map(|e| endpoint_url(&e)), false);
+    credentials(&mut line, settings.get("access_key"), settings.get("secret_key"), settings.get("session_token"));
+    let exit_code = settings.flag("exit_code", false)?;
+
+    if operation == Operation::Flush {
+        let age = settings.duration_secs("flush_age")?.unwrap_or(30 * 86_400);
+        line.option("--older-than", Some(format!("{age}s")));
+        return Ok(line.finish());
+    }
+
+    let key = match settings.value("cache_key") {
+        Some(template) => gotemplate::translate(&template.text, env, gotemplate::DRONE_CACHE_HELPERS).map_err(|e| format!("{}: {e}", template.source))?,
+        None => gotemplate::default_key(env),
+    };
+    let mounts: Vec<String> = settings.list("mount").into_iter().map(|m| if harness { expand_mount(&m, env) } else { m }).collect();
+    line.option("--key", Some(key.clone()));
+    match operation {
+        Operation::Rebuild => {
+            if mounts.is_empty() {
+                return Err(format!("{} is required to rebuild: the paths to cache", settings.variable("mount")));
+            }
+            let format = match settings.get("archive_format").as_deref() {
+                None | Some("tar") => Format::Tar,
+                Some("gzip") => Format::Gzip,
+                Some("zstd") => Format::Zstd,
+                Some(_) => return Err(settings.invalid("archive_format", "tar, gzip or zstd")),
+            };
+            let level = settings.integer("compression_level", -1..=22)?.filter(|l| *l > 0);
+            let max_level = if format == Format::Gzip { 9 } else { 19 };
+            if level.is_some_and(|l| l > max_level) {
+                return Err(settings.invalid("compression_level", &format!("at most {max_level} for {}", format.name())));
+            }
+            line.option("--format", Some(format.name()))
+                .option("--compression-level", level.map(|l| l.to_string()))
+                .switch("--overwrite", settings.flag("override", !harness)?)
+                .switch("--fail-on-error", exit_code)
+                .paths(&mounts);
+        }
+        Operation::Restore => {
+            let must_hit = settings.flag("fail_restore_if_key_not_present", false)? || (exit_code && !mounts.is_empty());
+            let strict = settings.flag("strict_key_matching", true)?;
+            line.option("--restore-key", (!strict).then(|| key.clone())).switch("--fail-on-cache-miss", must_hit).paths(&mounts);
+            let format = match settings.get("archive_format").as_deref() {
+                Some("gzip") => Format::Gzip,
+                Some("zstd") => Format::Zstd,
+                _ => Format::Tar,
+            };
+            // The old plugin's objects, one per mount, for a restore that finds no entry of ours.
+            if bucket.is_some() {
+                let legacy = mounts
+                    .iter()
+                    .map(|mount| LegacyObject {
+                        object: legacy_name(&root, mount),
+                        format,
+                        paths: vec![mount.clone()],
+                        names: if harness && mount.starts_with("./") { LegacyNames::Relative } else { LegacyNames::Absolute },
+                    })
+                    .collect();
+                line.legacy(legacy);
+            }
+        }
+        Operation::Flush => unreachable!("handled above"),
+    }
+    Ok(line.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env_vars::fixed as env;
+
+    fn args(flavour: Flavour, pairs: &[(&str, &str)]) -> String {
+        invocation(flavour, &env(pairs)).unwrap().args.join(" ")
+    }
+
+    /// A Drone rebuild: the repository-named store prefix, the translated key, drone-cache's
+    /// defaults (tar, override) and exit_code as --fail-on-error; secrets go to the chain, masked.
+    #[test]
+    fn drone_rebuild() {
+        let pairs = [
+            ("DRONE_REPO_NAME", "app"),
+            ("DRONE_COMMIT_BRANCH", "main"),
+            ("PLUGIN_REBUILD", "true"),
+            ("PLUGIN_BUCKET", "caches"),
+            ("PLUGIN_MOUNT", "node_modules,.npm"),
+            ("PLUGIN_CACHE_KEY", "{{ .Commit.Branch }}-{{ checksum \"package-lock.json\" }}"),
+            ("PLUGIN_ENDPOINT", "minio:9000"),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_EXIT_CODE", "true"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+        ];
+        let inv = invocation(Flavour::DroneCache, &env(&pairs)).unwrap();
+        assert_eq!(
+            inv.args.join(" "),
+            "--store s3://caches/app --endpoint https://minio:9000 --path-style save --key main-{{ checksum \"package-lock.json\" }} --format tar --overwrite --fail-on-error --path node_modules --path .npm"
+        );
+        assert_eq!(inv.env, vec![("S3CACHE_SECRET_ACCESS_KEY".to_string(), "s3cr3t".to_string())]);
+        assert_eq!(inv.secrets, vec!["s3cr3t"]);
+    }
+
+    /// A Drone restore: the default key is md5 of the branch; the old layout's objects are listed.
+    #[test]
+    fn drone_restore_and_legacy() {
+        let pairs = [("DRONE_REPO_NAME", "app"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "caches"), ("PLUGIN_MOUNT", "vendor/"), ("PLUGIN_ARCHIVE_FORMAT", "gzip")];
+        let inv = invocation(Flavour::DroneCache, &env(&pairs)).unwrap();
+        assert_eq!(inv.args.join(" "), "--store s3://caches/app restore --key eb0a191797624dd3a48fa681d3061212 --path vendor/");
+        assert_eq!(
+            inv.legacy,
+            vec![LegacyObject { object: legacy_name("app", "vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute }]
+        );
+        assert_eq!(inv.legacy[0].object.object("k1"), "app/k1/vendor");
+    }
+
+    /// Harness: no repository namespace, override off by default, no mount on restore (the entry's
+    /// paths), fail_restore_if_key_not_present, and strict_key_matching off as a key prefix.
+    #[test]
+    fn harness_steps() {
+        let save = [("HARNESS_BUILD_ID", "1"), ("DRONE_REPO_NAME", "app"), ("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "~/.m2,$WS/target"), ("WS", "/ws"), ("PLUGIN_EXIT_CODE", "true"), ("PLUGIN_OVERRIDE", "false"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "600s"), ("PLUGIN_ARCHIVE_FORMAT", "zstd")];
+        assert_eq!(args(Flavour::Harness, &save), "--store s3://b --deadline-secs 600 save --key eb0a191797624dd3a48fa681d3061212 --format zstd --fail-on-error --path ~/.m2 --path /ws/target");
+        let restore = [("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_CACHE_KEY", "k"), ("PLUGIN_EXIT_CODE", "true"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_STRICT_KEY_MATCHING", "false")];
+        assert_eq!(args(Flavour::Harness, &restore), "--store s3://b restore --key k --restore-key k --fail-on-cache-miss");
+        // Harness always sets exit_code; without mounts a miss still passes unless asked.
+        assert_eq!(args(Flavour::Harness, &restore[..4]), "--store s3://b restore --key k");
+    }
+
+    /// Bad settings are errors that name the variable; unsupported ones are refused.
+    #[test]
+    fn bad_settings() {
+        let err = |pairs: &[(&str, &str)]| invocation(Flavour::DroneCache, &env(pairs)).unwrap_err();
+        assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_REBUILD", "true")]).contains("mutually exclusive"));
+        assert!(err(&[("PLUGIN_BUCKET", "b")]).contains("nothing to do"));
+        assert_eq!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_OVERRIDE", "yes please")]), r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#);
+        assert!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "x"), ("PLUGIN_ARCHIVE_FORMAT", "rar")]).contains("PLUGIN_ARCHIVE_FORMAT must be tar, gzip or zstd"));
+        assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_ASSUME_ROLE_ARN", "arn:x")]).contains("PLUGIN_ASSUME_ROLE_ARN is not supported"));
+        assert!(err(&[("PLUGIN_RESTORE", "true")]).contains("PLUGIN_BUCKET is required"));
+        assert!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b")]).contains("PLUGIN_MOUNT is required"));
+        assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_CACHE_KEY", "{{ .Nope }}")]).starts_with("PLUGIN_CACHE_KEY: "));
+    }
+
+    #[test]
+    fn mounts_expand_like_harness() {
+        let vars = env(&[("A", "x"), ("HOME", "/h")]);
+        assert_eq!(expand_mount("$A/${A}/$/${", &vars), "x/x/$/${");
+        assert_eq!(legacy_name("app", "/root/.cache/").object("k"), "app/k/root/.cache");
+        assert_eq!(legacy_name("", "./target").object("k"), "k/target");
+    }
+}
