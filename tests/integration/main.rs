@@ -13,3 +13,4 @@ mod scopes;
 mod semaphore;
 mod action;
 mod admin;
+mod plugins;

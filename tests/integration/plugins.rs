@@ -1,0 +1,456 @@
+//! The plugin images' entrypoint contract: the real binary run with no arguments and exactly the
+//! environment each CI's runner gives a plugin step (its metadata variables plus the step's settings,
+//! as `PLUGIN_*` or `PARAMETER_*`), in a workspace, against real S3 servers, through whole pipelines:
+//! restore (miss) → build → rebuild → restore (hit, files identical) → flush; plus a feature branch
+//! falling back to the default branch, a fork's pull request that restores but cannot save, Harness's
+//! `override: false` and `fail_restore_if_key_not_present`, and a Vela secret read from a file.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3, snapshot};
+
+/// One plugin step: the binary with no arguments, the machine's environment plus `vars`.
+fn step(machine: &Sandbox, vars: &[(String, String)]) -> Run {
+    let mut command = Command::new(binary());
+    command.current_dir(machine.workspace()).env_clear();
+    for (name, value) in machine.machine_env() {
+        command.env(name, value);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run s3cache");
+    Run { code: output.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&output.stdout).into_owned(), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+}
+
+/// `pairs` with owned values, `extra` after them (later values win in the child's environment).
+fn vars(pairs: &[(&str, &str)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[track_caller]
+fn ok(run: &Run, secret: &str) -> String {
+    assert_eq!(run.code, 0, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    no_secret(run, secret);
+    format!("{}{}", run.stdout, run.stderr)
+}
+
+#[track_caller]
+fn no_secret(run: &Run, secret: &str) {
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "a secret was printed:\n{}\n{}", run.stdout, run.stderr);
+}
+
+fn objects(server: &S3Server) -> Vec<String> {
+    let out = boto3(server, "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', []))))");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+/// "npm install": the build the pipeline caches.
+fn build(workspace: &Path) {
+    write(workspace, "package-lock.json", "{\"lockfileVersion\": 3}");
+    write(workspace, "node_modules/left-pad/index.js", "module.exports = s => s;");
+    write(workspace, "node_modules/.bin/tool", "#!/bin/sh\necho tool\n");
+    fs::set_permissions(workspace.join("node_modules/.bin/tool"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// A fresh checkout of the same commit: the lockfile, no dependencies.
+fn checkout(machine: &Sandbox) {
+    let _ = fs::remove_dir_all(machine.workspace().join("node_modules"));
+    write(&machine.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}");
+}
+
+/// Drone's variables for a push to `branch` of acme/app (a subset of what the runner sets, with
+/// everything a cache plugin reads).
+fn drone(branch: &str) -> Vec<(String, String)> {
+    vars(
+        &[
+            ("CI", "drone"),
+            ("DRONE", "true"),
+            ("DRONE_REPO", "acme/app"),
+            ("DRONE_REPO_OWNER", "acme"),
+            ("DRONE_REPO_NAMESPACE", "acme"),
+            ("DRONE_REPO_NAME", "app"),
+            ("DRONE_REPO_BRANCH", "main"),
+            ("DRONE_BUILD_NUMBER", "17"),
+            ("DRONE_BUILD_EVENT", "push"),
+            ("DRONE_COMMIT_SHA", "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"),
+            ("DRONE_COMMIT_REF", "refs/heads/main"),
+            ("DRONE_WORKSPACE", "/drone/src"),
+        ],
+        &[("DRONE_BRANCH", branch), ("DRONE_COMMIT_BRANCH", branch), ("DRONE_TARGET_BRANCH", branch), ("DRONE_SOURCE_BRANCH", branch)],
+    )
+}
+
+fn with(mut base: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    base.extend(vars(extra, &[]));
+    base
+}
+
+/// meltwater drone-cache on Drone: the whole pipeline, a feature branch restoring main's entry, a
+/// fork's pull request that restores but cannot save, and flush.
+#[test]
+fn drone_cache_on_drone() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = Sandbox::new();
+    let secret = server.secret_key.clone();
+    let endpoint = server.endpoint();
+    let settings = [
+        ("PLUGIN_BUCKET", server.bucket.as_str()),
+        ("PLUGIN_ENDPOINT", endpoint.as_str()),
+        ("PLUGIN_REGION", "us-east-1"),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_ACCESS_KEY", server.access_key.as_str()),
+        ("PLUGIN_SECRET_KEY", secret.as_str()),
+        ("PLUGIN_MOUNT", "node_modules"),
+        ("PLUGIN_CACHE_KEY", "npm-{{ .Repo.Name }}-{{ checksum \"package-lock.json\" }}"),
+    ];
+    let main = |extra: &[(&str, &str)]| with(with(drone("main"), &settings), extra);
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &main(&[("PLUGIN_RESTORE", "true")])), &secret);
+    assert!(log.lines().next().unwrap_or_default().contains("running as meltwater drone-cache on Drone"), "{log}");
+    assert!(log.contains("cache miss"), "{log}");
+    build(&machine.workspace());
+    let built = snapshot(&machine.workspace().join("node_modules"));
+    let log = ok(&step(&machine, &main(&[("PLUGIN_REBUILD", "true")])), &secret);
+    assert!(log.contains("saved npm-app-"), "{log}");
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with(".tar"), "{listing:?}");
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &main(&[("PLUGIN_RESTORE", "true")])), &secret);
+    assert!(log.contains("restored npm-app-"), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    // A feature branch: its own scope misses, the default branch's entry is restored.
+    checkout(&machine);
+    let feature = with(with(drone("feature/login"), &settings), &[("PLUGIN_RESTORE", "true")]);
+    let log = ok(&step(&machine, &feature), &secret);
+    assert!(log.contains("restored npm-app-"), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    // A pull request (Drone cannot tell a fork's): restores the target branch's entry, saves nothing.
+    let pull_request = |extra: &[(&str, &str)]| {
+        with(
+            with(drone("main"), &settings),
+            &[&[("DRONE_BUILD_EVENT", "pull_request"), ("DRONE_SOURCE_BRANCH", "evil"), ("DRONE_PULL_REQUEST", "9"), ("DRONE_COMMIT_REF", "refs/pull/9/head")][..], extra].concat(),
+        )
+    };
+    checkout(&machine);
+    let log = ok(&step(&machine, &pull_request(&[("PLUGIN_RESTORE", "true")])), &secret);
+    assert!(log.contains("restored npm-app-"), "{log}");
+    write(&machine.workspace(), "node_modules/left-pad/index.js", "poisoned");
+    let log = ok(&step(&machine, &pull_request(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_CACHE_KEY", "poison")])), &secret);
+    assert!(log.contains("not saving") && log.contains("pull request"), "{log}");
+    assert_eq!(objects(&server).len(), 1, "{:?}", objects(&server));
+
+    // Flush: nothing is older than 30 days; everything is older than a second.
+    let log = ok(&step(&machine, &main(&[("PLUGIN_FLUSH", "true")])), &secret);
+    assert!(log.contains("flush: deleted 0 entries"), "{log}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let log = ok(&step(&machine, &main(&[("PLUGIN_FLUSH", "true"), ("PLUGIN_FLUSH_AGE", "1s")])), &secret);
+    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    assert!(objects(&server).is_empty(), "{:?}", objects(&server));
+
+    // Bad settings are errors that name the setting; the step fails.
+    let run = step(&machine, &main(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_REBUILD", "true")]));
+    assert!(run.code == 2 && run.stderr.contains("mutually exclusive"), "{}", run.stderr);
+    let run = step(&machine, &main(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_OVERRIDE", "yes please")]));
+    assert!(run.code == 2 && run.stderr.contains(r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#), "{}", run.stderr);
+    let run = step(&machine, &main(&[]));
+    assert!(run.code == 2 && run.stderr.contains("nothing to do"), "{}", run.stderr);
+}
+
+/// What Harness's runner sets for a Save/Restore Cache S3 step (PluginSettingUtils): the settings
+/// below, `PLUGIN_EXIT_CODE=true`, the connector's keys, and its `HARNESS_*` and `DRONE_*` variables.
+fn harness(server: &S3Server, branch: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let endpoint = server.endpoint();
+    with(
+        with(
+            drone(branch),
+            &[
+                ("HARNESS_ACCOUNT_ID", "kmpySmUISimoRrJL6NL73w"),
+                ("HARNESS_ORG_ID", "default"),
+                ("HARNESS_PROJECT_ID", "app"),
+                ("HARNESS_PIPELINE_ID", "build"),
+                ("HARNESS_BUILD_ID", "42"),
+                ("HARNESS_STAGE_ID", "ci"),
+                ("HARNESS_WORKSPACE", "/harness"),
+                ("PLUGIN_BUCKET", &server.bucket),
+                ("PLUGIN_ENDPOINT", &endpoint),
+                ("PLUGIN_REGION", "us-east-1"),
+                ("PLUGIN_PATH_STYLE", "true"),
+                ("PLUGIN_EXIT_CODE", "true"),
+                ("PLUGIN_BACKEND", "s3"),
+                ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "3600s"),
+                ("PLUGIN_ARCHIVE_FORMAT", "tar"),
+                ("PLUGIN_ACCESS_KEY", &server.access_key),
+                ("PLUGIN_SECRET_KEY", &server.secret_key),
+            ],
+        ),
+        extra,
+    )
+}
+
+/// Harness's Save Cache to S3 / Restore Cache from S3: no repository namespace, `override: false`
+/// keeping the first entry, a restore with no mount restoring what the entry holds, and
+/// `fail_restore_if_key_not_present` failing the step.
+#[test]
+fn harness_save_and_restore_cache_s3() {
+    let server = S3Server::start(ServerKind::Moto);
+    let machine = Sandbox::new();
+    let secret = server.secret_key.clone();
+    let save = |key: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into()), ("PLUGIN_OVERRIDE", "false".into())];
+    let restore = |key: &str, must: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_RESTORE", "true".into()), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", must.to_owned())];
+    let run = |extra: Vec<(&str, String)>| {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        step(&machine, &harness(&server, "main", &extra))
+    };
+
+    checkout(&machine);
+    let log = ok(&run(restore("npm-v1", "false")), &secret);
+    assert!(log.lines().next().unwrap_or_default().contains("running as Harness Save/Restore Cache S3 on Harness"), "{log}");
+    assert!(log.contains("cache miss"), "{log}");
+    build(&machine.workspace());
+    let first = snapshot(&machine.workspace().join("node_modules"));
+    ok(&run(save("npm-v1")), &secret);
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("heads-main-") && listing[0].ends_with("/npm-v1.tar"), "{listing:?}");
+
+    // override: false (Harness's default): a second save with the key keeps the first entry.
+    write(&machine.workspace(), "node_modules/left-pad/index.js", "second build");
+    let log = ok(&run(save("npm-v1")), &secret);
+    assert!(log.contains("already exists"), "{log}");
+
+    checkout(&machine);
+    let log = ok(&run(restore("npm-v1", "false")), &secret);
+    assert!(log.contains("restored npm-v1"), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), first);
+
+    // fail_restore_if_key_not_present: a missing key fails the step (exit_code is set by Harness).
+    let missing = run(restore("npm-v2", "true"));
+    assert_eq!(missing.code, 1, "{}\n{}", missing.stdout, missing.stderr);
+    no_secret(&missing, &secret);
+
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let log = ok(&run(vec![("PLUGIN_FLUSH", "true".into()), ("PLUGIN_FLUSH_AGE", "1s".into())]), &secret);
+    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+}
+
+/// drone-s3-cache on Drone, with its `CACHE_S3_*` secret aliases: `<root>/<owner>/<repo>` as the
+/// store prefix, the filename as the key, a feature branch falling back to main, and flush.
+#[test]
+fn drone_s3_cache_on_drone() {
+    let server = S3Server::start(ServerKind::Moto);
+    let machine = Sandbox::new();
+    let secret = server.secret_key.clone();
+    let endpoint = server.endpoint();
+    let settings = [
+        ("PLUGIN_ROOT", server.bucket.as_str()),
+        ("PLUGIN_ENDPOINT", endpoint.as_str()),
+        ("PLUGIN_MOUNT", "node_modules"),
+        ("CACHE_S3_ACCESS_KEY", server.access_key.as_str()),
+        ("CACHE_S3_SECRET_KEY", secret.as_str()),
+        ("CACHE_S3_REGION", "us-east-1"),
+    ];
+    let on = |branch: &str, extra: &[(&str, &str)]| with(with(drone(branch), &settings), extra);
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "restore")])), &secret);
+    assert!(log.lines().next().unwrap_or_default().contains("running as drone-s3-cache on Drone"), "{log}");
+    build(&machine.workspace());
+    let built = snapshot(&machine.workspace().join("node_modules"));
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "rebuild")])), &secret);
+    assert!(log.contains("saved archive"), "{log}");
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar"), "{listing:?}");
+
+    checkout(&machine);
+    ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "restore")])), &secret);
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("feature/x", &[("PLUGIN_RESTORE", "true")])), &secret);
+    assert!(log.contains("restored archive"), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "flush"), ("PLUGIN_FLUSH_AGE", "1s")])), &secret);
+    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    let run = step(&machine, &on("main", &[("PLUGIN_MODE", "restore"), ("PLUGIN_FLUSH", "true")]));
+    assert!(run.code == 2 && run.stderr.contains("mode specified multiple ways"), "{}", run.stderr);
+}
+
+/// Woodpecker's variables for a push to `branch` of acme/app.
+fn woodpecker(branch: &str) -> Vec<(String, String)> {
+    vars(
+        &[
+            ("CI", "woodpecker"),
+            ("CI_REPO", "acme/app"),
+            ("CI_REPO_OWNER", "acme"),
+            ("CI_REPO_NAME", "app"),
+            ("CI_REPO_DEFAULT_BRANCH", "main"),
+            ("CI_PIPELINE_NUMBER", "8"),
+            ("CI_PIPELINE_EVENT", "push"),
+            ("CI_COMMIT_SHA", "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"),
+            ("CI_WORKSPACE", "/woodpecker/src/codeberg.org/acme/app"),
+            ("CI_SYSTEM_NAME", "woodpecker"),
+        ],
+        &[("CI_COMMIT_BRANCH", branch), ("CI_COMMIT_REF", &format!("refs/heads/{branch}"))],
+    )
+}
+
+/// Woodpecker's S3 cache plugin (download/upload/clear) with Woodpecker's own variables: the pipeline,
+/// a feature branch falling back to main, a pull request that restores but cannot save; then
+/// drone-cache's settings on Woodpecker, whose key metadata comes from `CI_*`.
+#[test]
+fn woodpecker_cache() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = Sandbox::new();
+    let secret = server.secret_key.clone();
+    let endpoint = server.endpoint();
+    let settings = [
+        ("PLUGIN_BUCKET", server.bucket.as_str()),
+        ("PLUGIN_URL", endpoint.as_str()),
+        ("PLUGIN_REGION", "us-east-1"),
+        ("PLUGIN_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("PLUGIN_SECRET_ACCESS_KEY", secret.as_str()),
+        ("PLUGIN_PATH", "node_modules"),
+        ("PLUGIN_KEY", "npm-{{ hashFiles \"package-lock.json\" }}"),
+    ];
+    let on = |branch: &str, extra: &[(&str, &str)]| with(with(woodpecker(branch), &settings), extra);
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download")])), &secret);
+    assert!(log.lines().next().unwrap_or_default().contains("running as Woodpecker's S3 cache plugin on Woodpecker"), "{log}");
+    build(&machine.workspace());
+    let built = snapshot(&machine.workspace().join("node_modules"));
+    ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "upload")])), &secret);
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with(".tar.zst"), "{listing:?}");
+    checkout(&machine);
+    ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download")])), &secret);
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("feature/x", &[("PLUGIN_ACTION", "download")])), &secret);
+    assert!(log.contains("restored npm-"), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    let pull_request = |action: &str| {
+        on("main", &[("PLUGIN_ACTION", action), ("CI_PIPELINE_EVENT", "pull_request"), ("CI_COMMIT_SOURCE_BRANCH", "evil"), ("CI_COMMIT_TARGET_BRANCH", "main"), ("CI_COMMIT_PULL_REQUEST", "5"), ("CI_COMMIT_REF", "refs/pull/5/head"), ("PLUGIN_KEY", "poison")])
+    };
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download"), ("CI_PIPELINE_EVENT", "pull_request"), ("CI_COMMIT_SOURCE_BRANCH", "evil"), ("CI_COMMIT_TARGET_BRANCH", "main")])), &secret);
+    assert!(log.contains("restored npm-"), "{log}");
+    let log = ok(&step(&machine, &pull_request("upload")), &secret);
+    assert!(log.contains("not saving") && log.contains("pull request on Woodpecker"), "{log}");
+    assert_eq!(objects(&server).len(), 1);
+
+    // drone-cache's settings on Woodpecker: `{{ .Commit.Branch }}` is CI_COMMIT_BRANCH.
+    let drone_cache = |action: &str| {
+        with(
+            woodpecker("dev"),
+            &[(action, "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules"), ("PLUGIN_CACHE_KEY", "{{ .Commit.Branch }}-{{ arch }}"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)],
+        )
+    };
+    let log = ok(&step(&machine, &drone_cache("PLUGIN_REBUILD")), &secret);
+    assert!(log.contains("running as meltwater drone-cache on Woodpecker") && (log.contains("saved dev-amd64") || log.contains("saved dev-arm64")), "{log}");
+
+    // clear: deletes this key's entry in the run's scope; a second clear finds nothing and passes.
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "clear"), ("PLUGIN_KEY", "npm-"), ("PLUGIN_KEY_SUFFIX", "x")])), &secret);
+    assert!(log.contains("no cache entry"), "{log}");
+    let key = listing[0].rsplit('/').next().unwrap().trim_end_matches(".tar.zst").to_owned();
+    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "clear"), ("PLUGIN_KEY", &key)])), &secret);
+    assert!(log.contains("delete: deleted 1 entries"), "{log}");
+    assert!(!objects(&server).iter().any(|o| o.starts_with("acme/app/")), "{:?}", objects(&server));
+}
+
+/// Vela's variables for a push to `branch` of acme/app.
+fn vela(branch: &str) -> Vec<(String, String)> {
+    vars(
+        &[
+            ("VELA", "true"),
+            ("VELA_REPO_ORG", "acme"),
+            ("VELA_REPO_NAME", "app"),
+            ("VELA_REPO_FULL_NAME", "acme/app"),
+            ("VELA_REPO_BRANCH", "main"),
+            ("VELA_BUILD_EVENT", "push"),
+            ("VELA_BUILD_NUMBER", "3"),
+            ("VELA_BUILD_COMMIT", "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"),
+            ("VELA_BUILD_WORKSPACE", "/vela/src/github.com/acme/app"),
+        ],
+        &[("VELA_BUILD_BRANCH", branch), ("VELA_BUILD_REF", &format!("refs/heads/{branch}"))],
+    )
+}
+
+/// vela-s3-cache: `PARAMETER_*` with the secret key read from Vela's secret file (S3CACHE_VELA_DIR for
+/// `/vela`), the pipeline, a feature branch falling back to main, a fork's pull request
+/// (`VELA_PULL_REQUEST_FORK=true`) that restores but cannot save, and flush by age.
+#[test]
+fn vela_s3_cache() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = Sandbox::new();
+    let secret = server.secret_key.clone();
+    let vela_dir = machine.scratch("vela");
+    write(&vela_dir, "secrets/s3-cache/secret_key", &format!("{secret}\n"));
+    let endpoint = server.endpoint();
+    let dir = vela_dir.display().to_string();
+    let settings = [
+        ("S3CACHE_VELA_DIR", dir.as_str()),
+        ("PARAMETER_BUCKET", server.bucket.as_str()),
+        ("PARAMETER_SERVER", endpoint.as_str()),
+        ("PARAMETER_REGION", "us-east-1"),
+        ("PARAMETER_MOUNT", "node_modules"),
+        ("S3_CACHE_ACCESS_KEY", server.access_key.as_str()),
+    ];
+    let on = |branch: &str, extra: &[(&str, &str)]| with(with(vela(branch), &settings), extra);
+
+    checkout(&machine);
+    let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "restore")])), &secret);
+    assert!(log.lines().next().unwrap_or_default().contains("running as vela-s3-cache on Vela"), "{log}");
+    build(&machine.workspace());
+    let built = snapshot(&machine.workspace().join("node_modules"));
+    let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "rebuild")])), &secret);
+    assert!(log.contains("saved archive"), "{log}");
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar.gz"), "{listing:?}");
+    checkout(&machine);
+    ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "restore")])), &secret);
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+    checkout(&machine);
+    ok(&step(&machine, &on("feature/x", &[("PARAMETER_ACTION", "restore")])), &secret);
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+
+    let fork = [("VELA_BUILD_EVENT", "pull_request"), ("VELA_PULL_REQUEST", "4"), ("VELA_PULL_REQUEST_SOURCE", "evil"), ("VELA_PULL_REQUEST_TARGET", "main"), ("VELA_PULL_REQUEST_FORK", "true")];
+    checkout(&machine);
+    ok(&step(&machine, &on("evil", &[&fork[..], &[("PARAMETER_ACTION", "restore")]].concat())), &secret);
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+    let log = ok(&step(&machine, &on("evil", &[&fork[..], &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_FILENAME", "poison.tgz")]].concat())), &secret);
+    assert!(log.contains("not saving") && log.contains("fork"), "{log}");
+    assert_eq!(objects(&server).len(), 1);
+
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "flush"), ("PARAMETER_AGE", "1s")])), &secret);
+    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    let run = step(&machine, &on("main", &[("PARAMETER_ACTION", "wipe")]));
+    assert!(run.code == 2 && run.stderr.contains(r#"PARAMETER_ACTION must be restore, rebuild or flush"#), "{}", run.stderr);
+}
+
+/// No arguments and no plugin settings: the usual help, exit 2; `s3cache plugin` says what it expected.
+#[test]
+fn no_dialect_no_arguments() {
+    let machine = Sandbox::new();
+    let run = step(&machine, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("Usage:") || run.stdout.contains("Usage:"), "{}\n{}", run.stdout, run.stderr);
+    let run = machine.run(&["plugin"]);
+    assert!(run.code == 2 && run.stderr.contains("no CI plugin settings found"), "{}", run.stderr);
+}
