@@ -454,3 +454,44 @@ fn no_dialect_no_arguments() {
     let run = machine.run(&["plugin"]);
     assert!(run.code == 2 && run.stderr.contains("no CI plugin settings found"), "{}", run.stderr);
 }
+
+/// The plugin image's contract, as the CIs run it: `plugin.Dockerfile`'s entrypoint is the binary with
+/// no arguments and no `CMD`, and its environment (`S3CACHE_PLUGIN` from the `DIALECT` build argument;
+/// empty in the generic image) picks or leaves the dialect. Each variant runs a restore step with the
+/// image's variables (the compiled-guest directory replaced by the sandbox's).
+#[test]
+fn plugin_image_entrypoint_contract() {
+    let dockerfile = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin.Dockerfile")).unwrap();
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let entrypoints: Vec<&str> = last_stage.lines().filter(|l| l.starts_with("ENTRYPOINT")).collect();
+    assert_eq!(entrypoints, vec![r#"ENTRYPOINT ["/usr/local/bin/s3cache"]"#]);
+    assert!(!last_stage.lines().any(|l| l.starts_with("CMD")), "a CMD would pass arguments");
+    let image_env: Vec<(String, String)> = last_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| k != "S3CACHE_CACHE_DIR")
+        .collect();
+    assert!(image_env.iter().any(|(k, v)| k == "S3CACHE_PLUGIN" && v == "${DIALECT}"), "{image_env:?}");
+
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = Sandbox::new();
+    checkout(&machine);
+    let endpoint = server.endpoint();
+    let settings = [
+        ("PLUGIN_RESTORE", "true"),
+        ("PLUGIN_MOUNT", "node_modules"),
+        ("PLUGIN_ROOT", server.bucket.as_str()),
+        ("PLUGIN_ENDPOINT", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.as_str()),
+    ];
+    for (dialect, evidence) in [("", "PLUGIN_* settings of drone-s3-cache"), ("drone-s3-cache", "S3CACHE_PLUGIN=drone-s3-cache")] {
+        let image: Vec<(String, String)> = image_env.iter().map(|(k, v)| (k.clone(), v.replace("${DIALECT}", dialect))).collect();
+        let run = step(&machine, &[image, with(drone("main"), &settings)].concat());
+        let log = ok(&run, &server.secret_key);
+        let first = log.lines().next().unwrap_or_default();
+        assert!(first.contains("running as drone-s3-cache on Drone") && first.contains(evidence), "{log}");
+    }
+}

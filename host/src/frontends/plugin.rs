@@ -301,7 +301,7 @@ pub fn store_url(bucket: &str, parts: &[&str]) -> String {
 
 /// The README table of a dialect: setting, variables, default, and what s3cache does.
 pub fn readme_table(table: &[Setting], convention: Convention) -> String {
-    let mut out = vec!["| setting | read from | default | in s3cache |".to_owned(), "|---|---|---|---|".to_owned()];
+    let mut out = vec!["| setting | read from | default | in s3cache | migrating |".to_owned(), "|---|---|---|---|---|".to_owned()];
     for setting in table {
         let vars: Vec<String> = setting
             .vars
@@ -316,12 +316,12 @@ pub fn readme_table(table: &[Setting], convention: Convention) -> String {
             vars.push_str(&format!(", then the files `parameters/s3-cache/{0}`, `secrets/s3-cache/{0}`", setting.name));
         }
         let default = if setting.default.is_empty() { "—".to_owned() } else { format!("`{}`", setting.default) };
-        let status = match setting.migration {
-            Migration::Same => format!("same: {}", setting.doc),
-            Migration::Differs(why) => format!("{} **Differs:** {why}", setting.doc),
-            Migration::Unsupported(why) => format!("**not supported:** {why}"),
+        let (doc, status) = match setting.migration {
+            Migration::Same => (setting.doc, "same".to_owned()),
+            Migration::Differs(why) => (setting.doc, format!("differs: {why}")),
+            Migration::Unsupported(why) => ("—", format!("**not supported**: {why}")),
         };
-        out.push(format!("| `{}` | {vars} | {default} | {status} |", setting.name));
+        out.push(format!("| `{}` | {vars} | {default} | {doc} | {status} |", setting.name));
     }
     out.join("\n") + "\n"
 }
