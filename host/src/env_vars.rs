@@ -225,13 +225,13 @@ pub mod plugins {
     /// Drone running the same plugin.
     pub const HARNESS_MARKERS: &[&str] = &["HARNESS_ACCOUNT_ID", "HARNESS_BUILD_ID", "HARNESS_PIPELINE_ID", "HARNESS_STAGE_ID", "HARNESS_WORKSPACE"];
 
+    // The AWS SDKs' own names, which the plugins also read as aliases of their settings.
+    pub use super::{AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_SHARED_CREDENTIALS_FILE};
+
     // Aliases of meltwater drone-cache's settings (docs/compat/drone-cache-meltwater.md, section 2).
     pub const S3_BUCKET: &str = "S3_BUCKET";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const S3_REGION: &str = "S3_REGION";
-    pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-    pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-    pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
     pub const CACHE_AWS_ACCESS_KEY_ID: &str = "CACHE_AWS_ACCESS_KEY_ID";
     pub const CACHE_AWS_SECRET_ACCESS_KEY: &str = "CACHE_AWS_SECRET_ACCESS_KEY";
     pub const AWS_PLUGIN_PATH_STYLE: &str = "AWS_PLUGIN_PATH_STYLE";
@@ -253,8 +253,6 @@ pub mod plugins {
     pub const CACHE_S3_REGION: &str = "CACHE_S3_REGION";
     pub const CACHE_S3_PROFILE: &str = "CACHE_S3_PROFILE";
     pub const CACHE_FILE_CREDENTIALS: &str = "CACHE_FILE_CREDENTIALS";
-    pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
-    pub const AWS_PROFILE: &str = "AWS_PROFILE";
 
     // Aliases of vela-s3-cache's parameters (docs/compat/vela-s3-cache.md, section 1).
     pub const S3_CACHE_LOG_LEVEL: &str = "S3_CACHE_LOG_LEVEL";

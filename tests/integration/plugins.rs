@@ -67,6 +67,33 @@ fn checkout(machine: &Sandbox) {
     write(&machine.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}");
 }
 
+/// A server, a machine, the server's secret key (which no output may contain) and its endpoint.
+fn setup(kind: ServerKind) -> (S3Server, Sandbox, String, String) {
+    let server = S3Server::start(kind);
+    let (secret, endpoint) = (server.secret_key.clone(), server.endpoint());
+    (server, Sandbox::new(), secret, endpoint)
+}
+
+/// The first runs of every pipeline: a restore that misses (its first log line naming the dialect),
+/// the build, the rebuild, and a fresh checkout's restore that brings back exactly what was built.
+/// Returns the built tree's snapshot.
+#[track_caller]
+fn miss_build_rebuild_hit(machine: &Sandbox, secret: &str, restore: &[(String, String)], rebuild: &[(String, String)], first_line: &str) -> s3cache_tests::Snapshot {
+    checkout(machine);
+    let log = ok(&step(machine, restore), secret);
+    assert!(log.lines().next().unwrap_or_default().contains(first_line), "{log}");
+    assert!(log.contains("cache miss"), "{log}");
+    build(&machine.workspace());
+    let built = snapshot(&machine.workspace().join("node_modules"));
+    let log = ok(&step(machine, rebuild), secret);
+    assert!(log.contains("saved "), "{log}");
+    checkout(machine);
+    let log = ok(&step(machine, restore), secret);
+    assert!(log.contains("restored "), "{log}");
+    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+    built
+}
+
 /// Drone's variables for a push to `branch` of acme/app (a subset of what the runner sets, with
 /// everything a cache plugin reads).
 fn drone(branch: &str) -> Vec<(String, String)> {
@@ -98,10 +125,7 @@ fn with(mut base: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String,
 /// fork's pull request that restores but cannot save, and flush.
 #[test]
 fn drone_cache_on_drone() {
-    let server = S3Server::start(ServerKind::S3sFs);
-    let machine = Sandbox::new();
-    let secret = server.secret_key.clone();
-    let endpoint = server.endpoint();
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
     let settings = [
         ("PLUGIN_BUCKET", server.bucket.as_str()),
         ("PLUGIN_ENDPOINT", endpoint.as_str()),
@@ -114,21 +138,9 @@ fn drone_cache_on_drone() {
     ];
     let main = |extra: &[(&str, &str)]| with(with(drone("main"), &settings), extra);
 
-    checkout(&machine);
-    let log = ok(&step(&machine, &main(&[("PLUGIN_RESTORE", "true")])), &secret);
-    assert!(log.lines().next().unwrap_or_default().contains("running as meltwater drone-cache on Drone"), "{log}");
-    assert!(log.contains("cache miss"), "{log}");
-    build(&machine.workspace());
-    let built = snapshot(&machine.workspace().join("node_modules"));
-    let log = ok(&step(&machine, &main(&[("PLUGIN_REBUILD", "true")])), &secret);
-    assert!(log.contains("saved npm-app-"), "{log}");
+    let built = miss_build_rebuild_hit(&machine, &secret, &main(&[("PLUGIN_RESTORE", "true")]), &main(&[("PLUGIN_REBUILD", "true")]), "running as meltwater drone-cache on Drone");
     let listing = objects(&server);
-    assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with(".tar"), "{listing:?}");
-
-    checkout(&machine);
-    let log = ok(&step(&machine, &main(&[("PLUGIN_RESTORE", "true")])), &secret);
-    assert!(log.contains("restored npm-app-"), "{log}");
-    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
+    assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].contains("/npm-app-") && listing[0].ends_with(".tar"), "{listing:?}");
 
     // A feature branch: its own scope misses, the default branch's entry is restored.
     checkout(&machine);
@@ -171,8 +183,9 @@ fn drone_cache_on_drone() {
 
 /// What Harness's runner sets for a Save/Restore Cache S3 step (PluginSettingUtils): the settings
 /// below, `PLUGIN_EXIT_CODE=true`, the connector's keys, and its `HARNESS_*` and `DRONE_*` variables.
-fn harness(server: &S3Server, branch: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+fn harness(server: &S3Server, branch: &str, extra: &[(&str, String)]) -> Vec<(String, String)> {
     let endpoint = server.endpoint();
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     with(
         with(
             drone(branch),
@@ -196,7 +209,7 @@ fn harness(server: &S3Server, branch: &str, extra: &[(&str, &str)]) -> Vec<(Stri
                 ("PLUGIN_SECRET_KEY", &server.secret_key),
             ],
         ),
-        extra,
+        &extra,
     )
 }
 
@@ -205,23 +218,12 @@ fn harness(server: &S3Server, branch: &str, extra: &[(&str, &str)]) -> Vec<(Stri
 /// `fail_restore_if_key_not_present` failing the step.
 #[test]
 fn harness_save_and_restore_cache_s3() {
-    let server = S3Server::start(ServerKind::Moto);
-    let machine = Sandbox::new();
-    let secret = server.secret_key.clone();
+    let (server, machine, secret, _) = setup(ServerKind::Moto);
     let save = |key: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into()), ("PLUGIN_OVERRIDE", "false".into())];
     let restore = |key: &str, must: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_RESTORE", "true".into()), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", must.to_owned())];
-    let run = |extra: Vec<(&str, String)>| {
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        step(&machine, &harness(&server, "main", &extra))
-    };
+    let run = |extra: Vec<(&str, String)>| step(&machine, &harness(&server, "main", &extra));
 
-    checkout(&machine);
-    let log = ok(&run(restore("npm-v1", "false")), &secret);
-    assert!(log.lines().next().unwrap_or_default().contains("running as Harness Save/Restore Cache S3 on Harness"), "{log}");
-    assert!(log.contains("cache miss"), "{log}");
-    build(&machine.workspace());
-    let first = snapshot(&machine.workspace().join("node_modules"));
-    ok(&run(save("npm-v1")), &secret);
+    let first = miss_build_rebuild_hit(&machine, &secret, &harness(&server, "main", &restore("npm-v1", "false")), &harness(&server, "main", &save("npm-v1")), "running as Harness Save/Restore Cache S3 on Harness");
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("heads-main-") && listing[0].ends_with("/npm-v1.tar"), "{listing:?}");
 
@@ -249,10 +251,7 @@ fn harness_save_and_restore_cache_s3() {
 /// store prefix, the filename as the key, a feature branch falling back to main, and flush.
 #[test]
 fn drone_s3_cache_on_drone() {
-    let server = S3Server::start(ServerKind::Moto);
-    let machine = Sandbox::new();
-    let secret = server.secret_key.clone();
-    let endpoint = server.endpoint();
+    let (server, machine, secret, endpoint) = setup(ServerKind::Moto);
     let settings = [
         ("PLUGIN_ROOT", server.bucket.as_str()),
         ("PLUGIN_ENDPOINT", endpoint.as_str()),
@@ -263,19 +262,9 @@ fn drone_s3_cache_on_drone() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(drone(branch), &settings), extra);
 
-    checkout(&machine);
-    let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "restore")])), &secret);
-    assert!(log.lines().next().unwrap_or_default().contains("running as drone-s3-cache on Drone"), "{log}");
-    build(&machine.workspace());
-    let built = snapshot(&machine.workspace().join("node_modules"));
-    let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "rebuild")])), &secret);
-    assert!(log.contains("saved archive"), "{log}");
+    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PLUGIN_MODE", "restore")]), &on("main", &[("PLUGIN_MODE", "rebuild")]), "running as drone-s3-cache on Drone");
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar"), "{listing:?}");
-
-    checkout(&machine);
-    ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "restore")])), &secret);
-    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
     checkout(&machine);
     let log = ok(&step(&machine, &on("feature/x", &[("PLUGIN_RESTORE", "true")])), &secret);
     assert!(log.contains("restored archive"), "{log}");
@@ -312,10 +301,7 @@ fn woodpecker(branch: &str) -> Vec<(String, String)> {
 /// drone-cache's settings on Woodpecker, whose key metadata comes from `CI_*`.
 #[test]
 fn woodpecker_cache() {
-    let server = S3Server::start(ServerKind::S3sFs);
-    let machine = Sandbox::new();
-    let secret = server.secret_key.clone();
-    let endpoint = server.endpoint();
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
     let settings = [
         ("PLUGIN_BUCKET", server.bucket.as_str()),
         ("PLUGIN_URL", endpoint.as_str()),
@@ -327,17 +313,9 @@ fn woodpecker_cache() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(woodpecker(branch), &settings), extra);
 
-    checkout(&machine);
-    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download")])), &secret);
-    assert!(log.lines().next().unwrap_or_default().contains("running as Woodpecker's S3 cache plugin on Woodpecker"), "{log}");
-    build(&machine.workspace());
-    let built = snapshot(&machine.workspace().join("node_modules"));
-    ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "upload")])), &secret);
+    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PLUGIN_ACTION", "download")]), &on("main", &[("PLUGIN_ACTION", "upload")]), "running as Woodpecker's S3 cache plugin on Woodpecker");
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with(".tar.zst"), "{listing:?}");
-    checkout(&machine);
-    ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download")])), &secret);
-    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
 
     checkout(&machine);
     let log = ok(&step(&machine, &on("feature/x", &[("PLUGIN_ACTION", "download")])), &secret);
@@ -396,12 +374,9 @@ fn vela(branch: &str) -> Vec<(String, String)> {
 /// (`VELA_PULL_REQUEST_FORK=true`) that restores but cannot save, and flush by age.
 #[test]
 fn vela_s3_cache() {
-    let server = S3Server::start(ServerKind::S3sFs);
-    let machine = Sandbox::new();
-    let secret = server.secret_key.clone();
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
     let vela_dir = machine.scratch("vela");
     write(&vela_dir, "secrets/s3-cache/secret_key", &format!("{secret}\n"));
-    let endpoint = server.endpoint();
     let dir = vela_dir.display().to_string();
     let settings = [
         ("S3CACHE_VELA_DIR", dir.as_str()),
@@ -413,18 +388,9 @@ fn vela_s3_cache() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(vela(branch), &settings), extra);
 
-    checkout(&machine);
-    let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "restore")])), &secret);
-    assert!(log.lines().next().unwrap_or_default().contains("running as vela-s3-cache on Vela"), "{log}");
-    build(&machine.workspace());
-    let built = snapshot(&machine.workspace().join("node_modules"));
-    let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "rebuild")])), &secret);
-    assert!(log.contains("saved archive"), "{log}");
+    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PARAMETER_ACTION", "restore")]), &on("main", &[("PARAMETER_ACTION", "rebuild")]), "running as vela-s3-cache on Vela");
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar.gz"), "{listing:?}");
-    checkout(&machine);
-    ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "restore")])), &secret);
-    assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
     checkout(&machine);
     ok(&step(&machine, &on("feature/x", &[("PARAMETER_ACTION", "restore")])), &secret);
     assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);

@@ -8,7 +8,7 @@
 //! `<remote_root>/<key>/<mount>` (Harness: `<key>/<mount>`), is only ever read.
 
 use super::gotemplate;
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, endpoint_url, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, endpoint_url, setting, store_url};
 use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::env_vars::{self, plugins::*};
 use crate::layout::Format;
@@ -20,10 +20,6 @@ pub enum Flavour {
     DroneCache,
     /// Harness CI's Save/Restore Cache S3 steps (Harness's fork of the plugin).
     Harness,
-}
-
-const fn own(name: &'static str) -> Var {
-    Var::Setting(name)
 }
 
 /// Every setting of drone-cache and Harness's fork that s3cache reads, in the README's order.
@@ -68,15 +64,7 @@ pub const SETTINGS: &[Setting] = &[
 /// Whether the environment holds drone-cache's own settings (not drone-s3-cache's or Woodpecker's).
 pub fn recognizes(env: &dyn Fn(&str) -> Option<String>) -> bool {
     let only_ours = ["cache_key", "bucket", "archive_format", "remote_root", "exit_code", "override", "backend", "fail_restore_if_key_not_present", "strict_key_matching", "backend_operation_timeout"];
-    only_ours.iter().any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.is_empty()))
-}
-
-/// What the step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    Restore,
-    Rebuild,
-    Flush,
+    any_plugin_setting(env, &only_ours)
 }
 
 /// Harness's fork expands `~` (the first occurrence) and `$VAR`/`${VAR}` in mounts.
@@ -123,7 +111,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
     let operation = match (settings.flag("restore", false)?, settings.flag("rebuild", false)?, settings.flag("flush", false)?) {
         (true, true, _) => return Err("rebuild and restore are mutually exclusive, please set only one of them (PLUGIN_REBUILD, PLUGIN_RESTORE)".into()),
         (true, false, false) => Operation::Restore,
-        (false, true, false) => Operation::Rebuild,
+        (false, true, false) => Operation::Save,
         (false, false, true) => Operation::Flush,
         (false, false, false) => return Err("nothing to do: set PLUGIN_RESTORE or PLUGIN_REBUILD (or PLUGIN_FLUSH) to true".into()),
         _ => return Err("flush cannot be combined with restore or rebuild (PLUGIN_FLUSH)".into()),
@@ -136,11 +124,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
         settings.note_ignored(ignored);
     }
 
-    let mut line = CommandLine::new(match operation {
-        Operation::Restore => &["restore"],
-        Operation::Rebuild => &["save"],
-        Operation::Flush => &["flush"],
-    });
+    let mut line = CommandLine::new(&[operation.verb()]);
     // Harness's fork does not namespace by repository; drone-cache defaults to the repository name.
     let root = if harness {
         if settings.get("remote_root").is_some() {
@@ -185,7 +169,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
     let mounts: Vec<String> = settings.list("mount").into_iter().map(|m| if harness { expand_mount(&m, env) } else { m }).collect();
     line.option("--key", Some(key.clone()));
     match operation {
-        Operation::Rebuild => {
+        Operation::Save => {
             if mounts.is_empty() {
                 return Err(format!("{} is required to rebuild: the paths to cache", settings.variable("mount")));
             }

@@ -8,14 +8,10 @@
 //! `<root>/<fallback_path>/<filename>`) are only ever read.
 
 use super::gotemplate::metadata_set;
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, endpoint_url, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, endpoint_url, setting, store_url};
 use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::env_vars::{self, plugins::*};
 use crate::layout::Format;
-
-const fn own(name: &'static str) -> Var {
-    Var::Setting(name)
-}
 
 /// Every setting of drone-s3-cache, in the README's order.
 pub const SETTINGS: &[Setting] = &[
@@ -48,19 +44,11 @@ pub const SETTINGS: &[Setting] = &[
 
 /// Whether the environment holds drone-s3-cache's own settings.
 pub fn recognizes(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    let only_ours = ["mode", "root", "flush", "path", "fallback_path", "flush_path", "flush_age", "filename", "server", "file_credentials"];
-    only_ours.iter().any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.is_empty()))
+    any_plugin_setting(env, &["mode", "root", "flush", "path", "fallback_path", "flush_path", "flush_age", "filename", "server", "file_credentials"])
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Restore,
-    Rebuild,
-    Flush,
-}
-
-fn mode(settings: &Settings<'_>) -> Result<Mode, String> {
-    let flags = [("restore", Mode::Restore), ("rebuild", Mode::Rebuild), ("flush", Mode::Flush)];
+fn mode(settings: &Settings<'_>) -> Result<Operation, String> {
+    let flags = [("restore", Operation::Restore), ("rebuild", Operation::Save), ("flush", Operation::Flush)];
     let mut set = Vec::new();
     for (name, mode) in flags {
         if settings.flag(name, false)? {
@@ -162,12 +150,8 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     // The store prefix: the path without its branch (s3cache's scope stands for the branch).
     let path_prefix = path.trim_matches('/').strip_suffix(&format!("/{branch}")).filter(|_| !branch.is_empty()).unwrap_or(path.trim_matches('/')).to_owned();
 
-    let mut line = CommandLine::new(match mode {
-        Mode::Restore => &["restore"],
-        Mode::Rebuild => &["save"],
-        Mode::Flush => &["flush"],
-    });
-    let prefix = if mode == Mode::Flush { settings.get("flush_path").unwrap_or(repository.clone()) } else { path_prefix };
+    let mut line = CommandLine::new(&[mode.verb()]);
+    let prefix = if mode == Operation::Flush { settings.get("flush_path").unwrap_or(repository.clone()) } else { path_prefix };
     line.global("--store", Some(store_url(&bucket, &[root_prefix, &prefix])))
         .global("--endpoint", endpoint.url)
         .global("--region", region)
@@ -177,11 +161,11 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     credentials(&mut line, access_key, secret_key, settings.get("session_token"));
 
     match mode {
-        Mode::Flush => {
+        Operation::Flush => {
             let age = settings.duration_secs("flush_age")?.unwrap_or(30 * 86_400);
             line.option("--older-than", Some(format!("{age}s")));
         }
-        Mode::Rebuild => {
+        Operation::Save => {
             let (key, format, _) = filename_parts(&settings)?;
             let mounts = settings.list("mount");
             if mounts.is_empty() {
@@ -190,7 +174,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
             // drone-s3-cache always replaced the object.
             line.option("--key", Some(key)).option("--format", Some(format.name())).switch("--overwrite", true).paths(&mounts);
         }
-        Mode::Restore => {
+        Operation::Restore => {
             let (key, format, filename) = filename_parts(&settings)?;
             let mounts = settings.list("mount");
             line.option("--key", Some(key)).paths(&mounts);

@@ -47,6 +47,35 @@ pub struct Setting {
     pub migration: Migration,
 }
 
+/// A setting read from its own convention variable (`PLUGIN_<NAME>`, `PARAMETER_<NAME>`).
+pub const fn own(name: &'static str) -> Var {
+    Var::Setting(name)
+}
+
+/// Whether any of these settings is set in the `PLUGIN_*` convention: how a dialect recognizes its own.
+pub fn any_plugin_setting(env: &dyn Fn(&str) -> Option<String>, names: &[&str]) -> bool {
+    names.iter().any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// What a plugin step does, whatever the dialect calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Restore,
+    Save,
+    Flush,
+}
+
+impl Operation {
+    /// The CLI verb.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Operation::Restore => "restore",
+            Operation::Save => "save",
+            Operation::Flush => "flush",
+        }
+    }
+}
+
 /// Shorthand for table rows.
 pub const fn setting(name: &'static str, vars: &'static [Var], default: &'static str, doc: &'static str, migration: Migration) -> Setting {
     Setting { name, vars, default, doc, migration }

@@ -13,14 +13,10 @@
 
 use std::path::PathBuf;
 
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, credentials, setting, store_url};
 use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::env_vars::plugins::*;
 use crate::layout::Format;
-
-const fn own(name: &'static str) -> Var {
-    Var::Setting(name)
-}
 
 /// Every parameter of vela-s3-cache, in the README's order.
 pub const SETTINGS: &[Setting] = &[

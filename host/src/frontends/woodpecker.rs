@@ -8,13 +8,9 @@
 //! (`CI_COMMIT_SOURCE_BRANCH`, else `CI_COMMIT_BRANCH`, else `CI_REPO_DEFAULT_BRANCH`) and `{{ arch }}`
 //! is `uname -m`'s (`x86_64`), as s3cache's own templates already have them.
 
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, endpoint_url, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, credentials, endpoint_url, own, setting, store_url};
 use super::Invocation;
 use crate::env_vars::{self, ci};
-
-const fn own(name: &'static str) -> Var {
-    Var::Setting(name)
-}
 
 /// Every setting of the plugin, in the README's order.
 pub const SETTINGS: &[Setting] = &[
