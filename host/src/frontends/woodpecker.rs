@@ -53,15 +53,22 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         .global_switch("--verbose", settings.flag("debug", false)?);
     credentials(&mut line, settings.get("access_key_id"), settings.get("secret_access_key"), None);
     let branch = var(ci::CI_COMMIT_SOURCE_BRANCH).or_else(|| var(ci::CI_COMMIT_BRANCH)).or_else(|| var(ci::CI_REPO_DEFAULT_BRANCH));
-    line.variable(env_vars::S3CACHE_BRANCH, branch, false);
+    line.variable(env_vars::S3CACHE_BRANCH, branch.clone(), false);
     let key = format!("{}{}", settings.get("key").unwrap_or_else(|| "{{ branch }}-{{ arch }}".into()), settings.get("key_suffix").unwrap_or_default());
     let paths = settings.list("path");
     match action.as_str() {
         "clear" => {
-            if key.contains("{{") {
-                return Err(format!("clear needs a literal key: {} renders in the sandbox; set PLUGIN_KEY without a template", settings.variable("key")));
+            // `delete` takes the key literally: the plugin's own placeholders are known here.
+            let mut literal = key.clone();
+            for (names, value) in [(["{{ branch }}", "{{branch}}"], branch.clone().unwrap_or_default()), (["{{ arch }}", "{{arch}}"], std::env::consts::ARCH.to_owned())] {
+                for name in names {
+                    literal = literal.replace(name, &value);
+                }
             }
-            line.positional(&key);
+            if literal.contains("{{") {
+                return Err(format!("clear needs a key without file functions: {} is {key:?}", settings.variable("key")));
+            }
+            line.positional(&literal);
         }
         "upload" => {
             if paths.is_empty() {
@@ -95,6 +102,8 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--store s3://b/acme/app save --key {{ branch }}-{{ arch }}-v2 --format tar --path node_modules");
         let inv = invocation(&env(&[&base[..], &[("PLUGIN_ACTION", "clear"), ("PLUGIN_KEY", "deps"), ("PLUGIN_TARGET_PATH", "t")]].concat())).unwrap();
         assert_eq!(inv.args.join(" "), "--store s3://b/t delete --missing-ok deps");
+        let inv = invocation(&env(&[&base[..], &[("PLUGIN_ACTION", "clear")]].concat())).unwrap();
+        assert_eq!(inv.args.last().cloned(), Some(format!("fix-{}", std::env::consts::ARCH)));
         let err = invocation(&env(&[&base[..], &[("PLUGIN_ACTION", "sync")]].concat())).unwrap_err();
         assert_eq!(err, r#"PLUGIN_ACTION must be download, upload or clear, not "sync""#);
     }
