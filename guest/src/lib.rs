@@ -14,6 +14,7 @@ mod codec_tests;
 mod component;
 pub mod error;
 pub mod files;
+pub mod goglob;
 pub mod logging;
 pub mod pack;
 pub mod template;

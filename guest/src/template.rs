@@ -38,6 +38,8 @@ pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, fil
     registry.register_helper("checksum", Box::new(Checksum { workspace, files }));
     registry.register_helper("hashFiles", Box::new(HashFiles { workspace, files }));
     registry.register_helper("env", Box::new(Env { lookup: env }));
+    registry.register_helper("md5sum", Box::new(Md5Sum { workspace }));
+    registry.register_helper("globHashFiles", Box::new(GlobHashFiles { workspace, files }));
     let data = serde_json::json!({
         "os": context.os,
         "arch": context.arch,
@@ -144,6 +146,72 @@ impl HelperDef for HashFiles<'_> {
     }
 }
 
+/// drone-cache's `checksum`: the MD5 of the file, hex; the empty string when it cannot be read (as
+/// drone-cache, which logs and goes on).
+struct Md5Sum<'a> {
+    workspace: &'a str,
+}
+
+impl HelperDef for Md5Sum<'_> {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        helper: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        use md5::Digest as _;
+        let relative = single_param(helper, "md5sum")?;
+        let relative = s3cache_policy::validate_relative(relative).map_err(|v| RenderErrorReason::Other(format!("md5sum \"{relative}\": {v}")))?;
+        match std::fs::read(std::path::Path::new(self.workspace).join(relative.as_joined())) {
+            Ok(bytes) => out.write(&hex::encode(md5::Md5::digest(&bytes)))?,
+            Err(err) => crate::logging::warn(&format!("checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache", relative.as_joined())),
+        }
+        Ok(())
+    }
+}
+
+/// drone-cache's `hashFiles`: for each pattern in turn, Go's `filepath.Glob` (no `**`; matches in
+/// lexical order per directory), the raw SHA-256 of every regular file matched; the hex SHA-256 of
+/// those digests concatenated, or the empty string when nothing matched.
+struct GlobHashFiles<'a> {
+    workspace: &'a str,
+    files: &'a dyn TemplateFiles,
+}
+
+impl HelperDef for GlobHashFiles<'_> {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        helper: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let mut matched = Vec::new();
+        for pattern in string_params(helper, "globHashFiles")? {
+            for (path, kind) in crate::goglob::glob(self.files, self.workspace, pattern).map_err(other)? {
+                // Directories and anything unreadable contribute nothing, as in drone-cache.
+                if kind == crate::files::EntryKind::File || kind == crate::files::EntryKind::Symlink {
+                    matched.push(path);
+                }
+            }
+        }
+        if matched.is_empty() {
+            return Ok(());
+        }
+        let mut combined = Sha256::new();
+        for path in matched {
+            if let Ok([digest]) = self.files.sha256(self.workspace, std::slice::from_ref(&path)).as_deref() {
+                combined.update(digest);
+            }
+        }
+        out.write(&hex::encode(combined.finalize()))?;
+        Ok(())
+    }
+}
+
 struct Env<'a> {
     lookup: EnvLookup<'a>,
 }
@@ -220,6 +288,31 @@ mod tests {
         assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), expected);
         assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap())));
         assert_eq!(render("x{{ hashFiles \"*.none\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), "x");
+    }
+
+    /// drone-cache's functions: MD5 `checksum` (empty for a missing file) and its `hashFiles` (Go
+    /// globs, pattern by pattern, SHA-256 over the raw digests).
+    #[test]
+    fn drone_cache_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("go.mod"), "abc").unwrap();
+        fs::write(dir.path().join("go.sum"), "def").unwrap();
+        let ctx = context(dir.path());
+        let render = |t: &str| render(t, &ctx, &no_env, &LocalFiles::default()).unwrap();
+        assert_eq!(render("{{ md5sum \"go.mod\" }}"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(render("x{{ md5sum \"missing\" }}"), "x");
+        let mut both = Sha256::new();
+        both.update(Sha256::digest(b"abc"));
+        both.update(Sha256::digest(b"def"));
+        let expected = hex::encode(both.finalize());
+        assert_eq!(render("{{ globHashFiles \"go.*\" }}"), expected);
+        // Pattern order, then each pattern's matches in order: go.sum, then go.mod and go.sum again.
+        let mut order = Sha256::new();
+        for content in [&b"def"[..], b"abc", b"def"] {
+            order.update(Sha256::digest(content));
+        }
+        assert_eq!(render("{{ globHashFiles \"go.sum\" \"go.*\" }}"), hex::encode(order.finalize()));
+        assert_eq!(render("x{{ globHashFiles \"*.lock\" }}"), "x");
     }
 
     /// A missing file or an escaping path is an error naming the file.

@@ -246,7 +246,7 @@ mod tests {
         let inv = invocation(Flavour::DroneCache, &env(&pairs)).unwrap();
         assert_eq!(
             inv.args.join(" "),
-            "--store s3://caches/app --endpoint https://minio:9000 --path-style save --key main-{{ checksum \"package-lock.json\" }} --format tar --overwrite --fail-on-error --path node_modules --path .npm"
+            "--store s3://caches/app --endpoint https://minio:9000 --path-style save --key main-{{ md5sum \"package-lock.json\" }} --format tar --overwrite --fail-on-error --path node_modules --path .npm"
         );
         assert_eq!(inv.env, vec![("S3CACHE_SECRET_ACCESS_KEY".to_string(), "s3cr3t".to_string())]);
         assert_eq!(inv.secrets, vec!["s3cr3t"]);

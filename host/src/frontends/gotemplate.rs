@@ -20,7 +20,7 @@ pub struct FileHelpers {
 /// drone-cache's own algorithms: `checksum` is the MD5 of the file (empty when it is missing), and
 /// `hashFiles` is SHA-256 over the raw SHA-256 of each match, pattern by pattern, each pattern's
 /// matches in lexical order (Go's `filepath.Glob`: no `**`).
-pub const DRONE_CACHE_HELPERS: FileHelpers = FileHelpers { checksum: "checksum", hash_files: "hashFiles" };
+pub const DRONE_CACHE_HELPERS: FileHelpers = FileHelpers { checksum: "md5sum", hash_files: "globHashFiles" };
 
 /// Go's name for this machine's architecture (`runtime.GOARCH`).
 pub fn go_arch() -> &'static str {
@@ -165,7 +165,7 @@ mod tests {
     fn translates_drone_cache_keys() {
         let vars = env(&[("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_NAME", "app"), ("CI_PIPELINE_NUMBER", "41"), ("DRONE_BUILD_NUMBER", "42")]);
         let key = translate(r#"{{ .Repo.Name }}-{{ .Commit.Branch }}-{{ .Build.Number }}-{{ checksum "go.mod" }}-{{ hashFiles "go.*" `x/*.sum` }}-{{ epoch }}"#, &vars, DRONE_CACHE_HELPERS).unwrap();
-        assert_eq!(key, r#"app-feature/x-42-{{ checksum "go.mod" }}-{{ hashFiles "go.*" "x/*.sum" }}-{{ epoch }}"#);
+        assert_eq!(key, r#"app-feature/x-42-{{ md5sum "go.mod" }}-{{ globHashFiles "go.*" "x/*.sum" }}-{{ epoch }}"#);
         assert_eq!(translate("{{ arch }}/{{ os }}", &vars, DRONE_CACHE_HELPERS).unwrap(), format!("{}/{}", go_arch(), go_os()));
         assert_eq!(translate("a  {{- /* note */ -}}  b", &vars, DRONE_CACHE_HELPERS).unwrap(), "ab");
         // Woodpecker's names when Drone's are absent; drone-cache's defaults when neither is set.
