@@ -96,12 +96,11 @@ fn expand_mount(mount: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     out
 }
 
-/// drone-cache's object name for one mount: `filepath.Join(root, key, mount)` (cleaned: no empty or
-/// `.` segments; a key is one segment here).
-fn legacy_name(root: &str, mount: &str) -> LegacyName {
-    let clean = |p: &str| p.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/");
-    let root = clean(root);
-    LegacyName::AroundKey { before: if root.is_empty() { String::new() } else { format!("{root}/") }, after: format!("/{}", clean(mount)) }
+/// drone-cache's object name for one mount, `filepath.Join(root, key, mount)`, under the store
+/// prefix (which is the root): `<key>/<mount>`, cleaned of empty and `.` segments.
+fn legacy_name(mount: &str) -> LegacyName {
+    let mount = mount.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/");
+    LegacyName::AroundKey { before: String::new(), after: format!("/{mount}") }
 }
 
 /// Translates the step's settings into an s3cache command line.
@@ -204,7 +203,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
                 let legacy = mounts
                     .iter()
                     .map(|mount| LegacyObject {
-                        object: legacy_name(&root, mount),
+                        object: legacy_name(mount),
                         format,
                         paths: vec![mount.clone()],
                         names: if harness && mount.starts_with("./") { LegacyNames::Relative } else { LegacyNames::Absolute },
@@ -260,9 +259,10 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--store s3://caches/app restore --key eb0a191797624dd3a48fa681d3061212 --path vendor/");
         assert_eq!(
             inv.legacy,
-            vec![LegacyObject { object: legacy_name("app", "vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute }]
+            vec![LegacyObject { object: legacy_name("vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute }]
         );
-        assert_eq!(inv.legacy[0].object.object("k1"), "app/k1/vendor");
+        // Under the store prefix s3://caches/app: the old object app/<key>/vendor.
+        assert_eq!(inv.legacy[0].object.object("k1"), "k1/vendor");
     }
 
     /// Harness: no repository namespace, override off by default, no mount on restore (the entry's
@@ -295,7 +295,7 @@ mod tests {
     fn mounts_expand_like_harness() {
         let vars = env(&[("A", "x"), ("HOME", "/h")]);
         assert_eq!(expand_mount("$A/${A}/$/${", &vars), "x/x/$/${");
-        assert_eq!(legacy_name("app", "/root/.cache/").object("k"), "app/k/root/.cache");
-        assert_eq!(legacy_name("", "./target").object("k"), "k/target");
+        assert_eq!(legacy_name("/root/.cache/").object("k"), "k/root/.cache");
+        assert_eq!(legacy_name("./target").object("k"), "k/target");
     }
 }

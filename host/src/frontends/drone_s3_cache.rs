@@ -179,17 +179,18 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
             let mounts = settings.list("mount");
             line.option("--key", Some(key)).paths(&mounts);
             let fallback = settings.get("fallback_path").unwrap_or_else(|| format!("{repository}/{default_branch}"));
-            let legacy = [path.clone(), fallback]
-                .into_iter()
-                .map(|p| LegacyObject {
-                    object: LegacyName::Fixed(store_url("", &[root_prefix, &p, &filename]).trim_start_matches("s3:///").to_owned()),
-                    format,
-                    paths: mounts.clone(),
-                    names: LegacyNames::Relative,
-                })
-                .collect::<Vec<_>>();
+            // The old objects, `<root>/<path>/<filename>` then the fallback's, where they lie under
+            // the store prefix (a custom path elsewhere cannot be reached from it).
             let mut unique = Vec::new();
-            for object in legacy {
+            for old in [path.clone(), fallback] {
+                let old = old.trim_matches('/');
+                let name = if old == prefix {
+                    filename.clone()
+                } else {
+                    let Some(below) = old.strip_prefix(&format!("{prefix}/")) else { continue };
+                    format!("{below}/{filename}")
+                };
+                let object = LegacyObject { object: LegacyName::Fixed(name), format, paths: mounts.clone(), names: LegacyNames::Relative };
                 if !unique.contains(&object) {
                     unique.push(object);
                 }
@@ -220,7 +221,7 @@ mod tests {
         let inv = invocation(&with(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "caches"), ("PLUGIN_FILENAME", "deps.tgz"), ("PLUGIN_SERVER", "http://a:1"), ("PLUGIN_ENDPOINT", "http://b:2")])).unwrap();
         assert_eq!(inv.args.join(" "), "--store s3://caches/acme/app --endpoint http://a:1 restore --key deps");
         let names: Vec<String> = inv.legacy.iter().map(|l| l.object.object("")).collect();
-        assert_eq!(names, vec!["acme/app/feature/x/deps.tgz", "acme/app/main/deps.tgz"]);
+        assert_eq!(names, vec!["feature/x/deps.tgz", "main/deps.tgz"]);
         assert_eq!(inv.legacy[0].format, Format::Gzip);
     }
 

@@ -37,7 +37,7 @@ pub struct Invocation {
 /// An object in a replaced plugin's layout: plain tar or tar.gz, no manifest, no digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyObject {
-    /// The object's full name in the bucket (not relative to the store prefix).
+    /// The object's name under the invocation's store prefix.
     pub object: LegacyName,
     pub format: crate::layout::Format,
     /// The paths the object holds, as the step names them (its `mount`s).

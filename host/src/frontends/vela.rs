@@ -106,8 +106,8 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         line.option("--format", Some(Format::Gzip.name())).option("--compression-level", level.map(|l| l.to_string())).switch("--overwrite", true).paths(&mounts);
     } else {
         line.paths(&mounts);
-        let object = store_url("", &[&namespace, &filename]).trim_start_matches("s3:///").to_owned();
-        line.legacy(vec![LegacyObject { object: LegacyName::Fixed(object), format: Format::Gzip, paths: mounts, names: LegacyNames::FromParent }]);
+        // The old object, `<namespace>/<filename>`: the filename under the store prefix.
+        line.legacy(vec![LegacyObject { object: LegacyName::Fixed(filename), format: Format::Gzip, paths: mounts, names: LegacyNames::FromParent }]);
     }
     Ok(line.finish())
 }
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/ci/acme/app --deadline-secs 600 save --key archive --format gzip --compression-level 9 --overwrite --path vendor --path .cache");
         let inv = with(&[("PARAMETER_ACTION", "restore"), ("PARAMETER_PATH", "shared/x"), ("PARAMETER_FILENAME", "deps.tgz"), ("PARAMETER_TIMEOUT", "1m")]).unwrap();
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/shared/x --deadline-secs 60 restore --key deps");
-        assert_eq!(inv.legacy[0].object.object(""), "shared/x/deps.tgz");
+        assert_eq!(inv.legacy[0].object.object(""), "deps.tgz");
         let inv = with(&[("PARAMETER_ACTION", "flush"), ("PARAMETER_AGE", "14d")]).unwrap();
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/acme/app flush --older-than 1209600s");
         assert!(with(&[("PARAMETER_ACTION", "sweep")]).unwrap_err().contains(r#"PARAMETER_ACTION must be restore, rebuild or flush"#));
