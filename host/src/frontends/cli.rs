@@ -567,6 +567,31 @@ mod tests {
         assert!(err.contains("must be true or false, not \"yes\""), "{err}");
     }
 
+    /// Every dialect's command line is one the CLI accepts, so no dialect can drift from its flags.
+    #[test]
+    fn dialect_invocations_parse() {
+        use crate::frontends::detect::Dialect;
+        use crate::frontends::drone_cache::Flavour;
+        let common = [("DRONE_REPO_NAME", "app"), ("DRONE_REPO_OWNER", "acme"), ("VELA_REPO_ORG", "acme"), ("VELA_REPO_NAME", "app"), ("S3CACHE_VELA_DIR", "/nonexistent")];
+        let cases: &[(Dialect, &[(&str, &str)])] = &[
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ENCRYPTION", "AES256"), ("PLUGIN_ACL", "private"), ("PLUGIN_COMPRESSION_LEVEL", "5"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::DroneCache(Flavour::Harness), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_STRICT_KEY_MATCHING", "false"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s")]),
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_FLUSH", "true"), ("PLUGIN_BUCKET", "b")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ACCELERATED_ENDPOINT", "x"), ("PLUGIN_PROFILE", "p")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "flush"), ("PLUGIN_ROOT", "b")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_PATH", "m"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "clear"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_KEY", "k")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_BUCKET", "b"), ("PARAMETER_MOUNT", "m"), ("PARAMETER_LOG_LEVEL", "debug")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")]),
+        ];
+        for (dialect, settings) in cases {
+            let env = crate::env_vars::fixed(&[&common[..], settings].concat());
+            let invocation = dialect.invocation(&env).unwrap();
+            let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
+            assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());
+        }
+    }
+
     /// Saves default to zstd; `--format` picks the others.
     #[test]
     fn save_formats() {
