@@ -249,15 +249,17 @@ pub fn main() -> ExitCode {
     // A plugin image runs the binary with no arguments: its settings are in the environment.
     let plugin_run = args.len() == 1 && !matches!(detected_plugin(), Ok(None));
     let result = if plugin_run {
-        init_logging(false);
-        plugin()
+        plugin(false)
     } else {
         let cli = Cli::parse();
-        init_logging(cli.verbose);
-        match cli.command {
-            Command::Plugin => plugin(),
-            Command::GithubAction(GithubActionArgs { step }) => github_action(step),
-            _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+        if let Command::Plugin = cli.command {
+            plugin(cli.verbose)
+        } else {
+            init_logging(cli.verbose);
+            match cli.command {
+                Command::GithubAction(GithubActionArgs { step }) => github_action(step),
+                _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+            }
         }
     };
     match result {
@@ -276,18 +278,30 @@ fn detected_plugin() -> Result<Option<super::detect::Detected>, String> {
     super::detect::detect(&|name| env(name), &names)
 }
 
-/// A plugin step: say which dialect this is, translate its settings, run them.
-fn plugin() -> Result<u8> {
-    let detected = detected_plugin().map_err(anyhow::Error::msg)?;
-    let Some(detected) = detected else {
-        anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
+/// A plugin step: say which dialect this is, translate its settings, run them. Logging starts once
+/// the settings are read, so that a dialect's debug setting (`--verbose` in its command line) counts.
+fn plugin(verbose: bool) -> Result<u8> {
+    let detected = detected_plugin().map_err(anyhow::Error::msg);
+    let detected = match detected {
+        Ok(Some(detected)) => detected,
+        Ok(None) => {
+            init_logging(verbose);
+            anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
+        }
+        Err(err) => {
+            init_logging(verbose);
+            return Err(err);
+        }
     };
     output::notice(&detected.describe());
     if detected.dialect == super::detect::Dialect::GithubAction {
+        init_logging(verbose);
         return github_action(ActionStep::Restore);
     }
     let env = config::process_env(Vec::new());
-    let invocation = detected.dialect.invocation(&|name| env(name)).map_err(anyhow::Error::msg)?;
+    let invocation = detected.dialect.invocation(&|name| env(name));
+    init_logging(verbose || invocation.as_ref().is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")));
+    let invocation = invocation.map_err(anyhow::Error::msg)?;
     tracing::debug!(args = ?invocation.args, "plugin command line");
     run_invocation(invocation).map(|(code, _)| code)
 }
