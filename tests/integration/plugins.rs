@@ -465,3 +465,74 @@ fn plugin_image_entrypoint_contract() {
         assert!(first.contains("running as drone-s3-cache on Drone") && first.contains(evidence), "{log}");
     }
 }
+
+/// Uploads a file as `key`, with boto3.
+fn upload(server: &S3Server, file: &Path, key: &str) {
+    boto3(server, &format!("s3.upload_file({:?}, bucket, {key:?})", file.display().to_string()));
+}
+
+/// Runs GNU tar in `dir` with `args`.
+fn gnu_tar(dir: &Path, args: &[&str]) {
+    let status = Command::new("tar").args(args).current_dir(dir).status().expect("GNU tar");
+    assert!(status.success(), "tar {args:?}");
+}
+
+/// The files under `dir` and their contents (old plugins' archives keep mtimes to the second only).
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Objects the old plugins wrote, in their layout and format (made with GNU tar and gzip, no
+/// s3cache trailer), restore through the same extraction policy without a digest and with a notice:
+/// vela-s3-cache's `<org>/<repo>/archive.tgz`, drone-s3-cache's `<owner>/<repo>/<branch>/archive.tar`,
+/// and drone-cache's `<repo>/<key>/<mount>` for a mount outside the workspace (absolute names, `tar -P`).
+/// Nothing writes that layout: the next rebuild saves an s3cache entry in its scope.
+#[test]
+fn old_plugin_objects_restore_without_a_digest() {
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
+    let scratch = machine.scratch("old-plugin");
+    build(&machine.workspace());
+    let built = contents(&machine.workspace().join("node_modules"));
+    gnu_tar(&machine.workspace(), &["czf", scratch.join("archive.tgz").to_str().unwrap(), "node_modules"]);
+    gnu_tar(&machine.workspace(), &["cf", scratch.join("archive.tar").to_str().unwrap(), "node_modules"]);
+    upload(&server, &scratch.join("archive.tgz"), "acme/app/archive.tgz");
+    upload(&server, &scratch.join("archive.tar"), "acme/app/main/archive.tar");
+
+    // vela-s3-cache's object.
+    checkout(&machine);
+    let vela_step = with(vela("main"), &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", &server.bucket), ("PARAMETER_SERVER", &endpoint), ("PARAMETER_MOUNT", "node_modules"), ("PARAMETER_ACCESS_KEY", &server.access_key), ("PARAMETER_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &vela_step), &secret);
+    assert!(log.contains("restoring archive.tgz without a digest check") && log.contains("vela-s3-cache wrote it"), "{log}");
+    assert_eq!(contents(&machine.workspace().join("node_modules")), built);
+
+    // drone-s3-cache's object, on a feature branch: its own path misses, the fallback path's is used.
+    checkout(&machine);
+    let ds3 = |branch: &str| with(drone(branch), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules"), ("CACHE_S3_ACCESS_KEY", &server.access_key), ("CACHE_S3_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &ds3("feature/x")), &secret);
+    assert!(log.contains("restoring main/archive.tar without a digest check") && log.contains("drone-s3-cache wrote it"), "{log}");
+    assert_eq!(contents(&machine.workspace().join("node_modules")), built);
+
+    // drone-cache's object for a mount outside the workspace, named by absolute path.
+    let npm = machine.home().join(".npm");
+    write(&npm, "_cacache/index", "npm cache index");
+    let mount = npm.display().to_string();
+    gnu_tar(&machine.home(), &["czPf", scratch.join("npm.tgz").to_str().unwrap(), &mount]);
+    let old_name = format!("app/npm-v1/{}", mount.trim_start_matches('/'));
+    upload(&server, &scratch.join("npm.tgz"), &old_name);
+    fs::remove_dir_all(&npm).unwrap();
+    let drone_cache = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", &mount), ("PLUGIN_CACHE_KEY", "npm-v1"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &drone_cache), &secret);
+    assert!(log.contains(&format!("restoring npm-v1/{} without a digest check", mount.trim_start_matches('/'))), "{log}");
+    assert_eq!(fs::read_to_string(npm.join("_cacache/index")).unwrap(), "npm cache index");
+
+    // The old objects stay as they were; nothing was written in their layout.
+    let listing = objects(&server);
+    assert_eq!(listing, vec![old_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+}

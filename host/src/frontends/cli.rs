@@ -258,7 +258,7 @@ pub fn main() -> ExitCode {
             init_logging(cli.verbose);
             match cli.command {
                 Command::GithubAction(GithubActionArgs { step }) => github_action(step),
-                _ => run(cli, config::process_env(Vec::new())).map(|(code, _)| code),
+                _ => run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code),
             }
         }
     };
@@ -316,7 +316,7 @@ fn init_logging(verbose: bool) {
 fn run_invocation(invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     invocation.secrets.iter().for_each(|s| output::register_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
-    run(cli, config::process_env(invocation.env))
+    run(cli, config::process_env(invocation.env), &invocation.legacy)
 }
 
 /// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.
@@ -368,7 +368,7 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
 }
 
 /// Runs a command; returns the exit code and, for saves and restores, the summary.
-fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
+fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, Option<Summary>)> {
     let context = config::resolve(&cli.settings, env)?;
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
@@ -396,6 +396,8 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
             Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
+            // An old plugin's objects, named around the rendered key, that this workspace can take.
+            let legacy = if legacy.is_empty() { None } else { super::legacy::engine_legacy(legacy, &context.compute_key(&args.key)?, &context.cwd, context.home.as_deref()) };
             let request = RestoreRequest {
                 key: args.key,
                 restore_keys: args.restore_keys,
@@ -404,7 +406,7 @@ fn run(cli: Cli, env: EnvLookup) -> Result<(u8, Option<Summary>)> {
                 cross_os: args.enable_cross_os_archive,
                 lookup_only: args.lookup_only,
                 exact_key_only: args.exact_key_only,
-                legacy: None,
+                legacy,
             };
             let outcome = context.restore(&request)?;
             let code = report_restore(&outcome, args.fail_on_cache_miss);

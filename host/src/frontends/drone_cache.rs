@@ -207,6 +207,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
                         format,
                         paths: vec![mount.clone()],
                         names: if harness && mount.starts_with("./") { LegacyNames::Relative } else { LegacyNames::Absolute },
+                        writer: if harness { "Harness's drone-cache" } else { "meltwater drone-cache" },
                     })
                     .collect();
                 line.legacy(legacy);
@@ -259,7 +260,7 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--store s3://caches/app restore --key eb0a191797624dd3a48fa681d3061212 --path vendor/");
         assert_eq!(
             inv.legacy,
-            vec![LegacyObject { object: legacy_name("vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute }]
+            vec![LegacyObject { object: legacy_name("vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute, writer: "meltwater drone-cache" }]
         );
         // Under the store prefix s3://caches/app: the old object app/<key>/vendor.
         assert_eq!(inv.legacy[0].object.object("k1"), "k1/vendor");

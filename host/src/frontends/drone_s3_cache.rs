@@ -190,7 +190,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
                     let Some(below) = old.strip_prefix(&format!("{prefix}/")) else { continue };
                     format!("{below}/{filename}")
                 };
-                let object = LegacyObject { object: LegacyName::Fixed(name), format, paths: mounts.clone(), names: LegacyNames::Relative };
+                let object = LegacyObject { object: LegacyName::Fixed(name), format, paths: mounts.clone(), names: LegacyNames::Relative, writer: "drone-s3-cache" };
                 if !unique.contains(&object) {
                     unique.push(object);
                 }

@@ -10,6 +10,7 @@ pub mod drone_cache;
 pub mod drone_s3_cache;
 pub mod github;
 pub mod gotemplate;
+pub mod legacy;
 pub mod plugin;
 pub mod plugin_docs;
 mod render;
@@ -44,6 +45,8 @@ pub struct LegacyObject {
     pub paths: Vec<String>,
     /// How the archive's member names spell that path.
     pub names: LegacyNames,
+    /// The plugin that wrote it, for the notice a restore of it prints.
+    pub writer: &'static str,
 }
 
 /// An old object's name: fixed, or around the restore's rendered key (drone-cache's

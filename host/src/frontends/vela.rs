@@ -107,7 +107,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     } else {
         line.paths(&mounts);
         // The old object, `<namespace>/<filename>`: the filename under the store prefix.
-        line.legacy(vec![LegacyObject { object: LegacyName::Fixed(filename), format: Format::Gzip, paths: mounts, names: LegacyNames::FromParent }]);
+        line.legacy(vec![LegacyObject { object: LegacyName::Fixed(filename), format: Format::Gzip, paths: mounts, names: LegacyNames::FromParent, writer: "vela-s3-cache" }]);
     }
     Ok(line.finish())
 }

@@ -1,0 +1,74 @@
+//! A dialect's old-layout objects ([`super::LegacyObject`]) as the engine's legacy restore takes
+//! them ([`crate::cache::Legacy`]): at the old name under the store prefix, one path per object, with
+//! members named as `tar` names them — relative to the workspace for paths inside it, by absolute path
+//! (`tar -P`) for paths elsewhere. An object whose plugin named its members another way for this
+//! path (drone-cache's absolute names for a workspace path; Vela's names below a nested mount's
+//! parent) or that holds several paths is left out, with a debug line: restoring it would only be
+//! refused member by member.
+
+use std::path::Path;
+
+use super::{LegacyNames, LegacyObject};
+use crate::cache::{self, Legacy};
+use crate::paths::resolve_roots;
+
+/// The objects of `objects` this workspace can restore, named around the rendered `key`.
+pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Option<&Path>) -> Option<Legacy> {
+    let first = objects.first()?;
+    let usable: Vec<cache::LegacyObject> = objects
+        .iter()
+        .filter_map(|object| {
+            let name = object.object.object(key);
+            let fits = match object.paths.as_slice() {
+                [path] => match resolve_roots(std::slice::from_ref(path), cwd, home).as_deref() {
+                    Ok([root]) => match object.names {
+                        LegacyNames::Absolute => !root.dir.starts_with(cwd),
+                        LegacyNames::Relative => root.dir.starts_with(cwd),
+                        // A root is the directory containing the path: the mount's parent.
+                        LegacyNames::FromParent => root.dir == cwd,
+                    },
+                    _ => false,
+                },
+                _ => false,
+            };
+            if !fits {
+                tracing::debug!(object = %name, paths = ?object.paths, "an old object whose member names this restore cannot place; not tried");
+            }
+            fits.then(|| cache::LegacyObject { name, path: object.paths[0].clone() })
+        })
+        .collect();
+    (!usable.is_empty()).then(|| Legacy { writer: first.writer.to_owned(), format: first.format, in_search: false, objects: usable })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontends::LegacyName;
+    use crate::layout::Format;
+
+    fn object(paths: &[&str], names: LegacyNames) -> LegacyObject {
+        LegacyObject {
+            object: LegacyName::AroundKey { before: String::new(), after: format!("/{}", paths.first().unwrap_or(&"")) },
+            format: Format::Gzip,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            names,
+            writer: "an old plugin",
+        }
+    }
+
+    /// Only objects whose member names the engine can place are handed on, named around the key.
+    #[test]
+    fn keeps_what_the_workspace_can_take() {
+        let (cwd, home) = (Path::new("/ws"), Some(Path::new("/home/u")));
+        let take = |objects: &[LegacyObject]| engine_legacy(objects, "k", cwd, home).map(|l| l.objects.into_iter().map(|o| o.name).collect::<Vec<_>>());
+        assert_eq!(take(&[object(&["node_modules"], LegacyNames::Relative)]), Some(vec!["k/node_modules".to_string()]));
+        assert_eq!(take(&[object(&["~/.m2"], LegacyNames::Absolute)]), Some(vec!["k/~/.m2".to_string()]));
+        assert_eq!(take(&[object(&["vendor"], LegacyNames::Absolute)]), None, "drone-cache's absolute names of a workspace path");
+        assert_eq!(take(&[object(&["a/b"], LegacyNames::FromParent)]), None, "Vela's names below a nested mount's parent");
+        assert_eq!(take(&[object(&["vendor"], LegacyNames::FromParent)]).map(|v| v.len()), Some(1));
+        assert_eq!(take(&[object(&["a", "b"], LegacyNames::Relative)]), None, "one path per object");
+        assert_eq!(take(&[]), None);
+        let legacy = engine_legacy(&[object(&["node_modules"], LegacyNames::Relative)], "k", cwd, home).unwrap();
+        assert_eq!((legacy.writer.as_str(), legacy.format, legacy.in_search), ("an old plugin", Format::Gzip, false));
+    }
+}
