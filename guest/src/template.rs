@@ -88,6 +88,12 @@ fn single_param<'a>(helper: &'a Helper<'_>, name: &'static str) -> Result<&'a st
     }
 }
 
+/// The one quoted file name of a file function, as a path that stays inside the workspace.
+fn file_param(helper: &Helper<'_>, name: &'static str) -> Result<s3cache_policy::MemberPath, RenderErrorReason> {
+    let relative = single_param(helper, name)?;
+    s3cache_policy::validate_relative(relative).map_err(|v| RenderErrorReason::Other(format!("{name} \"{relative}\": {v}")))
+}
+
 fn other(err: GuestError) -> RenderErrorReason {
     RenderErrorReason::Other(err.to_string())
 }
@@ -106,9 +112,7 @@ impl HelperDef for Checksum<'_> {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        let relative = single_param(helper, "checksum")?;
-        let relative = s3cache_policy::validate_relative(relative)
-            .map_err(|v| RenderErrorReason::Other(format!("checksum \"{relative}\": {v}")))?;
+        let relative = file_param(helper, "checksum")?;
         let [digest] = self.files.sha256(self.workspace, &[relative.as_joined()]).map_err(other)?[..] else {
             return Err(RenderErrorReason::Other("the host returned no digest".into()).into());
         };
@@ -162,8 +166,7 @@ impl HelperDef for Md5Sum<'_> {
         out: &mut dyn Output,
     ) -> HelperResult {
         use md5::Digest as _;
-        let relative = single_param(helper, "md5sum")?;
-        let relative = s3cache_policy::validate_relative(relative).map_err(|v| RenderErrorReason::Other(format!("md5sum \"{relative}\": {v}")))?;
+        let relative = file_param(helper, "md5sum")?;
         match std::fs::read(std::path::Path::new(self.workspace).join(relative.as_joined())) {
             Ok(bytes) => out.write(&hex::encode(md5::Md5::digest(&bytes)))?,
             Err(err) => crate::logging::warn(&format!("checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache", relative.as_joined())),
