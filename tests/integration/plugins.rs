@@ -9,6 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use s3cache_tests::fake_http::FakeHttp;
 use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3, snapshot};
 
 /// One plugin step: the binary with no arguments, the machine's environment plus `vars`.
@@ -535,4 +536,29 @@ fn old_plugin_objects_restore_without_a_digest() {
     // The old objects stay as they were; nothing was written in their layout.
     let listing = objects(&server);
     assert_eq!(listing, vec![old_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+}
+
+/// Harness's OIDC AWS connector: `PLUGIN_ASSUME_ROLE` and `PLUGIN_OIDC_TOKEN_ID` become STS
+/// AssumeRoleWithWebIdentity (through `sts_endpoint`), the token in a private file that is gone after
+/// the run; neither the token nor the derived keys are printed.
+#[test]
+fn harness_oidc_connector() {
+    let (server, machine, secret, _) = setup(ServerKind::S3sFs);
+    let answer = format!(
+        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>harness-session</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+        server.access_key, server.secret_key
+    );
+    let sts = FakeHttp::start(move |_| (200, answer.clone()));
+    build(&machine.workspace());
+    let mut settings: Vec<(String, String)> =
+        harness(&server, "main", &[("PLUGIN_CACHE_KEY", "oidc".into()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into())]).into_iter().filter(|(k, _)| k != "PLUGIN_ACCESS_KEY" && k != "PLUGIN_SECRET_KEY").collect();
+    settings.extend(vars(&[("PLUGIN_ASSUME_ROLE", "arn:aws:iam::123456789012:role/harness-cache"), ("PLUGIN_OIDC_TOKEN_ID", "eyJ.harness.oidc"), ("PLUGIN_STS_ENDPOINT", &sts.url())], &[]));
+    let run = step(&machine, &settings);
+    let log = ok(&run, &secret);
+    assert!(log.contains("saved oidc"), "{log}");
+    assert!(!log.contains("eyJ.harness.oidc") && !log.contains("harness-session"), "{log}");
+    let seen = sts.seen();
+    assert!(seen[0].body.contains("Action=AssumeRoleWithWebIdentity") && seen[0].body.contains("WebIdentityToken=eyJ%2Eharness%2Eoidc") && seen[0].body.contains("RoleSessionName=drone%2Dcache"), "{}", seen[0].body);
+    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".s3cache-oidc-")).collect();
+    assert!(leftovers.is_empty(), "the token file must be removed: {leftovers:?}");
 }

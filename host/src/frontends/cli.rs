@@ -313,10 +313,38 @@ fn init_logging(verbose: bool) {
 }
 
 /// Runs what a front end translated its settings into.
-fn run_invocation(invocation: Invocation) -> Result<(u8, Option<Summary>)> {
+fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     invocation.secrets.iter().for_each(|s| output::register_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    let token_file = match invocation.web_identity_token.take() {
+        Some(token) => Some(TokenFile::write(&token)?),
+        None => None,
+    };
+    if let Some(file) = &token_file {
+        invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
+    }
     run(cli, config::process_env(invocation.env), &invocation.legacy)
+}
+
+/// A web identity token in a file only this user can read, removed when the run ends.
+struct TokenFile(PathBuf);
+
+impl TokenFile {
+    fn write(token: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(crate::staging::unique(".s3cache-oidc-"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path).and_then(|mut file| file.write_all(token.as_bytes())).with_context(|| format!("writing the web identity token to {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.

@@ -30,6 +30,9 @@ pub struct Invocation {
     pub secrets: Vec<String>,
     /// Set when the step has nothing to do (the post step after an exact hit); the reason is logged.
     pub skip: Option<String>,
+    /// A web identity (OIDC) token from the settings: written to a private file for the run, whose
+    /// path becomes `AWS_WEB_IDENTITY_TOKEN_FILE` (Harness's OIDC connectors pass the token itself).
+    pub web_identity_token: Option<String>,
     /// Objects an old plugin wrote, in its own layout and without s3cache's trailer, that a restore
     /// may fall back to (read-only: nothing writes that layout).
     pub legacy: Vec<LegacyObject>,

@@ -296,6 +296,13 @@ impl CommandLine {
         self
     }
 
+    /// A web identity (OIDC) token for the credential chain, which reads it from a file the run writes.
+    pub fn web_identity_token(&mut self, token: String) -> &mut Self {
+        self.invocation.secrets.push(token.clone());
+        self.invocation.web_identity_token = Some(token);
+        self
+    }
+
     /// Old-layout objects a restore may fall back to.
     pub fn legacy(&mut self, objects: Vec<super::LegacyObject>) -> &mut Self {
         self.invocation.legacy = objects;
