@@ -160,6 +160,39 @@ pub struct LegacyObject {
     pub name: String,
     /// The path, as a restore path (`vendor`, `~/.cache/go-build`).
     pub path: String,
+    /// How the old tool named the members.
+    pub names: MemberNames,
+}
+
+/// How another tool's archive names its members, relative to the path it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemberNames {
+    /// As plain `tar` names them: relative to the working directory for paths inside it, by absolute
+    /// path (`tar -P`) elsewhere.
+    #[default]
+    Plain,
+    /// Always by absolute path (`/drone/src/vendor/x`: meltwater drone-cache since 1.4).
+    Absolute,
+    /// Relative to the directory that contains the path (`vendor/x` for `a/b/vendor`: vela-s3-cache).
+    FromParent,
+}
+
+/// How the guest is told to name members: s3cache's own prefixes, or another tool's naming.
+#[derive(Debug, Clone, Copy)]
+enum Naming<'a> {
+    S3cache,
+    Other(MemberNames, &'a std::path::Path),
+}
+
+impl Naming<'_> {
+    fn prefix(self, root: &CachedRoot) -> String {
+        match self {
+            Naming::S3cache => root.prefix.clone(),
+            Naming::Other(MemberNames::Plain, cwd) => plain_prefix(root, cwd),
+            Naming::Other(MemberNames::Absolute, _) => root.dir.to_string_lossy().into_owned(),
+            Naming::Other(MemberNames::FromParent, _) => String::new(),
+        }
+    }
 }
 
 /// How a restore's fallback keys find entries.
@@ -264,15 +297,14 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
     Ok(level)
 }
 
-/// The guest's view of `roots`, mounted at `guest_dir(i)`; `plain_names_in` names members as `tar`
-/// does, relative to that working directory.
-fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, plain_names_in: Option<&std::path::Path>) -> Vec<Root> {
+/// The guest's view of `roots`, mounted at `guest_dir(i)`, members named as `naming` says.
+fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming: Naming<'_>) -> Vec<Root> {
     roots
         .iter()
         .enumerate()
         .map(|(i, r)| Root {
             guest_dir: guest_dir(i),
-            member_prefix: plain_names_in.map_or_else(|| r.prefix.clone(), |cwd| plain_prefix(r, cwd)),
+            member_prefix: naming.prefix(r),
             include_globs: r.include.clone(),
             exclude_globs: r.exclude.clone(),
         })
@@ -317,7 +349,7 @@ impl CacheContext {
         let preopens: Vec<Preopen> =
             existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
         let mut guest = self.instance(preopens.clone())?;
-        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), request.plain_names.then_some(self.cwd.as_path()));
+        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), self.naming(request.plain_names));
         let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
             Ok(resolution) => resolution,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
@@ -455,7 +487,7 @@ impl CacheContext {
                 Ok(roots) => roots,
                 Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
             };
-            return Ok(match self.extract(&roots, true, legacy.format, entry.size(), source)? {
+            return Ok(match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), source)? {
                 Ok(members) => RestoreOutcome::Hit(hit(members, true)),
                 Err(why) => RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason: format!("cache entry {matched_key:?} was not restored: {why}"), failed: true },
             });
@@ -472,7 +504,7 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, manifest.plain_names, format, manifest.archive_bytes, source)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, source)? {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
             Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
         }
@@ -480,7 +512,7 @@ impl CacheContext {
 
     /// Extracts an archive of `format` from `source` into `roots` through staging directories and
     /// moves it into place; returns the member count, or why nothing was changed.
-    fn extract(&self, roots: &[CachedRoot], plain_names: bool, format: Format, bytes: u64, source: Box<dyn Read + Send>) -> Result<Result<u64, String>, ConfigError> {
+    fn extract(&self, roots: &[CachedRoot], naming: Naming<'_>, format: Format, bytes: u64, source: Box<dyn Read + Send>) -> Result<Result<u64, String>, ConfigError> {
         let started = Instant::now();
         crate::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
@@ -491,7 +523,7 @@ impl CacheContext {
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
-        let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), plain_names.then_some(self.cwd.as_path()));
+        let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), naming);
         let report = guest.unpack(&roots_seen, format.into(), self.unpack_limits, source);
         bar.finish_and_clear();
         let report = match report {
@@ -507,6 +539,11 @@ impl CacheContext {
             return Ok(Err(format!("it could not be moved into place: {err}")));
         }
         Ok(Ok(report.members))
+    }
+
+    /// s3cache's own member names, or plain `tar` names for entries written for other tools.
+    fn naming(&self, plain_names: bool) -> Naming<'_> {
+        if plain_names { Naming::Other(MemberNames::Plain, &self.cwd) } else { Naming::S3cache }
     }
 
     /// The roots of an old tool's archive whose path is not known: anything in the workspace, or
@@ -544,7 +581,7 @@ impl CacheContext {
                 Err(err) => return failed(describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
-            return Some(match self.extract(&roots, true, legacy.format, info.size, source) {
+            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, source) {
                 Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: object.name.clone(),

@@ -493,7 +493,8 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Objects the old plugins wrote, in their layout and format (made with GNU tar and gzip, no
 /// s3cache trailer), restore through the same extraction policy without a digest and with a notice:
 /// vela-s3-cache's `<org>/<repo>/archive.tgz`, drone-s3-cache's `<owner>/<repo>/<branch>/archive.tar`,
-/// and drone-cache's `<repo>/<key>/<mount>` for a mount outside the workspace (absolute names, `tar -P`).
+/// and drone-cache's `<repo>/<key>/<mount>` (absolute names, `tar -P`) for a mount outside the
+/// workspace and for one inside it.
 /// Nothing writes that layout: the next rebuild saves an s3cache entry in its scope.
 #[test]
 fn old_plugin_objects_restore_without_a_digest() {
@@ -533,9 +534,23 @@ fn old_plugin_objects_restore_without_a_digest() {
     assert!(log.contains(&format!("restoring npm-v1/{} without a digest check", mount.trim_start_matches('/'))), "{log}");
     assert_eq!(fs::read_to_string(npm.join("_cacache/index")).unwrap(), "npm cache index");
 
+    // drone-cache's object of a workspace mount: every member named by its absolute path, as
+    // meltwater drone-cache >= 1.4 writes (`tar -P` of the absolute mount), restored into the workspace.
+    checkout(&machine);
+    let workspace_mount = machine.workspace().join("node_modules").display().to_string();
+    build(&machine.workspace());
+    gnu_tar(&machine.workspace(), &["czPf", scratch.join("modules.tgz").to_str().unwrap(), &workspace_mount]);
+    let modules_name = "app/npm-v2/node_modules".to_string();
+    upload(&server, &scratch.join("modules.tgz"), &modules_name);
+    checkout(&machine);
+    let drone_workspace = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", "node_modules"), ("PLUGIN_CACHE_KEY", "npm-v2"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &drone_workspace), &secret);
+    assert!(log.contains("restoring npm-v2/node_modules without a digest check"), "{log}");
+    assert_eq!(contents(&machine.workspace().join("node_modules")), built);
+
     // The old objects stay as they were; nothing was written in their layout.
     let listing = objects(&server);
-    assert_eq!(listing, vec![old_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(listing, vec![old_name, modules_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
 }
 
 /// Harness's OIDC AWS connector: `PLUGIN_ASSUME_ROLE` and `PLUGIN_OIDC_TOKEN_ID` become STS

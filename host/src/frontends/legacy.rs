@@ -1,15 +1,14 @@
 //! A dialect's old-layout objects ([`super::LegacyObject`]) as the engine's legacy restore takes
 //! them ([`crate::cache::Legacy`]): at the old name under the store prefix, one path per object, with
 //! members named as `tar` names them — relative to the workspace for paths inside it, by absolute path
-//! (`tar -P`) for paths elsewhere. An object whose plugin named its members another way for this
-//! path (drone-cache's absolute names for a workspace path; Vela's names below a nested mount's
-//! parent) or that holds several paths is left out, with a debug line: restoring it would only be
-//! refused member by member.
+//! (`tar -P`) for paths elsewhere, always by absolute path (drone-cache), or relative to the mount's
+//! parent (Vela). An object that holds several paths, or relative names of a path outside the
+//! workspace, is left out with a debug line: restoring it would only be refused member by member.
 
 use std::path::Path;
 
 use super::{LegacyNames, LegacyObject};
-use crate::cache::{self, Legacy};
+use crate::cache::{self, Legacy, MemberNames};
 use crate::paths::resolve_roots;
 
 /// The objects of `objects` this workspace can restore, named around the rendered `key`.
@@ -22,10 +21,8 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
             let fits = match object.paths.as_slice() {
                 [path] => match resolve_roots(std::slice::from_ref(path), cwd, home).as_deref() {
                     Ok([root]) => match object.names {
-                        LegacyNames::Absolute => !root.dir.starts_with(cwd),
+                        LegacyNames::Absolute | LegacyNames::FromParent => true,
                         LegacyNames::Relative => root.dir.starts_with(cwd),
-                        // A root is the directory containing the path: the mount's parent.
-                        LegacyNames::FromParent => root.dir == cwd,
                     },
                     _ => false,
                 },
@@ -34,7 +31,13 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
             if !fits {
                 tracing::debug!(object = %name, paths = ?object.paths, "an old object whose member names this restore cannot place; not tried");
             }
-            fits.then(|| cache::LegacyObject { name, path: object.paths[0].clone() })
+            let names = match object.names {
+                LegacyNames::Absolute => MemberNames::Absolute,
+                LegacyNames::Relative => MemberNames::Plain,
+                // A root is the directory containing the path: the mount's parent.
+                LegacyNames::FromParent => MemberNames::FromParent,
+            };
+            fits.then(|| cache::LegacyObject { name, path: object.paths[0].clone(), names })
         })
         .collect();
     (!usable.is_empty()).then(|| Legacy { writer: first.writer.to_owned(), format: first.format, in_search: false, objects: usable })
@@ -63,8 +66,9 @@ mod tests {
         let take = |objects: &[LegacyObject]| engine_legacy(objects, "k", cwd, home).map(|l| l.objects.into_iter().map(|o| o.name).collect::<Vec<_>>());
         assert_eq!(take(&[object(&["node_modules"], LegacyNames::Relative)]), Some(vec!["k/node_modules".to_string()]));
         assert_eq!(take(&[object(&["~/.m2"], LegacyNames::Absolute)]), Some(vec!["k/~/.m2".to_string()]));
-        assert_eq!(take(&[object(&["vendor"], LegacyNames::Absolute)]), None, "drone-cache's absolute names of a workspace path");
-        assert_eq!(take(&[object(&["a/b"], LegacyNames::FromParent)]), None, "Vela's names below a nested mount's parent");
+        assert_eq!(take(&[object(&["vendor"], LegacyNames::Absolute)]), Some(vec!["k/vendor".to_string()]), "drone-cache's absolute names of a workspace path");
+        assert_eq!(take(&[object(&["a/b"], LegacyNames::FromParent)]), Some(vec!["k/a/b".to_string()]), "Vela's names below a nested mount's parent");
+        assert_eq!(engine_legacy(&[object(&["vendor"], LegacyNames::Absolute)], "k", cwd, home).unwrap().objects[0].names, MemberNames::Absolute);
         assert_eq!(take(&[object(&["vendor"], LegacyNames::FromParent)]).map(|v| v.len()), Some(1));
         assert_eq!(take(&[object(&["a", "b"], LegacyNames::Relative)]), None, "one path per object");
         assert_eq!(take(&[]), None);
