@@ -482,15 +482,11 @@ impl CacheContext {
                 return Ok(RestoreOutcome::Hit(hit(0, false)));
             }
             self.announce_legacy(&entry.object.name, legacy);
-            let roots = given_roots.map_or_else(|| self.anywhere_roots(), Ok);
-            let roots = match roots {
-                Ok(roots) => roots,
-                Err(err) => return miss(format!("cache entry {matched_key:?} was not restored: {err}")),
+            let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), source)? {
+                Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
+                Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             };
-            return Ok(match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), source)? {
-                Ok(members) => RestoreOutcome::Hit(hit(members, true)),
-                Err(why) => RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason: format!("cache entry {matched_key:?} was not restored: {why}"), failed: true },
-            });
         };
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
@@ -548,12 +544,12 @@ impl CacheContext {
 
     /// The roots of an old tool's archive whose path is not known: anything in the workspace, or
     /// (named by absolute path) in the home directory. Staging merges only what the archive holds.
-    fn anywhere_roots(&self) -> Result<Vec<CachedRoot>, String> {
+    fn anywhere_roots(&self) -> Vec<CachedRoot> {
         let mut roots = vec![CachedRoot { dir: self.cwd.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() }];
         if let Some(home) = self.home.as_ref().filter(|home| **home != self.cwd) {
             roots.push(CachedRoot { dir: home.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() });
         }
-        Ok(roots)
+        roots
     }
 
     fn announce_legacy(&self, object: &str, legacy: &Legacy) {
