@@ -66,6 +66,12 @@ pub const S3CACHE_ACCESS_KEY_ID: &str = "S3CACHE_ACCESS_KEY_ID";
 pub const S3CACHE_SECRET_ACCESS_KEY: &str = "S3CACHE_SECRET_ACCESS_KEY";
 /// Explicit session token; never logged.
 pub const S3CACHE_SESSION_TOKEN: &str = "S3CACHE_SESSION_TOKEN";
+/// A role to assume (STS AssumeRole) with the credentials the chain found, as CI plugins' role settings do.
+pub const S3CACHE_ASSUME_ROLE_ARN: &str = "S3CACHE_ASSUME_ROLE_ARN";
+/// The session name of [`S3CACHE_ASSUME_ROLE_ARN`]'s session (default `s3cache`).
+pub const S3CACHE_ASSUME_ROLE_SESSION_NAME: &str = "S3CACHE_ASSUME_ROLE_SESSION_NAME";
+/// The external id the role's trust policy asks for, if any.
+pub const S3CACHE_ASSUME_ROLE_EXTERNAL_ID: &str = "S3CACHE_ASSUME_ROLE_EXTERNAL_ID";
 /// Send requests unsigned (public buckets); saving is refused. `true`/`false`.
 pub const S3CACHE_ANONYMOUS: &str = "S3CACHE_ANONYMOUS";
 

@@ -83,6 +83,27 @@ fn profile_assume_role_through_sts() {
     assert!(seen[0].head.contains("credential=akidbase/"), "AssumeRole must be signed with the source keys: {}", seen[0].head);
 }
 
+/// `S3CACHE_ASSUME_ROLE_ARN`: the role is assumed with whatever the chain found (here the environment's
+/// keys); with no credentials at all it is an error naming the variable, not an anonymous run.
+#[test]
+fn assume_role_on_top_of_the_chain() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let answer = sts_answer("AssumeRole", &server, "chained-session-token");
+    let sts = FakeHttp::start(move |_| (200, answer.clone()));
+    let mut machine = bare_machine(&server);
+    machine.env("AWS_ENDPOINT_URL_STS", sts.url()).env("S3CACHE_ASSUME_ROLE_ARN", "arn:aws:iam::123456789012:role/ci");
+    let run = machine.run(&["save", "--key", "none", "--path", "out"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("credentials from role arn:aws:iam::123456789012:role/ci: S3CACHE_ASSUME_ROLE_ARN needs credentials to assume it with, and the chain found none"), "{}", run.stderr);
+    assert!(sts.seen().is_empty());
+    machine.env("AWS_ACCESS_KEY_ID", "AKIDENVBASE").env("AWS_SECRET_ACCESS_KEY", "env-base-secret").env("S3CACHE_ASSUME_ROLE_SESSION_NAME", "nightly");
+    assert_saved(&machine.run(&["save", "--key", "chained", "--path", "out"]), "chained");
+    let seen = sts.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].body.contains("RoleSessionName=nightly") && !seen[0].body.contains("ExternalId"), "{}", seen[0].body);
+    assert!(seen[0].head.contains("credential=akidenvbase/"), "{}", seen[0].head);
+}
+
 /// Web identity (GitHub OIDC): AssumeRoleWithWebIdentity with the token file, unsigned. D5: on GitHub
 /// Actions the derived secret and session token are masked before anything else is printed.
 #[test]

@@ -577,3 +577,43 @@ fn harness_oidc_connector() {
     let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".s3cache-oidc-")).collect();
     assert!(leftovers.is_empty(), "the token file must be removed: {leftovers:?}");
 }
+
+/// drone-cache's `assume_role_arn` with static keys: STS AssumeRole signed with the step's keys (its
+/// external id and drone-cache's session name), and the role's keys sign the S3 requests. The static
+/// keys here are not the server's, so the save works only with the assumed role's.
+#[test]
+fn drone_cache_assume_role_with_static_keys() {
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
+    let answer = format!(
+        "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>role-session-token</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>",
+        server.access_key, server.secret_key
+    );
+    let sts = FakeHttp::start(move |_| (200, answer.clone()));
+    build(&machine.workspace());
+    let settings = with(
+        drone("main"),
+        &[
+            ("PLUGIN_REBUILD", "true"),
+            ("PLUGIN_BUCKET", &server.bucket),
+            ("PLUGIN_ENDPOINT", &endpoint),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_MOUNT", "node_modules"),
+            ("PLUGIN_CACHE_KEY", "role"),
+            ("PLUGIN_ACCESS_KEY", "AKIDSTEPBASEKEY"),
+            ("PLUGIN_SECRET_KEY", "step-base-secret"),
+            ("PLUGIN_ASSUME_ROLE_ARN", "arn:aws:iam::123456789012:role/cache-writer"),
+            ("PLUGIN_EXTERNAL_ID", "ext-42"),
+            ("PLUGIN_STS_ENDPOINT", &sts.url()),
+        ],
+    );
+    let log = ok(&step(&machine, &settings), &secret);
+    assert!(log.contains("saved role"), "{log}");
+    assert!(!log.contains("step-base-secret") && !log.contains("role-session-token"), "{log}");
+    let seen = sts.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let body = &seen[0].body;
+    assert!(body.contains("Action=AssumeRole&") && body.contains("RoleSessionName=drone%2Dcache") && body.contains("ExternalId=ext%2D42"), "{body}");
+    assert!(seen[0].head.contains("credential=akidstepbasekey/"), "STS must be called with the step's keys: {}", seen[0].head);
+    let listing = objects(&server);
+    assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with("/role.tar"), "{listing:?}");
+}

@@ -55,9 +55,11 @@ pub const SETTINGS: &[Setting] = &[
         "assume_role_arn",
         &[own("assume_role_arn"), own("assume_role"), Var::Alias(AWS_ASSUME_ROLE_ARN)],
         "",
-        "With `oidc_token_id` (Harness's OIDC connector): the role assumed with that token (STS AssumeRoleWithWebIdentity), as Harness's fork does.",
-        Migration::Differs("assuming a role with static keys (STS AssumeRole) is not supported and is an error rather than a silent change of identity: use a profile with `role_arn` and `source_profile` (`AWS_CONFIG_FILE`), or web identity."),
+        "A role to assume: with `oidc_token_id` (Harness's OIDC connector) through STS AssumeRoleWithWebIdentity, otherwise through STS AssumeRole with the static keys (or the AWS credential chain).",
+        Migration::Same,
     ),
+    setting("external_id", &[own("external_id")], "", "The external id for `assume_role_arn` with static keys.", Migration::Same),
+    setting("user_role_arn", &[own("user_role_arn")], "", "Not supported: a second role chained on the first is an error.", Migration::Differs("Harness's fork chains this role on top of the first; s3cache assumes one role (use a profile with `role_arn` and `source_profile` chains instead).")),
     setting("oidc_token_id", &[own("oidc_token_id")], "", "Harness's OIDC token, for `assume_role_arn`; never printed.", Migration::Same),
     setting("assume_role_session_name", &[own("assume_role_session_name")], "drone-cache", "The session name of the assumed role.", Migration::Same),
     setting("debug", &[own("debug")], "false", "Verbose diagnostics (never the environment's secrets).", Migration::Differs("drone-cache's debug printed every variable, secrets included; s3cache does not.")),
@@ -117,10 +119,10 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
         (false, false, false) => return Err("nothing to do: set PLUGIN_RESTORE or PLUGIN_REBUILD (or PLUGIN_FLUSH) to true".into()),
         _ => return Err("flush cannot be combined with restore or rebuild (PLUGIN_FLUSH)".into()),
     };
-    let role = settings.value("assume_role_arn");
+    let role = settings.get("assume_role_arn");
     let oidc_token = settings.get("oidc_token_id");
-    if let (Some(role), None) = (&role, &oidc_token) {
-        return Err(format!("{} without PLUGIN_OIDC_TOKEN_ID is not supported by s3cache: assuming a role with static keys; use a profile with role_arn and source_profile (AWS_CONFIG_FILE), or web identity", role.source));
+    if let Some(chained) = settings.value("user_role_arn") {
+        return Err(format!("{} is not supported by s3cache: it assumes one role (assume_role_arn); for a chain of roles use a profile with role_arn and source_profile (AWS_CONFIG_FILE)", chained.source));
     }
     if let Some(backend) = settings.get("backend").filter(|b| b != "s3") {
         return Err(settings.invalid("backend", &format!("s3 (s3cache keeps caches in S3-compatible stores; {backend:?} is not one)")));
@@ -159,10 +161,19 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
     line.global("--deadline-secs", settings.duration_secs("backend_operation_timeout")?.map(|s| s.to_string()));
     line.variable(env_vars::AWS_ENDPOINT_URL_STS, settings.get("sts_endpoint").map(|e| endpoint_url(&e)), false);
     credentials(&mut line, settings.get("access_key"), settings.get("secret_key"), settings.get("session_token"));
-    if let (Some(role), Some(token)) = (role, oidc_token) {
+    let session = settings.get("assume_role_session_name").unwrap_or_else(|| "drone-cache".into());
+    match (role, oidc_token) {
         // Harness's OIDC connector: the credential chain's web identity source, with the token in a file.
-        let session = settings.get("assume_role_session_name").unwrap_or_else(|| "drone-cache".into());
-        line.variable(env_vars::AWS_ROLE_ARN, Some(role.text.trim().to_owned()), false).variable(env_vars::AWS_ROLE_SESSION_NAME, Some(session), false).web_identity_token(token);
+        (Some(role), Some(token)) => {
+            line.variable(env_vars::AWS_ROLE_ARN, Some(role), false).variable(env_vars::AWS_ROLE_SESSION_NAME, Some(session), false).web_identity_token(token);
+        }
+        // drone-cache's AssumeRole with the static keys (or whatever the chain finds).
+        (Some(role), None) => {
+            line.variable(env_vars::S3CACHE_ASSUME_ROLE_ARN, Some(role), false)
+                .variable(env_vars::S3CACHE_ASSUME_ROLE_SESSION_NAME, Some(session), false)
+                .variable(env_vars::S3CACHE_ASSUME_ROLE_EXTERNAL_ID, settings.get("external_id"), false);
+        }
+        (None, _) => {}
     }
     let exit_code = settings.flag("exit_code", false)?;
 
@@ -297,7 +308,12 @@ mod tests {
         assert!(err(&[("PLUGIN_BUCKET", "b")]).contains("nothing to do"));
         assert_eq!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_OVERRIDE", "yes please")]), r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#);
         assert!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "x"), ("PLUGIN_ARCHIVE_FORMAT", "rar")]).contains("PLUGIN_ARCHIVE_FORMAT must be tar, gzip or zstd"));
-        assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_ASSUME_ROLE_ARN", "arn:x")]).contains("PLUGIN_ASSUME_ROLE_ARN without PLUGIN_OIDC_TOKEN_ID is not supported"));
+        assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_USER_ROLE_ARN", "arn:y")]).starts_with("PLUGIN_USER_ROLE_ARN is not supported by s3cache"));
+        // drone-cache's AssumeRole with static keys: the engine's role step, with the external id.
+        let assume = invocation(Flavour::DroneCache, &env(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("AWS_ASSUME_ROLE_ARN", "arn:aws:iam::1:role/r"), ("PLUGIN_EXTERNAL_ID", "x-1")])).unwrap();
+        let role_env: Vec<_> = assume.env.iter().filter(|(k, _)| k.starts_with("S3CACHE_ASSUME_ROLE")).map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(role_env, ["S3CACHE_ASSUME_ROLE_ARN=arn:aws:iam::1:role/r", "S3CACHE_ASSUME_ROLE_SESSION_NAME=drone-cache", "S3CACHE_ASSUME_ROLE_EXTERNAL_ID=x-1"]);
+        assert_eq!(assume.web_identity_token, None);
         // Harness's OIDC connector: web identity, the token kept out of the command line and masked.
         let oidc = invocation(Flavour::Harness, &env(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_ASSUME_ROLE", "arn:aws:iam::1:role/c"), ("PLUGIN_OIDC_TOKEN_ID", "eyJ.t")])).unwrap();
         assert_eq!(oidc.web_identity_token.as_deref(), Some("eyJ.t"));

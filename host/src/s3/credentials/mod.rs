@@ -8,6 +8,9 @@
 //! 4. web identity: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE` (GitHub OIDC) via STS ([`remote`]);
 //! 5. ECS container credentials; 6. EC2 IMDSv2 ([`remote`]).
 //!
+//! Then, when `S3CACHE_ASSUME_ROLE_ARN` is set, the credentials found are used to assume that role
+//! (STS AssumeRole), as the CI plugins' `assume_role_arn` settings do.
+//!
 //! Empty values count as unset. A provider that is absent gives way at once; one that is configured
 //! but fails is an error that names it, so a typo never silently falls through to another identity.
 //! Secrets never reach `Debug` output or logs, and every secret obtained is registered for scrubbing.
@@ -104,8 +107,24 @@ impl ChainInputs<'_> {
     }
 }
 
-/// Walks the chain; `None` when no provider is configured at all.
+/// Walks the chain and assumes `S3CACHE_ASSUME_ROLE_ARN` with what it found; `None` when no provider
+/// is configured at all (a role to assume then is an error: it needs credentials to be assumed with).
 pub fn resolve_chain(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
+    let base = base_credentials(inputs)?;
+    let Some(role_arn) = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_ARN) else { return Ok(base) };
+    let source = format!("role {role_arn}");
+    let Some(base) = base else {
+        return Err(CredentialError::new(source, format!("{} needs credentials to assume it with, and the chain found none", env_vars::S3CACHE_ASSUME_ROLE_ARN)));
+    };
+    let session = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_SESSION_NAME).unwrap_or_else(|| "s3cache".into());
+    let external_id = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_EXTERNAL_ID);
+    let credentials = remote::assume_role(inputs, &base.credentials, &role_arn, &session, external_id.as_deref(), &inputs.region)
+        .map_err(|m| CredentialError::new(&source, m))?;
+    Ok(Some(Resolved { credentials, source: format!("{source} (assumed with {})", base.source) }))
+}
+
+/// The chain's providers in order, before any role is assumed.
+fn base_credentials(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let explicit = |name: &str| inputs.var(name);
     let explicit = Credentials::from_vars(explicit, env_vars::S3CACHE_ACCESS_KEY_ID, env_vars::S3CACHE_SECRET_ACCESS_KEY, env_vars::S3CACHE_SESSION_TOKEN)
         .map_err(|m| CredentialError::new("explicit settings", m))?;
