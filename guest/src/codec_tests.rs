@@ -281,3 +281,46 @@ fn relative_and_absolute_member_names() {
     let refused = unpack::unpack(&[root_named(out.path(), "/")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap_err();
     assert!(matches!(&refused, GuestError::Rejected { member, .. } if member == "//x"), "{refused:?}");
 }
+
+/// Two roots with the same (empty) prefix, as vela-s3-cache names the mounts `a/vendor` and
+/// `node_modules` (each below its own parent): their include patterns route each member to its own
+/// root, and a member neither selects is refused as not selected.
+#[test]
+fn roots_sharing_a_prefix_are_told_apart_by_their_patterns() {
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["vendor/lib.rb", "node_modules/x.js"] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(2);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name, &b"ok"[..]).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let (parent_a, workspace) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with_include = |dir: &Path, include: &str| Root { include_globs: vec![include.into()], ..root_named(dir, "") };
+    let roots = [with_include(parent_a.path(), "vendor"), with_include(workspace.path(), "node_modules")];
+    unpack::unpack(&roots, Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap();
+    let listing = |dir: &Path| walkdir_files(dir);
+    assert_eq!((listing(parent_a.path()), listing(workspace.path())), (vec!["vendor/lib.rb".to_string()], vec!["node_modules/x.js".to_string()]));
+    let fresh = tempfile::tempdir().unwrap();
+    let refused = unpack::unpack(&[with_include(fresh.path(), "vendor")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap_err();
+    assert!(matches!(&refused, GuestError::Rejected { member, reason } if member == "node_modules/x.js" && reason == "not selected by the restored path's patterns"), "{refused:?}");
+}
+
+/// The regular files below `dir`, relative and sorted.
+fn walkdir_files(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -40,6 +40,23 @@ impl std::fmt::Display for SourceFailed {
 
 impl std::error::Error for SourceFailed {}
 
+/// The root a member lands in: among the roots whose prefix it is under (named the same way, plain
+/// or absolute), the one with the deepest prefix that selects it. Several roots share a prefix only
+/// when another tool named members relative to each path's parent (vela-s3-cache); their include
+/// patterns then tell them apart.
+fn route(roots: &[RestoreRoot<'_>], absolute: bool, path: &MemberPath) -> Result<usize, Violation> {
+    let under: Vec<(usize, &RestoreRoot<'_>)> = roots.iter().enumerate().filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix)).collect();
+    if under.is_empty() {
+        return Err(Violation::OutsideRoots);
+    }
+    under
+        .iter()
+        .filter(|(_, r)| r.selector.selects(&path.strip_prefix(&r.prefix).expect("prefix checked")))
+        .max_by_key(|(i, r)| (r.prefix.depth(), std::cmp::Reverse(*i)))
+        .map(|(i, _)| *i)
+        .ok_or(Violation::NotSelected)
+}
+
 struct RestoreRoot<'a> {
     root: &'a Root,
     /// Whether its members are named by absolute path (its prefix started with `/`).
@@ -130,16 +147,9 @@ pub fn unpack(
         if ancestors(&joined).any(|a| symlinks.contains(a)) {
             return Err(GuestError::rejected(&raw_name, "below a symlink"));
         }
-        let (index, root) = restore_roots
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix))
-            .max_by_key(|(_, r)| r.prefix.depth())
-            .ok_or_else(|| GuestError::rejected(&raw_name, Violation::OutsideRoots))?;
+        let index = route(&restore_roots, absolute, &path).map_err(|v| GuestError::rejected(&raw_name, v))?;
+        let root = &mut restore_roots[index];
         let relative = path.strip_prefix(&root.prefix).expect("prefix checked");
-        if !root.selector.selects(&relative) {
-            return Err(GuestError::rejected(&raw_name, Violation::NotSelected));
-        }
         if relative.is_empty() && kind != MemberKind::Directory {
             return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
         }

@@ -20,7 +20,7 @@ use sha2::Digest;
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
-use crate::paths::{CachedRoot, PathError, plain_prefix, resolve_roots};
+use crate::paths::{CachedRoot, PathError, plain_prefix, resolve_each, resolve_roots};
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
@@ -149,17 +149,17 @@ pub struct Legacy {
     /// may then land anywhere in the workspace or the home directory, as the old tool put them.
     pub in_search: bool,
     /// Objects at the old tool's own names, tried in order when no s3cache entry is found, each
-    /// holding one path (its members must fall under it).
+    /// holding its paths (its members must fall under them).
     pub objects: Vec<LegacyObject>,
 }
 
-/// An old tool's object and the path it holds.
+/// An old tool's object and the paths it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyObject {
     /// The object's name under the store prefix.
     pub name: String,
-    /// The path, as a restore path (`vendor`, `~/.cache/go-build`).
-    pub path: String,
+    /// The paths, as restore paths (`vendor`, `~/.cache/go-build`).
+    pub paths: Vec<String>,
     /// How the old tool named the members.
     pub names: MemberNames,
 }
@@ -568,7 +568,11 @@ impl CacheContext {
                 continue; // an s3cache entry: the search has judged it already
             }
             let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{} was not restored: {why}", object.name), failed: true });
-            let roots = match resolve_roots(std::slice::from_ref(&object.path), &self.cwd, self.home.as_deref()) {
+            let roots = match object.names {
+                MemberNames::FromParent => resolve_each(&object.paths, &self.cwd, self.home.as_deref()),
+                MemberNames::Plain | MemberNames::Absolute => resolve_roots(&object.paths, &self.cwd, self.home.as_deref()),
+            };
+            let roots = match roots {
                 Ok(roots) => roots,
                 Err(err) => return failed(err.to_string()),
             };
@@ -588,7 +592,7 @@ impl CacheContext {
                     sha256: String::new(),
                     restored: true,
                     scope: String::new(),
-                    paths: vec![object.path.clone()],
+                    paths: object.paths.clone(),
                 }),
                 Ok(Err(why)) => return failed(why),
                 Err(err) => return failed(err.to_string()),

@@ -74,6 +74,28 @@ pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Resul
         .collect())
 }
 
+/// The roots of each path on its own, merged only where two share a directory: for archives that
+/// name members relative to each path's parent (vela-s3-cache), where folding a nested root into an
+/// outer one would change what its members are named relative to.
+pub fn resolve_each(specs: &[String], cwd: &Path, home: Option<&Path>) -> Result<Vec<CachedRoot>, PathError> {
+    let mut roots: Vec<CachedRoot> = Vec::new();
+    for spec in specs {
+        for root in resolve_roots(std::slice::from_ref(spec), cwd, home)? {
+            match roots.iter_mut().find(|r| r.dir == root.dir) {
+                Some(same) => {
+                    same.include.extend(root.include.into_iter().filter(|p| !same.include.contains(p)).collect::<Vec<_>>());
+                    same.exclude.extend(root.exclude);
+                }
+                None => roots.push(root),
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(PathError::NoPaths);
+    }
+    Ok(roots)
+}
+
 /// The archive prefix of `root` when members are named as `tar` names them: its path relative to
 /// `cwd` (empty for `cwd` itself), or its absolute path, with its leading `/` (as `tar -P` keeps it),
 /// when it is elsewhere. Older tools' archives are named this way, and entries written for them to

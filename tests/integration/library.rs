@@ -114,7 +114,7 @@ fn restores_old_tools_objects_at_their_own_names() {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
-            objects: vec![LegacyObject { name: format!("{key}/vendor"), path: "vendor".into(), names: s3cache::cache::MemberNames::Plain }],
+            objects: vec![LegacyObject { name: format!("{key}/vendor"), paths: vec!["vendor".into()], names: s3cache::cache::MemberNames::Plain }],
         }),
     };
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };

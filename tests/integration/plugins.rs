@@ -553,6 +553,44 @@ fn old_plugin_objects_restore_without_a_digest() {
     assert_eq!(listing, vec![old_name, modules_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
 }
 
+/// Old objects that hold several mounts: drone-s3-cache's one archive per step (`tar` names below the
+/// workspace), and vela-s3-cache's, which names each mount below its own parent (`tools/vendor` as
+/// `vendor/...`); each mount comes back in its own place, exactly.
+#[test]
+fn old_plugin_objects_with_several_mounts() {
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
+    let scratch = machine.scratch("old-plugin");
+    let workspace = machine.workspace();
+    build(&workspace);
+    write(&workspace, "tools/vendor/lib/gem.rb", "puts 1");
+    write(&workspace, "tools/vendor/VERSION", "2.0");
+    let modules = contents(&workspace.join("node_modules"));
+    let vendor = contents(&workspace.join("tools/vendor"));
+    gnu_tar(&workspace, &["cf", scratch.join("archive.tar").to_str().unwrap(), "node_modules", "tools/vendor"]);
+    let tools = workspace.join("tools");
+    gnu_tar(&workspace, &["czf", scratch.join("archive.tgz").to_str().unwrap(), "node_modules", "-C", tools.to_str().unwrap(), "vendor"]);
+    upload(&server, &scratch.join("archive.tar"), "acme/app/main/archive.tar");
+    upload(&server, &scratch.join("archive.tgz"), "acme/app/archive.tgz");
+    let clean = || {
+        for dir in ["node_modules", "tools"] {
+            let _ = fs::remove_dir_all(workspace.join(dir));
+        }
+    };
+
+    clean();
+    let ds3 = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules,tools/vendor"), ("CACHE_S3_ACCESS_KEY", &server.access_key), ("CACHE_S3_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &ds3), &secret);
+    assert!(log.contains("restoring main/archive.tar without a digest check"), "{log}");
+    assert_eq!((contents(&workspace.join("node_modules")), contents(&workspace.join("tools/vendor"))), (modules.clone(), vendor.clone()));
+
+    clean();
+    let vela_step = with(vela("main"), &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", &server.bucket), ("PARAMETER_SERVER", &endpoint), ("PARAMETER_MOUNT", "node_modules,tools/vendor"), ("PARAMETER_ACCESS_KEY", &server.access_key), ("PARAMETER_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &vela_step), &secret);
+    assert!(log.contains("restoring archive.tgz without a digest check"), "{log}");
+    assert_eq!((contents(&workspace.join("node_modules")), contents(&workspace.join("tools/vendor"))), (modules, vendor));
+    assert!(!workspace.join("vendor").exists(), "vendor/... belongs below tools/, not in the workspace");
+}
+
 /// Harness's OIDC AWS connector: `PLUGIN_ASSUME_ROLE` and `PLUGIN_OIDC_TOKEN_ID` become STS
 /// AssumeRoleWithWebIdentity (through `sts_endpoint`), the token in a private file that is gone after
 /// the run; neither the token nor the derived keys are printed.

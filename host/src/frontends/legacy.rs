@@ -1,9 +1,9 @@
 //! A dialect's old-layout objects ([`super::LegacyObject`]) as the engine's legacy restore takes
-//! them ([`crate::cache::Legacy`]): at the old name under the store prefix, one path per object, with
+//! them ([`crate::cache::Legacy`]): at the old name under the store prefix, with the paths it holds and
 //! members named as `tar` names them — relative to the workspace for paths inside it, by absolute path
 //! (`tar -P`) for paths elsewhere, always by absolute path (drone-cache), or relative to the mount's
-//! parent (Vela). An object that holds several paths, or relative names of a path outside the
-//! workspace, is left out with a debug line: restoring it would only be refused member by member.
+//! parent (Vela). An object with relative names of a path outside the workspace is left out with a
+//! debug line: restoring it would only be refused member by member.
 
 use std::path::Path;
 
@@ -18,16 +18,12 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
         .iter()
         .filter_map(|object| {
             let name = object.object.object(key);
-            let fits = match object.paths.as_slice() {
-                [path] => match resolve_roots(std::slice::from_ref(path), cwd, home).as_deref() {
-                    Ok([root]) => match object.names {
-                        LegacyNames::Absolute | LegacyNames::FromParent => true,
-                        LegacyNames::Relative => root.dir.starts_with(cwd),
-                    },
-                    _ => false,
-                },
-                _ => false,
-            };
+            // Relative names fit only paths inside the workspace (`tar` names others by absolute path).
+            let fits = !object.paths.is_empty()
+                && match resolve_roots(&object.paths, cwd, home) {
+                    Ok(roots) => object.names != LegacyNames::Relative || roots.iter().all(|root| root.dir.starts_with(cwd)),
+                    Err(_) => false,
+                };
             if !fits {
                 tracing::debug!(object = %name, paths = ?object.paths, "an old object whose member names this restore cannot place; not tried");
             }
@@ -37,7 +33,7 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
                 // A root is the directory containing the path: the mount's parent.
                 LegacyNames::FromParent => MemberNames::FromParent,
             };
-            fits.then(|| cache::LegacyObject { name, path: object.paths[0].clone(), names })
+            fits.then(|| cache::LegacyObject { name, paths: object.paths.clone(), names })
         })
         .collect();
     (!usable.is_empty()).then(|| Legacy { writer: first.writer.to_owned(), format: first.format, in_search: false, objects: usable })
@@ -70,7 +66,9 @@ mod tests {
         assert_eq!(take(&[object(&["a/b"], LegacyNames::FromParent)]), Some(vec!["k/a/b".to_string()]), "Vela's names below a nested mount's parent");
         assert_eq!(engine_legacy(&[object(&["vendor"], LegacyNames::Absolute)], "k", cwd, home).unwrap().objects[0].names, MemberNames::Absolute);
         assert_eq!(take(&[object(&["vendor"], LegacyNames::FromParent)]).map(|v| v.len()), Some(1));
-        assert_eq!(take(&[object(&["a", "b"], LegacyNames::Relative)]), None, "one path per object");
+        assert_eq!(take(&[object(&["a", "b"], LegacyNames::Relative)]), Some(vec!["k/a".to_string()]), "several paths in one object");
+        assert_eq!(engine_legacy(&[object(&["a", "b"], LegacyNames::Relative)], "k", cwd, home).unwrap().objects[0].paths, ["a", "b"]);
+        assert_eq!(take(&[object(&["a", "/opt/x"], LegacyNames::Relative)]), None, "relative names of a path outside the workspace");
         assert_eq!(take(&[]), None);
         let legacy = engine_legacy(&[object(&["node_modules"], LegacyNames::Relative)], "k", cwd, home).unwrap();
         assert_eq!((legacy.writer.as_str(), legacy.format, legacy.in_search), ("an old plugin", Format::Gzip, false));
