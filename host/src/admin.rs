@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::CacheContext;
-use crate::catalog::{self, Entry};
+use crate::catalog;
+pub use crate::catalog::Entry;
 use crate::store::StoreError;
 
 /// Which scopes an admin operation covers.
@@ -27,7 +28,9 @@ pub enum ScopeSelection {
 /// Entries and bytes of one scope, or of the whole store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
+    /// How many entries.
     pub entries: u64,
+    /// Their size in the store, in bytes.
     pub bytes: u64,
 }
 
@@ -50,12 +53,14 @@ impl Tally {
 pub struct Usage {
     /// Per scope, by scope name.
     pub scopes: BTreeMap<String, Tally>,
+    /// The whole store.
     pub total: Tally,
 }
 
 /// What a removal did.
 #[derive(Debug, Default)]
 pub struct Removal {
+    /// Entries deleted.
     pub deleted: Vec<Entry>,
     /// Entries that could not be deleted, with the store's reason.
     pub failed: Vec<(Entry, String)>,

@@ -20,7 +20,8 @@ use sha2::Digest;
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
 use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
-use crate::paths::{CachedRoot, PathError, plain_prefix, resolve_each, resolve_roots};
+pub use crate::paths::PathError;
+use crate::paths::{CachedRoot, plain_prefix, resolve_each, resolve_roots};
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
@@ -41,11 +42,15 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Everything a cache operation needs besides its request.
 #[derive(Clone)]
 pub struct CacheContext {
+    /// Where entries are kept ([`crate::open_store`], or an embedder's own [`BlobStore`]).
     pub store: Arc<dyn BlobStore>,
+    /// The loaded guest; one per process is enough, instances are cheap.
     pub sandbox: Arc<Sandbox>,
     /// The workspace: relative paths and template files resolve against it.
     pub cwd: PathBuf,
+    /// The home directory, for `~` paths; `None` refuses them.
     pub home: Option<PathBuf>,
+    /// The environment that key templates (`{{ env "NAME" }}`) and the branch variables read.
     pub env: EnvLookup,
     /// Bounds on what a restore accepts from an archive.
     pub unpack_limits: UnpackLimits,
@@ -58,6 +63,26 @@ pub struct CacheContext {
     pub layout: Layout,
 }
 
+impl CacheContext {
+    /// A context for one workspace with the defaults of a local run: the process environment, the
+    /// platform's home directory, the default unpack limits, the one scope
+    /// [`crate::scope::LOCAL_SCOPE`] and the scoped layout. Change the fields for anything else, or
+    /// use [`crate::config::resolve`] to configure it as the CLI does.
+    pub fn new(store: Arc<dyn BlobStore>, sandbox: Arc<Sandbox>, cwd: PathBuf) -> Self {
+        Self {
+            store,
+            sandbox,
+            cwd,
+            home: dirs::home_dir(),
+            env: Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty())),
+            unpack_limits: UnpackLimits::default_limits(),
+            scopes: ScopePlan::single(crate::scope::LOCAL_SCOPE),
+            touch_interval: crate::layout::TOUCH_INTERVAL,
+            layout: Layout::Scoped,
+        }
+    }
+}
+
 impl std::fmt::Debug for CacheContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheContext").field("store", &self.store.location()).field("cwd", &self.cwd).finish_non_exhaustive()
@@ -67,16 +92,35 @@ impl std::fmt::Debug for CacheContext {
 /// Something the user has to fix; the operation did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A path that cannot be cached (outside the workspace and home, the filesystem root, none given).
     #[error(transparent)]
     Paths(#[from] PathError),
+    /// A key that breaks a rule (too long, a comma, a control character).
     #[error("invalid key {key:?}: {rule}")]
-    InvalidKey { key: String, rule: &'static str },
+    InvalidKey {
+        /// The key as rendered.
+        key: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A key template that does not parse or render.
     #[error("{0}")]
     Template(String),
+    /// The guest could not be instantiated.
     #[error("could not start the sandbox: {0:#}")]
     Sandbox(anyhow::Error),
+    /// A compression level the format does not have.
     #[error("compression level {level} is out of range for the {format} format: it takes {min} to {max}")]
-    CompressionLevel { format: Format, level: i32, min: i32, max: i32 },
+    CompressionLevel {
+        /// The format asked for.
+        format: Format,
+        /// The level asked for.
+        level: i32,
+        /// The format's lowest level.
+        min: i32,
+        /// The format's highest level.
+        max: i32,
+    },
 }
 
 /// A request to save paths under a key.
@@ -84,6 +128,7 @@ pub enum ConfigError {
 pub struct SaveRequest {
     /// The key, or a key template (`deps-{{ hashFiles "**/Cargo.lock" }}`).
     pub key: String,
+    /// The paths to cache: files, directories, globs, `!` exclusions, `~/...`.
     pub paths: Vec<String>,
     /// How the archive is encoded; recorded in the entry's manifest, name and version.
     pub format: Format,
@@ -99,19 +144,62 @@ pub struct SaveRequest {
     pub plain_names: bool,
 }
 
+impl SaveRequest {
+    /// Saves `paths` under `key` as zstd at its default level, keeping an existing entry (the first
+    /// writer wins), for this operating system only.
+    pub fn new(key: impl Into<String>, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            key: key.into(),
+            paths: paths.into_iter().map(Into::into).collect(),
+            format: Format::Zstd,
+            compression_level: None,
+            overwrite: false,
+            cross_os: false,
+            plain_names: false,
+        }
+    }
+}
+
 /// What a save did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
     /// The archive was written.
-    Saved { key: String, bytes: u64, members: u64, elapsed: Duration, sha256: String },
+    Saved {
+        /// The rendered key.
+        key: String,
+        /// The object's size, trailer included.
+        bytes: u64,
+        /// Archive members (files, directories, links).
+        members: u64,
+        /// How long the save took.
+        elapsed: Duration,
+        /// SHA-256 of the archive, as recorded in its manifest.
+        sha256: String,
+    },
     /// An entry with this key exists; entries are immutable, so nothing was written.
-    AlreadyExists { key: String },
+    AlreadyExists {
+        /// The rendered key.
+        key: String,
+    },
     /// The paths selected nothing.
-    NothingToSave { key: String },
+    NothingToSave {
+        /// The rendered key.
+        key: String,
+    },
     /// Saving is not allowed in this run (an untrusted event, a read-only store); the reason says why.
-    Skipped { key: Option<String>, reason: String },
+    Skipped {
+        /// The rendered key, when rendering got that far.
+        key: Option<String>,
+        /// Why not.
+        reason: String,
+    },
     /// Something went wrong; nothing was written. The reason says what.
-    Failed { key: Option<String>, reason: String },
+    Failed {
+        /// The rendered key, when rendering got that far.
+        key: Option<String>,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A request to restore paths.
@@ -137,6 +225,23 @@ pub struct RestoreRequest {
     pub legacy: Option<Legacy>,
 }
 
+impl RestoreRequest {
+    /// Restores `paths` from the entry of `key`, with no restore keys: add them to
+    /// [`RestoreRequest::restore_keys`] for prefix fallbacks.
+    pub fn new(key: impl Into<String>, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            key: key.into(),
+            restore_keys: Vec::new(),
+            fallback: Fallback::Prefix,
+            paths: paths.into_iter().map(Into::into).collect(),
+            cross_os: false,
+            lookup_only: false,
+            exact_key_only: false,
+            legacy: None,
+        }
+    }
+}
+
 /// The archives another tool wrote that a restore accepts during a migration: plain `tar` streams of
 /// one format, named as `tar` names members. They are extracted through the same sandbox, policy and
 /// staging as s3cache's entries, but there is no digest to check, and a notice says so.
@@ -144,6 +249,7 @@ pub struct RestoreRequest {
 pub struct Legacy {
     /// Who wrote them, for the notice (`the Semaphore cache CLI`).
     pub writer: String,
+    /// How those archives are compressed.
     pub format: Format,
     /// Whether a candidate the search finds without s3cache's trailer is such an archive. Its members
     /// may then land anywhere in the workspace or the home directory, as the old tool put them.
@@ -211,12 +317,17 @@ pub enum Fallback {
 /// Which entry a restore used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
+    /// The rendered primary key.
     pub primary_key: String,
+    /// The key of the entry restored (the primary key, or what a restore key matched).
     pub matched_key: String,
     /// Whether the primary key matched, rather than a restore key.
     pub exact: bool,
+    /// The entry's size in the store.
     pub bytes: u64,
+    /// Archive members extracted (0 for a lookup).
     pub members: u64,
+    /// How long the restore took.
     pub elapsed: Duration,
     /// SHA-256 of the entry's compressed archive, from its manifest (and verified when restored).
     pub sha256: String,
@@ -231,10 +342,18 @@ pub struct Hit {
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreOutcome {
+    /// An entry was found (and, unless a lookup, restored).
     Hit(Hit),
-    /// Nothing was restored; the target is as it was. `reason` explains why; `failed` is true when
-    /// an entry existed (or might have) but could not be restored, as opposed to there being none.
-    Miss { primary_key: Option<String>, reason: String, failed: bool },
+    /// Nothing was restored; the target is as it was.
+    Miss {
+        /// The rendered primary key, when rendering got that far.
+        primary_key: Option<String>,
+        /// Why (`no usable cache entry for key ...`, or what went wrong).
+        reason: String,
+        /// True when an entry existed (or might have) but could not be restored, as opposed to
+        /// there being none.
+        failed: bool,
+    },
 }
 
 /// The `{{ branch }}` and friends of this run.

@@ -11,6 +11,7 @@ use crate::store::{BlobStore, ObjectInfo, StoreError};
 /// One cache entry in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Its scope, key and format, from its object name.
     pub name: EntryName,
     /// The entry's object (name, compressed size, when it was saved).
     pub object: ObjectInfo,

@@ -129,12 +129,14 @@ impl Layout {
 pub struct EntryName {
     /// The scope; empty in the Flat layout.
     pub scope: String,
+    /// The cache key.
     pub key: String,
     /// The format the name shows; `None` in the Flat layout, whose names do not.
     pub format: Option<Format>,
 }
 
 impl EntryName {
+    /// The name of an entry of `key` in `scope`, in `format`.
     pub fn new(scope: &str, key: &str, format: Format) -> Self {
         Self { scope: scope.to_owned(), key: key.to_owned(), format: Some(format) }
     }

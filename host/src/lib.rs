@@ -5,59 +5,72 @@
 //! to S3, and applies what WASI cannot (mode bits, symlinks) after checking it again. It is both the
 //! `s3cache` command and a library for embedding in other runners:
 //!
+//! The library's API, for other runners:
+//! - the engine: [`CacheContext`] with [`CacheContext::save`], [`CacheContext::restore`] and
+//!   [`CacheContext::compute_key`], their requests ([`SaveRequest`], [`RestoreRequest`]) and
+//!   outcomes ([`SaveOutcome`], [`RestoreOutcome`]: a miss is a value, not an error), and the
+//!   administration in [`admin`] (list, usage, delete, flush, prune);
+//! - stores: [`open_store`] by URL (`s3://`, `https://` read-only, `file://`), or your own
+//!   [`store::BlobStore`];
+//! - configuration as the CLI resolves it: [`config::Settings`] and [`config::resolve`];
+//! - the sandbox and its limits: [`Sandbox`], [`GuestLimits`], [`sandbox::UnpackLimits`].
+//!
+//! Restore, build, save, against the default local store:
+//!
 //! ```no_run
-//! use std::sync::Arc;
-//! use s3cache::{CacheContext, GuestLimits, RestoreRequest, RestoreOutcome, S3Options, Sandbox};
+//! use s3cache::{config, RestoreOutcome, RestoreRequest, SaveRequest};
 //!
 //! # fn main() -> anyhow::Result<()> {
-//! let context = CacheContext {
-//!     store: Arc::from(s3cache::open_store("file:///tmp/cache-store", S3Options::default())?),
-//!     sandbox: Arc::new(Sandbox::load(None, GuestLimits::default())?),
-//!     cwd: std::env::current_dir()?,
-//!     home: None,
-//!     env: Arc::new(|name| std::env::var(name).ok()),
-//!     unpack_limits: s3cache::bindings::UnpackLimits::default_limits(),
-//!     scopes: s3cache::scope::ScopePlan::single("ci"),
-//!     touch_interval: s3cache::layout::TOUCH_INTERVAL,
-//!     layout: s3cache::layout::Layout::Scoped,
-//! };
-//! let request = RestoreRequest {
-//!     key: "deps-v1".into(),
-//!     restore_keys: vec!["deps-".into()],
-//!     fallback: s3cache::cache::Fallback::Prefix,
-//!     paths: vec!["target".into()],
-//!     cross_os: false,
-//!     lookup_only: false,
-//!     exact_key_only: false,
-//!     legacy: None,
-//! };
-//! if let RestoreOutcome::Hit(hit) = context.restore(&request)? {
-//!     println!("restored {}", hit.matched_key);
+//! let context = config::resolve(&config::Settings::default(), config::process_env(Vec::new()))?;
+//! let key = r#"deps-{{ hashFiles "Cargo.lock" }}"#;
+//! if let RestoreOutcome::Miss { reason, .. } = context.restore(&RestoreRequest::new(key, ["target"]))? {
+//!     println!("{reason}; building");
+//!     // ... build ...
+//!     println!("{:?}", context.save(&SaveRequest::new(key, ["target"]))?);
 //! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Modules not listed above are the CLI's and the tests'; they are hidden and not part of the API.
+
+#![deny(missing_docs)]
 
 pub mod admin;
-pub mod bindings;
 pub mod cache;
-pub mod catalog;
 pub mod config;
-pub mod env_vars;
-pub mod fsmeta;
-pub mod frontends;
-pub mod host_files;
 pub mod layout;
-pub mod output;
-pub mod parallel_pack;
-pub mod paths;
-pub mod progress;
-pub mod s3;
 pub mod sandbox;
 pub mod scope;
-pub mod staging;
 pub mod store;
+
+#[doc(hidden)]
+pub mod bindings;
+#[doc(hidden)]
+pub mod catalog;
+#[doc(hidden)]
+pub mod env_vars;
+#[doc(hidden)]
+pub mod frontends;
+#[doc(hidden)]
+pub mod fsmeta;
+#[doc(hidden)]
+pub mod host_files;
+#[doc(hidden)]
+pub mod output;
+#[doc(hidden)]
+pub mod parallel_pack;
+#[doc(hidden)]
+pub mod paths;
+#[doc(hidden)]
+pub mod progress;
+#[doc(hidden)]
+pub mod s3;
+#[doc(hidden)]
+pub mod staging;
+#[doc(hidden)]
 pub mod summary;
+#[doc(hidden)]
 pub mod trailer;
 
 pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};

@@ -22,8 +22,11 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
+    self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackReport,
 };
+/// What a restore accepts from an archive (members, bytes, path length and depth, zstd window):
+/// the WIT contract's `unpack-limits`, checked by the guest.
+pub use crate::bindings::UnpackLimits;
 use crate::host_files::HostFiles;
 use crate::output;
 
@@ -51,8 +54,11 @@ impl Default for GuestLimits {
 /// A directory the guest may see.
 #[derive(Debug, Clone)]
 pub struct Preopen {
+    /// The host directory.
     pub host: PathBuf,
+    /// Where the guest sees it (`/workspace`, `/stage/0`).
     pub guest: String,
+    /// Whether the guest may write there.
     pub writable: bool,
 }
 

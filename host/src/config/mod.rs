@@ -54,12 +54,16 @@ pub struct Settings {
     /// The profile in ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE, else `default`).
     #[arg(long, global = true)]
     pub profile: Option<String>,
+    /// Which scopes the run reads and writes.
     #[command(flatten)]
     pub scope: ScopeSettings,
+    /// Timeouts, retries, part sizes and concurrency.
     #[command(flatten)]
     pub transfer: TransferSettings,
+    /// Options for new objects.
     #[command(flatten)]
     pub publish: PublishSettings,
+    /// The sandbox's limits.
     #[command(flatten)]
     pub limits: LimitSettings,
     /// Refresh an entry's last-used marker on a restore when its last use is older than this (the

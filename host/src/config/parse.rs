@@ -12,10 +12,12 @@ pub struct SettingError {
     pub setting: String,
     /// What would have been accepted.
     pub expected: String,
+    /// The value given.
     pub value: String,
 }
 
 impl SettingError {
+    /// The error for `value` of `setting`, which must be `expected`.
     pub fn new(setting: &str, expected: &str, value: &str) -> Self {
         Self { setting: setting.to_owned(), expected: expected.to_owned(), value: value.to_owned() }
     }

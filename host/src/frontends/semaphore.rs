@@ -12,7 +12,7 @@
 //! but do not store.
 //!
 //! The mapping is split from the running: [`parse`] (arguments → [`Verb`]) and [`settings`]
-//! (environment → store settings) are pure and unit-tested; [`run`] executes a verb on the engine.
+//! (environment → store settings) are pure and unit-tested; `run` executes a verb on the engine.
 
 use std::io::Read;
 use std::path::Path;

@@ -20,6 +20,7 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// A store in `dir` (created on the first write).
     pub fn new(dir: PathBuf) -> Self {
         Self { dir }
     }

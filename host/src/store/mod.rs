@@ -15,16 +15,18 @@ use std::time::SystemTime;
 pub use file::FileStore;
 pub use s3::S3Store;
 
-use crate::s3::{Bucket, Credentials, Endpoint, PublishOptions, S3Error, S3ErrorKind};
-use crate::s3::client::TransportConfig;
-use crate::s3::download::DownloadConfig;
-use crate::s3::upload::UploadConfig;
+pub use crate::s3::client::TransportConfig;
+pub use crate::s3::download::DownloadConfig;
+pub use crate::s3::upload::UploadConfig;
+pub use crate::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
+use crate::s3::{Bucket, Endpoint};
 
 /// An object in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// Name relative to the store's prefix.
     pub name: String,
+    /// Its size in bytes.
     pub size: u64,
     /// When it was last written, by the store's clock.
     pub modified: SystemTime,
@@ -33,12 +35,21 @@ pub struct ObjectInfo {
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The S3 server refused or failed the request (after retries).
     #[error(transparent)]
     S3(#[from] S3Error),
+    /// A local file could not be read or written (the file store, or a stream that was cut).
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or object concerned.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A conditional write ([`PutOptions::if_none_match`]) found the name taken: another writer won.
     #[error("an object named {0:?} already exists")]
     AlreadyExists(String),
+    /// The store cannot be written to, and why ([`BlobStore::read_only`]).
     #[error("the store is read-only ({0}); saving needs credentials and an s3:// store")]
     ReadOnly(&'static str),
 }
@@ -103,20 +114,28 @@ pub struct S3Options {
     pub accelerate: bool,
     /// Send requests unsigned, for public buckets; the store is then read-only.
     pub anonymous: bool,
+    /// The keys to sign with; `None` (and not anonymous) makes opening an `s3://` store an error.
     pub credentials: Option<Credentials>,
+    /// Timeouts, retries and the operation deadline.
     pub transport: TransportConfig,
+    /// Multipart part size and upload concurrency.
     pub upload: UploadConfig,
+    /// Ranged-read size and download concurrency.
     pub download: DownloadConfig,
+    /// ACL, encryption, storage class, tags and metadata of new objects.
     pub publish: PublishOptions,
 }
 
 /// A store URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
+    /// Not a scheme s3cache knows.
     #[error("store {0:?}: expected s3://bucket[/prefix], https://public.host/prefix or file:///absolute/dir")]
     Unsupported(String),
+    /// A known scheme, but the URL (or the endpoint) is malformed; the second field says how.
     #[error("store {0:?}: {1}")]
     Invalid(String, String),
+    /// An `s3://` store with no credentials and not anonymous.
     #[error("store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket")]
     NoCredentials(String),
 }

@@ -21,6 +21,7 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// A store in `bucket` under `prefix`; requests are unsigned (read-only) without `credentials`.
     pub fn new(bucket: Bucket, prefix: &str, credentials: Option<Credentials>, options: &S3Options) -> Self {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };

@@ -4,9 +4,9 @@
 //!    the CI front ends set from their inputs (or [`crate::S3Options::credentials`] in the library);
 //! 2. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
 //! 3. the profile (`AWS_PROFILE`, else `default`) in `~/.aws/credentials` and `~/.aws/config`, with
-//!    `credential_process` and `role_arn` + `source_profile` ([`profile`]);
-//! 4. web identity: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE` (GitHub OIDC) via STS ([`remote`]);
-//! 5. ECS container credentials; 6. EC2 IMDSv2 ([`remote`]).
+//!    `credential_process` and `role_arn` + `source_profile` (`profile`);
+//! 4. web identity: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE` (GitHub OIDC) via STS (`remote`);
+//! 5. ECS container credentials; 6. EC2 IMDSv2 (`remote`).
 //!
 //! Then, when `S3CACHE_ASSUME_ROLE_ARN` is set, the credentials found are used to assume that role
 //! (STS AssumeRole), as the CI plugins' `assume_role_arn` settings do.
@@ -25,8 +25,11 @@ use crate::env_vars;
 /// An access key pair with an optional session token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The access key id (`AKIA...`); not secret.
     pub access_key_id: String,
+    /// The secret key; never printed.
     pub secret_access_key: String,
+    /// The session token of temporary credentials; never printed.
     pub session_token: Option<String>,
 }
 
@@ -68,7 +71,9 @@ impl Credentials {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("credentials from {source_name}: {message}")]
 pub struct CredentialError {
+    /// The provider (`profile ci`, `web identity`, ...).
     pub source_name: String,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -81,6 +86,7 @@ impl CredentialError {
 /// Credentials and the provider that gave them.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The credentials.
     pub credentials: Credentials,
     /// e.g. `environment`, `profile ci`, `web identity`, `ECS container`, `EC2 instance metadata`.
     pub source: String,
@@ -88,7 +94,9 @@ pub struct Resolved {
 
 /// What the chain may read.
 pub struct ChainInputs<'a> {
+    /// The environment variables the providers read.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The home directory, for `~/.aws`.
     pub home: Option<PathBuf>,
     /// The region STS is called in when nothing more specific is configured.
     pub region: String,
