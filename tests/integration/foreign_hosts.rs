@@ -267,3 +267,15 @@ fn python_host_refuses_what_s3cache_refuses() {
 fn node_host_refuses_what_s3cache_refuses() {
     refusals_match(Host::Node);
 }
+
+/// Each host's own re-check (its `policy` module) gives the Rust policy crate's verdict on every case
+/// of tests/fixtures/policy-cases.json, which the crate's unit tests check against the crate itself.
+#[test]
+fn foreign_policies_agree_with_the_rust_crate() {
+    let python = Command::new("python3").args(["-m", "unittest", "test_policy"]).current_dir(repo().join("examples/python-host")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&python.stderr);
+    assert!(python.status.success() && stderr.contains("Ran 3 tests") && stderr.trim_end().ends_with("OK"), "{stderr}");
+    let node = Command::new("node").args(["--test", "policy.test.mjs"]).current_dir(repo().join("examples/node-host")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    assert!(node.status.success() && stdout.contains("# pass 3") && stdout.contains("# fail 0"), "{stdout}");
+}
