@@ -22,7 +22,7 @@ import time
 import entry
 import policy
 from guest import GuestError
-from host_imports import DIRECTORY_FLAGS, Preopen, _open_parent, escape, open_beneath
+from host_imports import DIRECTORY_FLAGS, Preopen, escape, open_beneath, open_parent
 from wit_values import field, record
 
 GLOB_CHARS = set("*?[{")
@@ -283,7 +283,7 @@ def apply_fixups(staging_dirs, fixups):
                 continue
             if not components:
                 raise policy.Violation("a restored root must be a directory")
-            parent = _open_parent(root, components)
+            parent = open_parent(root, components)
             try:
                 if fixup.kind == "symlink":
                     policy.validate_symlink_target(components, target or "")
@@ -291,7 +291,7 @@ def apply_fixups(staging_dirs, fixups):
                     os.utime(components[-1], ns=(nanos, nanos), dir_fd=parent, follow_symlinks=False)
                 elif fixup.kind == "hardlink":
                     source = policy.validate_relative(target or "")
-                    source_parent = _open_parent(root, source) if source else None
+                    source_parent = open_parent(root, source) if source else None
                     if source_parent is None:
                         raise policy.Violation("hard link target is not a regular file stored earlier under the same root")
                     try:

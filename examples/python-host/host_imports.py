@@ -46,7 +46,7 @@ class Preopen:
         self.host, self.guest, self.writable = os.fspath(host), guest, writable
 
 
-def _open_parent(root_fd, components):
+def open_parent(root_fd, components):
     """A descriptor of the directory holding the last of `components`, reached beneath `root_fd`
     without following any symlink. The caller closes it unless it is `root_fd`."""
     fd = root_fd
@@ -67,7 +67,7 @@ def open_beneath(root_fd, components, flags, mode=0o600):
     """Opens `components` beneath `root_fd` with `flags`, never following a symlink."""
     if not components:
         return os.dup(root_fd)
-    parent = _open_parent(root_fd, components)
+    parent = open_parent(root_fd, components)
     try:
         return os.open(components[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=parent)
     finally:
