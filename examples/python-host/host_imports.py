@@ -19,7 +19,6 @@ from wit_values import WitErr, record, variant_case
 
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION")
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-READ_CHUNK = 1 << 20
 
 
 def escape(message):
@@ -232,25 +231,35 @@ class HostImports:
         entries.sort(key=lambda e: e.name)
         return record(entries=entries, skipped=skipped)
 
-    def _read(self, guest_dir, relative, size=None):
-        """The bytes of a regular file beneath a preopen: all of them, or exactly `size`."""
-        root = self.session().root_fd(guest_dir)
-        shown = f"{guest_dir}/{relative}"
+    def _open(self, guest_dir, relative):
+        """A regular file beneath a preopen, opened for reading."""
         try:
-            fd = open_beneath(root, checked(guest_dir, relative), os.O_RDONLY)
-            with os.fdopen(fd, "rb") as file:
-                data = file.read() if size is None else file.read(size)
+            return os.fdopen(open_beneath(self.session().root_fd(guest_dir), checked(guest_dir, relative), os.O_RDONLY), "rb")
         except OSError as err:
-            raise io_error(shown, err)
-        if size is not None and len(data) < size:
-            raise WitErr(record(path=shown, message=f"file shrank while it was archived: {len(data)} of {size} bytes"))
-        return data
+            raise io_error(f"{guest_dir}/{relative}", err)
 
     def sha256(self, guest_dir, relatives):
-        return [hashlib.sha256(self._read(guest_dir, relative)).digest() for relative in relatives]
+        digests = []
+        for relative in relatives:
+            with self._open(guest_dir, relative) as file:
+                try:
+                    digests.append(hashlib.file_digest(file, "sha256").digest())
+                except OSError as err:
+                    raise io_error(f"{guest_dir}/{relative}", err)
+        return digests
 
     def read_files(self, guest_dir, files):
-        return [self._read(guest_dir, relative, size) for relative, size in files]
+        contents = []
+        for relative, size in files:
+            with self._open(guest_dir, relative) as file:
+                try:
+                    data = file.read(size)
+                except OSError as err:
+                    raise io_error(f"{guest_dir}/{relative}", err)
+            if len(data) < size:
+                raise WitErr(record(path=f"{guest_dir}/{relative}", message=f"file shrank while it was archived: {len(data)} of {size} bytes"))
+            contents.append(data)
+        return contents
 
     def write(self, guest_dir, ops):
         session = self.session()
