@@ -4,6 +4,7 @@
 mod cli;
 mod credentials;
 mod faults;
+mod foreign_hosts;
 mod formats;
 mod hostile;
 mod library;

@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// Transpiles host/guest/s3cache-guest.wasm into generated/ once (scripts/test runs this before the
+// tests, so that parallel tests find it ready); a no-op while the component and jco are unchanged.
+import { transpiled } from './guest.mjs';
+
+process.stdout.write(`${await transpiled()}\n`);
