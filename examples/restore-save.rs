@@ -14,8 +14,8 @@ fn main() -> anyhow::Result<()> {
         paths => paths,
     };
 
-    // The same resolution as the CLI: settings (defaults here) and the process environment.
-    let context = config::resolve(&config::Settings::default(), config::process_env(Vec::new()))?;
+    // The same resolution as the CLI: its settings from S3CACHE_* variables, and the environment.
+    let context = config::resolve(&config::Settings::from_env()?, config::process_env(Vec::new()))?;
 
     match context.restore(&RestoreRequest::new(&key, &paths))? {
         RestoreOutcome::Hit(hit) => println!("restored {} ({} members)", hit.matched_key, hit.members),

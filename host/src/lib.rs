@@ -21,7 +21,7 @@
 //! use s3cache::{config, RestoreOutcome, RestoreRequest, SaveRequest};
 //!
 //! # fn main() -> anyhow::Result<()> {
-//! let context = config::resolve(&config::Settings::default(), config::process_env(Vec::new()))?;
+//! let context = config::resolve(&config::Settings::from_env()?, config::process_env(Vec::new()))?;
 //! let key = r#"deps-{{ hashFiles "Cargo.lock" }}"#;
 //! if let RestoreOutcome::Miss { reason, .. } = context.restore(&RestoreRequest::new(key, ["target"]))? {
 //!     println!("{reason}; building");

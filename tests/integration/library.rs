@@ -125,3 +125,63 @@ fn restores_old_tools_objects_at_their_own_names() {
     assert!(failed && reason.contains("archive member outside.txt rejected: not selected by the restored path's patterns"), "{reason}");
     assert!(!machine.workspace().join("outside.txt").exists());
 }
+
+/// The library's examples, as built by `cargo test` next to the binary.
+fn example(name: &str) -> std::path::PathBuf {
+    let path = s3cache_tests::binary().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "{} is missing: `cargo test` builds the examples", path.display());
+    path
+}
+
+/// Runs an example in `dir` with the sandbox's environment only.
+fn run_example(machine: &s3cache_tests::Sandbox, name: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(example(name));
+    command.args(args).current_dir(dir).env_clear();
+    for (key, value) in machine.machine_env() {
+        command.env(key, value);
+    }
+    let out = command.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// examples/restore-save.rs against a real S3 server: a miss builds and saves, the next run restores,
+/// and the `s3cache` binary restores the entry the library saved, exactly.
+#[test]
+fn restore_save_example_interoperates_with_the_binary() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = s3cache_tests::Sandbox::new();
+    machine.use_server(&server, "example");
+    let workspace = machine.workspace();
+    let (code, stdout, stderr) = run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("miss: no usable cache entry for key \"deps-v1\""), "{stdout}");
+    assert!(lines[1].starts_with("saved deps-v1 ("), "{stdout}");
+
+    let (code, stdout, stderr) = run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
+    assert_eq!((code, stdout.as_str()), (0, "restored deps-v1 (2 members)\n"), "{stderr}");
+
+    std::fs::remove_dir_all(workspace.join("out")).unwrap();
+    let run = machine.run(&["restore", "--key", "deps-v1", "--path", "out"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(workspace.join("out/built.txt")).unwrap(), "built by the example\n");
+}
+
+/// examples/custom-store.rs: an embedder's own in-memory store saves a tree, a second workspace
+/// restores it, and the listing shows the one entry in the local scope.
+#[test]
+fn custom_store_example_round_trips_through_its_own_store() {
+    let machine = s3cache_tests::Sandbox::new();
+    let workspace = machine.workspace();
+    std::fs::create_dir_all(workspace.join("src/nested")).unwrap();
+    std::fs::write(workspace.join("src/a.rs"), "fn a() {}\n").unwrap();
+    std::fs::write(workspace.join("src/nested/b.rs"), "fn b() {}\n").unwrap();
+    let (code, stdout, stderr) = run_example(&machine, "custom-store", &workspace, &["src"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("saved custom-store-demo: 4 members, "), "{stdout}");
+    assert!(lines[1].starts_with("restored custom-store-demo into ") && lines[1].ends_with("/src: 4 members"), "{stdout}");
+    assert!(lines[2].starts_with("in the store: local/custom-store-demo.tar.zst ("), "{stdout}");
+}

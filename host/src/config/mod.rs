@@ -209,6 +209,21 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The settings the CLI has when given no flags: each one from its `S3CACHE_*` variable (the
+    /// `env` column of README's settings table) where set, else its default. Unlike
+    /// [`Settings::default`], this reads the process environment.
+    ///
+    /// ```no_run
+    /// let settings = s3cache::config::Settings::from_env()?; // S3CACHE_STORE=s3://bucket/ci ...
+    /// # Ok::<(), clap::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(clap::Command::new("s3cache").no_binary_name(true));
+        <Self as clap::FromArgMatches>::from_arg_matches(&command.try_get_matches_from(Vec::<String>::new())?)
+    }
+}
+
 impl Default for TransferSettings {
     fn default() -> Self {
         defaults()
