@@ -8,19 +8,24 @@ S3CACHE_DEV_CACHE="${S3CACHE_DEV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s3cache-
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$S3CACHE_DEV_CACHE/target}"
 WASI_SYSROOT_DIR="$S3CACHE_DEV_CACHE/wasi-sysroot"
 PYTHON_TOOLS_DIR="$S3CACHE_DEV_CACHE/venv"
+ESCAPE_PROBE="$S3CACHE_DEV_CACHE/escape-probe.wasm"   # the sandbox tests' hostile program (build-guest --probe)
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# apt-get update, once per run.
+apt_update_once() {
+  [ -n "${_APT_UPDATED:-}" ] && return 0
+  apt-get update -qq >&2 || die "apt-get update failed"
+  _APT_UPDATED=1
+}
+
 # apt-get install, updating the package lists once per run when needed.
 apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found; install these yourself: $*"
   [ "$(id -u)" = 0 ] || die "installing Debian packages needs root; run: sudo apt-get install $*"
-  if [ -z "${_APT_UPDATED:-}" ]; then
-    apt-get update -qq >&2 || die "apt-get update failed"
-    _APT_UPDATED=1
-  fi
+  apt_update_once
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
 }
 
