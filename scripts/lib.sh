@@ -26,7 +26,7 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found; install these yourself: $*"
   [ "$(id -u)" = 0 ] || die "installing Debian packages needs root; run: sudo apt-get install $*"
   apt_update_once
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || die "apt-get install $* failed"
 }
 
 # What building the host needs beyond Rust: cargo links through `cc`, and ring and zstd-sys compile C.
