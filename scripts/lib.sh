@@ -29,14 +29,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || die "apt-get install $* failed"
 }
 
+# True when version $1 is $2 or newer (1.96.0 >= 1.95).
+version_at_least() { [ "$(printf '%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+# The minimum Rust version of the workspace (Cargo.toml's rust-version).
+rust_min_version() { sed -n 's/^rust-version = "\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml"; }
+
 # What building the host needs beyond Rust: cargo links through `cc`, and ring and zstd-sys compile C.
 require_build_tools() {
   local need have
-  need="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$REPO_ROOT/Cargo.toml")"
+  need="$(rust_min_version)"
   command -v cargo >/dev/null || die "cargo not found: install Rust $need or newer (rustup), then run this again"
   have="$(rustc --version | cut -d' ' -f2)"
-  [ "$(printf '%s\n' "$need" "$have" | sort -V | head -n1)" = "$need" ] \
-    || die "rustc $have is too old: s3cache needs Rust $need or newer (rustup update)"
+  version_at_least "$have" "$need" || die "rustc $have is too old: s3cache needs Rust $need or newer (rustup update)"
   if ! command -v cc >/dev/null; then
     log "installing a C compiler (gcc): cargo links through cc, and ring and zstd-sys compile C code"
     command -v apt-get >/dev/null || die "no C compiler (cc) found: install gcc or clang, then run this again"
