@@ -15,8 +15,8 @@ elif command -v s3cache >/dev/null 2>&1; then
   bin="$(command -v s3cache)"
 else
   case "${RUNNER_OS:-}-${RUNNER_ARCH:-}" in
-    Linux-X64) asset=s3cache-x86_64-unknown-linux-musl ;;
-    Linux-ARM64) asset=s3cache-aarch64-unknown-linux-musl ;;
+    Linux-X64) asset=s3cache-x86_64-unknown-linux-gnu ;;
+    Linux-ARM64) asset=s3cache-aarch64-unknown-linux-gnu ;;
     macOS-X64) asset=s3cache-x86_64-apple-darwin ;;
     macOS-ARM64) asset=s3cache-aarch64-apple-darwin ;;
     Windows-X64) asset=s3cache-x86_64-pc-windows-msvc.exe ;;

@@ -255,13 +255,13 @@ fn release_binaries_are_pinned_by_sha256() {
     };
 
     let (ok, stderr, _) = find("version: 9.9.9\n", "");
-    assert!(!ok && stderr.contains("no sha256 is pinned for s3cache-x86_64-unknown-linux-musl"), "{stderr}");
-    let (ok, stderr, _) = find(&format!("version: 9.9.9\n{}  s3cache-x86_64-unknown-linux-musl\n", "0".repeat(64)), "");
+    assert!(!ok && stderr.contains("no sha256 is pinned for s3cache-x86_64-unknown-linux-gnu"), "{stderr}");
+    let (ok, stderr, _) = find(&format!("version: 9.9.9\n{}  s3cache-x86_64-unknown-linux-gnu\n", "0".repeat(64)), "");
     assert!(!ok && stderr.contains("refusing to run it"), "{stderr}");
-    let (ok, stderr, output) = find(&format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-musl\n"), "");
+    let (ok, stderr, output) = find(&format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-gnu\n"), "");
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-musl"), "{stderr}\n{output}");
-    assert_eq!(fs::read_to_string(root.join("url")).unwrap().trim(), "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-musl");
+    assert!(stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-gnu"), "{stderr}\n{output}");
+    assert_eq!(fs::read_to_string(root.join("url")).unwrap().trim(), "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-gnu");
     let (ok, _, output) = find("version: 9.9.9\n", &binary().display().to_string());
     assert!(ok && output.trim() == format!("path={}", binary().display()), "{output}");
 }
