@@ -11,7 +11,7 @@
 //! its last-used marker with one small PUT beside the download, for least-recently-used eviction.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -297,6 +297,23 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
     Ok(level)
 }
 
+/// The workspace as key templates see it: read-only, at `/workspace`.
+fn workspace_preopen(cwd: &Path) -> Preopen {
+    Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
+}
+
+fn guest_env(env: &EnvLookup) -> Box<dyn Fn(&str) -> Option<String> + Send> {
+    let env = env.clone();
+    Box::new(move |name| env(name))
+}
+
+/// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
+/// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
+    let mut guest = sandbox.instance(&[workspace_preopen(cwd)], guest_env(env)).map_err(ConfigError::Sandbox)?;
+    render_key(&mut guest, template, &template_context(env))
+}
+
 /// The guest's view of `roots`, mounted at `guest_dir(i)`, members named as `naming` says.
 fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming: Naming<'_>) -> Vec<Root> {
     roots
@@ -318,20 +335,18 @@ impl CacheContext {
 
     /// The workspace (read-only, for key templates) and `extra`.
     fn preopens(&self, extra: Vec<Preopen>) -> Vec<Preopen> {
-        let mut preopens = vec![Preopen { host: self.cwd.clone(), guest: "/workspace".into(), writable: false }];
+        let mut preopens = vec![workspace_preopen(&self.cwd)];
         preopens.extend(extra);
         preopens
     }
 
     fn env_for_guest(&self) -> Box<dyn Fn(&str) -> Option<String> + Send> {
-        let env = self.env.clone();
-        Box::new(move |name| env(name))
+        guest_env(&self.env)
     }
 
     /// Renders a key template in the sandbox, without looking at any cached path.
     pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
-        let mut guest = self.instance(Vec::new())?;
-        render_key(&mut guest, template, &template_context(&self.env))
+        compute_key(&self.sandbox, &self.cwd, &self.env, template)
     }
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.

@@ -22,6 +22,25 @@ fn renders_key_templates() {
     assert!(bad.stderr.contains("missing.lock"), "{}", bad.stderr);
 }
 
+/// `key` opens no store and looks for no credentials: with a store nothing answers at and a
+/// credential setup that any store-using command refuses, it prints the key and nothing else.
+#[test]
+fn key_needs_no_store_or_credentials() {
+    let mut machine = Sandbox::new();
+    machine
+        .env("S3CACHE_STORE", "s3://unreachable-bucket/ci")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "AKIDHALFSET")
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/none")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token");
+    fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
+    let run = machine.run(&["key", "--template", "deps-{{ checksum \"Cargo.lock\" }}"]);
+    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n", ""));
+    // The same environment is refused by a command that needs the store.
+    let list = machine.run(&["list"]);
+    assert_eq!((list.code, list.stderr.as_str()), (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"));
+}
+
 /// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
 #[test]
 fn misses_are_not_errors_unless_asked() {

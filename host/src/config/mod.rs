@@ -260,11 +260,34 @@ pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
     Ok(url)
 }
 
-/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
-pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
+/// On GitHub Actions, warnings become annotations and secrets are masked in the job log.
+fn detect_github_actions(env: &EnvLookup) {
     if env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
         output::enable_github_actions();
     }
+}
+
+/// The sandbox with the guest limits of the settings, its compiled guest cached in [`cache_dir`].
+fn sandbox(limits: &LimitSettings, env: &EnvLookup) -> Result<Sandbox> {
+    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
+    Sandbox::load(cache_dir(env).as_deref(), guest_limits)
+}
+
+fn working_directory() -> Result<PathBuf> {
+    std::env::current_dir().context("reading the working directory")
+}
+
+/// Renders a key template (`s3cache key`) in the sandbox against the working directory and the
+/// environment. It opens no store and looks for no credentials, so it works without either.
+pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result<String> {
+    detect_github_actions(&env);
+    let sandbox = sandbox(&settings.limits, &env)?;
+    Ok(crate::cache::compute_key(&sandbox, &working_directory()?, &env, template)?)
+}
+
+/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
+pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
+    detect_github_actions(&env);
     let url = store_url(settings, &env)?;
     let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
     let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
@@ -284,8 +307,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     };
     let store = crate::open_store(&url, options)?;
     let limits = &settings.limits;
-    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
-    let sandbox = Sandbox::load(cache_dir(&env).as_deref(), guest_limits)?;
+    let sandbox = sandbox(limits, &env)?;
     let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
@@ -295,7 +317,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
         unpack_limits,
         store: Arc::from(store),
         sandbox: Arc::new(sandbox),
-        cwd: std::env::current_dir().context("reading the working directory")?,
+        cwd: working_directory()?,
         home: dirs::home_dir(),
         env,
     })

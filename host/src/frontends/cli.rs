@@ -397,17 +397,21 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
 
 /// Runs a command; returns the exit code and, for saves and restores, the summary.
 fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, Option<Summary>)> {
+    match &cli.command {
+        // A key needs only the sandbox and the workspace: no store, no credentials.
+        Command::Key(args) => {
+            println!("{}", config::render_key(&cli.settings, env, &args.template)?);
+            return Ok((0, None));
+        }
+        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
+        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
+        _ => {}
+    }
     let context = config::resolve(&cli.settings, env)?;
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
     let settings = &cli.settings;
     match cli.command {
-        Command::Key(args) => {
-            println!("{}", context.compute_key(&args.template)?);
-            Ok((0, None))
-        }
-        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
-        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
         Command::Save(args) => {
             let request = SaveRequest {
                 key: args.key,
