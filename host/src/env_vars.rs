@@ -42,6 +42,11 @@ pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
 /// `12h`; `0s` refreshes on every hit). The precision of `flush` and `prune`.
 pub const S3CACHE_TOUCH_INTERVAL: &str = "S3CACHE_TOUCH_INTERVAL";
 
+/// `true`: print only warnings and errors, no notices and no progress bar (`--quiet`).
+pub const S3CACHE_QUIET: &str = "S3CACHE_QUIET";
+/// `true`: never draw a progress bar, even on a terminal (`--no-progress`).
+pub const S3CACHE_NO_PROGRESS: &str = "S3CACHE_NO_PROGRESS";
+
 /// A file to write a JSON summary of the operation to (key, matched key, hit, bytes, timings, digest).
 pub const S3CACHE_SUMMARY_JSON: &str = "S3CACHE_SUMMARY_JSON";
 

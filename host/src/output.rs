@@ -35,6 +35,12 @@ impl Secrets {
 static SECRETS: Secrets = Secrets::new();
 static GITHUB_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints no notices from now on (`--quiet`); warnings and errors still show.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Prints warnings and notices on stdout from now on, for a dialect whose tool writes everything
 /// there (Semaphore's `cache` CLI).
@@ -105,9 +111,11 @@ pub fn end_group() {
     }
 }
 
-/// Prints a notice (progress, results).
+/// Prints a notice (progress, results), unless [`set_quiet`].
 pub fn notice(message: &str) {
-    emit(scrub(&escape(message)));
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        emit(scrub(&escape(message)));
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,63 @@ fn key_needs_no_store_or_credentials() {
     assert_eq!((list.code, list.stderr.as_str()), (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"));
 }
 
+/// `--quiet` (or `S3CACHE_QUIET=true`) prints warnings and errors only: no notices, no store
+/// announcement, no progress bar.
+#[test]
+fn quiet_prints_only_warnings_and_errors() {
+    let mut machine = Sandbox::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "content").unwrap();
+    let loud = machine.run(&["save", "--key", "q-1", "--path", "out"]).success();
+    assert!(loud.stderr.contains("(local default;") && loud.stderr.contains("saved q-1: "), "{}", loud.stderr);
+    let run = machine.run(&["--quiet", "restore", "--key", "q-1", "--path", "out"]).success();
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    let run = machine.run(&["save", "-q", "--key", "q-2", "--path", "nothing-here"]).success();
+    assert_eq!(run.stderr, "warning: nothing to save under q-2: the paths match no files\n");
+    machine.env("S3CACHE_QUIET", "true");
+    let run = machine.run(&["restore", "--key", "q-3", "--path", "out"]).success();
+    assert_eq!(run.stderr, "", "a miss is a notice");
+    let run = machine.run(&["save", "--key", "a,b", "--path", "out"]);
+    assert_eq!((run.code, run.stderr.as_str()), (2, "error: invalid key \"a,b\": a key must not contain commas\n"));
+    let run = machine.run_on_terminal(&["restore", "--key", "q-1", "--path", "out"]).success();
+    assert_eq!(run.stdout, "", "nothing on a terminal either");
+}
+
+/// The progress bar is drawn only on a terminal (with `TERM` set, not `dumb`), and never with
+/// `--no-progress` (or `S3CACHE_NO_PROGRESS=true`); the notices stay.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let mut machine = Sandbox::new();
+    machine.env("TERM", "xterm");
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    // 3 MiB that zstd cannot shrink, so that the transfer lasts long enough to be drawn.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(machine.workspace().join("out/f"), noise).unwrap();
+    let bar = "restoring "; // the bar's label (the notice says "restored")
+    let piped = machine.run(&["save", "--key", "p-1", "--path", "out"]).success();
+    assert!(!piped.stderr.contains("saving"), "{}", piped.stderr);
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(run.stdout.contains(bar) && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run_on_terminal(&["--no-progress", "restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    machine.env("TERM", "dumb");
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    machine.env("TERM", "xterm").env("S3CACHE_NO_PROGRESS", "true");
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stderr.contains("restoring"), "{}", run.stderr);
+}
+
 /// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
 #[test]
 fn misses_are_not_errors_unless_asked() {

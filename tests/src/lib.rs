@@ -141,6 +141,19 @@ impl Sandbox {
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_in(&self.workspace(), args)
     }
+
+    /// Runs `s3cache ARGS` in the workspace on a pseudo-terminal (util-linux `script`), so that
+    /// stdin, stdout and stderr are a terminal; `stdout` is what the terminal showed, both streams.
+    pub fn run_on_terminal(&self, args: &[&str]) -> Run {
+        let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).map(|w| quote(&w)).collect();
+        let mut command = Command::new("script");
+        command.args(["--quiet", "--return", "--command", &line.join(" "), "/dev/null"]).current_dir(self.workspace()).env_clear();
+        for (name, value) in self.machine_env() {
+            command.env(name, value);
+        }
+        Run::from(command.output().expect("run s3cache under script(1) (util-linux)"))
+    }
 }
 
 impl Default for Sandbox {

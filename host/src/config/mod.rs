@@ -49,7 +49,7 @@ pub struct Settings {
     #[arg(long, global = true)]
     pub accelerate: bool,
     /// Send unsigned requests, for a public bucket; saving is refused.
-    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub anonymous: bool,
     /// The profile in ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE, else `default`).
     #[arg(long, global = true)]
@@ -77,7 +77,7 @@ pub struct ScopeSettings {
     #[arg(long, global = true, env = env_vars::S3CACHE_SCOPE, value_name = "NAME")]
     pub scope: Option<String>,
     /// Let untrusted runs (fork pull requests, pull_request_target, workflow_run) save; logged as a warning.
-    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub allow_untrusted_save: bool,
 }
 

@@ -32,9 +32,15 @@ pub const EXIT_STORE: u8 = 3;
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
-    /// Log diagnostics (same as S3CACHE_LOG=debug).
+    /// Log diagnostics (S3CACHE_LOG=warn,s3cache=debug,guest=debug); ignored when S3CACHE_LOG is set.
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Print only warnings and errors: no notices, no progress bar.
+    #[arg(long, short, global = true, env = env_vars::S3CACHE_QUIET, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    quiet: bool,
+    /// Never draw a progress bar (one is drawn on stderr only when it is a terminal and TERM is set, not dumb).
+    #[arg(long, global = true, env = env_vars::S3CACHE_NO_PROGRESS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    no_progress: bool,
     /// Write a JSON summary of the save or restore to this file.
     #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
     summary_json: Option<PathBuf>,
@@ -252,13 +258,16 @@ pub fn main() -> ExitCode {
         plugin(false)
     } else {
         let cli = Cli::parse();
-        if let Command::Plugin = cli.command {
-            plugin(cli.verbose)
-        } else {
-            init_logging(cli.verbose);
-            match cli.command {
-                Command::GithubAction(GithubActionArgs { step }) => github_action(step),
-                _ => run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code),
+        cli.apply_output_choices();
+        match cli.command {
+            Command::Plugin => plugin(cli.verbose),
+            Command::GithubAction(GithubActionArgs { step }) => {
+                init_logging(cli.verbose);
+                github_action(step)
+            }
+            _ => {
+                init_logging(cli.verbose);
+                run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code)
             }
         }
     };
@@ -267,6 +276,16 @@ pub fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+impl Cli {
+    /// `--quiet` and `--no-progress`, for everything printed from now on.
+    fn apply_output_choices(&self) {
+        output::set_quiet(self.quiet);
+        if self.quiet || self.no_progress {
+            crate::progress::disable();
         }
     }
 }
@@ -316,6 +335,7 @@ fn init_logging(verbose: bool) {
 fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     invocation.secrets.iter().for_each(|s| output::register_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    cli.apply_output_choices();
     let token_file = match invocation.web_identity_token.take() {
         Some(token) => Some(TokenFile::write(&token)?),
         None => None,
@@ -638,6 +658,19 @@ mod tests {
             let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
             assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());
         }
+    }
+
+    /// Boolean flags that take an optional value take it only after `=`, so a command may follow
+    /// them; their variables set them too.
+    #[test]
+    fn optional_boolean_values() {
+        let cli = parse(&["--allow-untrusted-save", "--quiet", "--no-progress", "--anonymous", "list"]).unwrap();
+        assert!(cli.settings.scope.allow_untrusted_save && cli.quiet && cli.no_progress && cli.settings.anonymous);
+        assert!(matches!(cli.command, Command::List(_)));
+        let cli = parse(&["-q", "--no-progress=false", "--anonymous=false", "key", "--template", "k"]).unwrap();
+        assert!(cli.quiet && !cli.no_progress && !cli.settings.anonymous);
+        let err = parse(&["--quiet=maybe", "list"]).unwrap_err().to_string();
+        assert!(err.contains("must be true or false, not \"maybe\""), "{err}");
     }
 
     /// Saves default to zstd; `--format` picks the others.
