@@ -81,6 +81,17 @@ enum Command {
     /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
     /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
     GithubAction(GithubActionArgs),
+    /// Print a shell completion script on stdout, e.g. `s3cache completions bash > /etc/bash_completion.d/s3cache`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `s3cache man > /usr/local/share/man/man1/s3cache.1`;
+    /// with COMMAND, the page of that command (`s3cache man save > s3cache-save.1`).
+    Man {
+        /// A command (save, restore, list...), for its own page.
+        command: Option<String>,
+    },
     /// Run as a CI plugin step: recognize the dialect from the environment (PLUGIN_* of Drone,
     /// Woodpecker and Harness; PARAMETER_* of Vela; INPUT_* of the GitHub action) and run it. A
     /// plugin image runs s3cache with no arguments, which does the same.
@@ -261,6 +272,8 @@ pub fn main() -> ExitCode {
         cli.apply_output_choices();
         match cli.command {
             Command::Plugin => plugin(cli.verbose),
+            Command::Completions { shell } => super::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
+            Command::Man { command } => super::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
             Command::GithubAction(GithubActionArgs { step }) => {
                 init_logging(cli.verbose);
                 github_action(step)
@@ -425,6 +438,7 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
         }
         Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
         Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
+        Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
         _ => {}
     }
     let context = config::resolve(&cli.settings, env)?;
@@ -554,7 +568,9 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json)
         }),
-        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin => unreachable!("not an admin verb"),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("not an admin verb")
+        }
     };
     result.unwrap_or_else(|err| {
         output::warning(&format!("the store failed: {err}"));
