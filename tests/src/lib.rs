@@ -175,3 +175,35 @@ pub fn boto3(server: &S3Server, script: &str) -> String {
     assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// How an object was published, read back with boto3: storage class, server-side encryption, user
+/// metadata (s3cache's own `s3cache-*` left out), tags (`{"KEY": "VALUE"}`) and whether its ACL grants everyone read access.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Published {
+    pub storage_class: Option<String>,
+    pub encryption: Option<String>,
+    pub metadata: serde_json::Value,
+    pub tags: serde_json::Value,
+    pub public_read: bool,
+}
+
+/// Reads [`Published`] of object `key` in `server`'s bucket.
+pub fn published(server: &S3Server, key: &str) -> Published {
+    let facts = boto3(
+        server,
+        &format!(
+            "h = s3.head_object(Bucket=bucket, Key='{key}')\n\
+             t = s3.get_object_tagging(Bucket=bucket, Key='{key}')['TagSet']\n\
+             a = s3.get_object_acl(Bucket=bucket, Key='{key}')['Grants']\n\
+             print(json.dumps([h.get('StorageClass'), h.get('ServerSideEncryption'), {{k: v for k, v in h['Metadata'].items() if not k.startswith('s3cache-')}}, {{x['Key']: x['Value'] for x in t}}, any(g['Grantee'].get('URI', '').endswith('AllUsers') and g['Permission'] == 'READ' for g in a)]))"
+        ),
+    );
+    let facts: serde_json::Value = serde_json::from_str(&facts).expect("boto3 printed JSON");
+    Published {
+        storage_class: facts[0].as_str().map(str::to_owned),
+        encryption: facts[1].as_str().map(str::to_owned),
+        metadata: facts[2].clone(),
+        tags: facts[3].clone(),
+        public_read: facts[4] == true,
+    }
+}
