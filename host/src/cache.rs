@@ -257,7 +257,7 @@ pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
         return invalid("a key must not be empty");
     }
     if key.len() > MAX_KEY_LENGTH {
-        return invalid("a key must be at most 512 characters");
+        return invalid("a key must be at most 512 bytes");
     }
     if key.contains(',') && layout.scoped() {
         return invalid("a key must not contain commas");
@@ -863,5 +863,29 @@ impl UnpackLimits {
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
         Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key limit counts bytes of UTF-8, as the message says; commas and control characters are
+    /// refused, commas only where keys are scoped.
+    #[test]
+    fn key_rules() {
+        let rule = |key: &str, layout| match validate_key(key, layout) {
+            Ok(()) => None,
+            Err(ConfigError::InvalidKey { rule, .. }) => Some(rule),
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(rule(&"a".repeat(512), Layout::Scoped), None);
+        assert_eq!(rule(&"é".repeat(256), Layout::Scoped), None);
+        assert_eq!(rule(&"é".repeat(257), Layout::Scoped), Some("a key must be at most 512 bytes"));
+        assert_eq!(rule(&"a".repeat(513), Layout::Scoped), Some("a key must be at most 512 bytes"));
+        assert_eq!(rule("", Layout::Scoped), Some("a key must not be empty"));
+        assert_eq!(rule("a,b", Layout::Scoped), Some("a key must not contain commas"));
+        assert_eq!(rule("a,b", Layout::Flat), None);
+        assert_eq!(rule("a\tb", Layout::Scoped), Some("a key must not contain control characters"));
     }
 }

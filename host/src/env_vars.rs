@@ -354,10 +354,14 @@ pub(crate) fn fixed(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> +
 /// Whether a variable may be handed to a key template through `{{ env "NAME" }}`. Anything that looks
 /// like a credential is withheld, so a template cannot copy a secret into an object key or a log.
 pub fn may_expose_to_templates(name: &str) -> bool {
-    const SECRET_WORDS: &[&str] = &["SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION"];
     let upper = name.to_ascii_uppercase();
-    !upper.starts_with("AWS_") && !upper.starts_with("ACTIONS_") && !SECRET_WORDS.iter().any(|word| upper.contains(word))
+    !WITHHELD_PREFIXES.iter().any(|prefix| upper.starts_with(prefix)) && !WITHHELD_WORDS.iter().any(|word| upper.contains(word))
 }
+
+/// Names (upper-cased) starting with one of these are withheld from templates.
+pub const WITHHELD_PREFIXES: &[&str] = &["AWS_", "ACTIONS_"];
+/// Names (upper-cased) containing one of these are withheld from templates.
+pub const WITHHELD_WORDS: &[&str] = &["SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION"];
 
 #[cfg(test)]
 mod tests {
@@ -372,5 +376,18 @@ mod tests {
         for name in ["RUNNER_OS", "RUSTC_VERSION", "NODE_VERSION", "CACHE_EPOCH"] {
             assert!(may_expose_to_templates(name), "{name}");
         }
+    }
+
+    /// README's `{{ env }}` row lists every withheld prefix and word, in the code's order.
+    #[test]
+    fn readme_lists_the_withheld_names() {
+        let readme = include_str!("../../README.md");
+        let row = readme.lines().find(|l| l.starts_with("| `{{ env \"NAME\" }}` |")).expect("README's env template row");
+        let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
+        let prefixes = listed(WITHHELD_PREFIXES);
+        assert!(row.contains(&format!("starts with {}", prefixes.join(" or "))), "{row}");
+        let words = listed(WITHHELD_WORDS);
+        let (last, rest) = words.split_last().unwrap();
+        assert!(row.contains(&format!("contains {} or {last}", rest.join(", "))), "{row}");
     }
 }
