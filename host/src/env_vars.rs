@@ -3,9 +3,11 @@
 
 /// The store URL: `s3://bucket/prefix` or `file:///dir`. Default: a `file://` store in the user cache dir.
 pub const S3CACHE_STORE: &str = "S3CACHE_STORE";
-/// Where s3cache keeps its own files (the compiled guest, the default store). Default: `~/.cache/s3cache`.
+/// Where s3cache keeps its own files (the compiled guest, the default store). Default: `s3cache` in the
+/// platform's user cache directory (`dirs::cache_dir`: `$XDG_CACHE_HOME` or `~/.cache` on Linux).
 pub const S3CACHE_CACHE_DIR: &str = "S3CACHE_CACHE_DIR";
-/// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`).
+/// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`); when it
+/// is set and valid it wins over `--verbose`.
 pub const S3CACHE_LOG: &str = "S3CACHE_LOG";
 
 /// Upload part and download range size, in MiB (default 8; S3's minimum part is 5).

@@ -98,6 +98,24 @@ fn progress_bar_only_on_a_terminal() {
     assert!(!run.stderr.contains("restoring"), "{}", run.stderr);
 }
 
+/// `-v` turns on s3cache's debug diagnostics; a valid `S3CACHE_LOG` wins over it, an invalid one
+/// does not.
+#[test]
+fn verbose_loses_to_s3cache_log() {
+    let mut machine = Sandbox::new();
+    let debug_scopes = |run: &s3cache_tests::Run| run.stderr.lines().any(|l| l.contains("DEBUG") && l.contains("scopes"));
+    let run = machine.run(&["restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(!debug_scopes(&run), "{}", run.stderr);
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(debug_scopes(&run), "{}", run.stderr);
+    machine.env("S3CACHE_LOG", "error");
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(!debug_scopes(&run) && run.stderr.contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"), "{}", run.stderr);
+    machine.env("S3CACHE_LOG", "s3cache=[");
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(debug_scopes(&run), "{}", run.stderr);
+}
+
 /// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
 #[test]
 fn misses_are_not_errors_unless_asked() {
