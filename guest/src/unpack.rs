@@ -11,9 +11,9 @@
 //! The `tar` crate only parses here; its own `unpack` cannot run under WASI (no chmod, no symlinks) and
 //! trusts too much. Our loop checks every member against `s3cache-policy` before a byte is written:
 //! the name must be a safe relative path under one of the restored roots and selected by its patterns;
-//! no member may sit below a symlink from the same archive; duplicates, hard links, devices and
-//! unknown types are refused. Files are created with `create_new`, so nothing is ever written through an
-//! existing path; the bytes go through a [`StagingWriter`] (the host's writer thread in the component,
+//! no member may sit below a symlink from the same archive; a hard link must name a regular file
+//! extracted earlier under the same root; duplicates, devices and unknown types are refused. Files
+//! are created with `create_new`, so nothing is ever written through an existing path; the bytes go through a [`StagingWriter`] (the host's writer thread in the component,
 //! so decoding and writing overlap). Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
 //! and applies them. The first violation stops extraction; the host then discards the staging dirs.
 

@@ -11,7 +11,7 @@
 //! its last-used marker with one small PUT beside the download, for least-recently-used eviction.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -376,7 +376,7 @@ pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
         return invalid("a key must not be empty");
     }
     if key.len() > MAX_KEY_LENGTH {
-        return invalid("a key must be at most 512 characters");
+        return invalid("a key must be at most 512 bytes");
     }
     if key.contains(',') && layout.scoped() {
         return invalid("a key must not contain commas");
@@ -416,6 +416,23 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
     Ok(level)
 }
 
+/// The workspace as key templates see it: read-only, at `/workspace`.
+fn workspace_preopen(cwd: &Path) -> Preopen {
+    Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
+}
+
+fn guest_env(env: &EnvLookup) -> Box<dyn Fn(&str) -> Option<String> + Send> {
+    let env = env.clone();
+    Box::new(move |name| env(name))
+}
+
+/// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
+/// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
+    let mut guest = sandbox.instance(&[workspace_preopen(cwd)], guest_env(env)).map_err(ConfigError::Sandbox)?;
+    render_key(&mut guest, template, &template_context(env))
+}
+
 /// The guest's view of `roots`, mounted at `guest_dir(i)`, members named as `naming` says.
 fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming: Naming<'_>) -> Vec<Root> {
     roots
@@ -437,20 +454,18 @@ impl CacheContext {
 
     /// The workspace (read-only, for key templates) and `extra`.
     fn preopens(&self, extra: Vec<Preopen>) -> Vec<Preopen> {
-        let mut preopens = vec![Preopen { host: self.cwd.clone(), guest: "/workspace".into(), writable: false }];
+        let mut preopens = vec![workspace_preopen(&self.cwd)];
         preopens.extend(extra);
         preopens
     }
 
     fn env_for_guest(&self) -> Box<dyn Fn(&str) -> Option<String> + Send> {
-        let env = self.env.clone();
-        Box::new(move |name| env(name))
+        guest_env(&self.env)
     }
 
     /// Renders a key template in the sandbox, without looking at any cached path.
     pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
-        let mut guest = self.instance(Vec::new())?;
-        render_key(&mut guest, template, &template_context(&self.env))
+        compute_key(&self.sandbox, &self.cwd, &self.env, template)
     }
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
@@ -971,5 +986,29 @@ impl UnpackLimits {
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
         Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key limit counts bytes of UTF-8, as the message says; commas and control characters are
+    /// refused, commas only where keys are scoped.
+    #[test]
+    fn key_rules() {
+        let rule = |key: &str, layout| match validate_key(key, layout) {
+            Ok(()) => None,
+            Err(ConfigError::InvalidKey { rule, .. }) => Some(rule),
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(rule(&"a".repeat(512), Layout::Scoped), None);
+        assert_eq!(rule(&"é".repeat(256), Layout::Scoped), None);
+        assert_eq!(rule(&"é".repeat(257), Layout::Scoped), Some("a key must be at most 512 bytes"));
+        assert_eq!(rule(&"a".repeat(513), Layout::Scoped), Some("a key must be at most 512 bytes"));
+        assert_eq!(rule("", Layout::Scoped), Some("a key must not be empty"));
+        assert_eq!(rule("a,b", Layout::Scoped), Some("a key must not contain commas"));
+        assert_eq!(rule("a,b", Layout::Flat), None);
+        assert_eq!(rule("a\tb", Layout::Scoped), Some("a key must not contain control characters"));
     }
 }

@@ -3,9 +3,11 @@
 
 /// The store URL: `s3://bucket/prefix` or `file:///dir`. Default: a `file://` store in the user cache dir.
 pub const S3CACHE_STORE: &str = "S3CACHE_STORE";
-/// Where s3cache keeps its own files (the compiled guest, the default store). Default: `~/.cache/s3cache`.
+/// Where s3cache keeps its own files (the compiled guest, the default store). Default: `s3cache` in the
+/// platform's user cache directory (`dirs::cache_dir`: `$XDG_CACHE_HOME` or `~/.cache` on Linux).
 pub const S3CACHE_CACHE_DIR: &str = "S3CACHE_CACHE_DIR";
-/// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`).
+/// Log filter for diagnostics, in `tracing-subscriber`'s `EnvFilter` syntax (e.g. `debug`); when it
+/// is set and valid it wins over `--verbose`.
 pub const S3CACHE_LOG: &str = "S3CACHE_LOG";
 
 /// Upload part and download range size, in MiB (default 8; S3's minimum part is 5).
@@ -41,6 +43,11 @@ pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
 /// How stale an entry's last use must be before a restore refreshes its last-used marker (default
 /// `12h`; `0s` refreshes on every hit). The precision of `flush` and `prune`.
 pub const S3CACHE_TOUCH_INTERVAL: &str = "S3CACHE_TOUCH_INTERVAL";
+
+/// `true`: print only warnings and errors, no notices and no progress bar (`--quiet`).
+pub const S3CACHE_QUIET: &str = "S3CACHE_QUIET";
+/// `true`: never draw a progress bar, even on a terminal (`--no-progress`).
+pub const S3CACHE_NO_PROGRESS: &str = "S3CACHE_NO_PROGRESS";
 
 /// A file to write a JSON summary of the operation to (key, matched key, hit, bytes, timings, digest).
 pub const S3CACHE_SUMMARY_JSON: &str = "S3CACHE_SUMMARY_JSON";
@@ -355,10 +362,14 @@ pub(crate) fn fixed(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> +
 /// Whether a variable may be handed to a key template through `{{ env "NAME" }}`. Anything that looks
 /// like a credential is withheld, so a template cannot copy a secret into an object key or a log.
 pub fn may_expose_to_templates(name: &str) -> bool {
-    const SECRET_WORDS: &[&str] = &["SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION"];
     let upper = name.to_ascii_uppercase();
-    !upper.starts_with("AWS_") && !upper.starts_with("ACTIONS_") && !SECRET_WORDS.iter().any(|word| upper.contains(word))
+    !WITHHELD_PREFIXES.iter().any(|prefix| upper.starts_with(prefix)) && !WITHHELD_WORDS.iter().any(|word| upper.contains(word))
 }
+
+/// Names (upper-cased) starting with one of these are withheld from templates.
+pub const WITHHELD_PREFIXES: &[&str] = &["AWS_", "ACTIONS_"];
+/// Names (upper-cased) containing one of these are withheld from templates.
+pub const WITHHELD_WORDS: &[&str] = &["SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION"];
 
 #[cfg(test)]
 mod tests {
@@ -373,5 +384,18 @@ mod tests {
         for name in ["RUNNER_OS", "RUSTC_VERSION", "NODE_VERSION", "CACHE_EPOCH"] {
             assert!(may_expose_to_templates(name), "{name}");
         }
+    }
+
+    /// README's `{{ env }}` row lists every withheld prefix and word, in the code's order.
+    #[test]
+    fn readme_lists_the_withheld_names() {
+        let readme = include_str!("../../README.md");
+        let row = readme.lines().find(|l| l.starts_with("| `{{ env \"NAME\" }}` |")).expect("README's env template row");
+        let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
+        let prefixes = listed(WITHHELD_PREFIXES);
+        assert!(row.contains(&format!("starts with {}", prefixes.join(" or "))), "{row}");
+        let words = listed(WITHHELD_WORDS);
+        let (last, rest) = words.split_last().unwrap();
+        assert!(row.contains(&format!("contains {} or {last}", rest.join(", "))), "{row}");
     }
 }

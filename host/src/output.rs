@@ -2,15 +2,45 @@
 //! member names, server messages, guest logs) escaped so it cannot inject terminal escapes or CI
 //! workflow commands, and with every registered secret value scrubbed.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-fn secrets() -> &'static Mutex<Vec<String>> {
-    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+/// Secret values to scrub from text: the process keeps one ([`register_secret`], [`scrub`]).
+#[derive(Debug, Default)]
+pub struct Secrets(Mutex<Vec<String>>);
+
+impl Secrets {
+    pub const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    /// Adds a secret; returns false for values too short to scrub (under 4 bytes), which are not kept.
+    pub fn add(&self, secret: &str) -> bool {
+        if secret.len() < 4 {
+            return false;
+        }
+        self.0.lock().expect("secrets lock").push(secret.to_owned());
+        true
+    }
+
+    /// Replaces every secret value in `text` with `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in self.0.lock().expect("secrets lock").iter() {
+            text = text.replace(secret.as_str(), "***");
+        }
+        text
+    }
 }
 
+static SECRETS: Secrets = Secrets::new();
 static GITHUB_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints no notices from now on (`--quiet`); warnings and errors still show.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Prints warnings and notices on stdout from now on, for a dialect whose tool writes everything
 /// there (Semaphore's `cache` CLI).
@@ -34,21 +64,14 @@ pub fn enable_github_actions() {
 /// Registers a secret value; it is replaced by `***` in everything printed from now on. On GitHub
 /// Actions it is also masked in the job log with `::add-mask::`, before anything else can print it.
 pub fn register_secret(secret: &str) {
-    if secret.len() >= 4 {
-        if GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) && !secret.contains(['\n', '\r']) {
-            println!("::add-mask::{secret}");
-        }
-        secrets().lock().expect("secrets lock").push(secret.to_owned());
+    if SECRETS.add(secret) && GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) && !secret.contains(['\n', '\r']) {
+        println!("::add-mask::{secret}");
     }
 }
 
 /// Replaces registered secret values in `text` with `***`.
 pub fn scrub(text: &str) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets().lock().expect("secrets lock").iter() {
-        text = text.replace(secret.as_str(), "***");
-    }
-    text
+    SECRETS.scrub(text)
 }
 
 /// Escapes control characters (newlines, carriage returns, ANSI escapes) as `\n`, `\u{1b}`, ...
@@ -88,9 +111,11 @@ pub fn end_group() {
     }
 }
 
-/// Prints a notice (progress, results).
+/// Prints a notice (progress, results), unless [`set_quiet`].
 pub fn notice(message: &str) {
-    emit(scrub(&escape(message)));
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        emit(scrub(&escape(message)));
+    }
 }
 
 #[cfg(test)]
@@ -104,10 +129,16 @@ mod tests {
         assert_eq!(escape("über/日本"), "über/日本");
     }
 
-    /// Registered secrets never survive into printed text.
+    /// Registered secrets never survive into printed text; values too short to scrub safely are not
+    /// kept. A registry of its own, so that no other test's secrets change what this one sees.
     #[test]
     fn scrubs_secrets() {
-        register_secret("s3cr3t-value");
-        assert_eq!(scrub("key=s3cr3t-value!"), "key=***!");
+        let secrets = Secrets::new();
+        assert_eq!(secrets.scrub("key=s3cr3t-value!"), "key=s3cr3t-value!");
+        assert!(secrets.add("s3cr3t-value"));
+        assert!(!secrets.add("abc"));
+        assert_eq!(secrets.scrub("key=s3cr3t-value! abc"), "key=***! abc");
+        assert!(secrets.add("other-token"));
+        assert_eq!(secrets.scrub("s3cr3t-value other-token"), "*** ***");
     }
 }

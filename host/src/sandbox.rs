@@ -77,9 +77,16 @@ pub enum SandboxError {
     /// The guest returned an error value.
     #[error("{}", describe_guest_error(.0))]
     Guest(GuestError),
-    /// The guest trapped (deadline, memory limit, a bug); the instance is unusable.
+    /// The guest trapped (a bug, or a cap it hit); the instance is unusable.
     #[error("the sandboxed guest stopped: {0}")]
     Trap(String),
+    /// The guest ran past its deadline for one call and was interrupted.
+    #[error("the sandboxed guest stopped at its deadline of {ms} ms for one call (raise --guest-timeout-ms or S3CACHE_GUEST_TIMEOUT_MS)")]
+    Deadline { ms: u128 },
+    /// The guest failed after its memory cap refused to grow its memory: the cap, not the input, is
+    /// what to look at. `detail` is what the guest made of the failed allocation.
+    #[error("the sandboxed guest reached its memory cap of {mib} MiB (raise --guest-memory-mb or S3CACHE_GUEST_MEMORY_MB): {detail}")]
+    MemoryCap { mib: usize, detail: String },
     /// Setting up the instance failed.
     #[error(transparent)]
     Setup(#[from] anyhow::Error),
@@ -103,10 +110,40 @@ pub fn describe_guest_error(err: &GuestError) -> String {
 pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limits,
     stream: ArchiveStream,
     env: Box<dyn Fn(&str) -> Option<String> + Send>,
     pub(crate) files: HostFiles,
+}
+
+/// The store's limits, remembering whether the memory cap refused a growth.
+struct Limits {
+    inner: StoreLimits,
+    memory_refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.memory_refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for GuestState {
@@ -205,7 +242,7 @@ impl Sandbox {
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
+            limits: Limits { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(), memory_refused: false },
             stream: ArchiveStream::None,
             env,
             files: HostFiles::new(preopens),
@@ -215,7 +252,7 @@ impl Sandbox {
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
         let guest = CacheGuest::instantiate(&mut store, &self.component, &self.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
-        Ok(GuestInstance { store, guest, deadline: self.limits.deadline })
+        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, memory_bytes: self.limits.memory_bytes })
     }
 }
 
@@ -244,6 +281,7 @@ pub struct GuestInstance {
     store: Store<GuestState>,
     guest: CacheGuest,
     deadline: Duration,
+    memory_bytes: usize,
 }
 
 impl std::fmt::Debug for GuestInstance {
@@ -252,23 +290,36 @@ impl std::fmt::Debug for GuestInstance {
     }
 }
 
-fn flatten<T>(result: wasmtime::Result<Result<T, GuestError>>) -> Result<T, SandboxError> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(SandboxError::Guest(err)),
-        Err(trap) => Err(SandboxError::Trap(format!("{:#}", anyhow::Error::from(trap)))),
-    }
-}
-
 impl GuestInstance {
+    /// Before a call: a fresh deadline, and no refused growth yet.
     fn arm_deadline(&mut self) {
         self.store.set_epoch_deadline(ticks(self.deadline));
+        self.store.data_mut().limits.memory_refused = false;
+    }
+
+    /// A call's result; a failure after the memory cap refused a growth is [`SandboxError::MemoryCap`].
+    fn flatten<T>(&self, result: wasmtime::Result<Result<T, GuestError>>) -> Result<T, SandboxError> {
+        let failure = match result {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) => SandboxError::Guest(err),
+            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => SandboxError::Deadline { ms: self.deadline.as_millis() },
+            Err(trap) => SandboxError::Trap(format!("{:#}", anyhow::Error::from(trap))),
+        };
+        if !self.store.data().limits.memory_refused {
+            return Err(failure);
+        }
+        let detail = match failure {
+            SandboxError::Guest(err) => describe_guest_error(&err),
+            other => other.to_string(),
+        };
+        Err(SandboxError::MemoryCap { mib: self.memory_bytes >> 20, detail })
     }
 
     /// Renders a key template and lists what the roots select.
     pub fn resolve(&mut self, template: &str, context: &TemplateContext, roots: &[Root]) -> Result<Resolution, SandboxError> {
         self.arm_deadline();
-        flatten(self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots))
+        let result = self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots);
+        self.flatten(result)
     }
 
     /// Writes the members as tar, compressed as one zstd frame or gzip member or not at all
@@ -276,7 +327,8 @@ impl GuestInstance {
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream::Sink(sink);
-        let result = flatten(self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options));
+        let result = self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options);
+        let result = self.flatten(result);
         self.store.data_mut().stream = ArchiveStream::None;
         result
     }
@@ -285,7 +337,8 @@ impl GuestInstance {
     pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream::Source(source);
-        let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits));
+        let result = self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits);
+        let result = self.flatten(result);
         self.store.data_mut().stream = ArchiveStream::None;
         result
     }

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{S3Server, Sandbox, ServerKind, binary, boto3};
+use s3cache_tests::{Published, S3Server, Sandbox, ServerKind, binary, boto3, published};
 
 const WORKFLOW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/workflows/cache.yml");
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -182,6 +182,50 @@ fn docker_entrypoint_contract() {
     let run = machine.run(&["github-action", "restore"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("lookup-only"), "{}", run.stderr);
+}
+
+/// The save sub-action's publishing inputs reach the object (ACL, SSE-S3, storage class, tags and
+/// metadata, read back with boto3 against moto); the restore side reads it as any entry.
+#[test]
+fn publishing_inputs_are_applied() {
+    let server = S3Server::start(ServerKind::Moto);
+    let mut machine = Sandbox::new();
+    machine.unset("S3CACHE_STORE");
+    fs::create_dir_all(machine.workspace().join("deps")).unwrap();
+    fs::write(machine.workspace().join("deps/marker"), "built").unwrap();
+    let inputs = [
+        ("INPUT_PATH", "deps".to_owned()),
+        ("INPUT_KEY", "published-1".to_owned()),
+        ("INPUT_BUCKET", server.bucket.clone()),
+        ("INPUT_PREFIX", "gha".to_owned()),
+        ("INPUT_ENDPOINT", server.endpoint()),
+        ("INPUT_ACCESS-KEY-ID", server.access_key.clone()),
+        ("INPUT_SECRET-ACCESS-KEY", server.secret_key.clone()),
+        ("INPUT_ACL", "public-read".to_owned()),
+        ("INPUT_SSE", "AES256".to_owned()),
+        ("INPUT_STORAGE-CLASS", "STANDARD_IA".to_owned()),
+        ("INPUT_TAGS", "team=ci\ncost=low\n".to_owned()),
+        ("INPUT_METADATA", "origin=gha".to_owned()),
+    ];
+    for (name, value) in inputs {
+        machine.env(name, value);
+    }
+    machine.env("GITHUB_ACTIONS", "true").env("GITHUB_REF", "refs/heads/main").env("GITHUB_EVENT_NAME", "push");
+    let run = machine.run(&["github-action", "save"]).success();
+    assert!(run.stderr.contains("saved published-1"), "{}", run.stderr);
+    let object = boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents'] if not o['Key'].endswith('.used')][0])");
+    let expected = Published {
+        storage_class: Some("STANDARD_IA".into()),
+        encryption: Some("AES256".into()),
+        metadata: serde_json::json!({ "origin": "gha" }),
+        tags: serde_json::json!({ "team": "ci", "cost": "low" }),
+        public_read: true,
+    };
+    assert_eq!(published(&server, object.trim()), expected);
+    fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
+    let run = machine.run(&["github-action", "restore"]).success();
+    assert!(run.stderr.contains("restored published-1"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(machine.workspace().join("deps/marker")).unwrap(), "built");
 }
 
 /// Every input of action.yml with its default, as the runner passes them to a container.

@@ -22,6 +22,100 @@ fn renders_key_templates() {
     assert!(bad.stderr.contains("missing.lock"), "{}", bad.stderr);
 }
 
+/// `key` opens no store and looks for no credentials: with a store nothing answers at and a
+/// credential setup that any store-using command refuses, it prints the key and nothing else.
+#[test]
+fn key_needs_no_store_or_credentials() {
+    let mut machine = Sandbox::new();
+    machine
+        .env("S3CACHE_STORE", "s3://unreachable-bucket/ci")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "AKIDHALFSET")
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/none")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token");
+    fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
+    let run = machine.run(&["key", "--template", "deps-{{ checksum \"Cargo.lock\" }}"]);
+    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n", ""));
+    // The same environment is refused by a command that needs the store.
+    let list = machine.run(&["list"]);
+    assert_eq!((list.code, list.stderr.as_str()), (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"));
+}
+
+/// `--quiet` (or `S3CACHE_QUIET=true`) prints warnings and errors only: no notices, no store
+/// announcement, no progress bar.
+#[test]
+fn quiet_prints_only_warnings_and_errors() {
+    let mut machine = Sandbox::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "content").unwrap();
+    let loud = machine.run(&["save", "--key", "q-1", "--path", "out"]).success();
+    assert!(loud.stderr.contains("(local default;") && loud.stderr.contains("saved q-1: "), "{}", loud.stderr);
+    let run = machine.run(&["--quiet", "restore", "--key", "q-1", "--path", "out"]).success();
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    let run = machine.run(&["save", "-q", "--key", "q-2", "--path", "nothing-here"]).success();
+    assert_eq!(run.stderr, "warning: nothing to save under q-2: the paths match no files\n");
+    machine.env("S3CACHE_QUIET", "true");
+    let run = machine.run(&["restore", "--key", "q-3", "--path", "out"]).success();
+    assert_eq!(run.stderr, "", "a miss is a notice");
+    let run = machine.run(&["save", "--key", "a,b", "--path", "out"]);
+    assert_eq!((run.code, run.stderr.as_str()), (2, "error: invalid key \"a,b\": a key must not contain commas\n"));
+    let run = machine.run_on_terminal(&["restore", "--key", "q-1", "--path", "out"]).success();
+    assert_eq!(run.stdout, "", "nothing on a terminal either");
+}
+
+/// The progress bar is drawn only on a terminal (with `TERM` set, not `dumb`), and never with
+/// `--no-progress` (or `S3CACHE_NO_PROGRESS=true`); the notices stay.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let mut machine = Sandbox::new();
+    machine.env("TERM", "xterm");
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    // 3 MiB that zstd cannot shrink, so that the transfer lasts long enough to be drawn.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(machine.workspace().join("out/f"), noise).unwrap();
+    let bar = "restoring "; // the bar's label (the notice says "restored")
+    let piped = machine.run(&["save", "--key", "p-1", "--path", "out"]).success();
+    assert!(!piped.stderr.contains("saving"), "{}", piped.stderr);
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(run.stdout.contains(bar) && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run_on_terminal(&["--no-progress", "restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    machine.env("TERM", "dumb");
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    machine.env("TERM", "xterm").env("S3CACHE_NO_PROGRESS", "true");
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stderr.contains("restoring"), "{}", run.stderr);
+}
+
+/// `-v` turns on s3cache's debug diagnostics; a valid `S3CACHE_LOG` wins over it, an invalid one
+/// does not.
+#[test]
+fn verbose_loses_to_s3cache_log() {
+    let mut machine = Sandbox::new();
+    let debug_scopes = |run: &s3cache_tests::Run| run.stderr.lines().any(|l| l.contains("DEBUG") && l.contains("scopes"));
+    let run = machine.run(&["restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(!debug_scopes(&run), "{}", run.stderr);
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(debug_scopes(&run), "{}", run.stderr);
+    machine.env("S3CACHE_LOG", "error");
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(!debug_scopes(&run) && run.stderr.contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"), "{}", run.stderr);
+    machine.env("S3CACHE_LOG", "s3cache=[");
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(debug_scopes(&run), "{}", run.stderr);
+}
+
 /// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
 #[test]
 fn misses_are_not_errors_unless_asked() {

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use s3cache_tests::fake_http::FakeHttp;
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, boto3};
+use s3cache_tests::{Published, Run, S3Server, Sandbox, ServerKind, published};
 
 /// A machine pointed at `server` with no credentials in its environment, and a tree to save.
 fn bare_machine(server: &S3Server) -> Sandbox {
@@ -262,17 +262,12 @@ fn publishing_options_are_applied() {
         "--metadata", "origin=test",
     ];
     machine.run(&args).success();
-    let facts = boto3(
-        &server,
-        "h = s3.head_object(Bucket=bucket, Key='pub/local/published.tar.zst')\n\
-         t = s3.get_object_tagging(Bucket=bucket, Key='pub/local/published.tar.zst')['TagSet']\n\
-         a = s3.get_object_acl(Bucket=bucket, Key='pub/local/published.tar.zst')['Grants']\n\
-         print(json.dumps([h.get('StorageClass'), h.get('ServerSideEncryption'), h['Metadata'], t, any(g['Grantee'].get('URI', '').endswith('AllUsers') for g in a)]))",
-    );
-    let facts: serde_json::Value = serde_json::from_str(&facts).unwrap();
-    assert_eq!(facts[0], "STANDARD_IA");
-    assert_eq!(facts[1], "AES256");
-    assert_eq!(facts[2]["origin"], "test");
-    assert_eq!(facts[3][0]["Key"], "team");
-    assert_eq!(facts[4], true, "public-read grants AllUsers");
+    let expected = Published {
+        storage_class: Some("STANDARD_IA".into()),
+        encryption: Some("AES256".into()),
+        metadata: serde_json::json!({ "origin": "test" }),
+        tags: serde_json::json!({ "team": "ci" }),
+        public_read: true,
+    };
+    assert_eq!(published(&server, "pub/local/published.tar.zst"), expected);
 }

@@ -141,6 +141,19 @@ impl Sandbox {
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_in(&self.workspace(), args)
     }
+
+    /// Runs `s3cache ARGS` in the workspace on a pseudo-terminal (util-linux `script`), so that
+    /// stdin, stdout and stderr are a terminal; `stdout` is what the terminal showed, both streams.
+    pub fn run_on_terminal(&self, args: &[&str]) -> Run {
+        let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).map(|w| quote(&w)).collect();
+        let mut command = Command::new("script");
+        command.args(["--quiet", "--return", "--command", &line.join(" "), "/dev/null"]).current_dir(self.workspace()).env_clear();
+        for (name, value) in self.machine_env() {
+            command.env(name, value);
+        }
+        Run::from(command.output().expect("run s3cache under script(1) (util-linux)"))
+    }
 }
 
 impl Default for Sandbox {
@@ -161,4 +174,36 @@ pub fn boto3(server: &S3Server, script: &str) -> String {
     let output = Command::new("python3").arg("-c").arg(format!("{prelude}{script}")).output().expect("run python3");
     assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How an object was published, read back with boto3: storage class, server-side encryption, user
+/// metadata (s3cache's own `s3cache-*` left out), tags (`{"KEY": "VALUE"}`) and whether its ACL grants everyone read access.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Published {
+    pub storage_class: Option<String>,
+    pub encryption: Option<String>,
+    pub metadata: serde_json::Value,
+    pub tags: serde_json::Value,
+    pub public_read: bool,
+}
+
+/// Reads [`Published`] of object `key` in `server`'s bucket.
+pub fn published(server: &S3Server, key: &str) -> Published {
+    let facts = boto3(
+        server,
+        &format!(
+            "h = s3.head_object(Bucket=bucket, Key='{key}')\n\
+             t = s3.get_object_tagging(Bucket=bucket, Key='{key}')['TagSet']\n\
+             a = s3.get_object_acl(Bucket=bucket, Key='{key}')['Grants']\n\
+             print(json.dumps([h.get('StorageClass'), h.get('ServerSideEncryption'), {{k: v for k, v in h['Metadata'].items() if not k.startswith('s3cache-')}}, {{x['Key']: x['Value'] for x in t}}, any(g['Grantee'].get('URI', '').endswith('AllUsers') and g['Permission'] == 'READ' for g in a)]))"
+        ),
+    );
+    let facts: serde_json::Value = serde_json::from_str(&facts).expect("boto3 printed JSON");
+    Published {
+        storage_class: facts[0].as_str().map(str::to_owned),
+        encryption: facts[1].as_str().map(str::to_owned),
+        metadata: facts[2].clone(),
+        tags: facts[3].clone(),
+        public_read: facts[4] == true,
+    }
 }

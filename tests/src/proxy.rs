@@ -1,6 +1,6 @@
 //! A fault-injecting HTTP proxy on loopback, written for the tests. It sits in front of a real S3
 //! server and, per request, passes it through or breaks it the way networks and servers break:
-//! refuse, delay, stall, drip, cut, flip a byte, or answer with an injected status.
+//! refuse, delay, stall, drip, throttle, cut, flip a byte, or answer with an injected status.
 //!
 //! Every connection carries one request (`Connection: close` upstream and down), so each request
 //! the client makes is one line in [`FaultProxy::requests`].
@@ -22,6 +22,8 @@ pub enum Fault {
     Stall { after: f64 },
     /// Send the answer one byte per second.
     Drip,
+    /// Send the answer at this many bytes per second, in tenths of a second's worth.
+    Throttle { bytes_per_sec: usize },
     /// Send this fraction of the answer's body, then close.
     Cut { after: f64 },
     /// Flip one byte in the middle of the answer's body.
@@ -265,6 +267,14 @@ fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &
                     break;
                 }
                 std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Some(Fault::Throttle { bytes_per_sec }) => {
+            for piece in response.chunks((bytes_per_sec / 10).max(1)) {
+                if stopped.load(Ordering::Relaxed) || client.write_all(piece).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
         Some(Fault::FlipByte) => {

@@ -49,7 +49,7 @@ pub struct Settings {
     #[arg(long, global = true)]
     pub accelerate: bool,
     /// Send unsigned requests, for a public bucket; saving is refused.
-    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_ANONYMOUS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub anonymous: bool,
     /// The profile in ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE, else `default`).
     #[arg(long, global = true)]
@@ -81,7 +81,7 @@ pub struct ScopeSettings {
     #[arg(long, global = true, env = env_vars::S3CACHE_SCOPE, value_name = "NAME")]
     pub scope: Option<String>,
     /// Let untrusted runs (fork pull requests, pull_request_target, workflow_run) save; logged as a warning.
-    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub allow_untrusted_save: bool,
 }
 
@@ -279,11 +279,34 @@ pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
     Ok(url)
 }
 
-/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
-pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
+/// On GitHub Actions, warnings become annotations and secrets are masked in the job log.
+fn detect_github_actions(env: &EnvLookup) {
     if env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
         output::enable_github_actions();
     }
+}
+
+/// The sandbox with the guest limits of the settings, its compiled guest cached in [`cache_dir`].
+fn sandbox(limits: &LimitSettings, env: &EnvLookup) -> Result<Sandbox> {
+    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
+    Sandbox::load(cache_dir(env).as_deref(), guest_limits)
+}
+
+fn working_directory() -> Result<PathBuf> {
+    std::env::current_dir().context("reading the working directory")
+}
+
+/// Renders a key template (`s3cache key`) in the sandbox against the working directory and the
+/// environment. It opens no store and looks for no credentials, so it works without either.
+pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result<String> {
+    detect_github_actions(&env);
+    let sandbox = sandbox(&settings.limits, &env)?;
+    Ok(crate::cache::compute_key(&sandbox, &working_directory()?, &env, template)?)
+}
+
+/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
+pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
+    detect_github_actions(&env);
     let url = store_url(settings, &env)?;
     let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
     let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
@@ -303,8 +326,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     };
     let store = crate::open_store(&url, options)?;
     let limits = &settings.limits;
-    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
-    let sandbox = Sandbox::load(cache_dir(&env).as_deref(), guest_limits)?;
+    let sandbox = sandbox(limits, &env)?;
     let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
@@ -314,7 +336,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
         unpack_limits,
         store: Arc::from(store),
         sandbox: Arc::new(sandbox),
-        cwd: std::env::current_dir().context("reading the working directory")?,
+        cwd: working_directory()?,
         home: dirs::home_dir(),
         env,
     })

@@ -212,4 +212,21 @@ mod tests {
         }
         assert!(stale.is_empty(), "stale: {stale:?}; run scripts/gen-actions and commit the result");
     }
+
+    /// Every README section an action file points to (`(README, "Section")`) is a heading of README.
+    #[test]
+    fn named_readme_sections_exist() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        let headings: Vec<&str> = readme.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim()).collect();
+        let mut named = Vec::new();
+        for (path, text) in super::generated(&readme).unwrap().into_iter().filter(|(path, _)| path.ends_with(".yml")) {
+            for (_, rest) in text.match_indices("(README, \"").map(|(i, _)| text.split_at(i + "(README, \"".len())) {
+                let section = rest.split_once('"').expect("a closing quote").0;
+                assert!(headings.contains(&section), "{path} names the README section {section:?}, which README lacks");
+                named.push(section.to_owned());
+            }
+        }
+        assert_eq!(named, ["The Docker action's image", "Saving when the job fails"]);
+    }
 }

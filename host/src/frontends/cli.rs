@@ -32,9 +32,15 @@ pub const EXIT_STORE: u8 = 3;
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
-    /// Log diagnostics (same as S3CACHE_LOG=debug).
+    /// Log diagnostics (S3CACHE_LOG=warn,s3cache=debug,guest=debug); ignored when S3CACHE_LOG is set.
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Print only warnings and errors: no notices, no progress bar.
+    #[arg(long, short, global = true, env = env_vars::S3CACHE_QUIET, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    quiet: bool,
+    /// Never draw a progress bar (one is drawn on stderr only when it is a terminal and TERM is set, not dumb).
+    #[arg(long, global = true, env = env_vars::S3CACHE_NO_PROGRESS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    no_progress: bool,
     /// Write a JSON summary of the save or restore to this file.
     #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
     summary_json: Option<PathBuf>,
@@ -75,6 +81,17 @@ enum Command {
     /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
     /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
     GithubAction(GithubActionArgs),
+    /// Print a shell completion script on stdout, e.g. `s3cache completions bash > /etc/bash_completion.d/s3cache`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `s3cache man > /usr/local/share/man/man1/s3cache.1`;
+    /// with COMMAND, the page of that command (`s3cache man save > s3cache-save.1`).
+    Man {
+        /// A command (save, restore, list...), for its own page.
+        command: Option<String>,
+    },
     /// Run as a CI plugin step: recognize the dialect from the environment (PLUGIN_* of Drone,
     /// Woodpecker and Harness; PARAMETER_* of Vela; INPUT_* of the GitHub action) and run it. A
     /// plugin image runs s3cache with no arguments, which does the same.
@@ -252,13 +269,18 @@ pub fn main() -> ExitCode {
         plugin(false)
     } else {
         let cli = Cli::parse();
-        if let Command::Plugin = cli.command {
-            plugin(cli.verbose)
-        } else {
-            init_logging(cli.verbose);
-            match cli.command {
-                Command::GithubAction(GithubActionArgs { step }) => github_action(step),
-                _ => run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code),
+        cli.apply_output_choices();
+        match cli.command {
+            Command::Plugin => plugin(cli.verbose),
+            Command::Completions { shell } => super::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
+            Command::Man { command } => super::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
+            Command::GithubAction(GithubActionArgs { step }) => {
+                init_logging(cli.verbose);
+                github_action(step)
+            }
+            _ => {
+                init_logging(cli.verbose);
+                run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code)
             }
         }
     };
@@ -267,6 +289,16 @@ pub fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+impl Cli {
+    /// `--quiet` and `--no-progress`, for everything printed from now on.
+    fn apply_output_choices(&self) {
+        output::set_quiet(self.quiet);
+        if self.quiet || self.no_progress {
+            crate::progress::disable();
         }
     }
 }
@@ -316,6 +348,7 @@ fn init_logging(verbose: bool) {
 fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     invocation.secrets.iter().for_each(|s| output::register_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    cli.apply_output_choices();
     let token_file = match invocation.web_identity_token.take() {
         Some(token) => Some(TokenFile::write(&token)?),
         None => None,
@@ -397,17 +430,22 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
 
 /// Runs a command; returns the exit code and, for saves and restores, the summary.
 fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, Option<Summary>)> {
+    match &cli.command {
+        // A key needs only the sandbox and the workspace: no store, no credentials.
+        Command::Key(args) => {
+            println!("{}", config::render_key(&cli.settings, env, &args.template)?);
+            return Ok((0, None));
+        }
+        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
+        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
+        Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
+        _ => {}
+    }
     let context = config::resolve(&cli.settings, env)?;
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
     let settings = &cli.settings;
     match cli.command {
-        Command::Key(args) => {
-            println!("{}", context.compute_key(&args.template)?);
-            Ok((0, None))
-        }
-        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
-        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
         Command::Save(args) => {
             let request = SaveRequest {
                 key: args.key,
@@ -530,7 +568,9 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json)
         }),
-        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin => unreachable!("not an admin verb"),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("not an admin verb")
+        }
     };
     result.unwrap_or_else(|err| {
         output::warning(&format!("the store failed: {err}"));
@@ -634,6 +674,19 @@ mod tests {
             let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
             assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());
         }
+    }
+
+    /// Boolean flags that take an optional value take it only after `=`, so a command may follow
+    /// them; their variables set them too.
+    #[test]
+    fn optional_boolean_values() {
+        let cli = parse(&["--allow-untrusted-save", "--quiet", "--no-progress", "--anonymous", "list"]).unwrap();
+        assert!(cli.settings.scope.allow_untrusted_save && cli.quiet && cli.no_progress && cli.settings.anonymous);
+        assert!(matches!(cli.command, Command::List(_)));
+        let cli = parse(&["-q", "--no-progress=false", "--anonymous=false", "key", "--template", "k"]).unwrap();
+        assert!(cli.quiet && !cli.no_progress && !cli.settings.anonymous);
+        let err = parse(&["--quiet=maybe", "list"]).unwrap_err().to_string();
+        assert!(err.contains("must be true or false, not \"maybe\""), "{err}");
     }
 
     /// Saves default to zstd; `--format` picks the others.

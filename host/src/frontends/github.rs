@@ -107,6 +107,12 @@ pub const INPUTS: &[Input] = &[
     input_def("format", Some("zstd"), UsedBy::Save, Mapping::Value("--format"), "Archive format: `zstd`, `gzip` or `tar`; restores read all three."),
     input_def("compression-level", Some(""), UsedBy::Save, Mapping::Value("--compression-level"), "Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); recorded in the entry, not in its key."),
     input_def("fail-on-error", Some("false"), UsedBy::Save, Mapping::Flag("--fail-on-error"), "Fail the step when saving fails (network, store, unreadable files) instead of warning."),
+    input_def("acl", Some(""), UsedBy::Save, Mapping::Value("--acl"), "Canned ACL of the saved object, e.g. `public-read` (needs `s3:PutObjectAcl`). Default: the bucket's."),
+    input_def("sse", Some(""), UsedBy::Save, Mapping::Value("--sse"), "Server-side encryption of the saved object: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS). Default: the bucket's."),
+    input_def("sse-kms-key-id", Some(""), UsedBy::Save, Mapping::Value("--sse-kms-key-id"), "KMS key id for `sse: aws:kms`."),
+    input_def("storage-class", Some(""), UsedBy::Save, Mapping::Value("--storage-class"), "Storage class of the saved object, e.g. `STANDARD_IA`."),
+    input_def("tags", Some(""), UsedBy::Save, Mapping::Lines("--tag"), "Object tags of the saved object, one `KEY=VALUE` per line (needs `s3:PutObjectTagging`)."),
+    input_def("metadata", Some(""), UsedBy::Save, Mapping::Lines("--metadata"), "User metadata of the saved object (`x-amz-meta-KEY`), one `KEY=VALUE` per line."),
     input_def("bucket", Some(""), UsedBy::All, Mapping::Store, "S3 bucket to keep caches in (alternative to `store`)."),
     input_def("prefix", Some(""), UsedBy::All, Mapping::Store, "Key prefix inside the bucket, e.g. `team/project`."),
     input_def("store", Some(""), UsedBy::All, Mapping::Store, "Full store URL, `s3://bucket/prefix` (wins over `bucket`/`prefix`). Default: the S3CACHE_STORE environment variable."),
@@ -316,6 +322,28 @@ mod tests {
         let bad = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_LOOKUP-ONLY", "yes")]);
         assert!(invocation(Step::Restore, &bad).unwrap_err().contains("lookup-only"));
         assert!(invocation(Step::Restore, &env(&[("INPUT_KEY", "k")])).unwrap_err().contains("path"));
+    }
+
+    /// The publishing inputs of the save side become the global publishing options; the restore side
+    /// takes none of them.
+    #[test]
+    fn publishing_inputs_become_options() {
+        let vars = env(&[
+            ("INPUT_PATH", "target"),
+            ("INPUT_KEY", "k"),
+            ("INPUT_ACL", "public-read"),
+            ("INPUT_SSE", "aws:kms"),
+            ("INPUT_SSE-KMS-KEY-ID", "alias/ci"),
+            ("INPUT_STORAGE-CLASS", "STANDARD_IA"),
+            ("INPUT_TAGS", "team=ci\n  cost=low \n"),
+            ("INPUT_METADATA", "origin=gha"),
+        ]);
+        let inv = invocation(Step::Save, &vars).unwrap();
+        assert_eq!(
+            inv.args.join(" "),
+            "save --key k --acl public-read --sse aws:kms --sse-kms-key-id alias/ci --storage-class STANDARD_IA --tag team=ci --tag cost=low --metadata origin=gha --path target"
+        );
+        assert_eq!(invocation(Step::Restore, &vars).unwrap().args.join(" "), "restore --key k --path target");
     }
 
     /// The post step saves under the key the restore computed, and not at all after an exact hit.

@@ -11,6 +11,7 @@ pub mod drone_s3_cache;
 pub mod github;
 pub mod gotemplate;
 pub mod legacy;
+pub mod manual;
 pub mod plugin;
 pub mod plugin_docs;
 mod render;

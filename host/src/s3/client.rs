@@ -113,10 +113,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A random delay in `0..=min(max, base * 2^(attempt-1))` before attempt `attempt + 1`.
+    /// The longest delay before attempt `attempt + 1`: `min(max, base * 2^(attempt-1))`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff)
+    }
+
+    /// A delay drawn uniformly from `0..=ceiling(attempt)` (full jitter) before attempt `attempt + 1`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.base_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
-        ceiling.mul_f64(fastrand::f64())
+        self.ceiling(attempt).mul_f64(fastrand::f64())
     }
 }
 
@@ -465,13 +469,23 @@ mod tests {
         assert!(!S3Error::from_status("PutObject", 400, doc("InvalidArgument")).retryable());
     }
 
-    /// Backoff stays under the exponential ceiling and the cap.
+    /// The ceiling doubles from the base up to the cap; the delays are spread over the whole of
+    /// `0..ceiling` (full jitter): never above it, and neither stuck at zero nor at the top.
     #[test]
     fn backs_off_within_bounds() {
         let policy = RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(300) };
-        for attempt in 1..10 {
-            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(300));
-            assert!(policy.backoff(attempt) <= ceiling);
+        let ceilings: Vec<u128> = (1..6).map(|attempt| policy.ceiling(attempt).as_millis()).collect();
+        assert_eq!(ceilings, [100, 200, 300, 300, 300]);
+        assert_eq!(RetryPolicy::default().ceiling(40), Duration::from_secs(20));
+        fastrand::seed(7); // this test thread's generator: the same draws every run
+        for attempt in 1..6 {
+            let ceiling = policy.ceiling(attempt);
+            let delays: Vec<Duration> = (0..1000).map(|_| policy.backoff(attempt)).collect();
+            assert!(delays.iter().all(|d| *d <= ceiling), "attempt {attempt}: a delay over {ceiling:?}");
+            let (low, high) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+            assert!(*low < ceiling / 10 && *high > ceiling * 9 / 10, "attempt {attempt}: {low:?}..{high:?} of {ceiling:?}");
+            let mean = delays.iter().sum::<Duration>() / 1000;
+            assert!(mean > ceiling * 2 / 5 && mean < ceiling * 3 / 5, "attempt {attempt}: mean {mean:?} of {ceiling:?}");
         }
     }
 
