@@ -82,11 +82,19 @@ pub enum SandboxError {
     Trap(String),
     /// The guest ran past its deadline for one call and was interrupted.
     #[error("the sandboxed guest stopped at its deadline of {ms} ms for one call (raise --guest-timeout-ms or S3CACHE_GUEST_TIMEOUT_MS)")]
-    Deadline { ms: u128 },
+    Deadline {
+        /// The deadline, in milliseconds.
+        ms: u128,
+    },
     /// The guest failed after its memory cap refused to grow its memory: the cap, not the input, is
     /// what to look at. `detail` is what the guest made of the failed allocation.
     #[error("the sandboxed guest reached its memory cap of {mib} MiB (raise --guest-memory-mb or S3CACHE_GUEST_MEMORY_MB): {detail}")]
-    MemoryCap { mib: usize, detail: String },
+    MemoryCap {
+        /// The cap, in MiB.
+        mib: usize,
+        /// What the guest said of the failed allocation.
+        detail: String,
+    },
     /// Setting up the instance failed.
     #[error(transparent)]
     Setup(#[from] anyhow::Error),
