@@ -156,6 +156,7 @@ mod tests {
             size,
             mtime: Timestamp { seconds: 0, nanoseconds: 0 },
             link_target: None,
+            slice: None,
         }
     }
 

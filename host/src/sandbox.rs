@@ -56,13 +56,12 @@ pub struct Preopen {
     pub writable: bool,
 }
 
-/// The byte stream behind the guest's `archive-io` import.
+/// The byte streams behind the guest's `archive-io` import during one call: `pack` writes to a sink,
+/// `unpack` reads from a source, `decompress` does both.
 #[derive(Default)]
-enum ArchiveStream {
-    #[default]
-    None,
-    Sink(Box<dyn Write + Send>),
-    Source(Box<dyn Read + Send>),
+struct ArchiveStream {
+    source: Option<Box<dyn Read + Send>>,
+    sink: Option<Box<dyn Write + Send>>,
 }
 
 /// Why a call into the guest did not produce a result.
@@ -135,14 +134,14 @@ impl bindings::s3cache::guest::environment::Host for GuestState {
 
 impl bindings::s3cache::guest::archive_io::Host for GuestState {
     fn write(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        match &mut self.stream {
-            ArchiveStream::Sink(sink) => sink.write_all(&bytes).map_err(|e| e.to_string()),
-            _ => Err("no output stream is open".into()),
+        match &mut self.stream.sink {
+            Some(sink) => sink.write_all(&bytes).map_err(|e| e.to_string()),
+            None => Err("no output stream is open".into()),
         }
     }
 
     fn read(&mut self, max: u32) -> Result<Vec<u8>, String> {
-        let ArchiveStream::Source(source) = &mut self.stream else {
+        let Some(source) = &mut self.stream.source else {
             return Err("no input stream is open".into());
         };
         let mut buffer = vec![0; max.min(4 << 20) as usize];
@@ -200,7 +199,7 @@ impl Sandbox {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
-            stream: ArchiveStream::None,
+            stream: ArchiveStream::default(),
             env,
             files: HostFiles::new(preopens),
         };
@@ -269,18 +268,28 @@ impl GuestInstance {
     /// (`options.compression`), into `sink`.
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream::Sink(sink);
+        self.store.data_mut().stream = ArchiveStream { source: None, sink: Some(sink) };
         let result = flatten(self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options));
-        self.store.data_mut().stream = ArchiveStream::None;
+        self.store.data_mut().stream = ArchiveStream::default();
         result
     }
 
     /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
     pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream::Source(source);
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: None };
         let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits));
-        self.store.data_mut().stream = ArchiveStream::None;
+        self.store.data_mut().stream = ArchiveStream::default();
+        result
+    }
+
+    /// Decompresses one part of an archive (zstd frames or gzip members) read from `source` into
+    /// `sink`; returns the decompressed length.
+    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
+        self.arm_deadline();
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: Some(sink) };
+        let result = flatten(self.guest.s3cache_guest_archive().call_decompress(&mut self.store, compression, limits));
+        self.store.data_mut().stream = ArchiveStream::default();
         result
     }
 }
