@@ -389,15 +389,15 @@ impl CacheContext {
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
         let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let summary = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
+        let packed = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
-        let summary = match summary {
-            Ok(summary) => summary,
+        let parallel_pack::Packed { summary, parts } = match packed {
+            Ok(packed) => packed,
             Err(err) => return failed(err.to_string()), // dropping the sink aborts the upload
         };
         tracing::debug!(tar_bytes = summary.tar_bytes, compressed = summary.compressed_bytes, elapsed = ?started.elapsed(), "packed");
         let (digest, archive_bytes) = seal.lock().expect("seal lock").clone();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: crate::ARCHIVE_FORMAT,
             sha256: digest.hex(),
             archive_bytes,
@@ -411,8 +411,9 @@ impl CacheContext {
             paths: request.paths.clone(),
             cross_os: request.cross_os,
             plain_names: request.plain_names,
+            parts,
         };
-        let written = trailer::encode(&manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
+        let written = trailer::encode_fitting(&mut manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }

@@ -120,10 +120,11 @@ fn assert_refused(saved: &Saved, format: Format, key: &str, object: &[u8], reaso
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{format} {key}: something was left in the target");
 }
 
-/// `object` with its archive replaced by `archive` and a trailer that describes it truthfully: only
-/// the guest's own checks of the stream stand in the way.
+/// `object` with its archive replaced by `archive` and a trailer that describes it truthfully (no
+/// part list: the archive decodes as one stream): only the guest's own checks of the stream stand in
+/// the way.
 fn resealed(saved: &Saved, archive: &[u8]) -> Vec<u8> {
-    let manifest = Manifest { sha256: hex::encode(Sha256::digest(archive)), archive_bytes: archive.len() as u64, ..saved.manifest.clone() };
+    let manifest = Manifest { sha256: hex::encode(Sha256::digest(archive)), archive_bytes: archive.len() as u64, parts: Vec::new(), ..saved.manifest.clone() };
     let mut object = archive.to_vec();
     object.extend(trailer::encode(&manifest).unwrap());
     object
@@ -136,9 +137,9 @@ struct Damage {
     /// Why an archive cut at two thirds (under a truthful trailer) is refused.
     cut: &'static str,
     /// Where the archive can be cut between two complete parts (frames, members, tar members), and
-    /// the name of the layer that notices the end-of-archive blocks are missing.
+    /// why that shorter archive is refused.
     boundary: usize,
-    layer: &'static str,
+    boundary_reason: &'static str,
 }
 
 /// Damage common to every format: a flipped archive byte, the object cut short (trailer lost), and
@@ -158,7 +159,7 @@ fn assert_damage_is_refused(saved: &Saved, format: Format, damage: Damage) {
     let cut = resealed(saved, &tar_stream(saved)[..saved.manifest.archive_bytes as usize * 2 / 3]);
     assert_refused(saved, format, "cut", &cut, &format!("cache entry \"cut\" was not restored: corrupt archive: {}", damage.cut));
     let at_boundary = resealed(saved, &tar_stream(saved)[..damage.boundary]);
-    let reason = format!("cache entry \"boundary\" was not restored: corrupt archive: {}: the archive ends without its end-of-archive blocks (truncated)", damage.layer);
+    let reason = format!("cache entry \"boundary\" was not restored: corrupt archive: {}", damage.boundary_reason);
     assert_refused(saved, format, "boundary", &at_boundary, &reason);
 }
 
@@ -182,7 +183,8 @@ fn zstd_objects_are_plain_tar_zst() {
         flipped: "corrupt archive: zstd: Restored data doesn't match checksum".into(),
         cut: "zstd: incomplete frame",
         boundary: second_part(&saved, &[0x28, 0xb5, 0x2f, 0xfd]),
-        layer: "zstd",
+        // The 20 MiB file is split across the parts: the first part ends inside it.
+        boundary_reason: "tar: archive ends inside a file",
     };
     assert_damage_is_refused(&saved, Format::Zstd, damage);
 }
@@ -204,7 +206,7 @@ fn gzip_objects_are_plain_tar_gz() {
         flipped: "corrupt archive: gzip: corrupt gzip stream does not have a matching checksum".into(),
         cut: "gzip: incomplete deflate stream",
         boundary: second_part(&saved, &[0x1f, 0x8b, 0x08, 0x00]),
-        layer: "gzip",
+        boundary_reason: "tar: archive ends inside a file",
     };
     assert_damage_is_refused(&saved, Format::Gzip, damage);
 }
@@ -229,7 +231,7 @@ fn tar_objects_are_plain_tar() {
         cut: "tar: archive ends inside a file",
         // Without its two zero blocks.
         boundary: bytes as usize - 1024,
-        layer: "tar",
+        boundary_reason: "tar: the archive ends without its end-of-archive blocks (truncated)",
     };
     assert_damage_is_refused(&saved, Format::Tar, damage);
 }

@@ -293,6 +293,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
         paths,
         cross_os,
         plain_names: false,
+        parts: Vec::new(),
     };
     trailer::encode(&manifest).unwrap()
 }
