@@ -26,7 +26,7 @@ use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
-use crate::{env_vars, fsmeta, output, parallel_pack, progress};
+use crate::{env_vars, fsmeta, output, parallel_pack, parallel_unpack, progress};
 
 /// Entries up to this size are fetched with a single GET.
 const SMALL_ENTRY: u64 = 4 << 20;
@@ -484,7 +484,7 @@ impl CacheContext {
             }
             self.announce_legacy(&entry.object.name, legacy);
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), source)? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source)? {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
                 Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             };
@@ -501,15 +501,26 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, source)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source)? {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
             Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
         }
     }
 
     /// Extracts an archive of `format` from `source` into `roots` through staging directories and
-    /// moves it into place; returns the member count, or why nothing was changed.
-    fn extract(&self, roots: &[CachedRoot], naming: Naming<'_>, format: Format, bytes: u64, source: Box<dyn Read + Send>) -> Result<Result<u64, String>, ConfigError> {
+    /// moves it into place; returns the member count, or why nothing was changed. `parts` are the
+    /// compressed lengths of its independently decodable parts, from the manifest (empty: unknown):
+    /// several of them are decoded on every core ([`parallel_unpack`]).
+    #[allow(clippy::too_many_arguments)]
+    fn extract(
+        &self,
+        roots: &[CachedRoot],
+        naming: Naming<'_>,
+        format: Format,
+        bytes: u64,
+        parts: &[u64],
+        source: Box<dyn Read + Send>,
+    ) -> Result<Result<u64, String>, ConfigError> {
         let started = Instant::now();
         crate::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
@@ -521,7 +532,14 @@ impl CacheContext {
         let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
         let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), naming);
-        let report = guest.unpack(&roots_seen, format.into(), self.unpack_limits, source);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let report = if parallel_unpack::applies(format.into(), parts, workers) {
+            // Decoders see no directory at all: they only turn compressed bytes into tar.
+            let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None)).map_err(SandboxError::Setup);
+            parallel_unpack::unpack(&decoder, &mut guest, &roots_seen, format.into(), self.unpack_limits, parts, source, workers)
+        } else {
+            guest.unpack(&roots_seen, format.into(), self.unpack_limits, source)
+        };
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
@@ -578,7 +596,7 @@ impl CacheContext {
                 Err(err) => return failed(describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
-            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, source) {
+            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source) {
                 Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: object.name.clone(),

@@ -50,6 +50,7 @@ pub mod host_files;
 pub mod layout;
 pub mod output;
 pub mod parallel_pack;
+pub mod parallel_unpack;
 pub mod paths;
 pub mod progress;
 pub mod s3;

@@ -2,7 +2,7 @@
 //! instances pack parts concurrently, each into its own complete compressed unit (a zstd frame, a gzip
 //! member, or bare tar, as `PackOptions::compression` says), and the parts are written to the upload
 //! in part order. Their compressed lengths go into the manifest, so that a restore can decode them in
-//! parallel too.
+//! parallel too ([`crate::parallel_unpack`]).
 //!
 //! Compression in wasm runs on one core, so one instance would leave the others idle while a save is
 //! compression-bound. A file larger than a part is split across parts as content slices (its headers

@@ -85,7 +85,7 @@ pub struct Manifest {
     #[serde(default)]
     pub plain_names: bool,
     /// The compressed length of each part, in archive order: the independently packed zstd frames or
-    /// gzip members that a restore may decode in parallel. They add up to
+    /// gzip members that a restore decodes in parallel ([`crate::parallel_unpack`]). They add up to
     /// `archive_bytes` ([`decode`] checks). Empty in entries from before parts were recorded, and when
     /// the list would not fit the trailer ([`encode_fitting`]): such entries decode as one stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
