@@ -22,7 +22,7 @@ use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
 use crate::paths::{CachedRoot, PathError, plain_prefix, resolve_roots};
 use crate::scope::ScopePlan;
-use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
+use crate::sandbox::{GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
@@ -538,7 +538,7 @@ impl CacheContext {
             let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None)).map_err(SandboxError::Setup);
             parallel_unpack::unpack(&decoder, &mut guest, &roots_seen, format.into(), self.unpack_limits, parts, source, workers)
         } else {
-            guest.unpack(&roots_seen, format.into(), self.unpack_limits, source)
+            guest.unpack(&roots_seen, format.into(), self.unpack_limits, Box::new(ReadSource(source)))
         };
         bar.finish_and_clear();
         let report = match report {

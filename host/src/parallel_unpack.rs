@@ -20,11 +20,11 @@
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use crate::bindings::{Compression, GuestError, Root, UnpackLimits, UnpackReport};
-use crate::sandbox::{GuestInstance, SandboxError};
+use crate::sandbox::{ArchiveSource, GuestInstance, SandboxError};
 
 /// Largest part decoded in parallel: our own parts hold about [`crate::parallel_pack::PART_BYTES`] of
 /// content, so their compressed form is smaller still. An entry with a larger part decodes as one stream.
@@ -118,7 +118,7 @@ fn decode_parts(
                     Some(guest) => Ok(guest),
                     None => decoder().map(|g| guest.insert(g)),
                 }
-                .and_then(|guest| guest.decompress(compression, limits, Box::new(io::Cursor::new(input)), Box::new(PartSink(sender.clone()))))
+                .and_then(|guest| guest.decompress(compression, limits, Box::new(PartSource { bytes: input, at: 0 }), Box::new(PartSink(sender.clone()))))
                 .map_err(|err| in_part(err, index, parts.len()));
                 // The digest's verdict comes at the end of the source, after the last part; it is read
                 // once that part has decoded, so that damage inside it is reported as a sequential
@@ -169,6 +169,21 @@ fn in_part(err: SandboxError, index: usize, count: usize) -> SandboxError {
     }
 }
 
+/// One part's compressed bytes, as its decoder reads them.
+struct PartSource {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl ArchiveSource for PartSource {
+    fn next_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let end = self.bytes.len().min(self.at + max);
+        let chunk = self.bytes[self.at..end].to_vec();
+        self.at = end;
+        Ok(chunk)
+    }
+}
+
 /// The guest's `archive-io.write` for one part's decompressed output.
 struct PartSink(SyncSender<Message>);
 
@@ -183,26 +198,24 @@ impl Write for PartSink {
     }
 }
 
-/// The parts' decompressed bytes in archive order, as the parser reads them. A part whose decoder
-/// failed ends the stream with an error, and the decoder's own error is kept for the report.
+/// The parts' decompressed bytes in archive order, as the parser reads them: each decoder's chunks
+/// are handed to the parser as they are. A part whose decoder failed ends the stream with an error,
+/// and the decoder's own error is kept for the report.
 struct InOrder {
     receivers: std::vec::IntoIter<Receiver<Message>>,
     current: Option<Receiver<Message>>,
-    chunk: Vec<u8>,
-    at: usize,
-    /// An error met after some bytes of a read: returned by the next read.
-    pending: Option<io::Error>,
+    /// What is left of a chunk larger than the parser asked for.
+    rest: Vec<u8>,
     failure: Arc<Mutex<Option<SandboxError>>>,
 }
 
 impl InOrder {
     fn new(receivers: Vec<Receiver<Message>>, failure: Arc<Mutex<Option<SandboxError>>>) -> Self {
-        Self { receivers: receivers.into_iter(), current: None, chunk: Vec::new(), at: 0, pending: None, failure }
+        Self { receivers: receivers.into_iter(), current: None, rest: Vec::new(), failure }
     }
 
-    /// The next chunk of output, waiting for it when `wait`; `None` at the end of every part, or
-    /// (without `wait`) when nothing is queued yet.
-    fn next_chunk(&mut self, wait: bool) -> io::Result<Option<Vec<u8>>> {
+    /// The next chunk of output, waiting for it; `None` at the end of every part.
+    fn next_message(&mut self) -> io::Result<Option<Vec<u8>>> {
         loop {
             let Some(receiver) = &self.current else {
                 match self.receivers.next() {
@@ -213,12 +226,8 @@ impl InOrder {
                     None => return Ok(None),
                 }
             };
-            let message = if wait {
-                receiver.recv().map_err(|_| TryRecvError::Disconnected)
-            } else {
-                receiver.try_recv()
-            };
-            match message {
+            match receiver.recv() {
+                Ok(Message::Bytes(bytes)) if bytes.is_empty() => {}
                 Ok(Message::Bytes(bytes)) => return Ok(Some(bytes)),
                 Ok(Message::Done(Ok(_))) => self.current = None,
                 Ok(Message::Done(Err(err))) => {
@@ -226,37 +235,26 @@ impl InOrder {
                     self.failure.lock().expect("failure lock").get_or_insert(err);
                     return Err(io::Error::other(message));
                 }
-                Err(TryRecvError::Empty) => return Ok(None),
-                Err(TryRecvError::Disconnected) => return Err(io::Error::other("a decoding worker stopped without a result")),
+                Err(_) => return Err(io::Error::other("a decoding worker stopped without a result")),
             }
         }
     }
 }
 
-impl Read for InOrder {
-    /// Waits for the first byte, then takes whatever more is already decoded, up to `buf`'s size.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(err) = self.pending.take() {
-            return Err(err);
-        }
-        let mut filled = 0;
-        while filled < buf.len() {
-            if self.at == self.chunk.len() {
-                match self.next_chunk(filled == 0) {
-                    Ok(Some(chunk)) => (self.chunk, self.at) = (chunk, 0),
-                    Ok(None) => break,
-                    Err(err) if filled == 0 => return Err(err),
-                    Err(err) => {
-                        self.pending = Some(err);
-                        break;
-                    }
-                }
+impl ArchiveSource for InOrder {
+    fn next_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut chunk = if self.rest.is_empty() {
+            match self.next_message()? {
+                Some(chunk) => chunk,
+                None => return Ok(Vec::new()),
             }
-            let n = (self.chunk.len() - self.at).min(buf.len() - filled);
-            buf[filled..filled + n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-            (self.at, filled) = (self.at + n, filled + n);
+        } else {
+            std::mem::take(&mut self.rest)
+        };
+        if chunk.len() > max {
+            self.rest = chunk.split_off(max);
         }
-        Ok(filled)
+        Ok(chunk)
     }
 }
 
@@ -279,21 +277,18 @@ mod tests {
         (InOrder::new(receivers, failure.clone()), failure)
     }
 
-    /// The parts' chunks come out in part order, whatever the read sizes.
+    /// The parts' chunks come out whole and in part order; one larger than a read is split.
     #[test]
     fn reads_parts_in_order() {
         let bytes = |b: &[u8]| Message::Bytes(b.to_vec());
         let (mut reader, failure) = in_order(vec![
-            vec![bytes(b"ab"), bytes(b"cde"), Message::Done(Ok(5))],
-            vec![Message::Done(Ok(0))],
-            vec![bytes(b"fgh"), Message::Done(Ok(3))],
+            vec![bytes(b"ab"), bytes(b"cdefg"), Message::Done(Ok(7))],
+            vec![bytes(b""), Message::Done(Ok(0))],
+            vec![bytes(b"hij"), Message::Done(Ok(3))],
         ]);
-        let mut first = [0u8; 4];
-        assert_eq!(reader.read(&mut first).unwrap(), 4);
-        assert_eq!(&first, b"abcd");
-        let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, b"efgh");
+        let chunks: Vec<Vec<u8>> = std::iter::from_fn(|| Some(reader.next_chunk(3).unwrap()).filter(|c| !c.is_empty())).collect();
+        assert_eq!(chunks, [&b"ab"[..], b"cde", b"fg", b"hij"]);
+        assert!(reader.next_chunk(3).unwrap().is_empty(), "the end stays the end");
         assert!(failure.lock().unwrap().is_none());
     }
 
@@ -302,10 +297,8 @@ mod tests {
     fn a_failed_part_ends_the_stream() {
         let corrupt = SandboxError::Guest(GuestError::CorruptStream("zstd: Data corruption detected".into()));
         let (mut reader, failure) = in_order(vec![vec![Message::Bytes(b"ok".to_vec()), Message::Done(Ok(2))], vec![Message::Done(Err(corrupt))], vec![]]);
-        let mut out = Vec::new();
-        let err = reader.read_to_end(&mut out).unwrap_err();
-        assert_eq!(out, b"ok");
-        assert_eq!(err.to_string(), "corrupt archive: zstd: Data corruption detected");
+        assert_eq!(reader.next_chunk(16).unwrap(), b"ok");
+        assert_eq!(reader.next_chunk(16).unwrap_err().to_string(), "corrupt archive: zstd: Data corruption detected");
         assert!(matches!(failure.lock().unwrap().as_ref(), Some(SandboxError::Guest(GuestError::CorruptStream(_)))));
     }
 

@@ -60,8 +60,35 @@ pub struct Preopen {
 /// `unpack` reads from a source, `decompress` does both.
 #[derive(Default)]
 struct ArchiveStream {
-    source: Option<Box<dyn Read + Send>>,
+    source: Option<Box<dyn ArchiveSource>>,
     sink: Option<Box<dyn Write + Send>>,
+}
+
+/// What the guest's `archive-io.read` reads: chunks of at most `max` bytes, empty at the end. A source
+/// that already holds its bytes in chunks hands them over without copying ([`ReadSource`] reads any
+/// `Read` into a fresh buffer per chunk).
+pub trait ArchiveSource: Send {
+    fn next_chunk(&mut self, max: usize) -> std::io::Result<Vec<u8>>;
+}
+
+/// Any reader as an [`ArchiveSource`].
+#[derive(Debug)]
+pub struct ReadSource<R>(pub R);
+
+impl<R: Read + Send> ArchiveSource for ReadSource<R> {
+    fn next_chunk(&mut self, max: usize) -> std::io::Result<Vec<u8>> {
+        let mut buffer = vec![0; max];
+        loop {
+            match self.0.read(&mut buffer) {
+                Ok(n) => {
+                    buffer.truncate(n);
+                    return Ok(buffer);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Why a call into the guest did not produce a result.
@@ -144,16 +171,11 @@ impl bindings::s3cache::guest::archive_io::Host for GuestState {
         let Some(source) = &mut self.stream.source else {
             return Err("no input stream is open".into());
         };
-        let mut buffer = vec![0; max.min(4 << 20) as usize];
-        loop {
-            match source.read(&mut buffer) {
-                Ok(n) => {
-                    buffer.truncate(n);
-                    return Ok(buffer);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.to_string()),
-            }
+        let max = max.min(4 << 20) as usize;
+        match source.next_chunk(max) {
+            Ok(chunk) if chunk.len() <= max => Ok(chunk),
+            Ok(chunk) => Err(format!("the archive source returned {} bytes for a read of {max}", chunk.len())),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -275,7 +297,7 @@ impl GuestInstance {
     }
 
     /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
-    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
+    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: None };
         let result = flatten(self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits));
@@ -285,7 +307,7 @@ impl GuestInstance {
 
     /// Decompresses one part of an archive (zstd frames or gzip members) read from `source` into
     /// `sink`; returns the decompressed length.
-    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
+    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: Some(sink) };
         let result = flatten(self.guest.s3cache_guest_archive().call_decompress(&mut self.store, compression, limits));
