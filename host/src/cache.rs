@@ -384,6 +384,7 @@ impl CacheContext {
             Err(err) => return failed(describe_store_error(&err)),
         };
         let total: u64 = members.iter().map(|m| m.size).sum();
+        self.sandbox.expect_heavy_work(total);
         let bar = progress::bytes_bar("saving", Some(total));
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
@@ -522,6 +523,7 @@ impl CacheContext {
         source: Box<dyn Read + Send>,
     ) -> Result<Result<u64, String>, ConfigError> {
         let started = Instant::now();
+        self.sandbox.expect_heavy_work(bytes);
         crate::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
             Ok(staging) => staging,

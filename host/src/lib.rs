@@ -42,6 +42,7 @@ pub mod admin;
 pub mod bindings;
 pub mod cache;
 pub mod catalog;
+pub mod compiled;
 pub mod config;
 pub mod env_vars;
 pub mod fsmeta;

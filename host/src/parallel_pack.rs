@@ -130,6 +130,9 @@ pub fn pack(
                         return;
                     }
                     let sender = senders[index].lock().expect("sender lock").take().expect("each part is taken once");
+                    if guest.as_ref().is_some_and(GuestInstance::outdated) {
+                        guest = None; // the optimized guest is ready: take it for the next parts
+                    }
                     let result = match &mut guest {
                         Some(guest) => Ok(guest),
                         None => instance().map(|g| guest.insert(g)),

@@ -112,6 +112,9 @@ fn decode_parts(
         };
         let sender = senders[index].lock().expect("sender lock").take().expect("each part is taken once");
         let last = index + 1 == parts.len();
+        if guest.as_ref().is_some_and(GuestInstance::outdated) {
+            guest = None; // the optimized guest is ready: take it for the next parts
+        }
         let result = match input {
             Ok(input) => {
                 let decoded = match &mut guest {

@@ -1,6 +1,6 @@
-//! Running the guest: one wasmtime engine per process, the guest component compiled once per machine
-//! and reused from disk, and one store per guest instance with its own preopens, memory cap and
-//! deadline.
+//! Running the guest: the guest component compiled once per machine and reused from disk
+//! ([`crate::compiled`]: Winch at once, Cranelift for heavy work), and one store per guest instance
+//! with its own preopens, memory cap and deadline.
 //!
 //! The guest gets no environment, no network, no stdio and only the directories passed as
 //! [`Preopen`]s. Its imports are narrow: a log that the host escapes, environment lookups that the host
@@ -9,29 +9,25 @@
 //! operations block on the calling thread (`allow_blocking_current_thread`): per-file WASI calls are
 //! the known cost of this design, and this removes a thread hop from each.
 
-use std::fs;
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{
     self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackLimits, UnpackReport,
 };
+use crate::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 use crate::host_files::HostFiles;
 use crate::output;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../guest/s3cache-guest.wasm");
 
-/// How often the engine's epoch advances; deadlines are counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(100);
 
 /// Limits for each guest instance.
 #[derive(Debug, Clone, Copy)]
@@ -182,41 +178,31 @@ impl bindings::s3cache::guest::archive_io::Host for GuestState {
 
 /// The compiled guest and everything shared by its instances.
 pub struct Sandbox {
-    engine: Engine,
-    component: Component,
-    linker: Linker<GuestState>,
+    guest: CompiledGuest,
     limits: GuestLimits,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Sandbox").field("limits", &self.limits).field("guest", &self.guest).finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
-    /// Loads the guest, from the compiled copy in `cache_dir` when there is a valid one.
+    /// Loads the guest, from a compiled copy in `cache_dir` when there is a valid one.
     pub fn load(cache_dir: Option<&Path>, limits: GuestLimits) -> Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
-        let component = load_component(&engine, cache_dir)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(anyhow::Error::from).context("linking the guest's imports")?;
-        let ticker = engine.weak();
-        std::thread::spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-        Ok(Self { engine, component, linker, limits })
+        Ok(Self { guest: CompiledGuest::load(cache_dir)?, limits })
     }
 
-    /// A fresh instance that sees exactly `preopens`.
+    /// Says the run is about to pack or unpack `bytes`; heavy work gets the optimized guest compiled
+    /// in the background, for the instances created after it is ready ([`crate::compiled`]).
+    pub fn expect_heavy_work(&self, bytes: u64) {
+        self.guest.expect_heavy_work(bytes);
+    }
+
+    /// A fresh instance that sees exactly `preopens`, of the best copy of the guest compiled so far.
     pub fn instance(&self, preopens: &[Preopen], env: Box<dyn Fn(&str) -> Option<String> + Send>) -> Result<GuestInstance> {
+        let compiled = self.guest.best();
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
@@ -225,12 +211,12 @@ impl Sandbox {
             env,
             files: HostFiles::new(preopens),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
-        let guest = CacheGuest::instantiate(&mut store, &self.component, &self.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
-        Ok(GuestInstance { store, guest, deadline: self.limits.deadline })
+        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
+        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, successor: self.guest.successor(compiled.tier) })
     }
 }
 
@@ -259,6 +245,8 @@ pub struct GuestInstance {
     store: Store<GuestState>,
     guest: CacheGuest,
     deadline: Duration,
+    /// Where an optimized copy of the guest will appear, for an instance of the quick one.
+    successor: Option<Successor>,
 }
 
 impl std::fmt::Debug for GuestInstance {
@@ -276,6 +264,12 @@ fn flatten<T>(result: wasmtime::Result<Result<T, GuestError>>) -> Result<T, Sand
 }
 
 impl GuestInstance {
+    /// Whether an optimized copy of the guest has been compiled since this instance was created: a
+    /// long-running worker then replaces it between calls.
+    pub fn outdated(&self) -> bool {
+        self.successor.as_ref().is_some_and(Successor::ready)
+    }
+
     fn arm_deadline(&mut self) {
         self.store.set_epoch_deadline(ticks(self.deadline));
     }
@@ -314,42 +308,4 @@ impl GuestInstance {
         self.store.data_mut().stream = ArchiveStream::default();
         result
     }
-}
-
-/// Loads the compiled guest from `cache_dir`, or compiles it and saves the result there.
-///
-/// The file name hashes the component's bytes together with the engine's compatibility hash
-/// (wasmtime version, settings, CPU features), so a stale artifact is never loaded. Only files this
-/// function wrote are deserialized; a file that fails to load is replaced.
-fn load_component(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
-    let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest");
-    };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    GUEST_COMPONENT.hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    let path = cache_dir.join(format!("guest-{:016x}.cwasm", hasher.finish()));
-    if path.exists() {
-        // SAFETY: the file was produced by `Component::serialize` below, with this engine's
-        // compatibility hash in its name; wasmtime re-checks the header and version when loading.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok(component),
-            Err(err) => tracing::debug!(path = %path.display(), error = %err, "recompiling the guest"),
-        }
-    }
-    let component = Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest")?;
-    if let Err(err) = save_compiled(&component, &path) {
-        tracing::debug!(path = %path.display(), error = %err, "could not cache the compiled guest");
-    }
-    Ok(component)
-}
-
-fn save_compiled(component: &Component, path: &Path) -> Result<()> {
-    let bytes = component.serialize()?;
-    let dir = path.parent().context("cache path has a parent")?;
-    fs::create_dir_all(dir)?;
-    let temp = dir.join(crate::staging::unique(".guest-tmp-"));
-    fs::write(&temp, bytes)?;
-    fs::rename(&temp, path)?;
-    Ok(())
 }
