@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::GuestError;
-use crate::bindings::{Compression, Member, MemberKind, PackOptions, Root, Timestamp, UnpackLimits, UnpackReport};
+use crate::bindings::{Compression, ContentSlice, Member, MemberKind, PackOptions, Root, Timestamp, UnpackLimits, UnpackReport};
 use crate::files::LocalFiles;
 use crate::{pack, unpack};
 
@@ -18,7 +18,7 @@ fn root(dir: &Path) -> Root {
 }
 
 fn member(relative: &str, kind: MemberKind, size: u64) -> Member {
-    Member { root: 0, relative: relative.into(), kind, mode: 0o644, size, mtime: Timestamp { seconds: 1_700_000_000, nanoseconds: 5 }, link_target: None }
+    Member { root: 0, relative: relative.into(), kind, mode: 0o644, size, mtime: Timestamp { seconds: 1_700_000_000, nanoseconds: 5 }, link_target: None, slice: None }
 }
 
 /// Bytes that compress a little, so that gzip and zstd have matches and literals to code.
@@ -323,4 +323,84 @@ fn walkdir_files(dir: &Path) -> Vec<String> {
     }
     files.sort();
     files
+}
+
+/// A large file split into slices across parts (headers in the first, padding in the last) packs to
+/// the same tar as whole, in every compression; a slice outside the file is refused.
+#[test]
+fn slices_of_a_file_concatenate_to_the_whole_member() {
+    let tree = tree();
+    // sub/b.bin (300 000 bytes) in three slices, the first sharing its part with the files before it.
+    let big = tree.members.iter().position(|m| m.relative == "sub/b.bin").unwrap();
+    let slice = |offset: u64, length: u64| Member { slice: Some(ContentSlice { offset, length }), ..tree.members[big].clone() };
+    let mut first: Vec<Member> = tree.members[..big].to_vec();
+    first.push(slice(0, 100_000));
+    let mut last = vec![slice(250_001, 49_999)];
+    last.extend_from_slice(&tree.members[big + 1..]);
+    for compression in ALL {
+        let mut archive = pack_part(&tree, &first, options(compression, false)).unwrap();
+        let mut out = Vec::new();
+        let middle = pack::pack(&[root(tree.dir.path())], &[slice(100_000, 150_001)], &options(compression, false), &LocalFiles::default(), &mut out).unwrap();
+        assert_eq!(middle.members, 0, "a slice without the headers adds no member");
+        archive.extend(out);
+        let mut out = Vec::new();
+        let tail = pack::pack(&[root(tree.dir.path())], &last, &options(compression, true), &LocalFiles::default(), &mut out).unwrap();
+        assert_eq!(tail.members, last.len() as u64 - 1);
+        archive.extend(out);
+        let whole = pack_part(&tree, &tree.members, options(compression, true)).unwrap();
+        assert_eq!(reference_decode(compression, &archive), reference_decode(compression, &whole), "{compression:?}");
+        let dir = tempfile::tempdir().unwrap();
+        unpack_into(dir.path(), compression, &archive, &limits()).unwrap();
+        assert_same_files(&tree, dir.path());
+    }
+    for (offset, length) in [(299_999, 2), (0, 0), (u64::MAX, 2)] {
+        let refused = pack_part(&tree, &[slice(offset, length)], options(Compression::Zstd, true)).unwrap_err();
+        let expected = format!("workspace/target/sub/b.bin: slice {offset}+{length} is not within the 300000 bytes of a regular file");
+        assert!(matches!(&refused, GuestError::Other(reason) if *reason == expected), "{refused:?}");
+    }
+    let directory = Member { slice: Some(ContentSlice { offset: 0, length: 1 }), ..tree.members[1].clone() };
+    assert!(matches!(pack_part(&tree, &[directory], options(Compression::Zstd, true)), Err(GuestError::Other(reason)) if reason.contains("not within the 0 bytes")));
+}
+
+/// `decompress` turns each part (one or more frames or members) into exactly its tar bytes, so
+/// parts decoded apart concatenate to the stream `unpack` reads as bare tar; a part that ends
+/// inside a frame or member, another format, an empty part and output over the limit are refused.
+#[test]
+fn decompress_decodes_each_part_on_its_own() {
+    let tree = tree();
+    let (first, second) = tree.members.split_at(3);
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let parts = [pack_part(&tree, first, options(compression, false)).unwrap(), pack_part(&tree, second, options(compression, true)).unwrap()];
+        let decode = |part: &[u8], limits: &UnpackLimits| {
+            let mut out = Vec::new();
+            unpack::decompress(compression, limits, part, &mut out, 1 << 16).map(|n| {
+                assert_eq!(n, out.len() as u64);
+                out
+            })
+        };
+        let mut tar = Vec::new();
+        for part in &parts {
+            tar.extend(decode(part, &limits()).unwrap());
+        }
+        assert_eq!(tar, reference_decode(compression, &parts.concat()), "{compression:?}");
+        assert_eq!(decode(&parts.concat(), &limits()).unwrap(), tar, "two frames in one part");
+        let dir = tempfile::tempdir().unwrap();
+        unpack_into(dir.path(), Compression::None, &tar, &limits()).unwrap();
+        assert_same_files(&tree, dir.path());
+
+        let layer = if compression == Compression::Zstd { "zstd: " } else { "gzip: " };
+        let cut = [&parts[0][..], &parts[1][..parts[1].len() / 2]].concat();
+        for damaged in [&parts[0][..parts[0].len() - 1], &cut[..], &parts[0][1..]] {
+            match decode(damaged, &limits()) {
+                Err(GuestError::CorruptStream(reason)) => assert!(reason.starts_with(layer), "{compression:?}: {reason}"),
+                other => panic!("{compression:?}: expected corrupt-stream, got {other:?}"),
+            }
+        }
+        let other = if compression == Compression::Zstd { Compression::Gzip } else { Compression::Zstd };
+        assert!(matches!(decode(&pack_part(&tree, first, options(other, false)).unwrap(), &limits()), Err(GuestError::CorruptStream(_))));
+        let small = UnpackLimits { max_total_bytes: 1000, ..limits() };
+        assert!(matches!(decode(&parts[1], &small), Err(GuestError::LimitExceeded(reason)) if reason.contains("1000")));
+    }
+    assert!(matches!(unpack::decompress(Compression::Zstd, &limits(), &b""[..], Vec::new(), 1 << 16), Err(GuestError::CorruptStream(reason)) if reason == "zstd: incomplete frame"));
+    assert!(matches!(unpack::decompress(Compression::None, &limits(), &b"x"[..], Vec::new(), 1 << 16), Err(GuestError::Other(_))));
 }

@@ -30,7 +30,15 @@ impl archive::Guest for Component {
     fn unpack(roots: Vec<Root>, compression: Compression, limits: UnpackLimits) -> Result<UnpackReport, Error> {
         Ok(unpack::unpack(&roots, compression, &limits, HostSource, &mut HostWriter::default(), 1 << 20)?)
     }
+
+    fn decompress(compression: Compression, limits: UnpackLimits) -> Result<u64, Error> {
+        Ok(unpack::decompress(compression, &limits, HostSource, HostSink, DECOMPRESSED_CHUNK)?)
+    }
 }
+
+/// Bytes per `archive-io.write` of decompressed output: large enough that crossings are few, small
+/// enough that the host's queues of them stay small.
+const DECOMPRESSED_CHUNK: usize = 256 << 10;
 
 /// `archive-io.write` as a `Write`.
 struct HostSink;

@@ -11,7 +11,10 @@
 //! takes about 0.3 s with either backend.
 //!
 //! Small files are read ahead in batches through [`FileReader`] (one host call for many files); large
-//! ones are streamed through one reused buffer.
+//! ones are streamed through one reused buffer. A file larger than a part may come as a
+//! [`ContentSlice`]: this call then writes only those bytes of it, the headers only with the slice at
+//! offset 0 and the padding only with the slice that reaches its end, so that the parts concatenate to
+//! exactly the member one call would write (the host packs the slices on several cores).
 //!
 //! The host decides what goes in (it checked each path and read the mode bits WASI cannot see); this
 //! module frames it. Names that do not fit ustar, non-ASCII names, sub-second mtimes and huge sizes get
@@ -20,13 +23,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use tar::{EntryType, Header};
 
 use crate::GuestError;
 use crate::files::FileReader;
-use crate::bindings::{Compression, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
+use crate::bindings::{Compression, ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
 
 const BLOCK: usize = 512;
 /// Files up to this size are read in batches.
@@ -67,7 +70,9 @@ pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &
     }
     let tar_bytes = tar.count;
     let compressed = tar.inner.finish().map_err(stream_error)?;
-    Ok(PackSummary { members: members.len() as u64, tar_bytes, compressed_bytes: compressed.count })
+    // A member split across parts counts once: in the part that holds its headers.
+    let headers = members.iter().filter(|m| m.slice.is_none_or(|slice| slice.offset == 0)).count();
+    Ok(PackSummary { members: headers as u64, tar_bytes, compressed_bytes: compressed.count })
 }
 
 /// The levels each compression accepts; `None` for one without levels.
@@ -136,7 +141,19 @@ impl<W: Write> Write for Compressor<W> {
 }
 
 fn is_small(member: &Member) -> bool {
-    member.kind == MemberKind::File && member.size > 0 && member.size <= SMALL_FILE
+    member.kind == MemberKind::File && member.size > 0 && member.size <= SMALL_FILE && member.slice.is_none()
+}
+
+/// The content bytes this call writes of `member`: its slice, checked against its size and kind, or
+/// all of it.
+fn content_range(member: &Member, name: &str) -> Result<ContentSlice, GuestError> {
+    let size = if member.kind == MemberKind::File { member.size } else { 0 };
+    let Some(slice) = member.slice else { return Ok(ContentSlice { offset: 0, length: size }) };
+    let fits = slice.offset.checked_add(slice.length).is_some_and(|end| end <= size);
+    if member.kind != MemberKind::File || !fits || slice.length == 0 {
+        return Err(GuestError::Other(format!("{name}: slice {}+{} is not within the {size} bytes of a regular file", slice.offset, slice.length)));
+    }
+    Ok(slice)
 }
 
 /// Reads the small files at the start of `members` (skipping other members, stopping at another root
@@ -171,9 +188,38 @@ pub fn member_name(prefix: &str, relative: &str) -> String {
 }
 
 fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, contents: Option<Vec<u8>>, buffer: &mut [u8]) -> Result<(), GuestError> {
+    let size = if member.kind == MemberKind::File { member.size } else { 0 };
+    let range = content_range(member, name)?;
+    if range.offset == 0 {
+        write_headers(out, root, member, name, size)?;
+    }
+    if let Some(contents) = contents {
+        out.write_all(&contents).map_err(stream_error)?;
+    } else if range.length > 0 {
+        let path = format!("{}/{}", root.guest_dir, member.relative);
+        let mut file = File::open(&path).map_err(|e| GuestError::io(&path, &e))?;
+        if range.offset > 0 {
+            file.seek(SeekFrom::Start(range.offset)).map_err(|e| GuestError::io(&path, &e))?;
+        }
+        copy_exact(file, range.length, out, buffer).map_err(|e| match e {
+            CopyError::Read(e) => GuestError::io(&path, &e),
+            CopyError::Shrunk { read } => GuestError::Io {
+                path: path.clone(),
+                message: format!("file shrank while it was archived: {} of {size} bytes", range.offset + read),
+            },
+            CopyError::Write(e) => stream_error(e),
+        })?;
+    }
+    if range.offset + range.length == size {
+        pad(out, size).map_err(stream_error)?;
+    }
+    Ok(())
+}
+
+/// The member's pax header (when it needs one) and ustar header.
+fn write_headers(out: &mut impl Write, root: &Root, member: &Member, name: &str, size: u64) -> Result<(), GuestError> {
     let mut header = Header::new_ustar();
     let mut pax = PaxRecords::default();
-    let size = if member.kind == MemberKind::File { member.size } else { 0 };
     header.set_entry_type(match member.kind {
         MemberKind::File => EntryType::Regular,
         MemberKind::Directory => EntryType::Directory,
@@ -206,23 +252,7 @@ fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, 
     if !pax.is_empty() {
         write_pax_header(out, name, &pax).map_err(stream_error)?;
     }
-    out.write_all(header.as_bytes()).map_err(stream_error)?;
-    if let Some(contents) = contents {
-        out.write_all(&contents).map_err(stream_error)?;
-        pad(out, size).map_err(stream_error)?;
-    } else if size > 0 {
-        let path = format!("{}/{}", root.guest_dir, member.relative);
-        let file = File::open(&path).map_err(|e| GuestError::io(&path, &e))?;
-        copy_exact(file, size, out, buffer).map_err(|e| match e {
-            CopyError::Read(e) => GuestError::io(&path, &e),
-            CopyError::Shrunk { read } => {
-                GuestError::Io { path: path.clone(), message: format!("file shrank while it was archived: {read} of {size} bytes") }
-            }
-            CopyError::Write(e) => stream_error(e),
-        })?;
-        pad(out, size).map_err(stream_error)?;
-    }
-    Ok(())
+    out.write_all(header.as_bytes()).map_err(stream_error)
 }
 
 /// Puts `name` in the ustar name/prefix fields when it fits and is ASCII; otherwise in a pax `path`.
@@ -327,8 +357,9 @@ enum CopyError {
     Shrunk { read: u64 },
 }
 
-/// Copies exactly `size` bytes of `file` to `out`. Bytes appended after the size was taken are left
-/// out (as GNU tar does); a file that ends early is an error, since padding it would store wrong bytes.
+/// Copies exactly `size` bytes of `file` (from where it is positioned) to `out`. Bytes appended after
+/// the size was taken are left out (as GNU tar does); a file that ends early is an error, since padding
+/// it would store wrong bytes.
 fn copy_exact(mut file: File, size: u64, out: &mut impl Write, buffer: &mut [u8]) -> Result<(), CopyError> {
     let mut remaining = size;
     while remaining > 0 {

@@ -92,17 +92,7 @@ pub fn unpack(
         .collect::<Result<Vec<_>, GuestError>>()?;
 
     let layer = layer_name(compression);
-    let decoder: Box<dyn Read + '_> = match compression {
-        Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, layer))?;
-            decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, layer))?;
-            Box::new(decoder)
-        }
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
-        Compression::None => Box::new(BufReader::with_capacity(buffer_size.max(64 * 1024), source)),
-    };
-    let bounded = Bounded { inner: decoder, layer, remaining: limits.max_total_bytes };
-    let mut archive = Archive::new(bounded);
+    let mut archive = Archive::new(decoder(compression, limits, source, buffer_size)?);
     let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
 
     let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
@@ -241,6 +231,46 @@ pub fn unpack(
     }
     writer.finish()?;
     Ok(report)
+}
+
+/// The decompressed stream of `source`, bounded by `limits` (window and total size), its errors
+/// marked with their layer.
+fn decoder<'a>(compression: Compression, limits: &UnpackLimits, source: impl Read + 'a, buffer_size: usize) -> Result<Bounded<Box<dyn Read + 'a>>, GuestError> {
+    let layer = layer_name(compression);
+    let inner: Box<dyn Read + 'a> = match compression {
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, layer))?;
+            decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, layer))?;
+            Box::new(decoder)
+        }
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
+        Compression::None => Box::new(BufReader::with_capacity(buffer_size.max(64 * 1024), source)),
+    };
+    Ok(Bounded { inner, layer, remaining: limits.max_total_bytes })
+}
+
+/// Decompresses one part of an archive (one or more zstd frames or gzip members) from `source` to
+/// `sink` and returns the bytes written. The part must end where a frame or member ends; its output
+/// is bounded by `limits.max_total_bytes`, and zstd's window by `limits.max_window_log`. Parsing is
+/// left to [`unpack`], which reads the parts' concatenation as bare tar.
+pub fn decompress(compression: Compression, limits: &UnpackLimits, source: impl Read, mut sink: impl io::Write, buffer_size: usize) -> Result<u64, GuestError> {
+    if compression == Compression::None {
+        return Err(GuestError::Other("decompress needs a compressed format, not none".into()));
+    }
+    let layer = layer_name(compression);
+    let mut decoded = decoder(compression, limits, source, buffer_size)?;
+    let mut buffer = vec![0u8; buffer_size.max(64 * 1024)];
+    let mut total = 0u64;
+    loop {
+        let n = match decoded.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(e, layer)),
+        };
+        sink.write_all(&buffer[..n]).map_err(|e| GuestError::StreamFailed(e.to_string()))?;
+        total += n as u64;
+    }
 }
 
 /// Splits one leading `/` off a member name or root prefix: `(true, rest)` for an absolute name.

@@ -23,11 +23,11 @@ use crate::layout::{Format, Layout};
 pub use crate::paths::PathError;
 use crate::paths::{CachedRoot, plain_prefix, resolve_each, resolve_roots};
 use crate::scope::ScopePlan;
-use crate::sandbox::{GuestInstance, Preopen, Sandbox, SandboxError};
+use crate::sandbox::{GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
-use crate::{env_vars, fsmeta, output, parallel_pack, progress};
+use crate::{env_vars, fsmeta, output, parallel_pack, parallel_unpack, progress};
 
 /// Entries up to this size are fetched with a single GET.
 const SMALL_ENTRY: u64 = 4 << 20;
@@ -518,20 +518,21 @@ impl CacheContext {
             Err(err) => return failed(describe_store_error(&err)),
         };
         let total: u64 = members.iter().map(|m| m.size).sum();
+        self.sandbox.expect_heavy_work(total);
         let bar = progress::bytes_bar("saving", Some(total));
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
         let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let summary = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
+        let packed = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
-        let summary = match summary {
-            Ok(summary) => summary,
+        let parallel_pack::Packed { summary, parts } = match packed {
+            Ok(packed) => packed,
             Err(err) => return failed(err.to_string()), // dropping the sink aborts the upload
         };
         tracing::debug!(tar_bytes = summary.tar_bytes, compressed = summary.compressed_bytes, elapsed = ?started.elapsed(), "packed");
         let (digest, archive_bytes) = seal.lock().expect("seal lock").clone();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: crate::ARCHIVE_FORMAT,
             sha256: digest.hex(),
             archive_bytes,
@@ -545,8 +546,9 @@ impl CacheContext {
             paths: request.paths.clone(),
             cross_os: request.cross_os,
             plain_names: request.plain_names,
+            parts,
         };
-        let written = trailer::encode(&manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
+        let written = trailer::encode_fitting(&mut manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }
@@ -617,7 +619,7 @@ impl CacheContext {
             }
             self.announce_legacy(&entry.object.name, legacy);
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), source)? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source)? {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
                 Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             };
@@ -634,16 +636,28 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, source)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source)? {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
             Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
         }
     }
 
     /// Extracts an archive of `format` from `source` into `roots` through staging directories and
-    /// moves it into place; returns the member count, or why nothing was changed.
-    fn extract(&self, roots: &[CachedRoot], naming: Naming<'_>, format: Format, bytes: u64, source: Box<dyn Read + Send>) -> Result<Result<u64, String>, ConfigError> {
+    /// moves it into place; returns the member count, or why nothing was changed. `parts` are the
+    /// compressed lengths of its independently decodable parts, from the manifest (empty: unknown):
+    /// several of them are decoded on every core ([`parallel_unpack`]).
+    #[allow(clippy::too_many_arguments)]
+    fn extract(
+        &self,
+        roots: &[CachedRoot],
+        naming: Naming<'_>,
+        format: Format,
+        bytes: u64,
+        parts: &[u64],
+        source: Box<dyn Read + Send>,
+    ) -> Result<Result<u64, String>, ConfigError> {
         let started = Instant::now();
+        self.sandbox.expect_heavy_work(bytes);
         crate::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
             Ok(staging) => staging,
@@ -654,7 +668,14 @@ impl CacheContext {
         let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
         let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), naming);
-        let report = guest.unpack(&roots_seen, format.into(), self.unpack_limits, source);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let report = if parallel_unpack::applies(format.into(), parts, workers) {
+            // Decoders see no directory at all: they only turn compressed bytes into tar.
+            let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None)).map_err(SandboxError::Setup);
+            parallel_unpack::unpack(&decoder, &mut guest, &roots_seen, format.into(), self.unpack_limits, parts, source, workers)
+        } else {
+            guest.unpack(&roots_seen, format.into(), self.unpack_limits, Box::new(ReadSource(source)))
+        };
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
@@ -715,7 +736,7 @@ impl CacheContext {
                 Err(err) => return failed(describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
-            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, source) {
+            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source) {
                 Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: object.name.clone(),

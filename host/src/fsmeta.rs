@@ -108,6 +108,7 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
             size: if kind == MemberKind::File { meta.len() } else { 0 },
             mtime: Timestamp { seconds: meta.mtime(), nanoseconds: meta.mtime_nsec() as u32 },
             link_target,
+            slice: None,
         });
     }
     Ok(members)

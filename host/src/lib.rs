@@ -49,6 +49,8 @@ pub mod bindings;
 #[doc(hidden)]
 pub mod catalog;
 #[doc(hidden)]
+pub mod compiled;
+#[doc(hidden)]
 pub mod env_vars;
 #[doc(hidden)]
 pub mod frontends;
@@ -60,6 +62,8 @@ pub mod host_files;
 pub mod output;
 #[doc(hidden)]
 pub mod parallel_pack;
+#[doc(hidden)]
+pub mod parallel_unpack;
 #[doc(hidden)]
 pub mod paths;
 #[doc(hidden)]

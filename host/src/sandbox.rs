@@ -1,6 +1,6 @@
-//! Running the guest: one wasmtime engine per process, the guest component compiled once per machine
-//! and reused from disk, and one store per guest instance with its own preopens, memory cap and
-//! deadline.
+//! Running the guest: the guest component compiled once per machine and reused from disk
+//! ([`crate::compiled`]: Winch at once, Cranelift for heavy work), and one store per guest instance
+//! with its own preopens, memory cap and deadline.
 //!
 //! The guest gets no environment, no network, no stdio and only the directories passed as
 //! [`Preopen`]s. Its imports are narrow: a log that the host escapes, environment lookups that the host
@@ -9,21 +9,19 @@
 //! operations block on the calling thread (`allow_blocking_current_thread`): per-file WASI calls are
 //! the known cost of this design, and this removes a thread hop from each.
 
-use std::fs;
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{
     self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackReport,
 };
+use crate::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 /// What a restore accepts from an archive (members, bytes, path length and depth, zstd window):
 /// the WIT contract's `unpack-limits`, checked by the guest.
 pub use crate::bindings::UnpackLimits;
@@ -33,8 +31,6 @@ use crate::output;
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../guest/s3cache-guest.wasm");
 
-/// How often the engine's epoch advances; deadlines are counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(100);
 
 /// Limits for each guest instance.
 #[derive(Debug, Clone, Copy)]
@@ -62,13 +58,40 @@ pub struct Preopen {
     pub writable: bool,
 }
 
-/// The byte stream behind the guest's `archive-io` import.
+/// The byte streams behind the guest's `archive-io` import during one call: `pack` writes to a sink,
+/// `unpack` reads from a source, `decompress` does both.
 #[derive(Default)]
-enum ArchiveStream {
-    #[default]
-    None,
-    Sink(Box<dyn Write + Send>),
-    Source(Box<dyn Read + Send>),
+struct ArchiveStream {
+    source: Option<Box<dyn ArchiveSource>>,
+    sink: Option<Box<dyn Write + Send>>,
+}
+
+/// What the guest's `archive-io.read` reads: chunks of at most `max` bytes, empty at the end. A source
+/// that already holds its bytes in chunks hands them over without copying ([`ReadSource`] reads any
+/// `Read` into a fresh buffer per chunk).
+pub trait ArchiveSource: Send {
+    /// The next chunk of at most `max` bytes; empty at the end of the input.
+    fn next_chunk(&mut self, max: usize) -> std::io::Result<Vec<u8>>;
+}
+
+/// Any reader as an [`ArchiveSource`].
+#[derive(Debug)]
+pub struct ReadSource<R>(pub R);
+
+impl<R: Read + Send> ArchiveSource for ReadSource<R> {
+    fn next_chunk(&mut self, max: usize) -> std::io::Result<Vec<u8>> {
+        let mut buffer = vec![0; max];
+        loop {
+            match self.0.read(&mut buffer) {
+                Ok(n) => {
+                    buffer.truncate(n);
+                    return Ok(buffer);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Why a call into the guest did not produce a result.
@@ -186,81 +209,66 @@ impl bindings::s3cache::guest::environment::Host for GuestState {
 
 impl bindings::s3cache::guest::archive_io::Host for GuestState {
     fn write(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        match &mut self.stream {
-            ArchiveStream::Sink(sink) => sink.write_all(&bytes).map_err(|e| e.to_string()),
-            _ => Err("no output stream is open".into()),
+        match &mut self.stream.sink {
+            Some(sink) => sink.write_all(&bytes).map_err(|e| e.to_string()),
+            None => Err("no output stream is open".into()),
         }
     }
 
     fn read(&mut self, max: u32) -> Result<Vec<u8>, String> {
-        let ArchiveStream::Source(source) = &mut self.stream else {
+        let Some(source) = &mut self.stream.source else {
             return Err("no input stream is open".into());
         };
-        let mut buffer = vec![0; max.min(4 << 20) as usize];
-        loop {
-            match source.read(&mut buffer) {
-                Ok(n) => {
-                    buffer.truncate(n);
-                    return Ok(buffer);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.to_string()),
-            }
+        let max = max.min(4 << 20) as usize;
+        match source.next_chunk(max) {
+            Ok(chunk) if chunk.len() <= max => Ok(chunk),
+            Ok(chunk) => Err(format!("the archive source returned {} bytes for a read of {max}", chunk.len())),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
 
 /// The compiled guest and everything shared by its instances.
 pub struct Sandbox {
-    engine: Engine,
-    component: Component,
-    linker: Linker<GuestState>,
+    guest: CompiledGuest,
     limits: GuestLimits,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Sandbox").field("limits", &self.limits).field("guest", &self.guest).finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
-    /// Loads the guest, from the compiled copy in `cache_dir` when there is a valid one.
+    /// Loads the guest, from a compiled copy in `cache_dir` when there is a valid one.
     pub fn load(cache_dir: Option<&Path>, limits: GuestLimits) -> Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
-        let component = load_component(&engine, cache_dir)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(anyhow::Error::from).context("linking the guest's imports")?;
-        let ticker = engine.weak();
-        std::thread::spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-        Ok(Self { engine, component, linker, limits })
+        Ok(Self { guest: CompiledGuest::load(cache_dir)?, limits })
     }
 
-    /// A fresh instance that sees exactly `preopens`.
+    /// Says the run is about to pack or unpack `bytes`; heavy work gets the optimized guest compiled
+    /// in the background, for the instances created after it is ready ([`crate::compiled`]).
+    pub fn expect_heavy_work(&self, bytes: u64) {
+        self.guest.expect_heavy_work(bytes);
+    }
+
+    /// A fresh instance that sees exactly `preopens`, of the best copy of the guest compiled so far.
     pub fn instance(&self, preopens: &[Preopen], env: Box<dyn Fn(&str) -> Option<String> + Send>) -> Result<GuestInstance> {
+        let compiled = self.guest.best();
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
             limits: Limits { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(), memory_refused: false },
-            stream: ArchiveStream::None,
+            stream: ArchiveStream::default(),
             env,
             files: HostFiles::new(preopens),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
-        let guest = CacheGuest::instantiate(&mut store, &self.component, &self.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
-        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, memory_bytes: self.limits.memory_bytes })
+        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
+        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, memory_bytes: self.limits.memory_bytes, successor: self.guest.successor(compiled.tier) })
     }
 }
 
@@ -290,6 +298,8 @@ pub struct GuestInstance {
     guest: CacheGuest,
     deadline: Duration,
     memory_bytes: usize,
+    /// Where an optimized copy of the guest will appear, for an instance of the quick one.
+    successor: Option<Successor>,
 }
 
 impl std::fmt::Debug for GuestInstance {
@@ -299,6 +309,12 @@ impl std::fmt::Debug for GuestInstance {
 }
 
 impl GuestInstance {
+    /// Whether an optimized copy of the guest has been compiled since this instance was created: a
+    /// long-running worker then replaces it between calls.
+    pub fn outdated(&self) -> bool {
+        self.successor.as_ref().is_some_and(Successor::ready)
+    }
+
     /// Before a call: a fresh deadline, and no refused growth yet.
     fn arm_deadline(&mut self) {
         self.store.set_epoch_deadline(ticks(self.deadline));
@@ -334,58 +350,31 @@ impl GuestInstance {
     /// (`options.compression`), into `sink`.
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream::Sink(sink);
+        self.store.data_mut().stream = ArchiveStream { source: None, sink: Some(sink) };
         let result = self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options);
         let result = self.flatten(result);
-        self.store.data_mut().stream = ArchiveStream::None;
+        self.store.data_mut().stream = ArchiveStream::default();
         result
     }
 
     /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
-    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn Read + Send>) -> Result<UnpackReport, SandboxError> {
+    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream::Source(source);
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: None };
         let result = self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits);
         let result = self.flatten(result);
-        self.store.data_mut().stream = ArchiveStream::None;
+        self.store.data_mut().stream = ArchiveStream::default();
         result
     }
-}
 
-/// Loads the compiled guest from `cache_dir`, or compiles it and saves the result there.
-///
-/// The file name hashes the component's bytes together with the engine's compatibility hash
-/// (wasmtime version, settings, CPU features), so a stale artifact is never loaded. Only files this
-/// function wrote are deserialized; a file that fails to load is replaced.
-fn load_component(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
-    let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest");
-    };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    GUEST_COMPONENT.hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    let path = cache_dir.join(format!("guest-{:016x}.cwasm", hasher.finish()));
-    if path.exists() {
-        // SAFETY: the file was produced by `Component::serialize` below, with this engine's
-        // compatibility hash in its name; wasmtime re-checks the header and version when loading.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok(component),
-            Err(err) => tracing::debug!(path = %path.display(), error = %err, "recompiling the guest"),
-        }
+    /// Decompresses one part of an archive (zstd frames or gzip members) read from `source` into
+    /// `sink`; returns the decompressed length.
+    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
+        self.arm_deadline();
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: Some(sink) };
+        let result = self.guest.s3cache_guest_archive().call_decompress(&mut self.store, compression, limits);
+        let result = self.flatten(result);
+        self.store.data_mut().stream = ArchiveStream::default();
+        result
     }
-    let component = Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest")?;
-    if let Err(err) = save_compiled(&component, &path) {
-        tracing::debug!(path = %path.display(), error = %err, "could not cache the compiled guest");
-    }
-    Ok(component)
-}
-
-fn save_compiled(component: &Component, path: &Path) -> Result<()> {
-    let bytes = component.serialize()?;
-    let dir = path.parent().context("cache path has a parent")?;
-    fs::create_dir_all(dir)?;
-    let temp = dir.join(crate::staging::unique(".guest-tmp-"));
-    fs::write(&temp, bytes)?;
-    fs::rename(&temp, path)?;
-    Ok(())
 }

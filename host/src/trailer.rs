@@ -84,6 +84,12 @@ pub struct Manifest {
     /// other tools to read ([`crate::paths::plain_prefix`]).
     #[serde(default)]
     pub plain_names: bool,
+    /// The compressed length of each part, in archive order: the independently packed zstd frames or
+    /// gzip members that a restore decodes in parallel ([`crate::parallel_unpack`]). They add up to
+    /// `archive_bytes` ([`decode`] checks). Empty in entries from before parts were recorded, and when
+    /// the list would not fit the trailer ([`encode_fitting`]): such entries decode as one stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 impl Manifest {
@@ -186,6 +192,19 @@ pub fn encode(manifest: &Manifest) -> Result<Vec<u8>, TrailerError> {
     Ok(frame(layout, &json))
 }
 
+/// The trailer for `manifest` ([`encode`]); when its part list makes it too large, the trailer
+/// without the list, so that a very large archive is still saved (and restored as one stream).
+pub fn encode_fitting(manifest: &mut Manifest) -> Result<Vec<u8>, TrailerError> {
+    match encode(manifest) {
+        Err(TrailerError::TooLarge(_)) if !manifest.parts.is_empty() => {
+            tracing::debug!(parts = manifest.parts.len(), "the part list does not fit the trailer; the entry will decode as one stream");
+            manifest.parts.clear();
+            encode(manifest)
+        }
+        other => other,
+    }
+}
+
 /// `json` and the footer, framed in `layout`.
 fn frame(layout: Layout, json: &[u8]) -> Vec<u8> {
     let payload_len = json.len() + FOOTER_LEN;
@@ -230,7 +249,25 @@ pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
     if manifest.archive_bytes != archive_end {
         return Err(TrailerError::Malformed(format!("manifest says {} archive bytes, the object holds {archive_end}", manifest.archive_bytes)));
     }
+    check_parts(&manifest)?;
     Ok(manifest)
+}
+
+/// A manifest's part list must cover the archive exactly, with no empty part: a restore cuts the
+/// archive where the list says and decodes each piece on its own.
+fn check_parts(manifest: &Manifest) -> Result<(), TrailerError> {
+    if manifest.parts.is_empty() {
+        return Ok(());
+    }
+    if let Some(empty) = manifest.parts.iter().position(|&len| len == 0) {
+        return Err(TrailerError::Malformed(format!("part {} of {} is empty", empty + 1, manifest.parts.len())));
+    }
+    let total = manifest.parts.iter().try_fold(0u64, |sum, &len| sum.checked_add(len));
+    if total != Some(manifest.archive_bytes) {
+        let total = total.map_or_else(|| "more than 2^64".to_owned(), |t| t.to_string());
+        return Err(TrailerError::Malformed(format!("its parts add up to {total} bytes, the archive is {}", manifest.archive_bytes)));
+    }
+    Ok(())
 }
 
 /// A running SHA-256 over the bytes that pass through.
@@ -266,6 +303,7 @@ mod tests {
             paths: vec!["target".into()],
             cross_os: false,
             plain_names: false,
+            parts: Vec::new(),
         }
     }
 
@@ -349,6 +387,32 @@ mod tests {
         let trailer = frame(Layout::SkippableFrame, &serde_json::to_vec(&unknown).unwrap());
         assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::UnknownCompression("lz4".into())));
         assert_eq!(encode(&unknown), Err(TrailerError::UnknownCompression("lz4".into())));
+    }
+
+    /// A part list must cover the archive exactly, without empty parts; a list too long for the
+    /// trailer is left out rather than failing the save.
+    #[test]
+    fn checks_part_lists() {
+        let with_parts = |parts: Vec<u64>| Manifest { parts, ..manifest(10, Format::Zstd) };
+        let good = object(&[7; 10], &with_parts(vec![4, 6]));
+        assert_eq!(decode(&good, good.len() as u64).unwrap().parts, vec![4, 6]);
+        for (parts, expected) in [
+            (vec![4, 5], "its parts add up to 9 bytes, the archive is 10"),
+            (vec![4, 6, 1], "its parts add up to 11 bytes, the archive is 10"),
+            (vec![10, 0], "part 2 of 2 is empty"),
+            (vec![u64::MAX, 11], "its parts add up to more than 2^64 bytes, the archive is 10"),
+        ] {
+            let bad = object(&[7; 10], &with_parts(parts));
+            assert_eq!(decode(&bad, bad.len() as u64), Err(TrailerError::Malformed(expected.into())));
+        }
+        let plain = serde_json::to_string(&manifest(10, Format::Zstd)).unwrap();
+        assert!(!plain.contains("parts"), "an entry without parts is written as before: {plain}");
+        let mut long = with_parts(vec![1; 9000]);
+        long.archive_bytes = 9000;
+        assert!(matches!(encode(&long), Err(TrailerError::TooLarge(_))));
+        let trailer = encode_fitting(&mut long).unwrap();
+        assert!(long.parts.is_empty());
+        assert_eq!(decode(&trailer, trailer.len() as u64 + 9000).unwrap().parts, Vec::<u64>::new());
     }
 
     /// A manifest too large for the tail a reader fetches is refused when written, not left unreadable.

@@ -171,18 +171,42 @@ fn wrong_credentials_warn_without_leaking_the_secret() {
     assert_eq!(run.code, 1);
 }
 
-/// The guest is compiled once per machine: the second run loads the cached artifact.
+/// The guest is compiled once per machine and tier: a first run compiles the quick (Winch) copy and
+/// caches it; a run with heavy work (16 MiB or more) also compiles the optimized (Cranelift) copy in
+/// the background and caches it before exiting; later runs load the optimized copy and recompile
+/// nothing.
 #[test]
 fn caches_the_compiled_guest() {
     let mut machine = Sandbox::new();
     let cache = machine.scratch("own-guest-cache");
     machine.env("S3CACHE_CACHE_DIR", cache.display().to_string());
+    let compiled = || -> Vec<(String, std::time::SystemTime)> {
+        let mut files: Vec<_> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::metadata(&p).unwrap().modified().unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
     machine.run(&["key", "--template", "x"]).success();
-    let compiled: Vec<_> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
-    assert_eq!(compiled.len(), 1, "{compiled:?}");
-    let before = fs::metadata(&compiled[0]).unwrap().modified().unwrap();
+    let quick = compiled();
+    assert_eq!(quick.len(), 1, "{quick:?}");
+    assert!(quick[0].0.starts_with("guest-winch-"), "{quick:?}");
     machine.run(&["key", "--template", "x"]).success();
-    assert_eq!(fs::metadata(&compiled[0]).unwrap().modified().unwrap(), before, "the second run must not recompile");
+    assert_eq!(compiled(), quick, "the second run must not recompile");
+
+    fs::create_dir_all(machine.workspace().join("big")).unwrap();
+    fs::write(machine.workspace().join("big/blob"), s3cache_tests::tree::noise(17 << 20, 3)).unwrap();
+    let run = machine.env("S3CACHE_LOG", "s3cache=debug").run(&["save", "--key", "heavy", "--path", "big"]).success();
+    assert!(run.stderr.contains("optimized guest ready"), "{}", run.stderr);
+    let both = compiled();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[0].0.starts_with("guest-cranelift-") && both[1] == quick[0], "{both:?}");
+    let run = machine.run(&["key", "--template", "x"]).success();
+    assert!(run.stderr.lines().any(|l| l.contains("guest loaded") && l.contains("cranelift")), "{}", run.stderr);
+    assert_eq!(compiled(), both, "the optimized copy is loaded, nothing recompiled");
 }
 
 /// Every command has `--help`.

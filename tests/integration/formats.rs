@@ -4,7 +4,7 @@
 //! its bytes are damaged or cut short.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -120,10 +120,11 @@ fn assert_refused(saved: &Saved, format: Format, key: &str, object: &[u8], reaso
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{format} {key}: something was left in the target");
 }
 
-/// `object` with its archive replaced by `archive` and a trailer that describes it truthfully: only
-/// the guest's own checks of the stream stand in the way.
+/// `object` with its archive replaced by `archive` and a trailer that describes it truthfully (no
+/// part list: the archive decodes as one stream): only the guest's own checks of the stream stand in
+/// the way.
 fn resealed(saved: &Saved, archive: &[u8]) -> Vec<u8> {
-    let manifest = Manifest { sha256: hex::encode(Sha256::digest(archive)), archive_bytes: archive.len() as u64, ..saved.manifest.clone() };
+    let manifest = Manifest { sha256: hex::encode(Sha256::digest(archive)), archive_bytes: archive.len() as u64, parts: Vec::new(), ..saved.manifest.clone() };
     let mut object = archive.to_vec();
     object.extend(trailer::encode(&manifest).unwrap());
     object
@@ -136,9 +137,24 @@ struct Damage {
     /// Why an archive cut at two thirds (under a truthful trailer) is refused.
     cut: &'static str,
     /// Where the archive can be cut between two complete parts (frames, members, tar members), and
-    /// the name of the layer that notices the end-of-archive blocks are missing.
+    /// why that shorter archive is refused.
     boundary: usize,
-    layer: &'static str,
+    boundary_reason: &'static str,
+}
+
+/// Where a decoder's refusal of the byte at `offset` points: the part holding it, when the entry's
+/// parts are decoded in parallel (compressed formats); nowhere for bare tar, read as one stream.
+fn in_part(saved: &Saved, format: Format, offset: u64) -> String {
+    if format == Format::Tar {
+        return String::new();
+    }
+    let parts = &saved.manifest.parts;
+    let index = parts.iter().scan(0, |end, len| {
+        *end += len;
+        Some(*end)
+    });
+    let index = index.take_while(|&end| end <= offset).count();
+    format!(" (in part {} of {})", index + 1, parts.len())
 }
 
 /// Damage common to every format: a flipped archive byte, the object cut short (trailer lost), and
@@ -147,8 +163,10 @@ struct Damage {
 #[track_caller]
 fn assert_damage_is_refused(saved: &Saved, format: Format, damage: Damage) {
     let mut flipped = saved.object.clone();
-    flipped[saved.manifest.archive_bytes as usize / 2] ^= 0x01;
-    assert_refused(saved, format, "flipped", &flipped, &format!("cache entry \"flipped\" was not restored: {}", damage.flipped));
+    let middle = saved.manifest.archive_bytes / 2;
+    flipped[middle as usize] ^= 0x01;
+    let reason = format!("cache entry \"flipped\" was not restored: {}{}", damage.flipped, in_part(saved, format, middle));
+    assert_refused(saved, format, "flipped", &flipped, &reason);
 
     let suffix = format.suffix();
     let no_trailer = "the object has no s3cache trailer (not written by s3cache, truncated, or replaced)";
@@ -158,8 +176,52 @@ fn assert_damage_is_refused(saved: &Saved, format: Format, damage: Damage) {
     let cut = resealed(saved, &tar_stream(saved)[..saved.manifest.archive_bytes as usize * 2 / 3]);
     assert_refused(saved, format, "cut", &cut, &format!("cache entry \"cut\" was not restored: corrupt archive: {}", damage.cut));
     let at_boundary = resealed(saved, &tar_stream(saved)[..damage.boundary]);
-    let reason = format!("cache entry \"boundary\" was not restored: corrupt archive: {}: the archive ends without its end-of-archive blocks (truncated)", damage.layer);
+    let reason = format!("cache entry \"boundary\" was not restored: corrupt archive: {}", damage.boundary_reason);
     assert_refused(saved, format, "boundary", &at_boundary, &reason);
+}
+
+/// The parts a compressed entry records: at least three for its 20 MiB tree, each a frame or member
+/// that decodes on its own to at most a part's content (so `large.bin` spans several), and adding up
+/// to the archive. A part list that no longer matches the frames, or no longer adds up, is refused.
+#[track_caller]
+fn assert_parts_are_independent(saved: &Saved, format: Format, decode: impl Fn(&[u8]) -> Vec<u8>) {
+    let parts = &saved.manifest.parts;
+    assert!(parts.len() >= 3, "{format}: {parts:?}");
+    assert_eq!(parts.iter().sum::<u64>(), saved.manifest.archive_bytes);
+    let (mut at, mut tar) = (0, Vec::new());
+    for &len in parts {
+        let part = decode(&tar_stream(saved)[at..at + len as usize]);
+        assert!(part.len() <= (8 << 20) + (64 << 10), "{format}: a part of {} bytes", part.len());
+        tar.extend(part);
+        at += len as usize;
+    }
+    assert_eq!(tar.len() as u64, saved.manifest.tar_bytes);
+
+    // One byte moved from the first part to the second: the sum holds, the first part now ends inside
+    // its frame or member.
+    let mut moved = saved.manifest.clone();
+    moved.parts[0] -= 1;
+    moved.parts[1] += 1;
+    let mut object = tar_stream(saved).to_vec();
+    object.extend(trailer::encode(&moved).unwrap());
+    saved.server.put_object(PREFIX, &s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, "moved", format), &object);
+    let (elsewhere, run) = restore_elsewhere(saved, "moved", "moved");
+    let warning = run.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_else(|| panic!("no warning: {}", run.stderr));
+    let prefix = format!("warning: cache not restored: cache entry \"moved\" was not restored: corrupt archive: {}: ", format.name());
+    assert!(warning.starts_with(&prefix) && warning.ends_with(&format!(" (in part 1 of {})", parts.len())), "{warning}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{format}: something was left in the target");
+
+    // Parts that do not add up to the archive: the entry is passed over before anything is fetched.
+    let mut uneven = saved.manifest.clone();
+    uneven.parts[0] += 1;
+    let mut object = tar_stream(saved).to_vec();
+    object.extend(trailer::encode(&uneven).unwrap());
+    let (total, archive) = (saved.manifest.archive_bytes + 1, saved.manifest.archive_bytes);
+    let reason = format!(
+        "no usable cache entry for key \"uneven\" in scopes local; passed over: local/uneven{}: the s3cache trailer is malformed: its parts add up to {total} bytes, the archive is {archive}",
+        format.suffix()
+    );
+    assert_refused(saved, format, "uneven", &object, &reason);
 }
 
 /// Where the second of the compressed parts starts (a zstd frame or gzip member header `magic`).
@@ -178,11 +240,13 @@ fn zstd_objects_are_plain_tar_zst() {
     assert_eq!(tar.len() as u64, saved.manifest.tar_bytes);
     assert_gnu_tar_extracts(&saved, &["-xf", "-"], &tar, &saved.machine.scratch("zstd-tar"));
     assert_restores_exactly(&saved, Format::Zstd);
+    assert_parts_are_independent(&saved, Format::Zstd, |part| zstd::decode_all(part).unwrap());
     let damage = Damage {
         flipped: "corrupt archive: zstd: Restored data doesn't match checksum".into(),
         cut: "zstd: incomplete frame",
         boundary: second_part(&saved, &[0x28, 0xb5, 0x2f, 0xfd]),
-        layer: "zstd",
+        // The 20 MiB file is split across the parts: the first part ends inside it.
+        boundary_reason: "tar: archive ends inside a file",
     };
     assert_damage_is_refused(&saved, Format::Zstd, damage);
 }
@@ -200,11 +264,16 @@ fn gzip_objects_are_plain_tar_gz() {
     assert_gnu_tar_extracts(&saved, &["-xf", "-"], &tar, &saved.machine.scratch("gzip-tar"));
     assert_gnu_tar_extracts(&saved, &["-xzf", "-"], &saved.object, &saved.machine.scratch("tar-xz"));
     assert_restores_exactly(&saved, Format::Gzip);
+    assert_parts_are_independent(&saved, Format::Gzip, |part| {
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(part).read_to_end(&mut tar).unwrap();
+        tar
+    });
     let damage = Damage {
         flipped: "corrupt archive: gzip: corrupt gzip stream does not have a matching checksum".into(),
         cut: "gzip: incomplete deflate stream",
         boundary: second_part(&saved, &[0x1f, 0x8b, 0x08, 0x00]),
-        layer: "gzip",
+        boundary_reason: "tar: archive ends inside a file",
     };
     assert_damage_is_refused(&saved, Format::Gzip, damage);
 }
@@ -229,7 +298,7 @@ fn tar_objects_are_plain_tar() {
         cut: "tar: archive ends inside a file",
         // Without its two zero blocks.
         boundary: bytes as usize - 1024,
-        layer: "tar",
+        boundary_reason: "tar: the archive ends without its end-of-archive blocks (truncated)",
     };
     assert_damage_is_refused(&saved, Format::Tar, damage);
 }

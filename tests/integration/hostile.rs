@@ -52,7 +52,20 @@ impl Victim {
     /// `os` is another one.
     fn plant_for(&self, key: &str, compressed: &[u8], os: &str, paths: &[&str]) {
         let mut object = compressed.to_vec();
-        object.extend(trailer_for(compressed, os, paths));
+        object.extend(trailer_for(compressed, os, paths, Vec::new()));
+        self.plant_raw(key, &object);
+    }
+
+    /// Compresses `tar` as three zstd frames, cut at a third and two thirds of its bytes (inside
+    /// members and headers, wherever they fall), with a valid trailer whose part list names the frames:
+    /// the restore decodes them in parallel instances and parses their concatenation.
+    fn plant_in_parts(&self, key: &str, tar: &[u8]) {
+        let cuts = [0, tar.len() / 3, tar.len() * 2 / 3, tar.len()];
+        let frames: Vec<Vec<u8>> = cuts.windows(2).map(|w| zstd::encode_all(&tar[w[0]..w[1]], 3).unwrap()).collect();
+        let compressed = frames.concat();
+        let parts = frames.iter().map(|f| f.len() as u64).collect();
+        let mut object = compressed.clone();
+        object.extend(trailer_for(&compressed, std::env::consts::OS, &["target"], parts));
         self.plant_raw(key, &object);
     }
 
@@ -62,11 +75,7 @@ impl Victim {
     }
 
     fn plant_case(&self, case: &str) {
-        let tar = self.machine.scratch("cases").join(format!("{case}.tar"));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hostile.py");
-        let status = Command::new("python3").arg(script).arg(case).arg(&tar).status().unwrap();
-        assert!(status.success(), "building {case}");
-        self.plant(case, &fs::read(&tar).unwrap(), std::env::consts::OS);
+        self.plant(case, &hostile_tar(&self.machine, case), std::env::consts::OS);
     }
 
     fn restore(&self, key: &str) -> Run {
@@ -91,7 +100,17 @@ impl Victim {
     }
 }
 
-/// Every refused case of A1–A11, A20 and members outside the restored path: a miss naming the rule.
+/// The tar of a case of `fixtures/hostile.py`.
+fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
+    let tar = machine.scratch("cases").join(format!("{case}.tar"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hostile.py");
+    let status = Command::new("python3").arg(script).arg(case).arg(&tar).status().unwrap();
+    assert!(status.success(), "building {case}");
+    fs::read(&tar).unwrap()
+}
+
+/// Every refused case of A1–A11, A20 and members outside the restored path: a miss naming the rule,
+/// whether the archive decodes as one stream or its parts decode in parallel.
 #[test]
 fn refuses_every_hostile_archive() {
     let v = victim();
@@ -131,7 +150,68 @@ fn refuses_every_hostile_archive() {
         v.assert_refused(&run, expected);
         // A23: nothing from an archive name can start a workflow command.
         assert!(!run.stdout.lines().chain(run.stderr.lines()).any(|l| l.starts_with("::")), "{case}: {}", run.stderr);
+        let in_parts = format!("{case}-in-parts");
+        v.plant_in_parts(&in_parts, &hostile_tar(&v.machine, case));
+        let parallel = v.restore(&in_parts);
+        v.assert_refused(&parallel, expected);
+        assert_eq!(refusal(&parallel).replace(&in_parts, case), refusal(&run), "{case}: the same reason either way");
     }
+}
+
+/// The warning a refused restore printed.
+fn refusal(run: &Run) -> String {
+    run.stderr.lines().find(|l| l.starts_with("warning: cache not restored")).unwrap_or_default().to_owned()
+}
+
+/// Damaged and oversized streams in parallel parts: each part is checked by its decoder (zstd's own
+/// checksum, the window cap, the unpacked-size cap across parts), a flipped byte in a later part is
+/// named by its part, and the tar checks (truncation, data after the end) apply to the parts'
+/// concatenation as to one stream.
+#[test]
+fn refuses_damaged_parts() {
+    let mut v = victim();
+    let text: Vec<u8> = b"compressible cache content ".iter().copied().cycle().take(300_000).collect();
+    let tar = tar_of(&[("workspace/target/a", &text), ("workspace/target/b", &text)]);
+    v.plant_in_parts("parts-ok", &tar);
+    let elsewhere = v.machine.scratch("parts-ok");
+    v.machine.run_in(&elsewhere, &["restore", "--key", "parts-ok", "--path", "target"]).success();
+    assert_eq!(fs::read(elsewhere.join("target/b")).unwrap(), text);
+
+    // The frames recompressed with a flipped byte in the second (the attacker reseals the trailer).
+    let cuts = [0, tar.len() / 3, tar.len() * 2 / 3, tar.len()];
+    let mut frames: Vec<Vec<u8>> = cuts
+        .windows(2)
+        .map(|w| {
+            let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+            encoder.include_checksum(true).unwrap();
+            encoder.write_all(&tar[w[0]..w[1]]).unwrap();
+            encoder.finish().unwrap()
+        })
+        .collect();
+    let middle = frames[1].len() / 2;
+    frames[1][middle] ^= 0xff;
+    let parts = frames.iter().map(|f| f.len() as u64).collect();
+    let compressed = frames.concat();
+    let mut object = compressed.clone();
+    object.extend(trailer_for(&compressed, std::env::consts::OS, &["target"], parts));
+    v.plant_raw("parts-corrupt", &object);
+    let run = v.restore("parts-corrupt");
+    v.assert_refused(&run, "corrupt archive: zstd: ");
+    assert!(refusal(&run).ends_with("(in part 2 of 3)"), "{}", run.stderr);
+
+    // Truncated (no end-of-archive blocks), and data after the end, across parts.
+    v.plant_in_parts("parts-truncated", &tar[..tar.len() - 1024]);
+    v.assert_refused(&v.restore("parts-truncated"), "the archive ends without its end-of-archive blocks");
+    let mut garbage = tar.clone();
+    garbage.extend(b"not zero padding".iter().cycle().take(3000));
+    v.plant_in_parts("parts-garbage", &garbage);
+    v.assert_refused(&v.restore("parts-garbage"), "data after the end of the tar archive");
+
+    // A bomb split in parts: the unpacked-size cap holds across them.
+    let bomb = tar_of(&[("workspace/target/zeros", &vec![0u8; 48 << 20])]);
+    v.plant_in_parts("parts-bomb", &bomb);
+    v.machine.env("S3CACHE_MAX_UNPACKED_MB", "16");
+    v.assert_refused(&v.restore("parts-bomb"), "limit exceeded");
 }
 
 /// A12/A13: setuid, setgid, sticky and group/other write are cleared; owners in the archive are ignored.
@@ -279,8 +359,9 @@ fn pax_header(records: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
-/// A valid trailer (manifest frame) describing `compressed`, for a restore of `paths` on `os`.
-fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
+/// A valid trailer (manifest frame) describing `compressed` (in `parts`, when not empty), for a restore
+/// of `paths` on `os`.
+fn trailer_for(compressed: &[u8], os: &str, paths: &[&str], parts: Vec<u64>) -> Vec<u8> {
     let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
     let cross_os = os != std::env::consts::OS;
     let manifest = Manifest {
@@ -297,6 +378,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str]) -> Vec<u8> {
         paths,
         cross_os,
         plain_names: false,
+        parts,
     };
     trailer::encode(&manifest).unwrap()
 }
@@ -342,7 +424,7 @@ fn integrity_failures_are_misses() {
     v.assert_refused(&v.restore("empty"), "empty");
     // B7: a manifest whose archive is missing (the object holds the trailer alone).
     let archive = zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap();
-    v.plant_raw("manifest-only", &trailer_for(&archive, std::env::consts::OS, &["target"]));
+    v.plant_raw("manifest-only", &trailer_for(&archive, std::env::consts::OS, &["target"], Vec::new()));
     v.assert_refused(&v.restore("manifest-only"), "manifest-only");
     v.plant_raw("html", b"<html><body>502 Bad Gateway</body></html>");
     v.assert_refused(&v.restore("html"), "trailer");
