@@ -23,7 +23,7 @@ use crate::layout::{Format, Layout};
 pub use crate::paths::PathError;
 use crate::paths::{CachedRoot, plain_prefix, resolve_each, resolve_roots};
 use crate::scope::ScopePlan;
-use crate::sandbox::{GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
+use crate::sandbox::{GuestEnv, GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
@@ -421,7 +421,7 @@ fn workspace_preopen(cwd: &Path) -> Preopen {
     Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
 }
 
-fn guest_env(env: &EnvLookup) -> Box<dyn Fn(&str) -> Option<String> + Send> {
+fn guest_env(env: &EnvLookup) -> GuestEnv {
     let env = env.clone();
     Box::new(move |name| env(name))
 }
@@ -459,7 +459,7 @@ impl CacheContext {
         preopens
     }
 
-    fn env_for_guest(&self) -> Box<dyn Fn(&str) -> Option<String> + Send> {
+    fn env_for_guest(&self) -> GuestEnv {
         guest_env(&self.env)
     }
 

@@ -137,13 +137,16 @@ pub fn describe_guest_error(err: &GuestError) -> String {
     }
 }
 
+/// How a guest instance reads the environment (`{{ env }}`), through the secret filter.
+pub type GuestEnv = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 /// What each guest instance's store holds.
 pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: Limits,
     stream: ArchiveStream,
-    env: Box<dyn Fn(&str) -> Option<String> + Send>,
+    env: GuestEnv,
     pub(crate) files: HostFiles,
 }
 
@@ -253,7 +256,7 @@ impl Sandbox {
     }
 
     /// A fresh instance that sees exactly `preopens`, of the best copy of the guest compiled so far.
-    pub fn instance(&self, preopens: &[Preopen], env: Box<dyn Fn(&str) -> Option<String> + Send>) -> Result<GuestInstance> {
+    pub fn instance(&self, preopens: &[Preopen], env: GuestEnv) -> Result<GuestInstance> {
         let compiled = self.guest.best();
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),

@@ -219,6 +219,26 @@ fn every_command_has_help() {
     }
 }
 
+/// `completions` and `man` print to stdout before anything is configured: no store notice, no
+/// guest; `--version` prints the version.
+#[test]
+fn completions_man_and_version() {
+    let mut machine = Sandbox::new();
+    machine.env("S3CACHE_STORE", "s3://unreachable-bucket/x").env("AWS_ACCESS_KEY_ID", "AKIDHALFSET");
+    let bash = machine.run(&["completions", "bash"]).success();
+    assert!(bash.stdout.starts_with("_s3cache() {") && bash.stdout.contains("complete -F _s3cache"), "{}", bash.stdout);
+    assert_eq!(bash.stderr, "");
+    let man = machine.run(&["man", "restore"]).success();
+    assert!(man.stdout.contains(".TH s3cache-restore 1") && man.stdout.contains("\\-\\-restore\\-key"), "{}", man.stdout);
+    assert_eq!(man.stderr, "");
+    let bad = machine.run(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("invalid value 'tcsh'"), "{}", bad.stderr);
+    let version = machine.run(&["--version"]).success();
+    assert_eq!(version.stdout, format!("s3cache {}\n", env!("CARGO_PKG_VERSION")));
+    assert!(!machine.cache_dir().read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm")), "the guest was loaded");
+}
+
 /// `--lookup-only` reports a restorable entry without touching the target, and `--summary-json`
 /// writes a machine-readable summary of every save and restore.
 #[test]

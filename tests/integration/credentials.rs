@@ -128,17 +128,21 @@ fn web_identity_and_github_masking() {
     assert_eq!(first_lines, vec![format!("::add-mask::{}", server.secret_key).as_str(), "::add-mask::oidc-derived-session-token"]);
 }
 
-/// D3: a missing web identity token file is a clear error at once.
+/// D3: a missing web identity token file is a clear error at once: STS is never asked, and no
+/// other source is tried.
 #[test]
 fn web_identity_without_a_token_file() {
     let server = S3Server::start(ServerKind::S3sFs);
+    let sts = FakeHttp::start(|_| (500, String::new()));
     let mut machine = bare_machine(&server);
-    machine.env("AWS_ROLE_ARN", "arn:aws:iam::1:role/x").env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token");
-    let started = Instant::now();
+    machine
+        .env("AWS_ROLE_ARN", "arn:aws:iam::1:role/x")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token")
+        .env("AWS_ENDPOINT_URL_STS", sts.url());
     let run = machine.run(&["save", "--key", "x", "--path", "out"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("web identity") && run.stderr.contains("/nonexistent/token"), "{}", run.stderr);
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(run.stderr.starts_with("error: credentials from web identity: cannot read AWS_WEB_IDENTITY_TOKEN_FILE /nonexistent/token"), "{}", run.stderr);
+    assert!(sts.seen().is_empty(), "STS was asked: {:?}", sts.seen().iter().map(|s| &s.head).collect::<Vec<_>>());
 }
 
 /// ECS container credentials with the authorization token; D2: a plain-HTTP URI to anything but
@@ -181,18 +185,32 @@ fn instance_metadata_v2() {
 }
 
 /// C16: an instance-metadata endpoint that accepts connections and never answers is given up on
-/// within seconds; with no other source, the error says how to provide credentials.
+/// after its timeout (2 s by default): one connection, the session-token request, held open until
+/// the client gives up; the run then ends well within a generous bound of that timeout. With no
+/// other source, the error says how to provide credentials.
 #[test]
 fn silent_instance_metadata_is_given_up_quickly() {
     let server = S3Server::start(ServerKind::S3sFs);
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for connection in silent.incoming().flatten() {
+            holder.lock().unwrap().push(connection); // accepted and never answered
+        }
+    });
     let mut machine = bare_machine(&server);
-    machine.env("AWS_EC2_METADATA_DISABLED", "false").env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", silent.local_addr().unwrap()));
+    machine.env("AWS_EC2_METADATA_DISABLED", "false").env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint);
     let started = Instant::now();
     let run = machine.run(&["restore", "--key", "x", "--path", "out"]);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let took = started.elapsed();
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("needs credentials"), "{}", run.stderr);
+    assert_eq!(held.lock().unwrap().len(), 1, "one request, the session token's");
+    let timeout = Duration::from_secs(2);
+    assert!(took >= timeout, "took {took:?}: it gave up before the {timeout:?} timeout");
+    assert!(took < timeout + Duration::from_secs(30), "took {took:?}: the {timeout:?} timeout did not stop it");
 }
 
 /// D4: on every failure path, no secret, session token, signature or authorization header is printed,
