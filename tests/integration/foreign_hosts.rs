@@ -188,6 +188,7 @@ fn plant(machine: &Sandbox, key: &str, tar: &[u8], sha256: Option<String>) {
         paths,
         cross_os: false,
         plain_names: false,
+        parts: Vec::new(),
     };
     let mut object = compressed;
     object.extend(trailer::encode(&manifest).unwrap());
