@@ -116,6 +116,7 @@ function describe(roots, found) {
       root: item.root, relative: item.relative, kind, mode: Number(info.mode & 0o7777n),
       size: kind === 'file' ? info.size : 0n,
       mtime: { seconds: info.mtimeNs / 1_000_000_000n, nanoseconds: Number(info.mtimeNs % 1_000_000_000n) }, linkTarget,
+      slice: undefined, // the whole file: this host packs each file in one piece
     });
   }
   return members;

@@ -149,6 +149,7 @@ def describe(roots, found):
             root=item.root, relative=item.relative, kind=kind, mode=info.st_mode & 0o7777,
             size=info.st_size if kind == "file" else 0,
             mtime=record(seconds=seconds, nanoseconds=nanoseconds), link_target=link_target,
+            slice=None,  # the whole file: this host packs each file in one piece
         ))
     return members
 
