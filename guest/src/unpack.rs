@@ -92,7 +92,13 @@ pub fn unpack(
         if report.members > limits.max_members {
             return Err(GuestError::LimitExceeded(format!("more than {} members", limits.max_members)));
         }
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // The name is read once: for a pax or GNU long name, each `path_bytes` call parses them again.
+        let name_bytes = entry.path_bytes().into_owned();
+        let utf8 = std::str::from_utf8(&name_bytes).is_ok();
+        let raw_name = match String::from_utf8(name_bytes) {
+            Ok(name) => name,
+            Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+        };
         let entry_type = entry.header().entry_type();
         if entry_type.is_pax_global_extensions() {
             continue;
@@ -104,7 +110,7 @@ pub fn unpack(
             EntryType::Link => MemberKind::Hardlink,
             other => return Err(GuestError::rejected(&raw_name, format!("unsupported entry type {other:?}"))),
         };
-        if std::str::from_utf8(&entry.path_bytes()).is_err() {
+        if !utf8 {
             return Err(GuestError::rejected(&raw_name, "name is not UTF-8"));
         }
         // An absolute name (`tar -P`) may only land in a root that names its members that way.
@@ -134,21 +140,9 @@ pub fn unpack(
             return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
         }
 
-        check_unambiguous(&mut entry).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
-        let mode = entry.header().mode().map_err(|e| classify(e, "tar"))?;
-        let mtime = mtime(&mut entry).map_err(|e| GuestError::rejected(&raw_name, e))?;
-        let mut fixup = Fixup {
-            root: index as u32,
-            relative: relative.clone(),
-            kind,
-            mode: sanitize_mode(mode, kind == MemberKind::Directory),
-            mtime,
-            link_target: None,
-        };
-        match kind {
-            MemberKind::Directory => {
-                ensure_directory(root, &relative, writer)?;
-            }
+        let mtime = check_headers(&mut entry, raw_name.as_bytes()).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
+        let mode = sanitize_mode(entry.header().mode().map_err(|e| classify(e, "tar"))?, kind == MemberKind::Directory);
+        let link_target = match kind {
             MemberKind::File => {
                 let size = entry.size();
                 report.bytes += size;
@@ -158,11 +152,15 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                writer.create(&root.root.guest_dir, &relative, fixup.mode, fixup.mtime)?;
+                writer.create(&root.root.guest_dir, &relative, mode, mtime)?;
                 copy_entry(&mut entry, writer, size, &mut buffer)?;
-                regular_files.insert(joined.clone());
+                regular_files.insert(joined);
                 // The writer applies the file's mode and mtime itself: no fixup.
                 continue;
+            }
+            MemberKind::Directory => {
+                ensure_directory(root, &relative, writer)?;
+                None
             }
             MemberKind::Hardlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
@@ -179,7 +177,7 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                fixup.link_target = Some(target);
+                Some(target)
             }
             MemberKind::Symlink => {
                 let target = entry
@@ -194,11 +192,11 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                fixup.link_target = Some(target.to_owned());
                 symlinks.insert(joined);
+                Some(target.to_owned())
             }
-        }
-        report.fixups.push(fixup);
+        };
+        report.fixups.push(Fixup { root: index as u32, relative, kind, mode, mtime, link_target });
     }
 
     // The parser stops at a zero block or at a clean end of input; only the second zero block of the
@@ -294,38 +292,37 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Refuses members whose headers disagree with each other: a pax `size` other than a non-zero ustar
-/// size (CVE-2025-62518: hidden inner entries), or a pax `path` that lost to a GNU long name. Readers
-/// differ on which wins, so an archive that depends on it is refused rather than guessed at.
-fn check_unambiguous<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(), String> {
+/// size (CVE-2025-62518: hidden inner entries), or a pax `path` that lost to a GNU long name (`name`
+/// is the one the parser settled on; a name that is not UTF-8 has been refused before it matters).
+/// Readers differ on which wins, so an archive that depends on it is refused rather than guessed at.
+/// Returns the member's mtime: the pax `mtime` record when present (sub-second), else the ustar
+/// field. The pax records are read in one pass.
+fn check_headers<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Timestamp, String> {
     let ustar_size = entry.header().size().map_err(|e| e.to_string())?;
     if ustar_size != 0 && ustar_size != entry.size() {
         return Err(format!("pax size {} disagrees with the header size {ustar_size}", entry.size()));
     }
-    let path = entry.path_bytes().into_owned();
+    let mut mtime = None;
     if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
         for extension in extensions {
             let extension = extension.map_err(|e| e.to_string())?;
-            if extension.key_bytes() == b"path" && extension.value_bytes() != path.as_slice() {
-                return Err("pax path disagrees with the GNU long name".into());
+            match extension.key_bytes() {
+                b"path" if extension.value_bytes() != name => return Err("pax path disagrees with the GNU long name".into()),
+                b"mtime" if mtime.is_none() => {
+                    let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
+                    mtime = Some(parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"))?);
+                }
+                _ => {}
             }
         }
     }
-    Ok(())
-}
-
-/// The member's mtime: the pax `mtime` record when present (sub-second), else the ustar field.
-fn mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Timestamp, String> {
-    if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
-        for extension in extensions {
-            let extension = extension.map_err(|e| e.to_string())?;
-            if extension.key_bytes() == b"mtime" {
-                let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
-                return parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"));
-            }
+    match mtime {
+        Some(mtime) => Ok(mtime),
+        None => {
+            let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
+            Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
         }
     }
-    let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
-    Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
 }
 
 /// Parses pax's `seconds[.fraction]`, possibly negative; at most nanosecond precision is kept.
