@@ -17,7 +17,8 @@
 //! so decoding and writing overlap). Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
 //! and applies them. The first violation stops extraction; the host then discards the staging dirs.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
 use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
@@ -79,10 +80,10 @@ pub fn unpack(
     let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
 
     let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut symlinks: HashSet<String> = HashSet::new();
-    // Regular files extracted so far, by archive name: the only valid hard link targets.
-    let mut regular_files: HashSet<String> = HashSet::new();
+    // Every member so far by archive name, and what it is: duplicates, members below a symlink and
+    // hard link targets (earlier regular files) are all answered from it.
+    let mut seen: HashMap<String, MemberKind> = HashMap::new();
+    let mut symlinks = LengthFilter::default();
     let mut buffer = vec![0u8; buffer_size.max(64 * 1024)];
 
     let entries = archive.entries().map_err(|e| classify(e, "tar"))?;
@@ -120,12 +121,14 @@ pub fn unpack(
         }
         let path = validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let joined = path.as_joined();
-        if !seen.insert(joined.clone()) {
-            return Err(GuestError::rejected(&raw_name, "duplicate member"));
-        }
-        if ancestors(&joined).any(|a| symlinks.contains(a)) {
+        if ancestors(&joined).any(|a| symlinks.may_hold(a) && seen.get(a) == Some(&MemberKind::Symlink)) {
             return Err(GuestError::rejected(&raw_name, "below a symlink"));
         }
+        let name_length = joined.len();
+        match seen.entry(joined) {
+            Entry::Occupied(_) => return Err(GuestError::rejected(&raw_name, "duplicate member")),
+            Entry::Vacant(slot) => slot.insert(kind),
+        };
         let (index, root) = restore_roots
             .iter_mut()
             .enumerate()
@@ -154,7 +157,6 @@ pub fn unpack(
                 }
                 writer.create(&root.root.guest_dir, &relative, mode, mtime)?;
                 copy_entry(&mut entry, writer, size, &mut buffer)?;
-                regular_files.insert(joined);
                 // The writer applies the file's mode and mtime itself: no fixup.
                 continue;
             }
@@ -170,7 +172,7 @@ pub fn unpack(
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
                 let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
-                if !regular_files.contains(&target.as_joined()) {
+                if seen.get(&target.as_joined()) != Some(&MemberKind::File) {
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
                 let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
@@ -192,7 +194,7 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                symlinks.insert(joined);
+                symlinks.add(name_length);
                 Some(target.to_owned())
             }
         };
@@ -285,6 +287,21 @@ fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str, writer: &mut dyn
         root.directories.insert(prefix.clone());
     }
     Ok(())
+}
+
+/// The lengths of the symlinks' names, folded into 64 bits: a name can only be a symlink when this
+/// may hold its length, so most ancestors of most members need no lookup.
+#[derive(Default)]
+struct LengthFilter(u64);
+
+impl LengthFilter {
+    fn add(&mut self, len: usize) {
+        self.0 |= 1 << (len % 64);
+    }
+
+    fn may_hold(&self, name: &str) -> bool {
+        self.0 & (1 << (name.len() % 64)) != 0
+    }
 }
 
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
