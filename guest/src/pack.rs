@@ -44,7 +44,7 @@ const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
 /// through `reader`.
 pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &dyn FileReader, sink: impl Write) -> Result<PackSummary, GuestError> {
     let compressed = Counting::new(sink);
-    let mut tar = Counting::new(Compressor::new(options.compression, options.level, options.buffer_size as usize, compressed)?);
+    let mut tar = Counting::new(Compressor::new(options.compression, options.level, options.buffer_size as usize, tar_estimate(members), compressed)?);
     let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
     let root_of = |member: &Member| {
         roots.get(member.root as usize).ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))
@@ -84,28 +84,36 @@ pub fn levels(compression: Compression) -> Option<std::ops::RangeInclusive<i32>>
     }
 }
 
+/// About how many tar bytes `members` make: their content and two blocks (header, pax) each.
+fn tar_estimate(members: &[Member]) -> usize {
+    members.iter().map(|m| m.slice.map_or(m.size, |slice| slice.length) + 2 * BLOCK as u64).sum::<u64>().min(1 << 30) as usize + 2 * BLOCK
+}
+
 /// The encoder of one part: a zstd frame, a gzip member, or the tar bytes as they are (buffered, so
 /// that 512-byte headers do not each cost a call to the host).
+///
+/// zstd compresses the part in one call once its tar is complete. A part is a few MiB (the host cuts
+/// the member list into parts of about 8 MiB of content), and one contiguous input spares zstd the
+/// streaming encoder's copy into its window buffer and the slower match finder it uses once that
+/// buffer wraps: in wasm on W1 (60k small files) zstd ran 11% fewer instructions for the same bytes. The frame
+/// then also records its content size.
 enum Compressor<W: Write> {
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd { tar: Vec<u8>, level: i32, chunk: usize, sink: W },
     Gzip(flate2::write::GzEncoder<W>),
     None(io::BufWriter<W>),
 }
 
 impl<W: Write> Compressor<W> {
-    /// An encoder at `level`, which must be one of [`levels`]`(compression)`.
-    fn new(compression: Compression, level: i32, buffer_size: usize, sink: W) -> Result<Self, GuestError> {
+    /// An encoder at `level`, which must be one of [`levels`]`(compression)`, for about `estimate`
+    /// bytes of tar.
+    fn new(compression: Compression, level: i32, buffer_size: usize, estimate: usize, sink: W) -> Result<Self, GuestError> {
         if let Some(range) = levels(compression)
             && !range.contains(&level)
         {
             return Err(GuestError::Other(format!("compression level {level} is not in {}..={} for {compression:?}", range.start(), range.end())));
         }
         Ok(match compression {
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(sink, level).map_err(stream_error)?;
-                encoder.include_checksum(true).map_err(stream_error)?;
-                Self::Zstd(encoder)
-            }
+            Compression::Zstd => Self::Zstd { tar: Vec::with_capacity(estimate), level, chunk: buffer_size.max(64 * 1024), sink },
             // No name and mtime 0 in the header: the same tree packs to the same bytes.
             Compression::Gzip => Self::Gzip(flate2::GzBuilder::new().write(sink, flate2::Compression::new(level as u32))),
             Compression::None => Self::None(io::BufWriter::with_capacity(buffer_size.max(64 * 1024), sink)),
@@ -115,7 +123,16 @@ impl<W: Write> Compressor<W> {
     /// Ends the frame or member and returns the sink.
     fn finish(self) -> io::Result<W> {
         match self {
-            Self::Zstd(encoder) => encoder.finish(),
+            Self::Zstd { tar, level, chunk, mut sink } => {
+                let mut compressor = zstd::bulk::Compressor::new(level)?;
+                compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                let frame = compressor.compress(&tar)?;
+                drop(tar);
+                for piece in frame.chunks(chunk) {
+                    sink.write_all(piece)?;
+                }
+                Ok(sink)
+            }
             Self::Gzip(encoder) => encoder.finish(),
             Self::None(sink) => sink.into_inner().map_err(io::IntoInnerError::into_error),
         }
@@ -125,7 +142,10 @@ impl<W: Write> Compressor<W> {
 impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Self::Zstd(encoder) => encoder.write(buf),
+            Self::Zstd { tar, .. } => {
+                tar.extend_from_slice(buf);
+                Ok(buf.len())
+            }
             Self::Gzip(encoder) => encoder.write(buf),
             Self::None(sink) => sink.write(buf),
         }
@@ -133,7 +153,7 @@ impl<W: Write> Write for Compressor<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Self::Zstd(encoder) => encoder.flush(),
+            Self::Zstd { .. } => Ok(()),
             Self::Gzip(encoder) => encoder.flush(),
             Self::None(sink) => sink.flush(),
         }
