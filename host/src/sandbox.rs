@@ -280,7 +280,7 @@ impl GuestInstance {
         flatten(self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots))
     }
 
-    /// Writes the members as tar, compressed as one zstd frame or gzip member or not at all
+    /// Writes the members as tar, compressed as zstd frames, one gzip member or not at all
     /// (`options.compression`), into `sink`.
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
