@@ -330,8 +330,7 @@ impl CacheContext {
 
     /// Renders a key template in the sandbox, without looking at any cached path.
     pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
-        let mut guest = self.instance(Vec::new())?;
-        render_key(&mut guest, template, &template_context(&self.env))
+        KeyRenderer::new(self).render(template)
     }
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
@@ -429,13 +428,12 @@ impl CacheContext {
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
-        let mut guest = self.instance(Vec::new())?;
-        let context = template_context(&self.env);
-        let primary_key = render_key(&mut guest, &request.key, &context)?;
+        let mut renderer = KeyRenderer::new(self);
+        let primary_key = renderer.render(&request.key)?;
         validate_key(&primary_key, self.layout)?;
         let mut restore_keys = Vec::new();
         for template in &request.restore_keys {
-            let prefix = render_key(&mut guest, template, &context)?;
+            let prefix = renderer.render(template)?;
             validate_key(&prefix, self.layout)?;
             restore_keys.push(prefix);
         }
@@ -848,11 +846,33 @@ fn explain_version_mismatch(manifest: &Manifest) -> String {
     )
 }
 
-fn render_key(guest: &mut GuestInstance, template: &str, context: &TemplateContext) -> Result<String, ConfigError> {
-    match guest.resolve(template, context, &[]) {
-        Ok(resolution) => Ok(resolution.key),
-        Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
-        Err(err) => Err(ConfigError::Template(err.to_string())),
+/// Renders key templates in one guest instance, started only for a template that has something to
+/// render: a key without `{{` is the key itself (the guest returns it as is), and CI systems often pass
+/// keys they have already expanded.
+struct KeyRenderer<'a> {
+    context: &'a CacheContext,
+    template_context: TemplateContext,
+    guest: Option<GuestInstance>,
+}
+
+impl<'a> KeyRenderer<'a> {
+    fn new(context: &'a CacheContext) -> Self {
+        Self { context, template_context: template_context(&context.env), guest: None }
+    }
+
+    fn render(&mut self, template: &str) -> Result<String, ConfigError> {
+        if !template.contains("{{") {
+            return Ok(template.to_owned());
+        }
+        let guest = match &mut self.guest {
+            Some(guest) => guest,
+            None => self.guest.insert(self.context.instance(Vec::new())?),
+        };
+        match guest.resolve(template, &self.template_context, &[]) {
+            Ok(resolution) => Ok(resolution.key),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
+            Err(err) => Err(ConfigError::Template(err.to_string())),
+        }
     }
 }
 
