@@ -195,15 +195,9 @@ impl Drop for CompiledGuest {
 
 /// Where the compiled copy for `engine` and `tier` is cached.
 fn cached_path(engine: &Engine, tier: Tier, cache_dir: &Path) -> PathBuf {
-    // Hashing the 2 MB component costs a millisecond or two: once per process.
-    static COMPONENT_HASH: OnceLock<u64> = OnceLock::new();
-    let component = *COMPONENT_HASH.get_or_init(|| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        GUEST_COMPONENT.hash(&mut hasher);
-        hasher.finish()
-    });
+    // The component's own hash comes from the build (build.rs): hashing 2 MB costs a warm run 2 ms.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    component.hash(&mut hasher);
+    env!("S3CACHE_GUEST_COMPONENT_HASH").hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     cache_dir.join(format!("guest-{}-{:016x}.cwasm", tier.name(), hasher.finish()))
 }
