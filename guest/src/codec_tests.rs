@@ -404,3 +404,26 @@ fn decompress_decodes_each_part_on_its_own() {
     assert!(matches!(unpack::decompress(Compression::Zstd, &limits(), &b""[..], Vec::new(), 1 << 16), Err(GuestError::CorruptStream(reason)) if reason == "zstd: incomplete frame"));
     assert!(matches!(unpack::decompress(Compression::None, &limits(), &b"x"[..], Vec::new(), 1 << 16), Err(GuestError::Other(_))));
 }
+
+/// zstd writes a part as frames of at most 2 MiB of tar each, every one decodable on its own and
+/// recording its content size; together they are the part's tar.
+#[test]
+fn zstd_parts_are_frames_of_bounded_tar() {
+    let tree = tree();
+    fs::write(tree.dir.path().join("sub/big"), contents(5 << 20, 9)).unwrap();
+    let mut members = tree.members.clone();
+    members.push(member("sub/big", MemberKind::File, 5 << 20));
+    let archive = pack_part(&tree, &members, options(Compression::Zstd, true)).unwrap();
+    let (mut at, mut sizes) = (0, Vec::new());
+    while at < archive.len() {
+        let len = zstd::zstd_safe::find_frame_compressed_size(&archive[at..]).unwrap();
+        let frame = &archive[at..at + len];
+        let size = zstd::zstd_safe::get_frame_content_size(frame).unwrap().expect("frames record their content size");
+        assert_eq!(zstd::decode_all(frame).unwrap().len() as u64, size);
+        sizes.push(size);
+        at += len;
+    }
+    let tar = reference_decode(Compression::Zstd, &archive);
+    assert_eq!(sizes.iter().sum::<u64>(), tar.len() as u64);
+    assert!(sizes.len() == 3 && sizes[..2].iter().all(|&s| s == 2 << 20), "{sizes:?}");
+}

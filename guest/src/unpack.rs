@@ -17,7 +17,8 @@
 //! so decoding and writing overlap). Symlinks, modes and mtimes are returned as fixups for the host, which re-validates
 //! and applies them. The first violation stops extraction; the host then discards the staging dirs.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
 use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
@@ -96,10 +97,10 @@ pub fn unpack(
     let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
 
     let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut symlinks: HashSet<String> = HashSet::new();
-    // Regular files extracted so far, by archive name: the only valid hard link targets.
-    let mut regular_files: HashSet<String> = HashSet::new();
+    // Every member so far by archive name, and what it is: duplicates, members below a symlink and
+    // hard link targets (earlier regular files) are all answered from it.
+    let mut seen: HashMap<String, MemberKind> = HashMap::new();
+    let mut symlinks = LengthFilter::default();
     let mut buffer = vec![0u8; buffer_size.max(64 * 1024)];
 
     let entries = archive.entries().map_err(|e| classify(e, "tar"))?;
@@ -109,7 +110,13 @@ pub fn unpack(
         if report.members > limits.max_members {
             return Err(GuestError::LimitExceeded(format!("more than {} members", limits.max_members)));
         }
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // The name is read once: for a pax or GNU long name, each `path_bytes` call parses them again.
+        let name_bytes = entry.path_bytes().into_owned();
+        let utf8 = std::str::from_utf8(&name_bytes).is_ok();
+        let raw_name = match String::from_utf8(name_bytes) {
+            Ok(name) => name,
+            Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+        };
         let entry_type = entry.header().entry_type();
         if entry_type.is_pax_global_extensions() {
             continue;
@@ -121,7 +128,7 @@ pub fn unpack(
             EntryType::Link => MemberKind::Hardlink,
             other => return Err(GuestError::rejected(&raw_name, format!("unsupported entry type {other:?}"))),
         };
-        if std::str::from_utf8(&entry.path_bytes()).is_err() {
+        if !utf8 {
             return Err(GuestError::rejected(&raw_name, "name is not UTF-8"));
         }
         // An absolute name (`tar -P`) may only land in a root that names its members that way.
@@ -131,12 +138,14 @@ pub fn unpack(
         }
         let path = validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let joined = path.as_joined();
-        if !seen.insert(joined.clone()) {
-            return Err(GuestError::rejected(&raw_name, "duplicate member"));
-        }
-        if ancestors(&joined).any(|a| symlinks.contains(a)) {
+        if ancestors(&joined).any(|a| symlinks.may_hold(a) && seen.get(a) == Some(&MemberKind::Symlink)) {
             return Err(GuestError::rejected(&raw_name, "below a symlink"));
         }
+        let name_length = joined.len();
+        match seen.entry(joined) {
+            Entry::Occupied(_) => return Err(GuestError::rejected(&raw_name, "duplicate member")),
+            Entry::Vacant(slot) => slot.insert(kind),
+        };
         let index = route(&restore_roots, absolute, &path).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let root = &mut restore_roots[index];
         let relative = path.strip_prefix(&root.prefix).expect("prefix checked");
@@ -144,21 +153,9 @@ pub fn unpack(
             return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
         }
 
-        check_unambiguous(&mut entry).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
-        let mode = entry.header().mode().map_err(|e| classify(e, "tar"))?;
-        let mtime = mtime(&mut entry).map_err(|e| GuestError::rejected(&raw_name, e))?;
-        let mut fixup = Fixup {
-            root: index as u32,
-            relative: relative.clone(),
-            kind,
-            mode: sanitize_mode(mode, kind == MemberKind::Directory),
-            mtime,
-            link_target: None,
-        };
-        match kind {
-            MemberKind::Directory => {
-                ensure_directory(root, &relative, writer)?;
-            }
+        let mtime = check_headers(&mut entry, raw_name.as_bytes()).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
+        let mode = sanitize_mode(entry.header().mode().map_err(|e| classify(e, "tar"))?, kind == MemberKind::Directory);
+        let link_target = match kind {
             MemberKind::File => {
                 let size = entry.size();
                 report.bytes += size;
@@ -168,11 +165,14 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                writer.create(&root.root.guest_dir, &relative, fixup.mode, fixup.mtime)?;
+                writer.create(&root.root.guest_dir, &relative, mode, mtime)?;
                 copy_entry(&mut entry, writer, size, &mut buffer)?;
-                regular_files.insert(joined.clone());
                 // The writer applies the file's mode and mtime itself: no fixup.
                 continue;
+            }
+            MemberKind::Directory => {
+                ensure_directory(root, &relative, writer)?;
+                None
             }
             MemberKind::Hardlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
@@ -182,14 +182,14 @@ pub fn unpack(
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
                 let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
-                if !regular_files.contains(&target.as_joined()) {
+                if seen.get(&target.as_joined()) != Some(&MemberKind::File) {
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
                 let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                fixup.link_target = Some(target);
+                Some(target)
             }
             MemberKind::Symlink => {
                 let target = entry
@@ -204,11 +204,11 @@ pub fn unpack(
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
-                fixup.link_target = Some(target.to_owned());
-                symlinks.insert(joined);
+                symlinks.add(name_length);
+                Some(target.to_owned())
             }
-        }
-        report.fixups.push(fixup);
+        };
+        report.fixups.push(Fixup { root: index as u32, relative, kind, mode, mtime, link_target });
     }
 
     // The parser stops at a zero block or at a clean end of input; only the second zero block of the
@@ -299,43 +299,57 @@ fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str, writer: &mut dyn
     Ok(())
 }
 
+/// The lengths of the symlinks' names, folded into 64 bits: a name can only be a symlink when this
+/// may hold its length, so most ancestors of most members need no lookup.
+#[derive(Default)]
+struct LengthFilter(u64);
+
+impl LengthFilter {
+    fn add(&mut self, len: usize) {
+        self.0 |= 1 << (len % 64);
+    }
+
+    fn may_hold(&self, name: &str) -> bool {
+        self.0 & (1 << (name.len() % 64)) != 0
+    }
+}
+
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(|(i, _)| &path[..i])
 }
 
 /// Refuses members whose headers disagree with each other: a pax `size` other than a non-zero ustar
-/// size (CVE-2025-62518: hidden inner entries), or a pax `path` that lost to a GNU long name. Readers
-/// differ on which wins, so an archive that depends on it is refused rather than guessed at.
-fn check_unambiguous<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(), String> {
+/// size (CVE-2025-62518: hidden inner entries), or a pax `path` that lost to a GNU long name (`name`
+/// is the one the parser settled on; a name that is not UTF-8 has been refused before it matters).
+/// Readers differ on which wins, so an archive that depends on it is refused rather than guessed at.
+/// Returns the member's mtime: the pax `mtime` record when present (sub-second), else the ustar
+/// field. The pax records are read in one pass.
+fn check_headers<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Timestamp, String> {
     let ustar_size = entry.header().size().map_err(|e| e.to_string())?;
     if ustar_size != 0 && ustar_size != entry.size() {
         return Err(format!("pax size {} disagrees with the header size {ustar_size}", entry.size()));
     }
-    let path = entry.path_bytes().into_owned();
+    let mut mtime = None;
     if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
         for extension in extensions {
             let extension = extension.map_err(|e| e.to_string())?;
-            if extension.key_bytes() == b"path" && extension.value_bytes() != path.as_slice() {
-                return Err("pax path disagrees with the GNU long name".into());
+            match extension.key_bytes() {
+                b"path" if extension.value_bytes() != name => return Err("pax path disagrees with the GNU long name".into()),
+                b"mtime" if mtime.is_none() => {
+                    let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
+                    mtime = Some(parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"))?);
+                }
+                _ => {}
             }
         }
     }
-    Ok(())
-}
-
-/// The member's mtime: the pax `mtime` record when present (sub-second), else the ustar field.
-fn mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Timestamp, String> {
-    if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
-        for extension in extensions {
-            let extension = extension.map_err(|e| e.to_string())?;
-            if extension.key_bytes() == b"mtime" {
-                let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
-                return parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"));
-            }
+    match mtime {
+        Some(mtime) => Ok(mtime),
+        None => {
+            let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
+            Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
         }
     }
-    let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
-    Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
 }
 
 /// Parses pax's `seconds[.fraction]`, possibly negative; at most nanosecond precision is kept.

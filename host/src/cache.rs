@@ -429,8 +429,7 @@ fn guest_env(env: &EnvLookup) -> GuestEnv {
 /// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
 /// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
 pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
-    let mut guest = sandbox.instance(&[workspace_preopen(cwd)], guest_env(env)).map_err(ConfigError::Sandbox)?;
-    render_key(&mut guest, template, &template_context(env))
+    KeyRenderer::new(sandbox, cwd, env).render(template)
 }
 
 /// The guest's view of `roots`, mounted at `guest_dir(i)`, members named as `naming` says.
@@ -563,13 +562,12 @@ impl CacheContext {
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
-        let mut guest = self.instance(Vec::new())?;
-        let context = template_context(&self.env);
-        let primary_key = render_key(&mut guest, &request.key, &context)?;
+        let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
+        let primary_key = renderer.render(&request.key)?;
         validate_key(&primary_key, self.layout)?;
         let mut restore_keys = Vec::new();
         for template in &request.restore_keys {
-            let prefix = render_key(&mut guest, template, &context)?;
+            let prefix = renderer.render(template)?;
             validate_key(&prefix, self.layout)?;
             restore_keys.push(prefix);
         }
@@ -986,11 +984,35 @@ fn explain_version_mismatch(manifest: &Manifest) -> String {
     )
 }
 
-fn render_key(guest: &mut GuestInstance, template: &str, context: &TemplateContext) -> Result<String, ConfigError> {
-    match guest.resolve(template, context, &[]) {
-        Ok(resolution) => Ok(resolution.key),
-        Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
-        Err(err) => Err(ConfigError::Template(err.to_string())),
+/// Renders key templates in one guest instance, started only for a template that has something to
+/// render: a key without `{{` is the key itself (the guest returns it as is), and CI systems often pass
+/// keys they have already expanded.
+struct KeyRenderer<'a> {
+    sandbox: &'a Sandbox,
+    cwd: &'a Path,
+    env: &'a EnvLookup,
+    template_context: TemplateContext,
+    guest: Option<GuestInstance>,
+}
+
+impl<'a> KeyRenderer<'a> {
+    fn new(sandbox: &'a Sandbox, cwd: &'a Path, env: &'a EnvLookup) -> Self {
+        Self { sandbox, cwd, env, template_context: template_context(env), guest: None }
+    }
+
+    fn render(&mut self, template: &str) -> Result<String, ConfigError> {
+        if !template.contains("{{") {
+            return Ok(template.to_owned());
+        }
+        let guest = match &mut self.guest {
+            Some(guest) => guest,
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(ConfigError::Sandbox)?),
+        };
+        match guest.resolve(template, &self.template_context, &[]) {
+            Ok(resolution) => Ok(resolution.key),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
+            Err(err) => Err(ConfigError::Template(err.to_string())),
+        }
     }
 }
 

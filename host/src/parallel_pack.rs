@@ -22,10 +22,13 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use crate::bindings::{ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root};
 use crate::sandbox::{GuestInstance, SandboxError};
 
-/// Content per part: large enough that frame restarts cost well under 1% of the compression ratio.
+/// Content per part: the unit one guest instance packs (as one or more frames) and a restore decodes
+/// on its own, large enough that a part's restarts cost well under 1% of the compression ratio.
 pub const PART_BYTES: u64 = 8 << 20;
-/// Chunks of output (each up to the guest's buffer size) a part may queue ahead.
-const QUEUED_CHUNKS: usize = 64;
+/// A part's output waits in chunks of at most this size…
+const CHUNK_BYTES: usize = 256 << 10;
+/// …and at most this many, so a worker ahead of the writer holds at most 4 MiB of output.
+const QUEUED_CHUNKS: usize = 16;
 
 /// What a worker sends for its part: archive bytes, then how it ended.
 enum Message {
@@ -186,7 +189,9 @@ struct PartSink(SyncSender<Message>);
 
 impl Write for PartSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.send(Message::Bytes(buf.to_vec())).map_err(|_| std::io::Error::other("the archive writer stopped"))?;
+        for chunk in buf.chunks(CHUNK_BYTES) {
+            self.0.send(Message::Bytes(chunk.to_vec())).map_err(|_| std::io::Error::other("the archive writer stopped"))?;
+        }
         Ok(buf.len())
     }
 

@@ -349,7 +349,7 @@ impl GuestInstance {
         self.flatten(result)
     }
 
-    /// Writes the members as tar, compressed as one zstd frame or gzip member or not at all
+    /// Writes the members as tar, compressed as zstd frames, one gzip member or not at all
     /// (`options.compression`), into `sink`.
     pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();

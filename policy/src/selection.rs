@@ -42,11 +42,15 @@ impl Selector {
     pub fn selects(&self, relative: &str) -> bool {
         let mut included = self.include.is_none();
         for prefix in ancestors_and_self(relative) {
-            if self.exclude.is_match(prefix) {
+            if !self.exclude.is_empty() && self.exclude.is_match(prefix) {
                 return false;
             }
-            if let Some(include) = &self.include {
-                included |= include.is_match(prefix);
+            if !included && let Some(include) = &self.include {
+                included = include.is_match(prefix);
+            }
+            // Without excludes nothing below an included prefix can be refused.
+            if included && self.exclude.is_empty() {
+                return true;
             }
         }
         included
@@ -54,7 +58,7 @@ impl Selector {
 
     /// Whether `relative` is excluded by itself or an ancestor (a walker prunes such directories).
     pub fn excludes(&self, relative: &str) -> bool {
-        ancestors_and_self(relative).any(|p| self.exclude.is_match(p))
+        !self.exclude.is_empty() && ancestors_and_self(relative).any(|p| self.exclude.is_match(p))
     }
 }
 
