@@ -6,6 +6,7 @@
 //! ([`upload`]).
 
 pub mod client;
+pub mod connection;
 pub mod credentials;
 pub mod download;
 pub mod request;
