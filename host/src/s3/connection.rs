@@ -21,7 +21,7 @@ use ureq::unversioned::transport::{
 };
 use ureq::{Error, Timeout};
 
-/// An agent for S3 and credential endpoints built from `config`, on [`connector`]'s chain.
+/// An agent for S3 and credential endpoints built from `config`, on ureq's connector chain with the quick-ack TCP transport.
 pub fn agent(config: ureq::config::Config) -> ureq::Agent {
     ureq::Agent::with_parts(
         config,
