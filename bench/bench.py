@@ -18,7 +18,7 @@ Baselines (same server, same data):
   B4 floors: read+walk (tar -cf - | cat >/dev/null), zstd -d only, extract only (tar -xf plain.tar),
              network (aws s3 cp s3://... - > /dev/null)
   B5 hashing: find | sort | xargs sha256sum
-  gzip (W1-W3, unless --no-gzip): s3cache --format gzip --compression-level 6 against the same pipelines
+  gzip (W1, W2, W3, W6, unless --no-gzip): s3cache --format gzip --compression-level 6 against the same pipelines
      with gzip at its default level 6, single-threaded (B6) and with pigz on every core (B7, skipped
      with a note when pigz is not installed):
   B6 save:    tar --posix -cf - DIR | gzip -6 -c | aws s3 cp - s3://...
@@ -35,8 +35,8 @@ each command, temporary archive bytes on disk,
 compressed size against zstd -3, and the HTTP requests s3cache sent (from its --summary-json).
 Ratios are ours / baseline: below 1.0 means s3cache is faster. The report ends with every row of
 issue 13's goal table that the run measured (save and restore against B1/B2 and B3 for W1, W2, W6;
-W4 cold start and warm restore; peak RSS of W3 and W6; W6's CPU time / wall; compressed size), each
-met or not, plus reference rows (W5, W3 throughput, gzip).
+W4 cold start and warm restore; peak RSS of W3 and W6; W6's CPU time / wall on the file:// store;
+compressed size), each met or not, plus reference rows (W5, W3 throughput, gzip).
 Before measuring, one save of 17 MiB leaves the optimized (Cranelift) guest cached, as on any machine
 after its first heavy run; W4 cold deletes every compiled copy first.
 
@@ -367,7 +367,7 @@ def main():
 def gzip_rows(b):
     """Rows for s3cache --format gzip against single-threaded gzip (B6, the goal: not slower) and pigz (B7)."""
     rows = []
-    for workload in ("W1", "W2", "W3"):
+    for workload in ("W1", "W2", "W3", "W6"):
         for phase in ("save", "restore"):
             ours = f"{workload} gz {phase} ours"
             if ours not in b.results:
