@@ -15,15 +15,10 @@ fn main() -> anyhow::Result<()> {
     };
 
     // The same resolution as the CLI: its settings from S3CACHE_* variables, and the environment.
-    let context = config::resolve(
-        &config::Settings::from_env()?,
-        config::process_env(Vec::new()),
-    )?;
+    let context = config::resolve(&config::Settings::from_env()?, config::process_env(Vec::new()))?;
 
     match context.restore(&RestoreRequest::new(&key, &paths))? {
-        RestoreOutcome::Hit(hit) => {
-            println!("restored {} ({} members)", hit.matched_key, hit.members)
-        }
+        RestoreOutcome::Hit(hit) => println!("restored {} ({} members)", hit.matched_key, hit.members),
         RestoreOutcome::Miss { reason, .. } => {
             println!("miss: {reason}");
             build(&paths)?;
@@ -40,10 +35,7 @@ fn main() -> anyhow::Result<()> {
 fn build(paths: &[String]) -> std::io::Result<()> {
     for path in paths {
         std::fs::create_dir_all(path)?;
-        std::fs::write(
-            std::path::Path::new(path).join("built.txt"),
-            "built by the example\n",
-        )?;
+        std::fs::write(std::path::Path::new(path).join("built.txt"), "built by the example\n")?;
     }
     Ok(())
 }

@@ -10,8 +10,5 @@ fn main() {
     // `DefaultHasher::new` has fixed keys: the same bytes always give the same name.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     component.hash(&mut hasher);
-    println!(
-        "cargo:rustc-env=S3CACHE_GUEST_COMPONENT_HASH={:016x}",
-        hasher.finish()
-    );
+    println!("cargo:rustc-env=S3CACHE_GUEST_COMPONENT_HASH={:016x}", hasher.finish());
 }

@@ -4,70 +4,35 @@
 use std::io::{self, Read, Write};
 
 use crate::bindings::exports::s3cache::guest::{archive, keys};
-use crate::bindings::s3cache::guest::host_files::{self, NewFile, WriteOp};
 use crate::bindings::s3cache::guest::types::Error;
+use crate::bindings::s3cache::guest::host_files::{self, NewFile, WriteOp};
 use crate::bindings::s3cache::guest::{archive_io, environment};
-use crate::bindings::{
-    Compression, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp,
-    UnpackLimits, UnpackReport,
-};
 use crate::files::{Digests, Directories, EntryKind, FileReader, Listing, StagingWriter};
+use crate::bindings::{Compression, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport};
 use crate::unpack::SourceFailed;
 use crate::{GuestError, pack, template, unpack, walk};
 
 struct Component;
 
 impl keys::Guest for Component {
-    fn resolve(
-        template: String,
-        context: TemplateContext,
-        roots: Vec<Root>,
-    ) -> Result<Resolution, Error> {
-        let key = template::render(
-            &template,
-            &context,
-            &|name: &str| environment::get(name),
-            &HostFiles,
-        )?;
+    fn resolve(template: String, context: TemplateContext, roots: Vec<Root>) -> Result<Resolution, Error> {
+        let key = template::render(&template, &context, &|name: &str| environment::get(name), &HostFiles)?;
         let found = walk::find(&roots, &HostFiles)?;
         Ok(Resolution { key, found })
     }
 }
 
 impl archive::Guest for Component {
-    fn pack(
-        roots: Vec<Root>,
-        members: Vec<Member>,
-        options: PackOptions,
-    ) -> Result<PackSummary, Error> {
-        Ok(pack::pack(
-            &roots, &members, &options, &HostFiles, HostSink,
-        )?)
+    fn pack(roots: Vec<Root>, members: Vec<Member>, options: PackOptions) -> Result<PackSummary, Error> {
+        Ok(pack::pack(&roots, &members, &options, &HostFiles, HostSink)?)
     }
 
-    fn unpack(
-        roots: Vec<Root>,
-        compression: Compression,
-        limits: UnpackLimits,
-    ) -> Result<UnpackReport, Error> {
-        Ok(unpack::unpack(
-            &roots,
-            compression,
-            &limits,
-            HostSource,
-            &mut HostWriter::default(),
-            1 << 20,
-        )?)
+    fn unpack(roots: Vec<Root>, compression: Compression, limits: UnpackLimits) -> Result<UnpackReport, Error> {
+        Ok(unpack::unpack(&roots, compression, &limits, HostSource, &mut HostWriter::default(), 1 << 20)?)
     }
 
     fn decompress(compression: Compression, limits: UnpackLimits) -> Result<u64, Error> {
-        Ok(unpack::decompress(
-            compression,
-            &limits,
-            HostSource,
-            HostSink,
-            DECOMPRESSED_CHUNK,
-        )?)
+        Ok(unpack::decompress(compression, &limits, HostSource, HostSink, DECOMPRESSED_CHUNK)?)
     }
 }
 
@@ -97,10 +62,7 @@ impl Read for HostSource {
         let max = buf.len().min(u32::MAX as usize) as u32;
         let chunk = archive_io::read(max).map_err(|e| io::Error::other(SourceFailed(e)))?;
         if chunk.len() > buf.len() {
-            return Err(io::Error::other(SourceFailed(format!(
-                "host returned {} bytes for a read of {max}",
-                chunk.len()
-            ))));
+            return Err(io::Error::other(SourceFailed(format!("host returned {} bytes for a read of {max}", chunk.len()))));
         }
         buf[..chunk.len()].copy_from_slice(&chunk);
         Ok(chunk.len())
@@ -114,19 +76,11 @@ impl Digests for HostFiles {
     fn sha256(&self, dir: &str, relatives: &[String]) -> Result<Vec<[u8; 32]>, GuestError> {
         let digests = host_files::sha256(dir, relatives).map_err(io_error)?;
         if digests.len() != relatives.len() {
-            return Err(GuestError::Other(format!(
-                "the host returned {} digests for {} files",
-                digests.len(),
-                relatives.len()
-            )));
+            return Err(GuestError::Other(format!("the host returned {} digests for {} files", digests.len(), relatives.len())));
         }
         digests
             .into_iter()
-            .map(|d| {
-                d.try_into().map_err(|_| {
-                    GuestError::Other("the host returned a digest that is not 32 bytes".into())
-                })
-            })
+            .map(|d| d.try_into().map_err(|_| GuestError::Other("the host returned a digest that is not 32 bytes".into())))
             .collect()
     }
 }
@@ -147,10 +101,7 @@ impl Directories for HostFiles {
                 (e.name, kind)
             })
             .collect();
-        Ok(Listing {
-            entries,
-            skipped: listing.skipped,
-        })
+        Ok(Listing { entries, skipped: listing.skipped })
     }
 }
 
@@ -161,10 +112,7 @@ impl FileReader for HostFiles {
 }
 
 fn io_error(err: host_files::IoError) -> GuestError {
-    GuestError::Io {
-        path: err.path,
-        message: err.message,
-    }
+    GuestError::Io { path: err.path, message: err.message }
 }
 
 /// Batches queued per `host-files.write` call: few boundary crossings, bounded memory.
@@ -208,30 +156,14 @@ impl StagingWriter for HostWriter {
         self.push(dir, WriteOp::Directory(relative.to_owned()))
     }
 
-    fn create(
-        &mut self,
-        dir: &str,
-        relative: &str,
-        mode: u32,
-        mtime: Timestamp,
-    ) -> Result<(), GuestError> {
-        self.push(
-            dir,
-            WriteOp::File(NewFile {
-                relative: relative.to_owned(),
-                contents: Vec::new(),
-                mode,
-                mtime,
-            }),
-        )
+    fn create(&mut self, dir: &str, relative: &str, mode: u32, mtime: Timestamp) -> Result<(), GuestError> {
+        self.push(dir, WriteOp::File(NewFile { relative: relative.to_owned(), contents: Vec::new(), mode, mtime }))
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), GuestError> {
         self.bytes += bytes.len();
         // A small file travels whole in its `file` op.
-        if let Some(WriteOp::File(NewFile { contents, .. }) | WriteOp::Append(contents)) =
-            self.ops.last_mut()
-        {
+        if let Some(WriteOp::File(NewFile { contents, .. }) | WriteOp::Append(contents)) = self.ops.last_mut() {
             contents.extend_from_slice(bytes);
             if self.bytes >= BATCH_BYTES {
                 self.flush()?;

@@ -27,18 +27,12 @@ pub enum GuestError {
 impl GuestError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<String>, err: &std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            message: err.to_string(),
-        }
+        Self::Io { path: path.into(), message: err.to_string() }
     }
 
     /// A member refused by the policy.
     pub fn rejected(member: &str, reason: impl ToString) -> Self {
-        Self::Rejected {
-            member: member.to_owned(),
-            reason: reason.to_string(),
-        }
+        Self::Rejected { member: member.to_owned(), reason: reason.to_string() }
     }
 }
 
@@ -54,9 +48,7 @@ impl From<GuestError> for wit::Error {
             GuestError::InvalidTemplate(m) => wit::Error::InvalidTemplate(m),
             GuestError::InvalidPattern(m) => wit::Error::InvalidPattern(m),
             GuestError::Io { path, message } => wit::Error::Io(wit::IoError { path, message }),
-            GuestError::Rejected { member, reason } => {
-                wit::Error::RejectedMember(wit::Rejection { member, reason })
-            }
+            GuestError::Rejected { member, reason } => wit::Error::RejectedMember(wit::Rejection { member, reason }),
             GuestError::CorruptStream(m) => wit::Error::CorruptStream(m),
             GuestError::LimitExceeded(m) => wit::Error::LimitExceeded(m),
             GuestError::StreamFailed(m) => wit::Error::StreamFailed(m),

@@ -72,13 +72,7 @@ pub trait StagingWriter {
     fn directory(&mut self, dir: &str, relative: &str) -> Result<(), GuestError>;
     /// Creates the new, empty regular file `relative` under `dir`; later `append`s go to it. `mode`
     /// (already sanitized) and `mtime` are applied once the file is complete.
-    fn create(
-        &mut self,
-        dir: &str,
-        relative: &str,
-        mode: u32,
-        mtime: Timestamp,
-    ) -> Result<(), GuestError>;
+    fn create(&mut self, dir: &str, relative: &str, mode: u32, mtime: Timestamp) -> Result<(), GuestError>;
     /// Appends to the file the last `create` made.
     fn append(&mut self, bytes: &[u8]) -> Result<(), GuestError>;
     /// Returns once everything written is on disk, or the first failure.
@@ -101,9 +95,7 @@ impl FileReader for LocalFiles {
             .map(|(relative, size)| {
                 let path = format!("{dir}/{relative}");
                 let mut contents = vec![0; *size as usize];
-                File::open(&path)
-                    .and_then(|mut f| f.read_exact(&mut contents))
-                    .map_err(|e| GuestError::io(&path, &e))?;
+                File::open(&path).and_then(|mut f| f.read_exact(&mut contents)).map_err(|e| GuestError::io(&path, &e))?;
                 Ok(contents)
             })
             .collect()
@@ -112,11 +104,7 @@ impl FileReader for LocalFiles {
 
 impl Directories for LocalFiles {
     fn read_dir(&self, dir: &str, relative: &str) -> Result<Listing, GuestError> {
-        let path = if relative.is_empty() {
-            dir.to_owned()
-        } else {
-            format!("{dir}/{relative}")
-        };
+        let path = if relative.is_empty() { dir.to_owned() } else { format!("{dir}/{relative}") };
         let io_err = |e: std::io::Error| GuestError::io(path.as_str(), &e);
         let mut listing = Listing::default();
         for entry in fs::read_dir(&path).map_err(io_err)? {
@@ -134,10 +122,7 @@ impl Directories for LocalFiles {
 
 impl Digests for LocalFiles {
     fn sha256(&self, dir: &str, relatives: &[String]) -> Result<Vec<[u8; 32]>, GuestError> {
-        relatives
-            .iter()
-            .map(|relative| sha256_file(&Path::new(dir).join(relative)))
-            .collect()
+        relatives.iter().map(|relative| sha256_file(&Path::new(dir).join(relative))).collect()
     }
 }
 
@@ -162,30 +147,16 @@ impl StagingWriter for LocalFiles {
         fs::create_dir_all(&path).map_err(|e| GuestError::io(&path, &e))
     }
 
-    fn create(
-        &mut self,
-        dir: &str,
-        relative: &str,
-        _mode: u32,
-        _mtime: Timestamp,
-    ) -> Result<(), GuestError> {
+    fn create(&mut self, dir: &str, relative: &str, _mode: u32, _mtime: Timestamp) -> Result<(), GuestError> {
         let path = format!("{dir}/{relative}");
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| GuestError::io(&path, &e))?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| GuestError::io(&path, &e))?;
         self.current = Some((path, file));
         Ok(())
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), GuestError> {
-        let (path, file) = self
-            .current
-            .as_mut()
-            .ok_or_else(|| GuestError::Other("append without a file".into()))?;
-        file.write_all(bytes)
-            .map_err(|e| GuestError::io(path.as_str(), &e))
+        let (path, file) = self.current.as_mut().ok_or_else(|| GuestError::Other("append without a file".into()))?;
+        file.write_all(bytes).map_err(|e| GuestError::io(path.as_str(), &e))
     }
 
     fn finish(&mut self) -> Result<(), GuestError> {

@@ -19,9 +19,7 @@ pub fn matches(pattern: &str, name: &str) -> Option<bool> {
 }
 
 fn match_from(pattern: &[char], name: &[char]) -> Option<bool> {
-    let Some((&first, rest)) = pattern.split_first() else {
-        return Some(name.is_empty());
-    };
+    let Some((&first, rest)) = pattern.split_first() else { return Some(name.is_empty()) };
     match first {
         '*' => {
             for skip in 0..=name.len() {
@@ -71,11 +69,7 @@ fn class(pattern: &[char], c: Option<char>) -> Option<(bool, &[char])> {
             return Some((matched != negated, after));
         }
         first = false;
-        let (start, after) = if start == '\\' {
-            (*after.first()?, &after[1..])
-        } else {
-            (start, after)
-        };
+        let (start, after) = if start == '\\' { (*after.first()?, &after[1..]) } else { (start, after) };
         let (end, after) = match after {
             ['-', ']', ..] => (start, after),
             ['-', '\\', end, tail @ ..] => (*end, tail),
@@ -91,11 +85,7 @@ fn class(pattern: &[char], c: Option<char>) -> Option<(bool, &[char])> {
 
 /// Go's `filepath.Glob` of `pattern` under `dir` (the workspace): the matching paths, relative, with
 /// their kinds. A malformed pattern is an error; absolute patterns and `..` are refused.
-pub fn glob(
-    files: &dyn Directories,
-    dir: &str,
-    pattern: &str,
-) -> Result<Vec<(String, EntryKind)>, GuestError> {
+pub fn glob(files: &dyn Directories, dir: &str, pattern: &str) -> Result<Vec<(String, EntryKind)>, GuestError> {
     let invalid = |why: &str| GuestError::InvalidPattern(format!("hashFiles \"{pattern}\": {why}"));
     let pattern = pattern.trim_start_matches("./");
     if pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
@@ -108,24 +98,11 @@ pub fn glob(
             if *kind != EntryKind::Directory && *kind != EntryKind::Symlink {
                 continue;
             }
-            let Ok(listing) = files.read_dir(dir, parent) else {
-                continue;
-            };
+            let Ok(listing) = files.read_dir(dir, parent) else { continue };
             for (name, kind) in listing.entries {
-                let hit = if has_meta(component) {
-                    matches(component, &name).ok_or_else(|| invalid("syntax error in pattern"))?
-                } else {
-                    name == component
-                };
+                let hit = if has_meta(component) { matches(component, &name).ok_or_else(|| invalid("syntax error in pattern"))? } else { name == component };
                 if hit {
-                    next.push((
-                        if parent.is_empty() {
-                            name
-                        } else {
-                            format!("{parent}/{name}")
-                        },
-                        kind,
-                    ));
+                    next.push((if parent.is_empty() { name } else { format!("{parent}/{name}") }, kind));
                 }
             }
         }
@@ -165,20 +142,10 @@ mod tests {
             std::fs::write(path, name).unwrap();
         }
         let root = dir.path().to_str().unwrap();
-        let names = |pattern: &str| {
-            glob(&LocalFiles::default(), root, pattern)
-                .unwrap()
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect::<Vec<_>>()
-        };
+        let names = |pattern: &str| glob(&LocalFiles::default(), root, pattern).unwrap().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
         assert_eq!(names("go.*"), vec!["go.mod", "go.sum"]);
         assert_eq!(names("*/go.mod"), vec!["a/go.mod", "b/go.mod"]);
-        assert_eq!(
-            names("**/go.mod"),
-            vec!["a/go.mod", "b/go.mod"],
-            "`**` is `*` in Go"
-        );
+        assert_eq!(names("**/go.mod"), vec!["a/go.mod", "b/go.mod"], "`**` is `*` in Go");
         assert_eq!(names("./b/c/go.mod"), vec!["b/c/go.mod"]);
         assert!(names("*.lock").is_empty());
         assert!(glob(&LocalFiles::default(), root, "../x").is_err());

@@ -28,10 +28,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use tar::{EntryType, Header};
 
 use crate::GuestError;
-use crate::bindings::{
-    Compression, ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp,
-};
 use crate::files::FileReader;
+use crate::bindings::{Compression, ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
 
 const BLOCK: usize = 512;
 /// Files up to this size are read in batches.
@@ -44,46 +42,26 @@ const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
 
 /// Writes `members` as tar compressed per `options.compression` to `sink`, reading small files
 /// through `reader`.
-pub fn pack(
-    roots: &[Root],
-    members: &[Member],
-    options: &PackOptions,
-    reader: &dyn FileReader,
-    sink: impl Write,
-) -> Result<PackSummary, GuestError> {
+pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &dyn FileReader, sink: impl Write) -> Result<PackSummary, GuestError> {
     let compressed = Counting::new(sink);
-    let mut tar = Counting::new(Compressor::new(
-        options.compression,
-        options.level,
-        options.buffer_size as usize,
-        compressed,
-    )?);
+    let mut tar = Counting::new(Compressor::new(options.compression, options.level, options.buffer_size as usize, compressed)?);
     let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
     let root_of = |member: &Member| {
-        roots.get(member.root as usize).ok_or_else(|| {
-            GuestError::Other(format!(
-                "member names root {} of {}",
-                member.root,
-                roots.len()
-            ))
-        })
+        roots.get(member.root as usize).ok_or_else(|| GuestError::Other(format!("member names root {} of {}", member.root, roots.len())))
     };
 
     // Contents of the next small files, in member order.
     let mut read_ahead: VecDeque<Vec<u8>> = VecDeque::new();
     for (index, member) in members.iter().enumerate() {
         let root = root_of(member)?;
-        let contents =
-            if is_small(member) {
-                if read_ahead.is_empty() {
-                    read_ahead = read_batch(root, &members[index..], reader)?.into();
-                }
-                Some(read_ahead.pop_front().ok_or_else(|| {
-                    GuestError::Other("the batch read returned too few files".into())
-                })?)
-            } else {
-                None
-            };
+        let contents = if is_small(member) {
+            if read_ahead.is_empty() {
+                read_ahead = read_batch(root, &members[index..], reader)?.into();
+            }
+            Some(read_ahead.pop_front().ok_or_else(|| GuestError::Other("the batch read returned too few files".into()))?)
+        } else {
+            None
+        };
         let name = member_name(&root.member_prefix, &member.relative);
         write_member(&mut tar, root, member, &name, contents, &mut buffer)?;
     }
@@ -93,15 +71,8 @@ pub fn pack(
     let tar_bytes = tar.count;
     let compressed = tar.inner.finish().map_err(stream_error)?;
     // A member split across parts counts once: in the part that holds its headers.
-    let headers = members
-        .iter()
-        .filter(|m| m.slice.is_none_or(|slice| slice.offset == 0))
-        .count();
-    Ok(PackSummary {
-        members: headers as u64,
-        tar_bytes,
-        compressed_bytes: compressed.count,
-    })
+    let headers = members.iter().filter(|m| m.slice.is_none_or(|slice| slice.offset == 0)).count();
+    Ok(PackSummary { members: headers as u64, tar_bytes, compressed_bytes: compressed.count })
 }
 
 /// The levels each compression accepts; `None` for one without levels.
@@ -128,12 +99,7 @@ impl FrameWriter {
     fn new(level: i32) -> io::Result<Self> {
         let mut compressor = zstd::bulk::Compressor::new(level)?;
         compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-        Ok(Self {
-            compressor,
-            pending: Vec::with_capacity(ZSTD_FRAME_INPUT),
-            frame: Vec::new(),
-            frames: 0,
-        })
+        Ok(Self { compressor, pending: Vec::with_capacity(ZSTD_FRAME_INPUT), frame: Vec::new(), frames: 0 })
     }
 
     /// Buffers `buf`, writing a frame to `sink` for every full [`ZSTD_FRAME_INPUT`].
@@ -155,10 +121,8 @@ impl FrameWriter {
             return Ok(());
         }
         self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
-        self.compressor
-            .compress_to_buffer(&self.pending, &mut self.frame)?;
+        self.frame.reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
+        self.compressor.compress_to_buffer(&self.pending, &mut self.frame)?;
         self.pending.clear();
         self.frames += 1;
         sink.write_all(&self.frame)
@@ -180,44 +144,24 @@ enum Compressor<W: Write> {
 
 impl<W: Write> Compressor<W> {
     /// An encoder at `level`, which must be one of [`levels`]`(compression)`.
-    fn new(
-        compression: Compression,
-        level: i32,
-        buffer_size: usize,
-        sink: W,
-    ) -> Result<Self, GuestError> {
+    fn new(compression: Compression, level: i32, buffer_size: usize, sink: W) -> Result<Self, GuestError> {
         if let Some(range) = levels(compression)
             && !range.contains(&level)
         {
-            return Err(GuestError::Other(format!(
-                "compression level {level} is not in {}..={} for {compression:?}",
-                range.start(),
-                range.end()
-            )));
+            return Err(GuestError::Other(format!("compression level {level} is not in {}..={} for {compression:?}", range.start(), range.end())));
         }
         Ok(match compression {
-            Compression::Zstd => Self::Zstd {
-                frames: FrameWriter::new(level).map_err(stream_error)?,
-                sink,
-            },
+            Compression::Zstd => Self::Zstd { frames: FrameWriter::new(level).map_err(stream_error)?, sink },
             // No name and mtime 0 in the header: the same tree packs to the same bytes.
-            Compression::Gzip => Self::Gzip(
-                flate2::GzBuilder::new().write(sink, flate2::Compression::new(level as u32)),
-            ),
-            Compression::None => Self::None(io::BufWriter::with_capacity(
-                buffer_size.max(64 * 1024),
-                sink,
-            )),
+            Compression::Gzip => Self::Gzip(flate2::GzBuilder::new().write(sink, flate2::Compression::new(level as u32))),
+            Compression::None => Self::None(io::BufWriter::with_capacity(buffer_size.max(64 * 1024), sink)),
         })
     }
 
     /// Ends the frame or member and returns the sink.
     fn finish(self) -> io::Result<W> {
         match self {
-            Self::Zstd {
-                mut frames,
-                mut sink,
-            } => {
+            Self::Zstd { mut frames, mut sink } => {
                 frames.flush_frame(&mut sink)?;
                 Ok(sink)
             }
@@ -249,46 +193,24 @@ impl<W: Write> Write for Compressor<W> {
 }
 
 fn is_small(member: &Member) -> bool {
-    member.kind == MemberKind::File
-        && member.size > 0
-        && member.size <= SMALL_FILE
-        && member.slice.is_none()
+    member.kind == MemberKind::File && member.size > 0 && member.size <= SMALL_FILE && member.slice.is_none()
 }
 
 /// The content bytes this call writes of `member`: its slice, checked against its size and kind, or
 /// all of it.
 fn content_range(member: &Member, name: &str) -> Result<ContentSlice, GuestError> {
-    let size = if member.kind == MemberKind::File {
-        member.size
-    } else {
-        0
-    };
-    let Some(slice) = member.slice else {
-        return Ok(ContentSlice {
-            offset: 0,
-            length: size,
-        });
-    };
-    let fits = slice
-        .offset
-        .checked_add(slice.length)
-        .is_some_and(|end| end <= size);
+    let size = if member.kind == MemberKind::File { member.size } else { 0 };
+    let Some(slice) = member.slice else { return Ok(ContentSlice { offset: 0, length: size }) };
+    let fits = slice.offset.checked_add(slice.length).is_some_and(|end| end <= size);
     if member.kind != MemberKind::File || !fits || slice.length == 0 {
-        return Err(GuestError::Other(format!(
-            "{name}: slice {}+{} is not within the {size} bytes of a regular file",
-            slice.offset, slice.length
-        )));
+        return Err(GuestError::Other(format!("{name}: slice {}+{} is not within the {size} bytes of a regular file", slice.offset, slice.length)));
     }
     Ok(slice)
 }
 
 /// Reads the small files at the start of `members` (skipping other members, stopping at another root
 /// or at the batch limits) in one call.
-fn read_batch(
-    root: &Root,
-    members: &[Member],
-    reader: &dyn FileReader,
-) -> Result<Vec<Vec<u8>>, GuestError> {
+fn read_batch(root: &Root, members: &[Member], reader: &dyn FileReader) -> Result<Vec<Vec<u8>>, GuestError> {
     let mut files = Vec::new();
     let mut bytes = 0;
     for member in members {
@@ -301,15 +223,8 @@ fn read_batch(
         }
     }
     let contents = reader.read_files(&root.guest_dir, &files)?;
-    if contents
-        .iter()
-        .zip(&files)
-        .any(|(c, (_, size))| c.len() as u64 != *size)
-        || contents.len() != files.len()
-    {
-        return Err(GuestError::Other(
-            "the batch read returned files of the wrong size".into(),
-        ));
+    if contents.iter().zip(&files).any(|(c, (_, size))| c.len() as u64 != *size) || contents.len() != files.len() {
+        return Err(GuestError::Other("the batch read returned files of the wrong size".into()));
     }
     Ok(contents)
 }
@@ -324,19 +239,8 @@ pub fn member_name(prefix: &str, relative: &str) -> String {
     }
 }
 
-fn write_member(
-    out: &mut impl Write,
-    root: &Root,
-    member: &Member,
-    name: &str,
-    contents: Option<Vec<u8>>,
-    buffer: &mut [u8],
-) -> Result<(), GuestError> {
-    let size = if member.kind == MemberKind::File {
-        member.size
-    } else {
-        0
-    };
+fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, contents: Option<Vec<u8>>, buffer: &mut [u8]) -> Result<(), GuestError> {
+    let size = if member.kind == MemberKind::File { member.size } else { 0 };
     let range = content_range(member, name)?;
     if range.offset == 0 {
         write_headers(out, root, member, name, size)?;
@@ -347,17 +251,13 @@ fn write_member(
         let path = format!("{}/{}", root.guest_dir, member.relative);
         let mut file = File::open(&path).map_err(|e| GuestError::io(&path, &e))?;
         if range.offset > 0 {
-            file.seek(SeekFrom::Start(range.offset))
-                .map_err(|e| GuestError::io(&path, &e))?;
+            file.seek(SeekFrom::Start(range.offset)).map_err(|e| GuestError::io(&path, &e))?;
         }
         copy_exact(file, range.length, out, buffer).map_err(|e| match e {
             CopyError::Read(e) => GuestError::io(&path, &e),
             CopyError::Shrunk { read } => GuestError::Io {
                 path: path.clone(),
-                message: format!(
-                    "file shrank while it was archived: {} of {size} bytes",
-                    range.offset + read
-                ),
+                message: format!("file shrank while it was archived: {} of {size} bytes", range.offset + read),
             },
             CopyError::Write(e) => stream_error(e),
         })?;
@@ -369,13 +269,7 @@ fn write_member(
 }
 
 /// The member's pax header (when it needs one) and ustar header.
-fn write_headers(
-    out: &mut impl Write,
-    root: &Root,
-    member: &Member,
-    name: &str,
-    size: u64,
-) -> Result<(), GuestError> {
+fn write_headers(out: &mut impl Write, root: &Root, member: &Member, name: &str, size: u64) -> Result<(), GuestError> {
     let mut header = Header::new_ustar();
     let mut pax = PaxRecords::default();
     header.set_entry_type(match member.kind {
@@ -391,10 +285,7 @@ fn write_headers(
     set_size(&mut header, &mut pax, size);
     set_mtime(&mut header, &mut pax, member.mtime);
     if matches!(member.kind, MemberKind::Symlink | MemberKind::Hardlink) {
-        let target = member
-            .link_target
-            .as_deref()
-            .ok_or_else(|| GuestError::rejected(name, "link without a target"))?;
+        let target = member.link_target.as_deref().ok_or_else(|| GuestError::rejected(name, "link without a target"))?;
         // A hard link names the archive member it links to, as tar does.
         let owned;
         let target = if member.kind == MemberKind::Hardlink {
@@ -403,12 +294,9 @@ fn write_headers(
         } else {
             target
         };
-        if target.len() > 100 || !target.is_ascii() || header.set_link_name_literal(target).is_err()
-        {
+        if target.len() > 100 || !target.is_ascii() || header.set_link_name_literal(target).is_err() {
             pax.add("linkpath", target);
-            header
-                .set_link_name_literal("pax-linkpath")
-                .map_err(stream_error)?;
+            header.set_link_name_literal("pax-linkpath").map_err(stream_error)?;
         }
     }
     header.set_cksum();
@@ -465,11 +353,7 @@ pub fn format_pax_time(time: Timestamp) -> String {
     } else {
         (time.seconds, time.nanoseconds)
     };
-    let sign = if time.seconds < 0 && seconds == 0 {
-        "-"
-    } else {
-        ""
-    };
+    let sign = if time.seconds < 0 && seconds == 0 { "-" } else { "" };
     let fraction = format!("{nanos:09}");
     format!("{sign}{seconds}.{}", fraction.trim_end_matches('0'))
 }
@@ -488,8 +372,7 @@ impl PaxRecords {
         while len != body + len.to_string().len() {
             len = body + len.to_string().len();
         }
-        self.bytes
-            .extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
+        self.bytes.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
     }
 
     fn is_empty(&self) -> bool {
@@ -502,8 +385,7 @@ fn write_pax_header(out: &mut impl Write, name: &str, pax: &PaxRecords) -> io::R
     header.set_entry_type(EntryType::XHeader);
     let stand_in = format!("PaxHeaders/{}", name.rsplit('/').next().unwrap_or(name));
     let stand_in: String = stand_in.chars().filter(char::is_ascii).take(99).collect();
-    header.as_ustar_mut().expect("ustar header").name[..stand_in.len()]
-        .copy_from_slice(stand_in.as_bytes());
+    header.as_ustar_mut().expect("ustar header").name[..stand_in.len()].copy_from_slice(stand_in.as_bytes());
     header.set_mode(0o644);
     header.set_size(pax.bytes.len() as u64);
     header.set_mtime(0);
@@ -530,21 +412,12 @@ enum CopyError {
 /// Copies exactly `size` bytes of `file` (from where it is positioned) to `out`. Bytes appended after
 /// the size was taken are left out (as GNU tar does); a file that ends early is an error, since padding
 /// it would store wrong bytes.
-fn copy_exact(
-    mut file: File,
-    size: u64,
-    out: &mut impl Write,
-    buffer: &mut [u8],
-) -> Result<(), CopyError> {
+fn copy_exact(mut file: File, size: u64, out: &mut impl Write, buffer: &mut [u8]) -> Result<(), CopyError> {
     let mut remaining = size;
     while remaining > 0 {
         let want = remaining.min(buffer.len() as u64) as usize;
         let n = match file.read(&mut buffer[..want]) {
-            Ok(0) => {
-                return Err(CopyError::Shrunk {
-                    read: size - remaining,
-                });
-            }
+            Ok(0) => return Err(CopyError::Shrunk { read: size - remaining }),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
@@ -608,33 +481,9 @@ mod tests {
     /// Sub-second and negative times format as GNU tar writes them.
     #[test]
     fn formats_pax_times() {
-        assert_eq!(
-            format_pax_time(Timestamp {
-                seconds: 5,
-                nanoseconds: 0
-            }),
-            "5"
-        );
-        assert_eq!(
-            format_pax_time(Timestamp {
-                seconds: 5,
-                nanoseconds: 120_000_000
-            }),
-            "5.12"
-        );
-        assert_eq!(
-            format_pax_time(Timestamp {
-                seconds: -1,
-                nanoseconds: 500_000_000
-            }),
-            "-0.5"
-        );
-        assert_eq!(
-            format_pax_time(Timestamp {
-                seconds: -2,
-                nanoseconds: 250_000_000
-            }),
-            "-1.75"
-        );
+        assert_eq!(format_pax_time(Timestamp { seconds: 5, nanoseconds: 0 }), "5");
+        assert_eq!(format_pax_time(Timestamp { seconds: 5, nanoseconds: 120_000_000 }), "5.12");
+        assert_eq!(format_pax_time(Timestamp { seconds: -1, nanoseconds: 500_000_000 }), "-0.5");
+        assert_eq!(format_pax_time(Timestamp { seconds: -2, nanoseconds: 250_000_000 }), "-1.75");
     }
 }

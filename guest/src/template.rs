@@ -7,9 +7,7 @@
 //!
 //! Bump [`KEY_ALGORITHM_VERSION`] whenever any hash input or algorithm below changes.
 
-use handlebars::{
-    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason,
-};
+use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 use s3cache_policy::Selector;
 use sha2::{Digest, Sha256};
 
@@ -29,12 +27,7 @@ pub trait TemplateFiles: Digests + Directories + Sync {}
 impl<T: Digests + Directories + Sync> TemplateFiles for T {}
 
 /// Renders `template`. A template without `{{` is returned unchanged without touching the disk.
-pub fn render(
-    template: &str,
-    context: &TemplateContext,
-    env: EnvLookup<'_>,
-    files: &dyn TemplateFiles,
-) -> Result<String, GuestError> {
+pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, files: &dyn TemplateFiles) -> Result<String, GuestError> {
     if !template.contains("{{") {
         return Ok(template.to_owned());
     }
@@ -46,10 +39,7 @@ pub fn render(
     registry.register_helper("hashFiles", Box::new(HashFiles { workspace, files }));
     registry.register_helper("env", Box::new(Env { lookup: env }));
     registry.register_helper("md5sum", Box::new(Md5Sum { workspace }));
-    registry.register_helper(
-        "globHashFiles",
-        Box::new(GlobHashFiles { workspace, files }),
-    );
+    registry.register_helper("globHashFiles", Box::new(GlobHashFiles { workspace, files }));
     let data = serde_json::json!({
         "os": context.os,
         "arch": context.arch,
@@ -71,11 +61,7 @@ fn describe(err: &handlebars::RenderError) -> String {
 
 /// GitHub's `hashFiles` algorithm: SHA-256 over the SHA-256 digests of every selected regular file,
 /// in sorted relative-path order; the empty string when nothing matches.
-pub fn hash_files(
-    workspace: &str,
-    selector: &Selector,
-    files: &dyn TemplateFiles,
-) -> Result<String, GuestError> {
+pub fn hash_files(workspace: &str, selector: &Selector, files: &dyn TemplateFiles) -> Result<String, GuestError> {
     let selected = walk::selected_files(files, workspace, selector)?;
     if selected.is_empty() {
         return Ok(String::new());
@@ -87,39 +73,25 @@ pub fn hash_files(
     Ok(hex::encode(combined.finalize()))
 }
 
-fn string_params<'a>(
-    helper: &'a Helper<'_>,
-    name: &'static str,
-) -> Result<Vec<&'a str>, RenderErrorReason> {
+fn string_params<'a>(helper: &'a Helper<'_>, name: &'static str) -> Result<Vec<&'a str>, RenderErrorReason> {
     let params: Option<Vec<&str>> = helper.params().iter().map(|p| p.value().as_str()).collect();
     match params {
         Some(p) if !p.is_empty() => Ok(p),
-        _ => Err(RenderErrorReason::Other(format!(
-            "`{name}` takes one or more quoted strings"
-        ))),
+        _ => Err(RenderErrorReason::Other(format!("`{name}` takes one or more quoted strings"))),
     }
 }
 
-fn single_param<'a>(
-    helper: &'a Helper<'_>,
-    name: &'static str,
-) -> Result<&'a str, RenderErrorReason> {
+fn single_param<'a>(helper: &'a Helper<'_>, name: &'static str) -> Result<&'a str, RenderErrorReason> {
     match string_params(helper, name)?.as_slice() {
         [one] => Ok(one),
-        _ => Err(RenderErrorReason::Other(format!(
-            "`{name}` takes exactly one quoted string"
-        ))),
+        _ => Err(RenderErrorReason::Other(format!("`{name}` takes exactly one quoted string"))),
     }
 }
 
 /// The one quoted file name of a file function, as a path that stays inside the workspace.
-fn file_param(
-    helper: &Helper<'_>,
-    name: &'static str,
-) -> Result<s3cache_policy::MemberPath, RenderErrorReason> {
+fn file_param(helper: &Helper<'_>, name: &'static str) -> Result<s3cache_policy::MemberPath, RenderErrorReason> {
     let relative = single_param(helper, name)?;
-    s3cache_policy::validate_relative(relative)
-        .map_err(|v| RenderErrorReason::Other(format!("{name} \"{relative}\": {v}")))
+    s3cache_policy::validate_relative(relative).map_err(|v| RenderErrorReason::Other(format!("{name} \"{relative}\": {v}")))
 }
 
 fn other(err: GuestError) -> RenderErrorReason {
@@ -141,11 +113,7 @@ impl HelperDef for Checksum<'_> {
         out: &mut dyn Output,
     ) -> HelperResult {
         let relative = file_param(helper, "checksum")?;
-        let [digest] = self
-            .files
-            .sha256(self.workspace, &[relative.as_joined()])
-            .map_err(other)?[..]
-        else {
+        let [digest] = self.files.sha256(self.workspace, &[relative.as_joined()]).map_err(other)?[..] else {
             return Err(RenderErrorReason::Other("the host returned no digest".into()).into());
         };
         out.write(&hex::encode(digest))?;
@@ -172,15 +140,9 @@ impl HelperDef for HashFiles<'_> {
             .map(|p| p.trim_start_matches("./"))
             .partition(|p| p.starts_with('!'));
         let include: Vec<String> = include.into_iter().map(str::to_owned).collect();
-        let exclude: Vec<String> = exclude
-            .into_iter()
-            .map(|p| p[1..].trim_start_matches("./").to_owned())
-            .collect();
+        let exclude: Vec<String> = exclude.into_iter().map(|p| p[1..].trim_start_matches("./").to_owned()).collect();
         if include.is_empty() {
-            return Err(RenderErrorReason::Other(
-                "`hashFiles` needs at least one pattern without `!`".into(),
-            )
-            .into());
+            return Err(RenderErrorReason::Other("`hashFiles` needs at least one pattern without `!`".into()).into());
         }
         let selector = Selector::new(&include, &exclude).map_err(|e| other(e.into()))?;
         out.write(&hash_files(self.workspace, &selector, self.files).map_err(other)?)?;
@@ -207,10 +169,7 @@ impl HelperDef for Md5Sum<'_> {
         let relative = file_param(helper, "md5sum")?;
         match std::fs::read(std::path::Path::new(self.workspace).join(relative.as_joined())) {
             Ok(bytes) => out.write(&hex::encode(md5::Md5::digest(&bytes)))?,
-            Err(err) => crate::logging::warn(&format!(
-                "checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache",
-                relative.as_joined()
-            )),
+            Err(err) => crate::logging::warn(&format!("checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache", relative.as_joined())),
         }
         Ok(())
     }
@@ -235,12 +194,9 @@ impl HelperDef for GlobHashFiles<'_> {
     ) -> HelperResult {
         let mut matched = Vec::new();
         for pattern in string_params(helper, "globHashFiles")? {
-            for (path, kind) in
-                crate::goglob::glob(self.files, self.workspace, pattern).map_err(other)?
-            {
+            for (path, kind) in crate::goglob::glob(self.files, self.workspace, pattern).map_err(other)? {
                 // Directories and anything unreadable contribute nothing, as in drone-cache.
-                if kind == crate::files::EntryKind::File || kind == crate::files::EntryKind::Symlink
-                {
+                if kind == crate::files::EntryKind::File || kind == crate::files::EntryKind::Symlink {
                     matched.push(path);
                 }
             }
@@ -250,11 +206,7 @@ impl HelperDef for GlobHashFiles<'_> {
         }
         let mut combined = Sha256::new();
         for path in matched {
-            if let Ok([digest]) = self
-                .files
-                .sha256(self.workspace, std::slice::from_ref(&path))
-                .as_deref()
-            {
+            if let Ok([digest]) = self.files.sha256(self.workspace, std::slice::from_ref(&path)).as_deref() {
                 combined.update(digest);
             }
         }
@@ -307,16 +259,7 @@ mod tests {
     #[test]
     fn literal_keys_pass_through() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            render(
-                "plain-key",
-                &context(dir.path()),
-                &no_env,
-                &LocalFiles::default()
-            )
-            .unwrap(),
-            "plain-key"
-        );
+        assert_eq!(render("plain-key", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap(), "plain-key");
     }
 
     /// Context variables and env lookups render; an unknown variable is an error that names it.
@@ -324,21 +267,9 @@ mod tests {
     fn renders_context_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let env = |name: &str| (name == "RUSTC").then(|| "1.95".to_string());
-        let key = render(
-            "{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}",
-            &context(dir.path()),
-            &env,
-            &LocalFiles::default(),
-        )
-        .unwrap();
+        let key = render("{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}", &context(dir.path()), &env, &LocalFiles::default()).unwrap();
         assert_eq!(key, "linux-x86_64-main-1700000000-1.95-");
-        let err = render(
-            "{{ nope }}",
-            &context(dir.path()),
-            &no_env,
-            &LocalFiles::default(),
-        )
-        .unwrap_err();
+        let err = render("{{ nope }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }
 
@@ -351,51 +282,15 @@ mod tests {
         fs::write(dir.path().join("sub/Cargo.lock"), "def").unwrap();
         let ctx = context(dir.path());
         let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(
-            render(
-                "{{ checksum \"Cargo.lock\" }}",
-                &ctx,
-                &no_env,
-                &LocalFiles::default()
-            )
-            .unwrap(),
-            sha_abc
-        );
+        assert_eq!(render("{{ checksum \"Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), sha_abc);
 
         let mut both = Sha256::new();
         both.update(hex::decode(sha_abc).unwrap());
         both.update(Sha256::digest(b"def"));
         let expected = hex::encode(both.finalize());
-        assert_eq!(
-            render(
-                "{{ hashFiles \"**/Cargo.lock\" }}",
-                &ctx,
-                &no_env,
-                &LocalFiles::default()
-            )
-            .unwrap(),
-            expected
-        );
-        assert_eq!(
-            render(
-                "{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}",
-                &ctx,
-                &no_env,
-                &LocalFiles::default()
-            )
-            .unwrap(),
-            hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap()))
-        );
-        assert_eq!(
-            render(
-                "x{{ hashFiles \"*.none\" }}",
-                &ctx,
-                &no_env,
-                &LocalFiles::default()
-            )
-            .unwrap(),
-            "x"
-        );
+        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), expected);
+        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap())));
+        assert_eq!(render("x{{ hashFiles \"*.none\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), "x");
     }
 
     /// drone-cache's functions: MD5 `checksum` (empty for a missing file) and its `hashFiles` (Go
@@ -407,10 +302,7 @@ mod tests {
         fs::write(dir.path().join("go.sum"), "def").unwrap();
         let ctx = context(dir.path());
         let render = |t: &str| render(t, &ctx, &no_env, &LocalFiles::default()).unwrap();
-        assert_eq!(
-            render("{{ md5sum \"go.mod\" }}"),
-            "900150983cd24fb0d6963f7d28e17f72"
-        );
+        assert_eq!(render("{{ md5sum \"go.mod\" }}"), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(render("x{{ md5sum \"missing\" }}"), "x");
         let mut both = Sha256::new();
         both.update(Sha256::digest(b"abc"));
@@ -422,10 +314,7 @@ mod tests {
         for content in [&b"def"[..], b"abc", b"def"] {
             order.update(Sha256::digest(content));
         }
-        assert_eq!(
-            render("{{ globHashFiles \"go.sum\" \"go.*\" }}"),
-            hex::encode(order.finalize())
-        );
+        assert_eq!(render("{{ globHashFiles \"go.sum\" \"go.*\" }}"), hex::encode(order.finalize()));
         assert_eq!(render("x{{ globHashFiles \"*.lock\" }}"), "x");
     }
 
@@ -433,21 +322,9 @@ mod tests {
     #[test]
     fn checksum_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = render(
-            "{{ checksum \"missing.lock\" }}",
-            &context(dir.path()),
-            &no_env,
-            &LocalFiles::default(),
-        )
-        .unwrap_err();
+        let err = render("{{ checksum \"missing.lock\" }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains("missing.lock"), "{err}");
-        let err = render(
-            "{{ checksum \"../x\" }}",
-            &context(dir.path()),
-            &no_env,
-            &LocalFiles::default(),
-        )
-        .unwrap_err();
+        let err = render("{{ checksum \"../x\" }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains(".."), "{err}");
     }
 }

@@ -21,17 +21,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
-use s3cache_policy::{
-    MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path,
-    validate_relative, validate_symlink_target,
-};
+use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
 use tar::{Archive, EntryType};
 
 use crate::GuestError;
-use crate::bindings::{
-    Compression, Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport,
-};
 use crate::files::StagingWriter;
+use crate::bindings::{Compression, Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
 
 /// The marker a source puts inside an `io::Error` when the host's stream failed, as opposed to the
 /// bytes being bad. It keeps "the download failed" apart from "the archive is corrupt".
@@ -51,20 +46,13 @@ impl std::error::Error for SourceFailed {}
 /// when another tool named members relative to each path's parent (vela-s3-cache); their include
 /// patterns then tell them apart.
 fn route(roots: &[RestoreRoot<'_>], absolute: bool, path: &MemberPath) -> Result<usize, Violation> {
-    let under: Vec<(usize, &RestoreRoot<'_>)> = roots
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix))
-        .collect();
+    let under: Vec<(usize, &RestoreRoot<'_>)> = roots.iter().enumerate().filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix)).collect();
     if under.is_empty() {
         return Err(Violation::OutsideRoots);
     }
     under
         .iter()
-        .filter(|(_, r)| {
-            r.selector
-                .selects(&path.strip_prefix(&r.prefix).expect("prefix checked"))
-        })
+        .filter(|(_, r)| r.selector.selects(&path.strip_prefix(&r.prefix).expect("prefix checked")))
         .max_by_key(|(i, r)| (r.prefix.depth(), std::cmp::Reverse(*i)))
         .map(|(i, _)| *i)
         .ok_or(Violation::NotSelected)
@@ -98,32 +86,17 @@ pub fn unpack(
         .iter()
         .map(|root| {
             let (absolute, prefix) = split_absolute(&root.member_prefix);
-            let prefix = validate_relative(prefix).map_err(|v| {
-                GuestError::Other(format!("root prefix {:?}: {v}", root.member_prefix))
-            })?;
+            let prefix = validate_relative(prefix).map_err(|v| GuestError::Other(format!("root prefix {:?}: {v}", root.member_prefix)))?;
             let selector = Selector::new(&root.include_globs, &root.exclude_globs)?;
-            Ok(RestoreRoot {
-                root,
-                absolute,
-                prefix,
-                selector,
-                directories: HashSet::from([String::new()]),
-            })
+            Ok(RestoreRoot { root, absolute, prefix, selector, directories: HashSet::from([String::new()]) })
         })
         .collect::<Result<Vec<_>, GuestError>>()?;
 
     let layer = layer_name(compression);
     let mut archive = Archive::new(decoder(compression, limits, source, buffer_size)?);
-    let rules = PathRules {
-        max_bytes: limits.max_path_bytes as usize,
-        max_depth: limits.max_depth as usize,
-    };
+    let rules = PathRules { max_bytes: limits.max_path_bytes as usize, max_depth: limits.max_depth as usize };
 
-    let mut report = UnpackReport {
-        members: 0,
-        bytes: 0,
-        fixups: Vec::new(),
-    };
+    let mut report = UnpackReport { members: 0, bytes: 0, fixups: Vec::new() };
     // Every member so far by archive name, and what it is: duplicates, members below a symlink and
     // hard link targets (earlier regular files) are all answered from it.
     let mut seen: HashMap<String, MemberKind> = HashMap::new();
@@ -135,10 +108,7 @@ pub fn unpack(
         let mut entry = entry.map_err(|e| classify(e, "tar"))?;
         report.members += 1;
         if report.members > limits.max_members {
-            return Err(GuestError::LimitExceeded(format!(
-                "more than {} members",
-                limits.max_members
-            )));
+            return Err(GuestError::LimitExceeded(format!("more than {} members", limits.max_members)));
         }
         // The name is read once: for a pax or GNU long name, each `path_bytes` call parses them again.
         let name_bytes = entry.path_bytes().into_owned();
@@ -156,12 +126,7 @@ pub fn unpack(
             EntryType::Directory => MemberKind::Directory,
             EntryType::Symlink => MemberKind::Symlink,
             EntryType::Link => MemberKind::Hardlink,
-            other => {
-                return Err(GuestError::rejected(
-                    &raw_name,
-                    format!("unsupported entry type {other:?}"),
-                ));
-            }
+            other => return Err(GuestError::rejected(&raw_name, format!("unsupported entry type {other:?}"))),
         };
         if !utf8 {
             return Err(GuestError::rejected(&raw_name, "name is not UTF-8"));
@@ -171,12 +136,9 @@ pub fn unpack(
         if absolute && !restore_roots.iter().any(|r| r.absolute) {
             return Err(GuestError::rejected(&raw_name, Violation::Absolute));
         }
-        let path =
-            validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
+        let path = validate_member_path(name, rules).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let joined = path.as_joined();
-        if ancestors(&joined)
-            .any(|a| symlinks.may_hold(a) && seen.get(a) == Some(&MemberKind::Symlink))
-        {
+        if ancestors(&joined).any(|a| symlinks.may_hold(a) && seen.get(a) == Some(&MemberKind::Symlink)) {
             return Err(GuestError::rejected(&raw_name, "below a symlink"));
         }
         let name_length = joined.len();
@@ -184,32 +146,21 @@ pub fn unpack(
             Entry::Occupied(_) => return Err(GuestError::rejected(&raw_name, "duplicate member")),
             Entry::Vacant(slot) => slot.insert(kind),
         };
-        let index = route(&restore_roots, absolute, &path)
-            .map_err(|v| GuestError::rejected(&raw_name, v))?;
+        let index = route(&restore_roots, absolute, &path).map_err(|v| GuestError::rejected(&raw_name, v))?;
         let root = &mut restore_roots[index];
         let relative = path.strip_prefix(&root.prefix).expect("prefix checked");
         if relative.is_empty() && kind != MemberKind::Directory {
-            return Err(GuestError::rejected(
-                &raw_name,
-                "a restored root must be a directory",
-            ));
+            return Err(GuestError::rejected(&raw_name, "a restored root must be a directory"));
         }
 
-        let mtime = check_headers(&mut entry, raw_name.as_bytes())
-            .map_err(|reason| GuestError::rejected(&raw_name, reason))?;
-        let mode = sanitize_mode(
-            entry.header().mode().map_err(|e| classify(e, "tar"))?,
-            kind == MemberKind::Directory,
-        );
+        let mtime = check_headers(&mut entry, raw_name.as_bytes()).map_err(|reason| GuestError::rejected(&raw_name, reason))?;
+        let mode = sanitize_mode(entry.header().mode().map_err(|e| classify(e, "tar"))?, kind == MemberKind::Directory);
         let link_target = match kind {
             MemberKind::File => {
                 let size = entry.size();
                 report.bytes += size;
                 if report.bytes > limits.max_total_bytes {
-                    return Err(GuestError::LimitExceeded(format!(
-                        "more than {} bytes of content",
-                        limits.max_total_bytes
-                    )));
+                    return Err(GuestError::LimitExceeded(format!("more than {} bytes of content", limits.max_total_bytes)));
                 }
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
@@ -224,31 +175,17 @@ pub fn unpack(
                 None
             }
             MemberKind::Hardlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
-                let target = std::str::from_utf8(&target).map_err(|_| {
-                    GuestError::rejected(&raw_name, "hard link target is not UTF-8")
-                })?;
+                let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "hard link without a target"))?;
+                let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "hard link target is not UTF-8"))?;
                 let (target_absolute, target) = split_absolute(target);
                 if target_absolute != root.absolute {
-                    return Err(GuestError::rejected(
-                        &raw_name,
-                        Violation::BadHardLinkTarget,
-                    ));
+                    return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
-                let target = validate_member_path(target, rules).map_err(|v| {
-                    GuestError::rejected(&raw_name, format!("hard link target: {v}"))
-                })?;
+                let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
                 if seen.get(&target.as_joined()) != Some(&MemberKind::File) {
-                    return Err(GuestError::rejected(
-                        &raw_name,
-                        Violation::BadHardLinkTarget,
-                    ));
+                    return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
-                let target = target
-                    .strip_prefix(&root.prefix)
-                    .ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
+                let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
@@ -258,17 +195,11 @@ pub fn unpack(
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| GuestError::rejected(&raw_name, "symlink without a target"))?;
-                let target = std::str::from_utf8(&target)
-                    .map_err(|_| GuestError::rejected(&raw_name, "symlink target is not UTF-8"))?;
-                let link =
-                    validate_relative(&relative).map_err(|v| GuestError::rejected(&raw_name, v))?;
-                validate_symlink_target(&link, target)
-                    .map_err(|v| GuestError::rejected(&raw_name, v))?;
+                let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "symlink target is not UTF-8"))?;
+                let link = validate_relative(&relative).map_err(|v| GuestError::rejected(&raw_name, v))?;
+                validate_symlink_target(&link, target).map_err(|v| GuestError::rejected(&raw_name, v))?;
                 if root.directories.contains(&relative) {
-                    return Err(GuestError::rejected(
-                        &raw_name,
-                        "symlink would replace a directory",
-                    ));
+                    return Err(GuestError::rejected(&raw_name, "symlink would replace a directory"));
                 }
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
@@ -277,14 +208,7 @@ pub fn unpack(
                 Some(target.to_owned())
             }
         };
-        report.fixups.push(Fixup {
-            root: index as u32,
-            relative,
-            kind,
-            mode,
-            mtime,
-            link_target,
-        });
+        report.fixups.push(Fixup { root: index as u32, relative, kind, mode, mtime, link_target });
     }
 
     // The parser stops at a zero block or at a clean end of input; only the second zero block of the
@@ -298,16 +222,12 @@ pub fn unpack(
             break;
         }
         if buffer[..n].iter().any(|&b| b != 0) {
-            return Err(GuestError::CorruptStream(
-                "data after the end of the tar archive".into(),
-            ));
+            return Err(GuestError::CorruptStream("data after the end of the tar archive".into()));
         }
         trailing_zeros += n as u64;
     }
     if trailing_zeros < SECOND_ZERO_BLOCK {
-        return Err(GuestError::CorruptStream(format!(
-            "{layer}: the archive ends without its end-of-archive blocks (truncated)"
-        )));
+        return Err(GuestError::CorruptStream(format!("{layer}: the archive ends without its end-of-archive blocks (truncated)")));
     }
     writer.finish()?;
     Ok(report)
@@ -315,47 +235,27 @@ pub fn unpack(
 
 /// The decompressed stream of `source`, bounded by `limits` (window and total size), its errors
 /// marked with their layer.
-fn decoder<'a>(
-    compression: Compression,
-    limits: &UnpackLimits,
-    source: impl Read + 'a,
-    buffer_size: usize,
-) -> Result<Bounded<Box<dyn Read + 'a>>, GuestError> {
+fn decoder<'a>(compression: Compression, limits: &UnpackLimits, source: impl Read + 'a, buffer_size: usize) -> Result<Bounded<Box<dyn Read + 'a>>, GuestError> {
     let layer = layer_name(compression);
     let inner: Box<dyn Read + 'a> = match compression {
         Compression::Zstd => {
-            let mut decoder =
-                zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, layer))?;
-            decoder
-                .window_log_max(limits.max_window_log)
-                .map_err(|e| classify(e, layer))?;
+            let mut decoder = zstd::stream::read::Decoder::new(source).map_err(|e| classify(e, layer))?;
+            decoder.window_log_max(limits.max_window_log).map_err(|e| classify(e, layer))?;
             Box::new(decoder)
         }
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
         Compression::None => Box::new(BufReader::with_capacity(buffer_size.max(64 * 1024), source)),
     };
-    Ok(Bounded {
-        inner,
-        layer,
-        remaining: limits.max_total_bytes,
-    })
+    Ok(Bounded { inner, layer, remaining: limits.max_total_bytes })
 }
 
 /// Decompresses one part of an archive (one or more zstd frames or gzip members) from `source` to
 /// `sink` and returns the bytes written. The part must end where a frame or member ends; its output
 /// is bounded by `limits.max_total_bytes`, and zstd's window by `limits.max_window_log`. Parsing is
 /// left to [`unpack`], which reads the parts' concatenation as bare tar.
-pub fn decompress(
-    compression: Compression,
-    limits: &UnpackLimits,
-    source: impl Read,
-    mut sink: impl io::Write,
-    buffer_size: usize,
-) -> Result<u64, GuestError> {
+pub fn decompress(compression: Compression, limits: &UnpackLimits, source: impl Read, mut sink: impl io::Write, buffer_size: usize) -> Result<u64, GuestError> {
     if compression == Compression::None {
-        return Err(GuestError::Other(
-            "decompress needs a compressed format, not none".into(),
-        ));
+        return Err(GuestError::Other("decompress needs a compressed format, not none".into()));
     }
     let layer = layer_name(compression);
     let mut decoded = decoder(compression, limits, source, buffer_size)?;
@@ -368,8 +268,7 @@ pub fn decompress(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(classify(e, layer)),
         };
-        sink.write_all(&buffer[..n])
-            .map_err(|e| GuestError::StreamFailed(e.to_string()))?;
+        sink.write_all(&buffer[..n]).map_err(|e| GuestError::StreamFailed(e.to_string()))?;
         total += n as u64;
     }
 }
@@ -384,11 +283,7 @@ fn split_absolute(name: &str) -> (bool, &str) {
 }
 
 /// Creates `relative` (and its parents) under a root's staging directory once.
-fn ensure_directory(
-    root: &mut RestoreRoot<'_>,
-    relative: &str,
-    writer: &mut dyn StagingWriter,
-) -> Result<(), GuestError> {
+fn ensure_directory(root: &mut RestoreRoot<'_>, relative: &str, writer: &mut dyn StagingWriter) -> Result<(), GuestError> {
     if root.directories.contains(relative) {
         return Ok(());
     }
@@ -432,25 +327,17 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 fn check_headers<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Timestamp, String> {
     let ustar_size = entry.header().size().map_err(|e| e.to_string())?;
     if ustar_size != 0 && ustar_size != entry.size() {
-        return Err(format!(
-            "pax size {} disagrees with the header size {ustar_size}",
-            entry.size()
-        ));
+        return Err(format!("pax size {} disagrees with the header size {ustar_size}", entry.size()));
     }
     let mut mtime = None;
     if let Some(extensions) = entry.pax_extensions().map_err(|e| e.to_string())? {
         for extension in extensions {
             let extension = extension.map_err(|e| e.to_string())?;
             match extension.key_bytes() {
-                b"path" if extension.value_bytes() != name => {
-                    return Err("pax path disagrees with the GNU long name".into());
-                }
+                b"path" if extension.value_bytes() != name => return Err("pax path disagrees with the GNU long name".into()),
                 b"mtime" if mtime.is_none() => {
-                    let value = std::str::from_utf8(extension.value_bytes())
-                        .map_err(|_| "pax mtime is not UTF-8".to_string())?;
-                    mtime = Some(
-                        parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"))?,
-                    );
+                    let value = std::str::from_utf8(extension.value_bytes()).map_err(|_| "pax mtime is not UTF-8".to_string())?;
+                    mtime = Some(parse_pax_time(value).ok_or_else(|| format!("bad pax mtime {value:?}"))?);
                 }
                 _ => {}
             }
@@ -460,10 +347,7 @@ fn check_headers<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<
         Some(mtime) => Ok(mtime),
         None => {
             let seconds = entry.header().mtime().map_err(|e| e.to_string())?;
-            Ok(Timestamp {
-                seconds: seconds.min(i64::MAX as u64) as i64,
-                nanoseconds: 0,
-            })
+            Ok(Timestamp { seconds: seconds.min(i64::MAX as u64) as i64, nanoseconds: 0 })
         }
     }
 }
@@ -475,10 +359,7 @@ pub fn parse_pax_time(value: &str) -> Option<Timestamp> {
         None => (false, value),
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let whole: i64 = whole.parse().ok()?;
@@ -487,38 +368,19 @@ pub fn parse_pax_time(value: &str) -> Option<Timestamp> {
         nanos += u32::from(digit - b'0') * 10u32.pow(8 - i as u32);
     }
     Some(match (negative, nanos) {
-        (false, _) => Timestamp {
-            seconds: whole,
-            nanoseconds: nanos,
-        },
-        (true, 0) => Timestamp {
-            seconds: -whole,
-            nanoseconds: 0,
-        },
-        (true, n) => Timestamp {
-            seconds: -whole - 1,
-            nanoseconds: 1_000_000_000 - n,
-        },
+        (false, _) => Timestamp { seconds: whole, nanoseconds: nanos },
+        (true, 0) => Timestamp { seconds: -whole, nanoseconds: 0 },
+        (true, n) => Timestamp { seconds: -whole - 1, nanoseconds: 1_000_000_000 - n },
     })
 }
 
 /// Copies a member's `size` bytes to the file the writer just created.
-fn copy_entry(
-    entry: &mut impl Read,
-    writer: &mut dyn StagingWriter,
-    size: u64,
-    buffer: &mut [u8],
-) -> Result<(), GuestError> {
+fn copy_entry(entry: &mut impl Read, writer: &mut dyn StagingWriter, size: u64, buffer: &mut [u8]) -> Result<(), GuestError> {
     let mut remaining = size;
     while remaining > 0 {
         let want = remaining.min(buffer.len() as u64) as usize;
         let n = match entry.read(&mut buffer[..want]) {
-            Ok(0) => {
-                return Err(classify(
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a file"),
-                    "tar",
-                ));
-            }
+            Ok(0) => return Err(classify(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a file"), "tar")),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(classify(e, "tar")),
@@ -574,11 +436,7 @@ struct LimitReached(u64);
 
 impl std::fmt::Display for LimitReached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the uncompressed archive is larger than {} bytes",
-            self.0
-        )
+        write!(f, "the uncompressed archive is larger than {} bytes", self.0)
     }
 }
 
@@ -596,17 +454,7 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf).map_err(|err| {
             let from_source = err.get_ref().is_some_and(|e| e.is::<SourceFailed>());
-            if from_source {
-                err
-            } else {
-                io::Error::new(
-                    err.kind(),
-                    DecodeFailed {
-                        layer: self.layer,
-                        message: err.to_string(),
-                    },
-                )
-            }
+            if from_source { err } else { io::Error::new(err.kind(), DecodeFailed { layer: self.layer, message: err.to_string() }) }
         })?;
         if n as u64 > self.remaining {
             return Err(io::Error::other(LimitReached(self.remaining)));
@@ -623,21 +471,8 @@ mod tests {
     /// pax times parse back to what `pack::format_pax_time` wrote.
     #[test]
     fn parses_pax_times() {
-        for (text, seconds, nanoseconds) in [
-            ("5", 5, 0),
-            ("5.12", 5, 120_000_000),
-            ("-0.5", -1, 500_000_000),
-            ("-1.75", -2, 250_000_000),
-            ("1.0000000019", 1, 1),
-        ] {
-            assert_eq!(
-                parse_pax_time(text),
-                Some(Timestamp {
-                    seconds,
-                    nanoseconds
-                }),
-                "{text}"
-            );
+        for (text, seconds, nanoseconds) in [("5", 5, 0), ("5.12", 5, 120_000_000), ("-0.5", -1, 500_000_000), ("-1.75", -2, 250_000_000), ("1.0000000019", 1, 1)] {
+            assert_eq!(parse_pax_time(text), Some(Timestamp { seconds, nanoseconds }), "{text}");
         }
         assert_eq!(parse_pax_time("x"), None);
         assert_eq!(parse_pax_time("1.x"), None);

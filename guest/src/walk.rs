@@ -20,22 +20,14 @@ pub fn find(roots: &[Root], dirs: &dyn Directories) -> Result<Vec<Found>, GuestE
     for (index, root) in roots.iter().enumerate() {
         let selector = Selector::new(&root.include_globs, &root.exclude_globs)?;
         walk_selected(dirs, &root.guest_dir, &selector, &mut |relative, kind| {
-            found.push(Found {
-                root: index as u32,
-                relative: relative.to_owned(),
-                kind,
-            });
+            found.push(Found { root: index as u32, relative: relative.to_owned(), kind });
         })?;
     }
     Ok(found)
 }
 
 /// The regular files under `dir` that `selector` selects, as sorted relative paths.
-pub fn selected_files(
-    dirs: &dyn Directories,
-    dir: &str,
-    selector: &Selector,
-) -> Result<Vec<String>, GuestError> {
+pub fn selected_files(dirs: &dyn Directories, dir: &str, selector: &Selector) -> Result<Vec<String>, GuestError> {
     let mut files = Vec::new();
     walk_selected(dirs, dir, selector, &mut |relative, kind| {
         if kind == MemberKind::File {
@@ -49,26 +41,17 @@ pub fn selected_files(
 /// Calls `visit(relative, kind)` for every selected object under `dir`, walking only from the
 /// selector's start points and pruning excluded directories. Objects that are neither file, directory
 /// nor symlink (sockets, FIFOs, devices) and names that are not UTF-8 are skipped with a warning.
-fn walk_selected(
-    dirs: &dyn Directories,
-    dir: &str,
-    selector: &Selector,
-    visit: &mut dyn FnMut(&str, MemberKind),
-) -> Result<(), GuestError> {
+fn walk_selected(dirs: &dyn Directories, dir: &str, selector: &Selector, visit: &mut dyn FnMut(&str, MemberKind)) -> Result<(), GuestError> {
     for start in selector.walk_starts() {
         let kind = if start.is_empty() {
             MemberKind::Directory
         } else {
             // The start itself, not followed if it is a symlink; nothing there means nothing to cache.
-            let Ok(metadata) = std::fs::symlink_metadata(Path::new(dir).join(&start)) else {
-                continue;
-            };
+            let Ok(metadata) = std::fs::symlink_metadata(Path::new(dir).join(&start)) else { continue };
             match kind_of(EntryKind::of(metadata.file_type())) {
                 Some(kind) => kind,
                 None => {
-                    logging::warn(&format!(
-                        "skipping {dir}/{start}: not a file, directory or symlink"
-                    ));
+                    logging::warn(&format!("skipping {dir}/{start}: not a file, directory or symlink"));
                     continue;
                 }
             }
@@ -107,29 +90,20 @@ fn visit_entry(
     }
     let listing = dirs.read_dir(dir, relative)?;
     for name in listing.skipped {
-        logging::warn(&format!(
-            "skipping {dir}/{}: the name is not UTF-8",
-            join(relative, &name)
-        ));
+        logging::warn(&format!("skipping {dir}/{}: the name is not UTF-8", join(relative, &name)));
     }
     for (name, kind) in listing.entries {
         let child = join(relative, &name);
         match kind_of(kind) {
             Some(kind) => visit_entry(dirs, dir, selector, &child, kind, visit)?,
-            None => logging::warn(&format!(
-                "skipping {dir}/{child}: not a file, directory or symlink"
-            )),
+            None => logging::warn(&format!("skipping {dir}/{child}: not a file, directory or symlink")),
         }
     }
     Ok(())
 }
 
 fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}/{name}")
-    }
+    if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") }
 }
 
 #[cfg(test)]
@@ -163,10 +137,7 @@ mod tests {
     fn lists_whole_tree_in_order() {
         let dir = tree();
         let found = find(&[root(dir.path(), &[], &["skip"])], &LocalFiles::default()).unwrap();
-        let listed: Vec<_> = found
-            .iter()
-            .map(|f| (f.relative.as_str(), f.kind))
-            .collect();
+        let listed: Vec<_> = found.iter().map(|f| (f.relative.as_str(), f.kind)).collect();
         assert_eq!(
             listed,
             vec![
@@ -184,23 +155,9 @@ mod tests {
     #[test]
     fn walks_from_literal_starts() {
         let dir = tree();
-        let found = find(
-            &[root(dir.path(), &["a/b", "link"], &[])],
-            &LocalFiles::default(),
-        )
-        .unwrap();
-        let listed: Vec<_> = found
-            .iter()
-            .map(|f| (f.relative.as_str(), f.kind))
-            .collect();
-        assert_eq!(
-            listed,
-            vec![
-                ("a/b", MemberKind::Directory),
-                ("a/b/x.lock", MemberKind::File),
-                ("link", MemberKind::Symlink)
-            ]
-        );
+        let found = find(&[root(dir.path(), &["a/b", "link"], &[])], &LocalFiles::default()).unwrap();
+        let listed: Vec<_> = found.iter().map(|f| (f.relative.as_str(), f.kind)).collect();
+        assert_eq!(listed, vec![("a/b", MemberKind::Directory), ("a/b/x.lock", MemberKind::File), ("link", MemberKind::Symlink)]);
     }
 
     /// `selected_files` keeps regular files only.
@@ -208,14 +165,6 @@ mod tests {
     fn selects_files_by_glob() {
         let dir = tree();
         let selector = Selector::new(&["**/*.lock".to_string()], &["skip/**".to_string()]).unwrap();
-        assert_eq!(
-            selected_files(
-                &LocalFiles::default(),
-                dir.path().to_str().unwrap(),
-                &selector
-            )
-            .unwrap(),
-            vec!["a/b/x.lock"]
-        );
+        assert_eq!(selected_files(&LocalFiles::default(), dir.path().to_str().unwrap(), &selector).unwrap(), vec!["a/b/x.lock"]);
     }
 }

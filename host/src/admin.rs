@@ -80,16 +80,8 @@ impl CacheContext {
 
     /// The entries in `selection` whose key starts with `key_prefix`, newest saved first. Reads
     /// every listing page.
-    pub fn list_entries(
-        &self,
-        selection: &ScopeSelection,
-        key_prefix: &str,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let mut entries = catalog::list(
-            self.store.as_ref(),
-            self.layout,
-            &self.scope_prefix(selection),
-        )?;
+    pub fn list_entries(&self, selection: &ScopeSelection, key_prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = catalog::list(self.store.as_ref(), self.layout, &self.scope_prefix(selection))?;
         entries.retain(|e| e.name.key.starts_with(key_prefix));
         Ok(entries)
     }
@@ -98,11 +90,7 @@ impl CacheContext {
     pub fn usage(&self) -> Result<Usage, StoreError> {
         let mut usage = Usage::default();
         for entry in self.list_entries(&ScopeSelection::All, "")? {
-            usage
-                .scopes
-                .entry(entry.name.scope.clone())
-                .or_default()
-                .add(&entry);
+            usage.scopes.entry(entry.name.scope.clone()).or_default().add(&entry);
             usage.total.add(&entry);
         }
         Ok(usage)
@@ -117,10 +105,7 @@ impl CacheContext {
             None => self.scopes.read[..1].to_vec(),
         };
         for scope in scopes {
-            if let Some(entry) = catalog::find_key(self.store.as_ref(), self.layout, &scope, key)?
-                .into_iter()
-                .next()
-            {
+            if let Some(entry) = catalog::find_key(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
                 return Ok(Some(entry));
             }
         }
@@ -129,25 +114,13 @@ impl CacheContext {
 
     /// The entries (every format) of exactly `key` in `scope`, default the run's own scope.
     pub fn key_entries(&self, key: &str, scope: Option<&str>) -> Result<Vec<Entry>, StoreError> {
-        catalog::find_key(
-            self.store.as_ref(),
-            self.layout,
-            scope.unwrap_or(&self.scopes.write),
-            key,
-        )
+        catalog::find_key(self.store.as_ref(), self.layout, scope.unwrap_or(&self.scopes.write), key)
     }
 
     /// Entries not used (restored or saved) since `older_than` before `now`, over the whole store.
-    pub fn stale_entries(
-        &self,
-        older_than: Duration,
-        now: SystemTime,
-    ) -> Result<Vec<Entry>, StoreError> {
+    pub fn stale_entries(&self, older_than: Duration, now: SystemTime) -> Result<Vec<Entry>, StoreError> {
         let mut entries = self.list_entries(&ScopeSelection::All, "")?;
-        entries.retain(|e| {
-            now.duration_since(e.last_used)
-                .is_ok_and(|age| age > older_than)
-        });
+        entries.retain(|e| now.duration_since(e.last_used).is_ok_and(|age| age > older_than));
         entries.sort_by_key(|e| e.last_used);
         Ok(entries)
     }
@@ -157,12 +130,7 @@ impl CacheContext {
     pub fn eviction_candidates(&self, max_bytes: u64) -> Result<(Vec<Entry>, Tally), StoreError> {
         let mut entries = self.list_entries(&ScopeSelection::All, "")?;
         let total = Tally::of(&entries);
-        entries.sort_by(|a, b| {
-            a.last_used
-                .cmp(&b.last_used)
-                .then(a.saved().cmp(&b.saved()))
-                .then_with(|| a.object.name.cmp(&b.object.name))
-        });
+        entries.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.saved().cmp(&b.saved())).then_with(|| a.object.name.cmp(&b.object.name)));
         let mut bytes = total.bytes;
         let evict = entries.into_iter().take_while(|e| {
             let over = bytes > max_bytes;

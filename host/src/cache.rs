@@ -22,8 +22,8 @@ use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
 pub use crate::paths::PathError;
 use crate::paths::{CachedRoot, plain_prefix, resolve_each, resolve_roots};
-use crate::sandbox::{GuestEnv, GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::scope::ScopePlan;
+use crate::sandbox::{GuestEnv, GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::trailer::{self, Manifest, SealingWriter, VerifyingReader};
@@ -85,10 +85,7 @@ impl CacheContext {
 
 impl std::fmt::Debug for CacheContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheContext")
-            .field("store", &self.store.location())
-            .field("cwd", &self.cwd)
-            .finish_non_exhaustive()
+        f.debug_struct("CacheContext").field("store", &self.store.location()).field("cwd", &self.cwd).finish_non_exhaustive()
     }
 }
 
@@ -113,9 +110,7 @@ pub enum ConfigError {
     #[error("could not start the sandbox: {0:#}")]
     Sandbox(anyhow::Error),
     /// A compression level the format does not have.
-    #[error(
-        "compression level {level} is out of range for the {format} format: it takes {min} to {max}"
-    )]
+    #[error("compression level {level} is out of range for the {format} format: it takes {min} to {max}")]
     CompressionLevel {
         /// The format asked for.
         format: Format,
@@ -363,18 +358,12 @@ pub enum RestoreOutcome {
 
 /// The `{{ branch }}` and friends of this run.
 fn template_context(env: &EnvLookup) -> TemplateContext {
-    let branch = env_vars::BRANCH_VARIABLES
-        .iter()
-        .find_map(|name| env(name).filter(|v| !v.is_empty()))
-        .unwrap_or_default();
+    let branch = env_vars::BRANCH_VARIABLES.iter().find_map(|name| env(name).filter(|v| !v.is_empty())).unwrap_or_default();
     TemplateContext {
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
         branch,
-        epoch: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
+        epoch: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
         workspace_dir: "/workspace".into(),
     }
 }
@@ -382,12 +371,7 @@ fn template_context(env: &EnvLookup) -> TemplateContext {
 /// Checks a rendered key against actions/cache's rules, plus ours. In the Flat layout (Semaphore's)
 /// a key may hold commas: its CLI stores `a,b` as one key, and restores split lists before this.
 pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
-    let invalid = |rule| {
-        Err(ConfigError::InvalidKey {
-            key: key.to_owned(),
-            rule,
-        })
-    };
+    let invalid = |rule| Err(ConfigError::InvalidKey { key: key.to_owned(), rule });
     if key.is_empty() {
         return invalid("a key must not be empty");
     }
@@ -413,14 +397,7 @@ pub fn entry_version(paths: &[String], format: Format, cross_os: bool) -> String
         hasher.update(b"\n");
     }
     hasher.update(format.name().as_bytes());
-    hasher.update(
-        if cross_os {
-            "\0cross-os"
-        } else {
-            std::env::consts::OS
-        }
-        .as_bytes(),
-    );
+    hasher.update(if cross_os { "\0cross-os" } else { std::env::consts::OS }.as_bytes());
     hex::encode(&hasher.finalize()[..8])
 }
 
@@ -434,23 +411,14 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
         Format::Tar => return Ok(0),
     };
     if !(min..=max).contains(&level) {
-        return Err(ConfigError::CompressionLevel {
-            format,
-            level,
-            min,
-            max,
-        });
+        return Err(ConfigError::CompressionLevel { format, level, min, max });
     }
     Ok(level)
 }
 
 /// The workspace as key templates see it: read-only, at `/workspace`.
 fn workspace_preopen(cwd: &Path) -> Preopen {
-    Preopen {
-        host: cwd.to_path_buf(),
-        guest: "/workspace".into(),
-        writable: false,
-    }
+    Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
 }
 
 fn guest_env(env: &EnvLookup) -> GuestEnv {
@@ -460,21 +428,12 @@ fn guest_env(env: &EnvLookup) -> GuestEnv {
 
 /// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
 /// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
-pub fn compute_key(
-    sandbox: &Sandbox,
-    cwd: &Path,
-    env: &EnvLookup,
-    template: &str,
-) -> Result<String, ConfigError> {
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
     KeyRenderer::new(sandbox, cwd, env).render(template)
 }
 
 /// The guest's view of `roots`, mounted at `guest_dir(i)`, members named as `naming` says.
-fn guest_roots(
-    roots: &[CachedRoot],
-    guest_dir: impl Fn(usize) -> String,
-    naming: Naming<'_>,
-) -> Vec<Root> {
+fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming: Naming<'_>) -> Vec<Root> {
     roots
         .iter()
         .enumerate()
@@ -489,9 +448,7 @@ fn guest_roots(
 
 impl CacheContext {
     fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
-        self.sandbox
-            .instance(&self.preopens(extra), self.env_for_guest())
-            .map_err(ConfigError::Sandbox)
+        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(ConfigError::Sandbox)
     }
 
     /// The workspace (read-only, for key templates) and `extra`.
@@ -515,67 +472,33 @@ impl CacheContext {
         let started = Instant::now();
         let level = compression_level(request.format, request.compression_level)?;
         if let Some(reason) = self.store.read_only() {
-            return Ok(SaveOutcome::Failed {
-                key: None,
-                reason: StoreError::ReadOnly(reason).to_string(),
-            });
+            return Ok(SaveOutcome::Failed { key: None, reason: StoreError::ReadOnly(reason).to_string() });
         }
         if let Some(reason) = &self.scopes.read_only {
-            return Ok(SaveOutcome::Skipped {
-                key: None,
-                reason: reason.clone(),
-            });
+            return Ok(SaveOutcome::Skipped { key: None, reason: reason.clone() });
         }
         let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
         let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
-        let preopens: Vec<Preopen> = existing
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Preopen {
-                host: r.dir.clone(),
-                guest: format!("/roots/{i}"),
-                writable: false,
-            })
-            .collect();
+        let preopens: Vec<Preopen> =
+            existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
         let mut guest = self.instance(preopens.clone())?;
-        let guest_roots = guest_roots(
-            &existing,
-            |i| format!("/roots/{i}"),
-            self.naming(request.plain_names),
-        );
-        let resolution =
-            match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
-                Ok(resolution) => resolution,
-                // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
-                Err(SandboxError::Guest(
-                    err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)),
-                )) => {
-                    return Err(ConfigError::Template(crate::sandbox::describe_guest_error(
-                        &err,
-                    )));
-                }
-                Err(err) => {
-                    return Ok(SaveOutcome::Failed {
-                        key: None,
-                        reason: err.to_string(),
-                    });
-                }
-            };
+        let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), self.naming(request.plain_names));
+        let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
+            Ok(resolution) => resolution,
+            // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
+            Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
+                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)));
+            }
+            Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
+        };
         tracing::debug!(found = resolution.found.len(), elapsed = ?started.elapsed(), "resolved key and paths");
         let key = resolution.key;
         validate_key(&key, self.layout)?;
-        let failed = |reason: String| {
-            Ok(SaveOutcome::Failed {
-                key: Some(key.clone()),
-                reason,
-            })
-        };
+        let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
         }
-        let name = self
-            .layout
-            .entry_object(&self.scopes.write, &key, request.format);
+        let name = self.layout.entry_object(&self.scopes.write, &key, request.format);
         if !request.overwrite {
             // First writer wins per key, whatever the format it saved.
             match catalog::find_key(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
@@ -589,40 +512,18 @@ impl CacheContext {
             Err(err) => return failed(err.to_string()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "read metadata");
-        let upload = match self.store.put(
-            &name,
-            PutOptions {
-                if_none_match: !request.overwrite,
-            },
-        ) {
+        let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
             Ok(upload) => upload,
             Err(err) => return failed(describe_store_error(&err)),
         };
         let total: u64 = members.iter().map(|m| m.size).sum();
         self.sandbox.expect_heavy_work(total);
         let bar = progress::bytes_bar("saving", Some(total));
-        let (mut sealing, seal) =
-            SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
-        let options = PackOptions {
-            compression: request.format.into(),
-            level,
-            buffer_size: 1 << 20,
-            end_of_archive: true,
-        };
-        let instance = || {
-            self.sandbox
-                .instance(&self.preopens(preopens.clone()), self.env_for_guest())
-                .map_err(SandboxError::Setup)
-        };
+        let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
+        let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
+        let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let packed = parallel_pack::pack(
-            &instance,
-            &guest_roots,
-            &members,
-            options,
-            workers,
-            &mut sealing,
-        );
+        let packed = parallel_pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
         let parallel_pack::Packed { summary, parts } = match packed {
             Ok(packed) => packed,
@@ -646,20 +547,12 @@ impl CacheContext {
             plain_names: request.plain_names,
             parts,
         };
-        let written = trailer::encode_fitting(&mut manifest)
-            .map_err(|e| e.to_string())
-            .and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
+        let written = trailer::encode_fitting(&mut manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }
         match Box::new(sealing).finish() {
-            Ok(bytes) => Ok(SaveOutcome::Saved {
-                key,
-                bytes,
-                members: summary.members,
-                elapsed: started.elapsed(),
-                sha256: manifest.sha256,
-            }),
+            Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
             Err(err) => failed(describe_store_error(&err)),
         }
@@ -668,15 +561,7 @@ impl CacheContext {
     /// Restores the newest entry matching the key or a restore key into `request.paths`.
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
-        let given_roots = if request.paths.is_empty() {
-            None
-        } else {
-            Some(resolve_roots(
-                &request.paths,
-                &self.cwd,
-                self.home.as_deref(),
-            )?)
-        };
+        let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
         let primary_key = renderer.render(&request.key)?;
         validate_key(&primary_key, self.layout)?;
@@ -686,73 +571,32 @@ impl CacheContext {
             validate_key(&prefix, self.layout)?;
             restore_keys.push(prefix);
         }
-        let miss = |reason: String| {
-            Ok(RestoreOutcome::Miss {
-                primary_key: Some(primary_key.clone()),
-                reason,
-                failed: true,
-            })
-        };
+        let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
 
-        let restore_keys = if request.exact_key_only {
-            &[][..]
-        } else {
-            &restore_keys[..]
-        };
-        let wanted = Wanted {
-            paths: given_roots.is_some().then(|| request.paths.clone()),
-            cross_os: request.cross_os,
-        };
+        let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
+        let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
         let legacy = request.legacy.as_ref();
-        let Chosen {
-            entry,
-            manifest,
-            source,
-        } = match self.choose(
-            &primary_key,
-            restore_keys,
-            request.fallback,
-            &wanted,
-            legacy.is_some_and(|l| l.in_search),
-        ) {
+        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
             Ok(chosen) => chosen,
             Err(search) => {
-                if let Some(outcome) =
-                    legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started))
-                {
+                if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
                     return Ok(outcome);
                 }
-                let fallbacks = if restore_keys.is_empty() {
-                    ""
-                } else {
-                    " or its restore keys"
-                };
+                let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
                 let scopes = self.scopes.read.join(", ");
-                let mut reason = format!(
-                    "no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}"
-                );
+                let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
                 if !search.rejected.is_empty() {
                     reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
                 }
                 if let Some(err) = search.store_error {
                     reason = format!("{reason}; the store failed: {err}");
                 }
-                return Ok(RestoreOutcome::Miss {
-                    primary_key: Some(primary_key.clone()),
-                    reason,
-                    failed: search.failed,
-                });
+                return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
             }
         };
         let matched_key = entry.name.key.clone();
-        let sha256 = manifest
-            .as_ref()
-            .map(|m| m.sha256.clone())
-            .unwrap_or_default();
-        let recorded_paths = manifest
-            .as_ref()
-            .map(|m| m.paths.clone())
-            .unwrap_or_default();
+        let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
+        let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
         let hit = |members: u64, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
@@ -773,18 +617,9 @@ impl CacheContext {
             }
             self.announce_legacy(&entry.object.name, legacy);
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(
-                &roots,
-                Naming::Other(MemberNames::Plain, &self.cwd),
-                legacy.format,
-                entry.size(),
-                &[],
-                source,
-            )? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source)? {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-                Err(why) => miss(format!(
-                    "cache entry {matched_key:?} was not restored: {why}"
-                )),
+                Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             };
         };
         if request.lookup_only {
@@ -794,29 +629,14 @@ impl CacheContext {
             Some(roots) => roots,
             None => match self.manifest_roots(&manifest) {
                 Ok(roots) => roots,
-                Err(why) => {
-                    return miss(format!(
-                        "cache entry {matched_key:?} was not restored: {why}"
-                    ));
-                }
+                Err(why) => return miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             },
         };
         let _touch = self.touch(&entry);
-        let Some(format) = manifest.archive_format() else {
-            return miss(format!("unknown archive format {:?}", manifest.compression));
-        };
-        match self.extract(
-            &roots,
-            self.naming(manifest.plain_names),
-            format,
-            manifest.archive_bytes,
-            &manifest.parts,
-            source,
-        )? {
+        let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source)? {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-            Err(why) => miss(format!(
-                "cache entry {matched_key:?} was not restored: {why}"
-            )),
+            Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
         }
     }
 
@@ -841,16 +661,7 @@ impl CacheContext {
             Ok(staging) => staging,
             Err(err) => return Ok(Err(format!("could not create a staging directory: {err}"))),
         };
-        let preopens = staging
-            .dirs()
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Preopen {
-                host: d.clone(),
-                guest: format!("/stage/{i}"),
-                writable: true,
-            })
-            .collect();
+        let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
@@ -858,28 +669,10 @@ impl CacheContext {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let report = if parallel_unpack::applies(format.into(), parts, workers) {
             // Decoders see no directory at all: they only turn compressed bytes into tar.
-            let decoder = || {
-                self.sandbox
-                    .instance(&[], Box::new(|_: &str| None))
-                    .map_err(SandboxError::Setup)
-            };
-            parallel_unpack::unpack(
-                &decoder,
-                &mut guest,
-                &roots_seen,
-                format.into(),
-                self.unpack_limits,
-                parts,
-                source,
-                workers,
-            )
+            let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None)).map_err(SandboxError::Setup);
+            parallel_unpack::unpack(&decoder, &mut guest, &roots_seen, format.into(), self.unpack_limits, parts, source, workers)
         } else {
-            guest.unpack(
-                &roots_seen,
-                format.into(),
-                self.unpack_limits,
-                Box::new(ReadSource(source)),
-            )
+            guest.unpack(&roots_seen, format.into(), self.unpack_limits, Box::new(ReadSource(source)))
         };
         bar.finish_and_clear();
         let report = match report {
@@ -899,76 +692,38 @@ impl CacheContext {
 
     /// s3cache's own member names, or plain `tar` names for entries written for other tools.
     fn naming(&self, plain_names: bool) -> Naming<'_> {
-        if plain_names {
-            Naming::Other(MemberNames::Plain, &self.cwd)
-        } else {
-            Naming::S3cache
-        }
+        if plain_names { Naming::Other(MemberNames::Plain, &self.cwd) } else { Naming::S3cache }
     }
 
     /// The roots of an old tool's archive whose path is not known: anything in the workspace, or
     /// (named by absolute path) in the home directory. Staging merges only what the archive holds.
     fn anywhere_roots(&self) -> Vec<CachedRoot> {
-        let mut roots = vec![CachedRoot {
-            dir: self.cwd.clone(),
-            prefix: String::new(),
-            include: vec!["**".into()],
-            exclude: Vec::new(),
-        }];
+        let mut roots = vec![CachedRoot { dir: self.cwd.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() }];
         if let Some(home) = self.home.as_ref().filter(|home| **home != self.cwd) {
-            roots.push(CachedRoot {
-                dir: home.clone(),
-                prefix: String::new(),
-                include: vec!["**".into()],
-                exclude: Vec::new(),
-            });
+            roots.push(CachedRoot { dir: home.clone(), prefix: String::new(), include: vec!["**".into()], exclude: Vec::new() });
         }
         roots
     }
 
     fn announce_legacy(&self, object: &str, legacy: &Legacy) {
-        output::notice(&format!(
-            "restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)",
-            legacy.writer
-        ));
+        output::notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
     }
 
     /// Tries an old tool's objects at their own names, after no s3cache entry was found.
-    fn restore_legacy_objects(
-        &self,
-        legacy: &Legacy,
-        primary_key: &str,
-        started: Instant,
-    ) -> Option<RestoreOutcome> {
+    fn restore_legacy_objects(&self, legacy: &Legacy, primary_key: &str, started: Instant) -> Option<RestoreOutcome> {
         for object in &legacy.objects {
             let info = match self.store.head(&object.name) {
                 Ok(Some(info)) if info.size > 0 => info,
                 Ok(_) => continue,
-                Err(err) => {
-                    return Some(RestoreOutcome::Miss {
-                        primary_key: Some(primary_key.to_owned()),
-                        reason: describe_store_error(&err),
-                        failed: true,
-                    });
-                }
+                Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: describe_store_error(&err), failed: true }),
             };
             if self.has_trailer(&info) {
                 continue; // an s3cache entry: the search has judged it already
             }
-            let failed = |why: String| {
-                Some(RestoreOutcome::Miss {
-                    primary_key: Some(primary_key.to_owned()),
-                    reason: format!("{} was not restored: {why}", object.name),
-                    failed: true,
-                })
-            };
+            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{} was not restored: {why}", object.name), failed: true });
             let roots = match object.names {
-                MemberNames::FromParent => {
-                    resolve_each(&object.paths, &self.cwd, self.home.as_deref())
-                }
-                MemberNames::Plain | MemberNames::Absolute => {
-                    resolve_roots(&object.paths, &self.cwd, self.home.as_deref())
-                }
+                MemberNames::FromParent => resolve_each(&object.paths, &self.cwd, self.home.as_deref()),
+                MemberNames::Plain | MemberNames::Absolute => resolve_roots(&object.paths, &self.cwd, self.home.as_deref()),
             };
             let roots = match roots {
                 Ok(roots) => roots,
@@ -979,31 +734,22 @@ impl CacheContext {
                 Err(err) => return failed(describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
-            return Some(
-                match self.extract(
-                    &roots,
-                    Naming::Other(object.names, &self.cwd),
-                    legacy.format,
-                    info.size,
-                    &[],
-                    source,
-                ) {
-                    Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
-                        primary_key: primary_key.to_owned(),
-                        matched_key: object.name.clone(),
-                        exact: false,
-                        bytes: info.size,
-                        members,
-                        elapsed: started.elapsed(),
-                        sha256: String::new(),
-                        restored: true,
-                        scope: String::new(),
-                        paths: object.paths.clone(),
-                    }),
-                    Ok(Err(why)) => return failed(why),
-                    Err(err) => return failed(err.to_string()),
-                },
-            );
+            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source) {
+                Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
+                    primary_key: primary_key.to_owned(),
+                    matched_key: object.name.clone(),
+                    exact: false,
+                    bytes: info.size,
+                    members,
+                    elapsed: started.elapsed(),
+                    sha256: String::new(),
+                    restored: true,
+                    scope: String::new(),
+                    paths: object.paths.clone(),
+                }),
+                Ok(Err(why)) => return failed(why),
+                Err(err) => return failed(err.to_string()),
+            });
         }
         None
     }
@@ -1012,48 +758,28 @@ impl CacheContext {
     fn has_trailer(&self, info: &crate::store::ObjectInfo) -> bool {
         let start = info.size.saturating_sub(trailer::TAIL_FETCH);
         let mut tail = Vec::new();
-        self.store
-            .read(info, start, info.size)
-            .is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok())
-            && trailer::decode(&tail, info.size).is_ok()
+        self.store.read(info, start, info.size).is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok()) && trailer::decode(&tail, info.size).is_ok()
     }
 
     /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
     /// the archive that fails at its end unless every byte matches the manifest's SHA-256.
-    fn open_entry(
-        &self,
-        found: &crate::store::ObjectInfo,
-        wanted: &Wanted,
-    ) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
+    fn open_entry(&self, found: &crate::store::ObjectInfo, wanted: &Wanted) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
         if found.size == 0 {
             return Err(Rejection::Broken("the object is empty".into()));
         }
         // Small entries are read whole in one request; large ones tail first, then streamed.
-        let tail_start = if found.size <= SMALL_ENTRY {
-            0
-        } else {
-            found.size.saturating_sub(trailer::TAIL_FETCH)
-        };
+        let tail_start = if found.size <= SMALL_ENTRY { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
         let mut tail = Vec::new();
         self.store
             .read(found, tail_start, found.size)
-            .and_then(|mut r| {
-                r.read_to_end(&mut tail).map_err(|e| StoreError::Io {
-                    path: found.name.clone().into(),
-                    source: e,
-                })
-            })
+            .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
             .map_err(|e| Rejection::Store(describe_store_error(&e)))?;
         let manifest = trailer::decode(&tail, found.size).map_err(|e| match e {
             trailer::TrailerError::Missing => Rejection::Foreign(e.to_string()),
             other => Rejection::Broken(other.to_string()),
         })?;
         if manifest.format != crate::ARCHIVE_FORMAT {
-            let why = format!(
-                "archive format {} is not {} (saved by another s3cache version)",
-                manifest.format,
-                crate::ARCHIVE_FORMAT
-            );
+            let why = format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT);
             return Err(Rejection::Version(why));
         }
         if !wanted.fits(&manifest) {
@@ -1064,35 +790,19 @@ impl CacheContext {
             tail.truncate(manifest.archive_bytes as usize);
             Box::new(std::io::Cursor::new(tail))
         } else {
-            self.store
-                .read(found, 0, manifest.archive_bytes)
-                .map_err(|e| Rejection::Store(describe_store_error(&e)))?
+            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| Rejection::Store(describe_store_error(&e)))?
         };
-        Ok((
-            manifest.clone(),
-            Box::new(VerifyingReader::new(source, manifest)),
-        ))
+        Ok((manifest.clone(), Box::new(VerifyingReader::new(source, manifest))))
     }
 
     /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
     /// first — and opens the first candidate of the right version. Candidates passed over are recorded
     /// with the reason, so a miss can say what existed.
-    fn choose(
-        &self,
-        primary_key: &str,
-        restore_keys: &[String],
-        fallback: Fallback,
-        wanted: &Wanted,
-        legacy: bool,
-    ) -> Result<Chosen, Search> {
+    fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted, legacy: bool) -> Result<Chosen, Search> {
         let mut search = Search::default();
         let mut examined = 0;
         // One namespace has one "scope" to search, however many the run's refs name.
-        let scopes = if self.layout.scoped() {
-            &self.scopes.read[..]
-        } else {
-            &self.scopes.read[..1]
-        };
+        let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
         for scope in scopes {
             let groups = match self.candidates(scope, primary_key, restore_keys, fallback) {
                 Ok(groups) => groups,
@@ -1100,47 +810,24 @@ impl CacheContext {
             };
             for entry in groups.into_iter().flatten() {
                 if examined == MAX_CANDIDATES {
-                    search
-                        .rejected
-                        .push(format!("stopped after {MAX_CANDIDATES} candidates"));
+                    search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
                     return Err(search);
                 }
                 examined += 1;
                 match self.open_entry(&entry.object, wanted) {
-                    Ok((manifest, source)) => {
-                        return Ok(Chosen {
-                            entry,
-                            manifest: Some(manifest),
-                            source,
-                        });
-                    }
-                    Err(Rejection::Foreign(_)) if legacy => {
-                        match self.store.read(&entry.object, 0, entry.size()) {
-                            Ok(source) => {
-                                return Ok(Chosen {
-                                    entry,
-                                    manifest: None,
-                                    source,
-                                });
-                            }
-                            Err(err) => return Err(search.store_failed(&err)),
-                        }
-                    }
+                    Ok((manifest, source)) => return Ok(Chosen { entry, manifest: Some(manifest), source }),
+                    Err(Rejection::Foreign(_)) if legacy => match self.store.read(&entry.object, 0, entry.size()) {
+                        Ok(source) => return Ok(Chosen { entry, manifest: None, source }),
+                        Err(err) => return Err(search.store_failed(&err)),
+                    },
                     Err(rejection) => {
                         let (why, failed) = match rejection {
                             Rejection::Version(why) => (why, false),
-                            Rejection::Broken(why)
-                            | Rejection::Foreign(why)
-                            | Rejection::Store(why) => (why, true),
+                            Rejection::Broken(why) | Rejection::Foreign(why) | Rejection::Store(why) => (why, true),
                         };
-                        output::notice(&format!(
-                            "passing over cache entry {}: {why}",
-                            entry.object.name
-                        ));
+                        output::notice(&format!("passing over cache entry {}: {why}", entry.object.name));
                         search.failed |= failed;
-                        search
-                            .rejected
-                            .push(format!("{}: {why}", entry.object.name));
+                        search.rejected.push(format!("{}: {why}", entry.object.name));
                     }
                 }
             }
@@ -1149,57 +836,31 @@ impl CacheContext {
     }
 
     /// The candidate entries of one scope, in the order they are tried, in groups.
-    fn candidates(
-        &self,
-        scope: &str,
-        primary_key: &str,
-        restore_keys: &[String],
-        fallback: Fallback,
-    ) -> Result<Vec<Vec<Entry>>, StoreError> {
+    fn candidates(&self, scope: &str, primary_key: &str, restore_keys: &[String], fallback: Fallback) -> Result<Vec<Vec<Entry>>, StoreError> {
         let store = self.store.as_ref();
         let exact = |key: &str| catalog::find_key(store, self.layout, scope, key);
-        let scope_prefix = if self.layout.scoped() {
-            format!("{scope}/")
-        } else {
-            String::new()
-        };
+        let scope_prefix = if self.layout.scoped() { format!("{scope}/") } else { String::new() };
         let in_scope = |entry: &Entry| !self.layout.scoped() || entry.name.scope == scope;
         let mut groups = vec![exact(primary_key)?];
         match fallback {
             Fallback::Prefix => {
                 for prefix in restore_keys {
-                    let listed =
-                        catalog::list(store, self.layout, &format!("{scope_prefix}{prefix}"))?;
-                    groups.push(
-                        listed
-                            .into_iter()
-                            .filter(|e| in_scope(e) && e.name.key.starts_with(prefix.as_str()))
-                            .collect(),
-                    );
+                    let listed = catalog::list(store, self.layout, &format!("{scope_prefix}{prefix}"))?;
+                    groups.push(listed.into_iter().filter(|e| in_scope(e) && e.name.key.starts_with(prefix.as_str())).collect());
                 }
             }
             Fallback::Pattern => {
                 let mut listing: Option<Vec<Entry>> = None;
-                for (index, key) in std::iter::once(primary_key)
-                    .chain(restore_keys.iter().map(String::as_str))
-                    .enumerate()
-                {
+                for (index, key) in std::iter::once(primary_key).chain(restore_keys.iter().map(String::as_str)).enumerate() {
                     if index > 0 {
                         groups.push(exact(key)?);
                     }
-                    let Ok(pattern) = regex::Regex::new(key) else {
-                        continue;
-                    };
+                    let Ok(pattern) = regex::Regex::new(key) else { continue };
                     let all = match &listing {
                         Some(all) => all,
                         None => listing.insert(catalog::list(store, self.layout, &scope_prefix)?),
                     };
-                    groups.push(
-                        all.iter()
-                            .filter(|e| in_scope(e) && pattern.is_match(&e.name.key))
-                            .cloned()
-                            .collect(),
-                    );
+                    groups.push(all.iter().filter(|e| in_scope(e) && pattern.is_match(&e.name.key)).cloned().collect());
                 }
             }
         }
@@ -1212,18 +873,9 @@ impl CacheContext {
         if manifest.paths.is_empty() {
             return Err("the entry records no paths; give the paths to restore".into());
         }
-        let roots = resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref())
-            .map_err(|e| format!("its recorded paths are unusable: {e}"))?;
-        match roots.iter().find(|r| {
-            !(r.prefix == "workspace"
-                || r.prefix.starts_with("workspace/")
-                || r.prefix == "home"
-                || r.prefix.starts_with("home/"))
-        }) {
-            Some(outside) => Err(format!(
-                "its recorded path {} is outside the workspace and the home directory; give the paths to restore",
-                outside.dir.display()
-            )),
+        let roots = resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref()).map_err(|e| format!("its recorded paths are unusable: {e}"))?;
+        match roots.iter().find(|r| !(r.prefix == "workspace" || r.prefix.starts_with("workspace/") || r.prefix == "home" || r.prefix.starts_with("home/"))) {
+            Some(outside) => Err(format!("its recorded path {} is outside the workspace and the home directory; give the paths to restore", outside.dir.display())),
             None => Ok(roots),
         }
     }
@@ -1232,23 +884,13 @@ impl CacheContext {
     /// PUT, never on the critical path, and its failure (a read-only credential, say) is only logged.
     /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
     fn touch(&self, entry: &Entry) -> Option<Touch> {
-        if self.scopes.read_only.is_some()
-            || self.store.read_only().is_some()
-            || !entry.needs_touch(SystemTime::now(), self.touch_interval)
-        {
+        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now(), self.touch_interval) {
             return None;
         }
         let store = self.store.clone();
         let marker = self.layout.marker(&entry.object.name)?;
         let thread = std::thread::spawn(move || {
-            let written = store
-                .put(
-                    &marker,
-                    PutOptions {
-                        if_none_match: false,
-                    },
-                )
-                .and_then(|upload| upload.finish());
+            let written = store.put(&marker, PutOptions { if_none_match: false }).and_then(|upload| upload.finish());
             if let Err(err) = written {
                 tracing::debug!(%marker, "could not refresh the last-used marker: {err}");
             }
@@ -1279,13 +921,10 @@ struct Wanted {
 impl Wanted {
     /// This OS's entries always fit; entries saved for every OS on another OS fit when cross-OS is on.
     fn fits(&self, manifest: &Manifest) -> bool {
-        let Some(format) = Format::from_name(&manifest.compression) else {
-            return false;
-        };
+        let Some(format) = Format::from_name(&manifest.compression) else { return false };
         let paths = self.paths.as_ref().unwrap_or(&manifest.paths);
         manifest.version == entry_version(paths, format, false)
-            || (manifest.version == entry_version(paths, format, true)
-                && (self.cross_os || manifest.os == std::env::consts::OS))
+            || (manifest.version == entry_version(paths, format, true) && (self.cross_os || manifest.os == std::env::consts::OS))
     }
 }
 
@@ -1333,25 +972,15 @@ fn explain_version_mismatch(manifest: &Manifest) -> String {
     }
     let this_os = std::env::consts::OS;
     if !manifest.cross_os && manifest.os != this_os {
-        return format!(
-            "it was saved on {} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)",
-            manifest.os
-        );
+        return format!("it was saved on {} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)", manifest.os);
     }
     if manifest.cross_os && manifest.os != this_os {
-        return format!(
-            "it was saved on {} for every OS; enable cross-OS restore to use it here",
-            manifest.os
-        );
+        return format!("it was saved on {} for every OS; enable cross-OS restore to use it here", manifest.os);
     }
     format!(
         "its version differs: saved for paths {:?}{}; the restore's paths or cross-OS setting are not the same",
         manifest.paths,
-        if manifest.cross_os {
-            " with cross-OS"
-        } else {
-            ""
-        }
+        if manifest.cross_os { " with cross-OS" } else { "" }
     )
 }
 
@@ -1368,13 +997,7 @@ struct KeyRenderer<'a> {
 
 impl<'a> KeyRenderer<'a> {
     fn new(sandbox: &'a Sandbox, cwd: &'a Path, env: &'a EnvLookup) -> Self {
-        Self {
-            sandbox,
-            cwd,
-            env,
-            template_context: template_context(env),
-            guest: None,
-        }
+        Self { sandbox, cwd, env, template_context: template_context(env), guest: None }
     }
 
     fn render(&mut self, template: &str) -> Result<String, ConfigError> {
@@ -1383,17 +1006,11 @@ impl<'a> KeyRenderer<'a> {
         }
         let guest = match &mut self.guest {
             Some(guest) => guest,
-            None => self.guest.insert(
-                self.sandbox
-                    .instance(&[workspace_preopen(self.cwd)], guest_env(self.env))
-                    .map_err(ConfigError::Sandbox)?,
-            ),
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(ConfigError::Sandbox)?),
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),
-            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(
-                crate::sandbox::describe_guest_error(&err),
-            )),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
             Err(err) => Err(ConfigError::Template(err.to_string())),
         }
     }
@@ -1402,9 +1019,7 @@ impl<'a> KeyRenderer<'a> {
 fn describe_store_error(err: &StoreError) -> String {
     let text = output::scrub(&err.to_string());
     if err.is_access_denied() {
-        format!(
-            "{text} (check the credentials and that the bucket policy allows s3:GetObject, s3:PutObject and s3:ListBucket)"
-        )
+        format!("{text} (check the credentials and that the bucket policy allows s3:GetObject, s3:PutObject and s3:ListBucket)")
     } else {
         text
     }
@@ -1413,13 +1028,7 @@ fn describe_store_error(err: &StoreError) -> String {
 impl UnpackLimits {
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
-        Self {
-            max_total_bytes: 64 << 30,
-            max_members: 5_000_000,
-            max_path_bytes: 4096,
-            max_depth: 256,
-            max_window_log: 27,
-        }
+        Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
     }
 }
 
@@ -1438,23 +1047,11 @@ mod tests {
         };
         assert_eq!(rule(&"a".repeat(512), Layout::Scoped), None);
         assert_eq!(rule(&"é".repeat(256), Layout::Scoped), None);
-        assert_eq!(
-            rule(&"é".repeat(257), Layout::Scoped),
-            Some("a key must be at most 512 bytes")
-        );
-        assert_eq!(
-            rule(&"a".repeat(513), Layout::Scoped),
-            Some("a key must be at most 512 bytes")
-        );
+        assert_eq!(rule(&"é".repeat(257), Layout::Scoped), Some("a key must be at most 512 bytes"));
+        assert_eq!(rule(&"a".repeat(513), Layout::Scoped), Some("a key must be at most 512 bytes"));
         assert_eq!(rule("", Layout::Scoped), Some("a key must not be empty"));
-        assert_eq!(
-            rule("a,b", Layout::Scoped),
-            Some("a key must not contain commas")
-        );
+        assert_eq!(rule("a,b", Layout::Scoped), Some("a key must not contain commas"));
         assert_eq!(rule("a,b", Layout::Flat), None);
-        assert_eq!(
-            rule("a\tb", Layout::Scoped),
-            Some("a key must not contain control characters")
-        );
+        assert_eq!(rule("a\tb", Layout::Scoped), Some("a key must not contain control characters"));
     }
 }

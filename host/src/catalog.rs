@@ -34,8 +34,7 @@ impl Entry {
 
     /// Whether a restore at `now` should refresh the marker, given the refresh interval.
     pub fn needs_touch(&self, now: SystemTime, interval: std::time::Duration) -> bool {
-        now.duration_since(self.last_used)
-            .is_ok_and(|age| age >= interval)
+        now.duration_since(self.last_used).is_ok_and(|age| age >= interval)
     }
 }
 
@@ -58,20 +57,10 @@ pub fn entries(objects: Vec<ObjectInfo>, layout: Layout) -> Vec<Entry> {
         .map(|(name, object)| {
             let marker = markers.get(&name).copied();
             let last_used = marker.map_or(object.modified, |m| m.max(object.modified));
-            Entry {
-                name,
-                object,
-                last_used,
-                has_marker: marker.is_some(),
-            }
+            Entry { name, object, last_used, has_marker: marker.is_some() }
         })
         .collect();
-    entries.sort_by(|a, b| {
-        b.object
-            .modified
-            .cmp(&a.object.modified)
-            .then_with(|| b.object.name.cmp(&a.object.name))
-    });
+    entries.sort_by(|a, b| b.object.modified.cmp(&a.object.modified).then_with(|| b.object.name.cmp(&a.object.name)));
     entries
 }
 
@@ -83,12 +72,7 @@ pub fn list(store: &dyn BlobStore, layout: Layout, prefix: &str) -> Result<Vec<E
 /// The entries of exactly `key` in `scope`, in any format, newest first. A store that cannot list (a
 /// public URL) is asked for each format's object by name instead, and so is a Flat layout's one
 /// name; neither has markers.
-pub fn find_key(
-    store: &dyn BlobStore,
-    layout: Layout,
-    scope: &str,
-    key: &str,
-) -> Result<Vec<Entry>, StoreError> {
+pub fn find_key(store: &dyn BlobStore, layout: Layout, scope: &str, key: &str) -> Result<Vec<Entry>, StoreError> {
     if layout == Layout::Flat {
         return Ok(entries(store.head(key)?.into_iter().collect(), layout));
     }
@@ -122,11 +106,7 @@ mod tests {
     use std::time::Duration;
 
     fn object(name: &str, secs: u64) -> ObjectInfo {
-        ObjectInfo {
-            name: name.into(),
-            size: secs,
-            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-        }
+        ObjectInfo { name: name.into(), size: secs, modified: SystemTime::UNIX_EPOCH + Duration::from_secs(secs) }
     }
 
     /// Markers date an entry's last use; foreign objects and orphan markers are dropped; newest first.
@@ -143,16 +123,7 @@ mod tests {
         let entries = entries(listed, Layout::Scoped);
         let summary: Vec<(&str, u64, bool)> = entries
             .iter()
-            .map(|e| {
-                (
-                    e.name.key.as_str(),
-                    e.last_used
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs(),
-                    e.has_marker,
-                )
-            })
+            .map(|e| (e.name.key.as_str(), e.last_used.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), e.has_marker))
             .collect();
         assert_eq!(summary, vec![("b", 200, true), ("a", 500, true)]);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(500) + layout::TOUCH_INTERVAL;

@@ -69,9 +69,7 @@ fn engine(tier: Tier) -> Result<Engine> {
     if tier == Tier::Quick {
         config.strategy(Strategy::Winch);
     }
-    Engine::new(&config)
-        .map_err(anyhow::Error::from)
-        .context("creating the wasmtime engine")
+    Engine::new(&config).map_err(anyhow::Error::from).context("creating the wasmtime engine")
 }
 
 impl Compiled {
@@ -83,12 +81,8 @@ impl Compiled {
     fn with_engine(engine: Engine, tier: Tier, cache_dir: Option<&Path>) -> Result<Self> {
         let component = load_component(&engine, tier, cache_dir)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)
-            .context("linking the guest's imports")?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(anyhow::Error::from).context("linking the guest's imports")?;
         let ticker = engine.weak();
         std::thread::spawn(move || {
             while let Some(engine) = ticker.upgrade() {
@@ -97,12 +91,7 @@ impl Compiled {
                 std::thread::sleep(EPOCH_TICK);
             }
         });
-        Ok(Self {
-            engine,
-            component,
-            linker,
-            tier,
-        })
+        Ok(Self { engine, component, linker, tier })
     }
 
     /// Only the cached copy for `tier`, if there is one.
@@ -136,10 +125,7 @@ pub struct CompiledGuest {
 
 impl std::fmt::Debug for CompiledGuest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledGuest")
-            .field("first", &self.first.tier)
-            .field("optimized", &self.optimized.get().is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("CompiledGuest").field("first", &self.first.tier).field("optimized", &self.optimized.get().is_some()).finish_non_exhaustive()
     }
 }
 
@@ -159,12 +145,7 @@ impl CompiledGuest {
             },
         };
         tracing::debug!(tier = first.tier.name(), "guest loaded");
-        Ok(Self {
-            first,
-            optimized: Arc::default(),
-            background: Mutex::new(None),
-            cache_dir: cache_dir.map(Path::to_path_buf),
-        })
+        Ok(Self { first, optimized: Arc::default(), background: Mutex::new(None), cache_dir: cache_dir.map(Path::to_path_buf) })
     }
 
     /// The best copy compiled so far.
@@ -188,16 +169,12 @@ impl CompiledGuest {
             return;
         }
         let (optimized, cache_dir) = (self.optimized.clone(), self.cache_dir.clone());
-        *background = Some(std::thread::spawn(move || {
-            match Compiled::load(Tier::Optimized, cache_dir.as_deref()) {
-                Ok(compiled) => {
-                    tracing::debug!("optimized guest ready");
-                    let _ = optimized.set(compiled);
-                }
-                Err(err) => {
-                    tracing::debug!(error = %format!("{err:#}"), "compiling the optimized guest failed; staying on Winch")
-                }
+        *background = Some(std::thread::spawn(move || match Compiled::load(Tier::Optimized, cache_dir.as_deref()) {
+            Ok(compiled) => {
+                tracing::debug!("optimized guest ready");
+                let _ = optimized.set(compiled);
             }
+            Err(err) => tracing::debug!(error = %format!("{err:#}"), "compiling the optimized guest failed; staying on Winch"),
         }));
     }
 
@@ -222,19 +199,13 @@ fn cached_path(engine: &Engine, tier: Tier, cache_dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     env!("S3CACHE_GUEST_COMPONENT_HASH").hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    cache_dir.join(format!(
-        "guest-{}-{:016x}.cwasm",
-        tier.name(),
-        hasher.finish()
-    ))
+    cache_dir.join(format!("guest-{}-{:016x}.cwasm", tier.name(), hasher.finish()))
 }
 
 /// Loads the compiled guest for `tier` from `cache_dir`, or compiles it and saves the result there.
 fn load_component(engine: &Engine, tier: Tier, cache_dir: Option<&Path>) -> Result<Component> {
     let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, GUEST_COMPONENT)
-            .map_err(anyhow::Error::from)
-            .context("compiling the guest");
+        return Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest");
     };
     let path = cached_path(engine, tier, cache_dir);
     if path.exists() {
@@ -242,14 +213,10 @@ fn load_component(engine: &Engine, tier: Tier, cache_dir: Option<&Path>) -> Resu
         // compatibility hash in its name; wasmtime re-checks the header and version when loading.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(err) => {
-                tracing::debug!(path = %path.display(), error = %err, "recompiling the guest")
-            }
+            Err(err) => tracing::debug!(path = %path.display(), error = %err, "recompiling the guest"),
         }
     }
-    let component = Component::new(engine, GUEST_COMPONENT)
-        .map_err(anyhow::Error::from)
-        .context("compiling the guest")?;
+    let component = Component::new(engine, GUEST_COMPONENT).map_err(anyhow::Error::from).context("compiling the guest")?;
     if let Err(err) = save_compiled(&component, &path) {
         tracing::debug!(path = %path.display(), error = %err, "could not cache the compiled guest");
     }

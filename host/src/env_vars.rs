@@ -123,10 +123,7 @@ pub const GITHUB_STATE_PREFIX: &str = "STATE_";
 
 /// The variable that carries the action input `name`: `INPUT_` + the name upper-cased, spaces as `_`.
 pub fn github_input(name: &str) -> String {
-    format!(
-        "{GITHUB_INPUT_PREFIX}{}",
-        name.to_uppercase().replace(' ', "_")
-    )
+    format!("{GITHUB_INPUT_PREFIX}{}", name.to_uppercase().replace(' ', "_"))
 }
 
 /// The variable that brings the state record `name` back to the post step (the name as written).
@@ -214,8 +211,7 @@ pub mod semaphore {
     /// A profile in `~/.aws/config` and `~/.aws/credentials` (without a custom URL).
     pub const SEMAPHORE_CACHE_AWS_PROFILE: &str = "SEMAPHORE_CACHE_AWS_PROFILE";
     /// `true`: credentials from the EC2 instance profile (without a custom URL).
-    pub const SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE: &str =
-        "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE";
+    pub const SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE: &str = "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE";
     /// The project: entries live at `<project>/<key>`.
     pub const SEMAPHORE_PROJECT_ID: &str = "SEMAPHORE_PROJECT_ID";
     /// `true` turns errors into exit 1 (default: errors are printed and the command exits 0).
@@ -240,19 +236,10 @@ pub mod plugins {
     pub const S3CACHE_VELA_DIR: &str = "S3CACHE_VELA_DIR";
     /// Set by Harness CI's runner: any of these tells Harness's Save/Restore Cache S3 steps from
     /// Drone running the same plugin.
-    pub const HARNESS_MARKERS: &[&str] = &[
-        "HARNESS_ACCOUNT_ID",
-        "HARNESS_BUILD_ID",
-        "HARNESS_PIPELINE_ID",
-        "HARNESS_STAGE_ID",
-        "HARNESS_WORKSPACE",
-    ];
+    pub const HARNESS_MARKERS: &[&str] = &["HARNESS_ACCOUNT_ID", "HARNESS_BUILD_ID", "HARNESS_PIPELINE_ID", "HARNESS_STAGE_ID", "HARNESS_WORKSPACE"];
 
     // The AWS SDKs' own names, which the plugins also read as aliases of their settings.
-    pub use super::{
-        AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-        AWS_SHARED_CREDENTIALS_FILE,
-    };
+    pub use super::{AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_SHARED_CREDENTIALS_FILE};
 
     // Aliases of meltwater drone-cache's settings (docs/compat/drone-cache-meltwater.md, section 2).
     pub const S3_BUCKET: &str = "S3_BUCKET";
@@ -309,122 +296,42 @@ pub mod plugins {
     /// `.Commit.Ref` reads the commit SHA, as drone-cache does (docs/compat, section 3).
     pub const TEMPLATE_METADATA: &[(&str, &[&str], &str)] = &[
         (".Repo.Name", &["DRONE_REPO_NAME", "CI_REPO_NAME"], ""),
-        (
-            ".Repo.Namespace",
-            &["DRONE_REPO_NAMESPACE", "CI_REPO_OWNER"],
-            "",
-        ),
+        (".Repo.Namespace", &["DRONE_REPO_NAMESPACE", "CI_REPO_OWNER"], ""),
         (".Repo.Owner", &["DRONE_REPO_OWNER", "CI_REPO_OWNER"], ""),
-        (
-            ".Repo.Branch",
-            &["DRONE_REPO_BRANCH", "CI_REPO_DEFAULT_BRANCH"],
-            "",
-        ),
+        (".Repo.Branch", &["DRONE_REPO_BRANCH", "CI_REPO_DEFAULT_BRANCH"], ""),
         (".Repo.Link", &["DRONE_REPO_LINK", "CI_REPO_URL"], ""),
         (".Repo.Avatar", &["DRONE_REPO_AVATAR"], ""),
-        (
-            ".Repo.Private",
-            &["DRONE_REPO_PRIVATE", "CI_REPO_PRIVATE"],
-            "false",
-        ),
-        (
-            ".Repo.Trusted",
-            &["DRONE_REPO_TRUSTED", "CI_REPO_TRUSTED"],
-            "false",
-        ),
-        (
-            ".Build.Number",
-            &["DRONE_BUILD_NUMBER", "CI_PIPELINE_NUMBER"],
-            "0",
-        ),
-        (
-            ".Build.Event",
-            &["DRONE_BUILD_EVENT", "CI_PIPELINE_EVENT"],
-            "push",
-        ),
-        (
-            ".Build.Status",
-            &["DRONE_BUILD_STATUS", "CI_PIPELINE_STATUS"],
-            "success",
-        ),
-        (
-            ".Build.Deploy",
-            &["DRONE_DEPLOY_TO", "CI_PIPELINE_DEPLOY_TARGET"],
-            "",
-        ),
-        (
-            ".Build.Created",
-            &["DRONE_BUILD_CREATED", "CI_PIPELINE_CREATED"],
-            "0",
-        ),
-        (
-            ".Build.Started",
-            &["DRONE_BUILD_STARTED", "CI_PIPELINE_STARTED"],
-            "0",
-        ),
-        (
-            ".Build.Finished",
-            &["DRONE_BUILD_FINISHED", "CI_PIPELINE_FINISHED"],
-            "0",
-        ),
+        (".Repo.Private", &["DRONE_REPO_PRIVATE", "CI_REPO_PRIVATE"], "false"),
+        (".Repo.Trusted", &["DRONE_REPO_TRUSTED", "CI_REPO_TRUSTED"], "false"),
+        (".Build.Number", &["DRONE_BUILD_NUMBER", "CI_PIPELINE_NUMBER"], "0"),
+        (".Build.Event", &["DRONE_BUILD_EVENT", "CI_PIPELINE_EVENT"], "push"),
+        (".Build.Status", &["DRONE_BUILD_STATUS", "CI_PIPELINE_STATUS"], "success"),
+        (".Build.Deploy", &["DRONE_DEPLOY_TO", "CI_PIPELINE_DEPLOY_TARGET"], ""),
+        (".Build.Created", &["DRONE_BUILD_CREATED", "CI_PIPELINE_CREATED"], "0"),
+        (".Build.Started", &["DRONE_BUILD_STARTED", "CI_PIPELINE_STARTED"], "0"),
+        (".Build.Finished", &["DRONE_BUILD_FINISHED", "CI_PIPELINE_FINISHED"], "0"),
         (".Build.Link", &["DRONE_BUILD_LINK", "CI_PIPELINE_URL"], ""),
-        (
-            ".Commit.Branch",
-            &["DRONE_COMMIT_BRANCH", "CI_COMMIT_BRANCH"],
-            "master",
-        ),
+        (".Commit.Branch", &["DRONE_COMMIT_BRANCH", "CI_COMMIT_BRANCH"], "master"),
         (".Commit.Sha", &["DRONE_COMMIT_SHA", "CI_COMMIT_SHA"], ""),
         (".Commit.Ref", &["DRONE_COMMIT_SHA", "CI_COMMIT_SHA"], ""),
-        (
-            ".Commit.Remote",
-            &["DRONE_REMOTE_URL", "CI_REPO_CLONE_URL"],
-            "",
-        ),
-        (
-            ".Commit.Link",
-            &["DRONE_COMMIT_LINK", "CI_PIPELINE_FORGE_URL"],
-            "",
-        ),
-        (
-            ".Commit.Message",
-            &["DRONE_COMMIT_MESSAGE", "CI_COMMIT_MESSAGE"],
-            "",
-        ),
-        (
-            ".Commit.Author.Name",
-            &["DRONE_COMMIT_AUTHOR", "CI_COMMIT_AUTHOR"],
-            "",
-        ),
-        (
-            ".Commit.Author.Email",
-            &["DRONE_COMMIT_AUTHOR_EMAIL", "CI_COMMIT_AUTHOR_EMAIL"],
-            "",
-        ),
-        (
-            ".Commit.Author.Avatar",
-            &["DRONE_COMMIT_AUTHOR_AVATAR", "CI_COMMIT_AUTHOR_AVATAR"],
-            "",
-        ),
+        (".Commit.Remote", &["DRONE_REMOTE_URL", "CI_REPO_CLONE_URL"], ""),
+        (".Commit.Link", &["DRONE_COMMIT_LINK", "CI_PIPELINE_FORGE_URL"], ""),
+        (".Commit.Message", &["DRONE_COMMIT_MESSAGE", "CI_COMMIT_MESSAGE"], ""),
+        (".Commit.Author.Name", &["DRONE_COMMIT_AUTHOR", "CI_COMMIT_AUTHOR"], ""),
+        (".Commit.Author.Email", &["DRONE_COMMIT_AUTHOR_EMAIL", "CI_COMMIT_AUTHOR_EMAIL"], ""),
+        (".Commit.Author.Avatar", &["DRONE_COMMIT_AUTHOR_AVATAR", "CI_COMMIT_AUTHOR_AVATAR"], ""),
     ];
 }
 
 /// The variable that carries the plugin setting `name` (`cache_key` → `PLUGIN_CACHE_KEY`): upper-cased,
 /// `.` and `-` as `_`, as Drone and Woodpecker name them.
 pub fn plugin_setting(name: &str) -> String {
-    format!(
-        "{}{}",
-        plugins::PLUGIN_PREFIX,
-        name.to_uppercase().replace(['.', '-'], "_")
-    )
+    format!("{}{}", plugins::PLUGIN_PREFIX, name.to_uppercase().replace(['.', '-'], "_"))
 }
 
 /// The variable that carries the Vela parameter `name` (`action` → `PARAMETER_ACTION`).
 pub fn vela_parameter(name: &str) -> String {
-    format!(
-        "{}{}",
-        plugins::PARAMETER_PREFIX,
-        name.to_uppercase().replace(['.', '-'], "_")
-    )
+    format!("{}{}", plugins::PARAMETER_PREFIX, name.to_uppercase().replace(['.', '-'], "_"))
 }
 
 /// The branch `{{ branch }}` renders to, before any CI's own variable (the Woodpecker cache
@@ -448,10 +355,7 @@ pub const BRANCH_VARIABLES: &[&str] = &[
 /// A fixed environment, for unit tests of code that reads variables through a lookup function.
 #[cfg(test)]
 pub(crate) fn fixed(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |name| map.get(name).cloned()
 }
 
@@ -459,26 +363,13 @@ pub(crate) fn fixed(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> +
 /// like a credential is withheld, so a template cannot copy a secret into an object key or a log.
 pub fn may_expose_to_templates(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    !WITHHELD_PREFIXES
-        .iter()
-        .any(|prefix| upper.starts_with(prefix))
-        && !WITHHELD_WORDS.iter().any(|word| upper.contains(word))
+    !WITHHELD_PREFIXES.iter().any(|prefix| upper.starts_with(prefix)) && !WITHHELD_WORDS.iter().any(|word| upper.contains(word))
 }
 
 /// Names (upper-cased) starting with one of these are withheld from templates.
 pub const WITHHELD_PREFIXES: &[&str] = &["AWS_", "ACTIONS_"];
 /// Names (upper-cased) containing one of these are withheld from templates.
-pub const WITHHELD_WORDS: &[&str] = &[
-    "SECRET",
-    "TOKEN",
-    "PASSWORD",
-    "PASSWD",
-    "CREDENTIAL",
-    "PRIVATE",
-    "_KEY",
-    "AUTH",
-    "SESSION",
-];
+pub const WITHHELD_WORDS: &[&str] = &["SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "AUTH", "SESSION"];
 
 #[cfg(test)]
 mod tests {
@@ -487,15 +378,7 @@ mod tests {
     /// Credentials and tokens are withheld from templates; ordinary variables are not.
     #[test]
     fn withholds_secrets_from_templates() {
-        for name in [
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_ACCESS_KEY_ID",
-            "GITHUB_TOKEN",
-            "ACTIONS_RUNTIME_TOKEN",
-            "NPM_AUTH",
-            "MY_API_KEY",
-            "db_password",
-        ] {
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "NPM_AUTH", "MY_API_KEY", "db_password"] {
             assert!(!may_expose_to_templates(name), "{name}");
         }
         for name in ["RUNNER_OS", "RUSTC_VERSION", "NODE_VERSION", "CACHE_EPOCH"] {
@@ -507,21 +390,12 @@ mod tests {
     #[test]
     fn readme_lists_the_withheld_names() {
         let readme = include_str!("../../README.md");
-        let row = readme
-            .lines()
-            .find(|l| l.starts_with("| `{{ env \"NAME\" }}` |"))
-            .expect("README's env template row");
+        let row = readme.lines().find(|l| l.starts_with("| `{{ env \"NAME\" }}` |")).expect("README's env template row");
         let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
         let prefixes = listed(WITHHELD_PREFIXES);
-        assert!(
-            row.contains(&format!("starts with {}", prefixes.join(" or "))),
-            "{row}"
-        );
+        assert!(row.contains(&format!("starts with {}", prefixes.join(" or "))), "{row}");
         let words = listed(WITHHELD_WORDS);
         let (last, rest) = words.split_last().unwrap();
-        assert!(
-            row.contains(&format!("contains {} or {last}", rest.join(", "))),
-            "{row}"
-        );
+        assert!(row.contains(&format!("contains {} or {last}", rest.join(", "))), "{row}");
     }
 }

@@ -22,35 +22,21 @@ pub enum FsError {
     #[error("the guest reported an invalid path {path:?}: {reason}")]
     InvalidPath { path: String, reason: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: expected a {expected:?} in staging, found something else")]
     Unexpected { path: PathBuf, expected: MemberKind },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
-    move |source| FsError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| FsError::Io { path: path.to_owned(), source }
 }
 
 /// The host path of a guest-reported `(root, relative)` pair, after validating both.
 fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, FsError> {
-    let invalid = |reason: String| FsError::InvalidPath {
-        path: relative.to_owned(),
-        reason,
-    };
-    let dir = dirs
-        .get(root as usize)
-        .ok_or_else(|| invalid(format!("root {root} does not exist")))?;
+    let invalid = |reason: String| FsError::InvalidPath { path: relative.to_owned(), reason };
+    let dir = dirs.get(root as usize).ok_or_else(|| invalid(format!("root {root} does not exist")))?;
     let relative = validate_relative(relative).map_err(|v| invalid(v.to_string()))?;
-    Ok(relative
-        .components()
-        .iter()
-        .fold(dir.to_path_buf(), |path, c| path.join(c)))
+    Ok(relative.components().iter().fold(dir.to_path_buf(), |path, c| path.join(c)))
 }
 
 /// Reads what the guest found, for `pack`.
@@ -65,8 +51,7 @@ fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, Fs
 pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, FsError> {
     let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
     let mut members = Vec::with_capacity(found.len());
-    let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> =
-        std::collections::HashMap::new();
+    let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
     for item in found {
         let path = checked_path(&dirs, item.root, &item.relative)?;
         let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -77,50 +62,32 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
         } else if meta.is_file() {
             MemberKind::File
         } else {
-            crate::output::warning(&format!(
-                "skipping {}: no longer a file, directory or symlink",
-                path.display()
-            ));
+            crate::output::warning(&format!("skipping {}: no longer a file, directory or symlink", path.display()));
             continue;
         };
         if kind != item.kind {
-            crate::output::warning(&format!(
-                "skipping {}: it changed while the cache was being saved",
-                path.display()
-            ));
+            crate::output::warning(&format!("skipping {}: it changed while the cache was being saved", path.display()));
             continue;
         }
         let mut kind = kind;
         let link_target = if kind == MemberKind::Symlink {
-            let target = match fs::read_link(&path)
-                .map_err(io(&path))?
-                .into_os_string()
-                .into_string()
-            {
+            let target = match fs::read_link(&path).map_err(io(&path))?.into_os_string().into_string() {
                 Ok(target) => target,
                 Err(_) => {
-                    crate::output::warning(&format!(
-                        "skipping {}: its target is not UTF-8",
-                        path.display()
-                    ));
+                    crate::output::warning(&format!("skipping {}: its target is not UTF-8", path.display()));
                     continue;
                 }
             };
             match storable_link(dirs[item.root as usize], &item.relative, &target) {
                 Ok(target) => Some(target),
                 Err(reason) => {
-                    crate::output::warning(&format!(
-                        "skipping symlink {} -> {target}: {reason}",
-                        path.display()
-                    ));
+                    crate::output::warning(&format!("skipping symlink {} -> {target}: {reason}", path.display()));
                     continue;
                 }
             }
         } else if kind == MemberKind::File && meta.nlink() > 1 {
             match inodes.entry((meta.dev(), meta.ino())) {
-                std::collections::hash_map::Entry::Occupied(first)
-                    if first.get().0 == item.root =>
-                {
+                std::collections::hash_map::Entry::Occupied(first) if first.get().0 == item.root => {
                     kind = MemberKind::Hardlink;
                     Some(first.get().1.clone())
                 }
@@ -138,15 +105,8 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
             relative: item.relative.clone(),
             kind,
             mode: meta.mode() & 0o7777,
-            size: if kind == MemberKind::File {
-                meta.len()
-            } else {
-                0
-            },
-            mtime: Timestamp {
-                seconds: meta.mtime(),
-                nanoseconds: meta.mtime_nsec() as u32,
-            },
+            size: if kind == MemberKind::File { meta.len() } else { 0 },
+            mtime: Timestamp { seconds: meta.mtime(), nanoseconds: meta.mtime_nsec() as u32 },
             link_target,
             slice: None,
         });
@@ -158,17 +118,11 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
 fn storable_link(root: &Path, relative: &str, target: &str) -> Result<String, String> {
     let link = validate_relative(relative).map_err(|v| v.to_string())?;
     let target = if target.starts_with('/') {
-        let inside = Path::new(target)
-            .strip_prefix(root)
-            .map_err(|_| "absolute target outside its cached path".to_string())?;
+        let inside = Path::new(target).strip_prefix(root).map_err(|_| "absolute target outside its cached path".to_string())?;
         let inside = inside.to_str().ok_or("target is not UTF-8")?;
         let ups = "../".repeat(link.depth().saturating_sub(1));
         let relative_target = format!("{ups}{inside}");
-        if relative_target.is_empty() {
-            ".".to_owned()
-        } else {
-            relative_target.trim_end_matches('/').to_owned()
-        }
+        if relative_target.is_empty() { ".".to_owned() } else { relative_target.trim_end_matches('/').to_owned() }
     } else {
         target.to_owned()
     };
@@ -188,35 +142,23 @@ pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError
             MemberKind::File => {
                 let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
                 if !meta.is_file() {
-                    return Err(FsError::Unexpected {
-                        path,
-                        expected: MemberKind::File,
-                    });
+                    return Err(FsError::Unexpected { path, expected: MemberKind::File });
                 }
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io(&path))?;
                 filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
             }
             MemberKind::Symlink => {
                 let target = fixup.link_target.as_deref().unwrap_or_default();
-                let link =
-                    validate_relative(&fixup.relative).map_err(|v| FsError::InvalidPath {
-                        path: fixup.relative.clone(),
-                        reason: v.to_string(),
-                    })?;
-                validate_symlink_target(&link, target).map_err(|v| FsError::InvalidPath {
-                    path: fixup.relative.clone(),
-                    reason: format!("symlink target {target:?}: {v}"),
-                })?;
+                let link = validate_relative(&fixup.relative).map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: v.to_string() })?;
+                validate_symlink_target(&link, target)
+                    .map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: format!("symlink target {target:?}: {v}") })?;
                 symlink(target, &path).map_err(io(&path))?;
                 filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
             }
             MemberKind::Directory => {
                 let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
                 if !meta.is_dir() {
-                    return Err(FsError::Unexpected {
-                        path,
-                        expected: MemberKind::Directory,
-                    });
+                    return Err(FsError::Unexpected { path, expected: MemberKind::Directory });
                 }
                 directories.push((path, mode, time));
             }
@@ -225,10 +167,7 @@ pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError
                 let target_path = checked_path(&dirs, fixup.root, target)?;
                 let meta = fs::symlink_metadata(&target_path).map_err(io(&target_path))?;
                 if !meta.is_file() {
-                    return Err(FsError::Unexpected {
-                        path: target_path,
-                        expected: MemberKind::File,
-                    });
+                    return Err(FsError::Unexpected { path: target_path, expected: MemberKind::File });
                 }
                 fs::hard_link(&target_path, &path).map_err(io(&path))?;
             }
@@ -254,24 +193,11 @@ mod tests {
     #[test]
     fn applies_the_symlink_policy() {
         let root = Path::new("/work/venv");
-        assert_eq!(
-            storable_link(root, "bin/python3", "/work/venv/bin/python3.11"),
-            Ok("../bin/python3.11".into())
-        );
-        assert_eq!(
-            storable_link(root, "lib64", "/work/venv/lib"),
-            Ok("lib".into())
-        );
-        assert!(
-            storable_link(root, "bin/python", "/usr/bin/python3")
-                .unwrap_err()
-                .contains("outside")
-        );
+        assert_eq!(storable_link(root, "bin/python3", "/work/venv/bin/python3.11"), Ok("../bin/python3.11".into()));
+        assert_eq!(storable_link(root, "lib64", "/work/venv/lib"), Ok("lib".into()));
+        assert!(storable_link(root, "bin/python", "/usr/bin/python3").unwrap_err().contains("outside"));
         assert!(storable_link(root, "l", "../../etc").is_err());
-        assert_eq!(
-            storable_link(root, ".bin/tool", "../tool/cli.js"),
-            Ok("../tool/cli.js".into())
-        );
+        assert_eq!(storable_link(root, ".bin/tool", "../tool/cli.js"), Ok("../tool/cli.js".into()));
     }
 
     /// E4: fixups with escaping paths or links are refused by the host, whatever the guest says.
@@ -284,10 +210,7 @@ mod tests {
             relative: relative.into(),
             kind,
             mode: 0o644,
-            mtime: Timestamp {
-                seconds: 0,
-                nanoseconds: 0,
-            },
+            mtime: Timestamp { seconds: 0, nanoseconds: 0 },
             link_target: link.map(str::to_owned),
         };
         for bad in [
@@ -296,10 +219,7 @@ mod tests {
             fixup("l", MemberKind::Symlink, Some("/etc/passwd")),
             fixup("l", MemberKind::Symlink, Some("../outside")),
             fixup("h", MemberKind::Hardlink, Some("../../etc/shadow")),
-            Fixup {
-                root: 7,
-                ..fixup("x", MemberKind::File, None)
-            },
+            Fixup { root: 7, ..fixup("x", MemberKind::File, None) },
         ] {
             assert!(apply_fixups(&dirs, &[bad.clone()]).is_err(), "{bad:?}");
         }

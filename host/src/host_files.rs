@@ -19,11 +19,9 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
 use sha2::{Digest, Sha256};
 
-use crate::bindings::s3cache::guest::host_files::{
-    DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp,
-};
-use crate::bindings::s3cache::guest::types::IoError;
+use crate::bindings::s3cache::guest::host_files::{DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp};
 use crate::bindings::s3cache::guest::types::Timestamp;
+use crate::bindings::s3cache::guest::types::IoError;
 use crate::sandbox::Preopen;
 
 /// Batches the guest may queue ahead of the writer thread (each at most about 1 MiB).
@@ -41,27 +39,14 @@ pub struct HostFiles {
 
 impl HostFiles {
     pub fn new(preopens: &[Preopen]) -> Self {
-        Self {
-            preopens: preopens.to_vec(),
-            opened: HashMap::new(),
-            writer: None,
-        }
+        Self { preopens: preopens.to_vec(), opened: HashMap::new(), writer: None }
     }
 
     fn preopen(&self, guest_dir: &str, writable: bool) -> Result<&Preopen, IoError> {
         self.preopens
             .iter()
             .find(|p| p.guest == guest_dir && (p.writable || !writable))
-            .ok_or_else(|| {
-                io_error(
-                    guest_dir,
-                    if writable {
-                        "not a writable preopen"
-                    } else {
-                        "not a preopen"
-                    },
-                )
-            })
+            .ok_or_else(|| io_error(guest_dir, if writable { "not a writable preopen" } else { "not a preopen" }))
     }
 }
 
@@ -77,16 +62,12 @@ impl HostFiles {
 }
 
 fn io_error(path: &str, message: impl ToString) -> IoError {
-    IoError {
-        path: path.to_owned(),
-        message: message.to_string(),
-    }
+    IoError { path: path.to_owned(), message: message.to_string() }
 }
 
 /// A relative path the policy accepts, as a `cap-std` path; `guest_dir` is only for messages.
 fn checked(guest_dir: &str, relative: &str) -> Result<PathBuf, IoError> {
-    let path = s3cache_policy::validate_relative(relative)
-        .map_err(|v| io_error(&format!("{guest_dir}/{relative}"), v))?;
+    let path = s3cache_policy::validate_relative(relative).map_err(|v| io_error(&format!("{guest_dir}/{relative}"), v))?;
     if path.components().is_empty() {
         return Err(io_error(guest_dir, "the preopen itself is not a file"));
     }
@@ -94,31 +75,21 @@ fn checked(guest_dir: &str, relative: &str) -> Result<PathBuf, IoError> {
 }
 
 fn open_dir(preopen: &Preopen) -> Result<Dir, IoError> {
-    Dir::open_ambient_dir(&preopen.host, ambient_authority())
-        .map_err(|e| io_error(&preopen.guest, e))
+    Dir::open_ambient_dir(&preopen.host, ambient_authority()).map_err(|e| io_error(&preopen.guest, e))
 }
 
 impl Host for crate::sandbox::GuestState {
     fn read_dir(&mut self, dir: String, relative: String) -> Result<DirListing, IoError> {
-        let shown = if relative.is_empty() {
-            dir.clone()
-        } else {
-            format!("{dir}/{relative}")
-        };
+        let shown = if relative.is_empty() { dir.clone() } else { format!("{dir}/{relative}") };
         let root = self.files.readable(&dir)?;
         let below;
         let listed = if relative.is_empty() {
             root
         } else {
-            below = root
-                .open_dir(checked(&dir, &relative)?)
-                .map_err(|e| io_error(&shown, e))?;
+            below = root.open_dir(checked(&dir, &relative)?).map_err(|e| io_error(&shown, e))?;
             &below
         };
-        let mut listing = DirListing {
-            entries: Vec::new(),
-            skipped: Vec::new(),
-        };
+        let mut listing = DirListing { entries: Vec::new(), skipped: Vec::new() };
         for entry in listed.entries().map_err(|e| io_error(&shown, e))? {
             let entry = entry.map_err(|e| io_error(&shown, e))?;
             let file_type = entry.file_type().map_err(|e| io_error(&shown, e))?;
@@ -141,40 +112,23 @@ impl Host for crate::sandbox::GuestState {
     }
 
     fn sha256(&mut self, dir: String, relatives: Vec<String>) -> Result<Vec<Vec<u8>>, IoError> {
-        let paths = relatives
-            .iter()
-            .map(|r| checked(&dir, r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let paths = relatives.iter().map(|r| checked(&dir, r)).collect::<Result<Vec<_>, _>>()?;
         let root = self.files.readable(&dir)?;
-        sha256_parallel(root, &paths)
-            .map_err(|(i, e)| io_error(&format!("{dir}/{}", relatives[i]), e))
+        sha256_parallel(root, &paths).map_err(|(i, e)| io_error(&format!("{dir}/{}", relatives[i]), e))
     }
 
-    fn read_files(
-        &mut self,
-        dir: String,
-        files: Vec<(String, u64)>,
-    ) -> Result<Vec<Vec<u8>>, IoError> {
+    fn read_files(&mut self, dir: String, files: Vec<(String, u64)>) -> Result<Vec<Vec<u8>>, IoError> {
         let root = self.files.readable(&dir)?;
         files
             .iter()
             .map(|(relative, size)| {
                 let shown = format!("{dir}/{relative}");
-                let mut file = root
-                    .open(checked(&dir, relative)?)
-                    .map_err(|e| io_error(&shown, e))?;
+                let mut file = root.open(checked(&dir, relative)?).map_err(|e| io_error(&shown, e))?;
                 let mut contents = vec![0; *size as usize];
                 let mut read = 0;
                 while read < contents.len() {
                     match file.read(&mut contents[read..]) {
-                        Ok(0) => {
-                            return Err(io_error(
-                                &shown,
-                                format!(
-                                    "file shrank while it was archived: {read} of {size} bytes"
-                                ),
-                            ));
-                        }
+                        Ok(0) => return Err(io_error(&shown, format!("file shrank while it was archived: {read} of {size} bytes"))),
                         Ok(n) => read += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(io_error(&shown, e)),
@@ -205,10 +159,7 @@ impl Host for crate::sandbox::GuestState {
 
 /// SHA-256 of each path under `root`, read on every core; on failure, the index of the file and why.
 fn sha256_parallel(root: &Dir, paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, (usize, std::io::Error)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len().div_ceil(64))
-        .max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().div_ceil(64)).max(1);
     let per_thread = paths.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = paths
@@ -220,10 +171,7 @@ fn sha256_parallel(root: &Dir, paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, (usize
                     slice
                         .iter()
                         .enumerate()
-                        .map(|(i, path)| {
-                            sha256_file(root, path, &mut buffer)
-                                .map_err(|e| (chunk * per_thread + i, e))
-                        })
+                        .map(|(i, path)| sha256_file(root, path, &mut buffer).map_err(|e| (chunk * per_thread + i, e)))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
@@ -270,11 +218,7 @@ impl Writer {
         let failure = Arc::new(Mutex::new(None));
         let recorded = failure.clone();
         let thread = std::thread::spawn(move || apply_batches(receiver, &recorded));
-        Self {
-            sender: Some(sender),
-            thread: Some(thread),
-            failure,
-        }
+        Self { sender: Some(sender), thread: Some(thread), failure }
     }
 
     fn failed(&self) -> Result<(), IoError> {
@@ -303,10 +247,7 @@ impl Writer {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            self.failure
-                .lock()
-                .expect("failure lock")
-                .get_or_insert_with(|| io_error("staging", "the writer thread panicked"));
+            self.failure.lock().expect("failure lock").get_or_insert_with(|| io_error("staging", "the writer thread panicked"));
         }
     }
 }
@@ -331,15 +272,9 @@ impl OpenFile {
         use std::os::unix::fs::PermissionsExt;
         let file = self.file.into_std();
         let mode = s3cache_policy::sanitize_mode(self.mode, false);
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io_error(&self.shown, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(&self.shown, e))?;
         let time = system_time(self.mtime);
-        file.set_times(
-            std::fs::FileTimes::new()
-                .set_modified(time)
-                .set_accessed(time),
-        )
-        .map_err(|e| io_error(&self.shown, e))
+        file.set_times(std::fs::FileTimes::new().set_modified(time).set_accessed(time)).map_err(|e| io_error(&self.shown, e))
     }
 }
 
@@ -369,12 +304,7 @@ fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
             Some(dir) => Ok(dir),
             None => open_dir(&batch.preopen).map(|dir| &*dirs.entry(guest.clone()).or_insert(dir)),
         }
-        .and_then(|dir| {
-            batch
-                .ops
-                .into_iter()
-                .try_for_each(|op| apply(dir, &guest, op, &mut current))
-        });
+        .and_then(|dir| batch.ops.into_iter().try_for_each(|op| apply(dir, &guest, op, &mut current)));
         if let Err(err) = result {
             current = None;
             *failure.lock().expect("failure lock") = Some(err);
@@ -385,47 +315,25 @@ fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
     }
 }
 
-fn apply(
-    dir: &Dir,
-    guest: &str,
-    op: WriteOp,
-    current: &mut Option<OpenFile>,
-) -> Result<(), IoError> {
+fn apply(dir: &Dir, guest: &str, op: WriteOp, current: &mut Option<OpenFile>) -> Result<(), IoError> {
     match op {
         WriteOp::Directory(relative) => {
             complete(current)?;
             let path = checked(guest, &relative)?;
-            dir.create_dir_all(&path)
-                .map_err(|e| io_error(&format!("{guest}/{relative}"), e))
+            dir.create_dir_all(&path).map_err(|e| io_error(&format!("{guest}/{relative}"), e))
         }
-        WriteOp::File(NewFile {
-            relative,
-            contents,
-            mode,
-            mtime,
-        }) => {
+        WriteOp::File(NewFile { relative, contents, mode, mtime }) => {
             complete(current)?;
             let path = checked(guest, &relative)?;
             let shown = format!("{guest}/{relative}");
-            let mut file = dir
-                .open_with(&path, OpenOptions::new().write(true).create_new(true))
-                .map_err(|e| io_error(&shown, e))?;
+            let mut file = dir.open_with(&path, OpenOptions::new().write(true).create_new(true)).map_err(|e| io_error(&shown, e))?;
             file.write_all(&contents).map_err(|e| io_error(&shown, e))?;
-            *current = Some(OpenFile {
-                shown,
-                file,
-                mode,
-                mtime,
-            });
+            *current = Some(OpenFile { shown, file, mode, mtime });
             Ok(())
         }
         WriteOp::Append(bytes) => {
-            let open = current
-                .as_mut()
-                .ok_or_else(|| io_error(guest, "append without a file"))?;
-            open.file
-                .write_all(&bytes)
-                .map_err(|e| io_error(&open.shown, e))
+            let open = current.as_mut().ok_or_else(|| io_error(guest, "append without a file"))?;
+            open.file.write_all(&bytes).map_err(|e| io_error(&open.shown, e))
         }
     }
 }

@@ -15,20 +15,7 @@
 use std::time::Duration;
 
 /// How an entry's archive is encoded. The name is recorded in the entry's manifest and version.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// tar compressed with zstd, in independent frames (the default; fastest).
@@ -129,16 +116,8 @@ impl Layout {
         match self {
             Layout::Scoped => classify(name),
             // One level under the project, as the real CLI writes; deeper names are another tool's.
-            Layout::Flat
-                if !name.is_empty()
-                    && !name.contains('/')
-                    && !name.chars().any(char::is_control) =>
-            {
-                StoreObject::Entry(EntryName {
-                    scope: String::new(),
-                    key: name.to_owned(),
-                    format: None,
-                })
+            Layout::Flat if !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_control) => {
+                StoreObject::Entry(EntryName { scope: String::new(), key: name.to_owned(), format: None })
             }
             Layout::Flat => StoreObject::Foreign,
         }
@@ -159,11 +138,7 @@ pub struct EntryName {
 impl EntryName {
     /// The name of an entry of `key` in `scope`, in `format`.
     pub fn new(scope: &str, key: &str, format: Format) -> Self {
-        Self {
-            scope: scope.to_owned(),
-            key: key.to_owned(),
-            format: Some(format),
-        }
+        Self { scope: scope.to_owned(), key: key.to_owned(), format: Some(format) }
     }
 }
 
@@ -194,27 +169,18 @@ pub fn classify(name: &str) -> StoreObject {
         Some(entry) => (entry, true),
         None => (name, false),
     };
-    let Some((scope, rest)) = name.split_once('/') else {
-        return StoreObject::Foreign;
-    };
+    let Some((scope, rest)) = name.split_once('/') else { return StoreObject::Foreign };
     if crate::scope::validate_explicit(scope).is_err() {
         return StoreObject::Foreign;
     }
-    let Some((key, format)) = Format::ALL
-        .into_iter()
-        .find_map(|f| Some((rest.strip_suffix(f.suffix())?, f)))
-    else {
+    let Some((key, format)) = Format::ALL.into_iter().find_map(|f| Some((rest.strip_suffix(f.suffix())?, f))) else {
         return StoreObject::Foreign;
     };
     if key.is_empty() || key.chars().any(char::is_control) {
         return StoreObject::Foreign;
     }
     let entry = EntryName::new(scope, key, format);
-    if marker {
-        StoreObject::Marker(entry)
-    } else {
-        StoreObject::Entry(entry)
-    }
+    if marker { StoreObject::Marker(entry) } else { StoreObject::Entry(entry) }
 }
 
 #[cfg(test)]
@@ -229,16 +195,8 @@ mod tests {
                 let entry = EntryName::new("heads-main-1a2b3c4d", key, format);
                 let object = Layout::Scoped.entry_object(&entry.scope, key, format);
                 let marker = Layout::Scoped.marker(&object).unwrap();
-                assert_eq!(
-                    classify(&object),
-                    StoreObject::Entry(entry.clone()),
-                    "{object}"
-                );
-                assert_eq!(
-                    classify(&marker),
-                    StoreObject::Marker(entry.clone()),
-                    "{marker}"
-                );
+                assert_eq!(classify(&object), StoreObject::Entry(entry.clone()), "{object}");
+                assert_eq!(classify(&marker), StoreObject::Marker(entry.clone()), "{marker}");
                 assert!(object.starts_with(&key_prefix(&entry.scope, key)));
             }
         }
@@ -248,16 +206,7 @@ mod tests {
     /// Objects s3cache does not write are foreign, so that a shared bucket keeps them.
     #[test]
     fn foreign_objects() {
-        for name in [
-            "README",
-            "logs/2026.txt",
-            "local/.tar.zst",
-            "../x/k.tar.zst",
-            "a b/k.tar",
-            "local/k.zip",
-            "k.tar.zst",
-            "local/k.tar.zst.bak",
-        ] {
+        for name in ["README", "logs/2026.txt", "local/.tar.zst", "../x/k.tar.zst", "a b/k.tar", "local/k.zip", "k.tar.zst", "local/k.tar.zst.bak"] {
             assert_eq!(classify(name), StoreObject::Foreign, "{name}");
         }
     }
@@ -265,14 +214,9 @@ mod tests {
     /// The Flat layout names an entry by its key alone, one level deep, and has no markers.
     #[test]
     fn flat_layout() {
-        assert_eq!(
-            Layout::Flat.entry_object("ignored", "gems-main-abc", Format::Gzip),
-            "gems-main-abc"
-        );
+        assert_eq!(Layout::Flat.entry_object("ignored", "gems-main-abc", Format::Gzip), "gems-main-abc");
         assert_eq!(Layout::Flat.marker("gems-main-abc"), None);
-        assert!(
-            matches!(Layout::Flat.classify("gems-main-abc"), StoreObject::Entry(EntryName { ref key, format: None, .. }) if key == "gems-main-abc")
-        );
+        assert!(matches!(Layout::Flat.classify("gems-main-abc"), StoreObject::Entry(EntryName { ref key, format: None, .. }) if key == "gems-main-abc"));
         assert_eq!(Layout::Flat.classify("a/b"), StoreObject::Foreign);
         assert_eq!(Layout::Flat.classify(""), StoreObject::Foreign);
     }

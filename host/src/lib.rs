@@ -77,9 +77,7 @@ pub mod summary;
 #[doc(hidden)]
 pub mod trailer;
 
-pub use cache::{
-    CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest,
-};
+pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};
 

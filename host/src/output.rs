@@ -64,10 +64,7 @@ pub fn enable_github_actions() {
 /// Registers a secret value; it is replaced by `***` in everything printed from now on. On GitHub
 /// Actions it is also masked in the job log with `::add-mask::`, before anything else can print it.
 pub fn register_secret(secret: &str) {
-    if SECRETS.add(secret)
-        && GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed)
-        && !secret.contains(['\n', '\r'])
-    {
+    if SECRETS.add(secret) && GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed) && !secret.contains(['\n', '\r']) {
         println!("::add-mask::{secret}");
     }
 }
@@ -128,10 +125,7 @@ mod tests {
     /// Newlines and escapes are shown, not obeyed; printable Unicode stays.
     #[test]
     fn escapes_control_characters() {
-        assert_eq!(
-            escape("a\n::add-mask::x\r\u{1b}[31m"),
-            "a\\n::add-mask::x\\r\\u{1b}[31m"
-        );
+        assert_eq!(escape("a\n::add-mask::x\r\u{1b}[31m"), "a\\n::add-mask::x\\r\\u{1b}[31m");
         assert_eq!(escape("über/日本"), "über/日本");
     }
 

@@ -80,16 +80,9 @@ pub fn split_parts(members: &[Member], part_bytes: u64) -> Vec<Vec<Piece>> {
         }
     };
     for (index, member) in members.iter().enumerate() {
-        let size = if member.kind == MemberKind::File {
-            member.size
-        } else {
-            0
-        };
+        let size = if member.kind == MemberKind::File { member.size } else { 0 };
         if size <= part_bytes || bytes + HEADER_BYTES + size <= part_bytes {
-            part.push(Piece {
-                member: index,
-                slice: None,
-            });
+            part.push(Piece { member: index, slice: None });
             bytes += HEADER_BYTES + size;
             close(&mut part, &mut bytes);
             continue;
@@ -97,14 +90,8 @@ pub fn split_parts(members: &[Member], part_bytes: u64) -> Vec<Vec<Piece>> {
         let mut offset = 0;
         while offset < size {
             let header = if offset == 0 { HEADER_BYTES } else { 0 };
-            let length = part_bytes
-                .saturating_sub(bytes + header)
-                .max(1)
-                .min(size - offset);
-            part.push(Piece {
-                member: index,
-                slice: Some(ContentSlice { offset, length }),
-            });
+            let length = part_bytes.saturating_sub(bytes + header).max(1).min(size - offset);
+            part.push(Piece { member: index, slice: Some(ContentSlice { offset, length }) });
             bytes += header + length;
             offset += length;
             close(&mut part, &mut bytes);
@@ -118,12 +105,7 @@ pub fn split_parts(members: &[Member], part_bytes: u64) -> Vec<Vec<Piece>> {
 
 /// The members one part hands the guest: each piece's member, with its slice.
 fn part_members(members: &[Member], part: &[Piece]) -> Vec<Member> {
-    part.iter()
-        .map(|piece| Member {
-            slice: piece.slice,
-            ..members[piece.member].clone()
-        })
-        .collect()
+    part.iter().map(|piece| Member { slice: piece.slice, ..members[piece.member].clone() }).collect()
 }
 
 /// Packs `members` with up to `workers` instances from `instance`, writing one archive, compressed as
@@ -137,12 +119,8 @@ pub fn pack(
     out: &mut dyn Write,
 ) -> Result<Packed, PackError> {
     let parts = split_parts(members, PART_BYTES);
-    let (senders, receivers): (Vec<_>, Vec<_>) = parts
-        .iter()
-        .map(|_| sync_channel::<Message>(QUEUED_CHUNKS))
-        .unzip();
-    let senders: Vec<Mutex<Option<SyncSender<Message>>>> =
-        senders.into_iter().map(|s| Mutex::new(Some(s))).collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = parts.iter().map(|_| sync_channel::<Message>(QUEUED_CHUNKS)).unzip();
+    let senders: Vec<Mutex<Option<SyncSender<Message>>>> = senders.into_iter().map(|s| Mutex::new(Some(s))).collect();
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let last = parts.len() - 1;
@@ -156,11 +134,7 @@ pub fn pack(
                     if index > last || abort.load(Ordering::SeqCst) {
                         return;
                     }
-                    let sender = senders[index]
-                        .lock()
-                        .expect("sender lock")
-                        .take()
-                        .expect("each part is taken once");
+                    let sender = senders[index].lock().expect("sender lock").take().expect("each part is taken once");
                     if guest.as_ref().is_some_and(GuestInstance::outdated) {
                         guest = None; // the optimized guest is ready: take it for the next parts
                     }
@@ -169,16 +143,8 @@ pub fn pack(
                         None => instance().map(|g| guest.insert(g)),
                     }
                     .and_then(|guest| {
-                        let options = PackOptions {
-                            end_of_archive: index == last,
-                            ..options
-                        };
-                        guest.pack(
-                            roots,
-                            &part_members(members, &parts[index]),
-                            options,
-                            Box::new(PartSink(sender.clone())),
-                        )
+                        let options = PackOptions { end_of_archive: index == last, ..options };
+                        guest.pack(roots, &part_members(members, &parts[index]), options, Box::new(PartSink(sender.clone())))
                     });
                     let failed = result.is_err();
                     let _ = sender.send(Message::Done(result));
@@ -198,15 +164,8 @@ pub fn pack(
 
 /// Writes each part's bytes to `out` in part order and adds up the summaries. Returning early drops
 /// the receivers, so workers still packing fail their next write and stop.
-fn write_in_order(
-    receivers: Vec<Receiver<Message>>,
-    out: &mut dyn Write,
-) -> Result<Packed, PackError> {
-    let mut total = PackSummary {
-        members: 0,
-        tar_bytes: 0,
-        compressed_bytes: 0,
-    };
+fn write_in_order(receivers: Vec<Receiver<Message>>, out: &mut dyn Write) -> Result<Packed, PackError> {
+    let mut total = PackSummary { members: 0, tar_bytes: 0, compressed_bytes: 0 };
     let mut parts = Vec::with_capacity(receivers.len());
     for receiver in receivers {
         loop {
@@ -220,19 +179,11 @@ fn write_in_order(
                     parts.push(summary.compressed_bytes);
                     break;
                 }
-                Err(_) => {
-                    return Err(SandboxError::Trap(
-                        "a packing worker stopped without a result".into(),
-                    )
-                    .into());
-                }
+                Err(_) => return Err(SandboxError::Trap("a packing worker stopped without a result".into()).into()),
             }
         }
     }
-    Ok(Packed {
-        summary: total,
-        parts,
-    })
+    Ok(Packed { summary: total, parts })
 }
 
 /// The guest's `archive-io.write` for one part.
@@ -241,9 +192,7 @@ struct PartSink(SyncSender<Message>);
 impl Write for PartSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         for chunk in buf.chunks(CHUNK_BYTES) {
-            self.0
-                .send(Message::Bytes(chunk.to_vec()))
-                .map_err(|_| std::io::Error::other("the archive writer stopped"))?;
+            self.0.send(Message::Bytes(chunk.to_vec())).map_err(|_| std::io::Error::other("the archive writer stopped"))?;
         }
         Ok(buf.len())
     }
@@ -265,45 +214,26 @@ mod tests {
             kind: MemberKind::File,
             mode: 0o644,
             size,
-            mtime: Timestamp {
-                seconds: 0,
-                nanoseconds: 0,
-            },
+            mtime: Timestamp { seconds: 0, nanoseconds: 0 },
             link_target: None,
             slice: None,
         }
     }
 
     fn whole(member: usize) -> Piece {
-        Piece {
-            member,
-            slice: None,
-        }
+        Piece { member, slice: None }
     }
 
     fn slice(member: usize, offset: u64, length: u64) -> Piece {
-        Piece {
-            member,
-            slice: Some(ContentSlice { offset, length }),
-        }
+        Piece { member, slice: Some(ContentSlice { offset, length }) }
     }
 
     /// Parts are contiguous, cover every member once, and close when they reach the size.
     #[test]
     fn splits_members_into_contiguous_parts() {
         let members: Vec<Member> = [600, 600, 10, 2000, 1].into_iter().map(member).collect();
-        assert_eq!(
-            split_parts(&members, 2048),
-            vec![
-                vec![whole(0), whole(1)],
-                vec![whole(2), whole(3)],
-                vec![whole(4)]
-            ]
-        );
-        assert_eq!(
-            split_parts(&members, 1 << 30),
-            vec![(0..5).map(whole).collect::<Vec<_>>()]
-        );
+        assert_eq!(split_parts(&members, 2048), vec![vec![whole(0), whole(1)], vec![whole(2), whole(3)], vec![whole(4)]]);
+        assert_eq!(split_parts(&members, 1 << 30), vec![(0..5).map(whole).collect::<Vec<_>>()]);
         assert_eq!(split_parts(&[], 2048), vec![Vec::<Piece>::new()]);
         let exact: Vec<Member> = [1536].into_iter().map(member).collect();
         assert_eq!(split_parts(&exact, 2048), vec![vec![whole(0)]]);
@@ -315,10 +245,7 @@ mod tests {
     #[test]
     fn splits_large_files_across_parts() {
         let mut members: Vec<Member> = [1000, 10_000, 100].into_iter().map(member).collect();
-        members.push(Member {
-            kind: MemberKind::Directory,
-            ..member(0)
-        });
+        members.push(Member { kind: MemberKind::Directory, ..member(0) });
         let parts = split_parts(&members, 4096);
         assert_eq!(
             parts,
@@ -329,31 +256,14 @@ mod tests {
                 vec![whole(3)],
             ]
         );
-        let covered: u64 = parts
-            .iter()
-            .flatten()
-            .filter(|p| p.member == 1)
-            .map(|p| p.slice.unwrap().length)
-            .sum();
+        let covered: u64 = parts.iter().flatten().filter(|p| p.member == 1).map(|p| p.slice.unwrap().length).sum();
         assert_eq!(covered, 10_000);
         // A large file that fits the rest of its part stays whole; one that starts a part is split.
         assert_eq!(split_parts(&[member(3000)], 4096), vec![vec![whole(0)]]);
-        assert_eq!(
-            split_parts(&[member(5000)], 4096),
-            vec![vec![slice(0, 0, 3584)], vec![slice(0, 3584, 1416)]]
-        );
+        assert_eq!(split_parts(&[member(5000)], 4096), vec![vec![slice(0, 0, 3584)], vec![slice(0, 3584, 1416)]]);
         // The guest gets each piece's member with its slice.
         let guest = part_members(&members, &parts[2]);
-        assert_eq!(
-            guest[0].slice,
-            Some(ContentSlice {
-                offset: 6168,
-                length: 3832
-            })
-        );
-        assert_eq!(
-            (guest[0].size, guest[1].slice, guest.len()),
-            (10_000, None, 2)
-        );
+        assert_eq!(guest[0].slice, Some(ContentSlice { offset: 6168, length: 3832 }));
+        assert_eq!((guest[0].size, guest[1].slice, guest.len()), (10_000, None, 2));
     }
 }

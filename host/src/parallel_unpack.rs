@@ -34,10 +34,7 @@ const QUEUED_CHUNKS: usize = 16;
 
 /// Whether an archive of `compression` with these parts is worth decoding on `workers` cores.
 pub fn applies(compression: Compression, parts: &[u64], workers: usize) -> bool {
-    compression != Compression::None
-        && workers > 1
-        && parts.len() > 1
-        && parts.iter().all(|&len| len <= MAX_PART_BYTES)
+    compression != Compression::None && workers > 1 && parts.len() > 1 && parts.iter().all(|&len| len <= MAX_PART_BYTES)
 }
 
 /// What a decoder sends for its part: decompressed bytes, then how it ended.
@@ -66,34 +63,17 @@ pub fn unpack(
     source: Box<dyn Read + Send>,
     workers: usize,
 ) -> Result<UnpackReport, SandboxError> {
-    let (senders, receivers): (Vec<_>, Vec<_>) = parts
-        .iter()
-        .map(|_| sync_channel::<Message>(QUEUED_CHUNKS))
-        .unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = parts.iter().map(|_| sync_channel::<Message>(QUEUED_CHUNKS)).unzip();
     // Each part's sender goes to the worker that takes the part, so a worker that dies drops it and
     // the parser sees that part end instead of waiting for it.
-    let senders: Vec<Mutex<Option<SyncSender<Message>>>> =
-        senders.into_iter().map(|s| Mutex::new(Some(s))).collect();
-    let source = Mutex::new(Source {
-        reader: source,
-        next: 0,
-    });
+    let senders: Vec<Mutex<Option<SyncSender<Message>>>> = senders.into_iter().map(|s| Mutex::new(Some(s))).collect();
+    let source = Mutex::new(Source { reader: source, next: 0 });
     let abort = AtomicBool::new(false);
     let failure: Arc<Mutex<Option<SandboxError>>> = Arc::default();
 
     std::thread::scope(|scope| {
         for _ in 0..workers.clamp(1, parts.len()) {
-            scope.spawn(|| {
-                decode_parts(
-                    decoder,
-                    compression,
-                    limits,
-                    parts,
-                    &source,
-                    &senders,
-                    &abort,
-                )
-            });
+            scope.spawn(|| decode_parts(decoder, compression, limits, parts, &source, &senders, &abort));
         }
         let in_order = InOrder::new(receivers, failure.clone());
         let report = parser.unpack(roots, Compression::None, limits, Box::new(in_order));
@@ -130,11 +110,7 @@ fn decode_parts(
             source.next += 1;
             (index, read_part(&mut source.reader, parts[index]))
         };
-        let sender = senders[index]
-            .lock()
-            .expect("sender lock")
-            .take()
-            .expect("each part is taken once");
+        let sender = senders[index].lock().expect("sender lock").take().expect("each part is taken once");
         let last = index + 1 == parts.len();
         if guest.as_ref().is_some_and(GuestInstance::outdated) {
             guest = None; // the optimized guest is ready: take it for the next parts
@@ -145,25 +121,13 @@ fn decode_parts(
                     Some(guest) => Ok(guest),
                     None => decoder().map(|g| guest.insert(g)),
                 }
-                .and_then(|guest| {
-                    guest.decompress(
-                        compression,
-                        limits,
-                        Box::new(PartSource {
-                            bytes: input,
-                            at: 0,
-                        }),
-                        Box::new(PartSink(sender.clone())),
-                    )
-                })
+                .and_then(|guest| guest.decompress(compression, limits, Box::new(PartSource { bytes: input, at: 0 }), Box::new(PartSink(sender.clone()))))
                 .map_err(|err| in_part(err, index, parts.len()));
                 // The digest's verdict comes at the end of the source, after the last part; it is read
                 // once that part has decoded, so that damage inside it is reported as a sequential
                 // decode reports it (by zstd's or gzip's own checksum).
                 match decoded {
-                    Ok(len) if last => read_end(&mut source.lock().expect("source lock").reader)
-                        .map(|()| len)
-                        .map_err(stream_failed),
+                    Ok(len) if last => read_end(&mut source.lock().expect("source lock").reader).map(|()| len).map_err(stream_failed),
                     other => other,
                 }
             }
@@ -181,10 +145,7 @@ fn read_part(reader: &mut Box<dyn Read + Send>, len: u64) -> io::Result<Vec<u8>>
     let mut input = Vec::with_capacity(len as usize);
     let read = reader.by_ref().take(len).read_to_end(&mut input)?;
     if (read as u64) < len {
-        return Err(io::Error::other(format!(
-            "the archive ends {} bytes before its last part does",
-            len - read as u64
-        )));
+        return Err(io::Error::other(format!("the archive ends {} bytes before its last part does", len - read as u64)));
     }
     Ok(input)
 }
@@ -206,9 +167,7 @@ fn read_end(reader: &mut Box<dyn Read + Send>) -> io::Result<()> {
 /// match the frames shows as a part that ends or starts inside one.
 fn in_part(err: SandboxError, index: usize, count: usize) -> SandboxError {
     match err {
-        SandboxError::Guest(GuestError::CorruptStream(why)) => SandboxError::Guest(
-            GuestError::CorruptStream(format!("{why} (in part {} of {count})", index + 1)),
-        ),
+        SandboxError::Guest(GuestError::CorruptStream(why)) => SandboxError::Guest(GuestError::CorruptStream(format!("{why} (in part {} of {count})", index + 1))),
         other => other,
     }
 }
@@ -233,9 +192,7 @@ struct PartSink(SyncSender<Message>);
 
 impl Write for PartSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .send(Message::Bytes(buf.to_vec()))
-            .map_err(|_| io::Error::other("the archive reader stopped"))?;
+        self.0.send(Message::Bytes(buf.to_vec())).map_err(|_| io::Error::other("the archive reader stopped"))?;
         Ok(buf.len())
     }
 
@@ -257,12 +214,7 @@ struct InOrder {
 
 impl InOrder {
     fn new(receivers: Vec<Receiver<Message>>, failure: Arc<Mutex<Option<SandboxError>>>) -> Self {
-        Self {
-            receivers: receivers.into_iter(),
-            current: None,
-            rest: Vec::new(),
-            failure,
-        }
+        Self { receivers: receivers.into_iter(), current: None, rest: Vec::new(), failure }
     }
 
     /// The next chunk of output, waiting for it; `None` at the end of every part.
@@ -283,17 +235,10 @@ impl InOrder {
                 Ok(Message::Done(Ok(_))) => self.current = None,
                 Ok(Message::Done(Err(err))) => {
                     let message = err.to_string();
-                    self.failure
-                        .lock()
-                        .expect("failure lock")
-                        .get_or_insert(err);
+                    self.failure.lock().expect("failure lock").get_or_insert(err);
                     return Err(io::Error::other(message));
                 }
-                Err(_) => {
-                    return Err(io::Error::other(
-                        "a decoding worker stopped without a result",
-                    ));
-                }
+                Err(_) => return Err(io::Error::other("a decoding worker stopped without a result")),
             }
         }
     }
@@ -344,37 +289,20 @@ mod tests {
             vec![bytes(b""), Message::Done(Ok(0))],
             vec![bytes(b"hij"), Message::Done(Ok(3))],
         ]);
-        let chunks: Vec<Vec<u8>> =
-            std::iter::from_fn(|| Some(reader.next_chunk(3).unwrap()).filter(|c| !c.is_empty()))
-                .collect();
+        let chunks: Vec<Vec<u8>> = std::iter::from_fn(|| Some(reader.next_chunk(3).unwrap()).filter(|c| !c.is_empty())).collect();
         assert_eq!(chunks, [&b"ab"[..], b"cde", b"fg", b"hij"]);
-        assert!(
-            reader.next_chunk(3).unwrap().is_empty(),
-            "the end stays the end"
-        );
+        assert!(reader.next_chunk(3).unwrap().is_empty(), "the end stays the end");
         assert!(failure.lock().unwrap().is_none());
     }
 
     /// A failed part ends the stream with its error, after the bytes before it, and keeps the error.
     #[test]
     fn a_failed_part_ends_the_stream() {
-        let corrupt = SandboxError::Guest(GuestError::CorruptStream(
-            "zstd: Data corruption detected".into(),
-        ));
-        let (mut reader, failure) = in_order(vec![
-            vec![Message::Bytes(b"ok".to_vec()), Message::Done(Ok(2))],
-            vec![Message::Done(Err(corrupt))],
-            vec![],
-        ]);
+        let corrupt = SandboxError::Guest(GuestError::CorruptStream("zstd: Data corruption detected".into()));
+        let (mut reader, failure) = in_order(vec![vec![Message::Bytes(b"ok".to_vec()), Message::Done(Ok(2))], vec![Message::Done(Err(corrupt))], vec![]]);
         assert_eq!(reader.next_chunk(16).unwrap(), b"ok");
-        assert_eq!(
-            reader.next_chunk(16).unwrap_err().to_string(),
-            "corrupt archive: zstd: Data corruption detected"
-        );
-        assert!(matches!(
-            failure.lock().unwrap().as_ref(),
-            Some(SandboxError::Guest(GuestError::CorruptStream(_)))
-        ));
+        assert_eq!(reader.next_chunk(16).unwrap_err().to_string(), "corrupt archive: zstd: Data corruption detected");
+        assert!(matches!(failure.lock().unwrap().as_ref(), Some(SandboxError::Guest(GuestError::CorruptStream(_)))));
     }
 
     /// A part must be as long as the manifest says, and the archive must end after the last.
@@ -383,16 +311,10 @@ mod tests {
         let mut reader: Box<dyn Read + Send> = Box::new(&b"0123456789"[..]);
         assert_eq!(read_part(&mut reader, 4).unwrap(), b"0123");
         assert_eq!(read_part(&mut reader, 5).unwrap(), b"45678");
-        assert_eq!(
-            read_end(&mut reader).unwrap_err().to_string(),
-            "the archive is longer than its parts"
-        );
+        assert_eq!(read_end(&mut reader).unwrap_err().to_string(), "the archive is longer than its parts");
         read_end(&mut reader).unwrap();
         let mut reader: Box<dyn Read + Send> = Box::new(&b"0123"[..]);
-        assert_eq!(
-            read_part(&mut reader, 6).unwrap_err().to_string(),
-            "the archive ends 2 bytes before its last part does"
-        );
+        assert_eq!(read_part(&mut reader, 6).unwrap_err().to_string(), "the archive ends 2 bytes before its last part does");
     }
 
     #[test]

@@ -38,17 +38,8 @@ pub enum PathError {
 }
 
 /// Resolves path specs (one per entry; entries may hold several lines, as GitHub's `path` input does).
-pub fn resolve_roots(
-    specs: &[String],
-    cwd: &Path,
-    home: Option<&Path>,
-) -> Result<Vec<CachedRoot>, PathError> {
-    let lines: Vec<&str> = specs
-        .iter()
-        .flat_map(|s| s.lines())
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Result<Vec<CachedRoot>, PathError> {
+    let lines: Vec<&str> = specs.iter().flat_map(|s| s.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut roots: Vec<CachedRoot> = Vec::new();
     let mut excludes: Vec<PathBuf> = Vec::new();
     for line in lines {
@@ -57,17 +48,11 @@ pub fn resolve_roots(
             continue;
         }
         let path = absolute(line, cwd, home)?;
-        let (dir, pattern) =
-            split_at_glob(&path).ok_or_else(|| PathError::FilesystemRoot(line.to_owned()))?;
+        let (dir, pattern) = split_at_glob(&path).ok_or_else(|| PathError::FilesystemRoot(line.to_owned()))?;
         match roots.iter_mut().find(|r| r.dir == dir) {
             Some(root) if !root.include.contains(&pattern) => root.include.push(pattern),
             Some(_) => {}
-            None => roots.push(CachedRoot {
-                prefix: prefix_for(&dir, cwd, home, line)?,
-                dir,
-                include: vec![pattern],
-                exclude: Vec::new(),
-            }),
+            None => roots.push(CachedRoot { prefix: prefix_for(&dir, cwd, home, line)?, dir, include: vec![pattern], exclude: Vec::new() }),
         }
     }
     if roots.is_empty() {
@@ -92,22 +77,13 @@ pub fn resolve_roots(
 /// The roots of each path on its own, merged only where two share a directory: for archives that
 /// name members relative to each path's parent (vela-s3-cache), where folding a nested root into an
 /// outer one would change what its members are named relative to.
-pub fn resolve_each(
-    specs: &[String],
-    cwd: &Path,
-    home: Option<&Path>,
-) -> Result<Vec<CachedRoot>, PathError> {
+pub fn resolve_each(specs: &[String], cwd: &Path, home: Option<&Path>) -> Result<Vec<CachedRoot>, PathError> {
     let mut roots: Vec<CachedRoot> = Vec::new();
     for spec in specs {
         for root in resolve_roots(std::slice::from_ref(spec), cwd, home)? {
             match roots.iter_mut().find(|r| r.dir == root.dir) {
                 Some(same) => {
-                    same.include.extend(
-                        root.include
-                            .into_iter()
-                            .filter(|p| !same.include.contains(p))
-                            .collect::<Vec<_>>(),
-                    );
+                    same.include.extend(root.include.into_iter().filter(|p| !same.include.contains(p)).collect::<Vec<_>>());
                     same.exclude.extend(root.exclude);
                 }
                 None => roots.push(root),
@@ -136,18 +112,10 @@ fn fold_nested(mut roots: Vec<CachedRoot>) -> Vec<CachedRoot> {
     roots.sort_by(|a, b| a.dir.cmp(&b.dir));
     let mut folded: Vec<CachedRoot> = Vec::new();
     for root in roots {
-        let outer = folded
-            .iter_mut()
-            .find(|outer| root.dir.starts_with(&outer.dir));
+        let outer = folded.iter_mut().find(|outer| root.dir.starts_with(&outer.dir));
         match outer {
             Some(outer) => {
-                let relative = root
-                    .dir
-                    .strip_prefix(&outer.dir)
-                    .expect("checked")
-                    .to_str()
-                    .expect("utf-8 checked")
-                    .to_owned();
+                let relative = root.dir.strip_prefix(&outer.dir).expect("checked").to_str().expect("utf-8 checked").to_owned();
                 for pattern in root.include {
                     let pattern = format!("{relative}/{pattern}");
                     if !outer.include.contains(&pattern) {
@@ -169,11 +137,7 @@ fn absolute(spec: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, Path
     } else {
         PathBuf::from(spec)
     };
-    let joined = if expanded.is_absolute() {
-        expanded
-    } else {
-        cwd.join(expanded)
-    };
+    let joined = if expanded.is_absolute() { expanded } else { cwd.join(expanded) };
     let mut normal = PathBuf::new();
     for component in joined.components() {
         match component {
@@ -184,36 +148,21 @@ fn absolute(spec: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, Path
             other => normal.push(other),
         }
     }
-    normal
-        .to_str()
-        .ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
+    normal.to_str().ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
     Ok(normal)
 }
 
 /// Splits an absolute path at its first component with a glob character: the directory before it and
 /// the pattern from it on. A path without globs splits into its parent and its last component.
 fn split_at_glob(path: &Path) -> Option<(PathBuf, String)> {
-    let components: Vec<&str> = path
-        .components()
-        .skip(1)
-        .filter_map(|c| c.as_os_str().to_str())
-        .collect();
-    let first_glob = components
-        .iter()
-        .position(|c| c.contains(['*', '?', '[', '{']));
+    let components: Vec<&str> = path.components().skip(1).filter_map(|c| c.as_os_str().to_str()).collect();
+    let first_glob = components.iter().position(|c| c.contains(['*', '?', '[', '{']));
     let split = first_glob.unwrap_or(components.len().checked_sub(1)?);
-    let dir: PathBuf = std::iter::once("/")
-        .chain(components[..split].iter().copied())
-        .collect();
+    let dir: PathBuf = std::iter::once("/").chain(components[..split].iter().copied()).collect();
     Some((dir, components[split..].join("/")))
 }
 
-fn prefix_for(
-    dir: &Path,
-    cwd: &Path,
-    home: Option<&Path>,
-    spec: &str,
-) -> Result<String, PathError> {
+fn prefix_for(dir: &Path, cwd: &Path, home: Option<&Path>, spec: &str) -> Result<String, PathError> {
     let (anchor, rest) = if let Ok(rest) = dir.strip_prefix(cwd) {
         ("workspace", rest)
     } else if let Some(rest) = home.and_then(|h| dir.strip_prefix(h).ok()) {
@@ -221,14 +170,8 @@ fn prefix_for(
     } else {
         ("abs", dir.strip_prefix("/").unwrap_or(dir))
     };
-    let rest = rest
-        .to_str()
-        .ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
-    Ok(if rest.is_empty() {
-        anchor.to_owned()
-    } else {
-        format!("{anchor}/{rest}")
-    })
+    let rest = rest.to_str().ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
+    Ok(if rest.is_empty() { anchor.to_owned() } else { format!("{anchor}/{rest}") })
 }
 
 #[cfg(test)]
@@ -253,26 +196,11 @@ mod tests {
     #[test]
     fn resolves_anchors() {
         assert_eq!(
-            resolve(&[
-                "node_modules\n.npm",
-                "~/.cargo/registry/index",
-                "/opt/cache/x",
-                "./a/../b"
-            ]),
+            resolve(&["node_modules\n.npm", "~/.cargo/registry/index", "/opt/cache/x", "./a/../b"]),
             vec![
-                root(
-                    "/home/u/.cargo/registry",
-                    "home/.cargo/registry",
-                    &["index"],
-                    &[]
-                ),
+                root("/home/u/.cargo/registry", "home/.cargo/registry", &["index"], &[]),
                 root("/opt/cache", "abs/opt/cache", &["x"], &[]),
-                root(
-                    "/work/repo",
-                    "workspace",
-                    &["node_modules", ".npm", "b"],
-                    &[]
-                ),
+                root("/work/repo", "workspace", &["node_modules", ".npm", "b"], &[]),
             ]
         );
     }
@@ -281,45 +209,18 @@ mod tests {
     #[test]
     fn splits_globs_and_attaches_excludes() {
         assert_eq!(
-            resolve(&[
-                "src/**/*.rs",
-                "!src/gen",
-                "target",
-                "!target/debug/incremental"
-            ]),
-            vec![root(
-                "/work/repo",
-                "workspace",
-                &["target", "src/**/*.rs"],
-                &["src/gen", "target/debug/incremental"]
-            )]
+            resolve(&["src/**/*.rs", "!src/gen", "target", "!target/debug/incremental"]),
+            vec![root("/work/repo", "workspace", &["target", "src/**/*.rs"], &["src/gen", "target/debug/incremental"])]
         );
-        assert_eq!(
-            resolve(&["crates/*/target"]),
-            vec![root(
-                "/work/repo/crates",
-                "workspace/crates",
-                &["*/target"],
-                &[]
-            )]
-        );
+        assert_eq!(resolve(&["crates/*/target"]), vec![root("/work/repo/crates", "workspace/crates", &["*/target"], &[])]);
     }
 
     /// The filesystem root itself and an empty list are refused.
     #[test]
     fn refuses_unusable_paths() {
         let cwd = Path::new("/work/repo");
-        assert_eq!(
-            resolve_roots(&["/".into()], cwd, None),
-            Err(PathError::FilesystemRoot("/".into()))
-        );
-        assert_eq!(
-            resolve_roots(&["  \n".into()], cwd, None),
-            Err(PathError::NoPaths)
-        );
-        assert_eq!(
-            resolve_roots(&["~/x".into()], cwd, None),
-            Err(PathError::NoHome("~/x".into()))
-        );
+        assert_eq!(resolve_roots(&["/".into()], cwd, None), Err(PathError::FilesystemRoot("/".into())));
+        assert_eq!(resolve_roots(&["  \n".into()], cwd, None), Err(PathError::NoPaths));
+        assert_eq!(resolve_roots(&["~/x".into()], cwd, None), Err(PathError::NoHome("~/x".into())));
     }
 }

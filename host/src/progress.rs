@@ -25,9 +25,7 @@ pub fn bytes_bar(label: &str, total: Option<u64>) -> ProgressBar {
         Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
-    let style =
-        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}").unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(label.to_owned());
     bar
@@ -41,9 +39,7 @@ pub struct CountingWriter<W> {
 
 impl<W> std::fmt::Debug for CountingWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CountingWriter")
-            .field("bar", &self.bar)
-            .finish_non_exhaustive()
+        f.debug_struct("CountingWriter").field("bar", &self.bar).finish_non_exhaustive()
     }
 }
 
@@ -79,9 +75,7 @@ pub struct CountingReader<R> {
 
 impl<R> std::fmt::Debug for CountingReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CountingReader")
-            .field("bar", &self.bar)
-            .finish_non_exhaustive()
+        f.debug_struct("CountingReader").field("bar", &self.bar).finish_non_exhaustive()
     }
 }
 

@@ -18,19 +18,19 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::bindings::{
+    self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackReport,
+};
+use crate::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 /// What a restore accepts from an archive (members, bytes, path length and depth, zstd window):
 /// the WIT contract's `unpack-limits`, checked by the guest.
 pub use crate::bindings::UnpackLimits;
-use crate::bindings::{
-    self, CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root,
-    TemplateContext, UnpackReport,
-};
-use crate::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 use crate::host_files::HostFiles;
 use crate::output;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../guest/s3cache-guest.wasm");
+
 
 /// Limits for each guest instance.
 #[derive(Debug, Clone, Copy)]
@@ -43,10 +43,7 @@ pub struct GuestLimits {
 
 impl Default for GuestLimits {
     fn default() -> Self {
-        Self {
-            memory_bytes: 1 << 30,
-            deadline: Duration::from_secs(3600),
-        }
+        Self { memory_bytes: 1 << 30, deadline: Duration::from_secs(3600) }
     }
 }
 
@@ -107,18 +104,14 @@ pub enum SandboxError {
     #[error("the sandboxed guest stopped: {0}")]
     Trap(String),
     /// The guest ran past its deadline for one call and was interrupted.
-    #[error(
-        "the sandboxed guest stopped at its deadline of {ms} ms for one call (raise --guest-timeout-ms or S3CACHE_GUEST_TIMEOUT_MS)"
-    )]
+    #[error("the sandboxed guest stopped at its deadline of {ms} ms for one call (raise --guest-timeout-ms or S3CACHE_GUEST_TIMEOUT_MS)")]
     Deadline {
         /// The deadline, in milliseconds.
         ms: u128,
     },
     /// The guest failed after its memory cap refused to grow its memory: the cap, not the input, is
     /// what to look at. `detail` is what the guest made of the failed allocation.
-    #[error(
-        "the sandboxed guest reached its memory cap of {mib} MiB (raise --guest-memory-mb or S3CACHE_GUEST_MEMORY_MB): {detail}"
-    )]
+    #[error("the sandboxed guest reached its memory cap of {mib} MiB (raise --guest-memory-mb or S3CACHE_GUEST_MEMORY_MB): {detail}")]
     MemoryCap {
         /// The cap, in MiB.
         mib: usize,
@@ -136,11 +129,7 @@ pub fn describe_guest_error(err: &GuestError) -> String {
         GuestError::InvalidTemplate(m) => format!("invalid key template: {m}"),
         GuestError::InvalidPattern(m) => m.clone(),
         GuestError::Io(e) => format!("{}: {}", e.path, e.message),
-        GuestError::RejectedMember(r) => format!(
-            "archive member {} rejected: {}",
-            output::escape(&r.member),
-            r.reason
-        ),
+        GuestError::RejectedMember(r) => format!("archive member {} rejected: {}", output::escape(&r.member), r.reason),
         GuestError::CorruptStream(m) => format!("corrupt archive: {m}"),
         GuestError::LimitExceeded(m) => format!("limit exceeded: {m}"),
         GuestError::StreamFailed(m) => format!("archive transfer failed: {m}"),
@@ -168,23 +157,13 @@ struct Limits {
 }
 
 impl wasmtime::ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         self.memory_refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
     }
 
@@ -203,10 +182,7 @@ impl wasmtime::ResourceLimiter for Limits {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -227,9 +203,7 @@ impl bindings::s3cache::guest::log::Host for GuestState {
 impl bindings::s3cache::guest::environment::Host for GuestState {
     fn get(&mut self, name: String) -> Option<String> {
         if !crate::env_vars::may_expose_to_templates(&name) {
-            output::warning(&format!(
-                "the key template asked for {name}, which may hold a secret; it renders as empty"
-            ));
+            output::warning(&format!("the key template asked for {name}, which may hold a secret; it renders as empty"));
             return None;
         }
         (self.env)(&name).filter(|v| !v.is_empty())
@@ -251,10 +225,7 @@ impl bindings::s3cache::guest::archive_io::Host for GuestState {
         let max = max.min(4 << 20) as usize;
         match source.next_chunk(max) {
             Ok(chunk) if chunk.len() <= max => Ok(chunk),
-            Ok(chunk) => Err(format!(
-                "the archive source returned {} bytes for a read of {max}",
-                chunk.len()
-            )),
+            Ok(chunk) => Err(format!("the archive source returned {} bytes for a read of {max}", chunk.len())),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -268,20 +239,14 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("limits", &self.limits)
-            .field("guest", &self.guest)
-            .finish_non_exhaustive()
+        f.debug_struct("Sandbox").field("limits", &self.limits).field("guest", &self.guest).finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
     /// Loads the guest, from a compiled copy in `cache_dir` when there is a valid one.
     pub fn load(cache_dir: Option<&Path>, limits: GuestLimits) -> Result<Self> {
-        Ok(Self {
-            guest: CompiledGuest::load(cache_dir)?,
-            limits,
-        })
+        Ok(Self { guest: CompiledGuest::load(cache_dir)?, limits })
     }
 
     /// Says the run is about to pack or unpack `bytes`; heavy work gets the optimized guest compiled
@@ -296,13 +261,7 @@ impl Sandbox {
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
-            limits: Limits {
-                inner: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
-                    .instances(4)
-                    .build(),
-                memory_refused: false,
-            },
+            limits: Limits { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(), memory_refused: false },
             stream: ArchiveStream::default(),
             env,
             files: HostFiles::new(preopens),
@@ -311,16 +270,8 @@ impl Sandbox {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
-        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker)
-            .map_err(anyhow::Error::from)
-            .context("instantiating the guest")?;
-        Ok(GuestInstance {
-            store,
-            guest,
-            deadline: self.limits.deadline,
-            memory_bytes: self.limits.memory_bytes,
-            successor: self.guest.successor(compiled.tier),
-        })
+        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
+        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, memory_bytes: self.limits.memory_bytes, successor: self.guest.successor(compiled.tier) })
     }
 }
 
@@ -330,16 +281,9 @@ impl Sandbox {
 pub fn wasi_context(preopens: &[Preopen]) -> Result<WasiCtxBuilder> {
     let mut wasi = WasiCtxBuilder::new();
     // Must come before the preopens: each directory captures the setting when it is added.
-    wasi.allow_blocking_current_thread(true)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     for preopen in preopens {
-        let perms = if preopen.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
+        let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("opening {} for the guest", preopen.host.display()))?;
@@ -381,20 +325,11 @@ impl GuestInstance {
     }
 
     /// A call's result; a failure after the memory cap refused a growth is [`SandboxError::MemoryCap`].
-    fn flatten<T>(
-        &self,
-        result: wasmtime::Result<Result<T, GuestError>>,
-    ) -> Result<T, SandboxError> {
+    fn flatten<T>(&self, result: wasmtime::Result<Result<T, GuestError>>) -> Result<T, SandboxError> {
         let failure = match result {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(err)) => SandboxError::Guest(err),
-            Err(trap)
-                if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
-            {
-                SandboxError::Deadline {
-                    ms: self.deadline.as_millis(),
-                }
-            }
+            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => SandboxError::Deadline { ms: self.deadline.as_millis() },
             Err(trap) => SandboxError::Trap(format!("{:#}", anyhow::Error::from(trap))),
         };
         if !self.store.data().limits.memory_refused {
@@ -404,69 +339,32 @@ impl GuestInstance {
             SandboxError::Guest(err) => describe_guest_error(&err),
             other => other.to_string(),
         };
-        Err(SandboxError::MemoryCap {
-            mib: self.memory_bytes >> 20,
-            detail,
-        })
+        Err(SandboxError::MemoryCap { mib: self.memory_bytes >> 20, detail })
     }
 
     /// Renders a key template and lists what the roots select.
-    pub fn resolve(
-        &mut self,
-        template: &str,
-        context: &TemplateContext,
-        roots: &[Root],
-    ) -> Result<Resolution, SandboxError> {
+    pub fn resolve(&mut self, template: &str, context: &TemplateContext, roots: &[Root]) -> Result<Resolution, SandboxError> {
         self.arm_deadline();
-        let result =
-            self.guest
-                .s3cache_guest_keys()
-                .call_resolve(&mut self.store, template, context, roots);
+        let result = self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots);
         self.flatten(result)
     }
 
     /// Writes the members as tar, compressed as zstd frames, one gzip member or not at all
     /// (`options.compression`), into `sink`.
-    pub fn pack(
-        &mut self,
-        roots: &[Root],
-        members: &[Member],
-        options: PackOptions,
-        sink: Box<dyn Write + Send>,
-    ) -> Result<PackSummary, SandboxError> {
+    pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream {
-            source: None,
-            sink: Some(sink),
-        };
-        let result =
-            self.guest
-                .s3cache_guest_archive()
-                .call_pack(&mut self.store, roots, members, options);
+        self.store.data_mut().stream = ArchiveStream { source: None, sink: Some(sink) };
+        let result = self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options);
         let result = self.flatten(result);
         self.store.data_mut().stream = ArchiveStream::default();
         result
     }
 
     /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
-    pub fn unpack(
-        &mut self,
-        roots: &[Root],
-        compression: Compression,
-        limits: UnpackLimits,
-        source: Box<dyn ArchiveSource>,
-    ) -> Result<UnpackReport, SandboxError> {
+    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream {
-            source: Some(source),
-            sink: None,
-        };
-        let result = self.guest.s3cache_guest_archive().call_unpack(
-            &mut self.store,
-            roots,
-            compression,
-            limits,
-        );
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: None };
+        let result = self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits);
         let result = self.flatten(result);
         self.store.data_mut().stream = ArchiveStream::default();
         result
@@ -474,23 +372,10 @@ impl GuestInstance {
 
     /// Decompresses one part of an archive (zstd frames or gzip members) read from `source` into
     /// `sink`; returns the decompressed length.
-    pub fn decompress(
-        &mut self,
-        compression: Compression,
-        limits: UnpackLimits,
-        source: Box<dyn ArchiveSource>,
-        sink: Box<dyn Write + Send>,
-    ) -> Result<u64, SandboxError> {
+    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
         self.arm_deadline();
-        self.store.data_mut().stream = ArchiveStream {
-            source: Some(source),
-            sink: Some(sink),
-        };
-        let result = self.guest.s3cache_guest_archive().call_decompress(
-            &mut self.store,
-            compression,
-            limits,
-        );
+        self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: Some(sink) };
+        let result = self.guest.s3cache_guest_archive().call_decompress(&mut self.store, compression, limits);
         let result = self.flatten(result);
         self.store.data_mut().stream = ArchiveStream::default();
         result

@@ -21,57 +21,26 @@ const OLD_PREFIX: &str = ".s3cache-old-";
 /// A name starting with `prefix` that no other process or call uses: pid, time and a counter.
 pub(crate) fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    format!(
-        "{prefix}{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("{prefix}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Deletes staging and replaced-copy directories that a killed run left in the roots: those whose
 /// process is gone (the pid is part of the name), or that are a day old.
 pub fn remove_stale(roots: &[CachedRoot]) {
     for root in roots {
-        let Ok(entries) = fs::read_dir(&root.dir) else {
-            continue;
-        };
+        let Ok(entries) = fs::read_dir(&root.dir) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name
-                .strip_prefix(STAGING_PREFIX)
-                .or_else(|| name.strip_prefix(OLD_PREFIX))
-            else {
-                continue;
-            };
-            let pid_gone = rest
-                .split('-')
-                .next()
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !process_alive(pid));
-            let old = entry
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 86_400);
+            let Some(rest) = name.strip_prefix(STAGING_PREFIX).or_else(|| name.strip_prefix(OLD_PREFIX)) else { continue };
+            let pid_gone = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| !process_alive(pid));
+            let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 86_400);
             if pid_gone || old {
                 let path = entry.path();
-                let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    fs::remove_dir_all(&path)
-                } else {
-                    fs::remove_file(&path)
-                };
+                let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
                 match removed {
-                    Ok(()) => {
-                        tracing::info!(path = %path.display(), "removed a stale staging directory")
-                    }
-                    Err(err) => {
-                        tracing::warn!(path = %path.display(), error = %err, "could not remove a stale staging directory")
-                    }
+                    Ok(()) => tracing::info!(path = %path.display(), "removed a stale staging directory"),
+                    Err(err) => tracing::warn!(path = %path.display(), error = %err, "could not remove a stale staging directory"),
                 }
             }
         }
@@ -79,9 +48,7 @@ pub fn remove_stale(roots: &[CachedRoot]) {
 }
 
 fn process_alive(pid: u32) -> bool {
-    pid == std::process::id()
-        || Path::new("/proc").join(pid.to_string()).exists()
-        || !Path::new("/proc/self").exists()
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() || !Path::new("/proc/self").exists()
 }
 
 /// Staging directories, one per root; deleted on drop unless committed.
@@ -111,12 +78,7 @@ impl Staging {
     /// Moves everything staged into place.
     pub fn commit(self, roots: &[CachedRoot]) -> io::Result<()> {
         for (root, staged) in roots.iter().zip(&self.dirs) {
-            let swap_points: Vec<&str> = root
-                .include
-                .iter()
-                .filter(|p| !p.contains(['*', '?', '[', '{']))
-                .map(String::as_str)
-                .collect();
+            let swap_points: Vec<&str> = root.include.iter().filter(|p| !p.contains(['*', '?', '[', '{'])).map(String::as_str).collect();
             merge(staged, &root.dir, "", &swap_points)?;
         }
         Ok(())
@@ -143,11 +105,7 @@ fn merge(from: &Path, to: &Path, relative: &str, swap_points: &[&str]) -> io::Re
     for entry in entries {
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        let child = if relative.is_empty() {
-            name_str.to_string()
-        } else {
-            format!("{relative}/{name_str}")
-        };
+        let child = if relative.is_empty() { name_str.to_string() } else { format!("{relative}/{name_str}") };
         let source = entry.path();
         let target = to.join(&name);
         if entry.file_type()?.is_dir() && !swap_points.contains(&child.as_str()) {
@@ -198,11 +156,7 @@ fn replace(source: &Path, target: &Path) -> io::Result<()> {
         return Err(err);
     }
     if let Some((old, is_dir)) = old {
-        let removed = if is_dir {
-            fs::remove_dir_all(&old)
-        } else {
-            fs::remove_file(&old)
-        };
+        let removed = if is_dir { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
         if let Err(err) = removed {
             tracing::warn!(path = %old.display(), error = %err, "could not remove the replaced copy");
         }
@@ -215,12 +169,7 @@ mod tests {
     use super::*;
 
     fn root(dir: &Path, include: &[&str]) -> CachedRoot {
-        CachedRoot {
-            dir: dir.to_owned(),
-            prefix: "workspace".into(),
-            include: include.iter().map(|s| s.to_string()).collect(),
-            exclude: vec![],
-        }
+        CachedRoot { dir: dir.to_owned(), prefix: "workspace".into(), include: include.iter().map(|s| s.to_string()).collect(), exclude: vec![] }
     }
 
     /// A literal path is replaced whole; a glob path merges; a pre-existing symlink is replaced, not followed.
@@ -248,23 +197,10 @@ mod tests {
         assert!(!dir.join("node_modules/stale").exists());
         assert_eq!(fs::read_to_string(dir.join("src/keep.c")).unwrap(), "keep");
         assert_eq!(fs::read_to_string(dir.join("src/a.rs")).unwrap(), "a");
-        assert!(
-            !fs::symlink_metadata(dir.join("src/linkdir"))
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(
-            fs::read_dir(outside.path()).unwrap().count(),
-            0,
-            "nothing written through the old link"
-        );
+        assert!(!fs::symlink_metadata(dir.join("src/linkdir")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the old link");
         assert!(!staged.exists());
-        let leftovers: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with(".s3cache"))
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with(".s3cache")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -53,20 +53,10 @@ fn throughput(bytes: u64, elapsed: Duration) -> f64 {
 impl Summary {
     /// The summary of a save that wrote to `scope`.
     pub fn of_save(outcome: &SaveOutcome, scope: &str) -> Self {
-        let base = Summary {
-            operation: "save",
-            scope: Some(scope.to_owned()),
-            ..Summary::default()
-        };
+        let base = Summary { operation: "save", scope: Some(scope.to_owned()), ..Summary::default() };
         let scrub = |reason: &str| Some(crate::output::scrub(reason));
         match outcome {
-            SaveOutcome::Saved {
-                key,
-                bytes,
-                members,
-                elapsed,
-                sha256,
-            } => Summary {
+            SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => Summary {
                 outcome: "saved",
                 key: Some(key.clone()),
                 bytes: Some(*bytes),
@@ -76,37 +66,16 @@ impl Summary {
                 throughput_mb_s: Some(throughput(*bytes, *elapsed)),
                 ..base
             },
-            SaveOutcome::AlreadyExists { key } => Summary {
-                outcome: "already-exists",
-                key: Some(key.clone()),
-                ..base
-            },
-            SaveOutcome::NothingToSave { key } => Summary {
-                outcome: "nothing-to-save",
-                key: Some(key.clone()),
-                ..base
-            },
-            SaveOutcome::Skipped { key, reason } => Summary {
-                outcome: "skipped",
-                key: key.clone(),
-                reason: scrub(reason),
-                ..base
-            },
-            SaveOutcome::Failed { key, reason } => Summary {
-                outcome: "failed",
-                key: key.clone(),
-                reason: scrub(reason),
-                ..base
-            },
+            SaveOutcome::AlreadyExists { key } => Summary { outcome: "already-exists", key: Some(key.clone()), ..base },
+            SaveOutcome::NothingToSave { key } => Summary { outcome: "nothing-to-save", key: Some(key.clone()), ..base },
+            SaveOutcome::Skipped { key, reason } => Summary { outcome: "skipped", key: key.clone(), reason: scrub(reason), ..base },
+            SaveOutcome::Failed { key, reason } => Summary { outcome: "failed", key: key.clone(), reason: scrub(reason), ..base },
         }
     }
 
     /// The summary of a restore.
     pub fn of_restore(outcome: &RestoreOutcome) -> Self {
-        let base = Summary {
-            operation: "restore",
-            ..Summary::default()
-        };
+        let base = Summary { operation: "restore", ..Summary::default() };
         match outcome {
             RestoreOutcome::Hit(hit) => Summary {
                 outcome: if hit.restored { "hit" } else { "lookup-hit" },
@@ -122,11 +91,7 @@ impl Summary {
                 scope: Some(hit.scope.clone()),
                 ..base
             },
-            RestoreOutcome::Miss {
-                primary_key,
-                reason,
-                failed,
-            } => Summary {
+            RestoreOutcome::Miss { primary_key, reason, failed } => Summary {
                 outcome: if *failed { "failed" } else { "miss" },
                 cache_hit: Some(false),
                 key: primary_key.clone(),

@@ -108,9 +108,7 @@ pub enum TrailerError {
     Malformed(String),
     #[error("the manifest's compression {0:?} is not one this s3cache knows (zstd, gzip, tar)")]
     UnknownCompression(String),
-    #[error(
-        "the manifest is {0} bytes, over the limit of {MAX_MANIFEST_BYTES} (too many or too long paths)"
-    )]
+    #[error("the manifest is {0} bytes, over the limit of {MAX_MANIFEST_BYTES} (too many or too long paths)")]
     TooLarge(usize),
 }
 
@@ -185,9 +183,7 @@ impl Layout {
 
 /// The trailer for `manifest`, in the layout of its compression.
 pub fn encode(manifest: &Manifest) -> Result<Vec<u8>, TrailerError> {
-    let format = manifest
-        .archive_format()
-        .ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
+    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
     let layout = Layout::of(format);
     let json = serde_json::to_vec(manifest).expect("manifest serializes");
     if json.len() > MAX_MANIFEST_BYTES {
@@ -201,10 +197,7 @@ pub fn encode(manifest: &Manifest) -> Result<Vec<u8>, TrailerError> {
 pub fn encode_fitting(manifest: &mut Manifest) -> Result<Vec<u8>, TrailerError> {
     match encode(manifest) {
         Err(TrailerError::TooLarge(_)) if !manifest.parts.is_empty() => {
-            tracing::debug!(
-                parts = manifest.parts.len(),
-                "the part list does not fit the trailer; the entry will decode as one stream"
-            );
+            tracing::debug!(parts = manifest.parts.len(), "the part list does not fit the trailer; the entry will decode as one stream");
             manifest.parts.clear();
             encode(manifest)
         }
@@ -229,54 +222,32 @@ fn frame(layout: Layout, json: &[u8]) -> Vec<u8> {
 pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
     let layout = Layout::recognize(tail).ok_or(TrailerError::Missing)?;
     let payload_end = tail.len() - layout.end().len();
-    if payload_end < FOOTER_LEN
-        || &tail[payload_end - FOOTER_MAGIC.len()..payload_end] != FOOTER_MAGIC
-    {
+    if payload_end < FOOTER_LEN || &tail[payload_end - FOOTER_MAGIC.len()..payload_end] != FOOTER_MAGIC {
         return Err(TrailerError::Missing);
     }
     let len_at = payload_end - FOOTER_LEN;
-    let json_len =
-        u32::from_le_bytes(tail[len_at..len_at + 4].try_into().expect("4 bytes")) as usize;
+    let json_len = u32::from_le_bytes(tail[len_at..len_at + 4].try_into().expect("4 bytes")) as usize;
     if json_len > MAX_MANIFEST_BYTES {
-        return Err(TrailerError::Malformed(format!(
-            "a {json_len}-byte manifest is over the limit"
-        )));
+        return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest is over the limit")));
     }
     let payload_len = json_len + FOOTER_LEN;
     let trailer_len = layout.header_len() + payload_len + layout.end().len();
     if trailer_len > tail.len() {
-        return Err(TrailerError::Malformed(format!(
-            "a {json_len}-byte manifest does not fit the object's tail"
-        )));
+        return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest does not fit the object's tail")));
     }
     let trailer = &tail[tail.len() - trailer_len..];
     if trailer[..layout.header_len()] != layout.header(payload_len) {
-        return Err(TrailerError::Malformed(format!(
-            "bad {} header",
-            layout.describe()
-        )));
+        return Err(TrailerError::Malformed(format!("bad {} header", layout.describe())));
     }
     let json = &trailer[layout.header_len()..layout.header_len() + json_len];
-    let manifest: Manifest =
-        serde_json::from_slice(json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
-    let format = manifest
-        .archive_format()
-        .ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
+    let manifest: Manifest = serde_json::from_slice(json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
+    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
     if Layout::of(format) != layout {
-        return Err(TrailerError::Malformed(format!(
-            "a {} manifest in a {} trailer",
-            manifest.compression,
-            layout.describe()
-        )));
+        return Err(TrailerError::Malformed(format!("a {} manifest in a {} trailer", manifest.compression, layout.describe())));
     }
-    let archive_end = object_size
-        .checked_sub(trailer_len as u64)
-        .ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
+    let archive_end = object_size.checked_sub(trailer_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
     if manifest.archive_bytes != archive_end {
-        return Err(TrailerError::Malformed(format!(
-            "manifest says {} archive bytes, the object holds {archive_end}",
-            manifest.archive_bytes
-        )));
+        return Err(TrailerError::Malformed(format!("manifest says {} archive bytes, the object holds {archive_end}", manifest.archive_bytes)));
     }
     check_parts(&manifest)?;
     Ok(manifest)
@@ -289,22 +260,12 @@ fn check_parts(manifest: &Manifest) -> Result<(), TrailerError> {
         return Ok(());
     }
     if let Some(empty) = manifest.parts.iter().position(|&len| len == 0) {
-        return Err(TrailerError::Malformed(format!(
-            "part {} of {} is empty",
-            empty + 1,
-            manifest.parts.len()
-        )));
+        return Err(TrailerError::Malformed(format!("part {} of {} is empty", empty + 1, manifest.parts.len())));
     }
-    let total = manifest
-        .parts
-        .iter()
-        .try_fold(0u64, |sum, &len| sum.checked_add(len));
+    let total = manifest.parts.iter().try_fold(0u64, |sum, &len| sum.checked_add(len));
     if total != Some(manifest.archive_bytes) {
         let total = total.map_or_else(|| "more than 2^64".to_owned(), |t| t.to_string());
-        return Err(TrailerError::Malformed(format!(
-            "its parts add up to {total} bytes, the archive is {}",
-            manifest.archive_bytes
-        )));
+        return Err(TrailerError::Malformed(format!("its parts add up to {total} bytes, the archive is {}", manifest.archive_bytes)));
     }
     Ok(())
 }
@@ -360,16 +321,8 @@ mod tests {
             let archive = vec![7u8; 20_000];
             let object = object(&archive, &manifest(20_000, format));
             let tail = &object[object.len() - TAIL_FETCH as usize..];
-            assert_eq!(
-                decode(tail, object.len() as u64).unwrap(),
-                manifest(20_000, format),
-                "{format}"
-            );
-            assert_eq!(
-                decode(&object, object.len() as u64).unwrap(),
-                manifest(20_000, format),
-                "{format}"
-            );
+            assert_eq!(decode(tail, object.len() as u64).unwrap(), manifest(20_000, format), "{format}");
+            assert_eq!(decode(&object, object.len() as u64).unwrap(), manifest(20_000, format), "{format}");
         }
     }
 
@@ -381,67 +334,32 @@ mod tests {
         for format in [Format::Zstd, Format::Tar] {
             let trailer = encode(&manifest(0, format)).unwrap();
             assert_eq!(trailer[..4], [0x5e, 0x2a, 0x4d, 0x18]);
-            assert_eq!(
-                u32::from_le_bytes(trailer[4..8].try_into().unwrap()) as usize,
-                trailer.len() - 8
-            );
+            assert_eq!(u32::from_le_bytes(trailer[4..8].try_into().unwrap()) as usize, trailer.len() - 8);
             assert!(trailer.ends_with(b"S3CACHE1"));
         }
         let trailer = encode(&manifest(0, Format::Gzip)).unwrap();
         let json_len = json_len - "zstd".len() + "gzip".len();
         assert_eq!(trailer.len(), 16 + json_len + 12 + 10);
         assert_eq!(trailer[..10], [0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff]);
-        assert_eq!(
-            u16::from_le_bytes([trailer[10], trailer[11]]) as usize,
-            4 + json_len + 12
-        );
+        assert_eq!(u16::from_le_bytes([trailer[10], trailer[11]]) as usize, 4 + json_len + 12);
         assert_eq!(&trailer[12..14], b"S3");
-        assert_eq!(
-            u16::from_le_bytes([trailer[14], trailer[15]]) as usize,
-            json_len + 12
-        );
-        assert_eq!(
-            &trailer[trailer.len() - 22..trailer.len() - 10],
-            [&(json_len as u32).to_le_bytes()[..], b"S3CACHE1"].concat()
-        );
-        assert_eq!(
-            trailer[trailer.len() - 10..],
-            [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(u16::from_le_bytes([trailer[14], trailer[15]]) as usize, json_len + 12);
+        assert_eq!(&trailer[trailer.len() - 22..trailer.len() - 10], [&(json_len as u32).to_le_bytes()[..], b"S3CACHE1"].concat());
+        assert_eq!(trailer[trailer.len() - 10..], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     /// No footer, a wrong length, a damaged header, a manifest in another format's layout and a lying
     /// archive length are refused, in every layout.
     #[test]
     fn refuses_bad_trailers() {
-        assert_eq!(
-            decode(b"just some zstd bytes", 20),
-            Err(TrailerError::Missing)
-        );
-        assert_eq!(
-            decode(&[0u8; 4096], 4096),
-            Err(TrailerError::Missing),
-            "a bare tar's zero blocks"
-        );
+        assert_eq!(decode(b"just some zstd bytes", 20), Err(TrailerError::Missing));
+        assert_eq!(decode(&[0u8; 4096], 4096), Err(TrailerError::Missing), "a bare tar's zero blocks");
         assert_eq!(decode(b"", 0), Err(TrailerError::Missing));
         for format in Format::ALL {
             let whole = object(&[7; 5], &manifest(5, format));
             let size = whole.len() as u64;
-            assert_eq!(
-                decode(&whole, size + 1),
-                Err(TrailerError::Malformed(
-                    "manifest says 5 archive bytes, the object holds 6".into()
-                )),
-                "{format}"
-            );
-            let expected = Err(TrailerError::Malformed(
-                if format == Format::Gzip {
-                    "bad gzip member header"
-                } else {
-                    "bad skippable frame header"
-                }
-                .into(),
-            ));
+            assert_eq!(decode(&whole, size + 1), Err(TrailerError::Malformed("manifest says 5 archive bytes, the object holds 6".into())), "{format}");
+            let expected = Err(TrailerError::Malformed(if format == Format::Gzip { "bad gzip member header" } else { "bad skippable frame header" }.into()));
             let mut broken = whole.clone();
             broken[5] ^= 1;
             assert_eq!(decode(&broken, size), expected, "{format}");
@@ -452,110 +370,56 @@ mod tests {
             assert_eq!(decode(&longer, size), expected, "{format}");
             // Cut at the front: the manifest no longer fits the tail.
             let cut = decode(&whole[8..], size);
-            assert!(
-                matches!(&cut, Err(TrailerError::Malformed(m)) if m.ends_with("does not fit the object's tail")),
-                "{format}: {cut:?}"
-            );
+            assert!(matches!(&cut, Err(TrailerError::Malformed(m)) if m.ends_with("does not fit the object's tail")), "{format}: {cut:?}");
             // Cut at the end: no trailer at all.
-            assert_eq!(
-                decode(&whole[..whole.len() - 1], size - 1),
-                Err(TrailerError::Missing),
-                "{format}"
-            );
+            assert_eq!(decode(&whole[..whole.len() - 1], size - 1), Err(TrailerError::Missing), "{format}");
         }
         // A gzip manifest in a skippable frame, and the reverse.
         for (format, layout, expected) in [
-            (
-                Format::Gzip,
-                Layout::SkippableFrame,
-                "a gzip manifest in a skippable frame trailer",
-            ),
-            (
-                Format::Zstd,
-                Layout::GzipMember,
-                "a zstd manifest in a gzip member trailer",
-            ),
-            (
-                Format::Tar,
-                Layout::GzipMember,
-                "a tar manifest in a gzip member trailer",
-            ),
+            (Format::Gzip, Layout::SkippableFrame, "a gzip manifest in a skippable frame trailer"),
+            (Format::Zstd, Layout::GzipMember, "a zstd manifest in a gzip member trailer"),
+            (Format::Tar, Layout::GzipMember, "a tar manifest in a gzip member trailer"),
         ] {
             let trailer = frame(layout, &serde_json::to_vec(&manifest(5, format)).unwrap());
-            assert_eq!(
-                decode(&trailer, trailer.len() as u64 + 5),
-                Err(TrailerError::Malformed(expected.into()))
-            );
+            assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::Malformed(expected.into())));
         }
-        let unknown = Manifest {
-            compression: "lz4".into(),
-            ..manifest(5, Format::Zstd)
-        };
-        let trailer = frame(
-            Layout::SkippableFrame,
-            &serde_json::to_vec(&unknown).unwrap(),
-        );
-        assert_eq!(
-            decode(&trailer, trailer.len() as u64 + 5),
-            Err(TrailerError::UnknownCompression("lz4".into()))
-        );
-        assert_eq!(
-            encode(&unknown),
-            Err(TrailerError::UnknownCompression("lz4".into()))
-        );
+        let unknown = Manifest { compression: "lz4".into(), ..manifest(5, Format::Zstd) };
+        let trailer = frame(Layout::SkippableFrame, &serde_json::to_vec(&unknown).unwrap());
+        assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::UnknownCompression("lz4".into())));
+        assert_eq!(encode(&unknown), Err(TrailerError::UnknownCompression("lz4".into())));
     }
 
     /// A part list must cover the archive exactly, without empty parts; a list too long for the
     /// trailer is left out rather than failing the save.
     #[test]
     fn checks_part_lists() {
-        let with_parts = |parts: Vec<u64>| Manifest {
-            parts,
-            ..manifest(10, Format::Zstd)
-        };
+        let with_parts = |parts: Vec<u64>| Manifest { parts, ..manifest(10, Format::Zstd) };
         let good = object(&[7; 10], &with_parts(vec![4, 6]));
         assert_eq!(decode(&good, good.len() as u64).unwrap().parts, vec![4, 6]);
         for (parts, expected) in [
             (vec![4, 5], "its parts add up to 9 bytes, the archive is 10"),
-            (
-                vec![4, 6, 1],
-                "its parts add up to 11 bytes, the archive is 10",
-            ),
+            (vec![4, 6, 1], "its parts add up to 11 bytes, the archive is 10"),
             (vec![10, 0], "part 2 of 2 is empty"),
-            (
-                vec![u64::MAX, 11],
-                "its parts add up to more than 2^64 bytes, the archive is 10",
-            ),
+            (vec![u64::MAX, 11], "its parts add up to more than 2^64 bytes, the archive is 10"),
         ] {
             let bad = object(&[7; 10], &with_parts(parts));
-            assert_eq!(
-                decode(&bad, bad.len() as u64),
-                Err(TrailerError::Malformed(expected.into()))
-            );
+            assert_eq!(decode(&bad, bad.len() as u64), Err(TrailerError::Malformed(expected.into())));
         }
         let plain = serde_json::to_string(&manifest(10, Format::Zstd)).unwrap();
-        assert!(
-            !plain.contains("parts"),
-            "an entry without parts is written as before: {plain}"
-        );
+        assert!(!plain.contains("parts"), "an entry without parts is written as before: {plain}");
         let mut long = with_parts(vec![1; 9000]);
         long.archive_bytes = 9000;
         assert!(matches!(encode(&long), Err(TrailerError::TooLarge(_))));
         let trailer = encode_fitting(&mut long).unwrap();
         assert!(long.parts.is_empty());
-        assert_eq!(
-            decode(&trailer, trailer.len() as u64 + 9000).unwrap().parts,
-            Vec::<u64>::new()
-        );
+        assert_eq!(decode(&trailer, trailer.len() as u64 + 9000).unwrap().parts, Vec::<u64>::new());
     }
 
     /// A manifest too large for the tail a reader fetches is refused when written, not left unreadable.
     #[test]
     fn refuses_oversized_manifests() {
         let mut huge = manifest(5, Format::Gzip);
-        huge.paths = (0..2000)
-            .map(|i| format!("some/long/path/number/{i}"))
-            .collect();
+        huge.paths = (0..2000).map(|i| format!("some/long/path/number/{i}")).collect();
         assert!(matches!(encode(&huge), Err(TrailerError::TooLarge(n)) if n > MAX_MANIFEST_BYTES));
     }
 
@@ -567,41 +431,24 @@ mod tests {
         let mut expected = manifest(archive.len() as u64, Format::Zstd);
         expected.sha256 = hex::encode(Sha256::digest(&archive));
         let mut out = Vec::new();
-        VerifyingReader::new(&archive[..], expected.clone())
-            .read_to_end(&mut out)
-            .unwrap();
+        VerifyingReader::new(&archive[..], expected.clone()).read_to_end(&mut out).unwrap();
         assert_eq!(out, archive);
         let mut fake = VerifyingReader::new(&b"the fake archive"[..], expected.clone());
         let err = fake.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("SHA-256 mismatch: the manifest says "),
-            "{err}"
-        );
-        assert_eq!(
-            fake.read(&mut [0; 8]).unwrap_err().to_string(),
-            err.to_string(),
-            "the verdict stands"
-        );
+        assert!(err.to_string().starts_with("SHA-256 mismatch: the manifest says "), "{err}");
+        assert_eq!(fake.read(&mut [0; 8]).unwrap_err().to_string(), err.to_string(), "the verdict stands");
         // Reading again after a good end is another end, not a mismatch of nothing.
         let mut real = VerifyingReader::new(&archive[..], expected.clone());
         real.read_to_end(&mut Vec::new()).unwrap();
         assert_eq!(real.read(&mut [0; 8]).unwrap(), 0);
-        assert!(
-            VerifyingReader::new(&archive[..5], expected)
-                .read_to_end(&mut Vec::new())
-                .is_err()
-        );
+        assert!(VerifyingReader::new(&archive[..5], expected).read_to_end(&mut Vec::new()).is_err());
     }
 
     /// `zstd -d` skips the frame: the object still decompresses to the archive alone.
     #[test]
     fn zstd_skips_the_trailer() {
         let compressed = zstd::encode_all(&b"hello tar"[..], 3).unwrap();
-        let object = object(
-            &compressed,
-            &manifest(compressed.len() as u64, Format::Zstd),
-        );
+        let object = object(&compressed, &manifest(compressed.len() as u64, Format::Zstd));
         assert_eq!(zstd::decode_all(&object[..]).unwrap(), b"hello tar");
     }
 
@@ -613,10 +460,7 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
         encoder.write_all(b"hello tar").unwrap();
         let compressed = encoder.finish().unwrap();
-        let object = object(
-            &compressed,
-            &manifest(compressed.len() as u64, Format::Gzip),
-        );
+        let object = object(&compressed, &manifest(compressed.len() as u64, Format::Gzip));
         let mut decoder = flate2::read::MultiGzDecoder::new(&object[..]);
         let mut out = Vec::new();
         decoder.read_to_end(&mut out).unwrap();
@@ -626,10 +470,7 @@ mod tests {
         let mut out = Vec::new();
         empty.read_to_end(&mut out).unwrap();
         assert!(out.is_empty());
-        assert_eq!(
-            empty.header().and_then(|h| h.extra()).map(|e| &e[..2]),
-            Some(&b"S3"[..])
-        );
+        assert_eq!(empty.header().and_then(|h| h.extra()).map(|e| &e[..2]), Some(&b"S3"[..]));
     }
 }
 
@@ -646,13 +487,7 @@ impl SealingWriter {
     /// Wraps `inner`; the returned handle reads the running digest and length.
     pub fn new(inner: Box<dyn crate::store::Upload>) -> (Self, Seal) {
         let seen = Seal::default();
-        (
-            Self {
-                inner,
-                seen: seen.clone(),
-            },
-            seen,
-        )
+        (Self { inner, seen: seen.clone() }, seen)
     }
 }
 
@@ -699,21 +534,13 @@ pub struct VerifyingReader<R> {
 
 impl<R> VerifyingReader<R> {
     pub fn new(inner: R, expected: Manifest) -> Self {
-        Self {
-            inner,
-            digest: Digest256::default(),
-            seen: 0,
-            expected,
-            verdict: None,
-        }
+        Self { inner, digest: Digest256::default(), seen: 0, expected, verdict: None }
     }
 }
 
 impl<R> std::fmt::Debug for VerifyingReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingReader")
-            .field("seen", &self.seen)
-            .finish_non_exhaustive()
+        f.debug_struct("VerifyingReader").field("seen", &self.seen).finish_non_exhaustive()
     }
 }
 
@@ -726,15 +553,11 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
         self.digest.update(&buf[..n]);
         self.seen += n as u64;
         if self.seen > self.expected.archive_bytes {
-            return Err(std::io::Error::other(
-                "the archive is longer than its manifest says",
-            ));
+            return Err(std::io::Error::other("the archive is longer than its manifest says"));
         }
         if n == 0 && !buf.is_empty() {
             let actual = std::mem::take(&mut self.digest).hex();
-            let verdict = if self.seen != self.expected.archive_bytes
-                || actual != self.expected.sha256
-            {
+            let verdict = if self.seen != self.expected.archive_bytes || actual != self.expected.sha256 {
                 Err(format!(
                     "SHA-256 mismatch: the manifest says {} ({} bytes), the archive is {actual} ({} bytes)",
                     self.expected.sha256, self.expected.archive_bytes, self.seen
@@ -742,12 +565,7 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
             } else {
                 Ok(())
             };
-            return self
-                .verdict
-                .insert(verdict)
-                .clone()
-                .map(|()| 0)
-                .map_err(std::io::Error::other);
+            return self.verdict.insert(verdict).clone().map(|()| 0).map_err(std::io::Error::other);
         }
         Ok(n)
     }

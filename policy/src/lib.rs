@@ -59,8 +59,7 @@ mod shared_cases {
     use super::*;
 
     fn cases() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../tests/fixtures/policy-cases.json"))
-            .expect("valid JSON")
+        serde_json::from_str(include_str!("../../tests/fixtures/policy-cases.json")).expect("valid JSON")
     }
 
     fn verdict(result: Result<(), Violation>) -> Option<String> {
@@ -72,16 +71,8 @@ mod shared_cases {
         for case in cases()["relative"].as_array().unwrap() {
             let path = case["path"].as_str().unwrap();
             match validate_relative(path) {
-                Ok(components) => assert_eq!(
-                    serde_json::json!(components.components()),
-                    case["components"],
-                    "{path:?}"
-                ),
-                Err(violation) => assert_eq!(
-                    Some(violation.to_string().as_str()),
-                    case["violation"].as_str(),
-                    "{path:?}"
-                ),
+                Ok(components) => assert_eq!(serde_json::json!(components.components()), case["components"], "{path:?}"),
+                Err(violation) => assert_eq!(Some(violation.to_string().as_str()), case["violation"].as_str(), "{path:?}"),
             }
         }
     }
@@ -89,29 +80,17 @@ mod shared_cases {
     #[test]
     fn symlink_targets() {
         for case in cases()["symlink"].as_array().unwrap() {
-            let (link, target) = (
-                case["link"].as_str().unwrap(),
-                case["target"].as_str().unwrap(),
-            );
+            let (link, target) = (case["link"].as_str().unwrap(), case["target"].as_str().unwrap());
             let link = validate_relative(link).unwrap();
-            assert_eq!(
-                verdict(validate_symlink_target(&link, target)).as_deref(),
-                case["violation"].as_str(),
-                "{link:?} -> {target:?}"
-            );
+            assert_eq!(verdict(validate_symlink_target(&link, target)).as_deref(), case["violation"].as_str(), "{link:?} -> {target:?}");
         }
     }
 
     #[test]
     fn modes() {
-        let octal =
-            |value: &serde_json::Value| u32::from_str_radix(value.as_str().unwrap(), 8).unwrap();
+        let octal = |value: &serde_json::Value| u32::from_str_radix(value.as_str().unwrap(), 8).unwrap();
         for case in cases()["mode"].as_array().unwrap() {
-            assert_eq!(
-                sanitize_mode(octal(&case["mode"]), case["directory"].as_bool().unwrap()),
-                octal(&case["sanitized"]),
-                "{case}"
-            );
+            assert_eq!(sanitize_mode(octal(&case["mode"]), case["directory"].as_bool().unwrap()), octal(&case["sanitized"]), "{case}");
         }
     }
 }

@@ -17,10 +17,7 @@ pub struct PathRules {
 
 impl Default for PathRules {
     fn default() -> Self {
-        Self {
-            max_bytes: 4096,
-            max_depth: 256,
-        }
+        Self { max_bytes: 4096, max_depth: 256 }
     }
 }
 
@@ -48,8 +45,7 @@ impl MemberPath {
 
     /// The remainder after `prefix`, joined with `/` (empty when equal). `None` when not a prefix.
     pub fn strip_prefix(&self, prefix: &MemberPath) -> Option<String> {
-        self.starts_with(prefix)
-            .then(|| self.components[prefix.components.len()..].join("/"))
+        self.starts_with(prefix).then(|| self.components[prefix.components.len()..].join("/"))
     }
 
     /// Number of components.
@@ -62,20 +58,14 @@ impl MemberPath {
 /// `.` components are tolerated and dropped; everything unusual is refused.
 pub fn validate_member_path(name: &str, rules: PathRules) -> Result<MemberPath, Violation> {
     if name.len() > rules.max_bytes {
-        return Err(Violation::TooLong {
-            len: name.len(),
-            max: rules.max_bytes,
-        });
+        return Err(Violation::TooLong { len: name.len(), max: rules.max_bytes });
     }
     let path = validate_relative(name.strip_suffix('/').unwrap_or(name))?;
     if path.components.is_empty() {
         return Err(Violation::Empty);
     }
     if path.depth() > rules.max_depth {
-        return Err(Violation::TooDeep {
-            depth: path.depth(),
-            max: rules.max_depth,
-        });
+        return Err(Violation::TooDeep { depth: path.depth(), max: rules.max_depth });
     }
     Ok(path)
 }
@@ -143,18 +133,9 @@ mod tests {
     /// Length and depth limits apply.
     #[test]
     fn enforces_limits() {
-        let rules = PathRules {
-            max_bytes: 10,
-            max_depth: 2,
-        };
-        assert!(matches!(
-            validate_member_path("aaaaaaaaaaa", rules),
-            Err(Violation::TooLong { .. })
-        ));
-        assert!(matches!(
-            validate_member_path("a/b/c", rules),
-            Err(Violation::TooDeep { .. })
-        ));
+        let rules = PathRules { max_bytes: 10, max_depth: 2 };
+        assert!(matches!(validate_member_path("aaaaaaaaaaa", rules), Err(Violation::TooLong { .. })));
+        assert!(matches!(validate_member_path("a/b/c", rules), Err(Violation::TooDeep { .. })));
     }
 
     /// Prefix arithmetic works on components, not bytes.

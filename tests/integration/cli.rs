@@ -9,19 +9,12 @@ use s3cache_tests::{S3Server, Sandbox, ServerKind};
 #[test]
 fn renders_key_templates() {
     let mut machine = Sandbox::new();
-    machine
-        .env("CACHE_FLAVOR", "nightly")
-        .env("AWS_ACCESS_KEY_ID", "AKID")
-        .env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
+    machine.env("CACHE_FLAVOR", "nightly").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine
         .run(&["key", "--template", "{{ os }}-{{ arch }}-{{ env \"CACHE_FLAVOR\" }}-{{ checksum \"Cargo.lock\" }}-{{ env \"AWS_SECRET_ACCESS_KEY\" }}"])
         .success();
-    let expected = format!(
-        "{}-{}-nightly-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
+    let expected = format!("{}-{}-nightly-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-", std::env::consts::OS, std::env::consts::ARCH);
     assert_eq!(run.stdout.trim(), expected);
     assert!(!run.stderr.contains("do-not-print-me"), "{}", run.stderr);
     let bad = machine.run(&["key", "--template", "{{ checksum \"missing.lock\" }}"]);
@@ -42,23 +35,10 @@ fn key_needs_no_store_or_credentials() {
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine.run(&["key", "--template", "deps-{{ checksum \"Cargo.lock\" }}"]);
-    assert_eq!(
-        (run.code, run.stdout.as_str(), run.stderr.as_str()),
-        (
-            0,
-            "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
-            ""
-        )
-    );
+    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n", ""));
     // The same environment is refused by a command that needs the store.
     let list = machine.run(&["list"]);
-    assert_eq!(
-        (list.code, list.stderr.as_str()),
-        (
-            2,
-            "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"
-        )
-    );
+    assert_eq!((list.code, list.stderr.as_str()), (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"));
 }
 
 /// `--quiet` (or `S3CACHE_QUIET=true`) prints warnings and errors only: no notices, no store
@@ -68,41 +48,18 @@ fn quiet_prints_only_warnings_and_errors() {
     let mut machine = Sandbox::new();
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/f"), "content").unwrap();
-    let loud = machine
-        .run(&["save", "--key", "q-1", "--path", "out"])
-        .success();
-    assert!(
-        loud.stderr.contains("(local default;") && loud.stderr.contains("saved q-1: "),
-        "{}",
-        loud.stderr
-    );
-    let run = machine
-        .run(&["--quiet", "restore", "--key", "q-1", "--path", "out"])
-        .success();
+    let loud = machine.run(&["save", "--key", "q-1", "--path", "out"]).success();
+    assert!(loud.stderr.contains("(local default;") && loud.stderr.contains("saved q-1: "), "{}", loud.stderr);
+    let run = machine.run(&["--quiet", "restore", "--key", "q-1", "--path", "out"]).success();
     assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
-    let run = machine
-        .run(&["save", "-q", "--key", "q-2", "--path", "nothing-here"])
-        .success();
-    assert_eq!(
-        run.stderr,
-        "warning: nothing to save under q-2: the paths match no files\n"
-    );
+    let run = machine.run(&["save", "-q", "--key", "q-2", "--path", "nothing-here"]).success();
+    assert_eq!(run.stderr, "warning: nothing to save under q-2: the paths match no files\n");
     machine.env("S3CACHE_QUIET", "true");
-    let run = machine
-        .run(&["restore", "--key", "q-3", "--path", "out"])
-        .success();
+    let run = machine.run(&["restore", "--key", "q-3", "--path", "out"]).success();
     assert_eq!(run.stderr, "", "a miss is a notice");
     let run = machine.run(&["save", "--key", "a,b", "--path", "out"]);
-    assert_eq!(
-        (run.code, run.stderr.as_str()),
-        (
-            2,
-            "error: invalid key \"a,b\": a key must not contain commas\n"
-        )
-    );
-    let run = machine
-        .run_on_terminal(&["restore", "--key", "q-1", "--path", "out"])
-        .success();
+    assert_eq!((run.code, run.stderr.as_str()), (2, "error: invalid key \"a,b\": a key must not contain commas\n"));
+    let run = machine.run_on_terminal(&["restore", "--key", "q-1", "--path", "out"]).success();
     assert_eq!(run.stdout, "", "nothing on a terminal either");
 }
 
@@ -125,49 +82,19 @@ fn progress_bar_only_on_a_terminal() {
         .collect();
     fs::write(machine.workspace().join("out/f"), noise).unwrap();
     let bar = "restoring "; // the bar's label (the notice says "restored")
-    let piped = machine
-        .run(&["save", "--key", "p-1", "--path", "out"])
-        .success();
+    let piped = machine.run(&["save", "--key", "p-1", "--path", "out"]).success();
     assert!(!piped.stderr.contains("saving"), "{}", piped.stderr);
-    let run = machine
-        .run_on_terminal(&["restore", "--key", "p-1", "--path", "out"])
-        .success();
-    assert!(
-        run.stdout.contains(bar) && run.stdout.contains("restored p-1 (exact match)"),
-        "{}",
-        run.stdout
-    );
-    let run = machine
-        .run_on_terminal(&["--no-progress", "restore", "--key", "p-1", "--path", "out"])
-        .success();
-    assert!(
-        !run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"),
-        "{}",
-        run.stdout
-    );
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(run.stdout.contains(bar) && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run_on_terminal(&["--no-progress", "restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
     machine.env("TERM", "dumb");
-    let run = machine
-        .run_on_terminal(&["restore", "--key", "p-1", "--path", "out"])
-        .success();
-    assert!(
-        !run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"),
-        "{}",
-        run.stdout
-    );
-    machine
-        .env("TERM", "xterm")
-        .env("S3CACHE_NO_PROGRESS", "true");
-    let run = machine
-        .run_on_terminal(&["restore", "--key", "p-1", "--path", "out"])
-        .success();
-    assert!(
-        !run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"),
-        "{}",
-        run.stdout
-    );
-    let run = machine
-        .run(&["restore", "--key", "p-1", "--path", "out"])
-        .success();
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    machine.env("TERM", "xterm").env("S3CACHE_NO_PROGRESS", "true");
+    let run = machine.run_on_terminal(&["restore", "--key", "p-1", "--path", "out"]).success();
+    assert!(!run.stdout.contains("restoring") && run.stdout.contains("restored p-1 (exact match)"), "{}", run.stdout);
+    let run = machine.run(&["restore", "--key", "p-1", "--path", "out"]).success();
     assert!(!run.stderr.contains("restoring"), "{}", run.stderr);
 }
 
@@ -176,35 +103,16 @@ fn progress_bar_only_on_a_terminal() {
 #[test]
 fn verbose_loses_to_s3cache_log() {
     let mut machine = Sandbox::new();
-    let debug_scopes = |run: &s3cache_tests::Run| {
-        run.stderr
-            .lines()
-            .any(|l| l.contains("DEBUG") && l.contains("scopes"))
-    };
-    let run = machine
-        .run(&["restore", "--key", "v-1", "--path", "out"])
-        .success();
+    let debug_scopes = |run: &s3cache_tests::Run| run.stderr.lines().any(|l| l.contains("DEBUG") && l.contains("scopes"));
+    let run = machine.run(&["restore", "--key", "v-1", "--path", "out"]).success();
     assert!(!debug_scopes(&run), "{}", run.stderr);
-    let run = machine
-        .run(&["-v", "restore", "--key", "v-1", "--path", "out"])
-        .success();
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
     assert!(debug_scopes(&run), "{}", run.stderr);
     machine.env("S3CACHE_LOG", "error");
-    let run = machine
-        .run(&["-v", "restore", "--key", "v-1", "--path", "out"])
-        .success();
-    assert!(
-        !debug_scopes(&run)
-            && run
-                .stderr
-                .contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"),
-        "{}",
-        run.stderr
-    );
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
+    assert!(!debug_scopes(&run) && run.stderr.contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"), "{}", run.stderr);
     machine.env("S3CACHE_LOG", "s3cache=[");
-    let run = machine
-        .run(&["-v", "restore", "--key", "v-1", "--path", "out"])
-        .success();
+    let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
     assert!(debug_scopes(&run), "{}", run.stderr);
 }
 
@@ -212,18 +120,9 @@ fn verbose_loses_to_s3cache_log() {
 #[test]
 fn misses_are_not_errors_unless_asked() {
     let machine = Sandbox::new();
-    let run = machine
-        .run(&["restore", "--key", "nothing-here", "--path", "x"])
-        .success();
+    let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x"]).success();
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
-    let run = machine.run(&[
-        "restore",
-        "--key",
-        "nothing-here",
-        "--path",
-        "x",
-        "--fail-on-cache-miss",
-    ]);
+    let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x", "--fail-on-cache-miss"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let run = machine.run(&["save", "--key", "a,b", "--path", "x"]);
     assert_eq!(run.code, 2);
@@ -240,36 +139,16 @@ fn falls_back_to_the_newest_restore_key_match() {
     fs::create_dir_all(&dir).unwrap();
     for version in ["1", "2"] {
         fs::write(dir.join("version"), version).unwrap();
-        machine
-            .run(&["save", "--key", &format!("deps-{version}"), "--path", "out"])
-            .success();
+        machine.run(&["save", "--key", &format!("deps-{version}"), "--path", "out"]).success();
         std::thread::sleep(std::time::Duration::from_millis(1100)); // S3 times have 1 s resolution
     }
     fs::write(dir.join("version"), "changed").unwrap();
-    let run = machine
-        .run(&["save", "--key", "deps-1", "--path", "out"])
-        .success();
+    let run = machine.run(&["save", "--key", "deps-1", "--path", "out"]).success();
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
 
     fs::remove_dir_all(&dir).unwrap();
-    let run = machine
-        .run(&[
-            "restore",
-            "--key",
-            "deps-3",
-            "--restore-key",
-            "nope-",
-            "--restore-key",
-            "deps-",
-            "--path",
-            "out",
-        ])
-        .success();
-    assert!(
-        run.stderr.contains("restored deps-2 (fallback for deps-3)"),
-        "{}",
-        run.stderr
-    );
+    let run = machine.run(&["restore", "--key", "deps-3", "--restore-key", "nope-", "--restore-key", "deps-", "--path", "out"]).success();
+    assert!(run.stderr.contains("restored deps-2 (fallback for deps-3)"), "{}", run.stderr);
     assert_eq!(fs::read_to_string(dir.join("version")).unwrap(), "2");
 }
 
@@ -282,19 +161,11 @@ fn wrong_credentials_warn_without_leaking_the_secret() {
     machine.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-canary-7c1e");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/f"), "x").unwrap();
-    for args in [
-        &["save", "--key", "k", "--path", "out"][..],
-        &["restore", "--key", "k", "--path", "out"][..],
-    ] {
+    for args in [&["save", "--key", "k", "--path", "out"][..], &["restore", "--key", "k", "--path", "out"][..]] {
         let run = machine.run(args).success();
         assert!(run.stderr.contains("warning"), "{}", run.stderr);
         assert!(run.stderr.contains("403"), "{}", run.stderr);
-        assert!(
-            !run.stderr.contains("wrong-secret-canary")
-                && !run.stdout.contains("wrong-secret-canary"),
-            "{}",
-            run.stderr
-        );
+        assert!(!run.stderr.contains("wrong-secret-canary") && !run.stdout.contains("wrong-secret-canary"), "{}", run.stderr);
     }
     let run = machine.run(&["save", "--key", "k", "--path", "out", "--fail-on-error"]);
     assert_eq!(run.code, 1);
@@ -314,12 +185,7 @@ fn caches_the_compiled_guest() {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    fs::metadata(&p).unwrap().modified().unwrap(),
-                )
-            })
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::metadata(&p).unwrap().modified().unwrap()))
             .collect();
         files.sort();
         files
@@ -332,51 +198,22 @@ fn caches_the_compiled_guest() {
     assert_eq!(compiled(), quick, "the second run must not recompile");
 
     fs::create_dir_all(machine.workspace().join("big")).unwrap();
-    fs::write(
-        machine.workspace().join("big/blob"),
-        s3cache_tests::tree::noise(17 << 20, 3),
-    )
-    .unwrap();
-    let run = machine
-        .env("S3CACHE_LOG", "s3cache=debug")
-        .run(&["save", "--key", "heavy", "--path", "big"])
-        .success();
-    assert!(
-        run.stderr.contains("optimized guest ready"),
-        "{}",
-        run.stderr
-    );
+    fs::write(machine.workspace().join("big/blob"), s3cache_tests::tree::noise(17 << 20, 3)).unwrap();
+    let run = machine.env("S3CACHE_LOG", "s3cache=debug").run(&["save", "--key", "heavy", "--path", "big"]).success();
+    assert!(run.stderr.contains("optimized guest ready"), "{}", run.stderr);
     let both = compiled();
     assert_eq!(both.len(), 2, "{both:?}");
-    assert!(
-        both[0].0.starts_with("guest-cranelift-") && both[1] == quick[0],
-        "{both:?}"
-    );
+    assert!(both[0].0.starts_with("guest-cranelift-") && both[1] == quick[0], "{both:?}");
     let run = machine.run(&["key", "--template", "x"]).success();
-    assert!(
-        run.stderr
-            .lines()
-            .any(|l| l.contains("guest loaded") && l.contains("cranelift")),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        compiled(),
-        both,
-        "the optimized copy is loaded, nothing recompiled"
-    );
+    assert!(run.stderr.lines().any(|l| l.contains("guest loaded") && l.contains("cranelift")), "{}", run.stderr);
+    assert_eq!(compiled(), both, "the optimized copy is loaded, nothing recompiled");
 }
 
 /// Every command has `--help`.
 #[test]
 fn every_command_has_help() {
     let machine = Sandbox::new();
-    for command in [
-        &["--help"][..],
-        &["save", "--help"],
-        &["restore", "--help"],
-        &["key", "--help"],
-    ] {
+    for command in [&["--help"][..], &["save", "--help"], &["restore", "--help"], &["key", "--help"]] {
         let run = machine.run(command).success();
         assert!(run.stdout.contains("Usage"), "{}", run.stdout);
     }
@@ -387,43 +224,19 @@ fn every_command_has_help() {
 #[test]
 fn completions_man_and_version() {
     let mut machine = Sandbox::new();
-    machine
-        .env("S3CACHE_STORE", "s3://unreachable-bucket/x")
-        .env("AWS_ACCESS_KEY_ID", "AKIDHALFSET");
+    machine.env("S3CACHE_STORE", "s3://unreachable-bucket/x").env("AWS_ACCESS_KEY_ID", "AKIDHALFSET");
     let bash = machine.run(&["completions", "bash"]).success();
-    assert!(
-        bash.stdout.starts_with("_s3cache() {") && bash.stdout.contains("complete -F _s3cache"),
-        "{}",
-        bash.stdout
-    );
+    assert!(bash.stdout.starts_with("_s3cache() {") && bash.stdout.contains("complete -F _s3cache"), "{}", bash.stdout);
     assert_eq!(bash.stderr, "");
     let man = machine.run(&["man", "restore"]).success();
-    assert!(
-        man.stdout.contains(".TH s3cache-restore 1") && man.stdout.contains("\\-\\-restore\\-key"),
-        "{}",
-        man.stdout
-    );
+    assert!(man.stdout.contains(".TH s3cache-restore 1") && man.stdout.contains("\\-\\-restore\\-key"), "{}", man.stdout);
     assert_eq!(man.stderr, "");
     let bad = machine.run(&["completions", "tcsh"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(
-        bad.stderr.contains("invalid value 'tcsh'"),
-        "{}",
-        bad.stderr
-    );
+    assert!(bad.stderr.contains("invalid value 'tcsh'"), "{}", bad.stderr);
     let version = machine.run(&["--version"]).success();
-    assert_eq!(
-        version.stdout,
-        format!("s3cache {}\n", env!("CARGO_PKG_VERSION"))
-    );
-    assert!(
-        !machine.cache_dir().read_dir().unwrap().any(|e| e
-            .unwrap()
-            .path()
-            .extension()
-            .is_some_and(|x| x == "cwasm")),
-        "the guest was loaded"
-    );
+    assert_eq!(version.stdout, format!("s3cache {}\n", env!("CARGO_PKG_VERSION")));
+    assert!(!machine.cache_dir().read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm")), "the guest was loaded");
 }
 
 /// `--lookup-only` reports a restorable entry without touching the target, and `--summary-json`
@@ -435,48 +248,15 @@ fn lookup_only_and_json_summaries() {
     fs::write(machine.workspace().join("out/f"), "content").unwrap();
     let summary = machine.scratch("summary").join("s.json");
     let summary_arg = summary.display().to_string();
-    machine
-        .run(&[
-            "save",
-            "--key",
-            "deps-1",
-            "--path",
-            "out",
-            "--summary-json",
-            &summary_arg,
-        ])
-        .success();
+    machine.run(&["save", "--key", "deps-1", "--path", "out", "--summary-json", &summary_arg]).success();
     let saved: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
-    assert_eq!(
-        (saved["operation"].as_str(), saved["outcome"].as_str()),
-        (Some("save"), Some("saved"))
-    );
+    assert_eq!((saved["operation"].as_str(), saved["outcome"].as_str()), (Some("save"), Some("saved")));
     assert_eq!(saved["sha256"].as_str().map(str::len), Some(64));
 
     fs::remove_dir_all(machine.workspace().join("out")).unwrap();
-    let run = machine
-        .run(&[
-            "restore",
-            "--key",
-            "deps-2",
-            "--restore-key",
-            "deps-",
-            "--path",
-            "out",
-            "--lookup-only",
-            "--summary-json",
-            &summary_arg,
-        ])
-        .success();
-    assert!(
-        run.stderr.contains("cache entry deps-1 exists") && run.stderr.contains("lookup only"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !machine.workspace().join("out").exists(),
-        "lookup-only restored something"
-    );
+    let run = machine.run(&["restore", "--key", "deps-2", "--restore-key", "deps-", "--path", "out", "--lookup-only", "--summary-json", &summary_arg]).success();
+    assert!(run.stderr.contains("cache entry deps-1 exists") && run.stderr.contains("lookup only"), "{}", run.stderr);
+    assert!(!machine.workspace().join("out").exists(), "lookup-only restored something");
     let looked: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
     assert_eq!(looked["outcome"], "lookup-hit");
     assert_eq!(looked["cache_hit"], true);
@@ -484,20 +264,7 @@ fn lookup_only_and_json_summaries() {
     assert_eq!(looked["matched_key"], "deps-1");
     assert_eq!(looked["sha256"], saved["sha256"]);
 
-    machine
-        .run(&[
-            "restore",
-            "--key",
-            "nope",
-            "--path",
-            "out",
-            "--summary-json",
-            &summary_arg,
-        ])
-        .success();
+    machine.run(&["restore", "--key", "nope", "--path", "out", "--summary-json", &summary_arg]).success();
     let missed: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
-    assert_eq!(
-        (missed["outcome"].as_str(), missed["cache_hit"].as_bool()),
-        (Some("miss"), Some(false))
-    );
+    assert_eq!((missed["outcome"].as_str(), missed["cache_hit"].as_bool()), (Some("miss"), Some(false)));
 }

@@ -17,11 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[track_caller]
 fn assert_bounded_by_the_deadline(started: Instant) {
     let margin = Duration::from_secs(60);
-    assert!(
-        started.elapsed() < DEADLINE + margin,
-        "took {:?}, over the {DEADLINE:?} deadline and {margin:?} of margin",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < DEADLINE + margin, "took {:?}, over the {DEADLINE:?} deadline and {margin:?} of margin", started.elapsed());
 }
 
 struct Scenario {
@@ -52,67 +48,36 @@ fn scenario_on(kind: ServerKind, big: bool) -> Scenario {
     ] {
         machine.env(name, value);
     }
-    write_sample_tree(
-        &machine.workspace(),
-        "out",
-        if big { 12 << 20 } else { 4096 },
-    );
+    write_sample_tree(&machine.workspace(), "out", if big { 12 << 20 } else { 4096 });
     let saved = snapshot(&machine.workspace().join("out"));
-    machine
-        .run(&["save", "--key", "k", "--path", "out"])
-        .success();
+    machine.run(&["save", "--key", "k", "--path", "out"]).success();
     fs::remove_dir_all(machine.workspace().join("out")).unwrap();
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/local-only"), "mine").unwrap();
     machine.env("AWS_ENDPOINT_URL", proxy.endpoint());
-    Scenario {
-        server,
-        proxy,
-        machine,
-        saved,
-    }
+    Scenario { server, proxy, machine, saved }
 }
 
 impl Scenario {
     fn restore(&self) -> Run {
-        self.machine
-            .run(&["restore", "--key", "k", "--path", "out"])
+        self.machine.run(&["restore", "--key", "k", "--path", "out"])
     }
 
     #[track_caller]
     fn assert_restored(&self, run: &Run) {
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("restored k"),
-            "{}\n{:#?}",
-            run.stderr,
-            self.proxy.requests()
-        );
+        assert!(run.stderr.contains("restored k"), "{}\n{:#?}", run.stderr, self.proxy.requests());
         assert_eq!(snapshot(&self.machine.workspace().join("out")), self.saved);
     }
 
     #[track_caller]
     fn assert_untouched_miss(&self, run: &Run) {
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("warning: cache not restored"),
-            "{}\n{:#?}",
-            run.stderr,
-            self.proxy.requests()
-        );
+        assert!(run.stderr.contains("warning: cache not restored"), "{}\n{:#?}", run.stderr, self.proxy.requests());
         let out = self.machine.workspace().join("out");
-        assert_eq!(
-            fs::read_dir(&out).unwrap().count(),
-            1,
-            "target changed: {:?}",
-            snapshot(&out).keys()
-        );
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "target changed: {:?}", snapshot(&out).keys());
         assert_eq!(fs::read_to_string(out.join("local-only")).unwrap(), "mine");
-        let leftovers: Vec<_> = fs::read_dir(self.machine.workspace())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .filter(|n| n.to_string_lossy().starts_with(".s3cache"))
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(self.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
@@ -121,23 +86,13 @@ impl Scenario {
 #[test]
 fn c1_unreachable_endpoints_are_a_miss() {
     let s = scenario(false);
-    for endpoint in [
-        "http://127.0.0.1:1",
-        "http://s3cache-no-such-host.invalid:9000",
-    ] {
+    for endpoint in ["http://127.0.0.1:1", "http://s3cache-no-such-host.invalid:9000"] {
         let mut machine = Sandbox::new();
-        machine
-            .use_server(&s.server, "faults")
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("S3CACHE_RETRY_BASE_MS", "20");
+        machine.use_server(&s.server, "faults").env("AWS_ENDPOINT_URL", endpoint).env("S3CACHE_RETRY_BASE_MS", "20");
         fs::create_dir_all(machine.workspace().join("out")).unwrap();
         let run = machine.run(&["restore", "--key", "k", "--path", "out"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("warning: cache not restored"),
-            "{endpoint}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains("warning: cache not restored"), "{endpoint}: {}", run.stderr);
     }
 }
 
@@ -145,15 +100,7 @@ fn c1_unreachable_endpoints_are_a_miss() {
 #[test]
 fn c2_slow_down_is_retried() {
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "GET",
-        "list-type=2",
-        Fault::Status {
-            status: 503,
-            code: "SlowDown".into(),
-        },
-        2,
-    ));
+    s.proxy.add(Rule::new("GET", "list-type=2", Fault::Status { status: 503, code: "SlowDown".into() }, 2));
     let run = s.restore();
     s.assert_restored(&run);
     assert_eq!(s.proxy.count("GET", "list-type=2"), 3);
@@ -163,50 +110,17 @@ fn c2_slow_down_is_retried() {
 #[test]
 fn c3_server_errors_and_resets_are_retried() {
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Status {
-            status: 500,
-            code: "InternalError".into(),
-        },
-        1,
-    ));
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Status {
-            status: 502,
-            code: "BadGateway".into(),
-        },
-        1,
-    ));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 500, code: "InternalError".into() }, 1));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 502, code: "BadGateway".into() }, 1));
     let run = s.restore();
     s.assert_restored(&run);
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Status {
-            status: 504,
-            code: "GatewayTimeout".into(),
-        },
-        1,
-    ));
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Status {
-            status: 400,
-            code: "RequestTimeout".into(),
-        },
-        1,
-    ));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 504, code: "GatewayTimeout".into() }, 1));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 400, code: "RequestTimeout".into() }, 1));
     let run = s.restore();
     s.assert_restored(&run);
     let s = scenario(false);
-    s.proxy
-        .add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.0 }, 2));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.0 }, 2));
     let run = s.restore();
     s.assert_restored(&run);
 }
@@ -215,28 +129,13 @@ fn c3_server_errors_and_resets_are_retried() {
 #[test]
 fn c4_client_errors_are_not_retried() {
     let s = scenario(false);
-    s.proxy.add(Rule::always(Fault::Status {
-        status: 403,
-        code: "AccessDenied".into(),
-    }));
+    s.proxy.add(Rule::always(Fault::Status { status: 403, code: "AccessDenied".into() }));
     let run = s.restore();
     s.assert_untouched_miss(&run);
-    assert!(
-        run.stderr.contains("check the credentials"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("check the credentials"), "{}", run.stderr);
     assert_eq!(s.proxy.requests().len(), 1, "{:#?}", s.proxy.requests());
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Status {
-            status: 400,
-            code: "InvalidArgument".into(),
-        },
-        usize::MAX,
-    ));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 400, code: "InvalidArgument".into() }, usize::MAX));
     let run = s.restore();
     s.assert_untouched_miss(&run);
     assert_eq!(s.proxy.count("GET", "/k.tar.zst"), 1);
@@ -250,29 +149,12 @@ fn c5_stalled_bodies_are_resumed() {
     let s = scenario(true);
     s.assert_restored(&s.restore());
     let clean = s.proxy.count("GET", "/k.tar.zst");
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Stall { after: 0.1 },
-        1,
-    ));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Stall { after: 0.1 }, 1));
     let started = Instant::now();
     let run = s.restore();
     s.assert_restored(&run);
-    assert_eq!(
-        s.proxy.count("GET", "/k.tar.zst") - clean,
-        clean + 1,
-        "{:#?}",
-        s.proxy.requests()
-    );
-    assert_eq!(
-        s.proxy
-            .requests()
-            .iter()
-            .filter(|r| r.ends_with("-> Stall { after: 0.1 }"))
-            .count(),
-        1
-    );
+    assert_eq!(s.proxy.count("GET", "/k.tar.zst") - clean, clean + 1, "{:#?}", s.proxy.requests());
+    assert_eq!(s.proxy.requests().iter().filter(|r| r.ends_with("-> Stall { after: 0.1 }")).count(), 1);
     assert_bounded_by_the_deadline(started);
 }
 
@@ -281,28 +163,13 @@ fn c5_stalled_bodies_are_resumed() {
 #[test]
 fn c6_dripping_bodies_end_in_a_miss() {
     let s = scenario(false);
-    s.proxy
-        .add(Rule::new("GET", "/k.tar.zst", Fault::Drip, usize::MAX));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Drip, usize::MAX));
     let started = Instant::now();
     let run = s.restore();
     s.assert_untouched_miss(&run);
-    assert!(
-        run.stderr
-            .contains("local/k.tar.zst: GetObject failed: Timeout: timeout: receive response"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("time budget"),
-        "the deadline fired, not the request timeout: {}",
-        run.stderr
-    );
-    assert_eq!(
-        s.proxy.count("GET", "/k.tar.zst"),
-        3,
-        "{:#?}",
-        s.proxy.requests()
-    );
+    assert!(run.stderr.contains("local/k.tar.zst: GetObject failed: Timeout: timeout: receive response"), "{}", run.stderr);
+    assert!(!run.stderr.contains("time budget"), "the deadline fired, not the request timeout: {}", run.stderr);
+    assert_eq!(s.proxy.count("GET", "/k.tar.zst"), 3, "{:#?}", s.proxy.requests());
     assert_bounded_by_the_deadline(started);
 }
 
@@ -310,17 +177,11 @@ fn c6_dripping_bodies_end_in_a_miss() {
 #[test]
 fn c7_truncated_bodies_are_never_extracted() {
     let s = scenario(true);
-    s.proxy
-        .add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, 1));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, 1));
     let run = s.restore();
     s.assert_restored(&run);
     let s = scenario(true);
-    s.proxy.add(Rule::new(
-        "GET",
-        "/k.tar.zst",
-        Fault::Cut { after: 0.6 },
-        usize::MAX,
-    ));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, usize::MAX));
     let run = s.restore();
     s.assert_untouched_miss(&run);
 }
@@ -329,8 +190,7 @@ fn c7_truncated_bodies_are_never_extracted() {
 #[test]
 fn c8_html_instead_of_an_archive_is_a_miss() {
     let s = scenario(false);
-    s.proxy
-        .add(Rule::new("GET", "/k.tar.zst", Fault::Html, usize::MAX));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Html, usize::MAX));
     let run = s.restore();
     s.assert_untouched_miss(&run);
 }
@@ -339,26 +199,18 @@ fn c8_html_instead_of_an_archive_is_a_miss() {
 #[test]
 fn c9_flipped_bytes_are_a_miss() {
     let s = scenario(false);
-    s.proxy
-        .add(Rule::new("GET", "/k.tar.zst", Fault::FlipByte, usize::MAX));
+    s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::FlipByte, usize::MAX));
     let run = s.restore();
     s.assert_untouched_miss(&run);
 }
 
 fn save_through_proxy(s: &Scenario, key: &str) -> Run {
-    fs::write(
-        s.machine.workspace().join("out/big.bin"),
-        noise(12 << 20, 7),
-    )
-    .unwrap();
+    fs::write(s.machine.workspace().join("out/big.bin"), noise(12 << 20, 7)).unwrap();
     s.machine.run(&["save", "--key", key, "--path", "out"])
 }
 
 fn visible_keys(server: &S3Server) -> String {
-    boto3(
-        server,
-        "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))",
-    )
+    boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
 }
 
 /// C10: the server goes away during a multipart upload: a warning, exit 0, the upload aborted, and
@@ -366,50 +218,22 @@ fn visible_keys(server: &S3Server) -> String {
 #[test]
 fn c10_server_lost_during_multipart_upload() {
     let s = scenario(false);
-    s.proxy
-        .add(Rule::new("PUT", "partNumber=1", Fault::Refuse, usize::MAX));
+    s.proxy.add(Rule::new("PUT", "partNumber=1", Fault::Refuse, usize::MAX));
     let run = save_through_proxy(&s, "lost");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("warning: cache lost not saved"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        s.proxy.count("DELETE", "uploadId=") >= 1,
-        "no AbortMultipartUpload: {:#?}",
-        s.proxy.requests()
-    );
-    assert!(
-        !visible_keys(&s.server).contains("lost"),
-        "{}",
-        visible_keys(&s.server)
-    );
+    assert!(run.stderr.contains("warning: cache lost not saved"), "{}", run.stderr);
+    assert!(s.proxy.count("DELETE", "uploadId=") >= 1, "no AbortMultipartUpload: {:#?}", s.proxy.requests());
+    assert!(!visible_keys(&s.server).contains("lost"), "{}", visible_keys(&s.server));
 }
 
 /// C10 on moto, which can list multipart uploads: a failed save leaves no upload behind.
 #[test]
 fn c10_failed_uploads_leave_no_parts_behind() {
     let s = scenario_on(ServerKind::Moto, false);
-    s.proxy.add(Rule::new(
-        "PUT",
-        "partNumber=2",
-        Fault::Status {
-            status: 400,
-            code: "InvalidPart".into(),
-        },
-        usize::MAX,
-    ));
+    s.proxy.add(Rule::new("PUT", "partNumber=2", Fault::Status { status: 400, code: "InvalidPart".into() }, usize::MAX));
     let run = save_through_proxy(&s, "partial");
-    assert!(
-        run.stderr.contains("warning: cache partial not saved"),
-        "{}",
-        run.stderr
-    );
-    let uploads = boto3(
-        &s.server,
-        "print(len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))",
-    );
+    assert!(run.stderr.contains("warning: cache partial not saved"), "{}", run.stderr);
+    let uploads = boto3(&s.server, "print(len(s3.list_multipart_uploads(Bucket=bucket).get('Uploads', [])))");
     assert_eq!(uploads.trim(), "0");
     assert!(!visible_keys(&s.server).contains("partial"));
 }
@@ -418,22 +242,9 @@ fn c10_failed_uploads_leave_no_parts_behind() {
 #[test]
 fn c11_complete_with_an_error_body_is_retried() {
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "POST",
-        "uploadId=",
-        Fault::Status {
-            status: 200,
-            code: "InternalError".into(),
-        },
-        1,
-    ));
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 200, code: "InternalError".into() }, 1));
     let run = save_through_proxy(&s, "completed");
-    assert!(
-        run.stderr.contains("saved completed"),
-        "{}\n{:#?}",
-        run.stderr,
-        s.proxy.requests()
-    );
+    assert!(run.stderr.contains("saved completed"), "{}\n{:#?}", run.stderr, s.proxy.requests());
     assert_eq!(s.proxy.count("POST", "uploadId="), 2);
     assert!(visible_keys(&s.server).contains("faults/local/completed.tar.zst"));
 }
@@ -442,22 +253,10 @@ fn c11_complete_with_an_error_body_is_retried() {
 #[test]
 fn c12_completion_conflict_gives_up_cleanly() {
     let s = scenario(false);
-    s.proxy.add(Rule::new(
-        "POST",
-        "uploadId=",
-        Fault::Status {
-            status: 409,
-            code: "ConditionalRequestConflict".into(),
-        },
-        usize::MAX,
-    ));
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 409, code: "ConditionalRequestConflict".into() }, usize::MAX));
     let run = save_through_proxy(&s, "conflict");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("warning: cache conflict not saved"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("warning: cache conflict not saved"), "{}", run.stderr);
     assert!(!visible_keys(&s.server).contains("conflict"));
 }
 
@@ -475,76 +274,31 @@ fn c13_concurrent_saves_when_conditional_writes_are_ignored() {
         fs::write(dir.join("out/big.bin"), noise(6 << 20, id.len() as u64)).unwrap();
     }
     let (slow_run, fast_run) = race(&s, &slow, &fast);
-    assert_eq!(
-        (slow_run.code, fast_run.code),
-        (0, 0),
-        "{}
-{}",
-        slow_run.stderr,
-        fast_run.stderr
-    );
+    assert_eq!((slow_run.code, fast_run.code), (0, 0), "{}
+{}", slow_run.stderr, fast_run.stderr);
     let check = s.machine.scratch("check");
-    let run = s
-        .machine
-        .run_in(&check, &["restore", "--key", "shared", "--path", "out"])
-        .success();
-    let winner = fs::read_to_string(check.join("out/id")).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\nslow: {}\nfast: {}",
-            run.stderr, slow_run.stderr, fast_run.stderr
-        )
-    });
+    let run = s.machine.run_in(&check, &["restore", "--key", "shared", "--path", "out"]).success();
+    let winner = fs::read_to_string(check.join("out/id")).unwrap_or_else(|e| panic!("{e}: {}\nslow: {}\nfast: {}", run.stderr, slow_run.stderr, fast_run.stderr));
     let winner_dir = if winner == "slow" { &slow } else { &fast };
-    assert_eq!(
-        snapshot(&check.join("out")),
-        snapshot(&winner_dir.join("out")),
-        "the entry is one job's tree, whole"
-    );
-    let winner_run = if winner == "slow" {
-        &slow_run
-    } else {
-        &fast_run
-    };
-    assert!(
-        winner_run.stderr.contains("saved shared"),
-        "{}",
-        winner_run.stderr
-    );
+    assert_eq!(snapshot(&check.join("out")), snapshot(&winner_dir.join("out")), "the entry is one job's tree, whole");
+    let winner_run = if winner == "slow" { &slow_run } else { &fast_run };
+    assert!(winner_run.stderr.contains("saved shared"), "{}", winner_run.stderr);
 
     // Where the server honours If-None-Match, the later completion loses cleanly instead.
     let s = scenario(false);
     let (slow_run, fast_run) = race(&s, &slow, &fast);
-    assert!(
-        fast_run.stderr.contains("saved shared"),
-        "{}",
-        fast_run.stderr
-    );
-    assert!(
-        slow_run.stderr.contains("already exists"),
-        "{}",
-        slow_run.stderr
-    );
+    assert!(fast_run.stderr.contains("saved shared"), "{}", fast_run.stderr);
+    assert!(slow_run.stderr.contains("already exists"), "{}", slow_run.stderr);
 }
 
 /// Two saves of the key `shared` from `slow` and `fast`; the slow job's completion is held back until
 /// the fast job has finished.
 fn race(s: &Scenario, slow: &std::path::Path, fast: &std::path::Path) -> (Run, Run) {
-    s.proxy.add(Rule::new(
-        "POST",
-        "uploadId=",
-        Fault::Delay(Duration::from_secs(4)),
-        1,
-    ));
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Delay(Duration::from_secs(4)), 1));
     std::thread::scope(|scope| {
-        let slow_job = scope.spawn(|| {
-            s.machine
-                .run_in(slow, &["save", "--key", "shared", "--path", "out"])
-        });
+        let slow_job = scope.spawn(|| s.machine.run_in(slow, &["save", "--key", "shared", "--path", "out"]));
         std::thread::sleep(Duration::from_millis(1500));
-        let fast_job = scope.spawn(|| {
-            s.machine
-                .run_in(fast, &["save", "--key", "shared", "--path", "out"])
-        });
+        let fast_job = scope.spawn(|| s.machine.run_in(fast, &["save", "--key", "shared", "--path", "out"]));
         (slow_job.join().unwrap(), fast_job.join().unwrap())
     })
 }
@@ -564,23 +318,11 @@ fn c14_clock_skew_is_corrected() {
 #[test]
 fn c15_expired_credentials_skip_the_save() {
     let s = scenario(false);
-    s.proxy.add(Rule::always(Fault::Status {
-        status: 400,
-        code: "ExpiredToken".into(),
-    }));
+    s.proxy.add(Rule::always(Fault::Status { status: 400, code: "ExpiredToken".into() }));
     let run = save_through_proxy(&s, "expired");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("warning: cache expired not saved") && run.stderr.contains("400"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        s.proxy.requests().len(),
-        1,
-        "not retried: {:#?}",
-        s.proxy.requests()
-    );
+    assert!(run.stderr.contains("warning: cache expired not saved") && run.stderr.contains("400"), "{}", run.stderr);
+    assert_eq!(s.proxy.requests().len(), 1, "not retried: {:#?}", s.proxy.requests());
 }
 
 /// C17: 50 restores of one key and 20 saves of different keys at once: all intact.
@@ -605,19 +347,12 @@ fn c17_parallel_restores_and_saves() {
                 fs::write(dir.join("out/id"), i.to_string()).unwrap();
                 let machine = &s.machine;
                 scope.spawn(move || {
-                    let run = machine.run_in(
-                        &dir,
-                        &["save", "--key", &format!("parallel-{i}"), "--path", "out"],
-                    );
+                    let run = machine.run_in(&dir, &["save", "--key", &format!("parallel-{i}"), "--path", "out"]);
                     (dir, run)
                 })
             })
             .collect();
-        restores
-            .into_iter()
-            .chain(saves)
-            .map(|h| h.join().unwrap())
-            .collect()
+        restores.into_iter().chain(saves).map(|h| h.join().unwrap()).collect()
     });
     for (dir, run) in &results[..50] {
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -628,22 +363,8 @@ fn c17_parallel_restores_and_saves() {
     }
     let check = s.machine.scratch("check");
     for i in 0..20 {
-        s.machine
-            .run_in(
-                &check,
-                &[
-                    "restore",
-                    "--key",
-                    &format!("parallel-{i}"),
-                    "--path",
-                    "out",
-                ],
-            )
-            .success();
-        assert_eq!(
-            fs::read_to_string(check.join("out/id")).unwrap(),
-            i.to_string()
-        );
+        s.machine.run_in(&check, &["restore", "--key", &format!("parallel-{i}"), "--path", "out"]).success();
+        assert_eq!(fs::read_to_string(check.join("out/id")).unwrap(), i.to_string());
     }
 }
 
@@ -661,28 +382,11 @@ fn flaky_network(kind: ServerKind) {
     write_sample_tree(&s.machine.workspace(), "flaky", 12 << 20);
     let saved = snapshot(&s.machine.workspace().join("flaky"));
     s.proxy.random_faults(0.10, 0.05, 2026);
-    let run = s
-        .machine
-        .run(&["save", "--key", "flaky", "--path", "flaky"]);
-    assert!(
-        run.stderr.contains("saved flaky"),
-        "{}\n{:#?}",
-        run.stderr,
-        s.proxy.requests()
-    );
+    let run = s.machine.run(&["save", "--key", "flaky", "--path", "flaky"]);
+    assert!(run.stderr.contains("saved flaky"), "{}\n{:#?}", run.stderr, s.proxy.requests());
     fs::remove_dir_all(s.machine.workspace().join("flaky")).unwrap();
-    let run = s
-        .machine
-        .run(&["restore", "--key", "flaky", "--path", "flaky"]);
-    assert!(
-        run.stderr.contains("restored flaky"),
-        "{}\n{:#?}",
-        run.stderr,
-        s.proxy.requests()
-    );
+    let run = s.machine.run(&["restore", "--key", "flaky", "--path", "flaky"]);
+    assert!(run.stderr.contains("restored flaky"), "{}\n{:#?}", run.stderr, s.proxy.requests());
     assert_eq!(snapshot(&s.machine.workspace().join("flaky")), saved);
-    assert!(
-        s.proxy.requests().iter().any(|r| !r.ends_with("pass")),
-        "no fault was injected"
-    );
+    assert!(s.proxy.requests().iter().any(|r| !r.ends_with("pass")), "no fault was injected");
 }

@@ -22,18 +22,14 @@ enum Host {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate is in the repository")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate is in the repository").to_owned()
 }
 
 /// Where the Python host keeps its compiled guest, shared by the tests of one run (compiling takes
 /// seconds; the host writes the file atomically).
 fn compiled_guest_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
-        .path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
 }
 
 impl Host {
@@ -44,35 +40,22 @@ impl Host {
         let mut command = match self {
             Host::Python => {
                 let mut command = Command::new("python3");
-                command
-                    .arg(repo().join("examples/python-host/s3cache_host.py"))
-                    .arg("--cache-dir")
-                    .arg(compiled_guest_dir());
+                command.arg(repo().join("examples/python-host/s3cache_host.py")).arg("--cache-dir").arg(compiled_guest_dir());
                 command
             }
             Host::Node => {
                 let script = repo().join("examples/node-host/s3cache-host.mjs");
-                assert!(
-                    repo().join("examples/node-host/node_modules").is_dir(),
-                    "examples/node-host/node_modules is missing: run `npm ci` there (scripts/test does)"
-                );
+                assert!(repo().join("examples/node-host/node_modules").is_dir(), "examples/node-host/node_modules is missing: run `npm ci` there (scripts/test does)");
                 let mut command = Command::new("node");
                 command.arg(script);
                 command
             }
         };
-        command
-            .arg("--store")
-            .arg(&store)
-            .args(args)
-            .current_dir(dir)
-            .env_clear();
+        command.arg("--store").arg(&store).args(args).current_dir(dir).env_clear();
         for (name, value) in machine.machine_env() {
             command.env(name, value);
         }
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("run the {self:?} host: {e}"));
+        let output = command.output().unwrap_or_else(|e| panic!("run the {self:?} host: {e}"));
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -87,10 +70,7 @@ impl Host {
     /// The one JSON line a save or restore prints, without its timing.
     #[track_caller]
     fn result(self, run: &Run) -> serde_json::Value {
-        let mut value: serde_json::Value =
-            serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
-                panic!("{self:?} host output {:?}: {e}\n{}", run.stdout, run.stderr)
-            });
+        let mut value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{self:?} host output {:?}: {e}\n{}", run.stdout, run.stderr));
         value.as_object_mut().expect("an object").remove("seconds");
         value
     }
@@ -100,11 +80,7 @@ impl Host {
     fn as_restored(self, snapshot: &Snapshot) -> Snapshot {
         let micros = |(s, ns): (i64, i64)| {
             let rounded = (ns + 500) / 1000 * 1000;
-            if rounded == 1_000_000_000 {
-                (s + 1, 0)
-            } else {
-                (s, rounded)
-            }
+            if rounded == 1_000_000_000 { (s + 1, 0) } else { (s, rounded) }
         };
         match self {
             Host::Python => snapshot.clone(),
@@ -112,25 +88,9 @@ impl Host {
                 .iter()
                 .map(|(path, entry)| {
                     let entry = match entry.clone() {
-                        Entry::File {
-                            content_hash,
-                            len,
-                            mode,
-                            mtime,
-                        } => Entry::File {
-                            content_hash,
-                            len,
-                            mode,
-                            mtime: micros(mtime),
-                        },
-                        Entry::Dir { mode, mtime } => Entry::Dir {
-                            mode,
-                            mtime: micros(mtime),
-                        },
-                        Entry::Symlink { target, mtime } => Entry::Symlink {
-                            target,
-                            mtime: micros(mtime),
-                        },
+                        Entry::File { content_hash, len, mode, mtime } => Entry::File { content_hash, len, mode, mtime: micros(mtime) },
+                        Entry::Dir { mode, mtime } => Entry::Dir { mode, mtime: micros(mtime) },
+                        Entry::Symlink { target, mtime } => Entry::Symlink { target, mtime: micros(mtime) },
                     };
                     (path.clone(), entry)
                 })
@@ -142,17 +102,9 @@ impl Host {
 /// A workspace with lock files for key templates, and `CACHE_EPOCH` and a secret in the environment.
 fn key_workspace() -> Sandbox {
     let mut machine = Sandbox::new();
-    machine
-        .env("CACHE_EPOCH", "7")
-        .env("MY_API_KEY", "do-not-render");
+    machine.env("CACHE_EPOCH", "7").env("MY_API_KEY", "do-not-render");
     let ws = machine.workspace();
-    for (file, text) in [
-        ("Cargo.lock", "lock v1\n"),
-        ("sub/a.lock", "a"),
-        ("sub/deeper/b.lock", "b"),
-        ("ignored/c.lock", "c"),
-        ("notes.txt", "n"),
-    ] {
+    for (file, text) in [("Cargo.lock", "lock v1\n"), ("sub/a.lock", "a"), ("sub/deeper/b.lock", "b"), ("ignored/c.lock", "c"), ("notes.txt", "n")] {
         fs::create_dir_all(ws.join(file).parent().unwrap()).unwrap();
         fs::write(ws.join(file), text).unwrap();
     }
@@ -168,56 +120,21 @@ fn keys_match(host: Host) {
         r#"md5-{{ md5sum "sub/a.lock" }}"#,
     ];
     for template in templates {
-        let ours = machine
-            .run(&["key", "--template", template])
-            .success()
-            .stdout;
+        let ours = machine.run(&["key", "--template", template]).success().stdout;
         let theirs = host.run(&machine, &["key", "--template", template]);
-        assert_eq!(
-            (theirs.code, theirs.stdout.as_str()),
-            (0, ours.as_str()),
-            "{host:?} {template}: {}",
-            theirs.stderr
-        );
+        assert_eq!((theirs.code, theirs.stdout.as_str()), (0, ours.as_str()), "{host:?} {template}: {}", theirs.stderr);
     }
     // The keys are real ones: the platform, a 64-digit digest, the variable, and the secret withheld.
-    let key = machine
-        .run(&["key", "--template", templates[1]])
-        .success()
-        .stdout;
-    let digest = key
-        .trim()
-        .strip_prefix(&format!(
-            "deps-{}-{}-",
-            std::env::consts::OS,
-            std::env::consts::ARCH
-        ))
-        .unwrap();
-    assert!(
-        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{key}"
-    );
-    let key = host
-        .run(&machine, &["key", "--template", templates[2]])
-        .stdout;
-    assert_eq!(
-        key.trim(),
-        format!("{}-7--", hex::encode(Sha256::digest(b"lock v1\n")))
-    );
+    let key = machine.run(&["key", "--template", templates[1]]).success().stdout;
+    let digest = key.trim().strip_prefix(&format!("deps-{}-{}-", std::env::consts::OS, std::env::consts::ARCH)).unwrap();
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    let key = host.run(&machine, &["key", "--template", templates[2]]).stdout;
+    assert_eq!(key.trim(), format!("{}-7--", hex::encode(Sha256::digest(b"lock v1\n"))));
     // A template neither host can parse is the same error variant in both.
     let theirs = host.run(&machine, &["save", "--key", "{{ broken", "--path", "sub"]);
-    assert_eq!(
-        (theirs.code, &host.result(&theirs)["error"]),
-        (1, &serde_json::json!("invalid-template")),
-        "{}",
-        theirs.stdout
-    );
+    assert_eq!((theirs.code, &host.result(&theirs)["error"]), (1, &serde_json::json!("invalid-template")), "{}", theirs.stdout);
     let ours = machine.run(&["save", "--key", "{{ broken", "--path", "sub"]);
-    assert!(
-        ours.code != 0 && ours.stderr.contains("invalid key template: "),
-        "{}",
-        ours.stderr
-    );
+    assert!(ours.code != 0 && ours.stderr.contains("invalid key template: "), "{}", ours.stderr);
 }
 
 /// An entry the foreign host saves (in `format`) restores exactly with the binary, and the binary's
@@ -229,92 +146,27 @@ fn archives_round_trip(host: Host, format: Format) {
 
     // Foreign host saves, s3cache restores.
     let key = format!("by-{host:?}-{format}");
-    let run = host.run(
-        &machine,
-        &[
-            "save",
-            "--key",
-            &key,
-            "--path",
-            "project",
-            "--format",
-            format.name(),
-        ],
-    );
+    let run = host.run(&machine, &["save", "--key", &key, "--path", "project", "--format", format.name()]);
     let object = format!("local/{key}{}", format.suffix());
-    assert_eq!(
-        host.result(&run)["object"],
-        serde_json::json!(object),
-        "{}",
-        run.stderr
-    );
-    let stored = fs::read(
-        machine
-            .cache_dir()
-            .join("store")
-            .join(object.replace('/', "%2F")),
-    )
-    .unwrap();
+    assert_eq!(host.result(&run)["object"], serde_json::json!(object), "{}", run.stderr);
+    let stored = fs::read(machine.cache_dir().join("store").join(object.replace('/', "%2F"))).unwrap();
     let manifest = trailer::decode(&stored, stored.len() as u64).unwrap();
-    assert_eq!(
-        (manifest.compression.as_str(), manifest.paths.clone()),
-        (format.name(), vec!["project".to_string()])
-    );
-    assert_eq!(
-        manifest.sha256,
-        hex::encode(Sha256::digest(&stored[..manifest.archive_bytes as usize]))
-    );
+    assert_eq!((manifest.compression.as_str(), manifest.paths.clone()), (format.name(), vec!["project".to_string()]));
+    assert_eq!(manifest.sha256, hex::encode(Sha256::digest(&stored[..manifest.archive_bytes as usize])));
     let elsewhere = machine.scratch(&format!("restore-{key}"));
-    let run = machine
-        .run_in(&elsewhere, &["restore", "--key", &key, "--path", "project"])
-        .success();
-    assert!(
-        run.stderr
-            .contains(&format!("restored {key} (exact match)")),
-        "{}",
-        run.stderr
-    );
+    let run = machine.run_in(&elsewhere, &["restore", "--key", &key, "--path", "project"]).success();
+    assert!(run.stderr.contains(&format!("restored {key} (exact match)")), "{}", run.stderr);
     assert_eq!(snapshot(&elsewhere.join("project")), saved);
-    assert_eq!(
-        fs::read_dir(&elsewhere).unwrap().count(),
-        1,
-        "nothing but the restored path"
-    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1, "nothing but the restored path");
 
     // s3cache saves, the foreign host restores.
     let key = format!("for-{host:?}-{format}");
-    machine
-        .run(&[
-            "save",
-            "--key",
-            &key,
-            "--path",
-            "project",
-            "--format",
-            format.name(),
-        ])
-        .success();
+    machine.run(&["save", "--key", &key, "--path", "project", "--format", format.name()]).success();
     let elsewhere = machine.scratch(&format!("restore-{key}"));
-    let run = host.run_in(
-        &machine,
-        &elsewhere,
-        &["restore", "--key", &key, "--path", "project"],
-    );
-    assert_eq!(
-        host.result(&run),
-        serde_json::json!({ "restored": key, "members": saved.len() + 1 }),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        snapshot(&elsewhere.join("project")),
-        host.as_restored(&saved)
-    );
-    assert_eq!(
-        fs::read_dir(&elsewhere).unwrap().count(),
-        1,
-        "nothing but the restored path"
-    );
+    let run = host.run_in(&machine, &elsewhere, &["restore", "--key", &key, "--path", "project"]);
+    assert_eq!(host.result(&run), serde_json::json!({ "restored": key, "members": saved.len() + 1 }), "{}", run.stderr);
+    assert_eq!(snapshot(&elsewhere.join("project")), host.as_restored(&saved));
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1, "nothing but the restored path");
 }
 
 /// Plants `tar`, compressed with zstd, in the default file store under `key` for `--path target`,
@@ -347,12 +199,7 @@ fn plant(machine: &Sandbox, key: &str, tar: &[u8], sha256: Option<String>) {
 
 fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
     let tar = machine.scratch("cases").join(format!("{case}.tar"));
-    let status = Command::new("python3")
-        .arg(repo().join("tests/fixtures/hostile.py"))
-        .arg(case)
-        .arg(&tar)
-        .status()
-        .unwrap();
+    let status = Command::new("python3").arg(repo().join("tests/fixtures/hostile.py")).arg(case).arg(&tar).status().unwrap();
     assert!(status.success(), "building {case}");
     fs::read(tar).unwrap()
 }
@@ -363,73 +210,30 @@ fn refusals_match(host: Host) {
     let machine = Sandbox::new();
     let escape = hostile_tar(&machine, "a1-dotdot");
     plant(&machine, "dotdot", &escape, None);
-    plant(
-        &machine,
-        "escaping-link",
-        &hostile_tar(&machine, "a5-escaping-link"),
-        None,
-    );
+    plant(&machine, "escaping-link", &hostile_tar(&machine, "a5-escaping-link"), None);
     let benign = hostile_tar(&machine, "a12-modes");
     plant(&machine, "forged", &benign, Some("ab".repeat(32)));
     let before = snapshot(&machine.workspace());
     let compressed_len = zstd::encode_all(&benign[..], 3).unwrap().len();
     let actual = hex::encode(Sha256::digest(zstd::encode_all(&benign[..], 3).unwrap()));
-    let mismatch = format!(
-        "SHA-256 mismatch: the manifest says {} ({compressed_len} bytes), the archive is {actual} ({compressed_len} bytes)",
-        "ab".repeat(32)
-    );
+    let mismatch = format!("SHA-256 mismatch: the manifest says {} ({compressed_len} bytes), the archive is {actual} ({compressed_len} bytes)", "ab".repeat(32));
     let cases = [
-        (
-            "dotdot",
-            serde_json::json!({ "error": "rejected-member", "member": "workspace/target/../../evil", "reason": "`..` component" }),
-        ),
-        (
-            "escaping-link",
-            serde_json::json!({ "error": "rejected-member", "member": "workspace/target/l", "reason": "symlink target escapes its root" }),
-        ),
-        (
-            "forged",
-            serde_json::json!({ "error": "stream-failed", "message": mismatch }),
-        ),
+        ("dotdot", serde_json::json!({ "error": "rejected-member", "member": "workspace/target/../../evil", "reason": "`..` component" })),
+        ("escaping-link", serde_json::json!({ "error": "rejected-member", "member": "workspace/target/l", "reason": "symlink target escapes its root" })),
+        ("forged", serde_json::json!({ "error": "stream-failed", "message": mismatch })),
     ];
     for (key, mut expected) in cases {
         let theirs = host.run(&machine, &["restore", "--key", key, "--path", "target"]);
         expected["miss"] = serde_json::json!(key);
-        assert_eq!(
-            (theirs.code, host.result(&theirs)),
-            (1, expected.clone()),
-            "{host:?} {key}: {}",
-            theirs.stderr
-        );
-        let ours = machine
-            .run(&["restore", "--key", key, "--path", "target"])
-            .success();
+        assert_eq!((theirs.code, host.result(&theirs)), (1, expected.clone()), "{host:?} {key}: {}", theirs.stderr);
+        let ours = machine.run(&["restore", "--key", key, "--path", "target"]).success();
         let why = match expected["error"].as_str().unwrap() {
-            "rejected-member" => format!(
-                "archive member {} rejected: {}",
-                expected["member"].as_str().unwrap(),
-                expected["reason"].as_str().unwrap()
-            ),
-            _ => format!(
-                "archive transfer failed: {}",
-                expected["message"].as_str().unwrap()
-            ),
+            "rejected-member" => format!("archive member {} rejected: {}", expected["member"].as_str().unwrap(), expected["reason"].as_str().unwrap()),
+            _ => format!("archive transfer failed: {}", expected["message"].as_str().unwrap()),
         };
-        let warning = ours
-            .stderr
-            .lines()
-            .find(|l| l.starts_with("warning: "))
-            .unwrap_or_default();
-        assert_eq!(
-            warning,
-            format!("warning: cache not restored: cache entry {key:?} was not restored: {why}"),
-            "{key}"
-        );
-        assert_eq!(
-            snapshot(&machine.workspace()),
-            before,
-            "{host:?} {key}: the workspace changed (staging left behind?)"
-        );
+        let warning = ours.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_default();
+        assert_eq!(warning, format!("warning: cache not restored: cache entry {key:?} was not restored: {why}"), "{key}");
+        assert_eq!(snapshot(&machine.workspace()), before, "{host:?} {key}: the workspace changed (staging left behind?)");
     }
 }
 
@@ -469,26 +273,10 @@ fn node_host_refuses_what_s3cache_refuses() {
 /// of tests/fixtures/policy-cases.json, which the crate's unit tests check against the crate itself.
 #[test]
 fn foreign_policies_agree_with_the_rust_crate() {
-    let python = Command::new("python3")
-        .args(["-m", "unittest", "test_policy"])
-        .current_dir(repo().join("examples/python-host"))
-        .output()
-        .unwrap();
+    let python = Command::new("python3").args(["-m", "unittest", "test_policy"]).current_dir(repo().join("examples/python-host")).output().unwrap();
     let stderr = String::from_utf8_lossy(&python.stderr);
-    assert!(
-        python.status.success()
-            && stderr.contains("Ran 3 tests")
-            && stderr.trim_end().ends_with("OK"),
-        "{stderr}"
-    );
-    let node = Command::new("node")
-        .args(["--test", "policy.test.mjs"])
-        .current_dir(repo().join("examples/node-host"))
-        .output()
-        .unwrap();
+    assert!(python.status.success() && stderr.contains("Ran 3 tests") && stderr.trim_end().ends_with("OK"), "{stderr}");
+    let node = Command::new("node").args(["--test", "policy.test.mjs"]).current_dir(repo().join("examples/node-host")).output().unwrap();
     let stdout = String::from_utf8_lossy(&node.stdout);
-    assert!(
-        node.status.success() && stdout.contains("# pass 3") && stdout.contains("# fail 0"),
-        "{stdout}"
-    );
+    assert!(node.status.success() && stdout.contains("# pass 3") && stdout.contains("# fail 0"), "{stdout}");
 }

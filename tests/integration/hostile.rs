@@ -33,17 +33,8 @@ fn victim() -> Victim {
     fs::write(workspace.join("evil"), "pre-existing").unwrap();
     let outside = machine.scratch("outside");
     fs::write(outside.join("precious"), "outside").unwrap();
-    let before = [
-        snapshot(&workspace.join("target")),
-        snapshot(&workspace),
-        snapshot(&outside),
-    ];
-    Victim {
-        server,
-        machine,
-        outside,
-        before,
-    }
+    let before = [snapshot(&workspace.join("target")), snapshot(&workspace), snapshot(&outside)];
+    Victim { server, machine, outside, before }
 }
 
 impl Victim {
@@ -70,79 +61,42 @@ impl Victim {
     /// the restore decodes them in parallel instances and parses their concatenation.
     fn plant_in_parts(&self, key: &str, tar: &[u8]) {
         let cuts = [0, tar.len() / 3, tar.len() * 2 / 3, tar.len()];
-        let frames: Vec<Vec<u8>> = cuts
-            .windows(2)
-            .map(|w| zstd::encode_all(&tar[w[0]..w[1]], 3).unwrap())
-            .collect();
+        let frames: Vec<Vec<u8>> = cuts.windows(2).map(|w| zstd::encode_all(&tar[w[0]..w[1]], 3).unwrap()).collect();
         let compressed = frames.concat();
         let parts = frames.iter().map(|f| f.len() as u64).collect();
         let mut object = compressed.clone();
-        object.extend(trailer_for(
-            &compressed,
-            std::env::consts::OS,
-            &["target"],
-            parts,
-        ));
+        object.extend(trailer_for(&compressed, std::env::consts::OS, &["target"], parts));
         self.plant_raw(key, &object);
     }
 
     fn plant_raw(&self, key: &str, object: &[u8]) {
-        let name = s3cache::layout::entry_object(
-            s3cache::scope::LOCAL_SCOPE,
-            key,
-            s3cache::layout::Format::Zstd,
-        );
+        let name = s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Zstd);
         self.server.put_object("hostile", &name, object);
     }
 
     fn plant_case(&self, case: &str) {
-        self.plant(
-            case,
-            &hostile_tar(&self.machine, case),
-            std::env::consts::OS,
-        );
+        self.plant(case, &hostile_tar(&self.machine, case), std::env::consts::OS);
     }
 
     fn restore(&self, key: &str) -> Run {
-        self.machine
-            .run(&["restore", "--key", key, "--path", "target"])
+        self.machine.run(&["restore", "--key", key, "--path", "target"])
     }
 
     /// A miss that names `expected`, with nothing changed anywhere.
     #[track_caller]
     fn assert_refused(&self, run: &Run, expected: &str) {
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("warning: cache not restored"),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            run.stderr.contains(expected),
-            "expected {expected:?} in: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains("warning: cache not restored"), "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "expected {expected:?} in: {}", run.stderr);
         self.assert_nothing_changed();
     }
 
     #[track_caller]
     fn assert_nothing_changed(&self) {
         let workspace = self.machine.workspace();
-        assert_eq!(
-            snapshot(&workspace.join("target")),
-            self.before[0],
-            "the target changed"
-        );
-        assert_eq!(
-            snapshot(&workspace),
-            self.before[1],
-            "the workspace changed (sentinel, staging left behind?)"
-        );
-        assert_eq!(
-            snapshot(&self.outside),
-            self.before[2],
-            "a directory outside changed"
-        );
+        assert_eq!(snapshot(&workspace.join("target")), self.before[0], "the target changed");
+        assert_eq!(snapshot(&workspace), self.before[1], "the workspace changed (sentinel, staging left behind?)");
+        assert_eq!(snapshot(&self.outside), self.before[2], "a directory outside changed");
     }
 }
 
@@ -150,12 +104,7 @@ impl Victim {
 fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
     let tar = machine.scratch("cases").join(format!("{case}.tar"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hostile.py");
-    let status = Command::new("python3")
-        .arg(script)
-        .arg(case)
-        .arg(&tar)
-        .status()
-        .unwrap();
+    let status = Command::new("python3").arg(script).arg(case).arg(&tar).status().unwrap();
     assert!(status.success(), "building {case}");
     fs::read(&tar).unwrap()
 }
@@ -181,14 +130,8 @@ fn refuses_every_hostile_archive() {
         ("a7-dotdot-through-link", "after a name"),
         ("a8-hardlink-abs", "hard link target"),
         ("a8-hardlink-dotdot", "hard link target"),
-        (
-            "a8-hardlink-to-symlink",
-            "hard link target is not a regular file",
-        ),
-        (
-            "a8-hardlink-forward",
-            "hard link target is not a regular file",
-        ),
+        ("a8-hardlink-to-symlink", "hard link target is not a regular file"),
+        ("a8-hardlink-forward", "hard link target is not a regular file"),
         ("a9-duplicate", "duplicate member"),
         ("a10-root-link", "not selected"),
         ("a10-dot", "empty path"),
@@ -206,33 +149,18 @@ fn refuses_every_hostile_archive() {
         let run = v.restore(case);
         v.assert_refused(&run, expected);
         // A23: nothing from an archive name can start a workflow command.
-        assert!(
-            !run.stdout
-                .lines()
-                .chain(run.stderr.lines())
-                .any(|l| l.starts_with("::")),
-            "{case}: {}",
-            run.stderr
-        );
+        assert!(!run.stdout.lines().chain(run.stderr.lines()).any(|l| l.starts_with("::")), "{case}: {}", run.stderr);
         let in_parts = format!("{case}-in-parts");
         v.plant_in_parts(&in_parts, &hostile_tar(&v.machine, case));
         let parallel = v.restore(&in_parts);
         v.assert_refused(&parallel, expected);
-        assert_eq!(
-            refusal(&parallel).replace(&in_parts, case),
-            refusal(&run),
-            "{case}: the same reason either way"
-        );
+        assert_eq!(refusal(&parallel).replace(&in_parts, case), refusal(&run), "{case}: the same reason either way");
     }
 }
 
 /// The warning a refused restore printed.
 fn refusal(run: &Run) -> String {
-    run.stderr
-        .lines()
-        .find(|l| l.starts_with("warning: cache not restored"))
-        .unwrap_or_default()
-        .to_owned()
+    run.stderr.lines().find(|l| l.starts_with("warning: cache not restored")).unwrap_or_default().to_owned()
 }
 
 /// Damaged and oversized streams in parallel parts: each part is checked by its decoder (zstd's own
@@ -242,21 +170,11 @@ fn refusal(run: &Run) -> String {
 #[test]
 fn refuses_damaged_parts() {
     let mut v = victim();
-    let text: Vec<u8> = b"compressible cache content "
-        .iter()
-        .copied()
-        .cycle()
-        .take(300_000)
-        .collect();
+    let text: Vec<u8> = b"compressible cache content ".iter().copied().cycle().take(300_000).collect();
     let tar = tar_of(&[("workspace/target/a", &text), ("workspace/target/b", &text)]);
     v.plant_in_parts("parts-ok", &tar);
     let elsewhere = v.machine.scratch("parts-ok");
-    v.machine
-        .run_in(
-            &elsewhere,
-            &["restore", "--key", "parts-ok", "--path", "target"],
-        )
-        .success();
+    v.machine.run_in(&elsewhere, &["restore", "--key", "parts-ok", "--path", "target"]).success();
     assert_eq!(fs::read(elsewhere.join("target/b")).unwrap(), text);
 
     // The frames recompressed with a flipped byte in the second (the attacker reseals the trailer).
@@ -275,34 +193,19 @@ fn refuses_damaged_parts() {
     let parts = frames.iter().map(|f| f.len() as u64).collect();
     let compressed = frames.concat();
     let mut object = compressed.clone();
-    object.extend(trailer_for(
-        &compressed,
-        std::env::consts::OS,
-        &["target"],
-        parts,
-    ));
+    object.extend(trailer_for(&compressed, std::env::consts::OS, &["target"], parts));
     v.plant_raw("parts-corrupt", &object);
     let run = v.restore("parts-corrupt");
     v.assert_refused(&run, "corrupt archive: zstd: ");
-    assert!(
-        refusal(&run).ends_with("(in part 2 of 3)"),
-        "{}",
-        run.stderr
-    );
+    assert!(refusal(&run).ends_with("(in part 2 of 3)"), "{}", run.stderr);
 
     // Truncated (no end-of-archive blocks), and data after the end, across parts.
     v.plant_in_parts("parts-truncated", &tar[..tar.len() - 1024]);
-    v.assert_refused(
-        &v.restore("parts-truncated"),
-        "the archive ends without its end-of-archive blocks",
-    );
+    v.assert_refused(&v.restore("parts-truncated"), "the archive ends without its end-of-archive blocks");
     let mut garbage = tar.clone();
     garbage.extend(b"not zero padding".iter().cycle().take(3000));
     v.plant_in_parts("parts-garbage", &garbage);
-    v.assert_refused(
-        &v.restore("parts-garbage"),
-        "data after the end of the tar archive",
-    );
+    v.assert_refused(&v.restore("parts-garbage"), "data after the end of the tar archive");
 
     // A bomb split in parts: the unpacked-size cap holds across them.
     let bomb = tar_of(&[("workspace/target/zeros", &vec![0u8; 48 << 20])]);
@@ -319,34 +222,14 @@ fn sanitizes_modes_and_owners() {
     v.plant_case("a12-modes");
     v.restore("a12-modes").success();
     let target = v.machine.workspace().join("target");
-    let mode = |name: &str| {
-        fs::symlink_metadata(target.join(name))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
-    };
-    assert_eq!(
-        (
-            mode("setuid"),
-            mode("setgid"),
-            mode("sticky"),
-            mode("world")
-        ),
-        (0o755, 0o755, 0o755, 0o755)
-    );
+    let mode = |name: &str| fs::symlink_metadata(target.join(name)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode("setuid"), mode("setgid"), mode("sticky"), mode("world")), (0o755, 0o755, 0o755, 0o755));
     // The archive names owners 4242 and 4343; at least one is not the runner's, and as root (as the
     // tests run) the extractor could give either. Both files must belong to the runner, who made the
     // workspace.
     let owner = |path: PathBuf| fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap();
     let own = owner(v.machine.workspace());
-    assert_eq!(
-        (
-            owner(target.join("owned-4242")),
-            owner(target.join("owned-4343"))
-        ),
-        (own, own)
-    );
+    assert_eq!((owner(target.join("owned-4242")), owner(target.join("owned-4343"))), (own, own));
 }
 
 /// A21–A24: names that are legal on Linux restore as they are (case pairs, Windows device names,
@@ -354,27 +237,11 @@ fn sanitizes_modes_and_owners() {
 #[test]
 fn restores_names_linux_accepts_and_logs_them_escaped() {
     let v = victim();
-    for case in [
-        "a21-case",
-        "a22-windows-names",
-        "a23-commands",
-        "a24-trailing-slash",
-    ] {
+    for case in ["a21-case", "a22-windows-names", "a23-commands", "a24-trailing-slash"] {
         v.plant_case(case);
         let run = v.restore(case).success();
-        assert!(
-            run.stderr.contains(&format!("restored {case}")),
-            "{}",
-            run.stderr
-        );
-        assert!(
-            !run.stdout
-                .lines()
-                .chain(run.stderr.lines())
-                .any(|l| l.starts_with("::")),
-            "{case}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(&format!("restored {case}")), "{}", run.stderr);
+        assert!(!run.stdout.lines().chain(run.stderr.lines()).any(|l| l.starts_with("::")), "{case}: {}", run.stderr);
     }
     let target = v.machine.workspace().join("target");
     assert!(target.join("plain").is_file());
@@ -422,10 +289,7 @@ fn survives_damaged_and_oversized_streams() {
     ambiguous.extend(vec![0u8; 512 - long_name.len()]);
     ambiguous.extend(tar_of(&[("workspace/target/short", b"x".as_slice())]));
     v.plant("a15-pax-then-gnu", &ambiguous, std::env::consts::OS);
-    v.assert_refused(
-        &v.restore("a15-pax-then-gnu"),
-        "disagrees with the GNU long name",
-    );
+    v.assert_refused(&v.restore("a15-pax-then-gnu"), "disagrees with the GNU long name");
 
     // A17: a truncated tar, a bad header checksum, and garbage after the end marker.
     let good = tar_of(&[("workspace/target/f", b"data".as_slice())]);
@@ -436,53 +300,31 @@ fn survives_damaged_and_oversized_streams() {
     v.plant("a17-checksum", &bad_sum, std::env::consts::OS);
     v.assert_refused(&v.restore("a17-checksum"), "corrupt archive");
     let mut garbage = good.clone();
-    garbage.extend(
-        b"trailing garbage that is not zero padding"
-            .iter()
-            .cycle()
-            .take(2048),
-    );
+    garbage.extend(b"trailing garbage that is not zero padding".iter().cycle().take(2048));
     v.plant("a17-garbage", &garbage, std::env::consts::OS);
     v.assert_refused(&v.restore("a17-garbage"), "after the end");
 
     // A18: a corrupt zstd block and a truncated frame, with the trailer digest recomputed by the
     // attacker so that only zstd's own checks stand in the way.
-    let text: Vec<u8> = b"compressible cache content "
-        .iter()
-        .copied()
-        .cycle()
-        .take(200_000)
-        .collect();
+    let text: Vec<u8> = b"compressible cache content ".iter().copied().cycle().take(200_000).collect();
     let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
     encoder.include_checksum(true).unwrap();
-    encoder
-        .write_all(&tar_of(&[("workspace/target/f", &text)]))
-        .unwrap();
+    encoder.write_all(&tar_of(&[("workspace/target/f", &text)])).unwrap();
     let compressed = encoder.finish().unwrap();
     let mut corrupt = compressed.clone();
     let middle = corrupt.len() / 2;
     corrupt[middle] ^= 0xff;
     v.plant_compressed("a18-corrupt", &corrupt, std::env::consts::OS);
     v.assert_refused(&v.restore("a18-corrupt"), "corrupt archive");
-    v.plant_compressed(
-        "a18-truncated-frame",
-        &compressed[..compressed.len() - 10],
-        std::env::consts::OS,
-    );
+    v.plant_compressed("a18-truncated-frame", &compressed[..compressed.len() - 10], std::env::consts::OS);
     v.assert_refused(&v.restore("a18-truncated-frame"), "corrupt archive");
 
     // A19: a window beyond the 128 MiB cap, and a bomb beyond the unpacked-size cap.
     let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
     encoder.window_log(28).unwrap();
     encoder.long_distance_matching(true).unwrap();
-    encoder
-        .write_all(&tar_of(&[("workspace/target/f", b"small".as_slice())]))
-        .unwrap();
-    v.plant_compressed(
-        "a19-window",
-        &encoder.finish().unwrap(),
-        std::env::consts::OS,
-    );
+    encoder.write_all(&tar_of(&[("workspace/target/f", b"small".as_slice())])).unwrap();
+    v.plant_compressed("a19-window", &encoder.finish().unwrap(), std::env::consts::OS);
     v.assert_refused(&v.restore("a19-window"), "corrupt archive");
     let bomb = tar_of(&[("workspace/target/zeros", &vec![0u8; 64 << 20])]);
     v.plant("a19-bomb", &bomb, std::env::consts::OS);
@@ -562,14 +404,8 @@ fn integrity_failures_are_misses() {
     let mut machine = Sandbox::new();
     machine.use_server(&v.server, "hostile");
     write_target(&machine);
-    machine
-        .run(&["save", "--key", "real", "--path", "target"])
-        .success();
-    let object = v
-        .server
-        .data_dir()
-        .join(&v.server.bucket)
-        .join("hostile/local/real.tar.zst");
+    machine.run(&["save", "--key", "real", "--path", "target"]).success();
+    let object = v.server.data_dir().join(&v.server.bucket).join("hostile/local/real.tar.zst");
     let bytes = fs::read(&object).unwrap();
 
     // A byte flipped in storage: zstd's checksum or the manifest's SHA-256 catches it, whichever
@@ -579,27 +415,16 @@ fn integrity_failures_are_misses() {
     v.plant_raw("flipped", &flipped);
     let run = v.restore("flipped");
     v.assert_refused(&run, "cache entry \"flipped\" was not restored");
-    assert!(
-        run.stderr.contains("SHA-256 mismatch") || run.stderr.contains("checksum"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("SHA-256 mismatch") || run.stderr.contains("checksum"), "{}", run.stderr);
     v.plant_raw("truncated", &bytes[..bytes.len() - 100]);
     v.assert_refused(&v.restore("truncated"), "trailer");
-    v.plant_raw(
-        "no-trailer",
-        &zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap(),
-    );
+    v.plant_raw("no-trailer", &zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap());
     v.assert_refused(&v.restore("no-trailer"), "no s3cache trailer");
     v.plant_raw("empty", b"");
     v.assert_refused(&v.restore("empty"), "empty");
     // B7: a manifest whose archive is missing (the object holds the trailer alone).
-    let archive =
-        zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap();
-    v.plant_raw(
-        "manifest-only",
-        &trailer_for(&archive, std::env::consts::OS, &["target"], Vec::new()),
-    );
+    let archive = zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap();
+    v.plant_raw("manifest-only", &trailer_for(&archive, std::env::consts::OS, &["target"], Vec::new()));
     v.assert_refused(&v.restore("manifest-only"), "manifest-only");
     v.plant_raw("html", b"<html><body>502 Bad Gateway</body></html>");
     v.assert_refused(&v.restore("html"), "trailer");
@@ -618,23 +443,9 @@ fn refuses_other_operating_systems_unless_enabled() {
     let tar = tar_of(&[("workspace/target/from-windows", b"x".as_slice())]);
     v.plant("windows", &tar, "windows");
     let run = v.restore("windows").success();
-    assert!(
-        run.stderr.contains("cache miss") && run.stderr.contains("saved on windows for every OS"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cache miss") && run.stderr.contains("saved on windows for every OS"), "{}", run.stderr);
     v.assert_nothing_changed();
-    let run = v
-        .machine
-        .run(&[
-            "restore",
-            "--key",
-            "windows",
-            "--path",
-            "target",
-            "--enable-cross-os-archive",
-        ])
-        .success();
+    let run = v.machine.run(&["restore", "--key", "windows", "--path", "target", "--enable-cross-os-archive"]).success();
     assert!(run.stderr.contains("restored windows"), "{}", run.stderr);
     assert!(v.machine.workspace().join("target/from-windows").exists());
 }
@@ -646,30 +457,11 @@ fn never_writes_through_existing_symlinks() {
     let target = v.machine.workspace().join("target");
     std::os::unix::fs::symlink(&v.outside, target.join("thatlink")).unwrap();
     let tar = tar_of(&[("workspace/target/thatlink/file", b"payload".as_slice())]);
-    v.plant_for(
-        "through-link",
-        &zstd::encode_all(&tar[..], 3).unwrap(),
-        std::env::consts::OS,
-        &["target/**"],
-    );
-    let run = v
-        .machine
-        .run(&["restore", "--key", "through-link", "--path", "target/**"])
-        .success();
-    assert!(
-        run.stderr.contains("restored through-link"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        snapshot(&v.outside),
-        v.before[2],
-        "written through the link"
-    );
-    assert_eq!(
-        fs::read_to_string(target.join("thatlink/file")).unwrap(),
-        "payload"
-    );
+    v.plant_for("through-link", &zstd::encode_all(&tar[..], 3).unwrap(), std::env::consts::OS, &["target/**"]);
+    let run = v.machine.run(&["restore", "--key", "through-link", "--path", "target/**"]).success();
+    assert!(run.stderr.contains("restored through-link"), "{}", run.stderr);
+    assert_eq!(snapshot(&v.outside), v.before[2], "written through the link");
+    assert_eq!(fs::read_to_string(target.join("thatlink/file")).unwrap(), "payload");
 }
 
 /// A26 and hard links: our saver keeps an absolute link that points inside the cached path (as a
@@ -685,46 +477,16 @@ fn applies_the_link_policies_end_to_end() {
     std::os::unix::fs::symlink(venv.join("bin/python3.11"), venv.join("bin/python3")).unwrap();
     std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
     std::os::unix::fs::symlink(venv.join("lib"), venv.join("lib64")).unwrap();
-    fs::hard_link(
-        venv.join("bin/python3.11"),
-        venv.join("bin/python-hardlink"),
-    )
-    .unwrap();
-    let run = v
-        .machine
-        .run(&["save", "--key", "venv", "--path", "venv"])
-        .success();
-    assert!(
-        run.stderr.contains("skipping symlink") && run.stderr.contains("/usr/bin/python3"),
-        "{}",
-        run.stderr
-    );
+    fs::hard_link(venv.join("bin/python3.11"), venv.join("bin/python-hardlink")).unwrap();
+    let run = v.machine.run(&["save", "--key", "venv", "--path", "venv"]).success();
+    assert!(run.stderr.contains("skipping symlink") && run.stderr.contains("/usr/bin/python3"), "{}", run.stderr);
     fs::remove_dir_all(&venv).unwrap();
-    v.machine
-        .run(&["restore", "--key", "venv", "--path", "venv"])
-        .success();
-    assert_eq!(
-        fs::read_link(venv.join("bin/python3"))
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        "../../venv/bin/python3.11"
-    );
-    assert_eq!(
-        fs::read_to_string(venv.join("bin/python3")).unwrap(),
-        "interpreter"
-    );
-    assert_eq!(
-        fs::read_link(venv.join("lib64")).unwrap().to_str().unwrap(),
-        "../venv/lib"
-    );
-    assert!(
-        !venv.join("bin/python").exists() && fs::symlink_metadata(venv.join("bin/python")).is_err()
-    );
-    let (a, b) = (
-        fs::metadata(venv.join("bin/python3.11")).unwrap(),
-        fs::metadata(venv.join("bin/python-hardlink")).unwrap(),
-    );
+    v.machine.run(&["restore", "--key", "venv", "--path", "venv"]).success();
+    assert_eq!(fs::read_link(venv.join("bin/python3")).unwrap().to_str().unwrap(), "../../venv/bin/python3.11");
+    assert_eq!(fs::read_to_string(venv.join("bin/python3")).unwrap(), "interpreter");
+    assert_eq!(fs::read_link(venv.join("lib64")).unwrap().to_str().unwrap(), "../venv/lib");
+    assert!(!venv.join("bin/python").exists() && fs::symlink_metadata(venv.join("bin/python")).is_err());
+    let (a, b) = (fs::metadata(venv.join("bin/python3.11")).unwrap(), fs::metadata(venv.join("bin/python-hardlink")).unwrap());
     assert_eq!(a.ino(), b.ino(), "hard link restored as a link");
 }
 
@@ -744,15 +506,11 @@ fn killed_restores_leave_the_target_untouched() {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(format!("f{i}")), noise(4000, i)).unwrap();
     }
-    saver
-        .run(&["save", "--key", "big", "--path", "target"])
-        .success();
+    saver.run(&["save", "--key", "big", "--path", "target"]).success();
     let saved = snapshot(&target);
 
     let proxy = FaultProxy::start(v.server.port);
-    proxy.add(Rule::always(Fault::Throttle {
-        bytes_per_sec: 512 << 10,
-    }));
+    proxy.add(Rule::always(Fault::Throttle { bytes_per_sec: 512 << 10 }));
     let mut env = v.machine.machine_env();
     env.retain(|(name, _)| name != "AWS_ENDPOINT_URL");
     env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
@@ -764,60 +522,25 @@ fn killed_restores_leave_the_target_untouched() {
         .spawn()
         .unwrap();
     let extracted_file = |workspace: &std::path::Path| {
-        fs::read_dir(workspace)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".s3cache-staging")
-            })
-            .any(|staging| {
-                walkdir::WalkDir::new(staging)
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .any(|e| e.file_type().is_file())
-            })
+        fs::read_dir(workspace).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".s3cache-staging")).any(|staging| {
+            walkdir::WalkDir::new(staging).into_iter().filter_map(Result::ok).any(|e| e.file_type().is_file())
+        })
     };
     let waited = std::time::Instant::now();
     while !extracted_file(&v.machine.workspace()) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore ended before it extracted anything"
-        );
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(120),
-            "no extracted file in staging after 2 minutes"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "the restore ended before it extracted anything");
+        assert!(waited.elapsed() < std::time::Duration::from_secs(120), "no extracted file in staging after 2 minutes");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the restore finished before the kill"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the restore finished before the kill");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        snapshot(&v.machine.workspace().join("target")),
-        v.before[0],
-        "the killed restore changed the target"
-    );
+    assert_eq!(snapshot(&v.machine.workspace().join("target")), v.before[0], "the killed restore changed the target");
 
-    v.machine
-        .run(&["restore", "--key", "big", "--path", "target"])
-        .success();
-    let leftovers: Vec<_> = fs::read_dir(v.machine.workspace())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".s3cache"))
-        .collect();
+    v.machine.run(&["restore", "--key", "big", "--path", "target"]).success();
+    let leftovers: Vec<_> = fs::read_dir(v.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert_eq!(
-        snapshot(&v.machine.workspace().join("target")),
-        saved,
-        "the next restore is the saved tree, contents, modes and times"
-    );
+    assert_eq!(snapshot(&v.machine.workspace().join("target")), saved, "the next restore is the saved tree, contents, modes and times");
 }
 
 /// E1/E2/E5: a guest over its memory cap or its deadline stops; the host reports a miss that names
@@ -827,14 +550,8 @@ fn guest_limits_turn_into_misses() {
     let mut v = victim();
     let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
     encoder.window_log(27).unwrap();
-    encoder
-        .write_all(&tar_of(&[("workspace/target/f", &noise(200_000, 1))]))
-        .unwrap();
-    v.plant_compressed(
-        "wide-window",
-        &encoder.finish().unwrap(),
-        std::env::consts::OS,
-    );
+    encoder.write_all(&tar_of(&[("workspace/target/f", &noise(200_000, 1))])).unwrap();
+    v.plant_compressed("wide-window", &encoder.finish().unwrap(), std::env::consts::OS);
     v.machine.env("S3CACHE_GUEST_MEMORY_MB", "64");
     // The 128 MiB window cannot be allocated under a 64 MiB cap: the reason is the cap, not corruption.
     let run = v.restore("wide-window");
@@ -853,9 +570,7 @@ fn guest_limits_turn_into_misses() {
     }
     encoder.write_all(&[0u8; 1024]).unwrap();
     v.plant_compressed("slow", &encoder.finish().unwrap(), std::env::consts::OS);
-    v.machine
-        .unset("S3CACHE_GUEST_MEMORY_MB")
-        .env("S3CACHE_GUEST_TIMEOUT_MS", "300");
+    v.machine.unset("S3CACHE_GUEST_MEMORY_MB").env("S3CACHE_GUEST_TIMEOUT_MS", "300");
     v.assert_refused(&v.restore("slow"), "cache entry \"slow\" was not restored: the sandboxed guest stopped at its deadline of 300 ms for one call (raise --guest-timeout-ms or S3CACHE_GUEST_TIMEOUT_MS)");
 }
 
@@ -865,11 +580,7 @@ struct TinyFs(PathBuf);
 impl TinyFs {
     fn mount(at: PathBuf, size: &str) -> Self {
         fs::create_dir_all(&at).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&at)
-            .status()
-            .unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at).status().unwrap();
         assert!(status.success(), "mounting a tmpfs needs root");
         Self(at)
     }
@@ -890,30 +601,15 @@ fn a_full_disk_is_a_clean_miss() {
     saver.use_server(&v.server, "hostile");
     fs::create_dir_all(saver.workspace().join("target")).unwrap();
     fs::write(saver.workspace().join("target/big"), noise(8 << 20, 4)).unwrap();
-    saver
-        .run(&["save", "--key", "too-big", "--path", "target"])
-        .success();
+    saver.run(&["save", "--key", "too-big", "--path", "target"]).success();
 
     let tiny = TinyFs::mount(v.machine.scratch("tiny"), "4m");
     fs::create_dir_all(tiny.0.join("target")).unwrap();
     fs::write(tiny.0.join("target/old"), "old").unwrap();
-    let run = v.machine.run_in(
-        &tiny.0,
-        &["restore", "--key", "too-big", "--path", "target"],
-    );
+    let run = v.machine.run_in(&tiny.0, &["restore", "--key", "too-big", "--path", "target"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("warning: cache not restored") && run.stderr.contains("No space left"),
-        "{}",
-        run.stderr
-    );
-    let names: Vec<_> = fs::read_dir(&tiny.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    assert!(run.stderr.contains("warning: cache not restored") && run.stderr.contains("No space left"), "{}", run.stderr);
+    let names: Vec<_> = fs::read_dir(&tiny.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, vec!["target"], "staging left behind");
-    assert_eq!(
-        fs::read_to_string(tiny.0.join("target/old")).unwrap(),
-        "old"
-    );
+    assert_eq!(fs::read_to_string(tiny.0.join("target/old")).unwrap(), "old");
 }

@@ -11,22 +11,13 @@ fn open(server: &S3Server, prefix: &str) -> Box<dyn BlobStore> {
     let options = S3Options {
         endpoint: Some(server.endpoint()),
         region: Some("us-east-1".into()),
-        credentials: Some(Credentials {
-            access_key_id: server.access_key.clone(),
-            secret_access_key: server.secret_key.clone(),
-            session_token: None,
-        }),
+        credentials: Some(Credentials { access_key_id: server.access_key.clone(), secret_access_key: server.secret_key.clone(), session_token: None }),
         ..S3Options::default()
     };
     s3cache::open_store(&format!("s3://{}/{prefix}", server.bucket), options).unwrap()
 }
 
-fn put(
-    store: &dyn BlobStore,
-    name: &str,
-    body: &[u8],
-    options: PutOptions,
-) -> Result<u64, StoreError> {
+fn put(store: &dyn BlobStore, name: &str, body: &[u8], options: PutOptions) -> Result<u64, StoreError> {
     let mut upload = store.put(name, options).unwrap();
     upload.write_all(body).unwrap();
     upload.finish()
@@ -37,43 +28,26 @@ fn put(
 fn store_operations_against_s3s_fs() {
     let server = S3Server::start(ServerKind::S3sFs);
     let store = open(&server, "lib");
-    assert_eq!(
-        put(&*store, "a b/ü.bin", b"hello", PutOptions::default()).unwrap(),
-        5
-    );
+    assert_eq!(put(&*store, "a b/ü.bin", b"hello", PutOptions::default()).unwrap(), 5);
     let info = store.head("a b/ü.bin").unwrap().unwrap();
     assert_eq!(info.size, 5);
     assert!(store.head("missing").unwrap().is_none());
     let mut body = String::new();
-    store
-        .read(&info, 0, 5)
-        .unwrap()
-        .read_to_string(&mut body)
-        .unwrap();
+    store.read(&info, 0, 5).unwrap().read_to_string(&mut body).unwrap();
     assert_eq!(body, "hello");
     let mut tail = String::new();
-    store
-        .read(&info, 3, 5)
-        .unwrap()
-        .read_to_string(&mut tail)
-        .unwrap();
+    store.read(&info, 3, 5).unwrap().read_to_string(&mut tail).unwrap();
     assert_eq!(tail, "lo");
 
     // More objects than one ListObjectsV2 page holds (1000), created with the independent client.
-    boto3(
-        &server,
-        "[s3.put_object(Bucket=bucket, Key=f'lib/many/{i:04}', Body=b'x') for i in range(1100)]",
-    );
+    boto3(&server, "[s3.put_object(Bucket=bucket, Key=f'lib/many/{i:04}', Body=b'x') for i in range(1100)]");
     assert_eq!(store.list("many/").unwrap().len(), 1100);
     assert_eq!(store.list("a b/").unwrap().len(), 1);
 
     store.delete("a b/ü.bin").unwrap();
     store.delete("a b/ü.bin").unwrap();
     assert!(store.head("a b/ü.bin").unwrap().is_none());
-    let keys = boto3(
-        &server,
-        "print(s3.list_objects_v2(Bucket=bucket, Prefix='lib/a')['KeyCount'])",
-    );
+    let keys = boto3(&server, "print(s3.list_objects_v2(Bucket=bucket, Prefix='lib/a')['KeyCount'])");
     assert_eq!(keys.trim(), "0");
 }
 
@@ -83,24 +57,12 @@ fn conditional_writes_keep_the_first_writer() {
     for kind in [ServerKind::S3sFs, ServerKind::Moto] {
         let server = S3Server::start(kind);
         let store = open(&server, "");
-        let first = PutOptions {
-            if_none_match: true,
-        };
+        let first = PutOptions { if_none_match: true };
         put(&*store, "k", b"first", first).unwrap();
-        assert!(
-            matches!(
-                put(&*store, "k", b"second", first),
-                Err(StoreError::AlreadyExists(_))
-            ),
-            "{kind:?}"
-        );
+        assert!(matches!(put(&*store, "k", b"second", first), Err(StoreError::AlreadyExists(_))), "{kind:?}");
         let mut body = String::new();
         let info = store.head("k").unwrap().unwrap();
-        store
-            .read(&info, 0, info.size)
-            .unwrap()
-            .read_to_string(&mut body)
-            .unwrap();
+        store.read(&info, 0, info.size).unwrap().read_to_string(&mut body).unwrap();
         assert_eq!(body, "first", "{kind:?}");
     }
 }
@@ -119,13 +81,7 @@ fn restores_old_tools_objects_at_their_own_names() {
     std::fs::write(old.join("vendor/lib/a.go"), "package lib\n").unwrap();
     std::fs::write(old.join("outside.txt"), "not mine\n").unwrap();
     let tgz = |members: &[&str]| {
-        let out = std::process::Command::new("tar")
-            .arg("czf")
-            .arg("-")
-            .args(members)
-            .current_dir(&old)
-            .output()
-            .unwrap();
+        let out = std::process::Command::new("tar").arg("czf").arg("-").args(members).current_dir(&old).output().unwrap();
         assert!(out.status.success());
         out.stdout
     };
@@ -140,14 +96,8 @@ fn restores_old_tools_objects_at_their_own_names() {
     };
     let env = s3cache::config::process_env(vec![
         ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
-        (
-            "S3CACHE_SECRET_ACCESS_KEY".into(),
-            server.secret_key.clone(),
-        ),
-        (
-            "S3CACHE_CACHE_DIR".into(),
-            machine.cache_dir().display().to_string(),
-        ),
+        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
         ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
     ]);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
@@ -164,72 +114,34 @@ fn restores_old_tools_objects_at_their_own_names() {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
-            objects: vec![LegacyObject {
-                name: format!("{key}/vendor"),
-                paths: vec!["vendor".into()],
-                names: s3cache::cache::MemberNames::Plain,
-            }],
+            objects: vec![LegacyObject { name: format!("{key}/vendor"), paths: vec!["vendor".into()], names: s3cache::cache::MemberNames::Plain }],
         }),
     };
-    let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else {
-        panic!("the old object was not restored")
-    };
-    assert_eq!(
-        (hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact),
-        ("deps-1/vendor", "", false)
-    );
-    assert_eq!(
-        std::fs::read_to_string(machine.workspace().join("vendor/lib/a.go")).unwrap(),
-        "package lib\n"
-    );
+    let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
+    assert_eq!((hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact), ("deps-1/vendor", "", false));
+    assert_eq!(std::fs::read_to_string(machine.workspace().join("vendor/lib/a.go")).unwrap(), "package lib\n");
 
-    let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap()
-    else {
-        panic!("a member outside the mount was accepted")
-    };
-    assert!(
-        failed
-            && reason.contains(
-                "archive member outside.txt rejected: not selected by the restored path's patterns"
-            ),
-        "{reason}"
-    );
+    let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap() else { panic!("a member outside the mount was accepted") };
+    assert!(failed && reason.contains("archive member outside.txt rejected: not selected by the restored path's patterns"), "{reason}");
     assert!(!machine.workspace().join("outside.txt").exists());
 }
 
 /// The library's examples, as built by `cargo test` next to the binary.
 fn example(name: &str) -> std::path::PathBuf {
-    let path = s3cache_tests::binary()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples",
-        path.display()
-    );
+    let path = s3cache_tests::binary().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "{} is missing: `cargo test` builds the examples", path.display());
     path
 }
 
 /// Runs an example in `dir` with the sandbox's environment only.
-fn run_example(
-    machine: &s3cache_tests::Sandbox,
-    name: &str,
-    dir: &std::path::Path,
-    args: &[&str],
-) -> (i32, String, String) {
+fn run_example(machine: &s3cache_tests::Sandbox, name: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut command = std::process::Command::new(example(name));
     command.args(args).current_dir(dir).env_clear();
     for (key, value) in machine.machine_env() {
         command.env(key, value);
     }
     let out = command.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// examples/restore-save.rs against a real S3 server: a miss builds and saves, the next run restores,
@@ -240,32 +152,20 @@ fn restore_save_example_interoperates_with_the_binary() {
     let mut machine = s3cache_tests::Sandbox::new();
     machine.use_server(&server, "example");
     let workspace = machine.workspace();
-    let (code, stdout, stderr) =
-        run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
+    let (code, stdout, stderr) = run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(
-        lines[0].starts_with("miss: no usable cache entry for key \"deps-v1\""),
-        "{stdout}"
-    );
+    assert!(lines[0].starts_with("miss: no usable cache entry for key \"deps-v1\""), "{stdout}");
     assert!(lines[1].starts_with("saved deps-v1 ("), "{stdout}");
 
-    let (code, stdout, stderr) =
-        run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
-    assert_eq!(
-        (code, stdout.as_str()),
-        (0, "restored deps-v1 (2 members)\n"),
-        "{stderr}"
-    );
+    let (code, stdout, stderr) = run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
+    assert_eq!((code, stdout.as_str()), (0, "restored deps-v1 (2 members)\n"), "{stderr}");
 
     std::fs::remove_dir_all(workspace.join("out")).unwrap();
     let run = machine.run(&["restore", "--key", "deps-v1", "--path", "out"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        std::fs::read_to_string(workspace.join("out/built.txt")).unwrap(),
-        "built by the example\n"
-    );
+    assert_eq!(std::fs::read_to_string(workspace.join("out/built.txt")).unwrap(), "built by the example\n");
 }
 
 /// examples/custom-store.rs: an embedder's own in-memory store saves a tree, a second workspace
@@ -281,17 +181,7 @@ fn custom_store_example_round_trips_through_its_own_store() {
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(
-        lines[0].starts_with("saved custom-store-demo: 4 members, "),
-        "{stdout}"
-    );
-    assert!(
-        lines[1].starts_with("restored custom-store-demo into ")
-            && lines[1].ends_with("/src: 4 members"),
-        "{stdout}"
-    );
-    assert!(
-        lines[2].starts_with("in the store: local/custom-store-demo.tar.zst ("),
-        "{stdout}"
-    );
+    assert!(lines[0].starts_with("saved custom-store-demo: 4 members, "), "{stdout}");
+    assert!(lines[1].starts_with("restored custom-store-demo into ") && lines[1].ends_with("/src: 4 members"), "{stdout}");
+    assert!(lines[2].starts_with("in the store: local/custom-store-demo.tar.zst ("), "{stdout}");
 }

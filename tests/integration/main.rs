@@ -1,8 +1,6 @@
 //! One integration test binary: the real `s3cache` binary, running the real guest in wasmtime,
 //! against real S3 servers on loopback (see `s3cache_tests::servers`).
 
-mod action;
-mod admin;
 mod cli;
 mod credentials;
 mod faults;
@@ -10,8 +8,10 @@ mod foreign_hosts;
 mod formats;
 mod hostile;
 mod library;
-mod plugins;
 mod roundtrip;
 mod sandbox;
 mod scopes;
 mod semaphore;
+mod action;
+mod admin;
+mod plugins;

@@ -21,18 +21,14 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 /// E3: the escape probe is denied everything, and the tree around its preopens is unchanged.
 #[test]
 fn escape_attempts_all_fail() {
-    let probe = std::env::var("S3CACHE_ESCAPE_PROBE")
-        .expect("S3CACHE_ESCAPE_PROBE: built by scripts/test (scripts/build-guest --probe)");
+    let probe = std::env::var("S3CACHE_ESCAPE_PROBE").expect("S3CACHE_ESCAPE_PROBE: built by scripts/test (scripts/build-guest --probe)");
     let root = tempfile::tempdir().unwrap();
     let (ro, rw) = (root.path().join("ro"), root.path().join("rw"));
     fs::create_dir_all(&ro).unwrap();
@@ -42,16 +38,8 @@ fn escape_attempts_all_fail() {
     let before = snapshot(root.path());
 
     let preopens = [
-        Preopen {
-            host: ro.clone(),
-            guest: "/ro".into(),
-            writable: false,
-        },
-        Preopen {
-            host: rw.clone(),
-            guest: "/rw".into(),
-            writable: true,
-        },
+        Preopen { host: ro.clone(), guest: "/ro".into(), writable: false },
+        Preopen { host: rw.clone(), guest: "/rw".into(), writable: true },
     ];
     let stdout = MemoryOutputPipe::new(1 << 20);
     let mut builder = wasi_context(&preopens).unwrap();
@@ -60,19 +48,9 @@ fn escape_attempts_all_fail() {
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     let component = Component::from_file(&engine, &probe).unwrap();
-    let mut store = Store::new(
-        &engine,
-        State {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
-        },
-    );
+    let mut store = Store::new(&engine, State { wasi: builder.build(), table: ResourceTable::new() });
     let command = Command::instantiate(&mut store, &component, &linker).unwrap();
-    command
-        .wasi_cli_run()
-        .call_run(&mut store)
-        .unwrap()
-        .unwrap();
+    command.wasi_cli_run().call_run(&mut store).unwrap().unwrap();
 
     let report = String::from_utf8(stdout.contents().to_vec()).unwrap();
     assert_eq!(report.lines().count(), 13, "{report}");

@@ -44,10 +44,7 @@ fn restored(machine: &Sandbox) -> Option<String> {
 }
 
 fn keys(server: &S3Server) -> String {
-    boto3(
-        server,
-        "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))",
-    )
+    boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
 }
 
 /// B4, B5: feature branches write their own scopes; a sibling never sees them, even through a
@@ -57,62 +54,26 @@ fn branches_are_isolated_and_fall_back_to_the_default_branch() {
     let server = S3Server::start(ServerKind::S3sFs);
     let main = job(&server, "refs/heads/main", "push", push_event());
     write(&main, "main");
-    main.run(&["save", "--key", "deps-1", "--path", "deps"])
-        .success();
+    main.run(&["save", "--key", "deps-1", "--path", "deps"]).success();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let feature_a = job(&server, "refs/heads/feature/a", "push", push_event());
     write(&feature_a, "feature-a");
-    feature_a
-        .run(&["save", "--key", "deps-2", "--path", "deps"])
-        .success();
+    feature_a.run(&["save", "--key", "deps-2", "--path", "deps"]).success();
     // Same logical key in two scopes: two objects.
-    feature_a
-        .run(&["save", "--key", "deps-1", "--path", "deps"])
-        .success();
+    feature_a.run(&["save", "--key", "deps-1", "--path", "deps"]).success();
     let listing = keys(&server);
     assert_eq!(listing.matches("/deps-1.tar.zst").count(), 2, "{listing}");
 
     let feature_b = job(&server, "refs/heads/feature/b", "push", push_event());
-    let run = feature_b
-        .run(&[
-            "restore",
-            "--key",
-            "deps-9",
-            "--restore-key",
-            "deps-",
-            "--path",
-            "deps",
-            "--summary-json",
-            "summary.json",
-        ])
-        .success();
-    assert!(
-        run.stderr.contains("restored deps-1 (fallback for deps-9)"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        restored(&feature_b).as_deref(),
-        Some("main"),
-        "a sibling's newer entry was used"
-    );
-    let summary: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(feature_b.workspace().join("summary.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(
-        summary["scope"]
-            .as_str()
-            .unwrap()
-            .starts_with("heads-main-"),
-        "{summary}"
-    );
+    let run = feature_b.run(&["restore", "--key", "deps-9", "--restore-key", "deps-", "--path", "deps", "--summary-json", "summary.json"]).success();
+    assert!(run.stderr.contains("restored deps-1 (fallback for deps-9)"), "{}", run.stderr);
+    assert_eq!(restored(&feature_b).as_deref(), Some("main"), "a sibling's newer entry was used");
+    let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(feature_b.workspace().join("summary.json")).unwrap()).unwrap();
+    assert!(summary["scope"].as_str().unwrap().starts_with("heads-main-"), "{summary}");
 
     // The default branch never reads a feature branch's scope.
     let main_again = job(&server, "refs/heads/main", "push", push_event());
-    let run = main_again
-        .run(&["restore", "--key", "deps-2", "--path", "deps"])
-        .success();
+    let run = main_again.run(&["restore", "--key", "deps-2", "--path", "deps"]).success();
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
 }
 
@@ -124,67 +85,30 @@ fn untrusted_events_are_read_only() {
     let server = S3Server::start(ServerKind::S3sFs);
     let main = job(&server, "refs/heads/main", "push", push_event());
     write(&main, "main");
-    main.run(&["save", "--key", "deps-1", "--path", "deps"])
-        .success();
+    main.run(&["save", "--key", "deps-1", "--path", "deps"]).success();
 
-    let mut fork = job(
-        &server,
-        "refs/pull/7/merge",
-        "pull_request",
-        pull_request_event("mallory/repo"),
-    );
+    let mut fork = job(&server, "refs/pull/7/merge", "pull_request", pull_request_event("mallory/repo"));
     fork.env("GITHUB_BASE_REF", "main");
-    let run = fork
-        .run(&["restore", "--key", "deps-1", "--path", "deps"])
-        .success();
+    let run = fork.run(&["restore", "--key", "deps-1", "--path", "deps"]).success();
     assert!(run.stderr.contains("restored deps-1"), "{}", run.stderr);
     write(&fork, "poisoned");
-    let run = fork
-        .run(&["save", "--key", "deps-poison", "--path", "deps"])
-        .success();
-    assert!(
-        run.stderr.contains("not saving") && run.stderr.contains("mallory/repo"),
-        "{}",
-        run.stderr
-    );
+    let run = fork.run(&["save", "--key", "deps-poison", "--path", "deps"]).success();
+    assert!(run.stderr.contains("not saving") && run.stderr.contains("mallory/repo"), "{}", run.stderr);
     assert!(!keys(&server).contains("deps-poison"), "{}", keys(&server));
 
-    let mut target = job(
-        &server,
-        "refs/heads/main",
-        "pull_request_target",
-        pull_request_event("mallory/repo"),
-    );
-    let run = target
-        .run(&["save", "--key", "deps-target", "--path", "deps"])
-        .success();
-    assert!(
-        run.stderr.contains("not saving") && run.stderr.contains("pull_request_target"),
-        "{}",
-        run.stderr
-    );
+    let mut target = job(&server, "refs/heads/main", "pull_request_target", pull_request_event("mallory/repo"));
+    let run = target.run(&["save", "--key", "deps-target", "--path", "deps"]).success();
+    assert!(run.stderr.contains("not saving") && run.stderr.contains("pull_request_target"), "{}", run.stderr);
     target.env("S3CACHE_ALLOW_UNTRUSTED_SAVE", "true");
     write(&target, "allowed");
-    let run = target
-        .run(&["save", "--key", "deps-target", "--path", "deps"])
-        .success();
-    assert!(
-        run.stderr.contains("warning:") && run.stderr.contains("allowed explicitly"),
-        "{}",
-        run.stderr
-    );
+    let run = target.run(&["save", "--key", "deps-target", "--path", "deps"]).success();
+    assert!(run.stderr.contains("warning:") && run.stderr.contains("allowed explicitly"), "{}", run.stderr);
     assert!(keys(&server).contains("deps-target"));
 
-    let mut own = job(
-        &server,
-        "refs/pull/8/merge",
-        "pull_request",
-        pull_request_event("owner/repo"),
-    );
+    let mut own = job(&server, "refs/pull/8/merge", "pull_request", pull_request_event("owner/repo"));
     own.env("GITHUB_BASE_REF", "main");
     write(&own, "own");
-    own.run(&["save", "--key", "deps-own", "--path", "deps"])
-        .success();
+    own.run(&["save", "--key", "deps-own", "--path", "deps"]).success();
     assert!(keys(&server).contains("/deps-own.tar.zst"));
 }
 
@@ -195,14 +119,9 @@ fn hostile_refs_and_keys() {
     let server = S3Server::start(ServerKind::S3sFs);
     let hostile = job(&server, "refs/heads/../../main\n*", "push", push_event());
     write(&hostile, "x");
-    hostile
-        .run(&["save", "--key", "k", "--path", "deps"])
-        .success();
+    hostile.run(&["save", "--key", "k", "--path", "deps"]).success();
     let listing = keys(&server);
-    assert!(
-        !listing.contains("..") && !listing.contains("\\n") && !listing.contains('*'),
-        "{listing}"
-    );
+    assert!(!listing.contains("..") && !listing.contains("\\n") && !listing.contains('*'), "{listing}");
     assert!(listing.contains("scoped/heads-main-"), "{listing}");
     for (key, rule) in [("a,b", "commas"), ("a\u{1}b", "control characters")] {
         let run = hostile.run(&["restore", "--key", key, "--path", "deps"]);
@@ -222,42 +141,21 @@ fn exact_key_only_and_first_writer_wins() {
     let mut machine = Sandbox::new();
     machine.use_server(&server, "release");
     write(&machine, "first");
-    machine
-        .run(&["save", "--key", "build-1", "--path", "deps"])
-        .success();
+    machine.run(&["save", "--key", "build-1", "--path", "deps"]).success();
     write(&machine, "second");
-    let run = machine
-        .run(&["save", "--key", "build-1", "--path", "deps"])
-        .success();
+    let run = machine.run(&["save", "--key", "build-1", "--path", "deps"]).success();
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
-    let run = machine
-        .run(&[
-            "restore",
-            "--key",
-            "build-2",
-            "--restore-key",
-            "build-",
-            "--path",
-            "deps",
-            "--exact-key-only",
-        ])
-        .success();
+    let run = machine.run(&["restore", "--key", "build-2", "--restore-key", "build-", "--path", "deps", "--exact-key-only"]).success();
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
     assert_eq!(restored(&machine), None);
-    machine
-        .run(&["restore", "--key", "build-1", "--path", "deps"])
-        .success();
+    machine.run(&["restore", "--key", "build-1", "--path", "deps"]).success();
     assert_eq!(restored(&machine).as_deref(), Some("first"));
 
     write(&machine, "replaced");
-    machine
-        .run(&["save", "--key", "build-1", "--path", "deps", "--overwrite"])
-        .success();
+    machine.run(&["save", "--key", "build-1", "--path", "deps", "--overwrite"]).success();
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
-    machine
-        .run(&["restore", "--key", "build-1", "--path", "deps"])
-        .success();
+    machine.run(&["restore", "--key", "build-1", "--path", "deps"]).success();
     assert_eq!(restored(&machine).as_deref(), Some("replaced"));
 }
 
@@ -270,71 +168,24 @@ fn version_mismatches_are_explained() {
     let mut machine = Sandbox::new();
     machine.use_server(&server, "versions");
     write(&machine, "deps only");
-    machine
-        .run(&["save", "--key", "v-1", "--path", "deps"])
-        .success();
+    machine.run(&["save", "--key", "v-1", "--path", "deps"]).success();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     fs::create_dir_all(machine.workspace().join("other")).unwrap();
     fs::write(machine.workspace().join("other/file"), "o").unwrap();
-    machine
-        .run(&["save", "--key", "v-2", "--path", "deps", "--path", "other"])
-        .success();
+    machine.run(&["save", "--key", "v-2", "--path", "deps", "--path", "other"]).success();
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
 
-    let run = machine
-        .run(&[
-            "restore",
-            "--key",
-            "v-3",
-            "--restore-key",
-            "v-",
-            "--path",
-            "deps",
-        ])
-        .success();
-    assert!(
-        run.stderr
-            .contains("passing over cache entry local/v-2.tar.zst"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("saved for paths [\"deps\", \"other\"]"),
-        "{}",
-        run.stderr
-    );
+    let run = machine.run(&["restore", "--key", "v-3", "--restore-key", "v-", "--path", "deps"]).success();
+    assert!(run.stderr.contains("passing over cache entry local/v-2.tar.zst"), "{}", run.stderr);
+    assert!(run.stderr.contains("saved for paths [\"deps\", \"other\"]"), "{}", run.stderr);
     assert!(run.stderr.contains("restored v-1"), "{}", run.stderr);
 
-    let run = machine
-        .run(&[
-            "restore",
-            "--key",
-            "v-2",
-            "--path",
-            "deps",
-            "--exact-key-only",
-        ])
-        .success();
-    assert!(
-        run.stderr.contains("cache miss") && run.stderr.contains("passed over: local/v-2.tar.zst"),
-        "{}",
-        run.stderr
-    );
+    let run = machine.run(&["restore", "--key", "v-2", "--path", "deps", "--exact-key-only"]).success();
+    assert!(run.stderr.contains("cache miss") && run.stderr.contains("passed over: local/v-2.tar.zst"), "{}", run.stderr);
 
     // Saved for every OS on this OS: restorable here with or without the flag.
-    machine
-        .run(&[
-            "save",
-            "--key",
-            "x-1",
-            "--path",
-            "deps",
-            "--enable-cross-os-archive",
-        ])
-        .success();
+    machine.run(&["save", "--key", "x-1", "--path", "deps", "--enable-cross-os-archive"]).success();
     fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
-    machine
-        .run(&["restore", "--key", "x-1", "--path", "deps"])
-        .success();
+    machine.run(&["restore", "--key", "x-1", "--path", "deps"]).success();
     assert!(Path::new(&machine.workspace().join("deps/marker")).exists());
 }

@@ -20,18 +20,12 @@ fn job(server: &S3Server, branch: &str) -> Sandbox {
         ("SEMAPHORE_PROJECT_ID", PROJECT),
         ("SEMAPHORE_PROJECT_NAME", "shop"),
         ("SEMAPHORE_JOB_ID", "b7e3c2a4-1111-4a4a-8c8c-0f0f0f0f0f0f"),
-        (
-            "SEMAPHORE_WORKFLOW_ID",
-            "c1d2e3f4-2222-4b4b-9d9d-1e1e1e1e1e1e",
-        ),
+        ("SEMAPHORE_WORKFLOW_ID", "c1d2e3f4-2222-4b4b-9d9d-1e1e1e1e1e1e"),
         ("SEMAPHORE_GIT_BRANCH", branch),
         ("SEMAPHORE_GIT_WORKING_BRANCH", branch),
         ("SEMAPHORE_GIT_REF_TYPE", "branch"),
         ("SEMAPHORE_GIT_REF", &format!("refs/heads/{branch}")),
-        (
-            "SEMAPHORE_GIT_SHA",
-            "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a",
-        ),
+        ("SEMAPHORE_GIT_SHA", "5b9c1f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"),
         ("SEMAPHORE_GIT_REPO_SLUG", "acme/shop"),
         ("SEMAPHORE_GIT_REPO_NAME", "shop"),
         ("SEMAPHORE_CACHE_BACKEND", "s3"),
@@ -84,27 +78,15 @@ fn write(dir: &Path, name: &str, content: &str) {
 }
 
 fn objects(server: &S3Server) -> Vec<String> {
-    let out = boto3(
-        server,
-        "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', []))))",
-    );
+    let out = boto3(server, "print(json.dumps(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', []))))");
     serde_json::from_str(&out).unwrap()
 }
 
 #[track_caller]
 fn expect(run: &Run, code: i32, stdout_lines: &[&str]) {
-    assert_eq!(
-        run.code, code,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
+    assert_eq!(run.code, code, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     for line in stdout_lines {
-        assert!(
-            run.stdout.lines().any(|l| l == *line),
-            "missing line {line:?} in stdout:\n{}\nstderr: {}",
-            run.stdout,
-            run.stderr
-        );
+        assert!(run.stdout.lines().any(|l| l == *line), "missing line {line:?} in stdout:\n{}\nstderr: {}", run.stdout, run.stderr);
     }
 }
 
@@ -115,116 +97,47 @@ fn every_verb_through_a_pipeline() {
     let server = S3Server::start(ServerKind::S3sFs);
     let builder = job(&server, "main");
     write(&builder.workspace(), "vendor/bundle/gems/rake.rb", "rake");
-    write(
-        &builder.workspace(),
-        "vendor/bundle/bin/rake",
-        "#!/bin/sh\n",
-    );
-    expect(
-        &cache(&builder, &["store", "gems-main/2026", "vendor/bundle"]),
-        0,
-        &[
-            "Key 'gems-main/2026' is normalized to 'gems-main-2026'.",
-            "Uploading 'vendor/bundle' with cache key 'gems-main-2026'...",
-        ],
-    );
+    write(&builder.workspace(), "vendor/bundle/bin/rake", "#!/bin/sh\n");
+    expect(&cache(&builder, &["store", "gems-main/2026", "vendor/bundle"]), 0, &[
+        "Key 'gems-main/2026' is normalized to 'gems-main-2026'.",
+        "Uploading 'vendor/bundle' with cache key 'gems-main-2026'...",
+    ]);
     assert_eq!(objects(&server), vec![format!("{PROJECT}/gems-main-2026")]);
-    expect(
-        &cache(&builder, &["store", "gems-main-2026", "vendor/bundle"]),
-        0,
-        &["Key 'gems-main-2026' already exists."],
-    );
-    expect(
-        &cache(&builder, &["has_key", "gems-main-2026"]),
-        0,
-        &["Key 'gems-main-2026' exists in the cache store."],
-    );
-    expect(
-        &cache(&builder, &["has_key", "gems-main-1999"]),
-        1,
-        &["Key 'gems-main-1999' doesn't exist in the cache store."],
-    );
+    expect(&cache(&builder, &["store", "gems-main-2026", "vendor/bundle"]), 0, &["Key 'gems-main-2026' already exists."]);
+    expect(&cache(&builder, &["has_key", "gems-main-2026"]), 0, &["Key 'gems-main-2026' exists in the cache store."]);
+    expect(&cache(&builder, &["has_key", "gems-main-1999"]), 1, &["Key 'gems-main-1999' doesn't exist in the cache store."]);
     expect(&cache(&builder, &["is_not_empty"]), 0, &[]);
 
     // Another job, a fresh checkout: the first key misses, the second matches as a pattern.
     let next = job(&server, "main");
     let run = cache(&next, &["restore", "gems-main-3000,gems-main-"]);
-    expect(
-        &run,
-        0,
-        &[
-            "MISS: 'gems-main-3000'.",
-            "HIT: 'gems-main-', using key 'gems-main-2026'.",
-            "Restored: vendor/bundle.",
-        ],
-    );
-    assert_eq!(
-        fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(),
-        "rake"
-    );
-    assert_eq!(
-        fs::read_to_string(next.workspace().join("vendor/bundle/bin/rake")).unwrap(),
-        "#!/bin/sh\n"
-    );
-    expect(
-        &cache(&next, &["restore", "nothing-like-it"]),
-        0,
-        &["MISS: 'nothing-like-it'."],
-    );
+    expect(&run, 0, &["MISS: 'gems-main-3000'.", "HIT: 'gems-main-', using key 'gems-main-2026'.", "Restored: vendor/bundle."]);
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/bin/rake")).unwrap(), "#!/bin/sh\n");
+    expect(&cache(&next, &["restore", "nothing-like-it"]), 0, &["MISS: 'nothing-like-it'."]);
 
     let list = cache(&next, &["list"]);
     expect(&list, 0, &[]);
     let lines: Vec<&str> = list.stdout.lines().collect();
-    assert!(
-        lines[0].starts_with("NAME")
-            && lines[0].contains("SIZE")
-            && lines[0].contains("STORED AT")
-            && lines[0].contains("ACCESSED AT"),
-        "{}",
-        list.stdout
-    );
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("SIZE") && lines[0].contains("STORED AT") && lines[0].contains("ACCESSED AT"), "{}", list.stdout);
     assert!(lines[1].starts_with("gems-main-2026 "), "{}", list.stdout);
     let usage = cache(&next, &["usage"]);
     expect(&usage, 0, &["FREE SPACE: (unlimited)"]);
-    assert!(
-        usage.stdout.lines().any(|l| l.starts_with("USED SPACE: ")),
-        "{}",
-        usage.stdout
-    );
+    assert!(usage.stdout.lines().any(|l| l.starts_with("USED SPACE: ")), "{}", usage.stdout);
 
-    expect(
-        &cache(&next, &["delete", "gems-main-2026"]),
-        0,
-        &["Key 'gems-main-2026' is deleted."],
-    );
-    expect(
-        &cache(&next, &["delete", "gems-main-2026"]),
-        0,
-        &["Key 'gems-main-2026' doesn't exist in the cache store."],
-    );
+    expect(&cache(&next, &["delete", "gems-main-2026"]), 0, &["Key 'gems-main-2026' is deleted."]);
+    expect(&cache(&next, &["delete", "gems-main-2026"]), 0, &["Key 'gems-main-2026' doesn't exist in the cache store."]);
     expect(&cache(&next, &["is_not_empty"]), 1, &[]);
     write(&next.workspace(), "a/x", "1");
     cache(&next, &["store", "k1", "a"]);
     cache(&next, &["store", "k2", "a"]);
     // As in the real CLI, a comma list is one key, found again through the pattern fallback.
-    expect(
-        &cache(&next, &["store", "gems,my-gems", "a"]),
-        0,
-        &["Uploading 'a' with cache key 'gems,my-gems'..."],
-    );
-    expect(
-        &cache(&next, &["restore", "my-gems"]),
-        0,
-        &["HIT: 'my-gems', using key 'gems,my-gems'."],
-    );
+    expect(&cache(&next, &["store", "gems,my-gems", "a"]), 0, &["Uploading 'a' with cache key 'gems,my-gems'..."]);
+    expect(&cache(&next, &["restore", "my-gems"]), 0, &["HIT: 'my-gems', using key 'gems,my-gems'."]);
     expect(&cache(&next, &["clear"]), 0, &["Deleted all caches."]);
     assert_eq!(objects(&server), Vec::<String>::new());
     expect(&cache(&next, &["list"]), 0, &["Cache is empty."]);
-    expect(
-        &cache(&next, &["store", "only-a-key"]),
-        0,
-        &["Incorrect number of arguments!"],
-    );
+    expect(&cache(&next, &["store", "only-a-key"]), 0, &["Incorrect number of arguments!"]);
 }
 
 /// `cache store` and `cache restore` with no arguments cache node_modules for package-lock.json
@@ -233,77 +146,28 @@ fn every_verb_through_a_pipeline() {
 fn detects_lockfiles() {
     let server = S3Server::start(ServerKind::Moto);
     let builder = job(&server, "feature/login");
-    write(
-        &builder.workspace(),
-        "package-lock.json",
-        "{\"lockfileVersion\": 3}\n",
-    );
-    write(
-        &builder.workspace(),
-        "node_modules/left-pad/index.js",
-        "module.exports = 1;\n",
-    );
-    let md5 = run_tool(
-        &builder,
-        &builder.workspace(),
-        "checksum",
-        &["package-lock.json"],
-    );
-    let expected = Command::new("md5sum")
-        .arg(builder.workspace().join("package-lock.json"))
-        .output()
-        .unwrap();
-    let expected = String::from_utf8_lossy(&expected.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    write(&builder.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}\n");
+    write(&builder.workspace(), "node_modules/left-pad/index.js", "module.exports = 1;\n");
+    let md5 = run_tool(&builder, &builder.workspace(), "checksum", &["package-lock.json"]);
+    let expected = Command::new("md5sum").arg(builder.workspace().join("package-lock.json")).output().unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout).split_whitespace().next().unwrap().to_owned();
     assert_eq!((md5.code, md5.stdout.trim()), (0, expected.as_str()));
-    expect(
-        &cache(&builder, &["checksum", "package-lock.json"]),
-        0,
-        &[expected.as_str()],
-    );
+    expect(&cache(&builder, &["checksum", "package-lock.json"]), 0, &[expected.as_str()]);
 
     let key = format!("node-modules-feature-login-{expected}");
-    expect(
-        &cache(&builder, &["store"]),
-        0,
-        &[
-            "Detected package-lock.json.",
-            "Using default cache path 'node_modules'.",
-        ],
-    );
+    expect(&cache(&builder, &["store"]), 0, &["Detected package-lock.json.", "Using default cache path 'node_modules'."]);
     assert_eq!(objects(&server), vec![format!("{PROJECT}/{key}")]);
 
     // The default branch's job has another lockfile: its exact key misses, `node-modules-` ... no:
     // a job on the same branch with the same lockfile restores by the exact key.
     let next = job(&server, "feature/login");
-    write(
-        &next.workspace(),
-        "package-lock.json",
-        "{\"lockfileVersion\": 3}\n",
-    );
+    write(&next.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}\n");
     let run = cache(&next, &["restore"]);
-    expect(
-        &run,
-        0,
-        &[
-            "Detected package-lock.json.",
-            &format!("HIT: '{key}', using key '{key}'."),
-        ],
-    );
-    assert_eq!(
-        fs::read_to_string(next.workspace().join("node_modules/left-pad/index.js")).unwrap(),
-        "module.exports = 1;\n"
-    );
+    expect(&run, 0, &["Detected package-lock.json.", &format!("HIT: '{key}', using key '{key}'.")]);
+    assert_eq!(fs::read_to_string(next.workspace().join("node_modules/left-pad/index.js")).unwrap(), "module.exports = 1;\n");
 
     // A job without lockfiles has nothing to do.
-    expect(
-        &cache(&job(&server, "main"), &["store"]),
-        0,
-        &["Nothing to store in cache."],
-    );
+    expect(&cache(&job(&server, "main"), &["store"]), 0, &["Nothing to store in cache."]);
 }
 
 /// Credentials from a profile in ~/.aws, as the seed document sets them up (no custom URL: the
@@ -312,75 +176,27 @@ fn detects_lockfiles() {
 fn profile_from_the_aws_files() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = job(&server, "main");
-    for name in [
-        "SEMAPHORE_CACHE_S3_URL",
-        "SEMAPHORE_CACHE_S3_KEY",
-        "SEMAPHORE_CACHE_S3_SECRET",
-    ] {
+    for name in ["SEMAPHORE_CACHE_S3_URL", "SEMAPHORE_CACHE_S3_KEY", "SEMAPHORE_CACHE_S3_SECRET"] {
         machine.unset(name);
     }
-    machine
-        .env("SEMAPHORE_CACHE_AWS_PROFILE", "semaphore")
-        .env("AWS_ENDPOINT_URL", server.endpoint());
+    machine.env("SEMAPHORE_CACHE_AWS_PROFILE", "semaphore").env("AWS_ENDPOINT_URL", server.endpoint());
     let aws = machine.home().join(".aws");
     fs::create_dir_all(&aws).unwrap();
-    fs::write(
-        aws.join("config"),
-        "[default]\nregion = us-east-1\noutput = json\n",
-    )
-    .unwrap();
-    fs::write(
-        aws.join("credentials"),
-        format!(
-            "[semaphore]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            server.access_key, server.secret_key
-        ),
-    )
-    .unwrap();
+    fs::write(aws.join("config"), "[default]\nregion = us-east-1\noutput = json\n").unwrap();
+    fs::write(aws.join("credentials"), format!("[semaphore]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
     write(&machine.workspace(), "deps/x", "x");
-    expect(
-        &cache(&machine, &["store", "deps", "deps"]),
-        0,
-        &["Uploading 'deps' with cache key 'deps'..."],
-    );
-    expect(
-        &cache(&machine, &["has_key", "deps"]),
-        0,
-        &["Key 'deps' exists in the cache store."],
-    );
-    assert!(
-        !cache(&machine, &["list"])
-            .stdout
-            .contains(&server.secret_key)
-    );
+    expect(&cache(&machine, &["store", "deps", "deps"]), 0, &["Uploading 'deps' with cache key 'deps'..."]);
+    expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
+    assert!(!cache(&machine, &["list"]).stdout.contains(&server.secret_key));
 
     // Semaphore's manual setup: the `[default]` profile, and no SEMAPHORE_CACHE_AWS_PROFILE.
     machine.unset("SEMAPHORE_CACHE_AWS_PROFILE");
-    fs::write(
-        aws.join("credentials"),
-        format!(
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            server.access_key, server.secret_key
-        ),
-    )
-    .unwrap();
-    expect(
-        &cache(&machine, &["has_key", "deps"]),
-        0,
-        &["Key 'deps' exists in the cache store."],
-    );
-    fs::write(
-        aws.join("credentials"),
-        "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong-secret\n",
-    )
-    .unwrap();
+    fs::write(aws.join("credentials"), format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
+    fs::write(aws.join("credentials"), "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong-secret\n").unwrap();
     let denied = cache(&machine, &["has_key", "deps"]);
     assert_eq!(denied.code, 0, "{}", denied.stdout);
-    assert!(
-        denied.stdout.lines().any(|l| l.starts_with("error: ")),
-        "a wrong key must be an error, not an answer: {}",
-        denied.stdout
-    );
+    assert!(denied.stdout.lines().any(|l| l.starts_with("error: ")), "a wrong key must be an error, not an answer: {}", denied.stdout);
 }
 
 /// Errors exit 0 and say `error: ...`, unless CACHE_FAIL_ON_ERROR=true; has_key says 1 only when absent.
@@ -388,44 +204,22 @@ fn profile_from_the_aws_files() {
 fn errors_follow_cache_fail_on_error() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = job(&server, "main");
-    machine
-        .env("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:1")
-        .env("S3CACHE_MAX_ATTEMPTS", "1");
+    machine.env("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:1").env("S3CACHE_MAX_ATTEMPTS", "1");
     write(&machine.workspace(), "deps/x", "x");
-    for verb in [
-        &["store", "k", "deps"][..],
-        &["restore", "k"],
-        &["list"],
-        &["usage"],
-        &["clear"],
-    ] {
+    for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"], &["usage"], &["clear"]] {
         let run = cache(&machine, verb);
         assert_eq!(run.code, 0, "{verb:?}: {}", run.stdout);
-        assert!(
-            run.stdout.lines().any(|l| l.starts_with("error: ")),
-            "{verb:?}: {}",
-            run.stdout
-        );
-        assert!(
-            !run.stdout.contains(&server.secret_key) && !run.stderr.contains(&server.secret_key)
-        );
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
+        assert!(!run.stdout.contains(&server.secret_key) && !run.stderr.contains(&server.secret_key));
     }
     machine.env("CACHE_FAIL_ON_ERROR", "true");
     for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"]] {
         let run = cache(&machine, verb);
         assert_eq!(run.code, 1, "{verb:?}: {}", run.stdout);
-        assert!(
-            run.stdout.lines().any(|l| l.starts_with("error: ")),
-            "{verb:?}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
     }
     machine.unset("SEMAPHORE_CACHE_BACKEND");
-    expect(
-        &cache(&machine, &["list"]),
-        1,
-        &["error: no SEMAPHORE_CACHE_BACKEND environment variable set"],
-    );
+    expect(&cache(&machine, &["list"]), 1, &["error: no SEMAPHORE_CACHE_BACKEND environment variable set"]);
 }
 
 /// A pull request from a fork restores the project's caches but does not store.
@@ -436,28 +230,13 @@ fn fork_pull_requests_are_read_only() {
     write(&main.workspace(), "deps/x", "from main");
     cache(&main, &["store", "deps-main", "deps"]);
     let mut fork = job(&server, "main");
-    fork.env("SEMAPHORE_GIT_REF_TYPE", "pull-request")
-        .env("SEMAPHORE_GIT_PR_BRANCH", "patch-1")
-        .env("SEMAPHORE_GIT_PR_SLUG", "mallory/shop")
-        .env("SEMAPHORE_GIT_PR_NUMBER", "7");
-    expect(
-        &cache(&fork, &["restore", "deps-main"]),
-        0,
-        &["HIT: 'deps-main', using key 'deps-main'."],
-    );
-    assert_eq!(
-        fs::read_to_string(fork.workspace().join("deps/x")).unwrap(),
-        "from main"
-    );
+    fork.env("SEMAPHORE_GIT_REF_TYPE", "pull-request").env("SEMAPHORE_GIT_PR_BRANCH", "patch-1").env("SEMAPHORE_GIT_PR_SLUG", "mallory/shop").env("SEMAPHORE_GIT_PR_NUMBER", "7");
+    expect(&cache(&fork, &["restore", "deps-main"]), 0, &["HIT: 'deps-main', using key 'deps-main'."]);
+    assert_eq!(fs::read_to_string(fork.workspace().join("deps/x")).unwrap(), "from main");
     write(&fork.workspace(), "deps/x", "poisoned");
     let run = cache(&fork, &["store", "deps-fork", "deps"]);
     expect(&run, 0, &[]);
-    assert!(
-        run.stdout
-            .contains("Not storing 'deps-fork': a pull request from the fork mallory/shop"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("Not storing 'deps-fork': a pull request from the fork mallory/shop"), "{}", run.stdout);
     assert_eq!(objects(&server), vec![format!("{PROJECT}/deps-main")]);
 }
 
@@ -467,23 +246,12 @@ fn the_semaphore_subcommand() {
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = job(&server, "main");
     let run = machine.run(&["semaphore", "has_key", "nothing"]);
-    expect(
-        &run,
-        1,
-        &["Key 'nothing' doesn't exist in the cache store."],
-    );
+    expect(&run, 1, &["Key 'nothing' doesn't exist in the cache store."]);
 }
 
 /// Puts `body` at the project's `key` with boto3, as the real CLI uploads its archives.
 fn put_real_cli_object(server: &S3Server, key: &str, body: &Path) {
-    boto3(
-        server,
-        &format!(
-            "s3.upload_file({:?}, bucket, {:?})",
-            body.display().to_string(),
-            format!("{PROJECT}/{key}")
-        ),
-    );
+    boto3(server, &format!("s3.upload_file({:?}, bucket, {:?})", body.display().to_string(), format!("{PROJECT}/{key}")));
 }
 
 /// An archive the real CLI wrote (`tar czf`, relative and `tar czPf` absolute under the home
@@ -496,90 +264,34 @@ fn restores_what_the_real_cli_wrote() {
     let old = machine.scratch("old-agent");
     write(&old, "vendor/bundle/gems/rake.rb", "rake from the old CLI");
     let relative = machine.scratch("uploads").join("gems.tgz");
-    assert!(
-        Command::new("tar")
-            .arg("czf")
-            .arg(&relative)
-            .arg("vendor/bundle")
-            .current_dir(&old)
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("tar").arg("czf").arg(&relative).arg("vendor/bundle").current_dir(&old).status().unwrap().success());
     put_real_cli_object(&server, "gems-main-old", &relative);
     let run = cache(&machine, &["restore", "gems-main-old"]);
-    expect(
-        &run,
-        0,
-        &["HIT: 'gems-main-old', using key 'gems-main-old'."],
-    );
-    expect(
-        &run,
-        0,
-        &[
-            "restoring gems-main-old without a digest check: it has no s3cache manifest (the Semaphore cache CLI wrote it)",
-        ],
-    );
-    assert_eq!(
-        fs::read_to_string(machine.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(),
-        "rake from the old CLI"
-    );
+    expect(&run, 0, &["HIT: 'gems-main-old', using key 'gems-main-old'."]);
+    expect(&run, 0, &["restoring gems-main-old without a digest check: it has no s3cache manifest (the Semaphore cache CLI wrote it)"]);
+    assert_eq!(fs::read_to_string(machine.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake from the old CLI");
 
     // `tar czPf` of a path in the home directory keeps its absolute names.
     let home_cache = machine.home().join(".cache/yarn/v6");
     write(&home_cache, "pkg.json", "{}");
     let absolute = machine.scratch("uploads").join("yarn.tgz");
-    assert!(
-        Command::new("tar")
-            .arg("czPf")
-            .arg(&absolute)
-            .arg(machine.home().join(".cache/yarn"))
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("tar").arg("czPf").arg(&absolute).arg(machine.home().join(".cache/yarn")).status().unwrap().success());
     fs::remove_dir_all(machine.home().join(".cache")).unwrap();
     put_real_cli_object(&server, "yarn-cache-main-old", &absolute);
-    expect(
-        &cache(&machine, &["restore", "yarn-cache-main"]),
-        0,
-        &["HIT: 'yarn-cache-main', using key 'yarn-cache-main-old'."],
-    );
-    assert_eq!(
-        fs::read_to_string(home_cache.join("pkg.json")).unwrap(),
-        "{}"
-    );
+    expect(&cache(&machine, &["restore", "yarn-cache-main"]), 0, &["HIT: 'yarn-cache-main', using key 'yarn-cache-main-old'."]);
+    assert_eq!(fs::read_to_string(home_cache.join("pkg.json")).unwrap(), "{}");
 
     // A hostile archive at a key is refused by the same policy as any entry.
     let evil = machine.scratch("evil");
     write(&evil, "inner/x", "x");
     let hostile = machine.scratch("uploads").join("evil.tgz");
-    let status = Command::new("tar")
-        .args(["czf"])
-        .arg(&hostile)
-        .args(["--transform", "s,^inner,../escaped,", "inner"])
-        .current_dir(&evil)
-        .status()
-        .unwrap();
+    let status = Command::new("tar").args(["czf"]).arg(&hostile).args(["--transform", "s,^inner,../escaped,", "inner"]).current_dir(&evil).status().unwrap();
     assert!(status.success());
     put_real_cli_object(&server, "evil", &hostile);
     let run = cache(&machine, &["restore", "evil"]);
     expect(&run, 0, &[]);
-    assert!(
-        run.stdout.lines().any(|l| l.starts_with("error: ")
-            && l.contains("../escaped")
-            && l.contains("rejected")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        !machine
-            .workspace()
-            .parent()
-            .unwrap()
-            .join("escaped")
-            .exists()
-    );
+    assert!(run.stdout.lines().any(|l| l.starts_with("error: ") && l.contains("../escaped") && l.contains("rejected")), "{}", run.stdout);
+    assert!(!machine.workspace().parent().unwrap().join("escaped").exists());
 }
 
 /// S3CACHE_SEMAPHORE_COMPATIBLE=true writes entries the real CLI restores with its `tar xzf`
@@ -590,56 +302,17 @@ fn compatible_entries_are_read_by_plain_tar() {
     let mut machine = job(&server, "main");
     machine.env("S3CACHE_SEMAPHORE_COMPATIBLE", "true");
     write(&machine.workspace(), "vendor/bundle/gems/rake.rb", "rake");
-    expect(
-        &cache(&machine, &["store", "gems-compat", "vendor/bundle"]),
-        0,
-        &["Uploading 'vendor/bundle' with cache key 'gems-compat'..."],
-    );
+    expect(&cache(&machine, &["store", "gems-compat", "vendor/bundle"]), 0, &["Uploading 'vendor/bundle' with cache key 'gems-compat'..."]);
     let object = machine.scratch("download").join("object");
-    boto3(
-        &server,
-        &format!(
-            "s3.download_file(bucket, {:?}, {:?})",
-            format!("{PROJECT}/gems-compat"),
-            object.display().to_string()
-        ),
-    );
+    boto3(&server, &format!("s3.download_file(bucket, {:?}, {:?})", format!("{PROJECT}/gems-compat"), object.display().to_string()));
     let real_cli = machine.scratch("real-cli-job");
-    let tar = Command::new("tar")
-        .arg("xzf")
-        .arg(&object)
-        .arg("-C")
-        .arg(".")
-        .current_dir(&real_cli)
-        .output()
-        .unwrap();
-    assert!(
-        tar.status.success() && tar.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&tar.stderr)
-    );
-    assert_eq!(
-        fs::read_to_string(real_cli.join("vendor/bundle/gems/rake.rb")).unwrap(),
-        "rake"
-    );
+    let tar = Command::new("tar").arg("xzf").arg(&object).arg("-C").arg(".").current_dir(&real_cli).output().unwrap();
+    assert!(tar.status.success() && tar.stderr.is_empty(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert_eq!(fs::read_to_string(real_cli.join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
 
     let next = job(&server, "main");
     let run = cache(&next, &["restore", "gems-compat"]);
-    expect(
-        &run,
-        0,
-        &[
-            "HIT: 'gems-compat', using key 'gems-compat'.",
-            "Restored: vendor/bundle.",
-        ],
-    );
-    assert!(
-        !run.stdout.contains("without a digest check"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
-        fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(),
-        "rake"
-    );
+    expect(&run, 0, &["HIT: 'gems-compat', using key 'gems-compat'.", "Restored: vendor/bundle."]);
+    assert!(!run.stdout.contains("without a digest check"), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
 }

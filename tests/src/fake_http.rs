@@ -34,10 +34,7 @@ impl FakeHttp {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let Some((method, target, head, body)) = crate::proxy::read_request(&mut stream)
-                else {
-                    continue;
-                };
+                let Some((method, target, head, body)) = crate::proxy::read_request(&mut stream) else { continue };
                 let request = Seen {
                     method,
                     target,
@@ -46,11 +43,7 @@ impl FakeHttp {
                 };
                 let (status, answer) = handler(&request);
                 log.lock().unwrap().push(request);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} Fake\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
+                let _ = write!(stream, "HTTP/1.1 {status} Fake\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
             }
         });
         Self { port, seen }

@@ -20,16 +20,9 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
     let binary = profile_dir.join("s3cache");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --release -p s3cache` first (scripts/test does)",
-        binary.display()
-    );
+    assert!(binary.exists(), "{} is missing: run `cargo build --release -p s3cache` first (scripts/test does)", binary.display());
     binary
 }
 
@@ -61,11 +54,7 @@ impl Run {
     /// Asserts exit code 0 and returns self.
     #[track_caller]
     pub fn success(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "s3cache failed:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "s3cache failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 }
@@ -79,10 +68,7 @@ impl Sandbox {
         let cache_dir = root.path().join("cache").display().to_string();
         // Instance metadata is never probed from tests: its real address is not ours to reach.
         let env = vec![
-            (
-                "HOME".to_string(),
-                root.path().join("home").display().to_string(),
-            ),
+            ("HOME".to_string(), root.path().join("home").display().to_string()),
             ("S3CACHE_CACHE_DIR".to_string(), cache_dir),
             ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
         ];
@@ -144,11 +130,7 @@ impl Sandbox {
     /// Runs `s3cache ARGS` in `dir` with a clean environment plus this sandbox's variables.
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
         let mut command = Command::new(binary());
-        command
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         for (name, value) in &self.env {
             command.env(name, value);
         }
@@ -164,29 +146,13 @@ impl Sandbox {
     /// stdin, stdout and stderr are a terminal; `stdout` is what the terminal showed, both streams.
     pub fn run_on_terminal(&self, args: &[&str]) -> Run {
         let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
-        let line: Vec<String> = std::iter::once(binary().display().to_string())
-            .chain(args.iter().map(|a| a.to_string()))
-            .map(|w| quote(&w))
-            .collect();
+        let line: Vec<String> = std::iter::once(binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).map(|w| quote(&w)).collect();
         let mut command = Command::new("script");
-        command
-            .args([
-                "--quiet",
-                "--return",
-                "--command",
-                &line.join(" "),
-                "/dev/null",
-            ])
-            .current_dir(self.workspace())
-            .env_clear();
+        command.args(["--quiet", "--return", "--command", &line.join(" "), "/dev/null"]).current_dir(self.workspace()).env_clear();
         for (name, value) in self.machine_env() {
             command.env(name, value);
         }
-        Run::from(
-            command
-                .output()
-                .expect("run s3cache under script(1) (util-linux)"),
-        )
+        Run::from(command.output().expect("run s3cache under script(1) (util-linux)"))
     }
 }
 
@@ -205,16 +171,8 @@ pub fn boto3(server: &S3Server, script: &str) -> String {
         server.secret_key,
         server.bucket
     );
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{prelude}{script}"))
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "boto3 script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new("python3").arg("-c").arg(format!("{prelude}{script}")).output().expect("run python3");
+    assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -48,22 +48,12 @@ pub struct Rule {
 impl Rule {
     /// `fault` for the next `times` requests with `method` whose target contains `target`.
     pub fn new(method: &'static str, target: &str, fault: Fault, times: usize) -> Self {
-        Self {
-            method: Some(method),
-            target_contains: Some(target.to_owned()),
-            fault,
-            times,
-        }
+        Self { method: Some(method), target_contains: Some(target.to_owned()), fault, times }
     }
 
     /// `fault` for every request.
     pub fn always(fault: Fault) -> Self {
-        Self {
-            method: None,
-            target_contains: None,
-            fault,
-            times: usize::MAX,
-        }
+        Self { method: None, target_contains: None, fault, times: usize::MAX }
     }
 }
 
@@ -102,11 +92,7 @@ impl FaultProxy {
                 std::thread::spawn(move || handle(client, upstream, &state, &stopped));
             }
         });
-        Self {
-            port,
-            state,
-            stopped,
-        }
+        Self { port, state, stopped }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -132,10 +118,7 @@ impl FaultProxy {
 
     /// How many requests matched `method` and contained `target`.
     pub fn count(&self, method: &str, target: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.starts_with(&format!("{method} ")) && r.contains(target))
-            .count()
+        self.requests().iter().filter(|r| r.starts_with(&format!("{method} ")) && r.contains(target)).count()
     }
 }
 
@@ -152,10 +135,7 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
     for rule in state.rules.iter_mut() {
         let matches = rule.times > 0
             && rule.method.is_none_or(|m| m == method)
-            && rule
-                .target_contains
-                .as_deref()
-                .is_none_or(|t| target.contains(t));
+            && rule.target_contains.as_deref().is_none_or(|t| target.contains(t));
         if matches {
             rule.times = rule.times.saturating_sub(1);
             chosen = Some(rule.fault.clone());
@@ -175,12 +155,7 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
             }
         }
     }
-    state.log.push(format!(
-        "{method} {target} -> {}",
-        chosen
-            .as_ref()
-            .map_or("pass".to_string(), |f| format!("{f:?}"))
-    ));
+    state.log.push(format!("{method} {target} -> {}", chosen.as_ref().map_or("pass".to_string(), |f| format!("{f:?}"))));
     chosen
 }
 
@@ -207,11 +182,7 @@ pub(crate) fn read_request(client: &mut TcpStream) -> Option<(String, String, Ve
     let (method, target) = (first.next()?.to_owned(), first.next()?.to_owned());
     let length: usize = head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
         .unwrap_or(0);
     let mut body = buffer[head_end..].to_vec();
     while body.len() < length {
@@ -244,9 +215,7 @@ fn httpdate_now() -> String {
 }
 
 fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &AtomicBool) {
-    let Some((method, target, head, body)) = read_request(&mut client) else {
-        return;
-    };
+    let Some((method, target, head, body)) = read_request(&mut client) else { return };
     let fault = choose(state, &method, &target);
     let response = match &fault {
         Some(Fault::Refuse) => {
@@ -254,9 +223,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &
             return;
         }
         Some(Fault::Status { status, code }) => {
-            let xml = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
-            );
+            let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>");
             let _ = client.write_all(&canned(*status, "application/xml", &xml));
             return;
         }

@@ -32,11 +32,7 @@ pub struct S3Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
@@ -59,24 +55,12 @@ impl S3Server {
         let data = tempfile::tempdir().expect("server data dir");
         let port = free_port();
         let bucket = "cache-bucket".to_string();
-        let (access_key, secret_key) = (
-            "AKIDS3CACHETEST".to_string(),
-            "s3cache-test-secret-canary-9f2c".to_string(),
-        );
+        let (access_key, secret_key) = ("AKIDS3CACHETEST".to_string(), "s3cache-test-secret-canary-9f2c".to_string());
         let mut child = match kind {
             ServerKind::S3sFs => {
                 std::fs::create_dir_all(data.path().join(&bucket)).expect("bucket dir");
                 Command::new("s3s-fs")
-                    .args([
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        &port.to_string(),
-                        "--access-key",
-                        &access_key,
-                        "--secret-key",
-                        &secret_key,
-                    ])
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", &access_key, "--secret-key", &secret_key])
                     .arg(data.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -86,14 +70,7 @@ impl S3Server {
             ServerKind::Rclone => {
                 std::fs::create_dir_all(data.path().join(&bucket)).expect("bucket dir");
                 Command::new("rclone")
-                    .args([
-                        "serve",
-                        "s3",
-                        "--auth-key",
-                        &format!("{access_key},{secret_key}"),
-                        "--addr",
-                        &format!("127.0.0.1:{port}"),
-                    ])
+                    .args(["serve", "s3", "--auth-key", &format!("{access_key},{secret_key}"), "--addr", &format!("127.0.0.1:{port}")])
                     .arg(data.path())
                     .env("RCLONE_CONFIG", data.path().join("rclone.conf"))
                     .stdout(Stdio::null())
@@ -110,15 +87,7 @@ impl S3Server {
                 .expect("start moto_server (installed by scripts/test)"),
         };
         wait_for_port(port, &mut child, &format!("{kind:?}"));
-        let server = Self {
-            kind,
-            port,
-            bucket,
-            access_key,
-            secret_key,
-            child,
-            _data: data,
-        };
+        let server = Self { kind, port, bucket, access_key, secret_key, child, _data: data };
         if kind == ServerKind::Moto {
             crate::boto3(&server, "s3.create_bucket(Bucket=bucket)");
         }
@@ -141,18 +110,11 @@ impl S3Server {
         use std::io::Write;
         let options = s3cache::store::S3Options {
             endpoint: Some(self.endpoint()),
-            credentials: Some(s3cache::s3::Credentials {
-                access_key_id: self.access_key.clone(),
-                secret_access_key: self.secret_key.clone(),
-                session_token: None,
-            }),
+            credentials: Some(s3cache::s3::Credentials { access_key_id: self.access_key.clone(), secret_access_key: self.secret_key.clone(), session_token: None }),
             ..s3cache::store::S3Options::default()
         };
-        let store = s3cache::open_store(&format!("s3://{}/{prefix}", self.bucket), options)
-            .expect("open the store");
-        let mut upload = store
-            .put(name, s3cache::store::PutOptions::default())
-            .expect("start the upload");
+        let store = s3cache::open_store(&format!("s3://{}/{prefix}", self.bucket), options).expect("open the store");
+        let mut upload = store.put(name, s3cache::store::PutOptions::default()).expect("start the upload");
         upload.write_all(bytes).expect("upload");
         upload.finish().expect("finish the upload");
     }

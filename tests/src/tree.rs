@@ -9,20 +9,9 @@ use std::path::Path;
 /// One object as a snapshot sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    File {
-        content_hash: u64,
-        len: u64,
-        mode: u32,
-        mtime: (i64, i64),
-    },
-    Dir {
-        mode: u32,
-        mtime: (i64, i64),
-    },
-    Symlink {
-        target: String,
-        mtime: (i64, i64),
-    },
+    File { content_hash: u64, len: u64, mode: u32, mtime: (i64, i64) },
+    Dir { mode: u32, mtime: (i64, i64) },
+    Symlink { target: String, mtime: (i64, i64) },
 }
 
 /// Every object under a directory, by relative path.
@@ -30,9 +19,7 @@ pub type Snapshot = BTreeMap<String, Entry>;
 
 fn hash(bytes: &[u8]) -> u64 {
     // FNV-1a: enough to tell contents apart in a test.
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 /// Snapshots everything under `dir` (not `dir` itself), without following symlinks.
@@ -40,35 +27,17 @@ pub fn snapshot(dir: &Path) -> Snapshot {
     let mut snapshot = Snapshot::new();
     for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
         let entry = entry.expect("walk");
-        let relative = entry
-            .path()
-            .strip_prefix(dir)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let relative = entry.path().strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
         let meta = fs::symlink_metadata(entry.path()).unwrap();
         let mtime = (meta.mtime(), meta.mtime_nsec());
         let mode = meta.permissions().mode() & 0o7777;
         let item = if meta.file_type().is_symlink() {
-            Entry::Symlink {
-                target: fs::read_link(entry.path())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_owned(),
-                mtime,
-            }
+            Entry::Symlink { target: fs::read_link(entry.path()).unwrap().to_str().unwrap().to_owned(), mtime }
         } else if meta.is_dir() {
             Entry::Dir { mode, mtime }
         } else {
             let content = fs::read(entry.path()).unwrap();
-            Entry::File {
-                content_hash: hash(&content),
-                len: content.len() as u64,
-                mode,
-                mtime,
-            }
+            Entry::File { content_hash: hash(&content), len: content.len() as u64, mode, mtime }
         };
         snapshot.insert(relative, item);
     }
@@ -97,11 +66,7 @@ pub fn write_sample_tree(dir: &Path, name: &str, large_len: usize) {
     fs::create_dir_all(base.join("nested/deeper/deepest")).unwrap();
     fs::create_dir_all(base.join("empty/also-empty")).unwrap();
     fs::create_dir_all(base.join("bin")).unwrap();
-    fs::write(
-        base.join("nested/deeper/deepest/leaf.txt"),
-        "leaf\n".repeat(100),
-    )
-    .unwrap();
+    fs::write(base.join("nested/deeper/deepest/leaf.txt"), "leaf\n".repeat(100)).unwrap();
     fs::write(base.join("nested/readme.md"), "# readme\n").unwrap();
     fs::write(base.join("bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
     fs::set_permissions(base.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
@@ -118,10 +83,7 @@ pub fn write_sample_tree(dir: &Path, name: &str, large_len: usize) {
     for entry in walkdir::WalkDir::new(&base).contents_first(true) {
         let entry = entry.unwrap();
         stamp += 7;
-        let time = filetime::FileTime::from_unix_time(
-            stamp,
-            (stamp as u32 % 1000) * 1_000_001 % 1_000_000_000,
-        );
+        let time = filetime::FileTime::from_unix_time(stamp, (stamp as u32 % 1000) * 1_000_001 % 1_000_000_000);
         filetime::set_symlink_file_times(entry.path(), time, time).unwrap();
     }
 }

@@ -6,24 +6,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-};
+use wasi_preview1_component_adapter_provider::{WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER};
 use wit_component::ComponentEncoder;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [command, core, out] if command == "componentize" => componentize(
-            PathBuf::from(core),
-            PathBuf::from(out),
-            WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        ),
-        [command, core, out] if command == "componentize-command" => componentize(
-            PathBuf::from(core),
-            PathBuf::from(out),
-            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-        ),
+        [command, core, out] if command == "componentize" => componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER),
+        [command, core, out] if command == "componentize-command" => {
+            componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+        }
         _ => bail!("usage: xtask componentize|componentize-command CORE.wasm OUT.wasm"),
     }
 }
@@ -39,11 +31,6 @@ fn componentize(core: PathBuf, out: PathBuf, adapter: &[u8]) -> Result<()> {
         .encode()
         .context("encoding the component")?;
     std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "{}: {} bytes (core module {} bytes)",
-        out.display(),
-        component.len(),
-        module.len()
-    );
+    println!("{}: {} bytes (core module {} bytes)", out.display(), component.len(), module.len());
     Ok(())
 }

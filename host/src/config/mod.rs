@@ -128,9 +128,7 @@ pub struct PublishSettings {
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
     if key.is_empty() {
         return Err(format!("empty key in {text:?}"));
     }
@@ -191,11 +189,7 @@ impl TransferSettings {
             min_throughput: self.min_throughput_kbps.max(1) << 10,
             body_grace: Duration::from_secs(self.stall_timeout_secs),
             deadline: Some(Duration::from_secs(self.deadline_secs)),
-            retry: RetryPolicy {
-                max_attempts: self.max_attempts,
-                base_backoff: Duration::from_millis(self.retry_base_ms),
-                max_backoff: Duration::from_secs(20),
-            },
+            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: Duration::from_secs(20) },
             clock_offset_secs: self.clock_offset_secs,
         }
     }
@@ -206,8 +200,7 @@ fn defaults<T: clap::FromArgMatches + Args>() -> T {
     let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
     // Defaults only: the process environment must not leak into a value built in code.
     let command = command.mut_args(|arg| arg.env(None::<&str>));
-    T::from_arg_matches(&command.get_matches_from(Vec::<String>::new()))
-        .expect("every setting has a default")
+    T::from_arg_matches(&command.get_matches_from(Vec::<String>::new())).expect("every setting has a default")
 }
 
 impl Default for Settings {
@@ -227,9 +220,7 @@ impl Settings {
     /// ```
     pub fn from_env() -> Result<Self, clap::Error> {
         let command = Self::augment_args(clap::Command::new("s3cache").no_binary_name(true));
-        <Self as clap::FromArgMatches>::from_arg_matches(
-            &command.try_get_matches_from(Vec::<String>::new())?,
-        )
+        <Self as clap::FromArgMatches>::from_arg_matches(&command.try_get_matches_from(Vec::<String>::new())?)
     }
 }
 
@@ -258,43 +249,21 @@ pub fn process_env(overrides: Vec<(String, String)>) -> EnvLookup {
 
 /// Where s3cache keeps its own files (the compiled guest, the default store).
 pub fn cache_dir(env: &EnvLookup) -> Option<PathBuf> {
-    env(env_vars::S3CACHE_CACHE_DIR)
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("s3cache")))
+    env(env_vars::S3CACHE_CACHE_DIR).map(PathBuf::from).or_else(|| dirs::cache_dir().map(|d| d.join("s3cache")))
 }
 
 /// Runs the credential chain for an `s3://` store (unless anonymous) and registers what it finds as
 /// secrets, so that they are scrubbed from output and masked on GitHub Actions.
-fn credentials(
-    settings: &Settings,
-    env: &EnvLookup,
-    url: &str,
-    region: &str,
-) -> Result<Option<Credentials>> {
+fn credentials(settings: &Settings, env: &EnvLookup, url: &str, region: &str) -> Result<Option<Credentials>> {
     if !url.starts_with("s3://") || settings.anonymous {
         return Ok(None);
     }
     let profile = settings.profile.clone();
     let env = env.clone();
-    let lookup = move |name: &str| {
-        if name == env_vars::AWS_PROFILE && profile.is_some() {
-            profile.clone()
-        } else {
-            env(name)
-        }
-    };
-    let inputs = ChainInputs {
-        env: &lookup,
-        home: dirs::home_dir(),
-        region: region.to_owned(),
-    };
-    let Some(resolved) = resolve_chain(&inputs)? else {
-        return Ok(None);
-    };
-    resolved
-        .credentials
-        .secrets()
-        .for_each(output::register_secret);
+    let lookup = move |name: &str| if name == env_vars::AWS_PROFILE && profile.is_some() { profile.clone() } else { env(name) };
+    let inputs = ChainInputs { env: &lookup, home: dirs::home_dir(), region: region.to_owned() };
+    let Some(resolved) = resolve_chain(&inputs)? else { return Ok(None) };
+    resolved.credentials.secrets().for_each(output::register_secret);
     tracing::debug!(source = %resolved.source, "credentials found");
     Ok(Some(resolved.credentials))
 }
@@ -304,13 +273,9 @@ pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
     if let Some(url) = &settings.store {
         return Ok(url.clone());
     }
-    let dir = cache_dir(env)
-        .context("no store given and no cache directory known; set S3CACHE_STORE")?
-        .join("store");
+    let dir = cache_dir(env).context("no store given and no cache directory known; set S3CACHE_STORE")?.join("store");
     let url = format!("file://{}", dir.display());
-    output::notice(&format!(
-        "store: {url} (local default; set S3CACHE_STORE or --store for S3)"
-    ));
+    output::notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
     Ok(url)
 }
 
@@ -323,10 +288,7 @@ fn detect_github_actions(env: &EnvLookup) {
 
 /// The sandbox with the guest limits of the settings, its compiled guest cached in [`cache_dir`].
 fn sandbox(limits: &LimitSettings, env: &EnvLookup) -> Result<Sandbox> {
-    let guest_limits = GuestLimits {
-        memory_bytes: (limits.guest_memory_mb << 20) as usize,
-        deadline: Duration::from_millis(limits.guest_timeout_ms),
-    };
+    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
     Sandbox::load(cache_dir(env).as_deref(), guest_limits)
 }
 
@@ -339,36 +301,18 @@ fn working_directory() -> Result<PathBuf> {
 pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result<String> {
     detect_github_actions(&env);
     let sandbox = sandbox(&settings.limits, &env)?;
-    Ok(crate::cache::compute_key(
-        &sandbox,
-        &working_directory()?,
-        &env,
-        template,
-    )?)
+    Ok(crate::cache::compute_key(&sandbox, &working_directory()?, &env, template)?)
 }
 
 /// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
 pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     detect_github_actions(&env);
     let url = store_url(settings, &env)?;
-    let region = settings
-        .region
-        .clone()
-        .or_else(|| env(env_vars::AWS_REGION))
-        .or_else(|| env(env_vars::AWS_DEFAULT_REGION));
-    let credentials = credentials(
-        settings,
-        &env,
-        &url,
-        region.as_deref().unwrap_or("us-east-1"),
-    )?;
+    let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
+    let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
     let transfer = &settings.transfer;
     let options = S3Options {
-        endpoint: settings
-            .endpoint
-            .clone()
-            .or_else(|| env(env_vars::AWS_ENDPOINT_URL_S3))
-            .or_else(|| env(env_vars::AWS_ENDPOINT_URL)),
+        endpoint: settings.endpoint.clone().or_else(|| env(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env(env_vars::AWS_ENDPOINT_URL)),
         region,
         path_style: settings.path_style,
         dualstack: settings.dualstack,
@@ -377,24 +321,13 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
         publish: settings.publish.options(),
         credentials,
         transport: transfer.transport(),
-        upload: UploadConfig {
-            part_size: (transfer.part_size_mb << 20) as usize,
-            concurrency: transfer.concurrency as usize,
-            if_none_match: true,
-        },
-        download: DownloadConfig {
-            range_size: transfer.part_size_mb << 20,
-            concurrency: transfer.concurrency as usize,
-        },
+        upload: UploadConfig { part_size: (transfer.part_size_mb << 20) as usize, concurrency: transfer.concurrency as usize, if_none_match: true },
+        download: DownloadConfig { range_size: transfer.part_size_mb << 20, concurrency: transfer.concurrency as usize },
     };
     let store = crate::open_store(&url, options)?;
     let limits = &settings.limits;
     let sandbox = sandbox(limits, &env)?;
-    let unpack_limits = UnpackLimits {
-        max_total_bytes: limits.max_unpacked_mb << 20,
-        max_members: limits.max_entries,
-        ..UnpackLimits::default_limits()
-    };
+    let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
@@ -415,26 +348,16 @@ pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
         scope::validate_explicit(scope).map_err(anyhow::Error::msg)?;
     }
     let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
-        let parsed = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
         if parsed.is_none() {
-            output::warning(&format!(
-                "could not read the event payload {path}; scoping without it"
-            ));
+            output::warning(&format!("could not read the event payload {path}; scoping without it"));
         }
         parsed
     });
     let refs = scope::ci_refs(&|name| env(name), event.as_ref());
-    let plan = scope::plan(
-        &refs,
-        settings.scope.as_deref(),
-        settings.allow_untrusted_save,
-    );
+    let plan = scope::plan(&refs, settings.scope.as_deref(), settings.allow_untrusted_save);
     if let (Some(why), true) = (&refs.untrusted, settings.allow_untrusted_save) {
-        output::warning(&format!(
-            "{why}, but saving was allowed explicitly (--allow-untrusted-save)"
-        ));
+        output::warning(&format!("{why}, but saving was allowed explicitly (--allow-untrusted-save)"));
     }
     tracing::debug!(read = ?plan.read, write = %plan.write, source = %plan.source, "scopes");
     Ok(plan)
@@ -459,10 +382,7 @@ mod tests {
     /// Overrides win over the process environment and empty values are unset.
     #[test]
     fn overrides_win() {
-        let env = process_env(vec![
-            ("S3CACHE_TEST_OVERRIDE".into(), "x".into()),
-            ("S3CACHE_TEST_EMPTY".into(), String::new()),
-        ]);
+        let env = process_env(vec![("S3CACHE_TEST_OVERRIDE".into(), "x".into()), ("S3CACHE_TEST_EMPTY".into(), String::new())]);
         assert_eq!(env("S3CACHE_TEST_OVERRIDE").as_deref(), Some("x"));
         assert_eq!(env("S3CACHE_TEST_EMPTY"), None);
     }

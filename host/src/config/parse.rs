@@ -19,11 +19,7 @@ pub struct SettingError {
 impl SettingError {
     /// The error for `value` of `setting`, which must be `expected`.
     pub fn new(setting: &str, expected: &str, value: &str) -> Self {
-        Self {
-            setting: setting.to_owned(),
-            expected: expected.to_owned(),
-            value: value.to_owned(),
-        }
+        Self { setting: setting.to_owned(), expected: expected.to_owned(), value: value.to_owned() }
     }
 }
 
@@ -42,18 +38,9 @@ pub fn boolean(setting: &str, value: &str) -> Result<bool, SettingError> {
 pub fn duration(setting: &str, value: &str) -> Result<Duration, SettingError> {
     let text = value.trim();
     if let Ok(days) = text.parse::<u64>() {
-        return days
-            .checked_mul(86_400)
-            .map(Duration::from_secs)
-            .ok_or_else(|| SettingError::new(setting, "a duration", value));
+        return days.checked_mul(86_400).map(Duration::from_secs).ok_or_else(|| SettingError::new(setting, "a duration", value));
     }
-    humantime::parse_duration(text).map_err(|_| {
-        SettingError::new(
-            setting,
-            "a duration such as 14d, 336h, 90m or 30s (a bare number is days)",
-            value,
-        )
-    })
+    humantime::parse_duration(text).map_err(|_| SettingError::new(setting, "a duration such as 14d, 336h, 90m or 30s (a bare number is days)", value))
 }
 
 /// A size in bytes: `10GB` (powers of 1000), `500MiB` (powers of 1024), or a bare number of bytes.
@@ -67,12 +54,7 @@ pub fn size(setting: &str, value: &str) -> Result<u64, SettingError> {
 
 /// A comma-separated list (how CI plugin conventions pass lists), items trimmed, empty ones dropped.
 pub fn list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 /// Adapters for clap's `value_parser`, so flags parse exactly like settings.
@@ -105,10 +87,7 @@ mod tests {
         assert_eq!(boolean("PLUGIN_OVERRIDE", " TRUE "), Ok(true));
         assert_eq!(boolean("PLUGIN_OVERRIDE", "false"), Ok(false));
         let err = boolean("PLUGIN_OVERRIDE", "yes please").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#
-        );
+        assert_eq!(err.to_string(), r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#);
         assert!(boolean("x", "1").is_err() && boolean("x", "").is_err());
     }
 
@@ -136,10 +115,7 @@ mod tests {
         assert_eq!(size("max", "500MiB"), Ok(500 << 20));
         assert_eq!(size("max", "1048576"), Ok(1 << 20));
         assert_eq!(size("max", "1.5 KiB"), Ok(1536));
-        assert_eq!(
-            size("--max-size", "lots").unwrap_err().setting,
-            "--max-size"
-        );
+        assert_eq!(size("--max-size", "lots").unwrap_err().setting, "--max-size");
     }
 
     /// Lists are comma-separated with blanks dropped.

@@ -7,27 +7,15 @@ use super::github::{INPUTS, Input, UsedBy};
 
 /// The restore step's outputs, with their descriptions.
 pub const RESTORE_OUTPUTS: &[(&str, &str)] = &[
-    (
-        "cache-hit",
-        "`true` when the primary key matched exactly, else `false` (never empty).",
-    ),
+    ("cache-hit", "`true` when the primary key matched exactly, else `false` (never empty)."),
     ("cache-primary-key", "The rendered primary key."),
-    (
-        "cache-matched-key",
-        "The key of the entry restored (the primary key or a restore-key match); empty on a miss.",
-    ),
-    (
-        "cache-size",
-        "Size in bytes of the restored entry; 0 on a miss.",
-    ),
+    ("cache-matched-key", "The key of the entry restored (the primary key or a restore-key match); empty on a miss."),
+    ("cache-size", "Size in bytes of the restored entry; 0 on a miss."),
     ("cache-scope", "The scope the entry came from."),
 ];
 
 /// The save step's outputs.
-pub const SAVE_OUTPUTS: &[(&str, &str)] = &[
-    ("cache-saved", "`true` when this step wrote an entry."),
-    ("cache-primary-key", "The key saved under."),
-];
+pub const SAVE_OUTPUTS: &[(&str, &str)] = &[("cache-saved", "`true` when this step wrote an entry."), ("cache-primary-key", "The key saved under.")];
 
 const HEADER: &str = "# Generated from the input list in host/src/frontends/github.rs by scripts/gen-actions; edit that list, not this file.\n";
 
@@ -43,14 +31,8 @@ impl Action {
     fn takes(self, input: &Input) -> bool {
         match self {
             Action::Docker => input.used_by != UsedBy::Composites,
-            Action::Restore => matches!(
-                input.used_by,
-                UsedBy::Restore | UsedBy::All | UsedBy::Composites
-            ),
-            Action::Save => matches!(
-                input.used_by,
-                UsedBy::Save | UsedBy::All | UsedBy::Composites
-            ),
+            Action::Restore => matches!(input.used_by, UsedBy::Restore | UsedBy::All | UsedBy::Composites),
+            Action::Save => matches!(input.used_by, UsedBy::Save | UsedBy::All | UsedBy::Composites),
         }
     }
 
@@ -69,10 +51,7 @@ fn inputs_yaml(action: Action) -> String {
         out.push(format!("    description: \"{}\"", action.doc(input)));
         match input.default {
             None => out.push("    required: true".into()),
-            Some(default) => out.extend([
-                "    required: false".to_owned(),
-                format!("    default: '{default}'"),
-            ]),
+            Some(default) => out.extend(["    required: false".to_owned(), format!("    default: '{default}'")]),
         }
     }
     out.join("\n")
@@ -115,23 +94,11 @@ runs:
     )
 }
 
-fn composite(
-    action: Action,
-    name: &str,
-    description: &str,
-    outputs: &[(&str, &str)],
-    step: &str,
-) -> String {
+fn composite(action: Action, name: &str, description: &str, outputs: &[(&str, &str)], step: &str) -> String {
     let env: Vec<String> = INPUTS
         .iter()
         .filter(|i| action.takes(i) && i.used_by != UsedBy::Composites)
-        .map(|i| {
-            format!(
-                "        {}: ${{{{ inputs.{} }}}}",
-                crate::env_vars::github_input(i.name),
-                i.name
-            )
-        })
+        .map(|i| format!("        {}: ${{{{ inputs.{} }}}}", crate::env_vars::github_input(i.name), i.name))
         .collect();
     format!(
         r#"{HEADER}name: {name}
@@ -162,10 +129,7 @@ runs:
 
 /// The README tables of inputs and outputs.
 fn readme_tables() -> String {
-    let mut out = vec![
-        "| input | default | used by | meaning |".to_owned(),
-        "|---|---|---|---|".to_owned(),
-    ];
+    let mut out = vec!["| input | default | used by | meaning |".to_owned(), "|---|---|---|---|".to_owned()];
     for input in INPUTS {
         let default = match input.default {
             None => "required".to_owned(),
@@ -178,16 +142,9 @@ fn readme_tables() -> String {
             UsedBy::Save => "action (post), `save/`",
             UsedBy::Composites => "`restore/`, `save/`",
         };
-        out.push(format!(
-            "| `{}` | {default} | {used_by} | {} |",
-            input.name, input.doc
-        ));
+        out.push(format!("| `{}` | {default} | {used_by} | {} |", input.name, input.doc));
     }
-    out.extend([
-        String::new(),
-        "| output | of | meaning |".to_owned(),
-        "|---|---|---|".to_owned(),
-    ]);
+    out.extend([String::new(), "| output | of | meaning |".to_owned(), "|---|---|---|".to_owned()]);
     for (name, doc) in RESTORE_OUTPUTS {
         out.push(format!("| `{name}` | action, `restore/` | {doc} |"));
     }
@@ -203,12 +160,8 @@ const README_END: &str = "<!-- end of generated tables -->\n";
 
 /// Each generated file's path (from the repository root) and its text, given README's current text.
 pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
-    let (before, rest) = readme
-        .split_once(README_BEGIN)
-        .ok_or("README.md lacks the start marker of the generated tables")?;
-    let (_, after) = rest
-        .split_once(README_END)
-        .ok_or("README.md lacks the end marker of the generated tables")?;
+    let (before, rest) = readme.split_once(README_BEGIN).ok_or("README.md lacks the start marker of the generated tables")?;
+    let (_, after) = rest.split_once(README_END).ok_or("README.md lacks the end marker of the generated tables")?;
     Ok(vec![
         ("action.yml", docker_action()),
         (
@@ -231,13 +184,7 @@ pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
                 "save",
             ),
         ),
-        (
-            "README.md",
-            super::plugin_docs::readme(&format!(
-                "{before}{README_BEGIN}{}{README_END}{after}",
-                readme_tables()
-            ))?,
-        ),
+        ("README.md", super::plugin_docs::readme(&format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables()))?),
     ])
 }
 
@@ -249,9 +196,7 @@ mod tests {
     /// `S3CACHE_BLESS=1` rewrites them instead (scripts/gen-actions).
     #[test]
     fn generated() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("repository root");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
         let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
         let bless = std::env::var_os(crate::env_vars::S3CACHE_BLESS).is_some();
         let mut stale = Vec::new();
@@ -265,45 +210,23 @@ mod tests {
                 }
             }
         }
-        assert!(
-            stale.is_empty(),
-            "stale: {stale:?}; run scripts/gen-actions and commit the result"
-        );
+        assert!(stale.is_empty(), "stale: {stale:?}; run scripts/gen-actions and commit the result");
     }
 
     /// Every README section an action file points to (`(README, "Section")`) is a heading of README.
     #[test]
     fn named_readme_sections_exist() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("repository root");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
         let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-        let headings: Vec<&str> = readme
-            .lines()
-            .filter_map(|l| l.strip_prefix('#'))
-            .map(|l| l.trim_start_matches('#').trim())
-            .collect();
+        let headings: Vec<&str> = readme.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim()).collect();
         let mut named = Vec::new();
-        for (path, text) in super::generated(&readme)
-            .unwrap()
-            .into_iter()
-            .filter(|(path, _)| path.ends_with(".yml"))
-        {
-            for (_, rest) in text
-                .match_indices("(README, \"")
-                .map(|(i, _)| text.split_at(i + "(README, \"".len()))
-            {
+        for (path, text) in super::generated(&readme).unwrap().into_iter().filter(|(path, _)| path.ends_with(".yml")) {
+            for (_, rest) in text.match_indices("(README, \"").map(|(i, _)| text.split_at(i + "(README, \"".len())) {
                 let section = rest.split_once('"').expect("a closing quote").0;
-                assert!(
-                    headings.contains(&section),
-                    "{path} names the README section {section:?}, which README lacks"
-                );
+                assert!(headings.contains(&section), "{path} names the README section {section:?}, which README lacks");
                 named.push(section.to_owned());
             }
         }
-        assert_eq!(
-            named,
-            ["The Docker action's image", "Saving when the job fails"]
-        );
+        assert_eq!(named, ["The Docker action's image", "Saving when the job fails"]);
     }
 }

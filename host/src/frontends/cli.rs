@@ -256,21 +256,10 @@ struct PruneArgs {
 /// `checksum` (a link or copy by that name), or as `s3cache semaphore ...`, it is the Semaphore CLI.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let program = args
-        .first()
-        .map(|a| {
-            Path::new(a)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let program = args.first().map(|a| Path::new(a).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()).unwrap_or_default();
     match (program.as_str(), args.get(1).map(String::as_str)) {
         ("cache", _) => return super::semaphore::main(&args[1..]),
-        ("checksum", _) => {
-            return super::semaphore::main(&[&["checksum".to_owned()], &args[1..]].concat());
-        }
+        ("checksum", _) => return super::semaphore::main(&[&["checksum".to_owned()], &args[1..]].concat()),
         (_, Some("semaphore")) => return super::semaphore::main(&args[2..]),
         _ => {}
     }
@@ -283,13 +272,8 @@ pub fn main() -> ExitCode {
         cli.apply_output_choices();
         match cli.command {
             Command::Plugin => plugin(cli.verbose),
-            Command::Completions { shell } => {
-                super::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0)
-            }
-            Command::Man { command } => {
-                super::manual::man_page(command.as_deref(), &mut std::io::stdout().lock())
-                    .map(|()| 0)
-            }
+            Command::Completions { shell } => super::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
+            Command::Man { command } => super::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
             Command::GithubAction(GithubActionArgs { step }) => {
                 init_logging(cli.verbose);
                 github_action(step)
@@ -303,10 +287,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!(
-                "error: {}",
-                output::scrub(&output::escape(&format!("{err:#}")))
-            );
+            eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -325,9 +306,7 @@ impl Cli {
 /// The dialect the process environment speaks, if any.
 fn detected_plugin() -> Result<Option<super::detect::Detected>, String> {
     let env = config::process_env(Vec::new());
-    let names: Vec<String> = std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .collect();
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
     super::detect::detect(&|name| env(name), &names)
 }
 
@@ -339,9 +318,7 @@ fn plugin(verbose: bool) -> Result<u8> {
         Ok(Some(detected)) => detected,
         Ok(None) => {
             init_logging(verbose);
-            anyhow::bail!(
-                "no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help"
-            );
+            anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
         }
         Err(err) => {
             init_logging(verbose);
@@ -355,38 +332,21 @@ fn plugin(verbose: bool) -> Result<u8> {
     }
     let env = config::process_env(Vec::new());
     let invocation = detected.dialect.invocation(&|name| env(name));
-    init_logging(
-        verbose
-            || invocation
-                .as_ref()
-                .is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")),
-    );
+    init_logging(verbose || invocation.as_ref().is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")));
     let invocation = invocation.map_err(anyhow::Error::msg)?;
     tracing::debug!(args = ?invocation.args, "plugin command line");
     run_invocation(invocation).map(|(code, _)| code)
 }
 
 fn init_logging(verbose: bool) {
-    let default = if verbose {
-        "warn,s3cache=debug,guest=debug"
-    } else {
-        "warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let default = if verbose { "warn,s3cache=debug,guest=debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 /// Runs what a front end translated its settings into.
 fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
-    invocation
-        .secrets
-        .iter()
-        .for_each(|s| output::register_secret(s));
+    invocation.secrets.iter().for_each(|s| output::register_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
     cli.apply_output_choices();
     let token_file = match invocation.web_identity_token.take() {
@@ -394,10 +354,7 @@ fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
         None => None,
     };
     if let Some(file) = &token_file {
-        invocation.env.push((
-            env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(),
-            file.0.display().to_string(),
-        ));
+        invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
     }
     run(cli, config::process_env(invocation.env), &invocation.legacy)
 }
@@ -412,10 +369,7 @@ impl TokenFile {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(&path)
-            .and_then(|mut file| file.write_all(token.as_bytes()))
-            .with_context(|| format!("writing the web identity token to {}", path.display()))?;
+        options.open(&path).and_then(|mut file| file.write_all(token.as_bytes())).with_context(|| format!("writing the web identity token to {}", path.display()))?;
         Ok(Self(path))
     }
 }
@@ -437,39 +391,23 @@ fn github_action(step: ActionStep) -> Result<u8> {
     let env = config::process_env(Vec::new());
     let mut invocation = github::invocation(step, &|name| env(name)).map_err(anyhow::Error::msg)?;
     if let Some(reason) = invocation.skip.take() {
-        invocation
-            .secrets
-            .iter()
-            .for_each(|s| output::register_secret(s));
+        invocation.secrets.iter().for_each(|s| output::register_secret(s));
         output::notice(&reason);
         return Ok(0);
     }
-    output::group(&format!(
-        "s3cache {}",
-        if step == github::Step::Restore {
-            "restore"
-        } else {
-            "save"
-        }
-    ));
+    output::group(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }));
     let result = run_invocation(invocation);
     output::end_group();
     let (code, summary) = result?;
     if let Some(summary) = summary {
         if let Some(path) = env(env_vars::GITHUB_OUTPUT) {
-            github::append_records(Path::new(&path), &github::outputs(step, &summary))
-                .context("writing GITHUB_OUTPUT")?;
+            github::append_records(Path::new(&path), &github::outputs(step, &summary)).context("writing GITHUB_OUTPUT")?;
         }
         if let (github::Step::Restore, Some(path)) = (step, env(env_vars::GITHUB_STATE)) {
-            github::append_records(Path::new(&path), &github::state(&summary))
-                .context("writing GITHUB_STATE")?;
+            github::append_records(Path::new(&path), &github::state(&summary)).context("writing GITHUB_STATE")?;
         }
         if let Some(path) = env(env_vars::GITHUB_STEP_SUMMARY) {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .context("opening GITHUB_STEP_SUMMARY")?;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening GITHUB_STEP_SUMMARY")?;
             file.write_all(github::step_summary(&summary).as_bytes())?;
         }
     }
@@ -485,8 +423,7 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
     summary.http_requests = S3Client::requests_sent();
     summary.store = store.to_owned();
     if let Some(path) = path {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("writing the summary to {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
     }
     Ok(summary)
 }
@@ -496,21 +433,12 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
     match &cli.command {
         // A key needs only the sandbox and the workspace: no store, no credentials.
         Command::Key(args) => {
-            println!(
-                "{}",
-                config::render_key(&cli.settings, env, &args.template)?
-            );
+            println!("{}", config::render_key(&cli.settings, env, &args.template)?);
             return Ok((0, None));
         }
-        Command::GithubAction(_) | Command::Plugin => {
-            anyhow::bail!("github-action and plugin steps do not nest")
-        }
-        Command::Semaphore { .. } => {
-            anyhow::bail!("the Semaphore CLI runs before the command line is parsed")
-        }
-        Command::Completions { .. } | Command::Man { .. } => {
-            anyhow::bail!("completions and man are printed before anything runs")
-        }
+        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
+        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
+        Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
         _ => {}
     }
     let context = config::resolve(&cli.settings, env)?;
@@ -530,25 +458,12 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
             };
             let outcome = context.save(&request)?;
             let code = report_save(&outcome, args.fail_on_error);
-            let summary = finish_summary(
-                Summary::of_save(&outcome, &context.scopes.write),
-                &store,
-                summary_path,
-            )?;
+            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write), &store, summary_path)?;
             Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
             // An old plugin's objects, named around the rendered key, that this workspace can take.
-            let legacy = if legacy.is_empty() {
-                None
-            } else {
-                super::legacy::engine_legacy(
-                    legacy,
-                    &context.compute_key(&args.key)?,
-                    &context.cwd,
-                    context.home.as_deref(),
-                )
-            };
+            let legacy = if legacy.is_empty() { None } else { super::legacy::engine_legacy(legacy, &context.compute_key(&args.key)?, &context.cwd, context.home.as_deref()) };
             let request = RestoreRequest {
                 key: args.key,
                 restore_keys: args.restore_keys,
@@ -571,31 +486,14 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
 /// Prints what a save did; returns its exit code.
 fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
     match outcome {
-        SaveOutcome::Saved {
-            key,
-            bytes,
-            members,
-            elapsed,
-            ..
-        } => {
-            output::notice(&format!(
-                "saved {key}: {members} entries, {} in {:.2}s",
-                megabytes(*bytes),
-                elapsed.as_secs_f64()
-            ));
+        SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
+            output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
         }
-        SaveOutcome::AlreadyExists { key } => output::notice(&format!(
-            "cache entry {key} already exists; not saving (entries are immutable)"
-        )),
-        SaveOutcome::NothingToSave { key } => output::warning(&format!(
-            "nothing to save under {key}: the paths match no files"
-        )),
+        SaveOutcome::AlreadyExists { key } => output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
+        SaveOutcome::NothingToSave { key } => output::warning(&format!("nothing to save under {key}: the paths match no files")),
         SaveOutcome::Skipped { reason, .. } => output::notice(&format!("not saving: {reason}")),
         SaveOutcome::Failed { key, reason } => {
-            output::warning(&format!(
-                "cache {}not saved: {reason}",
-                key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()
-            ));
+            output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
             return if fail_on_error { EXIT_FAILED } else { 0 };
         }
     }
@@ -606,11 +504,7 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
 fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool) -> u8 {
     match outcome {
         RestoreOutcome::Hit(hit) => {
-            let how = if hit.exact {
-                "exact match".to_string()
-            } else {
-                format!("fallback for {}", hit.primary_key)
-            };
+            let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
             if hit.restored {
                 output::notice(&format!(
                     "restored {} ({how}): {} entries, {} in {:.2}s",
@@ -620,10 +514,7 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool) -> u8 {
                     hit.elapsed.as_secs_f64()
                 ));
             } else {
-                output::notice(&format!(
-                    "cache entry {} exists ({how}); lookup only, nothing restored",
-                    hit.matched_key
-                ));
+                output::notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
             }
             0
         }
@@ -687,27 +578,13 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
     })
 }
 
-fn finish_removal(
-    verb: &str,
-    removal: crate::admin::Removal,
-    extra: serde_json::Value,
-    as_json: bool,
-) -> u8 {
+fn finish_removal(verb: &str, removal: crate::admin::Removal, extra: serde_json::Value, as_json: bool) -> u8 {
     render::removal(verb, &removal, extra, as_json);
-    if removal.failed.is_empty() {
-        0
-    } else {
-        EXIT_STORE
-    }
+    if removal.failed.is_empty() { 0 } else { EXIT_STORE }
 }
 
 /// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
-fn clear(
-    context: &CacheContext,
-    selection: &ScopeSelection,
-    yes: bool,
-    as_json: bool,
-) -> Result<u8, crate::store::StoreError> {
+fn clear(context: &CacheContext, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
     let entries = context.list_entries(selection, "")?;
     let what = match selection {
         ScopeSelection::Own => format!("scope {}", context.scopes.write),
@@ -716,15 +593,9 @@ fn clear(
     };
     let tally = crate::admin::Tally::of(&entries);
     if !yes && !entries.is_empty() {
-        let question = format!(
-            "delete {} entries ({}) in {what}?",
-            tally.entries,
-            render::size(tally.bytes)
-        );
+        let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
         if !std::io::stdin().is_terminal() {
-            output::warning(&format!(
-                "not clearing: {question} Pass --yes to confirm when not on a terminal"
-            ));
+            output::warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
             return Ok(EXIT_CONFIG);
         }
         eprint!("{question} [y/N] ");
@@ -735,12 +606,7 @@ fn clear(
             return Ok(EXIT_FAILED);
         }
     }
-    Ok(finish_removal(
-        "clear",
-        context.remove(entries),
-        serde_json::json!({ "scope": what }),
-        as_json,
-    ))
+    Ok(finish_removal("clear", context.remove(entries), serde_json::json!({ "scope": what }), as_json))
 }
 
 #[cfg(test)]
@@ -765,44 +631,22 @@ mod tests {
     #[test]
     fn admin_scope_selection() {
         assert_eq!(selection(&["list"]), ScopeSelection::Own);
-        assert_eq!(
-            selection(&["--scope", "feature-1", "list"]),
-            ScopeSelection::Named("feature-1".into())
-        );
-        assert_eq!(
-            selection(&["clear", "--all-scopes", "--yes"]),
-            ScopeSelection::All
-        );
-        assert_eq!(
-            selection(&["--scope", "x", "clear", "--all-scopes"]),
-            ScopeSelection::All
-        );
+        assert_eq!(selection(&["--scope", "feature-1", "list"]), ScopeSelection::Named("feature-1".into()));
+        assert_eq!(selection(&["clear", "--all-scopes", "--yes"]), ScopeSelection::All);
+        assert_eq!(selection(&["--scope", "x", "clear", "--all-scopes"]), ScopeSelection::All);
     }
 
     /// Durations and sizes parse as the settings do, and bad ones name the flag's value.
     #[test]
     fn admin_values() {
-        let Command::Flush(flush) = parse(&["flush", "--older-than", "14d"]).unwrap().command
-        else {
-            panic!("flush")
-        };
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "14d"]).unwrap().command else { panic!("flush") };
         assert_eq!(flush.older_than, Duration::from_secs(14 * 86_400));
-        let Command::Flush(flush) = parse(&["flush", "--older-than", "30"]).unwrap().command else {
-            panic!("flush")
-        };
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "30"]).unwrap().command else { panic!("flush") };
         assert_eq!(flush.older_than, Duration::from_secs(30 * 86_400));
-        let Command::Prune(prune) = parse(&["prune", "--max-size", "500MiB"]).unwrap().command
-        else {
-            panic!("prune")
-        };
+        let Command::Prune(prune) = parse(&["prune", "--max-size", "500MiB"]).unwrap().command else { panic!("prune") };
         assert_eq!(prune.max_size, 500 << 20);
-        let err = parse(&["prune", "--max-size", "big"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("the size must be a size such as 10GB, 500MiB or 1048576, not \"big\""),
-            "{err}"
-        );
+        let err = parse(&["prune", "--max-size", "big"]).unwrap_err().to_string();
+        assert!(err.contains("the size must be a size such as 10GB, 500MiB or 1048576, not \"big\""), "{err}");
         let err = parse(&["--anonymous=yes", "list"]).unwrap_err().to_string();
         assert!(err.contains("must be true or false, not \"yes\""), "{err}");
     }
@@ -812,97 +656,23 @@ mod tests {
     fn dialect_invocations_parse() {
         use crate::frontends::detect::Dialect;
         use crate::frontends::drone_cache::Flavour;
-        let common = [
-            ("DRONE_REPO_NAME", "app"),
-            ("DRONE_REPO_OWNER", "acme"),
-            ("VELA_REPO_ORG", "acme"),
-            ("VELA_REPO_NAME", "app"),
-            ("S3CACHE_VELA_DIR", "/nonexistent"),
-        ];
+        let common = [("DRONE_REPO_NAME", "app"), ("DRONE_REPO_OWNER", "acme"), ("VELA_REPO_ORG", "acme"), ("VELA_REPO_NAME", "app"), ("S3CACHE_VELA_DIR", "/nonexistent")];
         let cases: &[(Dialect, &[(&str, &str)])] = &[
-            (
-                Dialect::DroneCache(Flavour::DroneCache),
-                &[
-                    ("PLUGIN_REBUILD", "true"),
-                    ("PLUGIN_BUCKET", "b"),
-                    ("PLUGIN_MOUNT", "m"),
-                    ("PLUGIN_ENCRYPTION", "AES256"),
-                    ("PLUGIN_ACL", "private"),
-                    ("PLUGIN_COMPRESSION_LEVEL", "5"),
-                    ("PLUGIN_DEBUG", "true"),
-                ],
-            ),
-            (
-                Dialect::DroneCache(Flavour::Harness),
-                &[
-                    ("PLUGIN_RESTORE", "true"),
-                    ("PLUGIN_BUCKET", "b"),
-                    ("PLUGIN_STRICT_KEY_MATCHING", "false"),
-                    ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"),
-                    ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s"),
-                ],
-            ),
-            (
-                Dialect::DroneCache(Flavour::DroneCache),
-                &[("PLUGIN_FLUSH", "true"), ("PLUGIN_BUCKET", "b")],
-            ),
-            (
-                Dialect::DroneS3Cache,
-                &[
-                    ("PLUGIN_MODE", "rebuild"),
-                    ("PLUGIN_ROOT", "b"),
-                    ("PLUGIN_MOUNT", "m"),
-                    ("PLUGIN_ACCELERATED_ENDPOINT", "x"),
-                    ("PLUGIN_PROFILE", "p"),
-                ],
-            ),
-            (
-                Dialect::DroneS3Cache,
-                &[("PLUGIN_MODE", "flush"), ("PLUGIN_ROOT", "b")],
-            ),
-            (
-                Dialect::WoodpeckerCache,
-                &[
-                    ("PLUGIN_ACTION", "upload"),
-                    ("PLUGIN_BUCKET", "b"),
-                    ("PLUGIN_PATH", "m"),
-                    ("PLUGIN_DEBUG", "true"),
-                ],
-            ),
-            (
-                Dialect::WoodpeckerCache,
-                &[
-                    ("PLUGIN_ACTION", "clear"),
-                    ("PLUGIN_BUCKET", "b"),
-                    ("PLUGIN_KEY", "k"),
-                ],
-            ),
-            (
-                Dialect::Vela,
-                &[
-                    ("PARAMETER_ACTION", "rebuild"),
-                    ("PARAMETER_BUCKET", "b"),
-                    ("PARAMETER_MOUNT", "m"),
-                    ("PARAMETER_LOG_LEVEL", "debug"),
-                ],
-            ),
-            (
-                Dialect::Vela,
-                &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")],
-            ),
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ENCRYPTION", "AES256"), ("PLUGIN_ACL", "private"), ("PLUGIN_COMPRESSION_LEVEL", "5"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::DroneCache(Flavour::Harness), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_STRICT_KEY_MATCHING", "false"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s")]),
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_FLUSH", "true"), ("PLUGIN_BUCKET", "b")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ACCELERATED_ENDPOINT", "x"), ("PLUGIN_PROFILE", "p")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "flush"), ("PLUGIN_ROOT", "b")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_PATH", "m"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "clear"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_KEY", "k")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_BUCKET", "b"), ("PARAMETER_MOUNT", "m"), ("PARAMETER_LOG_LEVEL", "debug")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")]),
         ];
         for (dialect, settings) in cases {
             let env = crate::env_vars::fixed(&[&common[..], settings].concat());
             let invocation = dialect.invocation(&env).unwrap();
-            let parsed = Cli::try_parse_from(
-                std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()),
-            );
-            assert!(
-                parsed.is_ok(),
-                "{dialect:?} {:?}: {}",
-                invocation.args,
-                parsed.unwrap_err()
-            );
+            let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
+            assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());
         }
     }
 
@@ -910,54 +680,21 @@ mod tests {
     /// them; their variables set them too.
     #[test]
     fn optional_boolean_values() {
-        let cli = parse(&[
-            "--allow-untrusted-save",
-            "--quiet",
-            "--no-progress",
-            "--anonymous",
-            "list",
-        ])
-        .unwrap();
-        assert!(
-            cli.settings.scope.allow_untrusted_save
-                && cli.quiet
-                && cli.no_progress
-                && cli.settings.anonymous
-        );
+        let cli = parse(&["--allow-untrusted-save", "--quiet", "--no-progress", "--anonymous", "list"]).unwrap();
+        assert!(cli.settings.scope.allow_untrusted_save && cli.quiet && cli.no_progress && cli.settings.anonymous);
         assert!(matches!(cli.command, Command::List(_)));
-        let cli = parse(&[
-            "-q",
-            "--no-progress=false",
-            "--anonymous=false",
-            "key",
-            "--template",
-            "k",
-        ])
-        .unwrap();
+        let cli = parse(&["-q", "--no-progress=false", "--anonymous=false", "key", "--template", "k"]).unwrap();
         assert!(cli.quiet && !cli.no_progress && !cli.settings.anonymous);
         let err = parse(&["--quiet=maybe", "list"]).unwrap_err().to_string();
-        assert!(
-            err.contains("must be true or false, not \"maybe\""),
-            "{err}"
-        );
+        assert!(err.contains("must be true or false, not \"maybe\""), "{err}");
     }
 
     /// Saves default to zstd; `--format` picks the others.
     #[test]
     fn save_formats() {
-        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p"])
-            .unwrap()
-            .command
-        else {
-            panic!("save")
-        };
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p"]).unwrap().command else { panic!("save") };
         assert_eq!(save.format, Format::Zstd);
-        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"])
-            .unwrap()
-            .command
-        else {
-            panic!("save")
-        };
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"]).unwrap().command else { panic!("save") };
         assert_eq!(save.format, Format::Gzip);
         assert!(parse(&["save", "--key", "k", "--path", "p", "--format", "lz4"]).is_err());
     }

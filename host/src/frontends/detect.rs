@@ -63,20 +63,12 @@ pub struct Detected {
 impl Detected {
     /// The first log line of a plugin run.
     pub fn describe(&self) -> String {
-        format!(
-            "s3cache {}: running as {} on {} ({})",
-            env!("CARGO_PKG_VERSION"),
-            self.dialect.name(),
-            self.ci,
-            self.evidence
-        )
+        format!("s3cache {}: running as {} on {} ({})", env!("CARGO_PKG_VERSION"), self.dialect.name(), self.ci, self.evidence)
     }
 }
 
 fn is_harness(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    plugins::HARNESS_MARKERS
-        .iter()
-        .any(|name| env(name).is_some_and(|v| !v.is_empty()))
+    plugins::HARNESS_MARKERS.iter().any(|name| env(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// The CI whose variables these are.
@@ -99,27 +91,10 @@ fn which_ci(env: &dyn Fn(&str) -> Option<String>) -> &'static str {
 
 /// Recognizes the dialect from the environment (`env`) and the names of the variables set
 /// (`names`); `None` when nothing looks like a plugin step.
-pub fn detect(
-    env: &dyn Fn(&str) -> Option<String>,
-    names: &[String],
-) -> Result<Option<Detected>, String> {
-    let has_prefix = |prefix: &str| {
-        names
-            .iter()
-            .any(|n| n.starts_with(prefix) && env(n).is_some_and(|v| !v.is_empty()))
-    };
-    let flavour = if is_harness(env) {
-        drone_cache::Flavour::Harness
-    } else {
-        drone_cache::Flavour::DroneCache
-    };
-    let found = |dialect: Dialect, evidence: String| {
-        Ok(Some(Detected {
-            dialect,
-            ci: which_ci(env),
-            evidence,
-        }))
-    };
+pub fn detect(env: &dyn Fn(&str) -> Option<String>, names: &[String]) -> Result<Option<Detected>, String> {
+    let has_prefix = |prefix: &str| names.iter().any(|n| n.starts_with(prefix) && env(n).is_some_and(|v| !v.is_empty()));
+    let flavour = if is_harness(env) { drone_cache::Flavour::Harness } else { drone_cache::Flavour::DroneCache };
+    let found = |dialect: Dialect, evidence: String| Ok(Some(Detected { dialect, ci: which_ci(env), evidence }));
     if let Some(named) = env(plugins::S3CACHE_PLUGIN).filter(|v| !v.is_empty()) {
         let dialect = match named.as_str() {
             "drone-cache" => Dialect::DroneCache(drone_cache::Flavour::DroneCache),
@@ -128,21 +103,12 @@ pub fn detect(
             "woodpecker-cache" => Dialect::WoodpeckerCache,
             "vela" => Dialect::Vela,
             "github" => Dialect::GithubAction,
-            _ => {
-                return Err(format!(
-                    "S3CACHE_PLUGIN must be drone-cache, harness, drone-s3-cache, woodpecker-cache, vela or github, not {named:?}"
-                ));
-            }
+            _ => return Err(format!("S3CACHE_PLUGIN must be drone-cache, harness, drone-s3-cache, woodpecker-cache, vela or github, not {named:?}")),
         };
         return found(dialect, format!("{}={named}", plugins::S3CACHE_PLUGIN));
     }
-    if env(env_vars::GITHUB_ACTIONS).as_deref() == Some("true")
-        && has_prefix(env_vars::GITHUB_INPUT_PREFIX)
-    {
-        return found(
-            Dialect::GithubAction,
-            "INPUT_* settings with GITHUB_ACTIONS=true".into(),
-        );
+    if env(env_vars::GITHUB_ACTIONS).as_deref() == Some("true") && has_prefix(env_vars::GITHUB_INPUT_PREFIX) {
+        return found(Dialect::GithubAction, "INPUT_* settings with GITHUB_ACTIONS=true".into());
     }
     if has_prefix(plugins::PARAMETER_PREFIX) {
         return found(Dialect::Vela, "PARAMETER_* settings".into());
@@ -151,27 +117,15 @@ pub fn detect(
         return Ok(None);
     }
     if woodpecker::recognizes(env) {
-        return found(
-            Dialect::WoodpeckerCache,
-            "PLUGIN_* settings with PLUGIN_ACTION".into(),
-        );
+        return found(Dialect::WoodpeckerCache, "PLUGIN_* settings with PLUGIN_ACTION".into());
     }
     if drone_cache::recognizes(env) {
-        return found(
-            Dialect::DroneCache(flavour),
-            "PLUGIN_* settings of drone-cache".into(),
-        );
+        return found(Dialect::DroneCache(flavour), "PLUGIN_* settings of drone-cache".into());
     }
     if drone_s3_cache::recognizes(env) {
-        return found(
-            Dialect::DroneS3Cache,
-            "PLUGIN_* settings of drone-s3-cache".into(),
-        );
+        return found(Dialect::DroneS3Cache, "PLUGIN_* settings of drone-s3-cache".into());
     }
-    found(
-        Dialect::DroneCache(flavour),
-        "PLUGIN_* settings; set S3CACHE_PLUGIN=drone-s3-cache if they are drone-s3-cache's".into(),
-    )
+    found(Dialect::DroneCache(flavour), "PLUGIN_* settings; set S3CACHE_PLUGIN=drone-s3-cache if they are drone-s3-cache's".into())
 }
 
 #[cfg(test)]
@@ -192,83 +146,23 @@ mod tests {
     fn recognizes_each_dialect() {
         use drone_cache::Flavour::*;
         assert_eq!(dialect(&[("HOME", "/h")]), None);
-        assert_eq!(
-            dialect(&[("INPUT_PATH", "x")]),
-            None,
-            "INPUT_* outside GitHub Actions"
-        );
-        assert_eq!(
-            dialect(&[("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "x")]),
-            Some(Dialect::GithubAction)
-        );
-        assert_eq!(
-            dialect(&[("PARAMETER_ACTION", "restore")]),
-            Some(Dialect::Vela)
-        );
-        assert_eq!(
-            dialect(&[
-                ("DRONE", "true"),
-                ("PLUGIN_RESTORE", "true"),
-                ("PLUGIN_BUCKET", "b")
-            ]),
-            Some(Dialect::DroneCache(DroneCache))
-        );
-        assert_eq!(
-            dialect(&[
-                ("HARNESS_BUILD_ID", "1"),
-                ("PLUGIN_RESTORE", "true"),
-                ("PLUGIN_BUCKET", "b")
-            ]),
-            Some(Dialect::DroneCache(Harness))
-        );
-        assert_eq!(
-            dialect(&[
-                ("DRONE", "true"),
-                ("PLUGIN_MODE", "restore"),
-                ("PLUGIN_ROOT", "b")
-            ]),
-            Some(Dialect::DroneS3Cache)
-        );
-        assert_eq!(
-            dialect(&[
-                ("CI", "woodpecker"),
-                ("PLUGIN_ACTION", "upload"),
-                ("PLUGIN_BUCKET", "b")
-            ]),
-            Some(Dialect::WoodpeckerCache)
-        );
-        assert_eq!(
-            dialect(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_MOUNT", "x")]),
-            Some(Dialect::DroneCache(DroneCache))
-        );
-        assert_eq!(
-            dialect(&[
-                ("S3CACHE_PLUGIN", "drone-s3-cache"),
-                ("PLUGIN_RESTORE", "true")
-            ]),
-            Some(Dialect::DroneS3Cache)
-        );
+        assert_eq!(dialect(&[("INPUT_PATH", "x")]), None, "INPUT_* outside GitHub Actions");
+        assert_eq!(dialect(&[("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "x")]), Some(Dialect::GithubAction));
+        assert_eq!(dialect(&[("PARAMETER_ACTION", "restore")]), Some(Dialect::Vela));
+        assert_eq!(dialect(&[("DRONE", "true"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::DroneCache(DroneCache)));
+        assert_eq!(dialect(&[("HARNESS_BUILD_ID", "1"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::DroneCache(Harness)));
+        assert_eq!(dialect(&[("DRONE", "true"), ("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "b")]), Some(Dialect::DroneS3Cache));
+        assert_eq!(dialect(&[("CI", "woodpecker"), ("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::WoodpeckerCache));
+        assert_eq!(dialect(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_MOUNT", "x")]), Some(Dialect::DroneCache(DroneCache)));
+        assert_eq!(dialect(&[("S3CACHE_PLUGIN", "drone-s3-cache"), ("PLUGIN_RESTORE", "true")]), Some(Dialect::DroneS3Cache));
         let names = vec!["S3CACHE_PLUGIN".to_string()];
-        assert!(
-            detect(&env_vars::fixed(&[("S3CACHE_PLUGIN", "gitlab")]), &names)
-                .unwrap_err()
-                .contains("S3CACHE_PLUGIN must be")
-        );
+        assert!(detect(&env_vars::fixed(&[("S3CACHE_PLUGIN", "gitlab")]), &names).unwrap_err().contains("S3CACHE_PLUGIN must be"));
     }
 
     /// The first log line names the dialect and the CI.
     #[test]
     fn describes_itself() {
-        let line = detect_in(&[
-            ("CI", "woodpecker"),
-            ("PLUGIN_REBUILD", "true"),
-            ("PLUGIN_CACHE_KEY", "k"),
-        ])
-        .unwrap()
-        .describe();
-        assert!(
-            line.contains("running as meltwater drone-cache on Woodpecker"),
-            "{line}"
-        );
+        let line = detect_in(&[("CI", "woodpecker"), ("PLUGIN_REBUILD", "true"), ("PLUGIN_CACHE_KEY", "k")]).unwrap().describe();
+        assert!(line.contains("running as meltwater drone-cache on Woodpecker"), "{line}");
     }
 }

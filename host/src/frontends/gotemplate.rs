@@ -20,10 +20,7 @@ pub struct FileHelpers {
 /// drone-cache's own algorithms: `checksum` is the MD5 of the file (empty when it is missing), and
 /// `hashFiles` is SHA-256 over the raw SHA-256 of each match, pattern by pattern, each pattern's
 /// matches in lexical order (Go's `filepath.Glob`: no `**`).
-pub const DRONE_CACHE_HELPERS: FileHelpers = FileHelpers {
-    checksum: "md5sum",
-    hash_files: "globHashFiles",
-};
+pub const DRONE_CACHE_HELPERS: FileHelpers = FileHelpers { checksum: "md5sum", hash_files: "globHashFiles" };
 
 /// Go's name for this machine's architecture (`runtime.GOARCH`).
 pub fn go_arch() -> &'static str {
@@ -47,30 +44,20 @@ pub fn go_os() -> &'static str {
 
 /// The value of a metadata field (`.Commit.Branch`), or `None` for a field drone-cache does not have.
 pub fn metadata(field: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let (_, vars, default) = env_vars::plugins::TEMPLATE_METADATA
-        .iter()
-        .find(|(name, _, _)| *name == field)?;
-    Some(
-        vars.iter()
-            .find_map(|v| env(v).filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| (*default).to_owned()),
-    )
+    let (_, vars, default) = env_vars::plugins::TEMPLATE_METADATA.iter().find(|(name, _, _)| *name == field)?;
+    Some(vars.iter().find_map(|v| env(v).filter(|v| !v.is_empty())).unwrap_or_else(|| (*default).to_owned()))
 }
 
 /// The value of a metadata field when the CI set one (no default).
 pub fn metadata_set(field: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let (_, vars, _) = env_vars::plugins::TEMPLATE_METADATA
-        .iter()
-        .find(|(name, _, _)| *name == field)?;
+    let (_, vars, _) = env_vars::plugins::TEMPLATE_METADATA.iter().find(|(name, _, _)| *name == field)?;
     vars.iter().find_map(|v| env(v).filter(|v| !v.is_empty()))
 }
 
 /// Text that goes into an s3cache template as it is: no `{{`, no backslash (an escape there).
 fn literal(text: &str, what: &str) -> Result<String, String> {
     if text.contains("{{") || text.contains('\\') {
-        return Err(format!(
-            "{what} {text:?} cannot be part of a key: it contains `{{{{` or a backslash"
-        ));
+        return Err(format!("{what} {text:?} cannot be part of a key: it contains `{{{{` or a backslash"));
     }
     Ok(text.to_owned())
 }
@@ -84,15 +71,10 @@ fn string_args(text: &str, function: &str) -> Result<Vec<String>, String> {
         if quote != '"' && quote != '`' {
             return Err(format!("`{function}` takes quoted strings, not {rest:?}"));
         }
-        let end = rest[1..]
-            .find(quote)
-            .ok_or_else(|| format!("an unterminated string in `{function}`"))?
-            + 1;
+        let end = rest[1..].find(quote).ok_or_else(|| format!("an unterminated string in `{function}`"))? + 1;
         let arg = &rest[1..end];
         if arg.contains(['"', '\\']) {
-            return Err(format!(
-                "`{function}` argument {arg:?}: quotes and backslashes are not supported"
-            ));
+            return Err(format!("`{function}` argument {arg:?}: quotes and backslashes are not supported"));
         }
         args.push(arg.to_owned());
         rest = rest[end + 1..].trim_start();
@@ -104,35 +86,20 @@ fn string_args(text: &str, function: &str) -> Result<Vec<String>, String> {
 }
 
 /// Translates one action (the text between `{{` and `}}`, trim markers removed).
-fn action(
-    body: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    helpers: FileHelpers,
-) -> Result<String, String> {
+fn action(body: &str, env: &dyn Fn(&str) -> Option<String>, helpers: FileHelpers) -> Result<String, String> {
     let body = body.trim();
     if body.starts_with("/*") && body.ends_with("*/") {
         return Ok(String::new());
     }
     if body.starts_with('.') {
         let value = metadata(body, env).ok_or_else(|| {
-            let known: Vec<&str> = env_vars::plugins::TEMPLATE_METADATA
-                .iter()
-                .map(|(n, _, _)| *n)
-                .collect();
-            format!(
-                "unknown field {body} (drone-cache has {})",
-                known.join(", ")
-            )
+            let known: Vec<&str> = env_vars::plugins::TEMPLATE_METADATA.iter().map(|(n, _, _)| *n).collect();
+            format!("unknown field {body} (drone-cache has {})", known.join(", "))
         })?;
         return literal(&value, body);
     }
     let (function, args) = body.split_once(char::is_whitespace).unwrap_or((body, ""));
-    let quoted = |args: Vec<String>| {
-        args.iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let quoted = |args: Vec<String>| args.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(" ");
     match function {
         "epoch" if args.trim().is_empty() => Ok("{{ epoch }}".into()),
         "arch" if args.trim().is_empty() => Ok(go_arch().into()),
@@ -144,23 +111,13 @@ fn action(
             }
             Ok(format!("{{{{ {} {} }}}}", helpers.checksum, quoted(args)))
         }
-        "hashFiles" => Ok(format!(
-            "{{{{ {} {} }}}}",
-            helpers.hash_files,
-            quoted(string_args(args, "hashFiles")?)
-        )),
-        _ => Err(format!(
-            "`{{{{ {body} }}}}` is not supported: drone-cache keys may use metadata fields (.Commit.Branch, ...), checksum, hashFiles, epoch, arch and os"
-        )),
+        "hashFiles" => Ok(format!("{{{{ {} {} }}}}", helpers.hash_files, quoted(string_args(args, "hashFiles")?))),
+        _ => Err(format!("`{{{{ {body} }}}}` is not supported: drone-cache keys may use metadata fields (.Commit.Branch, ...), checksum, hashFiles, epoch, arch and os")),
     }
 }
 
 /// Translates a drone-cache key template into an s3cache key template.
-pub fn translate(
-    template: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    helpers: FileHelpers,
-) -> Result<String, String> {
+pub fn translate(template: &str, env: &dyn Fn(&str) -> Option<String>, helpers: FileHelpers) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
     let mut trim_next = false;
@@ -170,9 +127,7 @@ pub fn translate(
             text = text.trim_start();
         }
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed action in the key template {template:?}"))?;
+        let end = after.find("}}").ok_or_else(|| format!("unclosed action in the key template {template:?}"))?;
         let mut body = &after[..end];
         if let Some(stripped) = body.strip_prefix("- ") {
             text = text.trim_end();
@@ -184,10 +139,7 @@ pub fn translate(
             body = stripped;
         }
         out.push_str(&literal(text, "the text")?);
-        out.push_str(
-            &action(body, env, helpers)
-                .map_err(|e| format!("in the key template {template:?}: {e}"))?,
-        );
+        out.push_str(&action(body, env, helpers).map_err(|e| format!("in the key template {template:?}: {e}"))?);
         rest = &after[end + 2..];
     }
     let text = if trim_next { rest.trim_start() } else { rest };
@@ -211,64 +163,24 @@ mod tests {
     /// Metadata becomes text, functions become s3cache helpers, trim markers and comments work.
     #[test]
     fn translates_drone_cache_keys() {
-        let vars = env(&[
-            ("DRONE_COMMIT_BRANCH", "feature/x"),
-            ("DRONE_REPO_NAME", "app"),
-            ("CI_PIPELINE_NUMBER", "41"),
-            ("DRONE_BUILD_NUMBER", "42"),
-        ]);
+        let vars = env(&[("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_NAME", "app"), ("CI_PIPELINE_NUMBER", "41"), ("DRONE_BUILD_NUMBER", "42")]);
         let key = translate(r#"{{ .Repo.Name }}-{{ .Commit.Branch }}-{{ .Build.Number }}-{{ checksum "go.mod" }}-{{ hashFiles "go.*" `x/*.sum` }}-{{ epoch }}"#, &vars, DRONE_CACHE_HELPERS).unwrap();
-        assert_eq!(
-            key,
-            r#"app-feature/x-42-{{ md5sum "go.mod" }}-{{ globHashFiles "go.*" "x/*.sum" }}-{{ epoch }}"#
-        );
-        assert_eq!(
-            translate("{{ arch }}/{{ os }}", &vars, DRONE_CACHE_HELPERS).unwrap(),
-            format!("{}/{}", go_arch(), go_os())
-        );
-        assert_eq!(
-            translate("a  {{- /* note */ -}}  b", &vars, DRONE_CACHE_HELPERS).unwrap(),
-            "ab"
-        );
+        assert_eq!(key, r#"app-feature/x-42-{{ md5sum "go.mod" }}-{{ globHashFiles "go.*" "x/*.sum" }}-{{ epoch }}"#);
+        assert_eq!(translate("{{ arch }}/{{ os }}", &vars, DRONE_CACHE_HELPERS).unwrap(), format!("{}/{}", go_arch(), go_os()));
+        assert_eq!(translate("a  {{- /* note */ -}}  b", &vars, DRONE_CACHE_HELPERS).unwrap(), "ab");
         // Woodpecker's names when Drone's are absent; drone-cache's defaults when neither is set.
         let woodpecker = env(&[("CI_COMMIT_BRANCH", "dev"), ("CI_REPO_NAME", "w")]);
-        assert_eq!(
-            translate(
-                "{{ .Repo.Name }}:{{ .Commit.Branch }}:{{ .Build.Event }}",
-                &woodpecker,
-                DRONE_CACHE_HELPERS
-            )
-            .unwrap(),
-            "w:dev:push"
-        );
-        assert_eq!(
-            translate("{{ .Commit.Branch }}", &env(&[]), DRONE_CACHE_HELPERS).unwrap(),
-            "master"
-        );
+        assert_eq!(translate("{{ .Repo.Name }}:{{ .Commit.Branch }}:{{ .Build.Event }}", &woodpecker, DRONE_CACHE_HELPERS).unwrap(), "w:dev:push");
+        assert_eq!(translate("{{ .Commit.Branch }}", &env(&[]), DRONE_CACHE_HELPERS).unwrap(), "master");
     }
 
     /// Unknown fields and functions, and values that would become template syntax, are errors.
     #[test]
     fn refuses_what_it_cannot_translate() {
-        let vars = env(&[(
-            "DRONE_COMMIT_BRANCH",
-            "x{{ env \"AWS_SECRET_ACCESS_KEY\" }}",
-        )]);
-        assert!(
-            translate("{{ .Commit.Nope }}", &vars, DRONE_CACHE_HELPERS)
-                .unwrap_err()
-                .contains("unknown field .Commit.Nope")
-        );
-        assert!(
-            translate("{{ printf \"%s\" 1 }}", &vars, DRONE_CACHE_HELPERS)
-                .unwrap_err()
-                .contains("not supported")
-        );
-        assert!(
-            translate("{{ .Commit.Branch }}", &vars, DRONE_CACHE_HELPERS)
-                .unwrap_err()
-                .contains("cannot be part of a key")
-        );
+        let vars = env(&[("DRONE_COMMIT_BRANCH", "x{{ env \"AWS_SECRET_ACCESS_KEY\" }}")]);
+        assert!(translate("{{ .Commit.Nope }}", &vars, DRONE_CACHE_HELPERS).unwrap_err().contains("unknown field .Commit.Nope"));
+        assert!(translate("{{ printf \"%s\" 1 }}", &vars, DRONE_CACHE_HELPERS).unwrap_err().contains("not supported"));
+        assert!(translate("{{ .Commit.Branch }}", &vars, DRONE_CACHE_HELPERS).unwrap_err().contains("cannot be part of a key"));
         assert!(translate("{{ checksum }}", &vars, DRONE_CACHE_HELPERS).is_err());
         assert!(translate("{{ epoch", &vars, DRONE_CACHE_HELPERS).is_err());
     }
@@ -277,9 +189,6 @@ mod tests {
     #[test]
     fn default_key_is_md5_of_the_branch() {
         assert_eq!(default_key(&env(&[])), "eb0a191797624dd3a48fa681d3061212");
-        assert_eq!(
-            default_key(&env(&[("DRONE_COMMIT_BRANCH", "main")])),
-            "fad58de7366495db4650cfefac2fcd61"
-        );
+        assert_eq!(default_key(&env(&[("DRONE_COMMIT_BRANCH", "main")])), "fad58de7366495db4650cfefac2fcd61");
     }
 }

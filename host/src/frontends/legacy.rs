@@ -12,12 +12,7 @@ use crate::cache::{self, Legacy, MemberNames};
 use crate::paths::resolve_roots;
 
 /// The objects of `objects` this workspace can restore, named around the rendered `key`.
-pub fn engine_legacy(
-    objects: &[LegacyObject],
-    key: &str,
-    cwd: &Path,
-    home: Option<&Path>,
-) -> Option<Legacy> {
+pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Option<&Path>) -> Option<Legacy> {
     let first = objects.first()?;
     let usable: Vec<cache::LegacyObject> = objects
         .iter()
@@ -41,12 +36,7 @@ pub fn engine_legacy(
             fits.then(|| cache::LegacyObject { name, paths: object.paths.clone(), names })
         })
         .collect();
-    (!usable.is_empty()).then(|| Legacy {
-        writer: first.writer.to_owned(),
-        format: first.format,
-        in_search: false,
-        objects: usable,
-    })
+    (!usable.is_empty()).then(|| Legacy { writer: first.writer.to_owned(), format: first.format, in_search: false, objects: usable })
 }
 
 #[cfg(test)]
@@ -57,10 +47,7 @@ mod tests {
 
     fn object(paths: &[&str], names: LegacyNames) -> LegacyObject {
         LegacyObject {
-            object: LegacyName::AroundKey {
-                before: String::new(),
-                after: format!("/{}", paths.first().unwrap_or(&"")),
-            },
+            object: LegacyName::AroundKey { before: String::new(), after: format!("/{}", paths.first().unwrap_or(&"")) },
             format: Format::Gzip,
             paths: paths.iter().map(|p| p.to_string()).collect(),
             names,
@@ -72,77 +59,18 @@ mod tests {
     #[test]
     fn keeps_what_the_workspace_can_take() {
         let (cwd, home) = (Path::new("/ws"), Some(Path::new("/home/u")));
-        let take = |objects: &[LegacyObject]| {
-            engine_legacy(objects, "k", cwd, home)
-                .map(|l| l.objects.into_iter().map(|o| o.name).collect::<Vec<_>>())
-        };
-        assert_eq!(
-            take(&[object(&["node_modules"], LegacyNames::Relative)]),
-            Some(vec!["k/node_modules".to_string()])
-        );
-        assert_eq!(
-            take(&[object(&["~/.m2"], LegacyNames::Absolute)]),
-            Some(vec!["k/~/.m2".to_string()])
-        );
-        assert_eq!(
-            take(&[object(&["vendor"], LegacyNames::Absolute)]),
-            Some(vec!["k/vendor".to_string()]),
-            "drone-cache's absolute names of a workspace path"
-        );
-        assert_eq!(
-            take(&[object(&["a/b"], LegacyNames::FromParent)]),
-            Some(vec!["k/a/b".to_string()]),
-            "Vela's names below a nested mount's parent"
-        );
-        assert_eq!(
-            engine_legacy(
-                &[object(&["vendor"], LegacyNames::Absolute)],
-                "k",
-                cwd,
-                home
-            )
-            .unwrap()
-            .objects[0]
-                .names,
-            MemberNames::Absolute
-        );
-        assert_eq!(
-            take(&[object(&["vendor"], LegacyNames::FromParent)]).map(|v| v.len()),
-            Some(1)
-        );
-        assert_eq!(
-            take(&[object(&["a", "b"], LegacyNames::Relative)]),
-            Some(vec!["k/a".to_string()]),
-            "several paths in one object"
-        );
-        assert_eq!(
-            engine_legacy(
-                &[object(&["a", "b"], LegacyNames::Relative)],
-                "k",
-                cwd,
-                home
-            )
-            .unwrap()
-            .objects[0]
-                .paths,
-            ["a", "b"]
-        );
-        assert_eq!(
-            take(&[object(&["a", "/opt/x"], LegacyNames::Relative)]),
-            None,
-            "relative names of a path outside the workspace"
-        );
+        let take = |objects: &[LegacyObject]| engine_legacy(objects, "k", cwd, home).map(|l| l.objects.into_iter().map(|o| o.name).collect::<Vec<_>>());
+        assert_eq!(take(&[object(&["node_modules"], LegacyNames::Relative)]), Some(vec!["k/node_modules".to_string()]));
+        assert_eq!(take(&[object(&["~/.m2"], LegacyNames::Absolute)]), Some(vec!["k/~/.m2".to_string()]));
+        assert_eq!(take(&[object(&["vendor"], LegacyNames::Absolute)]), Some(vec!["k/vendor".to_string()]), "drone-cache's absolute names of a workspace path");
+        assert_eq!(take(&[object(&["a/b"], LegacyNames::FromParent)]), Some(vec!["k/a/b".to_string()]), "Vela's names below a nested mount's parent");
+        assert_eq!(engine_legacy(&[object(&["vendor"], LegacyNames::Absolute)], "k", cwd, home).unwrap().objects[0].names, MemberNames::Absolute);
+        assert_eq!(take(&[object(&["vendor"], LegacyNames::FromParent)]).map(|v| v.len()), Some(1));
+        assert_eq!(take(&[object(&["a", "b"], LegacyNames::Relative)]), Some(vec!["k/a".to_string()]), "several paths in one object");
+        assert_eq!(engine_legacy(&[object(&["a", "b"], LegacyNames::Relative)], "k", cwd, home).unwrap().objects[0].paths, ["a", "b"]);
+        assert_eq!(take(&[object(&["a", "/opt/x"], LegacyNames::Relative)]), None, "relative names of a path outside the workspace");
         assert_eq!(take(&[]), None);
-        let legacy = engine_legacy(
-            &[object(&["node_modules"], LegacyNames::Relative)],
-            "k",
-            cwd,
-            home,
-        )
-        .unwrap();
-        assert_eq!(
-            (legacy.writer.as_str(), legacy.format, legacy.in_search),
-            ("an old plugin", Format::Gzip, false)
-        );
+        let legacy = engine_legacy(&[object(&["node_modules"], LegacyNames::Relative)], "k", cwd, home).unwrap();
+        assert_eq!((legacy.writer.as_str(), legacy.format, legacy.in_search), ("an old plugin", Format::Gzip, false));
     }
 }

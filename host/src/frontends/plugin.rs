@@ -54,9 +54,7 @@ pub const fn own(name: &'static str) -> Var {
 
 /// Whether any of these settings is set in the `PLUGIN_*` convention: how a dialect recognizes its own.
 pub fn any_plugin_setting(env: &dyn Fn(&str) -> Option<String>, names: &[&str]) -> bool {
-    names
-        .iter()
-        .any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.trim().is_empty()))
+    names.iter().any(|name| env(&env_vars::plugin_setting(name)).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// What a plugin step does, whatever the dialect calls it.
@@ -79,20 +77,8 @@ impl Operation {
 }
 
 /// Shorthand for table rows.
-pub const fn setting(
-    name: &'static str,
-    vars: &'static [Var],
-    default: &'static str,
-    doc: &'static str,
-    migration: Migration,
-) -> Setting {
-    Setting {
-        name,
-        vars,
-        default,
-        doc,
-        migration,
-    }
+pub const fn setting(name: &'static str, vars: &'static [Var], default: &'static str, doc: &'static str, migration: Migration) -> Setting {
+    Setting { name, vars, default, doc, migration }
 }
 
 /// Which convention a dialect's own variables follow.
@@ -124,10 +110,7 @@ pub struct Settings<'a> {
 
 impl std::fmt::Debug for Settings<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("convention", &self.convention)
-            .field("files", &self.files)
-            .finish_non_exhaustive()
+        f.debug_struct("Settings").field("convention", &self.convention).field("files", &self.files).finish_non_exhaustive()
     }
 }
 
@@ -139,34 +122,19 @@ pub struct Value {
 }
 
 impl<'a> Settings<'a> {
-    pub fn new(
-        table: &'static [Setting],
-        convention: Convention,
-        env: &'a dyn Fn(&str) -> Option<String>,
-    ) -> Self {
-        Self {
-            table,
-            convention,
-            env,
-            files: Vec::new(),
-        }
+    pub fn new(table: &'static [Setting], convention: Convention, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { table, convention, env, files: Vec::new() }
     }
 
     /// Vela's files after the variables: `<dir>/parameters/s3-cache/<name>`, then
     /// `<dir>/secrets/s3-cache/<name>` (the plugin's code's order; its DOCS.md says files win).
     pub fn with_vela_files(mut self, dir: PathBuf) -> Self {
-        self.files = vec![
-            dir.join("parameters/s3-cache"),
-            dir.join("secrets/s3-cache"),
-        ];
+        self.files = vec![dir.join("parameters/s3-cache"), dir.join("secrets/s3-cache")];
         self
     }
 
     fn spec(&self, name: &str) -> &'static Setting {
-        self.table
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("setting {name} is not in the dialect's table"))
+        self.table.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("setting {name} is not in the dialect's table"))
     }
 
     /// The variable a setting's errors name when it has no value: its own convention variable.
@@ -183,10 +151,7 @@ impl<'a> Settings<'a> {
                 Var::Alias(alias) => (*alias).to_owned(),
             };
             if let Some(text) = (self.env)(&variable).filter(|v| !v.trim().is_empty()) {
-                return Some(Value {
-                    text,
-                    source: variable,
-                });
+                return Some(Value { text, source: variable });
             }
         }
         for dir in &self.files {
@@ -194,10 +159,7 @@ impl<'a> Settings<'a> {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 let text = text.trim().to_owned();
                 if !text.is_empty() {
-                    return Some(Value {
-                        text,
-                        source: path.display().to_string(),
-                    });
+                    return Some(Value { text, source: path.display().to_string() });
                 }
             }
         }
@@ -219,47 +181,31 @@ impl<'a> Settings<'a> {
 
     /// A list setting (comma-separated, as the plugin conventions pass YAML lists).
     pub fn list(&self, name: &str) -> Vec<String> {
-        self.value(name)
-            .map(|v| parse::list(&v.text))
-            .unwrap_or_default()
+        self.value(name).map(|v| parse::list(&v.text)).unwrap_or_default()
     }
 
     /// A duration setting, as whole seconds.
     pub fn duration_secs(&self, name: &str) -> Result<Option<u64>, String> {
         match self.value(name) {
             None => Ok(None),
-            Some(value) => parse::duration(&value.source, &value.text)
-                .map(|d| Some(d.as_secs().max(1)))
-                .map_err(|e| e.to_string()),
+            Some(value) => parse::duration(&value.source, &value.text).map(|d| Some(d.as_secs().max(1))).map_err(|e| e.to_string()),
         }
     }
 
     /// An integer setting within `range`.
-    pub fn integer(
-        &self,
-        name: &str,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Result<Option<i64>, String> {
+    pub fn integer(&self, name: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, String> {
         match self.value(name) {
             None => Ok(None),
             Some(value) => match value.text.trim().parse::<i64>() {
                 Ok(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(parse::SettingError::new(
-                    &value.source,
-                    &format!("a whole number from {} to {}", range.start(), range.end()),
-                    &value.text,
-                )
-                .to_string()),
+                _ => Err(parse::SettingError::new(&value.source, &format!("a whole number from {} to {}", range.start(), range.end()), &value.text).to_string()),
             },
         }
     }
 
     /// An error naming the setting's source (or its own variable when unset).
     pub fn invalid(&self, name: &str, expected: &str) -> String {
-        let (source, text) = self
-            .value(name)
-            .map(|v| (v.source, v.text))
-            .unwrap_or_else(|| (self.variable(name), String::new()));
+        let (source, text) = self.value(name).map(|v| (v.source, v.text)).unwrap_or_else(|| (self.variable(name), String::new()));
         parse::SettingError::new(&source, expected, &text).to_string()
     }
 
@@ -267,19 +213,14 @@ impl<'a> Settings<'a> {
     /// ignoring it could change which identity or objects a step uses.
     pub fn refuse_if_set(&self, name: &str) -> Result<(), String> {
         match (self.value(name), self.spec(name).migration) {
-            (Some(value), Migration::Unsupported(why)) => Err(format!(
-                "{} is not supported by s3cache: {why}",
-                value.source
-            )),
+            (Some(value), Migration::Unsupported(why)) => Err(format!("{} is not supported by s3cache: {why}", value.source)),
             _ => Ok(()),
         }
     }
 
     /// The setting's value, or `None` with a notice when it is accepted but has no effect here.
     pub fn note_ignored(&self, name: &str) {
-        if let (Some(value), Migration::Unsupported(why) | Migration::Differs(why)) =
-            (self.value(name), self.spec(name).migration)
-        {
+        if let (Some(value), Migration::Unsupported(why) | Migration::Differs(why)) = (self.value(name), self.spec(name).migration) {
             crate::output::notice(&format!("{} is ignored: {why}", value.source));
         }
     }
@@ -296,10 +237,7 @@ pub struct CommandLine {
 
 impl CommandLine {
     pub fn new(verb: &[&str]) -> Self {
-        Self {
-            command: verb.iter().map(|v| (*v).to_owned()).collect(),
-            ..Self::default()
-        }
+        Self { command: verb.iter().map(|v| (*v).to_owned()).collect(), ..Self::default() }
     }
 
     /// A global option with a value (`--store URL`), when there is one.
@@ -342,8 +280,7 @@ impl CommandLine {
 
     /// `--path P` for each path, after every option.
     pub fn paths(&mut self, paths: &[String]) -> &mut Self {
-        self.paths
-            .extend(paths.iter().flat_map(|p| ["--path".to_owned(), p.clone()]));
+        self.paths.extend(paths.iter().flat_map(|p| ["--path".to_owned(), p.clone()]));
         self
     }
 
@@ -374,23 +311,13 @@ impl CommandLine {
 
     pub fn finish(self) -> super::Invocation {
         let mut invocation = self.invocation;
-        invocation.args = self
-            .global
-            .into_iter()
-            .chain(self.command)
-            .chain(self.paths)
-            .collect();
+        invocation.args = self.global.into_iter().chain(self.command).chain(self.paths).collect();
         invocation
     }
 }
 
 /// The explicit credentials of a dialect's settings, for the credential chain's first source.
-pub fn credentials(
-    line: &mut CommandLine,
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    session_token: Option<String>,
-) {
+pub fn credentials(line: &mut CommandLine, access_key: Option<String>, secret_key: Option<String>, session_token: Option<String>) {
     line.variable(env_vars::S3CACHE_ACCESS_KEY_ID, access_key, false)
         .variable(env_vars::S3CACHE_SECRET_ACCESS_KEY, secret_key, true)
         .variable(env_vars::S3CACHE_SESSION_TOKEN, session_token, true);
@@ -399,33 +326,18 @@ pub fn credentials(
 /// An endpoint as a URL: a bare `host[:port]` gets `https://` (as Harness's fork and minio do).
 pub fn endpoint_url(endpoint: &str) -> String {
     let endpoint = endpoint.trim().trim_end_matches('/');
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        endpoint.to_owned()
-    } else {
-        format!("https://{endpoint}")
-    }
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") { endpoint.to_owned() } else { format!("https://{endpoint}") }
 }
 
 /// A store URL `s3://bucket/prefix` from a bucket and path parts (empty parts and stray slashes dropped).
 pub fn store_url(bucket: &str, parts: &[&str]) -> String {
-    let prefix: Vec<&str> = parts
-        .iter()
-        .flat_map(|p| p.split('/'))
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    if prefix.is_empty() {
-        format!("s3://{bucket}")
-    } else {
-        format!("s3://{bucket}/{}", prefix.join("/"))
-    }
+    let prefix: Vec<&str> = parts.iter().flat_map(|p| p.split('/')).filter(|s| !s.is_empty() && *s != ".").collect();
+    if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{}", prefix.join("/")) }
 }
 
 /// The README table of a dialect: setting, variables, default, and what s3cache does.
 pub fn readme_table(table: &[Setting], convention: Convention) -> String {
-    let mut out = vec![
-        "| setting | read from | default | in s3cache | migrating |".to_owned(),
-        "|---|---|---|---|---|".to_owned(),
-    ];
+    let mut out = vec!["| setting | read from | default | in s3cache | migrating |".to_owned(), "|---|---|---|---|---|".to_owned()];
     for setting in table {
         let vars: Vec<String> = setting
             .vars
@@ -437,25 +349,15 @@ pub fn readme_table(table: &[Setting], convention: Convention) -> String {
             .collect();
         let mut vars = vars.join(", ");
         if convention == Convention::Parameter {
-            vars.push_str(&format!(
-                ", then the files `parameters/s3-cache/{0}`, `secrets/s3-cache/{0}`",
-                setting.name
-            ));
+            vars.push_str(&format!(", then the files `parameters/s3-cache/{0}`, `secrets/s3-cache/{0}`", setting.name));
         }
-        let default = if setting.default.is_empty() {
-            "—".to_owned()
-        } else {
-            format!("`{}`", setting.default)
-        };
+        let default = if setting.default.is_empty() { "—".to_owned() } else { format!("`{}`", setting.default) };
         let (doc, status) = match setting.migration {
             Migration::Same => (setting.doc, "same".to_owned()),
             Migration::Differs(why) => (setting.doc, format!("differs: {why}")),
             Migration::Unsupported(why) => ("—", format!("**not supported**: {why}")),
         };
-        out.push(format!(
-            "| `{}` | {vars} | {default} | {doc} | {status} |",
-            setting.name
-        ));
+        out.push(format!("| `{}` | {vars} | {default} | {doc} | {status} |", setting.name));
     }
     out.join("\n") + "\n"
 }
@@ -466,58 +368,21 @@ mod tests {
     use crate::env_vars::fixed as env;
 
     const TABLE: &[Setting] = &[
-        setting(
-            "mount",
-            &[Var::Setting("mount")],
-            "",
-            "paths",
-            Migration::Same,
-        ),
-        setting(
-            "endpoint",
-            &[
-                Var::Setting("server"),
-                Var::Setting("endpoint"),
-                Var::Alias("S3_ENDPOINT"),
-            ],
-            "",
-            "endpoint",
-            Migration::Same,
-        ),
-        setting(
-            "override",
-            &[Var::Setting("override")],
-            "true",
-            "overwrite",
-            Migration::Same,
-        ),
-        setting(
-            "secret_key",
-            &[Var::Setting("secret_key")],
-            "",
-            "secret",
-            Migration::Same,
-        ),
+        setting("mount", &[Var::Setting("mount")], "", "paths", Migration::Same),
+        setting("endpoint", &[Var::Setting("server"), Var::Setting("endpoint"), Var::Alias("S3_ENDPOINT")], "", "endpoint", Migration::Same),
+        setting("override", &[Var::Setting("override")], "true", "overwrite", Migration::Same),
+        setting("secret_key", &[Var::Setting("secret_key")], "", "secret", Migration::Same),
     ];
 
     /// The first non-empty variable wins, in the table's order; lists are comma-split; a bad
     /// boolean names the variable it came from.
     #[test]
     fn values_in_order() {
-        let vars = env(&[
-            ("PLUGIN_MOUNT", "a, b,"),
-            ("PLUGIN_ENDPOINT", "http://e"),
-            ("PLUGIN_SERVER", ""),
-            ("S3_ENDPOINT", "http://s"),
-            ("PLUGIN_OVERRIDE", "yes please"),
-        ]);
+        let vars = env(&[("PLUGIN_MOUNT", "a, b,"), ("PLUGIN_ENDPOINT", "http://e"), ("PLUGIN_SERVER", ""), ("S3_ENDPOINT", "http://s"), ("PLUGIN_OVERRIDE", "yes please")]);
         let settings = Settings::new(TABLE, Convention::Plugin, &vars);
         assert_eq!(settings.list("mount"), vec!["a", "b"]);
         assert_eq!(settings.get("endpoint").as_deref(), Some("http://e"));
-        assert_eq!(
-            settings.flag("override", true).unwrap_err(),
-            r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#
-        );
+        assert_eq!(settings.flag("override", true).unwrap_err(), r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#);
         assert_eq!(settings.get("secret_key"), None);
     }
 
@@ -525,34 +390,23 @@ mod tests {
     #[test]
     fn vela_files_after_variables() {
         let dir = tempfile::tempdir().unwrap();
-        for (sub, value) in [
-            ("parameters/s3-cache", "from-parameters\n"),
-            ("secrets/s3-cache", "from-secrets"),
-        ] {
+        for (sub, value) in [("parameters/s3-cache", "from-parameters\n"), ("secrets/s3-cache", "from-secrets")] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
             std::fs::write(dir.path().join(sub).join("secret_key"), value).unwrap();
         }
         std::fs::write(dir.path().join("secrets/s3-cache/mount"), "m1,m2").unwrap();
         let none = env(&[]);
-        let settings = Settings::new(TABLE, Convention::Parameter, &none)
-            .with_vela_files(dir.path().to_path_buf());
-        assert_eq!(
-            settings.get("secret_key").as_deref(),
-            Some("from-parameters")
-        );
+        let settings = Settings::new(TABLE, Convention::Parameter, &none).with_vela_files(dir.path().to_path_buf());
+        assert_eq!(settings.get("secret_key").as_deref(), Some("from-parameters"));
         assert_eq!(settings.list("mount"), vec!["m1", "m2"]);
         let set = env(&[("PARAMETER_SECRET_KEY", "from-env")]);
-        let settings = Settings::new(TABLE, Convention::Parameter, &set)
-            .with_vela_files(dir.path().to_path_buf());
+        let settings = Settings::new(TABLE, Convention::Parameter, &set).with_vela_files(dir.path().to_path_buf());
         assert_eq!(settings.get("secret_key").as_deref(), Some("from-env"));
     }
 
     #[test]
     fn store_urls() {
-        assert_eq!(
-            store_url("b", &["", "owner/repo/", "."]),
-            "s3://b/owner/repo"
-        );
+        assert_eq!(store_url("b", &["", "owner/repo/", "."]), "s3://b/owner/repo");
         assert_eq!(store_url("b", &[]), "s3://b");
     }
 }

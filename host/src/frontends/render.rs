@@ -50,46 +50,23 @@ pub fn size(bytes: u64) -> String {
 /// Prints `rows` under `header`, columns aligned. Cells are escaped: keys are user text.
 pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     let mut out = tabwriter::TabWriter::new(Vec::new()).padding(2);
-    let line = |cells: Vec<String>| {
-        cells
-            .into_iter()
-            .map(|c| crate::output::escape(&c).replace('\t', " "))
-            .collect::<Vec<_>>()
-            .join("\t")
-    };
-    let _ = writeln!(
-        out,
-        "{}",
-        line(header.iter().map(|h| h.to_string()).collect())
-    );
+    let line = |cells: Vec<String>| cells.into_iter().map(|c| crate::output::escape(&c).replace('\t', " ")).collect::<Vec<_>>().join("\t");
+    let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
     for row in rows {
         let _ = writeln!(out, "{}", line(row));
     }
-    let text = out
-        .into_inner()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default();
+    let text = out.into_inner().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
     print!("{}", crate::output::scrub(&text));
 }
 
 /// Prints one JSON document.
 pub fn json(value: &impl Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("admin results serialize")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("admin results serialize"));
 }
 
 fn entry_row(entry: &Entry) -> Vec<String> {
     let format = entry.name.format.map_or("-", |f| f.name());
-    vec![
-        entry.name.key.clone(),
-        entry.name.scope.clone(),
-        format.into(),
-        size(entry.size()),
-        time(entry.saved()),
-        time(entry.last_used),
-    ]
+    vec![entry.name.key.clone(), entry.name.scope.clone(), format.into(), size(entry.size()), time(entry.saved()), time(entry.last_used)]
 }
 
 const ENTRY_HEADER: [&str; 6] = ["KEY", "SCOPE", "FORMAT", "SIZE", "SAVED", "LAST USED"];
@@ -114,15 +91,8 @@ pub fn usage(usage: &Usage, as_json: bool) {
         let scopes: Vec<_> = usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
         json(&serde_json::json!({ "scopes": scopes, "total": usage.total }));
     } else {
-        let rows = usage
-            .scopes
-            .iter()
-            .map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
-        let total = std::iter::once(vec![
-            "TOTAL".to_owned(),
-            usage.total.entries.to_string(),
-            size(usage.total.bytes),
-        ]);
+        let rows = usage.scopes.iter().map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
+        let total = std::iter::once(vec!["TOTAL".to_owned(), usage.total.entries.to_string(), size(usage.total.bytes)]);
         table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total));
     }
 }
@@ -130,9 +100,7 @@ pub fn usage(usage: &Usage, as_json: bool) {
 /// `has`: the entry found, if any.
 pub fn found(entry: Option<&Entry>, key: &str, as_json: bool) {
     match (entry, as_json) {
-        (entry, true) => json(
-            &serde_json::json!({ "key": key, "found": entry.is_some(), "entry": entry.map(EntryJson::from) }),
-        ),
+        (entry, true) => json(&serde_json::json!({ "key": key, "found": entry.is_some(), "entry": entry.map(EntryJson::from) })),
         (Some(entry), false) => table(&ENTRY_HEADER, [entry_row(entry)]),
         (None, false) => crate::output::notice(&format!("no cache entry for key {key:?}")),
     }
@@ -143,11 +111,7 @@ pub fn found(entry: Option<&Entry>, key: &str, as_json: bool) {
 pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool) {
     let freed = Tally::of(&removal.deleted);
     if as_json {
-        let failed: Vec<_> = removal
-            .failed
-            .iter()
-            .map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why }))
-            .collect();
+        let failed: Vec<_> = removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
         let mut document = serde_json::json!({
             "operation": verb,
             "deleted": removal.deleted.iter().map(EntryJson::from).collect::<Vec<_>>(),
@@ -155,9 +119,7 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
             "deleted_count": freed.entries,
             "freed_bytes": freed.bytes,
         });
-        if let (Some(document), serde_json::Value::Object(extra)) =
-            (document.as_object_mut(), extra)
-        {
+        if let (Some(document), serde_json::Value::Object(extra)) = (document.as_object_mut(), extra) {
             document.extend(extra);
         }
         json(&document);
@@ -169,9 +131,5 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
     for (entry, why) in &removal.failed {
         crate::output::warning(&format!("could not delete {}: {why}", entry.object.name));
     }
-    crate::output::notice(&format!(
-        "{verb}: deleted {} entries, {} freed",
-        freed.entries,
-        size(freed.bytes)
-    ));
+    crate::output::notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
 }

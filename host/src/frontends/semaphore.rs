@@ -69,20 +69,13 @@ pub enum ArgError {
 /// Parses the arguments after `cache` as the real CLI does (extra arguments to verbs that take none
 /// are ignored; `store`, `restore`, `has_key`, `delete` check their counts).
 pub fn parse(args: &[String]) -> Result<Verb, ArgError> {
-    let Some((verb, rest)) = args.split_first() else {
-        return Ok(Verb::Help);
-    };
+    let Some((verb, rest)) = args.split_first() else { return Ok(Verb::Help) };
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match (verb.as_str(), rest.as_slice()) {
         ("store", []) => Ok(Verb::Store(None)),
         ("store", [key, path]) => Ok(Verb::Store(Some((key.to_string(), path.to_string())))),
         ("restore", []) => Ok(Verb::Restore(None)),
-        ("restore", [keys]) => Ok(Verb::Restore(Some(
-            keys.split(',')
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        ))),
+        ("restore", [keys]) => Ok(Verb::Restore(Some(keys.split(',').filter(|k| !k.is_empty()).map(str::to_owned).collect()))),
         ("has_key", [key]) => Ok(Verb::HasKey(key.to_string())),
         ("delete", [key]) => Ok(Verb::Delete(key.to_string())),
         ("store" | "restore" | "has_key" | "delete", _) => Err(ArgError::Count),
@@ -93,9 +86,7 @@ pub fn parse(args: &[String]) -> Result<Verb, ArgError> {
         ("checksum", [file, ..]) => Ok(Verb::Checksum(file.to_string())),
         ("checksum", []) => Err(ArgError::Count),
         ("help" | "--help" | "-h", _) => Ok(Verb::Help),
-        (other, _) => Err(ArgError::Invalid(format!(
-            "unknown command \"{other}\" for \"cache\""
-        ))),
+        (other, _) => Err(ArgError::Invalid(format!("unknown command \"{other}\" for \"cache\""))),
     }
 }
 
@@ -112,9 +103,7 @@ fn list_sort(args: &[&str]) -> Result<SortBy, ArgError> {
         "SIZE" => Ok(SortBy::Size),
         "STORE_TIME" => Ok(SortBy::StoreTime),
         "ACCESS_TIME" => Ok(SortBy::AccessTime),
-        other => Err(ArgError::Invalid(format!(
-            "sorting keys by '{other}' is not supported"
-        ))),
+        other => Err(ArgError::Invalid(format!("sorting keys by '{other}' is not supported"))),
     }
 }
 
@@ -144,9 +133,7 @@ pub enum EnvError {
 /// should see (static keys with a custom URL). Precedence as in the real CLI: with
 /// `SEMAPHORE_CACHE_S3_URL`, the static key pair when both are set, else the default chain; without
 /// it, the EC2 instance profile when asked for, else the named profile, else the default chain.
-pub fn settings(
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Settings, Vec<(String, String)>), EnvError> {
+pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<(Settings, Vec<(String, String)>), EnvError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     match var(vars::SEMAPHORE_CACHE_BACKEND) {
         None => return Err(EnvError::NoBackend),
@@ -154,45 +141,23 @@ pub fn settings(
         Some(_) => {}
     }
     let project = var(vars::SEMAPHORE_PROJECT_ID).ok_or(EnvError::NoProject)?;
-    let bucket = var(vars::SEMAPHORE_CACHE_S3_BUCKET)
-        .or_else(|| var(vars::SEMAPHORE_AGENT_CACHE_BUCKET_NAME))
-        .ok_or(EnvError::NoBucket)?;
-    let mut settings = Settings {
-        store: Some(format!("s3://{bucket}/{project}")),
-        ..Settings::default()
-    };
+    let bucket = var(vars::SEMAPHORE_CACHE_S3_BUCKET).or_else(|| var(vars::SEMAPHORE_AGENT_CACHE_BUCKET_NAME)).ok_or(EnvError::NoBucket)?;
+    let mut settings = Settings { store: Some(format!("s3://{bucket}/{project}")), ..Settings::default() };
     let mut overrides = Vec::new();
     if let Some(url) = var(vars::SEMAPHORE_CACHE_S3_URL) {
         settings.endpoint = Some(url);
         settings.path_style = true;
         settings.region = Some("auto".into());
-        if let (Some(key), Some(secret)) = (
-            var(vars::SEMAPHORE_CACHE_S3_KEY),
-            var(vars::SEMAPHORE_CACHE_S3_SECRET),
-        ) {
+        if let (Some(key), Some(secret)) = (var(vars::SEMAPHORE_CACHE_S3_KEY), var(vars::SEMAPHORE_CACHE_S3_SECRET)) {
             overrides.push((env_vars::S3CACHE_ACCESS_KEY_ID.to_owned(), key));
             overrides.push((env_vars::S3CACHE_SECRET_ACCESS_KEY.to_owned(), secret));
         }
-    } else if var(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE)
-        .map(|v| parse::boolean(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE, &v))
-        .transpose()?
-        == Some(true)
-    {
+    } else if var(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE).map(|v| parse::boolean(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE, &v)).transpose()? == Some(true) {
         // Only the instance profile: the chain's other sources are switched off.
-        for name in [
-            env_vars::AWS_ACCESS_KEY_ID,
-            env_vars::AWS_SECRET_ACCESS_KEY,
-            env_vars::AWS_SESSION_TOKEN,
-            env_vars::AWS_WEB_IDENTITY_TOKEN_FILE,
-            env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
-            env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI,
-        ] {
+        for name in [env_vars::AWS_ACCESS_KEY_ID, env_vars::AWS_SECRET_ACCESS_KEY, env_vars::AWS_SESSION_TOKEN, env_vars::AWS_WEB_IDENTITY_TOKEN_FILE, env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI] {
             overrides.push((name.to_owned(), String::new()));
         }
-        overrides.push((
-            env_vars::AWS_SHARED_CREDENTIALS_FILE.to_owned(),
-            "/dev/null".into(),
-        ));
+        overrides.push((env_vars::AWS_SHARED_CREDENTIALS_FILE.to_owned(), "/dev/null".into()));
         overrides.push((env_vars::AWS_CONFIG_FILE.to_owned(), "/dev/null".into()));
     } else if let Some(profile) = var(vars::SEMAPHORE_CACHE_AWS_PROFILE) {
         settings.profile = Some(profile);
@@ -209,22 +174,13 @@ fn fail_on_error(env: &dyn Fn(&str) -> Option<String>) -> bool {
 /// a gzip tar with members named as its `tar czf` names them, and our manifest in a final empty gzip
 /// member that `tar xzf` reads as nothing. Otherwise entries are ours: zstd, s3cache's member names.
 fn compatible(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, parse::SettingError> {
-    env(vars::S3CACHE_SEMAPHORE_COMPATIBLE)
-        .filter(|v| !v.is_empty())
-        .map_or(Ok(false), |v| {
-            parse::boolean(vars::S3CACHE_SEMAPHORE_COMPATIBLE, &v)
-        })
+    env(vars::S3CACHE_SEMAPHORE_COMPATIBLE).filter(|v| !v.is_empty()).map_or(Ok(false), |v| parse::boolean(vars::S3CACHE_SEMAPHORE_COMPATIBLE, &v))
 }
 
 /// What a restore accepts besides s3cache's entries: the real CLI's own objects, gzip tars without a
 /// manifest, at the same names, restored where it would put them (with a notice, without a digest).
 fn real_cli_objects() -> Legacy {
-    Legacy {
-        writer: "the Semaphore cache CLI".into(),
-        format: Format::Gzip,
-        in_search: true,
-        objects: Vec::new(),
-    }
+    Legacy { writer: "the Semaphore cache CLI".into(), format: Format::Gzip, in_search: true, objects: Vec::new() }
 }
 
 /// One directory the auto-detection caches, with its keys.
@@ -246,13 +202,7 @@ const LOCKFILES: &[(&str, &[(&str, &str)])] = &[
     (".nvmrc", &[("nvm", "~/.nvm")]),
     ("Gemfile.lock", &[("gems", "vendor/bundle")]),
     ("package-lock.json", &[("node-modules", "node_modules")]),
-    (
-        "yarn.lock",
-        &[
-            ("yarn-cache", "~/.cache/yarn"),
-            ("node-modules", "node_modules"),
-        ],
-    ),
+    ("yarn.lock", &[("yarn-cache", "~/.cache/yarn"), ("node-modules", "node_modules")]),
     ("mix.lock", &[("mix-deps", "deps"), ("mix-build", "_build")]),
     ("requirements.txt", &[("requirements", ".pip_cache")]),
     ("composer.lock", &[("composer", "vendor")]),
@@ -263,15 +213,9 @@ const LOCKFILES: &[(&str, &[(&str, &str)])] = &[
 
 /// What `store` and `restore` without arguments cache, from the lockfiles in `cwd`. The branch is
 /// `SEMAPHORE_GIT_PR_BRANCH`, else `SEMAPHORE_GIT_BRANCH`, else `master`.
-pub fn detect(
-    cwd: &Path,
-    home: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> std::io::Result<Vec<Detected>> {
+pub fn detect(cwd: &Path, home: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> std::io::Result<Vec<Detected>> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    let branch = var(env_vars::ci::SEMAPHORE_GIT_PR_BRANCH)
-        .or_else(|| var(env_vars::ci::SEMAPHORE_GIT_BRANCH))
-        .unwrap_or_else(|| "master".into());
+    let branch = var(env_vars::ci::SEMAPHORE_GIT_PR_BRANCH).or_else(|| var(env_vars::ci::SEMAPHORE_GIT_BRANCH)).unwrap_or_else(|| "master".into());
     let mut found = Vec::new();
     for (lockfile, caches) in LOCKFILES {
         let file = cwd.join(lockfile);
@@ -284,23 +228,10 @@ pub fn detect(
                 (Some(rest), Some(home)) => home.join(rest).display().to_string(),
                 _ => path.to_string(),
             };
-            let mut restore_keys = vec![
-                format!("{prefix}-{branch}-{checksum}"),
-                format!("{prefix}-{branch}"),
-            ];
-            restore_keys.extend(
-                ["master", "main"]
-                    .iter()
-                    .filter(|b| **b != branch)
-                    .map(|b| format!("{prefix}-{b}")),
-            );
+            let mut restore_keys = vec![format!("{prefix}-{branch}-{checksum}"), format!("{prefix}-{branch}")];
+            restore_keys.extend(["master", "main"].iter().filter(|b| **b != branch).map(|b| format!("{prefix}-{b}")));
             let restore_keys = restore_keys.iter().map(|k| normalize_key(k).0).collect();
-            found.push(Detected {
-                lockfile,
-                path,
-                store_key: normalize_key(&format!("{prefix}-{branch}-{checksum}")).0,
-                restore_keys,
-            });
+            found.push(Detected { lockfile, path, store_key: normalize_key(&format!("{prefix}-{branch}-{checksum}")).0, restore_keys });
         }
     }
     Ok(found)
@@ -338,12 +269,8 @@ pub fn human_size(bytes: u64) -> String {
 
 /// A time as Go's RFC 822 layout prints it in UTC: `02 Jan 06 15:04 UTC`.
 fn rfc822(at: SystemTime) -> String {
-    let format = time::macros::format_description!(
-        "[day] [month repr:short] [year repr:last_two] [hour]:[minute] UTC"
-    );
-    time::OffsetDateTime::from(at)
-        .format(&format)
-        .unwrap_or_default()
+    let format = time::macros::format_description!("[day] [month repr:short] [year repr:last_two] [hour]:[minute] UTC");
+    time::OffsetDateTime::from(at).format(&format).unwrap_or_default()
 }
 
 const HELP: &str = "Store and restore caches in S3 (s3cache, speaking the Semaphore cache CLI).
@@ -414,18 +341,12 @@ fn checksum(file: &str) -> Ending {
 /// The engine for this job: the project's store in the Flat layout, with the job's trust.
 fn context(env: &EnvLookup) -> Result<CacheContext, String> {
     let (settings, overrides) = settings(&|n| env(n)).map_err(|e| e.to_string())?;
-    overrides
-        .iter()
-        .filter(|(n, _)| n.contains("SECRET"))
-        .for_each(|(_, v)| output::register_secret(v));
+    overrides.iter().filter(|(n, _)| n.contains("SECRET")).for_each(|(_, v)| output::register_secret(v));
     let base = env.clone();
-    let lookup: EnvLookup =
-        std::sync::Arc::new(
-            move |name| match overrides.iter().find(|(n, _)| n == name) {
-                Some((_, value)) => Some(value.clone()).filter(|v| !v.is_empty()),
-                None => base(name),
-            },
-        );
+    let lookup: EnvLookup = std::sync::Arc::new(move |name| match overrides.iter().find(|(n, _)| n == name) {
+        Some((_, value)) => Some(value.clone()).filter(|v| !v.is_empty()),
+        None => base(name),
+    });
     let mut context = config::resolve(&settings, lookup).map_err(|e| format!("{e:#}"))?;
     context.layout = Layout::Flat;
     Ok(context)
@@ -442,10 +363,7 @@ fn run(verb: Verb, env: &EnvLookup) -> Ending {
         Verb::Restore(Some(keys)) => restore(&context, &keys).map(|_| Ending::Code(0)),
         Verb::Restore(None) => restore_detected(&context, env),
         Verb::HasKey(key) => has_key(&context, &key),
-        Verb::IsNotEmpty => context
-            .list_entries(&ScopeSelection::All, "")
-            .map_err(|e| e.to_string())
-            .map(|e| Ending::Code(if e.is_empty() { 1 } else { 0 })),
+        Verb::IsNotEmpty => context.list_entries(&ScopeSelection::All, "").map_err(|e| e.to_string()).map(|e| Ending::Code(if e.is_empty() { 1 } else { 0 })),
         Verb::List(sort) => list(&context, sort),
         Verb::Delete(key) => delete(&context, &key),
         Verb::Clear => clear(&context),
@@ -478,29 +396,13 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
         return Ok(Ending::Code(0));
     }
     let compatible = compatible(&|n| env(n)).map_err(|e| e.to_string())?;
-    let format = if compatible {
-        Format::Gzip
-    } else {
-        Format::Zstd
-    };
+    let format = if compatible { Format::Gzip } else { Format::Zstd };
     println!("Uploading '{path}' with cache key '{key}'...");
     let started = Instant::now();
-    let request = SaveRequest {
-        key: key.clone(),
-        paths: vec![path.to_owned()],
-        format,
-        compression_level: None,
-        overwrite: false,
-        cross_os: false,
-        plain_names: compatible,
-    };
+    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: None, overwrite: false, cross_os: false, plain_names: compatible };
     match context.save(&request).map_err(|e| e.to_string())? {
         SaveOutcome::Saved { bytes, .. } => {
-            println!(
-                "Upload complete. Duration: {}. Size: {} bytes.",
-                seconds(started),
-                human_size(bytes)
-            );
+            println!("Upload complete. Duration: {}. Size: {} bytes.", seconds(started), human_size(bytes));
             Ok(Ending::Code(0))
         }
         SaveOutcome::AlreadyExists { .. } => {
@@ -520,8 +422,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
 }
 
 fn store_detected(context: &CacheContext, env: &EnvLookup) -> Result<Ending, String> {
-    let detected =
-        detect(&context.cwd, context.home.as_deref(), &|n| env(n)).map_err(|e| e.to_string())?;
+    let detected = detect(&context.cwd, context.home.as_deref(), &|n| env(n)).map_err(|e| e.to_string())?;
     if detected.is_empty() {
         println!("Nothing to store in cache.");
     }
@@ -538,36 +439,16 @@ fn store_detected(context: &CacheContext, env: &EnvLookup) -> Result<Ending, Str
 /// Restores the first of `keys` that hits (exactly, then as a pattern); misses are not errors.
 fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
     let keys: Vec<String> = keys.iter().map(|k| normalized(k)).collect();
-    let Some((first, rest)) = keys.split_first() else {
-        return Ok(false);
-    };
-    let request = RestoreRequest {
-        key: first.clone(),
-        restore_keys: rest.to_vec(),
-        fallback: Fallback::Pattern,
-        paths: Vec::new(),
-        cross_os: false,
-        lookup_only: false,
-        exact_key_only: false,
-        legacy: Some(real_cli_objects()),
-    };
+    let Some((first, rest)) = keys.split_first() else { return Ok(false) };
+    let request =
+        RestoreRequest { key: first.clone(), restore_keys: rest.to_vec(), fallback: Fallback::Pattern, paths: Vec::new(), cross_os: false, lookup_only: false, exact_key_only: false, legacy: Some(real_cli_objects()) };
     match context.restore(&request).map_err(|e| e.to_string())? {
         RestoreOutcome::Hit(hit) => {
-            let asked = keys
-                .iter()
-                .position(|k| {
-                    *k == hit.matched_key
-                        || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key))
-                })
-                .unwrap_or(0);
+            let asked = keys.iter().position(|k| *k == hit.matched_key || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key))).unwrap_or(0);
             keys[..asked].iter().for_each(|k| println!("MISS: '{k}'."));
             println!("HIT: '{}', using key '{}'.", keys[asked], hit.matched_key);
             // The real CLI's own archives record no paths: name what was restored by its key.
-            let restored = if hit.paths.is_empty() {
-                hit.matched_key.clone()
-            } else {
-                hit.paths.join(", ")
-            };
+            let restored = if hit.paths.is_empty() { hit.matched_key.clone() } else { hit.paths.join(", ") };
             println!("Restored: {restored}.");
             Ok(true)
         }
@@ -580,18 +461,13 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
 }
 
 fn restore_detected(context: &CacheContext, env: &EnvLookup) -> Result<Ending, String> {
-    let detected =
-        detect(&context.cwd, context.home.as_deref(), &|n| env(n)).map_err(|e| e.to_string())?;
+    let detected = detect(&context.cwd, context.home.as_deref(), &|n| env(n)).map_err(|e| e.to_string())?;
     if detected.is_empty() {
         println!("Nothing to restore from cache.");
     }
     for entry in detected {
         println!("Detected {}.", entry.lockfile);
-        println!(
-            "Fetching '{}' directory with cache keys '{}'...",
-            entry.path,
-            entry.restore_keys.join(",")
-        );
+        println!("Fetching '{}' directory with cache keys '{}'...", entry.path, entry.restore_keys.join(","));
         restore(context, &entry.restore_keys)?;
     }
     Ok(Ending::Code(0))
@@ -612,9 +488,7 @@ fn has_key(context: &CacheContext, key: &str) -> Result<Ending, String> {
 }
 
 fn list(context: &CacheContext, sort: SortBy) -> Result<Ending, String> {
-    let mut entries: Vec<Entry> = context
-        .list_entries(&ScopeSelection::All, "")
-        .map_err(|e| e.to_string())?;
+    let mut entries: Vec<Entry> = context.list_entries(&ScopeSelection::All, "").map_err(|e| e.to_string())?;
     if entries.is_empty() {
         println!("Cache is empty.");
         return Ok(Ending::Code(0));
@@ -622,18 +496,9 @@ fn list(context: &CacheContext, sort: SortBy) -> Result<Ending, String> {
     if sort == SortBy::Size {
         entries.sort_by_key(|e| std::cmp::Reverse(e.size()));
     }
-    let mut table = format!(
-        "{:<60} {:<12} {:<22} {:<22}\n",
-        "NAME", "SIZE", "STORED AT", "ACCESSED AT"
-    );
+    let mut table = format!("{:<60} {:<12} {:<22} {:<22}\n", "NAME", "SIZE", "STORED AT", "ACCESSED AT");
     for entry in &entries {
-        let row = format!(
-            "{:<60} {:<12} {:<22} {:<22}\n",
-            entry.name.key,
-            human_size(entry.size()),
-            rfc822(entry.saved()),
-            rfc822(entry.last_used)
-        );
+        let row = format!("{:<60} {:<12} {:<22} {:<22}\n", entry.name.key, human_size(entry.size()), rfc822(entry.saved()), rfc822(entry.last_used));
         table.push_str(&output::escape(row.trim_end_matches('\n')));
         table.push('\n');
     }
@@ -657,14 +522,10 @@ fn delete(context: &CacheContext, key: &str) -> Result<Ending, String> {
 }
 
 fn clear(context: &CacheContext) -> Result<Ending, String> {
-    let entries = context
-        .list_entries(&ScopeSelection::All, "")
-        .map_err(|e| e.to_string())?;
+    let entries = context.list_entries(&ScopeSelection::All, "").map_err(|e| e.to_string())?;
     let removal = context.remove(entries);
     if let Some((_, why)) = removal.failed.first() {
-        return Err(format!(
-            "clear operation failed, some keys might not have been deleted: {why}"
-        ));
+        return Err(format!("clear operation failed, some keys might not have been deleted: {why}"));
     }
     println!("Deleted all caches.");
     Ok(Ending::Code(0))
@@ -682,35 +543,14 @@ mod tests {
     /// Verbs take the real CLI's argument counts; lists split on commas; bad counts are its message.
     #[test]
     fn parses_verbs() {
-        assert_eq!(
-            parse(&args("store gems vendor/bundle")),
-            Ok(Verb::Store(Some(("gems".into(), "vendor/bundle".into()))))
-        );
+        assert_eq!(parse(&args("store gems vendor/bundle")), Ok(Verb::Store(Some(("gems".into(), "vendor/bundle".into())))));
         assert_eq!(parse(&args("store")), Ok(Verb::Store(None)));
         assert_eq!(parse(&args("store only-a-key")), Err(ArgError::Count));
-        assert_eq!(
-            parse(&args("restore gems-main-1,gems-main,gems-")),
-            Ok(Verb::Restore(Some(vec![
-                "gems-main-1".into(),
-                "gems-main".into(),
-                "gems-".into()
-            ])))
-        );
+        assert_eq!(parse(&args("restore gems-main-1,gems-main,gems-")), Ok(Verb::Restore(Some(vec!["gems-main-1".into(), "gems-main".into(), "gems-".into()]))));
         assert_eq!(parse(&args("has_key a b")), Err(ArgError::Count));
-        assert_eq!(
-            parse(&args("list --sort-by SIZE")),
-            Ok(Verb::List(SortBy::Size))
-        );
-        assert_eq!(
-            parse(&args("list -s ACCESS_TIME")),
-            Ok(Verb::List(SortBy::AccessTime))
-        );
-        assert_eq!(
-            parse(&args("list --sort-by NAME")),
-            Err(ArgError::Invalid(
-                "sorting keys by 'NAME' is not supported".into()
-            ))
-        );
+        assert_eq!(parse(&args("list --sort-by SIZE")), Ok(Verb::List(SortBy::Size)));
+        assert_eq!(parse(&args("list -s ACCESS_TIME")), Ok(Verb::List(SortBy::AccessTime)));
+        assert_eq!(parse(&args("list --sort-by NAME")), Err(ArgError::Invalid("sorting keys by 'NAME' is not supported".into())));
         assert_eq!(parse(&args("clear extra ignored")), Ok(Verb::Clear));
         assert_eq!(parse(&[]), Ok(Verb::Help));
         assert!(matches!(parse(&args("stash")), Err(ArgError::Invalid(_))));
@@ -719,94 +559,41 @@ mod tests {
     /// `/` becomes `-`, and nothing else changes.
     #[test]
     fn normalizes_keys() {
-        assert_eq!(
-            normalize_key("gems-feature/x-abc"),
-            ("gems-feature-x-abc".into(), true)
-        );
+        assert_eq!(normalize_key("gems-feature/x-abc"), ("gems-feature-x-abc".into(), true));
         assert_eq!(normalize_key("a,b c.d"), ("a,b c.d".into(), false));
     }
 
     /// The job's environment becomes the project's store with the real CLI's credential precedence.
     #[test]
     fn maps_the_environment() {
-        let base = [
-            ("SEMAPHORE_CACHE_BACKEND", "s3"),
-            ("SEMAPHORE_PROJECT_ID", "p-1"),
-            ("SEMAPHORE_CACHE_S3_BUCKET", "caches"),
-        ];
+        let base = [("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_CACHE_S3_BUCKET", "caches")];
         let (plain, overrides) = settings(&env(&base)).unwrap();
         assert_eq!(plain.store.as_deref(), Some("s3://caches/p-1"));
-        assert_eq!(
-            (plain.endpoint, plain.profile, overrides.len()),
-            (None, None, 0)
-        );
+        assert_eq!((plain.endpoint, plain.profile, overrides.len()), (None, None, 0));
 
         let mut url = base.to_vec();
-        url.extend([
-            ("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:9000"),
-            ("SEMAPHORE_CACHE_S3_KEY", "AK"),
-            ("SEMAPHORE_CACHE_S3_SECRET", "SK"),
-            ("SEMAPHORE_CACHE_AWS_PROFILE", "ignored"),
-        ]);
+        url.extend([("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:9000"), ("SEMAPHORE_CACHE_S3_KEY", "AK"), ("SEMAPHORE_CACHE_S3_SECRET", "SK"), ("SEMAPHORE_CACHE_AWS_PROFILE", "ignored")]);
         let (custom, overrides) = settings(&env(&url)).unwrap();
-        assert_eq!(
-            (
-                custom.endpoint.as_deref(),
-                custom.region.as_deref(),
-                custom.path_style
-            ),
-            (Some("http://127.0.0.1:9000"), Some("auto"), true)
-        );
+        assert_eq!((custom.endpoint.as_deref(), custom.region.as_deref(), custom.path_style), (Some("http://127.0.0.1:9000"), Some("auto"), true));
         assert_eq!(custom.profile, None);
-        assert_eq!(
-            overrides,
-            vec![
-                ("S3CACHE_ACCESS_KEY_ID".to_string(), "AK".to_string()),
-                ("S3CACHE_SECRET_ACCESS_KEY".to_string(), "SK".to_string())
-            ]
-        );
+        assert_eq!(overrides, vec![("S3CACHE_ACCESS_KEY_ID".to_string(), "AK".to_string()), ("S3CACHE_SECRET_ACCESS_KEY".to_string(), "SK".to_string())]);
 
         let mut profile = base.to_vec();
         profile.push(("SEMAPHORE_CACHE_AWS_PROFILE", "semaphore"));
         assert_eq!(settings_profile(&profile), Some("semaphore".into()));
-        let mut stack = vec![
-            ("SEMAPHORE_CACHE_BACKEND", "s3"),
-            ("SEMAPHORE_PROJECT_ID", "p-1"),
-            ("SEMAPHORE_AGENT_CACHE_BUCKET_NAME", "stack-bucket"),
-        ];
+        let mut stack = vec![("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_AGENT_CACHE_BUCKET_NAME", "stack-bucket")];
         stack.push(("SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE", "true"));
         let (instance, overrides) = settings(&env(&stack)).unwrap();
         assert_eq!(instance.store.as_deref(), Some("s3://stack-bucket/p-1"));
-        assert!(
-            overrides.contains(&("AWS_ACCESS_KEY_ID".to_string(), String::new())),
-            "{overrides:?}"
-        );
+        assert!(overrides.contains(&("AWS_ACCESS_KEY_ID".to_string(), String::new())), "{overrides:?}");
 
-        assert_eq!(
-            settings_error(&[]),
-            "no SEMAPHORE_CACHE_BACKEND environment variable set"
-        );
-        assert_eq!(
-            settings_error(&[("SEMAPHORE_CACHE_BACKEND", "sftp")]),
-            "cache backend 'sftp' is not available"
-        );
-        assert_eq!(
-            settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3")]),
-            "no SEMAPHORE_PROJECT_ID set"
-        );
-        assert_eq!(
-            settings_error(&[
-                ("SEMAPHORE_CACHE_BACKEND", "s3"),
-                ("SEMAPHORE_PROJECT_ID", "p")
-            ]),
-            "no SEMAPHORE_CACHE_S3_BUCKET set"
-        );
+        assert_eq!(settings_error(&[]), "no SEMAPHORE_CACHE_BACKEND environment variable set");
+        assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "sftp")]), "cache backend 'sftp' is not available");
+        assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3")]), "no SEMAPHORE_PROJECT_ID set");
+        assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p")]), "no SEMAPHORE_CACHE_S3_BUCKET set");
         let mut bad = base.to_vec();
         bad.push(("SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE", "yes"));
-        assert_eq!(
-            settings_error(&bad),
-            "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE must be true or false, not \"yes\""
-        );
+        assert_eq!(settings_error(&bad), "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE must be true or false, not \"yes\"");
     }
 
     fn settings_profile(pairs: &[(&str, &str)]) -> Option<String> {
@@ -824,59 +611,20 @@ mod tests {
         std::fs::write(dir.path().join("yarn.lock"), "lock").unwrap();
         std::fs::write(dir.path().join("Gemfile.lock"), "gems").unwrap();
         let home = Path::new("/home/semaphore");
-        let found = detect(
-            dir.path(),
-            Some(home),
-            &env(&[
-                ("SEMAPHORE_GIT_BRANCH", "main"),
-                ("SEMAPHORE_GIT_PR_BRANCH", "feature/x"),
-            ]),
-        )
-        .unwrap();
+        let found = detect(dir.path(), Some(home), &env(&[("SEMAPHORE_GIT_BRANCH", "main"), ("SEMAPHORE_GIT_PR_BRANCH", "feature/x")])).unwrap();
         let lock = hex::encode(md5::Md5::digest(b"lock"));
-        let summary: Vec<(&str, &str, &str)> = found
-            .iter()
-            .map(|d| (d.lockfile, d.path.as_str(), d.store_key.as_str()))
-            .collect();
+        let summary: Vec<(&str, &str, &str)> = found.iter().map(|d| (d.lockfile, d.path.as_str(), d.store_key.as_str())).collect();
         assert_eq!(
             summary,
             vec![
-                (
-                    "Gemfile.lock",
-                    "vendor/bundle",
-                    format!("gems-feature-x-{}", hex::encode(md5::Md5::digest(b"gems"))).as_str()
-                ),
-                (
-                    "yarn.lock",
-                    "/home/semaphore/.cache/yarn",
-                    format!("yarn-cache-feature-x-{lock}").as_str()
-                ),
-                (
-                    "yarn.lock",
-                    "node_modules",
-                    format!("node-modules-feature-x-{lock}").as_str()
-                ),
+                ("Gemfile.lock", "vendor/bundle", format!("gems-feature-x-{}", hex::encode(md5::Md5::digest(b"gems"))).as_str()),
+                ("yarn.lock", "/home/semaphore/.cache/yarn", format!("yarn-cache-feature-x-{lock}").as_str()),
+                ("yarn.lock", "node_modules", format!("node-modules-feature-x-{lock}").as_str()),
             ]
         );
-        assert_eq!(
-            found[2].restore_keys,
-            vec![
-                format!("node-modules-feature-x-{lock}"),
-                "node-modules-feature-x".into(),
-                "node-modules-master".into(),
-                "node-modules-main".into()
-            ]
-        );
-        let on_main = detect(
-            dir.path(),
-            Some(home),
-            &env(&[("SEMAPHORE_GIT_BRANCH", "main")]),
-        )
-        .unwrap();
-        assert_eq!(
-            on_main[0].restore_keys[1..],
-            ["gems-main".to_string(), "gems-master".to_string()]
-        );
+        assert_eq!(found[2].restore_keys, vec![format!("node-modules-feature-x-{lock}"), "node-modules-feature-x".into(), "node-modules-master".into(), "node-modules-main".into()]);
+        let on_main = detect(dir.path(), Some(home), &env(&[("SEMAPHORE_GIT_BRANCH", "main")])).unwrap();
+        assert_eq!(on_main[0].restore_keys[1..], ["gems-main".to_string(), "gems-master".to_string()]);
     }
 
     /// Sizes print as the real CLI prints them.
@@ -885,12 +633,6 @@ mod tests {
         assert_eq!(human_size(512), "512.0");
         assert_eq!(human_size(1536), "1.5K");
         assert_eq!(human_size(3 << 20), "3.0M");
-        assert_eq!(
-            rfc822(
-                SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(86_400 * 365 + 3600 * 15 + 240)
-            ),
-            "01 Jan 71 15:04 UTC"
-        );
+        assert_eq!(rfc822(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365 + 3600 * 15 + 240)), "01 Jan 71 15:04 UTC");
     }
 }

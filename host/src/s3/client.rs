@@ -7,14 +7,15 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use ureq::RequestExt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use ureq::RequestExt;
 
 use super::credentials::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
 use super::xml::{self, ListedObject};
+
 
 /// Every request sent by any client in this process.
 static REQUESTS_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -48,52 +49,20 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    pub(crate) fn new(
-        kind: S3ErrorKind,
-        operation: &'static str,
-        status: Option<u16>,
-        code: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind,
-            operation,
-            status,
-            code: code.into(),
-            message: message.into(),
-            server_date: None,
-        }
+    pub(crate) fn new(kind: S3ErrorKind, operation: &'static str, status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None }
     }
 
     /// Whether the server refused the request because our clock is off: it says so, or (HEAD answers
     /// have no body to say it in) a 403 carries a `Date` more than five minutes from `signed_at`.
     pub fn is_clock_skew(&self, signed_at: SystemTime) -> bool {
-        let Some(server) = self.server_date else {
-            return false;
-        };
-        let named = matches!(
-            self.code.as_str(),
-            "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException"
-        );
-        named
-            || (self.status == Some(403)
-                && self.code.is_empty()
-                && seconds_ahead(server, signed_at).abs() > 300)
+        let Some(server) = self.server_date else { return false };
+        let named = matches!(self.code.as_str(), "RequestTimeTooSkewed" | "RequestExpired" | "InvalidSignatureException");
+        named || (self.status == Some(403) && self.code.is_empty() && seconds_ahead(server, signed_at).abs() > 300)
     }
 
-    pub(crate) fn from_status(
-        operation: &'static str,
-        status: u16,
-        document: xml::ErrorDocument,
-    ) -> Self {
-        const THROTTLING: &[&str] = &[
-            "SlowDown",
-            "Throttling",
-            "ThrottlingException",
-            "RequestTimeout",
-            "RequestLimitExceeded",
-            "InternalError",
-        ];
+    pub(crate) fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
+        const THROTTLING: &[&str] = &["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded", "InternalError"];
         let kind = match status {
             404 => S3ErrorKind::NotFound,
             412 => S3ErrorKind::PreconditionFailed,
@@ -102,14 +71,9 @@ impl S3Error {
             _ if THROTTLING.contains(&document.code.as_str()) => S3ErrorKind::Transient,
             _ => S3ErrorKind::Other,
         };
-        Self::new(
-            kind,
-            operation,
-            Some(status),
-            document.code,
-            document.message,
-        )
+        Self::new(kind, operation, Some(status), document.code, document.message)
     }
+
 
     /// Whether trying again may succeed.
     pub fn retryable(&self) -> bool {
@@ -127,15 +91,8 @@ fn seconds_ahead(clock: SystemTime, reference: SystemTime) -> i64 {
 
 /// The status's reason phrase, so that a bodiless answer (HEAD) still reads well.
 fn reason(status: u16) -> String {
-    let phrase = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    if phrase.is_empty() {
-        String::new()
-    } else {
-        format!("({phrase}) ")
-    }
+    let phrase = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    if phrase.is_empty() { String::new() } else { format!("({phrase}) ") }
 }
 
 /// The retry policy for idempotent requests: AWS "standard" mode in shape — a bounded number of
@@ -151,20 +108,14 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(20),
-        }
+        Self { max_attempts: 3, base_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(20) }
     }
 }
 
 impl RetryPolicy {
     /// The longest delay before attempt `attempt + 1`: `min(max, base * 2^(attempt-1))`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        self.base_backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff)
+        self.base_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff)
     }
 
     /// A delay drawn uniformly from `0..=ceiling(attempt)` (full jitter) before attempt `attempt + 1`.
@@ -236,11 +187,7 @@ pub struct S3Client {
 
 impl S3Client {
     /// A client for `bucket`. Without credentials, requests are sent unsigned (public buckets).
-    pub fn new(
-        bucket: Bucket,
-        credentials: Option<Credentials>,
-        transport: &TransportConfig,
-    ) -> Self {
+    pub fn new(bucket: Bucket, credentials: Option<Credentials>, transport: &TransportConfig) -> Self {
         let agent = super::connection::agent(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -251,14 +198,7 @@ impl S3Client {
                 .build(),
         );
         let deadline = transport.deadline.map(|d| Instant::now() + d);
-        Self {
-            bucket,
-            credentials,
-            agent,
-            transport: transport.clone(),
-            deadline,
-            clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)),
-        }
+        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)) }
     }
 
     /// The transport settings.
@@ -269,24 +209,12 @@ impl S3Client {
     fn now(&self) -> SystemTime {
         let offset = self.clock_offset.load(Ordering::Relaxed);
         let now = SystemTime::now();
-        if offset >= 0 {
-            now + Duration::from_secs(offset as u64)
-        } else {
-            now - Duration::from_secs(offset.unsigned_abs())
-        }
+        if offset >= 0 { now + Duration::from_secs(offset as u64) } else { now - Duration::from_secs(offset.unsigned_abs()) }
     }
 
     fn out_of_time(&self, operation: &'static str) -> Option<S3Error> {
         let deadline = self.deadline?;
-        (Instant::now() >= deadline).then(|| {
-            S3Error::new(
-                S3ErrorKind::Other,
-                operation,
-                None,
-                "Deadline",
-                "the operation's time budget ran out",
-            )
-        })
+        (Instant::now() >= deadline).then(|| S3Error::new(S3ErrorKind::Other, operation, None, "Deadline", "the operation's time budget ran out"))
     }
 
     /// The bucket this client talks to.
@@ -301,97 +229,38 @@ impl S3Client {
 
     /// Sends once: signs, sends, and turns error answers into [`S3Error`]. `body_timeout` bounds
     /// sending the request body and receiving the answer's body.
-    fn send_once(
-        &self,
-        request: &Request,
-        body: &[u8],
-        body_timeout: Option<Duration>,
-    ) -> Result<http::Response<ureq::Body>, S3Error> {
+    fn send_once(&self, request: &Request, body: &[u8], body_timeout: Option<Duration>) -> Result<http::Response<ureq::Body>, S3Error> {
         if let Some(err) = self.out_of_time(request.operation) {
             return Err(err);
         }
         REQUESTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let host = self.bucket.authority();
-        let mut builder = http::Request::builder()
-            .method(request.method)
-            .uri(&request.url);
+        let mut builder = http::Request::builder().method(request.method).uri(&request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
         if let Some(credentials) = &self.credentials {
-            let payload = if self.bucket.endpoint.is_tls() {
-                Payload::Unsigned
-            } else {
-                Payload::Signed(body)
-            };
-            let signed = sign_request(
-                request,
-                &host,
-                payload,
-                credentials,
-                &self.bucket.region,
-                self.now(),
-            )
-            .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, None, "Signing", e))?;
+            let payload = if self.bucket.endpoint.is_tls() { Payload::Unsigned } else { Payload::Signed(body) };
+            let signed = sign_request(request, &host, payload, credentials, &self.bucket.region, self.now())
+                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, None, "Signing", e))?;
             for (name, value) in signed {
                 builder = builder.header(name, value);
             }
         }
-        let transport = |e: ureq::Error| {
-            S3Error::new(
-                S3ErrorKind::Transient,
-                request.operation,
-                None,
-                transport_code(&e),
-                e.to_string(),
-            )
-        };
-        let invalid = |e: http::Error| {
-            S3Error::new(
-                S3ErrorKind::Other,
-                request.operation,
-                None,
-                "InvalidRequest",
-                e.to_string(),
-            )
-        };
-        let timeout = body_timeout.map(|t| {
-            self.deadline
-                .map_or(t, |d| t.min(d.saturating_duration_since(Instant::now())))
-        });
-        let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE")
-        {
+        let transport = |e: ureq::Error| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string());
+        let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
+        let timeout = body_timeout.map(|t| self.deadline.map_or(t, |d| t.min(d.saturating_duration_since(Instant::now()))));
+        let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
             let request = builder.body(()).map_err(invalid)?;
-            request
-                .with_agent(&self.agent)
-                .configure()
-                .timeout_recv_body(timeout)
-                .build()
-                .run()
-                .map_err(transport)?
+            request.with_agent(&self.agent).configure().timeout_recv_body(timeout).build().run().map_err(transport)?
         } else {
             let request = builder.body(body).map_err(invalid)?;
-            request
-                .with_agent(&self.agent)
-                .configure()
-                .timeout_send_body(timeout)
-                .timeout_recv_body(timeout)
-                .build()
-                .run()
-                .map_err(transport)?
+            request.with_agent(&self.agent).configure().timeout_send_body(timeout).timeout_recv_body(timeout).build().run().map_err(transport)?
         };
         let status = response.status().as_u16();
         if status >= 300 {
-            let server_date = response
-                .headers()
-                .get("date")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| httpdate::parse_http_date(v).ok());
-            let text = if request.method == "HEAD" {
-                String::new()
-            } else {
-                read_small_body(&mut response)
-            };
+            let server_date = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
+            let text = if request.method == "HEAD" { String::new() } else { read_small_body(&mut response) };
             let document = xml::parse_error(&text).unwrap_or_default();
             let mut err = S3Error::from_status(request.operation, status, document);
             err.server_date = server_date;
@@ -402,16 +271,11 @@ impl S3Client {
 
     /// Adopts the server's clock after a skew error; true when the offset changed.
     fn correct_clock(&self, err: &S3Error) -> bool {
-        let Some(server) = err.server_date else {
-            return false;
-        };
+        let Some(server) = err.server_date else { return false };
         let offset = seconds_ahead(server, SystemTime::now());
         let previous = self.clock_offset.swap(offset, Ordering::Relaxed);
         if previous != offset {
-            tracing::warn!(
-                offset_seconds = offset,
-                "the local clock differs from the server's; signing with the server's time"
-            );
+            tracing::warn!(offset_seconds = offset, "the local clock differs from the server's; signing with the server's time");
         }
         previous != offset
     }
@@ -419,27 +283,13 @@ impl S3Client {
     /// Runs `attempt` under the retry policy: transient failures are retried with backoff, a clock
     /// skew answer is retried once at once with the server's time, and nothing is retried after the
     /// deadline. Only for idempotent requests.
-    pub(crate) fn with_retries<T>(
-        &self,
-        operation: &'static str,
-        mut attempt: impl FnMut() -> Result<T, S3Error>,
-    ) -> Result<T, S3Error> {
+    pub(crate) fn with_retries<T>(&self, operation: &'static str, mut attempt: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
         let mut tries = 1;
         let mut skew_corrected = false;
         loop {
             match attempt() {
-                Err(err)
-                    if err.is_clock_skew(self.now())
-                        && !skew_corrected
-                        && self.correct_clock(&err) =>
-                {
-                    skew_corrected = true
-                }
-                Err(err)
-                    if err.retryable()
-                        && tries < self.transport.retry.max_attempts
-                        && self.out_of_time(operation).is_none() =>
-                {
+                Err(err) if err.is_clock_skew(self.now()) && !skew_corrected && self.correct_clock(&err) => skew_corrected = true,
+                Err(err) if err.retryable() && tries < self.transport.retry.max_attempts && self.out_of_time(operation).is_none() => {
                     let delay = self.transport.retry.backoff(tries);
                     tracing::debug!(operation, attempt = tries, ?delay, error = %err, "retrying");
                     std::thread::sleep(delay);
@@ -452,11 +302,8 @@ impl S3Client {
 
     /// Sends with retries. Only for idempotent requests whose body is in memory.
     fn send(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
-        let body_timeout =
-            (!body.is_empty()).then(|| self.transport.body_timeout(body.len() as u64));
-        self.with_retries(request.operation, || {
-            self.send_once(request, body, body_timeout)
-        })
+        let body_timeout = (!body.is_empty()).then(|| self.transport.body_timeout(body.len() as u64));
+        self.with_retries(request.operation, || self.send_once(request, body, body_timeout))
     }
 
     /// Sends and reads the whole (small) answer, failing on an `<Error>` body even with status 200.
@@ -469,15 +316,7 @@ impl S3Client {
                 .with_config()
                 .limit(64 << 20)
                 .read_to_string()
-                .map_err(|e| {
-                    S3Error::new(
-                        S3ErrorKind::Transient,
-                        request.operation,
-                        None,
-                        transport_code(&e),
-                        e.to_string(),
-                    )
-                })?;
+                .map_err(|e| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string()))?;
             match xml::parse_error(&text) {
                 Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
                 None => Ok(text),
@@ -493,28 +332,13 @@ impl S3Client {
         let timeout = Some(self.transport.body_timeout(expected));
         self.with_retries(request.operation, || {
             let mut response = self.send_once(&request, b"", timeout)?;
-            let short = |message: String| {
-                S3Error::new(
-                    S3ErrorKind::Transient,
-                    "GetObject",
-                    None,
-                    "IncompleteBody",
-                    message,
-                )
-            };
+            let short = |message: String| S3Error::new(S3ErrorKind::Transient, "GetObject", None, "IncompleteBody", message);
             // 206 is the norm; some servers (rclone) answer 200 with the right Content-Range.
-            let content_range = response
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
+            let content_range = response.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or_default();
             let ranged = content_range.starts_with(&format!("bytes {start}-{end}/"));
             let status = response.status().as_u16();
             if !(status == 206 || (status == 200 && (ranged || start == 0))) {
-                return Err(short(format!(
-                    "expected 206 Partial Content for bytes {start}-{end}, got {} {content_range}",
-                    response.status()
-                )));
+                return Err(short(format!("expected 206 Partial Content for bytes {start}-{end}, got {} {content_range}", response.status())));
             }
             let mut body = Vec::with_capacity(expected as usize);
             response
@@ -525,54 +349,26 @@ impl S3Client {
                 .read_to_end(&mut body)
                 .map_err(|e| short(format!("reading bytes {start}-{end}: {e}")))?;
             if body.len() as u64 != expected {
-                return Err(short(format!(
-                    "bytes {start}-{end}: got {} of {expected}",
-                    body.len()
-                )));
+                return Err(short(format!("bytes {start}-{end}: got {} of {expected}", body.len())));
             }
             Ok(body)
         })
     }
 
     /// PutObject. With `if_none_match`, fails with `PreconditionFailed` when the key exists.
-    pub fn put_object(
-        &self,
-        key: &str,
-        body: &[u8],
-        publish: &PublishOptions,
-        if_none_match: bool,
-    ) -> Result<(), S3Error> {
-        self.send(&self.bucket.put_object(key, publish, if_none_match), body)
-            .map(drop)
+    pub fn put_object(&self, key: &str, body: &[u8], publish: &PublishOptions, if_none_match: bool) -> Result<(), S3Error> {
+        self.send(&self.bucket.put_object(key, publish, if_none_match), body).map(drop)
     }
 
     /// CreateMultipartUpload; returns the upload id.
-    pub fn create_multipart_upload(
-        &self,
-        key: &str,
-        publish: &PublishOptions,
-    ) -> Result<String, S3Error> {
+    pub fn create_multipart_upload(&self, key: &str, publish: &PublishOptions) -> Result<String, S3Error> {
         let request = self.bucket.create_multipart_upload(key, publish);
         let text = self.send_for_text(&request, b"")?;
-        xml::parse_initiate(&text).map_err(|e| {
-            S3Error::new(
-                S3ErrorKind::Other,
-                request.operation,
-                Some(200),
-                "InvalidResponse",
-                e,
-            )
-        })
+        xml::parse_initiate(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))
     }
 
     /// UploadPart; returns the part's ETag.
-    pub fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part: u32,
-        body: &[u8],
-    ) -> Result<String, S3Error> {
+    pub fn upload_part(&self, key: &str, upload_id: &str, part: u32, body: &[u8]) -> Result<String, S3Error> {
         let request = self.bucket.upload_part(key, upload_id, part);
         let response = self.send(&request, body)?;
         response
@@ -580,36 +376,18 @@ impl S3Client {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3ErrorKind::Other,
-                    request.operation,
-                    Some(200),
-                    "InvalidResponse",
-                    "no ETag in the answer",
-                )
-            })
+            .ok_or_else(|| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", "no ETag in the answer"))
     }
 
     /// CompleteMultipartUpload. A 200 answer with an `<Error>` body is a failure.
-    pub fn complete_multipart_upload(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[(u32, String)],
-        if_none_match: bool,
-    ) -> Result<(), S3Error> {
-        let request = self
-            .bucket
-            .complete_multipart_upload(key, upload_id, if_none_match);
-        self.send_for_text(&request, complete_multipart_body(parts).as_bytes())
-            .map(drop)
+    pub fn complete_multipart_upload(&self, key: &str, upload_id: &str, parts: &[(u32, String)], if_none_match: bool) -> Result<(), S3Error> {
+        let request = self.bucket.complete_multipart_upload(key, upload_id, if_none_match);
+        self.send_for_text(&request, complete_multipart_body(parts).as_bytes()).map(drop)
     }
 
     /// AbortMultipartUpload.
     pub fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), S3Error> {
-        self.send(&self.bucket.abort_multipart_upload(key, upload_id), b"")
-            .map(drop)
+        self.send(&self.bucket.abort_multipart_upload(key, upload_id), b"").map(drop)
     }
 
     /// HeadObject; `None` when there is no such key.
@@ -617,11 +395,7 @@ impl S3Client {
         match self.send(&self.bucket.head_object(key), b"") {
             Ok(response) => {
                 let headers = response.headers();
-                let size = headers
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let size = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
                 let metadata = headers
                     .iter()
                     .filter_map(|(name, value)| {
@@ -634,11 +408,7 @@ impl S3Client {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| httpdate::parse_http_date(v).ok())
                     .unwrap_or(std::time::UNIX_EPOCH);
-                Ok(Some(ObjectHead {
-                    size,
-                    modified,
-                    metadata,
-                }))
+                Ok(Some(ObjectHead { size, modified, metadata }))
             }
             Err(err) if err.kind == S3ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),
@@ -652,15 +422,7 @@ impl S3Client {
         loop {
             let request = self.bucket.list_objects_v2(prefix, continuation.as_deref());
             let text = self.send_for_text(&request, b"")?;
-            let page = xml::parse_list(&text).map_err(|e| {
-                S3Error::new(
-                    S3ErrorKind::Other,
-                    request.operation,
-                    Some(200),
-                    "InvalidResponse",
-                    e,
-                )
-            })?;
+            let page = xml::parse_list(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
             objects.extend(page.contents);
             match page.next_continuation_token {
                 Some(token) if page.is_truncated => continuation = Some(token),
@@ -679,12 +441,7 @@ impl S3Client {
 }
 
 fn read_small_body(response: &mut http::Response<ureq::Body>) -> String {
-    response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default()
+    response.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default()
 }
 
 fn transport_code(err: &ureq::Error) -> &'static str {
@@ -704,22 +461,10 @@ mod tests {
     /// Status codes and S3 error codes map to the kinds callers act on.
     #[test]
     fn classifies_errors() {
-        let doc = |code: &str| xml::ErrorDocument {
-            code: code.into(),
-            message: String::new(),
-        };
-        assert_eq!(
-            S3Error::from_status("GetObject", 404, doc("NoSuchKey")).kind,
-            S3ErrorKind::NotFound
-        );
-        assert_eq!(
-            S3Error::from_status("PutObject", 412, doc("PreconditionFailed")).kind,
-            S3ErrorKind::PreconditionFailed
-        );
-        assert_eq!(
-            S3Error::from_status("PutObject", 403, doc("SignatureDoesNotMatch")).kind,
-            S3ErrorKind::AccessDenied
-        );
+        let doc = |code: &str| xml::ErrorDocument { code: code.into(), message: String::new() };
+        assert_eq!(S3Error::from_status("GetObject", 404, doc("NoSuchKey")).kind, S3ErrorKind::NotFound);
+        assert_eq!(S3Error::from_status("PutObject", 412, doc("PreconditionFailed")).kind, S3ErrorKind::PreconditionFailed);
+        assert_eq!(S3Error::from_status("PutObject", 403, doc("SignatureDoesNotMatch")).kind, S3ErrorKind::AccessDenied);
         assert!(S3Error::from_status("PutObject", 503, doc("SlowDown")).retryable());
         assert!(S3Error::from_status("PutObject", 400, doc("RequestTimeout")).retryable());
         assert!(!S3Error::from_status("PutObject", 400, doc("InvalidArgument")).retryable());
@@ -729,51 +474,26 @@ mod tests {
     /// `0..ceiling` (full jitter): never above it, and neither stuck at zero nor at the top.
     #[test]
     fn backs_off_within_bounds() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(300),
-        };
-        let ceilings: Vec<u128> = (1..6)
-            .map(|attempt| policy.ceiling(attempt).as_millis())
-            .collect();
+        let policy = RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(300) };
+        let ceilings: Vec<u128> = (1..6).map(|attempt| policy.ceiling(attempt).as_millis()).collect();
         assert_eq!(ceilings, [100, 200, 300, 300, 300]);
         assert_eq!(RetryPolicy::default().ceiling(40), Duration::from_secs(20));
         fastrand::seed(7); // this test thread's generator: the same draws every run
         for attempt in 1..6 {
             let ceiling = policy.ceiling(attempt);
             let delays: Vec<Duration> = (0..1000).map(|_| policy.backoff(attempt)).collect();
-            assert!(
-                delays.iter().all(|d| *d <= ceiling),
-                "attempt {attempt}: a delay over {ceiling:?}"
-            );
+            assert!(delays.iter().all(|d| *d <= ceiling), "attempt {attempt}: a delay over {ceiling:?}");
             let (low, high) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
-            assert!(
-                *low < ceiling / 10 && *high > ceiling * 9 / 10,
-                "attempt {attempt}: {low:?}..{high:?} of {ceiling:?}"
-            );
+            assert!(*low < ceiling / 10 && *high > ceiling * 9 / 10, "attempt {attempt}: {low:?}..{high:?} of {ceiling:?}");
             let mean = delays.iter().sum::<Duration>() / 1000;
-            assert!(
-                mean > ceiling * 2 / 5 && mean < ceiling * 3 / 5,
-                "attempt {attempt}: mean {mean:?} of {ceiling:?}"
-            );
+            assert!(mean > ceiling * 2 / 5 && mean < ceiling * 3 / 5, "attempt {attempt}: mean {mean:?} of {ceiling:?}");
         }
     }
 
     /// Error messages name the operation, status and code.
     #[test]
     fn formats_errors() {
-        let err = S3Error::from_status(
-            "GetObject",
-            403,
-            xml::ErrorDocument {
-                code: "AccessDenied".into(),
-                message: "nope".into(),
-            },
-        );
-        assert_eq!(
-            err.to_string(),
-            "GetObject failed: HTTP 403 (Forbidden) AccessDenied: nope"
-        );
+        let err = S3Error::from_status("GetObject", 403, xml::ErrorDocument { code: "AccessDenied".into(), message: "nope".into() });
+        assert_eq!(err.to_string(), "GetObject failed: HTTP 403 (Forbidden) AccessDenied: nope");
     }
 }

@@ -24,10 +24,7 @@ pub struct DownloadConfig {
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        Self {
-            range_size: 8 << 20,
-            concurrency: 4,
-        }
+        Self { range_size: 8 << 20, concurrency: 4 }
     }
 }
 
@@ -58,49 +55,26 @@ pub struct RangedReader {
 
 impl std::fmt::Debug for RangedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RangedReader")
-            .field("ranges", &self.ranges)
-            .finish_non_exhaustive()
+        f.debug_struct("RangedReader").field("ranges", &self.ranges).finish_non_exhaustive()
     }
 }
 
 impl RangedReader {
     /// Starts downloading bytes `start..end` of `key`.
-    pub fn start(
-        client: Arc<S3Client>,
-        key: &str,
-        start: u64,
-        end: u64,
-        config: DownloadConfig,
-    ) -> Self {
+    pub fn start(client: Arc<S3Client>, key: &str, start: u64, end: u64, config: DownloadConfig) -> Self {
         let range_size = config.range_size.max(1 << 20);
-        let span = Span {
-            start,
-            end: end.max(start),
-            range_size,
-        };
+        let span = Span { start, end: end.max(start), range_size };
         let ranges = (span.end - span.start).div_ceil(range_size);
         // Ranges fetched ahead of the reader: enough to keep every worker busy, no more.
         let window = (config.concurrency as u64).max(1);
-        let state = Arc::new(State {
-            shared: Mutex::new(Shared::default()),
-            changed: Condvar::new(),
-            cancelled: AtomicBool::new(false),
-        });
+        let state = Arc::new(State { shared: Mutex::new(Shared::default()), changed: Condvar::new(), cancelled: AtomicBool::new(false) });
         let workers = (0..config.concurrency.clamp(1, ranges.max(1) as usize))
             .map(|_| {
                 let (client, key, state) = (client.clone(), key.to_owned(), state.clone());
-                std::thread::spawn(move || {
-                    fetch_ranges(&client, &key, span, ranges, window, &state)
-                })
+                std::thread::spawn(move || fetch_ranges(&client, &key, span, ranges, window, &state))
             })
             .collect();
-        Self {
-            state,
-            ranges,
-            current: io::Cursor::new(Vec::new()),
-            workers,
-        }
+        Self { state, ranges, current: io::Cursor::new(Vec::new()), workers }
     }
 }
 
@@ -117,10 +91,7 @@ fn fetch_ranges(client: &S3Client, key: &str, span: Span, ranges: u64, window: u
         let index = {
             let mut shared = state.shared.lock().expect("download lock");
             loop {
-                if state.cancelled.load(Ordering::Relaxed)
-                    || shared.failure.is_some()
-                    || shared.next_to_fetch >= ranges
-                {
+                if state.cancelled.load(Ordering::Relaxed) || shared.failure.is_some() || shared.next_to_fetch >= ranges {
                     return;
                 }
                 if shared.next_to_fetch < shared.next_to_read + window {

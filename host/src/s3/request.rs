@@ -8,11 +8,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Characters left as is in a URI component: RFC 3986 unreserved (`A-Z a-z 0-9 - . _ ~`).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 /// In object key paths `/` separates segments and stays.
 const KEY_PATH: &AsciiSet = &COMPONENT.remove(b'/');
 
@@ -33,66 +29,41 @@ impl Endpoint {
             None => ("https".to_owned(), url),
         };
         if scheme != "http" && scheme != "https" {
-            return Err(format!(
-                "endpoint {url:?}: the scheme must be http or https"
-            ));
+            return Err(format!("endpoint {url:?}: the scheme must be http or https"));
         }
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') || authority.contains('@') {
-            return Err(format!(
-                "endpoint {url:?}: expected scheme://host[:port] with no path or user"
-            ));
+            return Err(format!("endpoint {url:?}: expected scheme://host[:port] with no path or user"));
         }
         let default_port = if scheme == "https" { ":443" } else { ":80" };
-        let authority = authority
-            .strip_suffix(default_port)
-            .unwrap_or(authority)
-            .to_ascii_lowercase();
+        let authority = authority.strip_suffix(default_port).unwrap_or(authority).to_ascii_lowercase();
         Ok(Self { scheme, authority })
     }
 
     /// AWS's regional endpoint, optionally the dual-stack (IPv4 + IPv6) one.
     pub fn aws(region: &str, dualstack: bool) -> Self {
         let dualstack = if dualstack { "dualstack." } else { "" };
-        Self {
-            scheme: "https".into(),
-            authority: format!("s3.{dualstack}{region}.amazonaws.com"),
-        }
+        Self { scheme: "https".into(), authority: format!("s3.{dualstack}{region}.amazonaws.com") }
     }
 
     /// S3 Transfer Acceleration (virtual-host addressing only).
     pub fn accelerate(dualstack: bool) -> Self {
-        let authority = if dualstack {
-            "s3-accelerate.dualstack.amazonaws.com"
-        } else {
-            "s3-accelerate.amazonaws.com"
-        };
-        Self {
-            scheme: "https".into(),
-            authority: authority.into(),
-        }
+        let authority = if dualstack { "s3-accelerate.dualstack.amazonaws.com" } else { "s3-accelerate.amazonaws.com" };
+        Self { scheme: "https".into(), authority: authority.into() }
     }
 
     /// The host without the port.
     pub fn host(&self) -> &str {
         if self.authority.starts_with('[') {
-            return self
-                .authority
-                .split_once(']')
-                .map_or(self.authority.as_str(), |(h, _)| h)
-                .trim_start_matches('[');
+            return self.authority.split_once(']').map_or(self.authority.as_str(), |(h, _)| h).trim_start_matches('[');
         }
-        self.authority
-            .rsplit_once(':')
-            .map_or(&self.authority, |(h, _)| h)
+        self.authority.rsplit_once(':').map_or(&self.authority, |(h, _)| h)
     }
 
     /// Whether virtual-host addressing cannot work here: an IP address or `localhost`.
     pub fn needs_path_style(&self) -> bool {
         let host = self.host();
-        host == "localhost"
-            || host.ends_with(".localhost")
-            || host.parse::<std::net::IpAddr>().is_ok()
+        host == "localhost" || host.ends_with(".localhost") || host.parse::<std::net::IpAddr>().is_ok()
     }
 
     /// Whether requests travel over TLS.
@@ -124,12 +95,7 @@ pub struct Request {
 
 impl Request {
     fn new(operation: &'static str, method: &'static str, url: String) -> Self {
-        Self {
-            operation,
-            method,
-            url,
-            headers: Vec::new(),
-        }
+        Self { operation, method, url, headers: Vec::new() }
     }
 
     fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -158,11 +124,7 @@ pub struct PublishOptions {
 impl Bucket {
     /// The host to connect to and sign for.
     pub fn authority(&self) -> String {
-        if self.path_style {
-            self.endpoint.authority.clone()
-        } else {
-            format!("{}.{}", self.name, self.endpoint.authority)
-        }
+        if self.path_style { self.endpoint.authority.clone() } else { format!("{}.{}", self.name, self.endpoint.authority) }
     }
 
     fn url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
@@ -177,13 +139,7 @@ impl Bucket {
         if !query.is_empty() {
             let mut pairs: Vec<String> = query
                 .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{}={}",
-                        utf8_percent_encode(k, COMPONENT),
-                        utf8_percent_encode(v, COMPONENT)
-                    )
-                })
+                .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)))
                 .collect();
             pairs.sort();
             url.push('?');
@@ -194,66 +150,31 @@ impl Bucket {
 
     /// PutObject of a whole body. With `if_none_match`, the write only succeeds when the key is free.
     pub fn put_object(&self, key: &str, publish: &PublishOptions, if_none_match: bool) -> Request {
-        let request = with_publish(
-            Request::new("PutObject", "PUT", self.url(Some(key), &[])),
-            publish,
-        );
-        if if_none_match {
-            request.header("if-none-match", "*")
-        } else {
-            request
-        }
+        let request = with_publish(Request::new("PutObject", "PUT", self.url(Some(key), &[])), publish);
+        if if_none_match { request.header("if-none-match", "*") } else { request }
     }
 
     /// CreateMultipartUpload.
     pub fn create_multipart_upload(&self, key: &str, publish: &PublishOptions) -> Request {
-        with_publish(
-            Request::new(
-                "CreateMultipartUpload",
-                "POST",
-                self.url(Some(key), &[("uploads", "")]),
-            ),
-            publish,
-        )
+        with_publish(Request::new("CreateMultipartUpload", "POST", self.url(Some(key), &[("uploads", "")])), publish)
     }
 
     /// UploadPart number `part` (1-based).
     pub fn upload_part(&self, key: &str, upload_id: &str, part: u32) -> Request {
         let part = part.to_string();
-        Request::new(
-            "UploadPart",
-            "PUT",
-            self.url(Some(key), &[("partNumber", &part), ("uploadId", upload_id)]),
-        )
+        Request::new("UploadPart", "PUT", self.url(Some(key), &[("partNumber", &part), ("uploadId", upload_id)]))
     }
 
     /// CompleteMultipartUpload; the body comes from [`complete_multipart_body`].
-    pub fn complete_multipart_upload(
-        &self,
-        key: &str,
-        upload_id: &str,
-        if_none_match: bool,
-    ) -> Request {
-        let request = Request::new(
-            "CompleteMultipartUpload",
-            "POST",
-            self.url(Some(key), &[("uploadId", upload_id)]),
-        )
-        .header("content-type", "application/xml");
-        if if_none_match {
-            request.header("if-none-match", "*")
-        } else {
-            request
-        }
+    pub fn complete_multipart_upload(&self, key: &str, upload_id: &str, if_none_match: bool) -> Request {
+        let request = Request::new("CompleteMultipartUpload", "POST", self.url(Some(key), &[("uploadId", upload_id)]))
+            .header("content-type", "application/xml");
+        if if_none_match { request.header("if-none-match", "*") } else { request }
     }
 
     /// AbortMultipartUpload.
     pub fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Request {
-        Request::new(
-            "AbortMultipartUpload",
-            "DELETE",
-            self.url(Some(key), &[("uploadId", upload_id)]),
-        )
+        Request::new("AbortMultipartUpload", "DELETE", self.url(Some(key), &[("uploadId", upload_id)]))
     }
 
     /// GetObject, optionally of the byte range `start..=end`.
@@ -288,14 +209,8 @@ impl Bucket {
 fn with_publish(mut request: Request, publish: &PublishOptions) -> Request {
     let optional = [
         ("x-amz-acl", &publish.acl),
-        (
-            "x-amz-server-side-encryption",
-            &publish.server_side_encryption,
-        ),
-        (
-            "x-amz-server-side-encryption-aws-kms-key-id",
-            &publish.sse_kms_key_id,
-        ),
+        ("x-amz-server-side-encryption", &publish.server_side_encryption),
+        ("x-amz-server-side-encryption-aws-kms-key-id", &publish.sse_kms_key_id),
         ("x-amz-storage-class", &publish.storage_class),
     ];
     for (name, value) in optional {
@@ -305,34 +220,21 @@ fn with_publish(mut request: Request, publish: &PublishOptions) -> Request {
     }
     if !publish.tags.is_empty() {
         let encode = |s: &str| utf8_percent_encode(s, COMPONENT).to_string();
-        let tagging: Vec<String> = publish
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
+        let tagging: Vec<String> = publish.tags.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
         request = request.header("x-amz-tagging", tagging.join("&"));
     }
     for (name, value) in &publish.metadata {
-        request = request.header(
-            &format!("x-amz-meta-{}", name.to_ascii_lowercase()),
-            value.clone(),
-        );
+        request = request.header(&format!("x-amz-meta-{}", name.to_ascii_lowercase()), value.clone());
     }
     request
 }
 
 /// The XML body of CompleteMultipartUpload for `(part number, etag)` pairs in order.
 pub fn complete_multipart_body(parts: &[(u32, String)]) -> String {
-    let mut body =
-        String::from("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    let mut body = String::from("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
     for (number, etag) in parts {
-        let etag = etag
-            .replace('&', "&amp;")
-            .replace('"', "&quot;")
-            .replace('<', "&lt;");
-        body.push_str(&format!(
-            "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
-        ));
+        let etag = etag.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+        body.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"));
     }
     body.push_str("</CompleteMultipartUpload>");
     body
@@ -343,33 +245,17 @@ mod tests {
     use super::*;
 
     fn bucket(endpoint: &str, path_style: bool) -> Bucket {
-        Bucket {
-            endpoint: Endpoint::parse(endpoint).unwrap(),
-            name: "my-bucket".into(),
-            region: "us-east-1".into(),
-            path_style,
-        }
+        Bucket { endpoint: Endpoint::parse(endpoint).unwrap(), name: "my-bucket".into(), region: "us-east-1".into(), path_style }
     }
 
     /// Endpoints parse with or without scheme and default port; IPs and localhost need path style.
     #[test]
     fn parses_endpoints() {
         let e = Endpoint::parse("http://127.0.0.1:9000/").unwrap();
-        assert_eq!(
-            (e.scheme.as_str(), e.authority.as_str(), e.host()),
-            ("http", "127.0.0.1:9000", "127.0.0.1")
-        );
+        assert_eq!((e.scheme.as_str(), e.authority.as_str(), e.host()), ("http", "127.0.0.1:9000", "127.0.0.1"));
         assert!(e.needs_path_style());
-        assert!(
-            Endpoint::parse("http://localhost:1")
-                .unwrap()
-                .needs_path_style()
-        );
-        assert!(
-            Endpoint::parse("http://[::1]:9000")
-                .unwrap()
-                .needs_path_style()
-        );
+        assert!(Endpoint::parse("http://localhost:1").unwrap().needs_path_style());
+        assert!(Endpoint::parse("http://[::1]:9000").unwrap().needs_path_style());
         let e = Endpoint::parse("https://s3.example.com:443").unwrap();
         assert_eq!(e.authority, "s3.example.com");
         assert!(!e.needs_path_style());
@@ -381,39 +267,19 @@ mod tests {
     /// AWS's dual-stack and accelerate endpoints; a public URL has no bucket segment.
     #[test]
     fn builds_aws_endpoints() {
-        assert_eq!(
-            Endpoint::aws("eu-west-1", true).authority,
-            "s3.dualstack.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            Endpoint::accelerate(false).authority,
-            "s3-accelerate.amazonaws.com"
-        );
-        let public = Bucket {
-            endpoint: Endpoint::parse("https://cdn.example.com").unwrap(),
-            name: String::new(),
-            region: "auto".into(),
-            path_style: true,
-        };
-        assert_eq!(
-            public.get_object("caches/k", None).url,
-            "https://cdn.example.com/caches/k"
-        );
+        assert_eq!(Endpoint::aws("eu-west-1", true).authority, "s3.dualstack.eu-west-1.amazonaws.com");
+        assert_eq!(Endpoint::accelerate(false).authority, "s3-accelerate.amazonaws.com");
+        let public = Bucket { endpoint: Endpoint::parse("https://cdn.example.com").unwrap(), name: String::new(), region: "auto".into(), path_style: true };
+        assert_eq!(public.get_object("caches/k", None).url, "https://cdn.example.com/caches/k");
     }
 
     /// Keys are percent-encoded per segment; `/` stays, spaces and non-ASCII do not.
     #[test]
     fn encodes_object_urls() {
         let b = bucket("http://127.0.0.1:9000", true);
-        assert_eq!(
-            b.get_object("a b/ü+x.tar.zst", None).url,
-            "http://127.0.0.1:9000/my-bucket/a%20b/%C3%BC%2Bx.tar.zst"
-        );
+        assert_eq!(b.get_object("a b/ü+x.tar.zst", None).url, "http://127.0.0.1:9000/my-bucket/a%20b/%C3%BC%2Bx.tar.zst");
         let v = bucket("https://s3.us-east-1.amazonaws.com", false);
-        assert_eq!(
-            v.head_object("k").url,
-            "https://my-bucket.s3.us-east-1.amazonaws.com/k"
-        );
+        assert_eq!(v.head_object("k").url, "https://my-bucket.s3.us-east-1.amazonaws.com/k");
     }
 
     /// Query parameters are encoded strictly and sorted.
@@ -424,15 +290,8 @@ mod tests {
             b.list_objects_v2("cache/a b", Some("t/1=")).url,
             "http://localhost:9000/my-bucket/?continuation-token=t%2F1%3D&list-type=2&prefix=cache%2Fa%20b"
         );
-        assert_eq!(
-            b.upload_part("k", "id+1", 3).url,
-            "http://localhost:9000/my-bucket/k?partNumber=3&uploadId=id%2B1"
-        );
-        assert_eq!(
-            b.create_multipart_upload("k", &PublishOptions::default())
-                .url,
-            "http://localhost:9000/my-bucket/k?uploads="
-        );
+        assert_eq!(b.upload_part("k", "id+1", 3).url, "http://localhost:9000/my-bucket/k?partNumber=3&uploadId=id%2B1");
+        assert_eq!(b.create_multipart_upload("k", &PublishOptions::default()).url, "http://localhost:9000/my-bucket/k?uploads=");
     }
 
     /// Publishing options become headers; conditional writes add `if-none-match: *`; ranges are inclusive.
@@ -462,10 +321,7 @@ mod tests {
         .collect();
         assert_eq!(put.headers, expected);
         let get = b.get_object("k", Some((0, 99)));
-        assert_eq!(
-            get.headers,
-            vec![("range".to_string(), "bytes=0-99".to_string())]
-        );
+        assert_eq!(get.headers, vec![("range".to_string(), "bytes=0-99".to_string())]);
     }
 
     /// The completion body lists parts in order with escaped ETags.

@@ -9,8 +9,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials as AwsCredentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 
@@ -70,26 +69,15 @@ pub fn sign_for_service(
         .build()
         .map_err(|e| format!("signing parameters: {e}"))?
         .into();
-    let headers = std::iter::once(("host", host)).chain(
-        request
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    let headers = std::iter::once(("host", host)).chain(request.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let body = match payload {
         Payload::Signed(bytes) => SignableBody::Bytes(bytes),
         Payload::Unsigned => SignableBody::UnsignedPayload,
     };
-    let signable = SignableRequest::new(request.method, request.url.as_str(), headers, body)
-        .map_err(|e| format!("signing {}: {e}", request.operation))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| format!("signing {}: {e}", request.operation))?
-        .into_parts();
+    let signable = SignableRequest::new(request.method, request.url.as_str(), headers, body).map_err(|e| format!("signing {}: {e}", request.operation))?;
+    let (instructions, _signature) = sign(signable, &params).map_err(|e| format!("signing {}: {e}", request.operation))?.into_parts();
     let (headers, _query) = instructions.into_parts();
-    Ok(headers
-        .into_iter()
-        .map(|h| (h.name().to_owned(), h.value().to_owned()))
-        .collect())
+    Ok(headers.into_iter().map(|h| (h.name().to_owned(), h.value().to_owned())).collect())
 }
 
 #[cfg(test)]
@@ -108,12 +96,7 @@ mod tests {
     }
 
     fn example_bucket() -> Bucket {
-        Bucket {
-            endpoint: Endpoint::parse("https://s3.amazonaws.com").unwrap(),
-            name: "examplebucket".into(),
-            region: "us-east-1".into(),
-            path_style: false,
-        }
+        Bucket { endpoint: Endpoint::parse("https://s3.amazonaws.com").unwrap(), name: "examplebucket".into(), region: "us-east-1".into(), path_style: false }
     }
 
     /// 2013-05-24T00:00:00Z, the example's timestamp.
@@ -122,11 +105,7 @@ mod tests {
     }
 
     fn authorization(headers: &[(String, String)]) -> &str {
-        &headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .unwrap()
-            .1
+        &headers.iter().find(|(k, _)| k == "authorization").unwrap().1
     }
 
     /// AWS example "GET Object": a ranged GET of /test.txt.
@@ -134,15 +113,7 @@ mod tests {
     fn matches_the_aws_get_object_example() {
         let bucket = example_bucket();
         let request = bucket.get_object("test.txt", Some((0, 9)));
-        let headers = sign_request(
-            &request,
-            &bucket.authority(),
-            Payload::Signed(b""),
-            &example_credentials(),
-            "us-east-1",
-            example_time(),
-        )
-        .unwrap();
+        let headers = sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
         assert_eq!(
             authorization(&headers),
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
@@ -150,37 +121,16 @@ mod tests {
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert!(headers.contains(&("x-amz-date".into(), "20130524T000000Z".into())));
-        assert!(headers.contains(&(
-            "x-amz-content-sha256".into(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()
-        )));
+        assert!(headers.contains(&("x-amz-content-sha256".into(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into())));
     }
 
     /// AWS example "GET Bucket (List Objects)": `?max-keys=2&prefix=J`.
     #[test]
     fn matches_the_aws_list_objects_example() {
         let bucket = example_bucket();
-        let request = Request {
-            operation: "ListObjects",
-            method: "GET",
-            url: "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J".into(),
-            headers: vec![],
-        };
-        let headers = sign_request(
-            &request,
-            &bucket.authority(),
-            Payload::Signed(b""),
-            &example_credentials(),
-            "us-east-1",
-            example_time(),
-        )
-        .unwrap();
-        assert!(
-            authorization(&headers).ends_with(
-                "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
-            ),
-            "{headers:?}"
-        );
+        let request = Request { operation: "ListObjects", method: "GET", url: "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J".into(), headers: vec![] };
+        let headers = sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
+        assert!(authorization(&headers).ends_with("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"), "{headers:?}");
     }
 
     /// A session token is sent and signed; over TLS the payload is unsigned.
@@ -190,15 +140,7 @@ mod tests {
         let mut credentials = example_credentials();
         credentials.session_token = Some("TOKEN".into());
         let request = bucket.put_object("k", &crate::s3::PublishOptions::default(), false);
-        let headers = sign_request(
-            &request,
-            &bucket.authority(),
-            Payload::Unsigned,
-            &credentials,
-            "us-east-1",
-            example_time(),
-        )
-        .unwrap();
+        let headers = sign_request(&request, &bucket.authority(), Payload::Unsigned, &credentials, "us-east-1", example_time()).unwrap();
         assert!(headers.contains(&("x-amz-security-token".into(), "TOKEN".into())));
         assert!(headers.contains(&("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into())));
         assert!(authorization(&headers).contains("x-amz-security-token"));

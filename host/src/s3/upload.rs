@@ -27,11 +27,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self {
-            part_size: 8 << 20,
-            concurrency: 4,
-            if_none_match: false,
-        }
+        Self { part_size: 8 << 20, concurrency: 4, if_none_match: false }
     }
 }
 
@@ -60,26 +56,14 @@ pub struct MultipartWriter {
 
 impl std::fmt::Debug for MultipartWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MultipartWriter")
-            .field("key", &self.key)
-            .field("written", &self.written)
-            .finish_non_exhaustive()
+        f.debug_struct("MultipartWriter").field("key", &self.key).field("written", &self.written).finish_non_exhaustive()
     }
 }
 
 impl MultipartWriter {
     /// Starts an upload of `key`; nothing is sent until a part is full or [`finish`](Self::finish).
-    pub fn new(
-        client: Arc<S3Client>,
-        key: &str,
-        publish: PublishOptions,
-        config: UploadConfig,
-    ) -> Self {
-        let config = UploadConfig {
-            part_size: config.part_size.max(5 << 20),
-            concurrency: config.concurrency.max(1),
-            ..config
-        };
+    pub fn new(client: Arc<S3Client>, key: &str, publish: PublishOptions, config: UploadConfig) -> Self {
+        let config = UploadConfig { part_size: config.part_size.max(5 << 20), concurrency: config.concurrency.max(1), ..config };
         Self {
             client,
             key: key.to_owned(),
@@ -98,8 +82,7 @@ impl MultipartWriter {
         self.finished = true;
         if self.in_flight.is_none() {
             let body = std::mem::take(&mut self.buffer);
-            self.client
-                .put_object(&self.key, &body, &self.publish, self.config.if_none_match)?;
+            self.client.put_object(&self.key, &body, &self.publish, self.config.if_none_match)?;
             return Ok(self.written);
         }
         let result = self.complete();
@@ -112,8 +95,7 @@ impl MultipartWriter {
     fn complete(&mut self) -> Result<(), S3Error> {
         if !self.buffer.is_empty() {
             let part = std::mem::take(&mut self.buffer);
-            self.dispatch(part)
-                .map_err(|e| self.failure().unwrap_or_else(|| io_to_s3(e)))?;
+            self.dispatch(part).map_err(|e| self.failure().unwrap_or_else(|| io_to_s3(e)))?;
         }
         let in_flight = self.in_flight.as_mut().expect("multipart upload started");
         in_flight.sender = None;
@@ -126,28 +108,18 @@ impl MultipartWriter {
         let in_flight = self.in_flight.as_ref().expect("multipart upload started");
         let mut parts = in_flight.done.lock().expect("parts lock").clone();
         parts.sort_by_key(|(n, _)| *n);
-        self.client.complete_multipart_upload(
-            &self.key,
-            &in_flight.upload_id,
-            &parts,
-            self.config.if_none_match,
-        )?;
+        self.client.complete_multipart_upload(&self.key, &in_flight.upload_id, &parts, self.config.if_none_match)?;
         self.in_flight = None;
         Ok(())
     }
 
     fn failure(&self) -> Option<S3Error> {
-        self.in_flight
-            .as_ref()
-            .and_then(|f| f.failure.lock().expect("failure lock").clone())
+        self.in_flight.as_ref().and_then(|f| f.failure.lock().expect("failure lock").clone())
     }
 
     fn dispatch(&mut self, part: Vec<u8>) -> io::Result<()> {
         if self.in_flight.is_none() {
-            let upload_id = self
-                .client
-                .create_multipart_upload(&self.key, &self.publish)
-                .map_err(io::Error::other)?;
+            let upload_id = self.client.create_multipart_upload(&self.key, &self.publish).map_err(io::Error::other)?;
             self.in_flight = Some(self.spawn_workers(upload_id));
         }
         if let Some(err) = self.failure() {
@@ -155,17 +127,8 @@ impl MultipartWriter {
         }
         let number = self.next_part;
         self.next_part += 1;
-        let sender = self
-            .in_flight
-            .as_ref()
-            .and_then(|f| f.sender.as_ref())
-            .expect("workers running");
-        sender.send((number, part)).map_err(|_| {
-            io::Error::other(
-                self.failure()
-                    .map_or("upload workers stopped".to_string(), |e| e.to_string()),
-            )
-        })
+        let sender = self.in_flight.as_ref().and_then(|f| f.sender.as_ref()).expect("workers running");
+        sender.send((number, part)).map_err(|_| io::Error::other(self.failure().map_or("upload workers stopped".to_string(), |e| e.to_string())))
     }
 
     fn spawn_workers(&self, upload_id: String) -> InFlight {
@@ -177,21 +140,12 @@ impl MultipartWriter {
         let failure = Arc::new(Mutex::new(None));
         let workers = (0..self.config.concurrency)
             .map(|_| {
-                let (client, key, upload_id) =
-                    (self.client.clone(), self.key.clone(), upload_id.clone());
+                let (client, key, upload_id) = (self.client.clone(), self.key.clone(), upload_id.clone());
                 let (receiver, done, failure) = (receiver.clone(), done.clone(), failure.clone());
-                std::thread::spawn(move || {
-                    upload_parts(&client, &key, &upload_id, &receiver, &done, &failure)
-                })
+                std::thread::spawn(move || upload_parts(&client, &key, &upload_id, &receiver, &done, &failure))
             })
             .collect();
-        InFlight {
-            upload_id,
-            sender: Some(sender),
-            workers,
-            done,
-            failure,
-        }
+        InFlight { upload_id, sender: Some(sender), workers, done, failure }
     }
 
     fn abort_in_flight(&mut self) {
@@ -200,10 +154,7 @@ impl MultipartWriter {
             for worker in in_flight.workers.drain(..) {
                 let _ = worker.join();
             }
-            if let Err(err) = self
-                .client
-                .abort_multipart_upload(&self.key, &in_flight.upload_id)
-            {
+            if let Err(err) = self.client.abort_multipart_upload(&self.key, &in_flight.upload_id) {
                 tracing::warn!(key = %self.key, error = %err, "could not abort the multipart upload; a bucket lifecycle rule should clean it up");
             }
         }
@@ -236,20 +187,8 @@ fn upload_parts(
 fn io_to_s3(err: io::Error) -> S3Error {
     match err.into_inner().map(|e| e.downcast::<S3Error>()) {
         Some(Ok(s3)) => *s3,
-        Some(Err(other)) => S3Error::new(
-            super::S3ErrorKind::Other,
-            "UploadPart",
-            None,
-            "Upload",
-            other.to_string(),
-        ),
-        None => S3Error::new(
-            super::S3ErrorKind::Other,
-            "UploadPart",
-            None,
-            "Upload",
-            "upload failed",
-        ),
+        Some(Err(other)) => S3Error::new(super::S3ErrorKind::Other, "UploadPart", None, "Upload", other.to_string()),
+        None => S3Error::new(super::S3ErrorKind::Other, "UploadPart", None, "Upload", "upload failed"),
     }
 }
 
@@ -260,8 +199,7 @@ impl Write for MultipartWriter {
         self.buffer.extend_from_slice(&data[..take]);
         self.written += take as u64;
         if self.buffer.len() == self.config.part_size {
-            let part =
-                std::mem::replace(&mut self.buffer, Vec::with_capacity(self.config.part_size));
+            let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.config.part_size));
             self.dispatch(part)?;
         }
         Ok(take)

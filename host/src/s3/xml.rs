@@ -44,9 +44,7 @@ pub struct ErrorDocument {
 /// answer 200 with an error body, so callers check successful answers too.
 pub fn parse_error(body: &str) -> Option<ErrorDocument> {
     let start = body.trim_start();
-    let start = start.strip_prefix("<?xml").map_or(start, |rest| {
-        rest.split_once("?>").map_or("", |(_, r)| r).trim_start()
-    });
+    let start = start.strip_prefix("<?xml").map_or(start, |rest| rest.split_once("?>").map_or("", |(_, r)| r).trim_start());
     if !start.starts_with("<Error>") && !start.starts_with("<Error ") {
         return None;
     }
@@ -83,9 +81,7 @@ mod tests {
         assert_eq!(list.next_continuation_token.as_deref(), Some("tok"));
         assert_eq!(list.contents.len(), 2);
         assert_eq!(list.contents[1].size, 20);
-        let empty =
-            parse_list("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
-                .unwrap();
+        let empty = parse_list("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>").unwrap();
         assert!(empty.contents.is_empty());
     }
 
@@ -94,12 +90,7 @@ mod tests {
     fn recognizes_errors() {
         let error = parse_error("<?xml version=\"1.0\"?>\n<Error><Code>InternalError</Code><Message>oops</Message></Error>").unwrap();
         assert_eq!(error.code, "InternalError");
-        assert_eq!(
-            parse_error(
-                "<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"
-            ),
-            None
-        );
+        assert_eq!(parse_error("<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"), None);
         assert_eq!(parse_error(""), None);
     }
 

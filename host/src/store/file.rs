@@ -26,25 +26,17 @@ impl FileStore {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(utf8_percent_encode(name, FILE_NAME).to_string())
+        self.dir.join(utf8_percent_encode(name, FILE_NAME).to_string())
     }
 
     fn info(&self, name: &str, path: &Path) -> Result<Option<ObjectInfo>, StoreError> {
         match fs::metadata(path) {
             Ok(meta) => {
                 let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-                Ok(Some(ObjectInfo {
-                    name: name.to_owned(),
-                    size: meta.len(),
-                    modified,
-                }))
+                Ok(Some(ObjectInfo { name: name.to_owned(), size: meta.len(), modified }))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(StoreError::Io { path: path.to_owned(), source }),
         }
     }
 }
@@ -59,10 +51,7 @@ impl<R: Read> Read for ExactReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && self.remaining > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} bytes missing", self.remaining),
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} bytes missing", self.remaining)));
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -79,11 +68,7 @@ struct FileUpload {
 
 impl Write for FileUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self
-            .file
-            .as_mut()
-            .expect("open until finished")
-            .write(buf)?;
+        let n = self.file.as_mut().expect("open until finished").write(buf)?;
         self.written += n as u64;
         Ok(n)
     }
@@ -105,9 +90,7 @@ impl Upload for FileUpload {
         if self.if_none_match {
             // A hard link fails when the name exists: first writer wins, atomically.
             match fs::hard_link(&self.temp, &self.target) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Err(StoreError::AlreadyExists(self.target.display().to_string()));
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists(self.target.display().to_string())),
                 result => result.map_err(io_err(&self.target))?,
             }
             let _ = fs::remove_file(&self.temp);
@@ -137,28 +120,16 @@ impl BlobStore for FileStore {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
+            Err(source) => return Err(StoreError::Io { path: self.dir.clone(), source }),
         };
         let mut objects = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| StoreError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
+            let entry = entry.map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
             if file_name.starts_with(TEMP_PREFIX) {
                 continue;
             }
-            let Ok(name) = percent_decode_str(&file_name).decode_utf8() else {
-                continue;
-            };
+            let Ok(name) = percent_decode_str(&file_name).decode_utf8() else { continue };
             if name.starts_with(prefix) {
                 objects.extend(self.info(&name, &entry.path())?);
             }
@@ -166,50 +137,25 @@ impl BlobStore for FileStore {
         Ok(objects)
     }
 
-    fn read(
-        &self,
-        object: &ObjectInfo,
-        start: u64,
-        end: u64,
-    ) -> Result<Box<dyn Read + Send>, StoreError> {
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError> {
         let path = self.path(&object.name);
-        let io_err = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = |source| StoreError::Io { path: path.clone(), source };
         let mut file = File::open(&path).map_err(io_err)?;
         file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-        Ok(Box::new(ExactReader {
-            inner: file.take(end.saturating_sub(start)),
-            remaining: end.saturating_sub(start),
-        }))
+        Ok(Box::new(ExactReader { inner: file.take(end.saturating_sub(start)), remaining: end.saturating_sub(start) }))
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
-        fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
         let temp = self.dir.join(crate::staging::unique(TEMP_PREFIX));
-        let file = File::create(&temp).map_err(|source| StoreError::Io {
-            path: temp.clone(),
-            source,
-        })?;
-        Ok(Box::new(FileUpload {
-            temp,
-            target: self.path(name),
-            file: Some(file),
-            written: 0,
-            if_none_match: options.if_none_match,
-        }))
+        let file = File::create(&temp).map_err(|source| StoreError::Io { path: temp.clone(), source })?;
+        Ok(Box::new(FileUpload { temp, target: self.path(name), file: Some(file), written: 0, if_none_match: options.if_none_match }))
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         let path = self.path(name);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(StoreError::Io { path, source: e })
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
             _ => Ok(()),
         }
     }
@@ -224,26 +170,15 @@ mod tests {
     fn stores_and_lists_objects() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("store"));
-        let mut upload = store
-            .put("deps/linux-abc.tar.zst", PutOptions::default())
-            .unwrap();
+        let mut upload = store.put("deps/linux-abc.tar.zst", PutOptions::default()).unwrap();
         upload.write_all(b"hello").unwrap();
         assert!(store.head("deps/linux-abc.tar.zst").unwrap().is_none());
         assert_eq!(upload.finish().unwrap(), 5);
         let mut body = String::new();
         let info = store.head("deps/linux-abc.tar.zst").unwrap().unwrap();
-        store
-            .read(&info, 1, 5)
-            .unwrap()
-            .read_to_string(&mut body)
-            .unwrap();
+        store.read(&info, 1, 5).unwrap().read_to_string(&mut body).unwrap();
         assert_eq!(body, "ello");
-        let listed: Vec<String> = store
-            .list("deps/linux")
-            .unwrap()
-            .into_iter()
-            .map(|o| o.name)
-            .collect();
+        let listed: Vec<String> = store.list("deps/linux").unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(listed, vec!["deps/linux-abc.tar.zst"]);
         assert!(store.list("other").unwrap().is_empty());
         store.delete("deps/linux-abc.tar.zst").unwrap();
@@ -255,19 +190,11 @@ mod tests {
     fn first_writer_wins_and_drops_clean_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().to_owned());
-        let conditional = PutOptions {
-            if_none_match: true,
-        };
+        let conditional = PutOptions { if_none_match: true };
         store.put("k", conditional).unwrap().finish().unwrap();
-        assert!(matches!(
-            store.put("k", conditional).unwrap().finish(),
-            Err(StoreError::AlreadyExists(_))
-        ));
+        assert!(matches!(store.put("k", conditional).unwrap().finish(), Err(StoreError::AlreadyExists(_))));
         drop(store.put("j", PutOptions::default()).unwrap());
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec!["k"]);
     }
 }

@@ -18,8 +18,8 @@ pub use s3::S3Store;
 pub use crate::s3::client::TransportConfig;
 pub use crate::s3::download::DownloadConfig;
 pub use crate::s3::upload::UploadConfig;
-use crate::s3::{Bucket, Endpoint};
 pub use crate::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
+use crate::s3::{Bucket, Endpoint};
 
 /// An object in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,12 +92,7 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Bytes `start..end` of an object found by `head` or `list`, as a stream. A stream that ends
     /// early or is cut fails with an error; it never just stops.
-    fn read(
-        &self,
-        object: &ObjectInfo,
-        start: u64,
-        end: u64,
-    ) -> Result<Box<dyn Read + Send>, StoreError>;
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError>;
     /// Starts writing an object.
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError>;
     /// Deletes an object; deleting a missing one succeeds.
@@ -135,17 +130,13 @@ pub struct S3Options {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
     /// Not a scheme s3cache knows.
-    #[error(
-        "store {0:?}: expected s3://bucket[/prefix], https://public.host/prefix or file:///absolute/dir"
-    )]
+    #[error("store {0:?}: expected s3://bucket[/prefix], https://public.host/prefix or file:///absolute/dir")]
     Unsupported(String),
     /// A known scheme, but the URL (or the endpoint) is malformed; the second field says how.
     #[error("store {0:?}: {1}")]
     Invalid(String, String),
     /// An `s3://` store with no credentials and not anonymous.
-    #[error(
-        "store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket"
-    )]
+    #[error("store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket")]
     NoCredentials(String),
 }
 
@@ -153,10 +144,7 @@ pub enum StoreUrlError {
 pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUrlError> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
-            return Err(StoreUrlError::Invalid(
-                url.into(),
-                "a file:// store needs an absolute path (file:///dir)".into(),
-            ));
+            return Err(StoreUrlError::Invalid(url.into(), "a file:// store needs an absolute path (file:///dir)".into()));
         }
         return Ok(Box::new(FileStore::new(PathBuf::from(path))));
     }
@@ -165,14 +153,8 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         // A public URL: plain unsigned GET/HEAD under a base path, for read-only consumers.
         let (scheme, rest) = url.split_once("://").expect("checked");
         let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}"))
-            .map_err(|e| StoreUrlError::Invalid(url.into(), e))?;
-        let bucket = Bucket {
-            endpoint,
-            name: String::new(),
-            region,
-            path_style: true,
-        };
+        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e))?;
+        let bucket = Bucket { endpoint, name: String::new(), region, path_style: true };
         return Ok(Box::new(S3Store::new(bucket, prefix, None, &options)));
     }
     let Some(rest) = url.strip_prefix("s3://") else {
@@ -180,41 +162,21 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(StoreUrlError::Invalid(
-            url.into(),
-            "the bucket name is empty".into(),
-        ));
+        return Err(StoreUrlError::Invalid(url.into(), "the bucket name is empty".into()));
     }
     let endpoint = match &options.endpoint {
-        Some(endpoint) => {
-            Endpoint::parse(endpoint).map_err(|e| StoreUrlError::Invalid(url.into(), e))?
-        }
+        Some(endpoint) => Endpoint::parse(endpoint).map_err(|e| StoreUrlError::Invalid(url.into(), e))?,
         None if options.accelerate => Endpoint::accelerate(options.dualstack),
         None => Endpoint::aws(&region, options.dualstack),
     };
     let credentials = if options.anonymous {
         None
     } else {
-        Some(
-            options
-                .credentials
-                .clone()
-                .ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?,
-        )
+        Some(options.credentials.clone().ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?)
     };
     let path_style = (options.path_style || endpoint.needs_path_style()) && !options.accelerate;
-    let bucket = Bucket {
-        endpoint,
-        name: bucket.to_owned(),
-        region,
-        path_style,
-    };
-    Ok(Box::new(S3Store::new(
-        bucket,
-        prefix,
-        credentials,
-        &options,
-    )))
+    let bucket = Bucket { endpoint, name: bucket.to_owned(), region, path_style };
+    Ok(Box::new(S3Store::new(bucket, prefix, credentials, &options)))
 }
 
 #[cfg(test)]
@@ -223,11 +185,7 @@ mod tests {
 
     fn options() -> S3Options {
         S3Options {
-            credentials: Some(Credentials {
-                access_key_id: "AK".into(),
-                secret_access_key: "SK".into(),
-                session_token: None,
-            }),
+            credentials: Some(Credentials { access_key_id: "AK".into(), secret_access_key: "SK".into(), session_token: None }),
             ..S3Options::default()
         }
     }
@@ -235,39 +193,15 @@ mod tests {
     /// Store URLs pick the backend; bad ones say what is expected.
     #[test]
     fn opens_store_urls() {
-        assert_eq!(
-            open("file:///tmp/x", options()).unwrap().location(),
-            "file:///tmp/x"
-        );
-        assert_eq!(
-            open("s3://bucket/some/prefix", options())
-                .unwrap()
-                .location(),
-            "s3://bucket/some/prefix/"
-        );
-        assert!(matches!(
-            open("file://rel", options()),
-            Err(StoreUrlError::Invalid(..))
-        ));
-        assert!(matches!(
-            open("gs://b", options()),
-            Err(StoreUrlError::Unsupported(..))
-        ));
-        assert!(matches!(
-            open("s3://b", S3Options::default()),
-            Err(StoreUrlError::NoCredentials(..))
-        ));
+        assert_eq!(open("file:///tmp/x", options()).unwrap().location(), "file:///tmp/x");
+        assert_eq!(open("s3://bucket/some/prefix", options()).unwrap().location(), "s3://bucket/some/prefix/");
+        assert!(matches!(open("file://rel", options()), Err(StoreUrlError::Invalid(..))));
+        assert!(matches!(open("gs://b", options()), Err(StoreUrlError::Unsupported(..))));
+        assert!(matches!(open("s3://b", S3Options::default()), Err(StoreUrlError::NoCredentials(..))));
         let public = open("https://cdn.example.com/caches/ci", S3Options::default()).unwrap();
         assert_eq!(public.location(), "https://cdn.example.com/caches/ci/");
         assert!(public.read_only().is_some());
-        let anonymous = open(
-            "s3://b",
-            S3Options {
-                anonymous: true,
-                ..S3Options::default()
-            },
-        )
-        .unwrap();
+        let anonymous = open("s3://b", S3Options { anonymous: true, ..S3Options::default() }).unwrap();
         assert!(anonymous.read_only().is_some());
     }
 }

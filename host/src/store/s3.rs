@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::{BlobStore, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
-use crate::s3::download::{DownloadConfig, RangedReader};
 use crate::s3::request::PublishOptions;
+use crate::s3::download::{DownloadConfig, RangedReader};
 use crate::s3::upload::{MultipartWriter, UploadConfig};
 use crate::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
 
@@ -22,29 +22,13 @@ pub struct S3Store {
 
 impl S3Store {
     /// A store in `bucket` under `prefix`; requests are unsigned (read-only) without `credentials`.
-    pub fn new(
-        bucket: Bucket,
-        prefix: &str,
-        credentials: Option<Credentials>,
-        options: &S3Options,
-    ) -> Self {
+    pub fn new(bucket: Bucket, prefix: &str, credentials: Option<Credentials>, options: &S3Options) -> Self {
         let prefix = prefix.trim_matches('/');
-        let prefix = if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}/")
-        };
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         let anonymous = credentials.is_none();
         let metadata = options.publish.clone();
         let client = Arc::new(S3Client::new(bucket, credentials, &options.transport));
-        Self {
-            client,
-            anonymous,
-            prefix,
-            upload: options.upload,
-            download: options.download,
-            publish: metadata,
-        }
+        Self { client, anonymous, prefix, upload: options.upload, download: options.download, publish: metadata }
     }
 
     fn key(&self, name: &str) -> String {
@@ -91,10 +75,7 @@ impl Upload for S3Upload {
             return Ok(size);
         }
         let visible = self.client.head_object(&self.key)?;
-        let visible_writer = visible
-            .as_ref()
-            .and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID))
-            .map(|(_, v)| v.as_str());
+        let visible_writer = visible.as_ref().and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID)).map(|(_, v)| v.as_str());
         if visible_writer != Some(self.writer_id.as_str()) {
             return Err(StoreError::AlreadyExists(self.key.clone()));
         }
@@ -106,21 +87,13 @@ impl BlobStore for S3Store {
     fn location(&self) -> String {
         let bucket = self.client.bucket();
         if bucket.name.is_empty() {
-            return format!(
-                "{}://{}/{}",
-                bucket.endpoint.scheme, bucket.endpoint.authority, self.prefix
-            );
+            return format!("{}://{}/{}", bucket.endpoint.scheme, bucket.endpoint.authority, self.prefix);
         }
         format!("s3://{}/{}", bucket.name, self.prefix)
     }
 
     fn read_only(&self) -> Option<&'static str> {
-        self.anonymous
-            .then_some(if self.client.bucket().name.is_empty() {
-                "a public URL"
-            } else {
-                "anonymous mode"
-            })
+        self.anonymous.then_some(if self.client.bucket().name.is_empty() { "a public URL" } else { "anonymous mode" })
     }
 
     fn can_list(&self) -> bool {
@@ -128,14 +101,7 @@ impl BlobStore for S3Store {
     }
 
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        Ok(self
-            .client
-            .head_object(&self.key(name))?
-            .map(|head| ObjectInfo {
-                name: name.to_owned(),
-                size: head.size,
-                modified: head.modified,
-            }))
+        Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo { name: name.to_owned(), size: head.size, modified: head.modified }))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -144,55 +110,27 @@ impl BlobStore for S3Store {
             .into_iter()
             .filter_map(|o| {
                 let name = o.key.strip_prefix(&self.prefix)?.to_owned();
-                Some(ObjectInfo {
-                    name,
-                    size: o.size,
-                    modified: parse_listed_time(&o.last_modified),
-                })
+                Some(ObjectInfo { name, size: o.size, modified: parse_listed_time(&o.last_modified) })
             })
             .collect())
     }
 
-    fn read(
-        &self,
-        object: &ObjectInfo,
-        start: u64,
-        end: u64,
-    ) -> Result<Box<dyn Read + Send>, StoreError> {
-        Ok(Box::new(RangedReader::start(
-            self.client.clone(),
-            &self.key(&object.name),
-            start,
-            end,
-            self.download,
-        )))
+    fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError> {
+        Ok(Box::new(RangedReader::start(self.client.clone(), &self.key(&object.name), start, end, self.download)))
     }
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
         if let Some(reason) = self.read_only() {
             return Err(StoreError::ReadOnly(reason));
         }
-        let config = UploadConfig {
-            if_none_match: options.if_none_match,
-            ..self.upload
-        };
+        let config = UploadConfig { if_none_match: options.if_none_match, ..self.upload };
         let writer_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let mut publish = self.publish.clone();
-        publish
-            .metadata
-            .push(("s3cache-format".to_owned(), s3cache_format()));
-        publish
-            .metadata
-            .push((WRITER_ID.to_owned(), writer_id.clone()));
+        publish.metadata.push(("s3cache-format".to_owned(), s3cache_format()));
+        publish.metadata.push((WRITER_ID.to_owned(), writer_id.clone()));
         let key = self.key(name);
         let writer = MultipartWriter::new(self.client.clone(), &key, publish, config);
-        Ok(Box::new(S3Upload {
-            writer,
-            client: self.client.clone(),
-            key,
-            writer_id,
-            conditional: options.if_none_match,
-        }))
+        Ok(Box::new(S3Upload { writer, client: self.client.clone(), key, writer_id, conditional: options.if_none_match }))
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {

@@ -47,28 +47,14 @@ impl Credentials {
     /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` through `lookup`.
     /// Empty values count as unset, as in the AWS SDKs. `None` when no key pair is set.
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
-        Self::from_vars(
-            lookup,
-            env_vars::AWS_ACCESS_KEY_ID,
-            env_vars::AWS_SECRET_ACCESS_KEY,
-            env_vars::AWS_SESSION_TOKEN,
-        )
+        Self::from_vars(lookup, env_vars::AWS_ACCESS_KEY_ID, env_vars::AWS_SECRET_ACCESS_KEY, env_vars::AWS_SESSION_TOKEN)
     }
 
     /// A key pair (and token) from three named variables; half a pair is an error naming the missing one.
-    pub fn from_vars(
-        lookup: impl Fn(&str) -> Option<String>,
-        id: &str,
-        secret: &str,
-        token: &str,
-    ) -> Result<Option<Self>, String> {
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>, id: &str, secret: &str, token: &str) -> Result<Option<Self>, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         match (get(id), get(secret)) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Self {
-                access_key_id,
-                secret_access_key,
-                session_token: get(token),
-            })),
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Self { access_key_id, secret_access_key, session_token: get(token) })),
             (None, None) => Ok(None),
             (Some(_), None) => Err(format!("{id} is set but {secret} is not")),
             (None, Some(_)) => Err(format!("{secret} is set but {id} is not")),
@@ -93,10 +79,7 @@ pub struct CredentialError {
 
 impl CredentialError {
     pub(crate) fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            source_name: source_name.into(),
-            message: message.into(),
-        }
+        Self { source_name: source_name.into(), message: message.into() }
     }
 }
 
@@ -121,10 +104,7 @@ pub struct ChainInputs<'a> {
 
 impl std::fmt::Debug for ChainInputs<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainInputs")
-            .field("home", &self.home)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
+        f.debug_struct("ChainInputs").field("home", &self.home).field("region", &self.region).finish_non_exhaustive()
     }
 }
 
@@ -139,61 +119,28 @@ impl ChainInputs<'_> {
 /// is configured at all (a role to assume then is an error: it needs credentials to be assumed with).
 pub fn resolve_chain(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let base = base_credentials(inputs)?;
-    let Some(role_arn) = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_ARN) else {
-        return Ok(base);
-    };
+    let Some(role_arn) = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_ARN) else { return Ok(base) };
     let source = format!("role {role_arn}");
     let Some(base) = base else {
-        return Err(CredentialError::new(
-            source,
-            format!(
-                "{} needs credentials to assume it with, and the chain found none",
-                env_vars::S3CACHE_ASSUME_ROLE_ARN
-            ),
-        ));
+        return Err(CredentialError::new(source, format!("{} needs credentials to assume it with, and the chain found none", env_vars::S3CACHE_ASSUME_ROLE_ARN)));
     };
-    let session = inputs
-        .var(env_vars::S3CACHE_ASSUME_ROLE_SESSION_NAME)
-        .unwrap_or_else(|| "s3cache".into());
+    let session = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_SESSION_NAME).unwrap_or_else(|| "s3cache".into());
     let external_id = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_EXTERNAL_ID);
-    let credentials = remote::assume_role(
-        inputs,
-        &base.credentials,
-        &role_arn,
-        &session,
-        external_id.as_deref(),
-        &inputs.region,
-    )
-    .map_err(|m| CredentialError::new(&source, m))?;
-    Ok(Some(Resolved {
-        credentials,
-        source: format!("{source} (assumed with {})", base.source),
-    }))
+    let credentials = remote::assume_role(inputs, &base.credentials, &role_arn, &session, external_id.as_deref(), &inputs.region)
+        .map_err(|m| CredentialError::new(&source, m))?;
+    Ok(Some(Resolved { credentials, source: format!("{source} (assumed with {})", base.source) }))
 }
 
 /// The chain's providers in order, before any role is assumed.
 fn base_credentials(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let explicit = |name: &str| inputs.var(name);
-    let explicit = Credentials::from_vars(
-        explicit,
-        env_vars::S3CACHE_ACCESS_KEY_ID,
-        env_vars::S3CACHE_SECRET_ACCESS_KEY,
-        env_vars::S3CACHE_SESSION_TOKEN,
-    )
-    .map_err(|m| CredentialError::new("explicit settings", m))?;
+    let explicit = Credentials::from_vars(explicit, env_vars::S3CACHE_ACCESS_KEY_ID, env_vars::S3CACHE_SECRET_ACCESS_KEY, env_vars::S3CACHE_SESSION_TOKEN)
+        .map_err(|m| CredentialError::new("explicit settings", m))?;
     if let Some(credentials) = explicit {
-        return Ok(Some(Resolved {
-            credentials,
-            source: "explicit settings".into(),
-        }));
+        return Ok(Some(Resolved { credentials, source: "explicit settings".into() }));
     }
-    if let Some(credentials) = Credentials::from_env(|name| inputs.var(name))
-        .map_err(|m| CredentialError::new("environment", m))?
-    {
-        return Ok(Some(Resolved {
-            credentials,
-            source: "environment".into(),
-        }));
+    if let Some(credentials) = Credentials::from_env(|name| inputs.var(name)).map_err(|m| CredentialError::new("environment", m))? {
+        return Ok(Some(Resolved { credentials, source: "environment".into() }));
     }
     if let Some(resolved) = profile::resolve(inputs)? {
         return Ok(Some(resolved));
@@ -212,48 +159,26 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     /// A full pair with a token is read; empty values count as unset.
     #[test]
     fn reads_the_environment() {
-        let creds = Credentials::from_env(env(&[
-            ("AWS_ACCESS_KEY_ID", "AK"),
-            ("AWS_SECRET_ACCESS_KEY", "SK"),
-            ("AWS_SESSION_TOKEN", ""),
-        ]))
-        .unwrap()
-        .unwrap();
+        let creds = Credentials::from_env(env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_SESSION_TOKEN", "")]))
+            .unwrap()
+            .unwrap();
         assert_eq!(creds.session_token, None);
-        assert_eq!(
-            Credentials::from_env(env(&[("AWS_ACCESS_KEY_ID", "")])).unwrap(),
-            None
-        );
+        assert_eq!(Credentials::from_env(env(&[("AWS_ACCESS_KEY_ID", "")])).unwrap(), None);
         assert!(Credentials::from_env(env(&[("AWS_ACCESS_KEY_ID", "AK")])).is_err());
     }
 
     /// `Debug` never shows the secret or the token.
     #[test]
     fn debug_hides_secrets() {
-        let creds = Credentials {
-            access_key_id: "AK".into(),
-            secret_access_key: "SECRET".into(),
-            session_token: Some("TOKEN".into()),
-        };
+        let creds = Credentials { access_key_id: "AK".into(), secret_access_key: "SECRET".into(), session_token: Some("TOKEN".into()) };
         let shown = format!("{creds:?}");
-        assert!(
-            !shown.contains("SECRET") && !shown.contains("TOKEN"),
-            "{shown}"
-        );
+        assert!(!shown.contains("SECRET") && !shown.contains("TOKEN"), "{shown}");
     }
 }

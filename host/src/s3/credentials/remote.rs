@@ -24,24 +24,14 @@ fn agent(total: Duration) -> ureq::Agent {
 
 fn agent_with(connect: Duration, total: Duration) -> ureq::Agent {
     crate::s3::connection::agent(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(connect))
-            .timeout_global(Some(total))
-            .build(),
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).timeout_connect(Some(connect)).timeout_global(Some(total)).build(),
     )
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}={}",
-                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-            )
-        })
+        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -68,81 +58,40 @@ struct StsCredentials {
 }
 
 fn sts_endpoint(inputs: &ChainInputs<'_>, region: &str) -> Result<Endpoint, String> {
-    match inputs
-        .var(env_vars::AWS_ENDPOINT_URL_STS)
-        .or_else(|| inputs.var(env_vars::AWS_ENDPOINT_URL))
-    {
+    match inputs.var(env_vars::AWS_ENDPOINT_URL_STS).or_else(|| inputs.var(env_vars::AWS_ENDPOINT_URL)) {
         Some(url) => Endpoint::parse(&url),
-        None => Ok(Endpoint {
-            scheme: "https".into(),
-            authority: format!("sts.{region}.amazonaws.com"),
-        }),
+        None => Ok(Endpoint { scheme: "https".into(), authority: format!("sts.{region}.amazonaws.com") }),
     }
 }
 
 /// Posts an STS action; signs it when `signer` is given.
-fn call_sts(
-    inputs: &ChainInputs<'_>,
-    region: &str,
-    body: &str,
-    signer: Option<&Credentials>,
-) -> Result<Credentials, String> {
+fn call_sts(inputs: &ChainInputs<'_>, region: &str, body: &str, signer: Option<&Credentials>) -> Result<Credentials, String> {
     let endpoint = sts_endpoint(inputs, region)?;
     let url = format!("{}://{}/", endpoint.scheme, endpoint.authority);
     let request = Request {
         operation: "STS",
         method: "POST",
         url: url.clone(),
-        headers: vec![(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
+        headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
     };
-    let mut builder = http::Request::builder()
-        .method("POST")
-        .uri(&url)
-        .header("content-type", "application/x-www-form-urlencoded");
+    let mut builder = http::Request::builder().method("POST").uri(&url).header("content-type", "application/x-www-form-urlencoded");
     if let Some(signer) = signer {
-        let headers = sign_for_service(
-            &request,
-            &endpoint.authority,
-            Payload::Signed(body.as_bytes()),
-            signer,
-            region,
-            "sts",
-            SystemTime::now(),
-        )?;
+        let headers = sign_for_service(&request, &endpoint.authority, Payload::Signed(body.as_bytes()), signer, region, "sts", SystemTime::now())?;
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
     }
     let request = builder.body(body.as_bytes()).map_err(|e| e.to_string())?;
-    let mut response = agent(CALL_TIMEOUT)
-        .run(request)
-        .map_err(|e| format!("STS at {url}: {e}"))?;
+    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| format!("STS at {url}: {e}"))?;
     let status = response.status();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
+    let text = response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| e.to_string())?;
     if !status.is_success() {
         let error = crate::s3::xml::parse_error(&text).unwrap_or_default();
-        return Err(
-            format!("STS answered {status}: {} {}", error.code, error.message)
-                .trim_end()
-                .to_owned(),
-        );
+        return Err(format!("STS answered {status}: {} {}", error.code, error.message).trim_end().to_owned());
     }
-    let parsed: StsResponse =
-        quick_xml::de::from_str(&text).map_err(|e| format!("unreadable STS answer: {e}"))?;
+    let parsed: StsResponse = quick_xml::de::from_str(&text).map_err(|e| format!("unreadable STS answer: {e}"))?;
     let c = parsed.result.credentials;
-    Ok(Credentials {
-        access_key_id: c.access_key_id,
-        secret_access_key: c.secret_access_key,
-        session_token: Some(c.session_token),
-    })
+    Ok(Credentials { access_key_id: c.access_key_id, secret_access_key: c.secret_access_key, session_token: Some(c.session_token) })
 }
 
 /// STS AssumeRole with `base` credentials.
@@ -154,12 +103,7 @@ pub(super) fn assume_role(
     external_id: Option<&str>,
     region: &str,
 ) -> Result<Credentials, String> {
-    let mut pairs = vec![
-        ("Action", "AssumeRole"),
-        ("Version", "2011-06-15"),
-        ("RoleArn", role_arn),
-        ("RoleSessionName", session),
-    ];
+    let mut pairs = vec![("Action", "AssumeRole"), ("Version", "2011-06-15"), ("RoleArn", role_arn), ("RoleSessionName", session)];
     if let Some(external_id) = external_id {
         pairs.push(("ExternalId", external_id));
     }
@@ -168,25 +112,13 @@ pub(super) fn assume_role(
 
 /// Web identity (GitHub OIDC, EKS IRSA): `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`.
 pub(super) fn web_identity(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
-    let (Some(role_arn), Some(token_file)) = (
-        inputs.var(env_vars::AWS_ROLE_ARN),
-        inputs.var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE),
-    ) else {
+    let (Some(role_arn), Some(token_file)) = (inputs.var(env_vars::AWS_ROLE_ARN), inputs.var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE)) else {
         return Ok(None);
     };
     let source = "web identity";
-    let token = std::fs::read_to_string(&token_file).map_err(|e| {
-        CredentialError::new(
-            source,
-            format!(
-                "cannot read {} {token_file}: {e}",
-                env_vars::AWS_WEB_IDENTITY_TOKEN_FILE
-            ),
-        )
-    })?;
-    let session = inputs
-        .var(env_vars::AWS_ROLE_SESSION_NAME)
-        .unwrap_or_else(|| "s3cache".into());
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| CredentialError::new(source, format!("cannot read {} {token_file}: {e}", env_vars::AWS_WEB_IDENTITY_TOKEN_FILE)))?;
+    let session = inputs.var(env_vars::AWS_ROLE_SESSION_NAME).unwrap_or_else(|| "s3cache".into());
     let body = form(&[
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
@@ -194,12 +126,8 @@ pub(super) fn web_identity(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>,
         ("RoleSessionName", &session),
         ("WebIdentityToken", token.trim()),
     ]);
-    let credentials = call_sts(inputs, &inputs.region, &body, None)
-        .map_err(|m| CredentialError::new(source, m))?;
-    Ok(Some(Resolved {
-        credentials,
-        source: source.into(),
-    }))
+    let credentials = call_sts(inputs, &inputs.region, &body, None).map_err(|m| CredentialError::new(source, m))?;
+    Ok(Some(Resolved { credentials, source: source.into() }))
 }
 
 #[derive(Deserialize)]
@@ -212,55 +140,36 @@ struct JsonCredentials {
 
 impl From<JsonCredentials> for Credentials {
     fn from(c: JsonCredentials) -> Self {
-        Credentials {
-            access_key_id: c.access_key_id,
-            secret_access_key: c.secret_access_key,
-            session_token: c.token,
-        }
+        Credentials { access_key_id: c.access_key_id, secret_access_key: c.secret_access_key, session_token: c.token }
     }
 }
 
 /// Whether a full container-credentials URI may be used: HTTPS, or HTTP to loopback or the ECS/EKS
 /// link-local addresses. Anything else could send the token to an attacker.
 pub fn container_uri_allowed(uri: &str) -> bool {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return false;
-    };
+    let Some((scheme, rest)) = uri.split_once("://") else { return false };
     let authority = rest.split('/').next().unwrap_or_default();
-    let Ok(endpoint) = Endpoint::parse(&format!("{scheme}://{authority}")) else {
-        return false;
-    };
+    let Ok(endpoint) = Endpoint::parse(&format!("{scheme}://{authority}")) else { return false };
     if endpoint.is_tls() {
         return true;
     }
     let host = endpoint.host();
-    if host == "localhost"
-        || host == "169.254.170.2"
-        || host == "169.254.170.23"
-        || host == "fd00:ec2::23"
-    {
+    if host == "localhost" || host == "169.254.170.2" || host == "169.254.170.23" || host == "fd00:ec2::23" {
         return true;
     }
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// ECS (and EKS Pod Identity) container credentials.
 pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let source = "ECS container";
-    let uri = match (
-        inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI),
-        inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI),
-    ) {
+    let uri = match (inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI)) {
         (Some(relative), _) => format!("http://169.254.170.2{relative}"),
         (None, Some(full)) => {
             if !container_uri_allowed(&full) {
                 return Err(CredentialError::new(
                     source,
-                    format!(
-                        "{} must be https, or http to loopback or 169.254.170.2/23; refusing {full}",
-                        env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI
-                    ),
+                    format!("{} must be https, or http to loopback or 169.254.170.2/23; refusing {full}", env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI),
                 ));
             }
             full
@@ -268,57 +177,29 @@ pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Cr
         (None, None) => return Ok(None),
     };
     let token = match inputs.var(env_vars::AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) {
-        Some(file) => Some(
-            std::fs::read_to_string(&file)
-                .map_err(|e| CredentialError::new(source, format!("cannot read {file}: {e}")))?
-                .trim()
-                .to_owned(),
-        ),
+        Some(file) => Some(std::fs::read_to_string(&file).map_err(|e| CredentialError::new(source, format!("cannot read {file}: {e}")))?.trim().to_owned()),
         None => inputs.var(env_vars::AWS_CONTAINER_AUTHORIZATION_TOKEN),
     };
     let mut request = http::Request::builder().method("GET").uri(&uri);
     if let Some(token) = token {
         request = request.header("authorization", token);
     }
-    let request = request
-        .body(())
-        .map_err(|e| CredentialError::new(source, e.to_string()))?;
-    let mut response = agent(CALL_TIMEOUT)
-        .run(request)
-        .map_err(|e| CredentialError::new(source, format!("{uri}: {e}")))?;
+    let request = request.body(()).map_err(|e| CredentialError::new(source, e.to_string()))?;
+    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| CredentialError::new(source, format!("{uri}: {e}")))?;
     if !response.status().is_success() {
-        return Err(CredentialError::new(
-            source,
-            format!("{uri} answered {}", response.status()),
-        ));
+        return Err(CredentialError::new(source, format!("{uri} answered {}", response.status())));
     }
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .map_err(|e| CredentialError::new(source, e.to_string()))?;
-    let credentials: JsonCredentials = serde_json::from_str(&text)
-        .map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
-    Ok(Some(Resolved {
-        credentials: credentials.into(),
-        source: source.into(),
-    }))
+    let text = response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))?;
+    let credentials: JsonCredentials = serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
+    Ok(Some(Resolved { credentials: credentials.into(), source: source.into() }))
 }
 
 /// EC2 instance metadata, version 2 (session token first). Absent or silent means "not on EC2".
-pub(super) fn instance_metadata(
-    inputs: &ChainInputs<'_>,
-) -> Result<Option<Resolved>, CredentialError> {
-    if inputs
-        .var(env_vars::AWS_EC2_METADATA_DISABLED)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+pub(super) fn instance_metadata(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
+    if inputs.var(env_vars::AWS_EC2_METADATA_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
-    let base = inputs
-        .var(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT)
-        .unwrap_or_else(|| "http://169.254.169.254".into());
+    let base = inputs.var(env_vars::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into());
     let base = base.trim_end_matches('/');
     // The SDKs' AWS_METADATA_SERVICE_TIMEOUT (seconds) overrides the short default, for connecting too.
     let timeout = inputs
@@ -340,10 +221,7 @@ pub(super) fn instance_metadata(
     if !response.status().is_success() {
         return Ok(None);
     }
-    let token = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| CredentialError::new(source, e.to_string()))?;
+    let token = response.body_mut().read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))?;
     let get = |path: &str| -> Result<String, CredentialError> {
         let request = http::Request::builder()
             .method("GET")
@@ -351,37 +229,17 @@ pub(super) fn instance_metadata(
             .header("x-aws-ec2-metadata-token", token.trim())
             .body(())
             .map_err(|e| CredentialError::new(source, e.to_string()))?;
-        let mut response = agent
-            .run(request)
-            .map_err(|e| CredentialError::new(source, e.to_string()))?;
+        let mut response = agent.run(request).map_err(|e| CredentialError::new(source, e.to_string()))?;
         if !response.status().is_success() {
-            return Err(CredentialError::new(
-                source,
-                format!("{path} answered {}", response.status()),
-            ));
+            return Err(CredentialError::new(source, format!("{path} answered {}", response.status())));
         }
-        response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .map_err(|e| CredentialError::new(source, e.to_string()))
+        response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))
     };
     let roles = get("/latest/meta-data/iam/security-credentials/")?;
-    let role = roles
-        .lines()
-        .next()
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| CredentialError::new(source, "no instance role is attached"))?;
-    let text = get(&format!(
-        "/latest/meta-data/iam/security-credentials/{role}"
-    ))?;
-    let credentials: JsonCredentials = serde_json::from_str(&text)
-        .map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
-    Ok(Some(Resolved {
-        credentials: credentials.into(),
-        source: source.into(),
-    }))
+    let role = roles.lines().next().filter(|r| !r.is_empty()).ok_or_else(|| CredentialError::new(source, "no instance role is attached"))?;
+    let text = get(&format!("/latest/meta-data/iam/security-credentials/{role}"))?;
+    let credentials: JsonCredentials = serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
+    Ok(Some(Resolved { credentials: credentials.into(), source: source.into() }))
 }
 
 #[cfg(test)]
@@ -391,21 +249,10 @@ mod tests {
     /// Only HTTPS or loopback/link-local container endpoints are trusted with the token.
     #[test]
     fn checks_container_uris() {
-        for ok in [
-            "https://creds.example.com/x",
-            "http://127.0.0.1:9000/creds",
-            "http://localhost/x",
-            "http://169.254.170.23/v1/credentials",
-            "http://[::1]:80/x",
-        ] {
+        for ok in ["https://creds.example.com/x", "http://127.0.0.1:9000/creds", "http://localhost/x", "http://169.254.170.23/v1/credentials", "http://[::1]:80/x"] {
             assert!(container_uri_allowed(ok), "{ok}");
         }
-        for bad in [
-            "http://10.1.2.3/creds",
-            "http://evil.example/",
-            "ftp://127.0.0.1/",
-            "127.0.0.1/creds",
-        ] {
+        for bad in ["http://10.1.2.3/creds", "http://evil.example/", "ftp://127.0.0.1/", "127.0.0.1/creds"] {
             assert!(!container_uri_allowed(bad), "{bad}");
         }
     }
