@@ -31,8 +31,8 @@ W6 file (with W6): s3cache save and restore with a file:// store on the same tmp
      CPU time / wall shows whether s3cache keeps both cores busy (the CPU goal). With s3s-fs on the
      same two cores the server's own CPU is reported beside ours.
 Metrics: wall and CPU seconds (median of --runs), peak RSS (MB), the server's CPU seconds during
-each command, temporary archive bytes on disk,
-compressed size against zstd -3, and the HTTP requests s3cache sent (from its --summary-json).
+each command, temporary archive bytes on disk, compressed size against zstd -3, and the HTTP
+requests s3cache sent (from its --summary-json).
 Ratios are ours / baseline: below 1.0 means s3cache is faster. The report ends with every row of
 issue 13's goal table that the run measured (save and restore against B1/B2 and B3 for W1, W2, W6;
 W4 cold start and warm restore; peak RSS of W3 and W6; W6's CPU time / wall on the file:// store;
@@ -172,12 +172,13 @@ class Bench:
         self.results = {}
         self.facts = {}
 
-    def run(self, name, command, cwd):
-        """Times a shell command under /usr/bin/time; records wall, CPU and peak RSS."""
+    def run(self, name, command, cwd, env=None):
+        """Times a shell command under /usr/bin/time (with `env`, or the server's environment);
+        records wall, CPU, peak RSS and the server's CPU meanwhile."""
         stats = os.path.join(self.base, "time.out")
         server_before = self.server_cpu()
         start = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats, "sh", "-c", command], check=True, env=self.env, cwd=cwd,
+        subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats, "sh", "-c", command], check=True, env=env or self.env, cwd=cwd,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wall = time.perf_counter() - start
         user, system, rss_kb = open(stats).read().split()[-3:]
@@ -244,28 +245,23 @@ def transfer_workload(b, workload, make, binary):
             gzip_runs(b, workload, key, path, work, binary)
             b.clear_store()
     b.results[f"{workload} temp bytes B1/B2"] = [(temp_bytes, 0, 0)]
-    return work
+    return work, path
 
 
-def file_store_runs(b, work, binary):
+def file_store_runs(b, work, path, binary):
     """W6 saved to and restored from a file:// store on tmpfs, against the native pipeline to a file."""
     store = os.path.join(b.base, "file-store")
     archive = os.path.join(b.base, "cache.tzst")
     env = dict(b.env, S3CACHE_STORE=f"file://{store}")
-    path = "node_modules"
     for run in range(b.args.runs):
-        saved, b.env = b.env, env
-        try:
-            b.run("W6 file save ours", f"{binary} save --key file-{run} --path {path}", work)
-            b.run("W6 file save native", f"tar --posix -cf - {path} | zstd -T0 -3 -q -f -o {archive}", work)
-            shutil.move(os.path.join(work, path), os.path.join(b.base, "original"))
-            b.run("W6 file restore ours", f"{binary} restore --key file-{run} --path {path}", work)
-            remove(os.path.join(work, path))
-            b.run("W6 file restore native", f"zstd -d -c -q {archive} | tar -xf -", work)
-            remove(os.path.join(work, path))
-            shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
-        finally:
-            b.env = saved
+        b.run("W6 file save ours", f"{binary} save --key file-{run} --path {path}", work, env)
+        b.run("W6 file save native", f"tar --posix -cf - {path} | zstd -T0 -3 -q -f -o {archive}", work)
+        shutil.move(os.path.join(work, path), os.path.join(b.base, "original"))
+        b.run("W6 file restore ours", f"{binary} restore --key file-{run} --path {path}", work, env)
+        remove(os.path.join(work, path))
+        b.run("W6 file restore native", f"zstd -d -c -q {archive} | tar -xf -", work)
+        remove(os.path.join(work, path))
+        shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
         os.remove(archive)
         remove(store)
 
@@ -334,13 +330,13 @@ def main():
         warm_up(b, binary)
         for name, make in (("W1", gen_w1), ("W2", gen_w2), ("W3", gen_w3), ("W6", gen_w6)):
             if name in workloads:
-                work = transfer_workload(b, name, make, binary)
+                work, path = transfer_workload(b, name, make, binary)
                 if name == "W1" and "W5" in workloads:
                     for _ in range(args.runs):
                         b.run("W5 key ours", f"{binary} key --template '{{{{ hashFiles \"**/*.js\" }}}}'", work)
                         b.run("W5 key B5", "find . -type f -name '*.js' -print0 | sort -z | xargs -0 sha256sum > /dev/null", work)
                 if name == "W6":
-                    file_store_runs(b, work, binary)
+                    file_store_runs(b, work, path, binary)
                 if name != "W1":
                     shutil.rmtree(work)
         if "W4" in workloads:

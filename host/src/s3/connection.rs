@@ -14,28 +14,23 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{
-    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
-    RustlsConnector, ShutdownHandle, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, RustlsConnector, ShutdownHandle, Transport,
 };
 use ureq::{Error, Timeout};
 
-/// An agent for S3 and credential endpoints built from `config`, on ureq's connector chain with the quick-ack TCP transport.
+/// An agent for S3 and credential endpoints built from `config`, on ureq's connector chain with the
+/// quick-ack TCP transport.
 pub fn agent(config: ureq::config::Config) -> ureq::Agent {
-    ureq::Agent::with_parts(
-        config,
-        connector(),
-        ureq::unversioned::resolver::DefaultResolver::default(),
-    )
+    ureq::Agent::with_parts(config, connector(), ureq::unversioned::resolver::DefaultResolver::default())
 }
 
 /// ureq's chain with [`QuickAckConnector`] in place of its TCP connector: a CONNECT proxy (from the
 /// configuration or `HTTPS_PROXY`) first, then plain TCP, then TLS for `https`.
 fn connector() -> impl Connector {
-    ().chain(ConnectProxyConnector::default())
-        .chain(QuickAckConnector)
-        .chain(RustlsConnector::default())
+    ().chain(ConnectProxyConnector::default()).chain(QuickAckConnector).chain(RustlsConnector::default())
 }
 
 /// Opens the TCP connection unless an earlier connector (a proxy) already did.
@@ -45,11 +40,7 @@ struct QuickAckConnector;
 impl<In: Transport> Connector<In> for QuickAckConnector {
     type Out = Either<In, QuickAckTransport>;
 
-    fn connect(
-        &self,
-        details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, Error> {
+    fn connect(&self, details: &ConnectionDetails, chained: Option<In>) -> Result<Option<Self::Out>, Error> {
         if let Some(chained) = chained {
             return Ok(Some(Either::A(chained)));
         }
@@ -57,45 +48,26 @@ impl<In: Transport> Connector<In> for QuickAckConnector {
         stream.set_nodelay(details.config.no_delay())?;
         let stream = Arc::new(stream);
         (details.register_shutdown)(Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>)?;
-        let buffers = LazyBuffers::new(
-            details.config.input_buffer_size(),
-            details.config.output_buffer_size(),
-        );
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
         Ok(Some(Either::B(QuickAckTransport { stream, buffers })))
     }
 }
 
 /// Connects to the first address that answers, each tried with the time left.
 fn connect_first(addrs: &[SocketAddr], timeout: NextTimeout) -> Result<TcpStream, Error> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut last = None;
     for addr in addrs {
-        let attempt = match timeout.not_zero() {
-            Some(limit) => match limit.checked_sub(started.elapsed()) {
-                Some(left) if !left.is_zero() => TcpStream::connect_timeout(addr, left),
-                _ => return Err(Error::Timeout(Timeout::Connect)),
-            },
+        let attempt = match timeout.not_zero().map(|d| *d) {
+            Some(limit) => TcpStream::connect_timeout(addr, time_left(limit, started).ok_or(Error::Timeout(timeout.reason))?),
             None => TcpStream::connect(addr),
         };
         match attempt {
             Ok(stream) => return Ok(stream),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                last = Some(Error::Timeout(Timeout::Connect))
-            }
-            Err(err) => last = Some(Error::Io(err)),
+            Err(err) => last = Some(io_error(err, timeout.reason)),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        Error::Io(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            "no address to connect to",
-        ))
-    }))
+    Err(last.unwrap_or_else(|| Error::Io(io::Error::new(io::ErrorKind::ConnectionRefused, "no address to connect to"))))
 }
 
 /// A TCP connection that acknowledges at once. The agent holds its stream weakly, to shut it down.
@@ -106,21 +78,26 @@ struct QuickAckTransport {
 
 impl std::fmt::Debug for QuickAckTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QuickAckTransport")
-            .field("peer", &self.stream.peer_addr().ok())
-            .finish()
+        f.debug_struct("QuickAckTransport").field("peer", &self.stream.peer_addr().ok()).finish()
     }
 }
 
-/// The limit to apply to one read or write, or an error when the call's time is already up.
-fn io_timeout(timeout: NextTimeout) -> Result<Option<std::time::Duration>, Error> {
+/// The limit to apply to one connect, read or write (`None`: no limit), or an error when the call's
+/// time is already up.
+fn io_timeout(timeout: NextTimeout) -> Result<Option<Duration>, Error> {
     if timeout.after.is_zero() {
         return Err(Error::Timeout(timeout.reason));
     }
     Ok(timeout.not_zero().map(|d| *d))
 }
 
-fn timed_out(err: io::Error, reason: Timeout) -> Error {
+/// What is left of `limit` since `started`, if anything.
+fn time_left(limit: Duration, started: Instant) -> Option<Duration> {
+    limit.checked_sub(started.elapsed()).filter(|left| !left.is_zero())
+}
+
+/// A socket's timeout is ureq's timeout, named with `reason`; other errors stay I/O errors.
+fn io_error(err: io::Error, reason: Timeout) -> Error {
     match err.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout(reason),
         _ => Error::Io(err),
@@ -135,9 +112,7 @@ impl Transport for QuickAckTransport {
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
         let timeout = timeout.for_write();
         self.stream.set_write_timeout(io_timeout(timeout)?)?;
-        (&*self.stream)
-            .write_all(&self.buffers.output()[..amount])
-            .map_err(|e| timed_out(e, timeout.reason))
+        (&*self.stream).write_all(&self.buffers.output()[..amount]).map_err(|e| io_error(e, timeout.reason))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
@@ -145,21 +120,15 @@ impl Transport for QuickAckTransport {
         let limit = io_timeout(timeout)?;
         self.stream.set_read_timeout(limit)?;
         quick_ack(&self.stream);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let amount = loop {
             match (&*self.stream).read(self.buffers.input_append_buf()) {
+                // A signal: read again with the time left (without a limit, the caller decides).
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                    let Some(limit) = limit else {
-                        return Err(Error::Io(err));
-                    };
-                    match limit.checked_sub(started.elapsed()) {
-                        Some(left) if !left.is_zero() => {
-                            self.stream.set_read_timeout(Some(left))?
-                        }
-                        _ => return Err(Error::Timeout(timeout.reason)),
-                    }
+                    let Some(limit) = limit else { return Err(Error::Io(err)) };
+                    self.stream.set_read_timeout(Some(time_left(limit, started).ok_or(Error::Timeout(timeout.reason))?))?;
                 }
-                result => break result.map_err(|e| timed_out(e, timeout.reason))?,
+                result => break result.map_err(|e| io_error(e, timeout.reason))?,
             }
         };
         self.buffers.input_appended(amount);
@@ -193,7 +162,15 @@ fn quick_ack(stream: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    /// Reads one request's head (up to the blank line) from `socket`.
+    fn read_head(socket: &mut TcpStream) {
+        let (mut head, mut byte) = (Vec::new(), [0u8]);
+        while !head.ends_with(b"\r\n\r\n") {
+            socket.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+    }
 
     /// A response whose last piece comes in a separate write, as hyper sends a body, arrives
     /// through the agent whole; a pooled connection is reused and one the server closed is not.
@@ -205,22 +182,9 @@ mod tests {
         let server = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().unwrap();
             for body in ["first", "second"] {
-                let mut request = Vec::new();
-                let mut byte = [0u8];
-                while !request.ends_with(b"\r\n\r\n") {
-                    socket.read_exact(&mut byte).unwrap();
-                    request.push(byte[0]);
-                }
+                read_head(&mut socket);
                 let payload = body.repeat(20_000);
-                socket
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
-                            payload.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .unwrap();
+                socket.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", payload.len()).as_bytes()).unwrap();
                 let (head, tail) = payload.split_at(payload.len() - 7);
                 socket.write_all(head.as_bytes()).unwrap();
                 socket.write_all(tail.as_bytes()).unwrap();
@@ -228,41 +192,30 @@ mod tests {
             drop(socket);
             closed.send(()).unwrap();
             let (mut socket, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).unwrap();
-            socket
-                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-                .unwrap();
+            read_head(&mut socket);
+            socket.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         });
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build();
-        let agent = agent(config);
+        let agent = agent(ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build());
         let url = format!("http://127.0.0.1:{port}/");
-        assert_eq!(
-            agent
-                .get(&url)
-                .call()
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap(),
-            "first".repeat(20_000)
-        );
-        assert_eq!(
-            agent
-                .get(&url)
-                .call()
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap(),
-            "second".repeat(20_000)
-        );
+        assert_eq!(agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap(), "first".repeat(20_000));
+        assert_eq!(agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap(), "second".repeat(20_000));
         // The server has closed the pooled connection: the probe sees it, and a new one is opened.
         wait_closed.recv().unwrap();
         assert_eq!(agent.get(&url).call().unwrap().status(), 204);
         server.join().unwrap();
+    }
+
+    /// Before a read the socket is in quick-ack mode.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_acknowledge_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _server = listener.accept().unwrap();
+        let socket = socket2::SockRef::from(&client);
+        socket.set_tcp_quickack(false).unwrap();
+        quick_ack(&client);
+        assert!(socket.tcp_quickack().unwrap());
     }
 
     /// A server that never answers makes the call time out, named as a timeout.
@@ -270,35 +223,17 @@ mod tests {
     fn a_silent_server_times_out() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let config = ureq::Agent::config_builder()
-            .timeout_recv_response(Some(Duration::from_millis(200)))
-            .build();
-        let err = agent(config)
-            .get(&format!("http://127.0.0.1:{port}/"))
-            .call()
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::Timeout(Timeout::RecvResponse)),
-            "{err:?}"
-        );
+        let config = ureq::Agent::config_builder().timeout_recv_response(Some(Duration::from_millis(200))).build();
+        let err = agent(config).get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
+        assert!(matches!(err, Error::Timeout(Timeout::RecvResponse)), "{err:?}");
         drop(listener);
     }
 
     /// A closed port is a connection error, not a timeout.
     #[test]
     fn a_closed_port_is_refused() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let err = agent(ureq::Agent::config_builder().build())
-            .get(&format!("http://127.0.0.1:{port}/"))
-            .call()
-            .unwrap_err();
-        assert!(
-            matches!(&err, Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused),
-            "{err:?}"
-        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = agent(ureq::Agent::config_builder().build()).get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
+        assert!(matches!(&err, Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused), "{err:?}");
     }
 }
