@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(storable_link(root, ".bin/tool", "../tool/cli.js"), Ok("../tool/cli.js".into()));
     }
 
-    /// E4: fixups with escaping paths or links are refused by the host, whatever the guest says.
+    /// Fixups with escaping paths or links are refused by the host, whatever the guest says.
     #[test]
     fn refuses_hostile_fixups() {
         let staging = tempfile::tempdir().unwrap();

@@ -211,7 +211,7 @@ mod tests {
     use super::*;
     use crate::env_vars::fixed as env;
 
-    /// Names are readable, sanitized and distinct for refs that sanitize alike (row B3).
+    /// Names are readable, sanitized and distinct for refs that sanitize alike.
     #[test]
     fn scope_names_are_sanitized_and_hashed() {
         let name = scope_name("refs/heads/feature/x");
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(plan.read_only, None);
     }
 
-    /// A push to a feature branch reads only itself and the default branch, never a sibling (B4).
+    /// A push to a feature branch reads only itself and the default branch, never a sibling.
     #[test]
     fn branches_are_isolated() {
         let event = serde_json::json!({ "repository": { "full_name": "o/r", "default_branch": "main" } });
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(a.read, vec![a.write.clone(), main.write.clone()]);
     }
 
-    /// Forks, `pull_request_target` and `workflow_run` are read-only unless overridden (B1, B2).
+    /// Forks, `pull_request_target` and `workflow_run` are read-only unless overridden.
     #[test]
     fn untrusted_runs_are_read_only() {
         let fork = serde_json::json!({

@@ -146,6 +146,13 @@ fn clear_needs_yes_and_keeps_foreign_objects() {
     assert_eq!(left, expected);
 }
 
+/// Makes the object `name` (relative to the bucket) look `age` old to the listing: s3s-fs reports a
+/// file's modification time as Last-Modified, so no test has to sleep for an entry to age.
+fn backdate(server: &S3Server, name: &str, age: Duration) {
+    let time = filetime::FileTime::from_system_time(std::time::SystemTime::now() - age);
+    filetime::set_file_mtime(server.data_dir().join(&server.bucket).join(name), time).unwrap();
+}
+
 /// `flush` deletes what was not used for longer than the duration; a restore counts as a use.
 #[test]
 fn flush_deletes_entries_unused_for_longer_than_the_duration() {
@@ -154,9 +161,11 @@ fn flush_deletes_entries_unused_for_longer_than_the_duration() {
     machine.env("S3CACHE_TOUCH_INTERVAL", "0s");
     save(&machine, "used", "u");
     save(&machine, "unused", "n");
-    std::thread::sleep(Duration::from_millis(3500));
+    for key in ["used", "unused"] {
+        backdate(&server, &format!("team/local/{key}.tar.zst"), Duration::from_secs(3 * 86_400));
+    }
     machine.run(&["restore", "--key", "used", "--path", "deps"]).success();
-    let flushed = json(&machine.run(&["flush", "--older-than", "2s", "--json"]).success());
+    let flushed = json(&machine.run(&["flush", "--older-than", "2d", "--json"]).success());
     assert_eq!(flushed["deleted"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(), vec!["unused"]);
     assert_eq!(bucket_keys(&server), vec!["team/local/used.tar.zst", "team/local/used.tar.zst.used"]);
     let bad = machine.run(&["flush", "--older-than", "soon"]);
@@ -170,9 +179,9 @@ fn prune_evicts_the_least_recently_used() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = machine(&server);
     machine.env("S3CACHE_TOUCH_INTERVAL", "0s");
-    for key in ["a", "b", "c"] {
+    for (key, days) in [("a", 3), ("b", 2), ("c", 1)] {
         save(&machine, key, &key.repeat(1000));
-        std::thread::sleep(Duration::from_millis(1100));
+        backdate(&server, &format!("team/local/{key}.tar.zst"), Duration::from_secs(days * 86_400));
     }
     machine.run(&["restore", "--key", "a", "--path", "deps"]).success();
     let listed = json(&machine.run(&["list", "--json"]).success());

@@ -209,13 +209,30 @@ fn caches_the_compiled_guest() {
     assert_eq!(compiled(), both, "the optimized copy is loaded, nothing recompiled");
 }
 
-/// Every command has `--help`.
+/// Every command the top-level help lists has its own `--help`, which names the command in its
+/// usage line; the list itself is the one expected, so a command added or dropped is noticed here.
 #[test]
 fn every_command_has_help() {
     let machine = Sandbox::new();
-    for command in [&["--help"][..], &["save", "--help"], &["restore", "--help"], &["key", "--help"]] {
-        let run = machine.run(command).success();
-        assert!(run.stdout.contains("Usage"), "{}", run.stdout);
+    let top = machine.run(&["--help"]).success();
+    let listed: Vec<&str> = top
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   ")) // a description's continuation lines are indented further
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let expected = [
+        "save", "restore", "key", "list", "usage", "has", "delete", "clear", "flush", "prune", "semaphore", "github-action", "completions", "man", "plugin", "help",
+    ];
+    assert_eq!(listed, expected, "{}", top.stdout);
+    for command in listed.iter().filter(|c| **c != "help") {
+        let run = machine.run(&[command, "--help"]);
+        assert_eq!(run.code, 0, "{command} --help: {}", run.stderr);
+        let usage = if *command == "semaphore" { "Usage:\n  cache [command]" } else { &format!("Usage: s3cache {command}") };
+        assert!(run.stdout.contains(usage), "{command} --help has no {usage:?} line:\n{}", run.stdout);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Where credentials come from (the AWS SDK chain), secret hygiene, anonymous and public-URL reading,
-//! and publishing options: shared/reference/anchors-reliability.md §9 D, and C16.
+//! and publishing options, and an instance-metadata endpoint that never answers.
 
 use std::fs;
 use std::net::TcpListener;
@@ -35,7 +35,7 @@ fn json_credentials(server: &S3Server, token: &str) -> String {
     format!(r#"{{"Code":"Success","AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{token}","Expiration":"2030-01-01T00:00:00Z"}}"#, server.access_key, server.secret_key)
 }
 
-/// Static keys from a named profile in ~/.aws/credentials; D1: an empty AWS_ACCESS_KEY_ID (as
+/// Static keys from a named profile in ~/.aws/credentials; an empty AWS_ACCESS_KEY_ID (as
 /// configure-aws-credentials leaves behind) counts as unset and the chain goes on to the profile.
 #[test]
 fn profile_static_keys_and_empty_env() {
@@ -104,7 +104,7 @@ fn assume_role_on_top_of_the_chain() {
     assert!(seen[0].head.contains("credential=akidenvbase/"), "{}", seen[0].head);
 }
 
-/// Web identity (GitHub OIDC): AssumeRoleWithWebIdentity with the token file, unsigned. D5: on GitHub
+/// Web identity (GitHub OIDC): AssumeRoleWithWebIdentity with the token file, unsigned. On GitHub
 /// Actions the derived secret and session token are masked before anything else is printed.
 #[test]
 fn web_identity_and_github_masking() {
@@ -128,7 +128,7 @@ fn web_identity_and_github_masking() {
     assert_eq!(first_lines, vec![format!("::add-mask::{}", server.secret_key).as_str(), "::add-mask::oidc-derived-session-token"]);
 }
 
-/// D3: a missing web identity token file is a clear error at once: STS is never asked, and no
+/// A missing web identity token file is a clear error at once: STS is never asked, and no
 /// other source is tried.
 #[test]
 fn web_identity_without_a_token_file() {
@@ -145,7 +145,7 @@ fn web_identity_without_a_token_file() {
     assert!(sts.seen().is_empty(), "STS was asked: {:?}", sts.seen().iter().map(|s| &s.head).collect::<Vec<_>>());
 }
 
-/// ECS container credentials with the authorization token; D2: a plain-HTTP URI to anything but
+/// ECS container credentials with the authorization token; a plain-HTTP URI to anything but
 /// loopback or the link-local ECS addresses is refused.
 #[test]
 fn container_credentials() {
@@ -184,7 +184,7 @@ fn instance_metadata_v2() {
     assert_eq!(imds.seen().len(), 3);
 }
 
-/// C16: an instance-metadata endpoint that accepts connections and never answers is given up on
+/// An instance-metadata endpoint that accepts connections and never answers is given up on
 /// after its timeout (2 s by default): one connection, the session-token request, held open until
 /// the client gives up; the run then ends well within a generous bound of that timeout. With no
 /// other source, the error says how to provide credentials.
@@ -213,7 +213,7 @@ fn silent_instance_metadata_is_given_up_quickly() {
     assert!(took < timeout + Duration::from_secs(30), "took {took:?}: the {timeout:?} timeout did not stop it");
 }
 
-/// D4: on every failure path, no secret, session token, signature or authorization header is printed,
+/// On every failure path, no secret, session token, signature or authorization header is printed,
 /// even with `--verbose`.
 #[test]
 fn failures_never_print_secrets() {
@@ -236,7 +236,7 @@ fn failures_never_print_secrets() {
     }
 }
 
-/// D6: anonymous mode sends unsigned requests even when credentials are set (the strict server then
+/// Anonymous mode sends unsigned requests even when credentials are set (the strict server then
 /// refuses them), and saving is refused with a clear message.
 #[test]
 fn anonymous_mode_is_unsigned_and_read_only() {

@@ -1,11 +1,11 @@
-//! Network and server faults (shared/reference/anchors-reliability.md §9 C), injected by the test
+//! Network and server faults, injected by the test
 //! proxy in front of the strict server. Every row ends in success after retries or a clean miss or
 //! skipped save: exit 0, the target untouched, no object half-visible, and nothing hangs.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use s3cache_tests::proxy::{Fault, FaultProxy, Rule};
+use s3cache_tests::proxy::{Fault, FaultProxy, Gate, Rule};
 use s3cache_tests::tree::{noise, write_sample_tree};
 use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, boto3, snapshot};
 
@@ -82,9 +82,9 @@ impl Scenario {
     }
 }
 
-/// C1: connection refused, and a name that does not resolve: retries, then a miss, exit 0.
+/// Connection refused, and a name that does not resolve: retries, then a miss, exit 0.
 #[test]
-fn c1_unreachable_endpoints_are_a_miss() {
+fn unreachable_endpoints_are_a_miss() {
     let s = scenario(false);
     for endpoint in ["http://127.0.0.1:1", "http://s3cache-no-such-host.invalid:9000"] {
         let mut machine = Sandbox::new();
@@ -96,9 +96,9 @@ fn c1_unreachable_endpoints_are_a_miss() {
     }
 }
 
-/// C2: 503 SlowDown twice on the key's listing, then success; the attempts stay within the configured three.
+/// 503 SlowDown twice on the key's listing, then success; the attempts stay within the configured three.
 #[test]
-fn c2_slow_down_is_retried() {
+fn slow_down_is_retried() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "list-type=2", Fault::Status { status: 503, code: "SlowDown".into() }, 2));
     let run = s.restore();
@@ -106,9 +106,9 @@ fn c2_slow_down_is_retried() {
     assert_eq!(s.proxy.count("GET", "list-type=2"), 3);
 }
 
-/// C3: 500, 502, 504, RequestTimeout and a connection cut inside the headers are all retried.
+/// 500, 502, 504, RequestTimeout and a connection cut inside the headers are all retried.
 #[test]
-fn c3_server_errors_and_resets_are_retried() {
+fn server_errors_and_resets_are_retried() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 500, code: "InternalError".into() }, 1));
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Status { status: 502, code: "BadGateway".into() }, 1));
@@ -125,9 +125,9 @@ fn c3_server_errors_and_resets_are_retried() {
     s.assert_restored(&run);
 }
 
-/// C4: 403 and other 4xx are not retried; 403 is a warning that says what to check.
+/// 403 and other 4xx are not retried; 403 is a warning that says what to check.
 #[test]
-fn c4_client_errors_are_not_retried() {
+fn client_errors_are_not_retried() {
     let s = scenario(false);
     s.proxy.add(Rule::always(Fault::Status { status: 403, code: "AccessDenied".into() }));
     let run = s.restore();
@@ -141,11 +141,11 @@ fn c4_client_errors_are_not_retried() {
     assert_eq!(s.proxy.count("GET", "/k.tar.zst"), 1);
 }
 
-/// C5: a body that stalls after 10 % is abandoned by the watchdog and the range fetched again: one
+/// A body that stalls after 10 % is abandoned by the watchdog and the range fetched again: one
 /// GET more than a clean restore makes, and a hit (had the operation's deadline fired instead, the
 /// restore would be a miss).
 #[test]
-fn c5_stalled_bodies_are_resumed() {
+fn stalled_bodies_are_resumed() {
     let s = scenario(true);
     s.assert_restored(&s.restore());
     let clean = s.proxy.count("GET", "/k.tar.zst");
@@ -158,10 +158,10 @@ fn c5_stalled_bodies_are_resumed() {
     assert_bounded_by_the_deadline(started);
 }
 
-/// C6: a body that drips one byte a second is aborted by the per-request response timeout (not the
+/// A body that drips one byte a second is aborted by the per-request response timeout (not the
 /// operation's deadline); with every attempt dripping, a miss after the configured three attempts.
 #[test]
-fn c6_dripping_bodies_end_in_a_miss() {
+fn dripping_bodies_end_in_a_miss() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Drip, usize::MAX));
     let started = Instant::now();
@@ -173,9 +173,9 @@ fn c6_dripping_bodies_end_in_a_miss() {
     assert_bounded_by_the_deadline(started);
 }
 
-/// C7: a body cut short is detected: retried when it happens once, a miss when it keeps happening.
+/// A body cut short is detected: retried when it happens once, a miss when it keeps happening.
 #[test]
-fn c7_truncated_bodies_are_never_extracted() {
+fn truncated_bodies_are_never_extracted() {
     let s = scenario(true);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Cut { after: 0.6 }, 1));
     let run = s.restore();
@@ -186,18 +186,18 @@ fn c7_truncated_bodies_are_never_extracted() {
     s.assert_untouched_miss(&run);
 }
 
-/// C8: a 200 answer with an HTML page instead of the archive is a miss.
+/// A 200 answer with an HTML page instead of the archive is a miss.
 #[test]
-fn c8_html_instead_of_an_archive_is_a_miss() {
+fn html_instead_of_an_archive_is_a_miss() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::Html, usize::MAX));
     let run = s.restore();
     s.assert_untouched_miss(&run);
 }
 
-/// C9: one byte flipped in transit fails the archive's checksum: a miss, nothing extracted.
+/// One byte flipped in transit fails the archive's checksum: a miss, nothing extracted.
 #[test]
-fn c9_flipped_bytes_are_a_miss() {
+fn flipped_bytes_are_a_miss() {
     let s = scenario(false);
     s.proxy.add(Rule::new("GET", "/k.tar.zst", Fault::FlipByte, usize::MAX));
     let run = s.restore();
@@ -213,10 +213,10 @@ fn visible_keys(server: &S3Server) -> String {
     boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
 }
 
-/// C10: the server goes away during a multipart upload: a warning, exit 0, the upload aborted, and
+/// The server goes away during a multipart upload: a warning, exit 0, the upload aborted, and
 /// no object under the key.
 #[test]
-fn c10_server_lost_during_multipart_upload() {
+fn server_lost_during_multipart_upload_is_a_clean_failure() {
     let s = scenario(false);
     s.proxy.add(Rule::new("PUT", "partNumber=1", Fault::Refuse, usize::MAX));
     let run = save_through_proxy(&s, "lost");
@@ -228,7 +228,7 @@ fn c10_server_lost_during_multipart_upload() {
 
 /// C10 on moto, which can list multipart uploads: a failed save leaves no upload behind.
 #[test]
-fn c10_failed_uploads_leave_no_parts_behind() {
+fn failed_uploads_leave_no_parts_behind() {
     let s = scenario_on(ServerKind::Moto, false);
     s.proxy.add(Rule::new("PUT", "partNumber=2", Fault::Status { status: 400, code: "InvalidPart".into() }, usize::MAX));
     let run = save_through_proxy(&s, "partial");
@@ -238,9 +238,9 @@ fn c10_failed_uploads_leave_no_parts_behind() {
     assert!(!visible_keys(&s.server).contains("partial"));
 }
 
-/// C11: CompleteMultipartUpload answering 200 with an `<Error>` body is a failure, and retried.
+/// CompleteMultipartUpload answering 200 with an `<Error>` body is a failure, and retried.
 #[test]
-fn c11_complete_with_an_error_body_is_retried() {
+fn complete_with_an_error_body_is_retried() {
     let s = scenario(false);
     s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 200, code: "InternalError".into() }, 1));
     let run = save_through_proxy(&s, "completed");
@@ -249,9 +249,9 @@ fn c11_complete_with_an_error_body_is_retried() {
     assert!(visible_keys(&s.server).contains("faults/local/completed.tar.zst"));
 }
 
-/// C12: CompleteMultipartUpload 409 ConditionalRequestConflict: a warning, no object.
+/// CompleteMultipartUpload 409 ConditionalRequestConflict: a warning, no object.
 #[test]
-fn c12_completion_conflict_gives_up_cleanly() {
+fn completion_conflict_gives_up_cleanly() {
     let s = scenario(false);
     s.proxy.add(Rule::new("POST", "uploadId=", Fault::Status { status: 409, code: "ConditionalRequestConflict".into() }, usize::MAX));
     let run = save_through_proxy(&s, "conflict");
@@ -260,12 +260,12 @@ fn c12_completion_conflict_gives_up_cleanly() {
     assert!(!visible_keys(&s.server).contains("conflict"));
 }
 
-/// C13: two jobs save one key at once on a server that ignores `If-None-Match` (rclone). Both finish;
-/// the entry is one of the two, whole; each job's post-write check reports whether its own object is
-/// the visible one.
+/// Two jobs save one key at once on a server that ignores `If-None-Match` (rclone): both finish, the
+/// entry is the later completion's tree, whole, and that job's post-write check reports its save.
+/// Where the server honours `If-None-Match`, the later completion loses cleanly instead.
 #[test]
-fn c13_concurrent_saves_when_conditional_writes_are_ignored() {
-    let s = scenario_on(ServerKind::Rclone, false);
+fn concurrent_saves_of_one_key_leave_one_whole_entry() {
+    let mut s = scenario_on(ServerKind::Rclone, false);
     let slow = s.machine.scratch("slow");
     let fast = s.machine.scratch("fast");
     for (dir, id) in [(&slow, "slow"), (&fast, "fast")] {
@@ -273,40 +273,52 @@ fn c13_concurrent_saves_when_conditional_writes_are_ignored() {
         fs::write(dir.join("out/id"), id).unwrap();
         fs::write(dir.join("out/big.bin"), noise(6 << 20, id.len() as u64)).unwrap();
     }
-    let (slow_run, fast_run) = race(&s, &slow, &fast);
-    assert_eq!((slow_run.code, fast_run.code), (0, 0), "{}
-{}", slow_run.stderr, fast_run.stderr);
+    let (slow_run, fast_run) = race(&mut s, &slow, &fast);
+    assert_eq!((slow_run.code, fast_run.code), (0, 0), "{}\n{}", slow_run.stderr, fast_run.stderr);
     let check = s.machine.scratch("check");
     let run = s.machine.run_in(&check, &["restore", "--key", "shared", "--path", "out"]).success();
     let winner = fs::read_to_string(check.join("out/id")).unwrap_or_else(|e| panic!("{e}: {}\nslow: {}\nfast: {}", run.stderr, slow_run.stderr, fast_run.stderr));
-    let winner_dir = if winner == "slow" { &slow } else { &fast };
-    assert_eq!(snapshot(&check.join("out")), snapshot(&winner_dir.join("out")), "the entry is one job's tree, whole");
-    let winner_run = if winner == "slow" { &slow_run } else { &fast_run };
-    assert!(winner_run.stderr.contains("saved shared"), "{}", winner_run.stderr);
+    assert_eq!(winner, "slow", "the later completion is the visible object on a server without conditional writes");
+    assert_eq!(snapshot(&check.join("out")), snapshot(&slow.join("out")), "the entry is one job's tree, whole");
+    assert!(slow_run.stderr.contains("saved shared"), "{}", slow_run.stderr);
 
-    // Where the server honours If-None-Match, the later completion loses cleanly instead.
-    let s = scenario(false);
-    let (slow_run, fast_run) = race(&s, &slow, &fast);
+    let mut s = scenario(false);
+    let (slow_run, fast_run) = race(&mut s, &slow, &fast);
     assert!(fast_run.stderr.contains("saved shared"), "{}", fast_run.stderr);
     assert!(slow_run.stderr.contains("already exists"), "{}", slow_run.stderr);
 }
 
-/// Two saves of the key `shared` from `slow` and `fast`; the slow job's completion is held back until
-/// the fast job has finished.
-fn race(s: &Scenario, slow: &std::path::Path, fast: &std::path::Path) -> (Run, Run) {
-    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Delay(Duration::from_secs(4)), 1));
+/// Two saves of the key `shared` from `slow` and `fast`: the slow job's completion is held at the
+/// proxy until the fast job has finished, so the order never depends on the machine's load. Both run
+/// with a long stall timeout, so the held completion is not timed out and retried meanwhile.
+fn race(s: &mut Scenario, slow: &std::path::Path, fast: &std::path::Path) -> (Run, Run) {
+    let gate = Gate::default();
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Hold(gate.clone()), 1));
+    s.machine.env("S3CACHE_STALL_TIMEOUT_SECS", "120");
+    let (machine, proxy) = (&s.machine, &s.proxy);
     std::thread::scope(|scope| {
-        let slow_job = scope.spawn(|| s.machine.run_in(slow, &["save", "--key", "shared", "--path", "out"]));
-        std::thread::sleep(Duration::from_millis(1500));
-        let fast_job = scope.spawn(|| s.machine.run_in(fast, &["save", "--key", "shared", "--path", "out"]));
-        (slow_job.join().unwrap(), fast_job.join().unwrap())
+        let slow_job = scope.spawn(|| machine.run_in(slow, &["save", "--key", "shared", "--path", "out"]));
+        wait_until("the slow job's completion is held", || proxy.count("POST", "uploadId=") == 1);
+        let fast_run = machine.run_in(fast, &["save", "--key", "shared", "--path", "out"]);
+        gate.open();
+        (slow_job.join().unwrap(), fast_run)
     })
 }
 
-/// C14: a clock 20 minutes behind: the strict server answers RequestTimeTooSkewed, the request is
+/// Waits until `condition` holds, failing after a deadline generous enough for a loaded machine.
+#[track_caller]
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A clock 20 minutes behind: the strict server answers RequestTimeTooSkewed, the request is
 /// signed again with the server's time, and the restore succeeds.
 #[test]
-fn c14_clock_skew_is_corrected() {
+fn clock_skew_is_corrected() {
     let mut s = scenario(false);
     s.machine.env("S3CACHE_CLOCK_OFFSET_SECS", "-1200");
     let run = s.restore();
@@ -314,9 +326,9 @@ fn c14_clock_skew_is_corrected() {
     assert!(run.stderr.contains("local clock differs"), "{}", run.stderr);
 }
 
-/// C15: credentials that expired mid-job: a warning, the save skipped, exit 0.
+/// Credentials that expired mid-job: a warning, the save skipped, exit 0.
 #[test]
-fn c15_expired_credentials_skip_the_save() {
+fn expired_credentials_skip_the_save() {
     let s = scenario(false);
     s.proxy.add(Rule::always(Fault::Status { status: 400, code: "ExpiredToken".into() }));
     let run = save_through_proxy(&s, "expired");
@@ -325,9 +337,9 @@ fn c15_expired_credentials_skip_the_save() {
     assert_eq!(s.proxy.requests().len(), 1, "not retried: {:#?}", s.proxy.requests());
 }
 
-/// C17: 50 restores of one key and 20 saves of different keys at once: all intact.
+/// 50 restores of one key and 20 saves of different keys at once: all intact.
 #[test]
-fn c17_parallel_restores_and_saves() {
+fn parallel_restores_and_saves_stay_intact() {
     let s = scenario(false);
     let results: Vec<(std::path::PathBuf, Run)> = std::thread::scope(|scope| {
         let restores: Vec<_> = (0..50)

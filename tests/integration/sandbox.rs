@@ -1,4 +1,4 @@
-//! Sandbox properties (shared/reference/anchors-reliability.md §9 E3): a hostile program run with
+//! Sandbox properties: a hostile program run with
 //! exactly the WASI configuration our guest gets (`s3cache::sandbox::wasi_context`) tries every known
 //! way out of its preopens — `..`, absolute paths, absolute symlinks, trailing-slash symlinks
 //! (GHSA-vqjp-4c8c-hfgg), hard links and renames out of a read-only directory (GHSA-4ch3), and
@@ -25,7 +25,7 @@ impl WasiView for State {
     }
 }
 
-/// E3: the escape probe is denied everything, and the tree around its preopens is unchanged.
+/// The escape probe is denied everything, and the tree around its preopens is unchanged.
 #[test]
 fn escape_attempts_all_fail() {
     let probe = std::env::var("S3CACHE_ESCAPE_PROBE").expect("S3CACHE_ESCAPE_PROBE: built by scripts/test (scripts/build-guest --probe)");

@@ -47,7 +47,7 @@ fn keys(server: &S3Server) -> String {
     boto3(server, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])))")
 }
 
-/// B4, B5: feature branches write their own scopes; a sibling never sees them, even through a
+/// Feature branches write their own scopes; a sibling never sees them, even through a
 /// restore-key prefix that matches a newer entry; both see the default branch's entry.
 #[test]
 fn branches_are_isolated_and_fall_back_to_the_default_branch() {
@@ -77,7 +77,7 @@ fn branches_are_isolated_and_fall_back_to_the_default_branch() {
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
 }
 
-/// B1, B2: a fork's pull request reads its own scope, then the base and default branches, and does
+/// A fork's pull request reads its own scope, then the base and default branches, and does
 /// not save (with a line saying why); `pull_request_target` is read-only unless overridden, and the
 /// override is a warning. A same-repository pull request saves into its own scope.
 #[test]
@@ -112,7 +112,7 @@ fn untrusted_events_are_read_only() {
     assert!(keys(&server).contains("/deps-own.tar.zst"));
 }
 
-/// B3: a hostile ref cannot steer the object key; keys with commas, control characters or over 512
+/// A hostile ref cannot steer the object key; keys with commas, control characters or over 512
 /// characters fail the step (exit 2) naming the rule.
 #[test]
 fn hostile_refs_and_keys() {
@@ -133,7 +133,7 @@ fn hostile_refs_and_keys() {
     assert!(run.stderr.contains("512"), "{}", run.stderr);
 }
 
-/// B8, B9: an exact-key-only restore ignores restore-key matches; an existing exact key is not
+/// An exact-key-only restore ignores restore-key matches; an existing exact key is not
 /// overwritten (info line, exit 0) unless `--overwrite`.
 #[test]
 fn exact_key_only_and_first_writer_wins() {

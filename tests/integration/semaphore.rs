@@ -196,7 +196,11 @@ fn profile_from_the_aws_files() {
     fs::write(aws.join("credentials"), "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong-secret\n").unwrap();
     let denied = cache(&machine, &["has_key", "deps"]);
     assert_eq!(denied.code, 0, "{}", denied.stdout);
-    assert!(denied.stdout.lines().any(|l| l.starts_with("error: ")), "a wrong key must be an error, not an answer: {}", denied.stdout);
+    assert!(
+        denied.stdout.lines().any(|l| l.starts_with("error: ") && l.contains("HTTP 403 (Forbidden)")),
+        "a wrong key must be the server's refusal, not an answer: {}",
+        denied.stdout
+    );
 }
 
 /// Errors exit 0 and say `error: ...`, unless CACHE_FAIL_ON_ERROR=true; has_key says 1 only when absent.
@@ -209,14 +213,14 @@ fn errors_follow_cache_fail_on_error() {
     for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"], &["usage"], &["clear"]] {
         let run = cache(&machine, verb);
         assert_eq!(run.code, 0, "{verb:?}: {}", run.stdout);
-        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ") && l.contains("Connection refused")), "{verb:?}: {}", run.stdout);
         assert!(!run.stdout.contains(&server.secret_key) && !run.stderr.contains(&server.secret_key));
     }
     machine.env("CACHE_FAIL_ON_ERROR", "true");
     for verb in [&["store", "k", "deps"][..], &["restore", "k"], &["list"]] {
         let run = cache(&machine, verb);
         assert_eq!(run.code, 1, "{verb:?}: {}", run.stdout);
-        assert!(run.stdout.lines().any(|l| l.starts_with("error: ")), "{verb:?}: {}", run.stdout);
+        assert!(run.stdout.lines().any(|l| l.starts_with("error: ") && l.contains("Connection refused")), "{verb:?}: {}", run.stdout);
     }
     machine.unset("SEMAPHORE_CACHE_BACKEND");
     expect(&cache(&machine, &["list"]), 1, &["error: no SEMAPHORE_CACHE_BACKEND environment variable set"]);

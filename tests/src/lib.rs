@@ -16,6 +16,7 @@ pub use tree::{Snapshot, snapshot};
 /// The `s3cache` binary built by `cargo build --release` (the test script does that first), found
 /// next to this test executable unless `S3CACHE_BIN` says otherwise.
 pub fn binary() -> PathBuf {
+    require_test_script();
     if let Some(path) = std::env::var_os("S3CACHE_BIN") {
         return PathBuf::from(path);
     }
@@ -24,6 +25,17 @@ pub fn binary() -> PathBuf {
     let binary = profile_dir.join("s3cache");
     assert!(binary.exists(), "{} is missing: run `cargo build --release -p s3cache` first (scripts/test does)", binary.display());
     binary
+}
+
+/// Stops a test started without `scripts/test` (plain `cargo test --workspace`, an IDE) with a message
+/// that says what to run, instead of a failure about a missing server, tool or binary.
+pub fn require_test_script() {
+    if std::env::var_os("S3CACHE_INTEGRATION_ENV").is_none() {
+        panic!(
+            "the integration tests need the S3 servers, tools and release build that scripts/test installs and starts: \
+             run `scripts/test` (or `scripts/test -- FILTER`); plain `cargo test` runs the unit tests"
+        );
+    }
 }
 
 /// A scratch machine for one test: a workspace to run in, a home directory, and a cache dir for

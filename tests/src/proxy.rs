@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// What to do to one request.
@@ -32,6 +32,34 @@ pub enum Fault {
     Status { status: u16, code: String },
     /// Answer 200 with a small HTML page (a captive portal, a misconfigured proxy).
     Html,
+    /// Hold the request until the gate opens, then pass it through: orders two clients' requests
+    /// without a timed delay.
+    Hold(Gate),
+}
+
+/// A gate that held requests wait at until a test opens it ([`Fault::Hold`]).
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    /// Lets every held request (and every later one) through.
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0.0.lock().unwrap();
+        while !*open {
+            open = self.0.1.wait(open).unwrap();
+        }
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Which requests a rule applies to, and how many times.
@@ -234,6 +262,10 @@ fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &
         }
         Some(Fault::Delay(delay)) => {
             std::thread::sleep(*delay);
+            forward(upstream, &head, &body)
+        }
+        Some(Fault::Hold(gate)) => {
+            gate.wait();
             forward(upstream, &head, &body)
         }
         _ => forward(upstream, &head, &body),

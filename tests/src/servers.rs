@@ -52,6 +52,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 impl S3Server {
     /// Starts a server of `kind` with an empty bucket named `bucket`.
     pub fn start(kind: ServerKind) -> Self {
+        crate::require_test_script();
         let data = tempfile::tempdir().expect("server data dir");
         let port = free_port();
         let bucket = "cache-bucket".to_string();

@@ -151,6 +151,8 @@ impl Transport for QuickAckTransport {
 /// Asks the kernel to acknowledge the next segments at once. Linux leaves quick-ack mode by itself,
 /// so this is set before every read; elsewhere there is nothing to do.
 fn quick_ack(stream: &TcpStream) {
+    #[cfg(test)]
+    tests::QUICK_ACK_READS.with(|reads| reads.set(reads.get() + 1));
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
@@ -163,6 +165,11 @@ fn quick_ack(stream: &TcpStream) {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Reads this thread made through [`QuickAckTransport`] (each one sets quick-ack first).
+        pub(super) static QUICK_ACK_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
     /// Reads one request's head (up to the blank line) from `socket`.
     fn read_head(socket: &mut TcpStream) {
         let (mut head, mut byte) = (Vec::new(), [0u8]);
@@ -173,7 +180,8 @@ mod tests {
     }
 
     /// A response whose last piece comes in a separate write, as hyper sends a body, arrives
-    /// through the agent whole; a pooled connection is reused and one the server closed is not.
+    /// through the agent whole, read through the quick-ack transport (not ureq's own); a pooled
+    /// connection is reused and one the server closed is not.
     #[test]
     fn requests_run_on_the_quick_ack_transport() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -203,6 +211,7 @@ mod tests {
         wait_closed.recv().unwrap();
         assert_eq!(agent.get(&url).call().unwrap().status(), 204);
         server.join().unwrap();
+        assert!(QUICK_ACK_READS.with(std::cell::Cell::get) >= 3, "the responses were not read through the quick-ack transport");
     }
 
     /// Before a read the socket is in quick-ack mode.
