@@ -90,7 +90,8 @@ export function checkRestorable(manifest, paths) {
   if (!accepted.includes(manifest.version)) throw new EntryError(`its version differs: saved for paths ${JSON.stringify(manifest.paths)}`);
 }
 
-export const objectName = (key, format, scope = 'local') => `${scope}/${key}${SUFFIXES[format]}`;
+/** The object name of `key`'s entry, `<scope>/<encoded key><suffix>`: each `/` of the key written as `,` (keys never hold commas). */
+export const objectName = (key, format, scope = 'local') => `${scope}/${key.replaceAll('/', ',')}${SUFFIXES[format]}`;
 
 /** Where s3cache's file store keeps `name`: every byte but letters, digits, `-._` percent-encoded. */
 export function fileStorePath(storeDir, name) {

@@ -124,8 +124,9 @@ def check_restorable(manifest, paths):
 
 
 def object_name(key, format_name, scope=LOCAL_SCOPE):
-    """The object name of `key`'s entry: `<scope>/<key><suffix>`."""
-    return f"{scope}/{key}{SUFFIXES[format_name]}"
+    """The object name of `key`'s entry: `<scope>/<encoded key><suffix>`, each `/` of the key written
+    as `,` (keys never hold commas)."""
+    return f"{scope}/{key.replace('/', ',')}{SUFFIXES[format_name]}"
 
 
 def file_store_path(store_dir, name):

@@ -97,7 +97,7 @@ impl CacheContext {
     }
 
     /// The newest entry with exactly `key`, searched in the scopes a restore would read (or only in
-    /// `scope`), in any format.
+    /// `scope`), in any format; like a restore, it finds slash-named entries too ([`crate::layout`]).
     pub fn find_entry(&self, key: &str, scope: Option<&str>) -> Result<Option<Entry>, StoreError> {
         let scopes = match scope {
             Some(scope) => vec![scope.to_owned()],
@@ -105,7 +105,7 @@ impl CacheContext {
             None => self.scopes.read[..1].to_vec(),
         };
         for scope in scopes {
-            if let Some(entry) = catalog::find_key(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
+            if let Some(entry) = catalog::find_restorable(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
                 return Ok(Some(entry));
             }
         }

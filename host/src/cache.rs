@@ -3,8 +3,8 @@
 //! operational failure into a value (a miss, or a save that did not happen) with a reason, never a
 //! failed build.
 //!
-//! Objects are stored as `<store prefix>/<scope>/<key><format suffix>` (scopes: [`crate::scope`],
-//! names: [`crate::layout`]): the archive, then a trailer ([`crate::trailer`]) with the manifest and
+//! Objects are stored as `<store prefix>/<scope>/<encoded key><format suffix>` (scopes: [`crate::scope`],
+//! names and the key's encoding: [`crate::layout`]): the archive, then a trailer ([`crate::trailer`]) with the manifest and
 //! the archive's SHA-256. The manifest carries the entry's version ([`entry_version`]);
 //! a restore passes over candidates of another version and says which it passed over and why. A
 //! restore that uses an entry whose last use is older than [`crate::layout::TOUCH_INTERVAL`] refreshes
@@ -95,13 +95,26 @@ pub enum ConfigError {
     /// A path that cannot be cached (outside the workspace and home, the filesystem root, none given).
     #[error(transparent)]
     Paths(#[from] PathError),
-    /// A key that breaks a rule (too long, a comma, a control character).
+    /// A key that breaks a rule (too long, a comma, a control character, a `..` segment...).
     #[error("invalid key {key:?}: {rule}")]
     InvalidKey {
         /// The key as rendered.
         key: String,
         /// The rule it breaks.
         rule: &'static str,
+    },
+    /// A key whose longest object name, with the store prefix, the scope and the suffixes, would be
+    /// longer than S3 allows ([`crate::store::MAX_OBJECT_KEY_BYTES`]).
+    #[error("invalid key {key:?}: its object names would be up to {bytes} bytes with the store prefix {prefix:?}, the scope and the suffix; S3 allows at most {limit}")]
+    ObjectNameTooLong {
+        /// The key as rendered.
+        key: String,
+        /// The store's prefix.
+        prefix: String,
+        /// Bytes of the longest object name (its last-used marker's).
+        bytes: usize,
+        /// The limit.
+        limit: usize,
     },
     /// A key template that does not parse or render.
     #[error("{0}")]
@@ -368,9 +381,22 @@ fn template_context(env: &EnvLookup) -> TemplateContext {
     }
 }
 
-/// Checks a rendered key against actions/cache's rules, plus ours. In the Flat layout (Semaphore's)
-/// a key may hold commas: its CLI stores `a,b` as one key, and restores split lists before this.
+/// Checks a rendered key against actions/cache's rules, plus ours: at most 512 bytes, not empty, no
+/// commas (except in the Flat layout: Semaphore's CLI stores `a,b` as one key, and restores split
+/// lists before this), no control characters; and, since a key may hold `/`, not starting or ending
+/// with `/`, no empty segment (`a//b`) and no `.` or `..` segment (a whole segment between slashes:
+/// `v1..2` is fine), which a server or proxy could resolve as a path. No request is sent before it.
 pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
+    check_key_text(key, layout, false)
+}
+
+/// [`validate_key`] for a restore key, which is a key prefix: it may end with `/` (`npm/` matches
+/// `npm/linux-…`), and its last segment, which a key may continue, is not checked for `.` and `..`.
+pub fn validate_restore_key(prefix: &str, layout: Layout) -> Result<(), ConfigError> {
+    check_key_text(prefix, layout, true)
+}
+
+fn check_key_text(key: &str, layout: Layout, is_prefix: bool) -> Result<(), ConfigError> {
     let invalid = |rule| Err(ConfigError::InvalidKey { key: key.to_owned(), rule });
     if key.is_empty() {
         return invalid("a key must not be empty");
@@ -383,6 +409,21 @@ pub fn validate_key(key: &str, layout: Layout) -> Result<(), ConfigError> {
     }
     if key.chars().any(char::is_control) {
         return invalid("a key must not contain control characters");
+    }
+    if key.starts_with('/') {
+        return invalid("a key must not start with \"/\"");
+    }
+    if key.ends_with('/') && !is_prefix {
+        return invalid("a key must not end with \"/\" (a restore key may: it is a prefix)");
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    // A prefix's last segment may be the start of a longer one (`deps/.` of `deps/.cache`), or empty.
+    let whole = if is_prefix { &segments[..segments.len() - 1] } else { &segments[..] };
+    if whole.iter().any(|s| s.is_empty()) {
+        return invalid("a key must not contain an empty segment (\"//\")");
+    }
+    if whole.iter().any(|s| *s == "." || *s == "..") {
+        return invalid("a key must not have \".\" or \"..\" as a segment between slashes");
     }
     Ok(())
 }
@@ -467,6 +508,31 @@ impl CacheContext {
         compute_key(&self.sandbox, &self.cwd, &self.env, template)
     }
 
+    /// Checks a rendered key as [`validate_key`] does, and that its object names in this store fit
+    /// S3's limit in every scope the run reads or writes. Sends no request.
+    pub fn check_key(&self, key: &str) -> Result<(), ConfigError> {
+        validate_key(key, self.layout)?;
+        self.check_name_length(key)
+    }
+
+    /// [`CacheContext::check_key`] for a restore key (a key prefix, [`validate_restore_key`]).
+    pub fn check_restore_key(&self, prefix: &str) -> Result<(), ConfigError> {
+        validate_restore_key(prefix, self.layout)?;
+        self.check_name_length(prefix)
+    }
+
+    /// The longest object name of `key` (a prefix is as long as the shortest key it matches) must fit.
+    fn check_name_length(&self, key: &str) -> Result<(), ConfigError> {
+        let prefix = self.store.name_prefix();
+        let scopes = self.scopes.read.iter().chain(std::iter::once(&self.scopes.write));
+        let bytes = prefix.len() + scopes.map(|scope| self.layout.longest_object_bytes(scope, key)).max().unwrap_or(0);
+        let limit = crate::store::MAX_OBJECT_KEY_BYTES;
+        if bytes > limit {
+            return Err(ConfigError::ObjectNameTooLong { key: key.to_owned(), prefix: prefix.to_owned(), bytes, limit });
+        }
+        Ok(())
+    }
+
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
     pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
         let started = Instant::now();
@@ -493,15 +559,16 @@ impl CacheContext {
         };
         tracing::debug!(found = resolution.found.len(), elapsed = ?started.elapsed(), "resolved key and paths");
         let key = resolution.key;
-        validate_key(&key, self.layout)?;
+        self.check_key(&key)?;
         let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
         if resolution.found.is_empty() {
             return Ok(SaveOutcome::NothingToSave { key });
         }
         let name = self.layout.entry_object(&self.scopes.write, &key, request.format);
         if !request.overwrite {
-            // First writer wins per key, whatever the format it saved.
-            match catalog::find_key(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
+            // First writer wins per key, whatever the format it saved, and whatever name an earlier
+            // s3cache gave it (a slash-named entry of this key is this key's entry).
+            match catalog::find_restorable(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
                 Ok(found) if !found.is_empty() => return Ok(SaveOutcome::AlreadyExists { key }),
                 Ok(_) => {}
                 Err(err) => return failed(describe_store_error(&err)),
@@ -564,11 +631,11 @@ impl CacheContext {
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
         let primary_key = renderer.render(&request.key)?;
-        validate_key(&primary_key, self.layout)?;
+        self.check_key(&primary_key)?;
         let mut restore_keys = Vec::new();
         for template in &request.restore_keys {
             let prefix = renderer.render(template)?;
-            validate_key(&prefix, self.layout)?;
+            self.check_restore_key(&prefix)?;
             restore_keys.push(prefix);
         }
         let miss = |reason: String| Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: true });
@@ -835,18 +902,18 @@ impl CacheContext {
         Err(search)
     }
 
-    /// The candidate entries of one scope, in the order they are tried, in groups.
+    /// The candidate entries of one scope, in the order they are tried, in groups. Slash-named entries
+    /// (an earlier s3cache's names for keys with `/`) are candidates too: exact ones after today's.
     fn candidates(&self, scope: &str, primary_key: &str, restore_keys: &[String], fallback: Fallback) -> Result<Vec<Vec<Entry>>, StoreError> {
         let store = self.store.as_ref();
-        let exact = |key: &str| catalog::find_key(store, self.layout, scope, key);
+        let exact = |key: &str| catalog::find_restorable(store, self.layout, scope, key);
         let scope_prefix = if self.layout.scoped() { format!("{scope}/") } else { String::new() };
         let in_scope = |entry: &Entry| !self.layout.scoped() || entry.name.scope == scope;
         let mut groups = vec![exact(primary_key)?];
         match fallback {
             Fallback::Prefix => {
                 for prefix in restore_keys {
-                    let listed = catalog::list(store, self.layout, &format!("{scope_prefix}{prefix}"))?;
-                    groups.push(listed.into_iter().filter(|e| in_scope(e) && e.name.key.starts_with(prefix.as_str())).collect());
+                    groups.push(catalog::list_restorable(store, self.layout, scope, prefix)?);
                 }
             }
             Fallback::Pattern => {
@@ -885,6 +952,10 @@ impl CacheContext {
     /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
     fn touch(&self, entry: &Entry) -> Option<Touch> {
         if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now(), self.touch_interval) {
+            return None;
+        }
+        // A slash-named entry gets no new marker: no admin verb would ever see it.
+        if self.layout.classify(&entry.object.name) == crate::layout::StoreObject::Foreign {
             return None;
         }
         let store = self.store.clone();
@@ -1053,5 +1124,37 @@ mod tests {
         assert_eq!(rule("a,b", Layout::Scoped), Some("a key must not contain commas"));
         assert_eq!(rule("a,b", Layout::Flat), None);
         assert_eq!(rule("a\tb", Layout::Scoped), Some("a key must not contain control characters"));
+    }
+
+    /// Keys may hold `/`, but not as a path could read it: no `.` or `..` segment, no empty segment,
+    /// no `/` at either end; a restore key is a prefix, so it may end with `/` or a partial segment.
+    #[test]
+    fn key_segment_rules() {
+        let rule = |key: &str, is_prefix: bool| match check_key_text(key, Layout::Scoped, is_prefix) {
+            Ok(()) => None,
+            Err(ConfigError::InvalidKey { rule, .. }) => Some(rule),
+            Err(other) => panic!("{other}"),
+        };
+        let dots = Some("a key must not have \".\" or \"..\" as a segment between slashes");
+        let empty = Some("a key must not contain an empty segment (\"//\")");
+        for key in ["../etc", "a/../b", "a/..", "..", ".", "a/./b", "./a"] {
+            assert_eq!(rule(key, false), dots, "{key}");
+        }
+        for key in ["a/b/c", "v1..2", "a/..b", "a/.cache", "...", "npm-v1.2/linux"] {
+            assert_eq!(rule(key, false), None, "{key}");
+            assert_eq!(rule(key, true), None, "{key}");
+        }
+        assert_eq!(rule("a//b", false), empty);
+        assert_eq!(rule("/a", false), Some("a key must not start with \"/\""));
+        assert_eq!(rule("/a", true), Some("a key must not start with \"/\""));
+        assert_eq!(rule("npm-v1/", false), Some("a key must not end with \"/\" (a restore key may: it is a prefix)"));
+        assert_eq!(rule("npm-v1/", true), None);
+        assert_eq!(rule("deps/.", true), None);
+        assert_eq!(rule("deps/..", true), None);
+        assert_eq!(rule("deps/../x", true), dots);
+        assert_eq!(rule("../", true), dots);
+        assert_eq!(rule("npm//", true), empty);
+        assert_eq!(rule("a\u{7f}/b", false), Some("a key must not contain control characters"));
+        assert!(validate_restore_key("npm/", Layout::Scoped).is_ok() && validate_key("npm/", Layout::Scoped).is_err());
     }
 }

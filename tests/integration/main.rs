@@ -14,4 +14,5 @@ mod scopes;
 mod semaphore;
 mod action;
 mod admin;
+mod names;
 mod plugins;

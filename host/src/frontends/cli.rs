@@ -442,6 +442,10 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
         _ => {}
     }
     let context = config::resolve(&cli.settings, env)?;
+    // A key given to `has` or `delete` follows the rules of saved keys, before any request.
+    if let Command::Has(KeyedArgs { key, .. }) | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command {
+        context.check_key(key)?;
+    }
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
     let settings = &cli.settings;

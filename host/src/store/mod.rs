@@ -97,7 +97,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError>;
     /// Deletes an object; deleting a missing one succeeds.
     fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// What the store puts before every object name (S3: the store URL's prefix, ending with `/`;
+    /// a directory: nothing). It counts towards [`MAX_OBJECT_KEY_BYTES`].
+    fn name_prefix(&self) -> &str {
+        ""
+    }
 }
+
+/// S3's limit on an object key, in bytes of UTF-8, the store prefix included. Keys are checked against
+/// it before any request, whatever the store, so that a key valid in one store is valid in the next.
+pub const MAX_OBJECT_KEY_BYTES: usize = 1024;
 
 /// How to reach an `s3://` store; ignored by `file://` stores.
 #[derive(Debug, Clone, Default)]

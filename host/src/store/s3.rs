@@ -100,6 +100,10 @@ impl BlobStore for S3Store {
         !self.client.bucket().name.is_empty()
     }
 
+    fn name_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
         Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo { name: name.to_owned(), size: head.size, modified: head.modified }))
     }
