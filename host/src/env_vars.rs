@@ -52,9 +52,10 @@ pub const S3CACHE_NO_PROGRESS: &str = "S3CACHE_NO_PROGRESS";
 /// A file to write a JSON summary of the operation to (key, matched key, hit, bytes, timings, digest).
 pub const S3CACHE_SUMMARY_JSON: &str = "S3CACHE_SUMMARY_JSON";
 
-/// The AWS SDKs' endpoint override for all services.
+/// The AWS SDKs' endpoint override for all services: `http://host[:port]` or `https://host[:port]`;
+/// without the scheme an `s3://` store is refused (exit 2) before any request.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
-/// The AWS SDKs' endpoint override for S3; wins over [`AWS_ENDPOINT_URL`].
+/// The AWS SDKs' endpoint override for S3; wins over [`AWS_ENDPOINT_URL`]. Needs the scheme as it does.
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 /// The region, as the AWS SDKs read it.
 pub const AWS_REGION: &str = "AWS_REGION";
@@ -94,7 +95,7 @@ pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
 pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
 /// The session name for assumed roles (default `s3cache`).
 pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
-/// STS endpoint override.
+/// STS endpoint override (else [`AWS_ENDPOINT_URL`]); `http://` or `https://` as they are.
 pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
 /// ECS container credentials path on 169.254.170.2.
 pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
@@ -251,6 +252,7 @@ pub mod plugins {
     pub const AWS_ACL: &str = "AWS_ACL";
     pub const AWS_ENCRYPTION: &str = "AWS_ENCRYPTION";
     pub const AWS_STS_ENDPOINT: &str = "AWS_STS_ENDPOINT";
+    pub const AWS_DISABLESSL: &str = "AWS_DISABLESSL";
     pub const AWS_ASSUME_ROLE_ARN: &str = "AWS_ASSUME_ROLE_ARN";
     pub const EXIT_CODE: &str = "EXIT_CODE";
     pub const SKIP_SYMLINKS: &str = "SKIP_SYMLINKS";

@@ -3,6 +3,7 @@
 
 mod cli;
 mod credentials;
+mod endpoints;
 mod faults;
 mod foreign_hosts;
 mod formats;

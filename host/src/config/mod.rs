@@ -22,7 +22,7 @@ use crate::s3::client::{RetryPolicy, TransportConfig};
 use crate::s3::credentials::{ChainInputs, resolve_chain};
 use crate::s3::download::DownloadConfig;
 use crate::s3::upload::UploadConfig;
-use crate::s3::{Credentials, PublishOptions};
+use crate::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
 use crate::scope::{self, ScopePlan};
 use crate::{GuestLimits, S3Options, Sandbox, env_vars, output};
 
@@ -33,7 +33,8 @@ pub struct Settings {
     /// Default: a local store under the user cache directory.
     #[arg(long, global = true, env = env_vars::S3CACHE_STORE, value_name = "URL")]
     pub store: Option<String>,
-    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS itself).
+    /// S3 endpoint URL, with its scheme: http:// or https://, then host and port (default:
+    /// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS itself).
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1).
@@ -279,6 +280,32 @@ pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
     Ok(url)
 }
 
+/// An S3 endpoint setting that cannot be used (exit 2): the setting it came from, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {error}")]
+pub struct EndpointSettingError {
+    /// `--endpoint`, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`.
+    pub setting: &'static str,
+    /// What is wrong with its value.
+    pub error: EndpointError,
+}
+
+/// The S3 endpoint the settings name and the setting it came from: `--endpoint`, else
+/// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; `None` means AWS itself.
+fn s3_endpoint(settings: &Settings, env: &EnvLookup) -> Option<(&'static str, String)> {
+    let from_env = |name: &'static str| env(name).map(|url| (name, url));
+    settings.endpoint.clone().map(|url| ("--endpoint", url)).or_else(|| from_env(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| from_env(env_vars::AWS_ENDPOINT_URL))
+}
+
+/// Checks the endpoint of an `s3://` store before anything else is done, so that a bad one is refused
+/// before the credential chain or the store sends a request. Other stores do not use it.
+fn check_endpoint(url: &str, endpoint: Option<&(&'static str, String)>) -> Result<(), EndpointSettingError> {
+    match endpoint {
+        Some((setting, value)) if url.starts_with("s3://") => Endpoint::parse(value).map(drop).map_err(|error| EndpointSettingError { setting, error }),
+        _ => Ok(()),
+    }
+}
+
 /// On GitHub Actions, warnings become annotations and secrets are masked in the job log.
 fn detect_github_actions(env: &EnvLookup) {
     if env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
@@ -308,11 +335,13 @@ pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result
 pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     detect_github_actions(&env);
     let url = store_url(settings, &env)?;
+    let endpoint = s3_endpoint(settings, &env);
+    check_endpoint(&url, endpoint.as_ref())?;
     let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
     let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
     let transfer = &settings.transfer;
     let options = S3Options {
-        endpoint: settings.endpoint.clone().or_else(|| env(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| env(env_vars::AWS_ENDPOINT_URL)),
+        endpoint: endpoint.map(|(_, url)| url),
         region,
         path_style: settings.path_style,
         dualstack: settings.dualstack,
@@ -377,6 +406,22 @@ mod tests {
         assert_eq!(settings.transfer.max_attempts, 3);
         assert_eq!(settings.limits.guest_memory_mb, 1024);
         assert!(!settings.anonymous && !settings.scope.allow_untrusted_save);
+    }
+
+    /// The endpoint comes from `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; one
+    /// without a scheme is refused for an `s3://` store, naming the setting it came from.
+    #[test]
+    fn endpoint_settings() {
+        let env = process_env(vec![(env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()), (env_vars::AWS_ENDPOINT_URL_S3.into(), "http://s3:9000".into())]);
+        let mut settings = Settings::default();
+        assert_eq!(s3_endpoint(&settings, &env), Some((env_vars::AWS_ENDPOINT_URL_S3, "http://s3:9000".to_owned())));
+        let general = process_env(vec![(env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()), (env_vars::AWS_ENDPOINT_URL_S3.into(), String::new())]);
+        let endpoint = s3_endpoint(&settings, &general);
+        let err = check_endpoint("s3://b", endpoint.as_ref()).unwrap_err();
+        assert_eq!(err.to_string(), r#"AWS_ENDPOINT_URL: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#);
+        assert_eq!(check_endpoint("file:///tmp/s", endpoint.as_ref()), Ok(()));
+        settings.endpoint = Some("ftp://x".into());
+        assert_eq!(check_endpoint("s3://b", s3_endpoint(&settings, &env).as_ref()).unwrap_err().setting, "--endpoint");
     }
 
     /// Overrides win over the process environment and empty values are unset.

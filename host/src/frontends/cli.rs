@@ -18,8 +18,8 @@ use crate::s3::client::S3Client;
 use crate::summary::Summary;
 use crate::{RestoreRequest, SaveRequest, env_vars, output};
 
-/// Exit code for a miss with `--fail-on-cache-miss`, a failure with `--fail-on-error`, or an admin
-/// verb's "no" (`has`, `delete` of a missing key).
+/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`,
+/// or an admin verb's "no" (`has`, `delete` of a missing key).
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage or configuration error.
 pub const EXIT_CONFIG: u8 = 2;
@@ -152,6 +152,10 @@ struct RestoreArgs {
     /// Exit 1 when nothing is restored.
     #[arg(long)]
     fail_on_cache_miss: bool,
+    /// Exit 1 when the restore fails (network, store, credentials, a damaged or refused entry) instead
+    /// of warning; a miss with no entry to restore still exits 0 unless --fail-on-cache-miss.
+    #[arg(long)]
+    fail_on_error: bool,
     /// Also restore entries saved on another operating system.
     #[arg(long)]
     enable_cross_os_archive: bool,
@@ -479,7 +483,7 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
                 legacy,
             };
             let outcome = context.restore(&request)?;
-            let code = report_restore(&outcome, args.fail_on_cache_miss);
+            let code = report_restore(&outcome, args.fail_on_cache_miss, args.fail_on_error);
             let summary = finish_summary(Summary::of_restore(&outcome), &store, summary_path)?;
             Ok((code, Some(summary)))
         }
@@ -504,8 +508,9 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
     0
 }
 
-/// Prints what a restore did; returns its exit code.
-fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool) -> u8 {
+/// Prints what a restore did; returns its exit code: 1 for any miss with `fail_on_cache_miss`, and for a
+/// failed one (an entry that could not be restored, a store that failed) with `fail_on_error`.
+fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_error: bool) -> u8 {
     match outcome {
         RestoreOutcome::Hit(hit) => {
             let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
@@ -528,7 +533,7 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool) -> u8 {
             } else {
                 output::notice(&format!("cache miss: {reason}"));
             }
-            if fail_on_cache_miss { EXIT_FAILED } else { 0 }
+            if fail_on_cache_miss || (*failed && fail_on_error) { EXIT_FAILED } else { 0 }
         }
     }
 }
@@ -691,6 +696,18 @@ mod tests {
         assert!(cli.quiet && !cli.no_progress && !cli.settings.anonymous);
         let err = parse(&["--quiet=maybe", "list"]).unwrap_err().to_string();
         assert!(err.contains("must be true or false, not \"maybe\""), "{err}");
+    }
+
+    /// A restore exits 1 on a failed miss only with --fail-on-error, on any miss with
+    /// --fail-on-cache-miss, and 0 otherwise.
+    #[test]
+    fn restore_exit_codes() {
+        let miss = |failed| RestoreOutcome::Miss { primary_key: Some("k".into()), reason: "why".into(), failed };
+        let code = |failed, on_miss, on_error| report_restore(&miss(failed), on_miss, on_error);
+        assert_eq!([code(false, false, false), code(false, false, true), code(false, true, false)], [0, 0, EXIT_FAILED]);
+        assert_eq!([code(true, false, false), code(true, false, true), code(true, true, false)], [0, EXIT_FAILED, EXIT_FAILED]);
+        let Command::Restore(restore) = parse(&["restore", "--key", "k", "--fail-on-error"]).unwrap().command else { panic!("restore") };
+        assert!(restore.fail_on_error && !restore.fail_on_cache_miss);
     }
 
     /// Saves default to zstd; `--format` picks the others.

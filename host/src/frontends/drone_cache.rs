@@ -8,7 +8,7 @@
 //! `<remote_root>/<key>/<mount>` (Harness: `<key>/<mount>`), is only ever read.
 
 use super::gotemplate;
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, endpoint_url, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
 use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::env_vars::{self, plugins::*};
 use crate::layout::Format;
@@ -36,13 +36,25 @@ pub const SETTINGS: &[Setting] = &[
     setting("archive_format", &[own("archive_format")], "tar", "Archive format: `tar`, `gzip` or `zstd`.", Migration::Differs("an unknown format is an error (drone-cache falls back to tar).")),
     setting("compression_level", &[own("compression_level")], "-1 (the format's default)", "Compression level: gzip 1-9, zstd 1-19; 0 or below is the format's default.", Migration::Same),
     setting("skip_symlinks", &[own("skip_symlinks"), Var::Alias(SKIP_SYMLINKS)], "false", "Ignored.", Migration::Differs("s3cache always stores symlinks that stay inside their cached path, and skips (with a warning) those that point elsewhere.")),
-    setting("exit_code", &[own("exit_code"), Var::Alias(EXIT_CODE)], "false", "Fail the step when saving fails, or when a restore of given mounts finds nothing.", Migration::Same),
+    setting(
+        "exit_code",
+        &[own("exit_code"), Var::Alias(EXIT_CODE)],
+        "false",
+        "Fail the step (exit 1) when saving fails, when a restore fails (the store failed, wrong credentials, a damaged or refused entry), or when a restore of given mounts finds nothing.",
+        Migration::Same,
+    ),
     setting("fail_restore_if_key_not_present", &[own("fail_restore_if_key_not_present")], "false", "Fail the restore step when no entry has the key.", Migration::Same),
     setting("strict_key_matching", &[own("strict_key_matching")], "true", "`false`: a restore also takes the newest entry whose key starts with `cache_key`.", Migration::Same),
     setting("backend_operation_timeout", &[own("backend_operation_timeout"), Var::Alias(BACKEND_OPERATION_TIMEOUT)], "3m", "The budget for the whole save or restore (Go duration, e.g. `3m`, `600s`).", Migration::Differs("bounds the whole operation, not each mount's transfer.")),
     setting("backend", &[own("backend")], "s3", "Must be `s3`.", Migration::Same),
     setting("bucket", &[own("bucket"), Var::Alias(S3_BUCKET)], "", "The bucket (required unless `S3CACHE_STORE` names the store).", Migration::Same),
-    setting("endpoint", &[own("endpoint"), Var::Alias(S3_ENDPOINT)], "AWS", "The S3 endpoint URL (`https://` is added when there is no scheme).", Migration::Same),
+    setting(
+        "endpoint",
+        &[own("endpoint"), Var::Alias(S3_ENDPOINT)],
+        "AWS",
+        "The S3 endpoint URL. A bare `host[:port]` gets `https://`, or `http://` with `disablessl` or (drone-cache, not Harness) an `sts_endpoint` that is not `https://`, as the plugin's AWS SDK did.",
+        Migration::Same,
+    ),
     setting("region", &[own("region"), Var::Alias(S3_REGION)], "", "The region (else `AWS_REGION`, else `us-east-1`).", Migration::Same),
     setting("path_style", &[own("path_style"), Var::Alias(AWS_PLUGIN_PATH_STYLE)], "false", "Path-style addressing.", Migration::Same),
     setting("access_key", &[own("access_key"), Var::Alias(AWS_ACCESS_KEY_ID), Var::Alias(CACHE_AWS_ACCESS_KEY_ID)], "", "Access key id (else the AWS credential chain).", Migration::Same),
@@ -50,7 +62,14 @@ pub const SETTINGS: &[Setting] = &[
     setting("session_token", &[own("session_token"), Var::Alias(AWS_SESSION_TOKEN)], "", "Session token; never printed.", Migration::Same),
     setting("acl", &[own("acl"), Var::Alias(AWS_ACL)], "", "Canned ACL for new objects.", Migration::Differs("sent only when set (drone-cache always sends `private`, the bucket's default anyway).")),
     setting("encryption", &[own("encryption"), Var::Alias(AWS_ENCRYPTION)], "", "Server-side encryption: `AES256` or `aws:kms`.", Migration::Same),
-    setting("sts_endpoint", &[own("sts_endpoint"), Var::Alias(AWS_STS_ENDPOINT)], "", "The STS endpoint for the credential chain's role sources.", Migration::Same),
+    setting("sts_endpoint", &[own("sts_endpoint"), Var::Alias(AWS_STS_ENDPOINT)], "", "The STS endpoint for the credential chain's role sources; a bare host gets a scheme as `endpoint` does.", Migration::Same),
+    setting(
+        "disablessl",
+        &[own("disablessl"), Var::Alias(AWS_DISABLESSL)],
+        "false",
+        "`true`: a bare-host `endpoint` or `sts_endpoint` is reached over `http://`.",
+        Migration::Differs("Harness's fork removed it, so it is ignored there; elsewhere only bare hosts are affected (an endpoint's own `https://` stays, and AWS itself is always reached over HTTPS)."),
+    ),
     setting(
         "assume_role_arn",
         &[own("assume_role_arn"), own("assume_role"), Var::Alias(AWS_ASSUME_ROLE_ARN)],
@@ -107,6 +126,18 @@ fn legacy_name(mount: &str) -> LegacyName {
     LegacyName::AroundKey { before: String::new(), after: format!("/{mount}") }
 }
 
+/// The scheme a bare-host endpoint gets, as the plugin's AWS SDK added it: meltwater drone-cache's
+/// `setSSLMode` turns TLS off with `disablessl`, or with an `sts_endpoint` that does not start with
+/// `https://` (for S3 too); Harness's fork always adds `https://` and has no `disablessl`.
+fn bare_host_scheme(settings: &Settings<'_>, harness: bool) -> Result<&'static str, String> {
+    if harness {
+        settings.note_ignored("disablessl");
+        return Ok("https");
+    }
+    let plain_sts = settings.get("sts_endpoint").is_some_and(|sts| !sts.starts_with("https://"));
+    Ok(if settings.flag("disablessl", false)? || plain_sts { "http" } else { "https" })
+}
+
 /// Translates the step's settings into an s3cache command line.
 pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, String> {
     let settings = Settings::new(SETTINGS, Convention::Plugin, env);
@@ -147,7 +178,8 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
         None if env(env_vars::S3CACHE_STORE).is_some() => &mut line,
         None => return Err(format!("{} is required: the bucket to keep caches in", settings.variable("bucket"))),
     };
-    line.global("--endpoint", settings.get("endpoint").map(|e| endpoint_url(&e)))
+    let bare_scheme = bare_host_scheme(&settings, harness)?;
+    line.global("--endpoint", settings.endpoint("endpoint", Some(bare_scheme))?)
         .global("--region", settings.get("region"))
         .global_switch("--path-style", settings.flag("path_style", false)?)
         .global("--acl", settings.get("acl"))
@@ -159,7 +191,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
         line.global("--sse", Some(sse));
     }
     line.global("--deadline-secs", settings.duration_secs("backend_operation_timeout")?.map(|s| s.to_string()));
-    line.variable(env_vars::AWS_ENDPOINT_URL_STS, settings.get("sts_endpoint").map(|e| endpoint_url(&e)), false);
+    line.variable(env_vars::AWS_ENDPOINT_URL_STS, settings.endpoint("sts_endpoint", Some(bare_scheme))?, false);
     credentials(&mut line, settings.get("access_key"), settings.get("secret_key"), settings.get("session_token"));
     let session = settings.get("assume_role_session_name").unwrap_or_else(|| "drone-cache".into());
     match (role, oidc_token) {
@@ -214,7 +246,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
         Operation::Restore => {
             let must_hit = settings.flag("fail_restore_if_key_not_present", false)? || (exit_code && !mounts.is_empty());
             let strict = settings.flag("strict_key_matching", true)?;
-            line.option("--restore-key", (!strict).then(|| key.clone())).switch("--fail-on-cache-miss", must_hit).paths(&mounts);
+            line.option("--restore-key", (!strict).then(|| key.clone())).switch("--fail-on-cache-miss", must_hit).switch("--fail-on-error", exit_code).paths(&mounts);
             let format = match settings.get("archive_format").as_deref() {
                 Some("gzip") => Format::Gzip,
                 Some("zstd") => Format::Zstd,
@@ -295,9 +327,10 @@ mod tests {
         let save = [("HARNESS_BUILD_ID", "1"), ("DRONE_REPO_NAME", "app"), ("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "~/.m2,$WS/target"), ("WS", "/ws"), ("PLUGIN_EXIT_CODE", "true"), ("PLUGIN_OVERRIDE", "false"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "600s"), ("PLUGIN_ARCHIVE_FORMAT", "zstd")];
         assert_eq!(args(Flavour::Harness, &save), "--store s3://b --deadline-secs 600 save --key eb0a191797624dd3a48fa681d3061212 --format zstd --fail-on-error --path ~/.m2 --path /ws/target");
         let restore = [("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_CACHE_KEY", "k"), ("PLUGIN_EXIT_CODE", "true"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_STRICT_KEY_MATCHING", "false")];
-        assert_eq!(args(Flavour::Harness, &restore), "--store s3://b restore --key k --restore-key k --fail-on-cache-miss");
-        // Harness always sets exit_code; without mounts a miss still passes unless asked.
-        assert_eq!(args(Flavour::Harness, &restore[..4]), "--store s3://b restore --key k");
+        assert_eq!(args(Flavour::Harness, &restore), "--store s3://b restore --key k --restore-key k --fail-on-cache-miss --fail-on-error");
+        // Harness always sets exit_code: a failed restore fails the step, but without mounts a miss
+        // still passes unless asked.
+        assert_eq!(args(Flavour::Harness, &restore[..4]), "--store s3://b restore --key k --fail-on-error");
     }
 
     /// Bad settings are errors that name the variable; unsupported ones are refused.
@@ -322,6 +355,26 @@ mod tests {
         assert!(err(&[("PLUGIN_RESTORE", "true")]).contains("PLUGIN_BUCKET is required"));
         assert!(err(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b")]).contains("PLUGIN_MOUNT is required"));
         assert!(err(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_CACHE_KEY", "{{ .Nope }}")]).starts_with("PLUGIN_CACHE_KEY: "));
+    }
+
+    /// A bare-host endpoint gets `https://` as the plugin's SDK added it, `http://` with `disablessl` or
+    /// a plain-HTTP `sts_endpoint` (drone-cache only); an endpoint with a scheme keeps it, and a wrong
+    /// scheme is refused naming the variable.
+    #[test]
+    fn bare_host_endpoints() {
+        let base = [("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_CACHE_KEY", "k")];
+        let run = |flavour, extra: &[(&str, &str)]| invocation(flavour, &env(&[&base[..], extra].concat()));
+        let endpoint = |flavour, extra: &[(&str, &str)]| run(flavour, extra).unwrap().args[3].clone();
+        assert_eq!(endpoint(Flavour::DroneCache, &[("PLUGIN_ENDPOINT", "minio:9000")]), "https://minio:9000");
+        assert_eq!(endpoint(Flavour::DroneCache, &[("S3_ENDPOINT", "minio:9000"), ("PLUGIN_DISABLESSL", "true")]), "http://minio:9000");
+        assert_eq!(endpoint(Flavour::DroneCache, &[("PLUGIN_ENDPOINT", "https://minio:9000"), ("AWS_DISABLESSL", "true")]), "https://minio:9000");
+        let plain_sts = run(Flavour::DroneCache, &[("PLUGIN_ENDPOINT", "minio:9000"), ("PLUGIN_STS_ENDPOINT", "sts:8000")]).unwrap();
+        assert_eq!(plain_sts.args[3], "http://minio:9000");
+        assert!(plain_sts.env.contains(&("AWS_ENDPOINT_URL_STS".to_string(), "http://sts:8000".to_string())), "{:?}", plain_sts.env);
+        assert_eq!(endpoint(Flavour::Harness, &[("PLUGIN_ENDPOINT", "minio:9000"), ("PLUGIN_DISABLESSL", "true")]), "https://minio:9000");
+        let err = run(Flavour::DroneCache, &[("PLUGIN_ENDPOINT", "s3://minio:9000")]).unwrap_err();
+        assert_eq!(err, r#"PLUGIN_ENDPOINT: endpoint "s3://minio:9000": the scheme must be http:// or https://"#);
+        assert!(run(Flavour::DroneCache, &[("PLUGIN_ENDPOINT", "minio:9000"), ("PLUGIN_DISABLESSL", "maybe")]).unwrap_err().starts_with("PLUGIN_DISABLESSL must be true or false"));
     }
 
     #[test]

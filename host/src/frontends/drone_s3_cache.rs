@@ -8,7 +8,7 @@
 //! `<root>/<fallback_path>/<filename>`) are only ever read.
 
 use super::gotemplate::metadata_set;
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, endpoint_url, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
 use super::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::env_vars::{self, plugins::*};
 use crate::layout::Format;
@@ -30,7 +30,7 @@ pub const SETTINGS: &[Setting] = &[
         "endpoint",
         &[own("server"), own("endpoint"), Var::Alias(CACHE_S3_ENDPOINT), Var::Alias(CACHE_S3_SERVER), Var::Alias(S3_ENDPOINT)],
         "https://s3.amazonaws.com",
-        "The S3 endpoint (`server` wins over `endpoint`); `s3://bucket` and AWS hostnames with a bucket or region in them work as in the plugin.",
+        "The S3 endpoint, `http://` or `https://` (`server` wins over `endpoint`); `s3://bucket` and AWS URLs with a bucket or region in them work as in the plugin. A bare `host[:port]` is refused, as the plugin refused it (`unknown scheme for endpoint`).",
         Migration::Same,
     ),
     setting("accelerated_endpoint", &[own("accelerated_endpoint"), Var::Alias(CACHE_S3_ACCELERATED_ENDPOINT)], "", "Use S3 Transfer Acceleration.", Migration::Differs("any value turns on AWS's accelerate endpoint (when no endpoint is set); the host itself is not used.")),
@@ -71,19 +71,19 @@ struct Endpoint {
     region: Option<String>,
 }
 
-/// drone-s3-cache's endpoint rules: `s3://bucket`, AWS hostnames (`bucket.s3.REGION.amazonaws.com`,
-/// `s3.REGION.amazonaws.com/bucket`, `s3.amazonaws.com`), or any other `http(s)://` server.
+/// drone-s3-cache's endpoint rules: `s3://bucket`, AWS URLs (`https://bucket.s3.REGION.amazonaws.com`,
+/// `https://s3.REGION.amazonaws.com/bucket`, `https://s3.amazonaws.com`), or any other `http(s)://`
+/// server. Without a scheme the plugin's `url.Parse` found no host, so it refused every bare host.
 fn parse_endpoint(settings: &Settings<'_>) -> Result<Endpoint, String> {
     let Some(text) = settings.get("endpoint") else { return Ok(Endpoint { url: None, bucket: None, region: None }) };
     if let Some(bucket) = text.strip_prefix("s3://") {
         return Ok(Endpoint { url: None, bucket: Some(bucket.trim_matches('/').to_owned()), region: None });
     }
-    let url = endpoint_url(&text);
-    let (_, rest) = url.split_once("://").unwrap_or(("", &url));
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    // No scheme, no host: not an AWS URL, and refused below as the plugin refused it.
+    let (host, path) = text.split_once("://").map_or(("", ""), |(_, rest)| rest.split_once('/').unwrap_or((rest, "")));
     let hostname = host.split(':').next().unwrap_or(host);
     if !hostname.ends_with("amazonaws.com") {
-        return Ok(Endpoint { url: Some(url), bucket: None, region: None });
+        return Ok(Endpoint { url: settings.endpoint("endpoint", None)?, bucket: None, region: None });
     }
     let labels: Vec<&str> = hostname.split('.').collect();
     let path = path.trim_matches('/');
@@ -239,6 +239,13 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--store s3://b1/acme/app --region eu-west-1 restore --key archive");
         let err = |extra: &[(&str, &'static str)]| invocation(&with(extra)).unwrap_err();
         assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "s3://y")]).contains("already specified in endpoint"));
+        // Bare hosts, AWS's included, are refused as the plugin refused them, naming the variable.
+        assert_eq!(
+            err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("CACHE_S3_SERVER", "minio:9000")]),
+            r#"CACHE_S3_SERVER: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#
+        );
+        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ENDPOINT", "b1.s3.eu-west-1.amazonaws.com")]).starts_with(r#"PLUGIN_ENDPOINT: endpoint "b1.s3.eu-west-1.amazonaws.com" has no scheme"#));
+        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "ftp://minio")]).contains("the scheme must be http:// or https://"));
         assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "x")]).contains("mode specified multiple ways"));
         assert!(err(&[("PLUGIN_MODE", "wipe"), ("PLUGIN_ROOT", "x")]).contains(r#"PLUGIN_MODE must be restore, rebuild or flush, not "wipe""#));
         assert!(err(&[("PLUGIN_ROOT", "x")]).contains("no mode specified"));

@@ -12,6 +12,7 @@ use std::io::Write;
 use super::Invocation;
 use crate::config::parse;
 use crate::env_vars;
+use crate::s3::Endpoint;
 use crate::summary::Summary;
 
 /// Which step of the action runs.
@@ -59,6 +60,8 @@ pub enum Mapping {
     Value(&'static str),
     /// `OPTION` when `true`; `false` or empty leave it out; anything else is an error.
     Flag(&'static str),
+    /// `--endpoint URL` when set; a URL without `http://` or `https://` is an error naming the input.
+    Endpoint,
     /// A variable for the credential chain; `secret` values are masked before anything is printed.
     Credential { variable: &'static str, secret: bool },
     /// Parts of the store URL (`store`, or `bucket` and `prefix`).
@@ -97,6 +100,13 @@ pub const INPUTS: &[Input] = &[
     },
     input_def("restore-keys", Some(""), UsedBy::Restore, Mapping::Lines("--restore-key"), "Ordered key prefixes, one per line, tried when `key` misses; the newest match of the first prefix wins."),
     input_def("fail-on-cache-miss", Some("false"), UsedBy::Restore, Mapping::Flag("--fail-on-cache-miss"), "Fail the job when no entry is restored."),
+    input_def(
+        "fail-on-restore-error",
+        Some("false"),
+        UsedBy::Restore,
+        Mapping::Flag("--fail-on-error"),
+        "Fail the step when the restore fails (network, store, credentials, a damaged or refused entry) instead of warning; a plain miss still passes unless `fail-on-cache-miss`.",
+    ),
     input_def("lookup-only", Some("false"), UsedBy::Restore, Mapping::Flag("--lookup-only"), "Only check that a restorable entry exists; download nothing."),
     Input {
         save_doc: Some("Save for every OS (restores elsewhere need it too)."),
@@ -116,7 +126,13 @@ pub const INPUTS: &[Input] = &[
     input_def("bucket", Some(""), UsedBy::All, Mapping::Store, "S3 bucket to keep caches in (alternative to `store`)."),
     input_def("prefix", Some(""), UsedBy::All, Mapping::Store, "Key prefix inside the bucket, e.g. `team/project`."),
     input_def("store", Some(""), UsedBy::All, Mapping::Store, "Full store URL, `s3://bucket/prefix` (wins over `bucket`/`prefix`). Default: the S3CACHE_STORE environment variable."),
-    input_def("endpoint", Some(""), UsedBy::All, Mapping::Value("--endpoint"), "S3 endpoint URL for S3-compatible stores (MinIO, R2, Ceph...). Default: AWS, or AWS_ENDPOINT_URL."),
+    input_def(
+        "endpoint",
+        Some(""),
+        UsedBy::All,
+        Mapping::Endpoint,
+        "S3 endpoint URL for S3-compatible stores (MinIO, R2, Ceph...), `http://host[:port]` or `https://host[:port]`; without the scheme the step fails. Default: AWS, or AWS_ENDPOINT_URL.",
+    ),
     input_def("region", Some(""), UsedBy::All, Mapping::Value("--region"), "Region. Default: AWS_REGION, else us-east-1."),
     input_def("path-style", Some("false"), UsedBy::All, Mapping::Flag("--path-style"), "Use path-style addressing (`host/bucket/key`); automatic for IP and localhost endpoints."),
     input_def(
@@ -226,6 +242,12 @@ pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<In
                     out.push(option.to_owned());
                 }
             }
+            Mapping::Endpoint => {
+                if let Some(value) = input(env, spec.name) {
+                    Endpoint::parse(&value).map_err(|e| format!("input `{}`: {e}", spec.name))?;
+                    out.extend(["--endpoint".to_owned(), value]);
+                }
+            }
             Mapping::Credential { variable, secret } => {
                 if let Some(value) = input(env, spec.name) {
                     if secret {
@@ -322,6 +344,20 @@ mod tests {
         let bad = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_LOOKUP-ONLY", "yes")]);
         assert!(invocation(Step::Restore, &bad).unwrap_err().contains("lookup-only"));
         assert!(invocation(Step::Restore, &env(&[("INPUT_KEY", "k")])).unwrap_err().contains("path"));
+        let bare = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_ENDPOINT", "127.0.0.1:9000")]);
+        assert!(invocation(Step::Save, &bare).unwrap_err().starts_with(r#"input `endpoint`: endpoint "127.0.0.1:9000" has no scheme"#));
+    }
+
+    /// The restore side has its own fail-on-error input; the save side's `fail-on-error` keeps its
+    /// meaning and is not the restore's.
+    #[test]
+    fn fail_on_error_inputs() {
+        let vars = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_FAIL-ON-RESTORE-ERROR", "true")]);
+        assert_eq!(invocation(Step::Restore, &vars).unwrap().args.join(" "), "restore --key k --fail-on-error --path x");
+        assert_eq!(invocation(Step::Post, &vars).unwrap().args.join(" "), "save --key k --path x");
+        let vars = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_FAIL-ON-ERROR", "true")]);
+        assert_eq!(invocation(Step::Restore, &vars).unwrap().args.join(" "), "restore --key k --path x");
+        assert_eq!(invocation(Step::Save, &vars).unwrap().args.join(" "), "save --key k --fail-on-error --path x");
     }
 
     /// The publishing inputs of the save side become the global publishing options; the restore side

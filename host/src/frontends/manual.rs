@@ -80,7 +80,8 @@ mod tests {
         let file = dir.path().join("s3cache.bash");
         std::fs::write(&file, &script).unwrap();
         assert_eq!(bash_completes(&file, &["s3cache", "re"]), ["restore"]);
-        assert_eq!(bash_completes(&file, &["s3cache", "restore", "--fail-on"]), ["--fail-on-cache-miss"]);
+        assert_eq!(bash_completes(&file, &["s3cache", "restore", "--fail-on-c"]), ["--fail-on-cache-miss"]);
+        assert_eq!(bash_completes(&file, &["s3cache", "restore", "--fail-on"]), ["--fail-on-cache-miss", "--fail-on-error"]);
         assert_eq!(bash_completes(&file, &["s3cache", "save", "--no-pro"]), ["--no-progress"]);
         assert_eq!(bash_completes(&file, &["s3cache", "completions", "z"]), ["zsh"]);
     }

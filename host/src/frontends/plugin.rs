@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::config::parse;
 use crate::env_vars;
+use crate::s3::Endpoint;
 
 /// A variable a setting is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +204,21 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// An endpoint setting as a URL, checked as `--endpoint` will check it: `http://host[:port]` or
+    /// `https://host[:port]`. A bare `host[:port]` gets `bare_scheme` when the replaced plugin added
+    /// one (drone-cache adds `https`); with `None`, as for plugins that refused it, it is an error that
+    /// names the variable and says what to write.
+    pub fn endpoint(&self, name: &str, bare_scheme: Option<&str>) -> Result<Option<String>, String> {
+        let Some(value) = self.value(name) else { return Ok(None) };
+        let text = value.text.trim().trim_end_matches('/');
+        let url = match bare_scheme {
+            Some(scheme) if !text.contains("://") => format!("{scheme}://{text}"),
+            _ => text.to_owned(),
+        };
+        Endpoint::parse(&url).map_err(|e| format!("{}: {e}", value.source))?;
+        Ok(Some(url))
+    }
+
     /// An error naming the setting's source (or its own variable when unset).
     pub fn invalid(&self, name: &str, expected: &str) -> String {
         let (source, text) = self.value(name).map(|v| (v.source, v.text)).unwrap_or_else(|| (self.variable(name), String::new()));
@@ -323,12 +339,6 @@ pub fn credentials(line: &mut CommandLine, access_key: Option<String>, secret_ke
         .variable(env_vars::S3CACHE_SESSION_TOKEN, session_token, true);
 }
 
-/// An endpoint as a URL: a bare `host[:port]` gets `https://` (as Harness's fork and minio do).
-pub fn endpoint_url(endpoint: &str) -> String {
-    let endpoint = endpoint.trim().trim_end_matches('/');
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") { endpoint.to_owned() } else { format!("https://{endpoint}") }
-}
-
 /// A store URL `s3://bucket/prefix` from a bucket and path parts (empty parts and stray slashes dropped).
 pub fn store_url(bucket: &str, parts: &[&str]) -> String {
     let prefix: Vec<&str> = parts.iter().flat_map(|p| p.split('/')).filter(|s| !s.is_empty() && *s != ".").collect();
@@ -384,6 +394,24 @@ mod tests {
         assert_eq!(settings.get("endpoint").as_deref(), Some("http://e"));
         assert_eq!(settings.flag("override", true).unwrap_err(), r#"PLUGIN_OVERRIDE must be true or false, not "yes please""#);
         assert_eq!(settings.get("secret_key"), None);
+    }
+
+    /// Endpoint settings need a scheme, unless the dialect adds one to a bare host as its plugin did;
+    /// the error names the variable the value came from.
+    #[test]
+    fn endpoints() {
+        let vars = env(&[("PLUGIN_SERVER", "minio:9000/"), ("PLUGIN_ENDPOINT", "http://e")]);
+        let settings = Settings::new(TABLE, Convention::Plugin, &vars);
+        assert_eq!(settings.endpoint("endpoint", Some("https")), Ok(Some("https://minio:9000".into())));
+        assert_eq!(
+            settings.endpoint("endpoint", None).unwrap_err(),
+            r#"PLUGIN_SERVER: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#
+        );
+        let vars = env(&[("S3_ENDPOINT", "HTTP://s3:9000")]);
+        assert_eq!(Settings::new(TABLE, Convention::Plugin, &vars).endpoint("endpoint", Some("https")), Ok(Some("HTTP://s3:9000".into())));
+        let vars = env(&[("S3_ENDPOINT", "ftp://s3")]);
+        assert!(Settings::new(TABLE, Convention::Plugin, &vars).endpoint("endpoint", Some("https")).unwrap_err().starts_with("S3_ENDPOINT: endpoint \"ftp://s3\": the scheme must be"));
+        assert_eq!(Settings::new(TABLE, Convention::Plugin, &env(&[])).endpoint("endpoint", None), Ok(None));
     }
 
     /// Vela's files come after its variables: parameters, then secrets.

@@ -127,6 +127,10 @@ pub enum EnvError {
     NoBucket,
     #[error(transparent)]
     Setting(#[from] parse::SettingError),
+    /// `SEMAPHORE_CACHE_S3_URL` without `http://` or `https://`: the real CLI handed it to the SDK
+    /// verbatim, where every request failed.
+    #[error("SEMAPHORE_CACHE_S3_URL: {0}")]
+    Endpoint(crate::s3::EndpointError),
 }
 
 /// The store settings a Semaphore job's environment implies, and the variables the credential chain
@@ -145,6 +149,7 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<(Settings, Vec<(
     let mut settings = Settings { store: Some(format!("s3://{bucket}/{project}")), ..Settings::default() };
     let mut overrides = Vec::new();
     if let Some(url) = var(vars::SEMAPHORE_CACHE_S3_URL) {
+        crate::s3::Endpoint::parse(&url).map_err(EnvError::Endpoint)?;
         settings.endpoint = Some(url);
         settings.path_style = true;
         settings.region = Some("auto".into());
@@ -295,6 +300,9 @@ enum Ending {
     Code(u8),
     /// An error: printed as `error: ...`; exit 0 unless `CACHE_FAIL_ON_ERROR=true`.
     Error(String),
+    /// An endpoint without a scheme, which no run could use: printed as `error: ...`, exit 2 whatever
+    /// `CACHE_FAIL_ON_ERROR` says, as everywhere else.
+    Config(String),
 }
 
 /// Runs `cache ARGS` (the arguments after the program name); everything goes to stdout.
@@ -321,6 +329,10 @@ pub fn main(args: &[String]) -> ExitCode {
             println!("error: {}", output::scrub(&output::escape(&why)));
             ExitCode::from(if fail_on_error(&|n| env(n)) { 1 } else { 0 })
         }
+        Ending::Config(why) => {
+            println!("error: {}", output::scrub(&output::escape(&why)));
+            ExitCode::from(super::cli::EXIT_CONFIG)
+        }
     }
 }
 
@@ -339,15 +351,21 @@ fn checksum(file: &str) -> Ending {
 }
 
 /// The engine for this job: the project's store in the Flat layout, with the job's trust.
-fn context(env: &EnvLookup) -> Result<CacheContext, String> {
-    let (settings, overrides) = settings(&|n| env(n)).map_err(|e| e.to_string())?;
+fn context(env: &EnvLookup) -> Result<CacheContext, Ending> {
+    let (settings, overrides) = settings(&|n| env(n)).map_err(|e| match e {
+        EnvError::Endpoint(_) => Ending::Config(e.to_string()),
+        _ => Ending::Error(e.to_string()),
+    })?;
     overrides.iter().filter(|(n, _)| n.contains("SECRET")).for_each(|(_, v)| output::register_secret(v));
     let base = env.clone();
     let lookup: EnvLookup = std::sync::Arc::new(move |name| match overrides.iter().find(|(n, _)| n == name) {
         Some((_, value)) => Some(value.clone()).filter(|v| !v.is_empty()),
         None => base(name),
     });
-    let mut context = config::resolve(&settings, lookup).map_err(|e| format!("{e:#}"))?;
+    let mut context = config::resolve(&settings, lookup).map_err(|e| match e.downcast_ref::<config::EndpointSettingError>() {
+        Some(_) => Ending::Config(format!("{e:#}")),
+        None => Ending::Error(format!("{e:#}")),
+    })?;
     context.layout = Layout::Flat;
     Ok(context)
 }
@@ -355,7 +373,7 @@ fn context(env: &EnvLookup) -> Result<CacheContext, String> {
 fn run(verb: Verb, env: &EnvLookup) -> Ending {
     let context = match context(env) {
         Ok(context) => context,
-        Err(why) => return Ending::Error(why),
+        Err(ending) => return ending,
     };
     let result = match verb {
         Verb::Store(Some((key, path))) => store(&context, &key, &path, env),
@@ -591,6 +609,9 @@ mod tests {
         assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "sftp")]), "cache backend 'sftp' is not available");
         assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3")]), "no SEMAPHORE_PROJECT_ID set");
         assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p")]), "no SEMAPHORE_CACHE_S3_BUCKET set");
+        let mut bare = base.to_vec();
+        bare.push(("SEMAPHORE_CACHE_S3_URL", "127.0.0.1:9000"));
+        assert!(settings_error(&bare).starts_with(r#"SEMAPHORE_CACHE_S3_URL: endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000"#));
         let mut bad = base.to_vec();
         bad.push(("SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE", "yes"));
         assert_eq!(settings_error(&bad), "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE must be true or false, not \"yes\"");

@@ -30,7 +30,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("timeout", &[own("timeout"), Var::Alias(S3_CACHE_TIMEOUT)], "10m", "The budget for the whole restore or rebuild (Go duration; days work too).", Migration::Same),
     setting("age", &[own("age"), Var::Alias(PARAMETER_FLUSH_AGE), Var::Alias(S3_CACHE_AGE)], "336h", "How long unused entries are kept by `flush` (Go duration; `14d` works too).", Migration::Differs("ages count from the last restore or save; days are accepted.")),
     setting("compression_level", &[own("compression_level"), Var::Alias(S3_CACHE_COMPRESSION_LEVEL)], "-1", "gzip level 1-9; -1 or 0 is the default.", Migration::Same),
-    setting("server", &[own("server"), Var::Alias(CACHE_S3_SERVER), Var::Alias(S3_CACHE_SERVER)], "AWS", "The S3 endpoint, `http://` or `https://`.", Migration::Differs("optional: without it, AWS.")),
+    setting("server", &[own("server"), Var::Alias(CACHE_S3_SERVER), Var::Alias(S3_CACHE_SERVER)], "AWS", "The S3 endpoint, `http://` or `https://` (a bare `host[:port]` is refused, as the plugin refused it).", Migration::Differs("optional: without it, AWS.")),
     setting("accelerated_endpoint", &[own("accelerated_endpoint"), Var::Alias(CACHE_S3_ACCELERATED_ENDPOINT), Var::Alias(S3_CACHE_ACCELERATED_ENDPOINT)], "", "Use S3 Transfer Acceleration.", Migration::Differs("any value turns on AWS's accelerate endpoint; the host itself is not used.")),
     setting("access_key", &[own("access_key"), Var::Alias(S3_CACHE_ACCESS_KEY), Var::Alias(CACHE_S3_ACCESS_KEY), Var::Alias(AWS_ACCESS_KEY_ID)], "", "Access key id.", Migration::Differs("optional: without it, the AWS credential chain.")),
     setting("secret_key", &[own("secret_key"), Var::Alias(S3_CACHE_SECRET_KEY), Var::Alias(CACHE_S3_SECRET_KEY), Var::Alias(AWS_SECRET_ACCESS_KEY)], "", "Secret key; never printed.", Migration::Differs("optional, as access_key.")),
@@ -71,12 +71,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
             [settings.get("prefix").unwrap_or_default(), org, repo].join("/")
         }
     };
-    if let Some(server) = settings.get("server") {
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(settings.invalid("server", "an http:// or https:// URL"));
-        }
-        line.global("--endpoint", Some(server));
-    }
+    line.global("--endpoint", settings.endpoint("server", None)?);
     let verbose = matches!(settings.get("log_level").as_deref(), Some("t" | "trace" | "d" | "debug"));
     line.global("--store", Some(store_url(&bucket, &[&namespace])))
         .global("--region", settings.get("region"))
@@ -132,6 +127,8 @@ mod tests {
         assert!(with(&[("PARAMETER_ACTION", "sweep")]).unwrap_err().contains(r#"PARAMETER_ACTION must be restore, rebuild or flush"#));
         assert!(with(&[("PARAMETER_ACTION", "flush"), ("PARAMETER_AGE", "soon")]).unwrap_err().starts_with("PARAMETER_AGE must be a duration"));
         assert!(with(&[("PARAMETER_ACTION", "rebuild")]).unwrap_err().contains("no mount provided"));
+        let bare = invocation(&env(&[&base[..4], &[("S3_CACHE_SERVER", "s3:9000"), ("PARAMETER_ACTION", "restore")]].concat())).unwrap_err();
+        assert!(bare.starts_with(r#"S3_CACHE_SERVER: endpoint "s3:9000" has no scheme: write http://s3:9000"#), "{bare}");
     }
 
     /// A secret from Vela's files, with the plugin's code's precedence: variables, then parameter

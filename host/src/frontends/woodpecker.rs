@@ -8,7 +8,7 @@
 //! (`CI_COMMIT_SOURCE_BRANCH`, else `CI_COMMIT_BRANCH`, else `CI_REPO_DEFAULT_BRANCH`) and `{{ arch }}`
 //! is `uname -m`'s (`x86_64`), as s3cache's own templates already have them.
 
-use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, credentials, endpoint_url, own, setting, store_url};
+use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, credentials, own, setting, store_url};
 use super::Invocation;
 use crate::env_vars::{self, ci};
 
@@ -23,7 +23,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("access_key_id", &[own("access_key_id")], "", "Access key id (else the AWS credential chain).", Migration::Same),
     setting("secret_access_key", &[own("secret_access_key")], "", "Secret key; never printed.", Migration::Same),
     setting("region", &[own("region")], "auto", "The region.", Migration::Differs("unset, it is `AWS_REGION`, else `us-east-1`; write `auto` for R2.")),
-    setting("url", &[own("url")], "AWS", "The S3 endpoint URL.", Migration::Same),
+    setting("url", &[own("url")], "AWS", "The S3 endpoint URL, `http://` or `https://`; a bare `host[:port]` is refused (the plugin documents a URL; its source was not read).", Migration::Same),
     setting("overwrite", &[own("overwrite")], "true", "Ignored.", Migration::Differs("a restore always replaces each cached path as a whole (it is never merged into what is there).")),
     setting("compress", &[own("compress")], "true", "`false` saves an uncompressed tar.", Migration::Differs("compressed entries are zstd, not gzip.")),
     setting("debug", &[own("debug")], "false", "Verbose diagnostics.", Migration::Same),
@@ -48,7 +48,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     let target = settings.get("target_path").or_else(|| var(env_vars::plugins::CI_REPO)).unwrap_or_default();
     let bucket = settings.get("bucket").ok_or_else(|| format!("{} is required: the bucket to keep caches in", settings.variable("bucket")))?;
     line.global("--store", Some(store_url(&bucket, &[&target])))
-        .global("--endpoint", settings.get("url").map(|u| endpoint_url(&u)))
+        .global("--endpoint", settings.endpoint("url", None)?)
         .global("--region", settings.get("region"))
         .global_switch("--verbose", settings.flag("debug", false)?);
     credentials(&mut line, settings.get("access_key_id"), settings.get("secret_access_key"), None);
@@ -106,5 +106,7 @@ mod tests {
         assert_eq!(inv.args.last().cloned(), Some(format!("fix-{}", std::env::consts::ARCH)));
         let err = invocation(&env(&[&base[..], &[("PLUGIN_ACTION", "sync")]].concat())).unwrap_err();
         assert_eq!(err, r#"PLUGIN_ACTION must be download, upload or clear, not "sync""#);
+        let err = invocation(&env(&[&base[..], &[("PLUGIN_ACTION", "download"), ("PLUGIN_URL", "s3:9000")]].concat())).unwrap_err();
+        assert!(err.starts_with(r#"PLUGIN_URL: endpoint "s3:9000" has no scheme"#), "{err}");
     }
 }

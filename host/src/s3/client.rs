@@ -247,7 +247,7 @@ impl S3Client {
                 builder = builder.header(name, value);
             }
         }
-        let transport = |e: ureq::Error| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string());
+        let transport = |e: ureq::Error| self.transport_error(request.operation, &e);
         let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
         let timeout = body_timeout.map(|t| self.deadline.map_or(t, |d| t.min(d.saturating_duration_since(Instant::now()))));
         let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
@@ -267,6 +267,16 @@ impl S3Client {
             return Err(err);
         }
         Ok(response)
+    }
+
+    /// A request that could not be sent or read: transient (retried), except a TLS handshake that met a
+    /// plain-HTTP server, which no retry mends and whose message says to use `http://`.
+    fn transport_error(&self, operation: &'static str, err: &ureq::Error) -> S3Error {
+        let message = super::connection::describe(err, &self.bucket.endpoint.authority);
+        if super::connection::answered_in_plain_http(err) {
+            return S3Error::new(S3ErrorKind::Other, operation, None, "PlainHttpServer", message);
+        }
+        S3Error::new(S3ErrorKind::Transient, operation, None, transport_code(err), message)
     }
 
     /// Adopts the server's clock after a skew error; true when the offset changed.
@@ -316,7 +326,7 @@ impl S3Client {
                 .with_config()
                 .limit(64 << 20)
                 .read_to_string()
-                .map_err(|e| S3Error::new(S3ErrorKind::Transient, request.operation, None, transport_code(&e), e.to_string()))?;
+                .map_err(|e| self.transport_error(request.operation, &e))?;
             match xml::parse_error(&text) {
                 Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
                 None => Ok(text),

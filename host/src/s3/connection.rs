@@ -10,6 +10,10 @@
 //! The transport otherwise does what ureq's TCP transport does: read and write timeouts from the
 //! call's [`NextTimeout`], reads interrupted by a signal retried, a pooled connection probed before
 //! reuse, and a handle that lets the agent shut the socket down.
+//!
+//! Failures are described here too: a TLS handshake that meets a server speaking plain HTTP is
+//! named as that ([`describe`]), since rustls's own words for it (a "corrupt message of type
+//! InvalidContentType") do not say that the endpoint's scheme is wrong.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,6 +35,27 @@ pub fn agent(config: ureq::config::Config) -> ureq::Agent {
 /// configuration or `HTTPS_PROXY`) first, then plain TCP, then TLS for `https`.
 fn connector() -> impl Connector {
     ().chain(ConnectProxyConnector::default()).chain(QuickAckConnector).chain(RustlsConnector::default())
+}
+
+/// Whether a request failed because its TLS handshake met a server that speaks plain HTTP: rustls
+/// reads the server's `HTTP/1.1 400` as a record of no known content type. ureq passes rustls's error
+/// on as its own or inside an I/O error, depending on where the handshake stopped.
+pub fn answered_in_plain_http(err: &Error) -> bool {
+    let tls = match err {
+        Error::Rustls(err) => Some(err),
+        Error::Io(err) => err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(tls, Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)))
+}
+
+/// A failed request to `authority` in words: ureq's, or for a TLS handshake that met a plain-HTTP
+/// server, that and what to write instead.
+pub fn describe(err: &Error, authority: &str) -> String {
+    if answered_in_plain_http(err) {
+        return format!("the server answered in plain HTTP: use http://{authority} instead of https://{authority} (the TLS handshake read: {err})");
+    }
+    err.to_string()
 }
 
 /// Opens the TCP connection unless an earlier connector (a proxy) already did.
@@ -236,6 +261,31 @@ mod tests {
         let err = agent(config).get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
         assert!(matches!(err, Error::Timeout(Timeout::RecvResponse)), "{err:?}");
         drop(listener);
+    }
+
+    /// An https request to a server that answers in plain HTTP (as s3s-fs, moto and MinIO do to a
+    /// TLS ClientHello) is named as that, with the URL to use; other failures keep ureq's words.
+    #[test]
+    fn a_plain_http_answer_to_tls_is_named() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 5];
+            socket.read_exact(&mut hello).unwrap();
+            socket.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            hello[0]
+        });
+        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build();
+        let err = agent(config).get(&format!("https://127.0.0.1:{port}/")).call().unwrap_err();
+        assert_eq!(server.join().unwrap(), 0x16, "a TLS handshake record was sent");
+        assert!(answered_in_plain_http(&err), "{err:?}");
+        let text = describe(&err, &format!("127.0.0.1:{port}"));
+        assert!(text.starts_with(&format!("the server answered in plain HTTP: use http://127.0.0.1:{port} instead of https://127.0.0.1:{port} (")), "{text}");
+        assert!(text.contains("InvalidContentType"), "{text}");
+        let refused = Error::Io(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert!(!answered_in_plain_http(&refused));
+        assert_eq!(describe(&refused, "x"), refused.to_string());
     }
 
     /// A closed port is a connection error, not a timeout.

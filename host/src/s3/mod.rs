@@ -16,4 +16,4 @@ pub mod xml;
 
 pub use client::{S3Client, S3Error, S3ErrorKind};
 pub use credentials::Credentials;
-pub use request::{Bucket, Endpoint, PublishOptions};
+pub use request::{Bucket, Endpoint, EndpointError, PublishOptions};

@@ -21,19 +21,49 @@ pub struct Endpoint {
     pub authority: String,
 }
 
+/// An endpoint URL that cannot be used, and how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// `host[:port]` with no scheme: nothing says whether the server speaks TLS, so nothing is guessed.
+    #[error("endpoint {url:?} has no scheme: write http://{url} for a plain-HTTP server or https://{url} for TLS")]
+    NoScheme {
+        /// The endpoint as given.
+        url: String,
+    },
+    /// A scheme other than `http` or `https` (`ftp://`, `s3://`).
+    #[error("endpoint {url:?}: the scheme must be http:// or https://")]
+    Scheme {
+        /// The endpoint as given.
+        url: String,
+    },
+    /// Not `scheme://host[:port]`: an empty host, a path, user info, or a malformed scheme.
+    #[error("endpoint {url:?}: expected http://host[:port] or https://host[:port], with no path or user")]
+    Malformed {
+        /// The endpoint as given.
+        url: String,
+    },
+}
+
 impl Endpoint {
-    /// Parses `https://host[:port]` (a trailing `/` is allowed). A missing scheme means https.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `https://host[:port]` or `http://host[:port]` (a trailing `/` is allowed). The scheme is
+    /// required: a bare `host:port` is an error rather than a guess, since a TLS guess at a plain-HTTP
+    /// server only fails later with a handshake error.
+    pub fn parse(url: &str) -> Result<Self, EndpointError> {
         let (scheme, rest) = match url.split_once("://") {
             Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("https".to_owned(), url),
+            // `http:host`, `https:/host`: a scheme was meant, but written wrong.
+            None if ["http:", "https:"].iter().any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s))) => {
+                return Err(EndpointError::Malformed { url: url.into() });
+            }
+            None if url.starts_with("//") => return Err(EndpointError::NoScheme { url: url.trim_start_matches('/').into() }),
+            None => return Err(EndpointError::NoScheme { url: url.into() }),
         };
         if scheme != "http" && scheme != "https" {
-            return Err(format!("endpoint {url:?}: the scheme must be http or https"));
+            return Err(EndpointError::Scheme { url: url.into() });
         }
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') || authority.contains('@') {
-            return Err(format!("endpoint {url:?}: expected scheme://host[:port] with no path or user"));
+            return Err(EndpointError::Malformed { url: url.into() });
         }
         let default_port = if scheme == "https" { ":443" } else { ":80" };
         let authority = authority.strip_suffix(default_port).unwrap_or(authority).to_ascii_lowercase();
@@ -248,7 +278,7 @@ mod tests {
         Bucket { endpoint: Endpoint::parse(endpoint).unwrap(), name: "my-bucket".into(), region: "us-east-1".into(), path_style }
     }
 
-    /// Endpoints parse with or without scheme and default port; IPs and localhost need path style.
+    /// Endpoints parse with or without the default port; IPs and localhost need path style.
     #[test]
     fn parses_endpoints() {
         let e = Endpoint::parse("http://127.0.0.1:9000/").unwrap();
@@ -259,9 +289,25 @@ mod tests {
         let e = Endpoint::parse("https://s3.example.com:443").unwrap();
         assert_eq!(e.authority, "s3.example.com");
         assert!(!e.needs_path_style());
-        assert_eq!(Endpoint::parse("minio.local:9000").unwrap().scheme, "https");
-        assert!(Endpoint::parse("ftp://x").is_err());
-        assert!(Endpoint::parse("http://x/path").is_err());
+        assert_eq!(Endpoint::parse("HTTP://Minio.local:9000").unwrap(), Endpoint { scheme: "http".into(), authority: "minio.local:9000".into() });
+    }
+
+    /// An endpoint without a scheme is refused, never guessed, and the message says what to write;
+    /// other schemes, paths, user info and half-written schemes are refused too.
+    #[test]
+    fn refuses_endpoints_without_a_scheme() {
+        let err = Endpoint::parse("127.0.0.1:9000").unwrap_err();
+        assert_eq!(err.to_string(), r#"endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000 for a plain-HTTP server or https://127.0.0.1:9000 for TLS"#);
+        for bare in ["minio.local:9000", "localhost:9000", "minio", "s3.eu-west-1.amazonaws.com", "[::1]:9000"] {
+            assert_eq!(Endpoint::parse(bare), Err(EndpointError::NoScheme { url: bare.into() }), "{bare}");
+        }
+        assert_eq!(Endpoint::parse("//minio:9000"), Err(EndpointError::NoScheme { url: "minio:9000".into() }));
+        for other in ["ftp://x", "s3://bucket", "tcp://127.0.0.1:9000"] {
+            assert_eq!(Endpoint::parse(other), Err(EndpointError::Scheme { url: other.into() }), "{other}");
+        }
+        for malformed in ["http://x/path", "http://user@x", "http://", "https:/x", "http:x:9000", "HTTPS:x"] {
+            assert_eq!(Endpoint::parse(malformed), Err(EndpointError::Malformed { url: malformed.into() }), "{malformed}");
+        }
     }
 
     /// AWS's dual-stack and accelerate endpoints; a public URL has no bucket segment.

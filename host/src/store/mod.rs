@@ -111,7 +111,8 @@ pub const MAX_OBJECT_KEY_BYTES: usize = 1024;
 /// How to reach an `s3://` store; ignored by `file://` stores.
 #[derive(Debug, Clone, Default)]
 pub struct S3Options {
-    /// `--endpoint`, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`; AWS itself when unset.
+    /// `--endpoint`, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`: `http://host[:port]` or
+    /// `https://host[:port]` (without a scheme, opening the store fails); AWS itself when unset.
     pub endpoint: Option<String>,
     /// `--region`, `AWS_REGION` or `AWS_DEFAULT_REGION`; `us-east-1` when unset.
     pub region: Option<String>,
@@ -162,7 +163,7 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         // A public URL: plain unsigned GET/HEAD under a base path, for read-only consumers.
         let (scheme, rest) = url.split_once("://").expect("checked");
         let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e))?;
+        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e.to_string()))?;
         let bucket = Bucket { endpoint, name: String::new(), region, path_style: true };
         return Ok(Box::new(S3Store::new(bucket, prefix, None, &options)));
     }
@@ -174,7 +175,7 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         return Err(StoreUrlError::Invalid(url.into(), "the bucket name is empty".into()));
     }
     let endpoint = match &options.endpoint {
-        Some(endpoint) => Endpoint::parse(endpoint).map_err(|e| StoreUrlError::Invalid(url.into(), e))?,
+        Some(endpoint) => Endpoint::parse(endpoint).map_err(|e| StoreUrlError::Invalid(url.into(), e.to_string()))?,
         None if options.accelerate => Endpoint::accelerate(options.dualstack),
         None => Endpoint::aws(&region, options.dualstack),
     };
@@ -212,5 +213,16 @@ mod tests {
         assert!(public.read_only().is_some());
         let anonymous = open("s3://b", S3Options { anonymous: true, ..S3Options::default() }).unwrap();
         assert!(anonymous.read_only().is_some());
+    }
+
+    /// An endpoint without a scheme makes opening an `s3://` store fail with the reason; `file://`
+    /// stores do not use the endpoint.
+    #[test]
+    fn refuses_an_endpoint_without_a_scheme() {
+        let bare = || S3Options { endpoint: Some("127.0.0.1:9000".into()), ..options() };
+        let err = open("s3://b", bare()).unwrap_err();
+        assert!(matches!(&err, StoreUrlError::Invalid(url, why) if url == "s3://b" && why.contains("has no scheme: write http://127.0.0.1:9000")), "{err}");
+        assert!(open("file:///tmp/x", bare()).is_ok());
+        assert!(open("s3://b", S3Options { endpoint: Some("http://127.0.0.1:9000".into()), ..options() }).is_ok());
     }
 }

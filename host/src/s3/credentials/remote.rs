@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{ChainInputs, CredentialError, Credentials, Resolved};
 use crate::env_vars;
+use crate::s3::connection::describe;
 use crate::s3::request::{Endpoint, Request};
 use crate::s3::signing::{Payload, sign_for_service};
 
@@ -58,8 +59,9 @@ struct StsCredentials {
 }
 
 fn sts_endpoint(inputs: &ChainInputs<'_>, region: &str) -> Result<Endpoint, String> {
-    match inputs.var(env_vars::AWS_ENDPOINT_URL_STS).or_else(|| inputs.var(env_vars::AWS_ENDPOINT_URL)) {
-        Some(url) => Endpoint::parse(&url),
+    let named = |name: &'static str| inputs.var(name).map(|url| (name, url));
+    match named(env_vars::AWS_ENDPOINT_URL_STS).or_else(|| named(env_vars::AWS_ENDPOINT_URL)) {
+        Some((name, url)) => Endpoint::parse(&url).map_err(|e| format!("{name}: {e}")),
         None => Ok(Endpoint { scheme: "https".into(), authority: format!("sts.{region}.amazonaws.com") }),
     }
 }
@@ -82,7 +84,7 @@ fn call_sts(inputs: &ChainInputs<'_>, region: &str, body: &str, signer: Option<&
         }
     }
     let request = builder.body(body.as_bytes()).map_err(|e| e.to_string())?;
-    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| format!("STS at {url}: {e}"))?;
+    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| format!("STS at {url}: {}", describe(&e, &endpoint.authority)))?;
     let status = response.status();
     let text = response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| e.to_string())?;
     if !status.is_success() {
@@ -185,7 +187,8 @@ pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Cr
         request = request.header("authorization", token);
     }
     let request = request.body(()).map_err(|e| CredentialError::new(source, e.to_string()))?;
-    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| CredentialError::new(source, format!("{uri}: {e}")))?;
+    let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| CredentialError::new(source, format!("{uri}: {}", describe(&e, &authority))))?;
     if !response.status().is_success() {
         return Err(CredentialError::new(source, format!("{uri} answered {}", response.status())));
     }
