@@ -315,13 +315,14 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         Err(ArgError::Invalid(why)) => Ending::Error(why),
     };
-    match ending {
-        Ending::Code(code) => ExitCode::from(code),
+    let code = match ending {
+        Ending::Code(code) => code,
         Ending::Error(why) => {
             println!("error: {}", output::scrub(&output::escape(&why)));
-            ExitCode::from(if fail_on_error(&|n| env(n)) { 1 } else { 0 })
+            if fail_on_error(&|n| env(n)) { 1 } else { 0 }
         }
-    }
+    };
+    ExitCode::from(super::interrupt::finish(code))
 }
 
 /// `checksum FILE`: the MD5 of the file, hex, as toolbox's `checksum` prints it.
@@ -349,6 +350,7 @@ fn context(env: &EnvLookup) -> Result<CacheContext, String> {
     });
     let mut context = config::resolve(&settings, lookup).map_err(|e| format!("{e:#}"))?;
     context.layout = Layout::Flat;
+    context.cancel = super::interrupt::install(super::interrupt::INTERRUPTED);
     Ok(context)
 }
 
@@ -418,6 +420,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
             Ok(Ending::Code(0))
         }
         SaveOutcome::Failed { reason, .. } => Err(reason),
+        SaveOutcome::Interrupted { .. } => Err(super::interrupt::SAVE_INTERRUPTED.into()),
     }
 }
 
@@ -457,6 +460,7 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
             Ok(false)
         }
         RestoreOutcome::Miss { reason, .. } => Err(reason),
+        RestoreOutcome::Interrupted { .. } => Err(super::interrupt::RESTORE_INTERRUPTED.into()),
     }
 }
 
