@@ -107,6 +107,23 @@ fn interrupted_s3_save_aborts_its_upload() {
     }
 }
 
+/// A second signal exits at once, with its own code: SIGTERM right after SIGINT, while the clean-up
+/// of the first waits for a server that does not answer, ends the process with 143.
+#[test]
+fn second_signal_exits_at_once() {
+    let server = S3Server::start(ServerKind::Moto);
+    let proxy = FaultProxy::start(server.port);
+    proxy.add(Rule::new("PUT", "partNumber=", Fault::Delay(STUCK), usize::MAX));
+    proxy.add(Rule::new("DELETE", "uploadId=", Fault::Delay(STUCK), usize::MAX));
+    let machine = uploader(&server, &proxy, "ci");
+    let child = machine.spawn(&["save", "--key", "k", "--path", "out", "--format", "tar"]);
+    wait_until("the first part is on its way", || proxy.count("PUT", "partNumber=") >= 1);
+    let sent = signal(&child, "INT");
+    wait_until("the interrupt's abort is on its way", || proxy.count("DELETE", "uploadId=") == 1);
+    signal(&child, "TERM");
+    assert_interrupted(ended(child, sent), 143, "interrupted: nothing saved");
+}
+
 /// SIGINT and SIGTERM while a save writes to a `file://` store: its temporary file is removed, the
 /// store directory is empty, and the process says so and exits 130 or 143 within 5 s.
 #[test]

@@ -88,18 +88,24 @@ fn received(signal: i32) {
     if state.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         exit(signal);
     }
-    *state.signalled_at.lock().expect("clock lock") = Some(Instant::now());
+    let signalled = Instant::now();
+    *state.signalled_at.lock().expect("clock lock") = Some(signalled);
     let cancel = state.cancel.clone();
     std::thread::spawn(move || cancel.cancel());
-    let signalled = Instant::now();
     std::thread::spawn(move || {
-        let left = || CLEANUP_BUDGET.saturating_sub(signalled.elapsed());
-        if state.cancel.wait_timeout(left()) {
-            state.cancel.wait_for_cleanup(left());
-        }
-        std::thread::sleep(UNWIND_GRACE.min(left()));
+        await_cleanup(state, signalled);
+        std::thread::sleep(UNWIND_GRACE.min(CLEANUP_BUDGET.saturating_sub(signalled.elapsed())));
         exit(signal);
     });
+}
+
+/// Waits until the clean-up hooks have run, or [`CLEANUP_BUDGET`] after `signalled`.
+fn await_cleanup(state: &Interrupts, signalled: Instant) {
+    let left = || CLEANUP_BUDGET.saturating_sub(signalled.elapsed());
+    // The signal thread may not have started cancelling yet.
+    if state.cancel.wait_timeout(left()) {
+        state.cancel.wait_for_cleanup(left());
+    }
 }
 
 /// Prints the line (once) and exits 128 + `signal`.
@@ -122,12 +128,8 @@ pub fn finish(code: u8) -> u8 {
     if signal == 0 {
         return code;
     }
-    let started = state.signalled_at.lock().expect("clock lock").unwrap_or_else(Instant::now);
-    let left = || CLEANUP_BUDGET.saturating_sub(started.elapsed());
-    // The signal thread may not have started cancelling yet.
-    if state.cancel.wait_timeout(left()) {
-        state.cancel.wait_for_cleanup(left());
-    }
+    let signalled = state.signalled_at.lock().expect("clock lock").unwrap_or_else(Instant::now);
+    await_cleanup(state, signalled);
     exit(signal)
 }
 
