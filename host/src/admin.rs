@@ -4,6 +4,13 @@
 //! show or confirm the selection, then [`CacheContext::remove`] deletes exactly those entries and
 //! their markers. Only objects with our own names ([`crate::layout::classify`]) are ever selected:
 //! a bucket shared with other data keeps it.
+//!
+//! Writers that could not clean up (SIGKILL, a lost runner) leave [`Leftover`]s: incomplete multipart
+//! uploads, billed until aborted, and a `file://` store's temporary files. `usage` reports them, and
+//! `prune`, `flush` and `clear` remove those older than the leftover age
+//! ([`DEFAULT_LEFTOVER_AGE`]): younger ones may be writes in progress. An upload belongs to this store
+//! when its name is one of ours by the same [`crate::layout::Layout::classify`] as entries, so a
+//! bucket-root store leaves a nested store's uploads alone.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -11,7 +18,13 @@ use std::time::{Duration, SystemTime};
 use crate::cache::CacheContext;
 use crate::catalog;
 pub use crate::catalog::Entry;
-use crate::store::StoreError;
+use crate::layout::StoreObject;
+pub use crate::store::{Leftover, LeftoverKind};
+use crate::store::{LeftoverListing, StoreError};
+
+/// How old an incomplete upload or temporary file must be before `prune`, `flush` and `clear` remove
+/// it (by default; the setting is `--leftover-age`). A day is far longer than any save takes.
+pub const DEFAULT_LEFTOVER_AGE: Duration = Duration::from_secs(86_400);
 
 /// Which scopes an admin operation covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,6 +68,25 @@ pub struct Usage {
     pub scopes: BTreeMap<String, Tally>,
     /// The whole store.
     pub total: Tally,
+    /// The store's incomplete uploads and temporary files, whatever their age.
+    pub leftovers: Leftovers,
+}
+
+/// A store's leftovers, or why they could not be listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Those found that belong to this store.
+    pub found: Vec<Leftover>,
+    /// Why the store could not list (some of) them: the server cannot list incomplete uploads, or
+    /// the listing failed. `None` when the listing is complete.
+    pub unlisted: Option<String>,
+}
+
+impl Leftovers {
+    /// The bytes they hold, as far as the store says.
+    pub fn bytes(&self) -> u64 {
+        self.found.iter().filter_map(|l| l.bytes).sum()
+    }
 }
 
 /// What a removal did.
@@ -64,6 +96,12 @@ pub struct Removal {
     pub deleted: Vec<Entry>,
     /// Entries that could not be deleted, with the store's reason.
     pub failed: Vec<(Entry, String)>,
+    /// Leftovers removed (incomplete uploads aborted, temporary files deleted).
+    pub leftovers_removed: Vec<Leftover>,
+    /// Leftovers that could not be removed, with the store's reason.
+    pub leftovers_failed: Vec<(Leftover, String)>,
+    /// Why leftovers could not be listed, if they could not.
+    pub leftovers_unlisted: Option<String>,
 }
 
 impl CacheContext {
@@ -86,14 +124,57 @@ impl CacheContext {
         Ok(entries)
     }
 
-    /// Entries and bytes per scope and in total, over the whole store.
+    /// Entries and bytes per scope and in total, over the whole store, and its leftovers.
     pub fn usage(&self) -> Result<Usage, StoreError> {
         let mut usage = Usage::default();
         for entry in self.list_entries(&ScopeSelection::All, "")? {
             usage.scopes.entry(entry.name.scope.clone()).or_default().add(&entry);
             usage.total.add(&entry);
         }
+        usage.leftovers = self.leftovers(&ScopeSelection::All);
         Ok(usage)
+    }
+
+    /// The leftovers in `selection` that belong to this store: uploads of names that are ours (in
+    /// the selected scopes), and, for the whole store, its temporary files. A listing that fails is
+    /// reported in [`Leftovers::unlisted`], not as an error: leftovers never stop an admin verb.
+    pub fn leftovers(&self, selection: &ScopeSelection) -> Leftovers {
+        let listed = match self.store.leftovers() {
+            Ok(LeftoverListing::Listed(listed)) => listed,
+            Ok(LeftoverListing::Unlisted(why)) => return Leftovers { found: Vec::new(), unlisted: Some(why) },
+            Err(err) => return Leftovers { found: Vec::new(), unlisted: Some(crate::output::scrub(&format!("listing them failed: {err}"))) },
+        };
+        let scope = match selection {
+            _ if !self.layout.scoped() => None,
+            ScopeSelection::Own => Some(self.scopes.write.as_str()),
+            ScopeSelection::Named(scope) => Some(scope.as_str()),
+            ScopeSelection::All => None,
+        };
+        let belongs = |leftover: &Leftover| match leftover.name.as_deref().map(|name| self.layout.classify(name)) {
+            None => scope.is_none(),
+            Some(StoreObject::Entry(name) | StoreObject::Marker(name)) => scope.is_none_or(|scope| name.scope == scope),
+            Some(StoreObject::Foreign) => false,
+        };
+        Leftovers { found: listed.into_iter().filter(belongs).collect(), unlisted: None }
+    }
+
+    /// Removes the leftovers in `selection` that are older than `older_than` at `now`, and records
+    /// what it did in `removal`; goes on past failures.
+    pub fn remove_leftovers(&self, selection: &ScopeSelection, older_than: Duration, now: SystemTime, removal: &mut Removal) {
+        let leftovers = self.leftovers(selection);
+        removal.leftovers_unlisted = leftovers.unlisted;
+        for leftover in leftovers.found {
+            if !now.duration_since(leftover.started).is_ok_and(|age| age >= older_than) {
+                continue;
+            }
+            match self.store.remove_leftover(&leftover) {
+                Ok(()) => removal.leftovers_removed.push(leftover),
+                Err(err) => {
+                    let reason = crate::output::scrub(&err.to_string());
+                    removal.leftovers_failed.push((leftover, reason));
+                }
+            }
+        }
     }
 
     /// The newest entry with exactly `key`, searched in the scopes a restore would read (or only in

@@ -9,6 +9,11 @@
 //! a restore passes over candidates of another version and says which it passed over and why. A
 //! restore that uses an entry whose last use is older than [`crate::layout::TOUCH_INTERVAL`] refreshes
 //! its last-used marker with one small PUT beside the download, for least-recently-used eviction.
+//!
+//! A save or restore stops when its context's [`Cancel`] token is cancelled: reads and writes of
+//! archive data fail from then on, and the upload (aborted) and the staging directories (removed)
+//! are cleaned up by hooks on the token at once, whatever the operation's thread is waiting for. The
+//! outcome is then `Interrupted`: nothing saved, the target as it was.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::Digest;
 
 use crate::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
+use crate::cancel::{Cancel, CancelReader, CancelWriter};
 use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
 pub use crate::paths::PathError;
@@ -61,6 +67,9 @@ pub struct CacheContext {
     pub touch_interval: Duration,
     /// How entries are named ([`Layout::Scoped`] but for the Semaphore dialect).
     pub layout: Layout,
+    /// Cancelling it stops the save or restore in progress ([`SaveOutcome::Interrupted`],
+    /// [`RestoreOutcome::Interrupted`]); the CLI cancels it on SIGINT and SIGTERM. Never cancelled by default.
+    pub cancel: Cancel,
 }
 
 impl CacheContext {
@@ -79,6 +88,7 @@ impl CacheContext {
             scopes: ScopePlan::single(crate::scope::LOCAL_SCOPE),
             touch_interval: crate::layout::TOUCH_INTERVAL,
             layout: Layout::Scoped,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -212,6 +222,12 @@ pub enum SaveOutcome {
         key: Option<String>,
         /// What went wrong.
         reason: String,
+    },
+    /// The context's [`Cancel`] token was cancelled: nothing was written (the upload was aborted,
+    /// a temporary file removed).
+    Interrupted {
+        /// The rendered key, when rendering got that far.
+        key: Option<String>,
     },
 }
 
@@ -366,6 +382,12 @@ pub enum RestoreOutcome {
         /// True when an entry existed (or might have) but could not be restored, as opposed to
         /// there being none.
         failed: bool,
+    },
+    /// The context's [`Cancel`] token was cancelled: nothing was restored, the target is as it was
+    /// and the staging directories are gone.
+    Interrupted {
+        /// The rendered primary key, when rendering got that far.
+        primary_key: Option<String>,
     },
 }
 
@@ -535,6 +557,16 @@ impl CacheContext {
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
     pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+        if self.cancel.is_cancelled() {
+            return Ok(SaveOutcome::Interrupted { key: None });
+        }
+        Ok(match self.save_until_cancelled(request)? {
+            SaveOutcome::Failed { key, .. } | SaveOutcome::Skipped { key, .. } if self.cancel.is_cancelled() => SaveOutcome::Interrupted { key },
+            outcome => outcome,
+        })
+    }
+
+    fn save_until_cancelled(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
         let started = Instant::now();
         let level = compression_level(request.format, request.compression_level)?;
         if let Some(reason) = self.store.read_only() {
@@ -583,6 +615,9 @@ impl CacheContext {
             Ok(upload) => upload,
             Err(err) => return failed(describe_store_error(&err)),
         };
+        // An interrupt aborts the upload at once, even while this thread waits for a part to go out.
+        let _abort_on_cancel = upload.abort_handle().map(|abort| self.cancel.on_cancel(abort));
+        let upload: Box<dyn Upload> = Box::new(CancelWriter { inner: upload, cancel: self.cancel.clone() });
         let total: u64 = members.iter().map(|m| m.size).sum();
         self.sandbox.expect_heavy_work(total);
         let bar = progress::bytes_bar("saving", Some(total));
@@ -618,6 +653,9 @@ impl CacheContext {
         if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }
+        if let Err(err) = self.cancel.check() {
+            return failed(err.to_string()); // dropping the sink aborts the upload
+        }
         match Box::new(sealing).finish() {
             Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
@@ -627,6 +665,16 @@ impl CacheContext {
 
     /// Restores the newest entry matching the key or a restore key into `request.paths`.
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+        if self.cancel.is_cancelled() {
+            return Ok(RestoreOutcome::Interrupted { primary_key: None });
+        }
+        Ok(match self.restore_until_cancelled(request)? {
+            RestoreOutcome::Miss { primary_key, .. } if self.cancel.is_cancelled() => RestoreOutcome::Interrupted { primary_key },
+            outcome => outcome,
+        })
+    }
+
+    fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
@@ -728,9 +776,12 @@ impl CacheContext {
             Ok(staging) => staging,
             Err(err) => return Ok(Err(format!("could not create a staging directory: {err}"))),
         };
+        // An interrupt removes the staging directories at once, even while this thread waits for data.
+        let discard_on_cancel = self.cancel.on_cancel(staging.discard_handle());
         let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(bytes));
+        let source = Box::new(CancelReader { inner: source, cancel: self.cancel.clone() });
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
         let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), naming);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -751,6 +802,11 @@ impl CacheContext {
             return Ok(Err(err.to_string()));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
+        // From here the move into place runs to its end: no interrupt may remove what it moves.
+        drop(discard_on_cancel);
+        if let Err(err) = self.cancel.check() {
+            return Ok(Err(err.to_string()));
+        }
         if let Err(err) = staging.commit(roots) {
             return Ok(Err(format!("it could not be moved into place: {err}")));
         }

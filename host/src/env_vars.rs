@@ -43,6 +43,9 @@ pub const S3CACHE_GUEST_TIMEOUT_MS: &str = "S3CACHE_GUEST_TIMEOUT_MS";
 /// How stale an entry's last use must be before a restore refreshes its last-used marker (default
 /// `12h`; `0s` refreshes on every hit). The precision of `flush` and `prune`.
 pub const S3CACHE_TOUCH_INTERVAL: &str = "S3CACHE_TOUCH_INTERVAL";
+/// How old an incomplete upload or temporary file must be before `prune`, `flush` and `clear` remove
+/// it (default `1d`): younger ones may belong to a save in progress.
+pub const S3CACHE_LEFTOVER_AGE: &str = "S3CACHE_LEFTOVER_AGE";
 
 /// `true`: print only warnings and errors, no notices and no progress bar (`--quiet`).
 pub const S3CACHE_QUIET: &str = "S3CACHE_QUIET";

@@ -38,6 +38,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cancel;
 pub mod config;
 pub mod layout;
 pub mod sandbox;
@@ -77,6 +78,7 @@ pub mod summary;
 #[doc(hidden)]
 pub mod trailer;
 
+pub use cancel::Cancel;
 pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};

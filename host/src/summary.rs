@@ -70,6 +70,7 @@ impl Summary {
             SaveOutcome::NothingToSave { key } => Summary { outcome: "nothing-to-save", key: Some(key.clone()), ..base },
             SaveOutcome::Skipped { key, reason } => Summary { outcome: "skipped", key: key.clone(), reason: scrub(reason), ..base },
             SaveOutcome::Failed { key, reason } => Summary { outcome: "failed", key: key.clone(), reason: scrub(reason), ..base },
+            SaveOutcome::Interrupted { key } => Summary { outcome: "interrupted", key: key.clone(), reason: scrub("interrupted"), ..base },
         }
     }
 
@@ -98,6 +99,9 @@ impl Summary {
                 reason: Some(crate::output::scrub(reason)),
                 ..base
             },
+            RestoreOutcome::Interrupted { primary_key } => {
+                Summary { outcome: "interrupted", cache_hit: Some(false), key: primary_key.clone(), reason: Some("interrupted".into()), ..base }
+            }
         }
     }
 

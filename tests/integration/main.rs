@@ -8,6 +8,7 @@ mod faults;
 mod foreign_hosts;
 mod formats;
 mod hostile;
+mod interrupts;
 mod library;
 mod roundtrip;
 mod sandbox;

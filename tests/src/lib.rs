@@ -149,6 +149,17 @@ impl Sandbox {
         Run::from(command.output().expect("run s3cache"))
     }
 
+    /// Starts `s3cache ARGS` in the workspace and returns at once, stdout and stderr piped, for a
+    /// test that signals or kills it while it works.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut command = Command::new(binary());
+        command.args(args).current_dir(self.workspace()).env_clear().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        for (name, value) in self.machine_env() {
+            command.env(name, value);
+        }
+        command.spawn().expect("start s3cache")
+    }
+
     /// Runs `s3cache ARGS` in the workspace.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_in(&self.workspace(), args)

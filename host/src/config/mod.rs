@@ -71,6 +71,10 @@ pub struct Settings {
     /// precision of flush and prune; 0s refreshes on every hit).
     #[arg(long, global = true, env = env_vars::S3CACHE_TOUCH_INTERVAL, value_parser = parse::flags::duration, default_value = "12h", value_name = "DURATION")]
     pub touch_interval: Duration,
+    /// prune, flush and clear remove incomplete uploads and temporary files (of writes that were
+    /// killed) older than this; younger ones may be saves in progress.
+    #[arg(long, global = true, env = env_vars::S3CACHE_LEFTOVER_AGE, value_parser = parse::flags::duration, default_value = "1d", value_name = "DURATION")]
+    pub leftover_age: Duration,
 }
 
 /// Branch isolation.
@@ -361,6 +365,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
         layout: crate::layout::Layout::Scoped,
+        cancel: crate::Cancel::default(),
         scopes,
         unpack_limits,
         store: Arc::from(store),
@@ -406,6 +411,7 @@ mod tests {
         assert_eq!(settings.transfer.max_attempts, 3);
         assert_eq!(settings.limits.guest_memory_mb, 1024);
         assert!(!settings.anonymous && !settings.scope.allow_untrusted_save);
+        assert_eq!(settings.leftover_age, crate::admin::DEFAULT_LEFTOVER_AGE);
     }
 
     /// The endpoint comes from `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; one

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use super::{Invocation, github, render};
+use super::{Invocation, github, interrupt, render};
 use crate::admin::ScopeSelection;
 use crate::cache::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use crate::config::{self, Settings, parse};
@@ -288,13 +288,15 @@ pub fn main() -> ExitCode {
             }
         }
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
-            ExitCode::from(EXIT_CONFIG)
+            EXIT_CONFIG
         }
-    }
+    };
+    // After SIGINT or SIGTERM: the clean-up's end, one line, exit 130 or 143.
+    ExitCode::from(interrupt::finish(code))
 }
 
 impl Cli {
@@ -445,11 +447,16 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[super::LegacyObject]) -> Result<(u8, 
         Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
         _ => {}
     }
-    let context = config::resolve(&cli.settings, env)?;
+    let mut context = config::resolve(&cli.settings, env)?;
     // A key given to `has` or `delete` follows the rules of saved keys, before any request.
     if let Command::Has(KeyedArgs { key, .. }) | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command {
         context.check_key(key)?;
     }
+    context.cancel = interrupt::install(match cli.command {
+        Command::Save(_) => interrupt::SAVE_INTERRUPTED,
+        Command::Restore(_) => interrupt::RESTORE_INTERRUPTED,
+        _ => interrupt::INTERRUPTED,
+    });
     let store = context.store.location();
     let summary_path = cli.summary_json.as_ref();
     let settings = &cli.settings;
@@ -504,7 +511,10 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
             output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
             return if fail_on_error { EXIT_FAILED } else { 0 };
         }
+        // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
+        SaveOutcome::Interrupted { .. } => return 0,
     }
+    interrupt::completed_anyway();
     0
 }
 
@@ -513,6 +523,7 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
 fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_error: bool) -> u8 {
     match outcome {
         RestoreOutcome::Hit(hit) => {
+            interrupt::completed_anyway();
             let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
             if hit.restored {
                 output::notice(&format!(
@@ -535,6 +546,8 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
             }
             if fail_on_cache_miss || (*failed && fail_on_error) { EXIT_FAILED } else { 0 }
         }
+        // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
+        RestoreOutcome::Interrupted { .. } => 0,
     }
 }
 
@@ -547,7 +560,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             0
         }),
         Command::Usage(args) => context.usage().map(|usage| {
-            render::usage(&usage, args.json);
+            render::usage(&usage, settings.leftover_age, args.json);
             0
         }),
         Command::Has(args) => context.find_entry(&args.key, settings.scope.scope.as_deref()).map(|entry| {
@@ -566,13 +579,14 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             }
             finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json)
         }),
-        Command::Clear(args) => clear(context, &args.scopes.selection(settings), args.yes, args.output.json),
+        Command::Clear(args) => clear(context, settings, &args.scopes.selection(settings), args.yes, args.output.json),
         Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
             let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
-            finish_removal("flush", context.remove(stale), extra, args.output.json)
+            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(stale));
+            finish_removal("flush", removal, extra, args.output.json)
         }),
         Command::Prune(args) => context.eviction_candidates(args.max_size).map(|(evict, before)| {
-            let removal = context.remove(evict);
+            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(evict));
             let after = before.bytes - removal.deleted.iter().map(|e| e.size()).sum::<u64>();
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json)
@@ -587,13 +601,19 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
     })
 }
 
+/// `removal` and the leftovers in `selection` older than the leftover age, removed after the entries.
+fn with_leftovers_removed(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, mut removal: crate::admin::Removal) -> crate::admin::Removal {
+    context.remove_leftovers(selection, settings.leftover_age, SystemTime::now(), &mut removal);
+    removal
+}
+
 fn finish_removal(verb: &str, removal: crate::admin::Removal, extra: serde_json::Value, as_json: bool) -> u8 {
     render::removal(verb, &removal, extra, as_json);
-    if removal.failed.is_empty() { 0 } else { EXIT_STORE }
+    if removal.failed.is_empty() && removal.leftovers_failed.is_empty() { 0 } else { EXIT_STORE }
 }
 
 /// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
-fn clear(context: &CacheContext, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
+fn clear(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
     let entries = context.list_entries(selection, "")?;
     let what = match selection {
         ScopeSelection::Own => format!("scope {}", context.scopes.write),
@@ -615,7 +635,8 @@ fn clear(context: &CacheContext, selection: &ScopeSelection, yes: bool, as_json:
             return Ok(EXIT_FAILED);
         }
     }
-    Ok(finish_removal("clear", context.remove(entries), serde_json::json!({ "scope": what }), as_json))
+    let removal = with_leftovers_removed(context, settings, selection, context.remove(entries));
+    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": what }), as_json))
 }
 
 #[cfg(test)]

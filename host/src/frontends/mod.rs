@@ -10,6 +10,7 @@ pub mod drone_cache;
 pub mod drone_s3_cache;
 pub mod github;
 pub mod gotemplate;
+pub mod interrupt;
 pub mod legacy;
 pub mod manual;
 pub mod plugin;

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::admin::{Removal, Tally, Usage};
+use crate::admin::{Leftover, Leftovers, Removal, Tally, Usage};
 use crate::catalog::Entry;
 
 /// An entry as `--json` shows it.
@@ -36,6 +36,38 @@ impl From<&Entry> for EntryJson {
         }
     }
 }
+
+/// A leftover as `--json` shows it.
+#[derive(Debug, Serialize)]
+pub struct LeftoverJson {
+    /// `upload` or `temp-file`.
+    pub kind: crate::admin::LeftoverKind,
+    /// The object it was to become, under the store prefix; absent for a temporary file.
+    pub object: Option<String>,
+    /// The upload id, or the temporary file's name.
+    pub id: String,
+    /// The bytes it holds, when the store says.
+    pub bytes: Option<u64>,
+    pub started_at: String,
+}
+
+impl From<&Leftover> for LeftoverJson {
+    fn from(leftover: &Leftover) -> Self {
+        LeftoverJson { kind: leftover.kind, object: leftover.name.clone(), id: leftover.id.clone(), bytes: leftover.bytes, started_at: time(leftover.started) }
+    }
+}
+
+fn leftover_rows(leftovers: &[Leftover]) -> impl Iterator<Item = Vec<String>> + '_ {
+    leftovers.iter().map(|l| {
+        let kind = match l.kind {
+            crate::admin::LeftoverKind::Upload => "incomplete upload",
+            crate::admin::LeftoverKind::TempFile => "temporary file",
+        };
+        vec![kind.into(), l.name.clone().unwrap_or_else(|| l.id.clone()), l.bytes.map_or("?".into(), size), time(l.started)]
+    })
+}
+
+const LEFTOVER_HEADER: [&str; 4] = ["LEFTOVER", "OBJECT", "SIZE", "STARTED"];
 
 /// RFC 3339 in UTC, to the second.
 pub fn time(at: SystemTime) -> String {
@@ -85,15 +117,36 @@ pub fn entries(entries: &[Entry], as_json: bool) {
     }
 }
 
-/// `usage`.
-pub fn usage(usage: &Usage, as_json: bool) {
+/// `usage`: the entries per scope, then the leftovers of killed writes and how old they must be
+/// for `prune`, `flush` and `clear` to remove them.
+pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool) {
+    let leftovers: &Leftovers = &usage.leftovers;
     if as_json {
         let scopes: Vec<_> = usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
-        json(&serde_json::json!({ "scopes": scopes, "total": usage.total }));
-    } else {
-        let rows = usage.scopes.iter().map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
-        let total = std::iter::once(vec!["TOTAL".to_owned(), usage.total.entries.to_string(), size(usage.total.bytes)]);
-        table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total));
+        json(&serde_json::json!({
+            "scopes": scopes,
+            "total": usage.total,
+            "leftovers": leftovers.found.iter().map(LeftoverJson::from).collect::<Vec<_>>(),
+            "leftover_bytes": leftovers.bytes(),
+            "leftovers_unlisted": leftovers.unlisted,
+            "leftover_age_secs": leftover_age.as_secs(),
+        }));
+        return;
+    }
+    let rows = usage.scopes.iter().map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
+    let total = std::iter::once(vec!["TOTAL".to_owned(), usage.total.entries.to_string(), size(usage.total.bytes)]);
+    table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total));
+    if !leftovers.found.is_empty() {
+        table(&LEFTOVER_HEADER, leftover_rows(&leftovers.found));
+        let age = humantime::format_duration(leftover_age);
+        crate::output::notice(&format!(
+            "{} leftovers of interrupted saves hold {}; prune, flush and clear remove those older than {age} (--leftover-age)",
+            leftovers.found.len(),
+            size(leftovers.bytes())
+        ));
+    }
+    if let Some(why) = &leftovers.unlisted {
+        crate::output::notice(&format!("incomplete uploads not listed: {why}"));
     }
 }
 
@@ -112,12 +165,17 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
     let freed = Tally::of(&removal.deleted);
     if as_json {
         let failed: Vec<_> = removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
+        let leftovers_failed: Vec<_> =
+            removal.leftovers_failed.iter().map(|(l, why)| serde_json::json!({ "leftover": LeftoverJson::from(l), "reason": why })).collect();
         let mut document = serde_json::json!({
             "operation": verb,
             "deleted": removal.deleted.iter().map(EntryJson::from).collect::<Vec<_>>(),
             "failed": failed,
             "deleted_count": freed.entries,
             "freed_bytes": freed.bytes,
+            "leftovers_removed": removal.leftovers_removed.iter().map(LeftoverJson::from).collect::<Vec<_>>(),
+            "leftovers_failed": leftovers_failed,
+            "leftovers_unlisted": removal.leftovers_unlisted,
         });
         if let (Some(document), serde_json::Value::Object(extra)) = (document.as_object_mut(), extra) {
             document.extend(extra);
@@ -132,4 +190,12 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
         crate::output::warning(&format!("could not delete {}: {why}", entry.object.name));
     }
     crate::output::notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
+    if !removal.leftovers_removed.is_empty() {
+        table(&LEFTOVER_HEADER, leftover_rows(&removal.leftovers_removed));
+        let bytes = removal.leftovers_removed.iter().filter_map(|l| l.bytes).sum();
+        crate::output::notice(&format!("{verb}: removed {} leftovers of interrupted saves, {} freed", removal.leftovers_removed.len(), size(bytes)));
+    }
+    for (leftover, why) in &removal.leftovers_failed {
+        crate::output::warning(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
+    }
 }

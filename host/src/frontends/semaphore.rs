@@ -323,17 +323,18 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         Err(ArgError::Invalid(why)) => Ending::Error(why),
     };
-    match ending {
-        Ending::Code(code) => ExitCode::from(code),
+    let code = match ending {
+        Ending::Code(code) => code,
         Ending::Error(why) => {
             println!("error: {}", output::scrub(&output::escape(&why)));
-            ExitCode::from(if fail_on_error(&|n| env(n)) { 1 } else { 0 })
+            if fail_on_error(&|n| env(n)) { 1 } else { 0 }
         }
         Ending::Config(why) => {
             println!("error: {}", output::scrub(&output::escape(&why)));
-            ExitCode::from(super::cli::EXIT_CONFIG)
+            super::cli::EXIT_CONFIG
         }
-    }
+    };
+    ExitCode::from(super::interrupt::finish(code))
 }
 
 /// `checksum FILE`: the MD5 of the file, hex, as toolbox's `checksum` prints it.
@@ -367,6 +368,7 @@ fn context(env: &EnvLookup) -> Result<CacheContext, Ending> {
         None => Ending::Error(format!("{e:#}")),
     })?;
     context.layout = Layout::Flat;
+    context.cancel = super::interrupt::install(super::interrupt::INTERRUPTED);
     Ok(context)
 }
 
@@ -436,6 +438,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
             Ok(Ending::Code(0))
         }
         SaveOutcome::Failed { reason, .. } => Err(reason),
+        SaveOutcome::Interrupted { .. } => Err(super::interrupt::SAVE_INTERRUPTED.into()),
     }
 }
 
@@ -475,6 +478,7 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
             Ok(false)
         }
         RestoreOutcome::Miss { reason, .. } => Err(reason),
+        RestoreOutcome::Interrupted { .. } => Err(super::interrupt::RESTORE_INTERRUPTED.into()),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::credentials::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
-use super::xml::{self, ListedObject};
+use super::xml::{self, ListedObject, ListedUpload};
 
 
 /// Every request sent by any client in this process.
@@ -437,6 +437,38 @@ impl S3Client {
             match page.next_continuation_token {
                 Some(token) if page.is_truncated => continuation = Some(token),
                 _ => return Ok(objects),
+            }
+        }
+    }
+
+    /// Every incomplete multipart upload under `prefix`, reading all pages.
+    pub fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<ListedUpload>, S3Error> {
+        let mut uploads = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let request = self.bucket.list_multipart_uploads(prefix, after.as_ref().map(|(k, u)| (k.as_str(), u.as_str())));
+            let text = self.send_for_text(&request, b"")?;
+            let page = xml::parse_uploads(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            uploads.extend(page.upload);
+            match (page.is_truncated, page.next_key_marker, page.next_upload_id_marker) {
+                (true, Some(key), Some(upload_id)) if after.as_ref() != Some(&(key.clone(), upload_id.clone())) => after = Some((key, upload_id)),
+                _ => return Ok(uploads),
+            }
+        }
+    }
+
+    /// The bytes an incomplete upload holds: the sum of its parts' sizes, reading all pages.
+    pub fn uploaded_bytes(&self, key: &str, upload_id: &str) -> Result<u64, S3Error> {
+        let mut bytes = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let request = self.bucket.list_parts(key, upload_id, after.as_deref());
+            let text = self.send_for_text(&request, b"")?;
+            let page = xml::parse_parts(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            bytes += page.part.iter().map(|p| p.size).sum::<u64>();
+            match page.next_part_number_marker {
+                Some(marker) if page.is_truncated && after.as_ref() != Some(&marker) => after = Some(marker),
+                _ => return Ok(bytes),
             }
         }
     }

@@ -230,6 +230,25 @@ impl Bucket {
         Request::new("ListObjectsV2", "GET", self.url(None, &query))
     }
 
+    /// One page of ListMultipartUploads under `prefix`, after the `(key, upload id)` markers of the previous page.
+    pub fn list_multipart_uploads(&self, prefix: &str, after: Option<(&str, &str)>) -> Request {
+        let mut query = vec![("uploads", ""), ("prefix", prefix)];
+        if let Some((key, upload_id)) = after {
+            query.push(("key-marker", key));
+            query.push(("upload-id-marker", upload_id));
+        }
+        Request::new("ListMultipartUploads", "GET", self.url(None, &query))
+    }
+
+    /// One page of ListParts of an incomplete upload, after part number `after`.
+    pub fn list_parts(&self, key: &str, upload_id: &str, after: Option<&str>) -> Request {
+        let mut query = vec![("uploadId", upload_id)];
+        if let Some(marker) = after {
+            query.push(("part-number-marker", marker));
+        }
+        Request::new("ListParts", "GET", self.url(Some(key), &query))
+    }
+
     /// DeleteObject.
     pub fn delete_object(&self, key: &str) -> Request {
         Request::new("DeleteObject", "DELETE", self.url(Some(key), &[]))
@@ -338,6 +357,8 @@ mod tests {
         );
         assert_eq!(b.upload_part("k", "id+1", 3).url, "http://localhost:9000/my-bucket/k?partNumber=3&uploadId=id%2B1");
         assert_eq!(b.create_multipart_upload("k", &PublishOptions::default()).url, "http://localhost:9000/my-bucket/k?uploads=");
+        assert_eq!(b.list_multipart_uploads("ci/", Some(("ci/k", "u+1"))).url, "http://localhost:9000/my-bucket/?key-marker=ci%2Fk&prefix=ci%2F&upload-id-marker=u%2B1&uploads=");
+        assert_eq!(b.list_parts("k", "u", Some("7")).url, "http://localhost:9000/my-bucket/k?part-number-marker=7&uploadId=u");
     }
 
     /// Publishing options become headers; conditional writes add `if-none-match: *`; ranges are inclusive.

@@ -4,7 +4,8 @@
 //! object appears whole or not at all. Larger ones become a multipart upload whose parts are sent by
 //! worker threads while the guest keeps compressing; memory stays bounded at about
 //! `part_size × (concurrency + 2)`. Any failure aborts the upload, so no part is left behind and
-//! nothing becomes visible under the key.
+//! nothing becomes visible under the key. An interrupt aborts it from another thread through
+//! [`MultipartWriter::abort_handle`], without waiting for the parts in flight.
 
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -33,6 +34,14 @@ impl Default for UploadConfig {
 
 type Part = (u32, Vec<u8>);
 
+/// What the writer and its abort handle share: the upload id while the upload is open, and whether
+/// the handle has aborted it (then the writer sends nothing more).
+#[derive(Debug, Default)]
+struct Abortion {
+    upload_id: Option<String>,
+    aborted: bool,
+}
+
 struct InFlight {
     upload_id: String,
     sender: Option<SyncSender<Part>>,
@@ -52,6 +61,7 @@ pub struct MultipartWriter {
     next_part: u32,
     written: u64,
     finished: bool,
+    abortion: Arc<Mutex<Abortion>>,
 }
 
 impl std::fmt::Debug for MultipartWriter {
@@ -74,12 +84,38 @@ impl MultipartWriter {
             next_part: 1,
             written: 0,
             finished: false,
+            abortion: Arc::default(),
         }
+    }
+
+    /// A call that aborts this upload from another thread (an interrupt's clean-up): the multipart
+    /// upload, if one was created, is aborted at once, without waiting for the parts in flight, and the
+    /// writer fails from then on. After [`finish`](Self::finish) succeeded it does nothing.
+    pub fn abort_handle(&self) -> impl FnOnce() + Send + 'static {
+        let (client, key, abortion) = (self.client.clone(), self.key.clone(), self.abortion.clone());
+        move || {
+            let upload_id = {
+                let mut abortion = abortion.lock().expect("abortion lock");
+                abortion.aborted = true;
+                abortion.upload_id.take()
+            };
+            if let Some(upload_id) = upload_id {
+                abort(&client, &key, &upload_id);
+            }
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.abortion.lock().expect("abortion lock").aborted
     }
 
     /// Uploads what is left and makes the object visible. Returns the object's size.
     pub fn finish(mut self) -> Result<u64, S3Error> {
         self.finished = true;
+        if self.aborted() {
+            self.abort_in_flight();
+            return Err(aborted_error());
+        }
         if self.in_flight.is_none() {
             let body = std::mem::take(&mut self.buffer);
             self.client.put_object(&self.key, &body, &self.publish, self.config.if_none_match)?;
@@ -105,11 +141,15 @@ impl MultipartWriter {
         if let Some(err) = self.failure() {
             return Err(err);
         }
+        if self.aborted() {
+            return Err(aborted_error());
+        }
         let in_flight = self.in_flight.as_ref().expect("multipart upload started");
         let mut parts = in_flight.done.lock().expect("parts lock").clone();
         parts.sort_by_key(|(n, _)| *n);
         self.client.complete_multipart_upload(&self.key, &in_flight.upload_id, &parts, self.config.if_none_match)?;
         self.in_flight = None;
+        self.abortion.lock().expect("abortion lock").upload_id = None;
         Ok(())
     }
 
@@ -119,7 +159,19 @@ impl MultipartWriter {
 
     fn dispatch(&mut self, part: Vec<u8>) -> io::Result<()> {
         if self.in_flight.is_none() {
+            if self.aborted() {
+                return Err(crate::cancel::Interrupted.into());
+            }
             let upload_id = self.client.create_multipart_upload(&self.key, &self.publish).map_err(io::Error::other)?;
+            let mut abortion = self.abortion.lock().expect("abortion lock");
+            if abortion.aborted {
+                // Aborted while the upload was being created: nobody else knows its id.
+                drop(abortion);
+                abort(&self.client, &self.key, &upload_id);
+                return Err(crate::cancel::Interrupted.into());
+            }
+            abortion.upload_id = Some(upload_id.clone());
+            drop(abortion);
             self.in_flight = Some(self.spawn_workers(upload_id));
         }
         if let Some(err) = self.failure() {
@@ -151,14 +203,24 @@ impl MultipartWriter {
     fn abort_in_flight(&mut self) {
         if let Some(mut in_flight) = self.in_flight.take() {
             in_flight.sender = None;
+            // The abort handle took the id when it aborted the upload: its workers end by themselves.
+            let Some(upload_id) = self.abortion.lock().expect("abortion lock").upload_id.take() else { return };
             for worker in in_flight.workers.drain(..) {
                 let _ = worker.join();
             }
-            if let Err(err) = self.client.abort_multipart_upload(&self.key, &in_flight.upload_id) {
-                tracing::warn!(key = %self.key, error = %err, "could not abort the multipart upload; a bucket lifecycle rule should clean it up");
-            }
+            abort(&self.client, &self.key, &upload_id);
         }
     }
+}
+
+fn abort(client: &S3Client, key: &str, upload_id: &str) {
+    if let Err(err) = client.abort_multipart_upload(key, upload_id) {
+        tracing::warn!(%key, error = %err, "could not abort the multipart upload; `s3cache prune`, `flush` or `clear` removes it later, or a bucket lifecycle rule");
+    }
+}
+
+fn aborted_error() -> S3Error {
+    S3Error::new(super::S3ErrorKind::Other, "CompleteMultipartUpload", None, "Interrupted", "the upload was aborted")
 }
 
 fn upload_parts(

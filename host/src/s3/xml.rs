@@ -30,6 +30,48 @@ pub struct InitiateMultipartUploadResult {
     pub upload_id: String,
 }
 
+/// One page of ListMultipartUploads: uploads started and neither completed nor aborted.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListMultipartUploadsResult {
+    #[serde(default)]
+    pub upload: Vec<ListedUpload>,
+    #[serde(default)]
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+}
+
+/// An incomplete multipart upload in a listing.
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// When it was started, ISO 8601 in UTC; empty when the server does not say.
+    #[serde(default)]
+    pub initiated: String,
+}
+
+/// One page of ListParts.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListPartsResult {
+    #[serde(default)]
+    pub part: Vec<ListedPart>,
+    #[serde(default)]
+    pub is_truncated: bool,
+    pub next_part_number_marker: Option<String>,
+}
+
+/// A part of an incomplete upload.
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedPart {
+    #[serde(default)]
+    pub size: u64,
+}
+
 /// An `<Error>` document.
 #[derive(Debug, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -54,6 +96,16 @@ pub fn parse_error(body: &str) -> Option<ErrorDocument> {
 /// Parses a ListObjectsV2 page.
 pub fn parse_list(body: &str) -> Result<ListBucketResult, String> {
     quick_xml::de::from_str(body).map_err(|e| format!("unreadable ListObjectsV2 answer: {e}"))
+}
+
+/// Parses a ListMultipartUploads page.
+pub fn parse_uploads(body: &str) -> Result<ListMultipartUploadsResult, String> {
+    quick_xml::de::from_str(body).map_err(|e| format!("unreadable ListMultipartUploads answer: {e}"))
+}
+
+/// Parses a ListParts page.
+pub fn parse_parts(body: &str) -> Result<ListPartsResult, String> {
+    quick_xml::de::from_str(body).map_err(|e| format!("unreadable ListParts answer: {e}"))
 }
 
 /// Parses the answer to CreateMultipartUpload.
@@ -92,6 +144,26 @@ mod tests {
         assert_eq!(error.code, "InternalError");
         assert_eq!(parse_error("<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"), None);
         assert_eq!(parse_error(""), None);
+    }
+
+    /// Incomplete uploads and their parts are read from their listings, continuation markers included.
+    #[test]
+    fn parses_upload_listings() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
+<NextKeyMarker>local/b.tar.zst</NextKeyMarker><NextUploadIdMarker>u2</NextUploadIdMarker><MaxUploads>1000</MaxUploads><IsTruncated>true</IsTruncated>
+<Upload><Key>local/a.tar.zst</Key><UploadId>u1</UploadId><Initiated>2026-01-01T00:00:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>
+<Upload><Key>local/b.tar.zst</Key><UploadId>u2</UploadId><Initiated>2026-01-02T00:00:00.000Z</Initiated></Upload>
+</ListMultipartUploadsResult>"#;
+        let page = parse_uploads(body).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.upload.len(), 2);
+        assert_eq!((page.upload[1].key.as_str(), page.upload[1].upload_id.as_str()), ("local/b.tar.zst", "u2"));
+        assert_eq!(page.next_upload_id_marker.as_deref(), Some("u2"));
+        assert!(parse_uploads("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>").unwrap().upload.is_empty());
+        let parts = "<ListPartsResult><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag><Size>5242880</Size></Part><Part><PartNumber>2</PartNumber><Size>7</Size></Part></ListPartsResult>";
+        let parts = parse_parts(parts).unwrap();
+        assert_eq!(parts.part.iter().map(|p| p.size).sum::<u64>(), 5242887);
     }
 
     /// The upload id is read from CreateMultipartUpload's answer.

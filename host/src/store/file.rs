@@ -1,5 +1,7 @@
 //! The local-directory backend: one file per object, written to a temporary name and renamed into
 //! place, so a reader never sees half an archive. Names are percent-encoded into single file names.
+//! A temporary file (`.tmp-*`) that a killed writer left is a [`Leftover`]: every one in the
+//! directory is this store's, since a nested store is another directory.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -8,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
+use super::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, StoreError, Upload};
 
 const FILE_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
 const TEMP_PREFIX: &str = ".tmp-";
@@ -99,6 +101,13 @@ impl Upload for FileUpload {
         }
         Ok(self.written)
     }
+
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        let temp = self.temp.clone();
+        Some(Box::new(move || {
+            let _ = fs::remove_file(&temp);
+        }))
+    }
 }
 
 impl Drop for FileUpload {
@@ -153,11 +162,38 @@ impl BlobStore for FileStore {
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.path(name);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
-            _ => Ok(()),
+        remove(self.path(name))
+    }
+
+    fn leftovers(&self) -> Result<LeftoverListing, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LeftoverListing::Listed(Vec::new())),
+            Err(source) => return Err(StoreError::Io { path: self.dir.clone(), source }),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
+            let Some(file_name) = entry.file_name().to_str().filter(|n| n.starts_with(TEMP_PREFIX)).map(str::to_owned) else { continue };
+            let Some(meta) = self.info(&file_name, &entry.path())? else { continue };
+            found.push(Leftover { kind: LeftoverKind::TempFile, name: None, id: file_name, bytes: Some(meta.size), started: meta.modified });
         }
+        Ok(LeftoverListing::Listed(found))
+    }
+
+    fn remove_leftover(&self, leftover: &Leftover) -> Result<(), StoreError> {
+        if leftover.kind != LeftoverKind::TempFile || !leftover.id.starts_with(TEMP_PREFIX) || leftover.id.contains('/') {
+            return Ok(());
+        }
+        remove(self.dir.join(&leftover.id))
+    }
+}
+
+/// Removes a file; a missing one is fine.
+fn remove(path: PathBuf) -> Result<(), StoreError> {
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
+        _ => Ok(()),
     }
 }
 
@@ -194,6 +230,29 @@ mod tests {
         store.put("k", conditional).unwrap().finish().unwrap();
         assert!(matches!(store.put("k", conditional).unwrap().finish(), Err(StoreError::AlreadyExists(_))));
         drop(store.put("j", PutOptions::default()).unwrap());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec!["k"]);
+    }
+
+    /// An abort handle removes the temporary file while the upload is open; the upload then fails.
+    /// A temporary file left behind is a leftover, and removing it leaves the objects alone.
+    #[test]
+    fn temp_files_are_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_owned());
+        store.put("k", PutOptions::default()).unwrap().finish().unwrap();
+        let mut aborted = store.put("a", PutOptions::default()).unwrap();
+        aborted.write_all(b"partial").unwrap();
+        (aborted.abort_handle().unwrap())();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(aborted.finish().is_err());
+        let mut left = store.put("j", PutOptions::default()).unwrap();
+        left.write_all(b"12345").unwrap();
+        std::mem::forget(left); // as if the process were killed
+        let LeftoverListing::Listed(found) = store.leftovers().unwrap() else { panic!("a file store lists its leftovers") };
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].kind, found[0].name.as_deref(), found[0].bytes), (LeftoverKind::TempFile, None, Some(5)));
+        store.remove_leftover(&found[0]).unwrap();
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec!["k"]);
     }

@@ -3,7 +3,12 @@
 //!
 //! Stores deal in object names relative to their own prefix; the cache engine decides the names.
 //! Uploads are streams: a [`Upload`] is written to while the guest compresses, and only
-//! [`Upload::finish`] makes the object visible. Dropping an unfinished upload discards it.
+//! [`Upload::finish`] makes the object visible. Dropping an unfinished upload discards it, and so
+//! does its [`Upload::abort_handle`], from another thread (an interrupt's clean-up).
+//!
+//! A writer that could not clean up (killed with SIGKILL, a lost runner) leaves [`Leftover`]s: an
+//! incomplete multipart upload, billed until aborted, or a temporary file. [`BlobStore::leftovers`]
+//! finds them where the store can list them, and [`BlobStore::remove_leftover`] removes one.
 
 mod file;
 mod s3;
@@ -30,6 +35,41 @@ pub struct ObjectInfo {
     pub size: u64,
     /// When it was last written, by the store's clock.
     pub modified: SystemTime,
+}
+
+/// What a [`Leftover`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeftoverKind {
+    /// An S3 multipart upload that was neither completed nor aborted: its parts are stored and billed.
+    Upload,
+    /// A `file://` store's temporary file (`.tmp-*`) of a write that never finished.
+    TempFile,
+}
+
+/// Something a writer that could not clean up left in a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// An upload or a temporary file.
+    pub kind: LeftoverKind,
+    /// The object it was to become, relative to the store prefix; `None` for a temporary file,
+    /// whose name does not say.
+    pub name: Option<String>,
+    /// The upload id, or the temporary file's name in the store directory.
+    pub id: String,
+    /// The bytes it holds (the parts uploaded, the file's size), when the store says.
+    pub bytes: Option<u64>,
+    /// When it was started (an upload), or last written to (a file), by the store's clock.
+    pub started: SystemTime,
+}
+
+/// The leftovers of a store, or why it cannot list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftoverListing {
+    /// Every leftover under the store prefix (nested stores' included: callers classify names).
+    Listed(Vec<Leftover>),
+    /// The store or its server cannot list them; the text says why and what to do instead.
+    Unlisted(String),
 }
 
 /// A store operation that failed.
@@ -65,6 +105,13 @@ impl StoreError {
 pub trait Upload: Write + Send {
     /// Makes the object visible and returns its size.
     fn finish(self: Box<Self>) -> Result<u64, StoreError>;
+    /// A call that discards this upload from another thread, at once: aborts a multipart upload
+    /// without waiting for its parts in flight, removes a temporary file. The upload fails from then
+    /// on; after `finish` succeeded the call does nothing. `None` (the default): dropping the upload
+    /// is the only way to discard it.
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        None
+    }
 }
 
 /// Options for writing objects.
@@ -101,6 +148,17 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// a directory: nothing). It counts towards [`MAX_OBJECT_KEY_BYTES`].
     fn name_prefix(&self) -> &str {
         ""
+    }
+    /// The incomplete uploads and temporary files under the store prefix. The default: a store that
+    /// keeps none it could list.
+    fn leftovers(&self) -> Result<LeftoverListing, StoreError> {
+        Ok(LeftoverListing::Unlisted("this store does not list unfinished writes".into()))
+    }
+    /// Removes a leftover found by [`BlobStore::leftovers`] (aborts the upload, deletes the file);
+    /// removing one that is gone succeeds.
+    fn remove_leftover(&self, leftover: &Leftover) -> Result<(), StoreError> {
+        let _ = leftover;
+        Ok(())
     }
 }
 

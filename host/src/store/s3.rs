@@ -1,9 +1,11 @@
-//! The S3 backend: object names under a key prefix in one bucket.
+//! The S3 backend: object names under a key prefix in one bucket. Its leftovers are the incomplete
+//! multipart uploads under the prefix (ListMultipartUploads); a server that cannot list them (s3s-fs
+//! answers 501 Not Implemented) makes the listing [`LeftoverListing::Unlisted`] with what to do instead.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use super::{BlobStore, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
+use super::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
 use crate::s3::request::PublishOptions;
 use crate::s3::download::{DownloadConfig, RangedReader};
 use crate::s3::upload::{MultipartWriter, UploadConfig};
@@ -81,6 +83,10 @@ impl Upload for S3Upload {
         }
         Ok(size)
     }
+
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        Some(Box::new(self.writer.abort_handle()))
+    }
 }
 
 impl BlobStore for S3Store {
@@ -139,6 +145,42 @@ impl BlobStore for S3Store {
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         Ok(self.client.delete_object(&self.key(name))?)
+    }
+
+    fn leftovers(&self) -> Result<LeftoverListing, StoreError> {
+        if !self.can_list() {
+            return Ok(LeftoverListing::Unlisted("a public URL cannot list incomplete uploads".into()));
+        }
+        let uploads = match self.client.list_multipart_uploads(&self.prefix) {
+            Ok(uploads) => uploads,
+            Err(err) if err.status == Some(501) || err.code == "NotImplemented" => {
+                let why = format!(
+                    "the server cannot list incomplete uploads ({err}); give the bucket a lifecycle rule that aborts incomplete multipart uploads after a day"
+                );
+                return Ok(LeftoverListing::Unlisted(why));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let leftovers = uploads
+            .into_iter()
+            .filter_map(|upload| {
+                let name = upload.key.strip_prefix(&self.prefix)?.to_owned();
+                // The size is for the report only: a server that cannot list parts leaves it unknown.
+                let bytes = self.client.uploaded_bytes(&upload.key, &upload.upload_id).ok();
+                // A start the server does not give (or garbles) counts as now: never old enough to abort.
+                let started = humantime::parse_rfc3339_weak(upload.initiated.trim_end_matches('Z')).unwrap_or_else(|_| std::time::SystemTime::now());
+                Some(Leftover { kind: LeftoverKind::Upload, name: Some(name), id: upload.upload_id, bytes, started })
+            })
+            .collect();
+        Ok(LeftoverListing::Listed(leftovers))
+    }
+
+    fn remove_leftover(&self, leftover: &Leftover) -> Result<(), StoreError> {
+        let Some(name) = leftover.name.as_deref().filter(|_| leftover.kind == LeftoverKind::Upload) else { return Ok(()) };
+        match self.client.abort_multipart_upload(&self.key(name), &leftover.id) {
+            Err(err) if err.kind == S3ErrorKind::NotFound => Ok(()),
+            result => Ok(result?),
+        }
     }
 }
 
