@@ -28,6 +28,7 @@ use crate::catalog::{self, Entry};
 use crate::layout::{Format, Layout};
 pub use crate::paths::PathError;
 use crate::paths::{CachedRoot, plain_prefix, resolve_each, resolve_roots};
+use crate::protected::Protected;
 use crate::scope::ScopePlan;
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, ReadSource, Sandbox, SandboxError};
 use crate::staging::Staging;
@@ -611,6 +612,9 @@ impl CacheContext {
             Err(err) => return failed(err.to_string()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "read metadata");
+        if let Some(why) = self.protected().refused_in_save(&request.paths, &existing, &members) {
+            output::warning(&format!("{why}; this entry restores only with its paths given (--path, mount)"));
+        }
         let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
             Ok(upload) => upload,
             Err(err) => return failed(describe_store_error(&err)),
@@ -731,8 +735,9 @@ impl CacheContext {
                 return Ok(RestoreOutcome::Hit(hit(0, false)));
             }
             self.announce_legacy(&entry.object.name, legacy);
+            let protected = given_roots.is_none().then(|| self.protected());
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source)? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected)? {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
                 Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             };
@@ -740,6 +745,7 @@ impl CacheContext {
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
         }
+        let protected = given_roots.is_none().then(|| self.protected());
         let roots = match given_roots {
             Some(roots) => roots,
             None => match self.manifest_roots(&manifest) {
@@ -749,7 +755,7 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected)? {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
             Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
         }
@@ -758,7 +764,8 @@ impl CacheContext {
     /// Extracts an archive of `format` from `source` into `roots` through staging directories and
     /// moves it into place; returns the member count, or why nothing was changed. `parts` are the
     /// compressed lengths of its independently decodable parts, from the manifest (empty: unknown):
-    /// several of them are decoded on every core ([`parallel_unpack`]).
+    /// several of them are decoded on every core ([`parallel_unpack`]). With `protected` (a restore
+    /// without paths), every staged member is judged by its rules before anything is moved.
     #[allow(clippy::too_many_arguments)]
     fn extract(
         &self,
@@ -768,6 +775,7 @@ impl CacheContext {
         bytes: u64,
         parts: &[u64],
         source: Box<dyn Read + Send>,
+        protected: Option<Protected>,
     ) -> Result<Result<u64, String>, ConfigError> {
         let started = Instant::now();
         self.sandbox.expect_heavy_work(bytes);
@@ -802,6 +810,9 @@ impl CacheContext {
             return Ok(Err(err.to_string()));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
+        if let Some(Err(why)) = protected.as_ref().map(|rules| rules.check_staged(roots, staging.dirs())) {
+            return Ok(Err(format!("{why}; {}", crate::protected::GIVE_PATHS)));
+        }
         // From here the move into place runs to its end: no interrupt may remove what it moves.
         drop(discard_on_cancel);
         if let Err(err) = self.cancel.check() {
@@ -811,6 +822,11 @@ impl CacheContext {
             return Ok(Err(format!("it could not be moved into place: {err}")));
         }
         Ok(Ok(report.members))
+    }
+
+    /// What a restore without paths refuses, in this workspace and home directory.
+    fn protected(&self) -> Protected {
+        Protected::new(&self.cwd, self.home.as_deref())
     }
 
     /// s3cache's own member names, or plain `tar` names for entries written for other tools.
@@ -857,7 +873,7 @@ impl CacheContext {
                 Err(err) => return failed(describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
-            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source) {
+            return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
                 Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: object.name.clone(),
@@ -908,6 +924,9 @@ impl CacheContext {
         if !wanted.fits(&manifest) {
             return Err(Rejection::Version(explain_version_mismatch(&manifest)));
         }
+        if wanted.paths.is_none() {
+            self.manifest_roots(&manifest).map_err(Rejection::Refused)?;
+        }
         let source: Box<dyn Read + Send> = if tail_start == 0 {
             // Already read whole: no second request.
             tail.truncate(manifest.archive_bytes as usize);
@@ -946,7 +965,7 @@ impl CacheContext {
                     Err(rejection) => {
                         let (why, failed) = match rejection {
                             Rejection::Version(why) => (why, false),
-                            Rejection::Broken(why) | Rejection::Foreign(why) | Rejection::Store(why) => (why, true),
+                            Rejection::Broken(why) | Rejection::Foreign(why) | Rejection::Store(why) | Rejection::Refused(why) => (why, true),
                         };
                         output::notice(&format!("passing over cache entry {}: {why}", entry.object.name));
                         search.failed |= failed;
@@ -991,12 +1010,16 @@ impl CacheContext {
     }
 
     /// The roots of a restore that takes its paths from the entry's manifest. The manifest is the
-    /// archive's claim, so its paths must resolve into the workspace or the home directory.
+    /// archive's claim, so its paths must resolve into the workspace or the home directory, and not
+    /// to what a restore without paths refuses ([`Protected::refused_root`]).
     fn manifest_roots(&self, manifest: &Manifest) -> Result<Vec<CachedRoot>, String> {
         if manifest.paths.is_empty() {
             return Err("the entry records no paths; give the paths to restore".into());
         }
         let roots = resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref()).map_err(|e| format!("its recorded paths are unusable: {e}"))?;
+        if let Some(why) = self.protected().refused_root(&roots) {
+            return Err(format!("{why}; {}", crate::protected::GIVE_PATHS));
+        }
         match roots.iter().find(|r| !(r.prefix == "workspace" || r.prefix.starts_with("workspace/") || r.prefix == "home" || r.prefix.starts_with("home/"))) {
             Some(outside) => Err(format!("its recorded path {} is outside the workspace and the home directory; give the paths to restore", outside.dir.display())),
             None => Ok(roots),
@@ -1090,6 +1113,8 @@ enum Rejection {
     Foreign(String),
     /// The store failed while reading it.
     Store(String),
+    /// A restore without paths cannot use the paths it records ([`CacheContext::manifest_roots`]).
+    Refused(String),
 }
 
 /// Why an entry's version is not the restore's, in the user's terms.

@@ -70,6 +70,8 @@ pub mod paths;
 #[doc(hidden)]
 pub mod progress;
 #[doc(hidden)]
+pub mod protected;
+#[doc(hidden)]
 pub mod s3;
 #[doc(hidden)]
 pub mod staging;

@@ -138,8 +138,15 @@ fn absolute(spec: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, Path
         PathBuf::from(spec)
     };
     let joined = if expanded.is_absolute() { expanded } else { cwd.join(expanded) };
+    let normal = normalize(&joined);
+    normal.to_str().ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
+    Ok(normal)
+}
+
+/// Removes `.` and `..` from `path` lexically, never looking at the filesystem.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut normal = PathBuf::new();
-    for component in joined.components() {
+    for component in path.components() {
         match component {
             Component::ParentDir => {
                 normal.pop();
@@ -148,8 +155,7 @@ fn absolute(spec: &str, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, Path
             other => normal.push(other),
         }
     }
-    normal.to_str().ok_or_else(|| PathError::NotUtf8(spec.to_owned()))?;
-    Ok(normal)
+    normal
 }
 
 /// Splits an absolute path at its first component with a glob character: the directory before it and

@@ -655,3 +655,71 @@ fn drone_cache_assume_role_with_static_keys() {
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with("/role.tar"), "{listing:?}");
 }
+
+/// Issue 20: a Harness Restore Cache step without mounts (the paths come from the entry) refuses
+/// entries that hold a startup file, credentials, a program on PATH, a git hook or the whole home
+/// directory: the log names the member or recorded path and its rule, the home directory and the
+/// workspace stay exactly as they were, and `fail_restore_if_key_not_present` fails the step. Saving
+/// them warns; restored with their mounts given they come back, and so does an old drone-cache
+/// object of `~/.ssh` (GNU `tar -P`) restored with its mount.
+#[test]
+fn restores_without_mount_refuse_planting() {
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
+    let (home, workspace) = (machine.home(), machine.workspace());
+    let planted = [
+        ("~/.bashrc", "a restore without paths refuses ~/.bashrc: it is not a directory and lies directly in the home directory"),
+        ("~/.ssh/authorized_keys", "a restore without paths refuses the recorded path ~/.ssh/authorized_keys: it lies in ~/.ssh, which holds credentials"),
+        ("~/.aws/credentials", "a restore without paths refuses the recorded path ~/.aws/credentials: it lies in ~/.aws, which holds credentials"),
+        ("~/.local/bin/x", "a restore without paths refuses the recorded path ~/.local/bin/x: it lies in ~/.local/bin, which is on PATH"),
+        (".git/hooks/pre-commit", "a restore without paths refuses the recorded path .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration"),
+        ("~", "a restore without paths refuses the recorded path ~: it is the home directory"),
+    ];
+    let on_disk = |mount: &str| match mount.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => workspace.join(mount),
+    };
+    for (mount, _) in &planted[..5] {
+        let path = on_disk(mount);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, format!("planted at {mount}\n")).unwrap();
+    }
+    let run = |extra: &[(&str, &str)]| step(&machine, &harness(&server, "main", &extra.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>()));
+    for (i, (mount, _)) in planted.iter().enumerate() {
+        let log = ok(&run(&[("PLUGIN_CACHE_KEY", &format!("plant-{i}")), ("PLUGIN_MOUNT", mount), ("PLUGIN_REBUILD", "true")]), &secret);
+        assert!(log.contains("saved ") && log.contains("warning: a restore without paths refuses ") && log.contains("this entry restores only with its paths given (--path, mount)"), "{mount}: {log}");
+    }
+
+    let before = machine.own_dotfiles();
+    for (i, (mount, refusal)) in planted.iter().enumerate() {
+        let log = ok(&run(&[("PLUGIN_CACHE_KEY", &format!("plant-{i}")), ("PLUGIN_RESTORE", "true")]), &secret);
+        assert!(log.lines().any(|l| l.starts_with("warning: cache not restored: ") && l.contains(refusal)), "{mount}: no refusal {refusal:?} in:\n{log}");
+        assert!(!log.contains("restored plant-"), "{log}");
+        assert_eq!(machine.dotfiles(), before, "{mount} changed the home directory or the workspace");
+    }
+    let failing = run(&[("PLUGIN_CACHE_KEY", "plant-0"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true")]);
+    assert_eq!(failing.code, 1, "{}\n{}", failing.stdout, failing.stderr);
+    assert_eq!(machine.dotfiles(), before);
+
+    // Given their mounts, the same entries restore as any other.
+    for (i, (mount, _)) in planted.iter().enumerate().take(5) {
+        let log = ok(&run(&[("PLUGIN_CACHE_KEY", &format!("plant-{i}")), ("PLUGIN_RESTORE", "true"), ("PLUGIN_MOUNT", mount)]), &secret);
+        assert!(log.contains(&format!("restored plant-{i}")), "{log}");
+        assert_eq!(fs::read_to_string(on_disk(mount)).unwrap(), format!("planted at {mount}\n"));
+    }
+    fs::remove_dir_all(&home).unwrap();
+    let log = ok(&run(&[("PLUGIN_CACHE_KEY", "plant-5"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_MOUNT", "~")]), &secret);
+    assert!(log.contains("restored plant-5"), "{log}");
+    assert_eq!(fs::read_to_string(home.join(".bashrc")).unwrap(), "planted at ~/.bashrc\n");
+
+    // An old drone-cache object of ~/.ssh, named by absolute path, restores with its mount.
+    let ssh = home.join(".ssh");
+    let mount = ssh.display().to_string();
+    let scratch = machine.scratch("old-plugin");
+    gnu_tar(&home, &["czPf", scratch.join("ssh.tgz").to_str().unwrap(), &mount]);
+    upload(&server, &scratch.join("ssh.tgz"), &format!("app/ssh-v1/{}", mount.trim_start_matches('/')));
+    fs::remove_dir_all(&ssh).unwrap();
+    let drone_cache = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", &mount), ("PLUGIN_CACHE_KEY", "ssh-v1"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let log = ok(&step(&machine, &drone_cache), &secret);
+    assert!(log.contains("without a digest check"), "{log}");
+    assert_eq!(fs::read_to_string(ssh.join("authorized_keys")).unwrap(), "planted at ~/.ssh/authorized_keys\n");
+}

