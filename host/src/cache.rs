@@ -613,7 +613,10 @@ impl CacheContext {
         };
         tracing::debug!(elapsed = ?started.elapsed(), "read metadata");
         if let Some(why) = self.protected().refused_in_save(&request.paths, &existing, &members) {
-            output::warning(&format!("{why}; this entry restores only with its paths given (--path, mount)"));
+            let why = format!("{why}; this entry restores only with its paths given (--path, mount)");
+            // The action's restores always give their paths (`~/.cargo/bin` is in actions/cache's
+            // own Rust example): there it is a plain line, not an annotation on every save.
+            if output::on_github_actions() { output::notice(&why) } else { output::warning(&why) }
         }
         let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
             Ok(upload) => upload,

@@ -61,6 +61,11 @@ pub fn enable_github_actions() {
     GITHUB_ACTIONS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether GitHub Actions workflow commands are on ([`enable_github_actions`]).
+pub fn on_github_actions() -> bool {
+    GITHUB_ACTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Registers a secret value; it is replaced by `***` in everything printed from now on. On GitHub
 /// Actions it is also masked in the job log with `::add-mask::`, before anything else can print it.
 pub fn register_secret(secret: &str) {
