@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
     match restorer.restore(&RestoreRequest::new("custom-store-demo", [name.clone()]))? {
         RestoreOutcome::Hit(hit) => println!("restored {} into {}: {} members", hit.matched_key, elsewhere.path().join(&name).display(), hit.members),
         RestoreOutcome::Miss { reason, .. } => anyhow::bail!("miss: {reason}"),
+        RestoreOutcome::Interrupted { .. } => anyhow::bail!("interrupted"),
     }
     for entry in restorer.list_entries(&ScopeSelection::All, "")? {
         println!("in the store: {} ({} bytes)", entry.object.name, entry.size());

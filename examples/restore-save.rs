@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
                 other => println!("not saved: {other:?}"),
             }
         }
+        RestoreOutcome::Interrupted { .. } => println!("interrupted: nothing restored"),
     }
     Ok(())
 }
