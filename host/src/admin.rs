@@ -105,15 +105,18 @@ pub struct Removal {
 }
 
 impl CacheContext {
-    fn scope_prefix(&self, selection: &ScopeSelection) -> String {
-        if !self.layout.scoped() {
-            return String::new();
-        }
+    /// The one scope `selection` names, or `None` for every scope (and in a layout without scopes).
+    fn selected_scope<'a>(&'a self, selection: &'a ScopeSelection) -> Option<&'a str> {
         match selection {
-            ScopeSelection::Own => format!("{}/", self.scopes.write),
-            ScopeSelection::Named(scope) => format!("{scope}/"),
-            ScopeSelection::All => String::new(),
+            _ if !self.layout.scoped() => None,
+            ScopeSelection::Own => Some(self.scopes.write.as_str()),
+            ScopeSelection::Named(scope) => Some(scope.as_str()),
+            ScopeSelection::All => None,
         }
+    }
+
+    fn scope_prefix(&self, selection: &ScopeSelection) -> String {
+        self.selected_scope(selection).map_or_else(String::new, |scope| format!("{scope}/"))
     }
 
     /// The entries in `selection` whose key starts with `key_prefix`, newest saved first. Reads
@@ -144,12 +147,7 @@ impl CacheContext {
             Ok(LeftoverListing::Unlisted(why)) => return Leftovers { found: Vec::new(), unlisted: Some(why) },
             Err(err) => return Leftovers { found: Vec::new(), unlisted: Some(crate::output::scrub(&format!("listing them failed: {err}"))) },
         };
-        let scope = match selection {
-            _ if !self.layout.scoped() => None,
-            ScopeSelection::Own => Some(self.scopes.write.as_str()),
-            ScopeSelection::Named(scope) => Some(scope.as_str()),
-            ScopeSelection::All => None,
-        };
+        let scope = self.selected_scope(selection);
         let belongs = |leftover: &Leftover| match leftover.name.as_deref().map(|name| self.layout.classify(name)) {
             None => scope.is_none(),
             Some(StoreObject::Entry(name) | StoreObject::Marker(name)) => scope.is_none_or(|scope| name.scope == scope),

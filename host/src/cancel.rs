@@ -110,31 +110,29 @@ impl Cancel {
 
     /// Waits until the token is cancelled or `timeout` has passed; true when cancelled.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.inner.state.lock().expect("cancel lock");
-        while !self.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self.inner.changed.wait_timeout(state, left).expect("cancel lock").0;
-        }
-        true
+        drop(self.wait_while(timeout, |_| !self.is_cancelled()));
+        self.is_cancelled()
     }
 
     /// After [`Cancel::cancel`]: waits until every hook has run or `timeout` has passed; true when
     /// they all ran. False at once when the token was not cancelled.
     pub fn wait_for_cleanup(&self, timeout: Duration) -> bool {
+        self.wait_while(timeout, |state| self.is_cancelled() && !state.cleaned_up).cleaned_up
+    }
+
+    /// Waits on the token's changes while `waiting` holds, for at most `timeout`; returns the state
+    /// as it was last seen, still locked.
+    fn wait_while(&self, timeout: Duration, waiting: impl Fn(&State) -> bool) -> std::sync::MutexGuard<'_, State> {
         let deadline = Instant::now() + timeout;
         let mut state = self.inner.state.lock().expect("cancel lock");
-        while self.is_cancelled() && !state.cleaned_up {
+        while waiting(&state) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                break;
             }
             state = self.inner.changed.wait_timeout(state, left).expect("cancel lock").0;
         }
-        state.cleaned_up
+        state
     }
 
     /// Registers `hook` to run when the token is cancelled, until the returned guard is dropped. On
