@@ -5,7 +5,7 @@
 #
 # The release workflow builds and pushes it for each tag; action.yml pins that tag, so a job pulls a
 # prebuilt image instead of compiling wasmtime (~20 minutes). The guest component is committed
-# (host/guest/s3cache-guest.wasm), so this build needs only the stable Rust toolchain.
+# (host/embedded/s3cache-guest.wasm), so this build needs only the stable Rust toolchain.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -7,7 +7,7 @@
 #
 # DIALECT (drone-cache, harness, drone-s3-cache, woodpecker-cache, vela) pins the dialect for
 # settings that could be read either way; empty, it is recognized from the settings. The guest
-# component is committed (host/guest/s3cache-guest.wasm), so this build needs only stable Rust.
+# component is committed (host/embedded/s3cache-guest.wasm), so this build needs only stable Rust.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -8,7 +8,7 @@ use std::io::{Cursor, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use s3cache::admin::ScopeSelection;
+use s3cache::engine::admin::ScopeSelection;
 use s3cache::store::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
 use s3cache::{CacheContext, GuestLimits, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Sandbox};
 

@@ -1,10 +1,10 @@
 //! Hashes the committed guest component at build time, so that a run names its compiled copies
-//! (`crate::compiled`) without hashing 2 MB first.
+//! (`crate::sandbox::compiled`) without hashing 2 MB first.
 
 use std::hash::{Hash, Hasher};
 
 fn main() {
-    let path = "guest/s3cache-guest.wasm";
+    let path = "embedded/s3cache-guest.wasm";
     println!("cargo:rerun-if-changed={path}");
     let component = std::fs::read(path).expect("the committed guest component");
     // `DefaultHasher::new` has fixed keys: the same bytes always give the same name.

@@ -15,7 +15,7 @@ import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 import { hostImports, Session } from './host-imports.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const COMPONENT = path.join(HERE, '..', '..', 'host', 'guest', 's3cache-guest.wasm');
+export const COMPONENT = path.join(HERE, '..', '..', 'host', 'embedded', 's3cache-guest.wasm');
 const GENERATED = path.join(HERE, 'generated');
 
 /** The guest returned the `error` variant: `tag` is its case (`rejected-member`, ...), `val` its value. */

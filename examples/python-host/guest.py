@@ -20,7 +20,7 @@ from host_imports import HostImports, Session
 from wit_values import enable_fast_bytes, host_function, variant_case
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENT = REPO / "host" / "guest" / "s3cache-guest.wasm"
+COMPONENT = REPO / "host" / "embedded" / "s3cache-guest.wasm"
 PACKAGE = "s3cache:guest"
 
 

@@ -9,7 +9,7 @@
 //! - the engine: [`CacheContext`] with [`CacheContext::save`], [`CacheContext::restore`] and
 //!   [`CacheContext::compute_key`], their requests ([`SaveRequest`], [`RestoreRequest`]) and
 //!   outcomes ([`SaveOutcome`], [`RestoreOutcome`]: a miss is a value, not an error), and the
-//!   administration in [`admin`] (list, usage, delete, flush, prune);
+//!   administration in [`engine::admin`] (list, usage, delete, flush, prune);
 //! - stores: [`open_store`] by URL (`s3://`, `https://` read-only, `file://`), or your own
 //!   [`store::BlobStore`];
 //! - configuration as the CLI resolves it: [`config::Settings`] and [`config::resolve`];
@@ -36,52 +36,21 @@
 
 #![deny(missing_docs)]
 
-pub mod admin;
-pub mod cache;
-pub mod cancel;
+pub mod archive;
 pub mod config;
-pub mod layout;
+pub mod engine;
 pub mod sandbox;
-pub mod scope;
 pub mod store;
 
-#[doc(hidden)]
-pub mod bindings;
-#[doc(hidden)]
-pub mod catalog;
-#[doc(hidden)]
-pub mod compiled;
-#[doc(hidden)]
-pub mod env_vars;
-#[doc(hidden)]
-pub mod frontends;
-#[doc(hidden)]
-pub mod fsmeta;
-#[doc(hidden)]
-pub mod host_files;
-#[doc(hidden)]
-pub mod output;
-#[doc(hidden)]
-pub mod parallel_pack;
-#[doc(hidden)]
-pub mod parallel_unpack;
-#[doc(hidden)]
-pub mod paths;
-#[doc(hidden)]
-pub mod progress;
-#[doc(hidden)]
-pub mod protected;
-#[doc(hidden)]
-pub mod s3;
-#[doc(hidden)]
-pub mod staging;
-#[doc(hidden)]
-pub mod summary;
-#[doc(hidden)]
-pub mod trailer;
+pub(crate) mod frontends;
+pub(crate) mod ui;
+pub(crate) mod workspace;
 
-pub use cancel::Cancel;
-pub use cache::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+/// The `s3cache` command (`main.rs`): the command-line front end, which runs every dialect.
+#[doc(hidden)]
+pub use frontends::cli::main as command_main;
+pub use engine::cancel::Cancel;
+pub use engine::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};
 

@@ -2,7 +2,7 @@
 
 fn main() -> std::process::ExitCode {
     one_malloc_arena();
-    s3cache::frontends::cli::main()
+    s3cache::command_main()
 }
 
 /// glibc gives each thread that allocates its own malloc arena (up to eight per core) and keeps the

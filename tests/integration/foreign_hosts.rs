@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use s3cache::layout::Format;
-use s3cache::trailer::{self, Manifest};
+use s3cache::archive::layout::Format;
+use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::{Entry, write_sample_tree};
 use s3cache_tests::{Run, Sandbox, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
@@ -184,7 +184,7 @@ fn plant(machine: &Sandbox, key: &str, tar: &[u8], sha256: Option<String>) {
         tar_bytes: tar.len() as u64,
         compression: "zstd".into(),
         level: 3,
-        version: s3cache::cache::entry_version(&paths, Format::Zstd, false),
+        version: s3cache::engine::entry_version(&paths, Format::Zstd, false),
         paths,
         cross_os: false,
         plain_names: false,

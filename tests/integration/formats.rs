@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use s3cache::layout::Format;
-use s3cache::trailer::{self, Manifest};
+use s3cache::archive::layout::Format;
+use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::write_sample_tree;
 use s3cache_tests::{S3Server, Sandbox, ServerKind, Snapshot, boto3, snapshot};
 use sha2::{Digest, Sha256};
@@ -112,7 +112,7 @@ fn assert_restores_exactly(saved: &Saved, format: Format) {
 /// `cache not restored: <reason>`, and nothing is left in the target.
 #[track_caller]
 fn assert_refused(saved: &Saved, format: Format, key: &str, object: &[u8], reason: &str) {
-    saved.server.put_object(PREFIX, &s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, format), object);
+    saved.server.put_object(PREFIX, &s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, key, format), object);
     let (elsewhere, run) = restore_elsewhere(saved, key, key);
     assert_eq!(run.code, 0, "a damaged entry is a miss, not a failed build: {}", run.stderr);
     let warning = run.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_else(|| panic!("no warning: {}", run.stderr));
@@ -204,7 +204,7 @@ fn assert_parts_are_independent(saved: &Saved, format: Format, decode: impl Fn(&
     moved.parts[1] += 1;
     let mut object = tar_stream(saved).to_vec();
     object.extend(trailer::encode(&moved).unwrap());
-    saved.server.put_object(PREFIX, &s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, "moved", format), &object);
+    saved.server.put_object(PREFIX, &s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, "moved", format), &object);
     let (elsewhere, run) = restore_elsewhere(saved, "moved", "moved");
     let warning = run.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_else(|| panic!("no warning: {}", run.stderr));
     let prefix = format!("warning: cache not restored: cache entry \"moved\" was not restored: corrupt archive: {}: ", format.name());

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use s3cache::trailer::{self, Manifest};
+use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::noise;
 use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
@@ -70,7 +70,7 @@ impl Victim {
     }
 
     fn plant_raw(&self, key: &str, object: &[u8]) {
-        let name = s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Zstd);
+        let name = s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, key, s3cache::archive::layout::Format::Zstd);
         self.server.put_object("hostile", &name, object);
     }
 
@@ -374,7 +374,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str], parts: Vec<u64>) -> 
         tar_bytes: 0,
         compression: "zstd".into(),
         level: 3,
-        version: s3cache::cache::entry_version(&paths, s3cache::layout::Format::Zstd, cross_os),
+        version: s3cache::engine::entry_version(&paths, s3cache::archive::layout::Format::Zstd, cross_os),
         paths,
         cross_os,
         plain_names: false,
@@ -417,7 +417,7 @@ fn integrity_failures_are_misses() {
     v.assert_refused(&v.restore("flipped"), "cache entry \"flipped\" was not restored: corrupt archive: zstd: ");
     // The same in a bare tar entry, which has no codec checksum: only the manifest's digest sees it.
     machine.run(&["save", "--key", "real-tar", "--format", "tar", "--path", "target"]).success();
-    let tar_name = |key: &str| s3cache::layout::entry_object(s3cache::scope::LOCAL_SCOPE, key, s3cache::layout::Format::Tar);
+    let tar_name = |key: &str| s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, key, s3cache::archive::layout::Format::Tar);
     let mut flipped_tar = fs::read(v.server.data_dir().join(&v.server.bucket).join("hostile").join(tar_name("real-tar"))).unwrap();
     flipped_tar[5000] ^= 1; // inside debug/app's content, past the headers
     v.server.put_object("hostile", &tar_name("flipped-tar"), &flipped_tar);

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use s3cache::s3::Credentials;
+use s3cache::store::Credentials;
 use s3cache::store::{BlobStore, PutOptions, S3Options, StoreError};
 use s3cache_tests::{S3Server, ServerKind, boto3};
 
@@ -72,8 +72,8 @@ fn conditional_writes_keep_the_first_writer() {
 /// extracted into the mount with a notice and no digest, and refused when a member leaves the mount.
 #[test]
 fn restores_old_tools_objects_at_their_own_names() {
-    use s3cache::cache::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
-    use s3cache::layout::Format;
+    use s3cache::engine::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
+    use s3cache::archive::layout::Format;
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = s3cache_tests::Sandbox::new();
     let old = machine.scratch("old");
@@ -114,7 +114,7 @@ fn restores_old_tools_objects_at_their_own_names() {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
-            objects: vec![LegacyObject { name: format!("{key}/vendor"), paths: vec!["vendor".into()], names: s3cache::cache::MemberNames::Plain }],
+            objects: vec![LegacyObject { name: format!("{key}/vendor"), paths: vec!["vendor".into()], names: s3cache::engine::MemberNames::Plain }],
         }),
     };
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };

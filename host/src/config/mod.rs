@@ -7,7 +7,8 @@
 //! The settings are also the CLI's global flags (`clap::Args`), with their defaults and variables in
 //! one place; an embedder builds them with `Settings::default()` and changes what it needs.
 
-pub mod parse;
+pub(crate) mod env_vars;
+pub(crate) mod parse;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,15 +17,16 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::bindings::UnpackLimits;
-use crate::cache::{CacheContext, EnvLookup};
-use crate::s3::client::{RetryPolicy, TransportConfig};
-use crate::s3::credentials::{ChainInputs, resolve_chain};
-use crate::s3::download::DownloadConfig;
-use crate::s3::upload::UploadConfig;
-use crate::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
-use crate::scope::{self, ScopePlan};
-use crate::{GuestLimits, S3Options, Sandbox, env_vars, output};
+use crate::sandbox::bindings::UnpackLimits;
+use crate::engine::{CacheContext, EnvLookup};
+use crate::store::s3::client::{RetryPolicy, TransportConfig};
+use crate::store::s3::credentials::{ChainInputs, resolve_chain};
+use crate::store::s3::download::DownloadConfig;
+use crate::store::s3::upload::UploadConfig;
+use crate::store::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
+use crate::engine::scope::{self, ScopePlan};
+use crate::ui::output;
+use crate::{GuestLimits, S3Options, Sandbox};
 
 /// Everything that configures a run, whatever the command.
 #[derive(Debug, Clone, Args)]
@@ -332,7 +334,7 @@ fn working_directory() -> Result<PathBuf> {
 pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result<String> {
     detect_github_actions(&env);
     let sandbox = sandbox(&settings.limits, &env)?;
-    Ok(crate::cache::compute_key(&sandbox, &working_directory()?, &env, template)?)
+    Ok(crate::engine::compute_key(&sandbox, &working_directory()?, &env, template)?)
 }
 
 /// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
@@ -364,7 +366,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
-        layout: crate::layout::Layout::Scoped,
+        layout: crate::archive::layout::Layout::Scoped,
         cancel: crate::Cancel::default(),
         scopes,
         unpack_limits,
@@ -411,7 +413,7 @@ mod tests {
         assert_eq!(settings.transfer.max_attempts, 3);
         assert_eq!(settings.limits.guest_memory_mb, 1024);
         assert!(!settings.anonymous && !settings.scope.allow_untrusted_save);
-        assert_eq!(settings.leftover_age, crate::admin::DEFAULT_LEFTOVER_AGE);
+        assert_eq!(settings.leftover_age, crate::engine::admin::DEFAULT_LEFTOVER_AGE);
     }
 
     /// The endpoint comes from `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; one

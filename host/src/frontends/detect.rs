@@ -10,8 +10,9 @@
 //!   `filename`, `flush_age`, ...); otherwise meltwater drone-cache, as Harness's Save/Restore Cache S3
 //!   steps when the runner's `HARNESS_*` variables are there.
 
-use super::{Invocation, drone_cache, drone_s3_cache, vela, woodpecker};
-use crate::env_vars::{self, ci, plugins};
+use crate::frontends::Invocation;
+use crate::frontends::plugins::{drone_cache, drone_s3_cache, vela, woodpecker};
+use crate::config::env_vars::{self, ci, plugins};
 
 /// A front end a plugin run can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl Dialect {
     /// The step's command line.
     pub fn invocation(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, String> {
         match self {
-            Dialect::GithubAction => super::github::invocation(super::github::Step::Restore, env),
+            Dialect::GithubAction => crate::frontends::github::invocation(crate::frontends::github::Step::Restore, env),
             Dialect::DroneCache(flavour) => drone_cache::invocation(flavour, env),
             Dialect::DroneS3Cache => drone_s3_cache::invocation(env),
             Dialect::WoodpeckerCache => woodpecker::invocation(env),

@@ -1,5 +1,5 @@
-//! A dialect's old-layout objects ([`super::LegacyObject`]) as the engine's legacy restore takes
-//! them ([`crate::cache::Legacy`]): at the old name under the store prefix, with the paths it holds and
+//! A dialect's old-layout objects ([`crate::frontends::LegacyObject`]) as the engine's legacy restore takes
+//! them ([`crate::engine::Legacy`]): at the old name under the store prefix, with the paths it holds and
 //! members named as `tar` names them — relative to the workspace for paths inside it, by absolute path
 //! (`tar -P`) for paths elsewhere, always by absolute path (drone-cache), or relative to the mount's
 //! parent (Vela). An object with relative names of a path outside the workspace is left out with a
@@ -7,14 +7,14 @@
 
 use std::path::Path;
 
-use super::{LegacyNames, LegacyObject};
-use crate::cache::{self, Legacy, MemberNames};
-use crate::paths::resolve_roots;
+use crate::frontends::{LegacyNames, LegacyObject};
+use crate::engine::{Legacy, MemberNames};
+use crate::workspace::paths::resolve_roots;
 
 /// The objects of `objects` this workspace can restore, named around the rendered `key`.
 pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Option<&Path>) -> Option<Legacy> {
     let first = objects.first()?;
-    let usable: Vec<cache::LegacyObject> = objects
+    let usable: Vec<crate::engine::LegacyObject> = objects
         .iter()
         .filter_map(|object| {
             let name = object.object.object(key);
@@ -33,7 +33,7 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
                 // A root is the directory containing the path: the mount's parent.
                 LegacyNames::FromParent => MemberNames::FromParent,
             };
-            fits.then(|| cache::LegacyObject { name, paths: object.paths.clone(), names })
+            fits.then(|| crate::engine::LegacyObject { name, paths: object.paths.clone(), names })
         })
         .collect();
     (!usable.is_empty()).then(|| Legacy { writer: first.writer.to_owned(), format: first.format, in_search: false, objects: usable })
@@ -43,7 +43,7 @@ pub fn engine_legacy(objects: &[LegacyObject], key: &str, cwd: &Path, home: Opti
 mod tests {
     use super::*;
     use crate::frontends::LegacyName;
-    use crate::layout::Format;
+    use crate::archive::layout::Format;
 
     fn object(paths: &[&str], names: LegacyNames) -> LegacyObject {
         LegacyObject {

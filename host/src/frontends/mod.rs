@@ -3,22 +3,13 @@
 //! and produces an [`Invocation`] — the command line it means plus the settings it implies — which
 //! the CLI then runs, so that every dialect gets the CLI's exact semantics and defaults.
 
-pub mod action_files;
 pub mod cli;
 pub mod detect;
-pub mod drone_cache;
-pub mod drone_s3_cache;
 pub mod github;
-pub mod gotemplate;
 pub mod interrupt;
 pub mod legacy;
-pub mod manual;
-pub mod plugin;
-pub mod plugin_docs;
-mod render;
+pub mod plugins;
 pub mod semaphore;
-pub mod vela;
-pub mod woodpecker;
 
 /// What a front end asks the CLI to run.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,7 +36,7 @@ pub struct Invocation {
 pub struct LegacyObject {
     /// The object's name under the invocation's store prefix.
     pub object: LegacyName,
-    pub format: crate::layout::Format,
+    pub format: crate::archive::layout::Format,
     /// The paths the object holds, as the step names them (its `mount`s).
     pub paths: Vec<String>,
     /// How the archive's member names spell that path.

@@ -21,13 +21,13 @@ use std::time::{Instant, SystemTime};
 
 use md5::Digest;
 
-use crate::admin::ScopeSelection;
-use crate::cache::{CacheContext, EnvLookup, Fallback, Legacy, RestoreOutcome, SaveOutcome};
-use crate::catalog::Entry;
+use crate::engine::admin::ScopeSelection;
+use crate::engine::{CacheContext, EnvLookup, Fallback, Legacy, RestoreOutcome, SaveOutcome};
+use crate::archive::catalog::Entry;
 use crate::config::{self, Settings, parse};
-use crate::env_vars::{self, semaphore as vars};
-use crate::layout::{Format, Layout};
-use crate::{RestoreRequest, SaveRequest, output};
+use crate::config::env_vars::{self, semaphore as vars};
+use crate::archive::layout::{Format, Layout};
+use crate::{RestoreRequest, SaveRequest, ui::output};
 
 /// A verb of the `cache` CLI with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub enum EnvError {
     /// `SEMAPHORE_CACHE_S3_URL` without `http://` or `https://`: the real CLI handed it to the SDK
     /// verbatim, where every request failed.
     #[error("SEMAPHORE_CACHE_S3_URL: {0}")]
-    Endpoint(crate::s3::EndpointError),
+    Endpoint(crate::store::s3::EndpointError),
 }
 
 /// The store settings a Semaphore job's environment implies, and the variables the credential chain
@@ -149,7 +149,7 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<(Settings, Vec<(
     let mut settings = Settings { store: Some(format!("s3://{bucket}/{project}")), ..Settings::default() };
     let mut overrides = Vec::new();
     if let Some(url) = var(vars::SEMAPHORE_CACHE_S3_URL) {
-        crate::s3::Endpoint::parse(&url).map_err(EnvError::Endpoint)?;
+        crate::store::s3::Endpoint::parse(&url).map_err(EnvError::Endpoint)?;
         settings.endpoint = Some(url);
         settings.path_style = true;
         settings.region = Some("auto".into());
@@ -331,10 +331,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         Ending::Config(why) => {
             println!("error: {}", output::scrub(&output::escape(&why)));
-            super::cli::EXIT_CONFIG
+            crate::frontends::cli::EXIT_CONFIG
         }
     };
-    ExitCode::from(super::interrupt::finish(code))
+    ExitCode::from(crate::frontends::interrupt::finish(code))
 }
 
 /// `checksum FILE`: the MD5 of the file, hex, as toolbox's `checksum` prints it.
@@ -368,7 +368,7 @@ fn context(env: &EnvLookup) -> Result<CacheContext, Ending> {
         None => Ending::Error(format!("{e:#}")),
     })?;
     context.layout = Layout::Flat;
-    context.cancel = super::interrupt::install(super::interrupt::INTERRUPTED);
+    context.cancel = crate::frontends::interrupt::install(crate::frontends::interrupt::INTERRUPTED);
     Ok(context)
 }
 
@@ -438,7 +438,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
             Ok(Ending::Code(0))
         }
         SaveOutcome::Failed { reason, .. } => Err(reason),
-        SaveOutcome::Interrupted { .. } => Err(super::interrupt::SAVE_INTERRUPTED.into()),
+        SaveOutcome::Interrupted { .. } => Err(crate::frontends::interrupt::SAVE_INTERRUPTED.into()),
     }
 }
 
@@ -478,7 +478,7 @@ fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
             Ok(false)
         }
         RestoreOutcome::Miss { reason, .. } => Err(reason),
-        RestoreOutcome::Interrupted { .. } => Err(super::interrupt::RESTORE_INTERRUPTED.into()),
+        RestoreOutcome::Interrupted { .. } => Err(crate::frontends::interrupt::RESTORE_INTERRUPTED.into()),
     }
 }
 
@@ -556,7 +556,7 @@ fn clear(context: &CacheContext) -> Result<Ending, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env_vars::fixed as env;
+    use crate::config::env_vars::fixed as env;
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()

@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, StoreError, Upload};
+use crate::store::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, StoreError, Upload};
 
 const FILE_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
 const TEMP_PREFIX: &str = ".tmp-";
@@ -156,7 +156,7 @@ impl BlobStore for FileStore {
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
         fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
-        let temp = self.dir.join(crate::staging::unique(TEMP_PREFIX));
+        let temp = self.dir.join(crate::workspace::staging::unique(TEMP_PREFIX));
         let file = File::create(&temp).map_err(|source| StoreError::Io { path: temp.clone(), source })?;
         Ok(Box::new(FileUpload { temp, target: self.path(name), file: Some(file), written: 0, if_none_match: options.if_none_match }))
     }

@@ -11,7 +11,7 @@
 //! finds them where the store can list them, and [`BlobStore::remove_leftover`] removes one.
 
 mod file;
-mod s3;
+pub(crate) mod s3;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -20,11 +20,11 @@ use std::time::SystemTime;
 pub use file::FileStore;
 pub use s3::S3Store;
 
-pub use crate::s3::client::TransportConfig;
-pub use crate::s3::download::DownloadConfig;
-pub use crate::s3::upload::UploadConfig;
-pub use crate::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
-use crate::s3::{Bucket, Endpoint};
+pub use crate::store::s3::client::TransportConfig;
+pub use crate::store::s3::download::DownloadConfig;
+pub use crate::store::s3::upload::UploadConfig;
+pub use crate::store::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
+use crate::store::s3::{Bucket, Endpoint};
 
 /// An object in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]

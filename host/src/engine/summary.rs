@@ -1,0 +1,112 @@
+//! The summary of a save or restore: one typed record, built from the outcome, that every front end
+//! renders its own way (`--summary-json`, GitHub outputs and step summary, a plugin's log line).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::{RestoreOutcome, SaveOutcome};
+
+/// What a save or restore did, in the terms of `--summary-json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// `save` or `restore`.
+    pub operation: &'static str,
+    /// `saved`, `already-exists`, `nothing-to-save`, `skipped`, `failed`, `hit`, `lookup-hit`, `miss`.
+    pub outcome: &'static str,
+    /// For restores: whether an entry was found (exact or by a restore key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_hit: Option<bool>,
+    /// For hits: whether the primary key matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<bool>,
+    /// The rendered primary key (absent when rendering failed).
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_mb_s: Option<f64>,
+    /// The scope written to (saves) or read from (hits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Why nothing was saved or restored, secrets scrubbed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// HTTP requests this process sent.
+    pub http_requests: u64,
+    /// The store, as `s3://bucket/prefix/` or `file:///dir`.
+    pub store: String,
+}
+
+fn throughput(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+}
+
+impl Summary {
+    /// The summary of a save that wrote to `scope`.
+    pub fn of_save(outcome: &SaveOutcome, scope: &str) -> Self {
+        let base = Summary { operation: "save", scope: Some(scope.to_owned()), ..Summary::default() };
+        let scrub = |reason: &str| Some(crate::ui::output::scrub(reason));
+        match outcome {
+            SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => Summary {
+                outcome: "saved",
+                key: Some(key.clone()),
+                bytes: Some(*bytes),
+                members: Some(*members),
+                sha256: Some(sha256.clone()),
+                elapsed_ms: Some(elapsed.as_millis() as u64),
+                throughput_mb_s: Some(throughput(*bytes, *elapsed)),
+                ..base
+            },
+            SaveOutcome::AlreadyExists { key } => Summary { outcome: "already-exists", key: Some(key.clone()), ..base },
+            SaveOutcome::NothingToSave { key } => Summary { outcome: "nothing-to-save", key: Some(key.clone()), ..base },
+            SaveOutcome::Skipped { key, reason } => Summary { outcome: "skipped", key: key.clone(), reason: scrub(reason), ..base },
+            SaveOutcome::Failed { key, reason } => Summary { outcome: "failed", key: key.clone(), reason: scrub(reason), ..base },
+            SaveOutcome::Interrupted { key } => Summary { outcome: "interrupted", key: key.clone(), reason: scrub("interrupted"), ..base },
+        }
+    }
+
+    /// The summary of a restore.
+    pub fn of_restore(outcome: &RestoreOutcome) -> Self {
+        let base = Summary { operation: "restore", ..Summary::default() };
+        match outcome {
+            RestoreOutcome::Hit(hit) => Summary {
+                outcome: if hit.restored { "hit" } else { "lookup-hit" },
+                cache_hit: Some(true),
+                exact: Some(hit.exact),
+                key: Some(hit.primary_key.clone()),
+                matched_key: Some(hit.matched_key.clone()),
+                bytes: Some(hit.bytes),
+                members: Some(hit.members),
+                sha256: Some(hit.sha256.clone()),
+                elapsed_ms: Some(hit.elapsed.as_millis() as u64),
+                throughput_mb_s: Some(throughput(hit.bytes, hit.elapsed)),
+                scope: Some(hit.scope.clone()),
+                ..base
+            },
+            RestoreOutcome::Miss { primary_key, reason, failed } => Summary {
+                outcome: if *failed { "failed" } else { "miss" },
+                cache_hit: Some(false),
+                key: primary_key.clone(),
+                reason: Some(crate::ui::output::scrub(reason)),
+                ..base
+            },
+            RestoreOutcome::Interrupted { primary_key } => {
+                Summary { outcome: "interrupted", cache_hit: Some(false), key: primary_key.clone(), reason: Some("interrupted".into()), ..base }
+            }
+        }
+    }
+
+    /// Whether the primary key itself was restored.
+    pub fn exact_hit(&self) -> bool {
+        self.cache_hit == Some(true) && self.exact == Some(true)
+    }
+}

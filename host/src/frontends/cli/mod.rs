@@ -1,0 +1,746 @@
+//! The `s3cache` command line: flags and subcommands, the run of one operation, what it prints, and
+//! its exit code (README, "Exit codes"). Other front ends produce a command line and run it here.
+
+pub mod manual;
+mod render;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::frontends::{Invocation, github, interrupt};
+use crate::engine::admin::ScopeSelection;
+use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
+use crate::config::{self, Settings, parse};
+use crate::archive::layout::Format;
+use crate::store::s3::client::S3Client;
+use crate::engine::summary::Summary;
+use crate::{RestoreRequest, SaveRequest, config::env_vars, ui::output};
+
+/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`,
+/// or an admin verb's "no" (`has`, `delete` of a missing key).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for an admin verb whose store requests failed.
+pub const EXIT_STORE: u8 = 3;
+
+/// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "s3cache", version, about, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    /// Log diagnostics (S3CACHE_LOG=warn,s3cache=debug,guest=debug); ignored when S3CACHE_LOG is set.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    /// Print only warnings and errors: no notices, no progress bar.
+    #[arg(long, short, global = true, env = env_vars::S3CACHE_QUIET, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    quiet: bool,
+    /// Never draw a progress bar (one is drawn on stderr only when it is a terminal and TERM is set, not dumb).
+    #[arg(long, global = true, env = env_vars::S3CACHE_NO_PROGRESS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    no_progress: bool,
+    /// Write a JSON summary of the save or restore to this file.
+    #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save paths under a key, unless an entry with that key exists.
+    Save(SaveArgs),
+    /// Restore paths from the entry with the key, or the newest matching a restore key.
+    Restore(RestoreArgs),
+    /// Print the key a template renders to.
+    Key(KeyArgs),
+    /// List entries, newest first: key, scope, format, size, saved, last used.
+    List(ListArgs),
+    /// Entries and bytes per scope and in total, over the whole store.
+    Usage(JsonArgs),
+    /// Exit 0 when an entry with exactly KEY exists in the scopes a restore reads, else 1.
+    Has(KeyedArgs),
+    /// Delete the entry with exactly KEY (every format); exit 1 when there is none.
+    Delete(DeleteArgs),
+    /// Delete every entry of a scope, or of the whole store; asks first, or needs --yes.
+    Clear(ClearArgs),
+    /// Delete entries not used (saved or restored) for longer than a duration, in every scope.
+    Flush(FlushArgs),
+    /// Delete the least recently used entries until the store holds at most a size.
+    Prune(PruneArgs),
+    /// The Semaphore `cache` CLI: `s3cache semaphore store|restore|has_key|...` (also the binary run
+    /// as `cache` or `checksum`).
+    #[command(disable_help_flag = true)]
+    Semaphore {
+        /// The verb and its arguments, as `cache` takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a step of the GitHub action: reads INPUT_* (and STATE_* in post), writes GITHUB_OUTPUT,
+    /// GITHUB_STATE and GITHUB_STEP_SUMMARY. Used by action.yml, restore/ and save/.
+    GithubAction(GithubActionArgs),
+    /// Print a shell completion script on stdout, e.g. `s3cache completions bash > /etc/bash_completion.d/s3cache`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `s3cache man > /usr/local/share/man/man1/s3cache.1`;
+    /// with COMMAND, the page of that command (`s3cache man save > s3cache-save.1`).
+    Man {
+        /// A command (save, restore, list...), for its own page.
+        command: Option<String>,
+    },
+    /// Run as a CI plugin step: recognize the dialect from the environment (PLUGIN_* of Drone,
+    /// Woodpecker and Harness; PARAMETER_* of Vela; INPUT_* of the GitHub action) and run it. A
+    /// plugin image runs s3cache with no arguments, which does the same.
+    Plugin,
+}
+
+#[derive(Debug, Args)]
+struct GithubActionArgs {
+    /// restore (the action's main step), save, or post (save unless the restore hit the primary key).
+    #[arg(value_enum)]
+    step: ActionStep,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionStep {
+    Restore,
+    Save,
+    Post,
+}
+
+#[derive(Debug, Args)]
+struct SaveArgs {
+    /// The key, or a template such as 'deps-{{ hashFiles "**/Cargo.lock" }}'.
+    #[arg(long)]
+    key: String,
+    /// Paths to cache: files, directories, globs; `!` excludes; `~` is expanded. Repeatable.
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Archive format: zstd (default), gzip or tar.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); ignored for tar.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: Option<i32>,
+    /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
+    #[arg(long)]
+    fail_on_error: bool,
+    /// Replace an existing entry with this key instead of keeping the first one.
+    #[arg(long)]
+    overwrite: bool,
+    /// Save for every operating system (restores elsewhere need --enable-cross-os-archive too).
+    #[arg(long)]
+    enable_cross_os_archive: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The primary key (or template); matched exactly.
+    #[arg(long)]
+    key: String,
+    /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
+    #[arg(long = "restore-key", value_name = "PREFIX")]
+    restore_keys: Vec<String>,
+    /// Paths to restore; must be the same list the cache was saved with. None: the paths the entry
+    /// recorded, which must lie in the workspace or the home directory.
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Exit 1 when nothing is restored.
+    #[arg(long)]
+    fail_on_cache_miss: bool,
+    /// Exit 1 when the restore fails (network, store, credentials, a damaged or refused entry) instead
+    /// of warning; a miss with no entry to restore still exits 0 unless --fail-on-cache-miss.
+    #[arg(long)]
+    fail_on_error: bool,
+    /// Also restore entries saved on another operating system.
+    #[arg(long)]
+    enable_cross_os_archive: bool,
+    /// Only check that an entry exists and is restorable; download nothing.
+    #[arg(long)]
+    lookup_only: bool,
+    /// Restore only the exact key, never a restore-key match (release builds).
+    #[arg(long)]
+    exact_key_only: bool,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The template, e.g. '{{ os }}-{{ checksum "Cargo.lock" }}'.
+    #[arg(long)]
+    template: String,
+}
+
+#[derive(Debug, Args)]
+struct JsonArgs {
+    /// Print one JSON document (exact bytes, RFC 3339 times) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which scopes an admin verb covers: the run's own (default), one, or all.
+#[derive(Debug, Args)]
+struct ScopeChoice {
+    /// Every scope in the store (wins over --scope and S3CACHE_SCOPE).
+    #[arg(long)]
+    all_scopes: bool,
+}
+
+impl ScopeChoice {
+    fn selection(&self, settings: &Settings) -> ScopeSelection {
+        match (&settings.scope.scope, self.all_scopes) {
+            (_, true) => ScopeSelection::All,
+            (Some(scope), false) => ScopeSelection::Named(scope.clone()),
+            (None, false) => ScopeSelection::Own,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    scopes: ScopeChoice,
+    /// Only keys that start with this.
+    #[arg(long, value_name = "P", default_value = "")]
+    prefix: String,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeyedArgs {
+    /// The exact key (not a template).
+    key: String,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeleteArgs {
+    #[command(flatten)]
+    keyed: KeyedArgs,
+    /// Exit 0 when there is no such entry (a plugin's "clear" step).
+    #[arg(long)]
+    missing_ok: bool,
+}
+
+#[derive(Debug, Args)]
+struct ClearArgs {
+    #[command(flatten)]
+    scopes: ScopeChoice,
+    /// Delete without asking (needed when not on a terminal).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct FlushArgs {
+    /// Entries unused for longer than this go: 14d, 336h, 90m, 30s, or a bare number of days.
+    #[arg(long, value_name = "DURATION", value_parser = parse::flags::duration)]
+    older_than: Duration,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// The size the store must fit: 10GB (powers of 1000), 500MiB (powers of 1024), or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse::flags::size)]
+    max_size: u64,
+    #[command(flatten)]
+    output: JsonArgs,
+}
+
+/// The process: parse the command line, run it, print the error chain once, exit. Run as `cache` or
+/// `checksum` (a link or copy by that name), or as `s3cache semaphore ...`, it is the Semaphore CLI.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let program = args.first().map(|a| Path::new(a).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()).unwrap_or_default();
+    match (program.as_str(), args.get(1).map(String::as_str)) {
+        ("cache", _) => return crate::frontends::semaphore::main(&args[1..]),
+        ("checksum", _) => return crate::frontends::semaphore::main(&[&["checksum".to_owned()], &args[1..]].concat()),
+        (_, Some("semaphore")) => return crate::frontends::semaphore::main(&args[2..]),
+        _ => {}
+    }
+    // A plugin image runs the binary with no arguments: its settings are in the environment.
+    let plugin_run = args.len() == 1 && !matches!(detected_plugin(), Ok(None));
+    let result = if plugin_run {
+        plugin(false)
+    } else {
+        let cli = Cli::parse();
+        cli.apply_output_choices();
+        match cli.command {
+            Command::Plugin => plugin(cli.verbose),
+            Command::Completions { shell } => crate::frontends::cli::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
+            Command::Man { command } => crate::frontends::cli::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
+            Command::GithubAction(GithubActionArgs { step }) => {
+                init_logging(cli.verbose);
+                github_action(step)
+            }
+            _ => {
+                init_logging(cli.verbose);
+                run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code)
+            }
+        }
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
+            EXIT_CONFIG
+        }
+    };
+    // After SIGINT or SIGTERM: the clean-up's end, one line, exit 130 or 143.
+    ExitCode::from(interrupt::finish(code))
+}
+
+impl Cli {
+    /// `--quiet` and `--no-progress`, for everything printed from now on.
+    fn apply_output_choices(&self) {
+        output::set_quiet(self.quiet);
+        if self.quiet || self.no_progress {
+            crate::ui::progress::disable();
+        }
+    }
+}
+
+/// The dialect the process environment speaks, if any.
+fn detected_plugin() -> Result<Option<crate::frontends::detect::Detected>, String> {
+    let env = config::process_env(Vec::new());
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    crate::frontends::detect::detect(&|name| env(name), &names)
+}
+
+/// A plugin step: say which dialect this is, translate its settings, run them. Logging starts once
+/// the settings are read, so that a dialect's debug setting (`--verbose` in its command line) counts.
+fn plugin(verbose: bool) -> Result<u8> {
+    let detected = detected_plugin().map_err(anyhow::Error::msg);
+    let detected = match detected {
+        Ok(Some(detected)) => detected,
+        Ok(None) => {
+            init_logging(verbose);
+            anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
+        }
+        Err(err) => {
+            init_logging(verbose);
+            return Err(err);
+        }
+    };
+    output::notice(&detected.describe());
+    if detected.dialect == crate::frontends::detect::Dialect::GithubAction {
+        init_logging(verbose);
+        return github_action(ActionStep::Restore);
+    }
+    let env = config::process_env(Vec::new());
+    let invocation = detected.dialect.invocation(&|name| env(name));
+    init_logging(verbose || invocation.as_ref().is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")));
+    let invocation = invocation.map_err(anyhow::Error::msg)?;
+    tracing::debug!(args = ?invocation.args, "plugin command line");
+    run_invocation(invocation).map(|(code, _)| code)
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "warn,s3cache=debug,guest=debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Runs what a front end translated its settings into.
+fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
+    invocation.secrets.iter().for_each(|s| output::register_secret(s));
+    let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    cli.apply_output_choices();
+    let token_file = match invocation.web_identity_token.take() {
+        Some(token) => Some(TokenFile::write(&token)?),
+        None => None,
+    };
+    if let Some(file) = &token_file {
+        invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
+    }
+    run(cli, config::process_env(invocation.env), &invocation.legacy)
+}
+
+/// A web identity token in a file only this user can read, removed when the run ends.
+struct TokenFile(PathBuf);
+
+impl TokenFile {
+    fn write(token: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(crate::workspace::staging::unique(".s3cache-oidc-"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path).and_then(|mut file| file.write_all(token.as_bytes())).with_context(|| format!("writing the web identity token to {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.
+fn github_action(step: ActionStep) -> Result<u8> {
+    output::enable_github_actions();
+    let step = match step {
+        ActionStep::Restore => github::Step::Restore,
+        ActionStep::Save => github::Step::Save,
+        ActionStep::Post => github::Step::Post,
+    };
+    let env = config::process_env(Vec::new());
+    let mut invocation = github::invocation(step, &|name| env(name)).map_err(anyhow::Error::msg)?;
+    if let Some(reason) = invocation.skip.take() {
+        invocation.secrets.iter().for_each(|s| output::register_secret(s));
+        output::notice(&reason);
+        return Ok(0);
+    }
+    output::group(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }));
+    let result = run_invocation(invocation);
+    output::end_group();
+    let (code, summary) = result?;
+    if let Some(summary) = summary {
+        if let Some(path) = env(env_vars::GITHUB_OUTPUT) {
+            github::append_records(Path::new(&path), &github::outputs(step, &summary)).context("writing GITHUB_OUTPUT")?;
+        }
+        if let (github::Step::Restore, Some(path)) = (step, env(env_vars::GITHUB_STATE)) {
+            github::append_records(Path::new(&path), &github::state(&summary)).context("writing GITHUB_STATE")?;
+        }
+        if let Some(path) = env(env_vars::GITHUB_STEP_SUMMARY) {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening GITHUB_STEP_SUMMARY")?;
+            file.write_all(github::step_summary(&summary).as_bytes())?;
+        }
+    }
+    Ok(code)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Completes a summary with what every summary has, and writes it where `--summary-json` asked.
+fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> Result<Summary> {
+    summary.http_requests = S3Client::requests_sent();
+    summary.store = store.to_owned();
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// Runs a command; returns the exit code and, for saves and restores, the summary.
+fn run(cli: Cli, env: EnvLookup, legacy: &[crate::frontends::LegacyObject]) -> Result<(u8, Option<Summary>)> {
+    match &cli.command {
+        // A key needs only the sandbox and the workspace: no store, no credentials.
+        Command::Key(args) => {
+            println!("{}", config::render_key(&cli.settings, env, &args.template)?);
+            return Ok((0, None));
+        }
+        Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
+        Command::Semaphore { .. } => anyhow::bail!("the Semaphore CLI runs before the command line is parsed"),
+        Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
+        _ => {}
+    }
+    let mut context = config::resolve(&cli.settings, env)?;
+    // A key given to `has` or `delete` follows the rules of saved keys, before any request.
+    if let Command::Has(KeyedArgs { key, .. }) | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command {
+        context.check_key(key)?;
+    }
+    context.cancel = interrupt::install(match cli.command {
+        Command::Save(_) => interrupt::SAVE_INTERRUPTED,
+        Command::Restore(_) => interrupt::RESTORE_INTERRUPTED,
+        _ => interrupt::INTERRUPTED,
+    });
+    let store = context.store.location();
+    let summary_path = cli.summary_json.as_ref();
+    let settings = &cli.settings;
+    match cli.command {
+        Command::Save(args) => {
+            let request = SaveRequest {
+                key: args.key,
+                paths: args.paths,
+                format: args.format,
+                compression_level: args.compression_level,
+                overwrite: args.overwrite,
+                cross_os: args.enable_cross_os_archive,
+                plain_names: false,
+            };
+            let outcome = context.save(&request)?;
+            let code = report_save(&outcome, args.fail_on_error);
+            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write), &store, summary_path)?;
+            Ok((code, Some(summary)))
+        }
+        Command::Restore(args) => {
+            // An old plugin's objects, named around the rendered key, that this workspace can take.
+            let legacy = if legacy.is_empty() { None } else { crate::frontends::legacy::engine_legacy(legacy, &context.compute_key(&args.key)?, &context.cwd, context.home.as_deref()) };
+            let request = RestoreRequest {
+                key: args.key,
+                restore_keys: args.restore_keys,
+                fallback: crate::engine::Fallback::Prefix,
+                paths: args.paths,
+                cross_os: args.enable_cross_os_archive,
+                lookup_only: args.lookup_only,
+                exact_key_only: args.exact_key_only,
+                legacy,
+            };
+            let outcome = context.restore(&request)?;
+            let code = report_restore(&outcome, args.fail_on_cache_miss, args.fail_on_error);
+            let summary = finish_summary(Summary::of_restore(&outcome), &store, summary_path)?;
+            Ok((code, Some(summary)))
+        }
+        command => Ok((admin(command, settings, &context), None)),
+    }
+}
+
+/// Prints what a save did; returns its exit code.
+fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
+    match outcome {
+        SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
+            output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
+        }
+        SaveOutcome::AlreadyExists { key } => output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
+        SaveOutcome::NothingToSave { key } => output::warning(&format!("nothing to save under {key}: the paths match no files")),
+        SaveOutcome::Skipped { reason, .. } => output::notice(&format!("not saving: {reason}")),
+        SaveOutcome::Failed { key, reason } => {
+            output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
+            return if fail_on_error { EXIT_FAILED } else { 0 };
+        }
+        // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
+        SaveOutcome::Interrupted { .. } => return 0,
+    }
+    interrupt::completed_anyway();
+    0
+}
+
+/// Prints what a restore did; returns its exit code: 1 for any miss with `fail_on_cache_miss`, and for a
+/// failed one (an entry that could not be restored, a store that failed) with `fail_on_error`.
+fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_error: bool) -> u8 {
+    match outcome {
+        RestoreOutcome::Hit(hit) => {
+            interrupt::completed_anyway();
+            let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
+            if hit.restored {
+                output::notice(&format!(
+                    "restored {} ({how}): {} entries, {} in {:.2}s",
+                    hit.matched_key,
+                    hit.members,
+                    megabytes(hit.bytes),
+                    hit.elapsed.as_secs_f64()
+                ));
+            } else {
+                output::notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
+            }
+            0
+        }
+        RestoreOutcome::Miss { reason, failed, .. } => {
+            if *failed {
+                output::warning(&format!("cache not restored: {reason}"));
+            } else {
+                output::notice(&format!("cache miss: {reason}"));
+            }
+            if fail_on_cache_miss || (*failed && fail_on_error) { EXIT_FAILED } else { 0 }
+        }
+        // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
+        RestoreOutcome::Interrupted { .. } => 0,
+    }
+}
+
+/// Runs an admin verb, prints its result, and returns its exit code. Store failures are printed
+/// here (exit 3): unlike a save or restore, an admin verb is not a build step to keep green.
+fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
+    let result = match command {
+        Command::List(args) => context.list_entries(&args.scopes.selection(settings), &args.prefix).map(|entries| {
+            render::entries(&entries, args.output.json);
+            0
+        }),
+        Command::Usage(args) => context.usage().map(|usage| {
+            render::usage(&usage, settings.leftover_age, args.json);
+            0
+        }),
+        Command::Has(args) => context.find_entry(&args.key, settings.scope.scope.as_deref()).map(|entry| {
+            render::found(entry.as_ref(), &args.key, args.output.json);
+            if entry.is_some() { 0 } else { EXIT_FAILED }
+        }),
+        Command::Delete(DeleteArgs { keyed: args, missing_ok }) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
+            if entries.is_empty() {
+                let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
+                if args.output.json {
+                    render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
+                } else {
+                    output::notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
+                }
+                return if missing_ok { 0 } else { EXIT_FAILED };
+            }
+            finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json)
+        }),
+        Command::Clear(args) => clear(context, settings, &args.scopes.selection(settings), args.yes, args.output.json),
+        Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
+            let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
+            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(stale));
+            finish_removal("flush", removal, extra, args.output.json)
+        }),
+        Command::Prune(args) => context.eviction_candidates(args.max_size).map(|(evict, before)| {
+            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(evict));
+            let after = before.bytes - removal.deleted.iter().map(|e| e.size()).sum::<u64>();
+            let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
+            finish_removal("prune", removal, extra, args.output.json)
+        }),
+        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("not an admin verb")
+        }
+    };
+    result.unwrap_or_else(|err| {
+        output::warning(&format!("the store failed: {err}"));
+        EXIT_STORE
+    })
+}
+
+/// `removal` and the leftovers in `selection` older than the leftover age, removed after the entries.
+fn with_leftovers_removed(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, mut removal: crate::engine::admin::Removal) -> crate::engine::admin::Removal {
+    context.remove_leftovers(selection, settings.leftover_age, SystemTime::now(), &mut removal);
+    removal
+}
+
+fn finish_removal(verb: &str, removal: crate::engine::admin::Removal, extra: serde_json::Value, as_json: bool) -> u8 {
+    render::removal(verb, &removal, extra, as_json);
+    if removal.failed.is_empty() && removal.leftovers_failed.is_empty() { 0 } else { EXIT_STORE }
+}
+
+/// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
+fn clear(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
+    let entries = context.list_entries(selection, "")?;
+    let what = match selection {
+        ScopeSelection::Own => format!("scope {}", context.scopes.write),
+        ScopeSelection::Named(scope) => format!("scope {scope}"),
+        ScopeSelection::All => format!("every scope of {}", context.store.location()),
+    };
+    let tally = crate::engine::admin::Tally::of(&entries);
+    if !yes && !entries.is_empty() {
+        let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
+        if !std::io::stdin().is_terminal() {
+            output::warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
+            return Ok(EXIT_CONFIG);
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            output::notice("not clearing");
+            return Ok(EXIT_FAILED);
+        }
+    }
+    let removal = with_leftovers_removed(context, settings, selection, context.remove(entries));
+    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": what }), as_json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("s3cache").chain(args.iter().copied()))
+    }
+
+    fn selection(args: &[&str]) -> ScopeSelection {
+        let cli = parse(args).unwrap();
+        match &cli.command {
+            Command::List(list) => list.scopes.selection(&cli.settings),
+            Command::Clear(clear) => clear.scopes.selection(&cli.settings),
+            other => panic!("not list or clear: {other:?}"),
+        }
+    }
+
+    /// Admin verbs act on the run's own scope unless `--scope` names one or `--all-scopes` asks for all
+    /// (which wins, so that a CI-wide `S3CACHE_SCOPE` does not stop a store-wide clear).
+    #[test]
+    fn admin_scope_selection() {
+        assert_eq!(selection(&["list"]), ScopeSelection::Own);
+        assert_eq!(selection(&["--scope", "feature-1", "list"]), ScopeSelection::Named("feature-1".into()));
+        assert_eq!(selection(&["clear", "--all-scopes", "--yes"]), ScopeSelection::All);
+        assert_eq!(selection(&["--scope", "x", "clear", "--all-scopes"]), ScopeSelection::All);
+    }
+
+    /// Durations and sizes parse as the settings do, and bad ones name the flag's value.
+    #[test]
+    fn admin_values() {
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "14d"]).unwrap().command else { panic!("flush") };
+        assert_eq!(flush.older_than, Duration::from_secs(14 * 86_400));
+        let Command::Flush(flush) = parse(&["flush", "--older-than", "30"]).unwrap().command else { panic!("flush") };
+        assert_eq!(flush.older_than, Duration::from_secs(30 * 86_400));
+        let Command::Prune(prune) = parse(&["prune", "--max-size", "500MiB"]).unwrap().command else { panic!("prune") };
+        assert_eq!(prune.max_size, 500 << 20);
+        let err = parse(&["prune", "--max-size", "big"]).unwrap_err().to_string();
+        assert!(err.contains("the size must be a size such as 10GB, 500MiB or 1048576, not \"big\""), "{err}");
+        let err = parse(&["--anonymous=yes", "list"]).unwrap_err().to_string();
+        assert!(err.contains("must be true or false, not \"yes\""), "{err}");
+    }
+
+    /// Every dialect's command line is one the CLI accepts, so no dialect can drift from its flags.
+    #[test]
+    fn dialect_invocations_parse() {
+        use crate::frontends::detect::Dialect;
+        use crate::frontends::plugins::drone_cache::Flavour;
+        let common = [("DRONE_REPO_NAME", "app"), ("DRONE_REPO_OWNER", "acme"), ("VELA_REPO_ORG", "acme"), ("VELA_REPO_NAME", "app"), ("S3CACHE_VELA_DIR", "/nonexistent")];
+        let cases: &[(Dialect, &[(&str, &str)])] = &[
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ENCRYPTION", "AES256"), ("PLUGIN_ACL", "private"), ("PLUGIN_COMPRESSION_LEVEL", "5"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::DroneCache(Flavour::Harness), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_STRICT_KEY_MATCHING", "false"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s")]),
+            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_FLUSH", "true"), ("PLUGIN_BUCKET", "b")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ACCELERATED_ENDPOINT", "x"), ("PLUGIN_PROFILE", "p")]),
+            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "flush"), ("PLUGIN_ROOT", "b")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_PATH", "m"), ("PLUGIN_DEBUG", "true")]),
+            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "clear"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_KEY", "k")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_BUCKET", "b"), ("PARAMETER_MOUNT", "m"), ("PARAMETER_LOG_LEVEL", "debug")]),
+            (Dialect::Vela, &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")]),
+        ];
+        for (dialect, settings) in cases {
+            let env = crate::config::env_vars::fixed(&[&common[..], settings].concat());
+            let invocation = dialect.invocation(&env).unwrap();
+            let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
+            assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());
+        }
+    }
+
+    /// Boolean flags that take an optional value take it only after `=`, so a command may follow
+    /// them; their variables set them too.
+    #[test]
+    fn optional_boolean_values() {
+        let cli = parse(&["--allow-untrusted-save", "--quiet", "--no-progress", "--anonymous", "list"]).unwrap();
+        assert!(cli.settings.scope.allow_untrusted_save && cli.quiet && cli.no_progress && cli.settings.anonymous);
+        assert!(matches!(cli.command, Command::List(_)));
+        let cli = parse(&["-q", "--no-progress=false", "--anonymous=false", "key", "--template", "k"]).unwrap();
+        assert!(cli.quiet && !cli.no_progress && !cli.settings.anonymous);
+        let err = parse(&["--quiet=maybe", "list"]).unwrap_err().to_string();
+        assert!(err.contains("must be true or false, not \"maybe\""), "{err}");
+    }
+
+    /// A restore exits 1 on a failed miss only with --fail-on-error, on any miss with
+    /// --fail-on-cache-miss, and 0 otherwise.
+    #[test]
+    fn restore_exit_codes() {
+        let miss = |failed| RestoreOutcome::Miss { primary_key: Some("k".into()), reason: "why".into(), failed };
+        let code = |failed, on_miss, on_error| report_restore(&miss(failed), on_miss, on_error);
+        assert_eq!([code(false, false, false), code(false, false, true), code(false, true, false)], [0, 0, EXIT_FAILED]);
+        assert_eq!([code(true, false, false), code(true, false, true), code(true, true, false)], [0, EXIT_FAILED, EXIT_FAILED]);
+        let Command::Restore(restore) = parse(&["restore", "--key", "k", "--fail-on-error"]).unwrap().command else { panic!("restore") };
+        assert!(restore.fail_on_error && !restore.fail_on_cache_miss);
+    }
+
+    /// Saves default to zstd; `--format` picks the others.
+    #[test]
+    fn save_formats() {
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p"]).unwrap().command else { panic!("save") };
+        assert_eq!(save.format, Format::Zstd);
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"]).unwrap().command else { panic!("save") };
+        assert_eq!(save.format, Format::Gzip);
+        assert!(parse(&["save", "--key", "k", "--path", "p", "--format", "lz4"]).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! The filesystem work WASI cannot do, done natively and checked again.
+//!
+//! On save, the host reads what the guest found (mode bits, mtimes, sizes, link targets) with
+//! `lstat`; on restore it applies the guest's fixups inside the staging directories: modes, symlinks
+//! and mtimes. Every path from the guest is re-validated with `s3cache-policy` first, symlink targets
+//! included, and nothing ever follows a symlink: a guest that lies cannot make the host touch
+//! anything outside staging.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+use s3cache_policy::{validate_relative, validate_symlink_target};
+
+use crate::sandbox::bindings::{Fixup, Found, Member, MemberKind, Timestamp};
+use crate::workspace::paths::CachedRoot;
+
+/// Something the guest reported that the host refuses or cannot do.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("the guest reported an invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: expected a {expected:?} in staging, found something else")]
+    Unexpected { path: PathBuf, expected: MemberKind },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
+    move |source| FsError::Io { path: path.to_owned(), source }
+}
+
+/// The host path of a guest-reported `(root, relative)` pair, after validating both.
+fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, FsError> {
+    let invalid = |reason: String| FsError::InvalidPath { path: relative.to_owned(), reason };
+    let dir = dirs.get(root as usize).ok_or_else(|| invalid(format!("root {root} does not exist")))?;
+    let relative = validate_relative(relative).map_err(|v| invalid(v.to_string()))?;
+    Ok(relative.components().iter().fold(dir.to_path_buf(), |path, c| path.join(c)))
+}
+
+/// Reads what the guest found, for `pack`.
+///
+/// - A file that is a hard link to one already listed under the same root becomes a `hardlink` member.
+/// - Symlinks follow the absolute-link policy (see README, "Security model"): an absolute target inside
+///   the link's own cached root is stored as the equivalent relative link; any other absolute target,
+///   and any relative target that a restore would refuse, is skipped with a warning — saving it would
+///   make every restore of the entry fail.
+/// - Objects that changed kind since the guest saw them, and links whose targets are not UTF-8, are
+///   skipped with a warning.
+pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, FsError> {
+    let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
+    let mut members = Vec::with_capacity(found.len());
+    let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
+    for item in found {
+        let path = checked_path(&dirs, item.root, &item.relative)?;
+        let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+        let kind = if meta.file_type().is_symlink() {
+            MemberKind::Symlink
+        } else if meta.is_dir() {
+            MemberKind::Directory
+        } else if meta.is_file() {
+            MemberKind::File
+        } else {
+            crate::ui::output::warning(&format!("skipping {}: no longer a file, directory or symlink", path.display()));
+            continue;
+        };
+        if kind != item.kind {
+            crate::ui::output::warning(&format!("skipping {}: it changed while the cache was being saved", path.display()));
+            continue;
+        }
+        let mut kind = kind;
+        let link_target = if kind == MemberKind::Symlink {
+            let target = match fs::read_link(&path).map_err(io(&path))?.into_os_string().into_string() {
+                Ok(target) => target,
+                Err(_) => {
+                    crate::ui::output::warning(&format!("skipping {}: its target is not UTF-8", path.display()));
+                    continue;
+                }
+            };
+            match storable_link(dirs[item.root as usize], &item.relative, &target) {
+                Ok(target) => Some(target),
+                Err(reason) => {
+                    crate::ui::output::warning(&format!("skipping symlink {} -> {target}: {reason}", path.display()));
+                    continue;
+                }
+            }
+        } else if kind == MemberKind::File && meta.nlink() > 1 {
+            match inodes.entry((meta.dev(), meta.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) if first.get().0 == item.root => {
+                    kind = MemberKind::Hardlink;
+                    Some(first.get().1.clone())
+                }
+                std::collections::hash_map::Entry::Occupied(_) => None,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert((item.root, item.relative.clone()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        members.push(Member {
+            root: item.root,
+            relative: item.relative.clone(),
+            kind,
+            mode: meta.mode() & 0o7777,
+            size: if kind == MemberKind::File { meta.len() } else { 0 },
+            mtime: Timestamp { seconds: meta.mtime(), nanoseconds: meta.mtime_nsec() as u32 },
+            link_target,
+            slice: None,
+        });
+    }
+    Ok(members)
+}
+
+/// The target to store for a symlink at `relative` under `root`, or why it is skipped.
+fn storable_link(root: &Path, relative: &str, target: &str) -> Result<String, String> {
+    let link = validate_relative(relative).map_err(|v| v.to_string())?;
+    let target = if target.starts_with('/') {
+        let inside = Path::new(target).strip_prefix(root).map_err(|_| "absolute target outside its cached path".to_string())?;
+        let inside = inside.to_str().ok_or("target is not UTF-8")?;
+        let ups = "../".repeat(link.depth().saturating_sub(1));
+        let relative_target = format!("{ups}{inside}");
+        if relative_target.is_empty() { ".".to_owned() } else { relative_target.trim_end_matches('/').to_owned() }
+    } else {
+        target.to_owned()
+    };
+    validate_symlink_target(&link, &target).map_err(|v| v.to_string())?;
+    Ok(target)
+}
+
+/// Applies the guest's fixups inside the staging directories (one per root, in root order).
+pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError> {
+    let dirs: Vec<&Path> = staging.iter().map(PathBuf::as_path).collect();
+    let mut directories = Vec::new();
+    for fixup in fixups {
+        let path = checked_path(&dirs, fixup.root, &fixup.relative)?;
+        let mode = s3cache_policy::sanitize_mode(fixup.mode, fixup.kind == MemberKind::Directory);
+        let time = file_time(fixup.mtime);
+        match fixup.kind {
+            MemberKind::File => {
+                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+                if !meta.is_file() {
+                    return Err(FsError::Unexpected { path, expected: MemberKind::File });
+                }
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io(&path))?;
+                filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
+            }
+            MemberKind::Symlink => {
+                let target = fixup.link_target.as_deref().unwrap_or_default();
+                let link = validate_relative(&fixup.relative).map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: v.to_string() })?;
+                validate_symlink_target(&link, target)
+                    .map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: format!("symlink target {target:?}: {v}") })?;
+                symlink(target, &path).map_err(io(&path))?;
+                filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
+            }
+            MemberKind::Directory => {
+                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+                if !meta.is_dir() {
+                    return Err(FsError::Unexpected { path, expected: MemberKind::Directory });
+                }
+                directories.push((path, mode, time));
+            }
+            MemberKind::Hardlink => {
+                let target = fixup.link_target.as_deref().unwrap_or_default();
+                let target_path = checked_path(&dirs, fixup.root, target)?;
+                let meta = fs::symlink_metadata(&target_path).map_err(io(&target_path))?;
+                if !meta.is_file() {
+                    return Err(FsError::Unexpected { path: target_path, expected: MemberKind::File });
+                }
+                fs::hard_link(&target_path, &path).map_err(io(&path))?;
+            }
+        }
+    }
+    // Children change their parent's mtime, so directories come last, deepest first.
+    for (path, mode, time) in directories.into_iter().rev() {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io(&path))?;
+        filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+fn file_time(time: Timestamp) -> FileTime {
+    FileTime::from_unix_time(time.seconds, time.nanoseconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Absolute links inside their root become relative; others, and links a restore would refuse, are skipped.
+    #[test]
+    fn applies_the_symlink_policy() {
+        let root = Path::new("/work/venv");
+        assert_eq!(storable_link(root, "bin/python3", "/work/venv/bin/python3.11"), Ok("../bin/python3.11".into()));
+        assert_eq!(storable_link(root, "lib64", "/work/venv/lib"), Ok("lib".into()));
+        assert!(storable_link(root, "bin/python", "/usr/bin/python3").unwrap_err().contains("outside"));
+        assert!(storable_link(root, "l", "../../etc").is_err());
+        assert_eq!(storable_link(root, ".bin/tool", "../tool/cli.js"), Ok("../tool/cli.js".into()));
+    }
+
+    /// Fixups with escaping paths or links are refused by the host, whatever the guest says.
+    #[test]
+    fn refuses_hostile_fixups() {
+        let staging = tempfile::tempdir().unwrap();
+        let dirs = [staging.path().to_owned()];
+        let fixup = |relative: &str, kind, link: Option<&str>| Fixup {
+            root: 0,
+            relative: relative.into(),
+            kind,
+            mode: 0o644,
+            mtime: Timestamp { seconds: 0, nanoseconds: 0 },
+            link_target: link.map(str::to_owned),
+        };
+        for bad in [
+            fixup("../escape", MemberKind::File, None),
+            fixup("/abs", MemberKind::Directory, None),
+            fixup("l", MemberKind::Symlink, Some("/etc/passwd")),
+            fixup("l", MemberKind::Symlink, Some("../outside")),
+            fixup("h", MemberKind::Hardlink, Some("../../etc/shadow")),
+            Fixup { root: 7, ..fixup("x", MemberKind::File, None) },
+        ] {
+            assert!(apply_fixups(&dirs, &[bad.clone()]).is_err(), "{bad:?}");
+        }
+        assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
+    }
+}
