@@ -12,7 +12,7 @@ use super::plugin::{CommandLine, Convention, Migration, Setting, Settings, crede
 use super::Invocation;
 use crate::env_vars::{self, ci};
 
-/// Every setting of the plugin, in the README's order.
+/// Every setting of the plugin, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
     setting("action", &[own("action")], "", "`download` (restore), `upload` (save) or `clear` (delete this key's entry).", Migration::Same),
     setting("bucket", &[own("bucket")], "", "The bucket.", Migration::Same),
