@@ -1,6 +1,6 @@
 # The CI plugin image: Drone, Woodpecker, Harness and Vela run it with no arguments and the step's
 # settings in the environment (PLUGIN_*, PARAMETER_*), and s3cache recognizes the dialect
-# (README, "CI plugins").
+# (docs/drone-woodpecker.md, "CI plugins").
 #
 #   docker build -f plugin.Dockerfile -t ghcr.io/s3cache/plugin:v0.1.0 .
 #   docker build -f plugin.Dockerfile --build-arg DIALECT=drone-s3-cache -t ghcr.io/s3cache/drone-s3-cache:v0.1.0 .

@@ -135,7 +135,7 @@ pub fn github_state(name: &str) -> String {
     format!("{GITHUB_STATE_PREFIX}{name}")
 }
 
-/// Development only: set, the `generated` test rewrites the action files and README tables from the
+/// Development only: set, the `generated` test rewrites the action files and docs/ tables from the
 /// input list instead of checking them (`scripts/gen-actions`).
 #[cfg(test)]
 pub const S3CACHE_BLESS: &str = "S3CACHE_BLESS";
@@ -392,11 +392,11 @@ mod tests {
         }
     }
 
-    /// README's `{{ env }}` row lists every withheld prefix and word, in the code's order.
+    /// docs/cli.md's `{{ env }}` row lists every withheld prefix and word, in the code's order.
     #[test]
     fn readme_lists_the_withheld_names() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
-        let row = readme.lines().find(|l| l.starts_with("| `{{ env \"NAME\" }}` |")).expect("README's env template row");
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md"));
+        let row = readme.lines().find(|l| l.starts_with("| `{{ env \"NAME\" }}` |")).expect("docs/cli.md's env template row");
         let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
         let prefixes = listed(WITHHELD_PREFIXES);
         assert!(row.contains(&format!("starts with {}", prefixes.join(" or "))), "{row}");

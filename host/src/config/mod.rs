@@ -218,7 +218,7 @@ impl Default for Settings {
 
 impl Settings {
     /// The settings the CLI has when given no flags: each one from its `S3CACHE_*` variable (the
-    /// `env` column of README's settings table) where set, else its default. Unlike
+    /// `env` column of docs/cli.md's options table) where set, else its default. Unlike
     /// [`Settings::default`], this reads the process environment.
     ///
     /// ```no_run

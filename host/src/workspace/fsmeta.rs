@@ -42,7 +42,7 @@ fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, Fs
 /// Reads what the guest found, for `pack`.
 ///
 /// - A file that is a hard link to one already listed under the same root becomes a `hardlink` member.
-/// - Symlinks follow the absolute-link policy (see README, "Security model"): an absolute target inside
+/// - Symlinks follow the absolute-link policy (see docs/security.md): an absolute target inside
 ///   the link's own cached root is stored as the equivalent relative link; any other absolute target,
 ///   and any relative target that a restore would refuse, is skipped with a warning — saving it would
 ///   make every restore of the entry fail.

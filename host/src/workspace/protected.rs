@@ -28,7 +28,7 @@ pub enum Anchor {
 /// Protected paths that share a reason.
 #[derive(Debug)]
 pub struct Group {
-    /// Why they are protected, as the refusal and README say it.
+    /// Why they are protected, as the refusal and docs/security.md say it.
     pub reason: &'static str,
     /// Where the paths are anchored.
     pub anchor: Anchor,
@@ -38,7 +38,7 @@ pub struct Group {
     pub paths: &'static [&'static str],
 }
 
-/// The protected paths, in the order README lists them.
+/// The protected paths, in the order docs/security.md lists them.
 pub const GROUPS: &[Group] = &[
     Group {
         reason: "holds credentials",
@@ -216,7 +216,7 @@ fn same_name(name: &str, pattern: &str) -> bool {
 }
 
 #[cfg(test)]
-/// The README table of [`GROUPS`] and the home-directory rule, as README.md must hold it.
+/// The docs/security.md table of [`GROUPS`] and the home-directory rule, as that page must hold it.
 pub fn readme_table() -> String {
     let mut table = String::from("| protected | why |\n|---|---|\n");
     table.push_str(&format!("| every file, symlink or other non-directory directly in `~` (`.bashrc`, `.profile`, `.zshenv`, `.netrc`, `.npmrc`, `.pypirc`, `.gitconfig`, `.git-credentials`, ...) | {HOME_FILES} |\n"));
@@ -332,10 +332,10 @@ mod tests {
         assert!(rules().check_staged(std::slice::from_ref(&root), &staged).unwrap_err().contains("links to ~/.ssh"));
     }
 
-    /// README's table is this module's list.
+    /// docs/security.md's table is this module's list.
     #[test]
     fn readme_lists_the_rules() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
-        assert!(readme.contains(&readme_table()), "README.md's table of what a restore without paths refuses differs from:\n{}", readme_table());
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"));
+        assert!(readme.contains(&readme_table()), "docs/security.md's table of what a restore without paths refuses differs from:\n{}", readme_table());
     }
 }

@@ -1,5 +1,5 @@
 //! The `s3cache` command line: flags and subcommands, the run of one operation, what it prints, and
-//! its exit code (README, "Exit codes"). Other front ends produce a command line and run it here.
+//! its exit code (docs/cli.md, "Exit codes and messages"). Other front ends produce a command line and run it here.
 
 pub mod manual;
 mod render;

@@ -1,6 +1,6 @@
 //! The GitHub action's files, generated from [`crate::frontends::github::INPUTS`] and the output lists:
 //! `action.yml` (the Docker action), `restore/action.yml` and `save/action.yml` (composites), and the
-//! inputs/outputs tables in README. The `generated` test fails when a committed file differs from what
+//! inputs/outputs tables in docs/github-actions.md. The `generated` test fails when a committed file differs from what
 //! this module writes; `scripts/gen-actions` rewrites them (`S3CACHE_BLESS=1` on that test).
 
 use crate::frontends::github::{INPUTS, Input, UsedBy};
@@ -81,12 +81,12 @@ branding:
 {}
 runs:
   using: docker
-  # Built from ./Dockerfile and published by the release workflow (README, "The Docker action's image").
+  # Built from ./Dockerfile and published by the release workflow (docs/github-actions.md, "The Docker action's image").
   image: docker://ghcr.io/s3cache/s3cache:v0.1.0
   args: [github-action, restore]
   post-entrypoint: /usr/local/bin/s3cache-post
   # Saves after a successful job. To save even when the job failed, use s3cache/s3cache/save with
-  # `if: always()` (README, "Saving when the job fails").
+  # `if: always()` (docs/github-actions.md, "Saving when the job fails").
   post-if: success()
 "#,
         inputs_yaml(Action::Docker),
@@ -127,7 +127,7 @@ runs:
     )
 }
 
-/// The README tables of inputs and outputs.
+/// The docs/github-actions.md tables of inputs and outputs.
 fn readme_tables() -> String {
     let mut out = vec!["| input | default | used by | meaning |".to_owned(), "|---|---|---|---|".to_owned()];
     for input in INPUTS {
@@ -154,14 +154,16 @@ fn readme_tables() -> String {
     out.join("\n") + "\n"
 }
 
-/// Markers around the generated part of README.
+/// Markers around the generated part of docs/github-actions.md.
 const README_BEGIN: &str = "<!-- generated: action inputs and outputs (scripts/gen-actions) -->\n";
 const README_END: &str = "<!-- end of generated tables -->\n";
 
-/// Each generated file's path (from the repository root) and its text, given README's current text.
-pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
-    let (before, rest) = readme.split_once(README_BEGIN).ok_or("README.md lacks the start marker of the generated tables")?;
-    let (_, after) = rest.split_once(README_END).ok_or("README.md lacks the end marker of the generated tables")?;
+/// Each generated file's path (from the repository root) and its text, given the current text of the
+/// pages with generated tables (`page` reads one by its path from the repository root).
+pub fn generated(page: impl Fn(&str) -> String) -> Result<Vec<(&'static str, String)>, String> {
+    let readme = page("docs/github-actions.md");
+    let (before, rest) = readme.split_once(README_BEGIN).ok_or("docs/github-actions.md lacks the start marker of the generated tables")?;
+    let (_, after) = rest.split_once(README_END).ok_or("docs/github-actions.md lacks the end marker of the generated tables")?;
     Ok(vec![
         ("action.yml", docker_action()),
         (
@@ -184,7 +186,9 @@ pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
                 "save",
             ),
         ),
-        ("README.md", crate::frontends::plugins::docs::readme(&format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables()))?),
+        ("docs/github-actions.md", format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables())),
+        ("docs/drone-woodpecker.md", crate::frontends::plugins::docs::readme("docs/drone-woodpecker.md", &page("docs/drone-woodpecker.md"))?),
+        ("docs/vela.md", crate::frontends::plugins::docs::readme("docs/vela.md", &page("docs/vela.md"))?),
     ])
 }
 
@@ -192,15 +196,15 @@ pub fn generated(readme: &str) -> Result<Vec<(&'static str, String)>, String> {
 mod tests {
     use std::path::Path;
 
-    /// The committed action files and README tables are what the input list generates.
+    /// The committed action files and docs/ tables are what the input list generates.
     /// `S3CACHE_BLESS=1` rewrites them instead (scripts/gen-actions).
     #[test]
     fn generated() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
-        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        let page = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
         let bless = std::env::var_os(crate::config::env_vars::S3CACHE_BLESS).is_some();
         let mut stale = Vec::new();
-        for (path, text) in super::generated(&readme).unwrap() {
+        for (path, text) in super::generated(page).unwrap() {
             let full = root.join(path);
             if std::fs::read_to_string(&full).ok().as_deref() != Some(text.as_str()) {
                 if bless {
@@ -213,17 +217,18 @@ mod tests {
         assert!(stale.is_empty(), "stale: {stale:?}; run scripts/gen-actions and commit the result");
     }
 
-    /// Every README section an action file points to (`(README, "Section")`) is a heading of README.
+    /// Every section an action file points to (`(docs/github-actions.md, "Section")`) is a heading of that page.
     #[test]
     fn named_readme_sections_exist() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
-        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        let page = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
+        let readme = page("docs/github-actions.md");
         let headings: Vec<&str> = readme.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim()).collect();
         let mut named = Vec::new();
-        for (path, text) in super::generated(&readme).unwrap().into_iter().filter(|(path, _)| path.ends_with(".yml")) {
-            for (_, rest) in text.match_indices("(README, \"").map(|(i, _)| text.split_at(i + "(README, \"".len())) {
+        for (path, text) in super::generated(page).unwrap().into_iter().filter(|(path, _)| path.ends_with(".yml")) {
+            for (_, rest) in text.match_indices("(docs/github-actions.md, \"").map(|(i, _)| text.split_at(i + "(docs/github-actions.md, \"".len())) {
                 let section = rest.split_once('"').expect("a closing quote").0;
-                assert!(headings.contains(&section), "{path} names the README section {section:?}, which README lacks");
+                assert!(headings.contains(&section), "{path} names the docs/github-actions.md section {section:?}, which that page lacks");
                 named.push(section.to_owned());
             }
         }

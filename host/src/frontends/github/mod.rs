@@ -74,7 +74,7 @@ pub enum Mapping {
 }
 
 /// One input of the actions: its name, default (`None`: required), which actions take it, what it
-/// means and how it maps onto the CLI. The action files and README's table are generated from
+/// means and how it maps onto the CLI. The action files and docs/github-actions.md's table are generated from
 /// [`INPUTS`] (see the `generated` test), so the three actions and the docs cannot drift apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Input {

@@ -22,7 +22,7 @@ pub enum Flavour {
     Harness,
 }
 
-/// Every setting of drone-cache and Harness's fork that s3cache reads, in the README's order.
+/// Every setting of drone-cache and Harness's fork that s3cache reads, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
     setting("restore", &[own("restore")], "false", "Restore the cache.", Migration::Same),
     setting("rebuild", &[own("rebuild")], "false", "Save the cache (`restore` and `rebuild` together, or neither, is an error).", Migration::Same),

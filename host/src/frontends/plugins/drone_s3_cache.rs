@@ -13,7 +13,7 @@ use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::config::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
 
-/// Every setting of drone-s3-cache, in the README's order.
+/// Every setting of drone-s3-cache, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
     setting("mode", &[own("mode")], "", "`restore`, `rebuild` or `flush`.", Migration::Same),
     setting("restore", &[own("restore")], "false", "The older form of `mode: restore`.", Migration::Same),

@@ -1,6 +1,6 @@
 //! What the CI plugin dialects share: a settings table per dialect (each setting's name, the
 //! variables it is read from in the replaced plugin's order, its default, what s3cache does with it,
-//! and how a migrating user should read it), one way to read a setting's value, and the README table
+//! and how a migrating user should read it), one way to read a setting's value, and the docs' table
 //! generated from it.
 //!
 //! A setting's value is the first non-empty variable of its list; Vela adds its parameter and secret
@@ -345,7 +345,7 @@ pub fn store_url(bucket: &str, parts: &[&str]) -> String {
 }
 
 #[cfg(test)]
-/// The README table of a dialect: setting, variables, default, and what s3cache does.
+/// The docs' table of a dialect: setting, variables, default, and what s3cache does.
 pub fn readme_table(table: &[Setting], convention: Convention) -> String {
     let mut out = vec!["| setting | read from | default | in s3cache | migrating |".to_owned(), "|---|---|---|---|---|".to_owned()];
     for setting in table {

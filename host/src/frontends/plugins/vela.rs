@@ -18,7 +18,7 @@ use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
 use crate::config::env_vars::plugins::*;
 use crate::archive::layout::Format;
 
-/// Every parameter of vela-s3-cache, in the README's order.
+/// Every parameter of vela-s3-cache, in the order of its table in docs/vela.md.
 pub const SETTINGS: &[Setting] = &[
     setting("action", &[own("action"), Var::Alias(S3_CACHE_ACTION)], "", "`restore`, `rebuild` or `flush`.", Migration::Same),
     setting("bucket", &[own("bucket"), own("root"), Var::Alias(S3_CACHE_BUCKET)], "", "The bucket (`root` is its older name).", Migration::Same),

@@ -12,7 +12,7 @@ use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Set
 use crate::frontends::Invocation;
 use crate::config::env_vars::{self, ci};
 
-/// Every setting of the plugin, in the README's order.
+/// Every setting of the plugin, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
     setting("action", &[own("action")], "", "`download` (restore), `upload` (save) or `clear` (delete this key's entry).", Migration::Same),
     setting("bucket", &[own("bucket")], "", "The bucket.", Migration::Same),
