@@ -37,19 +37,22 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod cancel;
 pub mod config;
 pub mod engine;
 pub mod sandbox;
 pub mod store;
 
 pub(crate) mod frontends;
+pub(crate) mod env_vars;
 pub(crate) mod ui;
+pub(crate) mod unique_name;
 pub(crate) mod workspace;
 
 /// The `s3cache` command (`main.rs`): the command-line front end, which runs every dialect.
 #[doc(hidden)]
 pub use frontends::cli::main as command_main;
-pub use engine::cancel::Cancel;
+pub use cancel::Cancel;
 pub use engine::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};

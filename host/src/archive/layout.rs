@@ -171,7 +171,7 @@ impl Layout {
         let Some((scope, rest)) = name.split_once('/') else { return StoreObject::Foreign };
         let Some((key, format)) = split_suffix(rest) else { return StoreObject::Foreign };
         // Earlier versions refused commas in keys as this one does.
-        if !key.contains('/') || key.contains(',') || !plain_key(key) || crate::engine::scope::validate_explicit(scope).is_err() {
+        if !key.contains('/') || key.contains(',') || !plain_key(key) || validate_scope_name(scope).is_err() {
             return StoreObject::Foreign;
         }
         named(EntryName::new(scope, key, format), marker)
@@ -262,7 +262,7 @@ pub enum StoreObject {
 pub fn classify(name: &str) -> StoreObject {
     let (name, marker) = split_marker(name);
     let Some((scope, rest)) = name.split_once('/') else { return StoreObject::Foreign };
-    if crate::engine::scope::validate_explicit(scope).is_err() {
+    if validate_scope_name(scope).is_err() {
         return StoreObject::Foreign;
     }
     let Some((encoded, format)) = split_suffix(rest) else { return StoreObject::Foreign };
@@ -292,6 +292,28 @@ fn plain_key(key: &str) -> bool {
 
 fn named(entry: EntryName, marker: bool) -> StoreObject {
     if marker { StoreObject::Marker(entry) } else { StoreObject::Entry(entry) }
+}
+
+impl From<Format> for crate::sandbox::bindings::Compression {
+    /// The guest's codec for an archive format.
+    fn from(format: Format) -> Self {
+        use crate::sandbox::bindings::Compression;
+        match format {
+            Format::Zstd => Compression::Zstd,
+            Format::Gzip => Compression::Gzip,
+            Format::Tar => Compression::None,
+        }
+    }
+}
+
+/// Checks a user-given scope name: one object-key segment of safe characters.
+pub fn validate_scope_name(scope: &str) -> Result<(), String> {
+    let valid = !scope.is_empty()
+        && scope.len() <= 128
+        && scope != "."
+        && scope != ".."
+        && scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid { Ok(()) } else { Err(format!("scope {scope:?} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")) }
 }
 
 #[cfg(test)]

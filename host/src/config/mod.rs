@@ -7,7 +7,6 @@
 //! The settings are also the CLI's global flags (`clap::Args`), with their defaults and variables in
 //! one place; an embedder builds them with `Settings::default()` and changes what it needs.
 
-pub(crate) mod env_vars;
 pub(crate) mod parse;
 
 use std::path::PathBuf;
@@ -26,7 +25,7 @@ use crate::store::s3::upload::UploadConfig;
 use crate::store::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
 use crate::engine::scope::{self, ScopePlan};
 use crate::ui::output;
-use crate::{GuestLimits, S3Options, Sandbox};
+use crate::{GuestLimits, S3Options, Sandbox, env_vars};
 
 /// Everything that configures a run, whatever the command.
 #[derive(Debug, Clone, Args)]
@@ -381,7 +380,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
 /// The run's scopes, from `--scope` or the CI's variables; an override of read-only is a warning.
 pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
     if let Some(scope) = &settings.scope {
-        scope::validate_explicit(scope).map_err(anyhow::Error::msg)?;
+        crate::archive::layout::validate_scope_name(scope).map_err(anyhow::Error::msg)?;
     }
     let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
         let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());

@@ -16,7 +16,6 @@
 //! outcome is then `Interrupted`: nothing saved, the target as it was.
 
 pub mod admin;
-pub mod cancel;
 pub mod scope;
 pub(crate) mod summary;
 
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::Digest;
 
 use crate::sandbox::bindings::{GuestError, PackOptions, Root, TemplateContext, UnpackLimits};
-use crate::engine::cancel::{Cancel, CancelReader, CancelWriter};
+use crate::cancel::{Cancel, CancelReader, CancelWriter};
 use crate::archive::catalog::{self, Entry};
 use crate::archive::layout::{Format, Layout};
 pub use crate::workspace::paths::PathError;
@@ -40,7 +39,7 @@ use crate::workspace::staging::Staging;
 use crate::store::{BlobStore, PutOptions, StoreError, Upload};
 use crate::archive::trailer::{self, Manifest, SealingWriter, VerifyingReader};
 use crate::archive::{pack, unpack};
-use crate::config::env_vars;
+use crate::env_vars;
 use crate::ui::{output, progress};
 use crate::workspace::fsmeta;
 

@@ -13,8 +13,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::env_vars::GITHUB_ACTIONS;
-use crate::config::env_vars::ci::*;
+use crate::env_vars::GITHUB_ACTIONS;
+use crate::env_vars::ci::*;
 
 /// The scope of runs outside any recognised CI (a developer's machine).
 pub const LOCAL_SCOPE: &str = "local";
@@ -134,7 +134,7 @@ pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::
         };
         return CiRefs { ci: "Semaphore", current, base: if pull_request { target.as_deref().map(branch_ref) } else { None }, default: None, untrusted };
     }
-    let harness = crate::config::env_vars::plugins::HARNESS_MARKERS.iter().any(|name| var(name).is_some());
+    let harness = crate::env_vars::plugins::HARNESS_MARKERS.iter().any(|name| var(name).is_some());
     let woodpecker = var(CI).as_deref() == Some("woodpecker");
     if var(DRONE).is_some() || woodpecker || harness {
         let ci = if harness { "Harness" } else if woodpecker { "Woodpecker" } else { "Drone" };
@@ -196,20 +196,10 @@ pub fn plan(refs: &CiRefs, explicit: Option<&str>, allow_untrusted_save: bool) -
     ScopePlan { read, write, read_only, source }
 }
 
-/// Checks a user-given scope name: one object-key segment of safe characters.
-pub fn validate_explicit(scope: &str) -> Result<(), String> {
-    let valid = !scope.is_empty()
-        && scope.len() <= 128
-        && scope != "."
-        && scope != ".."
-        && scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if valid { Ok(()) } else { Err(format!("scope {scope:?} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     /// Names are readable, sanitized and distinct for refs that sanitize alike.
     #[test]
@@ -219,7 +209,7 @@ mod tests {
         assert_ne!(scope_name("refs/heads/feature/x"), scope_name("refs/heads/feature-x"));
         for hostile in ["refs/heads/../../main", "refs/heads/a\nb", "refs/heads/*", "refs/heads/é/ü", "/", ""] {
             let name = scope_name(hostile);
-            assert!(validate_explicit(&name).is_ok(), "{hostile:?} -> {name:?}");
+            assert!(crate::archive::layout::validate_scope_name(&name).is_ok(), "{hostile:?} -> {name:?}");
             assert!(!name.contains(".."), "{name}");
         }
         assert!(scope_name(&format!("refs/heads/{}", "a".repeat(300))).len() <= READABLE_CHARS + 9);
@@ -289,7 +279,7 @@ mod tests {
         assert!(plan_pr.read_only.as_deref().is_some_and(|why| why.contains("Drone")), "{plan_pr:?}");
         let tag = ci_refs(&env(&[("DRONE", "true"), ("DRONE_TAG", "v1"), ("DRONE_BRANCH", "main")]), None);
         assert_eq!(tag.current.as_deref(), Some("refs/tags/v1"));
-        assert!(validate_explicit("a/b").is_err() && validate_explicit("..").is_err() && validate_explicit("ok-1.2_x").is_ok());
+        assert!(crate::archive::layout::validate_scope_name("a/b").is_err() && crate::archive::layout::validate_scope_name("..").is_err() && crate::archive::layout::validate_scope_name("ok-1.2_x").is_ok());
     }
 
     /// Woodpecker's own names, Harness's markers and Vela's variables make scopes; Vela's fork flag

@@ -12,7 +12,7 @@
 
 use crate::frontends::Invocation;
 use crate::frontends::plugins::{drone_cache, drone_s3_cache, vela, woodpecker};
-use crate::config::env_vars::{self, ci, plugins};
+use crate::env_vars::{self, ci, plugins};
 
 /// A front end a plugin run can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,14 @@ pub mod legacy;
 pub mod plugins;
 pub mod semaphore;
 
+/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`,
+/// or an admin verb's "no" (`has`, `delete` of a missing key).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for an admin verb whose store requests failed.
+pub const EXIT_STORE: u8 = 3;
+
 /// What a front end asks the CLI to run.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Invocation {

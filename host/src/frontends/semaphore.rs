@@ -25,7 +25,7 @@ use crate::engine::admin::ScopeSelection;
 use crate::engine::{CacheContext, EnvLookup, Fallback, Legacy, RestoreOutcome, SaveOutcome};
 use crate::archive::catalog::Entry;
 use crate::config::{self, Settings, parse};
-use crate::config::env_vars::{self, semaphore as vars};
+use crate::env_vars::{self, semaphore as vars};
 use crate::archive::layout::{Format, Layout};
 use crate::{RestoreRequest, SaveRequest, ui::output};
 
@@ -331,7 +331,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         Ending::Config(why) => {
             println!("error: {}", output::scrub(&output::escape(&why)));
-            crate::frontends::cli::EXIT_CONFIG
+            crate::frontends::EXIT_CONFIG
         }
     };
     ExitCode::from(crate::frontends::interrupt::finish(code))
@@ -556,7 +556,7 @@ fn clear(context: &CacheContext) -> Result<Ending, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()

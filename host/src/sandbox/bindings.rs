@@ -11,13 +11,3 @@ pub use self::exports::s3cache::guest::archive::{Compression, ContentSlice, Fixu
 pub use self::exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
 pub use self::s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};
 
-impl From<crate::archive::layout::Format> for Compression {
-    /// The guest's codec for an archive format.
-    fn from(format: crate::archive::layout::Format) -> Self {
-        match format {
-            crate::archive::layout::Format::Zstd => Compression::Zstd,
-            crate::archive::layout::Format::Gzip => Compression::Gzip,
-            crate::archive::layout::Format::Tar => Compression::None,
-        }
-    }
-}

@@ -227,7 +227,7 @@ fn save_compiled(component: &Component, path: &Path) -> Result<()> {
     let bytes = component.serialize()?;
     let dir = path.parent().context("cache path has a parent")?;
     fs::create_dir_all(dir)?;
-    let temp = dir.join(crate::workspace::staging::unique(".guest-tmp-"));
+    let temp = dir.join(crate::unique_name::unique_name(".guest-tmp-"));
     fs::write(&temp, bytes)?;
     fs::rename(&temp, path)?;
     Ok(())

@@ -4,7 +4,7 @@
 //!
 //! The guest gets no environment, no network, no stdio and only the directories passed as
 //! [`Preopen`]s. Its imports are narrow: a log that the host escapes, environment lookups that the host
-//! filters (`crate::config::env_vars::may_expose_to_templates`), the archive byte stream, and native file
+//! filters (`crate::env_vars::may_expose_to_templates`), the archive byte stream, and native file
 //! hashing and extraction writes beneath its own preopens (`crate::sandbox::host_files`). WASI file
 //! operations block on the calling thread (`allow_blocking_current_thread`): per-file WASI calls are
 //! the known cost of this design, and this removes a thread hop from each.
@@ -206,7 +206,7 @@ impl bindings::s3cache::guest::log::Host for GuestState {
 
 impl bindings::s3cache::guest::environment::Host for GuestState {
     fn get(&mut self, name: String) -> Option<String> {
-        if !crate::config::env_vars::may_expose_to_templates(&name) {
+        if !crate::env_vars::may_expose_to_templates(&name) {
             output::warning(&format!("the key template asked for {name}, which may hold a secret; it renders as empty"));
             return None;
         }

@@ -156,7 +156,7 @@ impl BlobStore for FileStore {
 
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
         fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
-        let temp = self.dir.join(crate::workspace::staging::unique(TEMP_PREFIX));
+        let temp = self.dir.join(crate::unique_name::unique_name(TEMP_PREFIX));
         let file = File::create(&temp).map_err(|source| StoreError::Io { path: temp.clone(), source })?;
         Ok(Box::new(FileUpload { temp, target: self.path(name), file: Some(file), written: 0, if_none_match: options.if_none_match }))
     }

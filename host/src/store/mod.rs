@@ -247,6 +247,17 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
     Ok(Box::new(S3Store::new(bucket, prefix, credentials, &options)))
 }
 
+/// An upload that stops taking data once the operation is cancelled is still an upload.
+impl Upload for crate::cancel::CancelWriter<Box<dyn Upload>> {
+    fn finish(self: Box<Self>) -> Result<u64, StoreError> {
+        self.inner.finish()
+    }
+
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        self.inner.abort_handle()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,9 +16,9 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::unique_name::unique_name;
 use crate::workspace::paths::CachedRoot;
 
 /// Names of our temporary directories start with this.
@@ -32,13 +32,6 @@ const UNLOCKED_STALE_AGE: Duration = Duration::from_secs(86_400);
 /// A lock file whose directory is missing is removed once this old: younger, its process may be
 /// between creating the lock and the directory.
 const ORPHAN_LOCK_AGE: Duration = Duration::from_secs(60);
-
-/// A name starting with `prefix` that no other process or call uses: pid, time and a counter.
-pub(crate) fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    format!("{prefix}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
 
 /// Deletes the staging directories that a killed run left in the roots: those whose lock is free.
 /// Staging directories without a lock file and replaced copies (`.s3cache-old-*`) go once a day old.
@@ -117,7 +110,7 @@ impl Staging {
         let mut staging = Self { dirs: Vec::new(), locks: Vec::new() };
         for root in roots {
             fs::create_dir_all(&root.dir)?;
-            let dir = root.dir.join(unique(STAGING_PREFIX));
+            let dir = root.dir.join(unique_name(STAGING_PREFIX));
             let lock_file = lock_path(&dir);
             let lock = File::create_new(&lock_file)?;
             staging.locks.push((lock_file, lock));
@@ -220,7 +213,7 @@ fn replace(source: &Path, target: &Path) -> io::Result<()> {
     let old = match fs::symlink_metadata(target) {
         Ok(meta) => {
             let parent = target.parent().unwrap_or(Path::new("."));
-            let old = parent.join(unique(OLD_PREFIX));
+            let old = parent.join(unique_name(OLD_PREFIX));
             fs::rename(target, &old)?;
             Some((old, meta.is_dir()))
         }
@@ -290,7 +283,7 @@ mod tests {
         let roots = [root(work.path(), &["x"])];
         let live = Staging::create(&roots).unwrap();
         // A killed restore's: the directory and its lock file, which nobody holds any more.
-        let dead_dir = work.path().join(unique(STAGING_PREFIX));
+        let dead_dir = work.path().join(unique_name(STAGING_PREFIX));
         fs::create_dir(&dead_dir).unwrap();
         fs::write(dead_dir.join("partial"), "x").unwrap();
         File::create(lock_path(&dead_dir)).unwrap();

@@ -12,22 +12,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::frontends::{Invocation, github, interrupt};
+use crate::frontends::{EXIT_CONFIG, EXIT_FAILED, EXIT_STORE, Invocation, github, interrupt};
 use crate::engine::admin::ScopeSelection;
 use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use crate::config::{self, Settings, parse};
 use crate::archive::layout::Format;
 use crate::store::s3::client::S3Client;
 use crate::engine::summary::Summary;
-use crate::{RestoreRequest, SaveRequest, config::env_vars, ui::output};
+use crate::{RestoreRequest, SaveRequest, env_vars, ui::output};
 
-/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`,
-/// or an admin verb's "no" (`has`, `delete` of a missing key).
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code for a usage or configuration error.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit code for an admin verb whose store requests failed.
-pub const EXIT_STORE: u8 = 3;
 
 /// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
 #[derive(Debug, Parser)]
@@ -373,7 +366,7 @@ struct TokenFile(PathBuf);
 
 impl TokenFile {
     fn write(token: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(crate::workspace::staging::unique(".s3cache-oidc-"));
+        let path = std::env::temp_dir().join(crate::unique_name::unique_name(".s3cache-oidc-"));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -702,7 +695,7 @@ mod tests {
             (Dialect::Vela, &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")]),
         ];
         for (dialect, settings) in cases {
-            let env = crate::config::env_vars::fixed(&[&common[..], settings].concat());
+            let env = crate::env_vars::fixed(&[&common[..], settings].concat());
             let invocation = dialect.invocation(&env).unwrap();
             let parsed = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args.clone()));
             assert!(parsed.is_ok(), "{dialect:?} {:?}: {}", invocation.args, parsed.unwrap_err());

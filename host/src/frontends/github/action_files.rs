@@ -98,7 +98,7 @@ fn composite(action: Action, name: &str, description: &str, outputs: &[(&str, &s
     let env: Vec<String> = INPUTS
         .iter()
         .filter(|i| action.takes(i) && i.used_by != UsedBy::Composites)
-        .map(|i| format!("        {}: ${{{{ inputs.{} }}}}", crate::config::env_vars::github_input(i.name), i.name))
+        .map(|i| format!("        {}: ${{{{ inputs.{} }}}}", crate::env_vars::github_input(i.name), i.name))
         .collect();
     format!(
         r#"{HEADER}name: {name}
@@ -202,7 +202,7 @@ mod tests {
     fn generated() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
         let page = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
-        let bless = std::env::var_os(crate::config::env_vars::S3CACHE_BLESS).is_some();
+        let bless = std::env::var_os(crate::env_vars::S3CACHE_BLESS).is_some();
         let mut stale = Vec::new();
         for (path, text) in super::generated(page).unwrap() {
             let full = root.join(path);

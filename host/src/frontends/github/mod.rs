@@ -14,7 +14,7 @@ use std::io::Write;
 
 use crate::frontends::Invocation;
 use crate::config::parse;
-use crate::config::env_vars;
+use crate::env_vars;
 use crate::store::s3::Endpoint;
 use crate::engine::summary::Summary;
 
@@ -323,7 +323,7 @@ pub fn step_summary(summary: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     /// actions/cache's inputs become the CLI's options; multi-line inputs become repeated options.
     #[test]

@@ -39,7 +39,7 @@ pub fn readme(path: &str, text: &str) -> Result<String, String> {
 /// drone-cache's template fields, the variables each is read from, and its default.
 fn metadata_table() -> String {
     let mut out = vec!["| field | read from | default |".to_owned(), "|---|---|---|".to_owned()];
-    for (field, vars, default) in crate::config::env_vars::plugins::TEMPLATE_METADATA {
+    for (field, vars, default) in crate::env_vars::plugins::TEMPLATE_METADATA {
         let vars: Vec<String> = vars.iter().map(|v| format!("`{v}`")).collect();
         let default = if default.is_empty() { "empty".to_owned() } else { format!("`{default}`") };
         out.push(format!("| `{{{{ {field} }}}}` | {} | {default} |", vars.join(", ")));

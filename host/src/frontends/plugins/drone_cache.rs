@@ -10,7 +10,7 @@
 use crate::frontends::plugins::gotemplate;
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
 use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
-use crate::config::env_vars::{self, plugins::*};
+use crate::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
 
 /// Which runner passes the settings.
@@ -275,7 +275,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     fn args(flavour: Flavour, pairs: &[(&str, &str)]) -> String {
         invocation(flavour, &env(pairs)).unwrap().args.join(" ")

@@ -10,7 +10,7 @@
 use crate::frontends::plugins::gotemplate::metadata_set;
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
 use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
-use crate::config::env_vars::{self, plugins::*};
+use crate::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
 
 /// Every setting of drone-s3-cache, in the order of its table in docs/drone-woodpecker.md.
@@ -204,7 +204,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     const DRONE: &[(&str, &str)] = &[("DRONE_REPO_OWNER", "acme"), ("DRONE_REPO_NAME", "app"), ("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_BRANCH", "main")];
 

@@ -6,7 +6,7 @@
 //! `darwin`), as drone-cache's binary printed them; `{{ epoch }}` and the file functions become s3cache
 //! template helpers, which the sandboxed guest evaluates. The result is an s3cache key template.
 
-use crate::config::env_vars;
+use crate::env_vars;
 
 /// The s3cache helpers that drone-cache's file functions map onto.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +158,7 @@ pub fn default_key(env: &dyn Fn(&str) -> Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     /// Metadata becomes text, functions become s3cache helpers, trim markers and comments work.
     #[test]

@@ -18,7 +18,7 @@ pub mod woodpecker;
 use std::path::PathBuf;
 
 use crate::config::parse;
-use crate::config::env_vars;
+use crate::env_vars;
 use crate::store::s3::Endpoint;
 
 /// A variable a setting is read from.
@@ -374,7 +374,7 @@ pub fn readme_table(table: &[Setting], convention: Convention) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     const TABLE: &[Setting] = &[
         setting("mount", &[Var::Setting("mount")], "", "paths", Migration::Same),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, credentials, setting, store_url};
 use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
-use crate::config::env_vars::plugins::*;
+use crate::env_vars::plugins::*;
 use crate::archive::layout::Format;
 
 /// Every parameter of vela-s3-cache, in the order of its table in docs/vela.md.
@@ -110,7 +110,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     /// Parameters and aliases become a command line under `<prefix>/<org>/<repo>`; `path` replaces it.
     #[test]

@@ -10,7 +10,7 @@
 
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, credentials, own, setting, store_url};
 use crate::frontends::Invocation;
-use crate::config::env_vars::{self, ci};
+use crate::env_vars::{self, ci};
 
 /// Every setting of the plugin, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
@@ -88,7 +88,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_vars::fixed as env;
+    use crate::env_vars::fixed as env;
 
     /// download/upload/clear become restore/save/delete under the repository's prefix; the plugin's
     /// branch rule feeds `{{ branch }}`.

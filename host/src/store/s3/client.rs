@@ -11,7 +11,7 @@ use ureq::RequestExt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::credentials::Credentials;
+use super::key_pair::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
 use super::xml::{self, ListedObject, ListedUpload};

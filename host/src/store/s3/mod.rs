@@ -9,6 +9,7 @@ mod backend;
 pub mod client;
 pub mod connection;
 pub mod credentials;
+pub mod key_pair;
 pub mod download;
 pub mod request;
 pub mod signing;
@@ -17,5 +18,5 @@ pub mod xml;
 
 pub use backend::S3Store;
 pub use client::{S3Client, S3Error, S3ErrorKind};
-pub use credentials::Credentials;
+pub use key_pair::Credentials;
 pub use request::{Bucket, Endpoint, EndpointError, PublishOptions};

@@ -13,7 +13,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 
-use super::credentials::Credentials;
+use super::key_pair::Credentials;
 use super::request::Request;
 
 /// What of the body goes into the signature.

@@ -160,7 +160,7 @@ impl MultipartWriter {
     fn dispatch(&mut self, part: Vec<u8>) -> io::Result<()> {
         if self.in_flight.is_none() {
             if self.aborted() {
-                return Err(crate::engine::cancel::Interrupted.into());
+                return Err(crate::cancel::Interrupted.into());
             }
             let upload_id = self.client.create_multipart_upload(&self.key, &self.publish).map_err(io::Error::other)?;
             let mut abortion = self.abortion.lock().expect("abortion lock");
@@ -168,7 +168,7 @@ impl MultipartWriter {
                 // Aborted while the upload was being created: nobody else knows its id.
                 drop(abortion);
                 abort(&self.client, &self.key, &upload_id);
-                return Err(crate::engine::cancel::Interrupted.into());
+                return Err(crate::cancel::Interrupted.into());
             }
             abortion.upload_id = Some(upload_id.clone());
             drop(abortion);

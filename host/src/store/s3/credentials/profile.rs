@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::{ChainInputs, CredentialError, Credentials, Resolved, remote};
-use crate::config::env_vars;
+use crate::env_vars;
 
 type Section = HashMap<String, String>;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::{ChainInputs, CredentialError, Credentials, Resolved};
-use crate::config::env_vars;
+use crate::env_vars;
 use crate::store::s3::connection::describe;
 use crate::store::s3::request::{Endpoint, Request};
 use crate::store::s3::signing::{Payload, sign_for_service};

@@ -208,16 +208,6 @@ impl<W: std::io::Write> std::io::Write for CancelWriter<W> {
     }
 }
 
-impl crate::store::Upload for CancelWriter<Box<dyn crate::store::Upload>> {
-    fn finish(self: Box<Self>) -> Result<u64, crate::store::StoreError> {
-        self.inner.finish()
-    }
-
-    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
-        self.inner.abort_handle()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
