@@ -32,7 +32,12 @@
 //! # }
 //! ```
 //!
-//! Modules not listed above are the CLI's and the tests'; they are hidden and not part of the API.
+//! The source is grouped in layers that only point down (docs/how-it-works.md, "Source layout"):
+//! the leaves `env_vars`, [`cancel`] and `unique_name`; [`store`] (with the S3 transport); `ui`
+//! (output and progress); [`sandbox`] (the guest); `workspace` (the job's files, staging); [`archive`]
+//! (names, trailers, parallel pack and unpack); [`engine`] (save, restore, admin, scopes); [`config`]
+//! (settings and `resolve`); and `frontends` (the CLI and every CI dialect). Modules not linked here
+//! are the crate's own.
 
 #![deny(missing_docs)]
 
@@ -45,6 +50,8 @@ pub mod store;
 
 pub(crate) mod frontends;
 pub(crate) mod env_vars;
+#[cfg(test)]
+mod import_graph;
 pub(crate) mod ui;
 pub(crate) mod unique_name;
 pub(crate) mod workspace;
