@@ -1189,9 +1189,14 @@ fn describe_store_error(err: &StoreError) -> String {
 }
 
 impl UnpackLimits {
+    /// The largest uncompressed archive a restore accepts by default, bytes (`--max-unpacked-mb` 65536).
+    pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 64 << 30;
+    /// The most members a restore accepts by default (`--max-entries`).
+    pub const DEFAULT_MAX_MEMBERS: u64 = 5_000_000;
+
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
-        Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+        Self { max_total_bytes: Self::DEFAULT_MAX_TOTAL_BYTES, max_members: Self::DEFAULT_MAX_MEMBERS, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
     }
 }
 
