@@ -407,7 +407,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
 /// The run's scopes, from `--scope` or the CI's variables; an override of read-only is a warning.
 pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
     if let Some(scope) = &settings.scope {
-        scope::validate_explicit(scope).map_err(anyhow::Error::msg)?;
+        scope::validate_explicit(scope)?;
     }
     let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
         let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());

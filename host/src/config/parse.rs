@@ -69,19 +69,21 @@ pub fn list(value: &str) -> Vec<String> {
 pub mod flags {
     use std::time::Duration;
 
+    use super::SettingError;
+
     /// `--older-than`.
-    pub fn duration(value: &str) -> Result<Duration, String> {
-        super::duration("the duration", value).map_err(|e| e.to_string())
+    pub fn duration(value: &str) -> Result<Duration, SettingError> {
+        super::duration("the duration", value)
     }
 
     /// `--max-size`.
-    pub fn size(value: &str) -> Result<u64, String> {
-        super::size("the size", value).map_err(|e| e.to_string())
+    pub fn size(value: &str) -> Result<u64, SettingError> {
+        super::size("the size", value)
     }
 
     /// Boolean flags that also take a value (`--anonymous=false`) and their variables.
-    pub fn boolean(value: &str) -> Result<bool, String> {
-        super::boolean("the value", value).map_err(|e| e.to_string())
+    pub fn boolean(value: &str) -> Result<bool, SettingError> {
+        super::boolean("the value", value)
     }
 }
 

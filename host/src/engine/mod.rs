@@ -138,9 +138,6 @@ pub enum ConfigError {
     /// A key template that does not parse or render.
     #[error("{0}")]
     Template(String),
-    /// The guest could not be instantiated.
-    #[error("could not start the sandbox: {0:#}")]
-    Sandbox(anyhow::Error),
     /// A compression level the format does not have.
     #[error("compression level {level} is out of range for the {format} format: it takes {min} to {max}")]
     CompressionLevel {
@@ -153,6 +150,36 @@ pub enum ConfigError {
         /// The format's highest level.
         max: i32,
     },
+}
+
+/// Why a save, a restore or a key's rendering did not happen: the request is the user's to fix, or
+/// the sandbox could not start. Everything that goes wrong later is an outcome ([`SaveOutcome::Failed`],
+/// [`RestoreOutcome::Miss`]), not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is the user's to fix.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The guest could not be instantiated.
+    #[error("could not start the sandbox: {0:#}")]
+    SandboxStart(anyhow::Error),
+}
+
+impl From<PathError> for EngineError {
+    fn from(err: PathError) -> Self {
+        Self::Config(err.into())
+    }
+}
+
+/// Why [`CacheContext::extract`] did not restore an archive.
+#[derive(Debug, thiserror::Error)]
+enum ExtractError {
+    /// The operation could not go on at all.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// This archive was not restored, and nothing was changed: the reason, for the miss.
+    #[error("{0}")]
+    NotRestored(String),
 }
 
 /// A request to save paths under a key.
@@ -500,7 +527,7 @@ fn guest_env(env: &EnvLookup) -> GuestEnv {
 
 /// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
 /// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
-pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, EngineError> {
     KeyRenderer::new(sandbox, cwd, env).render(template)
 }
 
@@ -519,8 +546,8 @@ fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming
 }
 
 impl CacheContext {
-    fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
-        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(ConfigError::Sandbox)
+    fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, EngineError> {
+        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(EngineError::SandboxStart)
     }
 
     /// The workspace (read-only, for key templates) and `extra`.
@@ -535,7 +562,7 @@ impl CacheContext {
     }
 
     /// Renders a key template in the sandbox, without looking at any cached path.
-    pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
+    pub fn compute_key(&self, template: &str) -> Result<String, EngineError> {
         compute_key(&self.sandbox, &self.cwd, &self.env, template)
     }
 
@@ -565,7 +592,7 @@ impl CacheContext {
     }
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
-    pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+    pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, EngineError> {
         if self.cancel.is_cancelled() {
             return Ok(SaveOutcome::Interrupted { key: None });
         }
@@ -575,7 +602,7 @@ impl CacheContext {
         })
     }
 
-    fn save_until_cancelled(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+    fn save_until_cancelled(&self, request: &SaveRequest) -> Result<SaveOutcome, EngineError> {
         let started = Instant::now();
         let level = compression_level(request.format, request.compression_level)?;
         if let Some(reason) = self.store.read_only() {
@@ -594,7 +621,7 @@ impl CacheContext {
             Ok(resolution) => resolution,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
             Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
-                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)));
+                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into());
             }
             Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
         };
@@ -679,7 +706,7 @@ impl CacheContext {
     }
 
     /// Restores the newest entry matching the key or a restore key into `request.paths`.
-    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, EngineError> {
         if self.cancel.is_cancelled() {
             return Ok(RestoreOutcome::Interrupted { primary_key: None });
         }
@@ -689,7 +716,7 @@ impl CacheContext {
         })
     }
 
-    fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+    fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, EngineError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
@@ -748,9 +775,10 @@ impl CacheContext {
             self.announce_legacy(&entry.object.name, legacy);
             let protected = given_roots.is_none().then(|| self.protected());
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected)? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected) {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-                Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                Err(ExtractError::Engine(err)) => Err(err),
             };
         };
         if request.lookup_only {
@@ -766,9 +794,10 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected) {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-            Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+            Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+            Err(ExtractError::Engine(err)) => Err(err),
         }
     }
 
@@ -787,13 +816,13 @@ impl CacheContext {
         parts: &[u64],
         source: Box<dyn Read + Send>,
         protected: Option<Protected>,
-    ) -> Result<Result<u64, String>, ConfigError> {
+    ) -> Result<u64, ExtractError> {
         let started = Instant::now();
         self.sandbox.expect_heavy_work(bytes);
         crate::workspace::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
             Ok(staging) => staging,
-            Err(err) => return Ok(Err(format!("could not create a staging directory: {err}"))),
+            Err(err) => return Err(ExtractError::NotRestored(format!("could not create a staging directory: {err}"))),
         };
         // An interrupt removes the staging directories at once, even while this thread waits for data.
         let discard_on_cancel = self.cancel.on_cancel(staging.discard_handle());
@@ -814,25 +843,25 @@ impl CacheContext {
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
-            Err(err) => return Ok(Err(err.to_string())),
+            Err(err) => return Err(ExtractError::NotRestored(err.to_string())),
         };
         tracing::debug!(members = report.members, elapsed = ?started.elapsed(), "unpacked into staging");
         if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {
-            return Ok(Err(err.to_string()));
+            return Err(ExtractError::NotRestored(err.to_string()));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
         if let Some(Err(why)) = protected.as_ref().map(|rules| rules.check_staged(roots, staging.dirs())) {
-            return Ok(Err(format!("{why}; {}", crate::workspace::protected::GIVE_PATHS)));
+            return Err(ExtractError::NotRestored(format!("{why}; {}", crate::workspace::protected::GIVE_PATHS)));
         }
         // From here the move into place runs to its end: no interrupt may remove what it moves.
         drop(discard_on_cancel);
         if let Err(err) = self.cancel.check() {
-            return Ok(Err(err.to_string()));
+            return Err(ExtractError::NotRestored(err.to_string()));
         }
         if let Err(err) = staging.commit(roots) {
-            return Ok(Err(format!("it could not be moved into place: {err}")));
+            return Err(ExtractError::NotRestored(format!("it could not be moved into place: {err}")));
         }
-        Ok(Ok(report.members))
+        Ok(report.members)
     }
 
     /// What a restore without paths refuses, in this workspace and home directory.
@@ -885,7 +914,7 @@ impl CacheContext {
             };
             self.announce_legacy(&object.name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
-                Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
+                Ok(members) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: object.name.clone(),
                     exact: false,
@@ -897,7 +926,6 @@ impl CacheContext {
                     scope: String::new(),
                     paths: object.paths.clone(),
                 }),
-                Ok(Err(why)) => return failed(why),
                 Err(err) => return failed(err.to_string()),
             });
         }
@@ -1163,18 +1191,18 @@ impl<'a> KeyRenderer<'a> {
         Self { sandbox, cwd, env, template_context: template_context(env), guest: None }
     }
 
-    fn render(&mut self, template: &str) -> Result<String, ConfigError> {
+    fn render(&mut self, template: &str) -> Result<String, EngineError> {
         if !template.contains("{{") {
             return Ok(template.to_owned());
         }
         let guest = match &mut self.guest {
             Some(guest) => guest,
-            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(ConfigError::Sandbox)?),
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(EngineError::SandboxStart)?),
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),
-            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
-            Err(err) => Err(ConfigError::Template(err.to_string())),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into()),
+            Err(err) => Err(ConfigError::Template(err.to_string()).into()),
         }
     }
 }
