@@ -320,7 +320,8 @@ pub struct Legacy {
     /// may then land anywhere in the workspace or the home directory, as the old tool put them.
     pub in_search: bool,
     /// Objects at the old tool's own names, tried in order when no s3cache entry is found, each
-    /// holding its paths (its members must fall under them).
+    /// holding its paths (its members must fall under them); one that does not
+    /// [fit](LegacyObject::fits) the workspace is passed over.
     pub objects: Vec<LegacyObject>,
 }
 
@@ -328,11 +329,49 @@ pub struct Legacy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyObject {
     /// The object's name under the store prefix.
-    pub name: String,
+    pub name: LegacyName,
     /// The paths, as restore paths (`vendor`, `~/.cache/go-build`).
     pub paths: Vec<String>,
     /// How the old tool named the members.
     pub names: MemberNames,
+}
+
+impl LegacyObject {
+    /// Whether a restore in `cwd` can place its members: it names paths, they resolve, and plain
+    /// names are of paths inside the workspace only (`tar` names others by absolute path). Another
+    /// object is not tried.
+    pub fn fits(&self, cwd: &Path, home: Option<&Path>) -> bool {
+        !self.paths.is_empty()
+            && match resolve_roots(&self.paths, cwd, home) {
+                Ok(roots) => self.names != MemberNames::Plain || roots.iter().all(|root| root.dir.starts_with(cwd)),
+                Err(_) => false,
+            }
+    }
+}
+
+/// An old object's name under the store prefix: fixed, or around the restore's rendered key
+/// (drone-cache's `<root>/<key>/<mount>`), so that a front end can name it before the key is rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyName {
+    /// The name itself.
+    Fixed(String),
+    /// `before`, the rendered key, `after`.
+    AroundKey {
+        /// What comes before the key.
+        before: String,
+        /// What comes after the key.
+        after: String,
+    },
+}
+
+impl LegacyName {
+    /// The name, given the rendered key.
+    pub fn render(&self, key: &str) -> String {
+        match self {
+            LegacyName::Fixed(name) => name.clone(),
+            LegacyName::AroundKey { before, after } => format!("{before}{key}{after}"),
+        }
+    }
 }
 
 /// How another tool's archive names its members, relative to the path it holds.
@@ -891,7 +930,12 @@ impl CacheContext {
     /// Tries an old tool's objects at their own names, after no s3cache entry was found.
     fn restore_legacy_objects(&self, legacy: &Legacy, primary_key: &str, started: Instant) -> Option<RestoreOutcome> {
         for object in &legacy.objects {
-            let info = match self.store.head(&object.name) {
+            let name = object.name.render(primary_key);
+            if !object.fits(&self.cwd, self.home.as_deref()) {
+                tracing::debug!(object = %name, paths = ?object.paths, "an old object whose member names this restore cannot place; not tried");
+                continue;
+            }
+            let info = match self.store.head(&name) {
                 Ok(Some(info)) if info.size > 0 => info,
                 Ok(_) => continue,
                 Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: describe_store_error(&err), failed: true }),
@@ -899,7 +943,7 @@ impl CacheContext {
             if self.has_trailer(&info) {
                 continue; // an s3cache entry: the search has judged it already
             }
-            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{} was not restored: {why}", object.name), failed: true });
+            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{name} was not restored: {why}"), failed: true });
             let roots = match object.names {
                 MemberNames::FromParent => resolve_each(&object.paths, &self.cwd, self.home.as_deref()),
                 MemberNames::Plain | MemberNames::Absolute => resolve_roots(&object.paths, &self.cwd, self.home.as_deref()),
@@ -912,11 +956,11 @@ impl CacheContext {
                 Ok(source) => source,
                 Err(err) => return failed(describe_store_error(&err)),
             };
-            self.announce_legacy(&object.name, legacy);
+            self.announce_legacy(&name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
                 Ok(members) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
-                    matched_key: object.name.clone(),
+                    matched_key: name.clone(),
                     exact: false,
                     bytes: info.size,
                     members,
@@ -1281,5 +1325,23 @@ mod tests {
         assert_eq!(rule("npm//", true), empty);
         assert_eq!(rule("a\u{7f}/b", false), Some("a key must not contain control characters"));
         assert!(validate_restore_key("npm/", Layout::Scoped).is_ok() && validate_key("npm/", Layout::Scoped).is_err());
+    }
+
+    /// An old object is tried only when the workspace can place its members (relative names only of
+    /// paths inside the workspace), and its name is built around the rendered key.
+    #[test]
+    fn legacy_objects_that_fit_the_workspace() {
+        let (cwd, home) = (Path::new("/ws"), Some(Path::new("/home/u")));
+        let object = |paths: &[&str], names| LegacyObject { name: LegacyName::Fixed("old".into()), paths: paths.iter().map(|p| p.to_string()).collect(), names };
+        assert!(object(&["node_modules"], MemberNames::Plain).fits(cwd, home));
+        assert!(object(&["a", "b"], MemberNames::Plain).fits(cwd, home), "several paths in one object");
+        assert!(!object(&["a", "/opt/x"], MemberNames::Plain).fits(cwd, home), "plain names of a path outside the workspace");
+        assert!(object(&["~/.m2"], MemberNames::Absolute).fits(cwd, home));
+        assert!(object(&["vendor"], MemberNames::Absolute).fits(cwd, home), "drone-cache's absolute names of a workspace path");
+        assert!(object(&["a/b"], MemberNames::FromParent).fits(cwd, home), "Vela's names below a nested mount's parent");
+        assert!(!object(&[], MemberNames::Absolute).fits(cwd, home), "no paths");
+        let around = LegacyName::AroundKey { before: "app/".into(), after: "/vendor".into() };
+        assert_eq!(around.render("k1"), "app/k1/vendor");
+        assert_eq!(LegacyName::Fixed("deps.tgz".into()).render("k1"), "deps.tgz");
     }
 }
