@@ -10,7 +10,7 @@
 //! timeouts, `RetryPolicy`'s attempts, [`crate::store::UploadConfig`]'s parts,
 //! [`crate::GuestLimits`], [`crate::sandbox::UnpackLimits`], the touch interval and leftover age);
 //! clap's defaults and the library's `Default`s read those constants, and tests check README's option
-//! tables and the catalogue's docs ([`env_vars`]) against them.
+//! tables and the catalogue's docs (`env_vars.rs`) against them.
 
 pub(crate) mod env_vars;
 pub(crate) mod parse;
