@@ -1,5 +1,6 @@
 //! Every environment variable s3cache reads, in one documented catalogue. Nothing else in the crate
-//! names a variable; the CLI maps them to flags and the library receives typed values.
+//! names a variable; the CLI maps them to flags and the library receives typed values. A default
+//! stated here, `(default N)`, is checked against the flag's by a test in [`crate::config`].
 
 /// The store URL: `s3://bucket/prefix` or `file:///dir`. Default: a `file://` store in the user cache dir.
 pub const S3CACHE_STORE: &str = "S3CACHE_STORE";

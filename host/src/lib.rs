@@ -60,7 +60,7 @@ pub(crate) mod workspace;
 #[doc(hidden)]
 pub use frontends::cli::main as command_main;
 pub use cancel::Cancel;
-pub use engine::{CacheContext, ConfigError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+pub use engine::{CacheContext, ConfigError, EngineError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};
 

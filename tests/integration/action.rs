@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Published, S3Server, Sandbox, ServerKind, binary, boto3, published};
+use s3cache_tests::{Published, S3Server, Machine, ServerKind, binary, boto3, published};
 
 const WORKFLOW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/workflows/cache.yml");
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -115,7 +115,7 @@ fn workflows_under_act() {
 #[test]
 fn docker_entrypoint_contract() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.unset("S3CACHE_STORE");
     let files = machine.scratch("runner");
     let (output, state, summary) = (files.join("output"), files.join("state"), files.join("summary.md"));
@@ -189,7 +189,7 @@ fn docker_entrypoint_contract() {
 #[test]
 fn publishing_inputs_are_applied() {
     let server = S3Server::start(ServerKind::Moto);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.unset("S3CACHE_STORE");
     fs::create_dir_all(machine.workspace().join("deps")).unwrap();
     fs::write(machine.workspace().join("deps/marker"), "built").unwrap();

@@ -6,10 +6,10 @@
 use std::fs;
 use std::time::Duration;
 
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, boto3};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, boto3};
 
-fn machine(server: &S3Server) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn machine(server: &S3Server) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, "team");
     machine
 }
@@ -33,7 +33,7 @@ fn plant(server: &S3Server, names: &[String], size: usize) {
     boto3(server, &script);
 }
 
-fn save(machine: &Sandbox, key: &str, content: &str) -> Run {
+fn save(machine: &Machine, key: &str, content: &str) -> Run {
     let dir = machine.workspace().join("deps");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("file"), content).unwrap();
@@ -209,7 +209,7 @@ fn a_fresh_marker_costs_a_restore_no_request() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = machine(&server);
     save(&machine, "k", "content");
-    let requests = |machine: &Sandbox| {
+    let requests = |machine: &Machine| {
         machine.run(&["restore", "--key", "k", "--path", "deps", "--summary-json", "summary.json"]).success();
         let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(machine.workspace().join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["outcome"], "hit", "{summary}");

@@ -3,12 +3,12 @@
 
 use std::fs;
 
-use s3cache_tests::{S3Server, Sandbox, ServerKind};
+use s3cache_tests::{S3Server, Machine, ServerKind};
 
 /// `key` renders templates with file checksums, context variables and allowed env values.
 #[test]
 fn renders_key_templates() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.env("CACHE_FLAVOR", "nightly").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine
@@ -26,7 +26,7 @@ fn renders_key_templates() {
 /// credential setup that any store-using command refuses, it prints the key and nothing else.
 #[test]
 fn key_needs_no_store_or_credentials() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine
         .env("S3CACHE_STORE", "s3://unreachable-bucket/ci")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -45,7 +45,7 @@ fn key_needs_no_store_or_credentials() {
 /// announcement, no progress bar.
 #[test]
 fn quiet_prints_only_warnings_and_errors() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/f"), "content").unwrap();
     let loud = machine.run(&["save", "--key", "q-1", "--path", "out"]).success();
@@ -67,7 +67,7 @@ fn quiet_prints_only_warnings_and_errors() {
 /// `--no-progress` (or `S3CACHE_NO_PROGRESS=true`); the notices stay.
 #[test]
 fn progress_bar_only_on_a_terminal() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.env("TERM", "xterm");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     // 3 MiB that zstd cannot shrink, so that the transfer lasts long enough to be drawn.
@@ -102,7 +102,7 @@ fn progress_bar_only_on_a_terminal() {
 /// does not.
 #[test]
 fn verbose_loses_to_s3cache_log() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     let debug_scopes = |run: &s3cache_tests::Run| run.stderr.lines().any(|l| l.contains("DEBUG") && l.contains("scopes"));
     let run = machine.run(&["restore", "--key", "v-1", "--path", "out"]).success();
     assert!(!debug_scopes(&run), "{}", run.stderr);
@@ -119,7 +119,7 @@ fn verbose_loses_to_s3cache_log() {
 /// A miss exits 0 and says so; `--fail-on-cache-miss` turns it into exit 1; keys are validated.
 #[test]
 fn misses_are_not_errors_unless_asked() {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x"]).success();
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
     let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x", "--fail-on-cache-miss"]);
@@ -133,7 +133,7 @@ fn misses_are_not_errors_unless_asked() {
 #[test]
 fn falls_back_to_the_newest_restore_key_match() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "fallback");
     let dir = machine.workspace().join("out");
     fs::create_dir_all(&dir).unwrap();
@@ -156,7 +156,7 @@ fn falls_back_to_the_newest_restore_key_match() {
 #[test]
 fn wrong_credentials_warn_without_leaking_the_secret() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "");
     machine.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-canary-7c1e");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
@@ -177,7 +177,7 @@ fn wrong_credentials_warn_without_leaking_the_secret() {
 /// nothing.
 #[test]
 fn caches_the_compiled_guest() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     let cache = machine.scratch("own-guest-cache");
     machine.env("S3CACHE_CACHE_DIR", cache.display().to_string());
     let compiled = || -> Vec<(String, std::time::SystemTime)> {
@@ -213,7 +213,7 @@ fn caches_the_compiled_guest() {
 /// usage line; the list itself is the one expected, so a command added or dropped is noticed here.
 #[test]
 fn every_command_has_help() {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     let top = machine.run(&["--help"]).success();
     let listed: Vec<&str> = top
         .stdout
@@ -240,7 +240,7 @@ fn every_command_has_help() {
 /// guest; `--version` prints the version.
 #[test]
 fn completions_man_and_version() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.env("S3CACHE_STORE", "s3://unreachable-bucket/x").env("AWS_ACCESS_KEY_ID", "AKIDHALFSET");
     let bash = machine.run(&["completions", "bash"]).success();
     assert!(bash.stdout.starts_with("_s3cache() {") && bash.stdout.contains("complete -F _s3cache"), "{}", bash.stdout);
@@ -260,7 +260,7 @@ fn completions_man_and_version() {
 /// writes a machine-readable summary of every save and restore.
 #[test]
 fn lookup_only_and_json_summaries() {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/f"), "content").unwrap();
     let summary = machine.scratch("summary").join("s.json");

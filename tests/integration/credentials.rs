@@ -6,11 +6,11 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use s3cache_tests::fake_http::FakeHttp;
-use s3cache_tests::{Published, Run, S3Server, Sandbox, ServerKind, published};
+use s3cache_tests::{Published, Run, S3Server, Machine, ServerKind, published};
 
 /// A machine pointed at `server` with no credentials in its environment, and a tree to save.
-fn bare_machine(server: &S3Server) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn bare_machine(server: &S3Server) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, "creds");
     machine.unset("AWS_ACCESS_KEY_ID").unset("AWS_SECRET_ACCESS_KEY");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
@@ -259,7 +259,7 @@ fn public_url_consumers_restore_without_credentials() {
     let mut publisher = bare_machine(&server);
     publisher.use_server(&server, "public");
     publisher.run(&["save", "--key", "shared", "--path", "out", "--acl", "public-read"]).success();
-    let mut consumer = Sandbox::new();
+    let mut consumer = Machine::new();
     consumer.env("S3CACHE_STORE", format!("{}/{}/public", server.endpoint(), server.bucket));
     let run = consumer.run(&["restore", "--key", "shared", "--path", "out"]).success();
     assert!(run.stderr.contains("restored shared"), "{}", run.stderr);

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3};
 
 /// A loopback port nobody serves, which tells whether anything connected to it.
 struct Port {
@@ -58,8 +58,8 @@ impl Port {
 }
 
 /// A machine whose store is `s3://cache-bucket/ci` with static keys, and no endpoint set yet.
-fn machine_without_endpoint() -> Sandbox {
-    let mut machine = Sandbox::new();
+fn machine_without_endpoint() -> Machine {
+    let mut machine = Machine::new();
     machine.env("S3CACHE_STORE", "s3://cache-bucket/ci").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret").env("AWS_REGION", "us-east-1");
     machine
 }
@@ -72,7 +72,7 @@ fn no_scheme(setting: &str, url: &str) -> String {
 /// The run was refused as a configuration error: exit 2, exactly `error: <message>` on `stream`,
 /// nothing sent to `port`, nothing restored.
 #[track_caller]
-fn assert_refused(run: &Run, stream: &str, message: &str, port: &Port, machine: &Sandbox) {
+fn assert_refused(run: &Run, stream: &str, message: &str, port: &Port, machine: &Machine) {
     assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     let printed = if stream == "stdout" { &run.stdout } else { &run.stderr };
     let line = printed.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line on {stream}: {}{}", run.stdout, run.stderr));
@@ -113,7 +113,7 @@ fn endpoints_without_a_scheme_are_refused_before_any_request() {
     assert_refused(&machine.run(&["--endpoint", &bare, "save", "--key", "k", "--path", "src"]), "stderr", &no_scheme("--endpoint", &bare), &port, &machine);
     assert_refused(&machine.run(&["--endpoint", &bare, "list"]), "stderr", &no_scheme("--endpoint", &bare), &port, &machine);
     // A file:// store uses no endpoint: a stray AWS_ENDPOINT_URL does not stop it.
-    let mut local = Sandbox::new();
+    let mut local = Machine::new();
     local.env("AWS_ENDPOINT_URL", bare.as_str());
     local.run(&["list"]).success();
     assert!(!port.was_reached());
@@ -127,7 +127,7 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
     let port = Port::new();
     let bare = port.bare();
     let plugin = |vars: &[(&str, &str)]| {
-        let mut machine = Sandbox::new();
+        let mut machine = Machine::new();
         machine.env("DRONE_REPO_OWNER", "acme").env("DRONE_REPO_NAME", "app").env("DRONE_COMMIT_BRANCH", "main");
         for (name, value) in vars {
             machine.env(name, *value);
@@ -146,7 +146,7 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
         assert_refused(&run, "stderr", &no_scheme(setting, &bare), &port, &machine);
     }
 
-    let mut action = Sandbox::new();
+    let mut action = Machine::new();
     for (name, value) in [("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "out"), ("INPUT_KEY", "k"), ("INPUT_BUCKET", "cache-bucket"), ("INPUT_ENDPOINT", &bare)] {
         action.env(name, value);
     }
@@ -154,7 +154,7 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
     assert_refused(&run, "stderr", &no_scheme("input `endpoint`", &bare), &port, &action);
 
     // The Semaphore CLI prints errors on stdout; these exit 2 even without CACHE_FAIL_ON_ERROR.
-    let mut semaphore = Sandbox::new();
+    let mut semaphore = Machine::new();
     for (name, value) in [("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_CACHE_S3_BUCKET", "cache-bucket"), ("SEMAPHORE_CACHE_S3_URL", &bare)] {
         semaphore.env(name, value);
     }
@@ -166,8 +166,8 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
 }
 
 /// Starts a drone-cache restore step (the binary with no arguments) whose endpoint is `endpoint`.
-fn drone_cache_restore(endpoint: &str, extra: &[(&str, &str)]) -> (Sandbox, std::process::Child) {
-    let machine = Sandbox::new();
+fn drone_cache_restore(endpoint: &str, extra: &[(&str, &str)]) -> (Machine, std::process::Child) {
+    let machine = Machine::new();
     let mut command = Command::new(binary());
     command.current_dir(machine.workspace()).env_clear().stdout(Stdio::null()).stderr(Stdio::piped());
     command.envs(machine.machine_env());
@@ -225,7 +225,7 @@ fn drone_cache_adds_the_scheme_its_plugin_added() {
 #[test]
 fn a_plain_http_server_reached_with_https_says_use_http() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "ci");
     let authority = format!("127.0.0.1:{}", server.port);
     machine.env("AWS_ENDPOINT_URL", format!("https://{authority}"));
@@ -244,9 +244,9 @@ fn a_plain_http_server_reached_with_https_says_use_http() {
 
 /// A machine on `server` with `out` saved under `k` (as tar, so that only the digest guards its
 /// bytes), and `out` removed again.
-fn saved_entry(kind: ServerKind) -> (S3Server, Sandbox) {
+fn saved_entry(kind: ServerKind) -> (S3Server, Machine) {
     let server = S3Server::start(kind);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "ci");
     let out = machine.workspace().join("out");
     fs::create_dir_all(&out).unwrap();
@@ -318,7 +318,7 @@ fn harness_exit_code_fails_a_restore_with_a_wrong_secret() {
     let (server, _) = saved_entry(ServerKind::S3sFs);
     let endpoint = server.endpoint();
     let step = |exit_code: &str| {
-        let mut machine = Sandbox::new();
+        let mut machine = Machine::new();
         for (name, value) in [
             ("HARNESS_BUILD_ID", "42"),
             ("HARNESS_WORKSPACE", "/harness"),

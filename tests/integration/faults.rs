@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use s3cache_tests::proxy::{Fault, FaultProxy, Gate, Rule};
 use s3cache_tests::tree::{noise, write_sample_tree};
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, boto3, snapshot};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, Snapshot, boto3, snapshot};
 
 /// The operation deadline every scenario configures.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -23,7 +23,7 @@ fn assert_bounded_by_the_deadline(started: Instant) {
 struct Scenario {
     server: S3Server,
     proxy: FaultProxy,
-    machine: Sandbox,
+    machine: Machine,
     /// The tree as saved.
     saved: Snapshot,
 }
@@ -37,7 +37,7 @@ fn scenario(big: bool) -> Scenario {
 fn scenario_on(kind: ServerKind, big: bool) -> Scenario {
     let server = S3Server::start(kind);
     let proxy = FaultProxy::start(server.port);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "faults");
     for (name, value) in [
         ("S3CACHE_RETRY_BASE_MS", "20"),
@@ -87,7 +87,7 @@ impl Scenario {
 fn unreachable_endpoints_are_a_miss() {
     let s = scenario(false);
     for endpoint in ["http://127.0.0.1:1", "http://s3cache-no-such-host.invalid:9000"] {
-        let mut machine = Sandbox::new();
+        let mut machine = Machine::new();
         machine.use_server(&s.server, "faults").env("AWS_ENDPOINT_URL", endpoint).env("S3CACHE_RETRY_BASE_MS", "20");
         fs::create_dir_all(machine.workspace().join("out")).unwrap();
         let run = machine.run(&["restore", "--key", "k", "--path", "out"]);

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use s3cache::archive::layout::Format;
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::{Entry, write_sample_tree};
-use s3cache_tests::{Run, Sandbox, Snapshot, snapshot};
+use s3cache_tests::{Run, Machine, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +33,9 @@ fn compiled_guest_dir() -> &'static Path {
 }
 
 impl Host {
-    /// Runs the host with `args` in `dir`, with the sandbox's environment only, against the file store
+    /// Runs the host with `args` in `dir`, with the machine's environment only, against the file store
     /// the binary uses by default there.
-    fn run_in(self, machine: &Sandbox, dir: &Path, args: &[&str]) -> Run {
+    fn run_in(self, machine: &Machine, dir: &Path, args: &[&str]) -> Run {
         let store = machine.cache_dir().join("store");
         let mut command = match self {
             Host::Python => {
@@ -63,7 +63,7 @@ impl Host {
         }
     }
 
-    fn run(self, machine: &Sandbox, args: &[&str]) -> Run {
+    fn run(self, machine: &Machine, args: &[&str]) -> Run {
         self.run_in(machine, &machine.workspace(), args)
     }
 
@@ -100,8 +100,8 @@ impl Host {
 }
 
 /// A workspace with lock files for key templates, and `CACHE_EPOCH` and a secret in the environment.
-fn key_workspace() -> Sandbox {
-    let mut machine = Sandbox::new();
+fn key_workspace() -> Machine {
+    let mut machine = Machine::new();
     machine.env("CACHE_EPOCH", "7").env("MY_API_KEY", "do-not-render");
     let ws = machine.workspace();
     for (file, text) in [("Cargo.lock", "lock v1\n"), ("sub/a.lock", "a"), ("sub/deeper/b.lock", "b"), ("ignored/c.lock", "c"), ("notes.txt", "n")] {
@@ -140,7 +140,7 @@ fn keys_match(host: Host) {
 /// An entry the foreign host saves (in `format`) restores exactly with the binary, and the binary's
 /// restores exactly with the foreign host.
 fn archives_round_trip(host: Host, format: Format) {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     write_sample_tree(&machine.workspace(), "project", 1 << 20);
     let saved = snapshot(&machine.workspace().join("project"));
 
@@ -171,7 +171,7 @@ fn archives_round_trip(host: Host, format: Format) {
 
 /// Plants `tar`, compressed with zstd, in the default file store under `key` for `--path target`,
 /// with a trailer whose digest is `sha256` (the real one when `None`).
-fn plant(machine: &Sandbox, key: &str, tar: &[u8], sha256: Option<String>) {
+fn plant(machine: &Machine, key: &str, tar: &[u8], sha256: Option<String>) {
     let compressed = zstd::encode_all(tar, 3).unwrap();
     let paths = vec!["target".to_string()];
     let manifest = Manifest {
@@ -197,7 +197,7 @@ fn plant(machine: &Sandbox, key: &str, tar: &[u8], sha256: Option<String>) {
     fs::write(store.join(format!("local%2F{key}.tar.zst")), object).unwrap();
 }
 
-fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
+fn hostile_tar(machine: &Machine, case: &str) -> Vec<u8> {
     let tar = machine.scratch("cases").join(format!("{case}.tar"));
     let status = Command::new("python3").arg(repo().join("tests/fixtures/hostile.py")).arg(case).arg(&tar).status().unwrap();
     assert!(status.success(), "building {case}");
@@ -207,7 +207,7 @@ fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
 /// Hostile members and a forged digest: every host refuses with the same error variant and text, and
 /// the workspace is left as it was.
 fn refusals_match(host: Host) {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     let escape = hostile_tar(&machine, "a1-dotdot");
     plant(&machine, "dotdot", &escape, None);
     plant(&machine, "escaping-link", &hostile_tar(&machine, "a5-escaping-link"), None);

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use s3cache::archive::layout::Format;
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::write_sample_tree;
-use s3cache_tests::{S3Server, Sandbox, ServerKind, Snapshot, boto3, snapshot};
+use s3cache_tests::{S3Server, Machine, ServerKind, Snapshot, boto3, snapshot};
 use sha2::{Digest, Sha256};
 
 /// Larger than two packing parts (8 MiB each), so the archive is several zstd frames or gzip members.
@@ -21,7 +21,7 @@ const PREFIX: &str = "formats";
 /// A tree saved in one format, and the object it made.
 struct Saved {
     server: S3Server,
-    machine: Sandbox,
+    machine: Machine,
     tree: Snapshot,
     object: Vec<u8>,
     manifest: Manifest,
@@ -29,7 +29,7 @@ struct Saved {
 
 fn save(format: Format, level: &str) -> Saved {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, PREFIX);
     write_sample_tree(&machine.workspace(), "project", LARGE);
     let tree = snapshot(&machine.workspace().join("project"));
@@ -318,7 +318,7 @@ fn every_format_holds_the_same_tar() {
 #[test]
 fn gzip_levels_out_of_range_are_an_error() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, PREFIX);
     write_sample_tree(&machine.workspace(), "project", 1024);
     for level in ["10", "19"] {

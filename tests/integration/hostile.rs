@@ -11,19 +11,19 @@ use std::process::Command;
 
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::noise;
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, Snapshot, snapshot};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
 
 struct Victim {
     server: S3Server,
-    machine: Sandbox,
+    machine: Machine,
     outside: PathBuf,
     before: [Snapshot; 3],
 }
 
 fn victim() -> Victim {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "hostile");
     let workspace = machine.workspace();
     fs::create_dir_all(workspace.join("target/keep")).unwrap();
@@ -101,7 +101,7 @@ impl Victim {
 }
 
 /// The tar of a case of `fixtures/hostile.py`.
-fn hostile_tar(machine: &Sandbox, case: &str) -> Vec<u8> {
+fn hostile_tar(machine: &Machine, case: &str) -> Vec<u8> {
     let tar = machine.scratch("cases").join(format!("{case}.tar"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hostile.py");
     let status = Command::new("python3").arg(script).arg(case).arg(&tar).status().unwrap();
@@ -403,7 +403,7 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 #[test]
 fn integrity_failures_are_misses() {
     let v = victim();
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&v.server, "hostile");
     write_target(&machine);
     machine.run(&["save", "--key", "real", "--path", "target"]).success();
@@ -436,7 +436,7 @@ fn integrity_failures_are_misses() {
     v.assert_refused(&v.restore("html"), "local/html.tar.zst: the object has no s3cache trailer");
 }
 
-fn write_target(machine: &Sandbox) {
+fn write_target(machine: &Machine) {
     let target = machine.workspace().join("target");
     fs::create_dir_all(target.join("debug")).unwrap();
     fs::write(target.join("debug/app"), noise(300_000, 9)).unwrap();
@@ -504,7 +504,7 @@ fn applies_the_link_policies_end_to_end() {
 fn killed_restores_leave_the_target_untouched() {
     use s3cache_tests::proxy::{Fault, FaultProxy, Rule};
     let v = victim();
-    let mut saver = Sandbox::new();
+    let mut saver = Machine::new();
     saver.use_server(&v.server, "hostile");
     let target = saver.workspace().join("target");
     for i in 0..3000 {
@@ -603,7 +603,7 @@ impl Drop for TinyFs {
 #[test]
 fn a_full_disk_is_a_clean_miss() {
     let v = victim();
-    let mut saver = Sandbox::new();
+    let mut saver = Machine::new();
     saver.use_server(&v.server, "hostile");
     fs::create_dir_all(saver.workspace().join("target")).unwrap();
     fs::write(saver.workspace().join("target/big"), noise(8 << 20, 4)).unwrap();

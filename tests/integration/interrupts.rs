@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use s3cache_tests::proxy::{Fault, FaultProxy, Rule};
 use s3cache_tests::tree::noise;
-use s3cache_tests::{S3Server, Sandbox, ServerKind, boto3, snapshot};
+use s3cache_tests::{S3Server, Machine, ServerKind, boto3, snapshot};
 
 /// The signals and the exit code each must give.
 const SIGNALS: [(&str, i32); 2] = [("INT", 130), ("TERM", 143)];
@@ -78,8 +78,8 @@ fn objects(server: &S3Server) -> Vec<String> {
 
 /// A machine with 30 MB of random bytes under `out`, saving to `server` under `prefix` through
 /// `proxy` in 5 MiB parts.
-fn uploader(server: &S3Server, proxy: &FaultProxy, prefix: &str) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn uploader(server: &S3Server, proxy: &FaultProxy, prefix: &str) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, prefix).env("AWS_ENDPOINT_URL", proxy.endpoint()).env("S3CACHE_PART_SIZE_MB", "5");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/blob"), noise(30 << 20, 7)).unwrap();
@@ -129,7 +129,7 @@ fn second_signal_exits_at_once() {
 #[test]
 fn interrupted_file_save_removes_its_temp_file() {
     for (name, code) in SIGNALS {
-        let mut machine = Sandbox::new();
+        let mut machine = Machine::new();
         let store = machine.scratch("store");
         machine.env("S3CACHE_STORE", format!("file://{}", store.display()));
         fs::create_dir_all(machine.workspace().join("out")).unwrap();
@@ -151,7 +151,7 @@ fn interrupted_file_save_removes_its_temp_file() {
 #[test]
 fn interrupted_restore_leaves_the_target_as_it_was() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "ci").env("S3CACHE_PART_SIZE_MB", "5");
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/blob"), noise(24 << 20, 5)).unwrap();
@@ -182,7 +182,7 @@ fn interrupted_restore_leaves_the_target_as_it_was() {
 /// the same workspace; one whose lock is free is removed with its lock file.
 #[test]
 fn staging_with_a_held_lock_is_kept() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.env("S3CACHE_STORE", format!("file://{}", machine.scratch("store").display()));
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/a.txt"), "a").unwrap();
@@ -223,8 +223,8 @@ fn killed_save(server: &S3Server, prefix: &str) {
 }
 
 /// A machine that runs admin verbs on `server` under `prefix`, straight to the server.
-fn admin(server: &S3Server, prefix: &str) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn admin(server: &S3Server, prefix: &str) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, prefix);
     machine
 }
@@ -303,7 +303,7 @@ fn unlisted_uploads_are_named() {
 /// deletes it once older than the leftover age, leaving the store directory empty.
 #[test]
 fn killed_file_save_leaves_a_temp_file_that_flush_removes() {
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     let store = machine.scratch("store");
     machine.env("S3CACHE_STORE", format!("file://{}", store.display()));
     fs::create_dir_all(machine.workspace().join("out")).unwrap();

@@ -75,7 +75,7 @@ fn restores_old_tools_objects_at_their_own_names() {
     use s3cache::engine::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
     use s3cache::archive::layout::Format;
     let server = S3Server::start(ServerKind::S3sFs);
-    let machine = s3cache_tests::Sandbox::new();
+    let machine = s3cache_tests::Machine::new();
     let old = machine.scratch("old");
     std::fs::create_dir_all(old.join("vendor/lib")).unwrap();
     std::fs::write(old.join("vendor/lib/a.go"), "package lib\n").unwrap();
@@ -114,7 +114,7 @@ fn restores_old_tools_objects_at_their_own_names() {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
-            objects: vec![LegacyObject { name: format!("{key}/vendor"), paths: vec!["vendor".into()], names: s3cache::engine::MemberNames::Plain }],
+            objects: vec![LegacyObject { name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() }, paths: vec!["vendor".into()], names: s3cache::engine::MemberNames::Plain }],
         }),
     };
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
@@ -133,8 +133,8 @@ fn example(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// Runs an example in `dir` with the sandbox's environment only.
-fn run_example(machine: &s3cache_tests::Sandbox, name: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+/// Runs an example in `dir` with the machine's environment only.
+fn run_example(machine: &s3cache_tests::Machine, name: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut command = std::process::Command::new(example(name));
     command.args(args).current_dir(dir).env_clear();
     for (key, value) in machine.machine_env() {
@@ -149,7 +149,7 @@ fn run_example(machine: &s3cache_tests::Sandbox, name: &str, dir: &std::path::Pa
 #[test]
 fn restore_save_example_interoperates_with_the_binary() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = s3cache_tests::Sandbox::new();
+    let mut machine = s3cache_tests::Machine::new();
     machine.use_server(&server, "example");
     let workspace = machine.workspace();
     let (code, stdout, stderr) = run_example(&machine, "restore-save", &workspace, &["deps-v1", "out"]);
@@ -172,7 +172,7 @@ fn restore_save_example_interoperates_with_the_binary() {
 /// restores it, and the listing shows the one entry in the local scope.
 #[test]
 fn custom_store_example_round_trips_through_its_own_store() {
-    let machine = s3cache_tests::Sandbox::new();
+    let machine = s3cache_tests::Machine::new();
     let workspace = machine.workspace();
     std::fs::create_dir_all(workspace.join("src/nested")).unwrap();
     std::fs::write(workspace.join("src/a.rs"), "fn a() {}\n").unwrap();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use s3cache_tests::proxy::FaultProxy;
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, boto3};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, boto3};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
@@ -23,13 +23,13 @@ fn bucket_objects(server: &S3Server) -> BTreeMap<String, String> {
     serde_json::from_str(&out).unwrap()
 }
 
-fn machine(server: &S3Server, prefix: &str) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn machine(server: &S3Server, prefix: &str) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, prefix);
     machine
 }
 
-fn save(machine: &Sandbox, scope: &str, key: &str, content: &str) {
+fn save(machine: &Machine, scope: &str, key: &str, content: &str) {
     let dir = machine.workspace().join("deps");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("file"), content).unwrap();
@@ -37,7 +37,7 @@ fn save(machine: &Sandbox, scope: &str, key: &str, content: &str) {
 }
 
 /// `(scope, key)` of every entry `list --all-scopes` shows.
-fn listed(machine: &Sandbox) -> Vec<(String, String)> {
+fn listed(machine: &Machine) -> Vec<(String, String)> {
     let all = json(&machine.run(&["list", "--all-scopes", "--json"]).success());
     let mut found: Vec<(String, String)> =
         all["entries"].as_array().unwrap().iter().map(|e| (e["scope"].as_str().unwrap().to_owned(), e["key"].as_str().unwrap().to_owned())).collect();
@@ -59,7 +59,7 @@ fn deleted_objects(removal: &serde_json::Value) -> Vec<String> {
 fn nested_stores_see_only_their_own_entries(kind: ServerKind) {
     let server = S3Server::start(kind);
     let stores = [("", "root"), ("big", "big"), ("team/ci", "ci")];
-    let machines: Vec<Sandbox> = stores.iter().map(|(prefix, _)| machine(&server, prefix)).collect();
+    let machines: Vec<Machine> = stores.iter().map(|(prefix, _)| machine(&server, prefix)).collect();
     let mut own: Vec<Vec<(String, String)>> = Vec::new();
     for ((_, name), machine) in stores.iter().zip(&machines) {
         let scopes = if *name == "root" { ["big", "s1"] } else { ["s1", "local"] };

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::Command;
 
 use s3cache_tests::fake_http::FakeHttp;
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3, snapshot};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3, snapshot};
 
 /// One plugin step: the binary with no arguments, the machine's environment plus `vars`.
-fn step(machine: &Sandbox, vars: &[(String, String)]) -> Run {
+fn step(machine: &Machine, vars: &[(String, String)]) -> Run {
     let mut command = Command::new(binary());
     command.current_dir(machine.workspace()).env_clear();
     for (name, value) in machine.machine_env() {
@@ -63,23 +63,23 @@ fn build(workspace: &Path) {
 }
 
 /// A fresh checkout of the same commit: the lockfile, no dependencies.
-fn checkout(machine: &Sandbox) {
+fn checkout(machine: &Machine) {
     let _ = fs::remove_dir_all(machine.workspace().join("node_modules"));
     write(&machine.workspace(), "package-lock.json", "{\"lockfileVersion\": 3}");
 }
 
 /// A server, a machine, the server's secret key (which no output may contain) and its endpoint.
-fn setup(kind: ServerKind) -> (S3Server, Sandbox, String, String) {
+fn setup(kind: ServerKind) -> (S3Server, Machine, String, String) {
     let server = S3Server::start(kind);
     let (secret, endpoint) = (server.secret_key.clone(), server.endpoint());
-    (server, Sandbox::new(), secret, endpoint)
+    (server, Machine::new(), secret, endpoint)
 }
 
 /// The first runs of every pipeline: a restore that misses (its first log line naming the dialect),
 /// the build, the rebuild, and a fresh checkout's restore that brings back exactly what was built.
 /// Returns the built tree's snapshot.
 #[track_caller]
-fn miss_build_rebuild_hit(machine: &Sandbox, secret: &str, restore: &[(String, String)], rebuild: &[(String, String)], first_line: &str) -> s3cache_tests::Snapshot {
+fn miss_build_rebuild_hit(machine: &Machine, secret: &str, restore: &[(String, String)], rebuild: &[(String, String)], first_line: &str) -> s3cache_tests::Snapshot {
     checkout(machine);
     let log = ok(&step(machine, restore), secret);
     assert!(log.lines().next().unwrap_or_default().contains(first_line), "{log}");
@@ -418,7 +418,7 @@ fn vela_s3_cache() {
 /// No arguments and no plugin settings: the usual help, exit 2; `s3cache plugin` says what it expected.
 #[test]
 fn no_dialect_no_arguments() {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     let run = step(&machine, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("Usage:") || run.stdout.contains("Usage:"), "{}\n{}", run.stdout, run.stderr);
@@ -429,7 +429,7 @@ fn no_dialect_no_arguments() {
 /// The plugin image's contract, as the CIs run it: `plugin.Dockerfile`'s entrypoint is the binary with
 /// no arguments and no `CMD`, and its environment (`S3CACHE_PLUGIN` from the `DIALECT` build argument;
 /// empty in the generic image) picks or leaves the dialect. Each variant runs a restore step with the
-/// image's variables (the compiled-guest directory replaced by the sandbox's).
+/// image's variables (the compiled-guest directory replaced by the test machine's).
 #[test]
 fn plugin_image_entrypoint_contract() {
     let dockerfile = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin.Dockerfile")).unwrap();
@@ -447,7 +447,7 @@ fn plugin_image_entrypoint_contract() {
     assert!(image_env.iter().any(|(k, v)| k == "S3CACHE_PLUGIN" && v == "${DIALECT}"), "{image_env:?}");
 
     let server = S3Server::start(ServerKind::S3sFs);
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     checkout(&machine);
     let endpoint = server.endpoint();
     let settings = [

@@ -5,14 +5,14 @@ use std::fs;
 use std::process::Command;
 
 use s3cache_tests::tree::{noise, write_sample_tree};
-use s3cache_tests::{S3Server, Sandbox, ServerKind, boto3, snapshot};
+use s3cache_tests::{S3Server, Machine, ServerKind, boto3, snapshot};
 
 /// Larger than two 8 MiB parts once compressed (random bytes do not compress), so saves go multipart.
 const LARGE: usize = 20 << 20;
 
 fn round_trip(kind: ServerKind) {
     let server = S3Server::start(kind);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "ci/cache");
     write_sample_tree(&machine.workspace(), "project", LARGE);
     let saved = snapshot(&machine.workspace().join("project"));
@@ -70,7 +70,7 @@ fn round_trips_a_tree_through_moto() {
 /// With no store configured, the local file:// default works with no server at all.
 #[test]
 fn round_trips_through_the_default_local_store() {
-    let machine = Sandbox::new();
+    let machine = Machine::new();
     write_sample_tree(&machine.workspace(), "deps", 1 << 20);
     let saved = snapshot(&machine.workspace().join("deps"));
     let run = machine.run(&["save", "--key", "local", "--path", "deps"]).success();
@@ -85,7 +85,7 @@ fn round_trips_through_the_default_local_store() {
 #[test]
 fn restores_home_paths_and_globs() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "");
     write_sample_tree(&machine.home(), ".cargo/registry", 1024);
     fs::create_dir_all(machine.workspace().join("src/sub")).unwrap();
@@ -95,7 +95,7 @@ fn restores_home_paths_and_globs() {
     let home_saved = snapshot(&machine.home().join(".cargo/registry"));
     machine.run(&["save", "--key", "mixed", "--path", "~/.cargo/registry", "--path", "src/**/*.rs"]).success();
 
-    let mut other = Sandbox::new();
+    let mut other = Machine::new();
     other.use_server(&server, "");
     fs::create_dir_all(other.workspace().join("src")).unwrap();
     fs::write(other.workspace().join("src/keep.txt"), "mine").unwrap();
@@ -112,7 +112,7 @@ fn restores_home_paths_and_globs() {
 fn round_trips_node_modules_and_cargo_target_fixtures() {
     use std::os::unix::fs::{PermissionsExt, symlink};
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "fixtures");
     let ws = machine.workspace();
     for (package, bin) in [("typescript", "tsc"), ("eslint", "eslint"), ("@scope/tool", "tool")] {

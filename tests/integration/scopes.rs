@@ -5,11 +5,11 @@
 use std::fs;
 use std::path::Path;
 
-use s3cache_tests::{S3Server, Sandbox, ServerKind, boto3};
+use s3cache_tests::{S3Server, Machine, ServerKind, boto3};
 
 /// A machine in a GitHub Actions job for `reference`, with an event payload.
-fn job(server: &S3Server, reference: &str, event_name: &str, event: serde_json::Value) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn job(server: &S3Server, reference: &str, event_name: &str, event: serde_json::Value) -> Machine {
+    let mut machine = Machine::new();
     machine.use_server(server, "scoped");
     let event_path = machine.scratch("event").join("event.json");
     fs::write(&event_path, event.to_string()).unwrap();
@@ -33,13 +33,13 @@ fn pull_request_event(head_repo: &str) -> serde_json::Value {
     })
 }
 
-fn write(machine: &Sandbox, content: &str) {
+fn write(machine: &Machine, content: &str) {
     let dir = machine.workspace().join("deps");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("marker"), content).unwrap();
 }
 
-fn restored(machine: &Sandbox) -> Option<String> {
+fn restored(machine: &Machine) -> Option<String> {
     fs::read_to_string(machine.workspace().join("deps/marker")).ok()
 }
 
@@ -138,7 +138,7 @@ fn hostile_refs_and_keys() {
 #[test]
 fn exact_key_only_and_first_writer_wins() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "release");
     write(&machine, "first");
     machine.run(&["save", "--key", "build-1", "--path", "deps"]).success();
@@ -165,7 +165,7 @@ fn exact_key_only_and_first_writer_wins() {
 #[test]
 fn version_mismatches_are_explained() {
     let server = S3Server::start(ServerKind::S3sFs);
-    let mut machine = Sandbox::new();
+    let mut machine = Machine::new();
     machine.use_server(&server, "versions");
     write(&machine, "deps only");
     machine.run(&["save", "--key", "v-1", "--path", "deps"]).success();

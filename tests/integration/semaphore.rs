@@ -6,14 +6,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Run, S3Server, Sandbox, ServerKind, binary, boto3, snapshot};
+use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3, snapshot};
 
 const PROJECT: &str = "9f1c6a2e-6c0b-4c3f-9b7e-2d1d6c5e8a10";
 
 /// A self-hosted agent's job: the agent's `env-vars` (backend, bucket, custom URL and keys) and the
 /// variables Semaphore sets in every job on `branch`.
-fn job(server: &S3Server, branch: &str) -> Sandbox {
-    let mut machine = Sandbox::new();
+fn job(server: &S3Server, branch: &str) -> Machine {
+    let mut machine = Machine::new();
     for (name, value) in [
         ("SEMAPHORE", "true"),
         ("CI", "true"),
@@ -40,7 +40,7 @@ fn job(server: &S3Server, branch: &str) -> Sandbox {
 }
 
 /// A directory with `cache` and `checksum` linked to the binary, as a user installs them.
-fn tools(machine: &Sandbox) -> PathBuf {
+fn tools(machine: &Machine) -> PathBuf {
     let bin = machine.scratch("bin");
     for name in ["cache", "checksum"] {
         let link = bin.join(name);
@@ -52,7 +52,7 @@ fn tools(machine: &Sandbox) -> PathBuf {
 }
 
 /// Runs `tool ARGS` in `dir` with the job's environment only.
-fn run_tool(machine: &Sandbox, dir: &Path, tool: &str, args: &[&str]) -> Run {
+fn run_tool(machine: &Machine, dir: &Path, tool: &str, args: &[&str]) -> Run {
     let bin = tools(machine);
     let mut command = Command::new(bin.join(tool));
     command.args(args).current_dir(dir).env_clear();
@@ -67,7 +67,7 @@ fn run_tool(machine: &Sandbox, dir: &Path, tool: &str, args: &[&str]) -> Run {
     }
 }
 
-fn cache(machine: &Sandbox, args: &[&str]) -> Run {
+fn cache(machine: &Machine, args: &[&str]) -> Run {
     run_tool(machine, &machine.workspace(), "cache", args)
 }
 

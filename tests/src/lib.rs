@@ -41,7 +41,7 @@ pub fn require_test_script() {
 /// A scratch machine for one test: a workspace to run in, a home directory, and a cache dir for
 /// s3cache's own files (the compiled guest).
 #[derive(Debug)]
-pub struct Sandbox {
+pub struct Machine {
     root: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
@@ -71,11 +71,11 @@ impl Run {
     }
 }
 
-impl Sandbox {
+impl Machine {
     pub fn new() -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         for dir in ["workspace", "home", "cache"] {
-            std::fs::create_dir_all(root.path().join(dir)).expect("create sandbox dirs");
+            std::fs::create_dir_all(root.path().join(dir)).expect("create the machine's dirs");
         }
         let cache_dir = root.path().join("cache").display().to_string();
         // Instance metadata is never probed from tests: its real address is not ours to reach.
@@ -111,7 +111,7 @@ impl Sandbox {
 
     /// Replaces the home directory and the workspace's `.git` by a job's own `~/.bashrc`,
     /// `~/.ssh/authorized_keys` and `.git/HEAD`: what a planted cache entry would replace or wipe.
-    /// Returns their snapshot ([`Sandbox::dotfiles`]).
+    /// Returns their snapshot ([`Machine::dotfiles`]).
     pub fn own_dotfiles(&self) -> (Snapshot, Snapshot) {
         let (home, workspace) = (self.home(), self.workspace());
         std::fs::remove_dir_all(&home).expect("remove the home directory");
@@ -151,14 +151,14 @@ impl Sandbox {
         self
     }
 
-    /// This sandbox's environment variables.
+    /// This machine's environment variables.
     pub fn machine_env(&self) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
         env
     }
 
-    /// Runs `s3cache ARGS` in `dir` with a clean environment plus this sandbox's variables.
+    /// Runs `s3cache ARGS` in `dir` with a clean environment plus this machine's variables.
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
         let mut command = Command::new(binary());
         command.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -198,7 +198,7 @@ impl Sandbox {
     }
 }
 
-impl Default for Sandbox {
+impl Default for Machine {
     fn default() -> Self {
         Self::new()
     }

@@ -306,14 +306,22 @@ impl From<Format> for crate::sandbox::bindings::Compression {
     }
 }
 
+/// A scope name given by the user that is not one object-key segment of safe characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scope {scope:?} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")]
+pub struct InvalidScope {
+    /// The name as given.
+    pub scope: String,
+}
+
 /// Checks a user-given scope name: one object-key segment of safe characters.
-pub fn validate_scope_name(scope: &str) -> Result<(), String> {
+pub fn validate_scope_name(scope: &str) -> Result<(), InvalidScope> {
     let valid = !scope.is_empty()
         && scope.len() <= 128
         && scope != "."
         && scope != ".."
         && scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if valid { Ok(()) } else { Err(format!("scope {scope:?} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")) }
+    if valid { Ok(()) } else { Err(InvalidScope { scope: scope.to_owned() }) }
 }
 
 #[cfg(test)]

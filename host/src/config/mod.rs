@@ -4,8 +4,13 @@
 //! scopes. The CLI, the GitHub action, the CI plugins and embedders all come through here, so they
 //! behave the same.
 //!
-//! The settings are also the CLI's global flags (`clap::Args`), with their defaults and variables in
-//! one place; an embedder builds them with `Settings::default()` and changes what it needs.
+//! The settings are also the CLI's global flags (`clap::Args`), with their variables in one place; an
+//! embedder builds them with `Settings::default()` and changes what it needs. Each default is defined
+//! once, as a constant of the type that owns the setting ([`crate::store::TransportConfig`]'s
+//! timeouts, `RetryPolicy`'s attempts, [`crate::store::UploadConfig`]'s parts,
+//! [`crate::GuestLimits`], [`crate::sandbox::UnpackLimits`], the touch interval and leftover age);
+//! clap's defaults and the library's `Default`s read those constants, and tests check README's option
+//! tables and the catalogue's docs (`env_vars.rs`) against them.
 
 pub(crate) mod parse;
 
@@ -70,11 +75,11 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Refresh an entry's last-used marker on a restore when its last use is older than this (the
     /// precision of flush and prune; 0s refreshes on every hit).
-    #[arg(long, global = true, env = env_vars::S3CACHE_TOUCH_INTERVAL, value_parser = parse::flags::duration, default_value = "12h", value_name = "DURATION")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_TOUCH_INTERVAL, value_parser = parse::flags::duration, default_value = parse::duration_text(crate::archive::layout::TOUCH_INTERVAL), value_name = "DURATION")]
     pub touch_interval: Duration,
     /// prune, flush and clear remove incomplete uploads and temporary files (of writes that were
     /// killed) older than this; younger ones may be saves in progress.
-    #[arg(long, global = true, env = env_vars::S3CACHE_LEFTOVER_AGE, value_parser = parse::flags::duration, default_value = "1d", value_name = "DURATION")]
+    #[arg(long, global = true, env = env_vars::S3CACHE_LEFTOVER_AGE, value_parser = parse::flags::duration, default_value = parse::duration_text(crate::engine::admin::DEFAULT_LEFTOVER_AGE), value_name = "DURATION")]
     pub leftover_age: Duration,
 }
 
@@ -96,16 +101,16 @@ pub struct ScopeSettings {
 #[command(next_help_heading = "Limits (restores of untrusted archives)")]
 pub struct LimitSettings {
     /// Largest uncompressed archive accepted, MiB.
-    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_UNPACKED_MB, default_value_t = 64 << 10)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_UNPACKED_MB, default_value_t = UnpackLimits::DEFAULT_MAX_TOTAL_BYTES >> 20)]
     pub max_unpacked_mb: u64,
     /// Most archive members accepted.
-    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ENTRIES, default_value_t = 5_000_000)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ENTRIES, default_value_t = UnpackLimits::DEFAULT_MAX_MEMBERS)]
     pub max_entries: u64,
     /// Memory cap of the sandboxed guest, MiB (16-4096).
-    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_MEMORY_MB, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=4096))]
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_MEMORY_MB, default_value_t = (GuestLimits::DEFAULT_MEMORY_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(16..=4096))]
     pub guest_memory_mb: u64,
     /// Longest one call into the guest may run, ms.
-    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_TIMEOUT_MS, default_value_t = 3_600_000)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_GUEST_TIMEOUT_MS, default_value_t = GuestLimits::DEFAULT_DEADLINE.as_millis() as u64)]
     pub guest_timeout_ms: u64,
 }
 
@@ -159,28 +164,28 @@ impl PublishSettings {
 #[command(next_help_heading = "Transfer")]
 pub struct TransferSettings {
     /// Upload part and download range size, MiB (5-5120).
-    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = (UploadConfig::DEFAULT_PART_SIZE >> 20) as u64, value_parser = clap::value_parser!(u64).range(5..=5120))]
     pub part_size_mb: u64,
     /// Parts or ranges in flight at once (1-64).
-    #[arg(long, global = true, env = env_vars::S3CACHE_CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONCURRENCY, default_value_t = UploadConfig::DEFAULT_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
     /// Attempts per request, the first included (1-20).
-    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ATTEMPTS, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, global = true, env = env_vars::S3CACHE_MAX_ATTEMPTS, default_value_t = RetryPolicy::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
     /// Backoff before the first retry, ms (doubles per retry, full jitter).
-    #[arg(long, global = true, env = env_vars::S3CACHE_RETRY_BASE_MS, default_value_t = 100)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_RETRY_BASE_MS, default_value_t = RetryPolicy::DEFAULT_BASE_BACKOFF.as_millis() as u64)]
     pub retry_base_ms: u64,
     /// Connect timeout, seconds.
-    #[arg(long, global = true, env = env_vars::S3CACHE_CONNECT_TIMEOUT_SECS, default_value_t = 5)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_CONNECT_TIMEOUT_SECS, default_value_t = TransportConfig::DEFAULT_CONNECT_TIMEOUT.as_secs())]
     pub connect_timeout_secs: u64,
     /// Grace per request body on top of the minimum throughput, seconds.
-    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = 10)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = TransportConfig::DEFAULT_BODY_GRACE.as_secs())]
     pub stall_timeout_secs: u64,
     /// Slowest accepted transfer per request, KiB/s; slower bodies are aborted and retried.
-    #[arg(long, global = true, env = env_vars::S3CACHE_MIN_THROUGHPUT_KBPS, default_value_t = 256)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_MIN_THROUGHPUT_KBPS, default_value_t = TransportConfig::DEFAULT_MIN_THROUGHPUT >> 10)]
     pub min_throughput_kbps: u64,
     /// Budget for a whole save or restore, seconds.
-    #[arg(long, global = true, env = env_vars::S3CACHE_DEADLINE_SECS, default_value_t = 1200)]
+    #[arg(long, global = true, env = env_vars::S3CACHE_DEADLINE_SECS, default_value_t = TransportConfig::DEFAULT_DEADLINE.as_secs())]
     pub deadline_secs: u64,
     /// Seconds to add to the local clock when signing (learned from the server when it is off).
     #[arg(long, global = true, env = env_vars::S3CACHE_CLOCK_OFFSET_SECS, default_value_t = 0, allow_hyphen_values = true)]
@@ -191,13 +196,23 @@ impl TransferSettings {
     fn transport(&self) -> TransportConfig {
         TransportConfig {
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
-            response_timeout: Duration::from_secs(self.stall_timeout_secs.max(1) * 6),
+            response_timeout: TransportConfig::response_timeout_for(Duration::from_secs(self.stall_timeout_secs)),
             min_throughput: self.min_throughput_kbps.max(1) << 10,
             body_grace: Duration::from_secs(self.stall_timeout_secs),
             deadline: Some(Duration::from_secs(self.deadline_secs)),
-            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: Duration::from_secs(20) },
+            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: RetryPolicy::MAX_BACKOFF },
             clock_offset_secs: self.clock_offset_secs,
         }
+    }
+
+    /// Uploads' parts; only a free key is written (first writer wins).
+    fn upload(&self) -> UploadConfig {
+        UploadConfig { part_size: (self.part_size_mb << 20) as usize, concurrency: self.concurrency as usize, if_none_match: true }
+    }
+
+    /// Downloads' ranges, the size of upload parts.
+    fn download(&self) -> DownloadConfig {
+        DownloadConfig { range_size: self.part_size_mb << 20, concurrency: self.concurrency as usize }
     }
 }
 
@@ -318,10 +333,21 @@ fn detect_github_actions(env: &EnvLookup) {
     }
 }
 
+impl LimitSettings {
+    /// The bounds of each guest instance.
+    fn guest(&self) -> GuestLimits {
+        GuestLimits { memory_bytes: (self.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(self.guest_timeout_ms) }
+    }
+
+    /// What a restore accepts from an archive.
+    fn unpack(&self) -> UnpackLimits {
+        UnpackLimits { max_total_bytes: self.max_unpacked_mb << 20, max_members: self.max_entries, ..UnpackLimits::default_limits() }
+    }
+}
+
 /// The sandbox with the guest limits of the settings, its compiled guest cached in [`cache_dir`].
 fn sandbox(limits: &LimitSettings, env: &EnvLookup) -> Result<Sandbox> {
-    let guest_limits = GuestLimits { memory_bytes: (limits.guest_memory_mb << 20) as usize, deadline: Duration::from_millis(limits.guest_timeout_ms) };
-    Sandbox::load(cache_dir(env).as_deref(), guest_limits)
+    Sandbox::load(cache_dir(env).as_deref(), limits.guest())
 }
 
 fn working_directory() -> Result<PathBuf> {
@@ -355,13 +381,13 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
         publish: settings.publish.options(),
         credentials,
         transport: transfer.transport(),
-        upload: UploadConfig { part_size: (transfer.part_size_mb << 20) as usize, concurrency: transfer.concurrency as usize, if_none_match: true },
-        download: DownloadConfig { range_size: transfer.part_size_mb << 20, concurrency: transfer.concurrency as usize },
+        upload: transfer.upload(),
+        download: transfer.download(),
     };
     let store = crate::open_store(&url, options)?;
     let limits = &settings.limits;
     let sandbox = sandbox(limits, &env)?;
-    let unpack_limits = UnpackLimits { max_total_bytes: limits.max_unpacked_mb << 20, max_members: limits.max_entries, ..UnpackLimits::default_limits() };
+    let unpack_limits = limits.unpack();
     let scopes = scopes(&settings.scope, &env)?;
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
@@ -380,7 +406,7 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
 /// The run's scopes, from `--scope` or the CI's variables; an override of read-only is a warning.
 pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
     if let Some(scope) = &settings.scope {
-        crate::archive::layout::validate_scope_name(scope).map_err(anyhow::Error::msg)?;
+        crate::archive::layout::validate_scope_name(scope)?;
     }
     let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
         let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
@@ -413,6 +439,60 @@ mod tests {
         assert_eq!(settings.limits.guest_memory_mb, 1024);
         assert!(!settings.anonymous && !settings.scope.allow_untrusted_save);
         assert_eq!(settings.leftover_age, crate::engine::admin::DEFAULT_LEFTOVER_AGE);
+    }
+
+    /// The library's `Default`s (transport, retries, parts, guest and unpack limits) are the CLI's
+    /// defaults: the settings built from clap's defaults give the same values.
+    #[test]
+    fn library_defaults_are_the_cli_defaults() {
+        let settings = Settings::default();
+        assert_eq!(format!("{:?}", settings.transfer.transport()), format!("{:?}", TransportConfig::default()));
+        let (upload, default_upload) = (settings.transfer.upload(), UploadConfig::default());
+        assert_eq!((upload.part_size, upload.concurrency), (default_upload.part_size, default_upload.concurrency));
+        assert_eq!(format!("{:?}", settings.transfer.download()), format!("{:?}", DownloadConfig::default()));
+        assert_eq!(format!("{:?}", settings.limits.guest()), format!("{:?}", GuestLimits::default()));
+        assert_eq!(settings.limits.unpack(), UnpackLimits::default_limits());
+        assert_eq!(settings.touch_interval, crate::archive::layout::TOUCH_INTERVAL);
+    }
+
+    /// Every setting with a variable and a default is documented with that default: in the option
+    /// tables of docs/cli.md and docs/s3.md (`| --flag | VARIABLE | default | ...`) and, where the
+    /// catalogue's doc comment names a default, in env_vars.rs.
+    #[test]
+    fn documented_defaults_are_the_cli_defaults() {
+        let readme = [include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")), include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/s3.md"))].join("\n");
+        let catalogue = include_str!("../env_vars.rs");
+        // `5,000,000`, `12h` and `off` are how the documents write 5000000, 12h and false.
+        let plain = |text: &str| match text.trim().trim_matches('`').replace(',', "").as_str() {
+            "off" => "false".to_owned(),
+            other => other.to_owned(),
+        };
+        let command = Settings::augment_args(clap::Command::new("s3cache"));
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let (Some(variable), [default]) = (arg.get_env().and_then(|v| v.to_str()), arg.get_default_values()) else { continue };
+            let default = default.to_str().expect("a default is text");
+            let flag = format!("| `--{}", arg.get_long().expect("settings are long flags"));
+            let row = readme.lines().find(|line| line.starts_with(&flag) && line.contains(&format!("| `{variable}` |")));
+            let Some(row) = row else {
+                assert_eq!(default, "false", "the option tables of docs/cli.md and docs/s3.md have no row for {flag} ({variable})");
+                continue;
+            };
+            assert_eq!(plain(row.split('|').nth(3).expect("a default column")), default, "docs: {row}");
+            // The catalogue's doc comment of the variable, its lines joined.
+            let declaration = format!("pub const {variable}: &str");
+            let before = &catalogue[..catalogue.find(&declaration).unwrap_or_else(|| panic!("{variable} in env_vars.rs"))];
+            let doc: Vec<&str> = before.lines().rev().take_while(|line| line.starts_with("///")).map(|line| line.trim_start_matches("///").trim()).collect();
+            let doc = doc.into_iter().rev().collect::<Vec<_>>().join(" ");
+            if let Some((_, after)) = doc.split_once("(default ") {
+                let stated = after.split([')', ';']).next().unwrap_or_default();
+                assert_eq!(plain(stated), default, "env_vars.rs, {variable}: {doc}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 15, "only {checked} settings found in the docs' option tables");
+        let cap = format!("capped at {} s", RetryPolicy::MAX_BACKOFF.as_secs());
+        assert!(readme.lines().any(|line| line.starts_with("| `--retry-base-ms`") && line.contains(&cap)), "docs/s3.md's --retry-base-ms row says {cap}");
     }
 
     /// The endpoint comes from `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; one

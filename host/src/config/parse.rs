@@ -43,6 +43,14 @@ pub fn duration(setting: &str, value: &str) -> Result<Duration, SettingError> {
     humantime::parse_duration(text).map_err(|_| SettingError::new(setting, "a duration such as 14d, 336h, 90m or 30s (a bare number is days)", value))
 }
 
+/// A whole number of seconds as [`duration`] reads it back, in the largest unit that divides it
+/// (`1d`, `12h`, `90m`, `0s`): how a default duration is shown (`--help`'s `[default: 12h]`).
+pub fn duration_text(value: Duration) -> String {
+    let secs = value.as_secs();
+    let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")].into_iter().find(|(unit, _)| secs > 0 && secs % unit == 0).map_or((secs, "s"), |(size, unit)| (secs / size, unit));
+    format!("{count}{unit}")
+}
+
 /// A size in bytes: `10GB` (powers of 1000), `500MiB` (powers of 1024), or a bare number of bytes.
 pub fn size(setting: &str, value: &str) -> Result<u64, SettingError> {
     value
@@ -61,19 +69,21 @@ pub fn list(value: &str) -> Vec<String> {
 pub mod flags {
     use std::time::Duration;
 
+    use super::SettingError;
+
     /// `--older-than`.
-    pub fn duration(value: &str) -> Result<Duration, String> {
-        super::duration("the duration", value).map_err(|e| e.to_string())
+    pub fn duration(value: &str) -> Result<Duration, SettingError> {
+        super::duration("the duration", value)
     }
 
     /// `--max-size`.
-    pub fn size(value: &str) -> Result<u64, String> {
-        super::size("the size", value).map_err(|e| e.to_string())
+    pub fn size(value: &str) -> Result<u64, SettingError> {
+        super::size("the size", value)
     }
 
     /// Boolean flags that also take a value (`--anonymous=false`) and their variables.
-    pub fn boolean(value: &str) -> Result<bool, String> {
-        super::boolean("the value", value).map_err(|e| e.to_string())
+    pub fn boolean(value: &str) -> Result<bool, SettingError> {
+        super::boolean("the value", value)
     }
 }
 
@@ -106,6 +116,15 @@ mod tests {
         assert_eq!(err.setting, "PLUGIN_FLUSH_AGE");
         assert!(err.to_string().ends_with(r#"not "soon""#), "{err}");
         assert!(duration("age", "-3d").is_err() && duration("age", "").is_err());
+    }
+
+    /// A duration is written in its largest whole unit and reads back as itself.
+    #[test]
+    fn duration_texts() {
+        for (secs, text) in [(86_400, "1d"), (43_200, "12h"), (5400, "90m"), (90, "90s"), (0, "0s"), (90_000, "25h")] {
+            assert_eq!(duration_text(Duration::from_secs(secs)), text);
+            assert_eq!(duration("d", text), Ok(Duration::from_secs(secs)));
+        }
     }
 
     /// Decimal and binary units are distinct; a bare number is bytes.

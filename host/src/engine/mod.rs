@@ -137,9 +137,6 @@ pub enum ConfigError {
     /// A key template that does not parse or render.
     #[error("{0}")]
     Template(String),
-    /// The guest could not be instantiated.
-    #[error("could not start the sandbox: {0:#}")]
-    Sandbox(anyhow::Error),
     /// A compression level the format does not have.
     #[error("compression level {level} is out of range for the {format} format: it takes {min} to {max}")]
     CompressionLevel {
@@ -152,6 +149,36 @@ pub enum ConfigError {
         /// The format's highest level.
         max: i32,
     },
+}
+
+/// Why a save, a restore or a key's rendering did not happen: the request is the user's to fix, or
+/// the sandbox could not start. Everything that goes wrong later is an outcome ([`SaveOutcome::Failed`],
+/// [`RestoreOutcome::Miss`]), not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is the user's to fix.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The guest could not be instantiated.
+    #[error("could not start the sandbox: {0:#}")]
+    SandboxStart(anyhow::Error),
+}
+
+impl From<PathError> for EngineError {
+    fn from(err: PathError) -> Self {
+        Self::Config(err.into())
+    }
+}
+
+/// Why [`CacheContext::extract`] did not restore an archive.
+#[derive(Debug, thiserror::Error)]
+enum ExtractError {
+    /// The operation could not go on at all.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// This archive was not restored, and nothing was changed: the reason, for the miss.
+    #[error("{0}")]
+    NotRestored(String),
 }
 
 /// A request to save paths under a key.
@@ -292,7 +319,8 @@ pub struct Legacy {
     /// may then land anywhere in the workspace or the home directory, as the old tool put them.
     pub in_search: bool,
     /// Objects at the old tool's own names, tried in order when no s3cache entry is found, each
-    /// holding its paths (its members must fall under them).
+    /// holding its paths (its members must fall under them); one that does not
+    /// [fit](LegacyObject::fits) the workspace is passed over.
     pub objects: Vec<LegacyObject>,
 }
 
@@ -300,11 +328,49 @@ pub struct Legacy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyObject {
     /// The object's name under the store prefix.
-    pub name: String,
+    pub name: LegacyName,
     /// The paths, as restore paths (`vendor`, `~/.cache/go-build`).
     pub paths: Vec<String>,
     /// How the old tool named the members.
     pub names: MemberNames,
+}
+
+impl LegacyObject {
+    /// Whether a restore in `cwd` can place its members: it names paths, they resolve, and plain
+    /// names are of paths inside the workspace only (`tar` names others by absolute path). Another
+    /// object is not tried.
+    pub fn fits(&self, cwd: &Path, home: Option<&Path>) -> bool {
+        !self.paths.is_empty()
+            && match resolve_roots(&self.paths, cwd, home) {
+                Ok(roots) => self.names != MemberNames::Plain || roots.iter().all(|root| root.dir.starts_with(cwd)),
+                Err(_) => false,
+            }
+    }
+}
+
+/// An old object's name under the store prefix: fixed, or around the restore's rendered key
+/// (drone-cache's `<root>/<key>/<mount>`), so that a front end can name it before the key is rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyName {
+    /// The name itself.
+    Fixed(String),
+    /// `before`, the rendered key, `after`.
+    AroundKey {
+        /// What comes before the key.
+        before: String,
+        /// What comes after the key.
+        after: String,
+    },
+}
+
+impl LegacyName {
+    /// The name, given the rendered key.
+    pub fn render(&self, key: &str) -> String {
+        match self {
+            LegacyName::Fixed(name) => name.clone(),
+            LegacyName::AroundKey { before, after } => format!("{before}{key}{after}"),
+        }
+    }
 }
 
 /// How another tool's archive names its members, relative to the path it holds.
@@ -499,7 +565,7 @@ fn guest_env(env: &EnvLookup) -> GuestEnv {
 
 /// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
 /// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
-pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, EngineError> {
     KeyRenderer::new(sandbox, cwd, env).render(template)
 }
 
@@ -518,8 +584,8 @@ fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming
 }
 
 impl CacheContext {
-    fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
-        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(ConfigError::Sandbox)
+    fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, EngineError> {
+        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(EngineError::SandboxStart)
     }
 
     /// The workspace (read-only, for key templates) and `extra`.
@@ -534,7 +600,7 @@ impl CacheContext {
     }
 
     /// Renders a key template in the sandbox, without looking at any cached path.
-    pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
+    pub fn compute_key(&self, template: &str) -> Result<String, EngineError> {
         compute_key(&self.sandbox, &self.cwd, &self.env, template)
     }
 
@@ -564,7 +630,7 @@ impl CacheContext {
     }
 
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
-    pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+    pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, EngineError> {
         if self.cancel.is_cancelled() {
             return Ok(SaveOutcome::Interrupted { key: None });
         }
@@ -574,7 +640,7 @@ impl CacheContext {
         })
     }
 
-    fn save_until_cancelled(&self, request: &SaveRequest) -> Result<SaveOutcome, ConfigError> {
+    fn save_until_cancelled(&self, request: &SaveRequest) -> Result<SaveOutcome, EngineError> {
         let started = Instant::now();
         let level = compression_level(request.format, request.compression_level)?;
         if let Some(reason) = self.store.read_only() {
@@ -593,7 +659,7 @@ impl CacheContext {
             Ok(resolution) => resolution,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
             Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
-                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)));
+                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into());
             }
             Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
         };
@@ -678,7 +744,7 @@ impl CacheContext {
     }
 
     /// Restores the newest entry matching the key or a restore key into `request.paths`.
-    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreOutcome, EngineError> {
         if self.cancel.is_cancelled() {
             return Ok(RestoreOutcome::Interrupted { primary_key: None });
         }
@@ -688,7 +754,7 @@ impl CacheContext {
         })
     }
 
-    fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
+    fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, EngineError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
@@ -747,9 +813,10 @@ impl CacheContext {
             self.announce_legacy(&entry.object.name, legacy);
             let protected = given_roots.is_none().then(|| self.protected());
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected)? {
+            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected) {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-                Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                Err(ExtractError::Engine(err)) => Err(err),
             };
         };
         if request.lookup_only {
@@ -765,9 +832,10 @@ impl CacheContext {
         };
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected)? {
+        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected) {
             Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
-            Err(why) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+            Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+            Err(ExtractError::Engine(err)) => Err(err),
         }
     }
 
@@ -786,13 +854,13 @@ impl CacheContext {
         parts: &[u64],
         source: Box<dyn Read + Send>,
         protected: Option<Protected>,
-    ) -> Result<Result<u64, String>, ConfigError> {
+    ) -> Result<u64, ExtractError> {
         let started = Instant::now();
         self.sandbox.expect_heavy_work(bytes);
         crate::workspace::staging::remove_stale(roots);
         let staging = match Staging::create(roots) {
             Ok(staging) => staging,
-            Err(err) => return Ok(Err(format!("could not create a staging directory: {err}"))),
+            Err(err) => return Err(ExtractError::NotRestored(format!("could not create a staging directory: {err}"))),
         };
         // An interrupt removes the staging directories at once, even while this thread waits for data.
         let discard_on_cancel = self.cancel.on_cancel(staging.discard_handle());
@@ -813,25 +881,25 @@ impl CacheContext {
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
-            Err(err) => return Ok(Err(err.to_string())),
+            Err(err) => return Err(ExtractError::NotRestored(err.to_string())),
         };
         tracing::debug!(members = report.members, elapsed = ?started.elapsed(), "unpacked into staging");
         if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {
-            return Ok(Err(err.to_string()));
+            return Err(ExtractError::NotRestored(err.to_string()));
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied modes, links and times");
         if let Some(Err(why)) = protected.as_ref().map(|rules| rules.check_staged(roots, staging.dirs())) {
-            return Ok(Err(format!("{why}; {}", crate::workspace::protected::GIVE_PATHS)));
+            return Err(ExtractError::NotRestored(format!("{why}; {}", crate::workspace::protected::GIVE_PATHS)));
         }
         // From here the move into place runs to its end: no interrupt may remove what it moves.
         drop(discard_on_cancel);
         if let Err(err) = self.cancel.check() {
-            return Ok(Err(err.to_string()));
+            return Err(ExtractError::NotRestored(err.to_string()));
         }
         if let Err(err) = staging.commit(roots) {
-            return Ok(Err(format!("it could not be moved into place: {err}")));
+            return Err(ExtractError::NotRestored(format!("it could not be moved into place: {err}")));
         }
-        Ok(Ok(report.members))
+        Ok(report.members)
     }
 
     /// What a restore without paths refuses, in this workspace and home directory.
@@ -861,7 +929,12 @@ impl CacheContext {
     /// Tries an old tool's objects at their own names, after no s3cache entry was found.
     fn restore_legacy_objects(&self, legacy: &Legacy, primary_key: &str, started: Instant) -> Option<RestoreOutcome> {
         for object in &legacy.objects {
-            let info = match self.store.head(&object.name) {
+            let name = object.name.render(primary_key);
+            if !object.fits(&self.cwd, self.home.as_deref()) {
+                tracing::debug!(object = %name, paths = ?object.paths, "an old object whose member names this restore cannot place; not tried");
+                continue;
+            }
+            let info = match self.store.head(&name) {
                 Ok(Some(info)) if info.size > 0 => info,
                 Ok(_) => continue,
                 Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: describe_store_error(&err), failed: true }),
@@ -869,7 +942,7 @@ impl CacheContext {
             if self.has_trailer(&info) {
                 continue; // an s3cache entry: the search has judged it already
             }
-            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{} was not restored: {why}", object.name), failed: true });
+            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{name} was not restored: {why}"), failed: true });
             let roots = match object.names {
                 MemberNames::FromParent => resolve_each(&object.paths, &self.cwd, self.home.as_deref()),
                 MemberNames::Plain | MemberNames::Absolute => resolve_roots(&object.paths, &self.cwd, self.home.as_deref()),
@@ -882,11 +955,11 @@ impl CacheContext {
                 Ok(source) => source,
                 Err(err) => return failed(describe_store_error(&err)),
             };
-            self.announce_legacy(&object.name, legacy);
+            self.announce_legacy(&name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
-                Ok(Ok(members)) => RestoreOutcome::Hit(Hit {
+                Ok(members) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
-                    matched_key: object.name.clone(),
+                    matched_key: name.clone(),
                     exact: false,
                     bytes: info.size,
                     members,
@@ -896,7 +969,6 @@ impl CacheContext {
                     scope: String::new(),
                     paths: object.paths.clone(),
                 }),
-                Ok(Err(why)) => return failed(why),
                 Err(err) => return failed(err.to_string()),
             });
         }
@@ -1162,18 +1234,18 @@ impl<'a> KeyRenderer<'a> {
         Self { sandbox, cwd, env, template_context: template_context(env), guest: None }
     }
 
-    fn render(&mut self, template: &str) -> Result<String, ConfigError> {
+    fn render(&mut self, template: &str) -> Result<String, EngineError> {
         if !template.contains("{{") {
             return Ok(template.to_owned());
         }
         let guest = match &mut self.guest {
             Some(guest) => guest,
-            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(ConfigError::Sandbox)?),
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(EngineError::SandboxStart)?),
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),
-            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err))),
-            Err(err) => Err(ConfigError::Template(err.to_string())),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into()),
+            Err(err) => Err(ConfigError::Template(err.to_string()).into()),
         }
     }
 }
@@ -1188,9 +1260,14 @@ fn describe_store_error(err: &StoreError) -> String {
 }
 
 impl UnpackLimits {
+    /// The largest uncompressed archive a restore accepts by default, bytes (`--max-unpacked-mb` 65536).
+    pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 64 << 30;
+    /// The most members a restore accepts by default (`--max-entries`).
+    pub const DEFAULT_MAX_MEMBERS: u64 = 5_000_000;
+
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
-        Self { max_total_bytes: 64 << 30, max_members: 5_000_000, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+        Self { max_total_bytes: Self::DEFAULT_MAX_TOTAL_BYTES, max_members: Self::DEFAULT_MAX_MEMBERS, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
     }
 }
 
@@ -1247,5 +1324,23 @@ mod tests {
         assert_eq!(rule("npm//", true), empty);
         assert_eq!(rule("a\u{7f}/b", false), Some("a key must not contain control characters"));
         assert!(validate_restore_key("npm/", Layout::Scoped).is_ok() && validate_key("npm/", Layout::Scoped).is_err());
+    }
+
+    /// An old object is tried only when the workspace can place its members (relative names only of
+    /// paths inside the workspace), and its name is built around the rendered key.
+    #[test]
+    fn legacy_objects_that_fit_the_workspace() {
+        let (cwd, home) = (Path::new("/ws"), Some(Path::new("/home/u")));
+        let object = |paths: &[&str], names| LegacyObject { name: LegacyName::Fixed("old".into()), paths: paths.iter().map(|p| p.to_string()).collect(), names };
+        assert!(object(&["node_modules"], MemberNames::Plain).fits(cwd, home));
+        assert!(object(&["a", "b"], MemberNames::Plain).fits(cwd, home), "several paths in one object");
+        assert!(!object(&["a", "/opt/x"], MemberNames::Plain).fits(cwd, home), "plain names of a path outside the workspace");
+        assert!(object(&["~/.m2"], MemberNames::Absolute).fits(cwd, home));
+        assert!(object(&["vendor"], MemberNames::Absolute).fits(cwd, home), "drone-cache's absolute names of a workspace path");
+        assert!(object(&["a/b"], MemberNames::FromParent).fits(cwd, home), "Vela's names below a nested mount's parent");
+        assert!(!object(&[], MemberNames::Absolute).fits(cwd, home), "no paths");
+        let around = LegacyName::AroundKey { before: "app/".into(), after: "/vendor".into() };
+        assert_eq!(around.render("k1"), "app/k1/vendor");
+        assert_eq!(LegacyName::Fixed("deps.tgz".into()).render("k1"), "deps.tgz");
     }
 }

@@ -1,13 +1,22 @@
-//! Front ends: each way of running s3cache (the command line, a GitHub action step, CI plugins) is a
-//! mapping of its own names onto the one engine, and nothing more. A dialect reads its environment
-//! and produces an [`Invocation`] — the command line it means plus the settings it implies — which
-//! the CLI then runs, so that every dialect gets the CLI's exact semantics and defaults.
+//! Front ends: each way of running s3cache (the command line, a GitHub action step, CI plugins, the
+//! Semaphore `cache` CLI) is a mapping of its own names onto the one engine, and nothing more.
+//!
+//! The GitHub action ([`github`]) and the CI plugins ([`plugins`]: drone-cache, Harness,
+//! drone-s3-cache, Woodpecker, Vela) read their environment and produce an [`Invocation`] — the
+//! command line they mean plus the settings it implies — which the CLI ([`cli`]) then runs, so that
+//! they get the CLI's exact semantics, defaults, messages and exit codes: a plugin step *is* an
+//! `s3cache save` or `restore`.
+//!
+//! The Semaphore `cache` CLI ([`semaphore`]) does not: it replaces another tool verb for verb, and
+//! its contract is that tool's, not s3cache's — its own verbs (`has_key`, `is_not_empty`,
+//! `checksum`, lockfile auto-detection, a restore that tries keys as regular expressions), its
+//! messages on stdout, and exit 0 on errors unless `CACHE_FAIL_ON_ERROR=true`. No s3cache command line means
+//! that, so it resolves the same [`crate::config::Settings`] and drives the engine itself.
 
 pub mod cli;
 pub mod detect;
 pub mod github;
 pub mod interrupt;
-pub mod legacy;
 pub mod plugins;
 pub mod semaphore;
 
@@ -35,50 +44,6 @@ pub struct Invocation {
     /// path becomes `AWS_WEB_IDENTITY_TOKEN_FILE` (Harness's OIDC connectors pass the token itself).
     pub web_identity_token: Option<String>,
     /// Objects an old plugin wrote, in its own layout and without s3cache's trailer, that a restore
-    /// may fall back to (read-only: nothing writes that layout).
-    pub legacy: Vec<LegacyObject>,
-}
-
-/// An object in a replaced plugin's layout: plain tar or tar.gz, no manifest, no digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegacyObject {
-    /// The object's name under the invocation's store prefix.
-    pub object: LegacyName,
-    pub format: crate::archive::layout::Format,
-    /// The paths the object holds, as the step names them (its `mount`s).
-    pub paths: Vec<String>,
-    /// How the archive's member names spell that path.
-    pub names: LegacyNames,
-    /// The plugin that wrote it, for the notice a restore of it prints.
-    pub writer: &'static str,
-}
-
-/// An old object's name: fixed, or around the restore's rendered key (drone-cache's
-/// `<root>/<key>/<mount>`, whose key may need the sandbox to render).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegacyName {
-    Fixed(String),
-    AroundKey { before: String, after: String },
-}
-
-impl LegacyName {
-    /// The name, given the rendered key.
-    pub fn object(&self, key: &str) -> String {
-        match self {
-            LegacyName::Fixed(name) => name.clone(),
-            LegacyName::AroundKey { before, after } => format!("{before}{key}{after}"),
-        }
-    }
-}
-
-/// How an old plugin's archive names its members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyNames {
-    /// The mount's absolute path (`/drone/src/vendor/x`): meltwater drone-cache since 1.4.
-    Absolute,
-    /// Relative to the working directory (`vendor/x`; absolute mounts without their leading `/`):
-    /// drone-s3-cache, and Harness's fork for `./` mounts.
-    Relative,
-    /// Relative to the mount's parent directory (`vendor/x` for mount `a/b/vendor`): vela-s3-cache.
-    FromParent,
+    /// may fall back to (read-only: nothing writes that layout); named around the restore's key.
+    pub legacy: Option<crate::engine::Legacy>,
 }

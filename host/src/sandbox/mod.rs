@@ -47,8 +47,15 @@ pub struct GuestLimits {
 
 impl Default for GuestLimits {
     fn default() -> Self {
-        Self { memory_bytes: 1 << 30, deadline: Duration::from_secs(3600) }
+        Self { memory_bytes: Self::DEFAULT_MEMORY_BYTES, deadline: Self::DEFAULT_DEADLINE }
     }
+}
+
+impl GuestLimits {
+    /// The guest's memory cap by default, bytes (`--guest-memory-mb` 1024).
+    pub const DEFAULT_MEMORY_BYTES: usize = 1 << 30;
+    /// The longest call into the guest by default (`--guest-timeout-ms`).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 }
 
 /// A directory the guest may see.

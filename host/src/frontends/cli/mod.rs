@@ -280,7 +280,7 @@ pub fn main() -> ExitCode {
             }
             _ => {
                 init_logging(cli.verbose);
-                run(cli, config::process_env(Vec::new()), &[]).map(|(code, _)| code)
+                run(cli, config::process_env(Vec::new()), None).map(|(code, _)| code)
             }
         }
     };
@@ -358,7 +358,7 @@ fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     if let Some(file) = &token_file {
         invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
     }
-    run(cli, config::process_env(invocation.env), &invocation.legacy)
+    run(cli, config::process_env(invocation.env), invocation.legacy)
 }
 
 /// A web identity token in a file only this user can read, removed when the run ends.
@@ -431,7 +431,7 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
 }
 
 /// Runs a command; returns the exit code and, for saves and restores, the summary.
-fn run(cli: Cli, env: EnvLookup, legacy: &[crate::frontends::LegacyObject]) -> Result<(u8, Option<Summary>)> {
+fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Result<(u8, Option<Summary>)> {
     match &cli.command {
         // A key needs only the sandbox and the workspace: no store, no credentials.
         Command::Key(args) => {
@@ -473,8 +473,6 @@ fn run(cli: Cli, env: EnvLookup, legacy: &[crate::frontends::LegacyObject]) -> R
             Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
-            // An old plugin's objects, named around the rendered key, that this workspace can take.
-            let legacy = if legacy.is_empty() { None } else { crate::frontends::legacy::engine_legacy(legacy, &context.compute_key(&args.key)?, &context.cwd, context.home.as_deref()) };
             let request = RestoreRequest {
                 key: args.key,
                 restore_keys: args.restore_keys,

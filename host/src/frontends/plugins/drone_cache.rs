@@ -9,7 +9,8 @@
 
 use crate::frontends::plugins::gotemplate;
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
-use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
+use crate::engine::{LegacyName, LegacyObject, MemberNames};
+use crate::frontends::Invocation;
 use crate::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
 
@@ -257,14 +258,12 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
                 let legacy = mounts
                     .iter()
                     .map(|mount| LegacyObject {
-                        object: legacy_name(mount),
-                        format,
+                        name: legacy_name(mount),
                         paths: vec![mount.clone()],
-                        names: if harness && mount.starts_with("./") { LegacyNames::Relative } else { LegacyNames::Absolute },
-                        writer: if harness { "Harness's drone-cache" } else { "meltwater drone-cache" },
+                        names: if harness && mount.starts_with("./") { MemberNames::Plain } else { MemberNames::Absolute },
                     })
                     .collect();
-                line.legacy(legacy);
+                line.legacy(if harness { "Harness's drone-cache" } else { "meltwater drone-cache" }, format, legacy);
             }
         }
         Operation::Flush => unreachable!("handled above"),
@@ -314,10 +313,15 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--store s3://caches/app restore --key eb0a191797624dd3a48fa681d3061212 --path vendor/");
         assert_eq!(
             inv.legacy,
-            vec![LegacyObject { object: legacy_name("vendor/"), format: Format::Gzip, paths: vec!["vendor/".into()], names: LegacyNames::Absolute, writer: "meltwater drone-cache" }]
+            Some(crate::engine::Legacy {
+                writer: "meltwater drone-cache".into(),
+                format: Format::Gzip,
+                in_search: false,
+                objects: vec![LegacyObject { name: legacy_name("vendor/"), paths: vec!["vendor/".into()], names: MemberNames::Absolute }]
+            })
         );
         // Under the store prefix s3://caches/app: the old object app/<key>/vendor.
-        assert_eq!(inv.legacy[0].object.object("k1"), "k1/vendor");
+        assert_eq!(inv.legacy.unwrap().objects[0].name.render("k1"), "k1/vendor");
     }
 
     /// Harness: no repository namespace, override off by default, no mount on restore (the entry's
@@ -381,7 +385,7 @@ mod tests {
     fn mounts_expand_like_harness() {
         let vars = env(&[("A", "x"), ("HOME", "/h")]);
         assert_eq!(expand_mount("$A/${A}/$/${", &vars), "x/x/$/${");
-        assert_eq!(legacy_name("/root/.cache/").object("k"), "k/root/.cache");
-        assert_eq!(legacy_name("./target").object("k"), "k/target");
+        assert_eq!(legacy_name("/root/.cache/").render("k"), "k/root/.cache");
+        assert_eq!(legacy_name("./target").render("k"), "k/target");
     }
 }

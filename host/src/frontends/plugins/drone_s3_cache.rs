@@ -9,7 +9,8 @@
 
 use crate::frontends::plugins::gotemplate::metadata_set;
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
-use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
+use crate::engine::{LegacyName, LegacyObject, MemberNames};
+use crate::frontends::Invocation;
 use crate::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
 
@@ -190,12 +191,12 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
                     let Some(below) = old.strip_prefix(&format!("{prefix}/")) else { continue };
                     format!("{below}/{filename}")
                 };
-                let object = LegacyObject { object: LegacyName::Fixed(name), format, paths: mounts.clone(), names: LegacyNames::Relative, writer: "drone-s3-cache" };
+                let object = LegacyObject { name: LegacyName::Fixed(name), paths: mounts.clone(), names: MemberNames::Plain };
                 if !unique.contains(&object) {
                     unique.push(object);
                 }
             }
-            line.legacy(unique);
+            line.legacy("drone-s3-cache", format, unique);
         }
     }
     Ok(line.finish())
@@ -220,9 +221,10 @@ mod tests {
         assert_eq!(inv.secrets, vec!["SK"]);
         let inv = invocation(&with(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "caches"), ("PLUGIN_FILENAME", "deps.tgz"), ("PLUGIN_SERVER", "http://a:1"), ("PLUGIN_ENDPOINT", "http://b:2")])).unwrap();
         assert_eq!(inv.args.join(" "), "--store s3://caches/acme/app --endpoint http://a:1 restore --key deps");
-        let names: Vec<String> = inv.legacy.iter().map(|l| l.object.object("")).collect();
+        let legacy = inv.legacy.unwrap();
+        let names: Vec<String> = legacy.objects.iter().map(|l| l.name.render("")).collect();
         assert_eq!(names, vec!["feature/x/deps.tgz", "main/deps.tgz"]);
-        assert_eq!(inv.legacy[0].format, Format::Gzip);
+        assert_eq!(legacy.format, Format::Gzip);
     }
 
     /// Flush covers flush_path (default the repository) for flush_age days.

@@ -318,9 +318,9 @@ impl CommandLine {
         self
     }
 
-    /// Old-layout objects a restore may fall back to.
-    pub fn legacy(&mut self, objects: Vec<crate::frontends::LegacyObject>) -> &mut Self {
-        self.invocation.legacy = objects;
+    /// Old-layout objects a restore may fall back to, all of `format`, written by `writer`.
+    pub fn legacy(&mut self, writer: &str, format: crate::archive::layout::Format, objects: Vec<crate::engine::LegacyObject>) -> &mut Self {
+        self.invocation.legacy = (!objects.is_empty()).then(|| crate::engine::Legacy { writer: writer.to_owned(), format, in_search: false, objects });
         self
     }
 

@@ -14,7 +14,8 @@
 use std::path::PathBuf;
 
 use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, credentials, setting, store_url};
-use crate::frontends::{Invocation, LegacyName, LegacyNames, LegacyObject};
+use crate::engine::{LegacyName, LegacyObject, MemberNames};
+use crate::frontends::Invocation;
 use crate::env_vars::plugins::*;
 use crate::archive::layout::Format;
 
@@ -102,7 +103,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     } else {
         line.paths(&mounts);
         // The old object, `<namespace>/<filename>`: the filename under the store prefix.
-        line.legacy(vec![LegacyObject { object: LegacyName::Fixed(filename), format: Format::Gzip, paths: mounts, names: LegacyNames::FromParent, writer: "vela-s3-cache" }]);
+        line.legacy("vela-s3-cache", Format::Gzip, vec![LegacyObject { name: LegacyName::Fixed(filename), paths: mounts, names: MemberNames::FromParent }]);
     }
     Ok(line.finish())
 }
@@ -121,7 +122,7 @@ mod tests {
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/ci/acme/app --deadline-secs 600 save --key archive --format gzip --compression-level 9 --overwrite --path vendor --path .cache");
         let inv = with(&[("PARAMETER_ACTION", "restore"), ("PARAMETER_PATH", "shared/x"), ("PARAMETER_FILENAME", "deps.tgz"), ("PARAMETER_TIMEOUT", "1m")]).unwrap();
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/shared/x --deadline-secs 60 restore --key deps");
-        assert_eq!(inv.legacy[0].object.object(""), "deps.tgz");
+        assert_eq!(inv.legacy.unwrap().objects[0].name.render(""), "deps.tgz");
         let inv = with(&[("PARAMETER_ACTION", "flush"), ("PARAMETER_AGE", "14d")]).unwrap();
         assert_eq!(inv.args.join(" "), "--endpoint http://s3:9000 --store s3://b/acme/app flush --older-than 1209600s");
         assert!(with(&[("PARAMETER_ACTION", "sweep")]).unwrap_err().contains(r#"PARAMETER_ACTION must be restore, rebuild or flush"#));

@@ -107,16 +107,24 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubles each time, up to `max_backoff`.
     pub base_backoff: Duration,
+    /// The longest backoff, however many retries came before ([`RetryPolicy::MAX_BACKOFF`]).
     pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 3, base_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(20) }
+        Self { max_attempts: Self::DEFAULT_MAX_ATTEMPTS, base_backoff: Self::DEFAULT_BASE_BACKOFF, max_backoff: Self::MAX_BACKOFF }
     }
 }
 
 impl RetryPolicy {
+    /// Attempts per request by default, the first included (`--max-attempts`).
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    /// Backoff before the first retry by default (`--retry-base-ms`).
+    pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(100);
+    /// The cap on every backoff; not a setting.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
     /// The longest delay before attempt `attempt + 1`: `min(max, base * 2^(attempt-1))`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         self.base_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff)
@@ -152,11 +160,11 @@ pub struct TransportConfig {
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Duration::from_secs(60),
-            min_throughput: 256 << 10,
-            body_grace: Duration::from_secs(10),
-            deadline: Some(Duration::from_secs(20 * 60)),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::response_timeout_for(Self::DEFAULT_BODY_GRACE),
+            min_throughput: Self::DEFAULT_MIN_THROUGHPUT,
+            body_grace: Self::DEFAULT_BODY_GRACE,
+            deadline: Some(Self::DEFAULT_DEADLINE),
             retry: RetryPolicy::default(),
             clock_offset_secs: 0,
         }
@@ -164,6 +172,21 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// Connect timeout by default (`--connect-timeout-secs`).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Grace per body by default (`--stall-timeout-secs`).
+    pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(10);
+    /// The slowest accepted transfer by default, bytes per second (`--min-throughput-kbps` 256).
+    pub const DEFAULT_MIN_THROUGHPUT: u64 = 256 << 10;
+    /// A whole operation's budget by default (`--deadline-secs`).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+    /// The wait for an answer's status line and headers that goes with a body grace: six times the
+    /// grace, and at least six seconds.
+    pub fn response_timeout_for(body_grace: Duration) -> Duration {
+        body_grace.max(Duration::from_secs(1)) * 6
+    }
+
     /// The time a body of `bytes` may take before it counts as stalled.
     pub fn body_timeout(&self, bytes: u64) -> Duration {
         self.body_grace + Duration::from_secs_f64(bytes as f64 / self.min_throughput.max(1) as f64)

@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::client::{S3Client, S3Error};
+use super::upload::UploadConfig;
 
 /// Range size and parallelism of downloads.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +27,7 @@ pub struct DownloadConfig {
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        Self { range_size: 8 << 20, concurrency: 4 }
+        Self { range_size: UploadConfig::DEFAULT_PART_SIZE as u64, concurrency: UploadConfig::DEFAULT_CONCURRENCY }
     }
 }
 

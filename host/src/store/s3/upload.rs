@@ -28,8 +28,15 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { part_size: 8 << 20, concurrency: 4, if_none_match: false }
+        Self { part_size: Self::DEFAULT_PART_SIZE, concurrency: Self::DEFAULT_CONCURRENCY, if_none_match: false }
     }
+}
+
+impl UploadConfig {
+    /// Bytes per part by default (`--part-size-mb` 8); downloads use it as their range size.
+    pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+    /// Parts in flight by default (`--concurrency`); downloads keep as many ranges in flight.
+    pub const DEFAULT_CONCURRENCY: usize = 4;
 }
 
 type Part = (u32, Vec<u8>);

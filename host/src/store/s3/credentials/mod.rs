@@ -92,11 +92,11 @@ pub fn resolve_chain(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Crede
 fn base_credentials(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let explicit = |name: &str| inputs.var(name);
     let explicit = Credentials::from_vars(explicit, env_vars::S3CACHE_ACCESS_KEY_ID, env_vars::S3CACHE_SECRET_ACCESS_KEY, env_vars::S3CACHE_SESSION_TOKEN)
-        .map_err(|m| CredentialError::new("explicit settings", m))?;
+        .map_err(|half| CredentialError::new("explicit settings", half.to_string()))?;
     if let Some(credentials) = explicit {
         return Ok(Some(Resolved { credentials, source: "explicit settings".into() }));
     }
-    if let Some(credentials) = Credentials::from_env(|name| inputs.var(name)).map_err(|m| CredentialError::new("environment", m))? {
+    if let Some(credentials) = Credentials::from_env(|name| inputs.var(name)).map_err(|half| CredentialError::new("environment", half.to_string()))? {
         return Ok(Some(Resolved { credentials, source: "environment".into() }));
     }
     if let Some(resolved) = profile::resolve(inputs)? {

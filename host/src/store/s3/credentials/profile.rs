@@ -118,7 +118,7 @@ fn profile_credentials(files: &Files, name: &str, inputs: &ChainInputs<'_>, dept
 
 fn static_keys(section: &Section, source: &str) -> Result<Option<Credentials>, CredentialError> {
     let get = |k: &str| section.get(k).filter(|v| !v.is_empty()).cloned();
-    Credentials::from_vars(get, "aws_access_key_id", "aws_secret_access_key", "aws_session_token").map_err(|m| CredentialError::new(source, m))
+    Credentials::from_vars(get, "aws_access_key_id", "aws_secret_access_key", "aws_session_token").map_err(|half| CredentialError::new(source, half.to_string()))
 }
 
 #[derive(Deserialize)]
