@@ -126,6 +126,62 @@ fn restores_old_tools_objects_at_their_own_names() {
     assert!(!machine.workspace().join("outside.txt").exists());
 }
 
+/// Two operations on one context, each with its own reporter, hear only of themselves: their own
+/// requests (counted apart), their own notices, and only their own secrets scrubbed.
+#[test]
+fn operations_report_to_their_own_reporters() {
+    use std::sync::{Arc, Mutex};
+
+    use s3cache::engine::report::{Event, Reporter};
+    use s3cache::{RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = s3cache_tests::Sandbox::new();
+    std::fs::create_dir_all(machine.workspace().join("vendor")).unwrap();
+    std::fs::write(machine.workspace().join("vendor/a.txt"), "a\n").unwrap();
+    let settings = s3cache::config::Settings {
+        store: Some(format!("s3://{}/repo", server.bucket)),
+        endpoint: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        ..s3cache::config::Settings::default()
+    };
+    let env = s3cache::config::process_env(vec![
+        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
+        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]);
+    let mut context = s3cache::config::resolve_reporting(&settings, env, Reporter::silent()).unwrap();
+    context.cwd = machine.workspace();
+    let collecting = || {
+        let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let sink = events.clone();
+        (events, Reporter::new(move |event| sink.lock().unwrap().push(event)))
+    };
+    let (save_events, save_reporter) = collecting();
+    let (restore_events, restore_reporter) = collecting();
+    restore_reporter.add_secret("deps-1");
+    let saving = context.clone().with_reporter(save_reporter.clone());
+    let restoring = context.clone().with_reporter(restore_reporter.clone());
+
+    let saved = saving.save(&SaveRequest::new("deps-1", ["vendor"])).unwrap();
+    assert!(matches!(saved, SaveOutcome::Saved { .. }), "{saved:?}");
+    // Other paths: the entry's version differs, so the restore passes over it with a notice.
+    let restored = restoring.restore(&RestoreRequest::new("deps-1", ["other"])).unwrap();
+    assert!(matches!(restored, RestoreOutcome::Miss { failed: false, .. }), "{restored:?}");
+
+    let requests = |events: &[Event]| events.iter().filter(|e| matches!(e, Event::RequestSent { .. })).count() as u64;
+    let notices = |events: &[Event]| events.iter().filter_map(|e| if let Event::Notice(text) = e { Some(text.clone()) } else { None }).collect::<Vec<_>>();
+    let (save_events, restore_events) = (save_events.lock().unwrap().clone(), restore_events.lock().unwrap().clone());
+    assert!(save_reporter.requests_sent() > 0 && restore_reporter.requests_sent() > 0);
+    assert_eq!(requests(&save_events), save_reporter.requests_sent());
+    assert_eq!(requests(&restore_events), restore_reporter.requests_sent());
+    assert_eq!(notices(&save_events), Vec::<String>::new());
+    let notices = notices(&restore_events);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].starts_with("passing over cache entry local/***.tar.zst: its version differs"), "{notices:?}");
+    assert_eq!(context.reporter().requests_sent(), 0, "the base context's reporter heard of neither");
+}
+
 /// The library's examples, as built by `cargo test` next to the binary.
 fn example(name: &str) -> std::path::PathBuf {
     let path = s3cache_tests::binary().parent().unwrap().join("examples").join(name);

@@ -8,9 +8,8 @@ use crate::archive::catalog::{self, Entry};
 use crate::archive::layout::Format;
 use crate::archive::trailer::{self, Manifest, VerifyingReader};
 use crate::engine::request::Fallback;
-use crate::engine::{CacheContext, describe_store_error, entry_version};
+use crate::engine::{CacheContext, entry_version};
 use crate::store::StoreError;
-use crate::ui::output;
 
 /// Most candidate entries a restore examines before it gives up (each costs a ranged GET).
 const MAX_CANDIDATES: usize = 10;
@@ -31,7 +30,7 @@ impl CacheContext {
         self.store
             .read(found, tail_start, found.size)
             .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
-            .map_err(|e| Rejection::Store(describe_store_error(&e)))?;
+            .map_err(|e| Rejection::Store(self.describe_store_error(&e)))?;
         let manifest = trailer::decode(&tail, found.size).map_err(|e| match e {
             trailer::TrailerError::Missing => Rejection::Foreign(e.to_string()),
             other => Rejection::Broken(other.to_string()),
@@ -51,7 +50,7 @@ impl CacheContext {
             tail.truncate(manifest.archive_bytes as usize);
             Box::new(std::io::Cursor::new(tail))
         } else {
-            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| Rejection::Store(describe_store_error(&e)))?
+            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| Rejection::Store(self.describe_store_error(&e)))?
         };
         Ok((manifest.clone(), Box::new(VerifyingReader::new(source, manifest))))
     }
@@ -62,16 +61,16 @@ impl CacheContext {
     pub(crate) fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted, legacy: bool) -> Result<Chosen, Search> {
         // One namespace has one "scope" to search, however many the run's refs name.
         let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
-        let groups_of = |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| describe_store_error(&e));
+        let groups_of = |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e));
         let open = |entry: &Entry| match self.open_entry(&entry.object, wanted) {
             Ok((manifest, source)) => Ok((Some(manifest), source)),
             Err(Rejection::Foreign(_)) if legacy => match self.store.read(&entry.object, 0, entry.size()) {
                 Ok(source) => Ok((None, source)),
-                Err(err) => Err(Rejection::Abort(describe_store_error(&err))),
+                Err(err) => Err(Rejection::Abort(self.describe_store_error(&err))),
             },
             Err(rejection) => Err(rejection),
         };
-        let passed_over = |entry: &Entry, why: &str| output::notice(&format!("passing over cache entry {}: {why}", entry.object.name));
+        let passed_over = |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
         let (entry, (manifest, source)) = select(scopes, groups_of, open, passed_over)?;
         Ok(Chosen { entry, manifest, source })
     }

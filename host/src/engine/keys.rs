@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::env_vars;
+use crate::engine::report::Reporter;
 use crate::engine::{CacheContext, ConfigError, EnvLookup, validate_key, validate_restore_key};
 use crate::sandbox::bindings::TemplateContext;
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox, SandboxError};
@@ -33,15 +34,16 @@ pub(crate) fn guest_env(env: &EnvLookup) -> GuestEnv {
 }
 
 /// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
-/// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`).
-pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str) -> Result<String, ConfigError> {
-    KeyRenderer::new(sandbox, cwd, env).render(template)
+/// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`); the guest's
+/// warnings go to `reporter`.
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str, reporter: &Reporter) -> Result<String, ConfigError> {
+    KeyRenderer::new(sandbox, cwd, env, reporter).render(template)
 }
 
 impl CacheContext {
     /// Renders a key template in the sandbox, without looking at any cached path.
     pub fn compute_key(&self, template: &str) -> Result<String, ConfigError> {
-        compute_key(&self.sandbox, &self.cwd, &self.env, template)
+        compute_key(&self.sandbox, &self.cwd, &self.env, template, &self.reporter)
     }
 
     /// Checks a rendered key as [`validate_key`] does, and that its object names in this store fit
@@ -77,13 +79,14 @@ pub(crate) struct KeyRenderer<'a> {
     sandbox: &'a Sandbox,
     cwd: &'a Path,
     env: &'a EnvLookup,
+    reporter: &'a Reporter,
     template_context: TemplateContext,
     guest: Option<GuestInstance>,
 }
 
 impl<'a> KeyRenderer<'a> {
-    pub(crate) fn new(sandbox: &'a Sandbox, cwd: &'a Path, env: &'a EnvLookup) -> Self {
-        Self { sandbox, cwd, env, template_context: template_context(env), guest: None }
+    pub(crate) fn new(sandbox: &'a Sandbox, cwd: &'a Path, env: &'a EnvLookup, reporter: &'a Reporter) -> Self {
+        Self { sandbox, cwd, env, reporter, template_context: template_context(env), guest: None }
     }
 
     pub(crate) fn render(&mut self, template: &str) -> Result<String, ConfigError> {
@@ -92,7 +95,7 @@ impl<'a> KeyRenderer<'a> {
         }
         let guest = match &mut self.guest {
             Some(guest) => guest,
-            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env)).map_err(ConfigError::Sandbox)?),
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env), self.reporter).map_err(ConfigError::Sandbox)?),
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),

@@ -8,8 +8,7 @@ use std::time::Instant;
 use crate::archive::layout::Format;
 use crate::archive::trailer;
 use crate::engine::request::{Hit, RestoreOutcome};
-use crate::engine::{CacheContext, Naming, describe_store_error};
-use crate::ui::output;
+use crate::engine::{CacheContext, Naming};
 use crate::workspace::paths::{CachedRoot, resolve_each, resolve_roots};
 
 /// one format, named as `tar` names members. They are extracted through the same sandbox, policy and
@@ -64,7 +63,7 @@ impl CacheContext {
     }
 
     pub(crate) fn announce_legacy(&self, object: &str, legacy: &Legacy) {
-        output::notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
+        self.reporter.notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
     }
 
     /// Tries an old tool's objects at their own names, after no s3cache entry was found.
@@ -73,7 +72,7 @@ impl CacheContext {
             let info = match self.store.head(&object.name) {
                 Ok(Some(info)) if info.size > 0 => info,
                 Ok(_) => continue,
-                Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: describe_store_error(&err), failed: true }),
+                Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: self.describe_store_error(&err), failed: true }),
             };
             if self.has_trailer(&info) {
                 continue; // an s3cache entry: the search has judged it already
@@ -89,7 +88,7 @@ impl CacheContext {
             };
             let source = match self.store.read(&info, 0, info.size) {
                 Ok(source) => source,
-                Err(err) => return failed(describe_store_error(&err)),
+                Err(err) => return failed(self.describe_store_error(&err)),
             };
             self.announce_legacy(&object.name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {

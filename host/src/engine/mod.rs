@@ -15,17 +15,18 @@
 //! are cleaned up by hooks on the token at once, whatever the operation's thread is waiting for. The
 //! outcome is then `Interrupted`: nothing saved, the target as it was.
 
-//! The files, one concept each: [`request`] (what is asked and what happened), [`keys`] (rendering and
-//! checking keys), [`save`](crate::engine::save), [`restore`](crate::engine::restore), [`candidates`]
-//! (choosing the entry a restore uses), [`legacy`] (older tools' archives), `touch` (last-used markers),
-//! and the
-//! administration ([`admin`]), scopes ([`scope`]) and the cancellation token ([`cancel`]).
+//! The files, one concept each: [`request`] (what is asked and what happened), `keys` (rendering and
+//! checking keys), `save`, `restore`, `candidates` (choosing the entry a restore uses), [`legacy`]
+//! (older tools' archives), `touch` (last-used markers), [`report`] (what an operation reports:
+//! notices, warnings, requests and retries, instead of printing), the administration ([`admin`]),
+//! scopes ([`scope`]) and the cancellation token ([`cancel`]).
 
 pub mod admin;
 pub(crate) mod candidates;
 pub mod cancel;
 pub(crate) mod keys;
 pub mod legacy;
+pub mod report;
 pub mod request;
 pub(crate) mod restore;
 pub(crate) mod save;
@@ -46,7 +47,7 @@ use crate::sandbox::bindings::{Root, UnpackLimits};
 use crate::engine::keys::{guest_env, workspace_preopen};
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox};
 use crate::store::{BlobStore, StoreError};
-use crate::ui::output;
+use crate::engine::report::Reporter;
 pub use crate::workspace::paths::PathError;
 use crate::workspace::paths::{CachedRoot, plain_prefix};
 use crate::workspace::protected::Protected;
@@ -86,6 +87,9 @@ pub struct CacheContext {
     /// Cancelling it stops the save or restore in progress ([`SaveOutcome::Interrupted`],
     /// [`RestoreOutcome::Interrupted`]); the CLI cancels it on SIGINT and SIGTERM. Never cancelled by default.
     pub cancel: Cancel,
+    /// Where the operations report what happens, with their secrets and request count
+    /// ([`CacheContext::with_reporter`]).
+    pub(crate) reporter: Reporter,
 }
 
 impl CacheContext {
@@ -105,6 +109,37 @@ impl CacheContext {
             touch_interval: crate::archive::layout::TOUCH_INTERVAL,
             layout: Layout::Scoped,
             cancel: Cancel::default(),
+            reporter: Reporter::silent(),
+        }
+        .with_reporter(Reporter::stderr())
+    }
+
+    /// This context reporting to `reporter`: its operations' notices and warnings go there, its
+    /// secrets are scrubbed from them, and the S3 requests of its store are counted there. Like the
+    /// cancellation token, a reporter belongs to an operation: give each operation that runs beside
+    /// others a context with its own (`context.clone().with_reporter(...)`). Set [`CacheContext::store`]
+    /// before this, so that the store counts its requests here.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        if let Some(store) = self.store.reporting_to(&reporter) {
+            self.store = store;
+        }
+        self.reporter = reporter;
+        self
+    }
+
+    /// Where this context's operations report ([`CacheContext::with_reporter`]; by default, lines on
+    /// stderr as the CLI prints them).
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+
+    /// A store failure as a miss or a failed save says it: scrubbed, with what to check when access was denied.
+    fn describe_store_error(&self, err: &StoreError) -> String {
+        let text = self.reporter.scrub(&err.to_string());
+        if err.is_access_denied() {
+            format!("{text} (check the credentials and that the bucket policy allows s3:GetObject, s3:PutObject and s3:ListBucket)")
+        } else {
+            text
         }
     }
 }
@@ -258,7 +293,7 @@ fn guest_roots(roots: &[CachedRoot], guest_dir: impl Fn(usize) -> String, naming
 
 impl CacheContext {
     fn instance(&self, extra: Vec<Preopen>) -> Result<GuestInstance, ConfigError> {
-        self.sandbox.instance(&self.preopens(extra), self.env_for_guest()).map_err(ConfigError::Sandbox)
+        self.sandbox.instance(&self.preopens(extra), self.env_for_guest(), &self.reporter).map_err(ConfigError::Sandbox)
     }
 
     /// The workspace (read-only, for key templates) and `extra`.
@@ -283,14 +318,6 @@ impl CacheContext {
     }
 }
 
-fn describe_store_error(err: &StoreError) -> String {
-    let text = output::scrub(&err.to_string());
-    if err.is_access_denied() {
-        format!("{text} (check the credentials and that the bucket policy allows s3:GetObject, s3:PutObject and s3:ListBucket)")
-    } else {
-        text
-    }
-}
 
 #[cfg(test)]
 mod tests {

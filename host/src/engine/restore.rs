@@ -36,7 +36,7 @@ impl CacheContext {
     fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, ConfigError> {
         let started = Instant::now();
         let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
-        let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env);
+        let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env, &self.reporter);
         let primary_key = renderer.render(&request.key)?;
         self.check_key(&primary_key)?;
         let mut restore_keys = Vec::new();
@@ -150,7 +150,7 @@ impl CacheContext {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let report = if unpack::applies(format.into(), parts, workers) {
             // Decoders see no directory at all: they only turn compressed bytes into tar.
-            let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None)).map_err(SandboxError::Setup);
+            let decoder = || self.sandbox.instance(&[], Box::new(|_: &str| None), &self.reporter).map_err(SandboxError::Setup);
             unpack::unpack(&decoder, &mut guest, &roots_seen, format.into(), self.unpack_limits, parts, source, workers)
         } else {
             guest.unpack(&roots_seen, format.into(), self.unpack_limits, Box::new(ReadSource(source)))

@@ -11,11 +11,11 @@ use crate::archive::trailer::{self, Manifest, SealingWriter};
 use crate::engine::cancel::CancelWriter;
 use crate::engine::keys::template_context;
 use crate::engine::request::{SaveOutcome, SaveRequest};
-use crate::engine::{CacheContext, ConfigError, describe_store_error, entry_version, guest_roots};
+use crate::engine::{CacheContext, ConfigError, entry_version, guest_roots};
 use crate::sandbox::bindings::{GuestError, PackOptions};
 use crate::sandbox::{Preopen, SandboxError};
 use crate::store::{PutOptions, StoreError, Upload};
-use crate::ui::{output, progress};
+use crate::ui::progress;
 use crate::workspace::fsmeta;
 use crate::workspace::paths::{CachedRoot, resolve_roots};
 
@@ -83,10 +83,10 @@ impl CacheContext {
             match catalog::find_restorable(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
                 Ok(found) if !found.is_empty() => return Ok(SaveOutcome::AlreadyExists { key }),
                 Ok(_) => {}
-                Err(err) => return failed(describe_store_error(&err)),
+                Err(err) => return failed(self.describe_store_error(&err)),
             }
         }
-        let members = match fsmeta::describe(&existing, &resolution.found) {
+        let members = match fsmeta::describe(&existing, &resolution.found, &self.reporter) {
             Ok(members) => members,
             Err(err) => return failed(err.to_string()),
         };
@@ -94,12 +94,12 @@ impl CacheContext {
         if let Some(why) = self.protected().refused_in_save(&request.paths, &existing, &members) {
             let why = format!("{why}; this entry restores only with its paths given (--path, mount)");
             // The action's restores always give their paths (`~/.cargo/bin` is in actions/cache's
-            // own Rust example): there it is a plain line, not an annotation on every save.
-            if output::on_github_actions() { output::notice(&why) } else { output::warning(&why) }
+            // own Rust example): there the renderer makes it a plain line, not an annotation on every save.
+            self.reporter.caveat(&why);
         }
         let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
             Ok(upload) => upload,
-            Err(err) => return failed(describe_store_error(&err)),
+            Err(err) => return failed(self.describe_store_error(&err)),
         };
         // An interrupt aborts the upload at once, even while this thread waits for a part to go out.
         let _abort_on_cancel = upload.abort_handle().map(|abort| self.cancel.on_cancel(abort));
@@ -109,7 +109,7 @@ impl CacheContext {
         let bar = progress::bytes_bar("saving", Some(total));
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
-        let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest()).map_err(SandboxError::Setup);
+        let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest(), &self.reporter).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let packed = pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
@@ -145,7 +145,7 @@ impl CacheContext {
         match Box::new(sealing).finish() {
             Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
-            Err(err) => failed(describe_store_error(&err)),
+            Err(err) => failed(self.describe_store_error(&err)),
         }
     }
 }
