@@ -23,6 +23,23 @@ fn put(store: &dyn BlobStore, name: &str, body: &[u8], options: PutOptions) -> R
     upload.finish()
 }
 
+/// The settings and environment of a run against `server`'s bucket under `repo`, its guest cached in `machine`.
+fn settings_for(server: &S3Server, machine: &s3cache_tests::Sandbox) -> (s3cache::config::Settings, s3cache::engine::EnvLookup) {
+    let settings = s3cache::config::Settings {
+        store: Some(format!("s3://{}/repo", server.bucket)),
+        endpoint: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        ..s3cache::config::Settings::default()
+    };
+    let env = s3cache::config::process_env(vec![
+        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
+        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]);
+    (settings, env)
+}
+
 /// PutObject, HeadObject, GetObject, ListObjectsV2 (all pages) and DeleteObject against s3s-fs.
 #[test]
 fn store_operations_against_s3s_fs() {
@@ -88,18 +105,7 @@ fn restores_old_tools_objects_at_their_own_names() {
     server.put_object("repo", "deps-1/vendor", &tgz(&["vendor"]));
     server.put_object("repo", "deps-2/vendor", &tgz(&["vendor", "outside.txt"]));
 
-    let settings = s3cache::config::Settings {
-        store: Some(format!("s3://{}/repo", server.bucket)),
-        endpoint: Some(server.endpoint()),
-        region: Some("us-east-1".into()),
-        ..s3cache::config::Settings::default()
-    };
-    let env = s3cache::config::process_env(vec![
-        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
-        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
-        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-    ]);
+    let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
     context.cwd = machine.workspace();
     let request = |key: &str| RestoreRequest {
@@ -138,18 +144,7 @@ fn operations_report_to_their_own_reporters() {
     let machine = s3cache_tests::Sandbox::new();
     std::fs::create_dir_all(machine.workspace().join("vendor")).unwrap();
     std::fs::write(machine.workspace().join("vendor/a.txt"), "a\n").unwrap();
-    let settings = s3cache::config::Settings {
-        store: Some(format!("s3://{}/repo", server.bucket)),
-        endpoint: Some(server.endpoint()),
-        region: Some("us-east-1".into()),
-        ..s3cache::config::Settings::default()
-    };
-    let env = s3cache::config::process_env(vec![
-        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
-        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
-        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-    ]);
+    let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve_reporting(&settings, env, Reporter::silent()).unwrap();
     context.cwd = machine.workspace();
     let collecting = || {
