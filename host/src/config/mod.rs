@@ -313,7 +313,7 @@ fn check_endpoint(url: &str, endpoint: Option<&(&'static str, String)>) -> Resul
 }
 
 /// Whether this runs on GitHub Actions, where the CLI's warnings become annotations and secrets are
-/// masked in the job log ([`crate::ui::output::Lines::enable_github_actions`]).
+/// masked in the job log (the CLI's renderer turns on GitHub's workflow commands).
 pub fn on_github_actions(env: &EnvLookup) -> bool {
     env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true")
 }
