@@ -10,6 +10,9 @@
 //!   [`CacheContext::compute_key`], their requests ([`SaveRequest`], [`RestoreRequest`]) and
 //!   outcomes ([`SaveOutcome`], [`RestoreOutcome`]: a miss is a value, not an error), and the
 //!   administration in [`engine::admin`] (list, usage, delete, flush, prune);
+//! - what an operation reports instead of printing: [`Event`]s sent to the [`Report`] of the
+//!   operation's [`Reporter`] ([`CacheContext::with_reporter`]), which also scrubs its secrets and
+//!   counts its requests;
 //! - stores: [`open_store`] by URL (`s3://`, `https://` read-only, `file://`), or your own
 //!   [`store::BlobStore`];
 //! - configuration as the CLI resolves it: [`config::Settings`] and [`config::resolve`];
@@ -45,6 +48,7 @@ pub mod archive;
 pub mod cancel;
 pub mod config;
 pub mod engine;
+pub mod report;
 pub mod sandbox;
 pub mod store;
 
@@ -60,6 +64,7 @@ pub(crate) mod workspace;
 #[doc(hidden)]
 pub use frontends::cli::main as command_main;
 pub use cancel::Cancel;
+pub use report::{Event, Report, Reporter};
 pub use engine::{CacheContext, ConfigError, EngineError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};

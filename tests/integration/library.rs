@@ -23,6 +23,23 @@ fn put(store: &dyn BlobStore, name: &str, body: &[u8], options: PutOptions) -> R
     upload.finish()
 }
 
+/// The settings and environment of a run against `server`'s bucket under `repo`, its guest cached in `machine`.
+fn settings_for(server: &S3Server, machine: &s3cache_tests::Machine) -> (s3cache::config::Settings, s3cache::engine::EnvLookup) {
+    let settings = s3cache::config::Settings {
+        store: Some(format!("s3://{}/repo", server.bucket)),
+        endpoint: Some(server.endpoint()),
+        region: Some("us-east-1".into()),
+        ..s3cache::config::Settings::default()
+    };
+    let env = s3cache::config::process_env(vec![
+        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
+        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
+        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]);
+    (settings, env)
+}
+
 /// PutObject, HeadObject, GetObject, ListObjectsV2 (all pages) and DeleteObject against s3s-fs.
 #[test]
 fn store_operations_against_s3s_fs() {
@@ -88,18 +105,7 @@ fn restores_old_tools_objects_at_their_own_names() {
     server.put_object("repo", "deps-1/vendor", &tgz(&["vendor"]));
     server.put_object("repo", "deps-2/vendor", &tgz(&["vendor", "outside.txt"]));
 
-    let settings = s3cache::config::Settings {
-        store: Some(format!("s3://{}/repo", server.bucket)),
-        endpoint: Some(server.endpoint()),
-        region: Some("us-east-1".into()),
-        ..s3cache::config::Settings::default()
-    };
-    let env = s3cache::config::process_env(vec![
-        ("S3CACHE_ACCESS_KEY_ID".into(), server.access_key.clone()),
-        ("S3CACHE_SECRET_ACCESS_KEY".into(), server.secret_key.clone()),
-        ("S3CACHE_CACHE_DIR".into(), machine.cache_dir().display().to_string()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-    ]);
+    let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
     context.cwd = machine.workspace();
     let request = |key: &str| RestoreRequest {
@@ -124,6 +130,51 @@ fn restores_old_tools_objects_at_their_own_names() {
     let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap() else { panic!("a member outside the mount was accepted") };
     assert!(failed && reason.contains("archive member outside.txt rejected: not selected by the restored path's patterns"), "{reason}");
     assert!(!machine.workspace().join("outside.txt").exists());
+}
+
+/// Two operations on one context, each with its own reporter, hear only of themselves: their own
+/// requests (counted apart), their own notices, and only their own secrets scrubbed.
+#[test]
+fn operations_report_to_their_own_reporters() {
+    use std::sync::{Arc, Mutex};
+
+    use s3cache::report::{Event, Reporter};
+    use s3cache::{RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = s3cache_tests::Machine::new();
+    std::fs::create_dir_all(machine.workspace().join("vendor")).unwrap();
+    std::fs::write(machine.workspace().join("vendor/a.txt"), "a\n").unwrap();
+    let (settings, env) = settings_for(&server, &machine);
+    let mut context = s3cache::config::resolve_reporting(&settings, env, Reporter::silent()).unwrap();
+    context.cwd = machine.workspace();
+    let collecting = || {
+        let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let sink = events.clone();
+        (events, Reporter::new(move |event| sink.lock().unwrap().push(event)))
+    };
+    let (save_events, save_reporter) = collecting();
+    let (restore_events, restore_reporter) = collecting();
+    restore_reporter.add_secret("deps-1");
+    let saving = context.clone().with_reporter(save_reporter.clone());
+    let restoring = context.clone().with_reporter(restore_reporter.clone());
+
+    let saved = saving.save(&SaveRequest::new("deps-1", ["vendor"])).unwrap();
+    assert!(matches!(saved, SaveOutcome::Saved { .. }), "{saved:?}");
+    // Other paths: the entry's version differs, so the restore passes over it with a notice.
+    let restored = restoring.restore(&RestoreRequest::new("deps-1", ["other"])).unwrap();
+    assert!(matches!(restored, RestoreOutcome::Miss { failed: false, .. }), "{restored:?}");
+
+    let requests = |events: &[Event]| events.iter().filter(|e| matches!(e, Event::RequestSent { .. })).count() as u64;
+    let notices = |events: &[Event]| events.iter().filter_map(|e| if let Event::Notice(text) = e { Some(text.clone()) } else { None }).collect::<Vec<_>>();
+    let (save_events, restore_events) = (save_events.lock().unwrap().clone(), restore_events.lock().unwrap().clone());
+    assert!(save_reporter.requests_sent() > 0 && restore_reporter.requests_sent() > 0);
+    assert_eq!(requests(&save_events), save_reporter.requests_sent());
+    assert_eq!(requests(&restore_events), restore_reporter.requests_sent());
+    assert_eq!(notices(&save_events), Vec::<String>::new());
+    let notices = notices(&restore_events);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].starts_with("passing over cache entry local/***.tar.zst: its version differs"), "{notices:?}");
+    assert_eq!(context.reporter().requests_sent(), 0, "the base context's reporter heard of neither");
 }
 
 /// The library's examples, as built by `cargo test` next to the binary.

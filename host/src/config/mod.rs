@@ -29,7 +29,7 @@ use crate::store::s3::download::DownloadConfig;
 use crate::store::s3::upload::UploadConfig;
 use crate::store::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
 use crate::engine::scope::{self, ScopePlan};
-use crate::ui::output;
+use crate::report::Reporter;
 use crate::{GuestLimits, S3Options, Sandbox, env_vars};
 
 /// Everything that configures a run, whatever the command.
@@ -275,7 +275,7 @@ pub fn cache_dir(env: &EnvLookup) -> Option<PathBuf> {
 
 /// Runs the credential chain for an `s3://` store (unless anonymous) and registers what it finds as
 /// secrets, so that they are scrubbed from output and masked on GitHub Actions.
-fn credentials(settings: &Settings, env: &EnvLookup, url: &str, region: &str) -> Result<Option<Credentials>> {
+fn credentials(settings: &Settings, env: &EnvLookup, url: &str, region: &str, reporter: &Reporter) -> Result<Option<Credentials>> {
     if !url.starts_with("s3://") || settings.anonymous {
         return Ok(None);
     }
@@ -284,19 +284,19 @@ fn credentials(settings: &Settings, env: &EnvLookup, url: &str, region: &str) ->
     let lookup = move |name: &str| if name == env_vars::AWS_PROFILE && profile.is_some() { profile.clone() } else { env(name) };
     let inputs = ChainInputs { env: &lookup, home: dirs::home_dir(), region: region.to_owned() };
     let Some(resolved) = resolve_chain(&inputs)? else { return Ok(None) };
-    resolved.credentials.secrets().for_each(output::register_secret);
+    resolved.credentials.secrets().for_each(|secret| reporter.add_secret(secret));
     tracing::debug!(source = %resolved.source, "credentials found");
     Ok(Some(resolved.credentials))
 }
 
 /// The store URL the settings name, or the local default (announced once).
-pub fn store_url(settings: &Settings, env: &EnvLookup) -> Result<String> {
+pub fn store_url(settings: &Settings, env: &EnvLookup, reporter: &Reporter) -> Result<String> {
     if let Some(url) = &settings.store {
         return Ok(url.clone());
     }
     let dir = cache_dir(env).context("no store given and no cache directory known; set S3CACHE_STORE")?.join("store");
     let url = format!("file://{}", dir.display());
-    output::notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
+    reporter.notice(&format!("store: {url} (local default; set S3CACHE_STORE or --store for S3)"));
     Ok(url)
 }
 
@@ -326,11 +326,10 @@ fn check_endpoint(url: &str, endpoint: Option<&(&'static str, String)>) -> Resul
     }
 }
 
-/// On GitHub Actions, warnings become annotations and secrets are masked in the job log.
-fn detect_github_actions(env: &EnvLookup) {
-    if env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true") {
-        output::enable_github_actions();
-    }
+/// Whether this runs on GitHub Actions, where the CLI's warnings become annotations and secrets are
+/// masked in the job log (the CLI's renderer turns on GitHub's workflow commands).
+pub fn on_github_actions(env: &EnvLookup) -> bool {
+    env(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true")
 }
 
 impl LimitSettings {
@@ -355,21 +354,32 @@ fn working_directory() -> Result<PathBuf> {
 }
 
 /// Renders a key template (`s3cache key`) in the sandbox against the working directory and the
-/// environment. It opens no store and looks for no credentials, so it works without either.
-pub fn render_key(settings: &Settings, env: EnvLookup, template: &str) -> Result<String> {
-    detect_github_actions(&env);
+/// environment. It opens no store and looks for no credentials, so it works without either. The
+/// guest's warnings go to `reporter`.
+pub fn render_key(settings: &Settings, env: EnvLookup, template: &str, reporter: &Reporter) -> Result<String> {
     let sandbox = sandbox(&settings.limits, &env)?;
-    Ok(crate::engine::compute_key(&sandbox, &working_directory()?, &env, template)?)
+    Ok(crate::engine::compute_key(&sandbox, &working_directory()?, &env, template, reporter)?)
 }
 
-/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs.
+/// Opens the store, loads the sandbox and plans the scopes: everything an operation needs. The
+/// context reports as the CLI prints, on stderr ([`Reporter::stderr`]), with GitHub's workflow
+/// commands on GitHub Actions; [`resolve_reporting`] takes the reporter to use instead.
 pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
-    detect_github_actions(&env);
-    let url = store_url(settings, &env)?;
+    let lines = crate::ui::output::Lines::default();
+    if on_github_actions(&env) {
+        lines.enable_github_actions();
+    }
+    resolve_reporting(settings, env, Reporter::new(lines))
+}
+
+/// [`resolve`], reporting to `reporter`: what resolving says (the default store, a scope override),
+/// the credentials it finds (secrets to scrub) and the context's operations.
+pub fn resolve_reporting(settings: &Settings, env: EnvLookup, reporter: Reporter) -> Result<CacheContext> {
+    let url = store_url(settings, &env, &reporter)?;
     let endpoint = s3_endpoint(settings, &env);
     check_endpoint(&url, endpoint.as_ref())?;
     let region = settings.region.clone().or_else(|| env(env_vars::AWS_REGION)).or_else(|| env(env_vars::AWS_DEFAULT_REGION));
-    let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"))?;
+    let credentials = credentials(settings, &env, &url, region.as_deref().unwrap_or("us-east-1"), &reporter)?;
     let transfer = &settings.transfer;
     let options = S3Options {
         endpoint: endpoint.map(|(_, url)| url),
@@ -388,11 +398,12 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
     let limits = &settings.limits;
     let sandbox = sandbox(limits, &env)?;
     let unpack_limits = limits.unpack();
-    let scopes = scopes(&settings.scope, &env)?;
+    let scopes = scopes(&settings.scope, &env, &reporter)?;
     Ok(CacheContext {
         touch_interval: settings.touch_interval,
         layout: crate::archive::layout::Layout::Scoped,
         cancel: crate::Cancel::default(),
+        reporter: Reporter::silent(),
         scopes,
         unpack_limits,
         store: Arc::from(store),
@@ -400,25 +411,26 @@ pub fn resolve(settings: &Settings, env: EnvLookup) -> Result<CacheContext> {
         cwd: working_directory()?,
         home: dirs::home_dir(),
         env,
-    })
+    }
+    .with_reporter(reporter))
 }
 
 /// The run's scopes, from `--scope` or the CI's variables; an override of read-only is a warning.
-pub fn scopes(settings: &ScopeSettings, env: &EnvLookup) -> Result<ScopePlan> {
+pub fn scopes(settings: &ScopeSettings, env: &EnvLookup, reporter: &Reporter) -> Result<ScopePlan> {
     if let Some(scope) = &settings.scope {
         crate::archive::layout::validate_scope_name(scope)?;
     }
     let event = env(env_vars::ci::GITHUB_EVENT_PATH).and_then(|path| {
         let parsed = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
         if parsed.is_none() {
-            output::warning(&format!("could not read the event payload {path}; scoping without it"));
+            reporter.warning(&format!("could not read the event payload {path}; scoping without it"));
         }
         parsed
     });
     let refs = scope::ci_refs(&|name| env(name), event.as_ref());
     let plan = scope::plan(&refs, settings.scope.as_deref(), settings.allow_untrusted_save);
     if let (Some(why), true) = (&refs.untrusted, settings.allow_untrusted_save) {
-        output::warning(&format!("{why}, but saving was allowed explicitly (--allow-untrusted-save)"));
+        reporter.warning(&format!("{why}, but saving was allowed explicitly (--allow-untrusted-save)"));
     }
     tracing::debug!(read = ?plan.read, write = %plan.write, source = %plan.source, "scopes");
     Ok(plan)

@@ -145,7 +145,7 @@ impl CacheContext {
         let listed = match self.store.leftovers() {
             Ok(LeftoverListing::Listed(listed)) => listed,
             Ok(LeftoverListing::Unlisted(why)) => return Leftovers { found: Vec::new(), unlisted: Some(why) },
-            Err(err) => return Leftovers { found: Vec::new(), unlisted: Some(crate::ui::output::scrub(&format!("listing them failed: {err}"))) },
+            Err(err) => return Leftovers { found: Vec::new(), unlisted: Some(self.reporter.scrub(&format!("listing them failed: {err}"))) },
         };
         let scope = self.selected_scope(selection);
         let belongs = |leftover: &Leftover| match leftover.name.as_deref().map(|name| self.layout.classify(name)) {
@@ -168,7 +168,7 @@ impl CacheContext {
             match self.store.remove_leftover(&leftover) {
                 Ok(()) => removal.leftovers_removed.push(leftover),
                 Err(err) => {
-                    let reason = crate::ui::output::scrub(&err.to_string());
+                    let reason = self.reporter.scrub(&err.to_string());
                     removal.leftovers_failed.push((leftover, reason));
                 }
             }
@@ -228,7 +228,7 @@ impl CacheContext {
             match catalog::delete(self.store.as_ref(), self.layout, &entry) {
                 Ok(()) => removal.deleted.push(entry),
                 Err(err) => {
-                    let reason = crate::ui::output::scrub(&err.to_string());
+                    let reason = self.reporter.scrub(&err.to_string());
                     removal.failed.push((entry, reason));
                 }
             }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::report::Reporter;
 use crate::engine::{RestoreOutcome, SaveOutcome};
 
 /// What a save or restore did, in the terms of `--summary-json`.
@@ -51,10 +52,10 @@ fn throughput(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 impl Summary {
-    /// The summary of a save that wrote to `scope`.
-    pub fn of_save(outcome: &SaveOutcome, scope: &str) -> Self {
+    /// The summary of a save that wrote to `scope`, its reasons scrubbed of `reporter`'s secrets.
+    pub fn of_save(outcome: &SaveOutcome, scope: &str, reporter: &Reporter) -> Self {
         let base = Summary { operation: "save", scope: Some(scope.to_owned()), ..Summary::default() };
-        let scrub = |reason: &str| Some(crate::ui::output::scrub(reason));
+        let scrub = |reason: &str| Some(reporter.scrub(reason));
         match outcome {
             SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => Summary {
                 outcome: "saved",
@@ -74,8 +75,8 @@ impl Summary {
         }
     }
 
-    /// The summary of a restore.
-    pub fn of_restore(outcome: &RestoreOutcome) -> Self {
+    /// The summary of a restore, its reason scrubbed of `reporter`'s secrets.
+    pub fn of_restore(outcome: &RestoreOutcome, reporter: &Reporter) -> Self {
         let base = Summary { operation: "restore", ..Summary::default() };
         match outcome {
             RestoreOutcome::Hit(hit) => Summary {
@@ -96,7 +97,7 @@ impl Summary {
                 outcome: if *failed { "failed" } else { "miss" },
                 cache_hit: Some(false),
                 key: primary_key.clone(),
-                reason: Some(crate::ui::output::scrub(reason)),
+                reason: Some(reporter.scrub(reason)),
                 ..base
             },
             RestoreOutcome::Interrupted { primary_key } => {

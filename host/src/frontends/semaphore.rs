@@ -27,7 +27,8 @@ use crate::archive::catalog::Entry;
 use crate::config::{self, Settings, parse};
 use crate::env_vars::{self, semaphore as vars};
 use crate::archive::layout::{Format, Layout};
-use crate::{RestoreRequest, SaveRequest, ui::output};
+use crate::ui::output::{self, Terminal};
+use crate::{RestoreRequest, SaveRequest};
 
 /// A verb of the `cache` CLI with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,7 +308,8 @@ enum Ending {
 
 /// Runs `cache ARGS` (the arguments after the program name); everything goes to stdout.
 pub fn main(args: &[String]) -> ExitCode {
-    output::use_stdout();
+    let terminal = Terminal::new();
+    terminal.lines.use_stdout();
     let env = config::process_env(Vec::new());
     let ending = match parse(args) {
         Ok(Verb::Help) => {
@@ -315,7 +317,7 @@ pub fn main(args: &[String]) -> ExitCode {
             Ending::Code(0)
         }
         Ok(Verb::Checksum(file)) => checksum(&file),
-        Ok(verb) => run(verb, &env),
+        Ok(verb) => run(verb, &env, &terminal),
         Err(ArgError::Count) => {
             println!("Incorrect number of arguments!");
             print!("{HELP}");
@@ -326,11 +328,11 @@ pub fn main(args: &[String]) -> ExitCode {
     let code = match ending {
         Ending::Code(code) => code,
         Ending::Error(why) => {
-            println!("error: {}", output::scrub(&output::escape(&why)));
+            println!("error: {}", terminal.scrub(&output::escape(&why)));
             if fail_on_error(&|n| env(n)) { 1 } else { 0 }
         }
         Ending::Config(why) => {
-            println!("error: {}", output::scrub(&output::escape(&why)));
+            println!("error: {}", terminal.scrub(&output::escape(&why)));
             crate::frontends::EXIT_CONFIG
         }
     };
@@ -352,18 +354,21 @@ fn checksum(file: &str) -> Ending {
 }
 
 /// The engine for this job: the project's store in the Flat layout, with the job's trust.
-fn context(env: &EnvLookup) -> Result<CacheContext, Ending> {
+fn context(env: &EnvLookup, terminal: &Terminal) -> Result<CacheContext, Ending> {
     let (settings, overrides) = settings(&|n| env(n)).map_err(|e| match e {
         EnvError::Endpoint(_) => Ending::Config(e.to_string()),
         _ => Ending::Error(e.to_string()),
     })?;
-    overrides.iter().filter(|(n, _)| n.contains("SECRET")).for_each(|(_, v)| output::register_secret(v));
+    overrides.iter().filter(|(n, _)| n.contains("SECRET")).for_each(|(_, v)| terminal.add_secret(v));
     let base = env.clone();
     let lookup: EnvLookup = std::sync::Arc::new(move |name| match overrides.iter().find(|(n, _)| n == name) {
         Some((_, value)) => Some(value.clone()).filter(|v| !v.is_empty()),
         None => base(name),
     });
-    let mut context = config::resolve(&settings, lookup).map_err(|e| match e.downcast_ref::<config::EndpointSettingError>() {
+    if config::on_github_actions(&lookup) {
+        terminal.lines.enable_github_actions();
+    }
+    let mut context = config::resolve_reporting(&settings, lookup, terminal.reporter.clone()).map_err(|e| match e.downcast_ref::<config::EndpointSettingError>() {
         Some(_) => Ending::Config(format!("{e:#}")),
         None => Ending::Error(format!("{e:#}")),
     })?;
@@ -372,8 +377,8 @@ fn context(env: &EnvLookup) -> Result<CacheContext, Ending> {
     Ok(context)
 }
 
-fn run(verb: Verb, env: &EnvLookup) -> Ending {
-    let context = match context(env) {
+fn run(verb: Verb, env: &EnvLookup, terminal: &Terminal) -> Ending {
+    let context = match context(env, terminal) {
         Ok(context) => context,
         Err(ending) => return ending,
     };
@@ -434,7 +439,7 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
             Ok(Ending::Code(0))
         }
         SaveOutcome::Skipped { reason, .. } => {
-            println!("Not storing '{key}': {}.", output::scrub(&reason));
+            println!("Not storing '{key}': {}.", context.reporter().scrub(&reason));
             Ok(Ending::Code(0))
         }
         SaveOutcome::Failed { reason, .. } => Err(reason),

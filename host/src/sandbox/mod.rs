@@ -30,6 +30,7 @@ use crate::sandbox::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 /// the WIT contract's `unpack-limits`, checked by the guest.
 pub use crate::sandbox::bindings::UnpackLimits;
 use crate::sandbox::host_files::HostFiles;
+use crate::report::Reporter;
 use crate::ui::output;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
@@ -158,6 +159,8 @@ pub(crate) struct GuestState {
     limits: Limits,
     stream: ArchiveStream,
     env: GuestEnv,
+    /// Where the guest's warnings go: the reporter of the operation that started the instance.
+    reporter: Reporter,
     pub(crate) files: HostFiles,
 }
 
@@ -206,7 +209,7 @@ impl bindings::s3cache::guest::log::Host for GuestState {
         match level {
             Level::Debug => tracing::debug!(target: "guest", "{message}"),
             Level::Info => tracing::info!(target: "guest", "{message}"),
-            Level::Warn => output::warning(&message),
+            Level::Warn => self.reporter.warning(&message),
         }
     }
 }
@@ -214,7 +217,7 @@ impl bindings::s3cache::guest::log::Host for GuestState {
 impl bindings::s3cache::guest::environment::Host for GuestState {
     fn get(&mut self, name: String) -> Option<String> {
         if !crate::env_vars::may_expose_to_templates(&name) {
-            output::warning(&format!("the key template asked for {name}, which may hold a secret; it renders as empty"));
+            self.reporter.warning(&format!("the key template asked for {name}, which may hold a secret; it renders as empty"));
             return None;
         }
         (self.env)(&name).filter(|v| !v.is_empty())
@@ -266,8 +269,9 @@ impl Sandbox {
         self.guest.expect_heavy_work(bytes);
     }
 
-    /// A fresh instance that sees exactly `preopens`, of the best copy of the guest compiled so far.
-    pub fn instance(&self, preopens: &[Preopen], env: GuestEnv) -> Result<GuestInstance> {
+    /// A fresh instance that sees exactly `preopens`, of the best copy of the guest compiled so far;
+    /// its warnings go to `reporter`.
+    pub fn instance(&self, preopens: &[Preopen], env: GuestEnv, reporter: &Reporter) -> Result<GuestInstance> {
         let compiled = self.guest.best();
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
@@ -275,6 +279,7 @@ impl Sandbox {
             limits: Limits { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(), memory_refused: false },
             stream: ArchiveStream::default(),
             env,
+            reporter: reporter.clone(),
             files: HostFiles::new(preopens),
         };
         let mut store = Store::new(&compiled.engine, state);

@@ -160,6 +160,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         let _ = leftover;
         Ok(())
     }
+    /// This store with its requests counted and reported by `reporter`, the reporter of one operation
+    /// ([`crate::CacheContext::with_reporter`]); `None` (the default): the store sends nothing to report.
+    fn reporting_to(&self, reporter: &crate::report::Reporter) -> Option<std::sync::Arc<dyn BlobStore>> {
+        let _ = reporter;
+        None
+    }
 }
 
 /// S3's limit on an object key, in bytes of UTF-8, the store prefix included. Keys are checked against

@@ -47,8 +47,8 @@ fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, Fs
 ///   and any relative target that a restore would refuse, is skipped with a warning — saving it would
 ///   make every restore of the entry fail.
 /// - Objects that changed kind since the guest saw them, and links whose targets are not UTF-8, are
-///   skipped with a warning.
-pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, FsError> {
+///   skipped with a warning to `reporter`.
+pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report::Reporter) -> Result<Vec<Member>, FsError> {
     let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
     let mut members = Vec::with_capacity(found.len());
     let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
@@ -62,11 +62,11 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
         } else if meta.is_file() {
             MemberKind::File
         } else {
-            crate::ui::output::warning(&format!("skipping {}: no longer a file, directory or symlink", path.display()));
+            reporter.warning(&format!("skipping {}: no longer a file, directory or symlink", path.display()));
             continue;
         };
         if kind != item.kind {
-            crate::ui::output::warning(&format!("skipping {}: it changed while the cache was being saved", path.display()));
+            reporter.warning(&format!("skipping {}: it changed while the cache was being saved", path.display()));
             continue;
         }
         let mut kind = kind;
@@ -74,14 +74,14 @@ pub fn describe(roots: &[CachedRoot], found: &[Found]) -> Result<Vec<Member>, Fs
             let target = match fs::read_link(&path).map_err(io(&path))?.into_os_string().into_string() {
                 Ok(target) => target,
                 Err(_) => {
-                    crate::ui::output::warning(&format!("skipping {}: its target is not UTF-8", path.display()));
+                    reporter.warning(&format!("skipping {}: its target is not UTF-8", path.display()));
                     continue;
                 }
             };
             match storable_link(dirs[item.root as usize], &item.relative, &target) {
                 Ok(target) => Some(target),
                 Err(reason) => {
-                    crate::ui::output::warning(&format!("skipping symlink {} -> {target}: {reason}", path.display()));
+                    reporter.warning(&format!("skipping symlink {} -> {target}: {reason}", path.display()));
                     continue;
                 }
             }

@@ -17,9 +17,10 @@ use crate::engine::admin::ScopeSelection;
 use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use crate::config::{self, Settings, parse};
 use crate::archive::layout::Format;
-use crate::store::s3::client::S3Client;
 use crate::engine::summary::Summary;
-use crate::{RestoreRequest, SaveRequest, env_vars, ui::output};
+use crate::report::Reporter;
+use crate::ui::output::{self, Terminal};
+use crate::{RestoreRequest, SaveRequest, env_vars};
 
 
 /// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
@@ -265,29 +266,30 @@ pub fn main() -> ExitCode {
     }
     // A plugin image runs the binary with no arguments: its settings are in the environment.
     let plugin_run = args.len() == 1 && !matches!(detected_plugin(), Ok(None));
+    let terminal = Terminal::new();
     let result = if plugin_run {
-        plugin(false)
+        plugin(false, &terminal)
     } else {
         let cli = Cli::parse();
-        cli.apply_output_choices();
+        cli.apply_output_choices(&terminal);
         match cli.command {
-            Command::Plugin => plugin(cli.verbose),
+            Command::Plugin => plugin(cli.verbose, &terminal),
             Command::Completions { shell } => crate::frontends::cli::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
             Command::Man { command } => crate::frontends::cli::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
             Command::GithubAction(GithubActionArgs { step }) => {
                 init_logging(cli.verbose);
-                github_action(step)
+                github_action(step, &terminal)
             }
             _ => {
                 init_logging(cli.verbose);
-                run(cli, config::process_env(Vec::new()), None).map(|(code, _)| code)
+                run(cli, config::process_env(Vec::new()), None, &terminal).map(|(code, _)| code)
             }
         }
     };
     let code = match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", output::scrub(&output::escape(&format!("{err:#}"))));
+            eprintln!("error: {}", terminal.scrub(&output::escape(&format!("{err:#}"))));
             EXIT_CONFIG
         }
     };
@@ -297,8 +299,8 @@ pub fn main() -> ExitCode {
 
 impl Cli {
     /// `--quiet` and `--no-progress`, for everything printed from now on.
-    fn apply_output_choices(&self) {
-        output::set_quiet(self.quiet);
+    fn apply_output_choices(&self, terminal: &Terminal) {
+        terminal.lines.set_quiet(self.quiet);
         if self.quiet || self.no_progress {
             crate::ui::progress::disable();
         }
@@ -314,7 +316,7 @@ fn detected_plugin() -> Result<Option<crate::frontends::detect::Detected>, Strin
 
 /// A plugin step: say which dialect this is, translate its settings, run them. Logging starts once
 /// the settings are read, so that a dialect's debug setting (`--verbose` in its command line) counts.
-fn plugin(verbose: bool) -> Result<u8> {
+fn plugin(verbose: bool, terminal: &Terminal) -> Result<u8> {
     let detected = detected_plugin().map_err(anyhow::Error::msg);
     let detected = match detected {
         Ok(Some(detected)) => detected,
@@ -327,17 +329,17 @@ fn plugin(verbose: bool) -> Result<u8> {
             return Err(err);
         }
     };
-    output::notice(&detected.describe());
+    terminal.notice(&detected.describe());
     if detected.dialect == crate::frontends::detect::Dialect::GithubAction {
         init_logging(verbose);
-        return github_action(ActionStep::Restore);
+        return github_action(ActionStep::Restore, terminal);
     }
     let env = config::process_env(Vec::new());
     let invocation = detected.dialect.invocation(&|name| env(name));
     init_logging(verbose || invocation.as_ref().is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")));
     let invocation = invocation.map_err(anyhow::Error::msg)?;
     tracing::debug!(args = ?invocation.args, "plugin command line");
-    run_invocation(invocation).map(|(code, _)| code)
+    run_invocation(invocation, terminal).map(|(code, _)| code)
 }
 
 fn init_logging(verbose: bool) {
@@ -347,10 +349,10 @@ fn init_logging(verbose: bool) {
 }
 
 /// Runs what a front end translated its settings into.
-fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
-    invocation.secrets.iter().for_each(|s| output::register_secret(s));
+fn run_invocation(mut invocation: Invocation, terminal: &Terminal) -> Result<(u8, Option<Summary>)> {
+    invocation.secrets.iter().for_each(|s| terminal.add_secret(s));
     let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
-    cli.apply_output_choices();
+    cli.apply_output_choices(terminal);
     let token_file = match invocation.web_identity_token.take() {
         Some(token) => Some(TokenFile::write(&token)?),
         None => None,
@@ -358,7 +360,7 @@ fn run_invocation(mut invocation: Invocation) -> Result<(u8, Option<Summary>)> {
     if let Some(file) = &token_file {
         invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
     }
-    run(cli, config::process_env(invocation.env), invocation.legacy)
+    run(cli, config::process_env(invocation.env), invocation.legacy, terminal)
 }
 
 /// A web identity token in a file only this user can read, removed when the run ends.
@@ -383,8 +385,8 @@ impl Drop for TokenFile {
 }
 
 /// A step of the GitHub action: inputs → the same command line as the CLI → outputs, state, summary.
-fn github_action(step: ActionStep) -> Result<u8> {
-    output::enable_github_actions();
+fn github_action(step: ActionStep, terminal: &Terminal) -> Result<u8> {
+    terminal.lines.enable_github_actions();
     let step = match step {
         ActionStep::Restore => github::Step::Restore,
         ActionStep::Save => github::Step::Save,
@@ -393,13 +395,13 @@ fn github_action(step: ActionStep) -> Result<u8> {
     let env = config::process_env(Vec::new());
     let mut invocation = github::invocation(step, &|name| env(name)).map_err(anyhow::Error::msg)?;
     if let Some(reason) = invocation.skip.take() {
-        invocation.secrets.iter().for_each(|s| output::register_secret(s));
-        output::notice(&reason);
+        invocation.secrets.iter().for_each(|s| terminal.add_secret(s));
+        terminal.notice(&reason);
         return Ok(0);
     }
-    output::group(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }));
-    let result = run_invocation(invocation);
-    output::end_group();
+    terminal.lines.group(&terminal.scrub(&output::escape(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }))));
+    let result = run_invocation(invocation, terminal);
+    terminal.lines.end_group();
     let (code, summary) = result?;
     if let Some(summary) = summary {
         if let Some(path) = env(env_vars::GITHUB_OUTPUT) {
@@ -420,9 +422,10 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// Completes a summary with what every summary has, and writes it where `--summary-json` asked.
-fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> Result<Summary> {
-    summary.http_requests = S3Client::requests_sent();
+/// Completes a summary with what every summary has (the requests its operation sent, counted by
+/// `reporter`), and writes it where `--summary-json` asked.
+fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>, reporter: &Reporter) -> Result<Summary> {
+    summary.http_requests = reporter.requests_sent();
     summary.store = store.to_owned();
     if let Some(path) = path {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
@@ -431,11 +434,15 @@ fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>) -> 
 }
 
 /// Runs a command; returns the exit code and, for saves and restores, the summary.
-fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Result<(u8, Option<Summary>)> {
+fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal: &Terminal) -> Result<(u8, Option<Summary>)> {
+    // On GitHub Actions, warnings become annotations and secrets are masked in the job log.
+    if config::on_github_actions(&env) {
+        terminal.lines.enable_github_actions();
+    }
     match &cli.command {
         // A key needs only the sandbox and the workspace: no store, no credentials.
         Command::Key(args) => {
-            println!("{}", config::render_key(&cli.settings, env, &args.template)?);
+            println!("{}", config::render_key(&cli.settings, env, &args.template, terminal)?);
             return Ok((0, None));
         }
         Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
@@ -443,7 +450,7 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Resul
         Command::Completions { .. } | Command::Man { .. } => anyhow::bail!("completions and man are printed before anything runs"),
         _ => {}
     }
-    let mut context = config::resolve(&cli.settings, env)?;
+    let mut context = config::resolve_reporting(&cli.settings, env, terminal.reporter.clone())?;
     // A key given to `has` or `delete` follows the rules of saved keys, before any request.
     if let Command::Has(KeyedArgs { key, .. }) | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command {
         context.check_key(key)?;
@@ -468,8 +475,8 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Resul
                 plain_names: false,
             };
             let outcome = context.save(&request)?;
-            let code = report_save(&outcome, args.fail_on_error);
-            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write), &store, summary_path)?;
+            let code = report_save(&outcome, args.fail_on_error, context.reporter());
+            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write, context.reporter()), &store, summary_path, context.reporter())?;
             Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
@@ -484,8 +491,8 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Resul
                 legacy,
             };
             let outcome = context.restore(&request)?;
-            let code = report_restore(&outcome, args.fail_on_cache_miss, args.fail_on_error);
-            let summary = finish_summary(Summary::of_restore(&outcome), &store, summary_path)?;
+            let code = report_restore(&outcome, args.fail_on_cache_miss, args.fail_on_error, context.reporter());
+            let summary = finish_summary(Summary::of_restore(&outcome, context.reporter()), &store, summary_path, context.reporter())?;
             Ok((code, Some(summary)))
         }
         command => Ok((admin(command, settings, &context), None)),
@@ -493,16 +500,16 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>) -> Resul
 }
 
 /// Prints what a save did; returns its exit code.
-fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
+fn report_save(outcome: &SaveOutcome, fail_on_error: bool, out: &Reporter) -> u8 {
     match outcome {
         SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
-            output::notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
+            out.notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
         }
-        SaveOutcome::AlreadyExists { key } => output::notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
-        SaveOutcome::NothingToSave { key } => output::warning(&format!("nothing to save under {key}: the paths match no files")),
-        SaveOutcome::Skipped { reason, .. } => output::notice(&format!("not saving: {reason}")),
+        SaveOutcome::AlreadyExists { key } => out.notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
+        SaveOutcome::NothingToSave { key } => out.warning(&format!("nothing to save under {key}: the paths match no files")),
+        SaveOutcome::Skipped { reason, .. } => out.notice(&format!("not saving: {reason}")),
         SaveOutcome::Failed { key, reason } => {
-            output::warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
+            out.warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
             return if fail_on_error { EXIT_FAILED } else { 0 };
         }
         // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
@@ -514,13 +521,13 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool) -> u8 {
 
 /// Prints what a restore did; returns its exit code: 1 for any miss with `fail_on_cache_miss`, and for a
 /// failed one (an entry that could not be restored, a store that failed) with `fail_on_error`.
-fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_error: bool) -> u8 {
+fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_error: bool, out: &Reporter) -> u8 {
     match outcome {
         RestoreOutcome::Hit(hit) => {
             interrupt::completed_anyway();
             let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
             if hit.restored {
-                output::notice(&format!(
+                out.notice(&format!(
                     "restored {} ({how}): {} entries, {} in {:.2}s",
                     hit.matched_key,
                     hit.members,
@@ -528,15 +535,15 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
                     hit.elapsed.as_secs_f64()
                 ));
             } else {
-                output::notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
+                out.notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
             }
             0
         }
         RestoreOutcome::Miss { reason, failed, .. } => {
             if *failed {
-                output::warning(&format!("cache not restored: {reason}"));
+                out.warning(&format!("cache not restored: {reason}"));
             } else {
-                output::notice(&format!("cache miss: {reason}"));
+                out.notice(&format!("cache miss: {reason}"));
             }
             if fail_on_cache_miss || (*failed && fail_on_error) { EXIT_FAILED } else { 0 }
         }
@@ -548,17 +555,18 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
 /// Runs an admin verb, prints its result, and returns its exit code. Store failures are printed
 /// here (exit 3): unlike a save or restore, an admin verb is not a build step to keep green.
 fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
+    let out = context.reporter();
     let result = match command {
         Command::List(args) => context.list_entries(&args.scopes.selection(settings), &args.prefix).map(|entries| {
-            render::entries(&entries, args.output.json);
+            render::entries(&entries, args.output.json, out);
             0
         }),
         Command::Usage(args) => context.usage().map(|usage| {
-            render::usage(&usage, settings.leftover_age, args.json);
+            render::usage(&usage, settings.leftover_age, args.json, out);
             0
         }),
         Command::Has(args) => context.find_entry(&args.key, settings.scope.scope.as_deref()).map(|entry| {
-            render::found(entry.as_ref(), &args.key, args.output.json);
+            render::found(entry.as_ref(), &args.key, args.output.json, out);
             if entry.is_some() { 0 } else { EXIT_FAILED }
         }),
         Command::Delete(DeleteArgs { keyed: args, missing_ok }) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
@@ -567,30 +575,30 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
                 if args.output.json {
                     render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
                 } else {
-                    output::notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
+                    out.notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
                 }
                 return if missing_ok { 0 } else { EXIT_FAILED };
             }
-            finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json)
+            finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json, out)
         }),
         Command::Clear(args) => clear(context, settings, &args.scopes.selection(settings), args.yes, args.output.json),
         Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
             let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
             let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(stale));
-            finish_removal("flush", removal, extra, args.output.json)
+            finish_removal("flush", removal, extra, args.output.json, out)
         }),
         Command::Prune(args) => context.eviction_candidates(args.max_size).map(|(evict, before)| {
             let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(evict));
             let after = before.bytes - removal.deleted.iter().map(|e| e.size()).sum::<u64>();
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
-            finish_removal("prune", removal, extra, args.output.json)
+            finish_removal("prune", removal, extra, args.output.json, out)
         }),
         Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("not an admin verb")
         }
     };
     result.unwrap_or_else(|err| {
-        output::warning(&format!("the store failed: {err}"));
+        out.warning(&format!("the store failed: {err}"));
         EXIT_STORE
     })
 }
@@ -601,13 +609,14 @@ fn with_leftovers_removed(context: &CacheContext, settings: &Settings, selection
     removal
 }
 
-fn finish_removal(verb: &str, removal: crate::engine::admin::Removal, extra: serde_json::Value, as_json: bool) -> u8 {
-    render::removal(verb, &removal, extra, as_json);
+fn finish_removal(verb: &str, removal: crate::engine::admin::Removal, extra: serde_json::Value, as_json: bool, out: &Reporter) -> u8 {
+    render::removal(verb, &removal, extra, as_json, out);
     if removal.failed.is_empty() && removal.leftovers_failed.is_empty() { 0 } else { EXIT_STORE }
 }
 
 /// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
 fn clear(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
+    let out = context.reporter();
     let entries = context.list_entries(selection, "")?;
     let what = match selection {
         ScopeSelection::Own => format!("scope {}", context.scopes.write),
@@ -618,19 +627,19 @@ fn clear(context: &CacheContext, settings: &Settings, selection: &ScopeSelection
     if !yes && !entries.is_empty() {
         let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
         if !std::io::stdin().is_terminal() {
-            output::warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
+            out.warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
             return Ok(EXIT_CONFIG);
         }
         eprint!("{question} [y/N] ");
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            output::notice("not clearing");
+            out.notice("not clearing");
             return Ok(EXIT_FAILED);
         }
     }
     let removal = with_leftovers_removed(context, settings, selection, context.remove(entries));
-    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": what }), as_json))
+    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": what }), as_json, out))
 }
 
 #[cfg(test)]
@@ -718,7 +727,7 @@ mod tests {
     #[test]
     fn restore_exit_codes() {
         let miss = |failed| RestoreOutcome::Miss { primary_key: Some("k".into()), reason: "why".into(), failed };
-        let code = |failed, on_miss, on_error| report_restore(&miss(failed), on_miss, on_error);
+        let code = |failed, on_miss, on_error| report_restore(&miss(failed), on_miss, on_error, &Reporter::silent());
         assert_eq!([code(false, false, false), code(false, false, true), code(false, true, false)], [0, 0, EXIT_FAILED]);
         assert_eq!([code(true, false, false), code(true, false, true), code(true, true, false)], [0, EXIT_FAILED, EXIT_FAILED]);
         let Command::Restore(restore) = parse(&["restore", "--key", "k", "--fail-on-error"]).unwrap().command else { panic!("restore") };

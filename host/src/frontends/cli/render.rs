@@ -80,7 +80,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// Prints `rows` under `header`, columns aligned. Cells are escaped: keys are user text.
-pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>, reporter: &crate::report::Reporter) {
     let mut out = tabwriter::TabWriter::new(Vec::new()).padding(2);
     let line = |cells: Vec<String>| cells.into_iter().map(|c| crate::ui::output::escape(&c).replace('\t', " ")).collect::<Vec<_>>().join("\t");
     let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
@@ -88,7 +88,7 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
         let _ = writeln!(out, "{}", line(row));
     }
     let text = out.into_inner().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
-    print!("{}", crate::ui::output::scrub(&text));
+    print!("{}", reporter.scrub(&text));
 }
 
 /// Prints one JSON document.
@@ -104,7 +104,7 @@ fn entry_row(entry: &Entry) -> Vec<String> {
 const ENTRY_HEADER: [&str; 6] = ["KEY", "SCOPE", "FORMAT", "SIZE", "SAVED", "LAST USED"];
 
 /// `list`.
-pub fn entries(entries: &[Entry], as_json: bool) {
+pub fn entries(entries: &[Entry], as_json: bool, out: &crate::report::Reporter) {
     if as_json {
         let total = Tally::of(entries);
         json(&serde_json::json!({
@@ -113,13 +113,13 @@ pub fn entries(entries: &[Entry], as_json: bool) {
             "bytes": total.bytes,
         }));
     } else {
-        table(&ENTRY_HEADER, entries.iter().map(entry_row));
+        table(&ENTRY_HEADER, entries.iter().map(entry_row), out);
     }
 }
 
 /// `usage`: the entries per scope, then the leftovers of killed writes and how old they must be
 /// for `prune`, `flush` and `clear` to remove them.
-pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool) {
+pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool, out: &crate::report::Reporter) {
     let leftovers: &Leftovers = &usage.leftovers;
     if as_json {
         let scopes: Vec<_> = usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
@@ -135,33 +135,33 @@ pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool) {
     }
     let rows = usage.scopes.iter().map(|(scope, t)| vec![scope.clone(), t.entries.to_string(), size(t.bytes)]);
     let total = std::iter::once(vec!["TOTAL".to_owned(), usage.total.entries.to_string(), size(usage.total.bytes)]);
-    table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total));
+    table(&["SCOPE", "ENTRIES", "SIZE"], rows.chain(total), out);
     if !leftovers.found.is_empty() {
-        table(&LEFTOVER_HEADER, leftover_rows(&leftovers.found));
+        table(&LEFTOVER_HEADER, leftover_rows(&leftovers.found), out);
         let age = humantime::format_duration(leftover_age);
-        crate::ui::output::notice(&format!(
+        out.notice(&format!(
             "{} leftovers of interrupted saves hold {}; prune, flush and clear remove those older than {age} (--leftover-age)",
             leftovers.found.len(),
             size(leftovers.bytes())
         ));
     }
     if let Some(why) = &leftovers.unlisted {
-        crate::ui::output::notice(&format!("incomplete uploads not listed: {why}"));
+        out.notice(&format!("incomplete uploads not listed: {why}"));
     }
 }
 
 /// `has`: the entry found, if any.
-pub fn found(entry: Option<&Entry>, key: &str, as_json: bool) {
+pub fn found(entry: Option<&Entry>, key: &str, as_json: bool, out: &crate::report::Reporter) {
     match (entry, as_json) {
         (entry, true) => json(&serde_json::json!({ "key": key, "found": entry.is_some(), "entry": entry.map(EntryJson::from) })),
-        (Some(entry), false) => table(&ENTRY_HEADER, [entry_row(entry)]),
-        (None, false) => crate::ui::output::notice(&format!("no cache entry for key {key:?}")),
+        (Some(entry), false) => table(&ENTRY_HEADER, [entry_row(entry)], out),
+        (None, false) => out.notice(&format!("no cache entry for key {key:?}")),
     }
 }
 
 /// `delete`, `clear`, `flush` and `prune`: what was deleted and what could not be. `extra` adds
 /// fields to the JSON document (prune's sizes).
-pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool) {
+pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool, out: &crate::report::Reporter) {
     let freed = Tally::of(&removal.deleted);
     if as_json {
         let failed: Vec<_> = removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
@@ -184,18 +184,18 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
         return;
     }
     if !removal.deleted.is_empty() {
-        table(&ENTRY_HEADER, removal.deleted.iter().map(entry_row));
+        table(&ENTRY_HEADER, removal.deleted.iter().map(entry_row), out);
     }
     for (entry, why) in &removal.failed {
-        crate::ui::output::warning(&format!("could not delete {}: {why}", entry.object.name));
+        out.warning(&format!("could not delete {}: {why}", entry.object.name));
     }
-    crate::ui::output::notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
+    out.notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
     if !removal.leftovers_removed.is_empty() {
-        table(&LEFTOVER_HEADER, leftover_rows(&removal.leftovers_removed));
+        table(&LEFTOVER_HEADER, leftover_rows(&removal.leftovers_removed), out);
         let bytes = removal.leftovers_removed.iter().filter_map(|l| l.bytes).sum();
-        crate::ui::output::notice(&format!("{verb}: removed {} leftovers of interrupted saves, {} freed", removal.leftovers_removed.len(), size(bytes)));
+        out.notice(&format!("{verb}: removed {} leftovers of interrupted saves, {} freed", removal.leftovers_removed.len(), size(bytes)));
     }
     for (leftover, why) in &removal.leftovers_failed {
-        crate::ui::output::warning(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
+        out.warning(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
     }
 }

@@ -233,10 +233,12 @@ impl<'a> Settings<'a> {
         parse::SettingError::new(&source, expected, &text).to_string()
     }
 
-    /// The setting's value, or `None` with a notice when it is accepted but has no effect here.
+    /// The setting's value, or `None` with a notice when it is accepted but has no effect here. The
+    /// notice is printed while the dialect's settings are read, before the run has output choices or
+    /// secrets: as a plain line on stderr.
     pub fn note_ignored(&self, name: &str) {
         if let (Some(value), Migration::Differs(why)) = (self.value(name), self.spec(name).migration) {
-            crate::ui::output::notice(&format!("{} is ignored: {why}", value.source));
+            crate::report::Reporter::stderr().notice(&format!("{} is ignored: {why}", value.source));
         }
     }
 }

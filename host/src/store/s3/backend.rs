@@ -12,7 +12,7 @@ use crate::store::s3::upload::{MultipartWriter, UploadConfig};
 use crate::store::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
 
 /// A bucket and a prefix (empty, or ending with `/`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct S3Store {
     client: Arc<S3Client>,
     anonymous: bool,
@@ -90,6 +90,10 @@ impl Upload for S3Upload {
 }
 
 impl BlobStore for S3Store {
+    fn reporting_to(&self, reporter: &crate::report::Reporter) -> Option<Arc<dyn BlobStore>> {
+        Some(Arc::new(Self { client: Arc::new(self.client.reporting_to(reporter)), ..self.clone() }))
+    }
+
     fn location(&self) -> String {
         let bucket = self.client.bucket();
         if bucket.name.is_empty() {

@@ -15,10 +15,8 @@ use super::key_pair::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
 use super::xml::{self, ListedObject, ListedUpload};
+use crate::report::Reporter;
 
-
-/// Every request sent by any client in this process.
-static REQUESTS_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// What kind of failure an S3 call had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3ErrorKind {
@@ -213,6 +211,8 @@ pub struct S3Client {
     deadline: Option<Instant>,
     /// Seconds to add to the local clock when signing, learned from a RequestTimeTooSkewed answer.
     clock_offset: Arc<AtomicI64>,
+    /// The operation that counts this client's requests and hears of its retries, if any.
+    reporter: Option<Reporter>,
 }
 
 impl S3Client {
@@ -228,7 +228,7 @@ impl S3Client {
                 .build(),
         );
         let deadline = transport.deadline.map(|d| Instant::now() + d);
-        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)) }
+        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)), reporter: None }
     }
 
     fn now(&self) -> SystemTime {
@@ -247,9 +247,10 @@ impl S3Client {
         &self.bucket
     }
 
-    /// Requests this process has sent to S3 so far, retries included (for summaries and benchmarks).
-    pub fn requests_sent() -> u64 {
-        REQUESTS_SENT.load(std::sync::atomic::Ordering::Relaxed)
+    /// This client (sharing its connections and learned clock offset), counting its requests and
+    /// reporting its retries to `reporter`: one operation's.
+    pub fn reporting_to(&self, reporter: &Reporter) -> Self {
+        Self { reporter: Some(reporter.clone()), ..self.clone() }
     }
 
     /// Sends once: signs, sends, and turns error answers into [`S3Error`]. `body_timeout` bounds
@@ -258,7 +259,9 @@ impl S3Client {
         if let Some(err) = self.out_of_time(request.operation) {
             return Err(err);
         }
-        REQUESTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(reporter) = &self.reporter {
+            reporter.request_sent(request.operation);
+        }
         let host = self.bucket.authority();
         let mut builder = http::Request::builder().method(request.method).uri(&request.url);
         for (name, value) in &request.headers {
@@ -327,6 +330,9 @@ impl S3Client {
                 Err(err) if err.retryable() && tries < self.transport.retry.max_attempts && self.out_of_time(operation).is_none() => {
                     let delay = self.transport.retry.backoff(tries);
                     tracing::debug!(operation, attempt = tries, ?delay, error = %err, "retrying");
+                    if let Some(reporter) = &self.reporter {
+                        reporter.retry(operation, tries, &err.to_string());
+                    }
                     std::thread::sleep(delay);
                     tries += 1;
                 }

@@ -1,0 +1,106 @@
+//! Rendering key templates in the guest (`{{ hashFiles ... }}`, `{{ env "NAME" }}`, `{{ branch }}`) and
+//! checking rendered keys before any request is sent. A key without `{{` is used as it is, without
+//! starting the guest.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::env_vars;
+use crate::report::Reporter;
+use crate::engine::{CacheContext, ConfigError, EngineError, EnvLookup, validate_key, validate_restore_key};
+use crate::sandbox::bindings::TemplateContext;
+use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox, SandboxError};
+
+/// The `{{ branch }}` and friends of this run.
+pub(crate) fn template_context(env: &EnvLookup) -> TemplateContext {
+    let branch = env_vars::BRANCH_VARIABLES.iter().find_map(|name| env(name).filter(|v| !v.is_empty())).unwrap_or_default();
+    TemplateContext {
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        branch,
+        epoch: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        workspace_dir: "/workspace".into(),
+    }
+}
+
+/// The workspace as key templates see it: read-only, at `/workspace`.
+pub(crate) fn workspace_preopen(cwd: &Path) -> Preopen {
+    Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
+}
+
+pub(crate) fn guest_env(env: &EnvLookup) -> GuestEnv {
+    let env = env.clone();
+    Box::new(move |name| env(name))
+}
+
+/// Renders a key template in the sandbox against the workspace `cwd` and the environment: what
+/// [`CacheContext::compute_key`] does, for a caller that has no store (`s3cache key`); the guest's
+/// warnings go to `reporter`.
+pub fn compute_key(sandbox: &Sandbox, cwd: &Path, env: &EnvLookup, template: &str, reporter: &Reporter) -> Result<String, EngineError> {
+    KeyRenderer::new(sandbox, cwd, env, reporter).render(template)
+}
+
+impl CacheContext {
+    /// Renders a key template in the sandbox, without looking at any cached path.
+    pub fn compute_key(&self, template: &str) -> Result<String, EngineError> {
+        compute_key(&self.sandbox, &self.cwd, &self.env, template, &self.reporter)
+    }
+
+    /// Checks a rendered key as [`validate_key`] does, and that its object names in this store fit
+    /// S3's limit in every scope the run reads or writes. Sends no request.
+    pub fn check_key(&self, key: &str) -> Result<(), ConfigError> {
+        validate_key(key, self.layout)?;
+        self.check_name_length(key)
+    }
+
+    /// [`CacheContext::check_key`] for a restore key (a key prefix, [`validate_restore_key`]).
+    pub fn check_restore_key(&self, prefix: &str) -> Result<(), ConfigError> {
+        validate_restore_key(prefix, self.layout)?;
+        self.check_name_length(prefix)
+    }
+
+    /// The longest object name of `key` (a prefix is as long as the shortest key it matches) must fit.
+    fn check_name_length(&self, key: &str) -> Result<(), ConfigError> {
+        let prefix = self.store.name_prefix();
+        let scopes = self.scopes.read.iter().chain(std::iter::once(&self.scopes.write));
+        let bytes = prefix.len() + scopes.map(|scope| self.layout.longest_object_bytes(scope, key)).max().unwrap_or(0);
+        let limit = crate::store::MAX_OBJECT_KEY_BYTES;
+        if bytes > limit {
+            return Err(ConfigError::ObjectNameTooLong { key: key.to_owned(), prefix: prefix.to_owned(), bytes, limit });
+        }
+        Ok(())
+    }
+}
+
+/// Renders key templates in one guest instance, started only for a template that has something to
+/// render: a key without `{{` is the key itself (the guest returns it as is), and CI systems often pass
+/// keys they have already expanded.
+pub(crate) struct KeyRenderer<'a> {
+    sandbox: &'a Sandbox,
+    cwd: &'a Path,
+    env: &'a EnvLookup,
+    reporter: &'a Reporter,
+    template_context: TemplateContext,
+    guest: Option<GuestInstance>,
+}
+
+impl<'a> KeyRenderer<'a> {
+    pub(crate) fn new(sandbox: &'a Sandbox, cwd: &'a Path, env: &'a EnvLookup, reporter: &'a Reporter) -> Self {
+        Self { sandbox, cwd, env, reporter, template_context: template_context(env), guest: None }
+    }
+
+    pub(crate) fn render(&mut self, template: &str) -> Result<String, EngineError> {
+        if !template.contains("{{") {
+            return Ok(template.to_owned());
+        }
+        let guest = match &mut self.guest {
+            Some(guest) => guest,
+            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env), self.reporter).map_err(EngineError::SandboxStart)?),
+        };
+        match guest.resolve(template, &self.template_context, &[]) {
+            Ok(resolution) => Ok(resolution.key),
+            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into()),
+            Err(err) => Err(ConfigError::Template(err.to_string()).into()),
+        }
+    }
+}
