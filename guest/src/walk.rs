@@ -47,7 +47,7 @@ fn walk_selected(dirs: &dyn Directories, dir: &str, selector: &Selector, visit: 
             MemberKind::Directory
         } else {
             // The start itself, not followed if it is a symlink; nothing there means nothing to cache.
-            let Ok(metadata) = std::fs::symlink_metadata(Path::new(dir).join(&start)) else { continue };
+            let Ok(metadata) = std::fs::symlink_metadata(Path::new(dir).join(start)) else { continue };
             match kind_of(EntryKind::of(metadata.file_type())) {
                 Some(kind) => kind,
                 None => {
@@ -56,7 +56,7 @@ fn walk_selected(dirs: &dyn Directories, dir: &str, selector: &Selector, visit: 
                 }
             }
         };
-        visit_entry(dirs, dir, selector, &start, kind, visit)?;
+        visit_entry(dirs, dir, selector, start, kind, visit)?;
     }
     Ok(())
 }

@@ -170,8 +170,8 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
             break;
         }
     }
-    if chosen.is_none() {
-        if let Some((refuse, stall, seed)) = state.random.as_mut() {
+    if chosen.is_none()
+        && let Some((refuse, stall, seed)) = state.random.as_mut() {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
             *seed ^= *seed << 17;
@@ -182,7 +182,6 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
                 chosen = Some(Fault::Stall { after: 0.1 });
             }
         }
-    }
     state.log.push(format!("{method} {target} -> {}", chosen.as_ref().map_or("pass".to_string(), |f| format!("{f:?}"))));
     chosen
 }

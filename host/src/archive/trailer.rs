@@ -293,6 +293,104 @@ impl Digest256 {
     }
 }
 
+/// Hashes and counts what is written, for the manifest, and passes it on to the upload.
+pub struct SealingWriter {
+    inner: Box<dyn crate::store::Upload>,
+    seen: std::sync::Arc<std::sync::Mutex<(Digest256, u64)>>,
+}
+
+/// The digest and length of what a [`SealingWriter`] has passed on so far.
+pub type Seal = std::sync::Arc<std::sync::Mutex<(Digest256, u64)>>;
+
+impl SealingWriter {
+    /// Wraps `inner`; the returned handle reads the running digest and length.
+    pub fn new(inner: Box<dyn crate::store::Upload>) -> (Self, Seal) {
+        let seen = Seal::default();
+        (Self { inner, seen: seen.clone() }, seen)
+    }
+}
+
+impl std::fmt::Debug for SealingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealingWriter").finish_non_exhaustive()
+    }
+}
+
+impl std::io::Write for SealingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut seen = self.seen.lock().expect("seal lock");
+        seen.0.update(&buf[..n]);
+        seen.1 += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl crate::store::Upload for SealingWriter {
+    fn finish(self: Box<Self>) -> Result<u64, crate::store::StoreError> {
+        self.inner.finish()
+    }
+}
+
+/// Passes an archive through while hashing it, and fails at the end — instead of reporting the end —
+/// when the bytes are not the ones the manifest describes. The extractor therefore never finishes on
+/// a corrupt or substituted archive, and nothing staged is committed.
+///
+/// The verdict is reached at the first end of the stream and repeated by every later read: readers
+/// such as a bare tar parser ask again after the end.
+pub struct VerifyingReader<R> {
+    inner: R,
+    digest: Digest256,
+    seen: u64,
+    expected: Manifest,
+    /// At the end: `Ok` or the mismatch.
+    verdict: Option<Result<(), String>>,
+}
+
+impl<R> VerifyingReader<R> {
+    /// Reads `inner`, an archive's bytes without the trailer, and checks them against `expected`.
+    pub fn new(inner: R, expected: Manifest) -> Self {
+        Self { inner, digest: Digest256::default(), seen: 0, expected, verdict: None }
+    }
+}
+
+impl<R> std::fmt::Debug for VerifyingReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingReader").field("seen", &self.seen).finish_non_exhaustive()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(verdict) = &self.verdict {
+            return verdict.clone().map(|()| 0).map_err(std::io::Error::other);
+        }
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        self.seen += n as u64;
+        if self.seen > self.expected.archive_bytes {
+            return Err(std::io::Error::other("the archive is longer than its manifest says"));
+        }
+        if n == 0 && !buf.is_empty() {
+            let actual = std::mem::take(&mut self.digest).hex();
+            let verdict = if self.seen != self.expected.archive_bytes || actual != self.expected.sha256 {
+                Err(format!(
+                    "SHA-256 mismatch: the manifest says {} ({} bytes), the archive is {actual} ({} bytes)",
+                    self.expected.sha256, self.expected.archive_bytes, self.seen
+                ))
+            } else {
+                Ok(())
+            };
+            return self.verdict.insert(verdict).clone().map(|()| 0).map_err(std::io::Error::other);
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,103 +578,5 @@ mod tests {
         empty.read_to_end(&mut out).unwrap();
         assert!(out.is_empty());
         assert_eq!(empty.header().and_then(|h| h.extra()).map(|e| &e[..2]), Some(&b"S3"[..]));
-    }
-}
-
-/// Hashes and counts what is written, for the manifest, and passes it on to the upload.
-pub struct SealingWriter {
-    inner: Box<dyn crate::store::Upload>,
-    seen: std::sync::Arc<std::sync::Mutex<(Digest256, u64)>>,
-}
-
-/// The digest and length of what a [`SealingWriter`] has passed on so far.
-pub type Seal = std::sync::Arc<std::sync::Mutex<(Digest256, u64)>>;
-
-impl SealingWriter {
-    /// Wraps `inner`; the returned handle reads the running digest and length.
-    pub fn new(inner: Box<dyn crate::store::Upload>) -> (Self, Seal) {
-        let seen = Seal::default();
-        (Self { inner, seen: seen.clone() }, seen)
-    }
-}
-
-impl std::fmt::Debug for SealingWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealingWriter").finish_non_exhaustive()
-    }
-}
-
-impl std::io::Write for SealingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let mut seen = self.seen.lock().expect("seal lock");
-        seen.0.update(&buf[..n]);
-        seen.1 += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl crate::store::Upload for SealingWriter {
-    fn finish(self: Box<Self>) -> Result<u64, crate::store::StoreError> {
-        self.inner.finish()
-    }
-}
-
-/// Passes an archive through while hashing it, and fails at the end — instead of reporting the end —
-/// when the bytes are not the ones the manifest describes. The extractor therefore never finishes on
-/// a corrupt or substituted archive, and nothing staged is committed.
-///
-/// The verdict is reached at the first end of the stream and repeated by every later read: readers
-/// such as a bare tar parser ask again after the end.
-pub struct VerifyingReader<R> {
-    inner: R,
-    digest: Digest256,
-    seen: u64,
-    expected: Manifest,
-    /// At the end: `Ok` or the mismatch.
-    verdict: Option<Result<(), String>>,
-}
-
-impl<R> VerifyingReader<R> {
-    /// Reads `inner`, an archive's bytes without the trailer, and checks them against `expected`.
-    pub fn new(inner: R, expected: Manifest) -> Self {
-        Self { inner, digest: Digest256::default(), seen: 0, expected, verdict: None }
-    }
-}
-
-impl<R> std::fmt::Debug for VerifyingReader<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingReader").field("seen", &self.seen).finish_non_exhaustive()
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(verdict) = &self.verdict {
-            return verdict.clone().map(|()| 0).map_err(std::io::Error::other);
-        }
-        let n = self.inner.read(buf)?;
-        self.digest.update(&buf[..n]);
-        self.seen += n as u64;
-        if self.seen > self.expected.archive_bytes {
-            return Err(std::io::Error::other("the archive is longer than its manifest says"));
-        }
-        if n == 0 && !buf.is_empty() {
-            let actual = std::mem::take(&mut self.digest).hex();
-            let verdict = if self.seen != self.expected.archive_bytes || actual != self.expected.sha256 {
-                Err(format!(
-                    "SHA-256 mismatch: the manifest says {} ({} bytes), the archive is {actual} ({} bytes)",
-                    self.expected.sha256, self.expected.archive_bytes, self.seen
-                ))
-            } else {
-                Ok(())
-            };
-            return self.verdict.insert(verdict).clone().map(|()| 0).map_err(std::io::Error::other);
-        }
-        Ok(n)
     }
 }

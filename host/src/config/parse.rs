@@ -47,7 +47,7 @@ pub fn duration(setting: &str, value: &str) -> Result<Duration, SettingError> {
 /// (`1d`, `12h`, `90m`, `0s`): how a default duration is shown (`--help`'s `[default: 12h]`).
 pub fn duration_text(value: Duration) -> String {
     let secs = value.as_secs();
-    let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")].into_iter().find(|(unit, _)| secs > 0 && secs % unit == 0).map_or((secs, "s"), |(size, unit)| (secs / size, unit));
+    let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")].into_iter().find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit)).map_or((secs, "s"), |(size, unit)| (secs / size, unit));
     format!("{count}{unit}")
 }
 

@@ -134,8 +134,6 @@ impl RestoreRequest {
     }
 }
 
-/// The archives another tool wrote that a restore accepts during a migration: plain `tar` streams of
-
 /// How a restore's fallback keys find entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fallback {

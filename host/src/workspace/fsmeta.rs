@@ -221,7 +221,7 @@ mod tests {
             fixup("h", MemberKind::Hardlink, Some("../../etc/shadow")),
             Fixup { root: 7, ..fixup("x", MemberKind::File, None) },
         ] {
-            assert!(apply_fixups(&dirs, &[bad.clone()]).is_err(), "{bad:?}");
+            assert!(apply_fixups(&dirs, std::slice::from_ref(&bad)).is_err(), "{bad:?}");
         }
         assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
     }

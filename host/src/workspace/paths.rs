@@ -67,11 +67,10 @@ pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Resul
         .into_iter()
         .map(|mut root| {
             for exclude in &excludes {
-                if let Ok(relative) = exclude.strip_prefix(&root.dir) {
-                    if let Some(relative) = relative.to_str().filter(|r| !r.is_empty()) {
+                if let Ok(relative) = exclude.strip_prefix(&root.dir)
+                    && let Some(relative) = relative.to_str().filter(|r| !r.is_empty()) {
                         root.exclude.push(relative.to_owned());
                     }
-                }
             }
             root
         })

@@ -45,11 +45,10 @@ pub fn remove_stale(roots: &[CachedRoot]) {
             let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).unwrap_or_default();
             if name.starts_with(STAGING_PREFIX) && name.ends_with(LOCK_SUFFIX) {
                 let dir = path.with_file_name(name.trim_end_matches(LOCK_SUFFIX));
-                if !dir.exists() && age > ORPHAN_LOCK_AGE {
-                    if let Some(_held) = try_lock(&path) {
+                if !dir.exists() && age > ORPHAN_LOCK_AGE
+                    && let Some(_held) = try_lock(&path) {
                         let _ = fs::remove_file(&path);
                     }
-                }
             } else if name.starts_with(STAGING_PREFIX) && is_dir {
                 let lock = lock_path(&path);
                 if lock.exists() {
@@ -155,11 +154,10 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         for dir in &self.dirs {
-            if let Err(err) = fs::remove_dir_all(dir) {
-                if err.kind() != io::ErrorKind::NotFound {
+            if let Err(err) = fs::remove_dir_all(dir)
+                && err.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(dir = %dir.display(), error = %err, "could not remove a staging directory");
                 }
-            }
         }
         // Still locked while removed; the lock goes with the file handle.
         for (path, _lock) in &self.locks {

@@ -136,11 +136,10 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     if file_credentials.is_some() && (access_key.is_some() || secret_key.is_some()) {
         return Err("only one credentials method should be used. Use either access-key and secret-key OR the credentials file (PLUGIN_FILE_CREDENTIALS)".into());
     }
-    if let Some(file) = &file_credentials {
-        if !std::path::Path::new(file).is_file() {
+    if let Some(file) = &file_credentials
+        && !std::path::Path::new(file).is_file() {
             return Err(format!("file {file} does not exist (PLUGIN_FILE_CREDENTIALS)"));
         }
-    }
 
     let owner = metadata_set(".Repo.Owner", env).or_else(|| metadata_set(".Repo.Namespace", env)).unwrap_or_default();
     let repo = metadata_set(".Repo.Name", env).unwrap_or_default();
