@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use s3cache::engine::admin::ScopeSelection;
 use s3cache::store::{BlobStore, ObjectInfo, PutOptions, StoreError, Upload};
-use s3cache::{CacheContext, GuestLimits, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Sandbox};
+use s3cache::{CacheContext, GuestLimits, RestoreOutcome, RestoreRequest, Sandbox, SaveOutcome, SaveRequest};
 
 /// Objects by name, with their bytes and write time.
 type Objects = Arc<Mutex<BTreeMap<String, (Vec<u8>, SystemTime)>>>;
@@ -61,7 +61,9 @@ impl BlobStore for MemoryStore {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let objects = self.objects.lock().unwrap();
         let found = objects.range(prefix.to_owned()..).take_while(|(name, _)| name.starts_with(prefix));
-        Ok(found.map(|(name, (bytes, modified))| ObjectInfo { name: name.clone(), size: bytes.len() as u64, modified: *modified }).collect())
+        Ok(found
+            .map(|(name, (bytes, modified))| ObjectInfo { name: name.clone(), size: bytes.len() as u64, modified: *modified })
+            .collect())
     }
     fn read(&self, object: &ObjectInfo, start: u64, end: u64) -> Result<Box<dyn Read + Send>, StoreError> {
         let objects = self.objects.lock().unwrap();
@@ -73,7 +75,12 @@ impl BlobStore for MemoryStore {
         Ok(Box::new(Cursor::new(range.to_vec())))
     }
     fn put(&self, name: &str, options: PutOptions) -> Result<Box<dyn Upload>, StoreError> {
-        Ok(Box::new(MemoryUpload { name: name.into(), bytes: Vec::new(), if_none_match: options.if_none_match, objects: self.objects.clone() }))
+        Ok(Box::new(MemoryUpload {
+            name: name.into(),
+            bytes: Vec::new(),
+            if_none_match: options.if_none_match,
+            objects: self.objects.clone(),
+        }))
     }
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         self.objects.lock().unwrap().remove(name);
@@ -84,7 +91,8 @@ impl BlobStore for MemoryStore {
 fn main() -> anyhow::Result<()> {
     let source = std::env::args().nth(1).unwrap_or_else(|| "src".into());
     let source = std::fs::canonicalize(&source)?;
-    let (parent, name) = (source.parent().expect("not the root").to_path_buf(), source.file_name().expect("a name").to_string_lossy().into_owned());
+    let (parent, name) =
+        (source.parent().expect("not the root").to_path_buf(), source.file_name().expect("a name").to_string_lossy().into_owned());
 
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::default());
     let sandbox = Arc::new(Sandbox::load(None, GuestLimits::default())?);
@@ -98,7 +106,9 @@ fn main() -> anyhow::Result<()> {
     let elsewhere = tempfile::tempdir()?;
     let restorer = CacheContext::new(store, sandbox, elsewhere.path().to_path_buf());
     match restorer.restore(&RestoreRequest::new("custom-store-demo", [name.clone()]))? {
-        RestoreOutcome::Hit(hit) => println!("restored {} into {}: {} members", hit.matched_key, elsewhere.path().join(&name).display(), hit.members),
+        RestoreOutcome::Hit(hit) => {
+            println!("restored {} into {}: {} members", hit.matched_key, elsewhere.path().join(&name).display(), hit.members)
+        }
         RestoreOutcome::Miss { reason, .. } => anyhow::bail!("miss: {reason}"),
         RestoreOutcome::Interrupted { .. } => anyhow::bail!("interrupted"),
     }

@@ -9,6 +9,8 @@ wit_bindgen::generate!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use exports::s3cache::guest::archive::{Compression, ContentSlice, Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
+pub use exports::s3cache::guest::archive::{
+    Compression, ContentSlice, Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport,
+};
 pub use exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
 pub use s3cache::guest::types::{MemberKind, Root, Timestamp};

@@ -14,11 +14,25 @@ use crate::{pack, unpack};
 const ALL: [Compression; 3] = [Compression::Zstd, Compression::Gzip, Compression::None];
 
 fn root(dir: &Path) -> Root {
-    Root { guest_dir: dir.display().to_string(), member_prefix: "workspace/target".into(), include_globs: Vec::new(), exclude_globs: Vec::new() }
+    Root {
+        guest_dir: dir.display().to_string(),
+        member_prefix: "workspace/target".into(),
+        include_globs: Vec::new(),
+        exclude_globs: Vec::new(),
+    }
 }
 
 fn member(relative: &str, kind: MemberKind, size: u64) -> Member {
-    Member { root: 0, relative: relative.into(), kind, mode: 0o644, size, mtime: Timestamp { seconds: 1_700_000_000, nanoseconds: 5 }, link_target: None, slice: None }
+    Member {
+        root: 0,
+        relative: relative.into(),
+        kind,
+        mode: 0o644,
+        size,
+        mtime: Timestamp { seconds: 1_700_000_000, nanoseconds: 5 },
+        link_target: None,
+        slice: None,
+    }
 }
 
 /// Bytes that compress a little, so that gzip and zstd have matches and literals to code.
@@ -43,7 +57,8 @@ struct Tree {
 fn tree() -> Tree {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("sub")).unwrap();
-    let files = [("a.txt", contents(1000, 1)), ("sub/b.bin", contents(300_000, 2)), ("sub/c", contents(0, 3)), ("sub/d", contents(70_000, 4))];
+    let files =
+        [("a.txt", contents(1000, 1)), ("sub/b.bin", contents(300_000, 2)), ("sub/c", contents(0, 3)), ("sub/d", contents(70_000, 4))];
     let mut members = vec![member("", MemberKind::Directory, 0), member("sub", MemberKind::Directory, 0)];
     for (name, bytes) in &files {
         fs::write(dir.path().join(name), bytes).unwrap();
@@ -256,7 +271,9 @@ fn relative_and_absolute_member_names() {
         pack::pack(&[root_named(tree.dir.path(), prefix)], files, &options, &LocalFiles::default(), &mut tar).unwrap();
         assert_eq!(names(&tar)[0], first);
         let out = tempfile::tempdir().unwrap();
-        let unpack = |prefix: &str| unpack::unpack(&[root_named(out.path(), prefix)], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16);
+        let unpack = |prefix: &str| {
+            unpack::unpack(&[root_named(out.path(), prefix)], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16)
+        };
         let other = if prefix.is_empty() { "/home/u/app" } else { "" };
         let refused = unpack(other).unwrap_err();
         // An absolute name with no root for absolute names is refused as absolute, as always.
@@ -278,7 +295,9 @@ fn relative_and_absolute_member_names() {
     fixed.set_cksum();
     tar[..512].copy_from_slice(fixed.as_bytes());
     let out = tempfile::tempdir().unwrap();
-    let refused = unpack::unpack(&[root_named(out.path(), "/")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap_err();
+    let refused =
+        unpack::unpack(&[root_named(out.path(), "/")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16)
+            .unwrap_err();
     assert!(matches!(&refused, GuestError::Rejected { member, .. } if member == "//x"), "{refused:?}");
 }
 
@@ -301,10 +320,24 @@ fn roots_sharing_a_prefix_are_told_apart_by_their_patterns() {
     let roots = [with_include(parent_a.path(), "vendor"), with_include(workspace.path(), "node_modules")];
     unpack::unpack(&roots, Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap();
     let listing = |dir: &Path| walkdir_files(dir);
-    assert_eq!((listing(parent_a.path()), listing(workspace.path())), (vec!["vendor/lib.rb".to_string()], vec!["node_modules/x.js".to_string()]));
+    assert_eq!(
+        (listing(parent_a.path()), listing(workspace.path())),
+        (vec!["vendor/lib.rb".to_string()], vec!["node_modules/x.js".to_string()])
+    );
     let fresh = tempfile::tempdir().unwrap();
-    let refused = unpack::unpack(&[with_include(fresh.path(), "vendor")], Compression::None, &limits(), &tar[..], &mut LocalFiles::default(), 1 << 16).unwrap_err();
-    assert!(matches!(&refused, GuestError::Rejected { member, reason } if member == "node_modules/x.js" && reason == "not selected by the restored path's patterns"), "{refused:?}");
+    let refused = unpack::unpack(
+        &[with_include(fresh.path(), "vendor")],
+        Compression::None,
+        &limits(),
+        &tar[..],
+        &mut LocalFiles::default(),
+        1 << 16,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&refused, GuestError::Rejected { member, reason } if member == "node_modules/x.js" && reason == "not selected by the restored path's patterns"),
+        "{refused:?}"
+    );
 }
 
 /// The regular files below `dir`, relative and sorted.
@@ -340,7 +373,14 @@ fn slices_of_a_file_concatenate_to_the_whole_member() {
     for compression in ALL {
         let mut archive = pack_part(&tree, &first, options(compression, false)).unwrap();
         let mut out = Vec::new();
-        let middle = pack::pack(&[root(tree.dir.path())], &[slice(100_000, 150_001)], &options(compression, false), &LocalFiles::default(), &mut out).unwrap();
+        let middle = pack::pack(
+            &[root(tree.dir.path())],
+            &[slice(100_000, 150_001)],
+            &options(compression, false),
+            &LocalFiles::default(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(middle.members, 0, "a slice without the headers adds no member");
         archive.extend(out);
         let mut out = Vec::new();
@@ -359,7 +399,9 @@ fn slices_of_a_file_concatenate_to_the_whole_member() {
         assert!(matches!(&refused, GuestError::Other(reason) if *reason == expected), "{refused:?}");
     }
     let directory = Member { slice: Some(ContentSlice { offset: 0, length: 1 }), ..tree.members[1].clone() };
-    assert!(matches!(pack_part(&tree, &[directory], options(Compression::Zstd, true)), Err(GuestError::Other(reason)) if reason.contains("not within the 0 bytes")));
+    assert!(
+        matches!(pack_part(&tree, &[directory], options(Compression::Zstd, true)), Err(GuestError::Other(reason)) if reason.contains("not within the 0 bytes"))
+    );
 }
 
 /// `decompress` turns each part (one or more frames or members) into exactly its tar bytes, so
@@ -370,7 +412,8 @@ fn decompress_decodes_each_part_on_its_own() {
     let tree = tree();
     let (first, second) = tree.members.split_at(3);
     for compression in [Compression::Zstd, Compression::Gzip] {
-        let parts = [pack_part(&tree, first, options(compression, false)).unwrap(), pack_part(&tree, second, options(compression, true)).unwrap()];
+        let parts =
+            [pack_part(&tree, first, options(compression, false)).unwrap(), pack_part(&tree, second, options(compression, true)).unwrap()];
         let decode = |part: &[u8], limits: &UnpackLimits| {
             let mut out = Vec::new();
             unpack::decompress(compression, limits, part, &mut out, 1 << 16).map(|n| {
@@ -401,7 +444,9 @@ fn decompress_decodes_each_part_on_its_own() {
         let small = UnpackLimits { max_total_bytes: 1000, ..limits() };
         assert!(matches!(decode(&parts[1], &small), Err(GuestError::LimitExceeded(reason)) if reason.contains("1000")));
     }
-    assert!(matches!(unpack::decompress(Compression::Zstd, &limits(), &b""[..], Vec::new(), 1 << 16), Err(GuestError::CorruptStream(reason)) if reason == "zstd: incomplete frame"));
+    assert!(
+        matches!(unpack::decompress(Compression::Zstd, &limits(), &b""[..], Vec::new(), 1 << 16), Err(GuestError::CorruptStream(reason)) if reason == "zstd: incomplete frame")
+    );
     assert!(matches!(unpack::decompress(Compression::None, &limits(), &b"x"[..], Vec::new(), 1 << 16), Err(GuestError::Other(_))));
 }
 

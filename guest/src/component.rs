@@ -4,11 +4,13 @@
 use std::io::{self, Read, Write};
 
 use crate::bindings::exports::s3cache::guest::{archive, keys};
-use crate::bindings::s3cache::guest::types::Error;
 use crate::bindings::s3cache::guest::host_files::{self, NewFile, WriteOp};
+use crate::bindings::s3cache::guest::types::Error;
 use crate::bindings::s3cache::guest::{archive_io, environment};
+use crate::bindings::{
+    Compression, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport,
+};
 use crate::files::{Digests, Directories, EntryKind, FileReader, Listing, StagingWriter};
-use crate::bindings::{Compression, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, Timestamp, UnpackLimits, UnpackReport};
 use crate::unpack::SourceFailed;
 use crate::{GuestError, pack, template, unpack, walk};
 

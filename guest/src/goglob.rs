@@ -100,7 +100,11 @@ pub fn glob(files: &dyn Directories, dir: &str, pattern: &str) -> Result<Vec<(St
             }
             let Ok(listing) = files.read_dir(dir, parent) else { continue };
             for (name, kind) in listing.entries {
-                let hit = if has_meta(component) { matches(component, &name).ok_or_else(|| invalid("syntax error in pattern"))? } else { name == component };
+                let hit = if has_meta(component) {
+                    matches(component, &name).ok_or_else(|| invalid("syntax error in pattern"))?
+                } else {
+                    name == component
+                };
                 if hit {
                     next.push((if parent.is_empty() { name } else { format!("{parent}/{name}") }, kind));
                 }

@@ -28,8 +28,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use tar::{EntryType, Header};
 
 use crate::GuestError;
-use crate::files::FileReader;
 use crate::bindings::{Compression, ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root, Timestamp};
+use crate::files::FileReader;
 
 const BLOCK: usize = 512;
 /// Files up to this size are read in batches.
@@ -42,7 +42,13 @@ const USTAR_NUMERIC_MAX: u64 = 0o77_777_777_777;
 
 /// Writes `members` as tar compressed per `options.compression` to `sink`, reading small files
 /// through `reader`.
-pub fn pack(roots: &[Root], members: &[Member], options: &PackOptions, reader: &dyn FileReader, sink: impl Write) -> Result<PackSummary, GuestError> {
+pub fn pack(
+    roots: &[Root],
+    members: &[Member],
+    options: &PackOptions,
+    reader: &dyn FileReader,
+    sink: impl Write,
+) -> Result<PackSummary, GuestError> {
     let compressed = Counting::new(sink);
     let mut tar = Counting::new(Compressor::new(options.compression, options.level, options.buffer_size as usize, compressed)?);
     let mut buffer = vec![0u8; options.buffer_size.max(64 * 1024) as usize];
@@ -148,7 +154,11 @@ impl<W: Write> Compressor<W> {
         if let Some(range) = levels(compression)
             && !range.contains(&level)
         {
-            return Err(GuestError::Other(format!("compression level {level} is not in {}..={} for {compression:?}", range.start(), range.end())));
+            return Err(GuestError::Other(format!(
+                "compression level {level} is not in {}..={} for {compression:?}",
+                range.start(),
+                range.end()
+            )));
         }
         Ok(match compression {
             Compression::Zstd => Self::Zstd { frames: FrameWriter::new(level).map_err(stream_error)?, sink },
@@ -203,7 +213,10 @@ fn content_range(member: &Member, name: &str) -> Result<ContentSlice, GuestError
     let Some(slice) = member.slice else { return Ok(ContentSlice { offset: 0, length: size }) };
     let fits = slice.offset.checked_add(slice.length).is_some_and(|end| end <= size);
     if member.kind != MemberKind::File || !fits || slice.length == 0 {
-        return Err(GuestError::Other(format!("{name}: slice {}+{} is not within the {size} bytes of a regular file", slice.offset, slice.length)));
+        return Err(GuestError::Other(format!(
+            "{name}: slice {}+{} is not within the {size} bytes of a regular file",
+            slice.offset, slice.length
+        )));
     }
     Ok(slice)
 }
@@ -239,7 +252,14 @@ pub fn member_name(prefix: &str, relative: &str) -> String {
     }
 }
 
-fn write_member(out: &mut impl Write, root: &Root, member: &Member, name: &str, contents: Option<Vec<u8>>, buffer: &mut [u8]) -> Result<(), GuestError> {
+fn write_member(
+    out: &mut impl Write,
+    root: &Root,
+    member: &Member,
+    name: &str,
+    contents: Option<Vec<u8>>,
+    buffer: &mut [u8],
+) -> Result<(), GuestError> {
     let size = if member.kind == MemberKind::File { member.size } else { 0 };
     let range = content_range(member, name)?;
     if range.offset == 0 {
@@ -348,11 +368,8 @@ pub fn format_pax_time(time: Timestamp) -> String {
         return time.seconds.to_string();
     }
     // For negative times the fraction counts away from zero: -0.5 s is seconds=-1, nanos=500_000_000.
-    let (seconds, nanos) = if time.seconds < 0 {
-        (time.seconds + 1, 1_000_000_000 - time.nanoseconds)
-    } else {
-        (time.seconds, time.nanoseconds)
-    };
+    let (seconds, nanos) =
+        if time.seconds < 0 { (time.seconds + 1, 1_000_000_000 - time.nanoseconds) } else { (time.seconds, time.nanoseconds) };
     let sign = if time.seconds < 0 && seconds == 0 { "-" } else { "" };
     let fraction = format!("{nanos:09}");
     format!("{sign}{seconds}.{}", fraction.trim_end_matches('0'))

@@ -46,9 +46,7 @@ pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, fil
         "branch": context.branch,
         "epoch": context.epoch,
     });
-    registry
-        .render_template(template, &data)
-        .map_err(|e| GuestError::InvalidTemplate(describe(&e)))
+    registry.render_template(template, &data).map_err(|e| GuestError::InvalidTemplate(describe(&e)))
 }
 
 fn describe(err: &handlebars::RenderError) -> String {
@@ -135,10 +133,8 @@ impl HelperDef for HashFiles<'_> {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        let (exclude, include): (Vec<_>, Vec<_>) = string_params(helper, "hashFiles")?
-            .into_iter()
-            .map(|p| p.trim_start_matches("./"))
-            .partition(|p| p.starts_with('!'));
+        let (exclude, include): (Vec<_>, Vec<_>) =
+            string_params(helper, "hashFiles")?.into_iter().map(|p| p.trim_start_matches("./")).partition(|p| p.starts_with('!'));
         let include: Vec<String> = include.into_iter().map(str::to_owned).collect();
         let exclude: Vec<String> = exclude.into_iter().map(|p| p[1..].trim_start_matches("./").to_owned()).collect();
         if include.is_empty() {
@@ -169,7 +165,10 @@ impl HelperDef for Md5Sum<'_> {
         let relative = file_param(helper, "md5sum")?;
         match std::fs::read(std::path::Path::new(self.workspace).join(relative.as_joined())) {
             Ok(bytes) => out.write(&hex::encode(md5::Md5::digest(&bytes)))?,
-            Err(err) => crate::logging::warn(&format!("checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache", relative.as_joined())),
+            Err(err) => crate::logging::warn(&format!(
+                "checksum \"{}\": {err}; the key gets an empty checksum, as in drone-cache",
+                relative.as_joined()
+            )),
         }
         Ok(())
     }
@@ -267,7 +266,13 @@ mod tests {
     fn renders_context_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let env = |name: &str| (name == "RUSTC").then(|| "1.95".to_string());
-        let key = render("{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}", &context(dir.path()), &env, &LocalFiles::default()).unwrap();
+        let key = render(
+            "{{ os }}-{{ arch }}-{{ branch }}-{{ epoch }}-{{ env \"RUSTC\" }}-{{ env \"NOPE\" }}",
+            &context(dir.path()),
+            &env,
+            &LocalFiles::default(),
+        )
+        .unwrap();
         assert_eq!(key, "linux-x86_64-main-1700000000-1.95-");
         let err = render("{{ nope }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
@@ -289,7 +294,10 @@ mod tests {
         both.update(Sha256::digest(b"def"));
         let expected = hex::encode(both.finalize());
         assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), expected);
-        assert_eq!(render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap())));
+        assert_eq!(
+            render("{{ hashFiles \"**/Cargo.lock\" \"!sub\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(),
+            hex::encode(Sha256::digest(hex::decode(sha_abc).unwrap()))
+        );
         assert_eq!(render("x{{ hashFiles \"*.none\" }}", &ctx, &no_env, &LocalFiles::default()).unwrap(), "x");
     }
 

@@ -21,12 +21,14 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
-use s3cache_policy::{MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target};
+use s3cache_policy::{
+    MemberPath, PathRules, Selector, Violation, sanitize_mode, validate_member_path, validate_relative, validate_symlink_target,
+};
 use tar::{Archive, EntryType};
 
 use crate::GuestError;
-use crate::files::StagingWriter;
 use crate::bindings::{Compression, Fixup, MemberKind, Root, Timestamp, UnpackLimits, UnpackReport};
+use crate::files::StagingWriter;
 
 /// The marker a source puts inside an `io::Error` when the host's stream failed, as opposed to the
 /// bytes being bad. It keeps "the download failed" apart from "the archive is corrupt".
@@ -46,7 +48,8 @@ impl std::error::Error for SourceFailed {}
 /// when another tool named members relative to each path's parent (vela-s3-cache); their include
 /// patterns then tell them apart.
 fn route(roots: &[RestoreRoot<'_>], absolute: bool, path: &MemberPath) -> Result<usize, Violation> {
-    let under: Vec<(usize, &RestoreRoot<'_>)> = roots.iter().enumerate().filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix)).collect();
+    let under: Vec<(usize, &RestoreRoot<'_>)> =
+        roots.iter().enumerate().filter(|(_, r)| r.absolute == absolute && path.starts_with(&r.prefix)).collect();
     if under.is_empty() {
         return Err(Violation::OutsideRoots);
     }
@@ -181,20 +184,20 @@ pub fn unpack(
                 if target_absolute != root.absolute {
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
-                let target = validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
+                let target =
+                    validate_member_path(target, rules).map_err(|v| GuestError::rejected(&raw_name, format!("hard link target: {v}")))?;
                 if seen.get(&target.as_joined()) != Some(&MemberKind::File) {
                     return Err(GuestError::rejected(&raw_name, Violation::BadHardLinkTarget));
                 }
-                let target = target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
+                let target =
+                    target.strip_prefix(&root.prefix).ok_or_else(|| GuestError::rejected(&raw_name, Violation::BadHardLinkTarget))?;
                 if let Some((parent, _)) = relative.rsplit_once('/') {
                     ensure_directory(root, parent, writer)?;
                 }
                 Some(target)
             }
             MemberKind::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| GuestError::rejected(&raw_name, "symlink without a target"))?;
+                let target = entry.link_name_bytes().ok_or_else(|| GuestError::rejected(&raw_name, "symlink without a target"))?;
                 let target = std::str::from_utf8(&target).map_err(|_| GuestError::rejected(&raw_name, "symlink target is not UTF-8"))?;
                 let link = validate_relative(&relative).map_err(|v| GuestError::rejected(&raw_name, v))?;
                 validate_symlink_target(&link, target).map_err(|v| GuestError::rejected(&raw_name, v))?;
@@ -235,7 +238,12 @@ pub fn unpack(
 
 /// The decompressed stream of `source`, bounded by `limits` (window and total size), its errors
 /// marked with their layer.
-fn decoder<'a>(compression: Compression, limits: &UnpackLimits, source: impl Read + 'a, buffer_size: usize) -> Result<Bounded<Box<dyn Read + 'a>>, GuestError> {
+fn decoder<'a>(
+    compression: Compression,
+    limits: &UnpackLimits,
+    source: impl Read + 'a,
+    buffer_size: usize,
+) -> Result<Bounded<Box<dyn Read + 'a>>, GuestError> {
     let layer = layer_name(compression);
     let inner: Box<dyn Read + 'a> = match compression {
         Compression::Zstd => {
@@ -253,7 +261,13 @@ fn decoder<'a>(compression: Compression, limits: &UnpackLimits, source: impl Rea
 /// `sink` and returns the bytes written. The part must end where a frame or member ends; its output
 /// is bounded by `limits.max_total_bytes`, and zstd's window by `limits.max_window_log`. Parsing is
 /// left to [`unpack`], which reads the parts' concatenation as bare tar.
-pub fn decompress(compression: Compression, limits: &UnpackLimits, source: impl Read, mut sink: impl io::Write, buffer_size: usize) -> Result<u64, GuestError> {
+pub fn decompress(
+    compression: Compression,
+    limits: &UnpackLimits,
+    source: impl Read,
+    mut sink: impl io::Write,
+    buffer_size: usize,
+) -> Result<u64, GuestError> {
     if compression == Compression::None {
         return Err(GuestError::Other("decompress needs a compressed format, not none".into()));
     }
@@ -471,7 +485,9 @@ mod tests {
     /// pax times parse back to what `pack::format_pax_time` wrote.
     #[test]
     fn parses_pax_times() {
-        for (text, seconds, nanoseconds) in [("5", 5, 0), ("5.12", 5, 120_000_000), ("-0.5", -1, 500_000_000), ("-1.75", -2, 250_000_000), ("1.0000000019", 1, 1)] {
+        for (text, seconds, nanoseconds) in
+            [("5", 5, 0), ("5.12", 5, 120_000_000), ("-0.5", -1, 500_000_000), ("-1.75", -2, 250_000_000), ("1.0000000019", 1, 1)]
+        {
             assert_eq!(parse_pax_time(text), Some(Timestamp { seconds, nanoseconds }), "{text}");
         }
         assert_eq!(parse_pax_time("x"), None);

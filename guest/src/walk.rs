@@ -41,7 +41,12 @@ pub fn selected_files(dirs: &dyn Directories, dir: &str, selector: &Selector) ->
 /// Calls `visit(relative, kind)` for every selected object under `dir`, walking only from the
 /// selector's start points and pruning excluded directories. Objects that are neither file, directory
 /// nor symlink (sockets, FIFOs, devices) and names that are not UTF-8 are skipped with a warning.
-fn walk_selected(dirs: &dyn Directories, dir: &str, selector: &Selector, visit: &mut dyn FnMut(&str, MemberKind)) -> Result<(), GuestError> {
+fn walk_selected(
+    dirs: &dyn Directories,
+    dir: &str,
+    selector: &Selector,
+    visit: &mut dyn FnMut(&str, MemberKind),
+) -> Result<(), GuestError> {
     for start in selector.walk_starts() {
         let kind = if start.is_empty() {
             MemberKind::Directory

@@ -242,7 +242,8 @@ pub mod plugins {
     pub const S3CACHE_VELA_DIR: &str = "S3CACHE_VELA_DIR";
     /// Set by Harness CI's runner: any of these tells Harness's Save/Restore Cache S3 steps from
     /// Drone running the same plugin.
-    pub const HARNESS_MARKERS: &[&str] = &["HARNESS_ACCOUNT_ID", "HARNESS_BUILD_ID", "HARNESS_PIPELINE_ID", "HARNESS_STAGE_ID", "HARNESS_WORKSPACE"];
+    pub const HARNESS_MARKERS: &[&str] =
+        &["HARNESS_ACCOUNT_ID", "HARNESS_BUILD_ID", "HARNESS_PIPELINE_ID", "HARNESS_STAGE_ID", "HARNESS_WORKSPACE"];
 
     // The AWS SDKs' own names, which the plugins also read as aliases of their settings.
     pub use super::{AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_SHARED_CREDENTIALS_FILE};
@@ -385,7 +386,9 @@ mod tests {
     /// Credentials and tokens are withheld from templates; ordinary variables are not.
     #[test]
     fn withholds_secrets_from_templates() {
-        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "NPM_AUTH", "MY_API_KEY", "db_password"] {
+        for name in
+            ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "NPM_AUTH", "MY_API_KEY", "db_password"]
+        {
             assert!(!may_expose_to_templates(name), "{name}");
         }
         for name in ["RUNNER_OS", "RUSTC_VERSION", "NODE_VERSION", "CACHE_EPOCH"] {

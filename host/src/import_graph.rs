@@ -70,7 +70,9 @@ fn uses(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>
         // `super` of `a::b` is `a`, whether `b` is a file or a folder's mod.rs.
         let parent = &own[..own.len() - 1];
         let absolute = paths_after(code, "crate::").into_iter().map(|p| p.split("::").filter(|s| !s.is_empty()).collect::<Vec<_>>());
-        let relative = paths_after(code, "super::").into_iter().map(|p| parent.iter().copied().chain(p.split("::").filter(|s| !s.is_empty())).collect::<Vec<_>>());
+        let relative = paths_after(code, "super::")
+            .into_iter()
+            .map(|p| parent.iter().copied().chain(p.split("::").filter(|s| !s.is_empty())).collect::<Vec<_>>());
         for path in absolute.chain(relative) {
             if let Some(target) = resolve(modules, &path).filter(|target| target != name) {
                 edges.entry(name.clone()).or_default().insert(target);
@@ -96,7 +98,12 @@ fn circle_below(parent: &str, edges: &BTreeMap<String, BTreeSet<String>>) -> Opt
         }
     }
     // Depth-first search; a node met again while on the current path closes a circle.
-    fn visit(node: &str, graph: &BTreeMap<String, BTreeSet<String>>, path: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
         if let Some(start) = path.iter().position(|n| n == node) {
             return Some(path[start..].iter().cloned().chain([node.to_owned()]).collect());
         }
@@ -126,7 +133,10 @@ mod tests {
         let modules = modules();
         assert!(modules.contains_key("store::s3::client") && modules.contains_key("engine"), "found: {:?}", modules.keys());
         let edges = uses(&modules);
-        assert!(edges["config"].contains("engine") && edges["store::s3::signing"].contains("store::s3::key_pair"), "uses not read: {edges:?}");
+        assert!(
+            edges["config"].contains("engine") && edges["store::s3::signing"].contains("store::s3::key_pair"),
+            "uses not read: {edges:?}"
+        );
         let mut parents: BTreeSet<String> = BTreeSet::from([String::new()]);
         for name in modules.keys() {
             let segments: Vec<&str> = name.split("::").collect();
@@ -139,9 +149,8 @@ mod tests {
     /// A circle is found, and named, when two siblings use each other through a third.
     #[test]
     fn finds_a_circle_through_a_third_module() {
-        let edges: BTreeMap<String, BTreeSet<String>> = [("a::x", "b"), ("b", "c::y"), ("c::z", "a"), ("a::x", "a")]
-            .into_iter()
-            .fold(BTreeMap::new(), |mut edges, (from, to)| {
+        let edges: BTreeMap<String, BTreeSet<String>> =
+            [("a::x", "b"), ("b", "c::y"), ("c::z", "a"), ("a::x", "a")].into_iter().fold(BTreeMap::new(), |mut edges, (from, to)| {
                 edges.entry(from.to_owned()).or_default().insert(to.to_owned());
                 edges
             });

@@ -52,20 +52,20 @@ pub mod report;
 pub mod sandbox;
 pub mod store;
 
-pub(crate) mod frontends;
 pub(crate) mod env_vars;
+pub(crate) mod frontends;
 #[cfg(test)]
 mod import_graph;
 pub(crate) mod ui;
 pub(crate) mod unique_name;
 pub(crate) mod workspace;
 
+pub use cancel::Cancel;
+pub use engine::{CacheContext, ConfigError, EngineError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 /// The `s3cache` command (`main.rs`): the command-line front end, which runs every dialect.
 #[doc(hidden)]
 pub use frontends::cli::main as command_main;
-pub use cancel::Cancel;
 pub use report::{Event, Report, Reporter};
-pub use engine::{CacheContext, ConfigError, EngineError, Hit, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
 pub use sandbox::{GuestLimits, Sandbox};
 pub use store::{BlobStore, S3Options, open as open_store};
 

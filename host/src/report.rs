@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-
 /// Something an operation reports. Texts are escaped (control characters shown, not obeyed) and the
 /// operation's secrets are scrubbed from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +191,6 @@ mod tests {
         assert_eq!(escape("über/日本"), "über/日本");
     }
 
-
     /// Registered secrets never survive into reported text; values too short to scrub safely are not
     /// kept. Each reporter has its own.
     #[test]
@@ -221,7 +219,10 @@ mod tests {
         first.request_sent("GetObject");
         second.retry("PutObject", 1, "HTTP 503");
         assert_eq!(*first_log.lock().unwrap(), [Event::Notice("using ***\\n".into()), Event::RequestSent { operation: "GetObject" }]);
-        let second_events = vec![Event::Notice("using first-secret".into()), Event::Retry { operation: "PutObject", attempt: 1, reason: "HTTP 503".into() }];
+        let second_events = vec![
+            Event::Notice("using first-secret".into()),
+            Event::Retry { operation: "PutObject", attempt: 1, reason: "HTTP 503".into() },
+        ];
         assert_eq!(*second_log.lock().unwrap(), second_events);
         assert_eq!((first.requests_sent(), second.requests_sent()), (1, 0));
     }

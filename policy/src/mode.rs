@@ -1,7 +1,6 @@
 //! Permission bits: what an extracted file or directory may get, following PEP 706's `data` filter
 //! where it fits caches.
 
-
 /// The mode to apply to an extracted object whose archived mode is `mode`.
 ///
 /// setuid, setgid and sticky bits and group/other write are cleared. Files keep group/other execute

@@ -110,10 +110,7 @@ fn walk_starts(include: &[String]) -> Vec<String> {
 
 /// `a/b/c` yields `a`, `a/b`, `a/b/c`; the empty path yields nothing.
 fn ancestors_and_self(relative: &str) -> impl Iterator<Item = &str> {
-    relative
-        .match_indices('/')
-        .map(|(i, _)| &relative[..i])
-        .chain((!relative.is_empty()).then_some(relative))
+    relative.match_indices('/').map(|(i, _)| &relative[..i]).chain((!relative.is_empty()).then_some(relative))
 }
 
 #[cfg(test)]

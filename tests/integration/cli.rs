@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use s3cache_tests::{S3Server, Machine, ServerKind};
+use s3cache_tests::{Machine, S3Server, ServerKind};
 
 /// `key` renders templates with file checksums, context variables and allowed env values.
 #[test]
@@ -12,9 +12,17 @@ fn renders_key_templates() {
     machine.env("CACHE_FLAVOR", "nightly").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "do-not-print-me-1234");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine
-        .run(&["key", "--template", "{{ os }}-{{ arch }}-{{ env \"CACHE_FLAVOR\" }}-{{ checksum \"Cargo.lock\" }}-{{ env \"AWS_SECRET_ACCESS_KEY\" }}"])
+        .run(&[
+            "key",
+            "--template",
+            "{{ os }}-{{ arch }}-{{ env \"CACHE_FLAVOR\" }}-{{ checksum \"Cargo.lock\" }}-{{ env \"AWS_SECRET_ACCESS_KEY\" }}",
+        ])
         .success();
-    let expected = format!("{}-{}-nightly-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-", std::env::consts::OS, std::env::consts::ARCH);
+    let expected = format!(
+        "{}-{}-nightly-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
     assert_eq!(run.stdout.trim(), expected);
     assert!(!run.stderr.contains("do-not-print-me"), "{}", run.stderr);
     let bad = machine.run(&["key", "--template", "{{ checksum \"missing.lock\" }}"]);
@@ -35,10 +43,16 @@ fn key_needs_no_store_or_credentials() {
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token");
     fs::write(machine.workspace().join("Cargo.lock"), "abc").unwrap();
     let run = machine.run(&["key", "--template", "deps-{{ checksum \"Cargo.lock\" }}"]);
-    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (0, "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n", ""));
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "deps-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n", "")
+    );
     // The same environment is refused by a command that needs the store.
     let list = machine.run(&["list"]);
-    assert_eq!((list.code, list.stderr.as_str()), (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n"));
+    assert_eq!(
+        (list.code, list.stderr.as_str()),
+        (2, "error: credentials from environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not\n")
+    );
 }
 
 /// `--quiet` (or `S3CACHE_QUIET=true`) prints warnings and errors only: no notices, no store
@@ -110,7 +124,11 @@ fn verbose_loses_to_s3cache_log() {
     assert!(debug_scopes(&run), "{}", run.stderr);
     machine.env("S3CACHE_LOG", "error");
     let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
-    assert!(!debug_scopes(&run) && run.stderr.contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"), "{}", run.stderr);
+    assert!(
+        !debug_scopes(&run) && run.stderr.contains("cache miss: no usable cache entry for key \"v-1\" in scopes local"),
+        "{}",
+        run.stderr
+    );
     machine.env("S3CACHE_LOG", "s3cache=[");
     let run = machine.run(&["-v", "restore", "--key", "v-1", "--path", "out"]).success();
     assert!(debug_scopes(&run), "{}", run.stderr);
@@ -225,7 +243,22 @@ fn every_command_has_help() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     let expected = [
-        "save", "restore", "key", "list", "usage", "has", "delete", "clear", "flush", "prune", "semaphore", "github-action", "completions", "man", "plugin", "help",
+        "save",
+        "restore",
+        "key",
+        "list",
+        "usage",
+        "has",
+        "delete",
+        "clear",
+        "flush",
+        "prune",
+        "semaphore",
+        "github-action",
+        "completions",
+        "man",
+        "plugin",
+        "help",
     ];
     assert_eq!(listed, expected, "{}", top.stdout);
     for command in listed.iter().filter(|c| **c != "help") {
@@ -253,7 +286,10 @@ fn completions_man_and_version() {
     assert!(bad.stderr.contains("invalid value 'tcsh'"), "{}", bad.stderr);
     let version = machine.run(&["--version"]).success();
     assert_eq!(version.stdout, format!("s3cache {}\n", env!("CARGO_PKG_VERSION")));
-    assert!(!machine.cache_dir().read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm")), "the guest was loaded");
+    assert!(
+        !machine.cache_dir().read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm")),
+        "the guest was loaded"
+    );
 }
 
 /// `--lookup-only` reports a restorable entry without touching the target, and `--summary-json`
@@ -271,7 +307,9 @@ fn lookup_only_and_json_summaries() {
     assert_eq!(saved["sha256"].as_str().map(str::len), Some(64));
 
     fs::remove_dir_all(machine.workspace().join("out")).unwrap();
-    let run = machine.run(&["restore", "--key", "deps-2", "--restore-key", "deps-", "--path", "out", "--lookup-only", "--summary-json", &summary_arg]).success();
+    let run = machine
+        .run(&["restore", "--key", "deps-2", "--restore-key", "deps-", "--path", "out", "--lookup-only", "--summary-json", &summary_arg])
+        .success();
     assert!(run.stderr.contains("cache entry deps-1 exists") && run.stderr.contains("lookup only"), "{}", run.stderr);
     assert!(!machine.workspace().join("out").exists(), "lookup-only restored something");
     let looked: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use s3cache_tests::fake_http::FakeHttp;
-use s3cache_tests::{Published, Run, S3Server, Machine, ServerKind, published};
+use s3cache_tests::{Machine, Published, Run, S3Server, ServerKind, published};
 
 /// A machine pointed at `server` with no credentials in its environment, and a tree to save.
 fn bare_machine(server: &S3Server) -> Machine {
@@ -32,7 +32,10 @@ fn sts_answer(action: &str, server: &S3Server, token: &str) -> String {
 }
 
 fn json_credentials(server: &S3Server, token: &str) -> String {
-    format!(r#"{{"Code":"Success","AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{token}","Expiration":"2030-01-01T00:00:00Z"}}"#, server.access_key, server.secret_key)
+    format!(
+        r#"{{"Code":"Success","AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{token}","Expiration":"2030-01-01T00:00:00Z"}}"#,
+        server.access_key, server.secret_key
+    )
 }
 
 /// Static keys from a named profile in ~/.aws/credentials; an empty AWS_ACCESS_KEY_ID (as
@@ -42,10 +45,18 @@ fn profile_static_keys_and_empty_env() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = bare_machine(&server);
     fs::create_dir_all(machine.home().join(".aws")).unwrap();
-    fs::write(machine.home().join(".aws/credentials"), format!("[ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    fs::write(
+        machine.home().join(".aws/credentials"),
+        format!("[ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key),
+    )
+    .unwrap();
     machine.env("AWS_PROFILE", "ci");
     assert_saved(&machine.run(&["save", "--key", "profile", "--path", "out"]), "profile");
-    fs::write(machine.home().join(".aws/credentials"), format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    fs::write(
+        machine.home().join(".aws/credentials"),
+        format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key),
+    )
+    .unwrap();
     machine.unset("AWS_PROFILE").env("AWS_ACCESS_KEY_ID", "").env("AWS_SECRET_ACCESS_KEY", "");
     assert_saved(&machine.run(&["save", "--key", "empty-env", "--path", "out"]), "empty-env");
     let run = machine.run(&["save", "--key", "x", "--path", "out", "--profile", "missing"]);
@@ -73,8 +84,13 @@ fn profile_assume_role_through_sts() {
     let sts = FakeHttp::start(move |_| (200, answer.clone()));
     let mut machine = bare_machine(&server);
     fs::create_dir_all(machine.home().join(".aws")).unwrap();
-    fs::write(machine.home().join(".aws/credentials"), "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base-secret\n").unwrap();
-    fs::write(machine.home().join(".aws/config"), "[profile deploy]\nrole_arn = arn:aws:iam::123456789012:role/cache\nsource_profile = base\nrole_session_name = ci-run\n").unwrap();
+    fs::write(machine.home().join(".aws/credentials"), "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base-secret\n")
+        .unwrap();
+    fs::write(
+        machine.home().join(".aws/config"),
+        "[profile deploy]\nrole_arn = arn:aws:iam::123456789012:role/cache\nsource_profile = base\nrole_session_name = ci-run\n",
+    )
+    .unwrap();
     machine.env("AWS_PROFILE", "deploy").env("AWS_ENDPOINT_URL_STS", sts.url());
     assert_saved(&machine.run(&["save", "--key", "assumed", "--path", "out"]), "assumed");
     let seen = sts.seen();
@@ -96,7 +112,10 @@ fn assume_role_on_top_of_the_chain() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("credentials from role arn:aws:iam::123456789012:role/ci: S3CACHE_ASSUME_ROLE_ARN needs credentials to assume it with, and the chain found none"), "{}", run.stderr);
     assert!(sts.seen().is_empty());
-    machine.env("AWS_ACCESS_KEY_ID", "AKIDENVBASE").env("AWS_SECRET_ACCESS_KEY", "env-base-secret").env("S3CACHE_ASSUME_ROLE_SESSION_NAME", "nightly");
+    machine
+        .env("AWS_ACCESS_KEY_ID", "AKIDENVBASE")
+        .env("AWS_SECRET_ACCESS_KEY", "env-base-secret")
+        .env("S3CACHE_ASSUME_ROLE_SESSION_NAME", "nightly");
     assert_saved(&machine.run(&["save", "--key", "chained", "--path", "out"]), "chained");
     let seen = sts.seen();
     assert_eq!(seen.len(), 1);
@@ -122,7 +141,11 @@ fn web_identity_and_github_masking() {
     let run = machine.run(&["save", "--key", "oidc", "--path", "out"]);
     assert_saved(&run, "oidc");
     let seen = sts.seen();
-    assert!(seen[0].body.contains("Action=AssumeRoleWithWebIdentity") && seen[0].body.contains("WebIdentityToken=eyJ%2Eoidc%2Etoken"), "{}", seen[0].body);
+    assert!(
+        seen[0].body.contains("Action=AssumeRoleWithWebIdentity") && seen[0].body.contains("WebIdentityToken=eyJ%2Eoidc%2Etoken"),
+        "{}",
+        seen[0].body
+    );
     assert!(!seen[0].head.contains("authorization:"), "must be unsigned");
     let first_lines: Vec<&str> = run.stdout.lines().take(2).collect();
     assert_eq!(first_lines, vec![format!("::add-mask::{}", server.secret_key).as_str(), "::add-mask::oidc-derived-session-token"]);
@@ -141,7 +164,11 @@ fn web_identity_without_a_token_file() {
         .env("AWS_ENDPOINT_URL_STS", sts.url());
     let run = machine.run(&["save", "--key", "x", "--path", "out"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.starts_with("error: credentials from web identity: cannot read AWS_WEB_IDENTITY_TOKEN_FILE /nonexistent/token"), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("error: credentials from web identity: cannot read AWS_WEB_IDENTITY_TOKEN_FILE /nonexistent/token"),
+        "{}",
+        run.stderr
+    );
     assert!(sts.seen().is_empty(), "STS was asked: {:?}", sts.seen().iter().map(|s| &s.head).collect::<Vec<_>>());
 }
 
@@ -153,7 +180,9 @@ fn container_credentials() {
     let answer = json_credentials(&server, "ecs-token");
     let ecs = FakeHttp::start(move |_| (200, answer.clone()));
     let mut machine = bare_machine(&server);
-    machine.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{}/v2/credentials", ecs.url())).env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-auth");
+    machine
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{}/v2/credentials", ecs.url()))
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-auth");
     assert_saved(&machine.run(&["save", "--key", "ecs", "--path", "out"]), "ecs");
     assert!(ecs.seen()[0].head.contains("authorization: container-auth"));
     for uri in ["http://10.1.2.3/creds", "http://evil.example/creds"] {
@@ -219,18 +248,21 @@ fn silent_instance_metadata_is_given_up_quickly() {
 fn failures_never_print_secrets() {
     let server = S3Server::start(ServerKind::S3sFs);
     let mut machine = bare_machine(&server);
-    machine.env("AWS_ACCESS_KEY_ID", server.access_key.clone()).env("AWS_SECRET_ACCESS_KEY", "canary-secret-5b2f").env("AWS_SESSION_TOKEN", "canary-token-8e1d");
-    let mut runs = vec![
-        machine.run(&["save", "--key", "k", "--path", "out", "-v"]),
-        machine.run(&["restore", "--key", "k", "--path", "out", "-v"]),
-    ];
+    machine
+        .env("AWS_ACCESS_KEY_ID", server.access_key.clone())
+        .env("AWS_SECRET_ACCESS_KEY", "canary-secret-5b2f")
+        .env("AWS_SESSION_TOKEN", "canary-token-8e1d");
+    let mut runs =
+        vec![machine.run(&["save", "--key", "k", "--path", "out", "-v"]), machine.run(&["restore", "--key", "k", "--path", "out", "-v"])];
     machine.env("AWS_ENDPOINT_URL", "http://127.0.0.1:1").env("S3CACHE_RETRY_BASE_MS", "1");
     runs.push(machine.run(&["save", "--key", "k", "--path", "out", "-v"]));
     machine.env("AWS_ENDPOINT_URL", server.endpoint()).env("S3CACHE_CLOCK_OFFSET_SECS", "-3600");
     runs.push(machine.run(&["restore", "--key", "k", "--path", "out", "-v"]));
     for run in runs {
         let text = format!("{}{}", run.stdout, run.stderr).to_ascii_lowercase();
-        for forbidden in ["canary-secret", "canary-token", "authorization", "x-amz-signature", "x-amz-security-token", "x-amz-credential", "signature="] {
+        for forbidden in
+            ["canary-secret", "canary-token", "authorization", "x-amz-signature", "x-amz-security-token", "x-amz-credential", "signature="]
+        {
             assert!(!text.contains(forbidden), "{forbidden} printed:\n{}", run.stderr);
         }
     }
@@ -276,8 +308,21 @@ fn publishing_options_are_applied() {
     let mut machine = bare_machine(&server);
     machine.use_server(&server, "pub");
     let args = [
-        "save", "--key", "published", "--path", "out", "--acl", "public-read", "--sse", "AES256", "--storage-class", "STANDARD_IA", "--tag", "team=ci",
-        "--metadata", "origin=test",
+        "save",
+        "--key",
+        "published",
+        "--path",
+        "out",
+        "--acl",
+        "public-read",
+        "--sse",
+        "AES256",
+        "--storage-class",
+        "STANDARD_IA",
+        "--tag",
+        "team=ci",
+        "--metadata",
+        "origin=test",
     ];
     machine.run(&args).success();
     let expected = Published {

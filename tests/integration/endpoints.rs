@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, binary, boto3};
 
 /// A loopback port nobody serves, which tells whether anything connected to it.
 struct Port {
@@ -50,7 +50,9 @@ impl Port {
                     socket.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
                     return socket;
                 }
-                Err(err) if err.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(err) if err.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Err(err) => panic!("no connection reached port {}: {err}", self.port),
             }
         }
@@ -60,7 +62,11 @@ impl Port {
 /// A machine whose store is `s3://cache-bucket/ci` with static keys, and no endpoint set yet.
 fn machine_without_endpoint() -> Machine {
     let mut machine = Machine::new();
-    machine.env("S3CACHE_STORE", "s3://cache-bucket/ci").env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret").env("AWS_REGION", "us-east-1");
+    machine
+        .env("S3CACHE_STORE", "s3://cache-bucket/ci")
+        .env("AWS_ACCESS_KEY_ID", "AKID")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+        .env("AWS_REGION", "us-east-1");
     machine
 }
 
@@ -75,7 +81,10 @@ fn no_scheme(setting: &str, url: &str) -> String {
 fn assert_refused(run: &Run, stream: &str, message: &str, port: &Port, machine: &Machine) {
     assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
     let printed = if stream == "stdout" { &run.stdout } else { &run.stderr };
-    let line = printed.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line on {stream}: {}{}", run.stdout, run.stderr));
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line on {stream}: {}{}", run.stdout, run.stderr));
     assert_eq!(line, format!("error: {message}"));
     assert!(!port.was_reached(), "a request was sent for {message}");
     assert!(!machine.workspace().join("out").exists(), "something was restored");
@@ -94,7 +103,11 @@ fn endpoints_without_a_scheme_are_refused_before_any_request() {
         ("--endpoint", localhost.clone(), no_scheme("--endpoint", &localhost)),
         ("--endpoint", format!("//{bare}"), no_scheme("--endpoint", &bare)),
         ("--endpoint", format!("ftp://{bare}"), format!("--endpoint: endpoint \"ftp://{bare}\": the scheme must be http:// or https://")),
-        ("--endpoint", format!("http:/{bare}"), format!("--endpoint: endpoint \"http:/{bare}\": expected http://host[:port] or https://host[:port], with no path or user")),
+        (
+            "--endpoint",
+            format!("http:/{bare}"),
+            format!("--endpoint: endpoint \"http:/{bare}\": expected http://host[:port] or https://host[:port], with no path or user"),
+        ),
         ("AWS_ENDPOINT_URL_S3", bare.clone(), no_scheme("AWS_ENDPOINT_URL_S3", &bare)),
         ("AWS_ENDPOINT_URL", bare.clone(), no_scheme("AWS_ENDPOINT_URL", &bare)),
     ];
@@ -110,7 +123,13 @@ fn endpoints_without_a_scheme_are_refused_before_any_request() {
     // A save and an admin verb are refused the same way.
     let machine = machine_without_endpoint();
     fs::create_dir_all(machine.workspace().join("src")).unwrap();
-    assert_refused(&machine.run(&["--endpoint", &bare, "save", "--key", "k", "--path", "src"]), "stderr", &no_scheme("--endpoint", &bare), &port, &machine);
+    assert_refused(
+        &machine.run(&["--endpoint", &bare, "save", "--key", "k", "--path", "src"]),
+        "stderr",
+        &no_scheme("--endpoint", &bare),
+        &port,
+        &machine,
+    );
     assert_refused(&machine.run(&["--endpoint", &bare, "list"]), "stderr", &no_scheme("--endpoint", &bare), &port, &machine);
     // A file:// store uses no endpoint: a stray AWS_ENDPOINT_URL does not stop it.
     let mut local = Machine::new();
@@ -139,7 +158,17 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
         (&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "cache-bucket"), ("PLUGIN_ENDPOINT", &bare)], "PLUGIN_ENDPOINT"),
         (&[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "cache-bucket"), ("CACHE_S3_SERVER", &bare)], "CACHE_S3_SERVER"),
         (&[("PLUGIN_ACTION", "download"), ("PLUGIN_BUCKET", "cache-bucket"), ("PLUGIN_PATH", "out"), ("PLUGIN_URL", &bare)], "PLUGIN_URL"),
-        (&[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "cache-bucket"), ("VELA_REPO_ORG", "acme"), ("VELA_REPO_NAME", "app"), ("S3CACHE_VELA_DIR", "/nonexistent"), ("PARAMETER_SERVER", &bare)], "PARAMETER_SERVER"),
+        (
+            &[
+                ("PARAMETER_ACTION", "restore"),
+                ("PARAMETER_BUCKET", "cache-bucket"),
+                ("VELA_REPO_ORG", "acme"),
+                ("VELA_REPO_NAME", "app"),
+                ("S3CACHE_VELA_DIR", "/nonexistent"),
+                ("PARAMETER_SERVER", &bare),
+            ],
+            "PARAMETER_SERVER",
+        ),
     ];
     for (vars, setting) in cases {
         let (machine, run) = plugin(vars);
@@ -147,7 +176,9 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
     }
 
     let mut action = Machine::new();
-    for (name, value) in [("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "out"), ("INPUT_KEY", "k"), ("INPUT_BUCKET", "cache-bucket"), ("INPUT_ENDPOINT", &bare)] {
+    for (name, value) in
+        [("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "out"), ("INPUT_KEY", "k"), ("INPUT_BUCKET", "cache-bucket"), ("INPUT_ENDPOINT", &bare)]
+    {
         action.env(name, value);
     }
     let run = action.run(&["github-action", "restore"]);
@@ -155,12 +186,21 @@ fn dialect_endpoints_without_a_scheme_are_refused() {
 
     // The Semaphore CLI prints errors on stdout; these exit 2 even without CACHE_FAIL_ON_ERROR.
     let mut semaphore = Machine::new();
-    for (name, value) in [("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_CACHE_S3_BUCKET", "cache-bucket"), ("SEMAPHORE_CACHE_S3_URL", &bare)] {
+    for (name, value) in [
+        ("SEMAPHORE_CACHE_BACKEND", "s3"),
+        ("SEMAPHORE_PROJECT_ID", "p-1"),
+        ("SEMAPHORE_CACHE_S3_BUCKET", "cache-bucket"),
+        ("SEMAPHORE_CACHE_S3_URL", &bare),
+    ] {
         semaphore.env(name, value);
     }
     let run = semaphore.run(&["semaphore", "restore", "k"]);
     assert_refused(&run, "stdout", &no_scheme("SEMAPHORE_CACHE_S3_URL", &bare), &port, &semaphore);
-    semaphore.unset("SEMAPHORE_CACHE_S3_URL").env("AWS_ENDPOINT_URL", bare.as_str()).env("AWS_ACCESS_KEY_ID", "AKID").env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret");
+    semaphore
+        .unset("SEMAPHORE_CACHE_S3_URL")
+        .env("AWS_ENDPOINT_URL", bare.as_str())
+        .env("AWS_ACCESS_KEY_ID", "AKID")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret");
     let run = semaphore.run(&["semaphore", "restore", "k"]);
     assert_refused(&run, "stdout", &no_scheme("AWS_ENDPOINT_URL", &bare), &port, &semaphore);
 }
@@ -231,7 +271,8 @@ fn a_plain_http_server_reached_with_https_says_use_http() {
     machine.env("AWS_ENDPOINT_URL", format!("https://{authority}"));
     let run = machine.run(&["restore", "--key", "k", "--path", "out", "--summary-json", "summary.json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let expected = format!("the server answered in plain HTTP: use http://{authority} instead of https://{authority} (the TLS handshake read: ");
+    let expected =
+        format!("the server answered in plain HTTP: use http://{authority} instead of https://{authority} (the TLS handshake read: ");
     let warning = run.stderr.lines().find(|l| l.starts_with("warning: cache not restored")).unwrap_or_else(|| panic!("{}", run.stderr));
     assert!(warning.contains(&format!("PlainHttpServer: {expected}")) && warning.contains("InvalidContentType"), "{warning}");
     let summary: serde_json::Value = serde_json::from_slice(&fs::read(machine.workspace().join("summary.json")).unwrap()).unwrap();
@@ -280,7 +321,12 @@ fn restore_fail_on_error_fails_a_failed_restore_not_a_miss() {
             let failed = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
             assert_eq!(failed.code, 1, "{}", failed.stderr);
             let reason = warning(&failed);
-            assert!(reason.starts_with("warning: cache not restored: ") && reason.contains("HTTP 403") && reason.contains("SignatureDoesNotMatch"), "{reason}");
+            assert!(
+                reason.starts_with("warning: cache not restored: ")
+                    && reason.contains("HTTP 403")
+                    && reason.contains("SignatureDoesNotMatch"),
+                "{reason}"
+            );
             let tolerated = machine.run(&["restore", "--key", "k", "--path", "out"]);
             assert_eq!((tolerated.code, warning(&tolerated)), (0, reason));
         }
@@ -305,7 +351,10 @@ fn restore_fail_on_error_fails_a_digest_mismatch() {
     let failed = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     let reason = warning(&failed);
-    assert!(reason.starts_with("warning: cache not restored: cache entry \"k\" was not restored: ") && reason.contains("SHA-256 mismatch"), "{reason}");
+    assert!(
+        reason.starts_with("warning: cache not restored: cache entry \"k\" was not restored: ") && reason.contains("SHA-256 mismatch"),
+        "{reason}"
+    );
     let tolerated = machine.run(&["restore", "--key", "k", "--path", "out"]);
     assert_eq!((tolerated.code, warning(&tolerated)), (0, reason));
     assert!(!machine.workspace().join("out").exists(), "nothing restored");

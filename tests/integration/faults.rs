@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use s3cache_tests::proxy::{Fault, FaultProxy, Gate, Rule};
 use s3cache_tests::tree::{noise, write_sample_tree};
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, Snapshot, boto3, snapshot};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, Snapshot, boto3, snapshot};
 
 /// The operation deadline every scenario configures.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -77,7 +77,11 @@ impl Scenario {
         let out = self.machine.workspace().join("out");
         assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "target changed: {:?}", snapshot(&out).keys());
         assert_eq!(fs::read_to_string(out.join("local-only")).unwrap(), "mine");
-        let leftovers: Vec<_> = fs::read_dir(self.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
+        let leftovers: Vec<_> = fs::read_dir(self.machine.workspace())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".s3cache"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
@@ -277,7 +281,8 @@ fn concurrent_saves_of_one_key_leave_one_whole_entry() {
     assert_eq!((slow_run.code, fast_run.code), (0, 0), "{}\n{}", slow_run.stderr, fast_run.stderr);
     let check = s.machine.scratch("check");
     let run = s.machine.run_in(&check, &["restore", "--key", "shared", "--path", "out"]).success();
-    let winner = fs::read_to_string(check.join("out/id")).unwrap_or_else(|e| panic!("{e}: {}\nslow: {}\nfast: {}", run.stderr, slow_run.stderr, fast_run.stderr));
+    let winner = fs::read_to_string(check.join("out/id"))
+        .unwrap_or_else(|e| panic!("{e}: {}\nslow: {}\nfast: {}", run.stderr, slow_run.stderr, fast_run.stderr));
     assert_eq!(winner, "slow", "the later completion is the visible object on a server without conditional writes");
     assert_eq!(snapshot(&check.join("out")), snapshot(&slow.join("out")), "the entry is one job's tree, whole");
     assert!(slow_run.stderr.contains("saved shared"), "{}", slow_run.stderr);

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use s3cache::archive::layout::Format;
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::{Entry, write_sample_tree};
-use s3cache_tests::{Run, Machine, Snapshot, snapshot};
+use s3cache_tests::{Machine, Run, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,10 @@ impl Host {
             }
             Host::Node => {
                 let script = repo().join("examples/node-host/s3cache-host.mjs");
-                assert!(repo().join("examples/node-host/node_modules").is_dir(), "examples/node-host/node_modules is missing: run `npm ci` there (scripts/test does)");
+                assert!(
+                    repo().join("examples/node-host/node_modules").is_dir(),
+                    "examples/node-host/node_modules is missing: run `npm ci` there (scripts/test does)"
+                );
                 let mut command = Command::new("node");
                 command.arg(script);
                 command
@@ -70,7 +73,8 @@ impl Host {
     /// The one JSON line a save or restore prints, without its timing.
     #[track_caller]
     fn result(self, run: &Run) -> serde_json::Value {
-        let mut value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{self:?} host output {:?}: {e}\n{}", run.stdout, run.stderr));
+        let mut value: serde_json::Value = serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("{self:?} host output {:?}: {e}\n{}", run.stdout, run.stderr));
         value.as_object_mut().expect("an object").remove("seconds");
         value
     }
@@ -104,7 +108,9 @@ fn key_workspace() -> Machine {
     let mut machine = Machine::new();
     machine.env("CACHE_EPOCH", "7").env("MY_API_KEY", "do-not-render");
     let ws = machine.workspace();
-    for (file, text) in [("Cargo.lock", "lock v1\n"), ("sub/a.lock", "a"), ("sub/deeper/b.lock", "b"), ("ignored/c.lock", "c"), ("notes.txt", "n")] {
+    for (file, text) in
+        [("Cargo.lock", "lock v1\n"), ("sub/a.lock", "a"), ("sub/deeper/b.lock", "b"), ("ignored/c.lock", "c"), ("notes.txt", "n")]
+    {
         fs::create_dir_all(ws.join(file).parent().unwrap()).unwrap();
         fs::write(ws.join(file), text).unwrap();
     }
@@ -216,10 +222,16 @@ fn refusals_match(host: Host) {
     let before = snapshot(&machine.workspace());
     let compressed_len = zstd::encode_all(&benign[..], 3).unwrap().len();
     let actual = hex::encode(Sha256::digest(zstd::encode_all(&benign[..], 3).unwrap()));
-    let mismatch = format!("SHA-256 mismatch: the manifest says {} ({compressed_len} bytes), the archive is {actual} ({compressed_len} bytes)", "ab".repeat(32));
+    let mismatch = format!(
+        "SHA-256 mismatch: the manifest says {} ({compressed_len} bytes), the archive is {actual} ({compressed_len} bytes)",
+        "ab".repeat(32)
+    );
     let cases = [
         ("dotdot", serde_json::json!({ "error": "rejected-member", "member": "workspace/target/../../evil", "reason": "`..` component" })),
-        ("escaping-link", serde_json::json!({ "error": "rejected-member", "member": "workspace/target/l", "reason": "symlink target escapes its root" })),
+        (
+            "escaping-link",
+            serde_json::json!({ "error": "rejected-member", "member": "workspace/target/l", "reason": "symlink target escapes its root" }),
+        ),
         ("forged", serde_json::json!({ "error": "stream-failed", "message": mismatch })),
     ];
     for (key, mut expected) in cases {
@@ -228,7 +240,9 @@ fn refusals_match(host: Host) {
         assert_eq!((theirs.code, host.result(&theirs)), (1, expected.clone()), "{host:?} {key}: {}", theirs.stderr);
         let ours = machine.run(&["restore", "--key", key, "--path", "target"]).success();
         let why = match expected["error"].as_str().unwrap() {
-            "rejected-member" => format!("archive member {} rejected: {}", expected["member"].as_str().unwrap(), expected["reason"].as_str().unwrap()),
+            "rejected-member" => {
+                format!("archive member {} rejected: {}", expected["member"].as_str().unwrap(), expected["reason"].as_str().unwrap())
+            }
             _ => format!("archive transfer failed: {}", expected["message"].as_str().unwrap()),
         };
         let warning = ours.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_default();
@@ -273,7 +287,8 @@ fn node_host_refuses_what_s3cache_refuses() {
 /// of tests/fixtures/policy-cases.json, which the crate's unit tests check against the crate itself.
 #[test]
 fn foreign_policies_agree_with_the_rust_crate() {
-    let python = Command::new("python3").args(["-m", "unittest", "test_policy"]).current_dir(repo().join("examples/python-host")).output().unwrap();
+    let python =
+        Command::new("python3").args(["-m", "unittest", "test_policy"]).current_dir(repo().join("examples/python-host")).output().unwrap();
     let stderr = String::from_utf8_lossy(&python.stderr);
     assert!(python.status.success() && stderr.contains("Ran 3 tests") && stderr.trim_end().ends_with("OK"), "{stderr}");
     let node = Command::new("node").args(["--test", "policy.test.mjs"]).current_dir(repo().join("examples/node-host")).output().unwrap();

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use s3cache::archive::layout::Format;
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::write_sample_tree;
-use s3cache_tests::{S3Server, Machine, ServerKind, Snapshot, boto3, snapshot};
+use s3cache_tests::{Machine, S3Server, ServerKind, Snapshot, boto3, snapshot};
 use sha2::{Digest, Sha256};
 
 /// Larger than two packing parts (8 MiB each), so the archive is several zstd frames or gzip members.
@@ -124,7 +124,12 @@ fn assert_refused(saved: &Saved, format: Format, key: &str, object: &[u8], reaso
 /// part list: the archive decodes as one stream): only the guest's own checks of the stream stand in
 /// the way.
 fn resealed(saved: &Saved, archive: &[u8]) -> Vec<u8> {
-    let manifest = Manifest { sha256: hex::encode(Sha256::digest(archive)), archive_bytes: archive.len() as u64, parts: Vec::new(), ..saved.manifest.clone() };
+    let manifest = Manifest {
+        sha256: hex::encode(Sha256::digest(archive)),
+        archive_bytes: archive.len() as u64,
+        parts: Vec::new(),
+        ..saved.manifest.clone()
+    };
     let mut object = archive.to_vec();
     object.extend(trailer::encode(&manifest).unwrap());
     object
@@ -294,7 +299,9 @@ fn tar_objects_are_plain_tar() {
     let (expected, actual) = (&saved.manifest.sha256, hex::encode(Sha256::digest(&flipped)));
     let bytes = saved.manifest.archive_bytes;
     let damage = Damage {
-        flipped: format!("archive transfer failed: SHA-256 mismatch: the manifest says {expected} ({bytes} bytes), the archive is {actual} ({bytes} bytes)"),
+        flipped: format!(
+            "archive transfer failed: SHA-256 mismatch: the manifest says {expected} ({bytes} bytes), the archive is {actual} ({bytes} bytes)"
+        ),
         cut: "tar: archive ends inside a file",
         // Without its two zero blocks.
         boundary: bytes as usize - 1024,

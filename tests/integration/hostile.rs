@@ -11,7 +11,7 @@ use std::process::Command;
 
 use s3cache::archive::trailer::{self, Manifest};
 use s3cache_tests::tree::noise;
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, Snapshot, snapshot};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, Snapshot, snapshot};
 use sha2::{Digest, Sha256};
 
 struct Victim {
@@ -417,13 +417,20 @@ fn integrity_failures_are_misses() {
     v.assert_refused(&v.restore("flipped"), "cache entry \"flipped\" was not restored: corrupt archive: zstd: ");
     // The same in a bare tar entry, which has no codec checksum: only the manifest's digest sees it.
     machine.run(&["save", "--key", "real-tar", "--format", "tar", "--path", "target"]).success();
-    let tar_name = |key: &str| s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, key, s3cache::archive::layout::Format::Tar);
+    let tar_name =
+        |key: &str| s3cache::archive::layout::entry_object(s3cache::engine::scope::LOCAL_SCOPE, key, s3cache::archive::layout::Format::Tar);
     let mut flipped_tar = fs::read(v.server.data_dir().join(&v.server.bucket).join("hostile").join(tar_name("real-tar"))).unwrap();
     flipped_tar[5000] ^= 1; // inside debug/app's content, past the headers
     v.server.put_object("hostile", &tar_name("flipped-tar"), &flipped_tar);
-    v.assert_refused(&v.restore("flipped-tar"), "cache entry \"flipped-tar\" was not restored: archive transfer failed: SHA-256 mismatch: the manifest says ");
+    v.assert_refused(
+        &v.restore("flipped-tar"),
+        "cache entry \"flipped-tar\" was not restored: archive transfer failed: SHA-256 mismatch: the manifest says ",
+    );
     v.plant_raw("truncated", &bytes[..bytes.len() - 100]);
-    v.assert_refused(&v.restore("truncated"), "local/truncated.tar.zst: the object has no s3cache trailer (not written by s3cache, truncated, or replaced)");
+    v.assert_refused(
+        &v.restore("truncated"),
+        "local/truncated.tar.zst: the object has no s3cache trailer (not written by s3cache, truncated, or replaced)",
+    );
     v.plant_raw("no-trailer", &zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap());
     v.assert_refused(&v.restore("no-trailer"), "local/no-trailer.tar.zst: the object has no s3cache trailer");
     v.plant_raw("empty", b"");
@@ -431,7 +438,13 @@ fn integrity_failures_are_misses() {
     // A manifest whose archive is missing (the object holds the trailer alone).
     let archive = zstd::encode_all(&tar_of(&[("workspace/target/f", b"x".as_slice())])[..], 3).unwrap();
     v.plant_raw("manifest-only", &trailer_for(&archive, std::env::consts::OS, &["target"], Vec::new()));
-    v.assert_refused(&v.restore("manifest-only"), &format!("local/manifest-only.tar.zst: the s3cache trailer is malformed: manifest says {} archive bytes, the object holds 0", archive.len()));
+    v.assert_refused(
+        &v.restore("manifest-only"),
+        &format!(
+            "local/manifest-only.tar.zst: the s3cache trailer is malformed: manifest says {} archive bytes, the object holds 0",
+            archive.len()
+        ),
+    );
     v.plant_raw("html", b"<html><body>502 Bad Gateway</body></html>");
     v.assert_refused(&v.restore("html"), "local/html.tar.zst: the object has no s3cache trailer");
 }
@@ -528,9 +541,11 @@ fn killed_restores_leave_the_target_untouched() {
         .spawn()
         .unwrap();
     let extracted_file = |workspace: &std::path::Path| {
-        fs::read_dir(workspace).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".s3cache-staging")).any(|staging| {
-            walkdir::WalkDir::new(staging).into_iter().filter_map(Result::ok).any(|e| e.file_type().is_file())
-        })
+        fs::read_dir(workspace)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".s3cache-staging"))
+            .any(|staging| walkdir::WalkDir::new(staging).into_iter().filter_map(Result::ok).any(|e| e.file_type().is_file()))
     };
     let waited = std::time::Instant::now();
     while !extracted_file(&v.machine.workspace()) {
@@ -544,7 +559,11 @@ fn killed_restores_leave_the_target_untouched() {
     assert_eq!(snapshot(&v.machine.workspace().join("target")), v.before[0], "the killed restore changed the target");
 
     v.machine.run(&["restore", "--key", "big", "--path", "target"]).success();
-    let leftovers: Vec<_> = fs::read_dir(v.machine.workspace()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
+    let leftovers: Vec<_> = fs::read_dir(v.machine.workspace())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".s3cache"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(snapshot(&v.machine.workspace().join("target")), saved, "the next restore is the saved tree, contents, modes and times");
 }

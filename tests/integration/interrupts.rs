@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use s3cache_tests::proxy::{Fault, FaultProxy, Rule};
 use s3cache_tests::tree::noise;
-use s3cache_tests::{S3Server, Machine, ServerKind, boto3, snapshot};
+use s3cache_tests::{Machine, S3Server, ServerKind, boto3, snapshot};
 
 /// The signals and the exit code each must give.
 const SIGNALS: [(&str, i32); 2] = [("INT", 130), ("TERM", 143)];
@@ -136,7 +136,11 @@ fn interrupted_file_save_removes_its_temp_file() {
         fs::write(machine.workspace().join("out/blob"), noise(48 << 20, 3)).unwrap();
         // zstd's highest level keeps the save busy for seconds after its first bytes are written.
         let child = machine.spawn(&["save", "--key", "k", "--path", "out", "--compression-level", "19"]);
-        let temp_file_written = || fs::read_dir(&store).is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-") && e.metadata().is_ok_and(|m| m.len() > 0)));
+        let temp_file_written = || {
+            fs::read_dir(&store).is_ok_and(|entries| {
+                entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-") && e.metadata().is_ok_and(|m| m.len() > 0))
+            })
+        };
         wait_until("the save writes its temporary file", temp_file_written);
         let sent = signal(&child, name);
         assert_interrupted(ended(child, sent), code, "interrupted: nothing saved");
@@ -167,12 +171,21 @@ fn interrupted_restore_leaves_the_target_as_it_was() {
         proxy.add(Rule::new("GET", "/local/k.tar", Fault::Delay(STUCK), usize::MAX));
         machine.env("AWS_ENDPOINT_URL", proxy.endpoint());
         let child = machine.spawn(&["restore", "--key", "k", "--path", "out"]);
-        let staging = |workspace: &Path| fs::read_dir(workspace).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".s3cache-staging-") && e.path().is_dir());
+        let staging = |workspace: &Path| {
+            fs::read_dir(workspace)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".s3cache-staging-") && e.path().is_dir())
+        };
         wait_until("the restore extracts into its staging directory", || staging(&machine.workspace()));
         let sent = signal(&child, name);
         assert_interrupted(ended(child, sent), code, "interrupted: target left as it was");
         assert_eq!(snapshot(&machine.workspace().join("out")), before, "SIG{name} changed the target");
-        let left: Vec<_> = fs::read_dir(machine.workspace()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n != "out").collect();
+        let left: Vec<_> = fs::read_dir(machine.workspace())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "out")
+            .collect();
         assert!(left.is_empty(), "SIG{name} left {left:?}");
     }
 }
@@ -215,7 +228,9 @@ fn killed_save(server: &S3Server, prefix: &str) {
     proxy.add(Rule::new("PUT", "partNumber=", Fault::Delay(STUCK), usize::MAX));
     let machine = uploader(server, &proxy, prefix);
     let child = machine.spawn(&["save", "--key", "k", "--path", "out", "--format", "tar"]);
-    let parts = format!("u = [u for u in s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []) if u['Key'] == '{prefix}/local/k.tar']\nprint(len(u) == 1 and len(s3.list_parts(Bucket=bucket, Key=u[0]['Key'], UploadId=u[0]['UploadId']).get('Parts', [])))");
+    let parts = format!(
+        "u = [u for u in s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []) if u['Key'] == '{prefix}/local/k.tar']\nprint(len(u) == 1 and len(s3.list_parts(Bucket=bucket, Key=u[0]['Key'], UploadId=u[0]['UploadId']).get('Parts', [])))"
+    );
     wait_until("the first part is stored", || boto3(server, &parts).trim() == "1");
     let sent = signal(&child, "KILL");
     let (code, _, _) = ended(child, sent);
@@ -245,11 +260,22 @@ fn killed_save_is_reported_and_pruned() {
     let usage = json(machine.run(&["usage", "--json"]));
     assert_eq!(usage["leftovers"].as_array().unwrap().len(), 1, "{usage:#}");
     let leftover = &usage["leftovers"][0];
-    assert_eq!((leftover["kind"].as_str(), leftover["object"].as_str(), leftover["bytes"].as_u64()), (Some("upload"), Some("local/k.tar"), Some(5 << 20)), "{usage:#}");
-    assert_eq!((usage["leftover_bytes"].as_u64(), usage["leftovers_unlisted"].is_null(), usage["leftover_age_secs"].as_u64()), (Some(5 << 20), true, Some(86_400)));
+    assert_eq!(
+        (leftover["kind"].as_str(), leftover["object"].as_str(), leftover["bytes"].as_u64()),
+        (Some("upload"), Some("local/k.tar"), Some(5 << 20)),
+        "{usage:#}"
+    );
+    assert_eq!(
+        (usage["leftover_bytes"].as_u64(), usage["leftovers_unlisted"].is_null(), usage["leftover_age_secs"].as_u64()),
+        (Some(5 << 20), true, Some(86_400))
+    );
     let table = machine.run(&["usage"]).success();
     assert!(table.stdout.contains("incomplete upload") && table.stdout.contains("local/k.tar"), "{}", table.stdout);
-    assert!(table.stderr.contains("1 leftovers of interrupted saves hold 5.0 MiB; prune, flush and clear remove those older than 1day"), "{}", table.stderr);
+    assert!(
+        table.stderr.contains("1 leftovers of interrupted saves hold 5.0 MiB; prune, flush and clear remove those older than 1day"),
+        "{}",
+        table.stderr
+    );
 
     machine.env("S3CACHE_LEFTOVER_AGE", "36500d");
     let young = json(machine.run(&["prune", "--max-size", "10GB", "--json"]));
@@ -309,7 +335,11 @@ fn killed_file_save_leaves_a_temp_file_that_flush_removes() {
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     fs::write(machine.workspace().join("out/blob"), noise(48 << 20, 9)).unwrap();
     let child = machine.spawn(&["save", "--key", "k", "--path", "out", "--compression-level", "19"]);
-    let temp_files = || fs::read_dir(&store).map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).count()).unwrap_or(0);
+    let temp_files = || {
+        fs::read_dir(&store)
+            .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).count())
+            .unwrap_or(0)
+    };
     wait_until("the save writes its temporary file", || temp_files() == 1);
     let sent = signal(&child, "KILL");
     ended(child, sent);

@@ -11,7 +11,11 @@ fn open(server: &S3Server, prefix: &str) -> Box<dyn BlobStore> {
     let options = S3Options {
         endpoint: Some(server.endpoint()),
         region: Some("us-east-1".into()),
-        credentials: Some(Credentials { access_key_id: server.access_key.clone(), secret_access_key: server.secret_key.clone(), session_token: None }),
+        credentials: Some(Credentials {
+            access_key_id: server.access_key.clone(),
+            secret_access_key: server.secret_key.clone(),
+            session_token: None,
+        }),
         ..S3Options::default()
     };
     s3cache::open_store(&format!("s3://{}/{prefix}", server.bucket), options).unwrap()
@@ -89,8 +93,8 @@ fn conditional_writes_keep_the_first_writer() {
 /// extracted into the mount with a notice and no digest, and refused when a member leaves the mount.
 #[test]
 fn restores_old_tools_objects_at_their_own_names() {
-    use s3cache::engine::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
     use s3cache::archive::layout::Format;
+    use s3cache::engine::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = s3cache_tests::Machine::new();
     let old = machine.scratch("old");
@@ -120,14 +124,20 @@ fn restores_old_tools_objects_at_their_own_names() {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
-            objects: vec![LegacyObject { name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() }, paths: vec!["vendor".into()], names: s3cache::engine::MemberNames::Plain }],
+            objects: vec![LegacyObject {
+                name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() },
+                paths: vec!["vendor".into()],
+                names: s3cache::engine::MemberNames::Plain,
+            }],
         }),
     };
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
     assert_eq!((hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact), ("deps-1/vendor", "", false));
     assert_eq!(std::fs::read_to_string(machine.workspace().join("vendor/lib/a.go")).unwrap(), "package lib\n");
 
-    let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap() else { panic!("a member outside the mount was accepted") };
+    let RestoreOutcome::Miss { reason, failed, .. } = context.restore(&request("deps-2")).unwrap() else {
+        panic!("a member outside the mount was accepted")
+    };
     assert!(failed && reason.contains("archive member outside.txt rejected: not selected by the restored path's patterns"), "{reason}");
     assert!(!machine.workspace().join("outside.txt").exists());
 }
@@ -165,7 +175,9 @@ fn operations_report_to_their_own_reporters() {
     assert!(matches!(restored, RestoreOutcome::Miss { failed: false, .. }), "{restored:?}");
 
     let requests = |events: &[Event]| events.iter().filter(|e| matches!(e, Event::RequestSent { .. })).count() as u64;
-    let notices = |events: &[Event]| events.iter().filter_map(|e| if let Event::Notice(text) = e { Some(text.clone()) } else { None }).collect::<Vec<_>>();
+    let notices = |events: &[Event]| {
+        events.iter().filter_map(|e| if let Event::Notice(text) = e { Some(text.clone()) } else { None }).collect::<Vec<_>>()
+    };
     let (save_events, restore_events) = (save_events.lock().unwrap().clone(), restore_events.lock().unwrap().clone());
     assert!(save_reporter.requests_sent() > 0 && restore_reporter.requests_sent() > 0);
     assert_eq!(requests(&save_events), save_reporter.requests_sent());

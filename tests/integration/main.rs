@@ -1,6 +1,8 @@
 //! One integration test binary: the real `s3cache` binary, running the real guest in wasmtime,
 //! against real S3 servers on loopback (see `s3cache_tests::servers`).
 
+mod action;
+mod admin;
 mod cli;
 mod credentials;
 mod endpoints;
@@ -10,11 +12,9 @@ mod formats;
 mod hostile;
 mod interrupts;
 mod library;
+mod names;
+mod plugins;
 mod roundtrip;
 mod sandbox;
 mod scopes;
 mod semaphore;
-mod action;
-mod admin;
-mod names;
-mod plugins;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use s3cache_tests::proxy::FaultProxy;
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, boto3};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, boto3};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
@@ -39,15 +39,20 @@ fn save(machine: &Machine, scope: &str, key: &str, content: &str) {
 /// `(scope, key)` of every entry `list --all-scopes` shows.
 fn listed(machine: &Machine) -> Vec<(String, String)> {
     let all = json(&machine.run(&["list", "--all-scopes", "--json"]).success());
-    let mut found: Vec<(String, String)> =
-        all["entries"].as_array().unwrap().iter().map(|e| (e["scope"].as_str().unwrap().to_owned(), e["key"].as_str().unwrap().to_owned())).collect();
+    let mut found: Vec<(String, String)> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["scope"].as_str().unwrap().to_owned(), e["key"].as_str().unwrap().to_owned()))
+        .collect();
     found.sort();
     found
 }
 
 /// The objects deleted by a removal verb's JSON, sorted.
 fn deleted_objects(removal: &serde_json::Value) -> Vec<String> {
-    let mut objects: Vec<String> = removal["deleted"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap().to_owned()).collect();
+    let mut objects: Vec<String> =
+        removal["deleted"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap().to_owned()).collect();
     objects.sort();
     objects
 }
@@ -64,7 +69,8 @@ fn nested_stores_see_only_their_own_entries(kind: ServerKind) {
     for ((_, name), machine) in stores.iter().zip(&machines) {
         let scopes = if *name == "root" { ["big", "s1"] } else { ["s1", "local"] };
         let mut entries = Vec::new();
-        for (scope, key) in [(scopes[0], format!("k-{name}")), (scopes[0], format!("s1/npm-{name}")), (scopes[1], format!("npm/{name}/x"))] {
+        for (scope, key) in [(scopes[0], format!("k-{name}")), (scopes[0], format!("s1/npm-{name}")), (scopes[1], format!("npm/{name}/x"))]
+        {
             save(machine, scope, &key, &format!("{name} {scope} {key}"));
             entries.push((scope.to_owned(), key));
         }
@@ -94,12 +100,17 @@ fn nested_stores_see_only_their_own_entries(kind: ServerKind) {
     assert_eq!(bucket_objects(&server), all);
 
     let objects_of = |prefix: &str, entries: &[(String, String)]| -> Vec<String> {
-        let mut names: Vec<String> = entries.iter().map(|(scope, key)| format!("{prefix}{scope}/{}.tar.zst", key.replace('/', ","))).collect();
+        let mut names: Vec<String> =
+            entries.iter().map(|(scope, key)| format!("{prefix}{scope}/{}.tar.zst", key.replace('/', ","))).collect();
         names.sort();
         names
     };
     let mut left = all.clone();
-    let removals: [(&[&str], usize); 3] = [(&["prune", "--max-size", "0", "--json"], 0), (&["flush", "--older-than", "0s", "--json"], 1), (&["clear", "--all-scopes", "--yes", "--json"], 2)];
+    let removals: [(&[&str], usize); 3] = [
+        (&["prune", "--max-size", "0", "--json"], 0),
+        (&["flush", "--older-than", "0s", "--json"], 1),
+        (&["clear", "--all-scopes", "--yes", "--json"], 2),
+    ];
     for (args, index) in removals {
         let removal = json(&machines[index].run(args).success());
         assert_eq!(deleted_objects(&removal), objects_of("", &own[index]), "{args:?} on store {:?}", stores[index].0);
@@ -142,7 +153,9 @@ fn invalid_keys_are_refused_before_any_request() {
     let dots = "a key must not have \".\" or \"..\" as a segment between slashes";
     let long_key = "k".repeat(420);
     // 601 (prefix and `/`) + 5 (`local`) + 1 + 420 + 8 (`.tar.zst`) + 5 (`.used`).
-    let too_long = format!("its object names would be up to 1040 bytes with the store prefix \"{prefix}/\", the scope and the suffix; S3 allows at most 1024");
+    let too_long = format!(
+        "its object names would be up to 1040 bytes with the store prefix \"{prefix}/\", the scope and the suffix; S3 allows at most 1024"
+    );
     // The key, the rule, and whether a restore key (a prefix, whose last segment may be partial) breaks it too.
     let cases: Vec<(&str, String, bool)> = vec![
         ("../etc", dots.into(), true),
@@ -175,7 +188,9 @@ fn invalid_keys_are_refused_before_any_request() {
     assert!(fs::read_dir(server.data_dir().join(&server.bucket)).unwrap().next().is_none(), "the bucket is not empty");
 
     // The same store takes keys that only look alike, and sends requests for them.
-    let fine = machine.run(&["restore", "--key", "v1..2/a/.cache", "--restore-key", "npm-v1/", "--restore-key", "deps/..", "--path", "deps"]).success();
+    let fine = machine
+        .run(&["restore", "--key", "v1..2/a/.cache", "--restore-key", "npm-v1/", "--restore-key", "deps/..", "--path", "deps"])
+        .success();
     assert!(fine.stderr.contains("cache miss: no usable cache entry for key \"v1..2/a/.cache\""), "{}", fine.stderr);
     assert!(!proxy.requests().is_empty());
 }
@@ -183,7 +198,12 @@ fn invalid_keys_are_refused_before_any_request() {
 /// Copies the object `from` to `to` in the bucket and deletes `from`: how an earlier s3cache's name
 /// for the same entry is made (the bytes do not name the key).
 fn rename(server: &S3Server, from: &str, to: &str) {
-    boto3(server, &format!("s3.copy_object(Bucket=bucket, Key={to:?}, CopySource={{'Bucket': bucket, 'Key': {from:?}}})\ns3.delete_object(Bucket=bucket, Key={from:?})"));
+    boto3(
+        server,
+        &format!(
+            "s3.copy_object(Bucket=bucket, Key={to:?}, CopySource={{'Bucket': bucket, 'Key': {from:?}}})\ns3.delete_object(Bucket=bucket, Key={from:?})"
+        ),
+    );
 }
 
 /// A key with `/` is saved under its encoded name and found by restore-key prefixes with or without
@@ -227,6 +247,10 @@ fn slash_named_entries_are_restored_but_never_counted() {
     let cleared = json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
     assert_eq!(deleted_objects(&cleared), ["local/npm,mac,1.tar.zst"]);
     let left = bucket_objects(&server);
-    assert_eq!(left.keys().collect::<Vec<_>>(), ["team/local/npm/linux/1.tar.zst"], "a marker was written for the slash-named entry, or it was deleted");
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["team/local/npm/linux/1.tar.zst"],
+        "a marker was written for the slash-named entry, or it was deleted"
+    );
     assert_eq!(left["team/local/npm/linux/1.tar.zst"], before["team/local/npm/linux/1.tar.zst"]);
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use s3cache_tests::fake_http::FakeHttp;
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3, snapshot};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, binary, boto3, snapshot};
 
 /// One plugin step: the binary with no arguments, the machine's environment plus `vars`.
 fn step(machine: &Machine, vars: &[(String, String)]) -> Run {
@@ -23,7 +23,11 @@ fn step(machine: &Machine, vars: &[(String, String)]) -> Run {
         command.env(name, value);
     }
     let output = command.output().expect("run s3cache");
-    Run { code: output.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&output.stdout).into_owned(), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// `pairs` with owned values, `extra` after them (later values win in the child's environment).
@@ -79,7 +83,13 @@ fn setup(kind: ServerKind) -> (S3Server, Machine, String, String) {
 /// the build, the rebuild, and a fresh checkout's restore that brings back exactly what was built.
 /// Returns the built tree's snapshot.
 #[track_caller]
-fn miss_build_rebuild_hit(machine: &Machine, secret: &str, restore: &[(String, String)], rebuild: &[(String, String)], first_line: &str) -> s3cache_tests::Snapshot {
+fn miss_build_rebuild_hit(
+    machine: &Machine,
+    secret: &str,
+    restore: &[(String, String)],
+    rebuild: &[(String, String)],
+    first_line: &str,
+) -> s3cache_tests::Snapshot {
     checkout(machine);
     let log = ok(&step(machine, restore), secret);
     assert!(log.lines().next().unwrap_or_default().contains(first_line), "{log}");
@@ -139,7 +149,13 @@ fn drone_cache_on_drone() {
     ];
     let main = |extra: &[(&str, &str)]| with(with(drone("main"), &settings), extra);
 
-    let built = miss_build_rebuild_hit(&machine, &secret, &main(&[("PLUGIN_RESTORE", "true")]), &main(&[("PLUGIN_REBUILD", "true")]), "running as meltwater drone-cache on Drone");
+    let built = miss_build_rebuild_hit(
+        &machine,
+        &secret,
+        &main(&[("PLUGIN_RESTORE", "true")]),
+        &main(&[("PLUGIN_REBUILD", "true")]),
+        "running as meltwater drone-cache on Drone",
+    );
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with(".tar"), "{listing:?}");
     // The key is drone-cache's own: `checksum` is the lockfile's MD5, so a migrated key keeps its value.
@@ -158,7 +174,16 @@ fn drone_cache_on_drone() {
     let pull_request = |extra: &[(&str, &str)]| {
         with(
             with(drone("main"), &settings),
-            &[&[("DRONE_BUILD_EVENT", "pull_request"), ("DRONE_SOURCE_BRANCH", "evil"), ("DRONE_PULL_REQUEST", "9"), ("DRONE_COMMIT_REF", "refs/pull/9/head")][..], extra].concat(),
+            &[
+                &[
+                    ("DRONE_BUILD_EVENT", "pull_request"),
+                    ("DRONE_SOURCE_BRANCH", "evil"),
+                    ("DRONE_PULL_REQUEST", "9"),
+                    ("DRONE_COMMIT_REF", "refs/pull/9/head"),
+                ][..],
+                extra,
+            ]
+            .concat(),
         )
     };
     checkout(&machine);
@@ -224,11 +249,30 @@ fn harness(server: &S3Server, branch: &str, extra: &[(&str, String)]) -> Vec<(St
 #[test]
 fn harness_save_and_restore_cache_s3() {
     let (server, machine, secret, _) = setup(ServerKind::Moto);
-    let save = |key: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into()), ("PLUGIN_OVERRIDE", "false".into())];
-    let restore = |key: &str, must: &str| vec![("PLUGIN_CACHE_KEY", key.to_owned()), ("PLUGIN_RESTORE", "true".into()), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", must.to_owned())];
+    let save = |key: &str| {
+        vec![
+            ("PLUGIN_CACHE_KEY", key.to_owned()),
+            ("PLUGIN_MOUNT", "node_modules".into()),
+            ("PLUGIN_REBUILD", "true".into()),
+            ("PLUGIN_OVERRIDE", "false".into()),
+        ]
+    };
+    let restore = |key: &str, must: &str| {
+        vec![
+            ("PLUGIN_CACHE_KEY", key.to_owned()),
+            ("PLUGIN_RESTORE", "true".into()),
+            ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", must.to_owned()),
+        ]
+    };
     let run = |extra: Vec<(&str, String)>| step(&machine, &harness(&server, "main", &extra));
 
-    let first = miss_build_rebuild_hit(&machine, &secret, &harness(&server, "main", &restore("npm-v1", "false")), &harness(&server, "main", &save("npm-v1")), "running as Harness Save/Restore Cache S3 on Harness");
+    let first = miss_build_rebuild_hit(
+        &machine,
+        &secret,
+        &harness(&server, "main", &restore("npm-v1", "false")),
+        &harness(&server, "main", &save("npm-v1")),
+        "running as Harness Save/Restore Cache S3 on Harness",
+    );
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("heads-main-") && listing[0].ends_with("/npm-v1.tar"), "{listing:?}");
 
@@ -267,7 +311,13 @@ fn drone_s3_cache_on_drone() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(drone(branch), &settings), extra);
 
-    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PLUGIN_MODE", "restore")]), &on("main", &[("PLUGIN_MODE", "rebuild")]), "running as drone-s3-cache on Drone");
+    let built = miss_build_rebuild_hit(
+        &machine,
+        &secret,
+        &on("main", &[("PLUGIN_MODE", "restore")]),
+        &on("main", &[("PLUGIN_MODE", "rebuild")]),
+        "running as drone-s3-cache on Drone",
+    );
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar"), "{listing:?}");
     checkout(&machine);
@@ -318,7 +368,13 @@ fn woodpecker_cache() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(woodpecker(branch), &settings), extra);
 
-    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PLUGIN_ACTION", "download")]), &on("main", &[("PLUGIN_ACTION", "upload")]), "running as Woodpecker's S3 cache plugin on Woodpecker");
+    let built = miss_build_rebuild_hit(
+        &machine,
+        &secret,
+        &on("main", &[("PLUGIN_ACTION", "download")]),
+        &on("main", &[("PLUGIN_ACTION", "upload")]),
+        "running as Woodpecker's S3 cache plugin on Woodpecker",
+    );
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with(".tar.zst"), "{listing:?}");
 
@@ -328,10 +384,35 @@ fn woodpecker_cache() {
     assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
 
     let pull_request = |action: &str| {
-        on("main", &[("PLUGIN_ACTION", action), ("CI_PIPELINE_EVENT", "pull_request"), ("CI_COMMIT_SOURCE_BRANCH", "evil"), ("CI_COMMIT_TARGET_BRANCH", "main"), ("CI_COMMIT_PULL_REQUEST", "5"), ("CI_COMMIT_REF", "refs/pull/5/head"), ("PLUGIN_KEY", "poison")])
+        on(
+            "main",
+            &[
+                ("PLUGIN_ACTION", action),
+                ("CI_PIPELINE_EVENT", "pull_request"),
+                ("CI_COMMIT_SOURCE_BRANCH", "evil"),
+                ("CI_COMMIT_TARGET_BRANCH", "main"),
+                ("CI_COMMIT_PULL_REQUEST", "5"),
+                ("CI_COMMIT_REF", "refs/pull/5/head"),
+                ("PLUGIN_KEY", "poison"),
+            ],
+        )
     };
     checkout(&machine);
-    let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "download"), ("CI_PIPELINE_EVENT", "pull_request"), ("CI_COMMIT_SOURCE_BRANCH", "evil"), ("CI_COMMIT_TARGET_BRANCH", "main")])), &secret);
+    let log = ok(
+        &step(
+            &machine,
+            &on(
+                "main",
+                &[
+                    ("PLUGIN_ACTION", "download"),
+                    ("CI_PIPELINE_EVENT", "pull_request"),
+                    ("CI_COMMIT_SOURCE_BRANCH", "evil"),
+                    ("CI_COMMIT_TARGET_BRANCH", "main"),
+                ],
+            ),
+        ),
+        &secret,
+    );
     assert!(log.contains("restored npm-"), "{log}");
     let log = ok(&step(&machine, &pull_request("upload")), &secret);
     assert!(log.contains("not saving") && log.contains("pull request on Woodpecker"), "{log}");
@@ -341,11 +422,23 @@ fn woodpecker_cache() {
     let drone_cache = |action: &str| {
         with(
             woodpecker("dev"),
-            &[(action, "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules"), ("PLUGIN_CACHE_KEY", "{{ .Commit.Branch }}-{{ arch }}"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)],
+            &[
+                (action, "true"),
+                ("PLUGIN_BUCKET", &server.bucket),
+                ("PLUGIN_ENDPOINT", &endpoint),
+                ("PLUGIN_MOUNT", "node_modules"),
+                ("PLUGIN_CACHE_KEY", "{{ .Commit.Branch }}-{{ arch }}"),
+                ("PLUGIN_ACCESS_KEY", &server.access_key),
+                ("PLUGIN_SECRET_KEY", &secret),
+            ],
         )
     };
     let log = ok(&step(&machine, &drone_cache("PLUGIN_REBUILD")), &secret);
-    assert!(log.contains("running as meltwater drone-cache on Woodpecker") && (log.contains("saved dev-amd64") || log.contains("saved dev-arm64")), "{log}");
+    assert!(
+        log.contains("running as meltwater drone-cache on Woodpecker")
+            && (log.contains("saved dev-amd64") || log.contains("saved dev-arm64")),
+        "{log}"
+    );
 
     // clear: deletes this key's entry in the run's scope; a second clear finds nothing and passes.
     let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "clear"), ("PLUGIN_KEY", "npm-"), ("PLUGIN_KEY_SUFFIX", "x")])), &secret);
@@ -393,18 +486,33 @@ fn vela_s3_cache() {
     ];
     let on = |branch: &str, extra: &[(&str, &str)]| with(with(vela(branch), &settings), extra);
 
-    let built = miss_build_rebuild_hit(&machine, &secret, &on("main", &[("PARAMETER_ACTION", "restore")]), &on("main", &[("PARAMETER_ACTION", "rebuild")]), "running as vela-s3-cache on Vela");
+    let built = miss_build_rebuild_hit(
+        &machine,
+        &secret,
+        &on("main", &[("PARAMETER_ACTION", "restore")]),
+        &on("main", &[("PARAMETER_ACTION", "rebuild")]),
+        "running as vela-s3-cache on Vela",
+    );
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("acme/app/heads-main-") && listing[0].ends_with("/archive.tar.gz"), "{listing:?}");
     checkout(&machine);
     ok(&step(&machine, &on("feature/x", &[("PARAMETER_ACTION", "restore")])), &secret);
     assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
 
-    let fork = [("VELA_BUILD_EVENT", "pull_request"), ("VELA_PULL_REQUEST", "4"), ("VELA_PULL_REQUEST_SOURCE", "evil"), ("VELA_PULL_REQUEST_TARGET", "main"), ("VELA_PULL_REQUEST_FORK", "true")];
+    let fork = [
+        ("VELA_BUILD_EVENT", "pull_request"),
+        ("VELA_PULL_REQUEST", "4"),
+        ("VELA_PULL_REQUEST_SOURCE", "evil"),
+        ("VELA_PULL_REQUEST_TARGET", "main"),
+        ("VELA_PULL_REQUEST_FORK", "true"),
+    ];
     checkout(&machine);
     ok(&step(&machine, &on("evil", &[&fork[..], &[("PARAMETER_ACTION", "restore")]].concat())), &secret);
     assert_eq!(snapshot(&machine.workspace().join("node_modules")), built);
-    let log = ok(&step(&machine, &on("evil", &[&fork[..], &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_FILENAME", "poison.tgz")]].concat())), &secret);
+    let log = ok(
+        &step(&machine, &on("evil", &[&fork[..], &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_FILENAME", "poison.tgz")]].concat())),
+        &secret,
+    );
     assert!(log.contains("not saving") && log.contains("fork"), "{log}");
     assert_eq!(objects(&server).len(), 1);
 
@@ -509,14 +617,36 @@ fn old_plugin_objects_restore_without_a_digest() {
 
     // vela-s3-cache's object.
     checkout(&machine);
-    let vela_step = with(vela("main"), &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", &server.bucket), ("PARAMETER_SERVER", &endpoint), ("PARAMETER_MOUNT", "node_modules"), ("PARAMETER_ACCESS_KEY", &server.access_key), ("PARAMETER_SECRET_KEY", &secret)]);
+    let vela_step = with(
+        vela("main"),
+        &[
+            ("PARAMETER_ACTION", "restore"),
+            ("PARAMETER_BUCKET", &server.bucket),
+            ("PARAMETER_SERVER", &endpoint),
+            ("PARAMETER_MOUNT", "node_modules"),
+            ("PARAMETER_ACCESS_KEY", &server.access_key),
+            ("PARAMETER_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &vela_step), &secret);
     assert!(log.contains("restoring archive.tgz without a digest check") && log.contains("vela-s3-cache wrote it"), "{log}");
     assert_eq!(contents(&machine.workspace().join("node_modules")), built);
 
     // drone-s3-cache's object, on a feature branch: its own path misses, the fallback path's is used.
     checkout(&machine);
-    let ds3 = |branch: &str| with(drone(branch), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules"), ("CACHE_S3_ACCESS_KEY", &server.access_key), ("CACHE_S3_SECRET_KEY", &secret)]);
+    let ds3 = |branch: &str| {
+        with(
+            drone(branch),
+            &[
+                ("PLUGIN_RESTORE", "true"),
+                ("PLUGIN_ROOT", &server.bucket),
+                ("PLUGIN_ENDPOINT", &endpoint),
+                ("PLUGIN_MOUNT", "node_modules"),
+                ("CACHE_S3_ACCESS_KEY", &server.access_key),
+                ("CACHE_S3_SECRET_KEY", &secret),
+            ],
+        )
+    };
     let log = ok(&step(&machine, &ds3("feature/x")), &secret);
     assert!(log.contains("restoring main/archive.tar without a digest check") && log.contains("drone-s3-cache wrote it"), "{log}");
     assert_eq!(contents(&machine.workspace().join("node_modules")), built);
@@ -529,7 +659,20 @@ fn old_plugin_objects_restore_without_a_digest() {
     let old_name = format!("app/npm-v1/{}", mount.trim_start_matches('/'));
     upload(&server, &scratch.join("npm.tgz"), &old_name);
     fs::remove_dir_all(&npm).unwrap();
-    let drone_cache = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", &mount), ("PLUGIN_CACHE_KEY", "npm-v1"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let drone_cache = with(
+        drone("main"),
+        &[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_BUCKET", &server.bucket),
+            ("PLUGIN_ENDPOINT", &endpoint),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_MOUNT", &mount),
+            ("PLUGIN_CACHE_KEY", "npm-v1"),
+            ("PLUGIN_ARCHIVE_FORMAT", "gzip"),
+            ("PLUGIN_ACCESS_KEY", &server.access_key),
+            ("PLUGIN_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &drone_cache), &secret);
     assert!(log.contains(&format!("restoring npm-v1/{} without a digest check", mount.trim_start_matches('/'))), "{log}");
     assert_eq!(fs::read_to_string(npm.join("_cacache/index")).unwrap(), "npm cache index");
@@ -543,14 +686,34 @@ fn old_plugin_objects_restore_without_a_digest() {
     let modules_name = "app/npm-v2/node_modules".to_string();
     upload(&server, &scratch.join("modules.tgz"), &modules_name);
     checkout(&machine);
-    let drone_workspace = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", "node_modules"), ("PLUGIN_CACHE_KEY", "npm-v2"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let drone_workspace = with(
+        drone("main"),
+        &[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_BUCKET", &server.bucket),
+            ("PLUGIN_ENDPOINT", &endpoint),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_MOUNT", "node_modules"),
+            ("PLUGIN_CACHE_KEY", "npm-v2"),
+            ("PLUGIN_ARCHIVE_FORMAT", "gzip"),
+            ("PLUGIN_ACCESS_KEY", &server.access_key),
+            ("PLUGIN_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &drone_workspace), &secret);
     assert!(log.contains("restoring npm-v2/node_modules without a digest check"), "{log}");
     assert_eq!(contents(&machine.workspace().join("node_modules")), built);
 
     // The old objects stay as they were; nothing was written in their layout.
     let listing = objects(&server);
-    assert_eq!(listing, vec![old_name, modules_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        listing,
+        vec![old_name, modules_name, "acme/app/archive.tgz".to_string(), "acme/app/main/archive.tar".to_string()]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Old objects that hold several mounts: drone-s3-cache's one archive per step (`tar` names below the
@@ -578,13 +741,33 @@ fn old_plugin_objects_with_several_mounts() {
     };
 
     clean();
-    let ds3 = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_MOUNT", "node_modules,tools/vendor"), ("CACHE_S3_ACCESS_KEY", &server.access_key), ("CACHE_S3_SECRET_KEY", &secret)]);
+    let ds3 = with(
+        drone("main"),
+        &[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_ROOT", &server.bucket),
+            ("PLUGIN_ENDPOINT", &endpoint),
+            ("PLUGIN_MOUNT", "node_modules,tools/vendor"),
+            ("CACHE_S3_ACCESS_KEY", &server.access_key),
+            ("CACHE_S3_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &ds3), &secret);
     assert!(log.contains("restoring main/archive.tar without a digest check"), "{log}");
     assert_eq!((contents(&workspace.join("node_modules")), contents(&workspace.join("tools/vendor"))), (modules.clone(), vendor.clone()));
 
     clean();
-    let vela_step = with(vela("main"), &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", &server.bucket), ("PARAMETER_SERVER", &endpoint), ("PARAMETER_MOUNT", "node_modules,tools/vendor"), ("PARAMETER_ACCESS_KEY", &server.access_key), ("PARAMETER_SECRET_KEY", &secret)]);
+    let vela_step = with(
+        vela("main"),
+        &[
+            ("PARAMETER_ACTION", "restore"),
+            ("PARAMETER_BUCKET", &server.bucket),
+            ("PARAMETER_SERVER", &endpoint),
+            ("PARAMETER_MOUNT", "node_modules,tools/vendor"),
+            ("PARAMETER_ACCESS_KEY", &server.access_key),
+            ("PARAMETER_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &vela_step), &secret);
     assert!(log.contains("restoring archive.tgz without a digest check"), "{log}");
     assert_eq!((contents(&workspace.join("node_modules")), contents(&workspace.join("tools/vendor"))), (modules, vendor));
@@ -598,21 +781,48 @@ fn old_plugin_objects_with_several_mounts() {
 fn harness_oidc_connector() {
     let (server, machine, secret, _) = setup(ServerKind::S3sFs);
     let answer = format!(
-        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>harness-session</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+        concat!(
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId>",
+            "<SecretAccessKey>{}</SecretAccessKey><SessionToken>harness-session</SessionToken><Expiration>2030-01-01T00:00:00Z",
+            "</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        ),
         server.access_key, server.secret_key
     );
     let sts = FakeHttp::start(move |_| (200, answer.clone()));
     build(&machine.workspace());
-    let mut settings: Vec<(String, String)> =
-        harness(&server, "main", &[("PLUGIN_CACHE_KEY", "oidc".into()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into())]).into_iter().filter(|(k, _)| k != "PLUGIN_ACCESS_KEY" && k != "PLUGIN_SECRET_KEY").collect();
-    settings.extend(vars(&[("PLUGIN_ASSUME_ROLE", "arn:aws:iam::123456789012:role/harness-cache"), ("PLUGIN_OIDC_TOKEN_ID", "eyJ.harness.oidc"), ("PLUGIN_STS_ENDPOINT", &sts.url())], &[]));
+    let mut settings: Vec<(String, String)> = harness(
+        &server,
+        "main",
+        &[("PLUGIN_CACHE_KEY", "oidc".into()), ("PLUGIN_MOUNT", "node_modules".into()), ("PLUGIN_REBUILD", "true".into())],
+    )
+    .into_iter()
+    .filter(|(k, _)| k != "PLUGIN_ACCESS_KEY" && k != "PLUGIN_SECRET_KEY")
+    .collect();
+    settings.extend(vars(
+        &[
+            ("PLUGIN_ASSUME_ROLE", "arn:aws:iam::123456789012:role/harness-cache"),
+            ("PLUGIN_OIDC_TOKEN_ID", "eyJ.harness.oidc"),
+            ("PLUGIN_STS_ENDPOINT", &sts.url()),
+        ],
+        &[],
+    ));
     let run = step(&machine, &settings);
     let log = ok(&run, &secret);
     assert!(log.contains("saved oidc"), "{log}");
     assert!(!log.contains("eyJ.harness.oidc") && !log.contains("harness-session"), "{log}");
     let seen = sts.seen();
-    assert!(seen[0].body.contains("Action=AssumeRoleWithWebIdentity") && seen[0].body.contains("WebIdentityToken=eyJ%2Eharness%2Eoidc") && seen[0].body.contains("RoleSessionName=drone%2Dcache"), "{}", seen[0].body);
-    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".s3cache-oidc-")).collect();
+    assert!(
+        seen[0].body.contains("Action=AssumeRoleWithWebIdentity")
+            && seen[0].body.contains("WebIdentityToken=eyJ%2Eharness%2Eoidc")
+            && seen[0].body.contains("RoleSessionName=drone%2Dcache"),
+        "{}",
+        seen[0].body
+    );
+    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".s3cache-oidc-"))
+        .collect();
     assert!(leftovers.is_empty(), "the token file must be removed: {leftovers:?}");
 }
 
@@ -623,7 +833,11 @@ fn harness_oidc_connector() {
 fn drone_cache_assume_role_with_static_keys() {
     let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
     let answer = format!(
-        "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>role-session-token</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>",
+        concat!(
+            "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>",
+            "<SessionToken>role-session-token</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials>",
+            "</AssumeRoleResult></AssumeRoleResponse>"
+        ),
         server.access_key, server.secret_key
     );
     let sts = FakeHttp::start(move |_| (200, answer.clone()));
@@ -650,7 +864,10 @@ fn drone_cache_assume_role_with_static_keys() {
     let seen = sts.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let body = &seen[0].body;
-    assert!(body.contains("Action=AssumeRole&") && body.contains("RoleSessionName=drone%2Dcache") && body.contains("ExternalId=ext%2D42"), "{body}");
+    assert!(
+        body.contains("Action=AssumeRole&") && body.contains("RoleSessionName=drone%2Dcache") && body.contains("ExternalId=ext%2D42"),
+        "{body}"
+    );
     assert!(seen[0].head.contains("credential=akidstepbasekey/"), "STS must be called with the step's keys: {}", seen[0].head);
     let listing = objects(&server);
     assert!(listing.len() == 1 && listing[0].starts_with("app/heads-main-") && listing[0].ends_with("/role.tar"), "{listing:?}");
@@ -668,10 +885,19 @@ fn restores_without_mount_refuse_planting() {
     let (home, workspace) = (machine.home(), machine.workspace());
     let planted = [
         ("~/.bashrc", "a restore without paths refuses ~/.bashrc: it is not a directory and lies directly in the home directory"),
-        ("~/.ssh/authorized_keys", "a restore without paths refuses the recorded path ~/.ssh/authorized_keys: it lies in ~/.ssh, which holds credentials"),
-        ("~/.aws/credentials", "a restore without paths refuses the recorded path ~/.aws/credentials: it lies in ~/.aws, which holds credentials"),
+        (
+            "~/.ssh/authorized_keys",
+            "a restore without paths refuses the recorded path ~/.ssh/authorized_keys: it lies in ~/.ssh, which holds credentials",
+        ),
+        (
+            "~/.aws/credentials",
+            "a restore without paths refuses the recorded path ~/.aws/credentials: it lies in ~/.aws, which holds credentials",
+        ),
         ("~/.local/bin/x", "a restore without paths refuses the recorded path ~/.local/bin/x: it lies in ~/.local/bin, which is on PATH"),
-        (".git/hooks/pre-commit", "a restore without paths refuses the recorded path .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration"),
+        (
+            ".git/hooks/pre-commit",
+            "a restore without paths refuses the recorded path .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration",
+        ),
         ("~", "a restore without paths refuses the recorded path ~: it is the home directory"),
     ];
     let on_disk = |mount: &str| match mount.strip_prefix("~/") {
@@ -683,10 +909,17 @@ fn restores_without_mount_refuse_planting() {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, format!("planted at {mount}\n")).unwrap();
     }
-    let run = |extra: &[(&str, &str)]| step(&machine, &harness(&server, "main", &extra.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>()));
+    let run = |extra: &[(&str, &str)]| {
+        step(&machine, &harness(&server, "main", &extra.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>()))
+    };
     for (i, (mount, _)) in planted.iter().enumerate() {
         let log = ok(&run(&[("PLUGIN_CACHE_KEY", &format!("plant-{i}")), ("PLUGIN_MOUNT", mount), ("PLUGIN_REBUILD", "true")]), &secret);
-        assert!(log.contains("saved ") && log.contains("warning: a restore without paths refuses ") && log.contains("this entry restores only with its paths given (--path, mount)"), "{mount}: {log}");
+        assert!(
+            log.contains("saved ")
+                && log.contains("warning: a restore without paths refuses ")
+                && log.contains("this entry restores only with its paths given (--path, mount)"),
+            "{mount}: {log}"
+        );
     }
 
     // Harness sets PLUGIN_EXIT_CODE=true, so a refused entry (a failed restore, not a plain miss)
@@ -697,7 +930,10 @@ fn restores_without_mount_refuse_planting() {
         assert_eq!(refused.code, 1, "{mount}: {}\n{}", refused.stdout, refused.stderr);
         no_secret(&refused, &secret);
         let log = format!("{}{}", refused.stdout, refused.stderr);
-        assert!(log.lines().any(|l| l.starts_with("warning: cache not restored: ") && l.contains(refusal)), "{mount}: no refusal {refusal:?} in:\n{log}");
+        assert!(
+            log.lines().any(|l| l.starts_with("warning: cache not restored: ") && l.contains(refusal)),
+            "{mount}: no refusal {refusal:?} in:\n{log}"
+        );
         assert!(!log.contains("restored plant-"), "{log}");
         assert_eq!(machine.dotfiles(), before, "{mount} changed the home directory or the workspace");
     }
@@ -723,7 +959,20 @@ fn restores_without_mount_refuse_planting() {
     gnu_tar(&home, &["czPf", scratch.join("ssh.tgz").to_str().unwrap(), &mount]);
     upload(&server, &scratch.join("ssh.tgz"), &format!("app/ssh-v1/{}", mount.trim_start_matches('/')));
     fs::remove_dir_all(&ssh).unwrap();
-    let drone_cache = with(drone("main"), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", &server.bucket), ("PLUGIN_ENDPOINT", &endpoint), ("PLUGIN_PATH_STYLE", "true"), ("PLUGIN_MOUNT", &mount), ("PLUGIN_CACHE_KEY", "ssh-v1"), ("PLUGIN_ARCHIVE_FORMAT", "gzip"), ("PLUGIN_ACCESS_KEY", &server.access_key), ("PLUGIN_SECRET_KEY", &secret)]);
+    let drone_cache = with(
+        drone("main"),
+        &[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_BUCKET", &server.bucket),
+            ("PLUGIN_ENDPOINT", &endpoint),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_MOUNT", &mount),
+            ("PLUGIN_CACHE_KEY", "ssh-v1"),
+            ("PLUGIN_ARCHIVE_FORMAT", "gzip"),
+            ("PLUGIN_ACCESS_KEY", &server.access_key),
+            ("PLUGIN_SECRET_KEY", &secret),
+        ],
+    );
     let log = ok(&step(&machine, &drone_cache), &secret);
     assert!(log.contains("without a digest check"), "{log}");
     assert_eq!(fs::read_to_string(ssh.join("authorized_keys")).unwrap(), "planted at ~/.ssh/authorized_keys\n");

@@ -5,7 +5,7 @@ use std::fs;
 use std::process::Command;
 
 use s3cache_tests::tree::{noise, write_sample_tree};
-use s3cache_tests::{S3Server, Machine, ServerKind, boto3, snapshot};
+use s3cache_tests::{Machine, S3Server, ServerKind, boto3, snapshot};
 
 /// Larger than two 8 MiB parts once compressed (random bytes do not compress), so saves go multipart.
 const LARGE: usize = 20 << 20;
@@ -41,7 +41,9 @@ fn round_trip(kind: ServerKind) {
     assert_eq!(by_gnu_tar.keys().collect::<Vec<_>>(), saved.keys().collect::<Vec<_>>());
     for (path, entry) in &saved {
         if let s3cache_tests::tree::Entry::File { content_hash, .. } = entry {
-            let s3cache_tests::tree::Entry::File { content_hash: theirs, .. } = &by_gnu_tar[path] else { panic!("{path} is not a file for GNU tar") };
+            let s3cache_tests::tree::Entry::File { content_hash: theirs, .. } = &by_gnu_tar[path] else {
+                panic!("{path} is not a file for GNU tar")
+            };
             assert_eq!(content_hash, theirs, "{path}");
         }
     }
@@ -51,7 +53,8 @@ fn round_trip(kind: ServerKind) {
     let run = machine.run_in(&elsewhere, &["restore", "--key", "tree-v1", "--path", "project"]).success();
     assert!(run.stderr.contains("restored tree-v1 (exact match)"), "{}", run.stderr);
     assert_eq!(snapshot(&elsewhere.join("project")), saved);
-    let leftovers: Vec<_> = fs::read_dir(&elsewhere).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
+    let leftovers: Vec<_> =
+        fs::read_dir(&elsewhere).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".s3cache")).collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
 

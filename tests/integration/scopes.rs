@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use s3cache_tests::{S3Server, Machine, ServerKind, boto3};
+use s3cache_tests::{Machine, S3Server, ServerKind, boto3};
 
 /// A machine in a GitHub Actions job for `reference`, with an event payload.
 fn job(server: &S3Server, reference: &str, event_name: &str, event: serde_json::Value) -> Machine {
@@ -65,10 +65,13 @@ fn branches_are_isolated_and_fall_back_to_the_default_branch() {
     assert_eq!(listing.matches("/deps-1.tar.zst").count(), 2, "{listing}");
 
     let feature_b = job(&server, "refs/heads/feature/b", "push", push_event());
-    let run = feature_b.run(&["restore", "--key", "deps-9", "--restore-key", "deps-", "--path", "deps", "--summary-json", "summary.json"]).success();
+    let run = feature_b
+        .run(&["restore", "--key", "deps-9", "--restore-key", "deps-", "--path", "deps", "--summary-json", "summary.json"])
+        .success();
     assert!(run.stderr.contains("restored deps-1 (fallback for deps-9)"), "{}", run.stderr);
     assert_eq!(restored(&feature_b).as_deref(), Some("main"), "a sibling's newer entry was used");
-    let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(feature_b.workspace().join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(feature_b.workspace().join("summary.json")).unwrap()).unwrap();
     assert!(summary["scope"].as_str().unwrap().starts_with("heads-main-"), "{summary}");
 
     // The default branch never reads a feature branch's scope.

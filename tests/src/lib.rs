@@ -116,7 +116,11 @@ impl Machine {
         let (home, workspace) = (self.home(), self.workspace());
         std::fs::remove_dir_all(&home).expect("remove the home directory");
         let _ = std::fs::remove_dir_all(workspace.join(".git"));
-        for (path, content) in [(home.join(".bashrc"), "# mine\n"), (home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA mine\n"), (workspace.join(".git/HEAD"), "ref: refs/heads/main\n")] {
+        for (path, content) in [
+            (home.join(".bashrc"), "# mine\n"),
+            (home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA mine\n"),
+            (workspace.join(".git/HEAD"), "ref: refs/heads/main\n"),
+        ] {
             std::fs::create_dir_all(path.parent().unwrap()).expect("create a directory");
             std::fs::write(path, content).expect("write a file");
         }
@@ -172,7 +176,12 @@ impl Machine {
     /// test that signals or kills it while it works.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         let mut command = Command::new(binary());
-        command.args(args).current_dir(self.workspace()).env_clear().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+            .args(args)
+            .current_dir(self.workspace())
+            .env_clear()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         for (name, value) in self.machine_env() {
             command.env(name, value);
         }
@@ -188,7 +197,8 @@ impl Machine {
     /// stdin, stdout and stderr are a terminal; `stdout` is what the terminal showed, both streams.
     pub fn run_on_terminal(&self, args: &[&str]) -> Run {
         let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
-        let line: Vec<String> = std::iter::once(binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).map(|w| quote(&w)).collect();
+        let line: Vec<String> =
+            std::iter::once(binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).map(|w| quote(&w)).collect();
         let mut command = Command::new("script");
         command.args(["--quiet", "--return", "--command", &line.join(" "), "/dev/null"]).current_dir(self.workspace()).env_clear();
         for (name, value) in self.machine_env() {
@@ -207,7 +217,11 @@ impl Default for Machine {
 /// Runs a Python snippet with boto3 (the independent client) and returns its stdout.
 pub fn boto3(server: &S3Server, script: &str) -> String {
     let prelude = format!(
-        "import boto3, json, sys\nfrom botocore.config import Config\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{}', aws_secret_access_key='{}', region_name='us-east-1', config=Config(s3={{'addressing_style': 'path'}}))\nbucket = '{}'\n",
+        concat!(
+            "import boto3, json, sys\nfrom botocore.config import Config\ns3 = boto3.client('s3', endpoint_url='{}', ",
+            "aws_access_key_id='{}', aws_secret_access_key='{}', region_name='us-east-1', config=Config(s3={{'addressing_style': ",
+            "'path'}}))\nbucket = '{}'\n"
+        ),
         server.endpoint(),
         server.access_key,
         server.secret_key,

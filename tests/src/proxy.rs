@@ -161,9 +161,8 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
     let mut state = state.lock().unwrap();
     let mut chosen = None;
     for rule in state.rules.iter_mut() {
-        let matches = rule.times > 0
-            && rule.method.is_none_or(|m| m == method)
-            && rule.target_contains.as_deref().is_none_or(|t| target.contains(t));
+        let matches =
+            rule.times > 0 && rule.method.is_none_or(|m| m == method) && rule.target_contains.as_deref().is_none_or(|t| target.contains(t));
         if matches {
             rule.times = rule.times.saturating_sub(1);
             chosen = Some(rule.fault.clone());
@@ -171,17 +170,18 @@ fn choose(state: &Mutex<State>, method: &str, target: &str) -> Option<Fault> {
         }
     }
     if chosen.is_none()
-        && let Some((refuse, stall, seed)) = state.random.as_mut() {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            let roll = (*seed % 10_000) as f64 / 10_000.0;
-            if roll < *refuse {
-                chosen = Some(Fault::Refuse);
-            } else if roll < *refuse + *stall {
-                chosen = Some(Fault::Stall { after: 0.1 });
-            }
+        && let Some((refuse, stall, seed)) = state.random.as_mut()
+    {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let roll = (*seed % 10_000) as f64 / 10_000.0;
+        if roll < *refuse {
+            chosen = Some(Fault::Refuse);
+        } else if roll < *refuse + *stall {
+            chosen = Some(Fault::Stall { after: 0.1 });
         }
+    }
     state.log.push(format!("{method} {target} -> {}", chosen.as_ref().map_or("pass".to_string(), |f| format!("{f:?}"))));
     chosen
 }
@@ -250,7 +250,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &
             return;
         }
         Some(Fault::Status { status, code }) => {
-            let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>");
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+            );
             let _ = client.write_all(&canned(*status, "application/xml", &xml));
             return;
         }

@@ -111,7 +111,11 @@ impl S3Server {
         use std::io::Write;
         let options = s3cache::store::S3Options {
             endpoint: Some(self.endpoint()),
-            credentials: Some(s3cache::store::Credentials { access_key_id: self.access_key.clone(), secret_access_key: self.secret_key.clone(), session_token: None }),
+            credentials: Some(s3cache::store::Credentials {
+                access_key_id: self.access_key.clone(),
+                secret_access_key: self.secret_key.clone(),
+                session_token: None,
+            }),
             ..s3cache::store::S3Options::default()
         };
         let store = s3cache::open_store(&format!("s3://{}/{prefix}", self.bucket), options).expect("open the store");

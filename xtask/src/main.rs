@@ -12,7 +12,9 @@ use wit_component::ComponentEncoder;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [command, core, out] if command == "componentize" => componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER),
+        [command, core, out] if command == "componentize" => {
+            componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+        }
         [command, core, out] if command == "componentize-command" => {
             componentize(PathBuf::from(core), PathBuf::from(out), WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
         }

@@ -189,7 +189,10 @@ mod tests {
             object("local/c/d.tar.used", 900),
         ];
         let summary = |entries: Vec<Entry>| -> Vec<(String, String, u64)> {
-            entries.into_iter().map(|e| (e.object.name, e.name.key, e.last_used.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())).collect()
+            entries
+                .into_iter()
+                .map(|e| (e.object.name, e.name.key, e.last_used.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()))
+                .collect()
         };
         assert_eq!(summary(entries(listed.clone(), Layout::Scoped)), vec![("local/a,b.tar.zst".into(), "a/b".into(), 300)]);
         assert_eq!(

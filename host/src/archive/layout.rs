@@ -347,7 +347,9 @@ mod tests {
     /// Objects s3cache does not write are foreign, so that a shared bucket keeps them.
     #[test]
     fn foreign_objects() {
-        for name in ["README", "logs/2026.txt", "local/.tar.zst", "../x/k.tar.zst", "a b/k.tar", "local/k.zip", "k.tar.zst", "local/k.tar.zst.bak"] {
+        for name in
+            ["README", "logs/2026.txt", "local/.tar.zst", "../x/k.tar.zst", "a b/k.tar", "local/k.zip", "k.tar.zst", "local/k.tar.zst.bak"]
+        {
             assert_eq!(classify(name), StoreObject::Foreign, "{name}");
         }
     }
@@ -401,7 +403,8 @@ mod tests {
         assert_eq!(Layout::Scoped.classify_slash_named("local/a/b.tar.gz"), StoreObject::Entry(entry.clone()));
         assert_eq!(Layout::Scoped.classify_slash_named("local/a/b.tar.gz.used"), StoreObject::Marker(entry));
         assert_eq!(Layout::Scoped.classify("local/a/b.tar.gz"), StoreObject::Foreign);
-        for name in ["local/k.tar.zst", "local/a,b.tar.zst", "local/a/b,c.tar.zst", "local/a/b.zip", "no scope/a/b.tar", "local/a/\tb.tar"] {
+        for name in ["local/k.tar.zst", "local/a,b.tar.zst", "local/a/b,c.tar.zst", "local/a/b.zip", "no scope/a/b.tar", "local/a/\tb.tar"]
+        {
             assert_eq!(Layout::Scoped.classify_slash_named(name), StoreObject::Foreign, "{name}");
         }
         assert_eq!(Layout::Flat.classify_slash_named("local/a/b.tar.gz"), StoreObject::Foreign);
@@ -423,7 +426,9 @@ mod tests {
     fn flat_layout() {
         assert_eq!(Layout::Flat.entry_object("ignored", "gems-main-abc", Format::Gzip), "gems-main-abc");
         assert_eq!(Layout::Flat.marker("gems-main-abc"), None);
-        assert!(matches!(Layout::Flat.classify("gems-main-abc"), StoreObject::Entry(EntryName { ref key, format: None, .. }) if key == "gems-main-abc"));
+        assert!(
+            matches!(Layout::Flat.classify("gems-main-abc"), StoreObject::Entry(EntryName { ref key, format: None, .. }) if key == "gems-main-abc")
+        );
         assert_eq!(Layout::Flat.classify("a/b"), StoreObject::Foreign);
         assert_eq!(Layout::Flat.classify(""), StoreObject::Foreign);
     }

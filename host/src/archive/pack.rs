@@ -249,12 +249,7 @@ mod tests {
         let parts = split_parts(&members, 4096);
         assert_eq!(
             parts,
-            vec![
-                vec![whole(0), slice(1, 0, 2072)],
-                vec![slice(1, 2072, 4096)],
-                vec![slice(1, 6168, 3832), whole(2)],
-                vec![whole(3)],
-            ]
+            vec![vec![whole(0), slice(1, 0, 2072)], vec![slice(1, 2072, 4096)], vec![slice(1, 6168, 3832), whole(2)], vec![whole(3)],]
         );
         let covered: u64 = parts.iter().flatten().filter(|p| p.member == 1).map(|p| p.slice.unwrap().length).sum();
         assert_eq!(covered, 10_000);

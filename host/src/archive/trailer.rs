@@ -252,9 +252,13 @@ pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
     if Layout::of(format) != layout {
         return Err(TrailerError::Malformed(format!("a {} manifest in a {} trailer", manifest.compression, layout.describe())));
     }
-    let archive_end = object_size.checked_sub(trailer_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
+    let archive_end =
+        object_size.checked_sub(trailer_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
     if manifest.archive_bytes != archive_end {
-        return Err(TrailerError::Malformed(format!("manifest says {} archive bytes, the object holds {archive_end}", manifest.archive_bytes)));
+        return Err(TrailerError::Malformed(format!(
+            "manifest says {} archive bytes, the object holds {archive_end}",
+            manifest.archive_bytes
+        )));
     }
     check_parts(&manifest)?;
     Ok(manifest)
@@ -465,8 +469,14 @@ mod tests {
         for format in Format::ALL {
             let whole = object(&[7; 5], &manifest(5, format));
             let size = whole.len() as u64;
-            assert_eq!(decode(&whole, size + 1), Err(TrailerError::Malformed("manifest says 5 archive bytes, the object holds 6".into())), "{format}");
-            let expected = Err(TrailerError::Malformed(if format == Format::Gzip { "bad gzip member header" } else { "bad skippable frame header" }.into()));
+            assert_eq!(
+                decode(&whole, size + 1),
+                Err(TrailerError::Malformed("manifest says 5 archive bytes, the object holds 6".into())),
+                "{format}"
+            );
+            let expected = Err(TrailerError::Malformed(
+                if format == Format::Gzip { "bad gzip member header" } else { "bad skippable frame header" }.into(),
+            ));
             let mut broken = whole.clone();
             broken[5] ^= 1;
             assert_eq!(decode(&broken, size), expected, "{format}");

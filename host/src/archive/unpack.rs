@@ -52,7 +52,6 @@ struct Source {
 /// Extracts an archive of `compression` whose parts have the compressed lengths `parts` (adding up to
 /// the archive read from `source`): `workers` instances from `decoder` decompress the parts, and
 /// `parser` extracts their concatenation under `roots`.
-#[allow(clippy::too_many_arguments)]
 pub fn unpack(
     decoder: &(dyn Fn() -> Result<GuestInstance, SandboxError> + Sync),
     parser: &mut GuestInstance,
@@ -121,7 +120,9 @@ fn decode_parts(
                     Some(guest) => Ok(guest),
                     None => decoder().map(|g| guest.insert(g)),
                 }
-                .and_then(|guest| guest.decompress(compression, limits, Box::new(PartSource { bytes: input, at: 0 }), Box::new(PartSink(sender.clone()))))
+                .and_then(|guest| {
+                    guest.decompress(compression, limits, Box::new(PartSource { bytes: input, at: 0 }), Box::new(PartSink(sender.clone())))
+                })
                 .map_err(|err| in_part(err, index, parts.len()));
                 // The digest's verdict comes at the end of the source, after the last part; it is read
                 // once that part has decoded, so that damage inside it is reported as a sequential
@@ -167,7 +168,9 @@ fn read_end(reader: &mut Box<dyn Read + Send>) -> io::Result<()> {
 /// match the frames shows as a part that ends or starts inside one.
 fn in_part(err: SandboxError, index: usize, count: usize) -> SandboxError {
     match err {
-        SandboxError::Guest(GuestError::CorruptStream(why)) => SandboxError::Guest(GuestError::CorruptStream(format!("{why} (in part {} of {count})", index + 1))),
+        SandboxError::Guest(GuestError::CorruptStream(why)) => {
+            SandboxError::Guest(GuestError::CorruptStream(format!("{why} (in part {} of {count})", index + 1)))
+        }
         other => other,
     }
 }
@@ -299,7 +302,8 @@ mod tests {
     #[test]
     fn a_failed_part_ends_the_stream() {
         let corrupt = SandboxError::Guest(GuestError::CorruptStream("zstd: Data corruption detected".into()));
-        let (mut reader, failure) = in_order(vec![vec![Message::Bytes(b"ok".to_vec()), Message::Done(Ok(2))], vec![Message::Done(Err(corrupt))], vec![]]);
+        let (mut reader, failure) =
+            in_order(vec![vec![Message::Bytes(b"ok".to_vec()), Message::Done(Ok(2))], vec![Message::Done(Err(corrupt))], vec![]]);
         assert_eq!(reader.next_chunk(16).unwrap(), b"ok");
         assert_eq!(reader.next_chunk(16).unwrap_err().to_string(), "corrupt archive: zstd: Data corruption detected");
         assert!(matches!(failure.lock().unwrap().as_ref(), Some(SandboxError::Guest(GuestError::CorruptStream(_)))));

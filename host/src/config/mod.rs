@@ -21,15 +21,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::sandbox::bindings::UnpackLimits;
+use crate::engine::scope::{self, ScopePlan};
 use crate::engine::{CacheContext, EnvLookup};
+use crate::report::Reporter;
+use crate::sandbox::bindings::UnpackLimits;
 use crate::store::s3::client::{RetryPolicy, TransportConfig};
 use crate::store::s3::credentials::{ChainInputs, resolve_chain};
 use crate::store::s3::download::DownloadConfig;
 use crate::store::s3::upload::UploadConfig;
 use crate::store::s3::{Credentials, Endpoint, EndpointError, PublishOptions};
-use crate::engine::scope::{self, ScopePlan};
-use crate::report::Reporter;
 use crate::{GuestLimits, S3Options, Sandbox, env_vars};
 
 /// Everything that configures a run, whatever the command.
@@ -200,7 +200,11 @@ impl TransferSettings {
             min_throughput: self.min_throughput_kbps.max(1) << 10,
             body_grace: Duration::from_secs(self.stall_timeout_secs),
             deadline: Some(Duration::from_secs(self.deadline_secs)),
-            retry: RetryPolicy { max_attempts: self.max_attempts, base_backoff: Duration::from_millis(self.retry_base_ms), max_backoff: RetryPolicy::MAX_BACKOFF },
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                base_backoff: Duration::from_millis(self.retry_base_ms),
+                max_backoff: RetryPolicy::MAX_BACKOFF,
+            },
             clock_offset_secs: self.clock_offset_secs,
         }
     }
@@ -314,14 +318,21 @@ pub struct EndpointSettingError {
 /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; `None` means AWS itself.
 fn s3_endpoint(settings: &Settings, env: &EnvLookup) -> Option<(&'static str, String)> {
     let from_env = |name: &'static str| env(name).map(|url| (name, url));
-    settings.endpoint.clone().map(|url| ("--endpoint", url)).or_else(|| from_env(env_vars::AWS_ENDPOINT_URL_S3)).or_else(|| from_env(env_vars::AWS_ENDPOINT_URL))
+    settings
+        .endpoint
+        .clone()
+        .map(|url| ("--endpoint", url))
+        .or_else(|| from_env(env_vars::AWS_ENDPOINT_URL_S3))
+        .or_else(|| from_env(env_vars::AWS_ENDPOINT_URL))
 }
 
 /// Checks the endpoint of an `s3://` store before anything else is done, so that a bad one is refused
 /// before the credential chain or the store sends a request. Other stores do not use it.
 fn check_endpoint(url: &str, endpoint: Option<&(&'static str, String)>) -> Result<(), EndpointSettingError> {
     match endpoint {
-        Some((setting, value)) if url.starts_with("s3://") => Endpoint::parse(value).map(drop).map_err(|error| EndpointSettingError { setting, error }),
+        Some((setting, value)) if url.starts_with("s3://") => {
+            Endpoint::parse(value).map(drop).map_err(|error| EndpointSettingError { setting, error })
+        }
         _ => Ok(()),
     }
 }
@@ -472,7 +483,11 @@ mod tests {
     /// catalogue's doc comment names a default, in env_vars.rs.
     #[test]
     fn documented_defaults_are_the_cli_defaults() {
-        let readme = [include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")), include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/s3.md"))].join("\n");
+        let readme = [
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/s3.md")),
+        ]
+        .join("\n");
         let catalogue = include_str!("../env_vars.rs");
         // `5,000,000`, `12h` and `off` are how the documents write 5000000, 12h and false.
         let plain = |text: &str| match text.trim().trim_matches('`').replace(',', "").as_str() {
@@ -494,7 +509,8 @@ mod tests {
             // The catalogue's doc comment of the variable, its lines joined.
             let declaration = format!("pub const {variable}: &str");
             let before = &catalogue[..catalogue.find(&declaration).unwrap_or_else(|| panic!("{variable} in env_vars.rs"))];
-            let doc: Vec<&str> = before.lines().rev().take_while(|line| line.starts_with("///")).map(|line| line.trim_start_matches("///").trim()).collect();
+            let doc: Vec<&str> =
+                before.lines().rev().take_while(|line| line.starts_with("///")).map(|line| line.trim_start_matches("///").trim()).collect();
             let doc = doc.into_iter().rev().collect::<Vec<_>>().join(" ");
             if let Some((_, after)) = doc.split_once("(default ") {
                 let stated = after.split([')', ';']).next().unwrap_or_default();
@@ -504,20 +520,32 @@ mod tests {
         }
         assert!(checked >= 15, "only {checked} settings found in the docs' option tables");
         let cap = format!("capped at {} s", RetryPolicy::MAX_BACKOFF.as_secs());
-        assert!(readme.lines().any(|line| line.starts_with("| `--retry-base-ms`") && line.contains(&cap)), "docs/s3.md's --retry-base-ms row says {cap}");
+        assert!(
+            readme.lines().any(|line| line.starts_with("| `--retry-base-ms`") && line.contains(&cap)),
+            "docs/s3.md's --retry-base-ms row says {cap}"
+        );
     }
 
     /// The endpoint comes from `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; one
     /// without a scheme is refused for an `s3://` store, naming the setting it came from.
     #[test]
     fn endpoint_settings() {
-        let env = process_env(vec![(env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()), (env_vars::AWS_ENDPOINT_URL_S3.into(), "http://s3:9000".into())]);
+        let env = process_env(vec![
+            (env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()),
+            (env_vars::AWS_ENDPOINT_URL_S3.into(), "http://s3:9000".into()),
+        ]);
         let mut settings = Settings::default();
         assert_eq!(s3_endpoint(&settings, &env), Some((env_vars::AWS_ENDPOINT_URL_S3, "http://s3:9000".to_owned())));
-        let general = process_env(vec![(env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()), (env_vars::AWS_ENDPOINT_URL_S3.into(), String::new())]);
+        let general = process_env(vec![
+            (env_vars::AWS_ENDPOINT_URL.into(), "minio:9000".into()),
+            (env_vars::AWS_ENDPOINT_URL_S3.into(), String::new()),
+        ]);
         let endpoint = s3_endpoint(&settings, &general);
         let err = check_endpoint("s3://b", endpoint.as_ref()).unwrap_err();
-        assert_eq!(err.to_string(), r#"AWS_ENDPOINT_URL: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#);
+        assert_eq!(
+            err.to_string(),
+            r#"AWS_ENDPOINT_URL: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#
+        );
         assert_eq!(check_endpoint("file:///tmp/s", endpoint.as_ref()), Ok(()));
         settings.endpoint = Some("ftp://x".into());
         assert_eq!(check_endpoint("s3://b", s3_endpoint(&settings, &env).as_ref()).unwrap_err().setting, "--endpoint");

@@ -40,14 +40,18 @@ pub fn duration(setting: &str, value: &str) -> Result<Duration, SettingError> {
     if let Ok(days) = text.parse::<u64>() {
         return days.checked_mul(86_400).map(Duration::from_secs).ok_or_else(|| SettingError::new(setting, "a duration", value));
     }
-    humantime::parse_duration(text).map_err(|_| SettingError::new(setting, "a duration such as 14d, 336h, 90m or 30s (a bare number is days)", value))
+    humantime::parse_duration(text)
+        .map_err(|_| SettingError::new(setting, "a duration such as 14d, 336h, 90m or 30s (a bare number is days)", value))
 }
 
 /// A whole number of seconds as [`duration`] reads it back, in the largest unit that divides it
 /// (`1d`, `12h`, `90m`, `0s`): how a default duration is shown (`--help`'s `[default: 12h]`).
 pub fn duration_text(value: Duration) -> String {
     let secs = value.as_secs();
-    let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")].into_iter().find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit)).map_or((secs, "s"), |(size, unit)| (secs / size, unit));
+    let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(unit, _)| secs > 0 && secs.is_multiple_of(*unit))
+        .map_or((secs, "s"), |(size, unit)| (secs / size, unit));
     format!("{count}{unit}")
 }
 

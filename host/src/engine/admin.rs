@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::engine::CacheContext;
 use crate::archive::catalog;
 pub use crate::archive::catalog::Entry;
 use crate::archive::layout::StoreObject;
+use crate::engine::CacheContext;
 pub use crate::store::{Leftover, LeftoverKind};
 use crate::store::{LeftoverListing, StoreError};
 
@@ -145,7 +145,9 @@ impl CacheContext {
         let listed = match self.store.leftovers() {
             Ok(LeftoverListing::Listed(listed)) => listed,
             Ok(LeftoverListing::Unlisted(why)) => return Leftovers { found: Vec::new(), unlisted: Some(why) },
-            Err(err) => return Leftovers { found: Vec::new(), unlisted: Some(self.reporter.scrub(&format!("listing them failed: {err}"))) },
+            Err(err) => {
+                return Leftovers { found: Vec::new(), unlisted: Some(self.reporter.scrub(&format!("listing them failed: {err}"))) };
+            }
         };
         let scope = self.selected_scope(selection);
         let belongs = |leftover: &Leftover| match leftover.name.as_deref().map(|name| self.layout.classify(name)) {
@@ -209,7 +211,8 @@ impl CacheContext {
     pub fn eviction_candidates(&self, max_bytes: u64) -> Result<(Vec<Entry>, Tally), StoreError> {
         let mut entries = self.list_entries(&ScopeSelection::All, "")?;
         let total = Tally::of(&entries);
-        entries.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.saved().cmp(&b.saved())).then_with(|| a.object.name.cmp(&b.object.name)));
+        entries
+            .sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.saved().cmp(&b.saved())).then_with(|| a.object.name.cmp(&b.object.name)));
         let mut bytes = total.bytes;
         let evict = entries.into_iter().take_while(|e| {
             let over = bytes > max_bytes;

@@ -58,10 +58,18 @@ impl CacheContext {
     /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
     /// first — and opens the first candidate of the right version ([`select`]). With `legacy`, a
     /// candidate without s3cache's trailer is another tool's archive, read whole.
-    pub(crate) fn choose(&self, primary_key: &str, restore_keys: &[String], fallback: Fallback, wanted: &Wanted, legacy: bool) -> Result<Chosen, Search> {
+    pub(crate) fn choose(
+        &self,
+        primary_key: &str,
+        restore_keys: &[String],
+        fallback: Fallback,
+        wanted: &Wanted,
+        legacy: bool,
+    ) -> Result<Chosen, Search> {
         // One namespace has one "scope" to search, however many the run's refs name.
         let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
-        let groups_of = |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e));
+        let groups_of =
+            |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e));
         let open = |entry: &Entry| match self.open_entry(&entry.object, wanted) {
             Ok((manifest, source)) => Ok((Some(manifest), source)),
             Err(Rejection::Foreign(_)) if legacy => match self.store.read(&entry.object, 0, entry.size()) {
@@ -70,14 +78,21 @@ impl CacheContext {
             },
             Err(rejection) => Err(rejection),
         };
-        let passed_over = |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
+        let passed_over =
+            |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
         let (entry, (manifest, source)) = select(scopes, groups_of, open, passed_over)?;
         Ok(Chosen { entry, manifest, source })
     }
 
     /// The candidate entries of one scope, in the order they are tried, in groups. Slash-named entries
     /// (an earlier s3cache's names for keys with `/`) are candidates too: exact ones after today's.
-    fn candidates(&self, scope: &str, primary_key: &str, restore_keys: &[String], fallback: Fallback) -> Result<Vec<Vec<Entry>>, StoreError> {
+    fn candidates(
+        &self,
+        scope: &str,
+        primary_key: &str,
+        restore_keys: &[String],
+        fallback: Fallback,
+    ) -> Result<Vec<Vec<Entry>>, StoreError> {
         let store = self.store.as_ref();
         let exact = |key: &str| catalog::find_restorable(store, self.layout, scope, key);
         let scope_prefix = if self.layout.scoped() { format!("{scope}/") } else { String::new() };
@@ -107,7 +122,6 @@ impl CacheContext {
         Ok(groups)
     }
 }
-
 
 /// The versions a restore accepts: its paths (or, when it has none, the entry's own), in the entry's
 /// own format.
@@ -216,7 +230,10 @@ fn explain_version_mismatch(manifest: &Manifest) -> String {
     }
     let this_os = std::env::consts::OS;
     if !manifest.cross_os && manifest.os != this_os {
-        return format!("it was saved on {} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)", manifest.os);
+        return format!(
+            "it was saved on {} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)",
+            manifest.os
+        );
     }
     if manifest.cross_os && manifest.os != this_os {
         return format!("it was saved on {} for every OS; enable cross-OS restore to use it here", manifest.os);
@@ -272,7 +289,9 @@ mod tests {
                 _ => Ok(entry.name.key.clone()),
             }
         };
-        let (entry, opened_key) = select(&scopes(&["pr-7", "main"]), groups_of, open, |e: &Entry, why: &str| notices.push(format!("{}: {why}", e.object.name))).unwrap();
+        let (entry, opened_key) =
+            select(&scopes(&["pr-7", "main"]), groups_of, open, |e: &Entry, why: &str| notices.push(format!("{}: {why}", e.object.name)))
+                .unwrap();
         assert_eq!((entry.name.scope.as_str(), entry.name.key.as_str(), opened_key.as_str()), ("pr-7", "deps-mid", "deps-mid"));
         assert_eq!(opened, ["deps-abc", "deps-new", "deps-mid"]);
         assert_eq!(listed_scopes, ["pr-7"]);
@@ -295,7 +314,11 @@ mod tests {
         let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}).unwrap_err();
         assert_eq!(order, ["pr-7/deps-1.tar.zst", "main/deps-abc.tar.zst", "main/deps-2.tar.zst"]);
         let expected = Search {
-            rejected: vec!["pr-7/deps-1.tar.zst: version of deps-1".into(), "main/deps-abc.tar.zst: version of deps-abc".into(), "main/deps-2.tar.zst: version of deps-2".into()],
+            rejected: vec![
+                "pr-7/deps-1.tar.zst: version of deps-1".into(),
+                "main/deps-abc.tar.zst: version of deps-abc".into(),
+                "main/deps-2.tar.zst: version of deps-2".into(),
+            ],
             failed: false,
             store_error: None,
         };
@@ -312,7 +335,11 @@ mod tests {
         };
         let open = |_: &Entry| -> Result<(), Rejection> { Err(Rejection::Broken("the object is empty".into())) };
         let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}).unwrap_err();
-        let expected = Search { rejected: vec!["pr-7/k.tar.zst: the object is empty".into()], failed: true, store_error: Some("ListObjectsV2 failed: HTTP 500".into()) };
+        let expected = Search {
+            rejected: vec!["pr-7/k.tar.zst: the object is empty".into()],
+            failed: true,
+            store_error: Some("ListObjectsV2 failed: HTTP 500".into()),
+        };
         assert_eq!(search, expected);
     }
 
@@ -362,7 +389,10 @@ mod tests {
             explain_version_mismatch(&manifest(other_os, false, "x")),
             format!("it was saved on {other_os} for that OS only, this is {this_os} (save and restore with cross-OS enabled to share it)")
         );
-        assert_eq!(explain_version_mismatch(&manifest(other_os, true, "x")), format!("it was saved on {other_os} for every OS; enable cross-OS restore to use it here"));
+        assert_eq!(
+            explain_version_mismatch(&manifest(other_os, true, "x")),
+            format!("it was saved on {other_os} for every OS; enable cross-OS restore to use it here")
+        );
         assert_eq!(
             explain_version_mismatch(&manifest(this_os, true, "x")),
             "its version differs: saved for paths [\"target\"] with cross-OS; the restore's paths or cross-OS setting are not the same"

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::engine::{CacheContext, ConfigError, EngineError, EnvLookup, validate_key, validate_restore_key};
 use crate::env_vars;
 use crate::report::Reporter;
-use crate::engine::{CacheContext, ConfigError, EngineError, EnvLookup, validate_key, validate_restore_key};
 use crate::sandbox::bindings::TemplateContext;
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox, SandboxError};
 
@@ -95,7 +95,11 @@ impl<'a> KeyRenderer<'a> {
         }
         let guest = match &mut self.guest {
             Some(guest) => guest,
-            None => self.guest.insert(self.sandbox.instance(&[workspace_preopen(self.cwd)], guest_env(self.env), self.reporter).map_err(EngineError::SandboxStart)?),
+            None => self.guest.insert(
+                self.sandbox
+                    .instance(&[workspace_preopen(self.cwd)], guest_env(self.env), self.reporter)
+                    .map_err(EngineError::SandboxStart)?,
+            ),
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),

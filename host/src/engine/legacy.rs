@@ -22,7 +22,8 @@ impl CacheContext {
     }
 
     pub(crate) fn announce_legacy(&self, object: &str, legacy: &Legacy) {
-        self.reporter.notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
+        self.reporter
+            .notice(&format!("restoring {object} without a digest check: it has no s3cache manifest ({} wrote it)", legacy.writer));
     }
 
     /// Tries an old tool's objects at their own names, after no s3cache entry was found.
@@ -36,12 +37,24 @@ impl CacheContext {
             let info = match self.store.head(&name) {
                 Ok(Some(info)) if info.size > 0 => info,
                 Ok(_) => continue,
-                Err(err) => return Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: self.describe_store_error(&err), failed: true }),
+                Err(err) => {
+                    return Some(RestoreOutcome::Miss {
+                        primary_key: Some(primary_key.to_owned()),
+                        reason: self.describe_store_error(&err),
+                        failed: true,
+                    });
+                }
             };
             if self.has_trailer(&info) {
                 continue; // an s3cache entry: the search has judged it already
             }
-            let failed = |why: String| Some(RestoreOutcome::Miss { primary_key: Some(primary_key.to_owned()), reason: format!("{name} was not restored: {why}"), failed: true });
+            let failed = |why: String| {
+                Some(RestoreOutcome::Miss {
+                    primary_key: Some(primary_key.to_owned()),
+                    reason: format!("{name} was not restored: {why}"),
+                    failed: true,
+                })
+            };
             let roots = match object.names {
                 MemberNames::FromParent => resolve_each(&object.paths, &self.cwd, self.home.as_deref()),
                 MemberNames::Plain | MemberNames::Absolute => resolve_roots(&object.paths, &self.cwd, self.home.as_deref()),
@@ -78,6 +91,7 @@ impl CacheContext {
     fn has_trailer(&self, info: &crate::store::ObjectInfo) -> bool {
         let start = info.size.saturating_sub(trailer::TAIL_FETCH);
         let mut tail = Vec::new();
-        self.store.read(info, start, info.size).is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok()) && trailer::decode(&tail, info.size).is_ok()
+        self.store.read(info, start, info.size).is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok())
+            && trailer::decode(&tail, info.size).is_ok()
     }
 }

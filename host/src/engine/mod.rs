@@ -40,12 +40,12 @@ use sha2::Digest;
 
 use crate::archive::layout::{Format, Layout};
 use crate::cancel::Cancel;
-use crate::engine::scope::ScopePlan;
-use crate::sandbox::bindings::{Root, UnpackLimits};
 use crate::engine::keys::{guest_env, workspace_preopen};
+use crate::engine::scope::ScopePlan;
+use crate::report::Reporter;
+use crate::sandbox::bindings::{Root, UnpackLimits};
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox};
 use crate::store::{BlobStore, StoreError};
-use crate::report::Reporter;
 pub use crate::workspace::paths::PathError;
 use crate::workspace::paths::{CachedRoot, plain_prefix};
 use crate::workspace::protected::Protected;
@@ -163,7 +163,9 @@ pub enum ConfigError {
     },
     /// A key whose longest object name, with the store prefix, the scope and the suffixes, would be
     /// longer than S3 allows ([`crate::store::MAX_OBJECT_KEY_BYTES`]).
-    #[error("invalid key {key:?}: its object names would be up to {bytes} bytes with the store prefix {prefix:?}, the scope and the suffix; S3 allows at most {limit}")]
+    #[error(
+        "invalid key {key:?}: its object names would be up to {bytes} bytes with the store prefix {prefix:?}, the scope and the suffix; S3 allows at most {limit}"
+    )]
     ObjectNameTooLong {
         /// The key as rendered.
         key: String,
@@ -341,7 +343,6 @@ impl CacheContext {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,7 +403,11 @@ mod tests {
     #[test]
     fn legacy_objects_that_fit_the_workspace() {
         let (cwd, home) = (std::path::Path::new("/ws"), Some(std::path::Path::new("/home/u")));
-        let object = |paths: &[&str], names| LegacyObject { name: LegacyName::Fixed("old".into()), paths: paths.iter().map(|p| p.to_string()).collect(), names };
+        let object = |paths: &[&str], names| LegacyObject {
+            name: LegacyName::Fixed("old".into()),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            names,
+        };
         assert!(object(&["node_modules"], MemberNames::Plain).fits(cwd, home));
         assert!(object(&["a", "b"], MemberNames::Plain).fits(cwd, home), "several paths in one object");
         assert!(!object(&["a", "/opt/x"], MemberNames::Plain).fits(cwd, home), "plain names of a path outside the workspace");

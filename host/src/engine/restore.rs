@@ -35,7 +35,8 @@ impl CacheContext {
 
     fn restore_until_cancelled(&self, request: &RestoreRequest) -> Result<RestoreOutcome, EngineError> {
         let started = Instant::now();
-        let given_roots = if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
+        let given_roots =
+            if request.paths.is_empty() { None } else { Some(resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?) };
         let mut renderer = KeyRenderer::new(&self.sandbox, &self.cwd, &self.env, &self.reporter);
         let primary_key = renderer.render(&request.key)?;
         self.check_key(&primary_key)?;
@@ -50,24 +51,25 @@ impl CacheContext {
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
         let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
         let legacy = request.legacy.as_ref();
-        let Chosen { entry, manifest, source } = match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
-            Ok(chosen) => chosen,
-            Err(search) => {
-                if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
-                    return Ok(outcome);
+        let Chosen { entry, manifest, source } =
+            match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
+                Ok(chosen) => chosen,
+                Err(search) => {
+                    if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
+                        return Ok(outcome);
+                    }
+                    let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
+                    let scopes = self.scopes.read.join(", ");
+                    let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
+                    if !search.rejected.is_empty() {
+                        reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
+                    }
+                    if let Some(err) = search.store_error {
+                        reason = format!("{reason}; the store failed: {err}");
+                    }
+                    return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
                 }
-                let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
-                let scopes = self.scopes.read.join(", ");
-                let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
-                if !search.rejected.is_empty() {
-                    reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
-                }
-                if let Some(err) = search.store_error {
-                    reason = format!("{reason}; the store failed: {err}");
-                }
-                return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
-            }
-        };
+            };
         let matched_key = entry.name.key.clone();
         let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
         let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
@@ -92,7 +94,15 @@ impl CacheContext {
             self.announce_legacy(&entry.object.name, legacy);
             let protected = given_roots.is_none().then(|| self.protected());
             let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
-            return match self.extract(&roots, Naming::Other(MemberNames::Plain, &self.cwd), legacy.format, entry.size(), &[], source, protected) {
+            return match self.extract(
+                &roots,
+                Naming::Other(MemberNames::Plain, &self.cwd),
+                legacy.format,
+                entry.size(),
+                &[],
+                source,
+                protected,
+            ) {
                 Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
                 Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
                 Err(ExtractError::Engine(err)) => Err(err),
@@ -123,7 +133,6 @@ impl CacheContext {
     /// compressed lengths of its independently decodable parts, from the manifest (empty: unknown):
     /// several of them are decoded on every core ([`parallel_unpack`]). With `protected` (a restore
     /// without paths), every staged member is judged by its rules before anything is moved.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn extract(
         &self,
         roots: &[CachedRoot],
@@ -143,7 +152,12 @@ impl CacheContext {
         };
         // An interrupt removes the staging directories at once, even while this thread waits for data.
         let discard_on_cancel = self.cancel.on_cancel(staging.discard_handle());
-        let preopens = staging.dirs().iter().enumerate().map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true }).collect();
+        let preopens = staging
+            .dirs()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true })
+            .collect();
         let mut guest = self.instance(preopens)?;
         let bar = progress::bytes_bar("restoring", Some(bytes));
         let source = Box::new(CancelReader { inner: source, cancel: self.cancel.clone() });
@@ -188,17 +202,22 @@ impl CacheContext {
         if manifest.paths.is_empty() {
             return Err("the entry records no paths; give the paths to restore".into());
         }
-        let roots = resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref()).map_err(|e| format!("its recorded paths are unusable: {e}"))?;
+        let roots =
+            resolve_roots(&manifest.paths, &self.cwd, self.home.as_deref()).map_err(|e| format!("its recorded paths are unusable: {e}"))?;
         if let Some(why) = self.protected().refused_root(&roots) {
             return Err(format!("{why}; {}", crate::workspace::protected::GIVE_PATHS));
         }
-        match roots.iter().find(|r| !(r.prefix == "workspace" || r.prefix.starts_with("workspace/") || r.prefix == "home" || r.prefix.starts_with("home/"))) {
-            Some(outside) => Err(format!("its recorded path {} is outside the workspace and the home directory; give the paths to restore", outside.dir.display())),
+        match roots.iter().find(|r| {
+            !(r.prefix == "workspace" || r.prefix.starts_with("workspace/") || r.prefix == "home" || r.prefix.starts_with("home/"))
+        }) {
+            Some(outside) => Err(format!(
+                "its recorded path {} is outside the workspace and the home directory; give the paths to restore",
+                outside.dir.display()
+            )),
             None => Ok(roots),
         }
     }
 }
-
 
 impl UnpackLimits {
     /// The largest uncompressed archive a restore accepts by default, bytes (`--max-unpacked-mb` 65536).
@@ -208,6 +227,12 @@ impl UnpackLimits {
 
     /// Generous bounds for real caches that still stop a hostile archive.
     pub fn default_limits() -> Self {
-        Self { max_total_bytes: Self::DEFAULT_MAX_TOTAL_BYTES, max_members: Self::DEFAULT_MAX_MEMBERS, max_path_bytes: 4096, max_depth: 256, max_window_log: 27 }
+        Self {
+            max_total_bytes: Self::DEFAULT_MAX_TOTAL_BYTES,
+            max_members: Self::DEFAULT_MAX_MEMBERS,
+            max_path_bytes: 4096,
+            max_depth: 256,
+            max_window_log: 27,
+        }
     }
 }

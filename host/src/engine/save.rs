@@ -41,7 +41,9 @@ impl CacheContext {
             return Ok(SaveOutcome::Interrupted { key: None });
         }
         Ok(match self.save_until_cancelled(request)? {
-            SaveOutcome::Failed { key, .. } | SaveOutcome::Skipped { key, .. } if self.cancel.is_cancelled() => SaveOutcome::Interrupted { key },
+            SaveOutcome::Failed { key, .. } | SaveOutcome::Skipped { key, .. } if self.cancel.is_cancelled() => {
+                SaveOutcome::Interrupted { key }
+            }
             outcome => outcome,
         })
     }
@@ -57,8 +59,11 @@ impl CacheContext {
         }
         let roots = resolve_roots(&request.paths, &self.cwd, self.home.as_deref())?;
         let existing: Vec<CachedRoot> = roots.into_iter().filter(|r| r.dir.is_dir()).collect();
-        let preopens: Vec<Preopen> =
-            existing.iter().enumerate().map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false }).collect();
+        let preopens: Vec<Preopen> = existing
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Preopen { host: r.dir.clone(), guest: format!("/roots/{i}"), writable: false })
+            .collect();
         let mut guest = self.instance(preopens.clone())?;
         let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), self.naming(request.plain_names));
         let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
@@ -109,7 +114,8 @@ impl CacheContext {
         let bar = progress::bytes_bar("saving", Some(total));
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
-        let instance = || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest(), &self.reporter).map_err(SandboxError::Setup);
+        let instance =
+            || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest(), &self.reporter).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let packed = pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
         bar.finish_and_clear();
@@ -135,7 +141,9 @@ impl CacheContext {
             plain_names: request.plain_names,
             parts,
         };
-        let written = trailer::encode_fitting(&mut manifest).map_err(|e| e.to_string()).and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
+        let written = trailer::encode_fitting(&mut manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {
             return failed(format!("writing the manifest: {err}"));
         }
@@ -143,7 +151,9 @@ impl CacheContext {
             return failed(err.to_string()); // dropping the sink aborts the upload
         }
         match Box::new(sealing).finish() {
-            Ok(bytes) => Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 }),
+            Ok(bytes) => {
+                Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 })
+            }
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
             Err(err) => failed(self.describe_store_error(&err)),
         }

@@ -132,18 +132,33 @@ pub fn ci_refs(env: &dyn Fn(&str) -> Option<String>, event: Option<&serde_json::
         } else {
             var(SEMAPHORE_GIT_REF).or_else(|| target.as_deref().map(branch_ref))
         };
-        return CiRefs { ci: "Semaphore", current, base: if pull_request { target.as_deref().map(branch_ref) } else { None }, default: None, untrusted };
+        return CiRefs {
+            ci: "Semaphore",
+            current,
+            base: if pull_request { target.as_deref().map(branch_ref) } else { None },
+            default: None,
+            untrusted,
+        };
     }
     let harness = crate::env_vars::plugins::HARNESS_MARKERS.iter().any(|name| var(name).is_some());
     let woodpecker = var(CI).as_deref() == Some("woodpecker");
     if var(DRONE).is_some() || woodpecker || harness {
-        let ci = if harness { "Harness" } else if woodpecker { "Woodpecker" } else { "Drone" };
+        let ci = if harness {
+            "Harness"
+        } else if woodpecker {
+            "Woodpecker"
+        } else {
+            "Drone"
+        };
         // Woodpecker's own names first there, Drone's (which Harness sets too) elsewhere.
-        let pick = |drone: &str, woodpecker_name: &str| if woodpecker { var(woodpecker_name).or_else(|| var(drone)) } else { var(drone).or_else(|| var(woodpecker_name)) };
+        let pick = |drone: &str, woodpecker_name: &str| {
+            if woodpecker { var(woodpecker_name).or_else(|| var(drone)) } else { var(drone).or_else(|| var(woodpecker_name)) }
+        };
         let pull_request = pick(DRONE_BUILD_EVENT, CI_PIPELINE_EVENT).is_some_and(|e| e == "pull_request");
-        let current = if pull_request { pick(DRONE_SOURCE_BRANCH, CI_COMMIT_SOURCE_BRANCH).map(|b| format!("refs/pull-source/{b}")) } else { None }
-            .or_else(|| pick(DRONE_TAG, CI_COMMIT_TAG).map(|t| format!("refs/tags/{t}")))
-            .or_else(|| pick(DRONE_BRANCH, CI_COMMIT_BRANCH).map(|b| branch_ref(&b)));
+        let current =
+            if pull_request { pick(DRONE_SOURCE_BRANCH, CI_COMMIT_SOURCE_BRANCH).map(|b| format!("refs/pull-source/{b}")) } else { None }
+                .or_else(|| pick(DRONE_TAG, CI_COMMIT_TAG).map(|t| format!("refs/tags/{t}")))
+                .or_else(|| pick(DRONE_BRANCH, CI_COMMIT_BRANCH).map(|b| branch_ref(&b)));
         // None of these CIs says whether a pull request comes from a fork, so none is trusted to save.
         let untrusted = pull_request.then(|| format!("a pull request on {ci}, which does not say whether it comes from a fork"));
         return CiRefs {
@@ -222,7 +237,13 @@ mod tests {
             "repository": { "full_name": "o/r", "default_branch": "main" },
             "pull_request": { "head": { "repo": { "full_name": "o/r" } } },
         });
-        let vars = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/pull/7/merge"), ("GITHUB_BASE_REF", "release"), ("GITHUB_EVENT_NAME", "pull_request"), ("GITHUB_REPOSITORY", "o/r")]);
+        let vars = env(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REF", "refs/pull/7/merge"),
+            ("GITHUB_BASE_REF", "release"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_REPOSITORY", "o/r"),
+        ]);
         let plan = plan(&ci_refs(&vars, Some(&event)), None, false);
         assert_eq!(plan.write, scope_name("refs/pull/7/merge"));
         assert_eq!(plan.read, vec![scope_name("refs/pull/7/merge"), scope_name("refs/heads/release"), scope_name("refs/heads/main")]);
@@ -249,7 +270,13 @@ mod tests {
             "repository": { "full_name": "o/r", "default_branch": "main" },
             "pull_request": { "head": { "repo": { "full_name": "mallory/r" } } },
         });
-        let vars = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/pull/9/merge"), ("GITHUB_BASE_REF", "main"), ("GITHUB_EVENT_NAME", "pull_request"), ("GITHUB_REPOSITORY", "o/r")]);
+        let vars = env(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REF", "refs/pull/9/merge"),
+            ("GITHUB_BASE_REF", "main"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_REPOSITORY", "o/r"),
+        ]);
         let refs = ci_refs(&vars, Some(&fork));
         let read_only = plan(&refs, None, false).read_only.expect("fork is read-only");
         assert!(read_only.contains("mallory/r"), "{read_only}");
@@ -265,13 +292,23 @@ mod tests {
     #[test]
     fn local_explicit_and_other_ci() {
         assert_eq!(plan(&ci_refs(&env(&[]), None), None, false).read, vec![LOCAL_SCOPE]);
-        assert_eq!(plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/x")]), None), Some("shared"), false).read, vec!["shared"]);
+        assert_eq!(
+            plan(&ci_refs(&env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/heads/x")]), None), Some("shared"), false).read,
+            vec!["shared"]
+        );
         let gitlab = ci_refs(&env(&[("GITLAB_CI", "true"), ("CI_COMMIT_REF_NAME", "feat"), ("CI_DEFAULT_BRANCH", "main")]), None);
         assert_eq!(plan(&gitlab, None, false).read, vec![scope_name("refs/heads/feat"), scope_name("refs/heads/main")]);
         let drone = ci_refs(&env(&[("DRONE", "true"), ("DRONE_BRANCH", "main"), ("DRONE_REPO_BRANCH", "main")]), None);
         assert_eq!(plan(&drone, None, false).read, vec![scope_name("refs/heads/main")]);
         let drone_pr = ci_refs(
-            &env(&[("DRONE", "true"), ("DRONE_BUILD_EVENT", "pull_request"), ("DRONE_SOURCE_BRANCH", "fix"), ("DRONE_TARGET_BRANCH", "dev"), ("DRONE_BRANCH", "dev"), ("DRONE_REPO_BRANCH", "main")]),
+            &env(&[
+                ("DRONE", "true"),
+                ("DRONE_BUILD_EVENT", "pull_request"),
+                ("DRONE_SOURCE_BRANCH", "fix"),
+                ("DRONE_TARGET_BRANCH", "dev"),
+                ("DRONE_BRANCH", "dev"),
+                ("DRONE_REPO_BRANCH", "main"),
+            ]),
             None,
         );
         let plan_pr = plan(&drone_pr, None, false);
@@ -279,14 +316,26 @@ mod tests {
         assert!(plan_pr.read_only.as_deref().is_some_and(|why| why.contains("Drone")), "{plan_pr:?}");
         let tag = ci_refs(&env(&[("DRONE", "true"), ("DRONE_TAG", "v1"), ("DRONE_BRANCH", "main")]), None);
         assert_eq!(tag.current.as_deref(), Some("refs/tags/v1"));
-        assert!(crate::archive::layout::validate_scope_name("a/b").is_err() && crate::archive::layout::validate_scope_name("..").is_err() && crate::archive::layout::validate_scope_name("ok-1.2_x").is_ok());
+        assert!(
+            crate::archive::layout::validate_scope_name("a/b").is_err()
+                && crate::archive::layout::validate_scope_name("..").is_err()
+                && crate::archive::layout::validate_scope_name("ok-1.2_x").is_ok()
+        );
     }
 
     /// Woodpecker's own names, Harness's markers and Vela's variables make scopes; Vela's fork flag
     /// decides trust, and a pull request without it is not trusted.
     #[test]
     fn woodpecker_harness_and_vela() {
-        let woodpecker = ci_refs(&env(&[("CI", "woodpecker"), ("CI_COMMIT_BRANCH", "feature/x"), ("CI_REPO_DEFAULT_BRANCH", "main"), ("CI_PIPELINE_EVENT", "push")]), None);
+        let woodpecker = ci_refs(
+            &env(&[
+                ("CI", "woodpecker"),
+                ("CI_COMMIT_BRANCH", "feature/x"),
+                ("CI_REPO_DEFAULT_BRANCH", "main"),
+                ("CI_PIPELINE_EVENT", "push"),
+            ]),
+            None,
+        );
         assert_eq!(woodpecker.ci, "Woodpecker");
         assert_eq!(plan(&woodpecker, None, false).read, vec![scope_name("refs/heads/feature/x"), scope_name("refs/heads/main")]);
         let harness = ci_refs(&env(&[("HARNESS_BUILD_ID", "7"), ("DRONE_BRANCH", "main")]), None);
@@ -295,7 +344,13 @@ mod tests {
         let push = vela(&[("VELA", "true"), ("VELA_BUILD_EVENT", "push"), ("VELA_BUILD_BRANCH", "feat"), ("VELA_REPO_BRANCH", "main")]);
         assert_eq!(push.read, vec![scope_name("refs/heads/feat"), scope_name("refs/heads/main")]);
         assert_eq!(push.read_only, None);
-        let pr = [("VELA", "true"), ("VELA_BUILD_EVENT", "pull_request"), ("VELA_PULL_REQUEST_SOURCE", "fix"), ("VELA_PULL_REQUEST_TARGET", "main"), ("VELA_REPO_BRANCH", "main")];
+        let pr = [
+            ("VELA", "true"),
+            ("VELA_BUILD_EVENT", "pull_request"),
+            ("VELA_PULL_REQUEST_SOURCE", "fix"),
+            ("VELA_PULL_REQUEST_TARGET", "main"),
+            ("VELA_REPO_BRANCH", "main"),
+        ];
         let own = vela(&[&pr[..], &[("VELA_PULL_REQUEST_FORK", "false")]].concat());
         assert_eq!((own.write.clone(), own.read_only.clone()), (scope_name("refs/pull-source/fix"), None));
         assert!(vela(&[&pr[..], &[("VELA_PULL_REQUEST_FORK", "true")]].concat()).read_only.is_some());

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::report::Reporter;
 use crate::engine::{RestoreOutcome, SaveOutcome};
+use crate::report::Reporter;
 
 /// What a save or restore did, in the terms of `--summary-json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -100,9 +100,13 @@ impl Summary {
                 reason: Some(reporter.scrub(reason)),
                 ..base
             },
-            RestoreOutcome::Interrupted { primary_key } => {
-                Summary { outcome: "interrupted", cache_hit: Some(false), key: primary_key.clone(), reason: Some("interrupted".into()), ..base }
-            }
+            RestoreOutcome::Interrupted { primary_key } => Summary {
+                outcome: "interrupted",
+                cache_hit: Some(false),
+                key: primary_key.clone(),
+                reason: Some("interrupted".into()),
+                ..base
+            },
         }
     }
 

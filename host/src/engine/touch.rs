@@ -12,7 +12,8 @@ impl CacheContext {
     /// PUT, never on the critical path, and its failure (a read-only credential, say) is only logged.
     /// Untrusted and read-only runs write nothing. The returned guard waits for the PUT when dropped.
     pub(crate) fn touch(&self, entry: &Entry) -> Option<Touch> {
-        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now(), self.touch_interval) {
+        if self.scopes.read_only.is_some() || self.store.read_only().is_some() || !entry.needs_touch(SystemTime::now(), self.touch_interval)
+        {
             return None;
         }
         // A slash-named entry gets no new marker: no admin verb would ever see it.

@@ -10,9 +10,9 @@
 //!   `filename`, `flush_age`, ...); otherwise meltwater drone-cache, as Harness's Save/Restore Cache S3
 //!   steps when the runner's `HARNESS_*` variables are there.
 
+use crate::env_vars::{self, ci, plugins};
 use crate::frontends::Invocation;
 use crate::frontends::plugins::{drone_cache, drone_s3_cache, vela, woodpecker};
-use crate::env_vars::{self, ci, plugins};
 
 /// A front end a plugin run can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,11 @@ pub fn detect(env: &dyn Fn(&str) -> Option<String>, names: &[String]) -> Result<
             "woodpecker-cache" => Dialect::WoodpeckerCache,
             "vela" => Dialect::Vela,
             "github" => Dialect::GithubAction,
-            _ => return Err(format!("S3CACHE_PLUGIN must be drone-cache, harness, drone-s3-cache, woodpecker-cache, vela or github, not {named:?}")),
+            _ => {
+                return Err(format!(
+                    "S3CACHE_PLUGIN must be drone-cache, harness, drone-s3-cache, woodpecker-cache, vela or github, not {named:?}"
+                ));
+            }
         };
         return found(dialect, format!("{}={named}", plugins::S3CACHE_PLUGIN));
     }
@@ -150,8 +154,14 @@ mod tests {
         assert_eq!(dialect(&[("INPUT_PATH", "x")]), None, "INPUT_* outside GitHub Actions");
         assert_eq!(dialect(&[("GITHUB_ACTIONS", "true"), ("INPUT_PATH", "x")]), Some(Dialect::GithubAction));
         assert_eq!(dialect(&[("PARAMETER_ACTION", "restore")]), Some(Dialect::Vela));
-        assert_eq!(dialect(&[("DRONE", "true"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::DroneCache(DroneCache)));
-        assert_eq!(dialect(&[("HARNESS_BUILD_ID", "1"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::DroneCache(Harness)));
+        assert_eq!(
+            dialect(&[("DRONE", "true"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]),
+            Some(Dialect::DroneCache(DroneCache))
+        );
+        assert_eq!(
+            dialect(&[("HARNESS_BUILD_ID", "1"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b")]),
+            Some(Dialect::DroneCache(Harness))
+        );
         assert_eq!(dialect(&[("DRONE", "true"), ("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "b")]), Some(Dialect::DroneS3Cache));
         assert_eq!(dialect(&[("CI", "woodpecker"), ("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b")]), Some(Dialect::WoodpeckerCache));
         assert_eq!(dialect(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_MOUNT", "x")]), Some(Dialect::DroneCache(DroneCache)));

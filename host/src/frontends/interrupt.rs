@@ -113,9 +113,10 @@ fn exit(signal: i32) -> ! {
     let _only_this_thread = EXITING.lock();
     let state = interrupts();
     if !state.printed.swap(true, Ordering::SeqCst)
-        && let Some(message) = *state.message.lock().expect("message lock") {
-            eprintln!("{message}");
-        }
+        && let Some(message) = *state.message.lock().expect("message lock")
+    {
+        eprintln!("{message}");
+    }
     std::process::exit(128 + signal)
 }
 

@@ -21,12 +21,12 @@ use std::time::{Instant, SystemTime};
 
 use md5::Digest;
 
+use crate::archive::catalog::Entry;
+use crate::archive::layout::{Format, Layout};
+use crate::config::{self, Settings, parse};
 use crate::engine::admin::ScopeSelection;
 use crate::engine::{CacheContext, EnvLookup, Fallback, Legacy, RestoreOutcome, SaveOutcome};
-use crate::archive::catalog::Entry;
-use crate::config::{self, Settings, parse};
 use crate::env_vars::{self, semaphore as vars};
-use crate::archive::layout::{Format, Layout};
 use crate::ui::output::{self, Terminal};
 use crate::{RestoreRequest, SaveRequest};
 
@@ -158,9 +158,20 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<(Settings, Vec<(
             overrides.push((env_vars::S3CACHE_ACCESS_KEY_ID.to_owned(), key));
             overrides.push((env_vars::S3CACHE_SECRET_ACCESS_KEY.to_owned(), secret));
         }
-    } else if var(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE).map(|v| parse::boolean(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE, &v)).transpose()? == Some(true) {
+    } else if var(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE)
+        .map(|v| parse::boolean(vars::SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE, &v))
+        .transpose()?
+        == Some(true)
+    {
         // Only the instance profile: the chain's other sources are switched off.
-        for name in [env_vars::AWS_ACCESS_KEY_ID, env_vars::AWS_SECRET_ACCESS_KEY, env_vars::AWS_SESSION_TOKEN, env_vars::AWS_WEB_IDENTITY_TOKEN_FILE, env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI] {
+        for name in [
+            env_vars::AWS_ACCESS_KEY_ID,
+            env_vars::AWS_SECRET_ACCESS_KEY,
+            env_vars::AWS_SESSION_TOKEN,
+            env_vars::AWS_WEB_IDENTITY_TOKEN_FILE,
+            env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
+            env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI,
+        ] {
             overrides.push((name.to_owned(), String::new()));
         }
         overrides.push((env_vars::AWS_SHARED_CREDENTIALS_FILE.to_owned(), "/dev/null".into()));
@@ -180,7 +191,9 @@ fn fail_on_error(env: &dyn Fn(&str) -> Option<String>) -> bool {
 /// a gzip tar with members named as its `tar czf` names them, and our manifest in a final empty gzip
 /// member that `tar xzf` reads as nothing. Otherwise entries are ours: zstd, s3cache's member names.
 fn compatible(env: &dyn Fn(&str) -> Option<String>) -> Result<bool, parse::SettingError> {
-    env(vars::S3CACHE_SEMAPHORE_COMPATIBLE).filter(|v| !v.is_empty()).map_or(Ok(false), |v| parse::boolean(vars::S3CACHE_SEMAPHORE_COMPATIBLE, &v))
+    env(vars::S3CACHE_SEMAPHORE_COMPATIBLE)
+        .filter(|v| !v.is_empty())
+        .map_or(Ok(false), |v| parse::boolean(vars::S3CACHE_SEMAPHORE_COMPATIBLE, &v))
 }
 
 /// What a restore accepts besides s3cache's entries: the real CLI's own objects, gzip tars without a
@@ -221,7 +234,8 @@ const LOCKFILES: &[(&str, &[(&str, &str)])] = &[
 /// `SEMAPHORE_GIT_PR_BRANCH`, else `SEMAPHORE_GIT_BRANCH`, else `master`.
 pub fn detect(cwd: &Path, home: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> std::io::Result<Vec<Detected>> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    let branch = var(env_vars::ci::SEMAPHORE_GIT_PR_BRANCH).or_else(|| var(env_vars::ci::SEMAPHORE_GIT_BRANCH)).unwrap_or_else(|| "master".into());
+    let branch =
+        var(env_vars::ci::SEMAPHORE_GIT_PR_BRANCH).or_else(|| var(env_vars::ci::SEMAPHORE_GIT_BRANCH)).unwrap_or_else(|| "master".into());
     let mut found = Vec::new();
     for (lockfile, caches) in LOCKFILES {
         let file = cwd.join(lockfile);
@@ -368,9 +382,11 @@ fn context(env: &EnvLookup, terminal: &Terminal) -> Result<CacheContext, Ending>
     if config::on_github_actions(&lookup) {
         terminal.lines.enable_github_actions();
     }
-    let mut context = config::resolve_reporting(&settings, lookup, terminal.reporter.clone()).map_err(|e| match e.downcast_ref::<config::EndpointSettingError>() {
-        Some(_) => Ending::Config(format!("{e:#}")),
-        None => Ending::Error(format!("{e:#}")),
+    let mut context = config::resolve_reporting(&settings, lookup, terminal.reporter.clone()).map_err(|e| {
+        match e.downcast_ref::<config::EndpointSettingError>() {
+            Some(_) => Ending::Config(format!("{e:#}")),
+            None => Ending::Error(format!("{e:#}")),
+        }
     })?;
     context.layout = Layout::Flat;
     context.cancel = crate::frontends::interrupt::install(crate::frontends::interrupt::INTERRUPTED);
@@ -388,7 +404,10 @@ fn run(verb: Verb, env: &EnvLookup, terminal: &Terminal) -> Ending {
         Verb::Restore(Some(keys)) => restore(&context, &keys).map(|_| Ending::Code(0)),
         Verb::Restore(None) => restore_detected(&context, env),
         Verb::HasKey(key) => has_key(&context, &key),
-        Verb::IsNotEmpty => context.list_entries(&ScopeSelection::All, "").map_err(|e| e.to_string()).map(|e| Ending::Code(if e.is_empty() { 1 } else { 0 })),
+        Verb::IsNotEmpty => context
+            .list_entries(&ScopeSelection::All, "")
+            .map_err(|e| e.to_string())
+            .map(|e| Ending::Code(if e.is_empty() { 1 } else { 0 })),
         Verb::List(sort) => list(&context, sort),
         Verb::Delete(key) => delete(&context, &key),
         Verb::Clear => clear(&context),
@@ -424,7 +443,15 @@ fn store(context: &CacheContext, key: &str, path: &str, env: &EnvLookup) -> Resu
     let format = if compatible { Format::Gzip } else { Format::Zstd };
     println!("Uploading '{path}' with cache key '{key}'...");
     let started = Instant::now();
-    let request = SaveRequest { key: key.clone(), paths: vec![path.to_owned()], format, compression_level: None, overwrite: false, cross_os: false, plain_names: compatible };
+    let request = SaveRequest {
+        key: key.clone(),
+        paths: vec![path.to_owned()],
+        format,
+        compression_level: None,
+        overwrite: false,
+        cross_os: false,
+        plain_names: compatible,
+    };
     match context.save(&request).map_err(|e| e.to_string())? {
         SaveOutcome::Saved { bytes, .. } => {
             println!("Upload complete. Duration: {}. Size: {} bytes.", seconds(started), human_size(bytes));
@@ -466,11 +493,22 @@ fn store_detected(context: &CacheContext, env: &EnvLookup) -> Result<Ending, Str
 fn restore(context: &CacheContext, keys: &[String]) -> Result<bool, String> {
     let keys: Vec<String> = keys.iter().map(|k| normalized(k)).collect();
     let Some((first, rest)) = keys.split_first() else { return Ok(false) };
-    let request =
-        RestoreRequest { key: first.clone(), restore_keys: rest.to_vec(), fallback: Fallback::Pattern, paths: Vec::new(), cross_os: false, lookup_only: false, exact_key_only: false, legacy: Some(real_cli_objects()) };
+    let request = RestoreRequest {
+        key: first.clone(),
+        restore_keys: rest.to_vec(),
+        fallback: Fallback::Pattern,
+        paths: Vec::new(),
+        cross_os: false,
+        lookup_only: false,
+        exact_key_only: false,
+        legacy: Some(real_cli_objects()),
+    };
     match context.restore(&request).map_err(|e| e.to_string())? {
         RestoreOutcome::Hit(hit) => {
-            let asked = keys.iter().position(|k| *k == hit.matched_key || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key))).unwrap_or(0);
+            let asked = keys
+                .iter()
+                .position(|k| *k == hit.matched_key || regex::Regex::new(k).is_ok_and(|r| r.is_match(&hit.matched_key)))
+                .unwrap_or(0);
             keys[..asked].iter().for_each(|k| println!("MISS: '{k}'."));
             println!("HIT: '{}', using key '{}'.", keys[asked], hit.matched_key);
             // The real CLI's own archives record no paths: name what was restored by its key.
@@ -525,7 +563,13 @@ fn list(context: &CacheContext, sort: SortBy) -> Result<Ending, String> {
     }
     let mut table = format!("{:<60} {:<12} {:<22} {:<22}\n", "NAME", "SIZE", "STORED AT", "ACCESSED AT");
     for entry in &entries {
-        let row = format!("{:<60} {:<12} {:<22} {:<22}\n", entry.name.key, human_size(entry.size()), rfc822(entry.saved()), rfc822(entry.last_used));
+        let row = format!(
+            "{:<60} {:<12} {:<22} {:<22}\n",
+            entry.name.key,
+            human_size(entry.size()),
+            rfc822(entry.saved()),
+            rfc822(entry.last_used)
+        );
         table.push_str(&output::escape(row.trim_end_matches('\n')));
         table.push('\n');
     }
@@ -573,7 +617,10 @@ mod tests {
         assert_eq!(parse(&args("store gems vendor/bundle")), Ok(Verb::Store(Some(("gems".into(), "vendor/bundle".into())))));
         assert_eq!(parse(&args("store")), Ok(Verb::Store(None)));
         assert_eq!(parse(&args("store only-a-key")), Err(ArgError::Count));
-        assert_eq!(parse(&args("restore gems-main-1,gems-main,gems-")), Ok(Verb::Restore(Some(vec!["gems-main-1".into(), "gems-main".into(), "gems-".into()]))));
+        assert_eq!(
+            parse(&args("restore gems-main-1,gems-main,gems-")),
+            Ok(Verb::Restore(Some(vec!["gems-main-1".into(), "gems-main".into(), "gems-".into()])))
+        );
         assert_eq!(parse(&args("has_key a b")), Err(ArgError::Count));
         assert_eq!(parse(&args("list --sort-by SIZE")), Ok(Verb::List(SortBy::Size)));
         assert_eq!(parse(&args("list -s ACCESS_TIME")), Ok(Verb::List(SortBy::AccessTime)));
@@ -599,16 +646,28 @@ mod tests {
         assert_eq!((plain.endpoint, plain.profile, overrides.len()), (None, None, 0));
 
         let mut url = base.to_vec();
-        url.extend([("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:9000"), ("SEMAPHORE_CACHE_S3_KEY", "AK"), ("SEMAPHORE_CACHE_S3_SECRET", "SK"), ("SEMAPHORE_CACHE_AWS_PROFILE", "ignored")]);
+        url.extend([
+            ("SEMAPHORE_CACHE_S3_URL", "http://127.0.0.1:9000"),
+            ("SEMAPHORE_CACHE_S3_KEY", "AK"),
+            ("SEMAPHORE_CACHE_S3_SECRET", "SK"),
+            ("SEMAPHORE_CACHE_AWS_PROFILE", "ignored"),
+        ]);
         let (custom, overrides) = settings(&env(&url)).unwrap();
-        assert_eq!((custom.endpoint.as_deref(), custom.region.as_deref(), custom.path_style), (Some("http://127.0.0.1:9000"), Some("auto"), true));
+        assert_eq!(
+            (custom.endpoint.as_deref(), custom.region.as_deref(), custom.path_style),
+            (Some("http://127.0.0.1:9000"), Some("auto"), true)
+        );
         assert_eq!(custom.profile, None);
-        assert_eq!(overrides, vec![("S3CACHE_ACCESS_KEY_ID".to_string(), "AK".to_string()), ("S3CACHE_SECRET_ACCESS_KEY".to_string(), "SK".to_string())]);
+        assert_eq!(
+            overrides,
+            vec![("S3CACHE_ACCESS_KEY_ID".to_string(), "AK".to_string()), ("S3CACHE_SECRET_ACCESS_KEY".to_string(), "SK".to_string())]
+        );
 
         let mut profile = base.to_vec();
         profile.push(("SEMAPHORE_CACHE_AWS_PROFILE", "semaphore"));
         assert_eq!(settings_profile(&profile), Some("semaphore".into()));
-        let mut stack = vec![("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_AGENT_CACHE_BUCKET_NAME", "stack-bucket")];
+        let mut stack =
+            vec![("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p-1"), ("SEMAPHORE_AGENT_CACHE_BUCKET_NAME", "stack-bucket")];
         stack.push(("SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE", "true"));
         let (instance, overrides) = settings(&env(&stack)).unwrap();
         assert_eq!(instance.store.as_deref(), Some("s3://stack-bucket/p-1"));
@@ -620,7 +679,10 @@ mod tests {
         assert_eq!(settings_error(&[("SEMAPHORE_CACHE_BACKEND", "s3"), ("SEMAPHORE_PROJECT_ID", "p")]), "no SEMAPHORE_CACHE_S3_BUCKET set");
         let mut bare = base.to_vec();
         bare.push(("SEMAPHORE_CACHE_S3_URL", "127.0.0.1:9000"));
-        assert!(settings_error(&bare).starts_with(r#"SEMAPHORE_CACHE_S3_URL: endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000"#));
+        assert!(
+            settings_error(&bare)
+                .starts_with(r#"SEMAPHORE_CACHE_S3_URL: endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000"#)
+        );
         let mut bad = base.to_vec();
         bad.push(("SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE", "yes"));
         assert_eq!(settings_error(&bad), "SEMAPHORE_CACHE_USE_EC2_INSTANCE_PROFILE must be true or false, not \"yes\"");
@@ -641,7 +703,8 @@ mod tests {
         std::fs::write(dir.path().join("yarn.lock"), "lock").unwrap();
         std::fs::write(dir.path().join("Gemfile.lock"), "gems").unwrap();
         let home = Path::new("/home/semaphore");
-        let found = detect(dir.path(), Some(home), &env(&[("SEMAPHORE_GIT_BRANCH", "main"), ("SEMAPHORE_GIT_PR_BRANCH", "feature/x")])).unwrap();
+        let found =
+            detect(dir.path(), Some(home), &env(&[("SEMAPHORE_GIT_BRANCH", "main"), ("SEMAPHORE_GIT_PR_BRANCH", "feature/x")])).unwrap();
         let lock = hex::encode(md5::Md5::digest(b"lock"));
         let summary: Vec<(&str, &str, &str)> = found.iter().map(|d| (d.lockfile, d.path.as_str(), d.store_key.as_str())).collect();
         assert_eq!(
@@ -652,7 +715,15 @@ mod tests {
                 ("yarn.lock", "node_modules", format!("node-modules-feature-x-{lock}").as_str()),
             ]
         );
-        assert_eq!(found[2].restore_keys, vec![format!("node-modules-feature-x-{lock}"), "node-modules-feature-x".into(), "node-modules-master".into(), "node-modules-main".into()]);
+        assert_eq!(
+            found[2].restore_keys,
+            vec![
+                format!("node-modules-feature-x-{lock}"),
+                "node-modules-feature-x".into(),
+                "node-modules-master".into(),
+                "node-modules-main".into()
+            ]
+        );
         let on_main = detect(dir.path(), Some(home), &env(&[("SEMAPHORE_GIT_BRANCH", "main")])).unwrap();
         assert_eq!(on_main[0].restore_keys[1..], ["gems-main".to_string(), "gems-master".to_string()]);
     }

@@ -7,7 +7,8 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use self::exports::s3cache::guest::archive::{Compression, ContentSlice, Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport};
+pub use self::exports::s3cache::guest::archive::{
+    Compression, ContentSlice, Fixup, Member, PackOptions, PackSummary, UnpackLimits, UnpackReport,
+};
 pub use self::exports::s3cache::guest::keys::{Found, Resolution, TemplateContext};
 pub use self::s3cache::guest::types::{Error as GuestError, MemberKind, Root, Timestamp};
-

@@ -82,7 +82,9 @@ impl Compiled {
         let component = load_component(&engine, tier, cache_dir)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(anyhow::Error::from).context("linking the guest's imports")?;
+        CacheGuest::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the guest's imports")?;
         let ticker = engine.weak();
         std::thread::spawn(move || {
             while let Some(engine) = ticker.upgrade() {
@@ -125,7 +127,10 @@ pub struct CompiledGuest {
 
 impl std::fmt::Debug for CompiledGuest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledGuest").field("first", &self.first.tier).field("optimized", &self.optimized.get().is_some()).finish_non_exhaustive()
+        f.debug_struct("CompiledGuest")
+            .field("first", &self.first.tier)
+            .field("optimized", &self.optimized.get().is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -19,10 +19,10 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
 use sha2::{Digest, Sha256};
 
-use crate::sandbox::bindings::s3cache::guest::host_files::{DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp};
-use crate::sandbox::bindings::s3cache::guest::types::Timestamp;
-use crate::sandbox::bindings::s3cache::guest::types::IoError;
 use crate::sandbox::Preopen;
+use crate::sandbox::bindings::s3cache::guest::host_files::{DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp};
+use crate::sandbox::bindings::s3cache::guest::types::IoError;
+use crate::sandbox::bindings::s3cache::guest::types::Timestamp;
 
 /// Batches the guest may queue ahead of the writer thread (each at most about 1 MiB).
 const QUEUED_BATCHES: usize = 16;

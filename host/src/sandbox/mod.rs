@@ -22,20 +22,19 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::report::Reporter;
+/// What a restore accepts from an archive (members, bytes, path length and depth, zstd window):
+/// the WIT contract's `unpack-limits`, checked by the guest.
+pub use crate::sandbox::bindings::UnpackLimits;
 use crate::sandbox::bindings::{
     CacheGuest, Compression, GuestError, Member, PackOptions, PackSummary, Resolution, Root, TemplateContext, UnpackReport,
 };
 use crate::sandbox::compiled::{CompiledGuest, EPOCH_TICK, Successor};
-/// What a restore accepts from an archive (members, bytes, path length and depth, zstd window):
-/// the WIT contract's `unpack-limits`, checked by the guest.
-pub use crate::sandbox::bindings::UnpackLimits;
 use crate::sandbox::host_files::HostFiles;
-use crate::report::Reporter;
 use crate::ui::output;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/embedded/s3cache-guest.wasm"));
-
 
 /// Limits for each guest instance.
 #[derive(Debug, Clone, Copy)]
@@ -276,7 +275,10 @@ impl Sandbox {
         let state = GuestState {
             wasi: wasi_context(preopens)?.build(),
             table: ResourceTable::new(),
-            limits: Limits { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(), memory_refused: false },
+            limits: Limits {
+                inner: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).build(),
+                memory_refused: false,
+            },
             stream: ArchiveStream::default(),
             env,
             reporter: reporter.clone(),
@@ -286,8 +288,16 @@ impl Sandbox {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
-        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker).map_err(anyhow::Error::from).context("instantiating the guest")?;
-        Ok(GuestInstance { store, guest, deadline: self.limits.deadline, memory_bytes: self.limits.memory_bytes, successor: self.guest.successor(compiled.tier) })
+        let guest = CacheGuest::instantiate(&mut store, &compiled.component, &compiled.linker)
+            .map_err(anyhow::Error::from)
+            .context("instantiating the guest")?;
+        Ok(GuestInstance {
+            store,
+            guest,
+            deadline: self.limits.deadline,
+            memory_bytes: self.limits.memory_bytes,
+            successor: self.guest.successor(compiled.tier),
+        })
     }
 }
 
@@ -345,7 +355,9 @@ impl GuestInstance {
         let failure = match result {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(err)) => SandboxError::Guest(err),
-            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => SandboxError::Deadline { ms: self.deadline.as_millis() },
+            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+                SandboxError::Deadline { ms: self.deadline.as_millis() }
+            }
             Err(trap) => SandboxError::Trap(format!("{:#}", anyhow::Error::from(trap))),
         };
         if !self.store.data().limits.memory_refused {
@@ -367,7 +379,13 @@ impl GuestInstance {
 
     /// Writes the members as tar, compressed as zstd frames, one gzip member or not at all
     /// (`options.compression`), into `sink`.
-    pub fn pack(&mut self, roots: &[Root], members: &[Member], options: PackOptions, sink: Box<dyn Write + Send>) -> Result<PackSummary, SandboxError> {
+    pub fn pack(
+        &mut self,
+        roots: &[Root],
+        members: &[Member],
+        options: PackOptions,
+        sink: Box<dyn Write + Send>,
+    ) -> Result<PackSummary, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream { source: None, sink: Some(sink) };
         let result = self.guest.s3cache_guest_archive().call_pack(&mut self.store, roots, members, options);
@@ -377,7 +395,13 @@ impl GuestInstance {
     }
 
     /// Extracts the tar, compressed as `compression`, read from `source` under the roots' staging preopens.
-    pub fn unpack(&mut self, roots: &[Root], compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>) -> Result<UnpackReport, SandboxError> {
+    pub fn unpack(
+        &mut self,
+        roots: &[Root],
+        compression: Compression,
+        limits: UnpackLimits,
+        source: Box<dyn ArchiveSource>,
+    ) -> Result<UnpackReport, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: None };
         let result = self.guest.s3cache_guest_archive().call_unpack(&mut self.store, roots, compression, limits);
@@ -388,7 +412,13 @@ impl GuestInstance {
 
     /// Decompresses one part of an archive (zstd frames or gzip members) read from `source` into
     /// `sink`; returns the decompressed length.
-    pub fn decompress(&mut self, compression: Compression, limits: UnpackLimits, source: Box<dyn ArchiveSource>, sink: Box<dyn Write + Send>) -> Result<u64, SandboxError> {
+    pub fn decompress(
+        &mut self,
+        compression: Compression,
+        limits: UnpackLimits,
+        source: Box<dyn ArchiveSource>,
+        sink: Box<dyn Write + Send>,
+    ) -> Result<u64, SandboxError> {
         self.arm_deadline();
         self.store.data_mut().stream = ArchiveStream { source: Some(source), sink: Some(sink) };
         let result = self.guest.s3cache_guest_archive().call_decompress(&mut self.store, compression, limits);

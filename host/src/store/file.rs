@@ -92,7 +92,9 @@ impl Upload for FileUpload {
         if self.if_none_match {
             // A hard link fails when the name exists: first writer wins, atomically.
             match fs::hard_link(&self.temp, &self.target) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists(self.target.display().to_string())),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::AlreadyExists(self.target.display().to_string()));
+                }
                 result => result.map_err(io_err(&self.target))?,
             }
             let _ = fs::remove_file(&self.temp);
@@ -176,7 +178,13 @@ impl BlobStore for FileStore {
             let entry = entry.map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
             let Some(file_name) = entry.file_name().to_str().filter(|n| n.starts_with(TEMP_PREFIX)).map(str::to_owned) else { continue };
             let Some(meta) = self.info(&file_name, &entry.path())? else { continue };
-            found.push(Leftover { kind: LeftoverKind::TempFile, name: None, id: file_name, bytes: Some(meta.size), started: meta.modified });
+            found.push(Leftover {
+                kind: LeftoverKind::TempFile,
+                name: None,
+                id: file_name,
+                bytes: Some(meta.size),
+                started: meta.modified,
+            });
         }
         Ok(LeftoverListing::Listed(found))
     }

@@ -23,8 +23,8 @@ pub use s3::S3Store;
 pub use crate::store::s3::client::TransportConfig;
 pub use crate::store::s3::download::DownloadConfig;
 pub use crate::store::s3::upload::UploadConfig;
-pub use crate::store::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
 use crate::store::s3::{Bucket, Endpoint};
+pub use crate::store::s3::{Credentials, PublishOptions, S3Error, S3ErrorKind};
 
 /// An object in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +210,9 @@ pub enum StoreUrlError {
     #[error("store {0:?}: {1}")]
     Invalid(String, String),
     /// An `s3://` store with no credentials and not anonymous.
-    #[error("store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket")]
+    #[error(
+        "store {0:?} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, web identity, or use --anonymous for a public bucket"
+    )]
     NoCredentials(String),
 }
 
@@ -227,7 +229,8 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         // A public URL: plain unsigned GET/HEAD under a base path, for read-only consumers.
         let (scheme, rest) = url.split_once("://").expect("checked");
         let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let endpoint = Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e.to_string()))?;
+        let endpoint =
+            Endpoint::parse(&format!("{scheme}://{authority}")).map_err(|e| StoreUrlError::Invalid(url.into(), e.to_string()))?;
         let bucket = Bucket { endpoint, name: String::new(), region, path_style: true };
         return Ok(Box::new(S3Store::new(bucket, prefix, None, &options)));
     }
@@ -243,11 +246,8 @@ pub fn open(url: &str, options: S3Options) -> Result<Box<dyn BlobStore>, StoreUr
         None if options.accelerate => Endpoint::accelerate(options.dualstack),
         None => Endpoint::aws(&region, options.dualstack),
     };
-    let credentials = if options.anonymous {
-        None
-    } else {
-        Some(options.credentials.clone().ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?)
-    };
+    let credentials =
+        if options.anonymous { None } else { Some(options.credentials.clone().ok_or_else(|| StoreUrlError::NoCredentials(url.into()))?) };
     let path_style = (options.path_style || endpoint.needs_path_style()) && !options.accelerate;
     let bucket = Bucket { endpoint, name: bucket.to_owned(), region, path_style };
     Ok(Box::new(S3Store::new(bucket, prefix, credentials, &options)))
@@ -296,7 +296,10 @@ mod tests {
     fn refuses_an_endpoint_without_a_scheme() {
         let bare = || S3Options { endpoint: Some("127.0.0.1:9000".into()), ..options() };
         let err = open("s3://b", bare()).unwrap_err();
-        assert!(matches!(&err, StoreUrlError::Invalid(url, why) if url == "s3://b" && why.contains("has no scheme: write http://127.0.0.1:9000")), "{err}");
+        assert!(
+            matches!(&err, StoreUrlError::Invalid(url, why) if url == "s3://b" && why.contains("has no scheme: write http://127.0.0.1:9000")),
+            "{err}"
+        );
         assert!(open("file:///tmp/x", bare()).is_ok());
         assert!(open("s3://b", S3Options { endpoint: Some("http://127.0.0.1:9000".into()), ..options() }).is_ok());
     }

@@ -122,8 +122,6 @@ impl Report for Lines {
     }
 }
 
-
-
 impl Reporter {
     /// A reporter that prints as the CLI does outside CI: notices and warnings on stderr.
     pub fn stderr() -> Self {

@@ -149,9 +149,12 @@ pub fn apply_fixups(staging: &[PathBuf], fixups: &[Fixup]) -> Result<(), FsError
             }
             MemberKind::Symlink => {
                 let target = fixup.link_target.as_deref().unwrap_or_default();
-                let link = validate_relative(&fixup.relative).map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: v.to_string() })?;
-                validate_symlink_target(&link, target)
-                    .map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: format!("symlink target {target:?}: {v}") })?;
+                let link = validate_relative(&fixup.relative)
+                    .map_err(|v| FsError::InvalidPath { path: fixup.relative.clone(), reason: v.to_string() })?;
+                validate_symlink_target(&link, target).map_err(|v| FsError::InvalidPath {
+                    path: fixup.relative.clone(),
+                    reason: format!("symlink target {target:?}: {v}"),
+                })?;
                 symlink(target, &path).map_err(io(&path))?;
                 filetime::set_symlink_file_times(&path, time, time).map_err(io(&path))?;
             }

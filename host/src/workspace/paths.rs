@@ -68,9 +68,10 @@ pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Resul
         .map(|mut root| {
             for exclude in &excludes {
                 if let Ok(relative) = exclude.strip_prefix(&root.dir)
-                    && let Some(relative) = relative.to_str().filter(|r| !r.is_empty()) {
-                        root.exclude.push(relative.to_owned());
-                    }
+                    && let Some(relative) = relative.to_str().filter(|r| !r.is_empty())
+                {
+                    root.exclude.push(relative.to_owned());
+                }
             }
             root
         })

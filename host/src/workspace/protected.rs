@@ -43,7 +43,20 @@ pub const GROUPS: &[Group] = &[
     Group {
         reason: "holds credentials",
         anchor: Anchor::Home,
-        paths: &[".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".terraform.d", ".config/gh", ".config/gcloud", ".config/containers", ".cargo/credentials*", ".m2/settings.xml"],
+        paths: &[
+            ".ssh",
+            ".gnupg",
+            ".aws",
+            ".azure",
+            ".kube",
+            ".docker",
+            ".terraform.d",
+            ".config/gh",
+            ".config/gcloud",
+            ".config/containers",
+            ".cargo/credentials*",
+            ".m2/settings.xml",
+        ],
     },
     Group {
         reason: "configures tools to run code or fetch from elsewhere",
@@ -111,7 +124,8 @@ impl Protected {
     }
 
     fn check_tree(&self, staged: &Path, target: &Path) -> Result<(), String> {
-        let mut entries: Vec<fs::DirEntry> = fs::read_dir(staged).and_then(|dir| dir.collect()).map_err(|e| format!("{}: {e}", staged.display()))?;
+        let mut entries: Vec<fs::DirEntry> =
+            fs::read_dir(staged).and_then(|dir| dir.collect()).map_err(|e| format!("{}: {e}", staged.display()))?;
         // In name order, so that the same archive is always refused for the same member.
         entries.sort_by_key(fs::DirEntry::file_name);
         for entry in entries {
@@ -121,7 +135,11 @@ impl Protected {
             if kind.is_dir() {
                 self.check_tree(&entry.path(), &landing)?;
             }
-            let link = if kind.is_symlink() { Some(fs::read_link(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?) } else { None };
+            let link = if kind.is_symlink() {
+                Some(fs::read_link(entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?)
+            } else {
+                None
+            };
             if let Some(why) = self.member_rule(&landing, kind.is_dir(), link.as_deref().map(|l| l.to_string_lossy()).as_deref()) {
                 return Err(why);
             }
@@ -258,12 +276,35 @@ mod tests {
         assert_eq!(refused(&["~"]).as_deref(), Some("a restore without paths refuses the recorded path ~: it is the home directory"));
         assert_eq!(refused(&["."]).as_deref(), Some("a restore without paths refuses the recorded path .: it is the workspace"));
         assert_eq!(refused(&["~/*"]).as_deref(), Some("a restore without paths refuses the recorded path ~: it is the home directory"));
-        assert_eq!(refused(&["/work"]).as_deref(), Some("a restore without paths refuses the recorded path /work: it contains the workspace"));
-        assert_eq!(refused(&["~/.cargo"]).as_deref(), Some("a restore without paths refuses the recorded path ~/.cargo: it contains ~/.cargo/credentials*, which holds credentials"));
-        assert_eq!(refused(&["~/.ssh/authorized_keys"]).as_deref(), Some("a restore without paths refuses the recorded path ~/.ssh/authorized_keys: it lies in ~/.ssh, which holds credentials"));
-        assert_eq!(refused(&["node_modules", ".git/hooks"]).as_deref(), Some("a restore without paths refuses the recorded path .git/hooks: it lies in .git, which holds git's hooks and configuration"));
-        assert_eq!(refused(&["~/.Local/BIN/x"]).as_deref(), Some("a restore without paths refuses the recorded path ~/.Local/BIN/x: it lies in ~/.local/bin, which is on PATH"));
-        for fine in [&["node_modules", "target/debug"][..], &["~/.cargo/registry", "~/.cargo/git"], &["~/.cache/yarn", "~/go/pkg/mod", "~/.m2/repository"], &["~/.config/yarn/*"], &["src/**/*.rs"]] {
+        assert_eq!(
+            refused(&["/work"]).as_deref(),
+            Some("a restore without paths refuses the recorded path /work: it contains the workspace")
+        );
+        assert_eq!(
+            refused(&["~/.cargo"]).as_deref(),
+            Some("a restore without paths refuses the recorded path ~/.cargo: it contains ~/.cargo/credentials*, which holds credentials")
+        );
+        assert_eq!(
+            refused(&["~/.ssh/authorized_keys"]).as_deref(),
+            Some("a restore without paths refuses the recorded path ~/.ssh/authorized_keys: it lies in ~/.ssh, which holds credentials")
+        );
+        assert_eq!(
+            refused(&["node_modules", ".git/hooks"]).as_deref(),
+            Some(
+                "a restore without paths refuses the recorded path .git/hooks: it lies in .git, which holds git's hooks and configuration"
+            )
+        );
+        assert_eq!(
+            refused(&["~/.Local/BIN/x"]).as_deref(),
+            Some("a restore without paths refuses the recorded path ~/.Local/BIN/x: it lies in ~/.local/bin, which is on PATH")
+        );
+        for fine in [
+            &["node_modules", "target/debug"][..],
+            &["~/.cargo/registry", "~/.cargo/git"],
+            &["~/.cache/yarn", "~/go/pkg/mod", "~/.m2/repository"],
+            &["~/.config/yarn/*"],
+            &["src/**/*.rs"],
+        ] {
             assert_eq!(refused(fine), None, "{fine:?}");
         }
     }
@@ -276,21 +317,33 @@ mod tests {
         let member = |path: &str, is_dir: bool, link: Option<&str>| rules().member_rule(Path::new(path), is_dir, link);
         assert_eq!(
             member("/home/u/.bashrc", false, None).as_deref(),
-            Some("a restore without paths refuses ~/.bashrc: it is not a directory and lies directly in the home directory (startup files and credentials live directly in the home directory)")
+            Some(
+                "a restore without paths refuses ~/.bashrc: it is not a directory and lies directly in the home directory (startup files and credentials live directly in the home directory)"
+            )
         );
         assert!(member("/home/u/.npmrc", false, Some(".cache/npmrc")).is_some(), "a link is not a directory");
-        assert_eq!(member("/home/u/.ssh", true, None).as_deref(), Some("a restore without paths refuses ~/.ssh: it lies in ~/.ssh, which holds credentials"));
+        assert_eq!(
+            member("/home/u/.ssh", true, None).as_deref(),
+            Some("a restore without paths refuses ~/.ssh: it lies in ~/.ssh, which holds credentials")
+        );
         assert!(member("/home/u/.SSH/authorized_keys", false, None).unwrap().contains("lies in ~/.ssh"));
         assert!(member("/home/u/.aws/credentials", false, None).unwrap().contains("lies in ~/.aws"));
         assert!(member("/home/u/.cargo/config.toml", false, None).unwrap().contains("lies in ~/.cargo/config*"));
         assert!(member("/home/u/.cargo/Credentials", false, None).unwrap().contains("lies in ~/.cargo/credentials*"));
         assert!(member("/home/u/.m2/settings.xml", false, None).unwrap().contains("lies in ~/.m2/settings.xml"));
-        assert_eq!(member("/work/repo/.git/hooks/pre-commit", false, None).as_deref(), Some("a restore without paths refuses .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration"));
+        assert_eq!(
+            member("/work/repo/.git/hooks/pre-commit", false, None).as_deref(),
+            Some("a restore without paths refuses .git/hooks/pre-commit: it lies in .git, which holds git's hooks and configuration")
+        );
         assert_eq!(
             member("/home/u/.cache/keys", false, Some("../.ssh/authorized_keys")).as_deref(),
-            Some("a restore without paths refuses ~/.cache/keys: it links to ~/.ssh/authorized_keys, which lies in ~/.ssh, which holds credentials")
+            Some(
+                "a restore without paths refuses ~/.cache/keys: it links to ~/.ssh/authorized_keys, which lies in ~/.ssh, which holds credentials"
+            )
         );
-        assert!(member("/work/repo/node_modules/up", false, Some("../..")).unwrap().contains("links to /work, which contains the workspace"));
+        assert!(
+            member("/work/repo/node_modules/up", false, Some("../..")).unwrap().contains("links to /work, which contains the workspace")
+        );
         for (path, is_dir, link) in [
             ("/home/u/.cache", true, None),
             ("/home/u/.cargo/registry/index/x", false, None),
@@ -326,7 +379,10 @@ mod tests {
         assert_eq!(rules().check_staged(std::slice::from_ref(&root), &staged), Ok(()));
         fs::create_dir_all(staging.path().join(".Local")).unwrap();
         fs::hard_link(staging.path().join(".cache/yarn/a"), staging.path().join(".Local/bin")).unwrap();
-        assert_eq!(rules().check_staged(std::slice::from_ref(&root), &staged).unwrap_err(), "a restore without paths refuses ~/.Local/bin: it lies in ~/.local/bin, which is on PATH");
+        assert_eq!(
+            rules().check_staged(std::slice::from_ref(&root), &staged).unwrap_err(),
+            "a restore without paths refuses ~/.Local/bin: it lies in ~/.local/bin, which is on PATH"
+        );
         fs::remove_dir_all(staging.path().join(".Local")).unwrap();
         std::os::unix::fs::symlink("../.ssh", staging.path().join(".cache/ssh")).unwrap();
         assert!(rules().check_staged(std::slice::from_ref(&root), &staged).unwrap_err().contains("links to ~/.ssh"));
@@ -336,6 +392,10 @@ mod tests {
     #[test]
     fn readme_lists_the_rules() {
         let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"));
-        assert!(readme.contains(&readme_table()), "docs/security.md's table of what a restore without paths refuses differs from:\n{}", readme_table());
+        assert!(
+            readme.contains(&readme_table()),
+            "docs/security.md's table of what a restore without paths refuses differs from:\n{}",
+            readme_table()
+        );
     }
 }

@@ -45,10 +45,12 @@ pub fn remove_stale(roots: &[CachedRoot]) {
             let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).unwrap_or_default();
             if name.starts_with(STAGING_PREFIX) && name.ends_with(LOCK_SUFFIX) {
                 let dir = path.with_file_name(name.trim_end_matches(LOCK_SUFFIX));
-                if !dir.exists() && age > ORPHAN_LOCK_AGE
-                    && let Some(_held) = try_lock(&path) {
-                        let _ = fs::remove_file(&path);
-                    }
+                if !dir.exists()
+                    && age > ORPHAN_LOCK_AGE
+                    && let Some(_held) = try_lock(&path)
+                {
+                    let _ = fs::remove_file(&path);
+                }
             } else if name.starts_with(STAGING_PREFIX) && is_dir {
                 let lock = lock_path(&path);
                 if lock.exists() {
@@ -155,9 +157,10 @@ impl Drop for Staging {
     fn drop(&mut self) {
         for dir in &self.dirs {
             if let Err(err) = fs::remove_dir_all(dir)
-                && err.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), error = %err, "could not remove a staging directory");
-                }
+                && err.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %err, "could not remove a staging directory");
+            }
         }
         // Still locked while removed; the lock goes with the file handle.
         for (path, _lock) in &self.locks {
@@ -238,7 +241,12 @@ mod tests {
     use super::*;
 
     fn root(dir: &Path, include: &[&str]) -> CachedRoot {
-        CachedRoot { dir: dir.to_owned(), prefix: "workspace".into(), include: include.iter().map(|s| s.to_string()).collect(), exclude: vec![] }
+        CachedRoot {
+            dir: dir.to_owned(),
+            prefix: "workspace".into(),
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: vec![],
+        }
     }
 
     /// A literal path is replaced whole; a glob path merges; a pre-existing symlink is replaced, not followed.
@@ -269,7 +277,11 @@ mod tests {
         assert!(!fs::symlink_metadata(dir.join("src/linkdir")).unwrap().file_type().is_symlink());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the old link");
         assert!(!staged.exists());
-        let leftovers: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with(".s3cache")).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".s3cache"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -12,16 +12,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::frontends::{EXIT_CONFIG, EXIT_FAILED, EXIT_STORE, Invocation, github, interrupt};
-use crate::engine::admin::ScopeSelection;
-use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
-use crate::config::{self, Settings, parse};
 use crate::archive::layout::Format;
+use crate::config::{self, Settings, parse};
+use crate::engine::admin::ScopeSelection;
 use crate::engine::summary::Summary;
+use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
+use crate::frontends::{EXIT_CONFIG, EXIT_FAILED, EXIT_STORE, Invocation, github, interrupt};
 use crate::report::Reporter;
 use crate::ui::output::{self, Terminal};
 use crate::{RestoreRequest, SaveRequest, env_vars};
-
 
 /// A CI build cache in any S3-compatible store, with archive handling in a WASI sandbox.
 #[derive(Debug, Parser)]
@@ -257,7 +256,8 @@ struct PruneArgs {
 /// `checksum` (a link or copy by that name), or as `s3cache semaphore ...`, it is the Semaphore CLI.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let program = args.first().map(|a| Path::new(a).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()).unwrap_or_default();
+    let program =
+        args.first().map(|a| Path::new(a).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()).unwrap_or_default();
     match (program.as_str(), args.get(1).map(String::as_str)) {
         ("cache", _) => return crate::frontends::semaphore::main(&args[1..]),
         ("checksum", _) => return crate::frontends::semaphore::main(&[&["checksum".to_owned()], &args[1..]].concat()),
@@ -275,7 +275,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Plugin => plugin(cli.verbose, &terminal),
             Command::Completions { shell } => crate::frontends::cli::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
-            Command::Man { command } => crate::frontends::cli::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0),
+            Command::Man { command } => {
+                crate::frontends::cli::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0)
+            }
             Command::GithubAction(GithubActionArgs { step }) => {
                 init_logging(cli.verbose);
                 github_action(step, &terminal)
@@ -322,7 +324,9 @@ fn plugin(verbose: bool, terminal: &Terminal) -> Result<u8> {
         Ok(Some(detected)) => detected,
         Ok(None) => {
             init_logging(verbose);
-            anyhow::bail!("no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help");
+            anyhow::bail!(
+                "no CI plugin settings found: expected PLUGIN_* (Drone, Woodpecker, Harness), PARAMETER_* (Vela) or INPUT_* with GITHUB_ACTIONS=true; see s3cache --help"
+            );
         }
         Err(err) => {
             init_logging(verbose);
@@ -344,7 +348,8 @@ fn plugin(verbose: bool, terminal: &Terminal) -> Result<u8> {
 
 fn init_logging(verbose: bool) {
     let default = if verbose { "warn,s3cache=debug,guest=debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
@@ -373,7 +378,10 @@ impl TokenFile {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options.open(&path).and_then(|mut file| file.write_all(token.as_bytes())).with_context(|| format!("writing the web identity token to {}", path.display()))?;
+        options
+            .open(&path)
+            .and_then(|mut file| file.write_all(token.as_bytes()))
+            .with_context(|| format!("writing the web identity token to {}", path.display()))?;
         Ok(Self(path))
     }
 }
@@ -399,7 +407,9 @@ fn github_action(step: ActionStep, terminal: &Terminal) -> Result<u8> {
         terminal.notice(&reason);
         return Ok(0);
     }
-    terminal.lines.group(&terminal.scrub(&output::escape(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }))));
+    terminal
+        .lines
+        .group(&terminal.scrub(&output::escape(&format!("s3cache {}", if step == github::Step::Restore { "restore" } else { "save" }))));
     let result = run_invocation(invocation, terminal);
     terminal.lines.end_group();
     let (code, summary) = result?;
@@ -476,7 +486,12 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal
             };
             let outcome = context.save(&request)?;
             let code = report_save(&outcome, args.fail_on_error, context.reporter());
-            let summary = finish_summary(Summary::of_save(&outcome, &context.scopes.write, context.reporter()), &store, summary_path, context.reporter())?;
+            let summary = finish_summary(
+                Summary::of_save(&outcome, &context.scopes.write, context.reporter()),
+                &store,
+                summary_path,
+                context.reporter(),
+            )?;
             Ok((code, Some(summary)))
         }
         Command::Restore(args) => {
@@ -569,18 +584,20 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             render::found(entry.as_ref(), &args.key, args.output.json, out);
             if entry.is_some() { 0 } else { EXIT_FAILED }
         }),
-        Command::Delete(DeleteArgs { keyed: args, missing_ok }) => context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
-            if entries.is_empty() {
-                let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
-                if args.output.json {
-                    render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
-                } else {
-                    out.notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
+        Command::Delete(DeleteArgs { keyed: args, missing_ok }) => {
+            context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {
+                if entries.is_empty() {
+                    let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
+                    if args.output.json {
+                        render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
+                    } else {
+                        out.notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
+                    }
+                    return if missing_ok { 0 } else { EXIT_FAILED };
                 }
-                return if missing_ok { 0 } else { EXIT_FAILED };
-            }
-            finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json, out)
-        }),
+                finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json, out)
+            })
+        }
         Command::Clear(args) => clear(context, settings, &args.scopes.selection(settings), args.yes, args.output.json),
         Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
             let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
@@ -593,7 +610,14 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
             finish_removal("prune", removal, extra, args.output.json, out)
         }),
-        Command::Save(_) | Command::Restore(_) | Command::Key(_) | Command::GithubAction(_) | Command::Semaphore { .. } | Command::Plugin | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Save(_)
+        | Command::Restore(_)
+        | Command::Key(_)
+        | Command::GithubAction(_)
+        | Command::Semaphore { .. }
+        | Command::Plugin
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("not an admin verb")
         }
     };
@@ -604,7 +628,12 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
 }
 
 /// `removal` and the leftovers in `selection` older than the leftover age, removed after the entries.
-fn with_leftovers_removed(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, mut removal: crate::engine::admin::Removal) -> crate::engine::admin::Removal {
+fn with_leftovers_removed(
+    context: &CacheContext,
+    settings: &Settings,
+    selection: &ScopeSelection,
+    mut removal: crate::engine::admin::Removal,
+) -> crate::engine::admin::Removal {
     context.remove_leftovers(selection, settings.leftover_age, SystemTime::now(), &mut removal);
     removal
 }
@@ -615,7 +644,13 @@ fn finish_removal(verb: &str, removal: crate::engine::admin::Removal, extra: ser
 }
 
 /// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
-fn clear(context: &CacheContext, settings: &Settings, selection: &ScopeSelection, yes: bool, as_json: bool) -> Result<u8, crate::store::StoreError> {
+fn clear(
+    context: &CacheContext,
+    settings: &Settings,
+    selection: &ScopeSelection,
+    yes: bool,
+    as_json: bool,
+) -> Result<u8, crate::store::StoreError> {
     let out = context.reporter();
     let entries = context.list_entries(selection, "")?;
     let what = match selection {
@@ -689,16 +724,57 @@ mod tests {
     fn dialect_invocations_parse() {
         use crate::frontends::detect::Dialect;
         use crate::frontends::plugins::drone_cache::Flavour;
-        let common = [("DRONE_REPO_NAME", "app"), ("DRONE_REPO_OWNER", "acme"), ("VELA_REPO_ORG", "acme"), ("VELA_REPO_NAME", "app"), ("S3CACHE_VELA_DIR", "/nonexistent")];
+        let common = [
+            ("DRONE_REPO_NAME", "app"),
+            ("DRONE_REPO_OWNER", "acme"),
+            ("VELA_REPO_ORG", "acme"),
+            ("VELA_REPO_NAME", "app"),
+            ("S3CACHE_VELA_DIR", "/nonexistent"),
+        ];
         let cases: &[(Dialect, &[(&str, &str)])] = &[
-            (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_REBUILD", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ENCRYPTION", "AES256"), ("PLUGIN_ACL", "private"), ("PLUGIN_COMPRESSION_LEVEL", "5"), ("PLUGIN_DEBUG", "true")]),
-            (Dialect::DroneCache(Flavour::Harness), &[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_STRICT_KEY_MATCHING", "false"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"), ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s")]),
+            (
+                Dialect::DroneCache(Flavour::DroneCache),
+                &[
+                    ("PLUGIN_REBUILD", "true"),
+                    ("PLUGIN_BUCKET", "b"),
+                    ("PLUGIN_MOUNT", "m"),
+                    ("PLUGIN_ENCRYPTION", "AES256"),
+                    ("PLUGIN_ACL", "private"),
+                    ("PLUGIN_COMPRESSION_LEVEL", "5"),
+                    ("PLUGIN_DEBUG", "true"),
+                ],
+            ),
+            (
+                Dialect::DroneCache(Flavour::Harness),
+                &[
+                    ("PLUGIN_RESTORE", "true"),
+                    ("PLUGIN_BUCKET", "b"),
+                    ("PLUGIN_STRICT_KEY_MATCHING", "false"),
+                    ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true"),
+                    ("PLUGIN_BACKEND_OPERATION_TIMEOUT", "60s"),
+                ],
+            ),
             (Dialect::DroneCache(Flavour::DroneCache), &[("PLUGIN_FLUSH", "true"), ("PLUGIN_BUCKET", "b")]),
-            (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "b"), ("PLUGIN_MOUNT", "m"), ("PLUGIN_ACCELERATED_ENDPOINT", "x"), ("PLUGIN_PROFILE", "p")]),
+            (
+                Dialect::DroneS3Cache,
+                &[
+                    ("PLUGIN_MODE", "rebuild"),
+                    ("PLUGIN_ROOT", "b"),
+                    ("PLUGIN_MOUNT", "m"),
+                    ("PLUGIN_ACCELERATED_ENDPOINT", "x"),
+                    ("PLUGIN_PROFILE", "p"),
+                ],
+            ),
             (Dialect::DroneS3Cache, &[("PLUGIN_MODE", "flush"), ("PLUGIN_ROOT", "b")]),
-            (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_PATH", "m"), ("PLUGIN_DEBUG", "true")]),
+            (
+                Dialect::WoodpeckerCache,
+                &[("PLUGIN_ACTION", "upload"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_PATH", "m"), ("PLUGIN_DEBUG", "true")],
+            ),
             (Dialect::WoodpeckerCache, &[("PLUGIN_ACTION", "clear"), ("PLUGIN_BUCKET", "b"), ("PLUGIN_KEY", "k")]),
-            (Dialect::Vela, &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_BUCKET", "b"), ("PARAMETER_MOUNT", "m"), ("PARAMETER_LOG_LEVEL", "debug")]),
+            (
+                Dialect::Vela,
+                &[("PARAMETER_ACTION", "rebuild"), ("PARAMETER_BUCKET", "b"), ("PARAMETER_MOUNT", "m"), ("PARAMETER_LOG_LEVEL", "debug")],
+            ),
             (Dialect::Vela, &[("PARAMETER_ACTION", "restore"), ("PARAMETER_BUCKET", "b")]),
         ];
         for (dialect, settings) in cases {
@@ -739,7 +815,9 @@ mod tests {
     fn save_formats() {
         let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p"]).unwrap().command else { panic!("save") };
         assert_eq!(save.format, Format::Zstd);
-        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"]).unwrap().command else { panic!("save") };
+        let Command::Save(save) = parse(&["save", "--key", "k", "--path", "p", "--format", "gzip"]).unwrap().command else {
+            panic!("save")
+        };
         assert_eq!(save.format, Format::Gzip);
         assert!(parse(&["save", "--key", "k", "--path", "p", "--format", "lz4"]).is_err());
     }

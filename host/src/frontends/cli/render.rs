@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::engine::admin::{Leftover, Leftovers, Removal, Tally, Usage};
 use crate::archive::catalog::Entry;
+use crate::engine::admin::{Leftover, Leftovers, Removal, Tally, Usage};
 
 /// An entry as `--json` shows it.
 #[derive(Debug, Serialize)]
@@ -53,7 +53,13 @@ pub struct LeftoverJson {
 
 impl From<&Leftover> for LeftoverJson {
     fn from(leftover: &Leftover) -> Self {
-        LeftoverJson { kind: leftover.kind, object: leftover.name.clone(), id: leftover.id.clone(), bytes: leftover.bytes, started_at: time(leftover.started) }
+        LeftoverJson {
+            kind: leftover.kind,
+            object: leftover.name.clone(),
+            id: leftover.id.clone(),
+            bytes: leftover.bytes,
+            started_at: time(leftover.started),
+        }
     }
 }
 
@@ -82,7 +88,8 @@ pub fn size(bytes: u64) -> String {
 /// Prints `rows` under `header`, columns aligned. Cells are escaped: keys are user text.
 pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>, reporter: &crate::report::Reporter) {
     let mut out = tabwriter::TabWriter::new(Vec::new()).padding(2);
-    let line = |cells: Vec<String>| cells.into_iter().map(|c| crate::ui::output::escape(&c).replace('\t', " ")).collect::<Vec<_>>().join("\t");
+    let line =
+        |cells: Vec<String>| cells.into_iter().map(|c| crate::ui::output::escape(&c).replace('\t', " ")).collect::<Vec<_>>().join("\t");
     let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
     for row in rows {
         let _ = writeln!(out, "{}", line(row));
@@ -122,7 +129,8 @@ pub fn entries(entries: &[Entry], as_json: bool, out: &crate::report::Reporter) 
 pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool, out: &crate::report::Reporter) {
     let leftovers: &Leftovers = &usage.leftovers;
     if as_json {
-        let scopes: Vec<_> = usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
+        let scopes: Vec<_> =
+            usage.scopes.iter().map(|(scope, t)| serde_json::json!({ "scope": scope, "entries": t.entries, "bytes": t.bytes })).collect();
         json(&serde_json::json!({
             "scopes": scopes,
             "total": usage.total,
@@ -164,9 +172,13 @@ pub fn found(entry: Option<&Entry>, key: &str, as_json: bool, out: &crate::repor
 pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool, out: &crate::report::Reporter) {
     let freed = Tally::of(&removal.deleted);
     if as_json {
-        let failed: Vec<_> = removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
-        let leftovers_failed: Vec<_> =
-            removal.leftovers_failed.iter().map(|(l, why)| serde_json::json!({ "leftover": LeftoverJson::from(l), "reason": why })).collect();
+        let failed: Vec<_> =
+            removal.failed.iter().map(|(e, why)| serde_json::json!({ "entry": EntryJson::from(e), "reason": why })).collect();
+        let leftovers_failed: Vec<_> = removal
+            .leftovers_failed
+            .iter()
+            .map(|(l, why)| serde_json::json!({ "leftover": LeftoverJson::from(l), "reason": why }))
+            .collect();
         let mut document = serde_json::json!({
             "operation": verb,
             "deleted": removal.deleted.iter().map(EntryJson::from).collect::<Vec<_>>(),

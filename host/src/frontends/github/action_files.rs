@@ -15,9 +15,11 @@ pub const RESTORE_OUTPUTS: &[(&str, &str)] = &[
 ];
 
 /// The save step's outputs.
-pub const SAVE_OUTPUTS: &[(&str, &str)] = &[("cache-saved", "`true` when this step wrote an entry."), ("cache-primary-key", "The key saved under.")];
+pub const SAVE_OUTPUTS: &[(&str, &str)] =
+    &[("cache-saved", "`true` when this step wrote an entry."), ("cache-primary-key", "The key saved under.")];
 
-const HEADER: &str = "# Generated from the input list in host/src/frontends/github.rs by scripts/gen-actions; edit that list, not this file.\n";
+const HEADER: &str =
+    "# Generated from the input list in host/src/frontends/github.rs by scripts/gen-actions; edit that list, not this file.\n";
 
 /// Which of the three actions a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +189,10 @@ pub fn generated(page: impl Fn(&str) -> String) -> Result<Vec<(&'static str, Str
             ),
         ),
         ("docs/github-actions.md", format!("{before}{README_BEGIN}{}{README_END}{after}", readme_tables())),
-        ("docs/drone-woodpecker.md", crate::frontends::plugins::docs::readme("docs/drone-woodpecker.md", &page("docs/drone-woodpecker.md"))?),
+        (
+            "docs/drone-woodpecker.md",
+            crate::frontends::plugins::docs::readme("docs/drone-woodpecker.md", &page("docs/drone-woodpecker.md"))?,
+        ),
         ("docs/vela.md", crate::frontends::plugins::docs::readme("docs/vela.md", &page("docs/vela.md"))?),
     ])
 }
@@ -226,7 +231,9 @@ mod tests {
         let headings: Vec<&str> = readme.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim()).collect();
         let mut named = Vec::new();
         for (path, text) in super::generated(page).unwrap().into_iter().filter(|(path, _)| path.ends_with(".yml")) {
-            for (_, rest) in text.match_indices("(docs/github-actions.md, \"").map(|(i, _)| text.split_at(i + "(docs/github-actions.md, \"".len())) {
+            for (_, rest) in
+                text.match_indices("(docs/github-actions.md, \"").map(|(i, _)| text.split_at(i + "(docs/github-actions.md, \"".len()))
+            {
                 let section = rest.split_once('"').expect("a closing quote").0;
                 assert!(headings.contains(&section), "{path} names the docs/github-actions.md section {section:?}, which that page lacks");
                 named.push(section.to_owned());

@@ -12,11 +12,11 @@ mod action_files;
 
 use std::io::Write;
 
-use crate::frontends::Invocation;
 use crate::config::parse;
-use crate::env_vars;
-use crate::store::s3::Endpoint;
 use crate::engine::summary::Summary;
+use crate::env_vars;
+use crate::frontends::Invocation;
+use crate::store::s3::Endpoint;
 
 /// Which step of the action runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,14 +97,32 @@ const fn input_def(name: &'static str, default: Option<&'static str>, used_by: U
 pub const INPUTS: &[Input] = &[
     Input {
         save_doc: Some("Files, directories and globs to cache, one per line (`!` excludes; `~` expands)."),
-        ..input_def("path", None, UsedBy::All, Mapping::Lines("--path"), "Files, directories and globs to cache, one per line (`!` excludes; `~` expands). Same list for save and restore.")
+        ..input_def(
+            "path",
+            None,
+            UsedBy::All,
+            Mapping::Lines("--path"),
+            "Files, directories and globs to cache, one per line (`!` excludes; `~` expands). Same list for save and restore.",
+        )
     },
     Input {
         save_doc: Some("Key to save under (at most 512 bytes, no commas)."),
         ..input_def("key", None, UsedBy::All, Mapping::Key, "Key to restore (matched exactly) and to save under.")
     },
-    input_def("restore-keys", Some(""), UsedBy::Restore, Mapping::Lines("--restore-key"), "Ordered key prefixes, one per line, tried when `key` misses; the newest match of the first prefix wins."),
-    input_def("fail-on-cache-miss", Some("false"), UsedBy::Restore, Mapping::Flag("--fail-on-cache-miss"), "Fail the job when no entry is restored."),
+    input_def(
+        "restore-keys",
+        Some(""),
+        UsedBy::Restore,
+        Mapping::Lines("--restore-key"),
+        "Ordered key prefixes, one per line, tried when `key` misses; the newest match of the first prefix wins.",
+    ),
+    input_def(
+        "fail-on-cache-miss",
+        Some("false"),
+        UsedBy::Restore,
+        Mapping::Flag("--fail-on-cache-miss"),
+        "Fail the job when no entry is restored.",
+    ),
     input_def(
         "fail-on-restore-error",
         Some("false"),
@@ -112,25 +130,103 @@ pub const INPUTS: &[Input] = &[
         Mapping::Flag("--fail-on-error"),
         "Fail the step when the restore fails (network, store, credentials, a damaged or refused entry) instead of warning; a plain miss still passes unless `fail-on-cache-miss`.",
     ),
-    input_def("lookup-only", Some("false"), UsedBy::Restore, Mapping::Flag("--lookup-only"), "Only check that a restorable entry exists; download nothing."),
+    input_def(
+        "lookup-only",
+        Some("false"),
+        UsedBy::Restore,
+        Mapping::Flag("--lookup-only"),
+        "Only check that a restorable entry exists; download nothing.",
+    ),
     Input {
         save_doc: Some("Save for every OS (restores elsewhere need it too)."),
-        ..input_def("enableCrossOsArchive", Some("false"), UsedBy::All, Mapping::Flag("--enable-cross-os-archive"), "Save for every OS, and restore entries saved on another OS that way.")
+        ..input_def(
+            "enableCrossOsArchive",
+            Some("false"),
+            UsedBy::All,
+            Mapping::Flag("--enable-cross-os-archive"),
+            "Save for every OS, and restore entries saved on another OS that way.",
+        )
     },
-    input_def("exact-key-only", Some("false"), UsedBy::Restore, Mapping::Flag("--exact-key-only"), "Ignore `restore-keys` matches (release builds)."),
-    input_def("overwrite", Some("false"), UsedBy::Save, Mapping::Flag("--overwrite"), "Replace an existing entry with this key instead of keeping the first one."),
-    input_def("format", Some("zstd"), UsedBy::Save, Mapping::Value("--format"), "Archive format: `zstd`, `gzip` or `tar`; restores read all three."),
-    input_def("compression-level", Some(""), UsedBy::Save, Mapping::Value("--compression-level"), "Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); recorded in the entry, not in its key."),
-    input_def("fail-on-error", Some("false"), UsedBy::Save, Mapping::Flag("--fail-on-error"), "Fail the step when saving fails (network, store, unreadable files) instead of warning."),
-    input_def("acl", Some(""), UsedBy::Save, Mapping::Value("--acl"), "Canned ACL of the saved object, e.g. `public-read` (needs `s3:PutObjectAcl`). Default: the bucket's."),
-    input_def("sse", Some(""), UsedBy::Save, Mapping::Value("--sse"), "Server-side encryption of the saved object: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS). Default: the bucket's."),
+    input_def(
+        "exact-key-only",
+        Some("false"),
+        UsedBy::Restore,
+        Mapping::Flag("--exact-key-only"),
+        "Ignore `restore-keys` matches (release builds).",
+    ),
+    input_def(
+        "overwrite",
+        Some("false"),
+        UsedBy::Save,
+        Mapping::Flag("--overwrite"),
+        "Replace an existing entry with this key instead of keeping the first one.",
+    ),
+    input_def(
+        "format",
+        Some("zstd"),
+        UsedBy::Save,
+        Mapping::Value("--format"),
+        "Archive format: `zstd`, `gzip` or `tar`; restores read all three.",
+    ),
+    input_def(
+        "compression-level",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Value("--compression-level"),
+        "Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); recorded in the entry, not in its key.",
+    ),
+    input_def(
+        "fail-on-error",
+        Some("false"),
+        UsedBy::Save,
+        Mapping::Flag("--fail-on-error"),
+        "Fail the step when saving fails (network, store, unreadable files) instead of warning.",
+    ),
+    input_def(
+        "acl",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Value("--acl"),
+        "Canned ACL of the saved object, e.g. `public-read` (needs `s3:PutObjectAcl`). Default: the bucket's.",
+    ),
+    input_def(
+        "sse",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Value("--sse"),
+        "Server-side encryption of the saved object: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS). Default: the bucket's.",
+    ),
     input_def("sse-kms-key-id", Some(""), UsedBy::Save, Mapping::Value("--sse-kms-key-id"), "KMS key id for `sse: aws:kms`."),
-    input_def("storage-class", Some(""), UsedBy::Save, Mapping::Value("--storage-class"), "Storage class of the saved object, e.g. `STANDARD_IA`."),
-    input_def("tags", Some(""), UsedBy::Save, Mapping::Lines("--tag"), "Object tags of the saved object, one `KEY=VALUE` per line (needs `s3:PutObjectTagging`)."),
-    input_def("metadata", Some(""), UsedBy::Save, Mapping::Lines("--metadata"), "User metadata of the saved object (`x-amz-meta-KEY`), one `KEY=VALUE` per line."),
+    input_def(
+        "storage-class",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Value("--storage-class"),
+        "Storage class of the saved object, e.g. `STANDARD_IA`.",
+    ),
+    input_def(
+        "tags",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Lines("--tag"),
+        "Object tags of the saved object, one `KEY=VALUE` per line (needs `s3:PutObjectTagging`).",
+    ),
+    input_def(
+        "metadata",
+        Some(""),
+        UsedBy::Save,
+        Mapping::Lines("--metadata"),
+        "User metadata of the saved object (`x-amz-meta-KEY`), one `KEY=VALUE` per line.",
+    ),
     input_def("bucket", Some(""), UsedBy::All, Mapping::Store, "S3 bucket to keep caches in (alternative to `store`)."),
     input_def("prefix", Some(""), UsedBy::All, Mapping::Store, "Key prefix inside the bucket, e.g. `team/project`."),
-    input_def("store", Some(""), UsedBy::All, Mapping::Store, "Full store URL, `s3://bucket/prefix` (wins over `bucket`/`prefix`). Default: the S3CACHE_STORE environment variable."),
+    input_def(
+        "store",
+        Some(""),
+        UsedBy::All,
+        Mapping::Store,
+        "Full store URL, `s3://bucket/prefix` (wins over `bucket`/`prefix`). Default: the S3CACHE_STORE environment variable.",
+    ),
     input_def(
         "endpoint",
         Some(""),
@@ -139,7 +235,13 @@ pub const INPUTS: &[Input] = &[
         "S3 endpoint URL for S3-compatible stores (MinIO, R2, Ceph...), `http://host[:port]` or `https://host[:port]`; without the scheme the step fails. Default: AWS, or AWS_ENDPOINT_URL.",
     ),
     input_def("region", Some(""), UsedBy::All, Mapping::Value("--region"), "Region. Default: AWS_REGION, else us-east-1."),
-    input_def("path-style", Some("false"), UsedBy::All, Mapping::Flag("--path-style"), "Use path-style addressing (`host/bucket/key`); automatic for IP and localhost endpoints."),
+    input_def(
+        "path-style",
+        Some("false"),
+        UsedBy::All,
+        Mapping::Flag("--path-style"),
+        "Use path-style addressing (`host/bucket/key`); automatic for IP and localhost endpoints.",
+    ),
     input_def(
         "access-key-id",
         Some(""),
@@ -147,10 +249,34 @@ pub const INPUTS: &[Input] = &[
         Mapping::Credential { variable: env_vars::S3CACHE_ACCESS_KEY_ID, secret: false },
         "Access key id. Default: the AWS credential chain (env, profile, web identity/OIDC, ECS, IMDS).",
     ),
-    input_def("secret-access-key", Some(""), UsedBy::All, Mapping::Credential { variable: env_vars::S3CACHE_SECRET_ACCESS_KEY, secret: true }, "Secret access key; masked in the log."),
-    input_def("session-token", Some(""), UsedBy::All, Mapping::Credential { variable: env_vars::S3CACHE_SESSION_TOKEN, secret: true }, "Session token for temporary credentials; masked in the log."),
-    input_def("scope", Some(""), UsedBy::All, Mapping::Value("--scope"), "Read and write only this scope instead of the branch scopes (current ref, then the PR base, then the default branch)."),
-    input_def("allow-untrusted-save", Some("false"), UsedBy::All, Mapping::Flag("--allow-untrusted-save"), "Let fork pull requests, `pull_request_target` and `workflow_run` save (logged as a warning)."),
+    input_def(
+        "secret-access-key",
+        Some(""),
+        UsedBy::All,
+        Mapping::Credential { variable: env_vars::S3CACHE_SECRET_ACCESS_KEY, secret: true },
+        "Secret access key; masked in the log.",
+    ),
+    input_def(
+        "session-token",
+        Some(""),
+        UsedBy::All,
+        Mapping::Credential { variable: env_vars::S3CACHE_SESSION_TOKEN, secret: true },
+        "Session token for temporary credentials; masked in the log.",
+    ),
+    input_def(
+        "scope",
+        Some(""),
+        UsedBy::All,
+        Mapping::Value("--scope"),
+        "Read and write only this scope instead of the branch scopes (current ref, then the PR base, then the default branch).",
+    ),
+    input_def(
+        "allow-untrusted-save",
+        Some("false"),
+        UsedBy::All,
+        Mapping::Flag("--allow-untrusted-save"),
+        "Let fork pull requests, `pull_request_target` and `workflow_run` save (logged as a warning).",
+    ),
     input_def(
         "binary",
         Some(""),
@@ -293,7 +419,9 @@ pub fn outputs(step: Step, summary: &Summary) -> Vec<(&'static str, String)> {
             ("cache-size", summary.bytes.unwrap_or(0).to_string()),
             ("cache-scope", text(&summary.scope)),
         ],
-        Step::Save | Step::Post => vec![("cache-saved", (summary.outcome == "saved").to_string()), ("cache-primary-key", text(&summary.key))],
+        Step::Save | Step::Post => {
+            vec![("cache-saved", (summary.outcome == "saved").to_string()), ("cache-primary-key", text(&summary.key))]
+        }
     }
 }
 
@@ -390,7 +518,12 @@ mod tests {
     /// The post step saves under the key the restore computed, and not at all after an exact hit.
     #[test]
     fn post_uses_the_restore_state() {
-        let vars = env(&[("INPUT_PATH", "target"), ("INPUT_KEY", "ignored"), ("STATE_s3cache-primary-key", "k1"), ("STATE_s3cache-matched-key", "k0")]);
+        let vars = env(&[
+            ("INPUT_PATH", "target"),
+            ("INPUT_KEY", "ignored"),
+            ("STATE_s3cache-primary-key", "k1"),
+            ("STATE_s3cache-matched-key", "k0"),
+        ]);
         let inv = invocation(Step::Post, &vars).unwrap();
         assert_eq!(inv.args.join(" "), "save --key k1 --path target");
         assert_eq!(inv.skip, None);
@@ -401,7 +534,8 @@ mod tests {
     /// Outputs are never empty, values cannot inject records, and the summary table stays a table.
     #[test]
     fn outputs_records_and_summary() {
-        let miss = Summary { operation: "restore", outcome: "miss", cache_hit: Some(false), key: Some("k|<b>".into()), ..Summary::default() };
+        let miss =
+            Summary { operation: "restore", outcome: "miss", cache_hit: Some(false), key: Some("k|<b>".into()), ..Summary::default() };
         let outputs = outputs(Step::Restore, &miss);
         assert_eq!(outputs[0], ("cache-hit", "false".to_string()));
         let dir = tempfile::tempdir().unwrap();

@@ -31,7 +31,8 @@ pub fn readme(path: &str, text: &str) -> Result<String, String> {
     }
     let begin = "<!-- generated: drone-cache template metadata (scripts/gen-actions) -->\n";
     let end = "<!-- end of generated drone-cache template metadata -->\n";
-    let (before, rest) = text.split_once(begin).ok_or("docs/drone-woodpecker.md lacks the start marker of the drone-cache template metadata")?;
+    let (before, rest) =
+        text.split_once(begin).ok_or("docs/drone-woodpecker.md lacks the start marker of the drone-cache template metadata")?;
     let (_, after) = rest.split_once(end).ok_or("docs/drone-woodpecker.md lacks the end marker of the drone-cache template metadata")?;
     Ok(format!("{before}{begin}{}{end}{after}", metadata_table()))
 }

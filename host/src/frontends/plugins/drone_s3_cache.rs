@@ -7,12 +7,14 @@
 //! branch's scope is the fallback. The old objects (`<root>/<path>/<filename>`, then
 //! `<root>/<fallback_path>/<filename>`) are only ever read.
 
-use crate::frontends::plugins::gotemplate::metadata_set;
-use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, own, any_plugin_setting, Operation, credentials, setting, store_url};
-use crate::engine::{LegacyName, LegacyObject, MemberNames};
-use crate::frontends::Invocation;
-use crate::env_vars::{self, plugins::*};
 use crate::archive::layout::Format;
+use crate::engine::{LegacyName, LegacyObject, MemberNames};
+use crate::env_vars::{self, plugins::*};
+use crate::frontends::Invocation;
+use crate::frontends::plugins::gotemplate::metadata_set;
+use crate::frontends::plugins::{
+    CommandLine, Convention, Migration, Operation, Setting, Settings, Var, any_plugin_setting, credentials, own, setting, store_url,
+};
 
 /// Every setting of drone-s3-cache, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
@@ -20,13 +22,43 @@ pub const SETTINGS: &[Setting] = &[
     setting("restore", &[own("restore")], "false", "The older form of `mode: restore`.", Migration::Same),
     setting("rebuild", &[own("rebuild")], "false", "The older form of `mode: rebuild`.", Migration::Same),
     setting("flush", &[own("flush")], "false", "The older form of `mode: flush`.", Migration::Same),
-    setting("mount", &[own("mount")], "", "The paths to cache (a list). A restore without it restores the paths the entry recorded.", Migration::Same),
+    setting(
+        "mount",
+        &[own("mount")],
+        "",
+        "The paths to cache (a list). A restore without it restores the paths the entry recorded.",
+        Migration::Same,
+    ),
     setting("root", &[own("root")], "", "`<bucket>[/<prefix>]`.", Migration::Same),
-    setting("path", &[own("path")], "<owner>/<repo>/<branch>", "Where the cache lives under `root`: its `<owner>/<repo>` part is the store prefix; the branch is s3cache's scope.", Migration::Differs("branches are s3cache scopes, so a custom `path` that ends with the branch keeps only the part before it.")),
-    setting("fallback_path", &[own("fallback_path")], "<owner>/<repo>/<default branch>", "Read when the branch has no cache: s3cache reads the pull request's base and the default branch's scopes.", Migration::Differs("a custom value is read only as an old drone-s3-cache object.")),
+    setting(
+        "path",
+        &[own("path")],
+        "<owner>/<repo>/<branch>",
+        "Where the cache lives under `root`: its `<owner>/<repo>` part is the store prefix; the branch is s3cache's scope.",
+        Migration::Differs("branches are s3cache scopes, so a custom `path` that ends with the branch keeps only the part before it."),
+    ),
+    setting(
+        "fallback_path",
+        &[own("fallback_path")],
+        "<owner>/<repo>/<default branch>",
+        "Read when the branch has no cache: s3cache reads the pull request's base and the default branch's scopes.",
+        Migration::Differs("a custom value is read only as an old drone-s3-cache object."),
+    ),
     setting("flush_path", &[own("flush_path")], "<owner>/<repo>", "What `flush` covers: every scope under that prefix.", Migration::Same),
-    setting("flush_age", &[own("flush_age")], "30", "Days (or a duration: `14d`, `336h`) an entry may go unused before `flush` deletes it.", Migration::Differs("ages count from the last restore or save, not the object's upload time.")),
-    setting("filename", &[own("filename")], "archive.tar", "The entry's name; `.tar` is uncompressed, `.tgz` or `.tar.gz` gzip.", Migration::Same),
+    setting(
+        "flush_age",
+        &[own("flush_age")],
+        "30",
+        "Days (or a duration: `14d`, `336h`) an entry may go unused before `flush` deletes it.",
+        Migration::Differs("ages count from the last restore or save, not the object's upload time."),
+    ),
+    setting(
+        "filename",
+        &[own("filename")],
+        "archive.tar",
+        "The entry's name; `.tar` is uncompressed, `.tgz` or `.tar.gz` gzip.",
+        Migration::Same,
+    ),
     setting(
         "endpoint",
         &[own("server"), own("endpoint"), Var::Alias(CACHE_S3_ENDPOINT), Var::Alias(CACHE_S3_SERVER), Var::Alias(S3_ENDPOINT)],
@@ -34,18 +66,57 @@ pub const SETTINGS: &[Setting] = &[
         "The S3 endpoint, `http://` or `https://` (`server` wins over `endpoint`); `s3://bucket` and AWS URLs with a bucket or region in them work as in the plugin. A bare `host[:port]` is refused, as the plugin refused it (`unknown scheme for endpoint`).",
         Migration::Same,
     ),
-    setting("accelerated_endpoint", &[own("accelerated_endpoint"), Var::Alias(CACHE_S3_ACCELERATED_ENDPOINT)], "", "Use S3 Transfer Acceleration.", Migration::Differs("any value turns on AWS's accelerate endpoint (when no endpoint is set); the host itself is not used.")),
-    setting("access_key", &[own("access_key"), Var::Alias(CACHE_S3_ACCESS_KEY), Var::Alias(AWS_ACCESS_KEY_ID)], "", "Access key id.", Migration::Same),
-    setting("secret_key", &[own("secret_key"), Var::Alias(CACHE_S3_SECRET_KEY), Var::Alias(AWS_SECRET_ACCESS_KEY)], "", "Secret key; never printed.", Migration::Same),
-    setting("session_token", &[own("session_token"), Var::Alias(CACHE_S3_SESSION_TOKEN), Var::Alias(AWS_SESSION_TOKEN)], "", "Session token; never printed.", Migration::Same),
+    setting(
+        "accelerated_endpoint",
+        &[own("accelerated_endpoint"), Var::Alias(CACHE_S3_ACCELERATED_ENDPOINT)],
+        "",
+        "Use S3 Transfer Acceleration.",
+        Migration::Differs("any value turns on AWS's accelerate endpoint (when no endpoint is set); the host itself is not used."),
+    ),
+    setting(
+        "access_key",
+        &[own("access_key"), Var::Alias(CACHE_S3_ACCESS_KEY), Var::Alias(AWS_ACCESS_KEY_ID)],
+        "",
+        "Access key id.",
+        Migration::Same,
+    ),
+    setting(
+        "secret_key",
+        &[own("secret_key"), Var::Alias(CACHE_S3_SECRET_KEY), Var::Alias(AWS_SECRET_ACCESS_KEY)],
+        "",
+        "Secret key; never printed.",
+        Migration::Same,
+    ),
+    setting(
+        "session_token",
+        &[own("session_token"), Var::Alias(CACHE_S3_SESSION_TOKEN), Var::Alias(AWS_SESSION_TOKEN)],
+        "",
+        "Session token; never printed.",
+        Migration::Same,
+    ),
     setting("region", &[own("region"), Var::Alias(CACHE_S3_REGION)], "", "The region.", Migration::Same),
-    setting("file_credentials", &[own("file_credentials"), Var::Alias(CACHE_FILE_CREDENTIALS), Var::Alias(AWS_SHARED_CREDENTIALS_FILE)], "", "A credentials file (not together with the keys).", Migration::Same),
-    setting("profile", &[own("profile"), Var::Alias(CACHE_S3_PROFILE), Var::Alias(AWS_PROFILE)], "", "The profile in that file.", Migration::Differs("also used without `file_credentials` (the AWS config files then).")),
+    setting(
+        "file_credentials",
+        &[own("file_credentials"), Var::Alias(CACHE_FILE_CREDENTIALS), Var::Alias(AWS_SHARED_CREDENTIALS_FILE)],
+        "",
+        "A credentials file (not together with the keys).",
+        Migration::Same,
+    ),
+    setting(
+        "profile",
+        &[own("profile"), Var::Alias(CACHE_S3_PROFILE), Var::Alias(AWS_PROFILE)],
+        "",
+        "The profile in that file.",
+        Migration::Differs("also used without `file_credentials` (the AWS config files then)."),
+    ),
 ];
 
 /// Whether the environment holds drone-s3-cache's own settings.
 pub fn recognizes(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    any_plugin_setting(env, &["mode", "root", "flush", "path", "fallback_path", "flush_path", "flush_age", "filename", "server", "file_credentials"])
+    any_plugin_setting(
+        env,
+        &["mode", "root", "flush", "path", "fallback_path", "flush_path", "flush_age", "filename", "server", "file_credentials"],
+    )
 }
 
 fn mode(settings: &Settings<'_>) -> Result<Operation, String> {
@@ -57,8 +128,14 @@ fn mode(settings: &Settings<'_>) -> Result<Operation, String> {
         }
     }
     match (settings.get("mode"), set.as_slice()) {
-        (Some(_), [_, ..]) => Err("mode specified multiple ways: set PLUGIN_MODE or one of PLUGIN_RESTORE, PLUGIN_REBUILD, PLUGIN_FLUSH".into()),
-        (Some(mode), []) => flags.iter().find(|(name, _)| *name == mode).map(|(_, m)| *m).ok_or_else(|| settings.invalid("mode", "restore, rebuild or flush")),
+        (Some(_), [_, ..]) => {
+            Err("mode specified multiple ways: set PLUGIN_MODE or one of PLUGIN_RESTORE, PLUGIN_REBUILD, PLUGIN_FLUSH".into())
+        }
+        (Some(mode), []) => flags
+            .iter()
+            .find(|(name, _)| *name == mode)
+            .map(|(_, m)| *m)
+            .ok_or_else(|| settings.invalid("mode", "restore, rebuild or flush")),
         (None, [one]) => Ok(*one),
         (None, []) => Err("no mode specified: set PLUGIN_MODE to restore, rebuild or flush".into()),
         (None, _) => Err("multiple modes specified (PLUGIN_RESTORE, PLUGIN_REBUILD, PLUGIN_FLUSH)".into()),
@@ -125,7 +202,9 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         (false, Some(bucket)) => return Err(format!("bucket {bucket} already specified in endpoint remove from root (PLUGIN_ROOT)")),
         (false, None) => root_bucket.to_lowercase(),
         (true, Some(bucket)) => bucket.to_lowercase(),
-        (true, None) => return Err(format!("{} is required: the bucket (and an optional prefix) to keep caches in", settings.variable("root"))),
+        (true, None) => {
+            return Err(format!("{} is required: the bucket (and an optional prefix) to keep caches in", settings.variable("root")));
+        }
     };
     let region = match (settings.get("region"), endpoint.region.clone()) {
         (Some(region), Some(_)) => return Err(format!("region {region} already specified in endpoint remove from config (PLUGIN_REGION)")),
@@ -137,9 +216,10 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         return Err("only one credentials method should be used. Use either access-key and secret-key OR the credentials file (PLUGIN_FILE_CREDENTIALS)".into());
     }
     if let Some(file) = &file_credentials
-        && !std::path::Path::new(file).is_file() {
-            return Err(format!("file {file} does not exist (PLUGIN_FILE_CREDENTIALS)"));
-        }
+        && !std::path::Path::new(file).is_file()
+    {
+        return Err(format!("file {file} does not exist (PLUGIN_FILE_CREDENTIALS)"));
+    }
 
     let owner = metadata_set(".Repo.Owner", env).or_else(|| metadata_set(".Repo.Namespace", env)).unwrap_or_default();
     let repo = metadata_set(".Repo.Name", env).unwrap_or_default();
@@ -148,7 +228,12 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
     let repository = format!("{owner}/{repo}");
     let path = settings.get("path").unwrap_or_else(|| format!("{repository}/{branch}"));
     // The store prefix: the path without its branch (s3cache's scope stands for the branch).
-    let path_prefix = path.trim_matches('/').strip_suffix(&format!("/{branch}")).filter(|_| !branch.is_empty()).unwrap_or(path.trim_matches('/')).to_owned();
+    let path_prefix = path
+        .trim_matches('/')
+        .strip_suffix(&format!("/{branch}"))
+        .filter(|_| !branch.is_empty())
+        .unwrap_or(path.trim_matches('/'))
+        .to_owned();
 
     let mut line = CommandLine::new(&[mode.verb()]);
     let prefix = if mode == Operation::Flush { settings.get("flush_path").unwrap_or(repository.clone()) } else { path_prefix };
@@ -206,7 +291,8 @@ mod tests {
     use super::*;
     use crate::env_vars::fixed as env;
 
-    const DRONE: &[(&str, &str)] = &[("DRONE_REPO_OWNER", "acme"), ("DRONE_REPO_NAME", "app"), ("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_BRANCH", "main")];
+    const DRONE: &[(&str, &str)] =
+        &[("DRONE_REPO_OWNER", "acme"), ("DRONE_REPO_NAME", "app"), ("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_BRANCH", "main")];
 
     fn with(extra: &[(&str, &'static str)]) -> impl Fn(&str) -> Option<String> + use<> {
         env(&[DRONE, extra].concat())
@@ -215,10 +301,28 @@ mod tests {
     /// The default path's repository part is the store prefix; the filename is the key and format.
     #[test]
     fn rebuild_and_restore() {
-        let inv = invocation(&with(&[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "caches/ci"), ("PLUGIN_MOUNT", "node_modules"), ("PLUGIN_ENDPOINT", "http://minio:9000"), ("PLUGIN_ACCESS_KEY", "AK"), ("PLUGIN_SECRET_KEY", "SK")])).unwrap();
-        assert_eq!(inv.args.join(" "), "--store s3://caches/ci/acme/app --endpoint http://minio:9000 save --key archive --format tar --overwrite --path node_modules");
+        let inv = invocation(&with(&[
+            ("PLUGIN_MODE", "rebuild"),
+            ("PLUGIN_ROOT", "caches/ci"),
+            ("PLUGIN_MOUNT", "node_modules"),
+            ("PLUGIN_ENDPOINT", "http://minio:9000"),
+            ("PLUGIN_ACCESS_KEY", "AK"),
+            ("PLUGIN_SECRET_KEY", "SK"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            inv.args.join(" "),
+            "--store s3://caches/ci/acme/app --endpoint http://minio:9000 save --key archive --format tar --overwrite --path node_modules"
+        );
         assert_eq!(inv.secrets, vec!["SK"]);
-        let inv = invocation(&with(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "caches"), ("PLUGIN_FILENAME", "deps.tgz"), ("PLUGIN_SERVER", "http://a:1"), ("PLUGIN_ENDPOINT", "http://b:2")])).unwrap();
+        let inv = invocation(&with(&[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_ROOT", "caches"),
+            ("PLUGIN_FILENAME", "deps.tgz"),
+            ("PLUGIN_SERVER", "http://a:1"),
+            ("PLUGIN_ENDPOINT", "http://b:2"),
+        ]))
+        .unwrap();
         assert_eq!(inv.args.join(" "), "--store s3://caches/acme/app --endpoint http://a:1 restore --key deps");
         let legacy = inv.legacy.unwrap();
         let names: Vec<String> = legacy.objects.iter().map(|l| l.name.render("")).collect();
@@ -239,19 +343,41 @@ mod tests {
         let inv = invocation(&with(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ENDPOINT", "https://b1.s3.eu-west-1.amazonaws.com")])).unwrap();
         assert_eq!(inv.args.join(" "), "--store s3://b1/acme/app --region eu-west-1 restore --key archive");
         let err = |extra: &[(&str, &'static str)]| invocation(&with(extra)).unwrap_err();
-        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "s3://y")]).contains("already specified in endpoint"));
+        assert!(
+            err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "s3://y")])
+                .contains("already specified in endpoint")
+        );
         // Bare hosts, AWS's included, are refused as the plugin refused them, naming the variable.
         assert_eq!(
             err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("CACHE_S3_SERVER", "minio:9000")]),
             r#"CACHE_S3_SERVER: endpoint "minio:9000" has no scheme: write http://minio:9000 for a plain-HTTP server or https://minio:9000 for TLS"#
         );
-        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ENDPOINT", "b1.s3.eu-west-1.amazonaws.com")]).starts_with(r#"PLUGIN_ENDPOINT: endpoint "b1.s3.eu-west-1.amazonaws.com" has no scheme"#));
-        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "ftp://minio")]).contains("the scheme must be http:// or https://"));
-        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "x")]).contains("mode specified multiple ways"));
-        assert!(err(&[("PLUGIN_MODE", "wipe"), ("PLUGIN_ROOT", "x")]).contains(r#"PLUGIN_MODE must be restore, rebuild or flush, not "wipe""#));
+        assert!(
+            err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ENDPOINT", "b1.s3.eu-west-1.amazonaws.com")])
+                .starts_with(r#"PLUGIN_ENDPOINT: endpoint "b1.s3.eu-west-1.amazonaws.com" has no scheme"#)
+        );
+        assert!(
+            err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_ENDPOINT", "ftp://minio")])
+                .contains("the scheme must be http:// or https://")
+        );
+        assert!(
+            err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_RESTORE", "true"), ("PLUGIN_ROOT", "x")]).contains("mode specified multiple ways")
+        );
+        assert!(
+            err(&[("PLUGIN_MODE", "wipe"), ("PLUGIN_ROOT", "x")]).contains(r#"PLUGIN_MODE must be restore, rebuild or flush, not "wipe""#)
+        );
         assert!(err(&[("PLUGIN_ROOT", "x")]).contains("no mode specified"));
         assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_FILENAME", "a.zip")]).contains("PLUGIN_FILENAME must be"));
         assert!(err(&[("PLUGIN_MODE", "rebuild"), ("PLUGIN_ROOT", "x")]).contains("cache not specified"));
-        assert!(err(&[("PLUGIN_MODE", "restore"), ("PLUGIN_ROOT", "x"), ("PLUGIN_FLUSH_AGE", "x"), ("PLUGIN_ACCESS_KEY", "a"), ("PLUGIN_FILE_CREDENTIALS", "/nope")]).contains("only one credentials method"));
+        assert!(
+            err(&[
+                ("PLUGIN_MODE", "restore"),
+                ("PLUGIN_ROOT", "x"),
+                ("PLUGIN_FLUSH_AGE", "x"),
+                ("PLUGIN_ACCESS_KEY", "a"),
+                ("PLUGIN_FILE_CREDENTIALS", "/nope")
+            ])
+            .contains("only one credentials method")
+        );
     }
 }

@@ -112,7 +112,9 @@ fn action(body: &str, env: &dyn Fn(&str) -> Option<String>, helpers: FileHelpers
             Ok(format!("{{{{ {} {} }}}}", helpers.checksum, quoted(args)))
         }
         "hashFiles" => Ok(format!("{{{{ {} {} }}}}", helpers.hash_files, quoted(string_args(args, "hashFiles")?))),
-        _ => Err(format!("`{{{{ {body} }}}}` is not supported: drone-cache keys may use metadata fields (.Commit.Branch, ...), checksum, hashFiles, epoch, arch and os")),
+        _ => Err(format!(
+            "`{{{{ {body} }}}}` is not supported: drone-cache keys may use metadata fields (.Commit.Branch, ...), checksum, hashFiles, epoch, arch and os"
+        )),
     }
 }
 
@@ -163,14 +165,22 @@ mod tests {
     /// Metadata becomes text, functions become s3cache helpers, trim markers and comments work.
     #[test]
     fn translates_drone_cache_keys() {
-        let vars = env(&[("DRONE_COMMIT_BRANCH", "feature/x"), ("DRONE_REPO_NAME", "app"), ("CI_PIPELINE_NUMBER", "41"), ("DRONE_BUILD_NUMBER", "42")]);
+        let vars = env(&[
+            ("DRONE_COMMIT_BRANCH", "feature/x"),
+            ("DRONE_REPO_NAME", "app"),
+            ("CI_PIPELINE_NUMBER", "41"),
+            ("DRONE_BUILD_NUMBER", "42"),
+        ]);
         let key = translate(r#"{{ .Repo.Name }}-{{ .Commit.Branch }}-{{ .Build.Number }}-{{ checksum "go.mod" }}-{{ hashFiles "go.*" `x/*.sum` }}-{{ epoch }}"#, &vars, DRONE_CACHE_HELPERS).unwrap();
         assert_eq!(key, r#"app-feature/x-42-{{ md5sum "go.mod" }}-{{ globHashFiles "go.*" "x/*.sum" }}-{{ epoch }}"#);
         assert_eq!(translate("{{ arch }}/{{ os }}", &vars, DRONE_CACHE_HELPERS).unwrap(), format!("{}/{}", go_arch(), go_os()));
         assert_eq!(translate("a  {{- /* note */ -}}  b", &vars, DRONE_CACHE_HELPERS).unwrap(), "ab");
         // Woodpecker's names when Drone's are absent; drone-cache's defaults when neither is set.
         let woodpecker = env(&[("CI_COMMIT_BRANCH", "dev"), ("CI_REPO_NAME", "w")]);
-        assert_eq!(translate("{{ .Repo.Name }}:{{ .Commit.Branch }}:{{ .Build.Event }}", &woodpecker, DRONE_CACHE_HELPERS).unwrap(), "w:dev:push");
+        assert_eq!(
+            translate("{{ .Repo.Name }}:{{ .Commit.Branch }}:{{ .Build.Event }}", &woodpecker, DRONE_CACHE_HELPERS).unwrap(),
+            "w:dev:push"
+        );
         assert_eq!(translate("{{ .Commit.Branch }}", &env(&[]), DRONE_CACHE_HELPERS).unwrap(), "master");
     }
 

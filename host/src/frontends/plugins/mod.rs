@@ -207,7 +207,12 @@ impl<'a> Settings<'a> {
             None => Ok(None),
             Some(value) => match value.text.trim().parse::<i64>() {
                 Ok(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(parse::SettingError::new(&value.source, &format!("a whole number from {} to {}", range.start(), range.end()), &value.text).to_string()),
+                _ => Err(parse::SettingError::new(
+                    &value.source,
+                    &format!("a whole number from {} to {}", range.start(), range.end()),
+                    &value.text,
+                )
+                .to_string()),
             },
         }
     }
@@ -322,7 +327,8 @@ impl CommandLine {
 
     /// Old-layout objects a restore may fall back to, all of `format`, written by `writer`.
     pub fn legacy(&mut self, writer: &str, format: crate::archive::layout::Format, objects: Vec<crate::engine::LegacyObject>) -> &mut Self {
-        self.invocation.legacy = (!objects.is_empty()).then(|| crate::engine::Legacy { writer: writer.to_owned(), format, in_search: false, objects });
+        self.invocation.legacy =
+            (!objects.is_empty()).then(|| crate::engine::Legacy { writer: writer.to_owned(), format, in_search: false, objects });
         self
     }
 
@@ -380,7 +386,13 @@ mod tests {
 
     const TABLE: &[Setting] = &[
         setting("mount", &[Var::Setting("mount")], "", "paths", Migration::Same),
-        setting("endpoint", &[Var::Setting("server"), Var::Setting("endpoint"), Var::Alias("S3_ENDPOINT")], "", "endpoint", Migration::Same),
+        setting(
+            "endpoint",
+            &[Var::Setting("server"), Var::Setting("endpoint"), Var::Alias("S3_ENDPOINT")],
+            "",
+            "endpoint",
+            Migration::Same,
+        ),
         setting("override", &[Var::Setting("override")], "true", "overwrite", Migration::Same),
         setting("secret_key", &[Var::Setting("secret_key")], "", "secret", Migration::Same),
     ];
@@ -389,7 +401,13 @@ mod tests {
     /// boolean names the variable it came from.
     #[test]
     fn values_in_order() {
-        let vars = env(&[("PLUGIN_MOUNT", "a, b,"), ("PLUGIN_ENDPOINT", "http://e"), ("PLUGIN_SERVER", ""), ("S3_ENDPOINT", "http://s"), ("PLUGIN_OVERRIDE", "yes please")]);
+        let vars = env(&[
+            ("PLUGIN_MOUNT", "a, b,"),
+            ("PLUGIN_ENDPOINT", "http://e"),
+            ("PLUGIN_SERVER", ""),
+            ("S3_ENDPOINT", "http://s"),
+            ("PLUGIN_OVERRIDE", "yes please"),
+        ]);
         let settings = Settings::new(TABLE, Convention::Plugin, &vars);
         assert_eq!(settings.list("mount"), vec!["a", "b"]);
         assert_eq!(settings.get("endpoint").as_deref(), Some("http://e"));
@@ -411,7 +429,12 @@ mod tests {
         let vars = env(&[("S3_ENDPOINT", "HTTP://s3:9000")]);
         assert_eq!(Settings::new(TABLE, Convention::Plugin, &vars).endpoint("endpoint", Some("https")), Ok(Some("HTTP://s3:9000".into())));
         let vars = env(&[("S3_ENDPOINT", "ftp://s3")]);
-        assert!(Settings::new(TABLE, Convention::Plugin, &vars).endpoint("endpoint", Some("https")).unwrap_err().starts_with("S3_ENDPOINT: endpoint \"ftp://s3\": the scheme must be"));
+        assert!(
+            Settings::new(TABLE, Convention::Plugin, &vars)
+                .endpoint("endpoint", Some("https"))
+                .unwrap_err()
+                .starts_with("S3_ENDPOINT: endpoint \"ftp://s3\": the scheme must be")
+        );
         assert_eq!(Settings::new(TABLE, Convention::Plugin, &env(&[])).endpoint("endpoint", None), Ok(None));
     }
 

@@ -5,11 +5,11 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use crate::store::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
-use crate::store::s3::request::PublishOptions;
 use crate::store::s3::download::{DownloadConfig, RangedReader};
+use crate::store::s3::request::PublishOptions;
 use crate::store::s3::upload::{MultipartWriter, UploadConfig};
 use crate::store::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
+use crate::store::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
 
 /// A bucket and a prefix (empty, or ending with `/`).
 #[derive(Debug, Clone)]
@@ -115,7 +115,11 @@ impl BlobStore for S3Store {
     }
 
     fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo { name: name.to_owned(), size: head.size, modified: head.modified }))
+        Ok(self.client.head_object(&self.key(name))?.map(|head| ObjectInfo {
+            name: name.to_owned(),
+            size: head.size,
+            modified: head.modified,
+        }))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -172,7 +176,8 @@ impl BlobStore for S3Store {
                 // The size is for the report only: a server that cannot list parts leaves it unknown.
                 let bytes = self.client.uploaded_bytes(&upload.key, &upload.upload_id).ok();
                 // A start the server does not give (or garbles) counts as now: never old enough to abort.
-                let started = humantime::parse_rfc3339_weak(upload.initiated.trim_end_matches('Z')).unwrap_or_else(|_| std::time::SystemTime::now());
+                let started =
+                    humantime::parse_rfc3339_weak(upload.initiated.trim_end_matches('Z')).unwrap_or_else(|_| std::time::SystemTime::now());
                 Some(Leftover { kind: LeftoverKind::Upload, name: Some(name), id: upload.upload_id, bytes, started })
             })
             .collect();

@@ -7,9 +7,9 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use ureq::RequestExt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+use ureq::RequestExt;
 
 use super::key_pair::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
@@ -51,7 +51,13 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    pub(crate) fn new(kind: S3ErrorKind, operation: &'static str, status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: S3ErrorKind,
+        operation: &'static str,
+        status: Option<u16>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None }
     }
 
@@ -64,7 +70,8 @@ impl S3Error {
     }
 
     pub(crate) fn from_status(operation: &'static str, status: u16, document: xml::ErrorDocument) -> Self {
-        const THROTTLING: &[&str] = &["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded", "InternalError"];
+        const THROTTLING: &[&str] =
+            &["SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded", "InternalError"];
         let kind = match status {
             404 => S3ErrorKind::NotFound,
             412 => S3ErrorKind::PreconditionFailed,
@@ -75,7 +82,6 @@ impl S3Error {
         };
         Self::new(kind, operation, Some(status), document.code, document.message)
     }
-
 
     /// Whether trying again may succeed.
     pub fn retryable(&self) -> bool {
@@ -228,7 +234,15 @@ impl S3Client {
                 .build(),
         );
         let deadline = transport.deadline.map(|d| Instant::now() + d);
-        Self { bucket, credentials, agent, transport: transport.clone(), deadline, clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)), reporter: None }
+        Self {
+            bucket,
+            credentials,
+            agent,
+            transport: transport.clone(),
+            deadline,
+            clock_offset: Arc::new(AtomicI64::new(transport.clock_offset_secs)),
+            reporter: None,
+        }
     }
 
     fn now(&self) -> SystemTime {
@@ -239,7 +253,8 @@ impl S3Client {
 
     fn out_of_time(&self, operation: &'static str) -> Option<S3Error> {
         let deadline = self.deadline?;
-        (Instant::now() >= deadline).then(|| S3Error::new(S3ErrorKind::Other, operation, None, "Deadline", "the operation's time budget ran out"))
+        (Instant::now() >= deadline)
+            .then(|| S3Error::new(S3ErrorKind::Other, operation, None, "Deadline", "the operation's time budget ran out"))
     }
 
     /// The bucket this client talks to.
@@ -283,7 +298,14 @@ impl S3Client {
             request.with_agent(&self.agent).configure().timeout_recv_body(timeout).build().run().map_err(transport)?
         } else {
             let request = builder.body(body).map_err(invalid)?;
-            request.with_agent(&self.agent).configure().timeout_send_body(timeout).timeout_recv_body(timeout).build().run().map_err(transport)?
+            request
+                .with_agent(&self.agent)
+                .configure()
+                .timeout_send_body(timeout)
+                .timeout_recv_body(timeout)
+                .build()
+                .run()
+                .map_err(transport)?
         };
         let status = response.status().as_u16();
         if status >= 300 {
@@ -379,7 +401,10 @@ impl S3Client {
             let ranged = content_range.starts_with(&format!("bytes {start}-{end}/"));
             let status = response.status().as_u16();
             if !(status == 206 || (status == 200 && (ranged || start == 0))) {
-                return Err(short(format!("expected 206 Partial Content for bytes {start}-{end}, got {} {content_range}", response.status())));
+                return Err(short(format!(
+                    "expected 206 Partial Content for bytes {start}-{end}, got {} {content_range}",
+                    response.status()
+                )));
             }
             let mut body = Vec::with_capacity(expected as usize);
             response
@@ -421,7 +446,13 @@ impl S3Client {
     }
 
     /// CompleteMultipartUpload. A 200 answer with an `<Error>` body is a failure.
-    pub fn complete_multipart_upload(&self, key: &str, upload_id: &str, parts: &[(u32, String)], if_none_match: bool) -> Result<(), S3Error> {
+    pub fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        if_none_match: bool,
+    ) -> Result<(), S3Error> {
         let request = self.bucket.complete_multipart_upload(key, upload_id, if_none_match);
         self.send_for_text(&request, complete_multipart_body(parts).as_bytes()).map(drop)
     }
@@ -463,7 +494,8 @@ impl S3Client {
         loop {
             let request = self.bucket.list_objects_v2(prefix, continuation.as_deref());
             let text = self.send_for_text(&request, b"")?;
-            let page = xml::parse_list(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            let page =
+                xml::parse_list(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
             objects.extend(page.contents);
             match page.next_continuation_token {
                 Some(token) if page.is_truncated => continuation = Some(token),
@@ -479,10 +511,13 @@ impl S3Client {
         loop {
             let request = self.bucket.list_multipart_uploads(prefix, after.as_ref().map(|(k, u)| (k.as_str(), u.as_str())));
             let text = self.send_for_text(&request, b"")?;
-            let page = xml::parse_uploads(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            let page = xml::parse_uploads(&text)
+                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
             uploads.extend(page.upload);
             match (page.is_truncated, page.next_key_marker, page.next_upload_id_marker) {
-                (true, Some(key), Some(upload_id)) if after.as_ref() != Some(&(key.clone(), upload_id.clone())) => after = Some((key, upload_id)),
+                (true, Some(key), Some(upload_id)) if after.as_ref() != Some(&(key.clone(), upload_id.clone())) => {
+                    after = Some((key, upload_id))
+                }
                 _ => return Ok(uploads),
             }
         }
@@ -495,7 +530,8 @@ impl S3Client {
         loop {
             let request = self.bucket.list_parts(key, upload_id, after.as_deref());
             let text = self.send_for_text(&request, b"")?;
-            let page = xml::parse_parts(&text).map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            let page = xml::parse_parts(&text)
+                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
             bytes += page.part.iter().map(|p| p.size).sum::<u64>();
             match page.next_part_number_marker {
                 Some(marker) if page.is_truncated && after.as_ref() != Some(&marker) => after = Some(marker),

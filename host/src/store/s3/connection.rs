@@ -21,7 +21,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{
-    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, RustlsConnector, ShutdownHandle, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, RustlsConnector, ShutdownHandle,
+    Transport,
 };
 use ureq::{Error, Timeout};
 
@@ -53,7 +54,9 @@ pub fn answered_in_plain_http(err: &Error) -> bool {
 /// server, that and what to write instead.
 pub fn describe(err: &Error, authority: &str) -> String {
     if answered_in_plain_http(err) {
-        return format!("the server answered in plain HTTP: use http://{authority} instead of https://{authority} (the TLS handshake read: {err})");
+        return format!(
+            "the server answered in plain HTTP: use http://{authority} instead of https://{authority} (the TLS handshake read: {err})"
+        );
     }
     err.to_string()
 }
@@ -281,7 +284,12 @@ mod tests {
         assert_eq!(server.join().unwrap(), 0x16, "a TLS handshake record was sent");
         assert!(answered_in_plain_http(&err), "{err:?}");
         let text = describe(&err, &format!("127.0.0.1:{port}"));
-        assert!(text.starts_with(&format!("the server answered in plain HTTP: use http://127.0.0.1:{port} instead of https://127.0.0.1:{port} (")), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "the server answered in plain HTTP: use http://127.0.0.1:{port} instead of https://127.0.0.1:{port} ("
+            )),
+            "{text}"
+        );
         assert!(text.contains("InvalidContentType"), "{text}");
         let refused = Error::Io(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         assert!(!answered_in_plain_http(&refused));

@@ -35,7 +35,9 @@ impl Credentials {
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>, id: &str, secret: &str, token: &str) -> Result<Option<Self>, HalfKeyPair> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         match (get(id), get(secret)) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Self { access_key_id, secret_access_key, session_token: get(token) })),
+            (Some(access_key_id), Some(secret_access_key)) => {
+                Ok(Some(Self { access_key_id, secret_access_key, session_token: get(token) }))
+            }
             (None, None) => Ok(None),
             (Some(_), None) => Err(HalfKeyPair { set: id.to_owned(), missing: secret.to_owned() }),
             (None, Some(_)) => Err(HalfKeyPair { set: secret.to_owned(), missing: id.to_owned() }),

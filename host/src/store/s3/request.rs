@@ -167,10 +167,8 @@ impl Bucket {
             url.push_str(&utf8_percent_encode(key, KEY_PATH).to_string());
         }
         if !query.is_empty() {
-            let mut pairs: Vec<String> = query
-                .iter()
-                .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)))
-                .collect();
+            let mut pairs: Vec<String> =
+                query.iter().map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT))).collect();
             pairs.sort();
             url.push('?');
             url.push_str(&pairs.join("&"));
@@ -308,7 +306,10 @@ mod tests {
         let e = Endpoint::parse("https://s3.example.com:443").unwrap();
         assert_eq!(e.authority, "s3.example.com");
         assert!(!e.needs_path_style());
-        assert_eq!(Endpoint::parse("HTTP://Minio.local:9000").unwrap(), Endpoint { scheme: "http".into(), authority: "minio.local:9000".into() });
+        assert_eq!(
+            Endpoint::parse("HTTP://Minio.local:9000").unwrap(),
+            Endpoint { scheme: "http".into(), authority: "minio.local:9000".into() }
+        );
     }
 
     /// An endpoint without a scheme is refused, never guessed, and the message says what to write;
@@ -316,7 +317,10 @@ mod tests {
     #[test]
     fn refuses_endpoints_without_a_scheme() {
         let err = Endpoint::parse("127.0.0.1:9000").unwrap_err();
-        assert_eq!(err.to_string(), r#"endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000 for a plain-HTTP server or https://127.0.0.1:9000 for TLS"#);
+        assert_eq!(
+            err.to_string(),
+            r#"endpoint "127.0.0.1:9000" has no scheme: write http://127.0.0.1:9000 for a plain-HTTP server or https://127.0.0.1:9000 for TLS"#
+        );
         for bare in ["minio.local:9000", "localhost:9000", "minio", "s3.eu-west-1.amazonaws.com", "[::1]:9000"] {
             assert_eq!(Endpoint::parse(bare), Err(EndpointError::NoScheme { url: bare.into() }), "{bare}");
         }
@@ -334,7 +338,12 @@ mod tests {
     fn builds_aws_endpoints() {
         assert_eq!(Endpoint::aws("eu-west-1", true).authority, "s3.dualstack.eu-west-1.amazonaws.com");
         assert_eq!(Endpoint::accelerate(false).authority, "s3-accelerate.amazonaws.com");
-        let public = Bucket { endpoint: Endpoint::parse("https://cdn.example.com").unwrap(), name: String::new(), region: "auto".into(), path_style: true };
+        let public = Bucket {
+            endpoint: Endpoint::parse("https://cdn.example.com").unwrap(),
+            name: String::new(),
+            region: "auto".into(),
+            path_style: true,
+        };
         assert_eq!(public.get_object("caches/k", None).url, "https://cdn.example.com/caches/k");
     }
 
@@ -357,7 +366,10 @@ mod tests {
         );
         assert_eq!(b.upload_part("k", "id+1", 3).url, "http://localhost:9000/my-bucket/k?partNumber=3&uploadId=id%2B1");
         assert_eq!(b.create_multipart_upload("k", &PublishOptions::default()).url, "http://localhost:9000/my-bucket/k?uploads=");
-        assert_eq!(b.list_multipart_uploads("ci/", Some(("ci/k", "u+1"))).url, "http://localhost:9000/my-bucket/?key-marker=ci%2Fk&prefix=ci%2F&upload-id-marker=u%2B1&uploads=");
+        assert_eq!(
+            b.list_multipart_uploads("ci/", Some(("ci/k", "u+1"))).url,
+            "http://localhost:9000/my-bucket/?key-marker=ci%2Fk&prefix=ci%2F&upload-id-marker=u%2B1&uploads="
+        );
         assert_eq!(b.list_parts("k", "u", Some("7")).url, "http://localhost:9000/my-bucket/k?part-number-marker=7&uploadId=u");
     }
 

@@ -48,14 +48,9 @@ pub fn sign_for_service(
     service: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, String> {
-    let identity = AwsCredentials::new(
-        &credentials.access_key_id,
-        &credentials.secret_access_key,
-        credentials.session_token.clone(),
-        None,
-        "s3cache",
-    )
-    .into();
+    let identity =
+        AwsCredentials::new(&credentials.access_key_id, &credentials.secret_access_key, credentials.session_token.clone(), None, "s3cache")
+            .into();
     let mut settings = SigningSettings::default();
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
@@ -74,7 +69,8 @@ pub fn sign_for_service(
         Payload::Signed(bytes) => SignableBody::Bytes(bytes),
         Payload::Unsigned => SignableBody::UnsignedPayload,
     };
-    let signable = SignableRequest::new(request.method, request.url.as_str(), headers, body).map_err(|e| format!("signing {}: {e}", request.operation))?;
+    let signable = SignableRequest::new(request.method, request.url.as_str(), headers, body)
+        .map_err(|e| format!("signing {}: {e}", request.operation))?;
     let (instructions, _signature) = sign(signable, &params).map_err(|e| format!("signing {}: {e}", request.operation))?.into_parts();
     let (headers, _query) = instructions.into_parts();
     Ok(headers.into_iter().map(|h| (h.name().to_owned(), h.value().to_owned())).collect())
@@ -96,7 +92,12 @@ mod tests {
     }
 
     fn example_bucket() -> Bucket {
-        Bucket { endpoint: Endpoint::parse("https://s3.amazonaws.com").unwrap(), name: "examplebucket".into(), region: "us-east-1".into(), path_style: false }
+        Bucket {
+            endpoint: Endpoint::parse("https://s3.amazonaws.com").unwrap(),
+            name: "examplebucket".into(),
+            region: "us-east-1".into(),
+            path_style: false,
+        }
     }
 
     /// 2013-05-24T00:00:00Z, the example's timestamp.
@@ -113,7 +114,8 @@ mod tests {
     fn matches_the_aws_get_object_example() {
         let bucket = example_bucket();
         let request = bucket.get_object("test.txt", Some((0, 9)));
-        let headers = sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
+        let headers =
+            sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
         assert_eq!(
             authorization(&headers),
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
@@ -121,16 +123,27 @@ mod tests {
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert!(headers.contains(&("x-amz-date".into(), "20130524T000000Z".into())));
-        assert!(headers.contains(&("x-amz-content-sha256".into(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into())));
+        assert!(
+            headers.contains(&("x-amz-content-sha256".into(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()))
+        );
     }
 
     /// AWS example "GET Bucket (List Objects)": `?max-keys=2&prefix=J`.
     #[test]
     fn matches_the_aws_list_objects_example() {
         let bucket = example_bucket();
-        let request = Request { operation: "ListObjects", method: "GET", url: "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J".into(), headers: vec![] };
-        let headers = sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
-        assert!(authorization(&headers).ends_with("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"), "{headers:?}");
+        let request = Request {
+            operation: "ListObjects",
+            method: "GET",
+            url: "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J".into(),
+            headers: vec![],
+        };
+        let headers =
+            sign_request(&request, &bucket.authority(), Payload::Signed(b""), &example_credentials(), "us-east-1", example_time()).unwrap();
+        assert!(
+            authorization(&headers).ends_with("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
+            "{headers:?}"
+        );
     }
 
     /// A session token is sent and signed; over TLS the payload is unsigned.

@@ -187,7 +187,9 @@ impl MultipartWriter {
         let number = self.next_part;
         self.next_part += 1;
         let sender = self.in_flight.as_ref().and_then(|f| f.sender.as_ref()).expect("workers running");
-        sender.send((number, part)).map_err(|_| io::Error::other(self.failure().map_or("upload workers stopped".to_string(), |e| e.to_string())))
+        sender
+            .send((number, part))
+            .map_err(|_| io::Error::other(self.failure().map_or("upload workers stopped".to_string(), |e| e.to_string())))
     }
 
     fn spawn_workers(&self, upload_id: String) -> InFlight {

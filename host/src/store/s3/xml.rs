@@ -160,8 +160,16 @@ mod tests {
         assert_eq!(page.upload.len(), 2);
         assert_eq!((page.upload[1].key.as_str(), page.upload[1].upload_id.as_str()), ("local/b.tar.zst", "u2"));
         assert_eq!(page.next_upload_id_marker.as_deref(), Some("u2"));
-        assert!(parse_uploads("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>").unwrap().upload.is_empty());
-        let parts = "<ListPartsResult><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag><Size>5242880</Size></Part><Part><PartNumber>2</PartNumber><Size>7</Size></Part></ListPartsResult>";
+        assert!(
+            parse_uploads("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>")
+                .unwrap()
+                .upload
+                .is_empty()
+        );
+        let parts = concat!(
+            "<ListPartsResult><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag><Size>5242880",
+            "</Size></Part><Part><PartNumber>2</PartNumber><Size>7</Size></Part></ListPartsResult>"
+        );
         let parts = parse_parts(parts).unwrap();
         assert_eq!(parts.part.iter().map(|p| p.size).sum::<u64>(), 5242887);
     }

@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use crate::env_vars;
 use crate::store::s3::key_pair::Credentials;
 
-
 /// A credential provider that was configured but failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("credentials from {source_name}: {message}")]
@@ -79,7 +78,10 @@ pub fn resolve_chain(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Crede
     let Some(role_arn) = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_ARN) else { return Ok(base) };
     let source = format!("role {role_arn}");
     let Some(base) = base else {
-        return Err(CredentialError::new(source, format!("{} needs credentials to assume it with, and the chain found none", env_vars::S3CACHE_ASSUME_ROLE_ARN)));
+        return Err(CredentialError::new(
+            source,
+            format!("{} needs credentials to assume it with, and the chain found none", env_vars::S3CACHE_ASSUME_ROLE_ARN),
+        ));
     };
     let session = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_SESSION_NAME).unwrap_or_else(|| "s3cache".into());
     let external_id = inputs.var(env_vars::S3CACHE_ASSUME_ROLE_EXTERNAL_ID);
@@ -91,12 +93,19 @@ pub fn resolve_chain(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Crede
 /// The chain's providers in order, before any role is assumed.
 fn base_credentials(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let explicit = |name: &str| inputs.var(name);
-    let explicit = Credentials::from_vars(explicit, env_vars::S3CACHE_ACCESS_KEY_ID, env_vars::S3CACHE_SECRET_ACCESS_KEY, env_vars::S3CACHE_SESSION_TOKEN)
-        .map_err(|half| CredentialError::new("explicit settings", half.to_string()))?;
+    let explicit = Credentials::from_vars(
+        explicit,
+        env_vars::S3CACHE_ACCESS_KEY_ID,
+        env_vars::S3CACHE_SECRET_ACCESS_KEY,
+        env_vars::S3CACHE_SESSION_TOKEN,
+    )
+    .map_err(|half| CredentialError::new("explicit settings", half.to_string()))?;
     if let Some(credentials) = explicit {
         return Ok(Some(Resolved { credentials, source: "explicit settings".into() }));
     }
-    if let Some(credentials) = Credentials::from_env(|name| inputs.var(name)).map_err(|half| CredentialError::new("environment", half.to_string()))? {
+    if let Some(credentials) =
+        Credentials::from_env(|name| inputs.var(name)).map_err(|half| CredentialError::new("environment", half.to_string()))?
+    {
         return Ok(Some(Resolved { credentials, source: "environment".into() }));
     }
     if let Some(resolved) = profile::resolve(inputs)? {

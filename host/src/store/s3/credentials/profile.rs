@@ -53,7 +53,9 @@ struct Files {
 impl Files {
     fn load(inputs: &ChainInputs<'_>) -> Self {
         let path = |var: &str, default: &str| inputs.var(var).map(PathBuf::from).or_else(|| inputs.home.as_ref().map(|h| h.join(default)));
-        let read = |path: Option<PathBuf>, config: bool| path.and_then(|p| std::fs::read_to_string(p).ok()).map(|t| parse(&t, config)).unwrap_or_default();
+        let read = |path: Option<PathBuf>, config: bool| {
+            path.and_then(|p| std::fs::read_to_string(p).ok()).map(|t| parse(&t, config)).unwrap_or_default()
+        };
         Self {
             credentials: read(path(env_vars::AWS_SHARED_CREDENTIALS_FILE, ".aws/credentials"), false),
             config: read(path(env_vars::AWS_CONFIG_FILE, ".aws/config"), true),
@@ -118,7 +120,8 @@ fn profile_credentials(files: &Files, name: &str, inputs: &ChainInputs<'_>, dept
 
 fn static_keys(section: &Section, source: &str) -> Result<Option<Credentials>, CredentialError> {
     let get = |k: &str| section.get(k).filter(|v| !v.is_empty()).cloned();
-    Credentials::from_vars(get, "aws_access_key_id", "aws_secret_access_key", "aws_session_token").map_err(|half| CredentialError::new(source, half.to_string()))
+    Credentials::from_vars(get, "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        .map_err(|half| CredentialError::new(source, half.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -162,9 +165,12 @@ fn run_process(command: &str) -> Result<Credentials, String> {
     if output.version != 1 {
         return Err(format!("unsupported Version {}", output.version));
     }
-    Ok(Credentials { access_key_id: output.access_key_id, secret_access_key: output.secret_access_key, session_token: output.session_token })
+    Ok(Credentials {
+        access_key_id: output.access_key_id,
+        secret_access_key: output.secret_access_key,
+        session_token: output.session_token,
+    })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -173,7 +179,10 @@ mod tests {
     /// `[profile x]` in the config file, `[x]` in the credentials file, comments and nested blocks.
     #[test]
     fn parses_both_file_flavours() {
-        let config = parse("[default]\nregion = eu-west-1\n[profile ci]\nrole_arn = arn:aws:iam::1:role/r\ns3 =\n  addressing_style = path\n# comment\nsource_profile=base\n", true);
+        let config = parse(
+            "[default]\nregion = eu-west-1\n[profile ci]\nrole_arn = arn:aws:iam::1:role/r\ns3 =\n  addressing_style = path\n# comment\nsource_profile=base\n",
+            true,
+        );
         assert_eq!(config["ci"]["role_arn"], "arn:aws:iam::1:role/r");
         assert_eq!(config["ci"]["source_profile"], "base");
         assert!(!config["ci"].contains_key("addressing_style"));

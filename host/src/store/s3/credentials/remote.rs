@@ -25,7 +25,12 @@ fn agent(total: Duration) -> ureq::Agent {
 
 fn agent_with(connect: Duration, total: Duration) -> ureq::Agent {
     crate::store::s3::connection::agent(
-        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).timeout_connect(Some(connect)).timeout_global(Some(total)).build(),
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(connect))
+            .timeout_global(Some(total))
+            .build(),
     )
 }
 
@@ -78,7 +83,8 @@ fn call_sts(inputs: &ChainInputs<'_>, region: &str, body: &str, signer: Option<&
     };
     let mut builder = http::Request::builder().method("POST").uri(&url).header("content-type", "application/x-www-form-urlencoded");
     if let Some(signer) = signer {
-        let headers = sign_for_service(&request, &endpoint.authority, Payload::Signed(body.as_bytes()), signer, region, "sts", SystemTime::now())?;
+        let headers =
+            sign_for_service(&request, &endpoint.authority, Payload::Signed(body.as_bytes()), signer, region, "sts", SystemTime::now())?;
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
@@ -165,13 +171,17 @@ pub fn container_uri_allowed(uri: &str) -> bool {
 /// ECS (and EKS Pod Identity) container credentials.
 pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, CredentialError> {
     let source = "ECS container";
-    let uri = match (inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI)) {
+    let uri = match (inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), inputs.var(env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI))
+    {
         (Some(relative), _) => format!("http://169.254.170.2{relative}"),
         (None, Some(full)) => {
             if !container_uri_allowed(&full) {
                 return Err(CredentialError::new(
                     source,
-                    format!("{} must be https, or http to loopback or 169.254.170.2/23; refusing {full}", env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI),
+                    format!(
+                        "{} must be https, or http to loopback or 169.254.170.2/23; refusing {full}",
+                        env_vars::AWS_CONTAINER_CREDENTIALS_FULL_URI
+                    ),
                 ));
             }
             full
@@ -179,7 +189,9 @@ pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Cr
         (None, None) => return Ok(None),
     };
     let token = match inputs.var(env_vars::AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) {
-        Some(file) => Some(std::fs::read_to_string(&file).map_err(|e| CredentialError::new(source, format!("cannot read {file}: {e}")))?.trim().to_owned()),
+        Some(file) => Some(
+            std::fs::read_to_string(&file).map_err(|e| CredentialError::new(source, format!("cannot read {file}: {e}")))?.trim().to_owned(),
+        ),
         None => inputs.var(env_vars::AWS_CONTAINER_AUTHORIZATION_TOKEN),
     };
     let mut request = http::Request::builder().method("GET").uri(&uri);
@@ -188,12 +200,15 @@ pub(super) fn container(inputs: &ChainInputs<'_>) -> Result<Option<Resolved>, Cr
     }
     let request = request.body(()).map_err(|e| CredentialError::new(source, e.to_string()))?;
     let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-    let mut response = agent(CALL_TIMEOUT).run(request).map_err(|e| CredentialError::new(source, format!("{uri}: {}", describe(&e, &authority))))?;
+    let mut response =
+        agent(CALL_TIMEOUT).run(request).map_err(|e| CredentialError::new(source, format!("{uri}: {}", describe(&e, &authority))))?;
     if !response.status().is_success() {
         return Err(CredentialError::new(source, format!("{uri} answered {}", response.status())));
     }
-    let text = response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))?;
-    let credentials: JsonCredentials = serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
+    let text =
+        response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))?;
+    let credentials: JsonCredentials =
+        serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
     Ok(Some(Resolved { credentials: credentials.into(), source: source.into() }))
 }
 
@@ -239,9 +254,11 @@ pub(super) fn instance_metadata(inputs: &ChainInputs<'_>) -> Result<Option<Resol
         response.body_mut().with_config().limit(1 << 20).read_to_string().map_err(|e| CredentialError::new(source, e.to_string()))
     };
     let roles = get("/latest/meta-data/iam/security-credentials/")?;
-    let role = roles.lines().next().filter(|r| !r.is_empty()).ok_or_else(|| CredentialError::new(source, "no instance role is attached"))?;
+    let role =
+        roles.lines().next().filter(|r| !r.is_empty()).ok_or_else(|| CredentialError::new(source, "no instance role is attached"))?;
     let text = get(&format!("/latest/meta-data/iam/security-credentials/{role}"))?;
-    let credentials: JsonCredentials = serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
+    let credentials: JsonCredentials =
+        serde_json::from_str(&text).map_err(|e| CredentialError::new(source, format!("unreadable answer: {e}")))?;
     Ok(Some(Resolved { credentials: credentials.into(), source: source.into() }))
 }
 
@@ -252,7 +269,13 @@ mod tests {
     /// Only HTTPS or loopback/link-local container endpoints are trusted with the token.
     #[test]
     fn checks_container_uris() {
-        for ok in ["https://creds.example.com/x", "http://127.0.0.1:9000/creds", "http://localhost/x", "http://169.254.170.23/v1/credentials", "http://[::1]:80/x"] {
+        for ok in [
+            "https://creds.example.com/x",
+            "http://127.0.0.1:9000/creds",
+            "http://localhost/x",
+            "http://169.254.170.23/v1/credentials",
+            "http://[::1]:80/x",
+        ] {
             assert!(container_uri_allowed(ok), "{ok}");
         }
         for bad in ["http://10.1.2.3/creds", "http://evil.example/", "ftp://127.0.0.1/", "127.0.0.1/creds"] {
@@ -263,10 +286,17 @@ mod tests {
     /// STS answers of both actions parse.
     #[test]
     fn parses_sts_answers() {
-        let body = "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>AK</AccessKeyId><SecretAccessKey>SK</SecretAccessKey><SessionToken>T</SessionToken><Expiration>2026-11-22T03:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+        let body = concat!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>",
+            "<Credentials><AccessKeyId>AK</AccessKeyId><SecretAccessKey>SK</SecretAccessKey><SessionToken>T</SessionToken>",
+            "<Expiration>2026-11-22T03:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        );
         let parsed: StsResponse = quick_xml::de::from_str(body).unwrap();
         assert_eq!(parsed.result.credentials.session_token, "T");
-        let body = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>AK</AccessKeyId><SecretAccessKey>SK</SecretAccessKey><SessionToken>T2</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+        let body = concat!(
+            "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>AK</AccessKeyId><SecretAccessKey>SK</SecretAccessKey>",
+            "<SessionToken>T2</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>"
+        );
         let parsed: StsResponse = quick_xml::de::from_str(body).unwrap();
         assert_eq!(parsed.result.credentials.access_key_id, "AK");
     }
