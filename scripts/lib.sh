@@ -42,6 +42,10 @@ require_build_tools() {
   command -v cargo >/dev/null || die "cargo not found: install Rust $need or newer (rustup), then run this again"
   have="$(rustc --version | cut -d' ' -f2)"
   version_at_least "$have" "$need" || die "rustc $have is too old: s3cache needs Rust $need or newer (rustup update)"
+  if command -v rustup >/dev/null && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+    log "adding rustfmt and clippy (scripts/test checks the format and the lints)"
+    rustup component add rustfmt clippy >&2
+  fi
   if ! command -v cc >/dev/null; then
     log "installing a C compiler (gcc): cargo links through cc, and ring and zstd-sys compile C code"
     command -v apt-get >/dev/null || die "no C compiler (cc) found: install gcc or clang, then run this again"
