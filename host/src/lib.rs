@@ -36,7 +36,7 @@
 //! ```
 //!
 //! The source is grouped in layers that only point down (docs/how-it-works.md, "Source layout"):
-//! the leaves `env_vars`, [`cancel`] and `unique_name`; [`store`] (with the S3 transport); `ui`
+//! the leaves `env_vars`, [`cancel`], [`report`] and `unique_name`; [`store`] (with the S3 transport); `ui`
 //! (output and progress); [`sandbox`] (the guest); `workspace` (the job's files, staging); [`archive`]
 //! (names, trailers, parallel pack and unpack); [`engine`] (save, restore, admin, scopes); [`config`]
 //! (settings and `resolve`); and `frontends` (the CLI and every CI dialect). Modules not linked here
