@@ -47,6 +47,13 @@ pub trait Report: Send + Sync {
     /// A secret value was added to the operation's reporter ([`Reporter::add_secret`]); from now on it
     /// is scrubbed from every event. A renderer may mask it elsewhere too (GitHub's `::add-mask::`).
     fn secret_added(&self, _secret: &str) {}
+
+    /// Whether the operation may draw progress bars for its transfers (on stderr, and only when stderr
+    /// is a terminal whose `TERM` is set and not `dumb`). Yes unless the renderer says otherwise (the
+    /// CLI's `--quiet` and `--no-progress`).
+    fn shows_progress(&self) -> bool {
+        true
+    }
 }
 
 impl<F: Fn(Event) + Send + Sync> Report for F {
@@ -121,6 +128,11 @@ impl Reporter {
     /// `text` with this operation's secret values replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
         self.secrets.scrub(text)
+    }
+
+    /// Whether the operation may draw progress bars ([`Report::shows_progress`] of its sink).
+    pub fn shows_progress(&self) -> bool {
+        self.sink.shows_progress()
     }
 
     /// Requests sent to S3 by this reporter's operations so far, retries included.

@@ -9,8 +9,10 @@ use crate::archive::layout::Format;
 use crate::cancel::Cancel;
 use crate::workspace::paths::resolve_roots;
 
-/// A request to save paths under a key.
+/// A request to save paths under a key. Built with [`SaveRequest::new`], then its fields set: it is
+/// `non_exhaustive` so that settings can be added (signing an entry is planned) without breaking callers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SaveRequest {
     /// The key, or a key template (`deps-{{ hashFiles "**/Cargo.lock" }}`).
     pub key: String,
@@ -94,8 +96,11 @@ pub enum SaveOutcome {
     },
 }
 
-/// A request to restore paths.
+/// A request to restore paths. Built with [`RestoreRequest::new`], then its fields set: it is
+/// `non_exhaustive` so that settings can be added (verifying an entry's signature is planned) without
+/// breaking callers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RestoreRequest {
     /// The primary key (or template); matched exactly.
     pub key: String,

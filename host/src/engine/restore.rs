@@ -159,7 +159,7 @@ impl CacheContext {
             .map(|(i, d)| Preopen { host: d.clone(), guest: format!("/stage/{i}"), writable: true })
             .collect();
         let mut guest = self.instance(preopens)?;
-        let bar = progress::bytes_bar("restoring", Some(bytes));
+        let bar = progress::bytes_bar("restoring", Some(bytes), self.reporter.shows_progress());
         let source = Box::new(CancelReader { inner: source, cancel: self.cancel.clone() });
         let source = Box::new(progress::CountingReader::new(source, bar.clone()));
         let roots_seen = guest_roots(roots, |i| format!("/stage/{i}"), naming);

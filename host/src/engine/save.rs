@@ -111,7 +111,7 @@ impl CacheContext {
         let upload: Box<dyn Upload> = Box::new(CancelWriter { inner: upload, cancel: self.cancel.clone() });
         let total: u64 = members.iter().map(|m| m.size).sum();
         self.sandbox.expect_heavy_work(total);
-        let bar = progress::bytes_bar("saving", Some(total));
+        let bar = progress::bytes_bar("saving", Some(total), self.reporter.shows_progress());
         let (mut sealing, seal) = SealingWriter::new(Box::new(progress::CountingWriter::new(upload, bar.clone())));
         let options = PackOptions { compression: request.format.into(), level, buffer_size: 1 << 20, end_of_archive: true };
         let instance =

@@ -42,6 +42,7 @@ impl std::ops::Deref for Terminal {
 #[derive(Debug, Default)]
 pub struct Lines {
     quiet: AtomicBool,
+    no_progress: AtomicBool,
     stdout: AtomicBool,
     github: AtomicBool,
 }
@@ -50,6 +51,11 @@ impl Lines {
     /// Prints no notices from now on (`--quiet`); warnings and errors still show.
     pub fn set_quiet(&self, quiet: bool) {
         self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    /// Draws no progress bars from now on (`--no-progress`, `--quiet`), terminal or not.
+    pub fn hide_progress(&self) {
+        self.no_progress.store(true, Ordering::Relaxed);
     }
 
     /// Prints warnings and notices on stdout from now on, for a dialect whose tool writes everything
@@ -115,6 +121,10 @@ impl Report for Lines {
     }
 
     /// On GitHub Actions, masks the secret in the job log before anything else can print it.
+    fn shows_progress(&self) -> bool {
+        !self.no_progress.load(Ordering::Relaxed)
+    }
+
     fn secret_added(&self, secret: &str) {
         if self.on_github_actions() && !secret.contains(['\n', '\r']) {
             println!("::add-mask::{secret}");
@@ -126,5 +136,21 @@ impl Reporter {
     /// A reporter that prints as the CLI does outside CI: notices and warnings on stderr.
     pub fn stderr() -> Self {
         Self::new(Lines::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--quiet` and `--no-progress` hide the bars of the operations that report to these lines, and
+    /// only theirs: another operation's renderer still shows them.
+    #[test]
+    fn progress_is_the_renderers_choice() {
+        let (cli, other) = (Terminal::new(), Terminal::new());
+        assert!(cli.reporter.shows_progress() && other.reporter.shows_progress());
+        cli.lines.hide_progress();
+        assert!(!cli.reporter.shows_progress(), "hidden for the operation whose renderer hides them");
+        assert!(other.reporter.shows_progress(), "not a process-wide switch");
     }
 }

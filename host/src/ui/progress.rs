@@ -1,24 +1,17 @@
 //! Progress bars for long transfers, shown only when stderr is a terminal whose `TERM` is set and
-//! not `dumb` (indicatif's rule), and not turned off (`--no-progress`, `--quiet`).
+//! not `dumb` (indicatif's rule), and when the operation's renderer shows them
+//! ([`crate::report::Report::shows_progress`]: not with `--no-progress` or `--quiet`).
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::store::{StoreError, Upload};
 
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Draws no progress bar from now on, terminal or not.
-pub fn disable() {
-    DISABLED.store(true, Ordering::Relaxed);
-}
-
 /// A byte-counting bar labelled `label`; hidden unless stderr is a terminal (`TERM` set, not `dumb`),
-/// and after [`disable`].
-pub fn bytes_bar(label: &str, total: Option<u64>) -> ProgressBar {
-    if DISABLED.load(Ordering::Relaxed) || !io::stderr().is_terminal() {
+/// and never when `shown` is false (the operation's renderer hides bars: `--quiet`, `--no-progress`).
+pub fn bytes_bar(label: &str, total: Option<u64>, shown: bool) -> ProgressBar {
+    if !shown || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = match total {

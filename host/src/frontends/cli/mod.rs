@@ -304,7 +304,7 @@ impl Cli {
     fn apply_output_choices(&self, terminal: &Terminal) {
         terminal.lines.set_quiet(self.quiet);
         if self.quiet || self.no_progress {
-            crate::ui::progress::disable();
+            terminal.lines.hide_progress();
         }
     }
 }
