@@ -94,7 +94,7 @@ fn conditional_writes_keep_the_first_writer() {
 #[test]
 fn restores_old_tools_objects_at_their_own_names() {
     use s3cache::archive::layout::Format;
-    use s3cache::engine::{Fallback, Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
+    use s3cache::engine::{Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = s3cache_tests::Machine::new();
     let old = machine.scratch("old");
@@ -112,15 +112,9 @@ fn restores_old_tools_objects_at_their_own_names() {
     let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
     context.cwd = machine.workspace();
-    let request = |key: &str| RestoreRequest {
-        key: key.into(),
-        restore_keys: Vec::new(),
-        fallback: Fallback::Prefix,
-        paths: vec!["vendor".into()],
-        cross_os: false,
-        lookup_only: false,
-        exact_key_only: false,
-        legacy: Some(Legacy {
+    let request = |key: &str| {
+        let mut request = RestoreRequest::new(key, ["vendor"]);
+        request.legacy = Some(Legacy {
             writer: "drone-cache".into(),
             format: Format::Gzip,
             in_search: false,
@@ -129,7 +123,8 @@ fn restores_old_tools_objects_at_their_own_names() {
                 paths: vec!["vendor".into()],
                 names: s3cache::engine::MemberNames::Plain,
             }],
-        }),
+        });
+        request
     };
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
     assert_eq!((hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact), ("deps-1/vendor", "", false));
