@@ -32,6 +32,15 @@ fn renders_key_templates() {
 
 /// `key` opens no store and looks for no credentials: with a store nothing answers at and a
 /// credential setup that any store-using command refuses, it prints the key and nothing else.
+/// `-v` writes its diagnostics without colour codes when stderr is not a terminal (a CI log, a file).
+#[test]
+fn verbose_log_in_a_pipe_has_no_colour_codes() {
+    let machine = Machine::new();
+    let run = machine.run(&["-v", "key", "--template", "k-{{ os }}"]).success();
+    assert!(run.stderr.contains(" DEBUG guest loaded tier="), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "colour codes in a piped log: {:?}", run.stderr);
+}
+
 #[test]
 fn key_needs_no_store_or_credentials() {
     let mut machine = Machine::new();
@@ -162,7 +171,11 @@ fn falls_back_to_the_newest_restore_key_match() {
     }
     fs::write(dir.join("version"), "changed").unwrap();
     let run = machine.run(&["save", "--key", "deps-1", "--path", "out"]).success();
-    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cache entry deps-1 already exists; not saving (entries are immutable; --overwrite replaces one)"),
+        "{}",
+        run.stderr
+    );
 
     fs::remove_dir_all(&dir).unwrap();
     let run = machine.run(&["restore", "--key", "deps-3", "--restore-key", "nope-", "--restore-key", "deps-", "--path", "out"]).success();

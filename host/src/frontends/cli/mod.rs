@@ -350,7 +350,9 @@ fn init_logging(verbose: bool) {
     let default = if verbose { "warn,s3cache=debug,guest=debug" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env(env_vars::S3CACHE_LOG).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a person at a terminal: a log piped into a file or a CI log gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).with_target(false).init();
 }
 
 /// Runs what a front end translated its settings into.
@@ -520,7 +522,9 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool, out: &Reporter) -> u8
         SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
             out.notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
         }
-        SaveOutcome::AlreadyExists { key } => out.notice(&format!("cache entry {key} already exists; not saving (entries are immutable)")),
+        SaveOutcome::AlreadyExists { key } => {
+            out.notice(&format!("cache entry {key} already exists; not saving (entries are immutable; --overwrite replaces one)"))
+        }
         SaveOutcome::NothingToSave { key } => out.warning(&format!("nothing to save under {key}: the paths match no files")),
         SaveOutcome::Skipped { reason, .. } => out.notice(&format!("not saving: {reason}")),
         SaveOutcome::Failed { key, reason } => {
