@@ -238,3 +238,163 @@ fn a_fresh_marker_costs_a_restore_no_request() {
     assert_eq!(stale, fresh + 1);
     assert_eq!(bucket_keys(&server), vec!["team/local/k.tar.zst", "team/local/k.tar.zst.used"]);
 }
+
+/// A JSON shape as docs/managing-caches.md writes it: `{"a", "b": [ENTRY], "c": {"d"}}`.
+#[derive(Debug)]
+enum Shape {
+    /// The keys, each with its value's shape when the docs give one.
+    Object(Vec<(String, Option<Shape>)>),
+    /// Every element has this shape.
+    Array(Box<Shape>),
+    /// Another row of the table (`ENTRY`, `LEFTOVER`).
+    Named(String),
+}
+
+fn parse_shape(text: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Shape {
+    let skip = |text: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while text.peek().is_some_and(|c| c.is_whitespace()) {
+            text.next();
+        }
+    };
+    skip(text);
+    match text.next() {
+        Some('{') => {
+            let mut keys = Vec::new();
+            loop {
+                skip(text);
+                match text.next() {
+                    Some('}') => break,
+                    Some(',') => continue,
+                    Some('"') => {
+                        let key: String = text.by_ref().take_while(|&c| c != '"').collect();
+                        skip(text);
+                        let value = (text.peek() == Some(&':')).then(|| {
+                            text.next();
+                            parse_shape(text)
+                        });
+                        keys.push((key, value));
+                    }
+                    other => panic!("unexpected {other:?} in a documented object"),
+                }
+            }
+            Shape::Object(keys)
+        }
+        Some('[') => {
+            let element = parse_shape(text);
+            skip(text);
+            assert_eq!(text.next(), Some(']'), "a documented array has one element shape");
+            Shape::Array(Box::new(element))
+        }
+        Some(c) if c.is_ascii_uppercase() => {
+            let mut name = c.to_string();
+            while text.peek().is_some_and(|c| c.is_ascii_uppercase()) {
+                name.push(text.next().unwrap());
+            }
+            Shape::Named(name)
+        }
+        other => panic!("unexpected {other:?} in a documented shape"),
+    }
+}
+
+/// The `--json` table of docs/managing-caches.md: each row's name and the shape in its first code span.
+fn documented_shapes() -> std::collections::BTreeMap<String, Shape> {
+    let docs = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/managing-caches.md")).unwrap();
+    let table = docs.split("| `--json` of | Document |").nth(1).expect("the --json table");
+    let mut shapes = std::collections::BTreeMap::new();
+    for row in table.lines().skip(2).take_while(|line| line.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_owned();
+        let span = cells[2].split('`').nth(1).expect("a code span");
+        shapes.insert(name, parse_shape(&mut span.chars().peekable()));
+    }
+    shapes
+}
+
+/// Fails unless `value` has exactly the keys `shape` documents, at every level shown.
+fn assert_shape(value: &serde_json::Value, shape: &Shape, shapes: &std::collections::BTreeMap<String, Shape>, at: &str) {
+    match (shape, value) {
+        (_, serde_json::Value::Null) => {}
+        (Shape::Named(name), value) => assert_shape(value, &shapes[name], shapes, &format!("{at} ({name})")),
+        (Shape::Array(element), serde_json::Value::Array(items)) => {
+            items.iter().enumerate().for_each(|(i, item)| assert_shape(item, element, shapes, &format!("{at}[{i}]")))
+        }
+        (Shape::Object(keys), serde_json::Value::Object(object)) => {
+            let mut documented: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+            let mut printed: Vec<&str> = object.keys().map(String::as_str).collect();
+            documented.sort();
+            printed.sort();
+            assert_eq!(printed, documented, "the keys of {at} differ from docs/managing-caches.md");
+            for (key, shape) in keys {
+                if let Some(shape) = shape {
+                    assert_shape(&object[key], shape, shapes, &format!("{at}.{key}"));
+                }
+            }
+        }
+        (shape, value) => panic!("{at}: documented as {shape:?}, printed {value}"),
+    }
+}
+
+/// Each verb's `--json` has exactly the keys the table in docs/managing-caches.md documents, and the
+/// table has a row for every verb with `--json` (read from the docs, so either side changing fails).
+#[test]
+fn every_json_document_has_the_documented_keys() {
+    let shapes = documented_shapes();
+    let verbs: Vec<&str> = shapes.keys().map(String::as_str).filter(|name| name.chars().all(|c| c.is_ascii_lowercase())).collect();
+    assert_eq!(verbs, ["clear", "delete", "flush", "has", "list", "prune", "usage"]);
+    let machine = Machine::new();
+    let check = |verb: &str, args: &[&str]| {
+        let run = machine.run(args);
+        assert!(run.code == 0 || (verb == "has" && run.code == 1), "{args:?}: {}\n{}", run.code, run.stderr);
+        assert_shape(&json(&run), &shapes[verb], &shapes, verb);
+    };
+    save(&machine, "a", "one");
+    save(&machine, "b", "two");
+    check("list", &["list", "--json"]);
+    check("usage", &["usage", "--json"]);
+    check("has", &["has", "a", "--json"]);
+    check("has", &["has", "nothing", "--json"]);
+    check("delete", &["delete", "a", "--json"]);
+    check("delete", &["delete", "a", "--missing-ok", "--json"]);
+    check("flush", &["flush", "--older-than", "0s", "--json"]);
+    save(&machine, "c", "three");
+    check("prune", &["prune", "--max-size", "0", "--json"]);
+    save(&machine, "d", "four");
+    check("clear", &["clear", "--yes", "--json"]);
+    check("clear", &["clear", "--all-scopes", "--yes", "--json"]);
+}
+
+/// `delete --json` of a key with no entry prints the document of a delete that deleted something,
+/// with nothing in it (exit 1, or 0 with --missing-ok); `clear --json` gives its scope as a value
+/// (the scope's name, null for every scope) and the store beside it.
+#[test]
+fn delete_of_a_missing_key_and_clear_print_values() {
+    let machine = Machine::new();
+    save(&machine, "a", "one");
+    let deleted = json(&machine.run(&["delete", "a", "--json"]).success());
+    assert_eq!(deleted["deleted_count"], 1);
+    let missing = machine.run(&["--quiet", "delete", "a", "--json"]);
+    assert_eq!((missing.code, missing.stderr.as_str()), (1, ""));
+    let missing = json(&missing);
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&missing), keys(&deleted));
+    assert_eq!(
+        missing,
+        serde_json::json!({
+            "operation": "delete", "deleted": [], "failed": [], "deleted_count": 0, "freed_bytes": 0,
+            "leftovers_removed": [], "leftovers_failed": [], "leftovers_unlisted": null,
+        })
+    );
+    assert_eq!(json(&machine.run(&["delete", "a", "--missing-ok", "--json"]).success()), missing);
+
+    save(&machine, "b", "two");
+    let own = json(&machine.run(&["clear", "--yes", "--json"]).success());
+    let store = format!("file://{}", machine.cache_dir().join("store").display());
+    assert_eq!(
+        (&own["scope"], &own["store"], &own["deleted_count"]),
+        (&serde_json::json!("local"), &serde_json::json!(store), &serde_json::json!(1))
+    );
+    let named = json(&machine.run(&["--scope", "other", "clear", "--yes", "--json"]).success());
+    assert_eq!((&named["scope"], &named["store"]), (&serde_json::json!("other"), &serde_json::json!(store)));
+    let all = json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
+    assert_eq!((&all["scope"], &all["store"]), (&serde_json::Value::Null, &serde_json::json!(store)));
+}

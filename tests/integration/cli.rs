@@ -336,3 +336,65 @@ fn lookup_only_and_json_summaries() {
     let missed: serde_json::Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
     assert_eq!((missed["outcome"].as_str(), missed["cache_hit"].as_bool()), (Some("miss"), Some(false)));
 }
+
+/// Runs `s3cache --quiet ARGS` (no store announcement) with stdout a pipe whose reader is gone before it starts (`| head -1` that
+/// has read its line): the exit code and stderr.
+fn run_into_a_closed_pipe(machine: &Machine, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = std::process::Command::new(s3cache_tests::binary());
+    command.arg("--quiet").args(args).current_dir(machine.workspace()).env_clear().stdout(writer).stderr(std::process::Stdio::piped());
+    for (name, value) in machine.machine_env() {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A closed stdout ends every stdout output quietly: exit 0 (1 for `has` of a missing key, its
+/// usual status), nothing on stderr, no panic.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let machine = Machine::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "content").unwrap();
+    machine.run(&["save", "--key", "p-1", "--path", "out"]).success();
+    for (args, code) in [
+        (&["list"][..], 0),
+        (&["list", "--json"], 0),
+        (&["usage"], 0),
+        (&["usage", "--json"], 0),
+        (&["has", "p-1"], 0),
+        (&["has", "p-1", "--json"], 0),
+        (&["has", "p-2", "--json"], 1),
+        (&["delete", "p-2", "--missing-ok", "--json"], 0),
+        (&["flush", "--older-than", "30d", "--json"], 0),
+        (&["prune", "--max-size", "1GB", "--json"], 0),
+        (&["key", "--template", "k-{{ os }}"], 0),
+        (&["completions", "bash"], 0),
+        (&["restore", "--key", "p-1", "--path", "out", "--summary-json", "-"], 0),
+        (&["save", "--key", "p-1", "--path", "out", "--summary-json", "-"], 0),
+        (&["delete", "p-1", "--json"], 0),
+        (&["clear", "--yes", "--json"], 0),
+    ] {
+        assert_eq!(run_into_a_closed_pipe(&machine, args), (code, String::new()), "{args:?}");
+    }
+}
+
+/// `--summary-json -` writes the summary to stdout (nothing else goes there), with the throughput
+/// rounded to two decimals.
+#[test]
+fn summary_json_dash_writes_to_stdout() {
+    let machine = Machine::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), "content".repeat(1000)).unwrap();
+    let save = machine.run(&["-q", "save", "--key", "s-1", "--path", "out", "--summary-json", "-"]).success();
+    let summary: serde_json::Value = serde_json::from_str(&save.stdout).unwrap_or_else(|e| panic!("{e}: {}", save.stdout));
+    assert_eq!((&summary["operation"], &summary["outcome"], &summary["key"]), (&"save".into(), &"saved".into(), &"s-1".into()));
+    let throughput = summary["throughput_mb_s"].as_f64().unwrap();
+    assert_eq!((throughput * 100.0).round() / 100.0, throughput, "{throughput}");
+    let restore = machine.run(&["-q", "restore", "--key", "s-1", "--path", "out", "--summary-json", "-"]).success();
+    let summary: serde_json::Value = serde_json::from_str(&restore.stdout).unwrap_or_else(|e| panic!("{e}: {}", restore.stdout));
+    assert_eq!((&summary["operation"], &summary["outcome"]), (&"restore".into(), &"hit".into()));
+    assert!(!std::path::Path::new(&machine.workspace().join("-")).exists());
+}

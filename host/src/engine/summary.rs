@@ -47,8 +47,10 @@ pub struct Summary {
     pub store: String,
 }
 
+/// Megabytes (10^6 bytes) per second, rounded to two decimals.
 fn throughput(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+    let exact = bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9);
+    (exact * 100.0).round() / 100.0
 }
 
 impl Summary {
@@ -113,5 +115,19 @@ impl Summary {
     /// Whether the primary key itself was restored.
     pub fn exact_hit(&self) -> bool {
         self.cache_hit == Some(true) && self.exact == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `throughput_mb_s` has at most two decimals: `0.24`, not `0.24042332396986993`.
+    #[test]
+    fn throughput_is_rounded_to_two_decimals() {
+        assert_eq!(throughput(240_423, Duration::from_secs(1)), 0.24);
+        assert_eq!(throughput(1_006_000, Duration::from_millis(1000)), 1.01);
+        assert_eq!(throughput(10_000_000, Duration::from_secs(3)), 3.33);
+        assert_eq!(serde_json::to_string(&throughput(240_423, Duration::from_secs(1))).unwrap(), "0.24");
     }
 }

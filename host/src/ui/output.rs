@@ -76,7 +76,7 @@ impl Lines {
 
     fn emit(&self, line: String) {
         if self.stdout.load(Ordering::Relaxed) {
-            println!("{line}");
+            print_stdout(&format!("{line}\n"));
         } else {
             eprintln!("{line}");
         }
@@ -127,7 +127,7 @@ impl Report for Lines {
 
     fn secret_added(&self, secret: &str) {
         if self.on_github_actions() && !secret.contains(['\n', '\r']) {
-            println!("::add-mask::{secret}");
+            print_stdout(&format!("::add-mask::{secret}\n"));
         }
     }
 }
@@ -136,6 +136,19 @@ impl Reporter {
     /// A reporter that prints as the CLI does outside CI: notices and warnings on stderr.
     pub fn stderr() -> Self {
         Self::new(Lines::default())
+    }
+}
+
+/// Writes `text` to stdout and flushes it. A reader that went away (`s3cache list --json | head -1`)
+/// is not an error: what it did not read is dropped without a word, and the command ends with its
+/// own exit status. Any other failure to write is one `error:` line on stderr.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(err) => eprintln!("error: could not write to stdout: {err}"),
     }
 }
 

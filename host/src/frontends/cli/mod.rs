@@ -37,7 +37,7 @@ pub struct Cli {
     /// Never draw a progress bar (one is drawn on stderr only when it is a terminal and TERM is set, not dumb).
     #[arg(long, global = true, env = env_vars::S3CACHE_NO_PROGRESS, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     no_progress: bool,
-    /// Write a JSON summary of the save or restore to this file.
+    /// Write a JSON summary of the save or restore to this file; `-` writes it to stdout.
     #[arg(long, global = true, env = env_vars::S3CACHE_SUMMARY_JSON, value_name = "FILE")]
     summary_json: Option<PathBuf>,
     #[command(subcommand)]
@@ -274,9 +274,18 @@ pub fn main() -> ExitCode {
         cli.apply_output_choices(&terminal);
         match cli.command {
             Command::Plugin => plugin(cli.verbose, &terminal),
-            Command::Completions { shell } => crate::frontends::cli::manual::completions(shell, &mut std::io::stdout().lock()).map(|()| 0),
+            // Rendered whole, then written: a closed pipe (`| head`) ends the output quietly.
+            Command::Completions { shell } => {
+                let mut text = Vec::new();
+                crate::frontends::cli::manual::completions(shell, &mut text)
+                    .map(|()| output::print_stdout(&String::from_utf8_lossy(&text)))
+                    .map(|()| 0)
+            }
             Command::Man { command } => {
-                crate::frontends::cli::manual::man_page(command.as_deref(), &mut std::io::stdout().lock()).map(|()| 0)
+                let mut text = Vec::new();
+                crate::frontends::cli::manual::man_page(command.as_deref(), &mut text)
+                    .map(|()| output::print_stdout(&String::from_utf8_lossy(&text)))
+                    .map(|()| 0)
             }
             Command::GithubAction(GithubActionArgs { step }) => {
                 init_logging(cli.verbose);
@@ -435,12 +444,15 @@ fn megabytes(bytes: u64) -> String {
 }
 
 /// Completes a summary with what every summary has (the requests its operation sent, counted by
-/// `reporter`), and writes it where `--summary-json` asked.
+/// `reporter`), and writes it where `--summary-json` asked: a file, or stdout for `-`.
 fn finish_summary(mut summary: Summary, store: &str, path: Option<&PathBuf>, reporter: &Reporter) -> Result<Summary> {
     summary.http_requests = reporter.requests_sent();
     summary.store = store.to_owned();
-    if let Some(path) = path {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing the summary to {}", path.display()))?;
+    match path {
+        Some(path) if path.as_os_str() == "-" => output::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?)),
+        Some(path) => std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing the summary to {}", path.display()))?,
+        None => {}
     }
     Ok(summary)
 }
@@ -454,7 +466,7 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal
     match &cli.command {
         // A key needs only the sandbox and the workspace: no store, no credentials.
         Command::Key(args) => {
-            println!("{}", config::render_key(&cli.settings, env, &args.template, terminal)?);
+            output::print_stdout(&format!("{}\n", config::render_key(&cli.settings, env, &args.template, terminal)?));
             return Ok((0, None));
         }
         Command::GithubAction(_) | Command::Plugin => anyhow::bail!("github-action and plugin steps do not nest"),
@@ -593,7 +605,8 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
                 if entries.is_empty() {
                     let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
                     if args.output.json {
-                        render::json(&serde_json::json!({ "operation": "delete", "key": args.key, "scope": scope, "deleted": [] }));
+                        // The same document as a delete that deleted something, with nothing in it.
+                        render::removal("delete", &crate::engine::admin::Removal::default(), serde_json::json!({}), true, out);
                     } else {
                         out.notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
                     }
@@ -657,11 +670,14 @@ fn clear(
 ) -> Result<u8, crate::store::StoreError> {
     let out = context.reporter();
     let entries = context.list_entries(selection, "")?;
-    let what = match selection {
-        ScopeSelection::Own => format!("scope {}", context.scopes.write),
-        ScopeSelection::Named(scope) => format!("scope {scope}"),
-        ScopeSelection::All => format!("every scope of {}", context.store.location()),
+    let store = context.store.location();
+    // For people, a phrase; for --json, the scope's name, or null for every scope of the store.
+    let scope = match selection {
+        ScopeSelection::Own => Some(context.scopes.write.clone()),
+        ScopeSelection::Named(scope) => Some(scope.clone()),
+        ScopeSelection::All => None,
     };
+    let what = scope.as_ref().map_or_else(|| format!("every scope of {store}"), |scope| format!("scope {scope}"));
     let tally = crate::engine::admin::Tally::of(&entries);
     if !yes && !entries.is_empty() {
         let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
@@ -678,7 +694,7 @@ fn clear(
         }
     }
     let removal = with_leftovers_removed(context, settings, selection, context.remove(entries));
-    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": what }), as_json, out))
+    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": scope, "store": store }), as_json, out))
 }
 
 #[cfg(test)]

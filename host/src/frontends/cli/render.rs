@@ -95,12 +95,12 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>, repor
         let _ = writeln!(out, "{}", line(row));
     }
     let text = out.into_inner().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
-    print!("{}", reporter.scrub(&text));
+    crate::ui::output::print_stdout(&reporter.scrub(&text));
 }
 
 /// Prints one JSON document.
 pub fn json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("admin results serialize"));
+    crate::ui::output::print_stdout(&format!("{}\n", serde_json::to_string_pretty(value).expect("admin results serialize")));
 }
 
 fn entry_row(entry: &Entry) -> Vec<String> {
