@@ -381,7 +381,7 @@ fn delete_of_a_missing_key_and_clear_print_values() {
         missing,
         serde_json::json!({
             "operation": "delete", "deleted": [], "failed": [], "deleted_count": 0, "freed_bytes": 0,
-            "leftovers_removed": [], "leftovers_failed": [], "leftovers_unlisted": null,
+            "leftovers_removed": [], "leftovers_failed": [], "leftovers_unlisted": null, "dry_run": false,
         })
     );
     assert_eq!(json(&machine.run(&["delete", "a", "--missing-ok", "--json"]).success()), missing);
@@ -397,4 +397,67 @@ fn delete_of_a_missing_key_and_clear_print_values() {
     assert_eq!((&named["scope"], &named["store"]), (&serde_json::json!("other"), &serde_json::json!(store)));
     let all = json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
     assert_eq!((&all["scope"], &all["store"]), (&serde_json::Value::Null, &serde_json::json!(store)));
+
+/// Keys of the incomplete multipart uploads in the bucket.
+fn incomplete_uploads(server: &S3Server) -> Vec<String> {
+    let listed = boto3(server, "print(json.dumps(sorted(u['Key'] for u in s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []))))");
+    serde_json::from_str(&listed).unwrap()
+}
+
+fn objects_of(document: &serde_json::Value, field: &str, name: &str) -> Vec<String> {
+    let listed = document[field].as_array().unwrap_or_else(|| panic!("no {field} in {document:#}"));
+    listed.iter().map(|e| e[name].as_str().unwrap().to_owned()).collect()
+}
+
+/// `--dry-run` on `clear`, `flush` and `prune` lists exactly what the real run then deletes (entries
+/// and old leftovers), asks nothing, and deletes nothing: every object and the incomplete upload stay.
+#[test]
+fn dry_run_lists_what_would_go_and_deletes_nothing() {
+    let server = S3Server::start(ServerKind::Moto);
+    plant(&server, &["team/README.md".into(), "other/local/k.tar.zst".into()], 3);
+    plant(&server, &["team/local/a.tar.zst".into(), "team/local/a.tar.zst.used".into(), "team/feature-1/b.tar.gz".into()], 5);
+    // An upload a killed save left: moto dates it 2010, older than the default leftover age of a day.
+    boto3(
+        &server,
+        "u = s3.create_multipart_upload(Bucket=bucket, Key='team/local/half.tar.zst')\ns3.upload_part(Bucket=bucket, Key='team/local/half.tar.zst', UploadId=u['UploadId'], PartNumber=1, Body=b'x' * 7)\n",
+    );
+    let before = bucket_keys(&server);
+    assert_eq!(before.len(), 5);
+    assert_eq!(incomplete_uploads(&server), ["team/local/half.tar.zst"]);
+    let machine = machine(&server);
+
+    // Off a terminal and without --yes: a dry run needs no confirmation.
+    let own = json(&machine.run(&["clear", "--dry-run", "--json"]).success());
+    assert_eq!(objects_of(&own, "deleted", "object"), ["local/a.tar.zst"], "{own:#}");
+    assert_eq!(objects_of(&own, "leftovers_removed", "object"), ["local/half.tar.zst"], "{own:#}");
+    assert_eq!((own["dry_run"].as_bool(), own["deleted_count"].as_u64(), own["freed_bytes"].as_u64()), (Some(true), Some(1), Some(5)));
+
+    let all = machine.run(&["clear", "--all-scopes", "--dry-run"]).success();
+    let mut rows: Vec<&str> = all.stdout.lines().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+    rows[1..3].sort();
+    assert_eq!(rows, ["KEY", "a", "b", "LEFTOVER", "incomplete"], "{}", all.stdout);
+    assert!(all.stdout.contains("incomplete upload") && all.stdout.contains("local/half.tar.zst"), "{}", all.stdout);
+    assert!(all.stderr.contains("clear --dry-run: would delete 2 entries, 10 B; nothing deleted"), "{}", all.stderr);
+    assert!(all.stderr.contains("clear --dry-run: would remove 1 leftover of interrupted saves, 7 B; nothing removed"), "{}", all.stderr);
+
+    let flushed = json(&machine.run(&["flush", "--older-than", "0s", "--dry-run", "--json"]).success());
+    let mut flushed_keys = objects_of(&flushed, "deleted", "key");
+    flushed_keys.sort();
+    assert_eq!(flushed_keys, ["a", "b"], "{flushed:#}");
+    assert_eq!((flushed["dry_run"].as_bool(), flushed["older_than_secs"].as_u64()), (Some(true), Some(0)));
+
+    let planned = json(&machine.run(&["prune", "--max-size", "5", "--dry-run", "--json"]).success());
+    assert_eq!(planned["dry_run"], true, "{planned:#}");
+    assert_eq!((planned["bytes_before"].as_u64(), planned["bytes_after"].as_u64()), (Some(10), Some(5)));
+    assert_eq!(planned["deleted_count"], 1, "{planned:#}");
+    assert_eq!(objects_of(&planned, "leftovers_removed", "object"), ["local/half.tar.zst"]);
+
+    assert_eq!(bucket_keys(&server), before, "a dry run deleted objects");
+    assert_eq!(incomplete_uploads(&server), ["team/local/half.tar.zst"], "a dry run aborted an upload");
+
+    // The real run deletes exactly what the dry run listed, and says nothing about a dry run.
+    let pruned = json(&machine.run(&["prune", "--max-size", "5", "--json"]).success());
+    assert_eq!(objects_of(&pruned, "deleted", "object"), objects_of(&planned, "deleted", "object"));
+    assert_eq!(pruned["dry_run"], false, "{pruned:#}");
+    assert_eq!(incomplete_uploads(&server), Vec::<String>::new());
 }

@@ -199,7 +199,7 @@ fn drone_cache_on_drone() {
     assert!(log.contains("flush: deleted 0 entries"), "{log}");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let log = ok(&step(&machine, &main(&[("PLUGIN_FLUSH", "true"), ("PLUGIN_FLUSH_AGE", "1s")])), &secret);
-    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    assert!(log.contains("flush: deleted 1 entry"), "{log}");
     assert!(objects(&server).is_empty(), "{:?}", objects(&server));
 
     // Bad settings are errors that name the setting; the step fails.
@@ -293,7 +293,7 @@ fn harness_save_and_restore_cache_s3() {
 
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let log = ok(&run(vec![("PLUGIN_FLUSH", "true".into()), ("PLUGIN_FLUSH_AGE", "1s".into())]), &secret);
-    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    assert!(log.contains("flush: deleted 1 entry"), "{log}");
 }
 
 /// drone-s3-cache on Drone, with its `CACHE_S3_*` secret aliases: `<root>/<owner>/<repo>` as the
@@ -327,7 +327,7 @@ fn drone_s3_cache_on_drone() {
 
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let log = ok(&step(&machine, &on("main", &[("PLUGIN_MODE", "flush"), ("PLUGIN_FLUSH_AGE", "1s")])), &secret);
-    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    assert!(log.contains("flush: deleted 1 entry"), "{log}");
     let run = step(&machine, &on("main", &[("PLUGIN_MODE", "restore"), ("PLUGIN_FLUSH", "true")]));
     assert!(run.code == 2 && run.stderr.contains("mode specified multiple ways"), "{}", run.stderr);
 }
@@ -445,7 +445,7 @@ fn woodpecker_cache() {
     assert!(log.contains("no cache entry"), "{log}");
     let key = listing[0].rsplit('/').next().unwrap().trim_end_matches(".tar.zst").to_owned();
     let log = ok(&step(&machine, &on("main", &[("PLUGIN_ACTION", "clear"), ("PLUGIN_KEY", &key)])), &secret);
-    assert!(log.contains("delete: deleted 1 entries"), "{log}");
+    assert!(log.contains("delete: deleted 1 entry"), "{log}");
     assert!(!objects(&server).iter().any(|o| o.starts_with("acme/app/")), "{:?}", objects(&server));
 }
 
@@ -518,7 +518,7 @@ fn vela_s3_cache() {
 
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let log = ok(&step(&machine, &on("main", &[("PARAMETER_ACTION", "flush"), ("PARAMETER_AGE", "1s")])), &secret);
-    assert!(log.contains("flush: deleted 1 entries"), "{log}");
+    assert!(log.contains("flush: deleted 1 entry"), "{log}");
     let run = step(&machine, &on("main", &[("PARAMETER_ACTION", "wipe")]));
     assert!(run.code == 2 && run.stderr.contains(r#"PARAMETER_ACTION must be restore, rebuild or flush"#), "{}", run.stderr);
 }

@@ -158,15 +158,27 @@ impl CacheContext {
         Leftovers { found: listed.into_iter().filter(belongs).collect(), unlisted: None }
     }
 
+    /// The leftovers in `selection` that are older than `older_than` at `now`: those
+    /// [`Self::remove_leftovers`] removes.
+    pub fn old_leftovers(&self, selection: &ScopeSelection, older_than: Duration, now: SystemTime) -> Leftovers {
+        let mut leftovers = self.leftovers(selection);
+        leftovers.found.retain(|leftover| now.duration_since(leftover.started).is_ok_and(|age| age >= older_than));
+        leftovers
+    }
+
+    /// What [`Self::remove`] and [`Self::remove_leftovers`] would do, doing nothing: `entries` as
+    /// deleted and the old leftovers as removed, as a dry run shows them.
+    pub fn planned_removal(&self, entries: Vec<Entry>, selection: &ScopeSelection, older_than: Duration, now: SystemTime) -> Removal {
+        let leftovers = self.old_leftovers(selection, older_than, now);
+        Removal { deleted: entries, leftovers_removed: leftovers.found, leftovers_unlisted: leftovers.unlisted, ..Removal::default() }
+    }
+
     /// Removes the leftovers in `selection` that are older than `older_than` at `now`, and records
     /// what it did in `removal`; goes on past failures.
     pub fn remove_leftovers(&self, selection: &ScopeSelection, older_than: Duration, now: SystemTime, removal: &mut Removal) {
-        let leftovers = self.leftovers(selection);
+        let leftovers = self.old_leftovers(selection, older_than, now);
         removal.leftovers_unlisted = leftovers.unlisted;
         for leftover in leftovers.found {
-            if !now.duration_since(leftover.started).is_ok_and(|age| age >= older_than) {
-                continue;
-            }
             match self.store.remove_leftover(&leftover) {
                 Ok(()) => removal.leftovers_removed.push(leftover),
                 Err(err) => {

@@ -117,7 +117,12 @@ fn exit(signal: i32) -> ! {
     {
         eprintln!("{message}");
     }
-    std::process::exit(128 + signal)
+    std::process::exit(exit_code(signal))
+}
+
+/// The exit code after `signal`: 128 + the signal, as shells report it (130 for SIGINT, 143 for SIGTERM).
+pub fn exit_code(signal: i32) -> i32 {
+    128 + signal
 }
 
 /// Called when the operation has returned: without a signal, `code`; after one, waits for the

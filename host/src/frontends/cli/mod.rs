@@ -231,7 +231,16 @@ struct ClearArgs {
     #[arg(long)]
     yes: bool,
     #[command(flatten)]
+    dry_run: DryRunArgs,
+    #[command(flatten)]
     output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+struct DryRunArgs {
+    /// Print what would be deleted (entries and leftovers) and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +248,8 @@ struct FlushArgs {
     /// Entries unused for longer than this go: 14d, 336h, 90m, 30s, or a bare number of days.
     #[arg(long, value_name = "DURATION", value_parser = parse::flags::duration)]
     older_than: Duration,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
     #[command(flatten)]
     output: JsonArgs,
 }
@@ -248,6 +259,8 @@ struct PruneArgs {
     /// The size the store must fit: 10GB (powers of 1000), 500MiB (powers of 1024), or bytes.
     #[arg(long, value_name = "SIZE", value_parser = parse::flags::size)]
     max_size: u64,
+    #[command(flatten)]
+    dry_run: DryRunArgs,
     #[command(flatten)]
     output: JsonArgs,
 }
@@ -606,26 +619,28 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
                     let scope = settings.scope.scope.as_deref().unwrap_or(&context.scopes.write);
                     if args.output.json {
                         // The same document as a delete that deleted something, with nothing in it.
-                        render::removal("delete", &crate::engine::admin::Removal::default(), serde_json::json!({}), true, out);
+                        render::removal("delete", &crate::engine::admin::Removal::default(), serde_json::json!({}), false, true, out);
                     } else {
                         out.notice(&format!("no cache entry for key {:?} in scope {scope}", args.key));
                     }
                     return if missing_ok { 0 } else { EXIT_FAILED };
                 }
-                finish_removal("delete", context.remove(entries), serde_json::json!({}), args.output.json, out)
+                finish_removal("delete", context.remove(entries), serde_json::json!({}), false, args.output.json, out)
             })
         }
-        Command::Clear(args) => clear(context, settings, &args.scopes.selection(settings), args.yes, args.output.json),
+        Command::Clear(args) => {
+            clear(context, settings, &args.scopes.selection(settings), args.yes, args.dry_run.dry_run, args.output.json)
+        }
         Command::Flush(args) => context.stale_entries(args.older_than, SystemTime::now()).map(|stale| {
             let extra = serde_json::json!({ "older_than_secs": args.older_than.as_secs() });
-            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(stale));
-            finish_removal("flush", removal, extra, args.output.json, out)
+            let removal = removal(context, settings, &ScopeSelection::All, stale, args.dry_run.dry_run);
+            finish_removal("flush", removal, extra, args.dry_run.dry_run, args.output.json, out)
         }),
         Command::Prune(args) => context.eviction_candidates(args.max_size).map(|(evict, before)| {
-            let removal = with_leftovers_removed(context, settings, &ScopeSelection::All, context.remove(evict));
+            let removal = removal(context, settings, &ScopeSelection::All, evict, args.dry_run.dry_run);
             let after = before.bytes - removal.deleted.iter().map(|e| e.size()).sum::<u64>();
             let extra = serde_json::json!({ "max_bytes": args.max_size, "bytes_before": before.bytes, "bytes_after": after });
-            finish_removal("prune", removal, extra, args.output.json, out)
+            finish_removal("prune", removal, extra, args.dry_run.dry_run, args.output.json, out)
         }),
         Command::Save(_)
         | Command::Restore(_)
@@ -644,28 +659,43 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
     })
 }
 
-/// `removal` and the leftovers in `selection` older than the leftover age, removed after the entries.
-fn with_leftovers_removed(
+/// Deletes `entries`, then the leftovers in `selection` older than the leftover age; with `dry_run`,
+/// only finds those leftovers and deletes nothing.
+fn removal(
     context: &CacheContext,
     settings: &Settings,
     selection: &ScopeSelection,
-    mut removal: crate::engine::admin::Removal,
+    entries: Vec<crate::engine::admin::Entry>,
+    dry_run: bool,
 ) -> crate::engine::admin::Removal {
+    if dry_run {
+        return context.planned_removal(entries, selection, settings.leftover_age, SystemTime::now());
+    }
+    let mut removal = context.remove(entries);
     context.remove_leftovers(selection, settings.leftover_age, SystemTime::now(), &mut removal);
     removal
 }
 
-fn finish_removal(verb: &str, removal: crate::engine::admin::Removal, extra: serde_json::Value, as_json: bool, out: &Reporter) -> u8 {
-    render::removal(verb, &removal, extra, as_json, out);
+fn finish_removal(
+    verb: &str,
+    removal: crate::engine::admin::Removal,
+    extra: serde_json::Value,
+    dry_run: bool,
+    as_json: bool,
+    out: &Reporter,
+) -> u8 {
+    render::removal(verb, &removal, extra, dry_run, as_json, out);
     if removal.failed.is_empty() && removal.leftovers_failed.is_empty() { 0 } else { EXIT_STORE }
 }
 
-/// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`.
+/// `clear`: shows what it would delete and asks on a terminal; elsewhere it needs `--yes`. A dry
+/// run asks nothing.
 fn clear(
     context: &CacheContext,
     settings: &Settings,
     selection: &ScopeSelection,
     yes: bool,
+    dry_run: bool,
     as_json: bool,
 ) -> Result<u8, crate::store::StoreError> {
     let out = context.reporter();
@@ -679,7 +709,7 @@ fn clear(
     };
     let what = scope.as_ref().map_or_else(|| format!("every scope of {store}"), |scope| format!("scope {scope}"));
     let tally = crate::engine::admin::Tally::of(&entries);
-    if !yes && !entries.is_empty() {
+    if !yes && !dry_run && !entries.is_empty() {
         let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
         if !std::io::stdin().is_terminal() {
             out.warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
@@ -693,8 +723,8 @@ fn clear(
             return Ok(EXIT_FAILED);
         }
     }
-    let removal = with_leftovers_removed(context, settings, selection, context.remove(entries));
-    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": scope, "store": store }), as_json, out))
+    let removal = removal(context, settings, selection, entries, dry_run);
+    Ok(finish_removal("clear", removal, serde_json::json!({ "scope": scope, "store": store }), dry_run, as_json, out))
 }
 
 #[cfg(test)]

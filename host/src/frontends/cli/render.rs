@@ -168,8 +168,9 @@ pub fn found(entry: Option<&Entry>, key: &str, as_json: bool, out: &crate::repor
 }
 
 /// `delete`, `clear`, `flush` and `prune`: what was deleted and what could not be. `extra` adds
-/// fields to the JSON document (prune's sizes).
-pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json: bool, out: &crate::report::Reporter) {
+/// fields to the JSON document (prune's sizes). A dry run's `removal` is what would be deleted: the
+/// same table and document, its JSON with `"dry_run": true`, and its lines saying "would".
+pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, dry_run: bool, as_json: bool, out: &crate::report::Reporter) {
     let freed = Tally::of(&removal.deleted);
     if as_json {
         let failed: Vec<_> =
@@ -191,6 +192,7 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
         });
         if let (Some(document), serde_json::Value::Object(extra)) = (document.as_object_mut(), extra) {
             document.extend(extra);
+            document.insert("dry_run".into(), dry_run.into());
         }
         json(&document);
         return;
@@ -201,11 +203,21 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, as_json:
     for (entry, why) in &removal.failed {
         out.warning(&format!("could not delete {}: {why}", entry.object.name));
     }
-    out.notice(&format!("{verb}: deleted {} entries, {} freed", freed.entries, size(freed.bytes)));
+    let entries = counted(freed.entries, "entry", "entries");
+    if dry_run {
+        out.notice(&format!("{verb} --dry-run: would delete {entries}, {}; nothing deleted", size(freed.bytes)));
+    } else {
+        out.notice(&format!("{verb}: deleted {entries}, {} freed", size(freed.bytes)));
+    }
     if !removal.leftovers_removed.is_empty() {
         table(&LEFTOVER_HEADER, leftover_rows(&removal.leftovers_removed), out);
         let bytes = removal.leftovers_removed.iter().filter_map(|l| l.bytes).sum();
-        out.notice(&format!("{verb}: removed {} leftovers of interrupted saves, {} freed", removal.leftovers_removed.len(), size(bytes)));
+        let leftovers = counted(removal.leftovers_removed.len() as u64, "leftover", "leftovers");
+        if dry_run {
+            out.notice(&format!("{verb} --dry-run: would remove {leftovers} of interrupted saves, {}; nothing removed", size(bytes)));
+        } else {
+            out.notice(&format!("{verb}: removed {leftovers} of interrupted saves, {} freed", size(bytes)));
+        }
     }
     for (leftover, why) in &removal.leftovers_failed {
         out.warning(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
