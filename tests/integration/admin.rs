@@ -397,6 +397,7 @@ fn delete_of_a_missing_key_and_clear_print_values() {
     assert_eq!((&named["scope"], &named["store"]), (&serde_json::json!("other"), &serde_json::json!(store)));
     let all = json(&machine.run(&["clear", "--all-scopes", "--yes", "--json"]).success());
     assert_eq!((&all["scope"], &all["store"]), (&serde_json::Value::Null, &serde_json::json!(store)));
+}
 
 /// Keys of the incomplete multipart uploads in the bucket.
 fn incomplete_uploads(server: &S3Server) -> Vec<String> {
