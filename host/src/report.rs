@@ -19,6 +19,9 @@ pub enum Event {
     Notice(String),
     /// Something the user should look at (a file skipped, a setting overridden); not a failure.
     Warning(String),
+    /// What makes the command fail (its exit code says so): a save or restore failure that
+    /// `--fail-on-error` turns into one, a store failure of an admin verb.
+    Error(String),
     /// A warning about the entry being saved rather than about the run (its paths include what a
     /// restore without paths refuses): the CLI prints it as a warning, and on GitHub Actions, whose
     /// restores always give their paths, as a plain line instead of an annotation.
@@ -148,6 +151,11 @@ impl Reporter {
     /// Reports a warning.
     pub fn warning(&self, message: &str) {
         self.sink.event(Event::Warning(self.clean(message)));
+    }
+
+    /// Reports an [`Event::Error`]: what makes the command fail.
+    pub fn error(&self, message: &str) {
+        self.sink.event(Event::Error(self.clean(message)));
     }
 
     /// Reports a [`Event::Caveat`].

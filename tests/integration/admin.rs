@@ -143,7 +143,7 @@ fn clear_needs_yes_and_keeps_foreign_objects() {
     let refused = machine.run(&["clear", "--all-scopes"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
-        refused.stderr.contains("not clearing: delete 2 entries (10 B) in every scope of s3://cache-bucket/team/? Pass --yes"),
+        refused.stderr.starts_with("error: not clearing: delete 2 entries (10 B) in every scope of s3://cache-bucket/team/? Pass --yes"),
         "{}",
         refused.stderr
     );

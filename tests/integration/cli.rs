@@ -149,8 +149,11 @@ fn misses_are_not_errors_unless_asked() {
     let machine = Machine::new();
     let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x"]).success();
     assert!(run.stderr.contains("cache miss"), "{}", run.stderr);
-    let run = machine.run(&["restore", "--key", "nothing-here", "--path", "x", "--fail-on-cache-miss"]);
+    assert!(run.stderr.contains("\ncache miss: no usable cache entry for key \"nothing-here\" in scopes local"), "{}", run.stderr);
+    // Failing the command makes it an error, printed even with --quiet.
+    let run = machine.run(&["--quiet", "restore", "--key", "nothing-here", "--path", "x", "--fail-on-cache-miss"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("error: cache miss: no usable cache entry for key \"nothing-here\" in scopes local"), "{}", run.stderr);
     let run = machine.run(&["save", "--key", "a,b", "--path", "x"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("commas"), "{}", run.stderr);
@@ -178,8 +181,16 @@ fn falls_back_to_the_newest_restore_key_match() {
     );
 
     fs::remove_dir_all(&dir).unwrap();
-    let run = machine.run(&["restore", "--key", "deps-3", "--restore-key", "nope-", "--restore-key", "deps-", "--path", "out"]).success();
+    let run = machine
+        .run(&["restore", "--key", "deps-3", "--restore-key", "nope-", "--restore-key", "deps-", "--path", "out", "--summary-json", "-"])
+        .success();
     assert!(run.stderr.contains("restored deps-2 (fallback for deps-3)"), "{}", run.stderr);
+    // As actions/cache's cache-hit, cache_hit is for the primary key only: a fallback is a hit that is not one.
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        (&summary["outcome"], &summary["cache_hit"], &summary["exact"], &summary["matched_key"]),
+        (&"hit".into(), &false.into(), &false.into(), &"deps-2".into())
+    );
     assert_eq!(fs::read_to_string(dir.join("version")).unwrap(), "2");
 }
 
@@ -198,8 +209,16 @@ fn wrong_credentials_warn_without_leaking_the_secret() {
         assert!(run.stderr.contains("403"), "{}", run.stderr);
         assert!(!run.stderr.contains("wrong-secret-canary") && !run.stdout.contains("wrong-secret-canary"), "{}", run.stderr);
     }
+    // The failure that --fail-on-error turns into exit 1 is an error; tolerated, the same line is a warning.
+    let tolerated = machine.run(&["save", "--key", "k", "--path", "out"]).success();
     let run = machine.run(&["save", "--key", "k", "--path", "out", "--fail-on-error"]);
     assert_eq!(run.code, 1);
+    let line = |run: &s3cache_tests::Run, label: &str| {
+        let prefix = format!("{label}: cache k not saved: ");
+        run.stderr.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_owned).unwrap_or_else(|| panic!("{prefix}: {}", run.stderr))
+    };
+    assert_eq!(line(&run, "error"), line(&tolerated, "warning"));
+    assert!(!run.stderr.contains("warning: cache k not saved"), "{}", run.stderr);
 }
 
 /// The guest is compiled once per machine and tier: a first run compiles the quick (Winch) copy and
@@ -397,4 +416,27 @@ fn summary_json_dash_writes_to_stdout() {
     let summary: serde_json::Value = serde_json::from_str(&restore.stdout).unwrap_or_else(|e| panic!("{e}: {}", restore.stdout));
     assert_eq!((&summary["operation"], &summary["outcome"]), (&"restore".into(), &"hit".into()));
     assert!(!std::path::Path::new(&machine.workspace().join("-")).exists());
+}
+
+/// The last line of a save and of a restore: members (singular for one), the tar stream's size and
+/// the stored size in IEC units, the time and the throughput.
+#[test]
+fn final_lines_show_sizes_and_throughput_in_iec_units() {
+    let machine = Machine::new();
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    fs::write(machine.workspace().join("out/f"), s3cache_tests::tree::noise(3 << 20, 1)).unwrap();
+    let shape = |line: &str, start: &str| {
+        let rest = line.strip_prefix(start).unwrap_or_else(|| panic!("{line:?} does not start with {start:?}"));
+        // "3.0 MiB (3.0 MiB stored) in 0.12 s, 25.0 MiB/s"
+        let words: Vec<&str> = rest.split(' ').collect();
+        assert_eq!(words.len(), 10, "{line}");
+        assert_eq!((words[1], words[3], words[4], words[5], words[7]), ("MiB", "MiB", "stored)", "in", "s,"), "{line}");
+        assert!(words[0].parse::<f64>().unwrap() >= 3.0 && words[6].parse::<f64>().is_ok(), "{line}");
+        assert!(words[9].ends_with("iB/s") || words[9] == "B/s", "{line}");
+    };
+    let saved = machine.run(&["save", "--key", "u-1", "--path", "out/f"]).success();
+    shape(saved.stderr.lines().last().unwrap(), "saved u-1: 1 member, ");
+    let restored = machine.run(&["restore", "--key", "u-1", "--path", "out/f"]).success();
+    shape(restored.stderr.lines().last().unwrap(), "restored u-1 (exact match): 1 member, ");
+    assert!(!saved.stderr.contains(" MB") && !restored.stderr.contains(" MB"), "{}{}", saved.stderr, restored.stderr);
 }

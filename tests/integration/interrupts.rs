@@ -272,7 +272,7 @@ fn killed_save_is_reported_and_pruned() {
     let table = machine.run(&["usage"]).success();
     assert!(table.stdout.contains("incomplete upload") && table.stdout.contains("local/k.tar"), "{}", table.stdout);
     assert!(
-        table.stderr.contains("1 leftovers of interrupted saves hold 5.0 MiB; prune, flush and clear remove those older than 1day"),
+        table.stderr.contains("1 leftover of interrupted saves holds 5.0 MiB; prune, flush and clear remove those older than 1day"),
         "{}",
         table.stderr
     );

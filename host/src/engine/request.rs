@@ -59,6 +59,8 @@ pub enum SaveOutcome {
         bytes: u64,
         /// Archive members (files, directories, links).
         members: u64,
+        /// The uncompressed tar stream's size: what the entry holds.
+        tar_bytes: u64,
         /// How long the save took.
         elapsed: Duration,
         /// SHA-256 of the archive, as recorded in its manifest.
@@ -165,6 +167,8 @@ pub struct Hit {
     pub bytes: u64,
     /// Archive members extracted (0 for a lookup).
     pub members: u64,
+    /// The uncompressed tar stream's size, from the entry's manifest (`None` for another tool's archive).
+    pub tar_bytes: Option<u64>,
     /// How long the restore took.
     pub elapsed: Duration,
     /// SHA-256 of the entry's compressed archive, from its manifest (and verified when restored).

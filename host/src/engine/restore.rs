@@ -79,6 +79,7 @@ impl CacheContext {
             matched_key: matched_key.clone(),
             bytes: entry.size(),
             members,
+            tar_bytes: manifest.as_ref().map(|m| m.tar_bytes),
             elapsed: started.elapsed(),
             sha256: sha256.clone(),
             restored,

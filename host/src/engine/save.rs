@@ -151,9 +151,14 @@ impl CacheContext {
             return failed(err.to_string()); // dropping the sink aborts the upload
         }
         match Box::new(sealing).finish() {
-            Ok(bytes) => {
-                Ok(SaveOutcome::Saved { key, bytes, members: summary.members, elapsed: started.elapsed(), sha256: manifest.sha256 })
-            }
+            Ok(bytes) => Ok(SaveOutcome::Saved {
+                key,
+                bytes,
+                members: summary.members,
+                tar_bytes: summary.tar_bytes,
+                elapsed: started.elapsed(),
+                sha256: manifest.sha256,
+            }),
             Err(StoreError::AlreadyExists(_)) => Ok(SaveOutcome::AlreadyExists { key }),
             Err(err) => failed(self.describe_store_error(&err)),
         }

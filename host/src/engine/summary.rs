@@ -15,7 +15,9 @@ pub struct Summary {
     pub operation: &'static str,
     /// `saved`, `already-exists`, `nothing-to-save`, `skipped`, `failed`, `hit`, `lookup-hit`, `miss`.
     pub outcome: &'static str,
-    /// For restores: whether an entry was found (exact or by a restore key).
+    /// For restores: whether the primary key itself was found, as actions/cache's `cache-hit` output
+    /// means it. A restore-key match is `outcome: hit` with `cache_hit: false`; see `exact` and
+    /// `matched_key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_hit: Option<bool>,
     /// For hits: whether the primary key matched.
@@ -59,7 +61,7 @@ impl Summary {
         let base = Summary { operation: "save", scope: Some(scope.to_owned()), ..Summary::default() };
         let scrub = |reason: &str| Some(reporter.scrub(reason));
         match outcome {
-            SaveOutcome::Saved { key, bytes, members, elapsed, sha256 } => Summary {
+            SaveOutcome::Saved { key, bytes, members, elapsed, sha256, .. } => Summary {
                 outcome: "saved",
                 key: Some(key.clone()),
                 bytes: Some(*bytes),
@@ -83,7 +85,7 @@ impl Summary {
         match outcome {
             RestoreOutcome::Hit(hit) => Summary {
                 outcome: if hit.restored { "hit" } else { "lookup-hit" },
-                cache_hit: Some(true),
+                cache_hit: Some(hit.exact),
                 exact: Some(hit.exact),
                 key: Some(hit.primary_key.clone()),
                 matched_key: Some(hit.matched_key.clone()),
@@ -114,7 +116,7 @@ impl Summary {
 
     /// Whether the primary key itself was restored.
     pub fn exact_hit(&self) -> bool {
-        self.cache_hit == Some(true) && self.exact == Some(true)
+        self.cache_hit == Some(true)
     }
 }
 

@@ -86,6 +86,10 @@ impl Lines {
         self.emit(if self.on_github_actions() { format!("::warning::{text}") } else { format!("warning: {text}") });
     }
 
+    fn error(&self, text: String) {
+        self.emit(if self.on_github_actions() { format!("::error::{text}") } else { format!("error: {text}") });
+    }
+
     fn notice(&self, text: String) {
         if !self.quiet.load(Ordering::Relaxed) {
             self.emit(text);
@@ -113,6 +117,7 @@ impl Report for Lines {
         match event {
             Event::Notice(text) => self.notice(text),
             Event::Warning(text) => self.warning(text),
+            Event::Error(text) => self.error(text),
             // GitHub's restores always give their paths: there it is a plain line, not an annotation.
             Event::Caveat(text) if self.on_github_actions() => self.notice(text),
             Event::Caveat(text) => self.warning(text),
@@ -139,6 +144,22 @@ impl Reporter {
     }
 }
 
+/// A size for people, in IEC units as everything s3cache prints: `1.2 MiB`, `512 B`.
+pub fn size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// `bytes` moved in `elapsed`, for people: `12.5 MiB/s`.
+pub fn rate(bytes: u64, elapsed: std::time::Duration) -> String {
+    let per_second = (bytes as f64 / elapsed.as_secs_f64().max(1e-3)).round() as u64;
+    format!("{}/s", size(per_second))
+}
+
+/// `count` with its noun in the right number: `1 entry`, `2 entries`, `0 entries`.
+pub fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 /// Writes `text` to stdout and flushes it. A reader that went away (`s3cache list --json | head -1`)
 /// is not an error: what it did not read is dropped without a word, and the command ends with its
 /// own exit status. Any other failure to write is one `error:` line on stderr.
@@ -155,6 +176,16 @@ pub fn print_stdout(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sizes and rates in IEC units; nouns agree with their count.
+    #[test]
+    fn units_and_plurals() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1_288_490), "1.2 MiB");
+        assert_eq!(rate(10 << 20, std::time::Duration::from_secs(4)), "2.5 MiB/s");
+        assert_eq!(rate(0, std::time::Duration::ZERO), "0 B/s");
+        assert_eq!((counted(0, "entry", "entries"), counted(1, "entry", "entries")), ("0 entries".into(), "1 entry".into()));
+    }
 
     /// `--quiet` and `--no-progress` hide the bars of the operations that report to these lines, and
     /// only theirs: another operation's renderer still shows them.

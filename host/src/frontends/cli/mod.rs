@@ -452,8 +452,20 @@ fn github_action(step: ActionStep, terminal: &Terminal) -> Result<u8> {
     Ok(code)
 }
 
-fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+/// The end of a save's or restore's final line: `12 members, 4.0 MiB (1.1 MiB stored) in 0.84 s,
+/// 1.3 MiB/s`. The size is the tar stream's (unknown for another tool's archive); the stored size and
+/// the throughput are the object's, what crossed the network.
+fn transfer_line(members: u64, tar_bytes: Option<u64>, stored: u64, elapsed: std::time::Duration) -> String {
+    let size = tar_bytes.map_or_else(
+        || format!("{} stored", output::size(stored)),
+        |tar| format!("{} ({} stored)", output::size(tar), output::size(stored)),
+    );
+    format!(
+        "{}, {size} in {:.2} s, {}",
+        output::counted(members, "member", "members"),
+        elapsed.as_secs_f64(),
+        output::rate(stored, elapsed)
+    )
 }
 
 /// Completes a summary with what every summary has (the requests its operation sent, counted by
@@ -544,8 +556,8 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal
 /// Prints what a save did; returns its exit code.
 fn report_save(outcome: &SaveOutcome, fail_on_error: bool, out: &Reporter) -> u8 {
     match outcome {
-        SaveOutcome::Saved { key, bytes, members, elapsed, .. } => {
-            out.notice(&format!("saved {key}: {members} entries, {} in {:.2}s", megabytes(*bytes), elapsed.as_secs_f64()));
+        SaveOutcome::Saved { key, bytes, members, tar_bytes, elapsed, .. } => {
+            out.notice(&format!("saved {key}: {}", transfer_line(*members, Some(*tar_bytes), *bytes, *elapsed)));
         }
         SaveOutcome::AlreadyExists { key } => {
             out.notice(&format!("cache entry {key} already exists; not saving (entries are immutable; --overwrite replaces one)"))
@@ -553,8 +565,15 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool, out: &Reporter) -> u8
         SaveOutcome::NothingToSave { key } => out.warning(&format!("nothing to save under {key}: the paths match no files")),
         SaveOutcome::Skipped { reason, .. } => out.notice(&format!("not saving: {reason}")),
         SaveOutcome::Failed { key, reason } => {
-            out.warning(&format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default()));
-            return if fail_on_error { EXIT_FAILED } else { 0 };
+            let message = format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default());
+            // `error:` when it fails the command, `warning:` when it is tolerated.
+            return if fail_on_error {
+                out.error(&message);
+                EXIT_FAILED
+            } else {
+                out.warning(&message);
+                0
+            };
         }
         // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
         SaveOutcome::Interrupted { .. } => return 0,
@@ -572,11 +591,9 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
             let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
             if hit.restored {
                 out.notice(&format!(
-                    "restored {} ({how}): {} entries, {} in {:.2}s",
+                    "restored {} ({how}): {}",
                     hit.matched_key,
-                    hit.members,
-                    megabytes(hit.bytes),
-                    hit.elapsed.as_secs_f64()
+                    transfer_line(hit.members, hit.tar_bytes, hit.bytes, hit.elapsed)
                 ));
             } else {
                 out.notice(&format!("cache entry {} exists ({how}); lookup only, nothing restored", hit.matched_key));
@@ -584,12 +601,15 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
             0
         }
         RestoreOutcome::Miss { reason, failed, .. } => {
-            if *failed {
-                out.warning(&format!("cache not restored: {reason}"));
-            } else {
-                out.notice(&format!("cache miss: {reason}"));
+            let fails = fail_on_cache_miss || (*failed && fail_on_error);
+            let message = if *failed { format!("cache not restored: {reason}") } else { format!("cache miss: {reason}") };
+            // `error:` when it fails the command; a tolerated failure is a warning, a miss a notice.
+            match (fails, *failed) {
+                (true, _) => out.error(&message),
+                (false, true) => out.warning(&message),
+                (false, false) => out.notice(&message),
             }
-            if fail_on_cache_miss || (*failed && fail_on_error) { EXIT_FAILED } else { 0 }
+            if fails { EXIT_FAILED } else { 0 }
         }
         // The interrupt's own line is printed on the way out (frontends/interrupt.rs).
         RestoreOutcome::Interrupted { .. } => 0,
@@ -654,7 +674,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
         }
     };
     result.unwrap_or_else(|err| {
-        out.warning(&format!("the store failed: {err}"));
+        out.error(&format!("the store failed: {err}"));
         EXIT_STORE
     })
 }
@@ -710,9 +730,9 @@ fn clear(
     let what = scope.as_ref().map_or_else(|| format!("every scope of {store}"), |scope| format!("scope {scope}"));
     let tally = crate::engine::admin::Tally::of(&entries);
     if !yes && !dry_run && !entries.is_empty() {
-        let question = format!("delete {} entries ({}) in {what}?", tally.entries, render::size(tally.bytes));
+        let question = format!("delete {} ({}) in {what}?", output::counted(tally.entries, "entry", "entries"), output::size(tally.bytes));
         if !std::io::stdin().is_terminal() {
-            out.warning(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
+            out.error(&format!("not clearing: {question} Pass --yes to confirm when not on a terminal"));
             return Ok(EXIT_CONFIG);
         }
         eprint!("{question} [y/N] ");

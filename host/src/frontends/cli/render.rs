@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::archive::catalog::Entry;
 use crate::engine::admin::{Leftover, Leftovers, Removal, Tally, Usage};
+use crate::ui::output::{counted, size};
 
 /// An entry as `--json` shows it.
 #[derive(Debug, Serialize)]
@@ -80,11 +81,6 @@ pub fn time(at: SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
-/// A size for people: `1.2 MiB`.
-pub fn size(bytes: u64) -> String {
-    bytesize::ByteSize::b(bytes).display().iec().to_string()
-}
-
 /// Prints `rows` under `header`, columns aligned. Cells are escaped: keys are user text.
 pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>, reporter: &crate::report::Reporter) {
     let mut out = tabwriter::TabWriter::new(Vec::new()).padding(2);
@@ -148,8 +144,9 @@ pub fn usage(usage: &Usage, leftover_age: std::time::Duration, as_json: bool, ou
         table(&LEFTOVER_HEADER, leftover_rows(&leftovers.found), out);
         let age = humantime::format_duration(leftover_age);
         out.notice(&format!(
-            "{} leftovers of interrupted saves hold {}; prune, flush and clear remove those older than {age} (--leftover-age)",
-            leftovers.found.len(),
+            "{} of interrupted saves {} {}; prune, flush and clear remove those older than {age} (--leftover-age)",
+            counted(leftovers.found.len() as u64, "leftover", "leftovers"),
+            if leftovers.found.len() == 1 { "holds" } else { "hold" },
             size(leftovers.bytes())
         ));
     }
@@ -201,7 +198,7 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, dry_run:
         table(&ENTRY_HEADER, removal.deleted.iter().map(entry_row), out);
     }
     for (entry, why) in &removal.failed {
-        out.warning(&format!("could not delete {}: {why}", entry.object.name));
+        out.error(&format!("could not delete {}: {why}", entry.object.name));
     }
     let entries = counted(freed.entries, "entry", "entries");
     if dry_run {
@@ -220,6 +217,6 @@ pub fn removal(verb: &str, removal: &Removal, extra: serde_json::Value, dry_run:
         }
     }
     for (leftover, why) in &removal.leftovers_failed {
-        out.warning(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
+        out.error(&format!("could not remove the leftover {}: {why}", leftover.name.as_deref().unwrap_or(&leftover.id)));
     }
 }

@@ -436,7 +436,7 @@ pub fn step_summary(summary: &Summary) -> String {
     // Keys are user text: keep the table intact and inert.
     let cell = |text: &str| text.replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;");
     let text = |value: &Option<String>| cell(value.as_deref().unwrap_or_default());
-    let size = summary.bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default();
+    let size = summary.bytes.map(crate::ui::output::size).unwrap_or_default();
     let time = summary.elapsed_ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_default();
     format!(
         "### s3cache {}\n\n| outcome | key | matched key | scope | size | time |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {size} | {time} |\n\n",
