@@ -30,6 +30,21 @@ fn renders_key_templates() {
     assert!(bad.stderr.contains("missing.lock"), "{}", bad.stderr);
 }
 
+/// A key copied from a workflow (`${{ hashFiles('...') }}`, which only GitHub's runner expands) is
+/// refused with the same key in s3cache's spelling, for `key` and for `save`.
+#[test]
+fn github_expression_syntax_gets_our_spelling() {
+    let machine = Machine::new();
+    let github = "npm-${{ runner.os }}-${{ hashFiles('package-lock.json') }}";
+    let hint = r#" (`${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write npm-{{ os }}-{{ hashFiles "package-lock.json" }})"#;
+    for args in [vec!["key", "--template", github], vec!["save", "--key", github, "--path", "."]] {
+        let run = machine.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error: invalid key template: "), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.trim_end().ends_with(hint), "{args:?}: {}", run.stderr);
+    }
+}
+
 /// `key` opens no store and looks for no credentials: with a store nothing answers at and a
 /// credential setup that any store-using command refuses, it prints the key and nothing else.
 /// `-v` writes its diagnostics without colour codes when stderr is not a terminal (a CI log, a file).

@@ -23,6 +23,44 @@ pub(crate) fn template_context(env: &EnvLookup) -> TemplateContext {
     }
 }
 
+/// A template that the guest refused, with a hint when it is written in GitHub's expression syntax
+/// (`${{ hashFiles('a') }}`, which only the runner expands): the same key in s3cache's spelling.
+pub(crate) fn template_error(template: &str, message: String) -> ConfigError {
+    match github_spelling(template) {
+        Some(ours) => ConfigError::Template(format!(
+            "{message} (`${{{{ ... }}}}` is GitHub's expression syntax, which only the runner expands; in s3cache write {ours})"
+        )),
+        None => ConfigError::Template(message),
+    }
+}
+
+/// `template` with each GitHub expression (`${{ hashFiles('a', 'b') }}`, `${{ runner.os }}`) in
+/// s3cache's spelling (`{{ hashFiles "a" "b" }}`, `{{ os }}`); `None` when it has none.
+fn github_spelling(template: &str) -> Option<String> {
+    let expression = regex::Regex::new(r"\$\{\{\s*(.*?)\s*\}\}").expect("a valid pattern");
+    let call = regex::Regex::new(r"^(\w+)\s*\((.*)\)$").expect("a valid pattern");
+    if !expression.is_match(template) {
+        return None;
+    }
+    let ours = expression.replace_all(template, |found: &regex::Captures| {
+        let inner = &found[1];
+        let spelled = match call.captures(inner) {
+            Some(parts) => {
+                let args = parts[2].split(',').map(|arg| arg.trim().trim_matches(['\'', '"'])).filter(|arg| !arg.is_empty());
+                std::iter::once(parts[1].to_owned()).chain(args.map(|arg| format!("{arg:?}"))).collect::<Vec<_>>().join(" ")
+            }
+            None => match inner {
+                "runner.os" => "os".to_owned(),
+                "runner.arch" => "arch".to_owned(),
+                "github.ref_name" | "github.head_ref" => "branch".to_owned(),
+                other => other.to_owned(),
+            },
+        };
+        format!("{{{{ {spelled} }}}}")
+    });
+    Some(ours.into_owned())
+}
+
 /// The workspace as key templates see it: read-only, at `/workspace`.
 pub(crate) fn workspace_preopen(cwd: &Path) -> Preopen {
     Preopen { host: cwd.to_path_buf(), guest: "/workspace".into(), writable: false }
@@ -103,8 +141,30 @@ impl<'a> KeyRenderer<'a> {
         };
         match guest.resolve(template, &self.template_context, &[]) {
             Ok(resolution) => Ok(resolution.key),
-            Err(SandboxError::Guest(err)) => Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into()),
-            Err(err) => Err(ConfigError::Template(err.to_string()).into()),
+            Err(SandboxError::Guest(err)) => Err(template_error(template, crate::sandbox::describe_guest_error(&err)).into()),
+            Err(err) => Err(template_error(template, err.to_string()).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GitHub's expressions get s3cache's spelling in the hint; other templates get no hint.
+    #[test]
+    fn github_expressions_in_our_spelling() {
+        assert_eq!(
+            github_spelling("npm-${{ runner.os }}-${{ hashFiles('**/package-lock.json', '!x/**') }}").as_deref(),
+            Some(r#"npm-{{ os }}-{{ hashFiles "**/package-lock.json" "!x/**" }}"#)
+        );
+        assert_eq!(github_spelling(r#"npm-{{ hashFiles "a" }}"#), None);
+        let ConfigError::Template(message) = template_error("k-${{ runner.os }}", "unknown variable `runner.os`".into()) else {
+            panic!("a template error")
+        };
+        assert_eq!(
+            message,
+            "unknown variable `runner.os` (`${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write k-{{ os }})"
+        );
     }
 }

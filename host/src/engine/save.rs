@@ -9,7 +9,7 @@ use crate::archive::layout::Format;
 use crate::archive::pack;
 use crate::archive::trailer::{self, Manifest, SealingWriter};
 use crate::cancel::CancelWriter;
-use crate::engine::keys::template_context;
+use crate::engine::keys::{template_context, template_error};
 use crate::engine::request::{SaveOutcome, SaveRequest};
 use crate::engine::{CacheContext, ConfigError, EngineError, entry_version, guest_roots};
 use crate::sandbox::bindings::{GuestError, PackOptions};
@@ -70,7 +70,7 @@ impl CacheContext {
             Ok(resolution) => resolution,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
             Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
-                return Err(ConfigError::Template(crate::sandbox::describe_guest_error(&err)).into());
+                return Err(template_error(&request.key, crate::sandbox::describe_guest_error(&err)).into());
             }
             Err(err) => return Ok(SaveOutcome::Failed { key: None, reason: err.to_string() }),
         };
