@@ -85,7 +85,6 @@ pub struct Settings {
 
 /// Branch isolation.
 #[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Scopes (branch isolation)")]
 pub struct ScopeSettings {
     /// Read and write only this scope instead of the CI's ref scopes (current ref, then the pull
     /// request's base, then the default branch).
@@ -98,7 +97,6 @@ pub struct ScopeSettings {
 
 /// What a restore accepts from an untrusted archive, and the guest's own bounds.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Limits (restores of untrusted archives)")]
 pub struct LimitSettings {
     /// Largest uncompressed archive accepted, MiB.
     #[arg(long, global = true, env = env_vars::S3CACHE_MAX_UNPACKED_MB, default_value_t = UnpackLimits::DEFAULT_MAX_TOTAL_BYTES >> 20)]
@@ -116,7 +114,6 @@ pub struct LimitSettings {
 
 /// Options for the objects a save writes.
 #[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Publishing (new objects)")]
 pub struct PublishSettings {
     /// Canned ACL, e.g. public-read.
     #[arg(long, global = true)]
@@ -161,7 +158,6 @@ impl PublishSettings {
 
 /// Retries, timeouts and transfer sizes.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Transfer")]
 pub struct TransferSettings {
     /// Upload part and download range size, MiB (5-5120).
     #[arg(long, global = true, env = env_vars::S3CACHE_PART_SIZE_MB, default_value_t = (UploadConfig::DEFAULT_PART_SIZE >> 20) as u64, value_parser = clap::value_parser!(u64).range(5..=5120))]

@@ -11,7 +11,7 @@ use crate::frontends::cli::Cli;
 
 /// The command line's definition, built (globals propagated to every subcommand), without the
 /// `help` subcommand (every command has `--help`).
-fn definition() -> clap::Command {
+pub(crate) fn definition() -> clap::Command {
     let mut command = Cli::command().disable_help_subcommand(true);
     command.build();
     command
@@ -231,6 +231,11 @@ fn shell_word(word: &str) -> String {
     }
 }
 
+/// `s3cache ARGS` as a shell line.
+pub(crate) fn shell_line(args: &[&str]) -> String {
+    std::iter::once("s3cache".to_owned()).chain(args.iter().map(|a| shell_word(a))).collect::<Vec<_>>().join(" ")
+}
+
 /// EXAMPLES: [`EXAMPLES`], each a shell line.
 fn examples() -> String {
     let mut roff = roff::Roff::new();
@@ -239,8 +244,7 @@ fn examples() -> String {
         if !what.is_empty() {
             roff.control("PP", []).text([roff::roman(*what)]);
         }
-        let line = std::iter::once("s3cache".to_owned()).chain(args.iter().map(|a| shell_word(a))).collect::<Vec<_>>().join(" ");
-        roff.control("IP", []).text([roff::bold(line)]);
+        roff.control("IP", []).text([roff::bold(shell_line(args))]);
     }
     roff_lines(&roff)
 }

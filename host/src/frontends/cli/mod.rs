@@ -1,6 +1,7 @@
 //! The `s3cache` command line: flags and subcommands, the run of one operation, what it prints, and
 //! its exit code (docs/cli.md, "Exit codes and messages"). Other front ends produce a command line and run it here.
 
+mod help;
 pub mod manual;
 mod render;
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use crate::archive::layout::Format;
 use crate::config::{self, Settings, parse};
@@ -283,7 +284,8 @@ pub fn main() -> ExitCode {
     let result = if plugin_run {
         plugin(false, &terminal)
     } else {
-        let cli = Cli::parse();
+        // Parsed by the definition whose help is arranged for people (help.rs); the flags are the same.
+        let cli = Cli::from_arg_matches(&help::arranged().get_matches()).unwrap_or_else(|err| err.exit());
         cli.apply_output_choices(&terminal);
         match cli.command {
             Command::Plugin => plugin(cli.verbose, &terminal),
