@@ -323,7 +323,7 @@ fn help_sections(help: &str) -> Vec<(String, Vec<String>)> {
     for line in help.lines() {
         if let Some(heading) = line.strip_suffix(':').filter(|h| !h.starts_with(' ') && !h.is_empty()) {
             sections.push((heading.to_owned(), Vec::new()));
-        } else if let (Some(section), Some(at)) = (sections.last_mut(), line.find("--")) {
+        } else if let (Some(section), Some(at)) = (sections.last_mut().filter(|(h, _)| h != "Examples"), line.find("--")) {
             if line[..at].trim_start().is_empty() || line[..at].trim_end().ends_with(',') {
                 let flag: String = line[at + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
                 section.1.push(flag);
@@ -340,12 +340,14 @@ fn help_sections(help: &str) -> Vec<(String, Vec<String>)> {
 fn help_shows_each_command_what_applies_to_it() {
     let machine = Machine::new();
     let top = machine.run(&["--help"]).success().stdout;
-    assert!(top.lines().count() <= 50, "{} lines:\n{top}", top.lines().count());
+    assert!(top.lines().count() <= 70, "{} lines:\n{top}", top.lines().count());
     let headings: Vec<String> = help_sections(&top).into_iter().map(|(h, _)| h).collect();
-    assert_eq!(headings, ["Usage", "Commands", "Options", "Output", "Store", "Examples"], "{top}");
+    assert_eq!(headings, ["Commands", "Options", "Output", "Store", "Examples"], "{top}");
     let top_flags: Vec<String> = help_sections(&top).into_iter().flat_map(|(_, f)| f).collect();
     assert_eq!(top_flags, ["help", "version", "verbose", "quiet", "store"], "{top}");
     assert!(top.contains("  s3cache prune --max-size 10GiB --dry-run\n"), "{top}");
+    // A long example goes on after a `\`, its flags with their values, so that it pastes into a shell.
+    assert!(top.contains(" --restore-key deps- \\\n      --path target --path ~/.cargo/registry\n"), "{top}");
 
     let save = machine.run(&["save", "--help"]).success().stdout;
     let sections = help_sections(&save);
@@ -353,7 +355,6 @@ fn help_shows_each_command_what_applies_to_it() {
     assert_eq!(
         names,
         [
-            "Usage",
             "Options",
             "Output",
             "Store",
@@ -365,8 +366,8 @@ fn help_shows_each_command_what_applies_to_it() {
         ],
         "{save}"
     );
-    assert_eq!(sections[1].1[..3], ["key".to_owned(), "path".into(), "format".into()], "own flags first: {save}");
-    assert!(sections[6].1.contains(&"acl".to_owned()), "{save}");
+    assert_eq!(sections[0].1[..3], ["key".to_owned(), "path".into(), "format".into()], "own flags first: {save}");
+    assert!(sections[5].1.contains(&"acl".to_owned()), "{save}");
 
     let restore = machine.run(&["restore", "--help"]).success().stdout;
     let flags: Vec<String> = help_sections(&restore).into_iter().flat_map(|(_, f)| f).collect();

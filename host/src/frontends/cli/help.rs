@@ -72,20 +72,20 @@ const LIMITS: &str = "Limits (the sandbox)";
 /// top-level help and after the help of each command that has some. Parsing is unchanged.
 pub(crate) fn arranged() -> Command {
     let mut command = Cli::command();
-    command.build();
+    // Before clap propagates the global flags into the subcommands (it does so when it builds the
+    // command), each subcommand gets its own copy with the heading and visibility that fit it; clap
+    // propagates only the flags a subcommand does not define already. The copy is still global, so
+    // its value is shared with the top level as before.
     for &(id, heading, commands) in SHARED {
-        command = command.mut_arg(id, |arg| arg.help_heading(heading).hide(!TOP_LEVEL.contains(&id)));
+        let shared = command.get_arguments().find(|arg| arg.get_id() == id).cloned();
+        let Some(shared) = shared else { continue };
         let names: Vec<String> = command.get_subcommands().map(|sub| sub.get_name().to_owned()).collect();
         for name in names {
             let applies = commands.is_empty() || commands.contains(&name.as_str());
-            command = command.mut_subcommand(name, |sub| {
-                if sub.get_arguments().any(|arg| arg.get_id() == id) {
-                    sub.mut_arg(id, |arg| arg.help_heading(heading).hide(!applies))
-                } else {
-                    sub
-                }
-            });
+            let copy = shared.clone().help_heading(heading).hide(!applies);
+            command = command.mut_subcommand(name, |sub| sub.arg(copy));
         }
+        command = command.mut_arg(id, |arg| arg.help_heading(heading).hide(!TOP_LEVEL.contains(&id)));
     }
     let names: Vec<String> = command.get_subcommands().map(|sub| sub.get_name().to_owned()).collect();
     for name in names {
@@ -94,22 +94,61 @@ pub(crate) fn arranged() -> Command {
             command = command.mut_subcommand(name, |sub| sub.after_help(format!("Examples:\n{examples}")));
         }
     }
-    let footer = "Each command's --help lists its own options and the shared ones that apply to it; \
-                  `s3cache man | man -l -` is the whole manual.";
+    let footer = "Each command's --help shows the options that apply to it; `s3cache man | man -l -` is the manual.";
     command.after_help(format!("{footer}\n\nExamples:\n{}", examples(|_| true)))
 }
 
 /// The examples of [`manual::EXAMPLES`] whose arguments `select` takes, as indented shell lines, each
-/// under its description.
+/// under its description. Lines are broken here, under clap's width, so that a long command goes on
+/// with a `\` (and still pastes into a shell) and a long description stays a comment.
 fn examples(select: impl Fn(&[&str]) -> bool) -> String {
     let mut text = String::new();
     for (what, args) in manual::EXAMPLES.iter().filter(|(_, args)| select(args)) {
         if !what.is_empty() {
-            text.push_str(&format!("  # {what}\n"));
+            text.push_str(&broken(what.split(' '), "  # ", "  # ", ""));
         }
-        text.push_str(&format!("  {}\n", manual::shell_line(args)));
+        text.push_str(&broken(command_words(args), "  ", "      ", " \\"));
     }
     text
+}
+
+/// `s3cache ARGS` as shell words, a flag and its value kept as one word so that no line ends between
+/// them.
+fn command_words(args: &[&str]) -> Vec<String> {
+    let mut words = vec!["s3cache".to_owned()];
+    let mut args = args.iter().peekable();
+    while let Some(arg) = args.next() {
+        let mut word = manual::shell_word(arg);
+        if arg.starts_with("--") && args.peek().is_some_and(|value| !value.starts_with('-')) {
+            word = format!("{word} {}", manual::shell_word(args.next().expect("peeked")));
+        }
+        words.push(word);
+    }
+    words
+}
+
+/// Help lines are at most this wide (clap wraps wider ones, at 100 columns).
+const HELP_WIDTH: usize = 96;
+
+/// `words` joined by spaces into lines of at most [`HELP_WIDTH`] columns: the first starts with
+/// `first`, the others with `then`, and every line but the last ends with `carry_on`.
+fn broken<W: AsRef<str>>(words: impl IntoIterator<Item = W>, first: &str, then: &str, carry_on: &str) -> String {
+    let mut lines = vec![first.to_owned()];
+    let mut empty = true;
+    for word in words {
+        let word = word.as_ref();
+        let line = lines.last_mut().expect("there is always a line");
+        if empty {
+            line.push_str(word);
+        } else if line.len() + 1 + word.len() + carry_on.len() > HELP_WIDTH {
+            lines.push(format!("{then}{word}"));
+        } else {
+            line.push(' ');
+            line.push_str(word);
+        }
+        empty = false;
+    }
+    lines.join(&format!("{carry_on}\n")) + "\n"
 }
 
 #[cfg(test)]
@@ -118,6 +157,16 @@ mod tests {
 
     /// Every global flag of the definition has a row in SHARED, and every row names a real flag and
     /// real commands.
+    #[test]
+    fn long_examples_are_broken_to_paste() {
+        let words = ["s3cache", "restore", "--key", &"k".repeat(60), "--path", "target", "--path", "~/.cargo/registry"];
+        assert_eq!(
+            broken(words, "  ", "      ", " \\"),
+            format!("  s3cache restore --key {} --path target \\\n      --path ~/.cargo/registry\n", "k".repeat(60))
+        );
+        assert_eq!(broken(["a", "b"], "  # ", "  # ", ""), "  # a b\n");
+    }
+
     #[test]
     fn every_shared_flag_is_placed() {
         let command = manual::definition();

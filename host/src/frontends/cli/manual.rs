@@ -223,7 +223,7 @@ pub(crate) const EXAMPLES: &[(&str, &[&str])] = &[
 ];
 
 /// `word` as a POSIX shell reads it back: single-quoted unless it is plain.
-fn shell_word(word: &str) -> String {
+pub(crate) fn shell_word(word: &str) -> String {
     if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./~=:,".contains(c)) {
         word.to_owned()
     } else {
