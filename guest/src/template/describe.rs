@@ -49,6 +49,7 @@ fn syntax(template: &str, (line, column): (usize, usize)) -> String {
     match template[offset..].chars().next() {
         None if expression.matches('"').count() % 2 == 1 => "unclosed string: the template ends before its closing `\"`".into(),
         None => "unclosed expression: the template ends before its `}}`".into(),
+        Some('"') if !template[offset + 1..].contains('"') => "unclosed string: no closing `\"` after this one".into(),
         Some(found) => format!("unexpected `{found}`"),
     }
 }
@@ -167,6 +168,7 @@ mod tests {
         assert_eq!(syntax("npm-{{ os ", (1, 11)), "unclosed expression: the template ends before its `}}`");
         assert_eq!(syntax("{{ hashFiles \"x }}", (1, 19)), "unclosed string: the template ends before its closing `\"`");
         assert_eq!(syntax("{{ é( }}", (1, 7)), "unexpected `}`");
+        assert_eq!(syntax("{{ hashFiles \"x }}", (1, 14)), "unclosed string: no closing `\"` after this one");
         assert_eq!(byte_offset("ab\ncd", 2, 2), 4);
         assert_eq!(byte_offset("ab", 5, 9), 2);
     }

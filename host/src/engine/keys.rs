@@ -39,7 +39,7 @@ pub(crate) const TEMPLATE_HELPERS: &[(&str, &str)] = &[
 pub(crate) const TEMPLATE_VARIABLES: &[(&str, &str)] = &[
     ("os", "the operating system: linux, macos, windows"),
     ("arch", "the processor: x86_64, aarch64"),
-    ("branch", "the branch: S3CACHE_BRANCH, or the CI's (GITHUB_HEAD_REF, CI_COMMIT_BRANCH, ...)"),
+    ("branch", "the branch: S3CACHE_BRANCH, else the CI's (GITHUB_HEAD_REF, ...)"),
     ("epoch", "seconds since 1970"),
 ];
 
