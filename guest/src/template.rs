@@ -3,7 +3,9 @@
 //! `{{ checksum "file" }}` and `{{ hashFiles "glob" "!glob" }}` select files by walking the workspace
 //! preopen and hash them through [`Digests`] (natively, by the host, in the component); `{{ os }}`, `{{ arch }}`, `{{ branch }}` and `{{ epoch }}` come from the host's context;
 //! `{{ env "NAME" }}` asks the host, which withholds secrets. Rendering is strict: an unknown variable
-//! or helper is an error, never an empty string, and nothing is HTML-escaped.
+//! or helper is an error, never an empty string, and nothing is HTML-escaped. Errors are described for
+//! people (`describe`: the nearest name, the template with a caret); a file-hashing helper whose
+//! patterns match nothing renders as empty, as GitHub's `hashFiles` does, with a warning naming them.
 //!
 //! Bump [`KEY_ALGORITHM_VERSION`] whenever any hash input or algorithm below changes.
 
@@ -15,6 +17,8 @@ use crate::GuestError;
 use crate::bindings::TemplateContext;
 use crate::files::{Digests, Directories};
 use crate::walk;
+
+mod describe;
 
 /// Version of the key algorithms (`checksum`, `hashFiles`). Bump when any hash input changes.
 pub const KEY_ALGORITHM_VERSION: u32 = 1;
@@ -32,29 +36,32 @@ pub fn render(template: &str, context: &TemplateContext, env: EnvLookup<'_>, fil
         return Ok(template.to_owned());
     }
     let workspace = context.workspace_dir.as_str();
+    // One list of each: what is registered is what error messages name.
+    let helpers: [(&str, Box<dyn HelperDef + Send + Sync + '_>); 5] = [
+        ("checksum", Box::new(Checksum { workspace, files })),
+        ("hashFiles", Box::new(HashFiles { workspace, files })),
+        ("globHashFiles", Box::new(GlobHashFiles { workspace, files })),
+        ("md5sum", Box::new(Md5Sum { workspace })),
+        ("env", Box::new(Env { lookup: env })),
+    ];
+    let variables = [
+        ("os", serde_json::json!(context.os)),
+        ("arch", serde_json::json!(context.arch)),
+        ("branch", serde_json::json!(context.branch)),
+        ("epoch", serde_json::json!(context.epoch)),
+    ];
+    let names = describe::Names {
+        helpers: helpers.iter().map(|(name, _)| *name).collect(),
+        variables: variables.iter().map(|(name, _)| *name).collect(),
+    };
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     registry.register_escape_fn(handlebars::no_escape);
-    registry.register_helper("checksum", Box::new(Checksum { workspace, files }));
-    registry.register_helper("hashFiles", Box::new(HashFiles { workspace, files }));
-    registry.register_helper("env", Box::new(Env { lookup: env }));
-    registry.register_helper("md5sum", Box::new(Md5Sum { workspace }));
-    registry.register_helper("globHashFiles", Box::new(GlobHashFiles { workspace, files }));
-    let data = serde_json::json!({
-        "os": context.os,
-        "arch": context.arch,
-        "branch": context.branch,
-        "epoch": context.epoch,
-    });
-    registry.render_template(template, &data).map_err(|e| GuestError::InvalidTemplate(describe(&e)))
-}
-
-fn describe(err: &handlebars::RenderError) -> String {
-    match err.reason() {
-        RenderErrorReason::Other(message) => message.clone(),
-        RenderErrorReason::MissingVariable(Some(name)) => format!("unknown variable `{name}`"),
-        _ => err.to_string(),
+    for (name, helper) in helpers {
+        registry.register_helper(name, helper);
     }
+    let data: serde_json::Map<String, serde_json::Value> = variables.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+    registry.render_template(template, &data).map_err(|e| GuestError::InvalidTemplate(describe::describe(&e, template, &names)))
 }
 
 /// GitHub's `hashFiles` algorithm: SHA-256 over the SHA-256 digests of every selected regular file,
@@ -90,6 +97,19 @@ fn single_param<'a>(helper: &'a Helper<'_>, name: &'static str) -> Result<&'a st
 fn file_param(helper: &Helper<'_>, name: &'static str) -> Result<s3cache_policy::MemberPath, RenderErrorReason> {
     let relative = single_param(helper, name)?;
     s3cache_policy::validate_relative(relative).map_err(|v| RenderErrorReason::Other(format!("{name} \"{relative}\": {v}")))
+}
+
+/// Warns that the patterns of a file-hashing helper matched no file, so the key holds an empty hash
+/// where the helper stands (`npm-` for `npm-{{ hashFiles "**/package-lock.json" }}`): a key that
+/// hashes nothing is the same for every revision of the files it meant to hash.
+fn warn_matched_nothing(helper: &str, patterns: &[&str]) {
+    crate::logging::warn(&matched_nothing(helper, patterns));
+}
+
+/// The warning of [`warn_matched_nothing`]: `hashFiles "a" "!b" matched no files; it renders as empty`.
+fn matched_nothing(helper: &str, patterns: &[&str]) -> String {
+    let quoted: Vec<String> = patterns.iter().map(|pattern| format!("\"{pattern}\"")).collect();
+    format!("{helper} {} matched no files; it renders as empty", quoted.join(" "))
 }
 
 fn other(err: GuestError) -> RenderErrorReason {
@@ -133,15 +153,19 @@ impl HelperDef for HashFiles<'_> {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        let (exclude, include): (Vec<_>, Vec<_>) =
-            string_params(helper, "hashFiles")?.into_iter().map(|p| p.trim_start_matches("./")).partition(|p| p.starts_with('!'));
+        let patterns = string_params(helper, "hashFiles")?;
+        let (exclude, include): (Vec<_>, Vec<_>) = patterns.iter().map(|p| p.trim_start_matches("./")).partition(|p| p.starts_with('!'));
         let include: Vec<String> = include.into_iter().map(str::to_owned).collect();
         let exclude: Vec<String> = exclude.into_iter().map(|p| p[1..].trim_start_matches("./").to_owned()).collect();
         if include.is_empty() {
             return Err(RenderErrorReason::Other("`hashFiles` needs at least one pattern without `!`".into()).into());
         }
         let selector = Selector::new(&include, &exclude).map_err(|e| other(e.into()))?;
-        out.write(&hash_files(self.workspace, &selector, self.files).map_err(other)?)?;
+        let hash = hash_files(self.workspace, &selector, self.files).map_err(other)?;
+        if hash.is_empty() {
+            warn_matched_nothing("hashFiles", &patterns);
+        }
+        out.write(&hash)?;
         Ok(())
     }
 }
@@ -191,8 +215,9 @@ impl HelperDef for GlobHashFiles<'_> {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
+        let patterns = string_params(helper, "globHashFiles")?;
         let mut matched = Vec::new();
-        for pattern in string_params(helper, "globHashFiles")? {
+        for &pattern in &patterns {
             for (path, kind) in crate::goglob::glob(self.files, self.workspace, pattern).map_err(other)? {
                 // Directories and anything unreadable contribute nothing, as in drone-cache.
                 if kind == crate::files::EntryKind::File || kind == crate::files::EntryKind::Symlink {
@@ -201,6 +226,7 @@ impl HelperDef for GlobHashFiles<'_> {
             }
         }
         if matched.is_empty() {
+            warn_matched_nothing("globHashFiles", &patterns);
             return Ok(());
         }
         let mut combined = Sha256::new();
@@ -324,6 +350,27 @@ mod tests {
         }
         assert_eq!(render("{{ globHashFiles \"go.sum\" \"go.*\" }}"), hex::encode(order.finalize()));
         assert_eq!(render("x{{ globHashFiles \"*.lock\" }}"), "x");
+    }
+
+    /// Errors say what is wrong, with the nearest name for a misspelt one, and show where: the line
+    /// and column, the template's line and a caret.
+    #[test]
+    fn errors_show_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = render("npm-{{ hashFile \"x\" }}", &context(dir.path()), &no_env, &LocalFiles::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid key template: unknown helper `hashFile`; did you mean `hashFiles`? (the helpers are checksum, hashFiles, globHashFiles, md5sum, env)\n  1:5 | npm-{{ hashFile \"x\" }}\n      |     ^"
+        );
+    }
+
+    /// The warning for patterns that match nothing quotes each of them.
+    #[test]
+    fn matched_nothing_names_the_patterns() {
+        assert_eq!(
+            matched_nothing("hashFiles", &["**/a.lock", "!b/**"]),
+            "hashFiles \"**/a.lock\" \"!b/**\" matched no files; it renders as empty"
+        );
     }
 
     /// A missing file or an escaping path is an error naming the file.

@@ -200,6 +200,22 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
+/// [`escape`] for a message of several lines (a template error with its excerpt, `  1:5 | npm-{{ os`):
+/// each line is escaped, and a line break is kept only before a line indented by two spaces whose text
+/// does not start a CI workflow command (`::`, `##[`); any other is shown as `\n`. So a message's own
+/// layout prints as lines, while text from outside still cannot start a line of its own.
+pub fn escape_lines(text: &str) -> String {
+    let mut lines = text.split('\n');
+    let mut escaped = escape(lines.next().unwrap_or_default());
+    for line in lines {
+        let trimmed = line.trim_start();
+        let continuation = line.starts_with("  ") && !trimmed.starts_with("::") && !trimmed.starts_with("##[");
+        escaped.push_str(if continuation { "\n" } else { "\\n" });
+        escaped.push_str(&escape(line));
+    }
+    escaped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +225,14 @@ mod tests {
     fn escapes_control_characters() {
         assert_eq!(escape("a\n::add-mask::x\r\u{1b}[31m"), "a\\n::add-mask::x\\r\\u{1b}[31m");
         assert_eq!(escape("über/日本"), "über/日本");
+    }
+
+    /// Indented continuation lines stay lines; a break before anything else, or before a workflow
+    /// command however indented, is shown as `\n`.
+    #[test]
+    fn keeps_indented_lines() {
+        assert_eq!(escape_lines("bad\n  1:2 | {{\n      | ^\r"), "bad\n  1:2 | {{\n      | ^\\r");
+        assert_eq!(escape_lines("bad\n::warning::x\n   ::error::y\n  ##[error]z"), "bad\\n::warning::x\\n   ::error::y\\n  ##[error]z");
     }
 
     /// Registered secrets never survive into reported text; values too short to scrub safely are not

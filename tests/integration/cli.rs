@@ -36,13 +36,108 @@ fn renders_key_templates() {
 fn github_expression_syntax_gets_our_spelling() {
     let machine = Machine::new();
     let github = "npm-${{ runner.os }}-${{ hashFiles('package-lock.json') }}";
-    let hint = r#" (`${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write npm-{{ os }}-{{ hashFiles "package-lock.json" }})"#;
+    let hint = r#"
+  hint: `${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write npm-{{ os }}-{{ hashFiles "package-lock.json" }}"#;
     for args in [vec!["key", "--template", github], vec!["save", "--key", github, "--path", "."]] {
         let run = machine.run(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        let error = run.stderr.find("error: ").map(|at| &run.stderr[at..]).unwrap_or_else(|| panic!("{args:?}: {}", run.stderr));
-        assert!(error.starts_with("error: invalid key template: "), "{args:?}: {}", run.stderr);
-        assert!(error.trim_end().ends_with(hint), "{args:?}: {}", run.stderr);
+        // `save` may print its store first; the error is the line that starts so.
+        assert!(run.stderr.lines().any(|line| line.starts_with("error: invalid key template: ")), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.trim_end().ends_with(hint), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// A template that does not parse is refused with what is wrong in words, then the template's line
+/// with a caret under where parsing stopped, as lines (no `\n`, no handlebars internals), exit 2.
+#[test]
+fn template_syntax_errors_point_at_the_position() {
+    let machine = Machine::new();
+    for (template, expected) in [
+        (
+            "npm-{{ os ",
+            "error: invalid key template: unclosed expression: the template ends before its `}}`\n  1:11 | npm-{{ os \n       |           ^\n",
+        ),
+        (
+            "npm-{{ hashFiles \"a.lock }}",
+            "error: invalid key template: unclosed string: no closing `\"` after this one\n  1:18 | npm-{{ hashFiles \"a.lock }}\n       |                  ^\n",
+        ),
+        ("v1-{{ os }-x", "error: invalid key template: unexpected `}`\n  1:10 | v1-{{ os }-x\n       |          ^\n"),
+    ] {
+        let run = machine.run(&["key", "--template", template]);
+        assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (2, "", expected), "{template}");
+    }
+}
+
+/// A misspelt helper or variable is refused with the nearest name and every name there is.
+#[test]
+fn unknown_names_get_the_nearest_one() {
+    let machine = Machine::new();
+    for (template, expected) in [
+        (
+            "npm-{{ hashFile \"package-lock.json\" }}",
+            "error: invalid key template: unknown helper `hashFile`; did you mean `hashFiles`? (the helpers are checksum, hashFiles, globHashFiles, md5sum, env)\n  1:5 | npm-{{ hashFile \"package-lock.json\" }}\n      |     ^\n",
+        ),
+        (
+            "{{ ars }}",
+            "error: invalid key template: unknown variable `ars`; did you mean `arch`? (the variables are os, arch, branch, epoch)\n  1:1 | {{ ars }}\n      | ^\n",
+        ),
+        (
+            "k-{{ github.sha }}",
+            "error: invalid key template: unknown variable `github.sha`; the variables are os, arch, branch, epoch\n  1:3 | k-{{ github.sha }}\n      |   ^\n",
+        ),
+    ] {
+        let run = machine.run(&["key", "--template", template]);
+        assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (2, "", expected), "{template}");
+    }
+}
+
+/// A file-hashing helper whose patterns match no file renders empty, as before, and says so, naming
+/// every pattern; one that matches says nothing.
+#[test]
+fn hash_files_matching_nothing_warns() {
+    let machine = Machine::new();
+    fs::write(machine.workspace().join("go.sum"), "abc").unwrap();
+    let run = machine.run(&["key", "--template", "npm-{{ hashFiles \"**/package-lock.json\" \"!vendor/**\" }}"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "npm-\n", "warning: hashFiles \"**/package-lock.json\" \"!vendor/**\" matched no files; it renders as empty\n")
+    );
+    let run = machine.run(&["key", "--template", "go-{{ globHashFiles \"*.mod\" }}"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "go-\n", "warning: globHashFiles \"*.mod\" matched no files; it renders as empty\n")
+    );
+    let run = machine.run(&["key", "--template", "go-{{ hashFiles \"go.sum\" }}-{{ globHashFiles \"*.sum\" }}"]).success();
+    assert_eq!(run.stderr, "");
+}
+
+/// `key --help` lists every helper and variable, one line each; `--key`'s long help names them.
+#[test]
+fn key_help_lists_helpers_and_variables() {
+    let machine = Machine::new();
+    let help = machine.run(&["key", "--help"]).success().stdout;
+    let reference = r#"
+Helpers:
+  checksum "FILE"          SHA-256 of the file, hex
+  hashFiles "GLOB"...      GitHub's hashFiles of the files matched ("!GLOB" excludes); empty if none
+  globHashFiles "GLOB"...  drone-cache's hashFiles: Go globs, pattern by pattern; empty if none
+  md5sum "FILE"            drone-cache's checksum: MD5 of the file, hex; empty if unreadable
+  env "NAME"               the variable's value; empty if unset or if the name may hold a secret
+
+Variables:
+  os                       the operating system: linux, macos, windows
+  arch                     the processor: x86_64, aarch64
+  branch                   the branch: S3CACHE_BRANCH, else the CI's (GITHUB_HEAD_REF, ...)
+  epoch                    seconds since 1970
+"#;
+    assert!(help.ends_with(reference), "{help}");
+    for command in ["save", "restore"] {
+        let help = machine.run(&[command, "--help"]).success().stdout;
+        let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words.contains("A template may use the helpers checksum, hashFiles, globHashFiles, md5sum, env and the variables os, arch, branch, epoch; `s3cache key --help` says what each renders."),
+            "{help}"
+        );
     }
 }
 

@@ -23,12 +23,39 @@ pub(crate) fn template_context(env: &EnvLookup) -> TemplateContext {
     }
 }
 
-/// A template that the guest refused, with a hint when it is written in GitHub's expression syntax
-/// (`${{ hashFiles('a') }}`, which only the runner expands): the same key in s3cache's spelling.
+/// The helpers of a key template, each as it is called and what it renders to, for `s3cache key
+/// --help`. The guest registers them; `tests::help_lists_what_the_guest_has` checks that this list and
+/// the guest's agree, names and order.
+pub(crate) const TEMPLATE_HELPERS: &[(&str, &str)] = &[
+    ("checksum \"FILE\"", "SHA-256 of the file, hex"),
+    ("hashFiles \"GLOB\"...", "GitHub's hashFiles of the files matched (\"!GLOB\" excludes); empty if none"),
+    ("globHashFiles \"GLOB\"...", "drone-cache's hashFiles: Go globs, pattern by pattern; empty if none"),
+    ("md5sum \"FILE\"", "drone-cache's checksum: MD5 of the file, hex; empty if unreadable"),
+    ("env \"NAME\"", "the variable's value; empty if unset or if the name may hold a secret"),
+];
+
+/// The variables of a key template and what each holds, for `s3cache key --help`; checked against the
+/// guest's as [`TEMPLATE_HELPERS`] is.
+pub(crate) const TEMPLATE_VARIABLES: &[(&str, &str)] = &[
+    ("os", "the operating system: linux, macos, windows"),
+    ("arch", "the processor: x86_64, aarch64"),
+    ("branch", "the branch: S3CACHE_BRANCH, else the CI's (GITHUB_HEAD_REF, ...)"),
+    ("epoch", "seconds since 1970"),
+];
+
+/// The names of a [`TEMPLATE_HELPERS`] or [`TEMPLATE_VARIABLES`] table: `checksum, hashFiles, ...`.
+pub(crate) fn template_names(table: &[(&'static str, &str)]) -> Vec<&'static str> {
+    table.iter().map(|(usage, _)| usage.split(' ').next().unwrap_or(usage)).collect()
+}
+
+/// A template that the guest refused, with a hint on a line of its own when it is written in GitHub's
+/// expression syntax (`${{ hashFiles('a') }}`, which only the runner expands): the same key in
+/// s3cache's spelling.
 pub(crate) fn template_error(template: &str, message: String) -> ConfigError {
     match github_spelling(template) {
         Some(ours) => ConfigError::Template(format!(
-            "{message} (`${{{{ ... }}}}` is GitHub's expression syntax, which only the runner expands; in s3cache write {ours})"
+            "{message}\n  hint: `${{{{ ... }}}}` is GitHub's expression syntax, which only the runner expands; in s3cache write {}",
+            crate::report::escape(&ours)
         )),
         None => ConfigError::Template(message),
     }
@@ -164,7 +191,23 @@ mod tests {
         };
         assert_eq!(
             message,
-            "unknown variable `runner.os` (`${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write k-{{ os }})"
+            "unknown variable `runner.os`\n  hint: `${{ ... }}` is GitHub's expression syntax, which only the runner expands; in s3cache write k-{{ os }}"
         );
+    }
+
+    /// `key --help` lists what the guest has: the guest's messages for an unknown helper and an unknown
+    /// variable name the same helpers and variables, in the same order, as the two tables.
+    #[test]
+    fn help_lists_what_the_guest_has() {
+        let sandbox = Sandbox::load(None, crate::sandbox::GuestLimits::default()).unwrap();
+        let workspace = tempfile::tempdir().unwrap();
+        let env: EnvLookup = std::sync::Arc::new(|_: &str| None);
+        let refusal =
+            |template: &str| compute_key(&sandbox, workspace.path(), &env, template, &Reporter::silent()).unwrap_err().to_string();
+        let names = |table| template_names(table).join(", ");
+        let helpers = refusal("{{ zzzzzz \"x\" }}");
+        assert!(helpers.contains(&format!("; the helpers are {}\n", names(TEMPLATE_HELPERS))), "{helpers}");
+        let variables = refusal("{{ zzzzzz }}");
+        assert!(variables.contains(&format!("; the variables are {}\n", names(TEMPLATE_VARIABLES))), "{variables}");
     }
 }

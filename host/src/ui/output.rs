@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use crate::report::escape;
 use crate::report::{Event, Report, Reporter};
+pub use crate::report::{escape, escape_lines};
 
 /// The output of one run of the CLI or a dialect: its line renderer, whose choices (quiet, stdout,
 /// GitHub) the front end sets as it learns them, and the reporter that feeds it, which holds the run's

@@ -16,6 +16,7 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 use crate::archive::layout::Format;
 use crate::config::{self, Settings, parse};
 use crate::engine::admin::ScopeSelection;
+use crate::engine::keys::{TEMPLATE_HELPERS, TEMPLATE_VARIABLES, template_names};
 use crate::engine::summary::Summary;
 use crate::engine::{CacheContext, EnvLookup, RestoreOutcome, SaveOutcome};
 use crate::frontends::{EXIT_CONFIG, EXIT_FAILED, EXIT_STORE, Invocation, github, interrupt};
@@ -52,6 +53,7 @@ enum Command {
     /// Restore paths from the entry with the key, or the newest matching a restore key.
     Restore(RestoreArgs),
     /// Print the key a template renders to.
+    #[command(after_help = template_reference())]
     Key(KeyArgs),
     /// List entries, newest first: key, scope, format, size, saved, last used.
     List(ListArgs),
@@ -112,7 +114,7 @@ enum ActionStep {
 #[derive(Debug, Args)]
 struct SaveArgs {
     /// The key, or a template such as 'deps-{{ hashFiles "**/Cargo.lock" }}'.
-    #[arg(long)]
+    #[arg(long, long_help = with_template_names("The key, or a template such as 'deps-{{ hashFiles \"**/Cargo.lock\" }}'."))]
     key: String,
     /// Paths to cache: files, directories, globs; `!` excludes; `~` is expanded. Repeatable.
     #[arg(long = "path", required = true, value_name = "PATH")]
@@ -137,7 +139,7 @@ struct SaveArgs {
 #[derive(Debug, Args)]
 struct RestoreArgs {
     /// The primary key (or template); matched exactly.
-    #[arg(long)]
+    #[arg(long, long_help = with_template_names("The primary key (or template); matched exactly."))]
     key: String,
     /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
     #[arg(long = "restore-key", value_name = "PREFIX")]
@@ -162,6 +164,27 @@ struct RestoreArgs {
     /// Restore only the exact key, never a restore-key match (release builds).
     #[arg(long)]
     exact_key_only: bool,
+}
+
+/// `key --help`'s closing section: every helper and variable of a key template, one line each.
+fn template_reference() -> String {
+    let width = TEMPLATE_HELPERS.iter().chain(TEMPLATE_VARIABLES).map(|(usage, _)| usage.len()).max().unwrap_or_default();
+    let lines = |table: &[(&str, &str)]| table.iter().map(|(usage, what)| format!("\n  {usage:width$}  {what}")).collect::<String>();
+    format!(
+        "A template is text with {{{{ HELPER \"ARGUMENT\"... }}}} and {{{{ VARIABLE }}}}; file paths are relative to the working \
+         directory. A helper that matches or reads no file renders empty, with a warning.\n\nHelpers:{}\n\nVariables:{}",
+        lines(TEMPLATE_HELPERS),
+        lines(TEMPLATE_VARIABLES)
+    )
+}
+
+/// The long help of a `--key`: `help`, then the names a template can use.
+fn with_template_names(help: &str) -> String {
+    format!(
+        "{help}\n\nA template may use the helpers {} and the variables {}; `s3cache key --help` says what each renders.",
+        template_names(TEMPLATE_HELPERS).join(", "),
+        template_names(TEMPLATE_VARIABLES).join(", ")
+    )
 }
 
 #[derive(Debug, Args)]
@@ -315,7 +338,7 @@ pub fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", terminal.scrub(&output::escape(&format!("{err:#}"))));
+            eprintln!("error: {}", terminal.scrub(&output::escape_lines(&format!("{err:#}"))));
             EXIT_CONFIG
         }
     };
