@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::archive::trailer;
 use crate::engine::request::{Hit, Legacy, MemberNames, RestoreOutcome};
-use crate::engine::{CacheContext, Naming};
+use crate::engine::{CacheContext, Extracted, Naming};
 use crate::workspace::paths::{CachedRoot, resolve_each, resolve_roots};
 
 impl CacheContext {
@@ -69,17 +69,19 @@ impl CacheContext {
             };
             self.announce_legacy(&name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
-                Ok(members) => RestoreOutcome::Hit(Hit {
+                Ok(Extracted { members, removed_local_files }) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: name.clone(),
                     exact: false,
                     bytes: info.size,
                     members,
+                    tar_bytes: None,
                     elapsed: started.elapsed(),
                     sha256: String::new(),
                     restored: true,
                     scope: String::new(),
                     paths: object.paths.clone(),
+                    removed_local_files,
                 }),
                 Err(err) => return failed(err.to_string()),
             });
