@@ -305,7 +305,7 @@ fn check_key_text(key: &str, layout: Layout, is_prefix: bool) -> Result<(), Conf
 }
 
 /// An entry's version: SHA-256 (hex, 16 digits) over its path list, each line in its plain spelling
-/// ([`plain_spelling`]: `./x`, `x/` and `x` are one path), the archive format ([`Format::name`]) and,
+/// (`./x`, `x/` and `x` are one path, `x`), the archive format ([`Format::name`]) and,
 /// unless saved for every OS, the operating system. Like actions/cache's version, it keeps a restore
 /// from unpacking an archive made for other paths or another platform under the same key. Paths
 /// already in their plain spelling hash as they did before spellings were folded together.
