@@ -187,7 +187,7 @@ fn quiet_prints_only_warnings_and_errors() {
     let run = machine.run(&["--quiet", "restore", "--key", "q-1", "--path", "out"]).success();
     assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
     let run = machine.run(&["save", "-q", "--key", "q-2", "--path", "nothing-here"]).success();
-    assert_eq!(run.stderr, "warning: nothing to save under q-2: the paths match no files\n");
+    assert_eq!(run.stderr, "warning: nothing to save under q-2: no --path matched a file (nothing-here)\n");
     machine.env("S3CACHE_QUIET", "true");
     let run = machine.run(&["restore", "--key", "q-3", "--path", "out"]).success();
     assert_eq!(run.stderr, "", "a miss is a notice");

@@ -13,6 +13,7 @@ mod hostile;
 mod interrupts;
 mod library;
 mod names;
+mod paths;
 mod plugins;
 mod roundtrip;
 mod sandbox;

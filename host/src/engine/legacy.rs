@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::archive::trailer;
 use crate::engine::request::{Hit, Legacy, MemberNames, RestoreOutcome};
-use crate::engine::{CacheContext, Naming};
+use crate::engine::{CacheContext, Extracted, Naming};
 use crate::workspace::paths::{CachedRoot, resolve_each, resolve_roots};
 
 impl CacheContext {
@@ -69,7 +69,7 @@ impl CacheContext {
             };
             self.announce_legacy(&name, legacy);
             return Some(match self.extract(&roots, Naming::Other(object.names, &self.cwd), legacy.format, info.size, &[], source, None) {
-                Ok(members) => RestoreOutcome::Hit(Hit {
+                Ok(Extracted { members, removed_local_files }) => RestoreOutcome::Hit(Hit {
                     primary_key: primary_key.to_owned(),
                     matched_key: name.clone(),
                     exact: false,
@@ -81,6 +81,7 @@ impl CacheContext {
                     restored: true,
                     scope: String::new(),
                     paths: object.paths.clone(),
+                    removed_local_files,
                 }),
                 Err(err) => return failed(err.to_string()),
             });

@@ -47,7 +47,7 @@ use crate::sandbox::bindings::{Root, UnpackLimits};
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox};
 use crate::store::{BlobStore, StoreError};
 pub use crate::workspace::paths::PathError;
-use crate::workspace::paths::{CachedRoot, plain_prefix};
+use crate::workspace::paths::{CachedRoot, plain_prefix, plain_spelling};
 use crate::workspace::protected::Protected;
 
 pub use keys::compute_key;
@@ -223,6 +223,22 @@ pub(crate) enum ExtractError {
     NotRestored(String),
 }
 
+/// What [`CacheContext::extract`] moved into place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extracted {
+    /// Archive members extracted.
+    pub members: u64,
+    /// Local files the entry lacks, removed with the paths it replaced as a whole ([`Hit::removed_local_files`]).
+    pub removed_local_files: u64,
+}
+
+impl Extracted {
+    /// A lookup's: the entry's `members` counted, nothing extracted, nothing removed.
+    pub(crate) fn lookup(members: u64) -> Self {
+        Self { members, removed_local_files: 0 }
+    }
+}
+
 /// How the guest is told to name members: s3cache's own prefixes, or another tool's naming.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Naming<'a> {
@@ -288,13 +304,16 @@ fn check_key_text(key: &str, layout: Layout, is_prefix: bool) -> Result<(), Conf
     Ok(())
 }
 
-/// An entry's version: SHA-256 (hex, 16 digits) over its path list as given, the archive format
-/// ([`Format::name`]) and, unless saved for every OS, the operating system. Like actions/cache's version, it
-/// keeps a restore from unpacking an archive made for other paths or another platform under the same key.
+/// An entry's version: SHA-256 (hex, 16 digits) over its path list, each line in its plain spelling
+/// (`./x`, `x/` and `x` are one path, `x`), the archive format ([`Format::name`]) and,
+/// unless saved for every OS, the operating system. Like actions/cache's version, it keeps a restore
+/// from unpacking an archive made for other paths or another platform under the same key. Paths
+/// already in their plain spelling hash as they did before spellings were folded together.
 pub fn entry_version(paths: &[String], format: Format, cross_os: bool) -> String {
     let mut hasher = sha2::Sha256::new();
     for path in paths {
-        hasher.update(path.as_bytes());
+        let lines: Vec<String> = path.split('\n').map(plain_spelling).collect();
+        hasher.update(lines.join("\n").as_bytes());
         hasher.update(b"\n");
     }
     hasher.update(format.name().as_bytes());
@@ -396,6 +415,21 @@ mod tests {
         assert_eq!(rule("npm//", true), empty);
         assert_eq!(rule("a\u{7f}/b", false), Some("a key must not contain control characters"));
         assert!(validate_restore_key("npm/", Layout::Scoped).is_ok() && validate_key("npm/", Layout::Scoped).is_err());
+    }
+
+    /// The plain spelling of a path keeps the version entries were saved with before spellings were
+    /// folded together (the literals are what the code computed then); the other spellings share it.
+    #[test]
+    fn versions_of_path_spellings() {
+        let version = |paths: &[&str]| entry_version(&paths.iter().map(|p| p.to_string()).collect::<Vec<_>>(), Format::Zstd, true);
+        assert_eq!(version(&["node_modules"]), "6b02069fe6250b3c");
+        assert_eq!(version(&["node_modules", "~/.npm"]), "cfd46b08a879e881");
+        for spelling in ["./node_modules", "node_modules/", "node_modules//", "node_modules/./", " ./node_modules/ "] {
+            assert_eq!(version(&[spelling]), "6b02069fe6250b3c", "{spelling:?}");
+        }
+        assert_eq!(version(&["./node_modules\n~/.npm/"]), version(&["node_modules\n~/.npm"]), "lines of one value");
+        assert_eq!(version(&["node_modules\n~/.npm"]), version(&["node_modules", "~/.npm"]), "lines of one value or values");
+        assert_ne!(version(&["node_modules"]), version(&["../node_modules"]));
     }
 
     /// An old object is tried only when the workspace can place its members (relative names only of

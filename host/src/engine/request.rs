@@ -75,6 +75,8 @@ pub enum SaveOutcome {
     NothingToSave {
         /// The rendered key.
         key: String,
+        /// The paths given (not the `!` excludes), as given, every one of which matched nothing.
+        unmatched: Vec<String>,
     },
     /// Saving is not allowed in this run (an untrusted event, a read-only store); the reason says why.
     Skipped {
@@ -179,6 +181,9 @@ pub struct Hit {
     pub scope: String,
     /// The paths the entry was saved with (from its manifest).
     pub paths: Vec<String>,
+    /// Local files (and symlinks) the restore removed because the entry lacks them: what was under a
+    /// path given literally, which the entry's copy replaced as a whole (0 for a lookup).
+    pub removed_local_files: u64,
 }
 
 /// What a restore did.

@@ -12,7 +12,7 @@ use crate::engine::candidates::{Chosen, Wanted};
 use crate::engine::keys::KeyRenderer;
 use crate::engine::request::MemberNames;
 use crate::engine::request::{Hit, RestoreOutcome, RestoreRequest};
-use crate::engine::{CacheContext, EngineError, ExtractError, Naming, guest_roots};
+use crate::engine::{CacheContext, EngineError, ExtractError, Extracted, Naming, guest_roots};
 use crate::sandbox::bindings::UnpackLimits;
 use crate::sandbox::{Preopen, ReadSource, SandboxError};
 use crate::ui::progress;
@@ -74,7 +74,7 @@ impl CacheContext {
         let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
         let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
         let tar_bytes = manifest.as_ref().map(|m| m.tar_bytes);
-        let hit = |members: u64, restored: bool| Hit {
+        let hit = |Extracted { members, removed_local_files }: Extracted, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
             matched_key: matched_key.clone(),
@@ -86,12 +86,13 @@ impl CacheContext {
             restored,
             scope: entry.name.scope.clone(),
             paths: recorded_paths.clone(),
+            removed_local_files,
         };
         let Some(manifest) = manifest else {
             // Another tool's archive found by the search: its members go where it put them.
             let legacy = legacy.expect("only a legacy search yields entries without a manifest");
             if request.lookup_only {
-                return Ok(RestoreOutcome::Hit(hit(0, false)));
+                return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(0), false)));
             }
             self.announce_legacy(&entry.object.name, legacy);
             let protected = given_roots.is_none().then(|| self.protected());
@@ -105,13 +106,13 @@ impl CacheContext {
                 source,
                 protected,
             ) {
-                Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
+                Ok(extracted) => Ok(RestoreOutcome::Hit(hit(extracted, true))),
                 Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
                 Err(ExtractError::Engine(err)) => Err(err),
             };
         };
         if request.lookup_only {
-            return Ok(RestoreOutcome::Hit(hit(manifest.members, false)));
+            return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(manifest.members), false)));
         }
         let protected = given_roots.is_none().then(|| self.protected());
         let roots = match given_roots {
@@ -124,14 +125,14 @@ impl CacheContext {
         let _touch = self.touch(&entry);
         let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
         match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected) {
-            Ok(members) => Ok(RestoreOutcome::Hit(hit(members, true))),
+            Ok(extracted) => Ok(RestoreOutcome::Hit(hit(extracted, true))),
             Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
             Err(ExtractError::Engine(err)) => Err(err),
         }
     }
 
     /// Extracts an archive of `format` from `source` into `roots` through staging directories and
-    /// moves it into place; returns the member count, or why nothing was changed. `parts` are the
+    /// moves it into place; returns the member count and the local files removed, or why nothing was changed. `parts` are the
     /// compressed lengths of its independently decodable parts, from the manifest (empty: unknown):
     /// several of them are decoded on every core ([`parallel_unpack`]). With `protected` (a restore
     /// without paths), every staged member is judged by its rules before anything is moved.
@@ -144,7 +145,7 @@ impl CacheContext {
         parts: &[u64],
         source: Box<dyn Read + Send>,
         protected: Option<Protected>,
-    ) -> Result<u64, ExtractError> {
+    ) -> Result<Extracted, ExtractError> {
         let started = Instant::now();
         self.sandbox.expect_heavy_work(bytes);
         crate::workspace::staging::remove_stale(roots);
@@ -191,10 +192,10 @@ impl CacheContext {
         if let Err(err) = self.cancel.check() {
             return Err(ExtractError::NotRestored(err.to_string()));
         }
-        if let Err(err) = staging.commit(roots) {
-            return Err(ExtractError::NotRestored(format!("it could not be moved into place: {err}")));
+        match staging.commit(roots) {
+            Ok(removed_local_files) => Ok(Extracted { members: report.members, removed_local_files }),
+            Err(err) => Err(ExtractError::NotRestored(format!("it could not be moved into place: {err}"))),
         }
-        Ok(report.members)
     }
 
     /// The roots of a restore that takes its paths from the entry's manifest. The manifest is the

@@ -17,7 +17,7 @@ use crate::sandbox::{Preopen, SandboxError};
 use crate::store::{PutOptions, StoreError, Upload};
 use crate::ui::progress;
 use crate::workspace::fsmeta;
-use crate::workspace::paths::{CachedRoot, resolve_roots};
+use crate::workspace::paths::{CachedRoot, resolve_roots, unmatched_paths};
 
 /// The level a save of `format` compresses at: `level` when the format takes it (zstd 1..=19, gzip
 /// 1..=9), 0 for tar, which has no levels.
@@ -78,8 +78,12 @@ impl CacheContext {
         let key = resolution.key;
         self.check_key(&key)?;
         let failed = |reason: String| Ok(SaveOutcome::Failed { key: Some(key.clone()), reason });
+        let unmatched = unmatched_paths(&request.paths, &self.cwd, self.home.as_deref(), &existing, &resolution.found);
         if resolution.found.is_empty() {
-            return Ok(SaveOutcome::NothingToSave { key });
+            return Ok(SaveOutcome::NothingToSave { key, unmatched });
+        }
+        for path in &unmatched {
+            self.reporter.warning(&format!("--path {path} matched no files"));
         }
         let name = self.layout.entry_object(&self.scopes.write, &key, request.format);
         if !request.overwrite {

@@ -72,7 +72,7 @@ impl Summary {
                 ..base
             },
             SaveOutcome::AlreadyExists { key } => Summary { outcome: "already-exists", key: Some(key.clone()), ..base },
-            SaveOutcome::NothingToSave { key } => Summary { outcome: "nothing-to-save", key: Some(key.clone()), ..base },
+            SaveOutcome::NothingToSave { key, .. } => Summary { outcome: "nothing-to-save", key: Some(key.clone()), ..base },
             SaveOutcome::Skipped { key, reason } => Summary { outcome: "skipped", key: key.clone(), reason: scrub(reason), ..base },
             SaveOutcome::Failed { key, reason } => Summary { outcome: "failed", key: key.clone(), reason: scrub(reason), ..base },
             SaveOutcome::Interrupted { key } => Summary { outcome: "interrupted", key: key.clone(), reason: scrub("interrupted"), ..base },

@@ -20,8 +20,8 @@ pub mod interrupt;
 pub mod plugins;
 pub mod semaphore;
 
-/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`,
-/// or an admin verb's "no" (`has`, `delete` of a missing key).
+/// Exit code for a miss with `--fail-on-cache-miss`, a failed save or restore with `--fail-on-error`
+/// (a save whose paths match no files too), or an admin verb's "no" (`has`, `delete` of a missing key).
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage or configuration error.
 pub const EXIT_CONFIG: u8 = 2;

@@ -8,8 +8,16 @@
 //! `workspace/…` for paths under the working directory, `home/…` under the home directory and `abs/…`
 //! otherwise, so a cache restores to the same place even when the runner's workspace path differs
 //! (actions/cache's `../..` names break then).
+//!
+//! Spellings of one path (`./x`, `x/`, `x`) resolve to the same root; [`plain_spelling`] gives the one
+//! spelling an entry's version is computed from, which is the plain one (`x`) as written, so that
+//! entries saved before spellings were folded together keep their version.
 
 use std::path::{Component, Path, PathBuf};
+
+use s3cache_policy::Selector;
+
+use crate::sandbox::bindings::Found;
 
 /// One cached root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +51,9 @@ pub enum PathError {
 
 /// Resolves path specs (one per entry; entries may hold several lines, as GitHub's `path` input does).
 pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Result<Vec<CachedRoot>, PathError> {
-    let lines: Vec<&str> = specs.iter().flat_map(|s| s.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut roots: Vec<CachedRoot> = Vec::new();
     let mut excludes: Vec<PathBuf> = Vec::new();
-    for line in lines {
+    for line in path_lines(specs) {
         if let Some(exclude) = line.strip_prefix('!') {
             excludes.push(absolute(exclude.trim(), cwd, home)?);
             continue;
@@ -76,6 +83,51 @@ pub fn resolve_roots(specs: &[String], cwd: &Path, home: Option<&Path>) -> Resul
             root
         })
         .collect())
+}
+
+/// The paths of `specs`, one per non-empty line, trimmed: what [`resolve_roots`] reads.
+fn path_lines(specs: &[String]) -> impl Iterator<Item = &str> {
+    specs.iter().flat_map(|s| s.lines()).map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// The paths of `specs` (not the `!` excludes) that selected nothing: no object of `found` lies at
+/// or under them. `roots` are the roots that were walked (those whose directory exists), in the
+/// order `found` numbers them; a path in none of them matched nothing.
+pub fn unmatched_paths(specs: &[String], cwd: &Path, home: Option<&Path>, roots: &[CachedRoot], found: &[Found]) -> Vec<String> {
+    path_lines(specs).filter(|line| !line.starts_with('!') && !selects_any(line, cwd, home, roots, found)).map(str::to_owned).collect()
+}
+
+/// Whether the path `line` selects any object of `found`: its pattern, relative to the root that holds
+/// it as [`fold_nested`] writes it, selects one of that root's objects.
+fn selects_any(line: &str, cwd: &Path, home: Option<&Path>, roots: &[CachedRoot], found: &[Found]) -> bool {
+    // A path that does not resolve was refused before anything was walked.
+    let Some((dir, pattern)) = absolute(line, cwd, home).ok().and_then(|path| split_at_glob(&path)) else { return true };
+    let Some((index, root)) = roots.iter().enumerate().find(|(_, root)| dir.starts_with(&root.dir)) else { return false };
+    let relative = dir.strip_prefix(&root.dir).ok().and_then(Path::to_str).unwrap_or_default();
+    let pattern = if relative.is_empty() { pattern } else { format!("{relative}/{pattern}") };
+    // A malformed glob was refused by the guest's walk before this.
+    let Ok(selector) = Selector::new(&[pattern], &[]) else { return true };
+    found.iter().any(|object| object.root as usize == index && selector.selects(&object.relative))
+}
+
+/// The spelling of one path line that an entry's version is computed from: `./x`, `x/`, `x//` and
+/// `x/./` are `x` (and `!./x/` is `!x`), since they resolve to the same root. A line in that plain
+/// spelling already is returned as it is, so the version of an entry saved with it does not change.
+/// `..` is kept as written, and `~` and a leading `/` stay.
+pub fn plain_spelling(line: &str) -> String {
+    let line = line.trim();
+    if let Some(excluded) = line.strip_prefix('!') {
+        return format!("!{}", plain_spelling(excluded));
+    }
+    let components: Vec<&str> = line.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let joined = components.join("/");
+    if line.starts_with('/') {
+        format!("/{joined}")
+    } else if joined.is_empty() && !line.is_empty() {
+        ".".to_owned()
+    } else {
+        joined
+    }
 }
 
 /// The roots of each path on its own, merged only where two share a directory: for archives that
@@ -223,6 +275,57 @@ mod tests {
             vec![root("/work/repo", "workspace", &["target", "src/**/*.rs"], &["src/gen", "target/debug/incremental"])]
         );
         assert_eq!(resolve(&["crates/*/target"]), vec![root("/work/repo/crates", "workspace/crates", &["*/target"], &[])]);
+    }
+
+    /// Every spelling of a path gets one spelling; the plain spelling is returned as written.
+    #[test]
+    fn plain_spellings() {
+        for (line, plain) in [
+            ("node_modules", "node_modules"),
+            ("./node_modules", "node_modules"),
+            ("node_modules/", "node_modules"),
+            ("node_modules//", "node_modules"),
+            ("node_modules/./", "node_modules"),
+            (".//a/./b//", "a/b"),
+            (" ./x ", "x"),
+            ("src/**/*.rs", "src/**/*.rs"),
+            ("src/**/", "src/**"),
+            ("!./node_modules/.cache/", "!node_modules/.cache"),
+            ("~/.cargo/registry/", "~/.cargo/registry"),
+            ("//opt//cache/", "/opt/cache"),
+            ("/", "/"),
+            ("./", "."),
+            (".", "."),
+            ("a/../b", "a/../b"),
+            ("", ""),
+        ] {
+            assert_eq!(plain_spelling(line), plain, "{line:?}");
+        }
+    }
+
+    /// A path matched nothing when no object found lies at or under it: a literal path that does not
+    /// exist, a glob with no match, a path whose directory was not walked; excludes are not named.
+    #[test]
+    fn names_paths_that_matched_nothing() {
+        let (cwd, home) = (Path::new("/work/repo"), Some(Path::new("/home/u")));
+        let specs: Vec<String> = ["node_modules", "./missing/", "src/**/*.rs", "*.lock", "gone/deep/x", "!node_modules/.cache", "~/.npm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // Roots as resolve_roots folds them: none inside another.
+        let roots = [
+            root("/home/u", "home", &[".npm"], &[]),
+            root("/work/repo", "workspace", &["node_modules", "missing", "*.lock", "src/**/*.rs", "gone/deep/x"], &["node_modules/.cache"]),
+        ];
+        let found = |root: u32, relative: &str| Found { root, relative: relative.into(), kind: crate::sandbox::bindings::MemberKind::File };
+        let unmatched =
+            unmatched_paths(&specs, cwd, home, &roots, &[found(1, "node_modules"), found(1, "node_modules/a"), found(1, "src/lib/a.rs")]);
+        assert_eq!(unmatched, ["./missing/", "*.lock", "gone/deep/x", "~/.npm"]);
+        let unmatched =
+            unmatched_paths(&specs, cwd, home, &roots, &[found(0, ".npm/x"), found(1, "node_modules/a/b"), found(1, "Cargo.lock")]);
+        assert_eq!(unmatched, ["./missing/", "src/**/*.rs", "gone/deep/x"]);
+        let unmatched = unmatched_paths(&specs, cwd, home, &roots[1..], &[found(0, "src/a.rs")]);
+        assert_eq!(unmatched, ["node_modules", "./missing/", "*.lock", "gone/deep/x", "~/.npm"], "a root that does not exist");
     }
 
     /// The filesystem root itself and an empty list are refused.

@@ -3,7 +3,8 @@
 //!
 //! Moving in never follows a symlink that was already there. A path the user named literally
 //! (`node_modules`, `target/debug`) is replaced as a whole by one `rename`, so it is either the old
-//! tree or the new one, never a mix. Under glob paths (`src/**/*.rs`) each restored file replaces its
+//! tree or the new one, never a mix; the files of the old tree that the new one lacks are counted
+//! before they are deleted, so that the restore can say how many it removed. Under glob paths (`src/**/*.rs`) each restored file replaces its
 //! namesake and other files are left alone. If anything fails before the move, the staging
 //! directories are deleted and the target is untouched.
 //!
@@ -143,13 +144,15 @@ impl Staging {
         }
     }
 
-    /// Moves everything staged into place.
-    pub fn commit(self, roots: &[CachedRoot]) -> io::Result<()> {
+    /// Moves everything staged into place; returns how many local files (and symlinks) it removed
+    /// because the staged copy of a path replaced as a whole lacks them.
+    pub fn commit(self, roots: &[CachedRoot]) -> io::Result<u64> {
+        let mut removed = 0;
         for (root, staged) in roots.iter().zip(&self.dirs) {
             let swap_points: Vec<&str> = root.include.iter().filter(|p| !p.contains(['*', '?', '[', '{'])).map(String::as_str).collect();
-            merge(staged, &root.dir, "", &swap_points)?;
+            removed += merge(staged, &root.dir, "", &swap_points)?;
         }
-        Ok(())
+        Ok(removed)
     }
 }
 
@@ -170,8 +173,10 @@ impl Drop for Staging {
 }
 
 /// Moves the contents of `from` into `to`: swap points and non-directories replace their target;
-/// other directories are merged into a real directory at the target.
-fn merge(from: &Path, to: &Path, relative: &str, swap_points: &[&str]) -> io::Result<()> {
+/// other directories are merged into a real directory at the target. Returns the files removed with
+/// the directories replaced ([`replace`]).
+fn merge(from: &Path, to: &Path, relative: &str, swap_points: &[&str]) -> io::Result<u64> {
+    let mut removed = 0;
     let mut entries: Vec<_> = fs::read_dir(from)?.collect::<io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -182,16 +187,16 @@ fn merge(from: &Path, to: &Path, relative: &str, swap_points: &[&str]) -> io::Re
         let target = to.join(&name);
         if entry.file_type()?.is_dir() && !swap_points.contains(&child.as_str()) {
             ensure_real_directory(&target)?;
-            merge(&source, &target, &child, swap_points)?;
+            removed += merge(&source, &target, &child, swap_points)?;
             let meta = fs::symlink_metadata(&source)?;
             fs::set_permissions(&target, meta.permissions())?;
             let mtime = filetime::FileTime::from_last_modification_time(&meta);
             filetime::set_symlink_file_times(&target, mtime, mtime)?;
         } else {
-            replace(&source, &target)?;
+            removed += replace(&source, &target)?;
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Makes `path` a real directory: existing directories stay; a symlink or file there is removed
@@ -209,8 +214,9 @@ fn ensure_real_directory(path: &Path) -> io::Result<()> {
 }
 
 /// Replaces whatever is at `target` (a file, a symlink — not followed — or a whole tree) by `source`,
-/// with one rename; the old object is moved aside first and deleted after.
-fn replace(source: &Path, target: &Path) -> io::Result<()> {
+/// with one rename; the old object is moved aside first and deleted after. Returns how many files of
+/// a replaced tree `source` lacked ([`files_lacking`]): those are gone with it.
+fn replace(source: &Path, target: &Path) -> io::Result<u64> {
     let old = match fs::symlink_metadata(target) {
         Ok(meta) => {
             let parent = target.parent().unwrap_or(Path::new("."));
@@ -227,13 +233,26 @@ fn replace(source: &Path, target: &Path) -> io::Result<()> {
         }
         return Err(err);
     }
-    if let Some((old, is_dir)) = old {
-        let removed = if is_dir { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
-        if let Err(err) = removed {
-            tracing::warn!(path = %old.display(), error = %err, "could not remove the replaced copy");
-        }
+    let Some((old, is_dir)) = old else { return Ok(0) };
+    let lacking = if is_dir { files_lacking(&old, target) } else { 0 };
+    let removed = if is_dir { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
+    if let Err(err) = removed {
+        tracing::warn!(path = %old.display(), error = %err, "could not remove the replaced copy");
     }
-    Ok(())
+    Ok(lacking)
+}
+
+/// The files and symlinks (not directories) under the directory `old` with no namesake under `new`,
+/// which is not followed where it is a symlink itself. What cannot be read is not counted.
+fn files_lacking(old: &Path, new: &Path) -> u64 {
+    let lacking = walkdir::WalkDir::new(old)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_type().is_dir())
+        .filter(|entry| entry.path().strip_prefix(old).is_ok_and(|relative| fs::symlink_metadata(new.join(relative)).is_err()))
+        .count();
+    lacking as u64
 }
 
 #[cfg(test)]
@@ -268,7 +287,7 @@ mod tests {
         fs::write(staged.join("src/a.rs"), "a").unwrap();
         fs::write(staged.join("src/linkdir/b.rs"), "b").unwrap();
         let staged = staged.clone();
-        staging.commit(&roots).unwrap();
+        assert_eq!(staging.commit(&roots).unwrap(), 0, "an empty directory is no file");
 
         assert!(dir.join("node_modules/fresh").is_dir());
         assert!(!dir.join("node_modules/stale").exists());
@@ -283,6 +302,31 @@ mod tests {
             .filter(|n| n.starts_with(".s3cache"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Replacing a literal path counts the local files and symlinks the staged copy lacks (in any
+    /// directory of it); a file replacing a file, and files under a glob path, count nothing.
+    #[test]
+    fn counts_the_local_files_a_replaced_path_lacked() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        for file in ["node_modules/kept", "node_modules/stale", "node_modules/old/a", "node_modules/old/b", "src/extra.rs", "lock"] {
+            fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+            fs::write(dir.join(file), "old").unwrap();
+        }
+        std::os::unix::fs::symlink("kept", dir.join("node_modules/link")).unwrap();
+        let roots = [root(dir, &["node_modules", "lock", "src/**/*.rs"])];
+        let staging = Staging::create(&roots).unwrap();
+        let staged = &staging.dirs()[0];
+        fs::create_dir_all(staged.join("node_modules/old")).unwrap();
+        fs::create_dir_all(staged.join("src")).unwrap();
+        for file in ["node_modules/kept", "node_modules/old/a", "src/a.rs", "lock"] {
+            fs::write(staged.join(file), "new").unwrap();
+        }
+        assert_eq!(staging.commit(&roots).unwrap(), 3, "stale, old/b and link");
+        assert_eq!(fs::read_to_string(dir.join("node_modules/kept")).unwrap(), "new");
+        assert!(!dir.join("node_modules/stale").exists() && !dir.join("node_modules/old/b").exists());
+        assert_eq!(fs::read_to_string(dir.join("src/extra.rs")).unwrap(), "old");
     }
 
     /// A staging directory whose lock is held (a live restore, perhaps in another PID namespace) is

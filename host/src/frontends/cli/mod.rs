@@ -125,7 +125,8 @@ struct SaveArgs {
     /// Compression level: zstd 1-19 (default 3), gzip 1-9 (default 6); ignored for tar.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     compression_level: Option<i32>,
-    /// Exit 1 when the save fails (network, store, unreadable files) instead of warning.
+    /// Exit 1 when the save fails (network, store, unreadable files) or no --path matches a file,
+    /// instead of warning.
     #[arg(long)]
     fail_on_error: bool,
     /// Replace an existing entry with this key instead of keeping the first one.
@@ -144,8 +145,9 @@ struct RestoreArgs {
     /// A key prefix to fall back to, newest match first. Repeatable; tried in order.
     #[arg(long = "restore-key", value_name = "PREFIX")]
     restore_keys: Vec<String>,
-    /// Paths to restore; must be the same list the cache was saved with. None: the paths the entry
-    /// recorded, which must lie in the workspace or the home directory.
+    /// Paths to restore; must be the same list the cache was saved with. A literal path (not a glob)
+    /// is replaced by the entry's copy: local files under it that the entry lacks are removed. None:
+    /// the paths the entry recorded, which must lie in the workspace or the home directory.
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
     /// Exit 1 when nothing is restored.
@@ -587,7 +589,15 @@ fn report_save(outcome: &SaveOutcome, fail_on_error: bool, out: &Reporter) -> u8
         SaveOutcome::AlreadyExists { key } => {
             out.notice(&format!("cache entry {key} already exists; not saving (entries are immutable; --overwrite replaces one)"))
         }
-        SaveOutcome::NothingToSave { key } => out.warning(&format!("nothing to save under {key}: the paths match no files")),
+        SaveOutcome::NothingToSave { key, unmatched } => {
+            let message = format!("nothing to save under {key}: no --path matched a file ({})", unmatched.join(", "));
+            // Tolerated unless --fail-on-error: then nothing saved is a failed save.
+            if fail_on_error {
+                out.error(&message);
+                return EXIT_FAILED;
+            }
+            out.warning(&message);
+        }
         SaveOutcome::Skipped { reason, .. } => out.notice(&format!("not saving: {reason}")),
         SaveOutcome::Failed { key, reason } => {
             let message = format!("cache {}not saved: {reason}", key.as_ref().map(|k| format!("{k} ")).unwrap_or_default());
@@ -615,8 +625,12 @@ fn report_restore(outcome: &RestoreOutcome, fail_on_cache_miss: bool, fail_on_er
             interrupt::completed_anyway();
             let how = if hit.exact { "exact match".to_string() } else { format!("fallback for {}", hit.primary_key) };
             if hit.restored {
+                let removed = match hit.removed_local_files {
+                    0 => String::new(),
+                    files => format!("; removed {} the entry lacks", output::counted(files, "local file", "local files")),
+                };
                 out.notice(&format!(
-                    "restored {} ({how}): {}",
+                    "restored {} ({how}): {}{removed}",
                     hit.matched_key,
                     transfer_line(hit.members, hit.tar_bytes, hit.bytes, hit.elapsed)
                 ));

@@ -180,7 +180,7 @@ pub const INPUTS: &[Input] = &[
         Some("false"),
         UsedBy::Save,
         Mapping::Flag("--fail-on-error"),
-        "Fail the step when saving fails (network, store, unreadable files) instead of warning.",
+        "Fail the step when saving fails (network, store, unreadable files) or no path matches a file, instead of warning.",
     ),
     input_def(
         "acl",

@@ -115,7 +115,7 @@ pub const SETTINGS: &[Setting] = &[
         "exit_code",
         &[own("exit_code"), Var::Alias(EXIT_CODE)],
         "false",
-        "Fail the step (exit 1) when saving fails, when a restore fails (the store failed, wrong credentials, a damaged or refused entry), or when a restore of given mounts finds nothing.",
+        "Fail the step (exit 1) when saving fails or the mounts match no files, when a restore fails (the store failed, wrong credentials, a damaged or refused entry), or when a restore of given mounts finds nothing.",
         Migration::Same,
     ),
     setting(
