@@ -75,6 +75,7 @@ impl CacheContext {
                     exact: false,
                     bytes: info.size,
                     members,
+                    tar_bytes: None,
                     elapsed: started.elapsed(),
                     sha256: String::new(),
                     restored: true,

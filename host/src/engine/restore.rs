@@ -73,13 +73,14 @@ impl CacheContext {
         let matched_key = entry.name.key.clone();
         let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
         let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
+        let tar_bytes = manifest.as_ref().map(|m| m.tar_bytes);
         let hit = |members: u64, restored: bool| Hit {
             exact: matched_key == primary_key,
             primary_key: primary_key.clone(),
             matched_key: matched_key.clone(),
             bytes: entry.size(),
             members,
-            tar_bytes: manifest.as_ref().map(|m| m.tar_bytes),
+            tar_bytes,
             elapsed: started.elapsed(),
             sha256: sha256.clone(),
             restored,
