@@ -21,7 +21,9 @@ pub const S3CACHE_MAX_ATTEMPTS: &str = "S3CACHE_MAX_ATTEMPTS";
 pub const S3CACHE_RETRY_BASE_MS: &str = "S3CACHE_RETRY_BASE_MS";
 /// Connect timeout in seconds (default 5).
 pub const S3CACHE_CONNECT_TIMEOUT_SECS: &str = "S3CACHE_CONNECT_TIMEOUT_SECS";
-/// Seconds of grace for every request body on top of the minimum throughput (default 10).
+/// Longest the server may stay silent, in seconds: the wait for the first byte of an answer and the
+/// longest gap between bytes of a body; also every body's grace on top of the minimum throughput
+/// (default 20).
 pub const S3CACHE_STALL_TIMEOUT_SECS: &str = "S3CACHE_STALL_TIMEOUT_SECS";
 /// The slowest accepted transfer per request, KiB/s (default 256); slower bodies are aborted and retried.
 pub const S3CACHE_MIN_THROUGHPUT_KBPS: &str = "S3CACHE_MIN_THROUGHPUT_KBPS";

@@ -35,8 +35,10 @@ pub enum Event {
     Retry {
         /// The S3 operation.
         operation: &'static str,
-        /// The attempt that failed (1 for the first).
+        /// The attempt that failed (1 for the first); the next one is `attempt + 1`.
         attempt: u32,
+        /// Attempts in all, the first included (`--max-attempts`).
+        attempts: u32,
         /// Why it failed.
         reason: String,
     },
@@ -169,9 +171,9 @@ impl Reporter {
         self.sink.event(Event::RequestSent { operation });
     }
 
-    /// Reports a retry.
-    pub(crate) fn retry(&self, operation: &'static str, attempt: u32, reason: &str) {
-        self.sink.event(Event::Retry { operation, attempt, reason: self.clean(reason) });
+    /// Reports a retry: `attempt` of `attempts` failed because of `reason`.
+    pub(crate) fn retry(&self, operation: &'static str, attempt: u32, attempts: u32, reason: &str) {
+        self.sink.event(Event::Retry { operation, attempt, attempts, reason: self.clean(reason) });
     }
 
     fn clean(&self, text: &str) -> String {
@@ -261,11 +263,11 @@ mod tests {
         first.notice("using first-secret\n");
         second.notice("using first-secret");
         first.request_sent("GetObject");
-        second.retry("PutObject", 1, "HTTP 503");
+        second.retry("PutObject", 1, 3, "HTTP 503");
         assert_eq!(*first_log.lock().unwrap(), [Event::Notice("using ***\\n".into()), Event::RequestSent { operation: "GetObject" }]);
         let second_events = vec![
             Event::Notice("using first-secret".into()),
-            Event::Retry { operation: "PutObject", attempt: 1, reason: "HTTP 503".into() },
+            Event::Retry { operation: "PutObject", attempt: 1, attempts: 3, reason: "HTTP 503".into() },
         ];
         assert_eq!(*second_log.lock().unwrap(), second_events);
         assert_eq!((first.requests_sent(), second.requests_sent()), (1, 0));

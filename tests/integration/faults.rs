@@ -171,7 +171,11 @@ fn dripping_bodies_end_in_a_miss() {
     let started = Instant::now();
     let run = s.restore();
     s.assert_untouched_miss(&run);
-    assert!(run.stderr.contains("local/k.tar.zst: GetObject failed: Timeout: timeout: receive response"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("local/k.tar.zst: GetObject failed: Timeout: no answer within 1 s (--stall-timeout-secs)"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("time budget"), "the deadline fired, not the request timeout: {}", run.stderr);
     assert_eq!(s.proxy.count("GET", "/k.tar.zst"), 3, "{:#?}", s.proxy.requests());
     assert_bounded_by_the_deadline(started);
@@ -251,6 +255,49 @@ fn complete_with_an_error_body_is_retried() {
     assert!(run.stderr.contains("saved completed"), "{}\n{:#?}", run.stderr, s.proxy.requests());
     assert_eq!(s.proxy.count("POST", "uploadId="), 2);
     assert!(visible_keys(&s.server).contains("faults/local/completed.tar.zst"));
+}
+
+/// Issue 22: CompleteMultipartUpload completes at the server, but its answer is lost. The retry
+/// finds the upload gone (`NoSuchUpload`), a HEAD finds the object with the size sent, and the save
+/// succeeds, after one notice of the retry.
+#[test]
+fn a_lost_completion_answer_is_checked_with_head() {
+    let s = scenario(false);
+    s.proxy.add(Rule::new("POST", "uploadId=", Fault::Lose, 1));
+    let run = save_through_proxy(&s, "answer-lost");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("saved answer-lost"), "{}\n{:#?}", run.stderr, s.proxy.requests());
+    let retries: Vec<&str> = run.stderr.lines().filter(|line| line.starts_with("retrying ")).collect();
+    assert_eq!(retries, ["retrying CompleteMultipartUpload (attempt 2 of 3): io: Peer disconnected"], "{}", run.stderr);
+    assert_eq!(s.proxy.count("POST", "uploadId="), 2, "{:#?}", s.proxy.requests());
+    assert!(visible_keys(&s.server).contains("faults/local/answer-lost.tar.zst"));
+}
+
+/// Issue 22: a server that accepts connections and never answers. Each attempt ends after
+/// `--stall-timeout-secs`, each retry prints one notice naming the timeout that fired and its
+/// setting, and the failure names it too (`--fail-on-error`: exit 1).
+#[test]
+fn a_server_that_never_answers_is_named() {
+    // The kernel accepts connections into the listener's backlog; nobody ever reads or writes them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut machine = Machine::new();
+    for (name, value) in [
+        ("S3CACHE_STORE", "s3://bucket/silent".to_owned()),
+        ("AWS_ENDPOINT_URL", format!("http://{}", silent.local_addr().unwrap())),
+        ("AWS_ACCESS_KEY_ID", "AKIDSILENT".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "silent-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("S3CACHE_STALL_TIMEOUT_SECS", "1".to_owned()),
+        ("S3CACHE_MAX_ATTEMPTS", "3".to_owned()),
+        ("S3CACHE_RETRY_BASE_MS", "20".to_owned()),
+    ] {
+        machine.env(name, value);
+    }
+    fs::create_dir_all(machine.workspace().join("out")).unwrap();
+    let run = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stderr, "", "the whole output");
+    drop(silent);
 }
 
 /// CompleteMultipartUpload 409 ConditionalRequestConflict: a warning, no object.

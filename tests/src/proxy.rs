@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy on loopback, written for the tests. It sits in front of a real S3
 //! server and, per request, passes it through or breaks it the way networks and servers break:
-//! refuse, delay, stall, drip, throttle, cut, flip a byte, or answer with an injected status.
+//! refuse, lose the answer, delay, stall, drip, throttle, cut, flip a byte, or answer with an
+//! injected status.
 //!
 //! Every connection carries one request (`Connection: close` upstream and down), so each request
 //! the client makes is one line in [`FaultProxy::requests`].
@@ -16,6 +17,9 @@ use std::time::Duration;
 pub enum Fault {
     /// Close the connection without answering.
     Refuse,
+    /// Pass the request to the server, then close the connection without its answer: the work is
+    /// done, and the client never hears of it.
+    Lose,
     /// Wait, then pass the request through.
     Delay(Duration),
     /// Send this fraction of the answer's body, then go silent while keeping the connection open.
@@ -246,6 +250,11 @@ fn handle(mut client: TcpStream, upstream: u16, state: &Mutex<State>, stopped: &
     let fault = choose(state, &method, &target);
     let response = match &fault {
         Some(Fault::Refuse) => {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(Fault::Lose) => {
+            let _ = forward(upstream, &head, &body);
             let _ = client.shutdown(Shutdown::Both);
             return;
         }

@@ -174,8 +174,9 @@ pub struct TransferSettings {
     /// Connect timeout, seconds.
     #[arg(long, global = true, env = env_vars::S3CACHE_CONNECT_TIMEOUT_SECS, default_value_t = TransportConfig::DEFAULT_CONNECT_TIMEOUT.as_secs())]
     pub connect_timeout_secs: u64,
-    /// Grace per request body on top of the minimum throughput, seconds.
-    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = TransportConfig::DEFAULT_BODY_GRACE.as_secs())]
+    /// Longest the server may stay silent, seconds: the wait for the first byte of an answer, and
+    /// the longest gap between bytes of a body; 0 counts as 1 (CompleteMultipartUpload waits at least 120).
+    #[arg(long, global = true, env = env_vars::S3CACHE_STALL_TIMEOUT_SECS, default_value_t = TransportConfig::DEFAULT_STALL_TIMEOUT.as_secs())]
     pub stall_timeout_secs: u64,
     /// Slowest accepted transfer per request, KiB/s; slower bodies are aborted and retried.
     #[arg(long, global = true, env = env_vars::S3CACHE_MIN_THROUGHPUT_KBPS, default_value_t = TransportConfig::DEFAULT_MIN_THROUGHPUT >> 10)]
@@ -192,9 +193,8 @@ impl TransferSettings {
     fn transport(&self) -> TransportConfig {
         TransportConfig {
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
-            response_timeout: TransportConfig::response_timeout_for(Duration::from_secs(self.stall_timeout_secs)),
+            stall_timeout: Duration::from_secs(self.stall_timeout_secs.max(1)),
             min_throughput: self.min_throughput_kbps.max(1) << 10,
-            body_grace: Duration::from_secs(self.stall_timeout_secs),
             deadline: Some(Duration::from_secs(self.deadline_secs)),
             retry: RetryPolicy {
                 max_attempts: self.max_attempts,
@@ -472,6 +472,18 @@ mod tests {
         assert_eq!(format!("{:?}", settings.limits.guest()), format!("{:?}", GuestLimits::default()));
         assert_eq!(settings.limits.unpack(), UnpackLimits::default_limits());
         assert_eq!(settings.touch_interval, crate::archive::layout::TOUCH_INTERVAL);
+    }
+
+    /// `--stall-timeout-secs` is the one bound on silence, whatever was set before it meant that (a
+    /// user's `0` still works: it counts as one second).
+    #[test]
+    fn the_stall_setting_bounds_silence() {
+        let mut transfer = TransferSettings::default();
+        assert_eq!(transfer.transport().stall_timeout, Duration::from_secs(20));
+        transfer.stall_timeout_secs = 7;
+        assert_eq!(transfer.transport().stall_timeout, Duration::from_secs(7));
+        transfer.stall_timeout_secs = 0;
+        assert_eq!(transfer.transport().stall_timeout, Duration::from_secs(1));
     }
 
     /// Every setting with a variable and a default is documented with that default: in the option

@@ -38,7 +38,7 @@ impl std::ops::Deref for Terminal {
 }
 
 /// Renders events as the lines the CLI prints: `warning: ...` (`::warning::...` on GitHub Actions) and
-/// notices (none when quiet), on stderr, or on stdout for a dialect whose tool writes everything there.
+/// notices, retries among them (none when quiet), on stderr, or on stdout for a dialect whose tool writes everything there.
 #[derive(Debug, Default)]
 pub struct Lines {
     quiet: AtomicBool,
@@ -121,7 +121,8 @@ impl Report for Lines {
             // GitHub's restores always give their paths: there it is a plain line, not an annotation.
             Event::Caveat(text) if self.on_github_actions() => self.notice(text),
             Event::Caveat(text) => self.warning(text),
-            Event::RequestSent { .. } | Event::Retry { .. } => {}
+            Event::Retry { operation, attempt, attempts, reason } => self.notice(retry_line(operation, attempt, attempts, &reason)),
+            Event::RequestSent { .. } => {}
         }
     }
 
@@ -142,6 +143,12 @@ impl Reporter {
     pub fn stderr() -> Self {
         Self::new(Lines::default())
     }
+}
+
+/// The notice of a retry: `retrying GetObject (attempt 2 of 3): no answer within 20 s
+/// (--stall-timeout-secs)`, after attempt `failed` of `attempts` failed with `reason`.
+fn retry_line(operation: &str, failed: u32, attempts: u32, reason: &str) -> String {
+    format!("retrying {operation} (attempt {} of {attempts}): {reason}", failed + 1)
 }
 
 /// A size for people, in IEC units as everything s3cache prints: `1.2 MiB`, `512 B`.
@@ -176,6 +183,16 @@ pub fn print_stdout(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A retry is one notice line: the operation, the attempt about to be made and the reason.
+    #[test]
+    fn retries_are_one_line() {
+        let reason = "no answer within 20 s (--stall-timeout-secs)";
+        assert_eq!(
+            retry_line("GetObject", 1, 3, reason),
+            "retrying GetObject (attempt 2 of 3): no answer within 20 s (--stall-timeout-secs)"
+        );
+    }
 
     /// Sizes and rates in IEC units; nouns agree with their count.
     #[test]

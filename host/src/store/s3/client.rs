@@ -2,7 +2,14 @@
 //!
 //! Every answer with status ≥ 300, and every 200 whose body is an `<Error>` document, becomes an
 //! [`S3Error`] whose kind says what a caller may do about it. Idempotent requests are retried by
-//! [`RetryPolicy`] on transport failures, 5xx, 429 and throttling codes; never on other 4xx.
+//! [`RetryPolicy`] on transport failures, 5xx, 429 and throttling codes; never on other 4xx; each
+//! retry is reported, with its reason, to the operation's reporter.
+//!
+//! No request waits in silence for longer than a person can predict from the settings
+//! ([`TransportConfig`]): the connect timeout, then the stall timeout for the first byte of the answer
+//! and for every gap between bytes, and the minimum throughput for a whole body; only
+//! CompleteMultipartUpload gets a longer, fixed bound. A timeout's message names the one that fired
+//! and its setting, in place of the HTTP library's words.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -83,6 +90,16 @@ impl S3Error {
         Self::new(kind, operation, Some(status), document.code, document.message)
     }
 
+    /// Why it failed, without the operation: the transport's words for a request that got no answer,
+    /// else the status, code and message (`HTTP 503 (Service Unavailable) SlowDown: ...`).
+    pub fn reason(&self) -> String {
+        let text = self.to_string();
+        match self.status {
+            None if !self.message.is_empty() => self.message.clone(),
+            _ => text.strip_prefix(&format!("{} failed: ", self.operation)).unwrap_or(&text).to_owned(),
+        }
+    }
+
     /// Whether trying again may succeed.
     pub fn retryable(&self) -> bool {
         self.kind == S3ErrorKind::Transient
@@ -140,18 +157,22 @@ impl RetryPolicy {
     }
 }
 
-/// Network settings for the client.
+/// Network settings for the client. Two bounds a person can predict hold every request: the
+/// connection must open within `connect_timeout`, and after that the server may stay silent for at
+/// most `stall_timeout` at a time (before the first byte of its answer, and between any two bytes
+/// read or written). `min_throughput` ends a body that trickles on without stalling, and
+/// CompleteMultipartUpload waits [`TransportConfig::COMPLETE_TIMEOUT`] for its answer.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Longest wait for a TCP (and TLS) connection.
+    /// Longest wait for a TCP (and TLS) connection (`--connect-timeout-secs`).
     pub connect_timeout: Duration,
-    /// Longest wait for the status line and headers of an answer.
-    pub response_timeout: Duration,
-    /// The slowest transfer tolerated: a part or range body that moves slower than this (a stall, a
-    /// drip) is aborted and retried. Each body gets `size / min_throughput + body_grace`.
+    /// Longest silence of the server (`--stall-timeout-secs`): the wait for the status line and
+    /// headers of an answer, and the longest gap between bytes of a body, read or written. Every body
+    /// also gets this on top of what `min_throughput` allows.
+    pub stall_timeout: Duration,
+    /// The slowest transfer tolerated: a part or range body that moves slower than this (a drip) is
+    /// aborted and retried. Each body gets `size / min_throughput + stall_timeout`.
     pub min_throughput: u64,
-    /// Time every body gets on top of what `min_throughput` allows.
-    pub body_grace: Duration,
     /// The whole operation's budget: no request starts, and no retry is made, after it runs out.
     pub deadline: Option<Duration>,
     /// Attempts and backoff of failed requests.
@@ -165,9 +186,8 @@ impl Default for TransportConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            response_timeout: Self::response_timeout_for(Self::DEFAULT_BODY_GRACE),
+            stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
             min_throughput: Self::DEFAULT_MIN_THROUGHPUT,
-            body_grace: Self::DEFAULT_BODY_GRACE,
             deadline: Some(Self::DEFAULT_DEADLINE),
             retry: RetryPolicy::default(),
             clock_offset_secs: 0,
@@ -175,26 +195,106 @@ impl Default for TransportConfig {
     }
 }
 
+/// The setting a timeout message names for [`TransportConfig::stall_timeout`].
+const STALL_SETTING: &str = "--stall-timeout-secs";
+
 impl TransportConfig {
     /// Connect timeout by default (`--connect-timeout-secs`).
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Grace per body by default (`--stall-timeout-secs`).
-    pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(10);
+    /// The longest silence by default (`--stall-timeout-secs`).
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
     /// The slowest accepted transfer by default, bytes per second (`--min-throughput-kbps` 256).
     pub const DEFAULT_MIN_THROUGHPUT: u64 = 256 << 10;
     /// A whole operation's budget by default (`--deadline-secs`).
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20 * 60);
+    /// How long CompleteMultipartUpload may stay silent (or `stall_timeout`, when that is longer); not a
+    /// setting. Some servers (MinIO, Ceph, AWS for large objects) assemble the parts before they
+    /// answer, which takes longer than any other request may stay silent.
+    pub const COMPLETE_TIMEOUT: Duration = Duration::from_secs(120);
 
-    /// The wait for an answer's status line and headers that goes with a body grace: six times the
-    /// grace, and at least six seconds.
-    pub fn response_timeout_for(body_grace: Duration) -> Duration {
-        body_grace.max(Duration::from_secs(1)) * 6
-    }
-
-    /// The time a body of `bytes` may take before it counts as stalled.
+    /// The time a body of `bytes` may take before it counts as too slow.
     pub fn body_timeout(&self, bytes: u64) -> Duration {
-        self.body_grace + Duration::from_secs_f64(bytes as f64 / self.min_throughput.max(1) as f64)
+        self.stall_timeout + self.at_min_throughput(bytes)
     }
+
+    /// The time `bytes` take at the minimum throughput.
+    fn at_min_throughput(&self, bytes: u64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.min_throughput.max(1) as f64)
+    }
+
+    /// The bounds of a request whose request or answer body has `body_bytes` (none: no body bound).
+    fn limits(&self, body_bytes: Option<u64>) -> Limits {
+        Limits {
+            silence: self.stall_timeout,
+            silence_setting: STALL_SETTING,
+            body: body_bytes.map(|bytes| self.body_timeout(bytes)),
+            body_setting: "--min-throughput-kbps",
+        }
+    }
+
+    /// The bounds of a CompleteMultipartUpload whose request and answer bodies have `body_bytes`:
+    /// [`Self::COMPLETE_TIMEOUT`] of silence, unless `stall_timeout` is longer.
+    fn complete_limits(&self, body_bytes: u64) -> Limits {
+        let (silence, silence_setting) = if self.stall_timeout >= Self::COMPLETE_TIMEOUT {
+            (self.stall_timeout, STALL_SETTING)
+        } else {
+            (Self::COMPLETE_TIMEOUT, "CompleteMultipartUpload's own bound")
+        };
+        Limits { silence, silence_setting, body: Some(silence + self.at_min_throughput(body_bytes)), ..self.limits(None) }
+    }
+
+    /// What a timeout that fired under `limits` means, naming the setting that bounds it.
+    fn describe_timeout(&self, which: ureq::Timeout, limits: &Limits) -> String {
+        let silence = (seconds(limits.silence), limits.silence_setting);
+        match (which, limits.body) {
+            (ureq::Timeout::Connect, _) => {
+                format!("could not connect within {} (--connect-timeout-secs)", seconds(self.connect_timeout))
+            }
+            (ureq::Timeout::RecvResponse, _) => format!("no answer within {} ({})", silence.0, silence.1),
+            (ureq::Timeout::PerRead, _) => format!("no data for {} ({})", silence.0, silence.1),
+            (ureq::Timeout::PerWrite, _) => format!("the server took no data for {} ({})", silence.0, silence.1),
+            (ureq::Timeout::RecvBody | ureq::Timeout::SendBody, Some(_)) if limits.body_setting == "--deadline-secs" => {
+                "the operation's time budget ran out (--deadline-secs)".to_owned()
+            }
+            (ureq::Timeout::RecvBody | ureq::Timeout::SendBody, Some(body)) => format!(
+                "the body took longer than {}, slower than {} KiB/s ({})",
+                seconds(body),
+                self.min_throughput >> 10,
+                limits.body_setting
+            ),
+            (other, _) => format!("timeout: {other}"),
+        }
+    }
+}
+
+/// The bounds one request runs under and the settings they come from, so that a timeout can say
+/// which one fired.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limits {
+    /// The wait for the answer's status line and headers, and the longest gap between bytes.
+    silence: Duration,
+    /// The setting `silence` comes from.
+    silence_setting: &'static str,
+    /// The bound on sending the request body and on receiving the answer's body; `None`: none.
+    body: Option<Duration>,
+    /// The setting `body` comes from: `--min-throughput-kbps`, or `--deadline-secs` when the
+    /// operation's budget ends sooner.
+    body_setting: &'static str,
+}
+
+impl Limits {
+    /// These limits with the body bound cut to `budget_left`, the time the operation has left.
+    fn within(self, budget_left: Option<Duration>) -> Self {
+        match (self.body, budget_left) {
+            (Some(body), Some(left)) if left < body => Self { body: Some(left), body_setting: "--deadline-secs", ..self },
+            _ => self,
+        }
+    }
+}
+
+/// A duration for a message: `20 s`, `1.5 s`.
+fn seconds(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 { format!("{} s", duration.as_secs()) } else { format!("{:.1} s", duration.as_secs_f64()) }
 }
 
 /// What HeadObject says about an object.
@@ -229,7 +329,6 @@ impl S3Client {
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(transport.connect_timeout))
-                .timeout_recv_response(Some(transport.response_timeout))
                 .user_agent(concat!("s3cache/", env!("CARGO_PKG_VERSION")))
                 .build(),
         );
@@ -268,9 +367,9 @@ impl S3Client {
         Self { reporter: Some(reporter.clone()), ..self.clone() }
     }
 
-    /// Sends once: signs, sends, and turns error answers into [`S3Error`]. `body_timeout` bounds
-    /// sending the request body and receiving the answer's body.
-    fn send_once(&self, request: &Request, body: &[u8], body_timeout: Option<Duration>) -> Result<http::Response<ureq::Body>, S3Error> {
+    /// Sends once: signs, sends, and turns error answers into [`S3Error`], all within `limits`
+    /// ([`Self::limits_now`]).
+    fn send_once(&self, request: &Request, body: &[u8], limits: &Limits) -> Result<http::Response<ureq::Body>, S3Error> {
         if let Some(err) = self.out_of_time(request.operation) {
             return Err(err);
         }
@@ -290,22 +389,19 @@ impl S3Client {
                 builder = builder.header(name, value);
             }
         }
-        let transport = |e: ureq::Error| self.transport_error(request.operation, &e);
+        let transport = |e: ureq::Error| self.transport_error(request.operation, &e, limits);
         let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
-        let timeout = body_timeout.map(|t| self.deadline.map_or(t, |d| t.min(d.saturating_duration_since(Instant::now()))));
+        let silence = Some(limits.silence);
         let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
             let request = builder.body(()).map_err(invalid)?;
-            request.with_agent(&self.agent).configure().timeout_recv_body(timeout).build().run().map_err(transport)?
+            let config = request.with_agent(&self.agent).configure();
+            let config = config.timeout_recv_response(silence).timeout_per_read(silence).timeout_per_write(silence);
+            config.timeout_recv_body(limits.body).build().run().map_err(transport)?
         } else {
             let request = builder.body(body).map_err(invalid)?;
-            request
-                .with_agent(&self.agent)
-                .configure()
-                .timeout_send_body(timeout)
-                .timeout_recv_body(timeout)
-                .build()
-                .run()
-                .map_err(transport)?
+            let config = request.with_agent(&self.agent).configure();
+            let config = config.timeout_recv_response(silence).timeout_per_read(silence).timeout_per_write(silence);
+            config.timeout_send_body(limits.body).timeout_recv_body(limits.body).build().run().map_err(transport)?
         };
         let status = response.status().as_u16();
         if status >= 300 {
@@ -319,13 +415,23 @@ impl S3Client {
         Ok(response)
     }
 
+    /// `limits` with the body bound cut to what is left of the operation's budget: for one attempt.
+    fn limits_now(&self, limits: Limits) -> Limits {
+        limits.within(self.deadline.map(|d| d.saturating_duration_since(Instant::now())))
+    }
+
     /// A request that could not be sent or read: transient (retried), except a TLS handshake that met a
-    /// plain-HTTP server, which no retry mends and whose message says to use `http://`.
-    fn transport_error(&self, operation: &'static str, err: &ureq::Error) -> S3Error {
-        let message = super::connection::describe(err, &self.bucket.endpoint.authority);
+    /// plain-HTTP server, which no retry mends and whose message says to use `http://`. A timeout says
+    /// which of `limits` fired and the setting that bounds it.
+    fn transport_error(&self, operation: &'static str, err: &ureq::Error, limits: &Limits) -> S3Error {
         if super::connection::answered_in_plain_http(err) {
+            let message = super::connection::describe(err, &self.bucket.endpoint.authority);
             return S3Error::new(S3ErrorKind::Other, operation, None, "PlainHttpServer", message);
         }
+        let message = match err {
+            ureq::Error::Timeout(which) => self.transport.describe_timeout(*which, limits),
+            other => super::connection::describe(other, &self.bucket.endpoint.authority),
+        };
         S3Error::new(S3ErrorKind::Transient, operation, None, transport_code(err), message)
     }
 
@@ -353,7 +459,7 @@ impl S3Client {
                     let delay = self.transport.retry.backoff(tries);
                     tracing::debug!(operation, attempt = tries, ?delay, error = %err, "retrying");
                     if let Some(reporter) = &self.reporter {
-                        reporter.retry(operation, tries, &err.to_string());
+                        reporter.retry(operation, tries, self.transport.retry.max_attempts, &err.reason());
                     }
                     std::thread::sleep(delay);
                     tries += 1;
@@ -365,26 +471,30 @@ impl S3Client {
 
     /// Sends with retries. Only for idempotent requests whose body is in memory.
     fn send(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
-        let body_timeout = (!body.is_empty()).then(|| self.transport.body_timeout(body.len() as u64));
-        self.with_retries(request.operation, || self.send_once(request, body, body_timeout))
+        let limits = self.transport.limits((!body.is_empty()).then_some(body.len() as u64));
+        self.with_retries(request.operation, || self.send_once(request, body, &self.limits_now(limits)))
     }
 
     /// Sends and reads the whole (small) answer, failing on an `<Error>` body even with status 200.
     fn send_for_text(&self, request: &Request, body: &[u8]) -> Result<String, S3Error> {
-        let body_timeout = Some(self.transport.body_timeout(body.len() as u64 + (1 << 20)));
-        self.with_retries(request.operation, || {
-            let mut response = self.send_once(request, body, body_timeout)?;
-            let text = response
-                .body_mut()
-                .with_config()
-                .limit(64 << 20)
-                .read_to_string()
-                .map_err(|e| self.transport_error(request.operation, &e))?;
-            match xml::parse_error(&text) {
-                Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
-                None => Ok(text),
-            }
-        })
+        let limits = self.transport.limits(Some(body.len() as u64 + (1 << 20)));
+        self.with_retries(request.operation, || self.text_once(request, body, limits))
+    }
+
+    /// One attempt of [`Self::send_for_text`], under `limits`.
+    fn text_once(&self, request: &Request, body: &[u8], limits: Limits) -> Result<String, S3Error> {
+        let limits = self.limits_now(limits);
+        let mut response = self.send_once(request, body, &limits)?;
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| self.transport_error(request.operation, &e, &limits))?;
+        match xml::parse_error(&text) {
+            Some(document) => Err(S3Error::from_status(request.operation, 500, document)),
+            None => Ok(text),
+        }
     }
 
     /// GetObject of the inclusive byte range `start..=end`, read whole, with retries; a short, long or
@@ -392,9 +502,10 @@ impl S3Client {
     pub fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S3Error> {
         let request = self.bucket.get_object(key, Some((start, end)));
         let expected = end - start + 1;
-        let timeout = Some(self.transport.body_timeout(expected));
+        let limits = self.transport.limits(Some(expected));
         self.with_retries(request.operation, || {
-            let mut response = self.send_once(&request, b"", timeout)?;
+            let limits = self.limits_now(limits);
+            let mut response = self.send_once(&request, b"", &limits)?;
             let short = |message: String| S3Error::new(S3ErrorKind::Transient, "GetObject", None, "IncompleteBody", message);
             // 206 is the norm; some servers (rclone) answer 200 with the right Content-Range.
             let content_range = response.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -407,13 +518,12 @@ impl S3Client {
                 )));
             }
             let mut body = Vec::with_capacity(expected as usize);
-            response
-                .body_mut()
-                .with_config()
-                .limit(expected + 1)
-                .reader()
-                .read_to_end(&mut body)
-                .map_err(|e| short(format!("reading bytes {start}-{end}: {e}")))?;
+            response.body_mut().with_config().limit(expected + 1).reader().read_to_end(&mut body).map_err(|e| {
+                match e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()) {
+                    Some(err) => self.transport_error(request.operation, err, &limits),
+                    None => short(format!("reading bytes {start}-{end}: {e}")),
+                }
+            })?;
             if body.len() as u64 != expected {
                 return Err(short(format!("bytes {start}-{end}: got {} of {expected}", body.len())));
             }
@@ -445,16 +555,30 @@ impl S3Client {
             .ok_or_else(|| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", "no ETag in the answer"))
     }
 
-    /// CompleteMultipartUpload. A 200 answer with an `<Error>` body is a failure.
+    /// CompleteMultipartUpload of an object of `size` bytes, with its own, longer bound
+    /// ([`TransportConfig::COMPLETE_TIMEOUT`]). A 200 answer with an `<Error>` body is a failure. A
+    /// retry that finds the upload gone (`NoSuchUpload`) asks HEAD whether an earlier attempt completed
+    /// it and only its answer was lost ([`completed_before`]).
     pub fn complete_multipart_upload(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
         if_none_match: bool,
+        size: u64,
     ) -> Result<(), S3Error> {
         let request = self.bucket.complete_multipart_upload(key, upload_id, if_none_match);
-        self.send_for_text(&request, complete_multipart_body(parts).as_bytes()).map(drop)
+        let body = complete_multipart_body(parts);
+        let limits = self.transport.complete_limits(body.len() as u64 + (1 << 20));
+        let mut attempts = 0;
+        let result = self.with_retries(request.operation, || {
+            attempts += 1;
+            self.text_once(&request, body.as_bytes(), limits)
+        });
+        match result {
+            Err(err) if attempts > 1 && err.code == "NoSuchUpload" => completed_before(err, key, self.head_object(key)?.as_ref(), size),
+            result => result.map(drop),
+        }
     }
 
     /// AbortMultipartUpload.
@@ -549,6 +673,20 @@ impl S3Client {
     }
 }
 
+/// The verdict on a retried CompleteMultipartUpload that answered `err`, `NoSuchUpload`: the upload
+/// is gone, as it is when an earlier attempt completed it and only that answer was lost. The object
+/// HEAD found under `key` decides: there with the `size` bytes sent, the upload did complete;
+/// otherwise it did not, and `err` says so.
+fn completed_before(err: S3Error, key: &str, visible: Option<&ObjectHead>, size: u64) -> Result<(), S3Error> {
+    let found = match visible {
+        Some(head) if head.size == size => return Ok(()),
+        Some(head) => format!("{key} holds {} bytes, not the {size} sent", head.size),
+        None => format!("there is no object {key}"),
+    };
+    let message = format!("the upload was gone when the request was retried, and {found}: it was not completed");
+    Err(S3Error { message, ..err })
+}
+
 fn read_small_body(response: &mut http::Response<ureq::Body>) -> String {
     response.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default()
 }
@@ -597,6 +735,103 @@ mod tests {
             let mean = delays.iter().sum::<Duration>() / 1000;
             assert!(mean > ceiling * 2 / 5 && mean < ceiling * 3 / 5, "attempt {attempt}: mean {mean:?} of {ceiling:?}");
         }
+    }
+
+    /// The settings give two predictable bounds: `--stall-timeout-secs` of silence before an answer and
+    /// between bytes, and each body's time at the minimum throughput on top; CompleteMultipartUpload
+    /// gets its own, longer bound unless the setting is longer still. Each timeout names its setting.
+    #[test]
+    fn timeouts_follow_the_settings() {
+        let config = TransportConfig::default();
+        assert_eq!(config.stall_timeout, Duration::from_secs(20));
+        let limits = config.limits(Some(8 << 20));
+        assert_eq!((limits.silence, limits.body), (Duration::from_secs(20), Some(Duration::from_secs(52))));
+        assert_eq!(config.limits(None).body, None);
+        let complete = config.complete_limits(0);
+        assert_eq!((complete.silence, complete.body), (Duration::from_secs(120), Some(Duration::from_secs(120))));
+        let message = |which, limits: &Limits| config.describe_timeout(which, limits);
+        assert_eq!(message(ureq::Timeout::Connect, &limits), "could not connect within 5 s (--connect-timeout-secs)");
+        assert_eq!(message(ureq::Timeout::RecvResponse, &limits), "no answer within 20 s (--stall-timeout-secs)");
+        assert_eq!(message(ureq::Timeout::PerRead, &limits), "no data for 20 s (--stall-timeout-secs)");
+        assert_eq!(message(ureq::Timeout::PerWrite, &limits), "the server took no data for 20 s (--stall-timeout-secs)");
+        assert_eq!(
+            message(ureq::Timeout::RecvBody, &limits),
+            "the body took longer than 52 s, slower than 256 KiB/s (--min-throughput-kbps)"
+        );
+        assert_eq!(message(ureq::Timeout::RecvResponse, &complete), "no answer within 120 s (CompleteMultipartUpload's own bound)");
+        assert_eq!(message(ureq::Timeout::Resolve, &limits), "timeout: resolve");
+        // The operation's budget cuts the body bound when it ends sooner, and is named then.
+        let late = limits.within(Some(Duration::from_millis(1500)));
+        assert_eq!(late.body, Some(Duration::from_millis(1500)));
+        assert_eq!(message(ureq::Timeout::SendBody, &late), "the operation's time budget ran out (--deadline-secs)");
+        assert_eq!(limits.within(Some(Duration::from_secs(600))), limits);
+        let patient = TransportConfig { stall_timeout: Duration::from_secs(300), ..config.clone() };
+        let complete = patient.complete_limits(0);
+        assert_eq!((complete.silence, complete.silence_setting), (Duration::from_secs(300), "--stall-timeout-secs"));
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5 s");
+    }
+
+    /// A server that accepts and never answers fails the request after `--stall-timeout-secs`, named
+    /// as that; one that sends the head and part of the body, then nothing, fails as a body that
+    /// stopped, not as a slow one.
+    #[test]
+    fn silent_servers_are_named() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mute, _) = listener.accept().unwrap();
+            let (mut halting, _) = listener.accept().unwrap();
+            let mut head = [0u8; 1];
+            std::io::Read::read(&mut halting, &mut head).unwrap();
+            halting
+                .write_all(b"HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-1048575/1048576\r\ncontent-length: 1048576\r\n\r\nabc")
+                .unwrap();
+            (mute, halting)
+        });
+        let bucket = Bucket {
+            endpoint: super::super::Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            name: "b".into(),
+            region: "us-east-1".into(),
+            path_style: true,
+        };
+        let transport = TransportConfig {
+            stall_timeout: Duration::from_secs(1),
+            retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+            ..TransportConfig::default()
+        };
+        let client = S3Client::new(bucket, None, &transport);
+        let mute = client.get_range("k", 0, 9).unwrap_err();
+        assert_eq!(mute.to_string(), "GetObject failed: Timeout: no answer within 1 s (--stall-timeout-secs)");
+        assert_eq!(mute.reason(), "no answer within 1 s (--stall-timeout-secs)");
+        // A mebibyte may take 4 s at the default minimum throughput: the silence fires first.
+        let halting = client.get_range("k", 0, (1 << 20) - 1).unwrap_err();
+        assert_eq!(halting.to_string(), "GetObject failed: Timeout: no data for 1 s (--stall-timeout-secs)");
+        drop(server.join().unwrap());
+    }
+
+    /// A retried CompleteMultipartUpload that finds its upload gone succeeded if the object is there
+    /// with the size sent; otherwise the error says what HEAD found.
+    #[test]
+    fn a_lost_completion_is_checked() {
+        let gone = || {
+            S3Error::from_status("CompleteMultipartUpload", 404, xml::ErrorDocument { code: "NoSuchUpload".into(), message: "gone".into() })
+        };
+        let head = |size| ObjectHead { size, modified: std::time::UNIX_EPOCH, metadata: Vec::new() };
+        assert!(completed_before(gone(), "c/k.tar.zst", Some(&head(42)), 42).is_ok());
+        let short = completed_before(gone(), "c/k.tar.zst", Some(&head(7)), 42).unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "CompleteMultipartUpload failed: HTTP 404 (Not Found) NoSuchUpload: the upload was gone when the request was retried, \
+             and c/k.tar.zst holds 7 bytes, not the 42 sent: it was not completed"
+        );
+        let absent = completed_before(gone(), "c/k.tar.zst", None, 42).unwrap_err();
+        assert_eq!(absent.kind, S3ErrorKind::NotFound);
+        assert_eq!(
+            absent.reason(),
+            "HTTP 404 (Not Found) NoSuchUpload: the upload was gone when the request was retried, and there is no object c/k.tar.zst: \
+             it was not completed"
+        );
     }
 
     /// Error messages name the operation, status and code.

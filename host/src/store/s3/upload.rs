@@ -154,7 +154,7 @@ impl MultipartWriter {
         let in_flight = self.in_flight.as_ref().expect("multipart upload started");
         let mut parts = in_flight.done.lock().expect("parts lock").clone();
         parts.sort_by_key(|(n, _)| *n);
-        self.client.complete_multipart_upload(&self.key, &in_flight.upload_id, &parts, self.config.if_none_match)?;
+        self.client.complete_multipart_upload(&self.key, &in_flight.upload_id, &parts, self.config.if_none_match, self.written)?;
         self.in_flight = None;
         self.abortion.lock().expect("abortion lock").upload_id = None;
         Ok(())
