@@ -462,3 +462,21 @@ fn dry_run_lists_what_would_go_and_deletes_nothing() {
     assert_eq!(pruned["dry_run"], false, "{pruned:#}");
     assert_eq!(incomplete_uploads(&server), Vec::<String>::new());
 }
+
+/// A store whose bucket does not exist fails with exit 3 and an error that names the bucket, the
+/// endpoint and the settings to check (the server's own message names neither).
+#[test]
+fn a_missing_bucket_is_named() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Machine::new();
+    machine.use_server(&server, "");
+    machine.env("S3CACHE_STORE", "s3://no-such-bucket-here/team");
+    let run = machine.run(&["list"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let authority = server.endpoint().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let expected = format!(
+        "NoSuchBucket: there is no bucket \"no-such-bucket-here\" at {authority}; check the store URL (--store) and the endpoint (--endpoint)"
+    );
+    let error = run.stderr.lines().find(|line| line.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(error.ends_with(&expected), "{error}\nexpected the end: {expected}");
+}

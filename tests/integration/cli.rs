@@ -418,11 +418,11 @@ fn help_sections(help: &str) -> Vec<(String, Vec<String>)> {
     for line in help.lines() {
         if let Some(heading) = line.strip_suffix(':').filter(|h| !h.starts_with(' ') && !h.is_empty()) {
             sections.push((heading.to_owned(), Vec::new()));
-        } else if let (Some(section), Some(at)) = (sections.last_mut().filter(|(h, _)| h != "Examples"), line.find("--")) {
-            if line[..at].trim_start().is_empty() || line[..at].trim_end().ends_with(',') {
-                let flag: String = line[at + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-                section.1.push(flag);
-            }
+        } else if let (Some(section), Some(at)) = (sections.last_mut().filter(|(h, _)| h != "Examples"), line.find("--"))
+            && (line[..at].trim_start().is_empty() || line[..at].trim_end().ends_with(','))
+        {
+            let flag: String = line[at + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            section.1.push(flag);
         }
     }
     sections

@@ -296,7 +296,23 @@ fn a_server_that_never_answers_is_named() {
     fs::create_dir_all(machine.workspace().join("out")).unwrap();
     let run = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert_eq!(run.stderr, "", "the whole output");
+    // One line per retry, naming the operation, the attempt and the timeout that fired with its
+    // setting; then the error, which says the same.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stderr);
+    assert_eq!(
+        lines[..2],
+        [
+            "retrying ListObjectsV2 (attempt 2 of 3): no answer within 1 s (--stall-timeout-secs)",
+            "retrying ListObjectsV2 (attempt 3 of 3): no answer within 1 s (--stall-timeout-secs)"
+        ]
+    );
+    assert!(lines[2].starts_with("error: cache not restored: no usable cache entry for key \"k\" in scopes "), "{}", run.stderr);
+    assert!(
+        lines[2].ends_with("; the store failed: ListObjectsV2 failed: Timeout: no answer within 1 s (--stall-timeout-secs)"),
+        "{}",
+        run.stderr
+    );
     drop(silent);
 }
 

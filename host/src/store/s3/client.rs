@@ -410,6 +410,13 @@ impl S3Client {
             let document = xml::parse_error(&text).unwrap_or_default();
             let mut err = S3Error::from_status(request.operation, status, document);
             err.server_date = server_date;
+            if err.code == "NoSuchBucket" {
+                // The server's own words ("The specified bucket does not exist") name no bucket.
+                err.message = format!(
+                    "there is no bucket {:?} at {}; check the store URL (--store) and the endpoint (--endpoint)",
+                    self.bucket.name, self.bucket.endpoint.authority
+                );
+            }
             return Err(err);
         }
         Ok(response)
