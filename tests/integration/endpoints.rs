@@ -300,7 +300,13 @@ fn saved_entry(kind: ServerKind) -> (S3Server, Machine) {
 /// The only warning line of a run.
 #[track_caller]
 fn warning(run: &Run) -> String {
-    run.stderr.lines().find(|l| l.starts_with("warning: ")).unwrap_or_else(|| panic!("no warning: {}", run.stderr)).to_owned()
+    labelled(run, "warning: ")
+}
+
+/// The first line of a run's stderr that starts with `label`.
+#[track_caller]
+fn labelled(run: &Run, label: &str) -> String {
+    run.stderr.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} line: {}", run.stderr)).to_owned()
 }
 
 /// `restore --fail-on-error`: a miss with no entry still exits 0 (s3s-fs and moto); a restore refused
@@ -320,7 +326,7 @@ fn restore_fail_on_error_fails_a_failed_restore_not_a_miss() {
             machine.env("AWS_SECRET_ACCESS_KEY", "a-wrong-secret");
             let failed = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
             assert_eq!(failed.code, 1, "{}", failed.stderr);
-            let reason = failed.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", failed.stderr));
+            let reason = labelled(&failed, "error: ");
             assert!(
                 reason.starts_with("error: cache not restored: ")
                     && reason.contains("HTTP 403")
@@ -351,13 +357,13 @@ fn restore_fail_on_error_fails_a_digest_mismatch() {
     assert!(flipped.trim().starts_with("ci/"), "{flipped}");
     let failed = machine.run(&["restore", "--key", "k", "--path", "out", "--fail-on-error"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
-    let reason = warning(&failed);
+    let reason = labelled(&failed, "error: ");
     assert!(
-        reason.starts_with("warning: cache not restored: cache entry \"k\" was not restored: ") && reason.contains("SHA-256 mismatch"),
+        reason.starts_with("error: cache not restored: cache entry \"k\" was not restored: ") && reason.contains("SHA-256 mismatch"),
         "{reason}"
     );
     let tolerated = machine.run(&["restore", "--key", "k", "--path", "out"]);
-    assert_eq!((tolerated.code, warning(&tolerated)), (0, reason));
+    assert_eq!((tolerated.code, warning(&tolerated)), (0, reason.replacen("error: ", "warning: ", 1)));
     assert!(!machine.workspace().join("out").exists(), "nothing restored");
 }
 
@@ -391,7 +397,11 @@ fn harness_exit_code_fails_a_restore_with_a_wrong_secret() {
     };
     let failed = step("true");
     assert_eq!(failed.code, 1, "{}{}", failed.stdout, failed.stderr);
-    assert!(failed.stderr.contains("running as Harness") && warning(&failed).contains("SignatureDoesNotMatch"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("running as Harness") && labelled(&failed, "error: ").contains("SignatureDoesNotMatch"),
+        "{}",
+        failed.stderr
+    );
     assert!(!failed.stderr.contains("a-wrong-secret-for-harness") && !failed.stdout.contains("a-wrong-secret-for-harness"));
     let tolerated = step("false");
     assert_eq!(tolerated.code, 0, "{}", tolerated.stderr);

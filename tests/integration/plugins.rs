@@ -931,7 +931,7 @@ fn restores_without_mount_refuse_planting() {
         no_secret(&refused, &secret);
         let log = format!("{}{}", refused.stdout, refused.stderr);
         assert!(
-            log.lines().any(|l| l.starts_with("warning: cache not restored: ") && l.contains(refusal)),
+            log.lines().any(|l| l.starts_with("error: cache not restored: ") && l.contains(refusal)),
             "{mount}: no refusal {refusal:?} in:\n{log}"
         );
         assert!(!log.contains("restored plant-"), "{log}");

@@ -91,7 +91,11 @@ pub(crate) fn arranged() -> Command {
     for name in names {
         let examples = examples(|args| args.first() == Some(&name.as_str()));
         if !examples.is_empty() {
-            command = command.mut_subcommand(name, |sub| sub.after_help(format!("Examples:\n{examples}")));
+            command = command.mut_subcommand(name, |sub| {
+                // After what the command says there already (`key` lists its helpers and variables).
+                let before = sub.get_after_help().map(|text| format!("{text}\n\n")).unwrap_or_default();
+                sub.after_help(format!("{before}Examples:\n{examples}"))
+            });
         }
     }
     let footer = "Each command's --help shows the options that apply to it; `s3cache man | man -l -` is the manual.";
@@ -159,7 +163,8 @@ mod tests {
     /// real commands.
     #[test]
     fn long_examples_are_broken_to_paste() {
-        let words = ["s3cache", "restore", "--key", &"k".repeat(60), "--path", "target", "--path", "~/.cargo/registry"];
+        let key = "k".repeat(60);
+        let words = command_words(&["restore", "--key", &key, "--path", "target", "--path", "~/.cargo/registry"]);
         assert_eq!(
             broken(words, "  ", "      ", " \\"),
             format!("  s3cache restore --key {} --path target \\\n      --path ~/.cargo/registry\n", "k".repeat(60))

@@ -394,7 +394,7 @@ mod tests {
         assert!(environment.contains(".TP\n\\fBS3CACHE_VELA_DIR\\fR\n(s3cache plugins) Stands in for /vela"), "{environment}");
 
         let examples = section(&page, "EXAMPLES");
-        assert!(examples.contains("\\fBs3cache save \\-\\-key \\*(Aqdeps\\-{{ hashFiles \"**/Cargo.lock\" }}\\(aq"), "{examples}");
+        assert!(examples.contains("\\fBs3cache save \\-\\-key \\*(Aqdeps\\-{{ hashFiles \"**/Cargo.lock\" }}\\*(Aq"), "{examples}");
         assert!(examples.contains("\\fBs3cache prune \\-\\-max\\-size 10GiB \\-\\-dry\\-run\\fR"), "{examples}");
         for (_, args) in EXAMPLES {
             let parsed = <crate::frontends::cli::Cli as clap::Parser>::try_parse_from(std::iter::once(&"s3cache").chain(args.iter()));

@@ -41,7 +41,7 @@ pub enum S3ErrorKind {
 
 /// A failed S3 call.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} failed: {}{code}{}{message}", status.map(|s| format!("HTTP {s} {}", reason(s))).unwrap_or_default(), if message.is_empty() || code.is_empty() { "" } else { ": " })]
+#[error("{operation}{} failed: {}{code}{}{message}", if resource.is_empty() { String::new() } else { format!(" of {resource}") }, status.map(|s| format!("HTTP {s} {}", reason(s))).unwrap_or_default(), if message.is_empty() || code.is_empty() { "" } else { ": " })]
 pub struct S3Error {
     /// What kind of failure, which decides whether it is retried.
     pub kind: S3ErrorKind,
@@ -55,6 +55,9 @@ pub struct S3Error {
     pub message: String,
     /// The server's clock, from the answer's `Date` header, when it had one.
     pub server_date: Option<SystemTime>,
+    /// What the request was about (`s3://bucket/key`, or the prefix of a listing); empty when the
+    /// failure came before a request.
+    pub resource: String,
 }
 
 impl S3Error {
@@ -65,7 +68,7 @@ impl S3Error {
         code: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None }
+        Self { kind, operation, status, code: code.into(), message: message.into(), server_date: None, resource: String::new() }
     }
 
     /// Whether the server refused the request because our clock is off: it says so, or (HEAD answers
@@ -96,7 +99,7 @@ impl S3Error {
         let text = self.to_string();
         match self.status {
             None if !self.message.is_empty() => self.message.clone(),
-            _ => text.strip_prefix(&format!("{} failed: ", self.operation)).unwrap_or(&text).to_owned(),
+            _ => text.split_once(" failed: ").map_or(text.as_str(), |(_, reason)| reason).to_owned(),
         }
     }
 
@@ -456,7 +459,9 @@ impl S3Client {
     /// Runs `attempt` under the retry policy: transient failures are retried with backoff, a clock
     /// skew answer is retried once at once with the server's time, and nothing is retried after the
     /// deadline. Only for idempotent requests.
-    pub(crate) fn with_retries<T>(&self, operation: &'static str, mut attempt: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
+    /// A failure that is given up on names what `request` was about.
+    pub(crate) fn with_retries<T>(&self, request: &Request, mut attempt: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
+        let operation = request.operation;
         let mut tries = 1;
         let mut skew_corrected = false;
         loop {
@@ -471,7 +476,14 @@ impl S3Client {
                     std::thread::sleep(delay);
                     tries += 1;
                 }
-                result => return result,
+                result => {
+                    return result.map_err(|mut err| {
+                        if err.resource.is_empty() {
+                            err.resource = self.bucket.resource(&request.url);
+                        }
+                        err
+                    });
+                }
             }
         }
     }
@@ -479,13 +491,13 @@ impl S3Client {
     /// Sends with retries. Only for idempotent requests whose body is in memory.
     fn send(&self, request: &Request, body: &[u8]) -> Result<http::Response<ureq::Body>, S3Error> {
         let limits = self.transport.limits((!body.is_empty()).then_some(body.len() as u64));
-        self.with_retries(request.operation, || self.send_once(request, body, &self.limits_now(limits)))
+        self.with_retries(request, || self.send_once(request, body, &self.limits_now(limits)))
     }
 
     /// Sends and reads the whole (small) answer, failing on an `<Error>` body even with status 200.
     fn send_for_text(&self, request: &Request, body: &[u8]) -> Result<String, S3Error> {
         let limits = self.transport.limits(Some(body.len() as u64 + (1 << 20)));
-        self.with_retries(request.operation, || self.text_once(request, body, limits))
+        self.with_retries(request, || self.text_once(request, body, limits))
     }
 
     /// One attempt of [`Self::send_for_text`], under `limits`.
@@ -510,7 +522,7 @@ impl S3Client {
         let request = self.bucket.get_object(key, Some((start, end)));
         let expected = end - start + 1;
         let limits = self.transport.limits(Some(expected));
-        self.with_retries(request.operation, || {
+        self.with_retries(&request, || {
             let limits = self.limits_now(limits);
             let mut response = self.send_once(&request, b"", &limits)?;
             let short = |message: String| S3Error::new(S3ErrorKind::Transient, "GetObject", None, "IncompleteBody", message);
@@ -578,7 +590,7 @@ impl S3Client {
         let body = complete_multipart_body(parts);
         let limits = self.transport.complete_limits(body.len() as u64 + (1 << 20));
         let mut attempts = 0;
-        let result = self.with_retries(request.operation, || {
+        let result = self.with_retries(&request, || {
             attempts += 1;
             self.text_once(&request, body.as_bytes(), limits)
         });
@@ -809,11 +821,11 @@ mod tests {
         };
         let client = S3Client::new(bucket, None, &transport);
         let mute = client.get_range("k", 0, 9).unwrap_err();
-        assert_eq!(mute.to_string(), "GetObject failed: Timeout: no answer within 1 s (--stall-timeout-secs)");
+        assert_eq!(mute.to_string(), "GetObject of s3://b/k failed: Timeout: no answer within 1 s (--stall-timeout-secs)");
         assert_eq!(mute.reason(), "no answer within 1 s (--stall-timeout-secs)");
         // A mebibyte may take 4 s at the default minimum throughput: the silence fires first.
         let halting = client.get_range("k", 0, (1 << 20) - 1).unwrap_err();
-        assert_eq!(halting.to_string(), "GetObject failed: Timeout: no data for 1 s (--stall-timeout-secs)");
+        assert_eq!(halting.to_string(), "GetObject of s3://b/k failed: Timeout: no data for 1 s (--stall-timeout-secs)");
         drop(server.join().unwrap());
     }
 

@@ -5,7 +5,7 @@
 //! (`host/bucket/key`) when asked for or when the endpoint is an IP address or `localhost`, where
 //! virtual hosts cannot resolve.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Characters left as is in a URI component: RFC 3986 unreserved (`A-Z a-z 0-9 - . _ ~`).
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -157,6 +157,18 @@ impl Bucket {
         if self.path_style { self.endpoint.authority.clone() } else { format!("{}.{}", self.name, self.endpoint.authority) }
     }
 
+    /// What `url` (one of this bucket's request URLs) is about, for errors: `s3://BUCKET/KEY`, or for a
+    /// listing `s3://BUCKET/PREFIX` (the key or prefix decoded).
+    pub fn resource(&self, url: &str) -> String {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = path.split_once('/').map_or("", |(_, path)| path);
+        let path = if self.path_style && !self.name.is_empty() { path.split_once('/').map_or("", |(_, key)| key) } else { path };
+        let prefix = query.split('&').find_map(|pair| pair.strip_prefix("prefix="));
+        let key = if path.is_empty() { prefix.unwrap_or("") } else { path };
+        format!("s3://{}/{}", self.name, percent_decode_str(key).decode_utf8_lossy())
+    }
+
     fn url(&self, key: Option<&str>, query: &[(&str, &str)]) -> String {
         let mut url = format!("{}://{}/", self.endpoint.scheme, self.authority());
         if self.path_style && !self.name.is_empty() {
@@ -293,6 +305,18 @@ mod tests {
 
     fn bucket(endpoint: &str, path_style: bool) -> Bucket {
         Bucket { endpoint: Endpoint::parse(endpoint).unwrap(), name: "my-bucket".into(), region: "us-east-1".into(), path_style }
+    }
+
+    /// A request's resource is the bucket and the decoded key, or the prefix of a listing, in either
+    /// addressing style.
+    #[test]
+    fn names_the_resource_of_a_request() {
+        for path_style in [true, false] {
+            let b = bucket("https://s3.example.test", path_style);
+            assert_eq!(b.resource(&b.get_object("team/a b/k.tar.zst", None).url), "s3://my-bucket/team/a b/k.tar.zst");
+            assert_eq!(b.resource(&b.list_objects_v2("team/main/", Some("t")).url), "s3://my-bucket/team/main/");
+            assert_eq!(b.resource(&b.upload_part("x/é", "id", 2).url), "s3://my-bucket/x/é");
+        }
     }
 
     /// Endpoints parse with or without the default port; IPs and localhost need path style.
