@@ -167,7 +167,7 @@ mod tests {
         let words = command_words(&["restore", "--key", &key, "--path", "target", "--path", "~/.cargo/registry"]);
         assert_eq!(
             broken(words, "  ", "      ", " \\"),
-            format!("  s3cache restore --key {} --path target \\\n      --path ~/.cargo/registry\n", "k".repeat(60))
+            format!("  s3cache restore --key {key} \\\n      --path target --path ~/.cargo/registry\n")
         );
         assert_eq!(broken(["a", "b"], "  # ", "  # ", ""), "  # a b\n");
     }
