@@ -345,3 +345,17 @@ fn a_missing_trusted_keys_file_is_named() {
     let error = TrustedKeys::parse(missing.to_str().expect("utf-8")).expect_err("refused");
     assert!(error.to_string().starts_with(&format!("--trusted-keys: cannot read the file {}: ", missing.display())), "{error}");
 }
+
+/// GitHub's `USER.keys` mixes algorithms: an rsa line parses, and a signature by that rsa key is
+/// refused as not ed25519 rather than verified.
+#[test]
+fn rsa_lines_parse_but_rsa_signatures_are_refused() {
+    let keys = Keys::new();
+    keys.make("release", "ed25519", "");
+    keys.make("laptop", "rsa", "");
+    let trusted = TrustedKeys::parse(&format!("{}\n{}\n", keys.public("laptop"), keys.public("release"))).expect("both lines parse");
+    let signature = keys.ssh_sign("laptop", "s3cache", MANIFEST);
+    let refusal = refused(trusted.verify(MANIFEST, &signature, now()));
+    assert!(matches!(&refusal, Refusal::Malformed { reason } if reason.contains("ed25519 signatures only")), "{refusal}");
+    trusted.verify(MANIFEST, &keys.ssh_sign("release", "s3cache", MANIFEST), now()).expect("the ed25519 line still verifies");
+}
