@@ -147,6 +147,15 @@ pub const S3CACHE_BLESS: &str = "S3CACHE_BLESS";
 pub const S3CACHE_SCOPE: &str = "S3CACHE_SCOPE";
 /// `true` lets untrusted runs (fork pull requests, `pull_request_target`, `workflow_run`) save; logged as a warning.
 pub const S3CACHE_ALLOW_UNTRUSTED_SAVE: &str = "S3CACHE_ALLOW_UNTRUSTED_SAVE";
+/// The OpenSSH ed25519 private key that signs saved entries: the key's text or the path of its file.
+/// A secret: never printed, masked in GitHub's log. Set but empty: entries are saved unsigned, with a warning.
+pub const S3CACHE_SIGNING_KEY: &str = "S3CACHE_SIGNING_KEY";
+/// The public keys a restore trusts (`.pub` or `allowed_signers` lines, or a file of them): only
+/// entries signed by one of them restore. Set but empty: every entry is refused, with a warning.
+pub const S3CACHE_TRUSTED_KEYS: &str = "S3CACHE_TRUSTED_KEYS";
+/// The store's name in an entry's manifest, which a signed entry must match. Default: the store's
+/// location (`s3://bucket/prefix`).
+pub const S3CACHE_STORE_NAMESPACE: &str = "S3CACHE_STORE_NAMESPACE";
 
 /// CI variables that scopes are made from ([`crate::engine::scope::ci_refs`]); all set by the CI itself.
 pub mod ci {

@@ -50,10 +50,7 @@ pub mod config;
 pub mod engine;
 pub mod report;
 pub mod sandbox;
-// Signing and verifying entries: pure logic for now; issue 23's next step wires it into save,
-// restore, inspect and the CLI, and this allow goes (the re-exports are unused until then too).
-#[allow(dead_code, unused_imports)]
-pub(crate) mod signing;
+pub mod signing;
 pub mod store;
 
 pub(crate) mod env_vars;

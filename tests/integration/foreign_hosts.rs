@@ -195,6 +195,7 @@ fn plant(machine: &Machine, key: &str, tar: &[u8], sha256: Option<String>) {
         cross_os: false,
         plain_names: false,
         parts: Vec::new(),
+        ..Manifest::default()
     };
     let mut object = compressed;
     object.extend(trailer::encode(&manifest).unwrap());

@@ -379,6 +379,7 @@ fn trailer_for(compressed: &[u8], os: &str, paths: &[&str], parts: Vec<u64>) -> 
         cross_os,
         plain_names: false,
         parts,
+        ..Manifest::default()
     };
     trailer::encode(&manifest).unwrap()
 }

@@ -26,6 +26,13 @@
 //!
 //!   so the object ends with `03 00` and eight zero bytes, and the footer sits just before them.
 //!
+//! A **signed** entry's payload is `json`, the armored SSHSIG over exactly those `json` bytes
+//! ([`crate::signing`]), then the signed footer: `json length` u32 LE, `signature length` u32 LE,
+//! `S3CACHE2`. The signature covers the manifest bytes as they are written; a reader verifies those
+//! raw bytes ([`unframe`] hands them out untouched) and only then parses them ([`parse`]), so nothing
+//! is ever re-serialized to be checked. An s3cache from before signatures finds no trailer it knows in
+//! a signed entry and passes it over: it fails closed.
+//!
 //! [`decode`] recognizes the layout from those last bytes and refuses a manifest whose compression is
 //! not the layout's. The manifest is at most [`MAX_MANIFEST_BYTES`], so every trailer fits in the
 //! [`TAIL_FETCH`] bytes a reader fetches, and in gzip's 16-bit extra field.
@@ -39,6 +46,11 @@ use crate::archive::layout::Format;
 const SKIPPABLE_MAGIC: [u8; 4] = 0x184D_2A5E_u32.to_le_bytes();
 const FOOTER_MAGIC: &[u8; 8] = b"S3CACHE1";
 const FOOTER_LEN: usize = 4 + FOOTER_MAGIC.len();
+/// The footer of a signed trailer: `json length`, `signature length`, this magic.
+const SIGNED_FOOTER_MAGIC: &[u8; 8] = b"S3CACHE2";
+const SIGNED_FOOTER_LEN: usize = 8 + SIGNED_FOOTER_MAGIC.len();
+/// Longest signature a trailer carries (an ed25519 SSHSIG is about 300 bytes armored).
+pub const MAX_SIGNATURE_BYTES: usize = 2048;
 /// The gzip header of the trailer member, up to its extra field: deflate, FEXTRA only, MTIME 0, XFL 0,
 /// OS 255 (unknown).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff];
@@ -51,8 +63,10 @@ pub const TAIL_FETCH: u64 = 16 << 10;
 /// Largest manifest JSON: room is left in [`TAIL_FETCH`] for the largest layout's framing.
 pub const MAX_MANIFEST_BYTES: usize = TAIL_FETCH as usize - 64;
 
-/// What the trailer records about an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the trailer records about an entry. A signed entry's signature covers all of it, so the
+/// fields that bind the entry to where it may be used (`key`, `scope`, `store`, `version`) and its
+/// `created_ms` are signed with the digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Archive format version ([`crate::ARCHIVE_FORMAT`]).
     pub format: u32,
@@ -93,7 +107,48 @@ pub struct Manifest {
     /// the list would not fit the trailer ([`encode_fitting`]): such entries decode as one stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<u64>,
+    /// The key the entry was saved under. Empty in entries from before it was recorded.
+    #[serde(default)]
+    pub key: String,
+    /// The scope it was saved in (empty in the Flat layout, which has none).
+    #[serde(default)]
+    pub scope: String,
+    /// The store's namespace (`--store-namespace`, by default the store's location such as
+    /// `s3://bucket/prefix`), so that a signed entry copied into another store is refused there.
+    /// Empty in entries from before it was recorded.
+    #[serde(default)]
+    pub store: String,
+    /// When it was saved, milliseconds since the Unix epoch (UTC); 0 in entries from before it was
+    /// recorded. A restore that checks signatures orders candidates by it, not by the object's
+    /// LastModified, which a server-side copy resets.
+    #[serde(default)]
+    pub created_ms: u64,
 }
+
+/// Every field a manifest may have: a signed manifest with any other is refused ([`parse`]).
+const MANIFEST_FIELDS: &[&str] = &[
+    "format",
+    "sha256",
+    "archive_bytes",
+    "os",
+    "arch",
+    "members",
+    "tar_bytes",
+    "compression",
+    "level",
+    "version",
+    "paths",
+    "cross_os",
+    "plain_names",
+    "parts",
+    "key",
+    "scope",
+    "store",
+    "created_ms",
+];
+
+/// The fields a signed manifest must have, besides those every manifest has: what binds it.
+const SIGNED_FIELDS: &[&str] = &["version", "key", "scope", "store", "created_ms"];
 
 impl Manifest {
     /// The archive's format, when `compression` names one this host knows ([`decode`] ensures it does).
@@ -117,6 +172,22 @@ pub enum TrailerError {
     /// The manifest is longer than a trailer may be.
     #[error("the manifest is {0} bytes, over the limit of {MAX_MANIFEST_BYTES} (too many or too long paths)")]
     TooLarge(usize),
+    /// A signed manifest lacks a field that binds it, or has one this s3cache does not know: a
+    /// signature is honoured only over a manifest that is read completely.
+    #[error("the signed manifest {0}")]
+    Incomplete(String),
+}
+
+/// A trailer's raw parts, as written: the manifest's exact bytes and, in a signed entry, the
+/// signature over them. Verify [`Framed::json`] as it is, then [`parse`] it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    /// The manifest's JSON, byte for byte as the trailer holds it.
+    pub json: Vec<u8>,
+    /// The armored SSHSIG over `json`, in a signed entry.
+    pub signature: Option<String>,
+    layout: Layout,
+    trailer_len: usize,
 }
 
 /// How a format's trailer frames the payload.
@@ -138,7 +209,7 @@ impl Layout {
 
     /// The layout whose last bytes `tail` ends with.
     fn recognize(tail: &[u8]) -> Option<Self> {
-        if tail.ends_with(FOOTER_MAGIC) {
+        if tail.ends_with(FOOTER_MAGIC) || tail.ends_with(SIGNED_FOOTER_MAGIC) {
             Some(Layout::SkippableFrame)
         } else if tail.ends_with(&GZIP_MEMBER_END) {
             Some(Layout::GzipMember)
@@ -190,54 +261,89 @@ impl Layout {
 
 /// The trailer for `manifest`, in the layout of its compression.
 pub fn encode(manifest: &Manifest) -> Result<Vec<u8>, TrailerError> {
+    encode_signed(manifest, None)
+}
+
+/// Signs a manifest's exact bytes: returns the armored signature ([`crate::signing::SigningKey::sign`]).
+pub type Sign<'a> = &'a dyn Fn(&[u8]) -> String;
+
+/// The trailer for `manifest`, signed by `sign` when given: the signature is made over exactly the
+/// JSON bytes the trailer then holds.
+pub fn encode_signed(manifest: &Manifest, sign: Option<Sign<'_>>) -> Result<Vec<u8>, TrailerError> {
     let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
     let layout = Layout::of(format);
     let json = serde_json::to_vec(manifest).expect("manifest serializes");
-    if json.len() > MAX_MANIFEST_BYTES {
+    let limit = if sign.is_some() { MAX_MANIFEST_BYTES - MAX_SIGNATURE_BYTES } else { MAX_MANIFEST_BYTES };
+    if json.len() > limit {
         return Err(TrailerError::TooLarge(json.len()));
     }
-    Ok(frame(layout, &json))
+    let signature = sign.map(|sign| sign(&json));
+    if let Some(signature) = &signature {
+        assert!(signature.len() <= MAX_SIGNATURE_BYTES, "an ed25519 SSHSIG is far shorter than the limit");
+    }
+    Ok(frame(layout, &json, signature.as_deref()))
 }
 
-/// The trailer for `manifest` ([`encode`]); when its part list makes it too large, the trailer
+/// The trailer for `manifest` ([`encode_signed`]); when its part list makes it too large, the trailer
 /// without the list, so that a very large archive is still saved (and restored as one stream).
-pub fn encode_fitting(manifest: &mut Manifest) -> Result<Vec<u8>, TrailerError> {
-    match encode(manifest) {
+pub fn encode_fitting(manifest: &mut Manifest, sign: Option<Sign<'_>>) -> Result<Vec<u8>, TrailerError> {
+    match encode_signed(manifest, sign) {
         Err(TrailerError::TooLarge(_)) if !manifest.parts.is_empty() => {
             tracing::debug!(parts = manifest.parts.len(), "the part list does not fit the trailer; the entry will decode as one stream");
             manifest.parts.clear();
-            encode(manifest)
+            encode_signed(manifest, sign)
         }
         other => other,
     }
 }
 
-/// `json` and the footer, framed in `layout`.
-fn frame(layout: Layout, json: &[u8]) -> Vec<u8> {
-    let payload_len = json.len() + FOOTER_LEN;
+/// `json`, the signature if any, and the footer, framed in `layout`.
+fn frame(layout: Layout, json: &[u8], signature: Option<&str>) -> Vec<u8> {
+    let footer_len = if signature.is_some() { SIGNED_FOOTER_LEN } else { FOOTER_LEN };
+    let signature = signature.unwrap_or_default().as_bytes();
+    let payload_len = json.len() + signature.len() + footer_len;
     let mut trailer = layout.header(payload_len);
     trailer.extend_from_slice(json);
+    trailer.extend_from_slice(signature);
     trailer.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    trailer.extend_from_slice(FOOTER_MAGIC);
+    if footer_len == SIGNED_FOOTER_LEN {
+        trailer.extend_from_slice(&(signature.len() as u32).to_le_bytes());
+        trailer.extend_from_slice(SIGNED_FOOTER_MAGIC);
+    } else {
+        trailer.extend_from_slice(FOOTER_MAGIC);
+    }
     trailer.extend_from_slice(layout.end());
     trailer
 }
 
 /// Reads the trailer from `tail`, the last bytes of an object of `object_size` bytes. Returns the
 /// manifest; its `archive_bytes` is checked against where the trailer starts, and its compression
-/// against the trailer's layout.
+/// against the trailer's layout. A signed entry's signature is not checked here ([`unframe`]).
 pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
+    parse(&unframe(tail)?, object_size)
+}
+
+/// Finds the trailer at the end of `tail` and hands out its parts as written, unparsed: the
+/// manifest's bytes and the signature, if any.
+pub fn unframe(tail: &[u8]) -> Result<Framed, TrailerError> {
     let layout = Layout::recognize(tail).ok_or(TrailerError::Missing)?;
     let payload_end = tail.len() - layout.end().len();
-    if payload_end < FOOTER_LEN || &tail[payload_end - FOOTER_MAGIC.len()..payload_end] != FOOTER_MAGIC {
+    let magic = |len: usize| (payload_end >= len).then(|| &tail[payload_end - 8..payload_end]);
+    let (json_len, signature_len, footer_len) = if magic(SIGNED_FOOTER_LEN) == Some(&SIGNED_FOOTER_MAGIC[..]) {
+        let at = payload_end - SIGNED_FOOTER_LEN;
+        (read_u32(&tail[at..]), read_u32(&tail[at + 4..]), SIGNED_FOOTER_LEN)
+    } else if magic(FOOTER_LEN) == Some(&FOOTER_MAGIC[..]) {
+        (read_u32(&tail[payload_end - FOOTER_LEN..]), 0, FOOTER_LEN)
+    } else {
         return Err(TrailerError::Missing);
-    }
-    let len_at = payload_end - FOOTER_LEN;
-    let json_len = u32::from_le_bytes(tail[len_at..len_at + 4].try_into().expect("4 bytes")) as usize;
+    };
     if json_len > MAX_MANIFEST_BYTES {
         return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest is over the limit")));
     }
-    let payload_len = json_len + FOOTER_LEN;
+    if signature_len > MAX_SIGNATURE_BYTES {
+        return Err(TrailerError::Malformed(format!("a {signature_len}-byte signature is over the limit")));
+    }
+    let payload_len = json_len + signature_len + footer_len;
     let trailer_len = layout.header_len() + payload_len + layout.end().len();
     if trailer_len > tail.len() {
         return Err(TrailerError::Malformed(format!("a {json_len}-byte manifest does not fit the object's tail")));
@@ -246,14 +352,47 @@ pub fn decode(tail: &[u8], object_size: u64) -> Result<Manifest, TrailerError> {
     if trailer[..layout.header_len()] != layout.header(payload_len) {
         return Err(TrailerError::Malformed(format!("bad {} header", layout.describe())));
     }
-    let json = &trailer[layout.header_len()..layout.header_len() + json_len];
-    let manifest: Manifest = serde_json::from_slice(json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
-    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
-    if Layout::of(format) != layout {
-        return Err(TrailerError::Malformed(format!("a {} manifest in a {} trailer", manifest.compression, layout.describe())));
+    let json = trailer[layout.header_len()..layout.header_len() + json_len].to_vec();
+    let signature = if footer_len == SIGNED_FOOTER_LEN {
+        let bytes = &trailer[layout.header_len() + json_len..layout.header_len() + json_len + signature_len];
+        Some(String::from_utf8(bytes.to_vec()).map_err(|_| TrailerError::Malformed("the signature is not text".into()))?)
+    } else {
+        None
+    };
+    Ok(Framed { json, signature, layout, trailer_len })
+}
+
+/// A little-endian u32 at the start of `bytes`, as a length.
+fn read_u32(bytes: &[u8]) -> usize {
+    u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize
+}
+
+/// Parses a trailer's manifest and checks it against the object of `object_size` bytes: its
+/// `archive_bytes` against where the trailer starts, its compression against the layout. A signed
+/// manifest is read strictly: it must hold the fields that bind it ([`Manifest::key`], `scope`,
+/// `store`, `version`, `created_ms`) and no field this s3cache does not know, so that no part of what
+/// was signed is ignored. Every manifest refuses a field given twice.
+pub fn parse(framed: &Framed, object_size: u64) -> Result<Manifest, TrailerError> {
+    let manifest: Manifest = serde_json::from_slice(&framed.json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
+    if framed.signature.is_some() {
+        let fields: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+            serde_json::from_slice(&framed.json).map_err(|e| TrailerError::Malformed(e.to_string()))?;
+        if let Some(unknown) = fields.keys().find(|name| !MANIFEST_FIELDS.contains(&name.as_str())) {
+            return Err(TrailerError::Incomplete(format!(
+                "has the field {unknown:?}, which this s3cache does not know (saved by a newer one?)"
+            )));
+        }
+        if let Some(missing) = SIGNED_FIELDS.iter().find(|name| !fields.contains_key(**name)) {
+            return Err(TrailerError::Incomplete(format!("lacks the field {missing:?}")));
+        }
     }
-    let archive_end =
-        object_size.checked_sub(trailer_len as u64).ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
+    let format = manifest.archive_format().ok_or_else(|| TrailerError::UnknownCompression(manifest.compression.clone()))?;
+    if Layout::of(format) != framed.layout {
+        return Err(TrailerError::Malformed(format!("a {} manifest in a {} trailer", manifest.compression, framed.layout.describe())));
+    }
+    let archive_end = object_size
+        .checked_sub(framed.trailer_len as u64)
+        .ok_or_else(|| TrailerError::Malformed("object shorter than its trailer".into()))?;
     if manifest.archive_bytes != archive_end {
         return Err(TrailerError::Malformed(format!(
             "manifest says {} archive bytes, the object holds {archive_end}",
@@ -415,6 +554,10 @@ mod tests {
             cross_os: false,
             plain_names: false,
             parts: Vec::new(),
+            key: "deps-1".into(),
+            scope: "main".into(),
+            store: "s3://bucket/ci".into(),
+            created_ms: 1_765_000_000_000,
         }
     }
 
@@ -497,11 +640,11 @@ mod tests {
             (Format::Zstd, Layout::GzipMember, "a zstd manifest in a gzip member trailer"),
             (Format::Tar, Layout::GzipMember, "a tar manifest in a gzip member trailer"),
         ] {
-            let trailer = frame(layout, &serde_json::to_vec(&manifest(5, format)).unwrap());
+            let trailer = frame(layout, &serde_json::to_vec(&manifest(5, format)).unwrap(), None);
             assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::Malformed(expected.into())));
         }
         let unknown = Manifest { compression: "lz4".into(), ..manifest(5, Format::Zstd) };
-        let trailer = frame(Layout::SkippableFrame, &serde_json::to_vec(&unknown).unwrap());
+        let trailer = frame(Layout::SkippableFrame, &serde_json::to_vec(&unknown).unwrap(), None);
         assert_eq!(decode(&trailer, trailer.len() as u64 + 5), Err(TrailerError::UnknownCompression("lz4".into())));
         assert_eq!(encode(&unknown), Err(TrailerError::UnknownCompression("lz4".into())));
     }
@@ -527,7 +670,7 @@ mod tests {
         let mut long = with_parts(vec![1; 9000]);
         long.archive_bytes = 9000;
         assert!(matches!(encode(&long), Err(TrailerError::TooLarge(_))));
-        let trailer = encode_fitting(&mut long).unwrap();
+        let trailer = encode_fitting(&mut long, None).unwrap();
         assert!(long.parts.is_empty());
         assert_eq!(decode(&trailer, trailer.len() as u64 + 9000).unwrap().parts, Vec::<u64>::new());
     }
@@ -538,6 +681,65 @@ mod tests {
         let mut huge = manifest(5, Format::Gzip);
         huge.paths = (0..2000).map(|i| format!("some/long/path/number/{i}")).collect();
         assert!(matches!(encode(&huge), Err(TrailerError::TooLarge(n)) if n > MAX_MANIFEST_BYTES));
+    }
+
+    /// A signed trailer hands out the manifest's exact bytes and the signature over them, in every
+    /// layout; the bytes signed are the bytes written.
+    #[test]
+    fn signed_trailers_keep_the_signed_bytes() {
+        let signed: std::cell::RefCell<Vec<u8>> = Default::default();
+        let sign = |json: &[u8]| {
+            signed.borrow_mut().extend_from_slice(json);
+            "-----BEGIN SSH SIGNATURE-----\nfake\n-----END SSH SIGNATURE-----\n".to_owned()
+        };
+        for format in Format::ALL {
+            signed.borrow_mut().clear();
+            let mut object = vec![7u8; 20_000];
+            object.extend(encode_signed(&manifest(20_000, format), Some(&sign)).unwrap());
+            let framed = unframe(&object[object.len() - TAIL_FETCH as usize..]).unwrap();
+            assert_eq!(framed.json, *signed.borrow(), "{format}");
+            assert_eq!(framed.signature.as_deref(), Some("-----BEGIN SSH SIGNATURE-----\nfake\n-----END SSH SIGNATURE-----\n"));
+            assert_eq!(parse(&framed, object.len() as u64).unwrap(), manifest(20_000, format), "{format}");
+            assert!(object.ends_with(if format == Format::Gzip { &GZIP_MEMBER_END[..] } else { b"S3CACHE2" }));
+        }
+        let unsigned = unframe(&object(&[7; 5], &manifest(5, Format::Zstd))).unwrap();
+        assert_eq!(unsigned.signature, None);
+    }
+
+    /// A signed manifest is read whole: a field this s3cache does not know, or a missing binding
+    /// field, refuses it; an unsigned one of an older s3cache (no key, no store) still reads.
+    #[test]
+    fn signed_manifests_are_read_strictly() {
+        let sign = |_: &[u8]| "sig".to_owned();
+        let framed_json = |json: &str, signature: Option<&str>| {
+            let trailer = frame(Layout::SkippableFrame, json.as_bytes(), signature);
+            (unframe(&trailer).unwrap(), trailer.len() as u64 + 5)
+        };
+        let json = serde_json::to_string(&manifest(5, Format::Zstd)).unwrap();
+        let (good, size) = framed_json(&json, Some("sig"));
+        assert_eq!(parse(&good, size).unwrap(), manifest(5, Format::Zstd));
+        let extra = json.replacen('{', "{\"trusted\":true,", 1);
+        let (framed, size) = framed_json(&extra, Some("sig"));
+        assert_eq!(
+            parse(&framed, size),
+            Err(TrailerError::Incomplete("has the field \"trusted\", which this s3cache does not know (saved by a newer one?)".into()))
+        );
+        let (framed, size) = framed_json(&extra, None);
+        assert!(parse(&framed, size).is_ok(), "an unsigned manifest's unknown field is ignored");
+        let old = json.replace(",\"store\":\"s3://bucket/ci\"", "");
+        assert_ne!(old, json);
+        let (framed, size) = framed_json(&old, Some("sig"));
+        assert_eq!(parse(&framed, size), Err(TrailerError::Incomplete("lacks the field \"store\"".into())));
+        let (framed, size) = framed_json(&old, None);
+        assert_eq!(parse(&framed, size).unwrap().store, "", "an older s3cache's unsigned manifest");
+        let twice = json.replacen('{', "{\"key\":\"other\",", 1);
+        let (framed, size) = framed_json(&twice, Some("sig"));
+        assert!(matches!(parse(&framed, size), Err(TrailerError::Malformed(m)) if m.starts_with("duplicate field `key`")));
+        // A signature leaves less room for the manifest.
+        let mut big = manifest(5, Format::Zstd);
+        big.paths = vec!["p".repeat(MAX_MANIFEST_BYTES - MAX_SIGNATURE_BYTES)];
+        assert!(encode(&big).is_ok());
+        assert!(matches!(encode_signed(&big, Some(&sign)), Err(TrailerError::TooLarge(_))));
     }
 
     /// A stream whose bytes or length differ from the manifest fails at its end instead of ending.

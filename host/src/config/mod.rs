@@ -73,6 +73,9 @@ pub struct Settings {
     /// The sandbox's limits.
     #[command(flatten)]
     pub limits: LimitSettings,
+    /// Signed entries: the key saves sign with, the keys restores trust.
+    #[command(flatten)]
+    pub signing: SigningSettings,
     /// Refresh an entry's last-used marker on a restore when its last use is older than this (the
     /// precision of flush and prune; 0s refreshes on every hit).
     #[arg(long, global = true, env = env_vars::S3CACHE_TOUCH_INTERVAL, value_parser = parse::flags::duration, default_value = parse::duration_text(crate::archive::layout::TOUCH_INTERVAL), value_name = "DURATION")]
@@ -93,6 +96,76 @@ pub struct ScopeSettings {
     /// Let untrusted runs (fork pull requests, pull_request_target, workflow_run) save; logged as a warning.
     #[arg(long, global = true, env = env_vars::S3CACHE_ALLOW_UNTRUSTED_SAVE, value_parser = parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub allow_untrusted_save: bool,
+}
+
+/// Signed entries (docs/signing.md): what a save signs with and what a restore trusts.
+#[derive(Clone, Default, Args)]
+pub struct SigningSettings {
+    /// Sign saved entries with this OpenSSH ed25519 private key: its text or the path of its file
+    /// (a secret: never printed).
+    #[arg(long, global = true, env = env_vars::S3CACHE_SIGNING_KEY, value_name = "KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// Restore only entries signed by one of these public keys (`.pub` or `allowed_signers` lines, or
+    /// a file of them); set but empty refuses every entry.
+    #[arg(long, global = true, env = env_vars::S3CACHE_TRUSTED_KEYS, value_name = "KEYS")]
+    pub trusted_keys: Option<String>,
+    /// The store's name in entries' manifests, which signed entries must match (default: the store's
+    /// location, s3://bucket/prefix).
+    #[arg(long, global = true, env = env_vars::S3CACHE_STORE_NAMESPACE, value_name = "NAME")]
+    pub store_namespace: Option<String>,
+}
+
+impl std::fmt::Debug for SigningSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningSettings")
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "***"))
+            .field("trusted_keys", &self.trusted_keys)
+            .field("store_namespace", &self.store_namespace)
+            .finish()
+    }
+}
+
+impl SigningSettings {
+    /// The keys, loaded: a key that cannot be used is an error that names the setting. Its text is
+    /// added to `reporter`'s secrets (masked line by line on GitHub Actions); a setting that is set
+    /// but empty is a warning that says what happens.
+    pub fn load(&self, reporter: &Reporter) -> Result<crate::signing::Signing> {
+        if let Some(value) = &self.signing_key {
+            reporter.add_secret(value.trim());
+        }
+        let key = match self.signing_key.as_deref() {
+            Some(value) if value.trim().is_empty() => {
+                reporter
+                    .warning(&format!("--signing-key ({}) is set but empty: entries are saved unsigned", env_vars::S3CACHE_SIGNING_KEY));
+                None
+            }
+            Some(value) => {
+                let key = crate::signing::SigningKey::load(value)?;
+                key.mask_lines().iter().for_each(|line| reporter.add_secret(line));
+                Some(Arc::new(key))
+            }
+            None => None,
+        };
+        let trusted = match self.trusted_keys.as_deref() {
+            Some(value) => {
+                let trusted = crate::signing::TrustedKeys::parse(value)?;
+                if trusted.is_empty() {
+                    reporter.warning(&format!(
+                        "--trusted-keys ({}) is set but empty: no key is trusted, so every cache entry is refused",
+                        env_vars::S3CACHE_TRUSTED_KEYS
+                    ));
+                }
+                Some(Arc::new(trusted))
+            }
+            None => None,
+        };
+        if let Some(namespace) = &self.store_namespace
+            && namespace.trim().is_empty()
+        {
+            anyhow::bail!("--store-namespace ({}) is empty; leave it unset for the store's location", env_vars::S3CACHE_STORE_NAMESPACE);
+        }
+        Ok(crate::signing::Signing { key, trusted, store_namespace: self.store_namespace.clone() })
+    }
 }
 
 /// What a restore accepts from an untrusted archive, and the guest's own bounds.
@@ -406,7 +479,9 @@ pub fn resolve_reporting(settings: &Settings, env: EnvLookup, reporter: Reporter
     let sandbox = sandbox(limits, &env)?;
     let unpack_limits = limits.unpack();
     let scopes = scopes(&settings.scope, &env, &reporter)?;
+    let signing = settings.signing.load(&reporter)?;
     Ok(CacheContext {
+        signing,
         touch_interval: settings.touch_interval,
         layout: crate::archive::layout::Layout::Scoped,
         cancel: crate::Cancel::default(),

@@ -9,6 +9,7 @@ use crate::archive::layout::Format;
 use crate::archive::trailer::{self, Manifest, VerifyingReader};
 use crate::engine::request::Fallback;
 use crate::engine::{CacheContext, entry_version};
+use crate::signing::{Signer, TrustedKeys};
 use crate::store::StoreError;
 
 /// Most candidate entries a restore examines before it gives up (each costs a ranged GET).
@@ -18,23 +19,35 @@ const MAX_CANDIDATES: usize = 10;
 const SMALL_ENTRY: u64 = 4 << 20;
 
 impl CacheContext {
-    /// Reads an entry's trailer and checks it can be restored here; returns the manifest and a stream of
-    /// the archive that fails at its end unless every byte matches the manifest's SHA-256.
-    fn open_entry(&self, found: &crate::store::ObjectInfo, wanted: &Wanted) -> Result<(Manifest, Box<dyn Read + Send>), Rejection> {
+    /// Reads an entry's trailer and judges it: with trusted keys, its signature over the manifest's
+    /// exact bytes and what the manifest binds it to, before any byte of the archive is fetched; then
+    /// whether it can be restored here.
+    fn examine(&self, entry: &Entry, wanted: &Wanted) -> Result<Examined, Rejection> {
+        let found = &entry.object;
         if found.size == 0 {
             return Err(Rejection::Broken("the object is empty".into()));
         }
-        // Small entries are read whole in one request; large ones tail first, then streamed.
-        let tail_start = if found.size <= SMALL_ENTRY { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
+        // Small entries are read whole in one request, unless the signature must be checked before
+        // the archive is fetched; large ones tail first, then streamed.
+        let trusted = self.signing.trusted.as_deref();
+        let tail_start = if found.size <= SMALL_ENTRY && trusted.is_none() { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
         let mut tail = Vec::new();
         self.store
             .read(found, tail_start, found.size)
             .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
             .map_err(|e| Rejection::Store(self.describe_store_error(&e)))?;
-        let manifest = trailer::decode(&tail, found.size).map_err(|e| match e {
+        let unreadable = |e: trailer::TrailerError| match e {
             trailer::TrailerError::Missing => Rejection::Foreign(e.to_string()),
             other => Rejection::Broken(other.to_string()),
-        })?;
+        };
+        let framed = trailer::unframe(&tail).map_err(unreadable)?;
+        let (manifest, signer) = match trusted {
+            Some(trusted) => {
+                let (manifest, signer) = self.authenticate(entry, &framed, trusted)?;
+                (manifest, Some(signer))
+            }
+            None => (trailer::parse(&framed, found.size).map_err(unreadable)?, None),
+        };
         if manifest.format != crate::ARCHIVE_FORMAT {
             let why = format!("archive format {} is not {} (saved by another s3cache version)", manifest.format, crate::ARCHIVE_FORMAT);
             return Err(Rejection::Version(why));
@@ -45,19 +58,59 @@ impl CacheContext {
         if wanted.paths.is_none() {
             self.manifest_roots(&manifest).map_err(Rejection::Refused)?;
         }
-        let source: Box<dyn Read + Send> = if tail_start == 0 {
-            // Already read whole: no second request.
+        // Already read whole: no second request.
+        let whole = (tail_start == 0).then(|| {
             tail.truncate(manifest.archive_bytes as usize);
-            Box::new(std::io::Cursor::new(tail))
+            tail
+        });
+        Ok(Examined { manifest, signer, whole })
+    }
+
+    /// Checks a trailer's signature by `trusted` over exactly the manifest's bytes, then parses those
+    /// bytes strictly and checks that they are this entry's: its key and scope, in this store.
+    pub(crate) fn authenticate(
+        &self,
+        entry: &Entry,
+        framed: &trailer::Framed,
+        trusted: &TrustedKeys,
+    ) -> Result<(Manifest, Signer), Rejection> {
+        let refused = |why: String| Rejection::Unverified(format!("refused by --trusted-keys: {why}"));
+        let signer = trusted
+            .verify(&framed.json, framed.signature.as_deref().unwrap_or_default(), std::time::SystemTime::now())
+            .map_err(|refusal| refused(refusal.to_string()))?;
+        let manifest = trailer::parse(framed, entry.object.size).map_err(|e| refused(format!("signed by {signer}, but {e}")))?;
+        let store = self.store_namespace();
+        let mismatch = if manifest.key != entry.name.key {
+            Some(format!("for the key {:?}, not {:?} (copied from another key)", manifest.key, entry.name.key))
+        } else if manifest.scope != entry.name.scope {
+            Some(format!("for the scope {:?}, not {:?} (copied from another scope)", manifest.scope, entry.name.scope))
+        } else if manifest.store != store {
+            Some(format!("for the store {:?}, not {store:?} (copied from another store, or set --store-namespace)", manifest.store))
         } else {
-            self.store.read(found, 0, manifest.archive_bytes).map_err(|e| Rejection::Store(self.describe_store_error(&e)))?
+            None
+        };
+        match mismatch {
+            Some(why) => Err(refused(format!("signed by {signer} {why}"))),
+            None => Ok((manifest, signer)),
+        }
+    }
+
+    /// A stream of an examined entry's archive that fails at its end unless every byte matches the
+    /// manifest's SHA-256.
+    fn open_archive(&self, entry: &Entry, examined: Examined) -> Result<(Manifest, Box<dyn Read + Send>), String> {
+        let Examined { manifest, whole, .. } = examined;
+        let source: Box<dyn Read + Send> = match whole {
+            Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
+            None => self.store.read(&entry.object, 0, manifest.archive_bytes).map_err(|e| self.describe_store_error(&e))?,
         };
         Ok((manifest.clone(), Box::new(VerifyingReader::new(source, manifest))))
     }
 
     /// Searches the read scopes in order — in each, the exact key, then every restore-key prefix newest
     /// first — and opens the first candidate of the right version ([`select`]). With `legacy`, a
-    /// candidate without s3cache's trailer is another tool's archive, read whole.
+    /// candidate without s3cache's trailer is another tool's archive, read whole. With trusted keys,
+    /// only signed entries are candidates (never another tool's archive), and the entries of one
+    /// restore key are tried newest first by their signed creation time.
     pub(crate) fn choose(
         &self,
         primary_key: &str,
@@ -68,20 +121,34 @@ impl CacheContext {
     ) -> Result<Chosen, Search> {
         // One namespace has one "scope" to search, however many the run's refs name.
         let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
+        let legacy = legacy && self.signing.trusted.is_none();
         let groups_of =
             |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e));
-        let open = |entry: &Entry| match self.open_entry(&entry.object, wanted) {
-            Ok((manifest, source)) => Ok((Some(manifest), source)),
-            Err(Rejection::Foreign(_)) if legacy => match self.store.read(&entry.object, 0, entry.size()) {
-                Ok(source) => Ok((None, source)),
-                Err(err) => Err(Rejection::Abort(self.describe_store_error(&err))),
-            },
+        let examine = |entry: &Entry| match self.examine(entry, wanted) {
+            Ok(examined) => Ok(Some(examined)),
+            Err(Rejection::Foreign(_)) if legacy => Ok(None),
             Err(rejection) => Err(rejection),
         };
         let passed_over =
             |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
-        let (entry, (manifest, source)) = select(scopes, groups_of, open, passed_over)?;
-        Ok(Chosen { entry, manifest, source })
+        let signed_time = |examined: &Option<Examined>| examined.as_ref().map_or(0, |e| e.manifest.created_ms);
+        let rank: Option<Rank<'_, Option<Examined>>> = if self.signing.trusted.is_some() { Some(&signed_time) } else { None };
+        let (entry, examined) = select(scopes, groups_of, examine, passed_over, rank)?;
+        let opened = match examined {
+            Some(examined) => {
+                let signer = examined.signer.clone();
+                self.open_archive(&entry, examined).map(|(manifest, source)| (Some(manifest), source, signer))
+            }
+            None => self
+                .store
+                .read(&entry.object, 0, entry.size())
+                .map(|source| (None, source, None))
+                .map_err(|e| self.describe_store_error(&e)),
+        };
+        match opened {
+            Ok((manifest, source, signer)) => Ok(Chosen { entry, manifest, source, signer }),
+            Err(err) => Err(Search::default().store_failed(err)),
+        }
     }
 
     /// The candidate entries of one scope, in the order they are tried, in groups. Slash-named entries
@@ -141,24 +208,42 @@ impl Wanted {
     }
 }
 
+/// A candidate whose trailer was read and accepted.
+pub(crate) struct Examined {
+    pub(crate) manifest: Manifest,
+    /// Who signed it, when the restore checks signatures.
+    pub(crate) signer: Option<Signer>,
+    /// The archive, when the examination read the object whole.
+    whole: Option<Vec<u8>>,
+}
+
 /// The entry a restore will use.
 pub(crate) struct Chosen {
     pub(crate) entry: Entry,
     /// `None` for another tool's archive (a legacy restore).
     pub(crate) manifest: Option<Manifest>,
     pub(crate) source: Box<dyn Read + Send>,
+    /// Who signed it, when the restore checks signatures.
+    pub(crate) signer: Option<Signer>,
 }
 
+/// Ranks an accepted candidate: of one group, the highest wins ([`select`]).
+pub(crate) type Rank<'a, T> = &'a dyn Fn(&T) -> u64;
+
 /// The search over a restore's candidates, without the store: `groups_of(scope)` lists a scope's
-/// candidates in the order they are tried ([`CacheContext::candidates`]), and `open` judges one. Scope
-/// by scope (a scope is listed only when the ones before it had nothing usable), group by group, the
-/// first candidate `open` accepts wins; the others are passed over with the reason (`passed_over` is
-/// told at once), at most [`MAX_CANDIDATES`] are examined, and a store failure ends the search.
+/// candidates in the order they are tried ([`CacheContext::candidates`]), and `examine` judges one.
+/// Scope by scope (a scope is listed only when the ones before it had nothing usable), group by
+/// group, the first candidate `examine` accepts wins; the others are passed over with the reason
+/// (`passed_over` is told at once), at most [`MAX_CANDIDATES`] are examined, and a store failure ends
+/// the search. With `rank`, every candidate of a group is examined and the accepted one of highest
+/// rank wins (the listing's order breaks ties): a restore that checks signatures ranks by the signed
+/// creation time.
 pub(crate) fn select<T>(
     scopes: &[String],
     mut groups_of: impl FnMut(&str) -> Result<Vec<Vec<Entry>>, String>,
-    mut open: impl FnMut(&Entry) -> Result<T, Rejection>,
+    mut examine: impl FnMut(&Entry) -> Result<T, Rejection>,
     mut passed_over: impl FnMut(&Entry, &str),
+    rank: Option<Rank<'_, T>>,
 ) -> Result<(Entry, T), Search> {
     let mut search = Search::default();
     let mut examined = 0;
@@ -167,24 +252,54 @@ pub(crate) fn select<T>(
             Ok(groups) => groups,
             Err(err) => return Err(search.store_failed(err)),
         };
-        for entry in groups.into_iter().flatten() {
-            if examined == MAX_CANDIDATES {
-                search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
-                return Err(search);
+        for group in groups {
+            let mut accepted: Vec<(Entry, T)> = Vec::new();
+            for entry in group {
+                if examined == MAX_CANDIDATES {
+                    if let Some(best) = best_ranked(accepted, rank) {
+                        return Ok(best);
+                    }
+                    search.rejected.push(format!("stopped after {MAX_CANDIDATES} candidates"));
+                    return Err(search);
+                }
+                examined += 1;
+                let (why, failed) = match examine(&entry) {
+                    Ok(judged) if rank.is_none() => return Ok((entry, judged)),
+                    Ok(judged) => {
+                        accepted.push((entry, judged));
+                        continue;
+                    }
+                    Err(Rejection::Version(why)) => (why, false),
+                    Err(
+                        Rejection::Broken(why)
+                        | Rejection::Foreign(why)
+                        | Rejection::Store(why)
+                        | Rejection::Refused(why)
+                        | Rejection::Unverified(why),
+                    ) => (why, true),
+                };
+                passed_over(&entry, &why);
+                search.failed |= failed;
+                search.rejected.push(format!("{}: {why}", entry.object.name));
             }
-            examined += 1;
-            let (why, failed) = match open(&entry) {
-                Ok(opened) => return Ok((entry, opened)),
-                Err(Rejection::Abort(err)) => return Err(search.store_failed(err)),
-                Err(Rejection::Version(why)) => (why, false),
-                Err(Rejection::Broken(why) | Rejection::Foreign(why) | Rejection::Store(why) | Rejection::Refused(why)) => (why, true),
-            };
-            passed_over(&entry, &why);
-            search.failed |= failed;
-            search.rejected.push(format!("{}: {why}", entry.object.name));
+            if let Some(best) = best_ranked(accepted, rank) {
+                return Ok(best);
+            }
         }
     }
     Err(search)
+}
+
+/// The accepted candidate of highest rank; the first of equals.
+fn best_ranked<T>(accepted: Vec<(Entry, T)>, rank: Option<Rank<'_, T>>) -> Option<(Entry, T)> {
+    let rank = rank?;
+    let mut best: Option<(Entry, T)> = None;
+    for candidate in accepted {
+        if best.as_ref().is_none_or(|(_, b)| rank(&candidate.1) > rank(b)) {
+            best = Some(candidate);
+        }
+    }
+    best
 }
 
 /// What a search that found nothing usable saw.
@@ -199,7 +314,7 @@ pub(crate) struct Search {
 }
 
 impl Search {
-    fn store_failed(mut self, err: String) -> Self {
+    pub(crate) fn store_failed(mut self, err: String) -> Self {
         self.failed = true;
         self.store_error = Some(err);
         self
@@ -217,10 +332,24 @@ pub(crate) enum Rejection {
     Foreign(String),
     /// The store failed while reading it.
     Store(String),
-    /// The store failed in a way that ends the search (reading another tool's archive whole).
-    Abort(String),
     /// A restore without paths cannot use the paths it records ([`CacheContext::manifest_roots`]).
     Refused(String),
+    /// Trusted keys are set, and its signature or what the signed manifest binds it to is refused.
+    Unverified(String),
+}
+
+impl Rejection {
+    /// The reason, as a miss names it.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            Rejection::Version(why)
+            | Rejection::Broken(why)
+            | Rejection::Foreign(why)
+            | Rejection::Store(why)
+            | Rejection::Refused(why)
+            | Rejection::Unverified(why) => why,
+        }
+    }
 }
 
 /// Why an entry's version is not the restore's, in the user's terms.
@@ -289,9 +418,14 @@ mod tests {
                 _ => Ok(entry.name.key.clone()),
             }
         };
-        let (entry, opened_key) =
-            select(&scopes(&["pr-7", "main"]), groups_of, open, |e: &Entry, why: &str| notices.push(format!("{}: {why}", e.object.name)))
-                .unwrap();
+        let (entry, opened_key) = select(
+            &scopes(&["pr-7", "main"]),
+            groups_of,
+            open,
+            |e: &Entry, why: &str| notices.push(format!("{}: {why}", e.object.name)),
+            None,
+        )
+        .unwrap();
         assert_eq!((entry.name.scope.as_str(), entry.name.key.as_str(), opened_key.as_str()), ("pr-7", "deps-mid", "deps-mid"));
         assert_eq!(opened, ["deps-abc", "deps-new", "deps-mid"]);
         assert_eq!(listed_scopes, ["pr-7"]);
@@ -311,7 +445,7 @@ mod tests {
             order.push(entry.object.name.clone());
             Err(Rejection::Version(format!("version of {}", entry.name.key)))
         };
-        let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}).unwrap_err();
+        let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}, None).unwrap_err();
         assert_eq!(order, ["pr-7/deps-1.tar.zst", "main/deps-abc.tar.zst", "main/deps-2.tar.zst"]);
         let expected = Search {
             rejected: vec![
@@ -334,7 +468,7 @@ mod tests {
             _ => Err("ListObjectsV2 failed: HTTP 500".to_owned()),
         };
         let open = |_: &Entry| -> Result<(), Rejection> { Err(Rejection::Broken("the object is empty".into())) };
-        let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}).unwrap_err();
+        let search = select(&scopes(&["pr-7", "main"]), groups_of, open, |_: &Entry, _: &str| {}, None).unwrap_err();
         let expected = Search {
             rejected: vec!["pr-7/k.tar.zst: the object is empty".into()],
             failed: true,
@@ -349,12 +483,45 @@ mod tests {
         let many: Vec<ObjectInfo> = (0..12).map(|i| saved("main", &format!("deps-{i:02}"), i)).collect();
         let groups_of = |_: &str| Ok(vec![Vec::new(), listed(many.clone())]);
         let open = |_: &Entry| -> Result<(), Rejection> { Err(Rejection::Version("other paths".into())) };
-        let search = select(&scopes(&["main"]), groups_of, open, |_: &Entry, _: &str| {}).unwrap_err();
+        let search = select(&scopes(&["main"]), groups_of, open, |_: &Entry, _: &str| {}, None).unwrap_err();
         assert_eq!(search.rejected.len(), 11);
         assert_eq!(search.rejected[0], "main/deps-00.tar.zst: other paths");
         assert_eq!(search.rejected[9], "main/deps-09.tar.zst: other paths");
         assert_eq!(search.rejected[10], "stopped after 10 candidates");
         assert!(!search.failed);
+    }
+
+    /// With a rank (a restore that checks signatures), every candidate of a group is examined and the
+    /// highest wins, whatever the listing's order; a group with none accepted leads to the next; the
+    /// first of equal ranks wins.
+    #[test]
+    fn ranked_groups_pick_the_highest_rank() {
+        let groups_of = |scope: &str| {
+            Ok(vec![
+                listed(vec![saved(scope, "deps-abc", 1)]),
+                listed(vec![saved(scope, "deps-copied", 1), saved(scope, "deps-new", 50), saved(scope, "deps-old", 90)]),
+            ])
+        };
+        let signed_at = |entry: &Entry| -> Result<u64, Rejection> {
+            match entry.name.key.as_str() {
+                "deps-abc" => Err(Rejection::Unverified("refused by --trusted-keys: the entry is not signed".into())),
+                "deps-copied" => Ok(100),
+                "deps-new" => Ok(300),
+                _ => Ok(300),
+            }
+        };
+        let mut notices = Vec::new();
+        let rank = |t: &u64| *t;
+        let (entry, signed) = select(
+            &scopes(&["main"]),
+            groups_of,
+            signed_at,
+            |e: &Entry, why: &str| notices.push(format!("{}: {why}", e.object.name)),
+            Some(&rank),
+        )
+        .unwrap();
+        assert_eq!((entry.name.key.as_str(), signed), ("deps-new", 300), "the newest signed, not the newest listed; the first of equals");
+        assert_eq!(notices, ["main/deps-abc.tar.zst: refused by --trusted-keys: the entry is not signed"]);
     }
 
     fn manifest(os: &str, cross_os: bool, version: &str) -> Manifest {
@@ -373,7 +540,7 @@ mod tests {
             paths,
             cross_os,
             plain_names: false,
-            parts: Vec::new(),
+            ..Manifest::default()
         }
     }
 

@@ -18,11 +18,12 @@
 //! The files, one concept each: [`request`] (what is asked, including older tools' objects to accept, and what happened), `keys` (rendering and
 //! checking keys), `save`, `restore`, `candidates` (choosing the entry a restore uses), `legacy`
 //! (restoring older tools' archives), `touch` (last-used markers), [`crate::report`] (what an operation reports:
-//! notices, warnings, requests and retries, instead of printing), the administration ([`admin`]),
+//! notices, warnings, requests and retries, instead of printing), the administration ([`admin`]), `inspect` (an entry's manifest and signature, [`inspect`]),
 //! scopes ([`scope`]) and the cancellation token ([`crate::cancel`]).
 
 pub mod admin;
 pub(crate) mod candidates;
+pub mod inspect;
 pub(crate) mod keys;
 pub(crate) mod legacy;
 pub mod request;
@@ -45,6 +46,7 @@ use crate::engine::scope::ScopePlan;
 use crate::report::Reporter;
 use crate::sandbox::bindings::{Root, UnpackLimits};
 use crate::sandbox::{GuestEnv, GuestInstance, Preopen, Sandbox};
+use crate::signing::Signing;
 use crate::store::{BlobStore, StoreError};
 pub use crate::workspace::paths::PathError;
 use crate::workspace::paths::{CachedRoot, plain_prefix, plain_spelling};
@@ -84,6 +86,9 @@ pub struct CacheContext {
     /// Cancelling it stops the save or restore in progress ([`SaveOutcome::Interrupted`],
     /// [`RestoreOutcome::Interrupted`]); the CLI cancels it on SIGINT and SIGTERM. Never cancelled by default.
     pub cancel: Cancel,
+    /// What saves sign with and restores trust ([`Signing`]; by default, nothing: entries are
+    /// neither signed nor checked).
+    pub signing: Signing,
     /// Where the operations report what happens, with their secrets and request count
     /// ([`CacheContext::with_reporter`]).
     pub(crate) reporter: Reporter,
@@ -106,6 +111,7 @@ impl CacheContext {
             touch_interval: crate::archive::layout::TOUCH_INTERVAL,
             layout: Layout::Scoped,
             cancel: Cancel::default(),
+            signing: Signing::default(),
             reporter: Reporter::silent(),
         }
         .with_reporter(Reporter::stderr())
@@ -128,6 +134,16 @@ impl CacheContext {
     /// stderr as the CLI prints them).
     pub fn reporter(&self) -> &Reporter {
         &self.reporter
+    }
+
+    /// The store's name in this context's manifests: `--store-namespace`, else the store's location.
+    pub fn store_namespace(&self) -> String {
+        self.signing.store_namespace.clone().unwrap_or_else(|| self.store.location())
+    }
+
+    /// The scope an entry saved now records: the write scope, or none in the Flat layout.
+    fn recorded_scope(&self) -> String {
+        if self.layout.scoped() { self.scopes.write.clone() } else { String::new() }
     }
 
     /// A store failure as a miss or a failed save says it: scrubbed, with what to check when access was denied.

@@ -51,12 +51,17 @@ impl CacheContext {
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
         let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
         let legacy = request.legacy.as_ref();
-        let Chosen { entry, manifest, source } =
+        let Chosen { entry, manifest, source, signer } =
             match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
                 Ok(chosen) => chosen,
-                Err(search) => {
+                Err(mut search) => {
+                    // Older tools' objects are never signed: with trusted keys they are not looked for.
+                    let legacy = if self.signing.trusted.is_some() { None } else { legacy };
                     if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
                         return Ok(outcome);
+                    }
+                    if self.signing.trusted.is_some() && request.legacy.is_some() {
+                        search.rejected.push("older tools' objects were not looked for: they are never signed (--trusted-keys)".into());
                     }
                     let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
                     let scopes = self.scopes.read.join(", ");
@@ -111,6 +116,9 @@ impl CacheContext {
                 Err(ExtractError::Engine(err)) => Err(err),
             };
         };
+        if let Some(signer) = &signer {
+            self.reporter.notice(&format!("cache entry {} is signed by {signer}", entry.object.name));
+        }
         if request.lookup_only {
             return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(manifest.members), false)));
         }

@@ -1,7 +1,7 @@
 //! Saving: render the key, skip a key that exists (first writer wins), pack the paths in the guest
 //! and upload the archive with its trailer; any failure is a [`SaveOutcome`] with a reason.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Instant;
 
 use crate::archive::catalog;
@@ -35,6 +35,42 @@ fn compression_level(format: Format, level: Option<i32>) -> Result<i32, ConfigEr
 }
 
 impl CacheContext {
+    /// With a signing key, why the existing entries of a key would be refused by a restore (by the
+    /// trusted keys, else by the signing key's own public key), when none of them would be accepted:
+    /// the save then replaces the planted entry. `None` when no key signs, or one entry is accepted.
+    fn refused_existing(&self, found: &[catalog::Entry]) -> Option<String> {
+        let key = self.signing.key.as_deref()?;
+        let own;
+        let trusted = match self.signing.trusted.as_deref() {
+            Some(trusted) => trusted,
+            None => {
+                own = key.own_trust();
+                &own
+            }
+        };
+        let mut refusals = Vec::new();
+        for entry in found {
+            let mut tail = Vec::new();
+            let start = entry.object.size.saturating_sub(trailer::TAIL_FETCH);
+            let read = self.store.read(&entry.object, start, entry.object.size).and_then(|mut r| {
+                r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: entry.object.name.clone().into(), source: e })
+            });
+            let verdict = match read {
+                // Unreadable now: keep it, as an unsigned save would.
+                Err(_) => return None,
+                Ok(_) => match trailer::unframe(&tail) {
+                    Ok(framed) => self.authenticate(entry, &framed, trusted).map(drop).map_err(|r| r.reason().to_owned()),
+                    Err(err) => Err(err.to_string()),
+                },
+            };
+            match verdict {
+                Ok(()) => return None,
+                Err(why) => refusals.push(why),
+            }
+        }
+        Some(refusals.join("; "))
+    }
+
     /// Saves `request.paths` under the rendered key, unless an entry with that key exists.
     pub fn save(&self, request: &SaveRequest) -> Result<SaveOutcome, EngineError> {
         if self.cancel.is_cancelled() {
@@ -86,12 +122,20 @@ impl CacheContext {
             self.reporter.warning(&format!("--path {path} matched no files"));
         }
         let name = self.layout.entry_object(&self.scopes.write, &key, request.format);
-        if !request.overwrite {
+        let mut overwrite = request.overwrite;
+        if !overwrite {
             // First writer wins per key, whatever the format it saved, and whatever name an earlier
-            // s3cache gave it (a slash-named entry of this key is this key's entry).
+            // s3cache gave it (a slash-named entry of this key is this key's entry). A save that signs
+            // replaces an entry that a restore would refuse: it was not written by a trusted job.
             match catalog::find_restorable(self.store.as_ref(), self.layout, &self.scopes.write, &key) {
-                Ok(found) if !found.is_empty() => return Ok(SaveOutcome::AlreadyExists { key }),
-                Ok(_) => {}
+                Ok(found) if found.is_empty() => {}
+                Ok(found) => match self.refused_existing(&found) {
+                    Some(why) => {
+                        self.reporter.notice(&format!("replacing cache entry {name}: {why}"));
+                        overwrite = true;
+                    }
+                    None => return Ok(SaveOutcome::AlreadyExists { key }),
+                },
                 Err(err) => return failed(self.describe_store_error(&err)),
             }
         }
@@ -106,7 +150,7 @@ impl CacheContext {
             // own Rust example): there the renderer makes it a plain line, not an annotation on every save.
             self.reporter.caveat(&why);
         }
-        let upload = match self.store.put(&name, PutOptions { if_none_match: !request.overwrite }) {
+        let upload = match self.store.put(&name, PutOptions { if_none_match: !overwrite }) {
             Ok(upload) => upload,
             Err(err) => return failed(self.describe_store_error(&err)),
         };
@@ -144,8 +188,13 @@ impl CacheContext {
             cross_os: request.cross_os,
             plain_names: request.plain_names,
             parts,
+            key: key.clone(),
+            scope: self.recorded_scope(),
+            store: self.store_namespace(),
+            created_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
         };
-        let written = trailer::encode_fitting(&mut manifest)
+        let sign = self.signing.key.as_deref().map(|key| move |json: &[u8]| key.sign(json));
+        let written = trailer::encode_fitting(&mut manifest, sign.as_ref().map(|s| s as trailer::Sign<'_>))
             .map_err(|e| e.to_string())
             .and_then(|t| sealing.write_all(&t).map_err(|e| e.to_string()));
         if let Err(err) = written {

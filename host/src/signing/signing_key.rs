@@ -21,7 +21,7 @@ const KEY_TEXT_BEGINS: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 const LONGEST_ECHOED_PATH: usize = 512;
 
 /// An unencrypted ed25519 private key, ready to sign entries.
-pub(crate) struct SigningKey {
+pub struct SigningKey {
     key: PrivateKey,
     /// The lines of the key's text other than its BEGIN and END markers, for `::add-mask::`.
     secret_lines: Vec<String>,
@@ -29,7 +29,8 @@ pub(crate) struct SigningKey {
 
 /// Why `--signing-key` cannot be used. No variant carries the key's text.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SigningKeyError {
+#[allow(missing_docs, reason = "each variant's doc and message say what its fields hold")]
+pub enum SigningKeyError {
     /// The value is not key text, and no file by that name can be read.
     #[error("--signing-key: cannot read the key file {path}: {reason}")]
     Unreadable { path: String, reason: String },
@@ -52,7 +53,7 @@ pub(crate) enum SigningKeyError {
 impl SigningKey {
     /// The key of `--signing-key`'s `value`: the key's text if it starts with
     /// `-----BEGIN OPENSSH PRIVATE KEY-----` (after leading blanks), else the path of a key file.
-    pub(crate) fn load(value: &str) -> Result<Self, SigningKeyError> {
+    pub fn load(value: &str) -> Result<Self, SigningKeyError> {
         let trimmed = value.trim();
         let (text, origin) = if trimmed.starts_with(KEY_TEXT_BEGINS) {
             (trimmed.to_owned(), "the key text".to_owned())
@@ -78,20 +79,26 @@ impl SigningKey {
 
     /// An armored SSHSIG (`-----BEGIN SSH SIGNATURE-----`) over exactly `message`, for the
     /// namespace `s3cache`, with sha512 as `ssh-keygen -Y sign` does.
-    pub(crate) fn sign(&self, message: &[u8]) -> String {
+    pub fn sign(&self, message: &[u8]) -> String {
         let signature =
             self.key.sign(NAMESPACE, HashAlg::Sha512, message).expect("an ed25519 key signs any message for a non-empty namespace");
         signature.to_pem(LineEnding::LF).expect("a signature made here encodes")
     }
 
+    /// The set of this key's public key alone: what a save that signs checks an existing entry
+    /// against when no trusted keys are given.
+    pub fn own_trust(&self) -> super::TrustedKeys {
+        super::TrustedKeys::of_key(self.key.public_key().clone())
+    }
+
     /// The public key's `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
-    pub(crate) fn fingerprint(&self) -> String {
+    pub fn fingerprint(&self) -> String {
         fingerprint(self.key.public_key().key_data())
     }
 
     /// Each line of the key's text (markers left out), to hide with GitHub's `::add-mask::`, which
     /// masks one line at a time.
-    pub(crate) fn mask_lines(&self) -> &[String] {
+    pub fn mask_lines(&self) -> &[String] {
         &self.secret_lines
     }
 }

@@ -23,7 +23,7 @@ use super::{NAMESPACE, fingerprint};
 
 /// The public keys a restore trusts, each with what its line allows.
 #[derive(Debug, Clone)]
-pub(crate) struct TrustedKeys {
+pub struct TrustedKeys {
     entries: Vec<TrustedKey>,
 }
 
@@ -45,13 +45,13 @@ struct TrustedKey {
 
 /// Who signed an entry that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Signer {
+pub struct Signer {
     /// The signing key's `SHA256:…` fingerprint.
-    pub(crate) fingerprint: String,
+    pub fingerprint: String,
     /// The principals of the `allowed_signers` line that trusted it; empty for a plain key line.
-    pub(crate) principals: Vec<String>,
+    pub principals: Vec<String>,
     /// The key's comment on that line (often `user@host`), possibly empty.
-    pub(crate) comment: String,
+    pub comment: String,
 }
 
 impl fmt::Display for Signer {
@@ -68,9 +68,10 @@ impl fmt::Display for Signer {
 /// Why an entry's signature is not accepted. Each names the signer's fingerprint where the
 /// signature could be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
+#[allow(missing_docs, reason = "each variant's doc and message say what its fields hold")]
+pub enum Refusal {
     /// `--trusted-keys` is set but blank: nothing is trusted.
-    #[error("--trusted-keys is set but empty: no key is trusted, so every entry is refused")]
+    #[error("no key is trusted (the trusted keys are empty)")]
     NoTrustedKeys,
     /// The entry carries no signature.
     #[error("the entry is not signed")]
@@ -100,7 +101,7 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The signing key's fingerprint, where the signature could be read.
-    pub(crate) fn fingerprint(&self) -> Option<&str> {
+    pub fn fingerprint(&self) -> Option<&str> {
         match self {
             Refusal::NoTrustedKeys | Refusal::NotSigned | Refusal::Malformed { .. } => None,
             Refusal::UntrustedKey { fingerprint }
@@ -115,7 +116,8 @@ impl Refusal {
 
 /// Why `--trusted-keys` cannot be used. `origin` is "the value" or "the file PATH".
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TrustedKeysError {
+#[allow(missing_docs, reason = "each variant's doc and message say what its fields hold")]
+pub enum TrustedKeysError {
     /// The value is a path, and the file cannot be read.
     #[error("--trusted-keys: cannot read the file {path}: {reason}")]
     Unreadable { path: String, reason: String },
@@ -144,7 +146,7 @@ pub(crate) enum TrustedKeysError {
 impl TrustedKeys {
     /// The keys of `--trusted-keys`'s `value`: the lines themselves or a path (the rule is in the
     /// module's doc). A blank value gives the empty set, which refuses everything.
-    pub(crate) fn parse(value: &str) -> Result<Self, TrustedKeysError> {
+    pub fn parse(value: &str) -> Result<Self, TrustedKeysError> {
         if value.trim().is_empty() {
             return Ok(Self { entries: Vec::new() });
         }
@@ -168,14 +170,19 @@ impl TrustedKeys {
         Ok(Self { entries })
     }
 
+    /// The set of one plain public key, with no restriction.
+    pub fn of_key(key: PublicKey) -> Self {
+        Self { entries: vec![TrustedKey { line: 1, key, principals: Vec::new(), namespaces: None, valid_after: None, valid_before: None }] }
+    }
+
     /// Whether the value was set but blank: every entry is then refused ([`Refusal::NoTrustedKeys`]).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Checks that `armored` (an SSHSIG's text) signs exactly `message` for the namespace
     /// `s3cache`, by a trusted key whose line allows that namespace and is valid at `at`.
-    pub(crate) fn verify(&self, message: &[u8], armored: &str, at: SystemTime) -> Result<Signer, Refusal> {
+    pub fn verify(&self, message: &[u8], armored: &str, at: SystemTime) -> Result<Signer, Refusal> {
         if self.entries.is_empty() {
             return Err(Refusal::NoTrustedKeys);
         }

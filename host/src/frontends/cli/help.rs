@@ -9,7 +9,7 @@ use clap::{Command, CommandFactory};
 use crate::frontends::cli::{Cli, manual};
 
 /// The commands that open a store.
-const STORE_COMMANDS: &[&str] = &["save", "restore", "list", "usage", "has", "delete", "clear", "flush", "prune"];
+const STORE_COMMANDS: &[&str] = &["save", "restore", "list", "usage", "has", "inspect", "delete", "clear", "flush", "prune"];
 /// The commands that run the sandboxed guest.
 const GUEST_COMMANDS: &[&str] = &["save", "restore", "key"];
 /// The commands that transfer an archive.
@@ -36,7 +36,7 @@ pub(crate) const SHARED: &[(&str, &str, &[&str])] = &[
     ("accelerate", STORE, STORE_COMMANDS),
     ("anonymous", STORE, STORE_COMMANDS),
     ("profile", STORE, STORE_COMMANDS),
-    ("scope", SCOPES, &["save", "restore", "list", "has", "delete", "clear"]),
+    ("scope", SCOPES, &["save", "restore", "list", "has", "inspect", "delete", "clear"]),
     ("allow_untrusted_save", SCOPES, &["save"]),
     ("part_size_mb", TRANSFER, TRANSFER_COMMANDS),
     ("concurrency", TRANSFER, TRANSFER_COMMANDS),
@@ -57,6 +57,9 @@ pub(crate) const SHARED: &[(&str, &str, &[&str])] = &[
     ("max_entries", LIMITS, &["restore"]),
     ("guest_memory_mb", LIMITS, GUEST_COMMANDS),
     ("guest_timeout_ms", LIMITS, GUEST_COMMANDS),
+    ("signing_key", SIGNING, &["save"]),
+    ("trusted_keys", SIGNING, &["save", "restore", "inspect"]),
+    ("store_namespace", SIGNING, &["save", "restore", "inspect"]),
     ("touch_interval", STORE, &["restore"]),
     ("leftover_age", STORE, LEFTOVER_COMMANDS),
 ];
@@ -67,6 +70,7 @@ const SCOPES: &str = "Scopes (branch isolation)";
 const TRANSFER: &str = "Transfer";
 const PUBLISHING: &str = "Publishing (new objects)";
 const LIMITS: &str = "Limits (the sandbox)";
+const SIGNING: &str = "Signed entries";
 
 /// The command line's definition with its help arranged as the module says, and examples after the
 /// top-level help and after the help of each command that has some. Parsing is unchanged.

@@ -63,6 +63,9 @@ enum Command {
     Has(KeyedArgs),
     /// Delete the entry with exactly KEY (every format); exit 1 when there is none.
     Delete(DeleteArgs),
+    /// Show the manifest and signature of the entry with exactly KEY, and with --trusted-keys whether
+    /// a restore accepts it; exit 1 when there is none or it is refused.
+    Inspect(KeyedArgs),
     /// Delete every entry of a scope, or of the whole store; asks first, or needs --yes.
     Clear(ClearArgs),
     /// Delete entries not used (saved or restored) for longer than a duration, in every scope.
@@ -528,7 +531,10 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal
     }
     let mut context = config::resolve_reporting(&cli.settings, env, terminal.reporter.clone())?;
     // A key given to `has` or `delete` follows the rules of saved keys, before any request.
-    if let Command::Has(KeyedArgs { key, .. }) | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command {
+    if let Command::Has(KeyedArgs { key, .. })
+    | Command::Inspect(KeyedArgs { key, .. })
+    | Command::Delete(DeleteArgs { keyed: KeyedArgs { key, .. }, .. }) = &cli.command
+    {
         context.check_key(key)?;
     }
     context.cancel = interrupt::install(match cli.command {
@@ -671,6 +677,13 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
         Command::Has(args) => context.find_entry(&args.key, settings.scope.scope.as_deref()).map(|entry| {
             render::found(entry.as_ref(), &args.key, args.output.json, out);
             if entry.is_some() { 0 } else { EXIT_FAILED }
+        }),
+        Command::Inspect(args) => context.inspect(&args.key, settings.scope.scope.as_deref()).map(|found| {
+            render::inspection(found.as_ref(), &args.key, args.output.json, out);
+            match found {
+                Some(found) if !matches!(found.verdict, Some(Err(_))) => 0,
+                _ => EXIT_FAILED,
+            }
         }),
         Command::Delete(DeleteArgs { keyed: args, missing_ok }) => {
             context.key_entries(&args.key, settings.scope.scope.as_deref()).map(|entries| {

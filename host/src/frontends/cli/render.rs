@@ -1,6 +1,7 @@
 //! How admin results look: an aligned table for people (sizes human-readable, times in UTC) or one
 //! JSON document for scripts (`--json`: exact bytes, RFC 3339 times).
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::time::SystemTime;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use crate::archive::catalog::Entry;
 use crate::engine::admin::{Leftover, Leftovers, Removal, Tally, Usage};
+use crate::engine::inspect::Inspection;
 use crate::ui::output::{counted, size};
 
 /// An entry as `--json` shows it.
@@ -162,6 +164,74 @@ pub fn found(entry: Option<&Entry>, key: &str, as_json: bool, out: &crate::repor
         (Some(entry), false) => table(&ENTRY_HEADER, [entry_row(entry)], out),
         (None, false) => out.notice(&format!("no cache entry for key {key:?}")),
     }
+}
+
+/// `inspect`: the entry's manifest exactly as stored and its signature (for `ssh-keygen -Y verify`),
+/// who signed it, and with trusted keys whether a restore accepts it.
+pub fn inspection(found: Option<&Inspection>, key: &str, as_json: bool, out: &crate::report::Reporter) {
+    let Some(found) = found else {
+        if as_json {
+            json(&serde_json::json!({ "key": key, "found": false }));
+        } else {
+            out.notice(&format!("no cache entry for key {key:?}"));
+        }
+        return;
+    };
+    let created = found
+        .manifest
+        .as_ref()
+        .filter(|m| m.created_ms > 0)
+        .map(|m| time(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(m.created_ms)));
+    if as_json {
+        json(&serde_json::json!({
+            "key": key,
+            "found": true,
+            "entry": EntryJson::from(&found.entry),
+            "manifest": found.manifest_text.as_ref().ok(),
+            "manifest_error": found.manifest_text.as_ref().err(),
+            "created_at": created,
+            "signature": found.signature,
+            "signed_by": found.signed_by,
+            "verified": found.verdict.as_ref().map(Result::is_ok),
+            "signer": found.verdict.as_ref().and_then(|v| v.as_ref().ok()),
+            "refused": found.verdict.as_ref().and_then(|v| v.as_ref().err()),
+        }));
+        return;
+    }
+    let mut text = String::new();
+    let _ = writeln!(text, "object:     {}", found.entry.object.name);
+    match &found.manifest_text {
+        Ok(manifest) => {
+            let _ = writeln!(text, "manifest:   {manifest}");
+        }
+        Err(why) => {
+            let _ = writeln!(text, "manifest:   none: {why}");
+        }
+    }
+    if let Some(created) = created {
+        let _ = writeln!(text, "created:    {created}");
+    }
+    let signature = match (&found.signature, &found.signed_by) {
+        (None, _) => "none (the entry is not signed)".to_owned(),
+        (Some(_), Some(fingerprint)) => format!("by {fingerprint}"),
+        (Some(_), None) => "present, but not a readable SSHSIG".to_owned(),
+    };
+    let _ = writeln!(text, "signature:  {signature}");
+    let verdict = match &found.verdict {
+        None => "not checked (no --trusted-keys)".to_owned(),
+        Some(Ok(signer)) => format!("accepted: signed by {signer}"),
+        Some(Err(why)) => why.clone(),
+    };
+    let _ = writeln!(text, "trust:      {verdict}");
+    if let Some(signature) = &found.signature {
+        text.push_str(signature);
+        if !signature.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    // Line by line: the manifest holds user text (keys, paths), and its control characters are escaped.
+    let lines: Vec<String> = text.lines().map(crate::ui::output::escape).collect();
+    crate::ui::output::print_stdout(&format!("{}\n", lines.join("\n")));
 }
 
 /// `delete`, `clear`, `flush` and `prune`: what was deleted and what could not be. `extra` adds
