@@ -19,3 +19,4 @@ mod roundtrip;
 mod sandbox;
 mod scopes;
 mod semaphore;
+mod signing;

@@ -103,7 +103,8 @@ pub struct ScopeSettings {
 pub struct SigningSettings {
     /// Sign saved entries with this OpenSSH ed25519 private key: its text or the path of its file
     /// (a secret: never printed).
-    #[arg(long, global = true, env = env_vars::S3CACHE_SIGNING_KEY, value_name = "KEY", hide_env_values = true)]
+    // Key text starts with dashes: taken as the value, never echoed back as an unknown flag.
+    #[arg(long, global = true, env = env_vars::S3CACHE_SIGNING_KEY, value_name = "KEY", hide_env_values = true, allow_hyphen_values = true)]
     pub signing_key: Option<String>,
     /// Restore only entries signed by one of these public keys (`.pub` or `allowed_signers` lines, or
     /// a file of them); set but empty refuses every entry.
@@ -130,7 +131,10 @@ impl SigningSettings {
     /// added to `reporter`'s secrets (masked line by line on GitHub Actions); a setting that is set
     /// but empty is a warning that says what happens.
     pub fn load(&self, reporter: &Reporter) -> Result<crate::signing::Signing> {
-        if let Some(value) = &self.signing_key {
+        // Key text is a secret from the start, even when it does not load; a path is not.
+        if let Some(value) = &self.signing_key
+            && (value.contains('\n') || value.trim_start().starts_with("-----"))
+        {
             reporter.add_secret(value.trim());
         }
         let key = match self.signing_key.as_deref() {

@@ -43,7 +43,10 @@ impl CacheContext {
         let framed = trailer::unframe(&tail).map_err(unreadable)?;
         let (manifest, signer) = match trusted {
             Some(trusted) => {
-                let (manifest, signer) = self.authenticate(entry, &framed, trusted)?;
+                let (manifest, signer) = self.authenticate(entry, &framed, trusted).map_err(|rejection| match rejection {
+                    Rejection::Unverified(why) => Rejection::Unverified(format!("refused by --trusted-keys: {why}")),
+                    other => other,
+                })?;
                 (manifest, Some(signer))
             }
             None => (trailer::parse(&framed, found.size).map_err(unreadable)?, None),
@@ -67,14 +70,15 @@ impl CacheContext {
     }
 
     /// Checks a trailer's signature by `trusted` over exactly the manifest's bytes, then parses those
-    /// bytes strictly and checks that they are this entry's: its key and scope, in this store.
+    /// bytes strictly and checks that they are this entry's: its key and scope, in this store. A
+    /// refusal is [`Rejection::Unverified`] with the bare reason.
     pub(crate) fn authenticate(
         &self,
         entry: &Entry,
         framed: &trailer::Framed,
         trusted: &TrustedKeys,
     ) -> Result<(Manifest, Signer), Rejection> {
-        let refused = |why: String| Rejection::Unverified(format!("refused by --trusted-keys: {why}"));
+        let refused = Rejection::Unverified;
         let signer = trusted
             .verify(&framed.json, framed.signature.as_deref().unwrap_or_default(), std::time::SystemTime::now())
             .map_err(|refusal| refused(refusal.to_string()))?;
@@ -118,22 +122,28 @@ impl CacheContext {
         fallback: Fallback,
         wanted: &Wanted,
         legacy: bool,
+        passed_over: &[(String, String)],
     ) -> Result<Chosen, Search> {
         // One namespace has one "scope" to search, however many the run's refs name.
         let scopes = if self.layout.scoped() { &self.scopes.read[..] } else { &self.scopes.read[..1] };
         let legacy = legacy && self.signing.trusted.is_none();
-        let groups_of =
-            |scope: &str| self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e));
+        // Candidates passed over after they were chosen (their archive was refused) are left out.
+        let groups_of = |scope: &str| {
+            let mut groups = self.candidates(scope, primary_key, restore_keys, fallback).map_err(|e| self.describe_store_error(&e))?;
+            for group in &mut groups {
+                group.retain(|entry| !passed_over.iter().any(|(name, _)| *name == entry.object.name));
+            }
+            Ok(groups)
+        };
         let examine = |entry: &Entry| match self.examine(entry, wanted) {
             Ok(examined) => Ok(Some(examined)),
             Err(Rejection::Foreign(_)) if legacy => Ok(None),
             Err(rejection) => Err(rejection),
         };
-        let passed_over =
-            |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
+        let notice = |entry: &Entry, why: &str| self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
         let signed_time = |examined: &Option<Examined>| examined.as_ref().map_or(0, |e| e.manifest.created_ms);
         let rank: Option<Rank<'_, Option<Examined>>> = if self.signing.trusted.is_some() { Some(&signed_time) } else { None };
-        let (entry, examined) = select(scopes, groups_of, examine, passed_over, rank)?;
+        let (entry, examined) = select(scopes, groups_of, examine, notice, rank)?;
         let opened = match examined {
             Some(examined) => {
                 let signer = examined.signer.clone();

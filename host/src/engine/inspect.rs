@@ -52,7 +52,9 @@ impl CacheContext {
         let manifest = trailer::parse(&framed, entry.object.size).ok();
         let signed_by = framed.signature.as_deref().and_then(crate::signing::signer_fingerprint);
         let verdict = self.signing.trusted.as_deref().map(|trusted| {
-            self.authenticate(&entry, &framed, trusted).map(|(_, signer)| signer.to_string()).map_err(|r| r.reason().to_owned())
+            self.authenticate(&entry, &framed, trusted)
+                .map(|(_, signer)| signer.to_string())
+                .map_err(|r| format!("refused by --trusted-keys: {}", r.reason()))
         });
         Ok(Some(Inspection { entry, manifest_text, manifest, signature: framed.signature, signed_by, verdict }))
     }

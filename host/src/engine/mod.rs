@@ -136,9 +136,10 @@ impl CacheContext {
         &self.reporter
     }
 
-    /// The store's name in this context's manifests: `--store-namespace`, else the store's location.
+    /// The store's name in this context's manifests: `--store-namespace`, else the store's location
+    /// without a trailing `/` (`s3://bucket/prefix`, `file:///dir`).
     pub fn store_namespace(&self) -> String {
-        self.signing.store_namespace.clone().unwrap_or_else(|| self.store.location())
+        self.signing.store_namespace.clone().unwrap_or_else(|| self.store.location().trim_end_matches('/').to_owned())
     }
 
     /// The scope an entry saved now records: the write scope, or none in the Flat layout.
@@ -237,6 +238,10 @@ pub(crate) enum ExtractError {
     /// This archive was not restored, and nothing was changed: the reason, for the miss.
     #[error("{0}")]
     NotRestored(String),
+    /// The archive itself is refused (damaged, altered, hostile, over a limit, its digest wrong) and
+    /// nothing was changed: another candidate may still do.
+    #[error("{0}")]
+    BadArchive(String),
 }
 
 /// What [`CacheContext::extract`] moved into place.

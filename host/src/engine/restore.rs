@@ -51,91 +51,118 @@ impl CacheContext {
         let restore_keys = if request.exact_key_only { &[][..] } else { &restore_keys[..] };
         let wanted = Wanted { paths: given_roots.is_some().then(|| request.paths.clone()), cross_os: request.cross_os };
         let legacy = request.legacy.as_ref();
-        let Chosen { entry, manifest, source, signer } =
-            match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search)) {
-                Ok(chosen) => chosen,
-                Err(mut search) => {
-                    // Older tools' objects are never signed: with trusted keys they are not looked for.
-                    let legacy = if self.signing.trusted.is_some() { None } else { legacy };
-                    if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
-                        return Ok(outcome);
+        // With trusted keys, a candidate whose archive proves damaged or altered while it is extracted
+        // (a valid signature over other bytes) is passed over like any refused one, and the search
+        // goes on without it.
+        let mut passed_over: Vec<(String, String)> = Vec::new();
+        loop {
+            let Chosen { entry, manifest, source, signer } =
+                match self.choose(&primary_key, restore_keys, request.fallback, &wanted, legacy.is_some_and(|l| l.in_search), &passed_over)
+                {
+                    Ok(chosen) => chosen,
+                    Err(mut search) => {
+                        // Older tools' objects are never signed: with trusted keys they are not looked for.
+                        let legacy = if self.signing.trusted.is_some() { None } else { legacy };
+                        if let Some(outcome) = legacy.and_then(|l| self.restore_legacy_objects(l, &primary_key, started)) {
+                            return Ok(outcome);
+                        }
+                        if self.signing.trusted.is_some() && request.legacy.is_some() {
+                            search.rejected.push("older tools' objects were not looked for: they are never signed (--trusted-keys)".into());
+                        }
+                        let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
+                        let scopes = self.scopes.read.join(", ");
+                        let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
+                        let damaged = passed_over.iter().map(|(name, why)| format!("{name}: {why}"));
+                        search.failed |= !passed_over.is_empty();
+                        search.rejected.splice(0..0, damaged);
+                        if !search.rejected.is_empty() {
+                            reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
+                        }
+                        if let Some(err) = search.store_error {
+                            reason = format!("{reason}; the store failed: {err}");
+                        }
+                        return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
                     }
-                    if self.signing.trusted.is_some() && request.legacy.is_some() {
-                        search.rejected.push("older tools' objects were not looked for: they are never signed (--trusted-keys)".into());
-                    }
-                    let fallbacks = if restore_keys.is_empty() { "" } else { " or its restore keys" };
-                    let scopes = self.scopes.read.join(", ");
-                    let mut reason = format!("no usable cache entry for key {primary_key:?}{fallbacks} in scopes {scopes}");
-                    if !search.rejected.is_empty() {
-                        reason.push_str(&format!("; passed over: {}", search.rejected.join("; ")));
-                    }
-                    if let Some(err) = search.store_error {
-                        reason = format!("{reason}; the store failed: {err}");
-                    }
-                    return Ok(RestoreOutcome::Miss { primary_key: Some(primary_key.clone()), reason, failed: search.failed });
-                }
+                };
+            let matched_key = entry.name.key.clone();
+            let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
+            let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
+            let tar_bytes = manifest.as_ref().map(|m| m.tar_bytes);
+            let hit = |Extracted { members, removed_local_files }: Extracted, restored: bool| Hit {
+                exact: matched_key == primary_key,
+                primary_key: primary_key.clone(),
+                matched_key: matched_key.clone(),
+                bytes: entry.size(),
+                members,
+                tar_bytes,
+                elapsed: started.elapsed(),
+                sha256: sha256.clone(),
+                restored,
+                scope: entry.name.scope.clone(),
+                paths: recorded_paths.clone(),
+                removed_local_files,
             };
-        let matched_key = entry.name.key.clone();
-        let sha256 = manifest.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
-        let recorded_paths = manifest.as_ref().map(|m| m.paths.clone()).unwrap_or_default();
-        let tar_bytes = manifest.as_ref().map(|m| m.tar_bytes);
-        let hit = |Extracted { members, removed_local_files }: Extracted, restored: bool| Hit {
-            exact: matched_key == primary_key,
-            primary_key: primary_key.clone(),
-            matched_key: matched_key.clone(),
-            bytes: entry.size(),
-            members,
-            tar_bytes,
-            elapsed: started.elapsed(),
-            sha256: sha256.clone(),
-            restored,
-            scope: entry.name.scope.clone(),
-            paths: recorded_paths.clone(),
-            removed_local_files,
-        };
-        let Some(manifest) = manifest else {
-            // Another tool's archive found by the search: its members go where it put them.
-            let legacy = legacy.expect("only a legacy search yields entries without a manifest");
-            if request.lookup_only {
-                return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(0), false)));
+            let Some(manifest) = manifest else {
+                // Another tool's archive found by the search: its members go where it put them.
+                let legacy = legacy.expect("only a legacy search yields entries without a manifest");
+                if request.lookup_only {
+                    return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(0), false)));
+                }
+                self.announce_legacy(&entry.object.name, legacy);
+                let protected = given_roots.is_none().then(|| self.protected());
+                let roots = given_roots.clone().unwrap_or_else(|| self.anywhere_roots());
+                return match self.extract(
+                    &roots,
+                    Naming::Other(MemberNames::Plain, &self.cwd),
+                    legacy.format,
+                    entry.size(),
+                    &[],
+                    source,
+                    protected,
+                ) {
+                    Ok(extracted) => Ok(RestoreOutcome::Hit(hit(extracted, true))),
+                    Err(ExtractError::NotRestored(why) | ExtractError::BadArchive(why)) => {
+                        miss(format!("cache entry {matched_key:?} was not restored: {why}"))
+                    }
+                    Err(ExtractError::Engine(err)) => Err(err),
+                };
+            };
+            if let Some(signer) = &signer {
+                self.reporter.notice(&format!("cache entry {} is signed by {signer}", entry.object.name));
             }
-            self.announce_legacy(&entry.object.name, legacy);
+            if request.lookup_only {
+                return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(manifest.members), false)));
+            }
             let protected = given_roots.is_none().then(|| self.protected());
-            let roots = given_roots.unwrap_or_else(|| self.anywhere_roots());
+            let roots = match given_roots.clone() {
+                Some(roots) => roots,
+                None => match self.manifest_roots(&manifest) {
+                    Ok(roots) => roots,
+                    Err(why) => return miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                },
+            };
+            let _touch = self.touch(&entry);
+            let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
             return match self.extract(
                 &roots,
-                Naming::Other(MemberNames::Plain, &self.cwd),
-                legacy.format,
-                entry.size(),
-                &[],
+                self.naming(manifest.plain_names),
+                format,
+                manifest.archive_bytes,
+                &manifest.parts,
                 source,
                 protected,
             ) {
                 Ok(extracted) => Ok(RestoreOutcome::Hit(hit(extracted, true))),
-                Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
+                Err(ExtractError::BadArchive(why)) if self.signing.trusted.is_some() && !self.cancel.is_cancelled() => {
+                    self.reporter.notice(&format!("passing over cache entry {}: {why}", entry.object.name));
+                    passed_over.push((entry.object.name.clone(), why));
+                    continue;
+                }
+                Err(ExtractError::NotRestored(why) | ExtractError::BadArchive(why)) => {
+                    miss(format!("cache entry {matched_key:?} was not restored: {why}"))
+                }
                 Err(ExtractError::Engine(err)) => Err(err),
             };
-        };
-        if let Some(signer) = &signer {
-            self.reporter.notice(&format!("cache entry {} is signed by {signer}", entry.object.name));
-        }
-        if request.lookup_only {
-            return Ok(RestoreOutcome::Hit(hit(Extracted::lookup(manifest.members), false)));
-        }
-        let protected = given_roots.is_none().then(|| self.protected());
-        let roots = match given_roots {
-            Some(roots) => roots,
-            None => match self.manifest_roots(&manifest) {
-                Ok(roots) => roots,
-                Err(why) => return miss(format!("cache entry {matched_key:?} was not restored: {why}")),
-            },
-        };
-        let _touch = self.touch(&entry);
-        let Some(format) = manifest.archive_format() else { return miss(format!("unknown archive format {:?}", manifest.compression)) };
-        match self.extract(&roots, self.naming(manifest.plain_names), format, manifest.archive_bytes, &manifest.parts, source, protected) {
-            Ok(extracted) => Ok(RestoreOutcome::Hit(hit(extracted, true))),
-            Err(ExtractError::NotRestored(why)) => miss(format!("cache entry {matched_key:?} was not restored: {why}")),
-            Err(ExtractError::Engine(err)) => Err(err),
         }
     }
 
@@ -185,7 +212,7 @@ impl CacheContext {
         bar.finish_and_clear();
         let report = match report {
             Ok(report) => report,
-            Err(err) => return Err(ExtractError::NotRestored(err.to_string())),
+            Err(err) => return Err(ExtractError::BadArchive(err.to_string())),
         };
         tracing::debug!(members = report.members, elapsed = ?started.elapsed(), "unpacked into staging");
         if let Err(err) = fsmeta::apply_fixups(staging.dirs(), &report.fixups) {

@@ -131,7 +131,7 @@ impl CacheContext {
                 Ok(found) if found.is_empty() => {}
                 Ok(found) => match self.refused_existing(&found) {
                     Some(why) => {
-                        self.reporter.notice(&format!("replacing cache entry {name}: {why}"));
+                        self.reporter.notice(&format!("replacing cache entry {name}, which a restore would refuse: {why}"));
                         overwrite = true;
                     }
                     None => return Ok(SaveOutcome::AlreadyExists { key }),
