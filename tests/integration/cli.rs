@@ -394,6 +394,7 @@ fn every_command_has_help() {
         "usage",
         "has",
         "delete",
+        "inspect",
         "clear",
         "flush",
         "prune",
@@ -458,19 +459,23 @@ fn help_shows_each_command_what_applies_to_it() {
             "Transfer",
             "Publishing (new objects)",
             "Limits (the sandbox)",
+            "Signed entries",
             "Examples"
         ],
         "{save}"
     );
     assert_eq!(sections[0].1[..3], ["key".to_owned(), "path".into(), "format".into()], "own flags first: {save}");
     assert!(sections[5].1.contains(&"acl".to_owned()), "{save}");
+    assert_eq!(sections[7].1, ["signing-key", "trusted-keys", "store-namespace"], "{save}");
 
     let restore = machine.run(&["restore", "--help"]).success().stdout;
     let flags: Vec<String> = help_sections(&restore).into_iter().flat_map(|(_, f)| f).collect();
-    for inapplicable in ["acl", "tag", "allow-untrusted-save", "leftover-age", "compression-level"] {
+    for inapplicable in ["acl", "tag", "allow-untrusted-save", "leftover-age", "compression-level", "signing-key"] {
         assert!(!flags.contains(&inapplicable.to_owned()), "restore --help shows --{inapplicable}:\n{restore}");
     }
-    for applicable in ["restore-key", "store", "scope", "max-unpacked-mb", "touch-interval", "stall-timeout-secs"] {
+    for applicable in
+        ["restore-key", "store", "scope", "max-unpacked-mb", "touch-interval", "stall-timeout-secs", "trusted-keys", "store-namespace"]
+    {
         assert!(flags.contains(&applicable.to_owned()), "restore --help lacks --{applicable}:\n{restore}");
     }
     let list = machine.run(&["list", "--help"]).success().stdout;

@@ -243,3 +243,60 @@ fn custom_store_example_round_trips_through_its_own_store() {
     assert!(lines[1].starts_with("restored custom-store-demo into ") && lines[1].ends_with("/src: 4 members"), "{stdout}");
     assert!(lines[2].starts_with("in the store: local/custom-store-demo.tar.zst ("), "{stdout}");
 }
+
+/// Signing through the library: a context with a [`s3cache::signing::SigningKey`] saves a signed
+/// entry, one with [`s3cache::signing::TrustedKeys`] restores it, and with trusted keys an older
+/// tool's object at its own name is not even looked for (it can carry no signature).
+#[test]
+fn signed_entries_through_the_library() {
+    use std::sync::Arc;
+
+    use s3cache::archive::layout::Format;
+    use s3cache::engine::{Legacy, LegacyObject, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+    use s3cache::signing::{SigningKey, TrustedKeys};
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = s3cache_tests::Machine::new();
+    let keys = machine.scratch("keys");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "lib", "-f"])
+        .arg(keys.join("id"))
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+    std::fs::create_dir_all(machine.workspace().join("vendor")).unwrap();
+    std::fs::write(machine.workspace().join("vendor/a.txt"), "a\n").unwrap();
+    let (settings, env) = settings_for(&server, &machine);
+    let mut context = s3cache::config::resolve(&settings, env).unwrap();
+    context.cwd = machine.workspace();
+    context.signing.key = Some(Arc::new(SigningKey::load(&std::fs::read_to_string(keys.join("id")).unwrap()).unwrap()));
+    assert!(matches!(context.save(&SaveRequest::new("deps-1", ["vendor"])).unwrap(), SaveOutcome::Saved { .. }));
+
+    let mut restoring = context.clone();
+    restoring.signing.key = None;
+    restoring.signing.trusted = Some(Arc::new(TrustedKeys::parse(keys.join("id.pub").to_str().unwrap()).unwrap()));
+    std::fs::remove_dir_all(machine.workspace().join("vendor")).unwrap();
+    let RestoreOutcome::Hit(hit) = restoring.restore(&RestoreRequest::new("deps-1", ["vendor"])).unwrap() else { panic!("not restored") };
+    assert_eq!((hit.matched_key.as_str(), hit.exact), ("deps-1", true));
+    assert_eq!(std::fs::read_to_string(machine.workspace().join("vendor/a.txt")).unwrap(), "a\n");
+
+    // An older tool's object at its own name: restored without trusted keys, not looked for with them.
+    let out = std::process::Command::new("tar").args(["czf", "-", "vendor"]).current_dir(machine.workspace()).output().unwrap();
+    server.put_object("repo", "old-1/vendor", &out.stdout);
+    let mut request = RestoreRequest::new("old-1", ["vendor"]);
+    request.legacy = Some(Legacy {
+        writer: "drone-cache".into(),
+        format: Format::Gzip,
+        in_search: true,
+        objects: vec![LegacyObject {
+            name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() },
+            paths: vec!["vendor".into()],
+            names: s3cache::engine::MemberNames::Plain,
+        }],
+    });
+    let RestoreOutcome::Miss { reason, .. } = restoring.restore(&request).unwrap() else { panic!("an unsigned old object was restored") };
+    assert_eq!(
+        reason,
+        "no usable cache entry for key \"old-1\" in scopes local; passed over: older tools' objects were not looked for: they are never signed (--trusted-keys)"
+    );
+    assert!(matches!(context.restore(&request).unwrap(), RestoreOutcome::Hit(_)), "without trusted keys it restores");
+}

@@ -63,8 +63,8 @@ enum Command {
     Has(KeyedArgs),
     /// Delete the entry with exactly KEY (every format); exit 1 when there is none.
     Delete(DeleteArgs),
-    /// Show the manifest and signature of the entry with exactly KEY, and with --trusted-keys whether
-    /// a restore accepts it; exit 1 when there is none or it is refused.
+    /// Show the manifest and signature of the entry with exactly KEY, and whether the trusted keys
+    /// accept it; exit 1 when there is none or they refuse it.
     Inspect(KeyedArgs),
     /// Delete every entry of a scope, or of the whole store; asks first, or needs --yes.
     Clear(ClearArgs),
