@@ -479,9 +479,10 @@ fn signed_entries_through_the_variables() {
     assert_eq!(fs::read_to_string(workspace.join("vendor/bundle/gem.rb")).unwrap(), "puts 1");
     fs::remove_dir_all(workspace.join("vendor")).unwrap();
 
+    // A refused entry is a failed restore: `error: ...`, exit 0 (CACHE_FAIL_ON_ERROR is not set).
     let log = checked(cache(&machine, &["restore", "gems-unsigned"]));
-    assert!(log.contains(": refused by --trusted-keys: the entry is not signed\n"), "{log}");
-    assert!(log.contains("MISS: 'gems-unsigned'."), "{log}");
+    assert!(log.contains("passing over cache entry gems-unsigned: refused by --trusted-keys: the entry is not signed\n"), "{log}");
+    assert!(log.contains("error: no usable cache entry for key \"gems-unsigned\""), "{log}");
     assert!(!workspace.join("vendor").exists(), "a refused entry was extracted");
 
     machine.env("S3CACHE_TRUSTED_KEYS", "");
@@ -492,6 +493,10 @@ fn signed_entries_through_the_variables() {
         ),
         "{log}"
     );
-    assert!(log.contains("MISS: 'gems-signed'."), "{log}");
+    assert!(
+        log.contains("passing over cache entry gems-signed: refused by --trusted-keys: no key is trusted (the trusted keys are empty)\n"),
+        "{log}"
+    );
+    assert!(log.contains("error: no usable cache entry for key \"gems-signed\""), "{log}");
     assert!(!workspace.join("vendor").exists(), "a refused entry was extracted");
 }

@@ -285,7 +285,7 @@ pub const INPUTS: &[Input] = &[
         Some(""),
         UsedBy::Save,
         Mapping::SigningKey,
-        "Sign saved entries with this OpenSSH ed25519 private key (its text, or the path of its file): pass a secret, `${{ secrets.CACHE_SIGNING_KEY }}`, never plain text. Masked in the log line by line. An existing entry at the key that `trusted-keys` (else this key) does not verify is replaced.",
+        "Sign saved entries with this OpenSSH ed25519 private key (its text, or the path of its file): pass it from a secret (`secrets.CACHE_SIGNING_KEY` in an expression), never as plain text. Masked in the log line by line. An existing entry at the key that `trusted-keys` (else this key) does not verify is replaced.",
     ),
     input_def(
         "trusted-keys",
