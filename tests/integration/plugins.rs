@@ -977,3 +977,55 @@ fn restores_without_mount_refuse_planting() {
     assert!(log.contains("without a digest check"), "{log}");
     assert_eq!(fs::read_to_string(ssh.join("authorized_keys")).unwrap(), "planted at ~/.ssh/authorized_keys\n");
 }
+
+/// Signed entries on Drone (drone-cache's settings): `signing_key` signs a rebuild, `trusted_keys`
+/// restores it verified and refuses an unsigned entry, and `trusted_keys` set but empty (a fork's
+/// blank secret) refuses everything with a warning naming the variable, even with
+/// `S3CACHE_TRUSTED_KEYS` set. The private key is never printed.
+#[test]
+fn drone_cache_signed_entries() {
+    let (server, machine, secret, endpoint) = setup(ServerKind::S3sFs);
+    let key = s3cache_tests::KeyPair::generate(&machine.scratch("keys"), "ci");
+    let settings = [
+        ("PLUGIN_BUCKET", server.bucket.as_str()),
+        ("PLUGIN_ENDPOINT", endpoint.as_str()),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_ACCESS_KEY", server.access_key.as_str()),
+        ("PLUGIN_SECRET_KEY", secret.as_str()),
+        ("PLUGIN_MOUNT", "node_modules"),
+    ];
+    let main = |extra: &[(&str, &str)]| with(with(drone("main"), &settings), extra);
+    let checked = |run: Run| {
+        let log = ok(&run, &secret);
+        key.assert_private_key_absent(&log);
+        log
+    };
+    checkout(&machine);
+    build(&machine.workspace());
+    let log = checked(step(
+        &machine,
+        &main(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_CACHE_KEY", "signed-1"), ("PLUGIN_SIGNING_KEY", &key.private)]),
+    ));
+    assert!(log.contains("saved signed-1"), "{log}");
+    let log = checked(step(&machine, &main(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_CACHE_KEY", "unsigned-1")])));
+    assert!(log.contains("saved unsigned-1"), "{log}");
+
+    checkout(&machine);
+    let restore = |cache_key: &str, extra: &[(&str, &str)]| {
+        step(&machine, &main(&[&[("PLUGIN_RESTORE", "true"), ("PLUGIN_CACHE_KEY", cache_key)], extra].concat()))
+    };
+    let log = checked(restore("signed-1", &[("PLUGIN_TRUSTED_KEYS", &key.public)]));
+    assert!(log.contains(&format!("/signed-1.tar is signed by {} (ci)\n", key.fingerprint)), "{log}");
+    assert!(log.contains("restored signed-1"), "{log}");
+
+    checkout(&machine);
+    let log = checked(restore("unsigned-1", &[("PLUGIN_TRUSTED_KEYS", &key.public)]));
+    assert!(log.contains("/unsigned-1.tar: refused by --trusted-keys: the entry is not signed\n"), "{log}");
+    assert!(log.contains("cache miss") || log.contains("cache not restored"), "{log}");
+    assert!(!machine.workspace().join("node_modules").exists(), "a refused entry was extracted");
+
+    let log = checked(restore("signed-1", &[("PLUGIN_TRUSTED_KEYS", ""), ("S3CACHE_TRUSTED_KEYS", &key.public)]));
+    assert!(log.contains("warning: PLUGIN_TRUSTED_KEYS is set but empty: no key is trusted, so every cache entry is refused\n"), "{log}");
+    assert!(log.contains("/signed-1.tar: refused by --trusted-keys: no key is trusted (the trusted keys are empty)\n"), "{log}");
+    assert!(!machine.workspace().join("node_modules").exists(), "a refused entry was extracted");
+}

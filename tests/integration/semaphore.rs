@@ -448,3 +448,55 @@ fn path_less_restores_refuse_planting() {
     assert_eq!(fs::read_to_string(workspace.join("vendor/bundle/gems/rake.rb")).unwrap(), "rake");
     assert_eq!(snapshot(&home), before.0);
 }
+
+/// Signed entries through the CLI's variables: `S3CACHE_SIGNING_KEY` signs `cache store`,
+/// `S3CACHE_TRUSTED_KEYS` makes `cache restore` verify it and refuse an unsigned entry, and set but
+/// empty refuses everything with its warning. The private key is never printed.
+#[test]
+fn signed_entries_through_the_variables() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let mut machine = job(&server, "main");
+    let key = s3cache_tests::KeyPair::generate(&machine.scratch("keys"), "ci");
+    let workspace = machine.workspace();
+    write(&workspace, "vendor/bundle/gem.rb", "puts 1");
+    let checked = |run: Run| {
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        let log = format!("{}{}", run.stdout, run.stderr);
+        key.assert_private_key_absent(&log);
+        log
+    };
+    machine.env("S3CACHE_SIGNING_KEY", key.private.clone());
+    let log = checked(cache(&machine, &["store", "gems-signed", "vendor/bundle"]));
+    assert!(!log.contains("error") && !log.contains("warning"), "{log}");
+    machine.unset("S3CACHE_SIGNING_KEY");
+    checked(cache(&machine, &["store", "gems-unsigned", "vendor/bundle"]));
+    fs::remove_dir_all(workspace.join("vendor")).unwrap();
+
+    machine.env("S3CACHE_TRUSTED_KEYS", key.public.clone());
+    let log = checked(cache(&machine, &["restore", "gems-signed"]));
+    assert!(log.contains(&format!(" is signed by {} (ci)\n", key.fingerprint)), "{log}");
+    assert!(log.contains("HIT: 'gems-signed', using key 'gems-signed'."), "{log}");
+    assert_eq!(fs::read_to_string(workspace.join("vendor/bundle/gem.rb")).unwrap(), "puts 1");
+    fs::remove_dir_all(workspace.join("vendor")).unwrap();
+
+    // A refused entry is a failed restore: `error: ...`, exit 0 (CACHE_FAIL_ON_ERROR is not set).
+    let log = checked(cache(&machine, &["restore", "gems-unsigned"]));
+    assert!(log.contains("passing over cache entry gems-unsigned: refused by --trusted-keys: the entry is not signed\n"), "{log}");
+    assert!(log.contains("error: no usable cache entry for key \"gems-unsigned\""), "{log}");
+    assert!(!workspace.join("vendor").exists(), "a refused entry was extracted");
+
+    machine.env("S3CACHE_TRUSTED_KEYS", "");
+    let log = checked(cache(&machine, &["restore", "gems-signed"]));
+    assert!(
+        log.contains(
+            "warning: --trusted-keys (S3CACHE_TRUSTED_KEYS) is set but empty: no key is trusted, so every cache entry is refused\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("passing over cache entry gems-signed: refused by --trusted-keys: no key is trusted (the trusted keys are empty)\n"),
+        "{log}"
+    );
+    assert!(log.contains("error: no usable cache entry for key \"gems-signed\""), "{log}");
+    assert!(!workspace.join("vendor").exists(), "a refused entry was extracted");
+}

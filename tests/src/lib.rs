@@ -214,6 +214,43 @@ impl Default for Machine {
     }
 }
 
+/// An ed25519 key pair made by `ssh-keygen -t ed25519 -N ''` (scripts/test installs it), for signed
+/// entries.
+#[derive(Debug)]
+pub struct KeyPair {
+    /// The private key's text, `-----BEGIN OPENSSH PRIVATE KEY-----` and all.
+    pub private: String,
+    /// The public key's `.pub` line.
+    pub public: String,
+    /// Its `SHA256:...` fingerprint, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+impl KeyPair {
+    /// A new key pair with `comment`, its files in `dir`.
+    pub fn generate(dir: &Path, comment: &str) -> Self {
+        let file = dir.join(format!("key-{comment}"));
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(&file)
+            .output()
+            .expect("ssh-keygen");
+        assert!(made.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&made.stderr));
+        let listed = Command::new("ssh-keygen").arg("-lf").arg(file.with_extension("pub")).output().expect("ssh-keygen -l");
+        let fingerprint = String::from_utf8_lossy(&listed.stdout).split_whitespace().nth(1).expect("a fingerprint").to_owned();
+        let read = |path: PathBuf| std::fs::read_to_string(path).expect("a key file");
+        Self { private: read(file.clone()), public: read(file.with_extension("pub")).trim().to_owned(), fingerprint }
+    }
+
+    /// Asserts that no line of the private key's body appears in `output`.
+    #[track_caller]
+    pub fn assert_private_key_absent(&self, output: &str) {
+        for line in self.private.lines().filter(|line| !line.starts_with("-----")) {
+            assert!(!output.contains(line), "a line of the private key was printed:\n{output}");
+        }
+    }
+}
+
 /// Runs a Python snippet with boto3 (the independent client) and returns its stdout.
 pub fn boto3(server: &S3Server, script: &str) -> String {
     let prelude = format!(

@@ -99,11 +99,12 @@ pub struct ScopeSettings {
 }
 
 /// Signed entries (docs/signing.md): what a save signs with and what a restore trusts.
-#[derive(Clone, Default, Args)]
+#[derive(Clone, Default, PartialEq, Eq, Args)]
 pub struct SigningSettings {
     /// Sign saved entries with this OpenSSH ed25519 private key: its text or the path of its file
     /// (a secret: never printed).
-    // Key text starts with dashes: taken as the value, never echoed back as an unknown flag.
+    // The key's text starts with `-----BEGIN`: without allow_hyphen_values clap takes it for an
+    // unknown option and echoes it in its error.
     #[arg(long, global = true, env = env_vars::S3CACHE_SIGNING_KEY, value_name = "KEY", hide_env_values = true, allow_hyphen_values = true)]
     pub signing_key: Option<String>,
     /// Restore only entries signed by one of these public keys (`.pub` or `allowed_signers` lines, or
@@ -114,6 +115,14 @@ pub struct SigningSettings {
     /// location, s3://bucket/prefix).
     #[arg(long, global = true, env = env_vars::S3CACHE_STORE_NAMESPACE, value_name = "NAME")]
     pub store_namespace: Option<String>,
+    /// What messages call `signing_key` when a front end took it from a setting of its own (input
+    /// `signing-key`, `PLUGIN_SIGNING_KEY`); unset: `--signing-key (S3CACHE_SIGNING_KEY)`.
+    #[arg(skip)]
+    pub signing_key_source: Option<String>,
+    /// What messages call `trusted_keys` when a front end took it from a setting of its own
+    /// (`PLUGIN_TRUSTED_KEYS`); unset: `--trusted-keys (S3CACHE_TRUSTED_KEYS)`.
+    #[arg(skip)]
+    pub trusted_keys_source: Option<String>,
 }
 
 impl std::fmt::Debug for SigningSettings {
@@ -122,11 +131,21 @@ impl std::fmt::Debug for SigningSettings {
             .field("signing_key", &self.signing_key.as_ref().map(|_| "***"))
             .field("trusted_keys", &self.trusted_keys)
             .field("store_namespace", &self.store_namespace)
+            .field("signing_key_source", &self.signing_key_source)
+            .field("trusted_keys_source", &self.trusted_keys_source)
             .finish()
     }
 }
 
 impl SigningSettings {
+    /// The settings from their variables alone (`S3CACHE_SIGNING_KEY`, `S3CACHE_TRUSTED_KEYS`,
+    /// `S3CACHE_STORE_NAMESPACE`), read as the CLI reads them when no flag is given, a variable set
+    /// but empty included: for front ends that build their settings in code (Semaphore's `cache`).
+    pub fn from_variables() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(clap::Command::new("variables").no_binary_name(true));
+        <Self as clap::FromArgMatches>::from_arg_matches(&command.try_get_matches_from(Vec::<String>::new())?)
+    }
+
     /// The keys, loaded: a key that cannot be used is an error that names the setting. Its text is
     /// added to `reporter`'s secrets (masked line by line on GitHub Actions); a setting that is set
     /// but empty is a warning that says what happens.
@@ -137,14 +156,21 @@ impl SigningSettings {
         {
             reporter.add_secret(value.trim());
         }
+        let named = |source: &Option<String>, flag: &str, variable: &str| source.clone().unwrap_or_else(|| format!("{flag} ({variable})"));
+        let key_name = named(&self.signing_key_source, "--signing-key", env_vars::S3CACHE_SIGNING_KEY);
+        let trusted_name = named(&self.trusted_keys_source, "--trusted-keys", env_vars::S3CACHE_TRUSTED_KEYS);
+        // A front end's own setting is named before the flag's error: `PLUGIN_SIGNING_KEY: --signing-key: ...`.
+        let from = |source: &Option<String>, error: anyhow::Error| match source {
+            Some(source) => error.context(source.clone()),
+            None => error,
+        };
         let key = match self.signing_key.as_deref() {
             Some(value) if value.trim().is_empty() => {
-                reporter
-                    .warning(&format!("--signing-key ({}) is set but empty: entries are saved unsigned", env_vars::S3CACHE_SIGNING_KEY));
+                reporter.warning(&format!("{key_name} is set but empty: entries are saved unsigned"));
                 None
             }
             Some(value) => {
-                let key = crate::signing::SigningKey::load(value)?;
+                let key = crate::signing::SigningKey::load(value).map_err(|e| from(&self.signing_key_source, e.into()))?;
                 key.mask_lines().iter().for_each(|line| reporter.add_secret(line));
                 Some(Arc::new(key))
             }
@@ -152,12 +178,9 @@ impl SigningSettings {
         };
         let trusted = match self.trusted_keys.as_deref() {
             Some(value) => {
-                let trusted = crate::signing::TrustedKeys::parse(value)?;
+                let trusted = crate::signing::TrustedKeys::parse(value).map_err(|e| from(&self.trusted_keys_source, e.into()))?;
                 if trusted.is_empty() {
-                    reporter.warning(&format!(
-                        "--trusted-keys ({}) is set but empty: no key is trusted, so every cache entry is refused",
-                        env_vars::S3CACHE_TRUSTED_KEYS
-                    ));
+                    reporter.warning(&format!("{trusted_name} is set but empty: no key is trusted, so every cache entry is refused"));
                 }
                 Some(Arc::new(trusted))
             }

@@ -46,4 +46,9 @@ pub struct Invocation {
     /// Objects an old plugin wrote, in its own layout and without s3cache's trailer, that a restore
     /// may fall back to (read-only: nothing writes that layout); named around the restore's key.
     pub legacy: Option<crate::engine::Legacy>,
+    /// Signing settings from the front end's own settings (input `signing-key`, `PLUGIN_TRUSTED_KEYS`),
+    /// given to the run's settings directly: the key is a secret, kept off the command line (which
+    /// verbose mode logs), and a setting set but empty keeps its name for the warning. Each one set
+    /// wins over the flag's variable.
+    pub signing: crate::config::SigningSettings,
 }

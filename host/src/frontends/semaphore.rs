@@ -369,10 +369,12 @@ fn checksum(file: &str) -> Ending {
 
 /// The engine for this job: the project's store in the Flat layout, with the job's trust.
 fn context(env: &EnvLookup, terminal: &Terminal) -> Result<CacheContext, Ending> {
-    let (settings, overrides) = settings(&|n| env(n)).map_err(|e| match e {
+    let (mut settings, overrides) = settings(&|n| env(n)).map_err(|e| match e {
         EnvError::Endpoint(_) => Ending::Config(e.to_string()),
         _ => Ending::Error(e.to_string()),
     })?;
+    // Signed entries: S3CACHE_SIGNING_KEY, S3CACHE_TRUSTED_KEYS and S3CACHE_STORE_NAMESPACE, as the CLI reads them.
+    settings.signing = config::SigningSettings::from_variables().map_err(|e| Ending::Config(e.to_string()))?;
     overrides.iter().filter(|(n, _)| n.contains("SECRET")).for_each(|(_, v)| terminal.add_secret(v));
     let base = env.clone();
     let lookup: EnvLookup = std::sync::Arc::new(move |name| match overrides.iter().find(|(n, _)| n == name) {

@@ -390,8 +390,9 @@ fn plugin(verbose: bool, terminal: &Terminal) -> Result<u8> {
         init_logging(verbose);
         return github_action(ActionStep::Restore, terminal);
     }
-    let env = config::process_env(Vec::new());
-    let invocation = detected.dialect.invocation(&|name| env(name));
+    // The dialects see a variable set but empty as set: `trusted_keys` from a blank secret refuses
+    // every entry. Their other settings skip empty values themselves.
+    let invocation = detected.dialect.invocation(&|name| std::env::var(name).ok());
     init_logging(verbose || invocation.as_ref().is_ok_and(|i| i.args.iter().any(|a| a == "--verbose")));
     let invocation = invocation.map_err(anyhow::Error::msg)?;
     tracing::debug!(args = ?invocation.args, "plugin command line");
@@ -410,8 +411,9 @@ fn init_logging(verbose: bool) {
 /// Runs what a front end translated its settings into.
 fn run_invocation(mut invocation: Invocation, terminal: &Terminal) -> Result<(u8, Option<Summary>)> {
     invocation.secrets.iter().for_each(|s| terminal.add_secret(s));
-    let cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
+    let mut cli = Cli::try_parse_from(std::iter::once("s3cache".to_owned()).chain(invocation.args))?;
     cli.apply_output_choices(terminal);
+    given_signing(&mut cli.settings.signing, invocation.signing);
     let token_file = match invocation.web_identity_token.take() {
         Some(token) => Some(TokenFile::write(&token)?),
         None => None,
@@ -420,6 +422,19 @@ fn run_invocation(mut invocation: Invocation, terminal: &Terminal) -> Result<(u8
         invocation.env.push((env_vars::AWS_WEB_IDENTITY_TOKEN_FILE.to_owned(), file.0.display().to_string()));
     }
     run(cli, config::process_env(invocation.env), invocation.legacy, terminal)
+}
+
+/// A front end's own signing settings over the flags' variables: each one it sets wins, with its name.
+fn given_signing(settings: &mut config::SigningSettings, given: config::SigningSettings) {
+    if given.signing_key.is_some() {
+        (settings.signing_key, settings.signing_key_source) = (given.signing_key, given.signing_key_source);
+    }
+    if given.trusted_keys.is_some() {
+        (settings.trusted_keys, settings.trusted_keys_source) = (given.trusted_keys, given.trusted_keys_source);
+    }
+    if given.store_namespace.is_some() {
+        settings.store_namespace = given.store_namespace;
+    }
 }
 
 /// A web identity token in a file only this user can read, removed when the run ends.

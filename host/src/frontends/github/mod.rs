@@ -67,6 +67,9 @@ pub enum Mapping {
     Endpoint,
     /// A variable for the credential chain; `secret` values are masked before anything is printed.
     Credential { variable: &'static str, secret: bool },
+    /// The signing key, a secret: given to the run's settings, never on the command line (which
+    /// verbose mode logs); each line of it is masked once it loads.
+    SigningKey,
     /// Parts of the store URL (`store`, or `bucket` and `prefix`).
     Store,
     /// Not the binary's: the composite actions' binary finder reads it.
@@ -278,6 +281,27 @@ pub const INPUTS: &[Input] = &[
         "Let fork pull requests, `pull_request_target` and `workflow_run` save (logged as a warning).",
     ),
     input_def(
+        "signing-key",
+        Some(""),
+        UsedBy::Save,
+        Mapping::SigningKey,
+        "Sign saved entries with this OpenSSH ed25519 private key (its text, or the path of its file): pass it from a secret (`secrets.CACHE_SIGNING_KEY` in an expression), never as plain text. Masked in the log line by line. An existing entry at the key that `trusted-keys` (else this key) does not verify is replaced.",
+    ),
+    input_def(
+        "trusted-keys",
+        Some(""),
+        UsedBy::All,
+        Mapping::Value("--trusted-keys"),
+        "Restore only entries signed by one of these public keys: `.pub` or `allowed_signers` lines, or the path of a file of them; others are refused (a miss, with the reason in the log). Empty means not set, as the runner passes an input not given as empty: then the `S3CACHE_TRUSTED_KEYS` variable applies, which refuses every entry when set but empty.",
+    ),
+    input_def(
+        "store-namespace",
+        Some(""),
+        UsedBy::All,
+        Mapping::Value("--store-namespace"),
+        "The store's name in entries' manifests, which signed entries must match. Default: the store's location, `s3://bucket/prefix`.",
+    ),
+    input_def(
         "binary",
         Some(""),
         UsedBy::Composites,
@@ -387,6 +411,13 @@ pub fn invocation(step: Step, env: &dyn Fn(&str) -> Option<String>) -> Result<In
                     inv.env.push((variable.to_owned(), value));
                 }
             }
+            Mapping::SigningKey => {
+                if let Some(value) = input(env, spec.name) {
+                    inv.secrets.push(value.clone());
+                    inv.signing.signing_key = Some(value);
+                    inv.signing.signing_key_source = Some(format!("input `{}`", spec.name));
+                }
+            }
             Mapping::Store | Mapping::Finder => {}
         }
     }
@@ -479,6 +510,31 @@ mod tests {
         assert!(invocation(Step::Restore, &env(&[("INPUT_KEY", "k")])).unwrap_err().contains("path"));
         let bare = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_ENDPOINT", "127.0.0.1:9000")]);
         assert!(invocation(Step::Save, &bare).unwrap_err().starts_with(r#"input `endpoint`: endpoint "127.0.0.1:9000" has no scheme"#));
+    }
+
+    /// The signing key goes to the run's settings and the secrets, never onto the command line; the
+    /// trusted keys and the store namespace become options on both sides; empty inputs are not set.
+    #[test]
+    fn signing_inputs() {
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----";
+        let vars = env(&[
+            ("INPUT_PATH", "x"),
+            ("INPUT_KEY", "k"),
+            ("INPUT_SIGNING-KEY", key),
+            ("INPUT_TRUSTED-KEYS", "ssh-ed25519 AAAA ci\n"),
+            ("INPUT_STORE-NAMESPACE", "org/project"),
+        ]);
+        let save = invocation(Step::Save, &vars).unwrap();
+        assert_eq!(save.args.join(" "), "save --key k --trusted-keys ssh-ed25519 AAAA ci --store-namespace org/project --path x");
+        assert_eq!(save.signing.signing_key.as_deref(), Some(key));
+        assert_eq!(save.signing.signing_key_source.as_deref(), Some("input `signing-key`"));
+        assert_eq!(save.secrets, vec![key]);
+        let restore = invocation(Step::Restore, &vars).unwrap();
+        assert_eq!(restore.args.join(" "), "restore --key k --trusted-keys ssh-ed25519 AAAA ci --store-namespace org/project --path x");
+        assert_eq!(restore.signing, crate::config::SigningSettings::default());
+        let empty = env(&[("INPUT_PATH", "x"), ("INPUT_KEY", "k"), ("INPUT_SIGNING-KEY", ""), ("INPUT_TRUSTED-KEYS", " ")]);
+        let save = invocation(Step::Save, &empty).unwrap();
+        assert_eq!((save.args.join(" "), save.signing), ("save --key k --path x".to_owned(), crate::config::SigningSettings::default()));
     }
 
     /// The restore side has its own fail-on-error input; the save side's `fail-on-error` keeps its

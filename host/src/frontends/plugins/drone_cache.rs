@@ -13,7 +13,7 @@ use crate::env_vars::{self, plugins::*};
 use crate::frontends::Invocation;
 use crate::frontends::plugins::gotemplate;
 use crate::frontends::plugins::{
-    CommandLine, Convention, Migration, Operation, Setting, Settings, Var, any_plugin_setting, credentials, own, setting, store_url,
+    self, CommandLine, Convention, Migration, Operation, Setting, Settings, Var, any_plugin_setting, credentials, own, setting, store_url,
 };
 
 /// Which runner passes the settings.
@@ -233,6 +233,9 @@ pub const SETTINGS: &[Setting] = &[
         "Verbose diagnostics (never the environment's secrets).",
         Migration::Differs("drone-cache's debug printed every variable, secrets included; s3cache does not."),
     ),
+    plugins::SIGNING_KEY,
+    plugins::TRUSTED_KEYS,
+    plugins::STORE_NAMESPACE,
 ];
 
 /// Whether the environment holds drone-cache's own settings (not drone-s3-cache's or Woodpecker's).
@@ -342,7 +345,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
     let bucket = settings.get("bucket");
     match &bucket {
         Some(bucket) => line.global("--store", Some(store_url(bucket, &[&root]))),
-        None if env(env_vars::S3CACHE_STORE).is_some() => &mut line,
+        None if env(env_vars::S3CACHE_STORE).is_some_and(|store| !store.is_empty()) => &mut line,
         None => return Err(format!("{} is required: the bucket to keep caches in", settings.variable("bucket"))),
     };
     let bare_scheme = bare_host_scheme(&settings, harness)?;
@@ -360,6 +363,7 @@ pub fn invocation(flavour: Flavour, env: &dyn Fn(&str) -> Option<String>) -> Res
     line.global("--deadline-secs", settings.duration_secs("backend_operation_timeout")?.map(|s| s.to_string()));
     line.variable(env_vars::AWS_ENDPOINT_URL_STS, settings.endpoint("sts_endpoint", Some(bare_scheme))?, false);
     credentials(&mut line, settings.get("access_key"), settings.get("secret_key"), settings.get("session_token"));
+    plugins::signing(&mut line, &settings);
     let session = settings.get("assume_role_session_name").unwrap_or_else(|| "drone-cache".into());
     match (role, oidc_token) {
         // Harness's OIDC connector: the credential chain's web identity source, with the token in a file.

@@ -13,7 +13,7 @@ use crate::env_vars::{self, plugins::*};
 use crate::frontends::Invocation;
 use crate::frontends::plugins::gotemplate::metadata_set;
 use crate::frontends::plugins::{
-    CommandLine, Convention, Migration, Operation, Setting, Settings, Var, any_plugin_setting, credentials, own, setting, store_url,
+    self, CommandLine, Convention, Migration, Operation, Setting, Settings, Var, any_plugin_setting, credentials, own, setting, store_url,
 };
 
 /// Every setting of drone-s3-cache, in the order of its table in docs/drone-woodpecker.md.
@@ -109,6 +109,9 @@ pub const SETTINGS: &[Setting] = &[
         "The profile in that file.",
         Migration::Differs("also used without `file_credentials` (the AWS config files then)."),
     ),
+    plugins::SIGNING_KEY,
+    plugins::TRUSTED_KEYS,
+    plugins::STORE_NAMESPACE,
 ];
 
 /// Whether the environment holds drone-s3-cache's own settings.
@@ -244,6 +247,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         .global("--profile", settings.get("profile"));
     line.variable(env_vars::AWS_SHARED_CREDENTIALS_FILE, file_credentials, false);
     credentials(&mut line, access_key, secret_key, settings.get("session_token"));
+    plugins::signing(&mut line, &settings);
 
     match mode {
         Operation::Flush => {

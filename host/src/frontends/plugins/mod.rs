@@ -175,6 +175,23 @@ impl<'a> Settings<'a> {
         None
     }
 
+    /// The value of a setting whose empty value means something (`trusted_keys`: a blank secret
+    /// refuses everything): the first variable that is set, empty or not, then (Vela) the first file
+    /// that exists.
+    pub fn set_value(&self, name: &str) -> Option<Value> {
+        let spec = self.spec(name);
+        let variables = spec.vars.iter().map(|var| match var {
+            Var::Setting(setting) => self.convention.variable(setting),
+            Var::Alias(alias) => (*alias).to_owned(),
+        });
+        let from_variables = variables.into_iter().find_map(|variable| (self.env)(&variable).map(|text| Value { text, source: variable }));
+        from_variables.or_else(|| {
+            self.files.iter().map(|dir| dir.join(spec.name)).find_map(|path| {
+                std::fs::read_to_string(&path).ok().map(|text| Value { text: text.trim().to_owned(), source: path.display().to_string() })
+            })
+        })
+    }
+
     /// The value, trimmed, or `None`.
     pub fn get(&self, name: &str) -> Option<String> {
         self.value(name).map(|v| v.text.trim().to_owned())
@@ -346,6 +363,45 @@ pub fn credentials(line: &mut CommandLine, access_key: Option<String>, secret_ke
         .variable(env_vars::S3CACHE_SESSION_TOKEN, session_token, true);
 }
 
+/// The signing settings every dialect's table ends with (docs/signing.md).
+pub const SIGNING_KEY: Setting = setting(
+    "signing_key",
+    &[own("signing_key")],
+    "",
+    "Sign saved entries with this OpenSSH ed25519 private key (its text or its file's path); pass it from a secret. Never printed. Set but empty (a blank secret): entries are saved unsigned, with a warning naming the variable.",
+    Migration::Differs("an s3cache addition (docs/signing.md)."),
+);
+pub const TRUSTED_KEYS: Setting = setting(
+    "trusted_keys",
+    &[own("trusted_keys")],
+    "",
+    "Restore only entries signed by one of these public keys (`.pub` or `allowed_signers` lines, or a file's path); others are refused. Set but empty (a blank secret): every entry is refused, with a warning naming the variable.",
+    Migration::Differs("an s3cache addition (docs/signing.md)."),
+);
+pub const STORE_NAMESPACE: Setting = setting(
+    "store_namespace",
+    &[own("store_namespace")],
+    "the store's location",
+    "The store's name in entries' manifests, which signed entries must match (`s3://bucket/prefix` by default).",
+    Migration::Differs("an s3cache addition (docs/signing.md)."),
+);
+
+/// The signing settings of a dialect ([`SIGNING_KEY`], [`TRUSTED_KEYS`], [`STORE_NAMESPACE`]) for the
+/// run. The key and the trusted keys go to the run's settings directly (the key is a secret, kept off
+/// the command line) under their variable's name; set but empty, each counts as set, so that a blank
+/// secret is a warning and, for trusted keys, refuses everything: verification is never silently off.
+pub fn signing(line: &mut CommandLine, settings: &Settings) {
+    let given = &mut line.invocation.signing;
+    if let Some(key) = settings.set_value(SIGNING_KEY.name) {
+        line.invocation.secrets.push(key.text.trim().to_owned());
+        (given.signing_key, given.signing_key_source) = (Some(key.text), Some(key.source));
+    }
+    if let Some(trusted) = settings.set_value(TRUSTED_KEYS.name) {
+        (given.trusted_keys, given.trusted_keys_source) = (Some(trusted.text), Some(trusted.source));
+    }
+    line.global("--store-namespace", settings.get(STORE_NAMESPACE.name));
+}
+
 /// A store URL `s3://bucket/prefix` from a bucket and path parts (empty parts and stray slashes dropped).
 pub fn store_url(bucket: &str, parts: &[&str]) -> String {
     let prefix: Vec<&str> = parts.iter().flat_map(|p| p.split('/')).filter(|s| !s.is_empty() && *s != ".").collect();
@@ -454,6 +510,34 @@ mod tests {
         let set = env(&[("PARAMETER_SECRET_KEY", "from-env")]);
         let settings = Settings::new(TABLE, Convention::Parameter, &set).with_vela_files(dir.path().to_path_buf());
         assert_eq!(settings.get("secret_key").as_deref(), Some("from-env"));
+    }
+
+    /// The signing settings: the key off the command line and among the secrets; trusted keys set but
+    /// empty (a blank secret) count as set, under their variable's name; Vela reads them from files too.
+    #[test]
+    fn signing_settings() {
+        const SIGNING: &[Setting] = &[SIGNING_KEY, TRUSTED_KEYS, STORE_NAMESPACE];
+        let vars = env(&[("PLUGIN_SIGNING_KEY", "/keys/ci"), ("PLUGIN_TRUSTED_KEYS", ""), ("PLUGIN_STORE_NAMESPACE", "org")]);
+        let mut line = CommandLine::new(&["save"]);
+        signing(&mut line, &Settings::new(SIGNING, Convention::Plugin, &vars));
+        let invocation = line.finish();
+        assert_eq!(invocation.args.join(" "), "--store-namespace org save");
+        assert_eq!(invocation.secrets, vec!["/keys/ci"]);
+        let given = invocation.signing;
+        assert_eq!((given.signing_key.as_deref(), given.signing_key_source.as_deref()), (Some("/keys/ci"), Some("PLUGIN_SIGNING_KEY")));
+        assert_eq!((given.trusted_keys.as_deref(), given.trusted_keys_source.as_deref()), (Some(""), Some("PLUGIN_TRUSTED_KEYS")));
+        let mut line = CommandLine::new(&["restore"]);
+        signing(&mut line, &Settings::new(SIGNING, Convention::Plugin, &env(&[])));
+        assert_eq!(line.finish().signing, crate::config::SigningSettings::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("secrets/s3-cache")).unwrap();
+        std::fs::write(dir.path().join("secrets/s3-cache/trusted_keys"), "ssh-ed25519 AAAA ci\n").unwrap();
+        let mut line = CommandLine::new(&["restore"]);
+        signing(&mut line, &Settings::new(SIGNING, Convention::Parameter, &env(&[])).with_vela_files(dir.path().to_path_buf()));
+        let given = line.finish().signing;
+        let source = dir.path().join("secrets/s3-cache/trusted_keys").display().to_string();
+        assert_eq!((given.trusted_keys.as_deref(), given.trusted_keys_source), (Some("ssh-ed25519 AAAA ci"), Some(source)));
     }
 
     #[test]

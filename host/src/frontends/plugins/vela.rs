@@ -17,7 +17,7 @@ use crate::archive::layout::Format;
 use crate::engine::{LegacyName, LegacyObject, MemberNames};
 use crate::env_vars::plugins::*;
 use crate::frontends::Invocation;
-use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, Var, credentials, own, setting, store_url};
+use crate::frontends::plugins::{self, CommandLine, Convention, Migration, Setting, Settings, Var, credentials, own, setting, store_url};
 
 /// Every parameter of vela-s3-cache, in the order of its table in docs/vela.md.
 pub const SETTINGS: &[Setting] = &[
@@ -132,6 +132,9 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("org", &[own("org"), Var::Alias(VELA_REPO_ORG)], "$VELA_REPO_ORG", "The repository's organization.", Migration::Same),
     setting("repo", &[own("repo"), Var::Alias(VELA_REPO_NAME)], "$VELA_REPO_NAME", "The repository's name.", Migration::Same),
+    plugins::SIGNING_KEY,
+    plugins::TRUSTED_KEYS,
+    plugins::STORE_NAMESPACE,
 ];
 
 /// Vela's directory of parameter and secret files.
@@ -172,6 +175,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         .global_switch("--accelerate", settings.get("accelerated_endpoint").is_some())
         .global_switch("--verbose", verbose);
     credentials(&mut line, settings.get("access_key"), settings.get("secret_key"), settings.get("session_token"));
+    plugins::signing(&mut line, &settings);
     if action == "flush" {
         let age = settings.duration_secs("age")?.unwrap_or(336 * 3600);
         line.option("--older-than", Some(format!("{age}s")));

@@ -10,7 +10,7 @@
 
 use crate::env_vars::{self, ci};
 use crate::frontends::Invocation;
-use crate::frontends::plugins::{CommandLine, Convention, Migration, Setting, Settings, credentials, own, setting, store_url};
+use crate::frontends::plugins::{self, CommandLine, Convention, Migration, Setting, Settings, credentials, own, setting, store_url};
 
 /// Every setting of the plugin, in the order of its table in docs/drone-woodpecker.md.
 pub const SETTINGS: &[Setting] = &[
@@ -57,6 +57,9 @@ pub const SETTINGS: &[Setting] = &[
         Migration::Differs("compressed entries are zstd, not gzip."),
     ),
     setting("debug", &[own("debug")], "false", "Verbose diagnostics.", Migration::Same),
+    plugins::SIGNING_KEY,
+    plugins::TRUSTED_KEYS,
+    plugins::STORE_NAMESPACE,
 ];
 
 /// Whether the environment holds this plugin's settings: its `action`.
@@ -83,6 +86,7 @@ pub fn invocation(env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, St
         .global("--region", settings.get("region"))
         .global_switch("--verbose", settings.flag("debug", false)?);
     credentials(&mut line, settings.get("access_key_id"), settings.get("secret_access_key"), None);
+    plugins::signing(&mut line, &settings);
     let branch = var(ci::CI_COMMIT_SOURCE_BRANCH).or_else(|| var(ci::CI_COMMIT_BRANCH)).or_else(|| var(ci::CI_REPO_DEFAULT_BRANCH));
     line.variable(env_vars::S3CACHE_BRANCH, branch.clone(), false);
     let key = format!(
