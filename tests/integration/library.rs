@@ -44,6 +44,23 @@ fn settings_for(server: &S3Server, machine: &s3cache_tests::Machine) -> (s3cache
     (settings, env)
 }
 
+/// A restore of `vendor` under `key` that also accepts drone-cache's gzip object `KEY/vendor`.
+fn drone_cache_vendor_request(key: &str, in_search: bool) -> s3cache::engine::RestoreRequest {
+    use s3cache::engine::{Legacy, LegacyName, LegacyObject, MemberNames};
+    let mut request = s3cache::engine::RestoreRequest::new(key, ["vendor"]);
+    request.legacy = Some(Legacy {
+        writer: "drone-cache".into(),
+        format: s3cache::archive::layout::Format::Gzip,
+        in_search,
+        objects: vec![LegacyObject {
+            name: LegacyName::AroundKey { before: String::new(), after: "/vendor".into() },
+            paths: vec!["vendor".into()],
+            names: MemberNames::Plain,
+        }],
+    });
+    request
+}
+
 /// PutObject, HeadObject, GetObject, ListObjectsV2 (all pages) and DeleteObject against s3s-fs.
 #[test]
 fn store_operations_against_s3s_fs() {
@@ -93,8 +110,7 @@ fn conditional_writes_keep_the_first_writer() {
 /// extracted into the mount with a notice and no digest, and refused when a member leaves the mount.
 #[test]
 fn restores_old_tools_objects_at_their_own_names() {
-    use s3cache::archive::layout::Format;
-    use s3cache::engine::{Legacy, LegacyObject, RestoreOutcome, RestoreRequest};
+    use s3cache::engine::RestoreOutcome;
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = s3cache_tests::Machine::new();
     let old = machine.scratch("old");
@@ -112,20 +128,7 @@ fn restores_old_tools_objects_at_their_own_names() {
     let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
     context.cwd = machine.workspace();
-    let request = |key: &str| {
-        let mut request = RestoreRequest::new(key, ["vendor"]);
-        request.legacy = Some(Legacy {
-            writer: "drone-cache".into(),
-            format: Format::Gzip,
-            in_search: false,
-            objects: vec![LegacyObject {
-                name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() },
-                paths: vec!["vendor".into()],
-                names: s3cache::engine::MemberNames::Plain,
-            }],
-        });
-        request
-    };
+    let request = |key: &str| drone_cache_vendor_request(key, false);
     let RestoreOutcome::Hit(hit) = context.restore(&request("deps-1")).unwrap() else { panic!("the old object was not restored") };
     assert_eq!((hit.matched_key.as_str(), hit.sha256.as_str(), hit.exact), ("deps-1/vendor", "", false));
     assert_eq!(std::fs::read_to_string(machine.workspace().join("vendor/lib/a.go")).unwrap(), "package lib\n");
@@ -251,29 +254,22 @@ fn custom_store_example_round_trips_through_its_own_store() {
 fn signed_entries_through_the_library() {
     use std::sync::Arc;
 
-    use s3cache::archive::layout::Format;
-    use s3cache::engine::{Legacy, LegacyObject, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
+    use s3cache::engine::{RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest};
     use s3cache::signing::{SigningKey, TrustedKeys};
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = s3cache_tests::Machine::new();
-    let keys = machine.scratch("keys");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "lib", "-f"])
-        .arg(keys.join("id"))
-        .status()
-        .expect("run ssh-keygen");
-    assert!(status.success());
+    let key = s3cache_tests::KeyPair::generate(&machine.scratch("keys"), "lib");
     std::fs::create_dir_all(machine.workspace().join("vendor")).unwrap();
     std::fs::write(machine.workspace().join("vendor/a.txt"), "a\n").unwrap();
     let (settings, env) = settings_for(&server, &machine);
     let mut context = s3cache::config::resolve(&settings, env).unwrap();
     context.cwd = machine.workspace();
-    context.signing.key = Some(Arc::new(SigningKey::load(&std::fs::read_to_string(keys.join("id")).unwrap()).unwrap()));
+    context.signing.key = Some(Arc::new(SigningKey::load(&key.private).unwrap()));
     assert!(matches!(context.save(&SaveRequest::new("deps-1", ["vendor"])).unwrap(), SaveOutcome::Saved { .. }));
 
     let mut restoring = context.clone();
     restoring.signing.key = None;
-    restoring.signing.trusted = Some(Arc::new(TrustedKeys::parse(keys.join("id.pub").to_str().unwrap()).unwrap()));
+    restoring.signing.trusted = Some(Arc::new(TrustedKeys::parse(key.public_arg()).unwrap()));
     std::fs::remove_dir_all(machine.workspace().join("vendor")).unwrap();
     let RestoreOutcome::Hit(hit) = restoring.restore(&RestoreRequest::new("deps-1", ["vendor"])).unwrap() else { panic!("not restored") };
     assert_eq!((hit.matched_key.as_str(), hit.exact), ("deps-1", true));
@@ -282,17 +278,7 @@ fn signed_entries_through_the_library() {
     // An older tool's object at its own name: restored without trusted keys, not looked for with them.
     let out = std::process::Command::new("tar").args(["czf", "-", "vendor"]).current_dir(machine.workspace()).output().unwrap();
     server.put_object("repo", "old-1/vendor", &out.stdout);
-    let mut request = RestoreRequest::new("old-1", ["vendor"]);
-    request.legacy = Some(Legacy {
-        writer: "drone-cache".into(),
-        format: Format::Gzip,
-        in_search: true,
-        objects: vec![LegacyObject {
-            name: s3cache::engine::LegacyName::AroundKey { before: String::new(), after: "/vendor".into() },
-            paths: vec!["vendor".into()],
-            names: s3cache::engine::MemberNames::Plain,
-        }],
-    });
+    let request = drone_cache_vendor_request("old-1", true);
     let RestoreOutcome::Miss { reason, .. } = restoring.restore(&request).unwrap() else { panic!("an unsigned old object was restored") };
     assert_eq!(
         reason,

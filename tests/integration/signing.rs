@@ -5,56 +5,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use s3cache::archive::trailer;
 use s3cache_tests::tree::write_sample_tree;
-use s3cache_tests::{Machine, Run, S3Server, ServerKind, boto3};
+use s3cache_tests::{KeyPair, Machine, Run, S3Server, ServerKind, boto3};
 
 const PREFIX: &str = "signed";
-
-/// An ed25519 key pair made by ssh-keygen.
-struct KeyPair {
-    private: PathBuf,
-    public: PathBuf,
-    /// `SHA256:…`, as ssh-keygen prints it.
-    fingerprint: String,
-}
-
-impl KeyPair {
-    fn new(dir: &Path, name: &str, comment: &str) -> Self {
-        Self::of_type(dir, name, comment, "ed25519", "")
-    }
-
-    fn of_type(dir: &Path, name: &str, comment: &str, kind: &str, passphrase: &str) -> Self {
-        let private = dir.join(name);
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", kind, "-N", passphrase, "-C", comment, "-f"])
-            .arg(&private)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run ssh-keygen (openssh-client)");
-        assert!(status.success(), "ssh-keygen -t {kind}");
-        let public = dir.join(format!("{name}.pub"));
-        let listed = Command::new("ssh-keygen").arg("-lf").arg(&public).output().unwrap();
-        let fingerprint = String::from_utf8(listed.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned();
-        assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
-        Self { private, public, fingerprint }
-    }
-
-    fn private_text(&self) -> String {
-        fs::read_to_string(&self.private).unwrap()
-    }
-
-    fn public_line(&self) -> String {
-        fs::read_to_string(&self.public).unwrap().trim().to_owned()
-    }
-
-    /// The lines of the private key's text that are secret (all but its BEGIN and END markers).
-    fn secret_lines(&self) -> Vec<String> {
-        self.private_text().lines().filter(|l| !l.starts_with("-----") && !l.is_empty()).map(str::to_owned).collect()
-    }
-}
 
 fn signing_machine(server: &S3Server) -> (Machine, PathBuf) {
     let mut machine = Machine::new();
@@ -116,7 +73,7 @@ fn ssh_sign(key: &KeyPair, namespace: &str, message: &[u8], dir: &Path) -> Strin
     let file = dir.join(format!("message-{namespace}"));
     fs::write(&file, message).unwrap();
     let status =
-        Command::new("ssh-keygen").args(["-q", "-Y", "sign", "-n", namespace, "-f"]).arg(&key.private).arg(&file).status().unwrap();
+        Command::new("ssh-keygen").args(["-q", "-Y", "sign", "-n", namespace, "-f"]).arg(&key.private_path).arg(&file).status().unwrap();
     assert!(status.success());
     fs::read_to_string(dir.join(format!("message-{namespace}.sig"))).unwrap()
 }
@@ -128,16 +85,16 @@ fn ssh_sign(key: &KeyPair, namespace: &str, message: &[u8], dir: &Path) -> Strin
 fn signed_entries_restore_and_verify_with_ssh_keygen() {
     let server = S3Server::start(ServerKind::S3sFs);
     let (mut machine, keys) = signing_machine(&server);
-    let key = KeyPair::new(&keys, "ci", "ci-cache");
+    let key = KeyPair::generate(&keys, "ci-cache");
     let mut outputs = Vec::new();
     // The key as text, in the variable a CI secret fills.
-    machine.env("S3CACHE_SIGNING_KEY", key.private_text());
+    machine.env("S3CACHE_SIGNING_KEY", key.private.clone());
     outputs.push(save(&machine, "deps-1", "one", &["--verbose"]));
     machine.unset("S3CACHE_SIGNING_KEY");
     // The key as a path.
-    outputs.push(save(&machine, "deps-2", "two", &["--signing-key", key.private.to_str().unwrap()]));
+    outputs.push(save(&machine, "deps-2", "two", &["--signing-key", key.private_arg()]));
 
-    let run = restore(&machine, &["--key", "deps-1", "--trusted-keys", key.public.to_str().unwrap()]).success();
+    let run = restore(&machine, &["--key", "deps-1", "--trusted-keys", key.public_arg()]).success();
     assert!(
         run.stderr.contains(&format!("cache entry local/deps-1.tar.zst is signed by {} (ci-cache)\n", key.fingerprint)),
         "{}",
@@ -147,7 +104,7 @@ fn signed_entries_restore_and_verify_with_ssh_keygen() {
     assert_eq!(restored(&machine).as_deref(), Some("one"));
     outputs.push(run);
 
-    let allowed = format!("# release signers\nrelease@example.com namespaces=\"s3cache,git\" {}\n", key.public_line());
+    let allowed = format!("# release signers\nrelease@example.com namespaces=\"s3cache,git\" {}\n", key.public.clone());
     machine.env("S3CACHE_TRUSTED_KEYS", &allowed);
     fs::remove_dir_all(machine.workspace().join("dep")).unwrap();
     let run = restore(&machine, &["--key", "deps-2"]).success();
@@ -198,9 +155,8 @@ fn signed_entries_restore_and_verify_with_ssh_keygen() {
     outputs.push(run);
 
     for run in &outputs {
-        for line in key.secret_lines() {
-            assert!(!run.stdout.contains(&line) && !run.stderr.contains(&line), "the private key leaked: {run:?}");
-        }
+        key.assert_private_key_absent(&run.stdout);
+        key.assert_private_key_absent(&run.stderr);
     }
 }
 
@@ -212,12 +168,12 @@ fn signed_entries_restore_and_verify_with_ssh_keygen() {
 fn planted_entries_are_refused_each_with_its_reason() {
     let server = S3Server::start(ServerKind::Moto);
     let (mut machine, keys) = signing_machine(&server);
-    let trusted = KeyPair::new(&keys, "trusted", "ci-cache");
-    let other = KeyPair::new(&keys, "other", "fork");
-    let trusted_key = ["--signing-key", trusted.private.to_str().unwrap()];
+    let trusted = KeyPair::generate(&keys, "ci-cache");
+    let other = KeyPair::generate(&keys, "fork");
+    let trusted_key = ["--signing-key", trusted.private_arg()];
     save(&machine, "deps-good", "good", &trusted_key);
     save(&machine, "deps-unsigned", "planted", &[]);
-    save(&machine, "deps-other", "planted", &["--signing-key", other.private.to_str().unwrap()]);
+    save(&machine, "deps-other", "planted", &["--signing-key", other.private_arg()]);
     save(&machine, "deps-flipped", "planted", &trusted_key);
     // The trusted key's signature for the namespace git over the same manifest bytes.
     let name = |key: &str| format!("{PREFIX}/local/{key}.tar.zst");
@@ -239,7 +195,7 @@ fn planted_entries_are_refused_each_with_its_reason() {
     copy_object(&server, &name("deps-good"), &name("deps-copied"));
     copy_object(&server, &name("deps-good"), &format!("{PREFIX}/other/deps-good.tar.zst"));
     copy_object(&server, &name("deps-good"), &format!("{PREFIX}-mirror/local/deps-good.tar.zst"));
-    machine.env("S3CACHE_TRUSTED_KEYS", trusted.public.to_str().unwrap());
+    machine.env("S3CACHE_TRUSTED_KEYS", trusted.public_arg());
 
     let (t, o) = (&trusted.fingerprint, &other.fingerprint);
     let store = format!("s3://{}/{PREFIX}", server.bucket);
@@ -268,7 +224,7 @@ fn planted_entries_are_refused_each_with_its_reason() {
     }
     // A copy into another store (prefix) is refused there, unless that store says it is the same.
     let mut mirror = Machine::new();
-    mirror.use_server(&server, &format!("{PREFIX}-mirror")).env("S3CACHE_TRUSTED_KEYS", trusted.public.to_str().unwrap());
+    mirror.use_server(&server, &format!("{PREFIX}-mirror")).env("S3CACHE_TRUSTED_KEYS", trusted.public_arg());
     let run = mirror.run(&["restore", "--key", "deps-good", "--path", "dep"]);
     let reason = format!(
         "signed by {t} (ci-cache) for the store \"{store}\", not \"{store}-mirror\" (copied from another store, or set --store-namespace)"
@@ -309,8 +265,8 @@ fn planted_entries_are_refused_each_with_its_reason() {
 fn an_altered_archive_under_a_valid_signature_is_refused_and_the_next_candidate_wins() {
     let server = S3Server::start(ServerKind::S3sFs);
     let (mut machine, keys) = signing_machine(&server);
-    let key = KeyPair::new(&keys, "ci", "ci-cache");
-    machine.env("S3CACHE_SIGNING_KEY", key.private_text());
+    let key = KeyPair::generate(&keys, "ci-cache");
+    machine.env("S3CACHE_SIGNING_KEY", key.private.clone());
     save(&machine, "deps-older", "older", &[]);
     write_sample_tree(&machine.workspace(), "dep", 20 << 20);
     machine.run(&["save", "--key", "deps-large", "--path", "dep"]).success();
@@ -330,7 +286,7 @@ fn an_altered_archive_under_a_valid_signature_is_refused_and_the_next_candidate_
     large[manifest.archive_bytes as usize - 40] ^= 0x01;
     server.put_object(PREFIX, "local/deps-large.tar.zst", &large);
 
-    machine.env("S3CACHE_TRUSTED_KEYS", key.public_line());
+    machine.env("S3CACHE_TRUSTED_KEYS", key.public.clone());
     for (key, object, reason) in [
         ("deps-small", "deps-small.tar", "archive transfer failed: SHA-256 mismatch: the manifest says "),
         ("deps-large", "deps-large.tar.zst", "corrupt archive: zstd: Data corruption detected"),
@@ -369,8 +325,8 @@ fn an_altered_archive_under_a_valid_signature_is_refused_and_the_next_candidate_
 fn the_newest_signed_entry_wins_over_a_copy_that_looks_newer() {
     let server = S3Server::start(ServerKind::Moto);
     let (mut machine, keys) = signing_machine(&server);
-    let key = KeyPair::new(&keys, "ci", "ci-cache");
-    let signing = ["--signing-key", key.private.to_str().unwrap()];
+    let key = KeyPair::generate(&keys, "ci-cache");
+    let signing = ["--signing-key", key.private_arg()];
     save(&machine, "deps-a", "older", &signing);
     save(&machine, "deps-b", "newer", &signing);
     // Copy deps-a onto itself until its LastModified is later than deps-b's (a copy is cheap; the
@@ -387,7 +343,7 @@ fn the_newest_signed_entry_wins_over_a_copy_that_looks_newer() {
     assert!(run.stderr.contains("restored deps-a"), "by LastModified, the copy: {}", run.stderr);
     assert_eq!(restored(&machine).as_deref(), Some("older"));
     fs::remove_dir_all(machine.workspace().join("dep")).unwrap();
-    machine.env("S3CACHE_TRUSTED_KEYS", key.public_line());
+    machine.env("S3CACHE_TRUSTED_KEYS", key.public.clone());
     let run = restore(&machine, &["--key", "deps-x", "--restore-key", "deps-"]).success();
     assert!(run.stderr.contains("restored deps-b"), "by signed time: {}", run.stderr);
     assert_eq!(restored(&machine).as_deref(), Some("newer"));
@@ -399,9 +355,9 @@ fn the_newest_signed_entry_wins_over_a_copy_that_looks_newer() {
 fn a_signed_save_replaces_a_planted_entry() {
     let server = S3Server::start(ServerKind::S3sFs);
     let (mut machine, keys) = signing_machine(&server);
-    let key = KeyPair::new(&keys, "ci", "ci-cache");
+    let key = KeyPair::generate(&keys, "ci-cache");
     save(&machine, "deps-1", "planted", &[]);
-    machine.env("S3CACHE_SIGNING_KEY", key.private.to_str().unwrap());
+    machine.env("S3CACHE_SIGNING_KEY", key.private_arg());
     let run = save(&machine, "deps-1", "trusted", &[]);
     assert!(
         run.stderr.contains("replacing cache entry local/deps-1.tar.zst, which a restore would refuse: the entry is not signed\n"),
@@ -413,7 +369,7 @@ fn a_signed_save_replaces_a_planted_entry() {
     assert!(!run.stderr.contains("replacing"), "{}", run.stderr);
     assert!(!run.stderr.contains("saved deps-1"), "the first trusted entry stays: {}", run.stderr);
     fs::remove_dir_all(machine.workspace().join("dep")).unwrap();
-    machine.unset("S3CACHE_SIGNING_KEY").env("S3CACHE_TRUSTED_KEYS", key.public.to_str().unwrap());
+    machine.unset("S3CACHE_SIGNING_KEY").env("S3CACHE_TRUSTED_KEYS", key.public_arg());
     restore(&machine, &["--key", "deps-1"]).success();
     assert_eq!(restored(&machine).as_deref(), Some("trusted"));
 }
@@ -424,8 +380,8 @@ fn a_signed_save_replaces_a_planted_entry() {
 fn empty_trusted_keys_refuse_everything_and_lookups_verify() {
     let server = S3Server::start(ServerKind::S3sFs);
     let (mut machine, keys) = signing_machine(&server);
-    let key = KeyPair::new(&keys, "ci", "ci-cache");
-    save(&machine, "deps-1", "signed", &["--signing-key", key.private.to_str().unwrap()]);
+    let key = KeyPair::generate(&keys, "ci-cache");
+    save(&machine, "deps-1", "signed", &["--signing-key", key.private_arg()]);
     save(&machine, "deps-2", "unsigned", &[]);
     machine.env("S3CACHE_TRUSTED_KEYS", "");
     let run = restore(&machine, &["--key", "deps-1"]);
@@ -444,7 +400,7 @@ fn empty_trusted_keys_refuse_everything_and_lookups_verify() {
     );
     assert_eq!(restored(&machine), None);
 
-    machine.env("S3CACHE_TRUSTED_KEYS", key.public_line());
+    machine.env("S3CACHE_TRUSTED_KEYS", key.public.clone());
     let hit = restore(&machine, &["--key", "deps-1", "--lookup-only", "--fail-on-cache-miss"]);
     assert_eq!(hit.code, 0, "{}", hit.stderr);
     let miss = restore(&machine, &["--key", "deps-2", "--lookup-only", "--fail-on-cache-miss"]);
@@ -458,10 +414,10 @@ fn empty_trusted_keys_refuse_everything_and_lookups_verify() {
 fn unusable_signing_keys_are_clear_errors() {
     let server = S3Server::start(ServerKind::S3sFs);
     let (machine, keys) = signing_machine(&server);
-    let protected = KeyPair::of_type(&keys, "protected", "x", "ed25519", "a passphrase");
-    let rsa = KeyPair::of_type(&keys, "rsa", "x", "rsa", "");
+    let protected = KeyPair::generate_with(&keys, "protected", "ed25519", "a passphrase");
+    let rsa = KeyPair::generate_with(&keys, "rsa", "rsa", "");
     write_dep(&machine, "x");
-    let path = |k: &KeyPair| k.private.display().to_string();
+    let path = |k: &KeyPair| k.private_path.display().to_string();
     for (key, expected) in [
         (
             &protected,
@@ -481,12 +437,10 @@ fn unusable_signing_keys_are_clear_errors() {
         let run = machine.run(&["save", "--key", "k", "--path", "dep", "--signing-key", &path(key)]);
         assert_eq!((run.code, run.stderr.trim_end()), (2, expected.as_str()));
         // The same key given as text names no file, and shows none of it.
-        let run = machine.run(&["save", "--key", "k", "--path", "dep", "--signing-key", &key.private_text()]);
+        let run = machine.run(&["save", "--key", "k", "--path", "dep", "--signing-key", &key.private]);
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert!(run.stderr.starts_with("error: --signing-key: the key text is "), "{}", run.stderr);
-        for line in key.secret_lines() {
-            assert!(!run.stderr.contains(&line), "the key leaked: {}", run.stderr);
-        }
+        key.assert_private_key_absent(&run.stderr);
     }
     assert!(boto3(&server, "print(len(s3.list_objects_v2(Bucket=bucket).get('Contents', [])))").trim() == "0", "nothing was saved");
 }

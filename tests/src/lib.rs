@@ -214,8 +214,7 @@ impl Default for Machine {
     }
 }
 
-/// An ed25519 key pair made by `ssh-keygen -t ed25519 -N ''` (scripts/test installs it), for signed
-/// entries.
+/// A key pair made by `ssh-keygen` (scripts/test installs it), for signed entries.
 #[derive(Debug)]
 pub struct KeyPair {
     /// The private key's text, `-----BEGIN OPENSSH PRIVATE KEY-----` and all.
@@ -224,22 +223,43 @@ pub struct KeyPair {
     pub public: String,
     /// Its `SHA256:...` fingerprint, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
+    /// The private key's file.
+    pub private_path: PathBuf,
+    /// The public key's file (`.pub`).
+    pub public_path: PathBuf,
 }
 
 impl KeyPair {
-    /// A new key pair with `comment`, its files in `dir`.
+    /// A new unencrypted ed25519 key pair with `comment`, its files in `dir`.
     pub fn generate(dir: &Path, comment: &str) -> Self {
+        Self::generate_with(dir, comment, "ed25519", "")
+    }
+
+    /// A new key pair of `kind` (`ed25519`, `rsa`) with `comment`, encrypted with `passphrase`
+    /// unless it is empty, its files (`key-COMMENT`, `key-COMMENT.pub`) in `dir`.
+    pub fn generate_with(dir: &Path, comment: &str, kind: &str, passphrase: &str) -> Self {
         let file = dir.join(format!("key-{comment}"));
         let made = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .args(["-q", "-t", kind, "-N", passphrase, "-C", comment, "-f"])
             .arg(&file)
             .output()
             .expect("ssh-keygen");
         assert!(made.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&made.stderr));
-        let listed = Command::new("ssh-keygen").arg("-lf").arg(file.with_extension("pub")).output().expect("ssh-keygen -l");
+        let public_path = file.with_extension("pub");
+        let listed = Command::new("ssh-keygen").arg("-lf").arg(&public_path).output().expect("ssh-keygen -l");
         let fingerprint = String::from_utf8_lossy(&listed.stdout).split_whitespace().nth(1).expect("a fingerprint").to_owned();
-        let read = |path: PathBuf| std::fs::read_to_string(path).expect("a key file");
-        Self { private: read(file.clone()), public: read(file.with_extension("pub")).trim().to_owned(), fingerprint }
+        let read = |path: &Path| std::fs::read_to_string(path).expect("a key file");
+        Self { private: read(&file), public: read(&public_path).trim().to_owned(), fingerprint, private_path: file, public_path }
+    }
+
+    /// The private key's file, as a flag's value.
+    pub fn private_arg(&self) -> &str {
+        self.private_path.to_str().expect("a UTF-8 temp path")
+    }
+
+    /// The public key's file, as a flag's value.
+    pub fn public_arg(&self) -> &str {
+        self.public_path.to_str().expect("a UTF-8 temp path")
     }
 
     /// Asserts that no line of the private key's body appears in `output`.
