@@ -482,6 +482,7 @@ fn signed_entries_through_the_variables() {
     // A refused entry is a failed restore: `error: ...`, exit 0 (CACHE_FAIL_ON_ERROR is not set).
     let log = checked(cache(&machine, &["restore", "gems-unsigned"]));
     assert!(log.contains("passing over cache entry gems-unsigned: refused by --trusted-keys: the entry is not signed\n"), "{log}");
+    assert_eq!(log.matches("passing over cache entry gems-unsigned:").count(), 1, "judged once, not again as a pattern: {log}");
     assert!(log.contains("error: no usable cache entry for key \"gems-unsigned\""), "{log}");
     assert!(!workspace.join("vendor").exists(), "a refused entry was extracted");
 

@@ -245,7 +245,7 @@ pub(crate) type Rank<'a, T> = &'a dyn Fn(&T) -> u64;
 /// Scope by scope (a scope is listed only when the ones before it had nothing usable), group by
 /// group, the first candidate `examine` accepts wins; the others are passed over with the reason
 /// (`passed_over` is told at once), at most [`MAX_CANDIDATES`] are examined, and a store failure ends
-/// the search. With `rank`, every candidate of a group is examined and the accepted one of highest
+/// the search; a candidate listed again by a later group is not judged again. With `rank`, every candidate of a group is examined and the accepted one of highest
 /// rank wins (the listing's order breaks ties): a restore that checks signatures ranks by the signed
 /// creation time.
 pub(crate) fn select<T>(
@@ -257,6 +257,8 @@ pub(crate) fn select<T>(
 ) -> Result<(Entry, T), Search> {
     let mut search = Search::default();
     let mut examined = 0;
+    // A candidate found by two groups (Semaphore's key, then the key as a pattern) is judged once.
+    let mut seen = std::collections::HashSet::new();
     for scope in scopes {
         let groups = match groups_of(scope) {
             Ok(groups) => groups,
@@ -265,6 +267,9 @@ pub(crate) fn select<T>(
         for group in groups {
             let mut accepted: Vec<(Entry, T)> = Vec::new();
             for entry in group {
+                if !seen.insert(entry.object.name.clone()) {
+                    continue;
+                }
                 if examined == MAX_CANDIDATES {
                     if let Some(best) = best_ranked(accepted, rank) {
                         return Ok(best);
@@ -532,6 +537,28 @@ mod tests {
         .unwrap();
         assert_eq!((entry.name.key.as_str(), signed), ("deps-new", 300), "the newest signed, not the newest listed; the first of equals");
         assert_eq!(notices, ["main/deps-abc.tar.zst: refused by --trusted-keys: the entry is not signed"]);
+    }
+
+    /// A candidate that two groups list (a key, then the same key as a pattern) is judged once, and
+    /// a miss names it once.
+    #[test]
+    fn a_candidate_listed_twice_is_judged_once() {
+        let groups_of =
+            |scope: &str| Ok(vec![listed(vec![saved(scope, "gems", 5)]), listed(vec![saved(scope, "gems", 5), saved(scope, "gems-2", 9)])]);
+        let mut judged = Vec::new();
+        let open = |entry: &Entry| -> Result<(), Rejection> {
+            judged.push(entry.name.key.clone());
+            Err(Rejection::Unverified("refused by --trusted-keys: the entry is not signed".into()))
+        };
+        let search = select(&scopes(&["main"]), groups_of, open, |_: &Entry, _: &str| {}, None).unwrap_err();
+        assert_eq!(judged, ["gems", "gems-2"]);
+        assert_eq!(
+            search.rejected,
+            [
+                "main/gems.tar.zst: refused by --trusted-keys: the entry is not signed",
+                "main/gems-2.tar.zst: refused by --trusted-keys: the entry is not signed"
+            ]
+        );
     }
 
     fn manifest(os: &str, cross_os: bool, version: &str) -> Manifest {
