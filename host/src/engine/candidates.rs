@@ -31,11 +31,7 @@ impl CacheContext {
         // the archive is fetched; large ones tail first, then streamed.
         let trusted = self.signing.trusted.as_deref();
         let tail_start = if found.size <= SMALL_ENTRY && trusted.is_none() { 0 } else { found.size.saturating_sub(trailer::TAIL_FETCH) };
-        let mut tail = Vec::new();
-        self.store
-            .read(found, tail_start, found.size)
-            .and_then(|mut r| r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: found.name.clone().into(), source: e }))
-            .map_err(|e| Rejection::Store(self.describe_store_error(&e)))?;
+        let mut tail = self.read_from(found, tail_start).map_err(|e| Rejection::Store(self.describe_store_error(&e)))?;
         let unreadable = |e: trailer::TrailerError| match e {
             trailer::TrailerError::Missing => Rejection::Foreign(e.to_string()),
             other => Rejection::Broken(other.to_string()),
@@ -44,7 +40,7 @@ impl CacheContext {
         let (manifest, signer) = match trusted {
             Some(trusted) => {
                 let (manifest, signer) = self.authenticate(entry, &framed, trusted).map_err(|rejection| match rejection {
-                    Rejection::Unverified(why) => Rejection::Unverified(format!("refused by --trusted-keys: {why}")),
+                    Rejection::Unverified(why) => Rejection::Unverified(refused_by_trusted_keys(&why)),
                     other => other,
                 })?;
                 (manifest, Some(signer))
@@ -235,6 +231,11 @@ pub(crate) struct Chosen {
     pub(crate) source: Box<dyn Read + Send>,
     /// Who signed it, when the restore checks signatures.
     pub(crate) signer: Option<Signer>,
+}
+
+/// A refusal by the trusted keys, as a restore and `inspect` say it.
+pub(crate) fn refused_by_trusted_keys(why: &str) -> String {
+    format!("refused by --trusted-keys: {why}")
 }
 
 /// Ranks an accepted candidate: of one group, the highest wins ([`select`]).

@@ -2,7 +2,7 @@
 //! them, and, with trusted keys, whether a restore would accept it and why not — so that anyone can
 //! check an entry with `ssh-keygen -Y verify` and no s3cache code.
 
-use std::io::Read;
+use crate::engine::candidates::refused_by_trusted_keys;
 
 use crate::archive::catalog::Entry;
 use crate::archive::trailer::{self, Manifest};
@@ -33,16 +33,11 @@ impl CacheContext {
     /// reads; `None` when there is no such entry.
     pub fn inspect(&self, key: &str, scope: Option<&str>) -> Result<Option<Inspection>, StoreError> {
         let Some(entry) = self.find_entry(key, scope)? else { return Ok(None) };
-        let start = entry.object.size.saturating_sub(trailer::TAIL_FETCH);
-        let mut tail = Vec::new();
-        self.store
-            .read(&entry.object, start, entry.object.size)?
-            .read_to_end(&mut tail)
-            .map_err(|e| StoreError::Io { path: entry.object.name.clone().into(), source: e })?;
+        let tail = self.read_tail(&entry.object)?;
         let framed = match trailer::unframe(&tail) {
             Ok(framed) => framed,
             Err(err) => {
-                let verdict = self.signing.trusted.as_ref().map(|_| Err(format!("refused by --trusted-keys: {err}")));
+                let verdict = self.signing.trusted.as_ref().map(|_| Err(refused_by_trusted_keys(&err.to_string())));
                 let inspection =
                     Inspection { entry, manifest_text: Err(err.to_string()), manifest: None, signature: None, signed_by: None, verdict };
                 return Ok(Some(inspection));
@@ -54,7 +49,7 @@ impl CacheContext {
         let verdict = self.signing.trusted.as_deref().map(|trusted| {
             self.authenticate(&entry, &framed, trusted)
                 .map(|(_, signer)| signer.to_string())
-                .map_err(|r| format!("refused by --trusted-keys: {}", r.reason()))
+                .map_err(|r| refused_by_trusted_keys(r.reason()))
         });
         Ok(Some(Inspection { entry, manifest_text, manifest, signature: framed.signature, signed_by, verdict }))
     }

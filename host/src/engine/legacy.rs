@@ -2,7 +2,6 @@
 //! manifest, found by the search or at the old tool's own object names, extracted through the same
 //! sandbox and staging, with a notice that there is no digest to check.
 
-use std::io::Read;
 use std::time::Instant;
 
 use crate::archive::trailer;
@@ -91,9 +90,6 @@ impl CacheContext {
 
     /// Whether an object ends in an s3cache trailer (one ranged GET of its tail).
     fn has_trailer(&self, info: &crate::store::ObjectInfo) -> bool {
-        let start = info.size.saturating_sub(trailer::TAIL_FETCH);
-        let mut tail = Vec::new();
-        self.store.read(info, start, info.size).is_ok_and(|mut r| r.read_to_end(&mut tail).is_ok())
-            && trailer::decode(&tail, info.size).is_ok()
+        self.read_tail(info).is_ok_and(|tail| trailer::decode(&tail, info.size).is_ok())
     }
 }

@@ -147,6 +147,19 @@ impl CacheContext {
         if self.layout.scoped() { self.scopes.write.clone() } else { String::new() }
     }
 
+    /// The bytes of `object` from `start` to its end, in one ranged GET: its tail, where the trailer is.
+    pub(crate) fn read_from(&self, object: &crate::store::ObjectInfo, start: u64) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut self.store.read(object, start, object.size)?, &mut bytes)
+            .map_err(|e| StoreError::Io { path: object.name.clone().into(), source: e })?;
+        Ok(bytes)
+    }
+
+    /// The last [`crate::archive::trailer::TAIL_FETCH`] bytes of `object` ([`CacheContext::read_from`]).
+    pub(crate) fn read_tail(&self, object: &crate::store::ObjectInfo) -> Result<Vec<u8>, StoreError> {
+        self.read_from(object, object.size.saturating_sub(crate::archive::trailer::TAIL_FETCH))
+    }
+
     /// A store failure as a miss or a failed save says it: scrubbed, with what to check when access was denied.
     fn describe_store_error(&self, err: &StoreError) -> String {
         let text = self.reporter.scrub(&err.to_string());

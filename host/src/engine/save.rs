@@ -1,7 +1,7 @@
 //! Saving: render the key, skip a key that exists (first writer wins), pack the paths in the guest
 //! and upload the archive with its trailer; any failure is a [`SaveOutcome`] with a reason.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use crate::archive::catalog;
@@ -50,15 +50,10 @@ impl CacheContext {
         };
         let mut refusals = Vec::new();
         for entry in found {
-            let mut tail = Vec::new();
-            let start = entry.object.size.saturating_sub(trailer::TAIL_FETCH);
-            let read = self.store.read(&entry.object, start, entry.object.size).and_then(|mut r| {
-                r.read_to_end(&mut tail).map_err(|e| StoreError::Io { path: entry.object.name.clone().into(), source: e })
-            });
-            let verdict = match read {
+            let verdict = match self.read_tail(&entry.object) {
                 // Unreadable now: keep it, as an unsigned save would.
                 Err(_) => return None,
-                Ok(_) => match trailer::unframe(&tail) {
+                Ok(tail) => match trailer::unframe(&tail) {
                     Ok(framed) => self.authenticate(entry, &framed, trusted).map(drop).map_err(|r| r.reason().to_owned()),
                     Err(err) => Err(err.to_string()),
                 },
