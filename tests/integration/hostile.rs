@@ -545,7 +545,8 @@ fn killed_restores_leave_the_target_untouched() {
         fs::read_dir(workspace)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".s3cache-staging"))
+            // Directories only: the lock file beside a staging directory exists before it does.
+            .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with(".s3cache-staging"))
             .any(|staging| walkdir::WalkDir::new(staging).into_iter().filter_map(Result::ok).any(|e| e.file_type().is_file()))
     };
     let waited = std::time::Instant::now();
