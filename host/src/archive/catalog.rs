@@ -46,10 +46,12 @@ pub fn entries(objects: Vec<ObjectInfo>, layout: Layout) -> Vec<Entry> {
     group(objects, |name| layout.classify(name))
 }
 
-/// [`entries`], and slash-named entries with their markers too: what a restore may use.
+/// [`entries`], and slash-named entries with their markers too, but no protocol entries: what a
+/// restore may use.
 pub fn restorable_entries(objects: Vec<ObjectInfo>, layout: Layout) -> Vec<Entry> {
     group(objects, |name| match layout.classify(name) {
         StoreObject::Foreign => layout.classify_slash_named(name),
+        StoreObject::Entry(entry) | StoreObject::Marker(entry) if entry.is_protocol_entry() => StoreObject::Foreign,
         ours => ours,
     })
 }
@@ -97,6 +99,17 @@ pub fn find_key(store: &dyn BlobStore, layout: Layout, scope: &str, key: &str) -
     }
     let mut found = list(store, layout, &layout::key_prefix(scope, key))?;
     found.retain(|e| e.name.key == key && e.name.scope == scope);
+    Ok(found)
+}
+
+/// The protocol entries of exactly `key` in `scope` (every version), newest first: what `s3cache
+/// serve` saved for a cache-protocol client ([`crate::archive::layout`]).
+pub fn find_protocol_key(store: &dyn BlobStore, layout: Layout, scope: &str, key: &str) -> Result<Vec<Entry>, StoreError> {
+    if !layout.scoped() || !store.can_list() {
+        return Ok(Vec::new());
+    }
+    let mut found = list(store, layout, &format!("{}{}", layout::protocol_key_prefix(scope, key), ",,"))?;
+    found.retain(|e| e.name.is_protocol_entry() && e.name.key == key && e.name.scope == scope);
     Ok(found)
 }
 

@@ -24,11 +24,19 @@
 //! encoded = segment *("," segment)        ; the key's "/"-separated segments, joined by ","
 //! segment = 1*(any character but "/", "," and control characters)
 //! suffix  = ".tar.zst" / ".tar.gz" / ".tar"
+//! protocol-entry = scope "/" escaped ",," 64HEXDIG ".gha" [".used"]
 //! ```
 //!
 //! A segment is never empty (keys have no empty segment), so an encoded key never starts or ends with
-//! `,` and never holds `,,`: that sequence is reserved to carry an entry's version in its name later
-//! (`<encoded>,,<version><suffix>`), and names that hold it are not entries today.
+//! `,` and never holds `,,`: that sequence carries an entry's version in its name.
+//!
+//! **Protocol entries**: `s3cache serve` keeps what GitHub's cache protocol clients upload as
+//! `<scope>/<escaped key>,,<version>.gha` ([`protocol_entry_object`]): the client's own bytes, with no
+//! s3cache manifest, one entry per key and version. Their keys follow the protocol's rules, not the
+//! CLI's (empty segments, `%` and any case are allowed), so the escape is wider: `/` is `,` as above,
+//! `%` is `%25` and control characters are `%XX`; the version is 64 lowercase hex digits, and the name
+//! is read from the right. Admin verbs list, count and evict them like any entry; the CLI's restore
+//! passes over them (there is no manifest to check).
 //!
 //! **Slash-named entries**: before the encoding, a key with `/` was written as it is,
 //! `<scope>/a/b.tar.zst` for the key `a/b`. From a parent store such a name cannot be told from a
@@ -153,7 +161,7 @@ impl Layout {
             Layout::Scoped => classify(name),
             // One level under the project, as the real CLI writes; deeper names are another tool's.
             Layout::Flat if !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_control) => {
-                StoreObject::Entry(EntryName { scope: String::new(), key: name.to_owned(), format: None })
+                StoreObject::Entry(EntryName { scope: String::new(), key: name.to_owned(), format: None, protocol_version: None })
             }
             Layout::Flat => StoreObject::Foreign,
         }
@@ -210,15 +218,78 @@ pub struct EntryName {
     pub scope: String,
     /// The cache key (decoded: with its `/`).
     pub key: String,
-    /// The format the name shows; `None` in the Flat layout, whose names do not.
+    /// The format the name shows; `None` in the Flat layout, whose names do not, and for protocol entries.
     pub format: Option<Format>,
+    /// A protocol entry's version (64 hex digits), the client's; `None` for s3cache's own entries.
+    pub protocol_version: Option<String>,
 }
 
 impl EntryName {
     /// The name of an entry of `key` in `scope`, in `format`.
     pub fn new(scope: &str, key: &str, format: Format) -> Self {
-        Self { scope: scope.to_owned(), key: key.to_owned(), format: Some(format) }
+        Self { scope: scope.to_owned(), key: key.to_owned(), format: Some(format), protocol_version: None }
     }
+
+    /// Whether a cache-protocol client wrote it through `s3cache serve` (no manifest: a CLI restore
+    /// cannot use it).
+    pub fn is_protocol_entry(&self) -> bool {
+        self.protocol_version.is_some()
+    }
+
+    /// What `list` shows as its format: `zstd`, `gzip`, `tar`, `gha` for a protocol entry, `-` when
+    /// the name does not say.
+    pub fn format_label(&self) -> &'static str {
+        match (self.format, &self.protocol_version) {
+            (Some(format), _) => format.name(),
+            (None, Some(_)) => "gha",
+            (None, None) => "-",
+        }
+    }
+}
+
+/// Suffix of a protocol entry ([`protocol_entry_object`]).
+pub const PROTOCOL_SUFFIX: &str = ".gha";
+/// What separates a protocol entry's escaped key from its version.
+const VERSION_SEPARATOR: &str = ",,";
+
+/// The object name of a protocol entry: `key` (a cache-protocol key) in `scope`, for `version`
+/// (64 lowercase hex digits).
+pub fn protocol_entry_object(scope: &str, key: &str, version: &str) -> String {
+    format!("{}{VERSION_SEPARATOR}{version}{PROTOCOL_SUFFIX}", protocol_key_prefix(scope, key))
+}
+
+/// The listing prefix of every protocol entry in `scope` whose key starts with `key_prefix`.
+pub fn protocol_key_prefix(scope: &str, key_prefix: &str) -> String {
+    let mut name = format!("{scope}/");
+    for c in key_prefix.chars() {
+        match c {
+            '/' => name.push(ENCODED_SLASH),
+            '%' => name.push_str("%25"),
+            c if c.is_control() => {
+                let mut utf8 = [0u8; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    name.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            c => name.push(c),
+        }
+    }
+    name
+}
+
+/// The key and version of a protocol entry's name after its scope, or `None` when `rest` is not one.
+fn parse_protocol_entry(rest: &str) -> Option<(String, String)> {
+    let (escaped, version) = rest.strip_suffix(PROTOCOL_SUFFIX)?.rsplit_once(VERSION_SEPARATOR)?;
+    if version.len() != 64 || !version.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) || escaped.is_empty() {
+        return None;
+    }
+    if escaped.contains('/') || escaped.chars().any(char::is_control) {
+        return None;
+    }
+    let unslashed = escaped.replace(ENCODED_SLASH, "/");
+    let key = percent_encoding::percent_decode_str(&unslashed).decode_utf8().ok()?.into_owned();
+    // Only the canonical escape of a key is its name.
+    (protocol_key_prefix("", &key)[1..] == *escaped).then(|| (key, version.to_owned()))
 }
 
 /// What stands for `/` in an encoded key: a character keys never contain.
@@ -265,9 +336,12 @@ pub fn classify(name: &str) -> StoreObject {
     if validate_scope_name(scope).is_err() {
         return StoreObject::Foreign;
     }
+    if let Some((key, version)) = parse_protocol_entry(rest) {
+        return named(EntryName { scope: scope.to_owned(), key, format: None, protocol_version: Some(version) }, marker);
+    }
     let Some((encoded, format)) = split_suffix(rest) else { return StoreObject::Foreign };
     match decode_key(encoded) {
-        Some(key) => named(EntryName { scope: scope.to_owned(), key, format: Some(format) }, marker),
+        Some(key) => named(EntryName::new(scope, &key, format), marker),
         None => StoreObject::Foreign,
     }
 }
@@ -422,6 +496,32 @@ mod tests {
     }
 
     /// The Flat layout names an entry by its key alone, one level deep, and has no markers.
+    #[test]
+    fn protocol_entries() {
+        let version = "0123456789abcdef".repeat(4);
+        for key in ["npm-Linux-abc", "a//b", "/lead", "50%/x", "tab\there", "Ünïcode key", "buildkit-blob-1-sha256:ab"] {
+            let name = protocol_entry_object("local", key, &version);
+            assert_eq!(name.matches('/').count(), 1, "{name}");
+            let expected = EntryName { scope: "local".into(), key: key.into(), format: None, protocol_version: Some(version.clone()) };
+            assert_eq!(classify(&name), StoreObject::Entry(expected.clone()), "{name}");
+            assert_eq!(classify(&format!("{name}.used")), StoreObject::Marker(expected), "{name}");
+            let first: String = key.chars().take(2).collect();
+            assert!(name.starts_with(&protocol_key_prefix("local", &first)), "{name}");
+        }
+        assert_eq!(protocol_entry_object("local", "a/b%c", &version), format!("local/a,b%25c,,{version}.gha"));
+        assert_eq!(protocol_entry_object("s", "a\nb", &version), format!("s/a%0Ab,,{version}.gha"));
+        // Not canonical, not 64 lowercase hex, no key: foreign.
+        for name in [
+            format!("local/a%2Fb,,{version}.gha"),
+            format!("local/a,,{}.gha", version.to_uppercase()),
+            format!("local/a,,{}.gha", &version[1..]),
+            format!("local/,,{version}.gha"),
+            format!("ci/local/a,,{version}.gha"),
+        ] {
+            assert_eq!(classify(&name), StoreObject::Foreign, "{name}");
+        }
+    }
+
     #[test]
     fn flat_layout() {
         assert_eq!(Layout::Flat.entry_object("ignored", "gems-main-abc", Format::Gzip), "gems-main-abc");

@@ -190,7 +190,8 @@ impl CacheContext {
     }
 
     /// The newest entry with exactly `key`, searched in the scopes a restore would read (or only in
-    /// `scope`), in any format; like a restore, it finds slash-named entries too ([`crate::archive::layout`]).
+    /// `scope`), in any format; like a restore, it finds slash-named entries too, and unlike a restore,
+    /// protocol entries ([`crate::archive::layout`]) when the scope has no other.
     pub fn find_entry(&self, key: &str, scope: Option<&str>) -> Result<Option<Entry>, StoreError> {
         let scopes = match scope {
             Some(scope) => vec![scope.to_owned()],
@@ -201,13 +202,20 @@ impl CacheContext {
             if let Some(entry) = catalog::find_restorable(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
                 return Ok(Some(entry));
             }
+            if let Some(entry) = catalog::find_protocol_key(self.store.as_ref(), self.layout, &scope, key)?.into_iter().next() {
+                return Ok(Some(entry));
+            }
         }
         Ok(None)
     }
 
-    /// The entries (every format) of exactly `key` in `scope`, default the run's own scope.
+    /// The entries (every format, and protocol entries of every version) of exactly `key` in `scope`,
+    /// default the run's own scope.
     pub fn key_entries(&self, key: &str, scope: Option<&str>) -> Result<Vec<Entry>, StoreError> {
-        catalog::find_key(self.store.as_ref(), self.layout, scope.unwrap_or(&self.scopes.write), key)
+        let scope = scope.unwrap_or(&self.scopes.write);
+        let mut entries = catalog::find_key(self.store.as_ref(), self.layout, scope, key)?;
+        entries.extend(catalog::find_protocol_key(self.store.as_ref(), self.layout, scope, key)?);
+        Ok(entries)
     }
 
     /// Entries not used (restored or saved) since `older_than` before `now`, over the whole store.

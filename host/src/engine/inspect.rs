@@ -33,6 +33,11 @@ impl CacheContext {
     /// reads; `None` when there is no such entry.
     pub fn inspect(&self, key: &str, scope: Option<&str>) -> Result<Option<Inspection>, StoreError> {
         let Some(entry) = self.find_entry(key, scope)? else { return Ok(None) };
+        if entry.name.is_protocol_entry() {
+            let why = "a protocol entry (saved by a cache-protocol client through s3cache serve) has no manifest".to_owned();
+            let verdict = self.signing.trusted.as_ref().map(|_| Err(refused_by_trusted_keys(&why)));
+            return Ok(Some(Inspection { entry, manifest_text: Err(why), manifest: None, signature: None, signed_by: None, verdict }));
+        }
         let tail = self.read_tail(&entry.object)?;
         let framed = match trailer::unframe(&tail) {
             Ok(framed) => framed,

@@ -160,12 +160,46 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         let _ = leftover;
         Ok(())
     }
+    /// The resumable multipart uploads of this store, for a server that receives one object in many
+    /// requests (`s3cache serve`); `None` (the default) for stores without them.
+    fn resumable(&self) -> Option<&dyn ResumableUploads> {
+        None
+    }
     /// This store with its requests counted and reported by `reporter`, the reporter of one operation
     /// ([`crate::CacheContext::with_reporter`]); `None` (the default): the store sends nothing to report.
     fn reporting_to(&self, reporter: &crate::report::Reporter) -> Option<std::sync::Arc<dyn BlobStore>> {
         let _ = reporter;
         None
     }
+}
+
+/// An uploaded part of a [`ResumableUploads`] upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// Its number, 1-based.
+    pub number: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The tag completing the upload names it by.
+    pub etag: String,
+}
+
+/// Multipart uploads that outlive the process that started them: every call names the upload by its
+/// id, so that each part can come from a different request, or a different server.
+pub trait ResumableUploads: Send + Sync {
+    /// Starts an upload that will become the object `name`; returns its id and a random writer id
+    /// that completing it checks.
+    fn start(&self, name: &str) -> Result<(String, String), StoreError>;
+    /// Stores part `number` (1-based) of exactly `length` bytes from `body`, streamed and not retried
+    /// (the body is read once); storing a number again replaces that part. Returns the part's tag.
+    fn put_part(&self, name: &str, upload_id: &str, number: u32, length: u64, body: &mut dyn Read) -> Result<String, StoreError>;
+    /// The parts stored so far, by number.
+    fn parts(&self, name: &str, upload_id: &str) -> Result<Vec<StoredPart>, StoreError>;
+    /// Makes the object visible from `parts` (number and tag, ascending), only if the name is free:
+    /// [`StoreError::AlreadyExists`] when another writer's object is there (checked by `writer_id`).
+    fn complete(&self, name: &str, upload_id: &str, writer_id: &str, parts: &[(u32, String)], size: u64) -> Result<(), StoreError>;
+    /// Discards an upload and its parts; discarding one that is gone succeeds.
+    fn abort(&self, name: &str, upload_id: &str) -> Result<(), StoreError>;
 }
 
 /// S3's limit on an object key, in bytes of UTF-8, the store prefix included. Keys are checked against

@@ -72,6 +72,9 @@ enum Command {
     Flush(FlushArgs),
     /// Delete the least recently used entries until the store holds at most a size.
     Prune(PruneArgs),
+    /// Serve GitHub's cache protocol (v1 and v2) from the store, for actions/cache, act, Forgejo
+    /// and Gitea runners and buildx; runs until SIGINT or SIGTERM.
+    Serve(crate::serve::ServeArgs),
     /// The Semaphore `cache` CLI: `s3cache semaphore store|restore|has_key|...` (also the binary run
     /// as `cache` or `checksum`).
     #[command(disable_help_flag = true)]
@@ -597,6 +600,13 @@ fn run(cli: Cli, env: EnvLookup, legacy: Option<crate::engine::Legacy>, terminal
             let summary = finish_summary(Summary::of_restore(&outcome, context.reporter()), &store, summary_path, context.reporter())?;
             Ok((code, Some(summary)))
         }
+        Command::Serve(args) => match crate::serve::run(&context, &args) {
+            Ok(code) => Ok((code, None)),
+            Err(why) => {
+                context.reporter().error(&why);
+                Ok((super::EXIT_CONFIG, None))
+            }
+        },
         command => Ok((admin(command, settings, &context), None)),
     }
 }
@@ -735,6 +745,7 @@ fn admin(command: Command, settings: &Settings, context: &CacheContext) -> u8 {
         | Command::GithubAction(_)
         | Command::Semaphore { .. }
         | Command::Plugin
+        | Command::Serve(_)
         | Command::Completions { .. }
         | Command::Man { .. } => {
             unreachable!("not an admin verb")

@@ -17,7 +17,7 @@ use crate::ui::output::{counted, size};
 pub struct EntryJson {
     pub key: String,
     pub scope: String,
-    /// `zstd`, `gzip` or `tar`; absent where names do not show it (the Flat layout).
+    /// `zstd`, `gzip`, `tar`, or `gha` (a protocol entry); absent where names do not show it (the Flat layout).
     pub format: Option<&'static str>,
     pub bytes: u64,
     pub saved_at: String,
@@ -31,7 +31,7 @@ impl From<&Entry> for EntryJson {
         EntryJson {
             key: entry.name.key.clone(),
             scope: entry.name.scope.clone(),
-            format: entry.name.format.map(|f| f.name()),
+            format: (entry.name.format_label() != "-").then(|| entry.name.format_label()),
             bytes: entry.size(),
             saved_at: time(entry.saved()),
             last_used: time(entry.last_used),
@@ -102,8 +102,14 @@ pub fn json(value: &impl Serialize) {
 }
 
 fn entry_row(entry: &Entry) -> Vec<String> {
-    let format = entry.name.format.map_or("-", |f| f.name());
-    vec![entry.name.key.clone(), entry.name.scope.clone(), format.into(), size(entry.size()), time(entry.saved()), time(entry.last_used)]
+    vec![
+        entry.name.key.clone(),
+        entry.name.scope.clone(),
+        entry.name.format_label().into(),
+        size(entry.size()),
+        time(entry.saved()),
+        time(entry.last_used),
+    ]
 }
 
 const ENTRY_HEADER: [&str; 6] = ["KEY", "SCOPE", "FORMAT", "SIZE", "SAVED", "LAST USED"];

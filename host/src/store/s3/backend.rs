@@ -9,7 +9,9 @@ use crate::store::s3::download::{DownloadConfig, RangedReader};
 use crate::store::s3::request::PublishOptions;
 use crate::store::s3::upload::{MultipartWriter, UploadConfig};
 use crate::store::s3::{Bucket, Credentials, S3Client, S3ErrorKind};
-use crate::store::{BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, S3Options, StoreError, Upload};
+use crate::store::{
+    BlobStore, Leftover, LeftoverKind, LeftoverListing, ObjectInfo, PutOptions, ResumableUploads, S3Options, StoreError, StoredPart, Upload,
+};
 
 /// A bucket and a prefix (empty, or ending with `/`).
 #[derive(Debug, Clone)]
@@ -73,13 +75,8 @@ impl Upload for S3Upload {
             S3ErrorKind::PreconditionFailed => StoreError::AlreadyExists(key),
             _ => StoreError::S3(e),
         })?;
-        if !self.conditional {
-            return Ok(size);
-        }
-        let visible = self.client.head_object(&self.key)?;
-        let visible_writer = visible.as_ref().and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID)).map(|(_, v)| v.as_str());
-        if visible_writer != Some(self.writer_id.as_str()) {
-            return Err(StoreError::AlreadyExists(self.key.clone()));
+        if self.conditional {
+            check_writer(&self.client, &self.key, &self.writer_id)?;
         }
         Ok(size)
     }
@@ -89,7 +86,70 @@ impl Upload for S3Upload {
     }
 }
 
+/// Fails with [`StoreError::AlreadyExists`] unless the object visible at `key` was written by
+/// `writer_id`: some S3-compatible servers ignore `If-None-Match`, so a concurrent writer's object may
+/// have replaced ours (or ours theirs). The random writer id in the object's metadata comes back as
+/// it was sent on every server (ETags differ between PUT, multipart completion and HEAD on some).
+fn check_writer(client: &S3Client, key: &str, writer_id: &str) -> Result<(), StoreError> {
+    let visible = client.head_object(key)?;
+    let visible_writer = visible.as_ref().and_then(|head| head.metadata.iter().find(|(k, _)| k == WRITER_ID)).map(|(_, v)| v.as_str());
+    if visible_writer != Some(writer_id) {
+        return Err(StoreError::AlreadyExists(key.to_owned()));
+    }
+    Ok(())
+}
+
+impl S3Store {
+    /// A new random writer id, and the publish options of a new object carrying it.
+    fn publish_with_writer_id(&self) -> (String, PublishOptions) {
+        let writer_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let mut publish = self.publish.clone();
+        publish.metadata.push(("s3cache-format".to_owned(), s3cache_format()));
+        publish.metadata.push((WRITER_ID.to_owned(), writer_id.clone()));
+        (writer_id, publish)
+    }
+}
+
+impl ResumableUploads for S3Store {
+    fn start(&self, name: &str) -> Result<(String, String), StoreError> {
+        if let Some(reason) = self.read_only() {
+            return Err(StoreError::ReadOnly(reason));
+        }
+        let (writer_id, publish) = self.publish_with_writer_id();
+        Ok((self.client.create_multipart_upload(&self.key(name), &publish)?, writer_id))
+    }
+
+    fn put_part(&self, name: &str, upload_id: &str, number: u32, length: u64, body: &mut dyn Read) -> Result<String, StoreError> {
+        Ok(self.client.upload_part_stream(&self.key(name), upload_id, number, length, body)?)
+    }
+
+    fn parts(&self, name: &str, upload_id: &str) -> Result<Vec<StoredPart>, StoreError> {
+        let parts = self.client.list_parts(&self.key(name), upload_id)?;
+        Ok(parts.into_iter().map(|p| StoredPart { number: p.part_number, size: p.size, etag: p.etag }).collect())
+    }
+
+    fn complete(&self, name: &str, upload_id: &str, writer_id: &str, parts: &[(u32, String)], size: u64) -> Result<(), StoreError> {
+        let key = self.key(name);
+        match self.client.complete_multipart_upload(&key, upload_id, parts, true, size) {
+            Err(err) if err.kind == S3ErrorKind::PreconditionFailed => return Err(StoreError::AlreadyExists(key)),
+            result => result?,
+        }
+        check_writer(&self.client, &key, writer_id)
+    }
+
+    fn abort(&self, name: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self.client.abort_multipart_upload(&self.key(name), upload_id) {
+            Err(err) if err.kind == S3ErrorKind::NotFound => Ok(()),
+            result => Ok(result?),
+        }
+    }
+}
+
 impl BlobStore for S3Store {
+    fn resumable(&self) -> Option<&dyn ResumableUploads> {
+        Some(self)
+    }
+
     fn reporting_to(&self, reporter: &crate::report::Reporter) -> Option<Arc<dyn BlobStore>> {
         Some(Arc::new(Self { client: Arc::new(self.client.reporting_to(reporter)), ..self.clone() }))
     }
@@ -142,10 +202,7 @@ impl BlobStore for S3Store {
             return Err(StoreError::ReadOnly(reason));
         }
         let config = UploadConfig { if_none_match: options.if_none_match, ..self.upload };
-        let writer_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let mut publish = self.publish.clone();
-        publish.metadata.push(("s3cache-format".to_owned(), s3cache_format()));
-        publish.metadata.push((WRITER_ID.to_owned(), writer_id.clone()));
+        let (writer_id, publish) = self.publish_with_writer_id();
         let key = self.key(name);
         let writer = MultipartWriter::new(self.client.clone(), &key, publish, config);
         Ok(Box::new(S3Upload { writer, client: self.client.clone(), key, writer_id, conditional: options.if_none_match }))

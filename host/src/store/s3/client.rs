@@ -21,7 +21,7 @@ use ureq::RequestExt;
 use super::key_pair::Credentials;
 use super::request::{Bucket, PublishOptions, Request, complete_multipart_body};
 use super::signing::{Payload, sign_request};
-use super::xml::{self, ListedObject, ListedUpload};
+use super::xml::{self, ListedObject, ListedPart, ListedUpload};
 use crate::report::Reporter;
 
 /// What kind of failure an S3 call had.
@@ -373,29 +373,12 @@ impl S3Client {
     /// Sends once: signs, sends, and turns error answers into [`S3Error`], all within `limits`
     /// ([`Self::limits_now`]).
     fn send_once(&self, request: &Request, body: &[u8], limits: &Limits) -> Result<http::Response<ureq::Body>, S3Error> {
-        if let Some(err) = self.out_of_time(request.operation) {
-            return Err(err);
-        }
-        if let Some(reporter) = &self.reporter {
-            reporter.request_sent(request.operation);
-        }
-        let host = self.bucket.authority();
-        let mut builder = http::Request::builder().method(request.method).uri(&request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(credentials) = &self.credentials {
-            let payload = if self.bucket.endpoint.is_tls() { Payload::Unsigned } else { Payload::Signed(body) };
-            let signed = sign_request(request, &host, payload, credentials, &self.bucket.region, self.now())
-                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, None, "Signing", e))?;
-            for (name, value) in signed {
-                builder = builder.header(name, value);
-            }
-        }
+        let payload = if self.bucket.endpoint.is_tls() { Payload::Unsigned } else { Payload::Signed(body) };
+        let builder = self.signed_builder(request, payload)?;
         let transport = |e: ureq::Error| self.transport_error(request.operation, &e, limits);
         let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
         let silence = Some(limits.silence);
-        let mut response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
+        let response = if body.is_empty() && matches!(request.method, "GET" | "HEAD" | "DELETE") {
             let request = builder.body(()).map_err(invalid)?;
             let config = request.with_agent(&self.agent).configure();
             let config = config.timeout_recv_response(silence).timeout_per_read(silence).timeout_per_write(silence);
@@ -406,6 +389,38 @@ impl S3Client {
             let config = config.timeout_recv_response(silence).timeout_per_read(silence).timeout_per_write(silence);
             config.timeout_send_body(limits.body).timeout_recv_body(limits.body).build().run().map_err(transport)?
         };
+        self.refuse_error_status(request, response)
+    }
+
+    /// A request builder for `request`, with its headers and (with credentials) its signature over
+    /// `payload`; counts the request as sent. Fails when the operation's budget has run out.
+    fn signed_builder(&self, request: &Request, payload: Payload<'_>) -> Result<http::request::Builder, S3Error> {
+        if let Some(err) = self.out_of_time(request.operation) {
+            return Err(err);
+        }
+        if let Some(reporter) = &self.reporter {
+            reporter.request_sent(request.operation);
+        }
+        let mut builder = http::Request::builder().method(request.method).uri(&request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(credentials) = &self.credentials {
+            let signed = sign_request(request, &self.bucket.authority(), payload, credentials, &self.bucket.region, self.now())
+                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, None, "Signing", e))?;
+            for (name, value) in signed {
+                builder = builder.header(name, value);
+            }
+        }
+        Ok(builder)
+    }
+
+    /// `response`, or the [`S3Error`] its status ≥ 300 and `<Error>` body say.
+    fn refuse_error_status(
+        &self,
+        request: &Request,
+        mut response: http::Response<ureq::Body>,
+    ) -> Result<http::Response<ureq::Body>, S3Error> {
         let status = response.status().as_u16();
         if status >= 300 {
             let server_date = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
@@ -574,6 +589,65 @@ impl S3Client {
             .ok_or_else(|| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", "no ETag in the answer"))
     }
 
+    /// UploadPart of exactly `length` bytes read from `body`, streamed: nothing is held in memory, so
+    /// the payload is signed as `UNSIGNED-PAYLOAD` (over plain HTTP too) and checked instead by its MD5,
+    /// which S3 returns as the part's ETag (when the ETag is a plain MD5). Not retried: the body is
+    /// read once. Returns the ETag. A body shorter or longer than `length` sends no part.
+    pub fn upload_part_stream(&self, key: &str, upload_id: &str, part: u32, length: u64, body: &mut dyn Read) -> Result<String, S3Error> {
+        let request = self.bucket.upload_part(key, upload_id, part).header("content-length", length.to_string());
+        let limits = self.limits_now(self.transport.limits(Some(length)));
+        let builder = self.signed_builder(&request, Payload::Unsigned)?;
+        let invalid = |e: http::Error| S3Error::new(S3ErrorKind::Other, request.operation, None, "InvalidRequest", e.to_string());
+        let mut counted = Md5Reader { inner: body.take(length), md5: <md5::Md5 as md5::Digest>::new(), bytes: 0 };
+        let sent = {
+            let request = builder.body(ureq::SendBody::from_reader(&mut counted)).map_err(invalid)?;
+            let silence = Some(limits.silence);
+            let config = request.with_agent(&self.agent).configure();
+            let config = config.timeout_recv_response(silence).timeout_per_read(silence).timeout_per_write(silence);
+            config.timeout_send_body(limits.body).timeout_recv_body(limits.body).build().run()
+        };
+        let short = |message: String| S3Error::new(S3ErrorKind::Other, request.operation, None, "IncompleteBody", message);
+        if counted.bytes != length {
+            return Err(short(format!("part {part}: the body held {} of the {length} bytes announced", counted.bytes)));
+        }
+        let response = self.refuse_error_status(&request, sent.map_err(|e| self.transport_error(request.operation, &e, &limits))?)?;
+        let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag =
+            etag.ok_or_else(|| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", "no ETag in the answer"))?;
+        let expected = hex::encode(md5::Digest::finalize(counted.md5));
+        let plain = etag.trim_matches('"');
+        if plain.len() == 32 && plain.bytes().all(|b| b.is_ascii_hexdigit()) && !plain.eq_ignore_ascii_case(&expected) {
+            return Err(S3Error::new(
+                S3ErrorKind::Transient,
+                request.operation,
+                Some(200),
+                "BadDigest",
+                format!("part {part}: the server stored MD5 {plain}, the bytes sent have {expected}"),
+            ));
+        }
+        Ok(etag)
+    }
+
+    /// Every part of an incomplete upload, in part-number order, reading all pages.
+    pub fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<ListedPart>, S3Error> {
+        let mut parts = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let request = self.bucket.list_parts(key, upload_id, after.as_deref());
+            let text = self.send_for_text(&request, b"")?;
+            let page = xml::parse_parts(&text)
+                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
+            parts.extend(page.part);
+            match page.next_part_number_marker {
+                Some(marker) if page.is_truncated && after.as_ref() != Some(&marker) => after = Some(marker),
+                _ => {
+                    parts.sort_by_key(|p| p.part_number);
+                    return Ok(parts);
+                }
+            }
+        }
+    }
+
     /// CompleteMultipartUpload of an object of `size` bytes, with its own, longer bound
     /// ([`TransportConfig::COMPLETE_TIMEOUT`]). A 200 answer with an `<Error>` body is a failure. A
     /// retry that finds the upload gone (`NoSuchUpload`) asks HEAD whether an earlier attempt completed
@@ -668,19 +742,7 @@ impl S3Client {
 
     /// The bytes an incomplete upload holds: the sum of its parts' sizes, reading all pages.
     pub fn uploaded_bytes(&self, key: &str, upload_id: &str) -> Result<u64, S3Error> {
-        let mut bytes = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let request = self.bucket.list_parts(key, upload_id, after.as_deref());
-            let text = self.send_for_text(&request, b"")?;
-            let page = xml::parse_parts(&text)
-                .map_err(|e| S3Error::new(S3ErrorKind::Other, request.operation, Some(200), "InvalidResponse", e))?;
-            bytes += page.part.iter().map(|p| p.size).sum::<u64>();
-            match page.next_part_number_marker {
-                Some(marker) if page.is_truncated && after.as_ref() != Some(&marker) => after = Some(marker),
-                _ => return Ok(bytes),
-            }
-        }
+        Ok(self.list_parts(key, upload_id)?.iter().map(|p| p.size).sum())
     }
 
     /// DeleteObject. Deleting a missing key succeeds, as in S3.
@@ -704,6 +766,22 @@ fn completed_before(err: S3Error, key: &str, visible: Option<&ObjectHead>, size:
     };
     let message = format!("the upload was gone when the request was retried, and {found}: it was not completed");
     Err(S3Error { message, ..err })
+}
+
+/// A body being sent, hashed and counted on the way.
+struct Md5Reader<R> {
+    inner: R,
+    md5: md5::Md5,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Md5Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        md5::Digest::update(&mut self.md5, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 fn read_small_body(response: &mut http::Response<ureq::Body>) -> String {

@@ -128,7 +128,7 @@ impl Request {
         Self { operation, method, url, headers: Vec::new() }
     }
 
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_owned(), value.into()));
         self
     }

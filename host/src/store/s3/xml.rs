@@ -68,8 +68,14 @@ pub struct ListPartsResult {
 #[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListedPart {
+    /// Its number, 1-based.
+    #[serde(default)]
+    pub part_number: u32,
     #[serde(default)]
     pub size: u64,
+    /// What CompleteMultipartUpload must name it by.
+    #[serde(rename = "ETag", default)]
+    pub etag: String,
 }
 
 /// An `<Error>` document.
