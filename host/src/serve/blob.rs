@@ -101,7 +101,7 @@ fn put(server: &Server, request: &mut Incoming, entry: &str, upload_id: &str, bl
         return Answer::blob_error(413, "RequestBodyTooLarge", &format!("a block of {length} bytes is over this server's {MAX_PIECE}"));
     }
     let position = Position::Block(block.unwrap_or(0));
-    let placement = match uploads::place(upload_id, 0, position, length, block.is_none()) {
+    let placement = match uploads::place(upload_id, position, length, block.is_none(), false) {
         Ok(placement) => placement,
         Err(why) => return Answer::blob_error(400, "InvalidQueryParameterValue", &why),
     };

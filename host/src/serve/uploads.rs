@@ -10,17 +10,19 @@
 //! lists or counts them ([`crate::archive::layout`]).
 //!
 //! **Pieces to parts.** S3 parts are at least 5 MiB except the last, at most 10,000, and cannot be
-//! read back before the upload completes. A piece (a v1 chunk at an offset, a v2 block at an index)
-//! of at least 5 MiB whose position says its part number goes straight into that part, streamed: v1
-//! chunks at a multiple of the upload's granule (offset / granule + 1; the granule is the smallest
-//! power of two from 1 MiB that keeps 10,000 parts above the entry's size), v2 blocks at index + 1.
-//! Anything else (the short last chunk or block, buildx's 1 MiB blocks, odd chunk sizes) is *staged*
-//! as an object of its own under `.s3cache-serve/staged/`. The commit lists the parts and the staged
-//! pieces, checks that together they cover the entry's bytes exactly once, copies each run of staged
-//! pieces into parts of at least 8 MiB (streamed from the store, so that nothing is held in memory)
-//! in the numbers free between the parts around it, completes the upload with `If-None-Match` and
-//! removes the staged, pending and v1 objects. UploadPartCopy is not used: it cannot join pieces
-//! under 5 MiB, and it would copy every byte of the large ones a second time.
+//! read back before the upload completes. A piece of at least 5 MiB whose position says its part
+//! number goes straight into that part, streamed: a v1 chunk of length L at an offset that is a
+//! multiple of L goes to part offset / L + 1 (clients send chunks of one size, so consecutive chunks
+//! get consecutive numbers, and a part's offset is its number less one times its size), a v2 block at
+//! index + 1. Anything else (the last chunk, whose place the toolkit's announced size gives away, the
+//! short last block, buildx's 1 MiB blocks, odd chunk sizes) is *staged* as an object of its own
+//! under `.s3cache-serve/staged/`. The commit lists the parts and the staged pieces, checks that
+//! together they cover the entry's bytes exactly once, copies each run of staged pieces into parts of
+//! at least 8 MiB (streamed from the store, so that nothing is held in memory) in the numbers free
+//! after the part before them, completes the upload with `If-None-Match` and removes the staged,
+//! pending and v1 objects. Part numbers stay consecutive for every client known, which some servers
+//! (s3s-fs) require. UploadPartCopy is not used: it cannot join pieces under 5 MiB, and it would copy
+//! every byte of the large ones a second time.
 //!
 //! An upload whose pending object is older than the upload timeout is abandoned: [`sweep`] aborts it
 //! and removes what it left, and a new reservation of the same entry does the same first.
@@ -55,8 +57,6 @@ pub struct Pending {
     pub version: String,
     /// When it was reserved, in milliseconds since the epoch.
     pub created_ms: u64,
-    /// v1 chunks that start at a multiple of this go straight to part `offset / granule + 1`.
-    pub granule: u64,
     /// The size a v1 client announced (`cacheSize`), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced_size: Option<u64>,
@@ -152,22 +152,13 @@ pub fn parse_staged(name: &str) -> Option<Position> {
     }
 }
 
-/// The granule of an entry of at most `size` bytes: the smallest power of two from 1 MiB with
-/// fewer than [`MAX_PARTS`] granules in `size`.
-pub fn granule_for(size: u64) -> u64 {
-    let mut granule: u64 = 1 << 20;
-    while size / granule >= u64::from(MAX_PARTS) {
-        granule *= 2;
-    }
-    granule
-}
-
 /// Where a piece of `length` bytes at `position` goes. `whole`: it is the entire entry (a v2 Put
-/// Blob, or a v1 chunk from 0 to the announced size), the only part.
-pub fn place(pending_upload_id: &str, granule: u64, position: Position, length: u64, whole: bool) -> Result<Placement, String> {
+/// Blob, or a v1 chunk from 0 to the announced size), the only part; `last`: a v1 chunk that ends
+/// where the announced size does.
+pub fn place(upload_id: &str, position: Position, length: u64, whole: bool, last: bool) -> Result<Placement, String> {
     let part = match position {
         _ if whole => Some(1),
-        Position::Offset(offset) if offset % granule == 0 && length >= MIN_PART => Some(offset / granule + 1),
+        Position::Offset(offset) if !last && length >= MIN_PART && offset % length == 0 => Some(offset / length + 1),
         Position::Block(index) if length >= MIN_PART => Some(u64::from(index) + 1),
         _ => None,
     };
@@ -176,7 +167,7 @@ pub fn place(pending_upload_id: &str, granule: u64, position: Position, length: 
             Err(format!("the piece at {position:?} would be part {number}, over S3's {MAX_PARTS}; use larger chunks"))
         }
         Some(number) => Ok(Placement::Part(number as u32)),
-        None => Ok(Placement::Staged(staged_name(pending_upload_id, position))),
+        None => Ok(Placement::Staged(staged_name(upload_id, position))),
     }
 }
 
@@ -205,23 +196,23 @@ fn resumable(store: &dyn BlobStore) -> Result<&dyn ResumableUploads, StoreError>
 }
 
 /// Reserves the entry `entry` (of `key` and `version` in `scope`): starts its upload and writes its
-/// pending object (and, with `v1_id`, its v1 number object). `announced_size`: the size the client
-/// announced, if it did; `max_size` bounds it otherwise. A pending object older than `timeout` is
-/// abandoned and replaced.
+/// What to reserve: the entry `entry` (of `key` and `version` in `scope`), the size the client
+/// announced if it did, whether the client names uploads by number (v1), and after how long a pending
+/// upload of the same entry counts as abandoned.
 pub struct Reservation<'a> {
     pub entry: &'a str,
     pub scope: &'a str,
     pub key: &'a str,
     pub version: &'a str,
     pub announced_size: Option<u64>,
-    pub max_size: u64,
     pub timeout: Duration,
     pub v1_id: bool,
 }
 
-/// Makes a [`Reservation`]: starts the upload and writes its records.
+/// Makes a [`Reservation`]: starts the upload at the entry's name and writes its pending object (and
+/// v1 number object). A pending object older than the timeout is abandoned and replaced.
 pub fn reserve(store: &dyn BlobStore, reservation: &Reservation<'_>) -> Result<Pending, ReserveError> {
-    let Reservation { entry, scope, key, version, announced_size, max_size, timeout, v1_id } = *reservation;
+    let Reservation { entry, scope, key, version, announced_size, timeout, v1_id } = *reservation;
     let uploads = resumable(store)?;
     if store.head(entry)?.is_some() {
         return Err(ReserveError::Exists);
@@ -243,7 +234,6 @@ pub fn reserve(store: &dyn BlobStore, reservation: &Reservation<'_>) -> Result<P
         key: key.to_owned(),
         version: version.to_owned(),
         created_ms: now_ms(),
-        granule: granule_for(announced_size.unwrap_or(max_size)),
         announced_size,
         v1_id: None,
     };
@@ -336,21 +326,17 @@ pub enum FinalPart {
 }
 
 /// The pieces in entry order with their offsets, from the parts and staged objects found: checks
-/// that they cover `0..total` exactly once. v1 pieces (`granule` given) are placed by offset, v2
-/// blocks (`None`) by index.
+/// that they cover `0..total` exactly once. v1 pieces (`by_block` false) are placed by offset (a
+/// part's is its number less one times its size), v2 blocks by index.
 pub fn arrange(
     parts: Vec<(u32, u64, String)>,
     staged: Vec<(Position, u64, String)>,
-    granule: Option<u64>,
+    by_block: bool,
     total: u64,
 ) -> Result<Vec<Piece>, String> {
-    let by_block = granule.is_none();
     let mut pieces: Vec<(u64, Piece)> = Vec::new();
     for (number, size, etag) in parts {
-        let order = match granule {
-            None => u64::from(number) - 1,
-            Some(granule) => (u64::from(number) - 1) * granule,
-        };
+        let order = if by_block { u64::from(number) - 1 } else { (u64::from(number) - 1) * size };
         pieces.push((order, Piece { offset: order, size, source: Source::Part { number, etag } }));
     }
     for (position, size, name) in staged {
@@ -450,15 +436,26 @@ pub fn plan(pieces: &[Piece]) -> Result<Vec<FinalPart>, String> {
 }
 
 /// Completes `pending` as an entry of `total` bytes: arranges and plans its pieces, copies staged
-/// runs into parts, completes the upload, and removes the staged, pending and v1 objects.
+/// runs into parts, completes the upload, and removes the staged, pending and v1 objects. A commit
+/// that fails discards the upload, so that the key is free for the next attempt at once rather than
+/// after the upload timeout: no client resumes an upload whose commit it saw fail.
 pub fn commit(store: &dyn BlobStore, pending: &Pending, total: u64, blocks: bool) -> Result<(), UploadError> {
+    let committed = try_commit(store, pending, total, blocks);
+    if committed.is_err()
+        && let Err(err) = discard(store, pending)
+    {
+        tracing::warn!(entry = %pending.entry, "could not discard an upload whose commit failed: {err}");
+    }
+    committed
+}
+
+fn try_commit(store: &dyn BlobStore, pending: &Pending, total: u64, blocks: bool) -> Result<(), UploadError> {
     let uploads = resumable(store)?;
     let parts = uploads.parts(&pending.entry, &pending.upload_id)?;
     let staged_objects = store.list(&staged_prefix(&pending.upload_id))?;
     let staged = staged_objects.iter().filter_map(|o| Some((parse_staged(&o.name)?, o.size, o.name.clone()))).collect();
     let parts = parts.into_iter().map(|p| (p.number, p.size, p.etag)).collect();
-    let granule = (!blocks).then_some(pending.granule);
-    let pieces = arrange(parts, staged, granule, total).map_err(|why| UploadError::Client(format!("upload incomplete: {why}")))?;
+    let pieces = arrange(parts, staged, blocks, total).map_err(|why| UploadError::Client(format!("upload incomplete: {why}")))?;
     let plan = plan(&pieces).map_err(|why| UploadError::Client(format!("chunk layout not storable: {why}")))?;
     let mut completed = Vec::with_capacity(plan.len());
     for part in plan {
@@ -472,10 +469,7 @@ pub fn commit(store: &dyn BlobStore, pending: &Pending, total: u64, blocks: bool
         }
     }
     match uploads.complete(&pending.entry, &pending.upload_id, &pending.writer_id, &completed, total) {
-        Err(StoreError::AlreadyExists(_)) => {
-            discard(store, pending)?;
-            return Err(UploadError::Exists);
-        }
+        Err(StoreError::AlreadyExists(_)) => return Err(UploadError::Exists),
         result => result?,
     }
     remove_records(store, pending, &staged_objects);
@@ -558,50 +552,44 @@ mod tests {
     }
 
     #[test]
-    fn granules_keep_parts_under_the_limit() {
-        assert_eq!(granule_for(40 * MIB), MIB);
-        assert_eq!(granule_for(10 << 30), 2 * MIB);
-        assert_eq!(granule_for(100 << 30), 16 * MIB);
-    }
-
-    #[test]
     fn places_pieces() {
         let staged = |p| Ok(Placement::Staged(staged_name("u", p)));
-        assert_eq!(place("u", 2 * MIB, Position::Offset(32 * MIB), 32 * MIB, false), Ok(Placement::Part(17)));
-        assert_eq!(place("u", 2 * MIB, Position::Offset(5 * MIB), 5 * MIB, false), staged(Position::Offset(5 * MIB)));
-        assert_eq!(place("u", 2 * MIB, Position::Offset(64 * MIB), MIB, false), staged(Position::Offset(64 * MIB)));
-        assert_eq!(place("u", 2 * MIB, Position::Offset(0), 100, true), Ok(Placement::Part(1)));
-        assert_eq!(place("u", 0, Position::Block(3), 64 * MIB, false), Ok(Placement::Part(4)));
-        assert_eq!(place("u", 0, Position::Block(3), MIB, false), staged(Position::Block(3)));
-        assert!(place("u", 0, Position::Block(10_000), 64 * MIB, false).unwrap_err().contains("over S3's 10000"));
+        assert_eq!(place("u", Position::Offset(32 * MIB), 8 * MIB, false, false), Ok(Placement::Part(5)));
+        assert_eq!(place("u", Position::Offset(32 * MIB), 6 * MIB, false, true), staged(Position::Offset(32 * MIB)));
+        assert_eq!(place("u", Position::Offset(5 * MIB), 6 * MIB, false, false), staged(Position::Offset(5 * MIB)));
+        assert_eq!(place("u", Position::Offset(64 * MIB), MIB, false, false), staged(Position::Offset(64 * MIB)));
+        assert_eq!(place("u", Position::Offset(0), 100, true, true), Ok(Placement::Part(1)));
+        assert_eq!(place("u", Position::Block(3), 64 * MIB, false, false), Ok(Placement::Part(4)));
+        assert_eq!(place("u", Position::Block(3), MIB, false, false), staged(Position::Block(3)));
+        assert!(place("u", Position::Block(10_000), 64 * MIB, false, false).unwrap_err().contains("over S3's 10000"));
         assert_eq!(parse_staged(&staged_name("u", Position::Offset(5))), Some(Position::Offset(5)));
         assert_eq!(parse_staged(&staged_name("u", Position::Block(7))), Some(Position::Block(7)));
     }
 
-    /// The toolkit's v1 upload: 8 MiB chunks on a 1 MiB granule, the short last one staged.
+    /// The toolkit's v1 upload: 8 MiB chunks as parts 1-3, the last one staged and assembled as part 4.
     #[test]
     fn v1_chunks_with_a_staged_tail() {
-        let parts = vec![part(1, 8 * MIB), part(9, 8 * MIB), part(17, 8 * MIB)];
+        let parts = vec![part(1, 8 * MIB), part(2, 8 * MIB), part(3, 8 * MIB)];
         let staged = vec![(Position::Offset(24 * MIB), 3 * MIB, "s/o24".to_owned())];
-        let pieces = arrange(parts, staged, Some(MIB), 27 * MIB).unwrap();
+        let pieces = arrange(parts, staged, false, 27 * MIB).unwrap();
         let planned = plan(&pieces).unwrap();
         assert_eq!(
             planned,
             vec![
                 FinalPart::Stored { number: 1, etag: "e1".into() },
-                FinalPart::Stored { number: 9, etag: "e9".into() },
-                FinalPart::Stored { number: 17, etag: "e17".into() },
-                FinalPart::Assembled { number: 18, size: 3 * MIB, slices: vec![("s/o24".into(), 0, 3 * MIB)] },
+                FinalPart::Stored { number: 2, etag: "e2".into() },
+                FinalPart::Stored { number: 3, etag: "e3".into() },
+                FinalPart::Assembled { number: 4, size: 3 * MIB, slices: vec![("s/o24".into(), 0, 3 * MIB)] },
             ]
         );
         assert_eq!(
-            arrange(vec![part(1, 8 * MIB), part(17, 8 * MIB)], vec![], Some(MIB), 24 * MIB),
+            arrange(vec![part(1, 8 * MIB), part(3, 8 * MIB)], vec![], false, 24 * MIB),
             Err("bytes 8388608-16777215 are missing".into())
         );
-        assert_eq!(arrange(vec![part(1, 8 * MIB)], vec![], Some(MIB), 9 * MIB), Err("bytes 8388608-9437183 are missing".into()));
+        assert_eq!(arrange(vec![part(1, 8 * MIB)], vec![], false, 9 * MIB), Err("bytes 8388608-9437183 are missing".into()));
         assert_eq!(
-            arrange(vec![part(1, 8 * MIB), part(5, 8 * MIB)], vec![], Some(MIB), 12 * MIB),
-            Err("the chunk at 4194304 overlaps the bytes before it (which end at 8388608)".into())
+            arrange(vec![part(1, 8 * MIB), part(2, 6 * MIB)], vec![], false, 14 * MIB),
+            Err("the chunk at 6291456 overlaps the bytes before it (which end at 8388608)".into())
         );
     }
 
@@ -609,21 +597,21 @@ mod tests {
     #[test]
     fn small_v2_blocks_are_assembled() {
         let staged: Vec<_> = (0..20).map(|i| (Position::Block(i), MIB, format!("s/b{i}"))).collect();
-        let pieces = arrange(vec![], staged, None, 20 * MIB).unwrap();
+        let pieces = arrange(vec![], staged, true, 20 * MIB).unwrap();
         let planned = plan(&pieces).unwrap();
         assert_eq!(planned.len(), 2);
         let FinalPart::Assembled { number: 1, size, slices } = &planned[0] else { panic!("{planned:?}") };
         assert_eq!((*size, slices.len(), slices[0].clone()), (10 * MIB, 10, ("s/b0".to_owned(), 0, MIB)));
         let FinalPart::Assembled { number: 2, size, slices } = &planned[1] else { panic!("{planned:?}") };
         assert_eq!((*size, slices.first().unwrap().0.as_str(), slices.len()), (10 * MIB, "s/b10", 10));
-        assert_eq!(arrange(vec![], vec![(Position::Block(1), MIB, "b1".into())], None, MIB), Err("block 0 is missing".into()));
+        assert_eq!(arrange(vec![], vec![(Position::Block(1), MIB, "b1".into())], true, MIB), Err("block 0 is missing".into()));
     }
 
     /// The toolkit's v2 upload: 64 MiB blocks stored as parts, the short last one staged.
     #[test]
     fn large_v2_blocks_are_parts() {
         let parts = vec![part(1, 64 * MIB), part(2, 64 * MIB)];
-        let pieces = arrange(parts, vec![(Position::Block(2), 8 * MIB, "s/b2".into())], None, 136 * MIB).unwrap();
+        let pieces = arrange(parts, vec![(Position::Block(2), 8 * MIB, "s/b2".into())], true, 136 * MIB).unwrap();
         assert_eq!(pieces[2].offset, 128 * MIB);
         let planned = plan(&pieces).unwrap();
         assert_eq!(planned[2], FinalPart::Assembled { number: 3, size: 8 * MIB, slices: vec![("s/b2".into(), 0, 8 * MIB)] });
@@ -632,14 +620,10 @@ mod tests {
     /// A run of staged pieces too short to be a part, before a stored part, cannot be stored.
     #[test]
     fn unstorable_layouts_are_named() {
-        let parts = vec![part(1, 6 * MIB), part(3, 6 * MIB)];
-        let pieces = arrange(parts, vec![(Position::Offset(6 * MIB), 2 * MIB, "s/o6".into())], Some(2 * MIB), 14 * MIB);
-        // Part 3 starts at 4 MiB on a 2 MiB granule: it overlaps.
-        assert!(pieces.unwrap_err().contains("overlaps"));
         let pieces = vec![
             Piece { offset: 0, size: 6 * MIB, source: Source::Part { number: 1, etag: "a".into() } },
             Piece { offset: 6 * MIB, size: 2 * MIB, source: Source::Staged("s".into()) },
-            Piece { offset: 8 * MIB, size: 6 * MIB, source: Source::Part { number: 5, etag: "b".into() } },
+            Piece { offset: 8 * MIB, size: 8 * MIB, source: Source::Part { number: 2, etag: "b".into() } },
         ];
         assert_eq!(
             plan(&pieces),

@@ -104,7 +104,6 @@ fn reserve(server: &Server, request: &mut Incoming, scope: &str) -> Answer {
         key: &body.key,
         version: &body.version,
         announced_size: body.cache_size,
-        max_size: server.settings.max_entry_size,
         timeout: server.settings.upload_timeout,
         v1_id: true,
     };
@@ -159,7 +158,8 @@ fn chunk(server: &Server, request: &mut Incoming, pending: &Pending) -> Answer {
         return Answer::v1_error(413, &format!("bytes {start}-{end} go past the entry's size limit"));
     }
     let whole = start == 0 && pending.announced_size == Some(length);
-    let placement = match uploads::place(&pending.upload_id, pending.granule, Position::Offset(start), length, whole) {
+    let last = pending.announced_size == Some(end + 1);
+    let placement = match uploads::place(&pending.upload_id, Position::Offset(start), length, whole, last) {
         Ok(placement) => placement,
         Err(why) => return Answer::v1_error(400, &why),
     };

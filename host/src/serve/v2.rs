@@ -76,7 +76,6 @@ pub fn answer(server: &Server, request: &mut Incoming, method: &str) -> Answer {
                 key: &create.key,
                 version: &create.version,
                 announced_size: None,
-                max_size: server.settings.max_entry_size,
                 timeout: server.settings.upload_timeout,
                 v1_id: false,
             };
