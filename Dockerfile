@@ -19,4 +19,6 @@ COPY --from=build /src/target/release/s3cache /usr/local/bin/s3cache
 COPY action/post-entrypoint.sh /usr/local/bin/s3cache-post
 # The compiled guest is cached here between the main and post steps of one job.
 ENV S3CACHE_CACHE_DIR=/github/home/.cache/s3cache
+# `s3cache serve --listen 0.0.0.0:8080` (docs/serve.md) listens here.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/s3cache"]

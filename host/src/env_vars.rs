@@ -157,6 +157,29 @@ pub const S3CACHE_TRUSTED_KEYS: &str = "S3CACHE_TRUSTED_KEYS";
 /// location (`s3://bucket/prefix`).
 pub const S3CACHE_STORE_NAMESPACE: &str = "S3CACHE_STORE_NAMESPACE";
 
+/// `s3cache serve`: the address to listen on (default 127.0.0.1:8080).
+pub const S3CACHE_SERVE_LISTEN: &str = "S3CACHE_SERVE_LISTEN";
+/// `s3cache serve`: the URL runners reach the server at, for the URLs it hands out. Default: `http://`
+/// and the request's Host header.
+pub const S3CACHE_SERVE_PUBLIC_URL: &str = "S3CACHE_SERVE_PUBLIC_URL";
+/// `s3cache serve`: a file holding the key (at least 32 bytes) that signs download and upload URLs.
+/// Default: a random key per process.
+pub const S3CACHE_SERVE_URL_KEY_FILE: &str = "S3CACHE_SERVE_URL_KEY_FILE";
+/// `s3cache serve`: the largest entry accepted (default 10GiB).
+pub const S3CACHE_SERVE_MAX_ENTRY_SIZE: &str = "S3CACHE_SERVE_MAX_ENTRY_SIZE";
+/// `s3cache serve`: how long an upload may stay unfinished before it is aborted (default 6h).
+pub const S3CACHE_SERVE_UPLOAD_TIMEOUT: &str = "S3CACHE_SERVE_UPLOAD_TIMEOUT";
+/// `s3cache serve`: requests served at once (default 64).
+pub const S3CACHE_SERVE_MAX_CONNECTIONS: &str = "S3CACHE_SERVE_MAX_CONNECTIONS";
+/// `s3cache serve`: the store size that maintenance evicts least recently used entries down to.
+pub const S3CACHE_SERVE_MAX_STORE_SIZE: &str = "S3CACHE_SERVE_MAX_STORE_SIZE";
+/// `s3cache serve`: maintenance deletes entries not used for longer than this.
+pub const S3CACHE_SERVE_MAX_AGE: &str = "S3CACHE_SERVE_MAX_AGE";
+/// `s3cache serve`: how often maintenance runs (default 1h).
+pub const S3CACHE_SERVE_MAINTENANCE_INTERVAL: &str = "S3CACHE_SERVE_MAINTENANCE_INTERVAL";
+/// `s3cache serve`: `true` runs no maintenance on this server.
+pub const S3CACHE_SERVE_NO_MAINTENANCE: &str = "S3CACHE_SERVE_NO_MAINTENANCE";
+
 /// CI variables that scopes are made from ([`crate::engine::scope::ci_refs`]); all set by the CI itself.
 pub mod ci {
     /// GitHub Actions: the run's ref, a pull request's base branch, the event, the repository, and

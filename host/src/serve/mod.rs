@@ -28,6 +28,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::engine::CacheContext;
+use crate::env_vars;
 use crate::store::BlobStore;
 use http::{Answer, Incoming};
 use urls::UrlSigner;
@@ -36,37 +37,37 @@ use urls::UrlSigner;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// The address to listen on; `127.0.0.1:0` picks a free port.
-    #[arg(long, env = "S3CACHE_SERVE_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_LISTEN, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The URL runners reach this server at, for the download and upload URLs it hands out
     /// (default: http:// and the request's Host header).
-    #[arg(long, env = "S3CACHE_SERVE_PUBLIC_URL", value_name = "URL")]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_PUBLIC_URL, value_name = "URL")]
     pub public_url: Option<String>,
     /// A file holding the key (at least 32 bytes) that signs download and upload URLs; servers
     /// sharing a bucket need the same one (default: a random key, so URLs work on this server only).
-    #[arg(long, env = "S3CACHE_SERVE_URL_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_URL_KEY_FILE, value_name = "PATH")]
     pub url_key_file: Option<PathBuf>,
     /// The largest entry accepted.
-    #[arg(long, env = "S3CACHE_SERVE_MAX_ENTRY_SIZE", value_name = "SIZE", default_value = "10GiB", value_parser = crate::config::parse::flags::size)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_MAX_ENTRY_SIZE, value_name = "SIZE", default_value = "10GiB", value_parser = crate::config::parse::flags::size)]
     pub max_entry_size: u64,
     /// How long an upload may stay unfinished; older ones are aborted and leave no entry.
-    #[arg(long, env = "S3CACHE_SERVE_UPLOAD_TIMEOUT", value_name = "DURATION", default_value = "6h", value_parser = crate::config::parse::flags::duration)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_UPLOAD_TIMEOUT, value_name = "DURATION", default_value = "6h", value_parser = crate::config::parse::flags::duration)]
     pub upload_timeout: Duration,
     /// The most requests served at once; more wait for a turn.
-    #[arg(long, env = "S3CACHE_SERVE_MAX_CONNECTIONS", value_name = "N", default_value_t = 64)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_MAX_CONNECTIONS, value_name = "N", default_value_t = 64)]
     pub max_connections: usize,
     /// Keep the store at most this size: maintenance deletes the least recently used entries (as prune).
-    #[arg(long, env = "S3CACHE_SERVE_MAX_STORE_SIZE", value_name = "SIZE", value_parser = crate::config::parse::flags::size)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_MAX_STORE_SIZE, value_name = "SIZE", value_parser = crate::config::parse::flags::size)]
     pub max_store_size: Option<u64>,
     /// Delete entries not used for longer than this at each maintenance (as flush).
-    #[arg(long, env = "S3CACHE_SERVE_MAX_AGE", value_name = "DURATION", value_parser = crate::config::parse::flags::duration)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_MAX_AGE, value_name = "DURATION", value_parser = crate::config::parse::flags::duration)]
     pub max_age: Option<Duration>,
     /// How often maintenance runs (abandoned uploads, and --max-store-size and --max-age), give or
     /// take a tenth; it also runs at start.
-    #[arg(long, env = "S3CACHE_SERVE_MAINTENANCE_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = crate::config::parse::flags::duration)]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_MAINTENANCE_INTERVAL, value_name = "DURATION", default_value = "1h", value_parser = crate::config::parse::flags::duration)]
     pub maintenance_interval: Duration,
     /// Run no maintenance here (another server over the same bucket does it).
-    #[arg(long, env = "S3CACHE_SERVE_NO_MAINTENANCE")]
+    #[arg(long, env = env_vars::S3CACHE_SERVE_NO_MAINTENANCE, value_parser = crate::config::parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_maintenance: bool,
 }
 
