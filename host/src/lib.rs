@@ -50,6 +50,7 @@ pub mod config;
 pub mod engine;
 pub mod report;
 pub mod sandbox;
+pub mod serve;
 pub mod signing;
 pub mod store;
 
