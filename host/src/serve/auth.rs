@@ -70,7 +70,7 @@ pub struct AuthSettings {
     pub forgejo_max_age: Duration,
 }
 
-/// The name the lead's `serve` subcommand flattens.
+/// The same flags under the name the `serve` subcommand flattens them by.
 pub type ServeAuthArgs = AuthSettings;
 
 impl Default for AuthSettings {
@@ -111,7 +111,7 @@ pub struct Caller {
     /// The one scope it may write, or the reason writing is denied (text after "cache write denied: ").
     pub write_scope: Result<String, String>,
     /// Forgejo only: the base URL downloads must go back through: `<Forgejo-Cache-Host>/<Forgejo-Cache-RunId>`
-    /// (no trailing slash).
+    /// (no trailing slash). Also set without auth, for a request that came through Forgejo's proxy.
     pub download_base: Option<String>,
 }
 
@@ -269,7 +269,10 @@ mod tests {
         let auth = Authenticator::new(&AuthSettings::default(), addr(LOOPBACK), "local").expect("loopback needs no auth");
         let expected = Caller { read_scopes: vec!["local".into()], write_scope: Ok("local".into()), download_base: None };
         assert_eq!(auth.authenticate(&headers(&[("authorization", "Bearer anything")])), Ok(expected.clone()));
-        assert_eq!(auth.authenticate(&headers(&[])), Ok(expected));
+        assert_eq!(auth.authenticate(&headers(&[])), Ok(expected.clone()));
+        // A request through Forgejo's proxy downloads through it too.
+        let proxied = headers(&[("Forgejo-Cache-Host", "http://10.0.0.5:40715"), ("Forgejo-Cache-RunId", "aB3x")]);
+        assert_eq!(auth.authenticate(&proxied), Ok(Caller { download_base: Some("http://10.0.0.5:40715/aB3x".into()), ..expected }));
         assert_eq!(auth.describe(), "no auth: any token is accepted (loopback only), scope `local`");
         assert_eq!(auth.warning(), None);
         let v6 = Authenticator::new(&AuthSettings::default(), addr("[::1]:0"), "local").expect("::1 is loopback");
@@ -360,6 +363,36 @@ mod tests {
         assert_eq!(bearer_token(&headers(&[("Authorization", "Bearer")])), None);
         assert_eq!(bearer_token(&headers(&[("Authorization", "Token abc")])), None);
         assert_eq!(bearer_token(&headers(&[])), None);
+    }
+
+    /// Every flag has a row in docs/serve.md with its variable and default, and the catalogue's doc of
+    /// the variable states the same default.
+    #[test]
+    fn flags_are_documented_with_their_defaults() {
+        let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/serve.md"));
+        let catalogue = include_str!("../env_vars.rs");
+        let command = AuthSettings::augment_args(clap::Command::new("serve"));
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let flag = format!("| `--{}", arg.get_long().expect("long flags"));
+            let variable = arg.get_env().and_then(|v| v.to_str()).expect("every flag has a variable");
+            let row = docs
+                .lines()
+                .find(|line| line.strip_prefix(&flag).is_some_and(|rest| rest.starts_with([' ', '`'])))
+                .unwrap_or_else(|| panic!("docs/serve.md has no row for {flag}"));
+            assert!(row.contains(&format!("| `{variable}` |")), "docs/serve.md: {row}");
+            let default = arg.get_default_values().first().map(|v| format!("`{}`", v.to_str().expect("text"))).unwrap_or_default();
+            assert_eq!(row.split('|').nth(3).map(str::trim), Some(default.as_str()), "docs/serve.md: {row}");
+            let declaration = format!("pub const {variable}: &str");
+            let before = &catalogue[..catalogue.find(&declaration).unwrap_or_else(|| panic!("{variable} in env_vars.rs"))];
+            let doc: Vec<&str> = before.lines().rev().take_while(|line| line.starts_with("///")).collect();
+            let doc = doc.into_iter().rev().map(|line| line.trim_start_matches("///").trim()).collect::<Vec<_>>().join(" ");
+            if let Some((_, after)) = doc.split_once("(default ") {
+                assert_eq!(after.split([')', ';']).next(), Some(default.as_str()), "env_vars.rs, {variable}: {doc}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 8);
     }
 
     /// The flags parse with their defaults, and each reads its value.
