@@ -179,6 +179,24 @@ pub const S3CACHE_SERVE_MAX_AGE: &str = "S3CACHE_SERVE_MAX_AGE";
 pub const S3CACHE_SERVE_MAINTENANCE_INTERVAL: &str = "S3CACHE_SERVE_MAINTENANCE_INTERVAL";
 /// `s3cache serve`: `true` runs no maintenance on this server.
 pub const S3CACHE_SERVE_NO_MAINTENANCE: &str = "S3CACHE_SERVE_NO_MAINTENANCE";
+/// `s3cache serve`: `true` serves without authentication on an address other than loopback (anyone who
+/// reaches the server reads and writes every cache); warned of on every start.
+pub const S3CACHE_SERVE_INSECURE_NO_AUTH_ON_NETWORK: &str = "S3CACHE_SERVE_INSECURE_NO_AUTH_ON_NETWORK";
+/// `s3cache serve`: the JWKS (a URL or a file's path) whose keys sign the runtime tokens (JWT) accepted.
+pub const S3CACHE_SERVE_JWT_JWKS: &str = "S3CACHE_SERVE_JWT_JWKS";
+/// `s3cache serve`: the issuer tokens must name (default `https://token.actions.githubusercontent.com`).
+pub const S3CACHE_SERVE_JWT_ISSUER: &str = "S3CACHE_SERVE_JWT_ISSUER";
+/// `s3cache serve`: the audience tokens must name; unset, it is not checked.
+pub const S3CACHE_SERVE_JWT_AUDIENCE: &str = "S3CACHE_SERVE_JWT_AUDIENCE";
+/// `s3cache serve`: the one repository (`repository_id`) whose tokens are accepted; its scopes are then
+/// named as the CLI names them.
+pub const S3CACHE_SERVE_REPOSITORY: &str = "S3CACHE_SERVE_REPOSITORY";
+/// `s3cache serve`: a file holding Forgejo runner's `cache.secret`, which authenticates its cache proxy.
+pub const S3CACHE_SERVE_FORGEJO_SECRET_FILE: &str = "S3CACHE_SERVE_FORGEJO_SECRET_FILE";
+/// `s3cache serve`: Forgejo runner's `cache.secret` itself. A secret: never printed.
+pub const S3CACHE_SERVE_FORGEJO_SECRET: &str = "S3CACHE_SERVE_FORGEJO_SECRET";
+/// `s3cache serve`: how old a Forgejo request's timestamp may be (default `1d`; `0s`: any age).
+pub const S3CACHE_SERVE_FORGEJO_MAX_AGE: &str = "S3CACHE_SERVE_FORGEJO_MAX_AGE";
 
 /// CI variables that scopes are made from ([`crate::engine::scope::ci_refs`]); all set by the CI itself.
 pub mod ci {

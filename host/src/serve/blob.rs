@@ -45,7 +45,8 @@ pub fn answer(server: &Server, request: &mut Incoming, token: &str) -> Answer {
     }
 }
 
-fn download(server: &Server, request: &Incoming, entry: &str) -> Answer {
+/// Streams the entry named `entry`, or the range the request asks for.
+pub(super) fn download(server: &Server, request: &Incoming, entry: &str) -> Answer {
     let info = match server.store.head(entry) {
         Ok(Some(info)) => info,
         Ok(None) => return Answer::blob_error(404, "BlobNotFound", "the entry is gone"),

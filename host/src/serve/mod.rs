@@ -14,6 +14,7 @@
 //! One thread serves each request, at most `--max-connections` at once; a body streams from the
 //! socket straight into an S3 part, so memory stays bounded whatever the entry's size.
 
+pub mod auth;
 mod blob;
 mod entries;
 mod http;
@@ -66,6 +67,9 @@ pub struct ServeArgs {
     /// take a tenth; it also runs at start.
     #[arg(long, env = env_vars::S3CACHE_SERVE_MAINTENANCE_INTERVAL, value_name = "DURATION", default_value = "1h", value_parser = crate::config::parse::flags::duration)]
     pub maintenance_interval: Duration,
+    /// How callers authenticate, and the scopes they get ([`auth`]).
+    #[command(flatten)]
+    pub auth: auth::AuthSettings,
     /// Run no maintenance here (another server over the same bucket does it).
     #[arg(long, env = env_vars::S3CACHE_SERVE_NO_MAINTENANCE, value_parser = crate::config::parse::flags::boolean, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_maintenance: bool,
@@ -76,21 +80,13 @@ pub const MAX_PIECE: u64 = 256 << 20;
 /// How long a download URL stays valid.
 const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
-/// Who is asking, and where they may read and write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// Scopes to read, in the order a lookup tries them.
-    pub read_scopes: Vec<String>,
-    /// The one scope writes go to, or why writing is denied.
-    pub write_scope: Result<String, String>,
-}
-
 /// A running server's shared parts.
 pub(crate) struct Server<'a> {
     context: &'a CacheContext,
     store: Arc<dyn BlobStore>,
     settings: &'a ServeArgs,
     signer: UrlSigner,
+    authenticator: auth::Authenticator,
     /// v1 upload numbers already looked up: their records never change.
     v1_uploads: Mutex<std::collections::HashMap<u64, uploads::Pending>>,
 }
@@ -114,14 +110,16 @@ impl<'a> Server<'a> {
             store: context.store.clone(),
             settings,
             signer: UrlSigner::new(key),
+            authenticator: auth::Authenticator::new(&settings.auth, settings.listen, &context.scopes.write)?,
             v1_uploads: Mutex::new(Default::default()),
         })
     }
 
-    /// Who `request` comes from. Without authentication, anyone, in the run's one scope.
-    fn caller(&self, _request: &Incoming) -> Result<Caller, String> {
-        let scope = self.context.scopes.write.clone();
-        Ok(Caller { read_scopes: vec![scope.clone()], write_scope: Ok(scope) })
+    /// Who `request` comes from, and which scopes it reads and writes ([`auth`]); the text of a
+    /// refusal follows `cache read denied: `.
+    fn caller(&self, request: &Incoming) -> Result<auth::Caller, String> {
+        let header = |name: &str| request.header(&name.to_ascii_lowercase()).map(str::to_owned);
+        self.authenticator.authenticate(&header).map_err(|denied| denied.0)
     }
 
     /// The base of the URLs handed out: `--public-url`, else `http://` and the request's Host.
@@ -192,10 +190,13 @@ pub fn run(context: &CacheContext, settings: &ServeArgs) -> Result<u8, String> {
         "; data URLs are signed with a random key (one server only: set --url-key-file to share a bucket)"
     };
     context.reporter().notice(&format!(
-        "s3cache serve: listening on http://{address} (v1: ACTIONS_CACHE_URL=http://{address}/, v2: ACTIONS_RESULTS_URL=http://{address}/) over {}, scope {}; no auth: any token is accepted{key_note}",
+        "s3cache serve: listening on http://{address} (v1: ACTIONS_CACHE_URL=http://{address}/, v2: ACTIONS_RESULTS_URL=http://{address}/) over {}; {}{key_note}",
         context.store.location(),
-        context.scopes.write
+        server.authenticator.describe(),
     ));
+    if let Some(warning) = server.authenticator.warning() {
+        context.reporter().warning(&warning);
+    }
     let slots = Slots { free: Mutex::new(settings.max_connections.max(1)), changed: Condvar::new() };
     std::thread::scope(|threads| {
         if !settings.no_maintenance {

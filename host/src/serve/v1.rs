@@ -6,9 +6,11 @@
 
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::http::{Answer, Incoming};
 use super::uploads::{self, Pending, Placement, Position, Reservation, ReserveError, UploadError};
 use super::{MAX_PIECE, Server, entries};
+use crate::archive::layout::StoreObject;
 
 /// Answers a v1 request whose path ends in `rest` after `_apis/artifactcache/`.
 pub fn answer(server: &Server, request: &mut Incoming, rest: &str) -> Answer {
@@ -17,7 +19,8 @@ pub fn answer(server: &Server, request: &mut Incoming, rest: &str) -> Answer {
         Err(why) => return Answer::v1_error(403, &format!("cache read denied: {why}")),
     };
     match (request.method, rest) {
-        ("GET", "cache") => lookup(server, request, &caller.read_scopes),
+        ("GET", "cache") => lookup(server, request, &caller),
+        ("GET", rest) if rest.starts_with("artifacts/") => forgejo_download(server, request, &caller, &rest["artifacts/".len()..]),
         ("GET", "caches") => Answer::json(200, &serde_json::json!({ "totalCount": 0, "artifactCaches": [] })),
         ("POST", "caches") => match &caller.write_scope {
             Ok(scope) => reserve(server, request, scope),
@@ -45,7 +48,8 @@ pub fn answer(server: &Server, request: &mut Incoming, rest: &str) -> Answer {
     }
 }
 
-fn lookup(server: &Server, request: &Incoming, scopes: &[String]) -> Answer {
+fn lookup(server: &Server, request: &Incoming, caller: &Caller) -> Answer {
+    let scopes = &caller.read_scopes;
     let (Some(keys), Some(version)) = (request.param("keys"), request.param("version")) else {
         return Answer::v1_error(400, "the lookup needs keys and version");
     };
@@ -63,12 +67,29 @@ fn lookup(server: &Server, request: &Incoming, scopes: &[String]) -> Answer {
                     "scope": entry.name.scope,
                     "cacheVersion": version,
                     "creationTime": humantime::format_rfc3339_seconds(entry.saved()).to_string(),
-                    "archiveLocation": server.download_url(request, &entry.object.name),
+                    "archiveLocation": match &caller.download_base {
+                        // Forgejo's proxy takes downloads back through itself, authenticated by its headers.
+                        Some(base) => format!("{base}/_apis/artifactcache/artifacts/{}", hex::encode(&entry.object.name)),
+                        None => server.download_url(request, &entry.object.name),
+                    },
                 }),
             )
         }
         Ok(None) => Answer::empty(204),
         Err(err) => Answer::v1_error(503, &format!("the store failed: {err}")),
+    }
+}
+
+/// A download through Forgejo's proxy (`artifacts/<hex of the entry's name>`): no signature, but the
+/// proxy's authenticated headers, and the entry must be in a scope the caller reads.
+fn forgejo_download(server: &Server, request: &Incoming, caller: &Caller, token: &str) -> Answer {
+    let entry = hex::decode(token).ok().and_then(|name| String::from_utf8(name).ok());
+    let readable = entry.as_deref().filter(|name| {
+        matches!(crate::archive::layout::classify(name), StoreObject::Entry(e) if e.is_protocol_entry() && caller.read_scopes.contains(&e.scope))
+    });
+    match readable {
+        Some(entry) => super::blob::download(server, request, entry),
+        None => Answer::v1_error(404, "no such entry in the scopes this request reads"),
     }
 }
 
