@@ -26,6 +26,11 @@ Baselines (same server, same data):
   B7 the same with pigz -6 (restore: pigz -d, whose inflate is single-threaded but reads, writes and
      checks CRCs on other threads)
      floors: tar -cf - DIR | gzip -6 > file, and gzip -d -c file > /dev/null
+SV (s3cache serve): a prepared archive of random bytes (1 GiB at full size) uploaded and downloaded
+     through `s3cache serve` with the cache protocol's v2 calls in plain HTTP (bench/gha_client.py:
+     64 MiB blocks, 8 in flight, as @actions/cache sends them), against the same bytes sent straight
+     to the store with `aws s3 cp` (goal: at least 0.9x its throughput), and the server's peak RSS
+     (VmHWM) over the runs (goal: at most 128 MB).
 W6 file (with W6): s3cache save and restore with a file:// store on the same tmpfs, against
      tar --posix | zstd -T0 -3 > file and zstd -d -c file | tar -x: no server shares the cores, so
      CPU time / wall shows whether s3cache keeps both cores busy (the CPU goal). With s3s-fs on the
@@ -289,6 +294,41 @@ def gzip_runs(b, workload, key, path, work, binary):
     shutil.move(os.path.join(b.base, "original"), os.path.join(work, path))
 
 
+def serve_runs(b, binary):
+    """SV: one archive through `s3cache serve` (v2 calls, plain HTTP) and straight to the store with awscli."""
+    work = os.path.join(b.base, "SV")
+    os.makedirs(work)
+    archive = os.path.join(work, "archive.bin")
+    size = max(int((1 << 30) * b.args.scale), 16 << 20)
+    with open(archive, "wb") as f:
+        f.write(random.Random(7).randbytes(size))
+    port = free_port()
+    env = dict(b.env, S3CACHE_STORE=f"s3://{BUCKET}/serve")
+    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--no-maintenance"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = f"{sys.executable} {os.path.join(REPO, 'bench', 'gha_client.py')}"
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        for run in range(b.args.runs):
+            b.run("SV upload ours", f"{client} upload {base} sv-{run} {archive}", work)
+            b.run("SV upload aws", f"{b.aws} {archive} s3://{BUCKET}/native/sv-{run}", work)
+            b.run("SV download ours", f"{client} download {base} sv-{run}", work)
+            b.run("SV download aws", f"{b.aws} s3://{BUCKET}/native/sv-{run} - > /dev/null", work)
+            b.clear_store()
+        status = open(f"/proc/{server.pid}/status").read()
+        b.facts["SV"] = {"peak rss MB": int(status.split("VmHWM:")[1].split()[0]) / 1024, "bytes": size}
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(work)
+
+
 def warm_up(b, binary):
     """One save of 17 MiB, the heavy work after which s3cache has its optimized (Cranelift) guest
     cached, as on any machine after its first such run: the measured runs then start warm. (The first
@@ -315,7 +355,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=float(os.environ.get("S3CACHE_BENCH_SCALE", "0.3")))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6,SV")
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
     parser.add_argument("--binary", default=os.path.join(target_dir, "release", "s3cache"))
     parser.add_argument("--json", help="also write the raw results here")
@@ -339,6 +379,8 @@ def main():
                     file_store_runs(b, work, path, binary)
                 if name != "W1":
                     shutil.rmtree(work)
+        if "SV" in workloads:
+            serve_runs(b, binary)
         if "W4" in workloads:
             work = os.path.join(base, "W4")
             os.makedirs(work)
@@ -422,6 +464,13 @@ def goal_rows(b, args):
         for phase in ("save", "restore"):
             ratio = b.median(f"W3 {phase} B3") / b.median(f"W3 {phase} ours")
             rows.append((f"transfer {phase}", "W3", f"{ratio:.2f}x B3 throughput", "(reference)", None))
+    if "SV upload ours" in b.results:
+        mib = b.facts["SV"]["bytes"] / (1 << 20)
+        for phase in ("upload", "download"):
+            ratio = b.median(f"SV {phase} aws") / b.median(f"SV {phase} ours")
+            rows.append((f"serve {phase}", f"SV, {mib:.0f} MiB", f"{ratio:.2f}x aws s3 cp throughput", ">= 0.9x", ratio >= 0.9))
+        rss = b.facts["SV"]["peak rss MB"]
+        rows.append(("serve memory", "SV, 8 blocks of 64 MiB at once" if mib > 128 else f"SV, {mib:.0f} MiB (one Put Blob)", f"peak RSS {rss:.0f} MB", "<= 128 MB", rss <= 128))
     return rows + (gzip_rows(b) if args.gzip else [])
 
 
@@ -444,6 +493,8 @@ def report(b, args):
     checked = [row for row in rows if row[4] is not None]
     print(f"  {sum(1 for row in checked if row[4])} of {len(checked)} goals met")
     for workload, facts in b.facts.items():
+        if workload == "SV":
+            continue
         print(f"  {workload} s3cache HTTP requests: save {facts['save requests']}, restore {facts['restore requests']}")
     for name, samples in b.results.items():
         if "temp bytes" in name:
