@@ -3,6 +3,7 @@
 //! snapshots to compare.
 
 pub mod fake_http;
+pub mod gha;
 pub mod proxy;
 pub mod servers;
 pub mod tree;
