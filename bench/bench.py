@@ -300,8 +300,10 @@ def serve_runs(b, binary):
     os.makedirs(work)
     archive = os.path.join(work, "archive.bin")
     size = max(int((1 << 30) * b.args.scale), 16 << 20)
+    rng = random.Random(7)
     with open(archive, "wb") as f:
-        f.write(random.Random(7).randbytes(size))
+        for offset in range(0, size, 1 << 20):
+            f.write(rng.randbytes(min(1 << 20, size - offset)))
     port = free_port()
     env = dict(b.env, S3CACHE_STORE=f"s3://{BUCKET}/serve")
     server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--no-maintenance"], env=env,
