@@ -74,7 +74,7 @@ enum Command {
     Prune(PruneArgs),
     /// Serve GitHub's cache protocol (v1 and v2) from the store, for actions/cache, act, Forgejo
     /// and Gitea runners and buildx; runs until SIGINT or SIGTERM.
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
     /// The Semaphore `cache` CLI: `s3cache semaphore store|restore|has_key|...` (also the binary run
     /// as `cache` or `checksum`).
     #[command(disable_help_flag = true)]
