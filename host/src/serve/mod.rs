@@ -6,8 +6,8 @@
 //! suffix, so any path prefix works.
 //!
 //! The server keeps no state of its own: entries are objects named by scope, key and version
-//! ([`entries`]), uploads in progress are S3 multipart uploads with small records beside them
-//! ([`uploads`]), and data URLs carry their own signature ([`urls`]). Any number of servers can run
+//! (`entries.rs`), uploads in progress are S3 multipart uploads with small records beside them
+//! (`uploads.rs`), and data URLs carry their own signature (`urls.rs`). Any number of servers can run
 //! over one bucket, next to the CLI and its admin verbs, which list, count and evict these entries
 //! like their own.
 //!
