@@ -19,4 +19,5 @@ mod roundtrip;
 mod sandbox;
 mod scopes;
 mod semaphore;
+mod serve_protocol;
 mod signing;
