@@ -398,6 +398,7 @@ fn every_command_has_help() {
         "clear",
         "flush",
         "prune",
+        "serve",
         "semaphore",
         "github-action",
         "completions",

@@ -213,13 +213,13 @@ fn commit(server: &Server, request: &mut Incoming, pending: &Pending) -> Answer 
             ),
         );
     }
-    match uploads::commit(server.store.as_ref(), pending, body.size, false) {
-        Ok(()) => {
-            if let Some(id) = pending.v1_id {
-                server.v1_uploads.lock().expect("v1 uploads lock").remove(&id);
-            }
-            Answer::empty(204)
-        }
+    let committed = uploads::commit(server.store.as_ref(), pending, body.size, false);
+    // Committed or discarded, the number names no upload any more.
+    if let Some(id) = pending.v1_id {
+        server.v1_uploads.lock().expect("v1 uploads lock").remove(&id);
+    }
+    match committed {
+        Ok(()) => Answer::empty(204),
         Err(err) => upload_error(err, pending),
     }
 }
