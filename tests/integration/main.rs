@@ -20,4 +20,5 @@ mod sandbox;
 mod scopes;
 mod semaphore;
 mod serve;
+mod serve_admin;
 mod signing;
