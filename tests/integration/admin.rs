@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use s3cache_tests::{Machine, Run, S3Server, ServerKind, boto3};
+use s3cache_tests::{Machine, Run, S3Server, ServerKind, backdate, boto3, bucket_keys};
 
 fn machine(server: &S3Server) -> Machine {
     let mut machine = Machine::new();
@@ -16,15 +16,6 @@ fn machine(server: &S3Server) -> Machine {
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
-}
-
-/// Every object key in the bucket, sorted.
-fn bucket_keys(server: &S3Server) -> Vec<String> {
-    let out = boto3(
-        server,
-        "p = s3.get_paginator('list_objects_v2')\nprint(json.dumps(sorted(o['Key'] for page in p.paginate(Bucket=bucket) for o in page.get('Contents', []))))",
-    );
-    serde_json::from_str(&out).unwrap()
 }
 
 /// Puts objects with boto3 (names relative to the bucket), `size` bytes each.
@@ -160,13 +151,6 @@ fn clear_needs_yes_and_keeps_foreign_objects() {
     let mut expected: Vec<String> = foreign.map(String::from).to_vec();
     expected.sort();
     assert_eq!(left, expected);
-}
-
-/// Makes the object `name` (relative to the bucket) look `age` old to the listing: s3s-fs reports a
-/// file's modification time as Last-Modified, so no test has to sleep for an entry to age.
-fn backdate(server: &S3Server, name: &str, age: Duration) {
-    let time = filetime::FileTime::from_system_time(std::time::SystemTime::now() - age);
-    filetime::set_file_mtime(server.data_dir().join(&server.bucket).join(name), time).unwrap();
 }
 
 /// `flush` deletes what was not used for longer than the duration; a restore counts as a use.

@@ -20,5 +20,6 @@ mod sandbox;
 mod scopes;
 mod semaphore;
 mod serve;
+mod serve_admin;
 mod serve_protocol;
 mod signing;

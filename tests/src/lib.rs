@@ -290,6 +290,22 @@ pub fn boto3(server: &S3Server, script: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Every object key in `server`'s bucket, sorted, as boto3 lists them.
+pub fn bucket_keys(server: &S3Server) -> Vec<String> {
+    let out = boto3(
+        server,
+        "p = s3.get_paginator('list_objects_v2')\nprint(json.dumps(sorted(o['Key'] for page in p.paginate(Bucket=bucket) for o in page.get('Contents', []))))",
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Makes the object `name` (relative to the bucket) look `age` old to the listing: s3s-fs reports a
+/// file's modification time as Last-Modified, so no test has to sleep for an entry to age.
+pub fn backdate(server: &S3Server, name: &str, age: std::time::Duration) {
+    let time = filetime::FileTime::from_system_time(std::time::SystemTime::now() - age);
+    filetime::set_file_mtime(server.data_dir().join(&server.bucket).join(name), time).unwrap();
+}
+
 /// How an object was published, read back with boto3: storage class, server-side encryption, user
 /// metadata (s3cache's own `s3cache-*` left out), tags (`{"KEY": "VALUE"}`) and whether its ACL grants everyone read access.
 #[derive(Debug, PartialEq, Eq)]
