@@ -4,15 +4,13 @@
 //! half-written left as an entry, an abandoned upload swept by maintenance, and a buildx-shaped v2
 //! client (1 MiB blocks with Go SDK ids, ranged downloads). The Node client's own runs are serve.rs's.
 
-use std::io::{BufRead, BufReader};
-use std::process::Child;
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use s3cache::engine::scope::scope_name;
 use s3cache::serve::auth::{DEFAULT_JWT_ISSUER, forgejo};
+use s3cache_tests::gha::Served;
 use s3cache_tests::tree::noise;
 use s3cache_tests::{Machine, S3Server, ServerKind, boto3};
 use serde_json::{Value, json};
@@ -21,7 +19,7 @@ use serde_json::{Value, json};
 const TWIRP: &str = "twirp/github.actions.results.api.v1.CacheService/";
 /// A client's version, as the toolkit sends it: 64 hex digits.
 const VERSION: &str = "5b1f0e2a4c6d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081";
-/// How long a test waits for the server to start, or for maintenance to sweep: a bound that turns a
+/// How long a test waits for maintenance to sweep: a bound that turns a
 /// hang into a failure, never the assertion itself.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -30,60 +28,14 @@ fn fixture(name: &str) -> String {
     format!("{}/fixtures/serve/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A running `s3cache serve --listen 127.0.0.1:0`, killed when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    base: String,
-    /// Everything it printed to stderr so far.
-    stderr: Arc<Mutex<String>>,
+/// The URL of a path on the server.
+trait At {
+    fn at(&self, path: &str) -> String;
 }
 
-impl Serve {
-    /// Starts the server on `machine`'s store with `flags` after `serve --listen 127.0.0.1:0`, and
-    /// returns once it says where it listens.
-    fn start(machine: &Machine, flags: &[&str]) -> Self {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(flags);
-        let mut child = machine.spawn(&args);
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (found, listening) = mpsc::channel();
-        let (pipe, log) = (child.stderr.take().expect("piped stderr"), stderr.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once("s3cache serve: listening on http://") {
-                    let _ = found.send(rest.split(' ').next().unwrap_or_default().to_owned());
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        match listening.recv_timeout(PATIENCE) {
-            Ok(address) => Self { child, base: format!("http://{address}"), stderr },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("s3cache serve did not say where it listens:\n{}", stderr.lock().unwrap());
-            }
-        }
-    }
-
-    /// The URL of `path` on the server.
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
-    }
-
-    /// What it printed to stderr so far.
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl At for Served {
+    fn at(&self, path: &str) -> String {
+        format!("{}/{path}", self.url())
     }
 }
 
@@ -140,14 +92,14 @@ fn send(method: &str, url: &str, headers: &[(&str, String)], body: Option<&[u8]>
 }
 
 /// A v2 Twirp call of `method` with `body`, as `token`'s bearer.
-fn twirp(serve: &Serve, token: &str, method: &str, body: &Value) -> Reply {
+fn twirp(serve: &Served, token: &str, method: &str, body: &Value) -> Reply {
     let headers = [("content-type", "application/json".to_owned()), ("authorization", format!("Bearer {token}"))];
-    send("POST", &serve.url(&format!("{TWIRP}{method}")), &headers, Some(body.to_string().as_bytes()))
+    send("POST", &serve.at(&format!("{TWIRP}{method}")), &headers, Some(body.to_string().as_bytes()))
 }
 
 /// The upload URL `CreateCacheEntry` hands out for `key`.
 #[track_caller]
-fn create(serve: &Serve, token: &str, key: &str) -> String {
+fn create(serve: &Served, token: &str, key: &str) -> String {
     let reply = twirp(serve, token, "CreateCacheEntry", &json!({ "key": key, "version": VERSION }));
     assert_eq!((reply.status, &reply.json()["ok"]), (200, &json!(true)), "{}", reply.text());
     reply.json()["signed_upload_url"].as_str().expect("an upload URL").to_owned()
@@ -156,7 +108,7 @@ fn create(serve: &Serve, token: &str, key: &str) -> String {
 /// Saves `bytes` as `key` the way the toolkit does for entries up to 128 MiB: CreateCacheEntry, one
 /// Put Blob, FinalizeCacheEntryUpload (`size_bytes` a string, as protobuf's JSON writes int64).
 #[track_caller]
-fn save_v2(serve: &Serve, token: &str, key: &str, bytes: &[u8]) {
+fn save_v2(serve: &Served, token: &str, key: &str, bytes: &[u8]) {
     let upload = create(serve, token, key);
     let put = send("PUT", &upload, &[("x-ms-blob-type", "BlockBlob".to_owned())], Some(bytes));
     assert_eq!(put.status, 201, "Put Blob: {}", put.text());
@@ -167,7 +119,7 @@ fn save_v2(serve: &Serve, token: &str, key: &str, bytes: &[u8]) {
 
 /// The download URL a v2 lookup of `keys` (the first the primary key) finds, `None` on a miss.
 #[track_caller]
-fn lookup_v2(serve: &Serve, token: &str, keys: &[&str]) -> Option<String> {
+fn lookup_v2(serve: &Served, token: &str, keys: &[&str]) -> Option<String> {
     let body = json!({ "key": keys[0], "restore_keys": &keys[1..], "version": VERSION });
     let reply = twirp(serve, token, "GetCacheEntryDownloadURL", &body);
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -236,7 +188,7 @@ fn token(ac: &[(&str, u8)]) -> String {
 fn jwt_scopes_keep_pull_requests_out_of_the_default_branch() {
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = machine_on(&server);
-    let serve = Serve::start(&machine, &["--jwt-jwks", &fixture("jwks.json")]);
+    let serve = Served::start(&machine, &["--jwt-jwks", &fixture("jwks.json")]);
     let main = token(&[("refs/heads/main", 3)]);
     let pull = token(&[("refs/pull/1/merge", 3), ("refs/heads/main", 1)]);
     let (a, b) = (noise(3000, 1), noise(2000, 2));
@@ -260,7 +212,7 @@ fn jwt_scopes_keep_pull_requests_out_of_the_default_branch() {
         .assert_json(403, json!({ "code": "permission_denied", "msg": "cache read denied: bad JWT signature" }));
     let v1 = send(
         "GET",
-        &serve.url(&format!("_apis/artifactcache/cache?keys=key-a&version={VERSION}")),
+        &serve.at(&format!("_apis/artifactcache/cache?keys=key-a&version={VERSION}")),
         &[("authorization", format!("Bearer {forged}"))],
         None,
     );
@@ -302,13 +254,13 @@ impl ForgejoRun {
 
     /// Saves `bytes` as `key` over v1: reserve, one chunk, commit.
     #[track_caller]
-    fn save(&self, serve: &Serve, key: &str, bytes: &[u8]) {
+    fn save(&self, serve: &Served, key: &str, bytes: &[u8]) {
         let headers = self.headers();
         let reserve = json!({ "key": key, "version": VERSION, "cacheSize": bytes.len() });
-        let reply = send("POST", &serve.url("_apis/artifactcache/caches"), &headers, Some(reserve.to_string().as_bytes()));
+        let reply = send("POST", &serve.at("_apis/artifactcache/caches"), &headers, Some(reserve.to_string().as_bytes()));
         assert_eq!(reply.status, 200, "{}", reply.text());
         let id = reply.json()["cacheId"].as_u64().expect("a cacheId");
-        let chunk_url = serve.url(&format!("_apis/artifactcache/caches/{id}"));
+        let chunk_url = serve.at(&format!("_apis/artifactcache/caches/{id}"));
         let mut chunk_headers = headers.clone();
         chunk_headers.push(("content-range", format!("bytes 0-{}/*", bytes.len() - 1)));
         let patch = send("PATCH", &chunk_url, &chunk_headers, Some(bytes));
@@ -320,8 +272,8 @@ impl ForgejoRun {
     /// The bytes a v1 lookup of `key` finds, fetched at the `archiveLocation` through the (stand-in)
     /// proxy's path; `None` on a miss.
     #[track_caller]
-    fn restore(&self, serve: &Serve, key: &str) -> Option<Vec<u8>> {
-        let reply = send("GET", &serve.url(&format!("_apis/artifactcache/cache?keys={key}&version={VERSION}")), &self.headers(), None);
+    fn restore(&self, serve: &Served, key: &str) -> Option<Vec<u8>> {
+        let reply = send("GET", &serve.at(&format!("_apis/artifactcache/cache?keys={key}&version={VERSION}")), &self.headers(), None);
         if reply.status == 204 {
             return None;
         }
@@ -330,7 +282,7 @@ impl ForgejoRun {
         let path = location
             .strip_prefix(&format!("{FORGEJO_HOST}/{FORGEJO_RUN_ID}/_apis/artifactcache/artifacts/"))
             .unwrap_or_else(|| panic!("archiveLocation {location} is not under the proxy's host and run id"));
-        let fetched = send("GET", &serve.url(&format!("{FORGEJO_RUN_ID}/_apis/artifactcache/artifacts/{path}")), &self.headers(), None);
+        let fetched = send("GET", &serve.at(&format!("{FORGEJO_RUN_ID}/_apis/artifactcache/artifacts/{path}")), &self.headers(), None);
         assert_eq!(fetched.status, 200, "{}", fetched.text());
         Some(fetched.body)
     }
@@ -344,7 +296,7 @@ fn forgejo_headers_authenticate_and_isolate() {
     let machine = machine_on(&server);
     let secret_file = machine.scratch("forgejo").join("secret");
     std::fs::write(&secret_file, "runner-cache-secret\n").unwrap();
-    let serve = Serve::start(&machine, &["--forgejo-secret-file", secret_file.to_str().unwrap()]);
+    let serve = Served::start(&machine, &["--forgejo-secret-file", secret_file.to_str().unwrap()]);
     let run = |isolation_key| ForgejoRun { secret: "runner-cache-secret", isolation_key, bad_mac: false };
     // Short isolation keys: s3s-fs keeps a multipart upload under a file named by the base64 of the
     // object's name, so it cannot start one for a name over about 120 bytes.
@@ -366,7 +318,7 @@ fn forgejo_headers_authenticate_and_isolate() {
     assert_eq!(listed(&machine), expected);
 
     let forged = ForgejoRun { bad_mac: true, ..run("") };
-    send("GET", &serve.url(&format!("_apis/artifactcache/cache?keys=shared-key&version={VERSION}")), &forged.headers(), None)
+    send("GET", &serve.at(&format!("_apis/artifactcache/cache?keys=shared-key&version={VERSION}")), &forged.headers(), None)
         .assert_json(403, json!({ "message": "cache read denied: bad Forgejo cache MAC" }));
 }
 
@@ -391,11 +343,11 @@ fn block_list(ids: &[String]) -> Vec<u8> {
 
 /// A data URL signed with `key` as the server signs them (docs/serve.md, "Download and upload URLs"),
 /// for a URL the server would not hand out: an expired one.
-fn signed_url(serve: &Serve, key: &[u8], token: &str, access: &str, expires: u64) -> String {
+fn signed_url(serve: &Served, key: &[u8], token: &str, access: &str, expires: u64) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(format!("s3cache-serve-url/1\n{access}\n{expires}\n{token}").as_bytes());
     let sig = hex::encode(mac.finalize().into_bytes());
-    serve.url(&format!("_s3cache/blob/{token}?sp={access}&se={expires}&sig={sig}"))
+    serve.at(&format!("_s3cache/blob/{token}?sp={access}&se={expires}&sig={sig}"))
 }
 
 /// Bad input of every kind in the design's table: each is a 4xx in the protocol's own form with the
@@ -407,8 +359,8 @@ fn bad_input_is_refused_and_leaves_no_entry() {
     let url_key = b"a url signing key of at least thirty-two bytes".to_vec();
     let key_file = machine.scratch("keys").join("url-key");
     std::fs::write(&key_file, &url_key).unwrap();
-    let serve = Serve::start(&machine, &["--url-key-file", key_file.to_str().unwrap()]);
-    let v1 = |path: &str| serve.url(&format!("prefix/_apis/artifactcache/{path}"));
+    let serve = Served::start(&machine, &["--url-key-file", key_file.to_str().unwrap()]);
+    let v1 = |path: &str| serve.at(&format!("prefix/_apis/artifactcache/{path}"));
     let json_body = |value: Value| value.to_string().into_bytes();
     let reserve = |key: &str, size: u64| {
         let reply = send("POST", &v1("caches"), &[], Some(&json_body(json!({ "key": key, "version": VERSION, "cacheSize": size }))));
@@ -427,11 +379,11 @@ fn bad_input_is_refused_and_leaves_no_entry() {
     );
     // Unknown paths and methods, and binary protobuf.
     send("GET", &v1("nothing"), &[], None).assert_json(404, json!({ "message": "no such endpoint: GET _apis/artifactcache/nothing" }));
-    send("GET", &serve.url("elsewhere"), &[], None).assert_json(404, json!({ "message": "no such endpoint: GET /elsewhere" }));
+    send("GET", &serve.at("elsewhere"), &[], None).assert_json(404, json!({ "message": "no such endpoint: GET /elsewhere" }));
     twirp(&serve, "t", "DeleteCacheEntry", &json!({}))
         .assert_json(404, json!({ "code": "bad_route", "msg": "no method \"DeleteCacheEntry\" in CacheService" }));
     let protobuf = [("content-type", "application/protobuf".to_owned())];
-    send("POST", &serve.url(&format!("{TWIRP}GetCacheEntryDownloadURL")), &protobuf, Some(b"\x0a\x01k"))
+    send("POST", &serve.at(&format!("{TWIRP}GetCacheEntryDownloadURL")), &protobuf, Some(b"\x0a\x01k"))
         .assert_json(404, json!({ "code": "bad_route", "msg": "application/protobuf is not supported; use JSON" }));
 
     // Chunks: Content-Range missing, garbled, or disagreeing with the body; unknown upload numbers.
@@ -520,10 +472,10 @@ fn an_abandoned_upload_is_swept_by_maintenance() {
     let server = S3Server::start(ServerKind::Moto);
     let machine = machine_on(&server);
     // Three seconds, not one: the test must see the upload and its records before they are swept.
-    let serve = Serve::start(&machine, &["--upload-timeout", "3s", "--maintenance-interval", "1s"]);
+    let serve = Served::start(&machine, &["--upload-timeout", "3s", "--maintenance-interval", "1s"]);
     let reply = send(
         "POST",
-        &serve.url("_apis/artifactcache/caches"),
+        &serve.at("_apis/artifactcache/caches"),
         &[],
         Some(json!({ "key": "abandoned", "version": VERSION, "cacheSize": 100 }).to_string().as_bytes()),
     );
@@ -531,7 +483,7 @@ fn an_abandoned_upload_is_swept_by_maintenance() {
     let id = reply.json()["cacheId"].as_u64().expect("a cacheId");
     let chunk = send(
         "PATCH",
-        &serve.url(&format!("_apis/artifactcache/caches/{id}")),
+        &serve.at(&format!("_apis/artifactcache/caches/{id}")),
         &[("content-range", "bytes 0-49/*".to_owned())],
         Some(&noise(50, 5)),
     );
@@ -545,10 +497,10 @@ fn an_abandoned_upload_is_swept_by_maintenance() {
 
     let deadline = Instant::now() + PATIENCE;
     while leftovers(&server) != (vec![], vec![]) {
-        assert!(Instant::now() < deadline, "maintenance left {:?}\nserver log:\n{}", leftovers(&server), serve.log());
+        assert!(Instant::now() < deadline, "maintenance left {:?}\nserver log:\n{}", leftovers(&server), serve.stderr());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(serve.log().contains("maintenance: aborted 1 abandoned uploads"), "{}", serve.log());
+    assert!(serve.stderr().contains("maintenance: aborted 1 abandoned uploads"), "{}", serve.stderr());
     assert_eq!(listed(&machine), vec![]);
 }
 
@@ -559,7 +511,7 @@ fn an_abandoned_upload_is_swept_by_maintenance() {
 fn a_buildx_shaped_client_uploads_blocks_and_reads_ranges() {
     let server = S3Server::start(ServerKind::S3sFs);
     let machine = machine_on(&server);
-    let serve = Serve::start(&machine, &[]);
+    let serve = Served::start(&machine, &[]);
     let data = noise(12 * (1 << 20) + (1 << 19), 6);
     let total = data.len();
 

@@ -175,7 +175,7 @@ fn block_ids(body: &str) -> Result<Vec<String>, String> {
 
 /// The indices of the blocks stored so far: parts (index + 1) and staged blocks.
 fn stored_blocks(server: &Server, entry: &str, upload_id: &str) -> Result<Vec<u32>, StoreError> {
-    let uploads = server.store.resumable().ok_or(StoreError::ReadOnly("no multipart uploads"))?;
+    let uploads = uploads::resumable(server.store.as_ref())?;
     let mut stored: Vec<u32> = uploads.parts(entry, upload_id)?.iter().map(|p| p.number - 1).collect();
     for object in server.store.list(&uploads::staged_prefix(upload_id))? {
         if let Some(Position::Block(index)) = uploads::parse_staged(&object.name) {

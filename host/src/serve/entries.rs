@@ -62,17 +62,18 @@ pub fn find(store: &dyn BlobStore, scopes: &[String], keys: &[String], version: 
     }
     for scope in scopes {
         for key in &unique {
-            let exact = layout::protocol_entry_object(scope, key, &version);
-            if let Some(entry) = catalog::list(store, Layout::Scoped, &exact)?.into_iter().find(|e| e.object.name == exact) {
-                return Ok(Some(entry));
-            }
-            let longer = catalog::list(store, Layout::Scoped, &layout::protocol_key_prefix(scope, key))?.into_iter().find(|e| {
+            // One listing holds the exact entry and the longer keys' entries, newest first.
+            let mut listed = catalog::list(store, Layout::Scoped, &layout::protocol_key_prefix(scope, key))?;
+            listed.retain(|e| {
                 e.name.protocol_version.as_deref() == Some(version.as_str())
                     && e.name.scope == *scope
                     && e.name.key.starts_with(key.as_str())
             });
-            if longer.is_some() {
-                return Ok(longer);
+            if let Some(exact) = listed.iter().position(|e| e.name.key == **key) {
+                return Ok(Some(listed.swap_remove(exact)));
+            }
+            if let Some(newest) = listed.into_iter().next() {
+                return Ok(Some(newest));
             }
         }
     }

@@ -191,7 +191,8 @@ pub fn read_pending(store: &dyn BlobStore, name: &str) -> Result<Option<Pending>
     Ok(read_small(store, name)?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
-fn resumable(store: &dyn BlobStore) -> Result<&dyn ResumableUploads, StoreError> {
+/// The store's resumable uploads, or the error that says `serve` needs an S3 store.
+pub fn resumable(store: &dyn BlobStore) -> Result<&dyn ResumableUploads, StoreError> {
     store.resumable().ok_or(StoreError::ReadOnly("this store has no multipart uploads; s3cache serve needs an s3:// store"))
 }
 
