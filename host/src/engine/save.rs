@@ -160,7 +160,7 @@ impl CacheContext {
         let instance =
             || self.sandbox.instance(&self.preopens(preopens.clone()), self.env_for_guest(), &self.reporter).map_err(SandboxError::Setup);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let packed = pack::pack(&instance, &guest_roots, &members, options, workers, &mut sealing);
+        let packed = pack::pack(&instance, &guest_roots, &members, options, pack::CompressIn::Host, workers, &mut sealing);
         bar.finish_and_clear();
         let pack::Packed { summary, parts } = match packed {
             Ok(packed) => packed,
