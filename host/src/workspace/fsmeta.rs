@@ -52,9 +52,8 @@ pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report:
     let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
     let mut members = Vec::with_capacity(found.len());
     let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
-    for item in found {
-        let path = checked_path(&dirs, item.root, &item.relative)?;
-        let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+    for (item, stat) in found.iter().zip(lstat_all(&dirs, found)) {
+        let (path, meta) = stat?;
         let kind = if meta.file_type().is_symlink() {
             MemberKind::Symlink
         } else if meta.is_dir() {
@@ -112,6 +111,30 @@ pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report:
         });
     }
     Ok(members)
+}
+
+/// Items per thread below which [`lstat_all`] stays on one thread.
+const LSTAT_CHUNK: usize = 2048;
+
+/// The checked path and `lstat` of every found item, in order, on every core: one `lstat` per member
+/// is the serial part of a save of many small files (W1: 65k members, 340 ms on one core).
+fn lstat_all(dirs: &[&Path], found: &[Found]) -> Vec<Result<(PathBuf, fs::Metadata), FsError>> {
+    let lstat = |item: &Found| {
+        let path = checked_path(dirs, item.root, &item.relative)?;
+        let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+        Ok((path, meta))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().div_ceil(LSTAT_CHUNK)).max(1);
+    if threads == 1 {
+        return found.iter().map(lstat).collect();
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(found.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(lstat).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("an lstat worker panicked")).collect()
+    })
 }
 
 /// The target to store for a symlink at `relative` under `root`, or why it is skipped.
