@@ -2,8 +2,8 @@
 //! beneath the guest's own preopens.
 //!
 //! The guest decides which files and names; this module only does the I/O, faster than WASI can
-//! (SHA extensions, parallel reads, no per-call WASI overhead, a writer thread that overlaps with
-//! decoding). It grants nothing new: each call names a preopen by its guest path, every relative path
+//! (SHA extensions, parallel reads, no per-call WASI overhead, writer threads that overlap with
+//! decoding and create files on every core). It grants nothing new: each call names a preopen by its guest path, every relative path
 //! is re-validated with the policy crate, and files are opened through `cap-std`, which resolves them
 //! strictly beneath that directory (no `..`, no symlink escapes). Writes go only to writable preopens
 //! and only create: a file that exists is an error.
@@ -203,8 +203,11 @@ struct Batch {
     ops: Vec<WriteOp>,
 }
 
-/// The writer thread of one extraction. After the first failure it keeps draining (so the guest never
-/// blocks on a full queue) but applies nothing more; the failure is reported by the next call.
+/// The writer threads of one extraction: one takes the guest's batches in order, creates directories
+/// itself and deals the files out to [`file_writers`] threads (a file and its appends to one of them),
+/// so that a tree of many small files is created on every core. After the first failure they keep
+/// draining (so the guest never blocks on a full queue) but apply nothing more; the failure is
+/// reported by the next call.
 #[derive(Debug)]
 struct Writer {
     sender: Option<SyncSender<Batch>>,
@@ -292,7 +295,63 @@ fn complete(current: &mut Option<OpenFile>) -> Result<(), IoError> {
     current.take().map_or(Ok(()), OpenFile::complete)
 }
 
+/// Threads that create files, beside the one that deals them out: one per core, at most 4.
+fn file_writers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+/// Creates each batch's directories in order and deals its files out to the file writers. A file's
+/// parent directories come in earlier operations, so they exist before any writer gets the file.
 fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
+    let writers = file_writers();
+    std::thread::scope(|scope| {
+        let senders: Vec<SyncSender<Batch>> = (0..writers)
+            .map(|_| {
+                let (sender, receiver) = sync_channel(QUEUED_BATCHES);
+                scope.spawn(move || write_files(receiver, failure));
+                sender
+            })
+            .collect();
+        let mut dirs: HashMap<String, Dir> = HashMap::new();
+        // The writer of the file that `append`s continue.
+        let mut writer = 0;
+        for batch in receiver {
+            if failure.lock().expect("failure lock").is_some() {
+                continue;
+            }
+            let guest = batch.preopen.guest.clone();
+            let mut shares: Vec<Vec<WriteOp>> = (0..writers).map(|_| Vec::new()).collect();
+            let dir = match dirs.get(&guest) {
+                Some(dir) => Ok(dir),
+                None => open_dir(&batch.preopen).map(|dir| &*dirs.entry(guest.clone()).or_insert(dir)),
+            };
+            let dealt = dir.and_then(|dir| {
+                batch.ops.into_iter().try_for_each(|op| {
+                    match op {
+                        WriteOp::Directory(_) => return apply(dir, &guest, op, &mut None),
+                        WriteOp::File(_) => writer = (writer + 1) % writers,
+                        WriteOp::Append(_) => {}
+                    }
+                    shares[writer].push(op);
+                    Ok(())
+                })
+            });
+            if let Err(err) = dealt {
+                failure.lock().expect("failure lock").get_or_insert(err);
+                continue;
+            }
+            for (sender, ops) in senders.iter().zip(shares) {
+                if !ops.is_empty() {
+                    // A writer that stopped has recorded why; the next call reports it.
+                    let _ = sender.send(Batch { preopen: batch.preopen.clone(), ops });
+                }
+            }
+        }
+    });
+}
+
+/// Applies the files dealt to one writer, in order.
+fn write_files(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
     let mut dirs: HashMap<String, Dir> = HashMap::new();
     let mut current: Option<OpenFile> = None;
     for batch in receiver {
@@ -307,7 +366,7 @@ fn apply_batches(receiver: Receiver<Batch>, failure: &Mutex<Option<IoError>>) {
         .and_then(|dir| batch.ops.into_iter().try_for_each(|op| apply(dir, &guest, op, &mut current)));
         if let Err(err) = result {
             current = None;
-            *failure.lock().expect("failure lock") = Some(err);
+            failure.lock().expect("failure lock").get_or_insert(err);
         }
     }
     if let Err(err) = complete(&mut current) {
