@@ -123,16 +123,13 @@ impl Host for crate::sandbox::GuestState {
             .iter()
             .map(|(relative, size)| {
                 let shown = format!("{dir}/{relative}");
-                let mut file = root.open(checked(&dir, relative)?).map_err(|e| io_error(&shown, e))?;
-                let mut contents = vec![0; *size as usize];
-                let mut read = 0;
-                while read < contents.len() {
-                    match file.read(&mut contents[read..]) {
-                        Ok(0) => return Err(io_error(&shown, format!("file shrank while it was archived: {read} of {size} bytes"))),
-                        Ok(n) => read += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(io_error(&shown, e)),
-                    }
+                let file = root.open(checked(&dir, relative)?).map_err(|e| io_error(&shown, e))?;
+                // Read into spare capacity: no zeroing of bytes that are about to be overwritten.
+                let mut contents = Vec::with_capacity(*size as usize);
+                file.take(*size).read_to_end(&mut contents).map_err(|e| io_error(&shown, e))?;
+                if contents.len() as u64 != *size {
+                    let read = contents.len();
+                    return Err(io_error(&shown, format!("file shrank while it was archived: {read} of {size} bytes")));
                 }
                 Ok(contents)
             })
