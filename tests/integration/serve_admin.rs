@@ -253,7 +253,7 @@ fn await_maintenance(server: &S3Server, served: &Served, line: &str, expected: &
         }
         assert!(
             started.elapsed() < MAINTENANCE_GUARD,
-            "after {MAINTENANCE_GUARD:?}, the bucket holds {held:?}, not {expected:?}; the server's stderr:\n{}",
+            "after {MAINTENANCE_GUARD:?}, want the line {line:?} and the bucket holding {expected:?} (it holds {held:?}); the server's stderr:\n{}",
             served.stderr()
         );
         std::thread::sleep(Duration::from_millis(200));
