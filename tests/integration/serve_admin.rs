@@ -2,7 +2,7 @@
 //! maintenance: with GitHub's own cache client over v1 on s3s-fs, `list`, `usage`, `has`, `inspect`
 //! and `delete` treat a protocol entry like any entry, the CLI's `restore` passes over it, a hit
 //! through the server refreshes its last-used marker, `flush`, `prune` and `clear` evict it with its
-//! marker, and a server with `--max-store-size` evicts it by itself.
+//! marker, and a server with `--max-store-size` or `--max-age` evicts it by itself.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -241,26 +241,54 @@ fn serve_admin_flush_prune_and_clear_evict_protocol_entries() {
     assert_eq!(objects(&server), Vec::<String>::new());
 }
 
+/// Polls until `served` printed the maintenance line `line` and the bucket holds exactly `expected`
+/// (as [`objects`] shows them), then asserts that `line` is the only maintenance line it printed.
+#[track_caller]
+fn await_maintenance(server: &S3Server, served: &Served, line: &str, expected: &[String]) {
+    let started = Instant::now();
+    loop {
+        let held = objects(server);
+        if held == expected && has_line(&served.stderr(), line) {
+            break;
+        }
+        assert!(
+            started.elapsed() < MAINTENANCE_GUARD,
+            "after {MAINTENANCE_GUARD:?}, want the line {line:?} and the bucket holding {expected:?} (it holds {held:?}); the server's stderr:\n{}",
+            served.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(served.stderr().lines().filter(|l| l.contains("maintenance:")).collect::<Vec<_>>(), [line], "{}", served.stderr());
+}
+
 /// A server started with `--max-store-size 1` evicts an entry saved through it at its next
 /// maintenance, and says so on stderr.
 #[test]
 fn serve_admin_maintenance_evicts_past_max_store_size() {
     let (server, machine, served, client) = serve(&["--max-store-size", "1", "--maintenance-interval", "1s"]);
     save(&machine, &client, "m-1", 10);
-    let evicted = "maintenance: --max-store-size: deleted 1 entries";
-    let started = Instant::now();
-    loop {
-        let count = json(&machine.run(&["list", "--json"]).success())["count"].as_u64();
-        if count == Some(0) && has_line(&served.stderr(), evicted) {
-            break;
-        }
-        assert!(
-            started.elapsed() < MAINTENANCE_GUARD,
-            "after {MAINTENANCE_GUARD:?}, list counts {count:?} entries; the server's stderr:\n{}",
-            served.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    await_maintenance(&server, &served, "maintenance: --max-store-size: deleted 1 entry", &[]);
+}
+
+/// A server started with `--max-age 1d` deletes, at its own maintenance, an entry saved two days ago
+/// and not used since, and keeps one saved as long ago but hit through a server since (its `.used`
+/// marker is fresh); it says so on stderr. The entries are aged while only a server without
+/// maintenance runs, and the one with `--max-age` starts after, so its maintenance at start is the
+/// one that sees them, whatever the timing.
+#[test]
+fn serve_admin_maintenance_evicts_past_max_age() {
+    let (server, machine, _served, client) = serve(&["--no-maintenance", "--touch-interval", "1h"]);
+    save(&machine, &client, "age-unused", 11);
+    save(&machine, &client, "age-used", 12);
+    for key in ["age-unused", "age-used"] {
+        backdate(&server, &stored_name(&machine, key), Duration::from_secs(2 * 86_400));
     }
-    assert_eq!(objects(&server), Vec::<String>::new());
-    assert_eq!(served.stderr().lines().filter(|l| l.contains("maintenance:")).collect::<Vec<_>>(), [evicted], "{}", served.stderr());
+    assert_eq!(restore(&machine, &client, "age-used", "age-used-hit").as_deref(), Some("age-used"));
+    let used = [entry_object("age-used", ""), entry_object("age-used", ".used")];
+    assert_eq!(objects(&server), [&[entry_object("age-unused", "")][..], &used].concat());
+
+    let maintainer = Served::start(&machine, &["--max-age", "1d", "--maintenance-interval", "1h"]);
+    await_maintenance(&server, &maintainer, "maintenance: --max-age: deleted 1 entry", &used);
+    assert_eq!(restore(&machine, &client, "age-used", "age-used-after").as_deref(), Some("age-used"));
+    assert_eq!(restore(&machine, &client, "age-unused", "age-unused-after"), None);
 }

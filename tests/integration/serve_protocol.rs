@@ -1,8 +1,10 @@
 //! `s3cache serve` spoken to in raw HTTP, at the edges of its protocols (docs/serve.md): runtime-token
 //! JWTs that keep a pull request out of the default branch's scope, Forgejo's HMAC headers and
 //! isolation keys, every kind of bad input answered in the protocol's own form with nothing
-//! half-written left as an entry, an abandoned upload swept by maintenance, and a buildx-shaped v2
-//! client (1 MiB blocks with Go SDK ids, ranged downloads). The Node client's own runs are serve.rs's.
+//! half-written left as an entry, an abandoned upload swept by maintenance, a buildx-shaped v2
+//! client (1 MiB blocks with Go SDK ids, ranged downloads), toolkit-shaped v2 blocks assembled into
+//! an S3 multipart upload of several parts on moto, and servers sharing a `--url-key-file` honouring
+//! each other's data URLs. The Node client's own runs are serve.rs's.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -500,7 +502,7 @@ fn an_abandoned_upload_is_swept_by_maintenance() {
         assert!(Instant::now() < deadline, "maintenance left {:?}\nserver log:\n{}", leftovers(&server), serve.stderr());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(serve.stderr().contains("maintenance: aborted 1 abandoned uploads"), "{}", serve.stderr());
+    assert!(serve.stderr().lines().any(|line| line == "maintenance: aborted 1 abandoned upload"), "{}", serve.stderr());
     assert_eq!(listed(&machine), vec![]);
 }
 
@@ -545,4 +547,105 @@ fn a_buildx_shaped_client_uploads_blocks_and_reads_ranges() {
         .assert_json(409, json!({ "code": "already_exists", "msg": "cache entry already exists" }));
     let entries = listed(&machine);
     assert_eq!(entries.iter().map(|(_, key)| key.as_str()).collect::<Vec<_>>(), vec!["buildx-blob"]);
+}
+
+/// A block id as the JavaScript SDK (the toolkit) makes it: the base64 of a UUID and the index in 12 digits.
+fn js_block_id(index: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("6a1f2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b{index:012}"))
+}
+
+/// v2 in several blocks on moto, shaped as the toolkit sends them (JavaScript SDK ids): two blocks of
+/// 5 MiB, S3's smallest part, and a short last one, put last first, then Put Block List and Finalize.
+/// The full blocks go straight to parts 1 and 2, the short one is staged and copied into part 3: the
+/// object moto completes has exactly those parts (its ETag is the MD5 of the three parts' MD5s, then
+/// `-3`), holds every byte, leaves no staged piece or open upload, and downloads through the server
+/// byte for byte.
+#[test]
+fn v2_blocks_become_multipart_parts_on_moto() {
+    const PART: usize = 5 << 20;
+    let server = S3Server::start(ServerKind::Moto);
+    let machine = machine_on(&server);
+    let serve = Served::start(&machine, &[]);
+    let data = noise(2 * PART + 1_500_000, 8);
+    let blocks: Vec<&[u8]> = data.chunks(PART).collect();
+    assert_eq!(blocks.iter().map(|b| b.len()).collect::<Vec<_>>(), [PART, PART, 1_500_000]);
+    let ids: Vec<String> = (0..blocks.len() as u32).map(js_block_id).collect();
+
+    let upload = create(&serve, "t", "toolkit-blocks");
+    for (block, id) in blocks.iter().zip(&ids).rev() {
+        let put = send("PUT", &format!("{upload}&comp=block&blockid={}", query_value(id)), &[], Some(block));
+        assert_eq!(put.status, 201, "Put Block {id}: {}", put.text());
+    }
+    let listed_blocks = send("PUT", &format!("{upload}&comp=blocklist"), &[], Some(&block_list(&ids)));
+    assert_eq!(listed_blocks.status, 201, "Put Block List: {}", listed_blocks.text());
+    let finalize = twirp(
+        &serve,
+        "t",
+        "FinalizeCacheEntryUpload",
+        &json!({ "key": "toolkit-blocks", "version": VERSION, "size_bytes": data.len().to_string() }),
+    );
+    assert_eq!((finalize.status, &finalize.json()["ok"]), (200, &json!(true)), "{}", finalize.text());
+
+    let entries = listed(&machine);
+    assert_eq!(entries.iter().map(|(_, key)| key.as_str()).collect::<Vec<_>>(), ["toolkit-blocks"]);
+    let object = format!("gha/{}/toolkit-blocks,,{VERSION}.gha", entries[0].0);
+    let stored = boto3(
+        &server,
+        &format!(
+            "import hashlib\n\
+             body = s3.get_object(Bucket=bucket, Key='{object}')['Body'].read()\n\
+             parts = [body[:{PART}], body[{PART}:{double}], body[{double}:]]\n\
+             expected = '\"' + hashlib.md5(b''.join(hashlib.md5(p).digest() for p in parts)).hexdigest() + '-3\"'\n\
+             print(json.dumps([s3.head_object(Bucket=bucket, Key='{object}')['ETag'], expected, hashlib.sha256(body).hexdigest()]))",
+            double = 2 * PART
+        ),
+    );
+    let [etag, three_parts, sha256]: [String; 3] = serde_json::from_str(&stored).expect("boto3 printed three strings");
+    assert_eq!(etag, three_parts, "moto's object is not the three parts 0-5 MiB, 5-10 MiB and the rest");
+    assert_eq!(sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)), "moto's object differs from the blocks");
+    assert_eq!(leftovers(&server), (vec![], vec![]), "a staged piece or an open upload is left");
+    assert!(download(&lookup_v2(&serve, "t", &["toolkit-blocks"]).expect("the entry")) == data, "the download differs");
+}
+
+/// `url`, handed out by `from`, sent to `to` instead: the same path and query at another address.
+#[track_caller]
+fn moved(url: &str, from: &Served, to: &Served) -> String {
+    let rest = url.strip_prefix(from.url()).unwrap_or_else(|| panic!("{url} is not at {}", from.url()));
+    format!("{}{rest}", to.url())
+}
+
+/// Two servers over one bucket with one `--url-key-file` honour each other's data URLs, whose
+/// signature covers the path and query but not the address: an upload URL that A hands out takes the
+/// entry at B, and a download URL from B serves it at A. A third server with another key refuses both
+/// URLs with `403 AuthenticationFailed`, and its refusal writes nothing.
+#[test]
+fn servers_sharing_a_url_key_honour_each_others_urls() {
+    let server = S3Server::start(ServerKind::S3sFs);
+    let machine = machine_on(&server);
+    let keys = machine.scratch("url-keys");
+    let (shared_key, other_key) = (keys.join("shared"), keys.join("other"));
+    std::fs::write(&shared_key, "the URL key that servers A and B share").unwrap();
+    std::fs::write(&other_key, "another URL key, of thirty-two bytes or more").unwrap();
+    let start = |key: &std::path::Path| Served::start(&machine, &["--url-key-file", key.to_str().unwrap()]);
+    let (a, b, stranger) = (start(&shared_key), start(&shared_key), start(&other_key));
+    let data = noise(300_000, 9);
+    let blob = [("x-ms-blob-type", "BlockBlob".to_owned())];
+    let refused = "the URL's signature is missing or does not verify";
+
+    let upload = create(&a, "t", "shared-url-key");
+    send("PUT", &moved(&upload, &a, &stranger), &blob, Some(&data)).assert_blob_error(403, "AuthenticationFailed", refused);
+    let put = send("PUT", &moved(&upload, &a, &b), &blob, Some(&data));
+    assert_eq!(put.status, 201, "Put Blob at B: {}", put.text());
+    let finalize = twirp(
+        &a,
+        "t",
+        "FinalizeCacheEntryUpload",
+        &json!({ "key": "shared-url-key", "version": VERSION, "size_bytes": data.len().to_string() }),
+    );
+    assert_eq!((finalize.status, &finalize.json()["ok"]), (200, &json!(true)), "{}", finalize.text());
+
+    let download_url = lookup_v2(&b, "t", &["shared-url-key"]).expect("B finds the entry");
+    assert!(download(&moved(&download_url, &b, &a)) == data, "A's download of B's URL differs");
+    send("GET", &moved(&download_url, &b, &stranger), &[], None).assert_blob_error(403, "AuthenticationFailed", refused);
+    assert_eq!(listed(&machine).into_iter().map(|(_, key)| key).collect::<Vec<_>>(), ["shared-url-key"]);
 }

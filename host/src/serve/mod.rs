@@ -31,6 +31,7 @@ use std::time::Duration;
 use crate::engine::CacheContext;
 use crate::env_vars;
 use crate::store::BlobStore;
+use crate::ui::output::counted;
 use http::{Answer, Incoming};
 use urls::UrlSigner;
 
@@ -231,7 +232,9 @@ fn maintain(server: &Server) {
     loop {
         match uploads::sweep(server.store.as_ref(), server.settings.upload_timeout) {
             Ok(0) => {}
-            Ok(aborted) => context.reporter().notice(&format!("maintenance: aborted {aborted} abandoned uploads")),
+            Ok(aborted) => context
+                .reporter()
+                .notice(&format!("maintenance: aborted {}", counted(aborted as u64, "abandoned upload", "abandoned uploads"))),
             Err(err) => context.reporter().warning(&format!("maintenance: could not sweep abandoned uploads: {err}")),
         }
         let now = std::time::SystemTime::now();
@@ -260,7 +263,9 @@ fn maintain(server: &Server) {
 
 fn report_removal(context: &CacheContext, setting: &str, removal: crate::engine::admin::Removal) {
     if !removal.deleted.is_empty() {
-        context.reporter().notice(&format!("maintenance: {setting}: deleted {} entries", removal.deleted.len()));
+        context
+            .reporter()
+            .notice(&format!("maintenance: {setting}: deleted {}", counted(removal.deleted.len() as u64, "entry", "entries")));
     }
     for (entry, why) in removal.failed {
         context.reporter().warning(&format!("maintenance: {setting}: could not delete {}: {why}", entry.object.name));
