@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use s3cache_zstd_frames::FrameWriter;
 use tar::{EntryType, Header};
 
 use crate::GuestError;
@@ -90,60 +91,14 @@ pub fn levels(compression: Compression) -> Option<std::ops::RangeInclusive<i32>>
     }
 }
 
-/// Tar bytes per zstd frame: zstd -3's window, so frames lose almost nothing to their restarts.
-const ZSTD_FRAME_INPUT: usize = 2 << 20;
-
-/// zstd frames of up to [`ZSTD_FRAME_INPUT`] bytes of tar each, compressed in one call each.
-struct FrameWriter {
-    compressor: zstd::bulk::Compressor<'static>,
-    pending: Vec<u8>,
-    frame: Vec<u8>,
-    frames: usize,
-}
-
-impl FrameWriter {
-    fn new(level: i32) -> io::Result<Self> {
-        let mut compressor = zstd::bulk::Compressor::new(level)?;
-        compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-        Ok(Self { compressor, pending: Vec::with_capacity(ZSTD_FRAME_INPUT), frame: Vec::new(), frames: 0 })
-    }
-
-    /// Buffers `buf`, writing a frame to `sink` for every full [`ZSTD_FRAME_INPUT`].
-    fn write(&mut self, mut buf: &[u8], sink: &mut impl Write) -> io::Result<()> {
-        while !buf.is_empty() {
-            let take = buf.len().min(ZSTD_FRAME_INPUT - self.pending.len());
-            self.pending.extend_from_slice(&buf[..take]);
-            buf = &buf[take..];
-            if self.pending.len() == ZSTD_FRAME_INPUT {
-                self.flush_frame(sink)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Compresses what is pending (even nothing, when no frame was written yet: a part is never empty).
-    fn flush_frame(&mut self, sink: &mut impl Write) -> io::Result<()> {
-        if self.pending.is_empty() && self.frames > 0 {
-            return Ok(());
-        }
-        self.frame.clear();
-        self.frame.reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
-        self.compressor.compress_to_buffer(&self.pending, &mut self.frame)?;
-        self.pending.clear();
-        self.frames += 1;
-        sink.write_all(&self.frame)
-    }
-}
-
 /// The encoder of one part: a zstd frame, a gzip member, or the tar bytes as they are (buffered, so
 /// that 512-byte headers do not each cost a call to the host).
 ///
-/// zstd compresses each [`ZSTD_FRAME_INPUT`] of tar in one call, as its own frame: one contiguous
-/// input spares zstd the streaming encoder's copy into its window buffer and the slower match finder
-/// it uses once that buffer wraps. Frames of 2 MiB (zstd -3's window) cost 0.13% in size on W1 and
-/// keep the guest's buffers small; each frame records its content size.
+/// zstd compresses each 2 MiB of tar in one call, as its own frame, through the frame writer that the
+/// s3cache binary also uses when it compresses a save natively (`s3cache-zstd-frames`): the same tar
+/// gives the same bytes either way.
 enum Compressor<W: Write> {
-    Zstd { frames: FrameWriter, sink: W },
+    Zstd(FrameWriter<W>),
     Gzip(flate2::write::GzEncoder<W>),
     None(io::BufWriter<W>),
 }
@@ -161,7 +116,7 @@ impl<W: Write> Compressor<W> {
             )));
         }
         Ok(match compression {
-            Compression::Zstd => Self::Zstd { frames: FrameWriter::new(level).map_err(stream_error)?, sink },
+            Compression::Zstd => Self::Zstd(FrameWriter::new(level, sink).map_err(stream_error)?),
             // No name and mtime 0 in the header: the same tree packs to the same bytes.
             Compression::Gzip => Self::Gzip(flate2::GzBuilder::new().write(sink, flate2::Compression::new(level as u32))),
             Compression::None => Self::None(io::BufWriter::with_capacity(buffer_size.max(64 * 1024), sink)),
@@ -171,10 +126,7 @@ impl<W: Write> Compressor<W> {
     /// Ends the frame or member and returns the sink.
     fn finish(self) -> io::Result<W> {
         match self {
-            Self::Zstd { mut frames, mut sink } => {
-                frames.flush_frame(&mut sink)?;
-                Ok(sink)
-            }
+            Self::Zstd(frames) => Ok(frames.finish()?.0),
             Self::Gzip(encoder) => encoder.finish(),
             Self::None(sink) => sink.into_inner().map_err(io::IntoInnerError::into_error),
         }
@@ -184,10 +136,7 @@ impl<W: Write> Compressor<W> {
 impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Self::Zstd { frames, sink } => {
-                frames.write(buf, sink)?;
-                Ok(buf.len())
-            }
+            Self::Zstd(frames) => frames.write(buf),
             Self::Gzip(encoder) => encoder.write(buf),
             Self::None(sink) => sink.write(buf),
         }
@@ -195,7 +144,7 @@ impl<W: Write> Write for Compressor<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Self::Zstd { .. } => Ok(()),
+            Self::Zstd(_) => Ok(()),
             Self::Gzip(encoder) => encoder.flush(),
             Self::None(sink) => sink.flush(),
         }
