@@ -114,8 +114,14 @@ fn save_v2(serve: &Served, token: &str, key: &str, bytes: &[u8]) {
     let upload = create(serve, token, key);
     let put = send("PUT", &upload, &[("x-ms-blob-type", "BlockBlob".to_owned())], Some(bytes));
     assert_eq!(put.status, 201, "Put Blob: {}", put.text());
-    let finalize =
-        twirp(serve, token, "FinalizeCacheEntryUpload", &json!({ "key": key, "version": VERSION, "size_bytes": bytes.len().to_string() }));
+    finalize(serve, token, key, bytes.len());
+}
+
+/// FinalizeCacheEntryUpload of `size` bytes for `key`, which must succeed.
+#[track_caller]
+fn finalize(serve: &Served, token: &str, key: &str, size: usize) {
+    let body = json!({ "key": key, "version": VERSION, "size_bytes": size.to_string() });
+    let finalize = twirp(serve, token, "FinalizeCacheEntryUpload", &body);
     assert_eq!((finalize.status, &finalize.json()["ok"]), (200, &json!(true)), "{}", finalize.text());
 }
 
@@ -578,13 +584,7 @@ fn v2_blocks_become_multipart_parts_on_moto() {
     }
     let listed_blocks = send("PUT", &format!("{upload}&comp=blocklist"), &[], Some(&block_list(&ids)));
     assert_eq!(listed_blocks.status, 201, "Put Block List: {}", listed_blocks.text());
-    let finalize = twirp(
-        &serve,
-        "t",
-        "FinalizeCacheEntryUpload",
-        &json!({ "key": "toolkit-blocks", "version": VERSION, "size_bytes": data.len().to_string() }),
-    );
-    assert_eq!((finalize.status, &finalize.json()["ok"]), (200, &json!(true)), "{}", finalize.text());
+    finalize(&serve, "t", "toolkit-blocks", data.len());
 
     let entries = listed(&machine);
     assert_eq!(entries.iter().map(|(_, key)| key.as_str()).collect::<Vec<_>>(), ["toolkit-blocks"]);
@@ -636,13 +636,7 @@ fn servers_sharing_a_url_key_honour_each_others_urls() {
     send("PUT", &moved(&upload, &a, &stranger), &blob, Some(&data)).assert_blob_error(403, "AuthenticationFailed", refused);
     let put = send("PUT", &moved(&upload, &a, &b), &blob, Some(&data));
     assert_eq!(put.status, 201, "Put Blob at B: {}", put.text());
-    let finalize = twirp(
-        &a,
-        "t",
-        "FinalizeCacheEntryUpload",
-        &json!({ "key": "shared-url-key", "version": VERSION, "size_bytes": data.len().to_string() }),
-    );
-    assert_eq!((finalize.status, &finalize.json()["ok"]), (200, &json!(true)), "{}", finalize.text());
+    finalize(&a, "t", "shared-url-key", data.len());
 
     let download_url = lookup_v2(&b, "t", &["shared-url-key"]).expect("B finds the entry");
     assert!(download(&moved(&download_url, &b, &a)) == data, "A's download of B's URL differs");
