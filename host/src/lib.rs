@@ -1,5 +1,5 @@
-//! s3cache: a CI build cache that keeps its archives in any S3-compatible object store and does all
-//! archive and key work inside a WASI sandbox.
+//! s3cache: a CI build cache that keeps its archives in any S3-compatible object store and does the
+//! key and tar work, and all decoding of what it reads back, inside a WASI sandbox.
 //!
 //! This crate is the native host: it embeds the guest component (`guest/`) with wasmtime, talks SigV4
 //! to S3, and applies what WASI cannot (mode bits, symlinks) after checking it again. It is both the
