@@ -213,11 +213,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def transfer_workload(b, workload, make, binary):
-    """Save and restore one tree with s3cache and the baselines."""
+def generate(b, workload, make):
+    """Makes the workload's tree in its own directory; returns the directory and the tree's path in it."""
     work = os.path.join(b.base, workload)
     os.makedirs(work)
-    path = make(work, b.args.scale)
+    return work, make(work, b.args.scale)
+
+
+def transfer_workload(b, workload, make, binary):
+    """Save and restore one tree with s3cache and the baselines."""
+    work, path = generate(b, workload, make)
     archive = os.path.join(b.base, "cache.tzst")
     temp_bytes = 0
     for run in range(b.args.runs):
@@ -382,9 +387,7 @@ def main():
         for name, make in (("W1", gen_w1), ("W2", gen_w2), ("W3", gen_w3), ("W6", gen_w6)):
             if name in workloads and args.file_store_only:
                 if name in ("W1", "W2", "W6"):
-                    work = os.path.join(b.base, name)
-                    os.makedirs(work)
-                    path = make(work, args.scale)
+                    work, path = generate(b, name, make)
                     file_store_runs(b, name, work, path, binary)
                     shutil.rmtree(work)
             elif name in workloads:

@@ -1,4 +1,4 @@
-//! Compression on the host, for zstd saves: the guest writes each part as bare tar and the host
+//! Compression on the host, for zstd saves: the guest writes a part as bare tar and the host
 //! compresses it here, with native zstd, on the worker thread that runs that part's guest.
 //!
 //! Why this is safe: the compressor's only input is the tar stream the guest produced from the job's
@@ -16,33 +16,42 @@
 //! `gzip -6` (docs/benchmark.md).
 
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
 
 use s3cache_zstd_frames::FrameWriter;
 
-use crate::sandbox::bindings::Compression;
+use crate::sandbox::bindings::{Compression, Member, PackOptions, PackSummary, Root};
+use crate::sandbox::{GuestInstance, SandboxError};
 
-/// Compresses one part's tar into `W` as the guest's zstd frames.
-pub struct Encoder<W: Write>(FrameWriter<W>);
-
-impl<W: Write> Encoder<W> {
-    /// An encoder for `compression` at `level` (already checked against the format's range), or
-    /// `None` when the host leaves that compression to the guest (gzip, and bare tar, which needs none).
-    pub fn new(compression: Compression, level: i32, sink: W) -> io::Result<Option<Self>> {
-        if !matches!(compression, Compression::Zstd) {
-            return Ok(None);
-        }
-        Ok(Some(Self(FrameWriter::new(level, sink)?)))
+/// Packs one part into `sink` as `options.compression` says: for zstd, the guest writes bare tar and
+/// the host compresses it; gzip and bare tar the guest writes itself.
+pub fn pack_part<W: Write + Send + 'static>(
+    guest: &mut GuestInstance,
+    roots: &[Root],
+    members: &[Member],
+    options: PackOptions,
+    sink: W,
+) -> Result<PackSummary, SandboxError> {
+    if !matches!(options.compression, Compression::Zstd) {
+        return guest.pack(roots, members, options, Box::new(sink));
     }
-
-    /// Ends the last frame; returns the compressed bytes written.
-    pub fn finish(self) -> io::Result<u64> {
-        Ok(self.0.finish()?.1)
-    }
+    let compressing = |err: io::Error| SandboxError::Trap(format!("compressing the archive on the host: {err}"));
+    let frames = Arc::new(Mutex::new(FrameWriter::new(options.level, sink).map_err(compressing)?));
+    let tar = PackOptions { compression: Compression::None, ..options };
+    let summary = guest.pack(roots, members, tar, Box::new(SharedFrames(frames.clone())))?;
+    // The guest's sink is dropped when its call returns, so this is the last reference.
+    let frames = Arc::into_inner(frames).expect("the guest's sink was dropped").into_inner().expect("frame writer lock");
+    let (_, compressed_bytes) = frames.finish().map_err(compressing)?;
+    Ok(PackSummary { compressed_bytes, ..summary })
 }
 
-impl<W: Write> Write for Encoder<W> {
+/// The guest's `archive-io.write` for a part compressed on the host: the tar goes into the frame
+/// writer, which [`pack_part`] finishes once the guest's call has returned.
+struct SharedFrames<W: Write>(Arc<Mutex<FrameWriter<W>>>);
+
+impl<W: Write> Write for SharedFrames<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.0.lock().expect("frame writer lock").write(buf)
     }
 
     /// Does nothing, as the frame writer: frames end at a fixed input size and at `finish`.

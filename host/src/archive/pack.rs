@@ -4,26 +4,26 @@
 //! in part order. Their compressed lengths go into the manifest, so that a restore can decode them in
 //! parallel too ([`crate::archive::unpack`]).
 //!
-//! Where a part is compressed is [`CompressIn`]: for zstd, the s3cache binary has the guest write bare
-//! tar and compresses it natively on the same worker thread ([`crate::archive::compress`] says why that is
-//! safe); the guest's own compression gives the same bytes, and stays for other hosts.
+//! Where a part is compressed is [`CompressIn`]: for zstd, the s3cache binary has the guest write
+//! bare tar and compresses it natively on the same worker thread ([`crate::archive::compress`] says
+//! why that is safe); the guest's own compression gives the same bytes, and stays for other hosts.
 //!
-//! One instance would leave the other cores idle while a save is compression-bound. A file larger than a part is split across parts as content slices (its headers
-//! in the first, its padding in the last), so that a tree of one large binary keeps every core busy
-//! as well. Tar parts without end-of-archive blocks concatenate into one tar stream, and so
-//! do their compressed forms: concatenated zstd frames are one zstd stream, concatenated gzip members
-//! one multi-member gzip file. The result is an ordinary `.tar.zst`, `.tar.gz` or `.tar` that GNU tar,
-//! zstd and gzip read. Parts are taken in order and each part's output waits in a bounded
-//! queue until the writer reaches it: memory stays bounded (a few MiB per worker) and a worker can
-//! never wait on a part nobody is packing.
+//! One instance would leave the other cores idle while a save is compression-bound. A file larger
+//! than a part is split across parts as content slices (its headers in the first, its padding in the
+//! last), so that a tree of one large binary keeps every core busy as well. Tar parts without
+//! end-of-archive blocks concatenate into one tar stream, and so do their compressed forms:
+//! concatenated zstd frames are one zstd stream, concatenated gzip members one multi-member gzip file.
+//! The result is an ordinary `.tar.zst`, `.tar.gz` or `.tar` that GNU tar, zstd and gzip read. Parts
+//! are taken in order and each part's output waits in a bounded queue until the writer reaches it:
+//! memory stays bounded (a few MiB per worker) and a worker can never wait on a part nobody is packing.
 
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::archive::compress::Encoder;
-use crate::sandbox::bindings::{Compression, ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root};
+use crate::archive::compress;
+use crate::sandbox::bindings::{ContentSlice, Member, MemberKind, PackOptions, PackSummary, Root};
 use crate::sandbox::{GuestInstance, SandboxError};
 
 /// Where the parts are compressed.
@@ -164,7 +164,7 @@ pub fn pack(
                         let members = part_members(members, &parts[index]);
                         match compress_in {
                             CompressIn::Guest => guest.pack(roots, &members, options, Box::new(PartSink(sender.clone()))),
-                            CompressIn::Host => pack_compressing_on_host(guest, roots, &members, options, PartSink(sender.clone())),
+                            CompressIn::Host => compress::pack_part(guest, roots, &members, options, PartSink(sender.clone())),
                         }
                     });
                     let failed = result.is_err();
@@ -181,28 +181,6 @@ pub fn pack(
         }
         result
     })
-}
-
-/// Has the guest write one part as bare tar, and compresses it natively into `sink`.
-fn pack_compressing_on_host(
-    guest: &mut GuestInstance,
-    roots: &[Root],
-    members: &[Member],
-    options: PackOptions,
-    sink: PartSink,
-) -> Result<PackSummary, SandboxError> {
-    let compressing = |err: std::io::Error| SandboxError::Trap(format!("compressing the archive on the host: {err}"));
-    if !matches!(options.compression, Compression::Zstd) {
-        return guest.pack(roots, members, options, Box::new(sink));
-    }
-    let encoder = Encoder::new(options.compression, options.level, sink).map_err(compressing)?.expect("zstd is compressed on the host");
-    let encoder = std::sync::Arc::new(Mutex::new(encoder));
-    let tar = PackOptions { compression: Compression::None, ..options };
-    let summary = guest.pack(roots, members, tar, Box::new(SharedEncoder(encoder.clone())))?;
-    // The guest's sink is dropped when its call returns, so this is the last reference.
-    let encoder = std::sync::Arc::into_inner(encoder).expect("the guest's sink was dropped").into_inner().expect("encoder lock");
-    let compressed_bytes = encoder.finish().map_err(compressing)?;
-    Ok(PackSummary { compressed_bytes, ..summary })
 }
 
 /// Writes each part's bytes to `out` in part order and adds up the summaries. Returning early drops
@@ -229,20 +207,6 @@ fn write_in_order(receivers: Vec<Receiver<Message>>, out: &mut dyn Write) -> Res
     Ok(Packed { summary: total, parts })
 }
 
-/// The guest's `archive-io.write` for one part compressed on the host: the tar goes into the encoder,
-/// which the worker finishes once the guest's call has returned.
-struct SharedEncoder(std::sync::Arc<Mutex<Encoder<PartSink>>>);
-
-impl Write for SharedEncoder {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("encoder lock").write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The guest's `archive-io.write` for one part.
 struct PartSink(SyncSender<Message>);
 
@@ -262,7 +226,7 @@ impl Write for PartSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::bindings::{MemberKind, Timestamp};
+    use crate::sandbox::bindings::{Compression, MemberKind, Timestamp};
 
     fn member(size: u64) -> Member {
         Member {

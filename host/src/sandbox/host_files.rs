@@ -3,10 +3,10 @@
 //!
 //! The guest decides which files and names; this module only does the I/O, faster than WASI can
 //! (SHA extensions, parallel reads, no per-call WASI overhead, writer threads that overlap with
-//! decoding and create files on every core). It grants nothing new: each call names a preopen by its guest path, every relative path
-//! is re-validated with the policy crate, and files are opened through `cap-std`, which resolves them
-//! strictly beneath that directory (no `..`, no symlink escapes). Writes go only to writable preopens
-//! and only create: a file that exists is an error.
+//! decoding and create files on every core). It grants nothing new: each call names a preopen by its
+//! guest path, every relative path is re-validated with the policy crate, and files are opened through
+//! `cap-std`, which resolves them strictly beneath that directory (no `..`, no symlink escapes).
+//! Writes go only to writable preopens and only create: a file that exists is an error.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
