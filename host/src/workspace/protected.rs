@@ -11,7 +11,7 @@
 //! everything a build reads. A restore with its paths given is not judged here: its user chose them.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::sandbox::bindings::{Member, MemberKind};
 use crate::workspace::paths::{CachedRoot, normalize, resolve_roots};
@@ -115,12 +115,37 @@ impl Protected {
     pub fn refused_in_save(&self, paths: &[String], roots: &[CachedRoot], members: &[Member]) -> Option<String> {
         let recorded = resolve_roots(paths, &self.workspace, self.home.as_deref()).ok();
         recorded.as_deref().and_then(|recorded| self.refused_root(recorded)).or_else(|| {
+            // Members come in walk order, so most share their parent directory with the one before.
+            let mut parent_judged: Option<(u32, &Path, bool)> = None;
             members.iter().find_map(|member| {
-                let target = roots.get(member.root as usize)?.dir.join(&member.relative);
+                let root = roots.get(member.root as usize)?;
+                let mut components = Path::new(&member.relative).components();
+                if member.kind != MemberKind::Symlink && matches!(components.next_back(), Some(Component::Normal(_))) {
+                    let parent = components.as_path();
+                    let judged = match parent_judged {
+                        Some((judged_root, judged_parent, judged)) if judged_root == member.root && judged_parent == parent => judged,
+                        _ => self.may_refuse_below(&root.dir.join(parent)),
+                    };
+                    parent_judged = Some((member.root, parent, judged));
+                    if !judged {
+                        return None;
+                    }
+                }
+                let target = root.dir.join(&member.relative);
                 let link = if member.kind == MemberKind::Symlink { member.link_target.as_deref() } else { None };
                 self.member_rule(&target, member.kind == MemberKind::Directory, link)
             })
         })
+    }
+
+    /// Whether a file or directory below `dir` can be refused at all, for the members of a save: only
+    /// when `dir` is or contains the home directory or the workspace, or its own names below one of
+    /// them could still lie in a protected path. Otherwise every path below `dir` is below the same
+    /// anchors with the same leading names, which already fail to match; only a symlink, judged by its
+    /// target too, needs its own check. A save of W1's 65k members judges its 4.5k directories instead
+    /// (100 ms less of a serial step).
+    fn may_refuse_below(&self, dir: &Path) -> bool {
+        self.home.iter().chain([&self.workspace]).any(|anchor| anchor.starts_with(dir)) || self.protected_rule(dir, false).is_some()
     }
 
     fn check_tree(&self, staged: &Path, target: &Path) -> Result<(), String> {
@@ -173,28 +198,35 @@ impl Protected {
     }
 
     /// Why `path` is in a protected path (or, unless `inside_only`, contains one), or `None`.
+    ///
+    /// A save judges every member here (W1: 65k), so the names below each anchor are split once and
+    /// nothing is allocated for a pattern that does not match.
     fn protected_rule(&self, path: &Path, inside_only: bool) -> Option<String> {
+        let names_below = |anchor: Option<&Path>| -> Option<Vec<std::borrow::Cow<'_, str>>> {
+            let relative = path.strip_prefix(anchor?).ok()?;
+            Some(relative.iter().map(|c| c.to_string_lossy()).collect())
+        };
+        let below_home = names_below(self.home.as_deref());
+        let below_workspace = names_below(Some(&self.workspace));
         for group in GROUPS {
-            let Some(anchor) = (match group.anchor {
-                Anchor::Home => self.home.as_deref(),
-                Anchor::Workspace => Some(self.workspace.as_path()),
+            let Some(names) = (match group.anchor {
+                Anchor::Home => &below_home,
+                Anchor::Workspace => &below_workspace,
             }) else {
                 continue;
             };
-            let Ok(relative) = path.strip_prefix(anchor) else { continue };
-            let names: Vec<std::borrow::Cow<'_, str>> = relative.iter().map(|c| c.to_string_lossy()).collect();
             for protected in group.paths {
-                let shown = match group.anchor {
+                let shown = || match group.anchor {
                     Anchor::Home => format!("~/{protected}"),
                     Anchor::Workspace => (*protected).to_owned(),
                 };
-                let pattern: Vec<&str> = protected.split('/').collect();
-                let matches = |n: usize| names.iter().zip(&pattern).take(n).all(|(name, pattern)| same_name(name, pattern));
-                if names.len() >= pattern.len() && matches(pattern.len()) {
-                    return Some(format!("lies in {shown}, which {}", group.reason));
+                let depth = protected.split('/').count();
+                let matches = |n: usize| names.iter().zip(protected.split('/')).take(n).all(|(name, pattern)| same_name(name, pattern));
+                if names.len() >= depth && matches(depth) {
+                    return Some(format!("lies in {}, which {}", shown(), group.reason));
                 }
-                if !inside_only && names.len() < pattern.len() && matches(names.len()) {
-                    return Some(format!("contains {shown}, which {}", group.reason));
+                if !inside_only && names.len() < depth && matches(names.len()) {
+                    return Some(format!("contains {}, which {}", shown(), group.reason));
                 }
             }
         }
@@ -223,6 +255,14 @@ fn literal_part(dir: &Path, pattern: &str) -> PathBuf {
 /// Whether a name matches a protected name, ignoring case (Unicode's simple mappings both ways, so
 /// `.SSH` and `.ſsh` match `.ssh`); a pattern ending in `*` matches names that start with the rest.
 fn same_name(name: &str, pattern: &str) -> bool {
+    if name.is_ascii() && pattern.is_ascii() {
+        // Both mappings of ASCII text are ASCII's own: no allocation for the common case.
+        let prefix = pattern.trim_end_matches('*');
+        return match name.get(..prefix.len()) {
+            Some(start) if pattern.ends_with('*') => start.eq_ignore_ascii_case(prefix),
+            _ => name.eq_ignore_ascii_case(prefix),
+        };
+    }
     let folds = |text: &str| [text.to_lowercase(), text.to_uppercase().to_lowercase()];
     let [name_lower, name_folded] = folds(name);
     let [pattern_lower, pattern_folded] = folds(pattern.trim_end_matches('*'));
@@ -360,6 +400,44 @@ mod tests {
     }
 
     /// Without a home directory only the workspace's rules apply.
+    /// A save judges its members as they will land: a file directly in `~` and a symlink out of its
+    /// root are refused, whatever members before them share (or do not share) their parent; the many
+    /// members below a directory that no rule can reach are not.
+    #[test]
+    fn judges_the_members_of_a_save() {
+        let member = |root: u32, relative: &str, kind: MemberKind, link: Option<&str>| Member {
+            root,
+            relative: relative.into(),
+            kind,
+            mode: 0o644,
+            size: 0,
+            mtime: crate::sandbox::bindings::Timestamp { seconds: 0, nanoseconds: 0 },
+            link_target: link.map(str::to_owned),
+            slice: None,
+        };
+        let paths: Vec<String> = ["sub/node_modules", "~/.bashrc"].map(String::from).to_vec();
+        let saved = roots(&["sub/node_modules", "~/.bashrc"]);
+        assert_eq!((saved[0].dir.as_path(), saved[1].dir.as_path()), (Path::new(HOME), Path::new("/work/repo/sub")));
+        let modules = [
+            member(1, "node_modules", MemberKind::Directory, None),
+            member(1, "node_modules/a.js", MemberKind::File, None),
+            member(1, "node_modules/.bin", MemberKind::Directory, None),
+        ];
+        let refused = |members: &[Member]| rules().refused_in_save(&paths, &saved, members);
+        assert_eq!(refused(&modules), None);
+        let bashrc = member(0, ".bashrc", MemberKind::File, None);
+        assert_eq!(
+            refused(&[modules[0].clone(), bashrc.clone()]).as_deref(),
+            Some(
+                "a restore without paths refuses ~/.bashrc: it is not a directory and lies directly in the home directory (startup files and credentials live directly in the home directory)"
+            )
+        );
+        assert_eq!(
+            refused(&[modules[1].clone(), member(1, "node_modules/.bin/up", MemberKind::Symlink, Some("../../.."))]).as_deref(),
+            Some("a restore without paths refuses sub/node_modules/.bin/up: it links to ., which is the workspace")
+        );
+    }
+
     #[test]
     fn without_a_home() {
         let rules = Protected::new(Path::new(WORKSPACE), None);
