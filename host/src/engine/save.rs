@@ -97,8 +97,8 @@ impl CacheContext {
             .collect();
         let mut guest = self.instance(preopens.clone())?;
         let guest_roots = guest_roots(&existing, |i| format!("/roots/{i}"), self.naming(request.plain_names));
-        let resolution = match guest.resolve(&request.key, &template_context(&self.env), &guest_roots) {
-            Ok(resolution) => resolution,
+        let (resolution, mut lstats) = match guest.resolve_for_save(&request.key, &template_context(&self.env), &guest_roots) {
+            Ok(resolved) => resolved,
             // A bad template or glob is the user's to fix; an unreadable directory is a failed save.
             Err(SandboxError::Guest(err @ (GuestError::InvalidTemplate(_) | GuestError::InvalidPattern(_)))) => {
                 return Err(template_error(&request.key, crate::sandbox::describe_guest_error(&err)).into());
@@ -134,7 +134,8 @@ impl CacheContext {
                 Err(err) => return failed(self.describe_store_error(&err)),
             }
         }
-        let members = match fsmeta::describe(&existing, &resolution.found, &self.reporter) {
+        let known: Vec<_> = preopens.iter().map(|preopen| lstats.take_preopen(&preopen.guest)).collect();
+        let members = match fsmeta::describe(&existing, &resolution.found, &known, &self.reporter) {
             Ok(members) => members,
             Err(err) => return failed(err.to_string()),
         };

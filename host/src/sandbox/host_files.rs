@@ -23,6 +23,7 @@ use crate::sandbox::Preopen;
 use crate::sandbox::bindings::s3cache::guest::host_files::{DirEntry, DirListing, EntryKind, Host, NewFile, WriteOp};
 use crate::sandbox::bindings::s3cache::guest::types::IoError;
 use crate::sandbox::bindings::s3cache::guest::types::Timestamp;
+use crate::sandbox::stat_ahead::{Lstats, StatAhead};
 
 /// Batches the guest may queue ahead of the writer thread (each at most about 1 MiB).
 const QUEUED_BATCHES: usize = 16;
@@ -35,11 +36,23 @@ pub struct HostFiles {
     /// Preopens opened for listing and reading, by guest path.
     opened: HashMap<String, Dir>,
     writer: Option<Writer>,
+    /// While a save's walk runs: the `lstat`s of what it lists.
+    stat_ahead: Option<StatAhead>,
 }
 
 impl HostFiles {
     pub fn new(preopens: &[Preopen]) -> Self {
-        Self { preopens: preopens.to_vec(), opened: HashMap::new(), writer: None }
+        Self { preopens: preopens.to_vec(), opened: HashMap::new(), writer: None, stat_ahead: None }
+    }
+
+    /// From now on, every listing's entries are `lstat`ed on another core ([`StatAhead`]).
+    pub fn start_stat_ahead(&mut self) {
+        self.stat_ahead = Some(StatAhead::start());
+    }
+
+    /// The `lstat`s taken since [`Self::start_stat_ahead`], which this stops.
+    pub fn finish_stat_ahead(&mut self) -> Lstats {
+        self.stat_ahead.take().map(StatAhead::finish).unwrap_or_default()
     }
 
     fn preopen(&self, guest_dir: &str, writable: bool) -> Result<&Preopen, IoError> {
@@ -81,6 +94,7 @@ fn open_dir(preopen: &Preopen) -> Result<Dir, IoError> {
 impl Host for crate::sandbox::GuestState {
     fn read_dir(&mut self, dir: String, relative: String) -> Result<DirListing, IoError> {
         let shown = if relative.is_empty() { dir.clone() } else { format!("{dir}/{relative}") };
+        let stat_ahead = self.files.stat_ahead.is_some();
         let root = self.files.readable(&dir)?;
         let below;
         let listed = if relative.is_empty() {
@@ -108,6 +122,11 @@ impl Host for crate::sandbox::GuestState {
             }
         }
         listing.entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        // For a save's walk, a duplicate of the descriptor this listing used, to `lstat` the entries by name in.
+        let duplicate = if stat_ahead { listed.try_clone().ok() } else { None };
+        if let (Some(ahead), Some(duplicate)) = (&self.files.stat_ahead, duplicate) {
+            ahead.listed(&dir, &relative, duplicate.into(), listing.entries.iter().map(|e| e.name.as_str()));
+        }
         Ok(listing)
     }
 

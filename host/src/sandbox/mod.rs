@@ -12,6 +12,7 @@
 pub(crate) mod bindings;
 pub(crate) mod compiled;
 pub(crate) mod host_files;
+pub mod stat_ahead;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::sandbox::bindings::{
 };
 use crate::sandbox::compiled::{CompiledGuest, EPOCH_TICK, Successor};
 use crate::sandbox::host_files::HostFiles;
+use crate::sandbox::stat_ahead::Lstats;
 use crate::ui::output;
 
 /// The guest component, built by `scripts/build-guest` from `guest/` and committed.
@@ -375,6 +377,20 @@ impl GuestInstance {
         self.arm_deadline();
         let result = self.guest.s3cache_guest_keys().call_resolve(&mut self.store, template, context, roots);
         self.flatten(result)
+    }
+
+    /// [`Self::resolve`] for a save: what the walk lists is also `lstat`ed on another core meanwhile
+    /// ([`stat_ahead`]), by preopen and relative path.
+    pub fn resolve_for_save(
+        &mut self,
+        template: &str,
+        context: &TemplateContext,
+        roots: &[Root],
+    ) -> Result<(Resolution, Lstats), SandboxError> {
+        self.store.data_mut().files.start_stat_ahead();
+        let resolution = self.resolve(template, context, roots);
+        let lstats = self.store.data_mut().files.finish_stat_ahead();
+        Ok((resolution?, lstats))
     }
 
     /// Writes the members as tar, compressed as zstd frames, one gzip member or not at all

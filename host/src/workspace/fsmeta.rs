@@ -6,16 +6,18 @@
 //! included, and nothing ever follows a symlink: a guest that lies cannot make the host touch
 //! anything outside staging.
 
+use std::collections::{HashMap, hash_map};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use s3cache_policy::{validate_relative, validate_symlink_target};
 
 use crate::sandbox::bindings::{Fixup, Found, Member, MemberKind, Timestamp};
+use crate::sandbox::stat_ahead::{Lstat, PreopenLstats};
 use crate::workspace::paths::CachedRoot;
 
 /// Something the guest reported that the host refuses or cannot do.
@@ -50,15 +52,19 @@ fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, Fs
 ///   make every restore of the entry fail.
 /// - Objects that changed kind since the guest saw them, and links whose targets are not UTF-8, are
 ///   skipped with a warning to `reporter`.
-pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report::Reporter) -> Result<Vec<Member>, FsError> {
+pub fn describe(
+    roots: &[CachedRoot],
+    found: &[Found],
+    known: &[PreopenLstats],
+    reporter: &crate::report::Reporter,
+) -> Result<Vec<Member>, FsError> {
     let dirs: Vec<&Path> = roots.iter().map(|r| r.dir.as_path()).collect();
     let mut members = Vec::with_capacity(found.len());
-    let mut inodes: std::collections::HashMap<(u64, u64), (u32, String)> = std::collections::HashMap::new();
-    for (item, stat) in found.iter().zip(lstat_all(&dirs, found)) {
+    let mut inodes: HashMap<(u64, u64), (u32, String)> = HashMap::new();
+    for (item, stat) in found.iter().zip(lstat_all(&dirs, found, known)) {
         let stat = stat?;
         let path = || checked_path(&dirs, item.root, &item.relative);
-        let file_type = FileType::from_raw_mode(stat.st_mode as _);
-        let Some(mut kind) = member_kind(file_type) else {
+        let Some(mut kind) = member_kind(stat.file_type) else {
             reporter.warning(&format!("skipping {}: no longer a file, directory or symlink", path()?.display()));
             continue;
         };
@@ -82,14 +88,14 @@ pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report:
                     continue;
                 }
             }
-        } else if kind == MemberKind::File && stat.st_nlink > 1 {
-            match inodes.entry((stat.st_dev, stat.st_ino)) {
-                std::collections::hash_map::Entry::Occupied(first) if first.get().0 == item.root => {
+        } else if kind == MemberKind::File && stat.links > 1 {
+            match inodes.entry((stat.device, stat.inode)) {
+                hash_map::Entry::Occupied(first) if first.get().0 == item.root => {
                     kind = MemberKind::Hardlink;
                     Some(first.get().1.clone())
                 }
-                std::collections::hash_map::Entry::Occupied(_) => None,
-                std::collections::hash_map::Entry::Vacant(slot) => {
+                hash_map::Entry::Occupied(_) => None,
+                hash_map::Entry::Vacant(slot) => {
                     slot.insert((item.root, item.relative.clone()));
                     None
                 }
@@ -101,9 +107,9 @@ pub fn describe(roots: &[CachedRoot], found: &[Found], reporter: &crate::report:
             root: item.root,
             relative: item.relative.clone(),
             kind,
-            mode: stat.st_mode & 0o7777,
-            size: if kind == MemberKind::File { stat.st_size as u64 } else { 0 },
-            mtime: Timestamp { seconds: stat.st_mtime, nanoseconds: stat.st_mtime_nsec as u32 },
+            mode: stat.mode,
+            size: if kind == MemberKind::File { stat.size } else { 0 },
+            mtime: Timestamp { seconds: stat.mtime_seconds, nanoseconds: stat.mtime_nanoseconds },
             link_target,
             slice: None,
         });
@@ -124,18 +130,23 @@ fn member_kind(file_type: FileType) -> Option<MemberKind> {
 /// Items per thread below which [`lstat_all`] stays on one thread.
 const LSTAT_CHUNK: usize = 2048;
 
-/// The `lstat` of every found item, in order, on every core: one `lstat` per member is the serial
-/// part of a save of many small files (W1: 65k members, 340 ms on one core).
-fn lstat_all(dirs: &[&Path], found: &[Found]) -> Vec<Result<Stat, FsError>> {
+/// The `lstat` of every found item, in order: those the walk's listings recorded (`known`, by root
+/// and relative path; [`crate::sandbox::stat_ahead`]), and the others looked up on every core.
+fn lstat_all(dirs: &[&Path], found: &[Found], known: &[PreopenLstats]) -> Vec<Result<Lstat, FsError>> {
+    let lstat = |parent: &mut ParentDir, item: &Found| match known.get(item.root as usize).and_then(|known| known.get(&item.relative)) {
+        Some(known) => Ok(known),
+        None => parent.lstat(dirs, item),
+    };
+    let lstat_chunk = move |chunk: &[Found]| {
+        let mut parent = ParentDir::default();
+        chunk.iter().map(|item| lstat(&mut parent, item)).collect::<Vec<_>>()
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().div_ceil(LSTAT_CHUNK)).max(1);
     if threads == 1 {
-        return ParentDir::default().lstat_chunk(dirs, found);
+        return lstat_chunk(found);
     }
     std::thread::scope(|scope| {
-        let workers: Vec<_> = found
-            .chunks(found.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || ParentDir::default().lstat_chunk(dirs, chunk)))
-            .collect();
+        let workers: Vec<_> = found.chunks(found.len().div_ceil(threads)).map(|chunk| scope.spawn(move || lstat_chunk(chunk))).collect();
         workers.into_iter().flat_map(|worker| worker.join().expect("an lstat worker panicked")).collect()
     })
 }
@@ -149,12 +160,8 @@ struct ParentDir {
 }
 
 impl ParentDir {
-    fn lstat_chunk(&mut self, dirs: &[&Path], found: &[Found]) -> Vec<Result<Stat, FsError>> {
-        found.iter().map(|item| self.lstat(dirs, item)).collect()
-    }
-
     /// The `lstat` of one found item: its name relative to its open parent directory.
-    fn lstat(&mut self, dirs: &[&Path], item: &Found) -> Result<Stat, FsError> {
+    fn lstat(&mut self, dirs: &[&Path], item: &Found) -> Result<Lstat, FsError> {
         let failed = |source: rustix::io::Errno| match checked_path(dirs, item.root, &item.relative) {
             Ok(path) => FsError::Io { path, source: source.into() },
             Err(invalid) => invalid,
@@ -163,7 +170,7 @@ impl ParentDir {
         let dir = dirs.get(item.root as usize).ok_or_else(|| invalid(format!("root {} does not exist", item.root)))?;
         let relative = validate_relative(&item.relative).map_err(|v| invalid(v.to_string()))?;
         let Some((name, parent)) = relative.components().split_last() else {
-            return rustix::fs::lstat(*dir).map_err(failed);
+            return rustix::fs::lstat(*dir).map(Lstat::from).map_err(failed);
         };
         let reuse = matches!(&self.open, Some((root, open, _)) if *root == item.root && open.as_slice() == parent);
         if !reuse {
@@ -173,7 +180,7 @@ impl ParentDir {
             self.open = Some((item.root, parent.to_vec(), fd));
         }
         let (_, _, fd) = self.open.as_ref().expect("opened above");
-        rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(failed)
+        rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map(Lstat::from).map_err(failed)
     }
 }
 
