@@ -12,7 +12,7 @@
 pub(crate) mod bindings;
 pub(crate) mod compiled;
 pub(crate) mod host_files;
-pub mod stat_ahead;
+pub(crate) mod stat_ahead;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
