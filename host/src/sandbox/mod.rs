@@ -380,7 +380,7 @@ impl GuestInstance {
     }
 
     /// [`Self::resolve`] for a save: what the walk lists is also `lstat`ed on another core meanwhile
-    /// ([`stat_ahead`]), by preopen and relative path.
+    /// (`sandbox/stat_ahead.rs`), by preopen and relative path.
     pub fn resolve_for_save(
         &mut self,
         template: &str,
