@@ -134,7 +134,11 @@ const LSTAT_CHUNK: usize = 2048;
 /// and relative path; [`crate::sandbox::stat_ahead`]), and the others looked up on every core.
 fn lstat_all(dirs: &[&Path], found: &[Found], known: &[PreopenLstats]) -> Vec<Result<Lstat, FsError>> {
     let lstat = |parent: &mut ParentDir, item: &Found| match known.get(item.root as usize).and_then(|known| known.get(&item.relative)) {
-        Some(known) => Ok(known),
+        // Listed or not, a path the guest reports is checked like every other.
+        Some(known) => match validate_relative(&item.relative) {
+            Ok(_) => Ok(known),
+            Err(v) => Err(FsError::InvalidPath { path: item.relative.clone(), reason: v.to_string() }),
+        },
         None => parent.lstat(dirs, item),
     };
     let lstat_chunk = move |chunk: &[Found]| {
@@ -271,6 +275,48 @@ mod tests {
         assert!(storable_link(root, "bin/python", "/usr/bin/python3").unwrap_err().contains("outside"));
         assert!(storable_link(root, "l", "../../etc").is_err());
         assert_eq!(storable_link(root, ".bin/tool", "../tool/cli.js"), Ok("../tool/cli.js".into()));
+    }
+
+    /// Members listed by the walk take its `lstat`s, one it did not list (the path's start) is looked up,
+    /// a second name of an inode becomes a hard link, and a path the guest reports is refused when it
+    /// is invalid, even if a listing holds it.
+    #[test]
+    fn describes_listed_and_unlisted_members() {
+        use crate::sandbox::stat_ahead::StatAhead;
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.txt"), "12345").unwrap();
+        fs::set_permissions(dir.join("a.txt"), fs::Permissions::from_mode(0o751)).unwrap();
+        fs::hard_link(dir.join("a.txt"), dir.join("b.txt")).unwrap();
+        let open = |path: &Path| rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let ahead = StatAhead::start();
+        ahead.listed("/roots/0", "cache", open(&dir), ["a.txt", "b.txt"].into_iter());
+        ahead.listed("/roots/0", "cache/..", open(root.path()), ["cache"].into_iter());
+        let known = [ahead.finish().take_preopen("/roots/0")];
+        let roots =
+            [CachedRoot { dir: root.path().to_owned(), prefix: "workspace".into(), include: vec!["cache".into()], exclude: vec![] }];
+        let found = |relative: &str, kind| Found { root: 0, relative: relative.into(), kind };
+        let members = describe(
+            &roots,
+            &[found("cache", MemberKind::Directory), found("cache/a.txt", MemberKind::File), found("cache/b.txt", MemberKind::File)],
+            &known,
+            &crate::report::Reporter::silent(),
+        )
+        .unwrap();
+        let shown: Vec<_> = members.iter().map(|m| (m.relative.as_str(), m.kind, m.mode, m.size, m.link_target.as_deref())).collect();
+        let directory_mode = fs::metadata(&dir).unwrap().mode() & 0o7777;
+        assert_eq!(
+            shown,
+            [
+                ("cache", MemberKind::Directory, directory_mode, 0, None),
+                ("cache/a.txt", MemberKind::File, 0o751, 5, None),
+                ("cache/b.txt", MemberKind::Hardlink, 0o751, 0, Some("cache/a.txt")),
+            ]
+        );
+        let refused = describe(&roots, &[found("cache/../cache", MemberKind::Directory)], &known, &crate::report::Reporter::silent());
+        assert!(matches!(refused, Err(FsError::InvalidPath { ref path, .. }) if path == "cache/../cache"), "{refused:?}");
     }
 
     /// Fixups with escaping paths or links are refused by the host, whatever the guest says.
