@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType};
 
 /// What a save records of one filesystem object: `lstat`'s answer, without following a symlink.
@@ -36,6 +36,14 @@ pub struct Lstat {
     pub device: u64,
     /// See `device`.
     pub inode: u64,
+}
+
+impl Lstat {
+    /// The `lstat` of the entry `name` of the open directory `dir`: `fstatat` of the bare name, not
+    /// following a symlink, so the kernel walks no path.
+    pub fn of_entry(dir: impl AsFd, name: &str) -> rustix::io::Result<Self> {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(Self::from)
+    }
 }
 
 impl From<rustix::fs::Stat> for Lstat {
@@ -148,7 +156,7 @@ fn take_lstats(receiver: &Receiver<Listed>) -> Lstats {
         while let Some(length) = listed.names[start..].find('\0') {
             let name = &listed.names[start..start + length];
             // An entry that vanished since it was listed has none: the save looks it up again.
-            stats.push(rustix::fs::statat(&listed.dir, name, AtFlags::SYMLINK_NOFOLLOW).ok().map(Lstat::from));
+            stats.push(Lstat::of_entry(&listed.dir, name).ok());
             spans.push((start, start + length));
             start += length + 1;
         }

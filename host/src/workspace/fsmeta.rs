@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use s3cache_policy::{validate_relative, validate_symlink_target};
+use rustix::fs::{FileType, Mode, OFlags};
+use s3cache_policy::{MemberPath, validate_relative, validate_symlink_target};
 
 use crate::sandbox::bindings::{Fixup, Found, Member, MemberKind, Timestamp};
 use crate::sandbox::stat_ahead::{Lstat, PreopenLstats};
@@ -35,11 +35,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
     move |source| FsError::Io { path: path.to_owned(), source }
 }
 
-/// The host path of a guest-reported `(root, relative)` pair, after validating both.
-fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, FsError> {
+/// The root directory and the policy's reading of a guest-reported `(root, relative)` pair, after
+/// validating both.
+fn checked<'a>(dirs: &[&'a Path], root: u32, relative: &str) -> Result<(&'a Path, MemberPath), FsError> {
     let invalid = |reason: String| FsError::InvalidPath { path: relative.to_owned(), reason };
     let dir = dirs.get(root as usize).ok_or_else(|| invalid(format!("root {root} does not exist")))?;
-    let relative = validate_relative(relative).map_err(|v| invalid(v.to_string()))?;
+    Ok((dir, validate_relative(relative).map_err(|v| invalid(v.to_string()))?))
+}
+
+/// The host path of a guest-reported `(root, relative)` pair, after validating both.
+fn checked_path(dirs: &[&Path], root: u32, relative: &str) -> Result<PathBuf, FsError> {
+    let (dir, relative) = checked(dirs, root, relative)?;
     Ok(relative.components().iter().fold(dir.to_path_buf(), |path, c| path.join(c)))
 }
 
@@ -135,10 +141,7 @@ const LSTAT_CHUNK: usize = 2048;
 fn lstat_all(dirs: &[&Path], found: &[Found], known: &[PreopenLstats]) -> Vec<Result<Lstat, FsError>> {
     let lstat = |parent: &mut ParentDir, item: &Found| match known.get(item.root as usize).and_then(|known| known.get(&item.relative)) {
         // Listed or not, a path the guest reports is checked like every other.
-        Some(known) => match validate_relative(&item.relative) {
-            Ok(_) => Ok(known),
-            Err(v) => Err(FsError::InvalidPath { path: item.relative.clone(), reason: v.to_string() }),
-        },
+        Some(known) => checked(dirs, item.root, &item.relative).map(|_| known),
         None => parent.lstat(dirs, item),
     };
     let lstat_chunk = move |chunk: &[Found]| {
@@ -155,9 +158,11 @@ fn lstat_all(dirs: &[&Path], found: &[Found], known: &[PreopenLstats]) -> Vec<Re
     })
 }
 
-/// The directory of the previous member, open: members come in walk order, so most share their
-/// parent with the one before, and `fstatat` of the bare name spares the kernel a walk of the
-/// whole path per member, as `find` and GNU tar do (W1's 65k members on 2 cores: 250 → 185 ms).
+/// The directory of the previous member, open, for the members the walk's listings did not hold (a
+/// path's start, one that vanished meanwhile; a save of literal paths has many): members come in walk
+/// order, so most share their parent with the one before, and `fstatat` of the bare name spares the
+/// kernel a walk of the whole path per member, as `find` and GNU tar do (W1's 65k members on 2 cores,
+/// before the listings held them: 250 → 185 ms).
 #[derive(Default)]
 struct ParentDir {
     open: Option<(u32, Vec<String>, OwnedFd)>,
@@ -170,11 +175,9 @@ impl ParentDir {
             Ok(path) => FsError::Io { path, source: source.into() },
             Err(invalid) => invalid,
         };
-        let invalid = |reason: String| FsError::InvalidPath { path: item.relative.clone(), reason };
-        let dir = dirs.get(item.root as usize).ok_or_else(|| invalid(format!("root {} does not exist", item.root)))?;
-        let relative = validate_relative(&item.relative).map_err(|v| invalid(v.to_string()))?;
+        let (dir, relative) = checked(dirs, item.root, &item.relative)?;
         let Some((name, parent)) = relative.components().split_last() else {
-            return rustix::fs::lstat(*dir).map(Lstat::from).map_err(failed);
+            return rustix::fs::lstat(dir).map(Lstat::from).map_err(failed);
         };
         let reuse = matches!(&self.open, Some((root, open, _)) if *root == item.root && open.as_slice() == parent);
         if !reuse {
@@ -184,7 +187,7 @@ impl ParentDir {
             self.open = Some((item.root, parent.to_vec(), fd));
         }
         let (_, _, fd) = self.open.as_ref().expect("opened above");
-        rustix::fs::statat(fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map(Lstat::from).map_err(failed)
+        Lstat::of_entry(fd, name).map_err(failed)
     }
 }
 

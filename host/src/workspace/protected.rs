@@ -399,7 +399,6 @@ mod tests {
         }
     }
 
-    /// Without a home directory only the workspace's rules apply.
     /// A save judges its members as they will land: a file directly in `~` and a symlink out of its
     /// root are refused, whatever members before them share (or do not share) their parent; the many
     /// members below a directory that no rule can reach are not.
@@ -438,6 +437,7 @@ mod tests {
         );
     }
 
+    /// Without a home directory only the workspace's rules apply.
     #[test]
     fn without_a_home() {
         let rules = Protected::new(Path::new(WORKSPACE), None);
